@@ -1,0 +1,209 @@
+"""HTTP routes only. Checks run in SPEC order: auth (401), size (413), JSON (400), schema (422).
+
+The request path touches the store and nothing slower: enrichment and delivery happen in
+the scheduler, after group_wait.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver.errors import ConfigError, PayloadError, StoreUnavailable
+from receiver.events import parse_events
+from receiver.feedback import parse_feedback
+from receiver.normalize import normalize
+from receiver.webhook import parse_webhook
+
+if TYPE_CHECKING:
+    from receiver.app import Receiver
+
+Handler = Callable[[Request], Awaitable[Response]]
+_STATUSES = ("open", "resolved", "all")
+_MAX_LIMIT = 1000
+
+
+def error(status: int, message: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status)
+
+
+def _receiver(request: Request) -> Receiver:
+    receiver: Receiver = request.app.state.receiver
+    return receiver
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than ``limit`` (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _guarded(write: bool, handler: Callable[[Request, Receiver], Awaitable[Response]]) -> Handler:
+    """Auth first, then the handler; payload and store errors become their status codes."""
+
+    async def endpoint(request: Request) -> Response:
+        receiver = _receiver(request)
+        header = request.headers.get("authorization")
+        allowed = receiver.auth.allows_write(header) if write else receiver.auth.allows_read(header)
+        if not allowed:
+            return JSONResponse(
+                {"error": "unauthorized: missing or wrong credentials"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="journey-receiver"'},
+            )
+        try:
+            return await handler(request, receiver)
+        except PayloadError as exc:
+            return error(exc.status, exc.message, exc.errors)
+        except StoreUnavailable as exc:
+            receiver.metrics.store_up.set(0)
+            return error(503, f"store unavailable, retry later: {exc}")
+
+    return endpoint
+
+
+async def _read_limited(request: Request, receiver: Receiver) -> bytes:
+    limit = receiver.settings.config.server.max_body_bytes
+    body = await _body(request, limit)
+    if body is None:
+        raise PayloadError(413, f"body larger than the limit of {limit} bytes (max_body_bytes)")
+    return body
+
+
+async def webhook(request: Request, receiver: Receiver) -> Response:
+    try:
+        body = await _read_limited(request, receiver)
+        batch = normalize(parse_webhook(body))
+        outcomes = await receiver.pipeline.ingest(batch)
+    except PayloadError as exc:
+        receiver.metrics.webhook_requests.labels(str(exc.status)).inc()
+        raise
+    except StoreUnavailable:
+        receiver.metrics.webhook_requests.labels("503").inc()
+        raise
+    receiver.metrics.webhook_requests.labels("200").inc()
+    receiver.metrics.store_up.set(1)
+    ids = list(dict.fromkeys(o.incident_id for o in outcomes if o.incident_id))
+    return JSONResponse({"status": "accepted", "alerts": len(batch.alerts), "incidents": ids})
+
+
+async def post_events(request: Request, receiver: Receiver) -> Response:
+    body = await _read_limited(request, receiver)
+    now = datetime.fromtimestamp(receiver.clock(), UTC)
+    events = parse_events(body, now)
+    await receiver.store.add_events(
+        [(round(e.at.timestamp() * 1000), e.to_json()) for e in events],
+        receiver.pipeline.now_ms(),
+    )
+    return JSONResponse({"accepted": len(events)}, status_code=202)
+
+
+async def list_incidents(request: Request, receiver: Receiver) -> Response:
+    params = request.query_params
+    status = params.get("status", "all")
+    if status not in _STATUSES:
+        raise PayloadError(
+            422, "status must be open, resolved or all", [{"field": "status", "reason": status}]
+        )
+    raw_limit = params.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_LIMIT:
+        raise PayloadError(
+            422,
+            f"limit must be a whole number from 1 to {_MAX_LIMIT}",
+            [{"field": "limit", "reason": raw_limit}],
+        )
+    states = await receiver.store.list_incidents(
+        status,  # type: ignore[arg-type]  # checked against _STATUSES above
+        params.get("journey"),
+        int(raw_limit),
+    )
+    summaries = [receiver.summary(st) for st in states]
+    return JSONResponse({"incidents": summaries})
+
+
+async def get_incident(request: Request, receiver: Receiver) -> Response:
+    stored = await receiver.store.load(request.path_params["incident_id"])
+    if stored is None:
+        return error(404, "no such incident")
+    return JSONResponse(receiver.pipeline.incident(stored).model_dump(mode="json"))
+
+
+async def post_feedback(request: Request, receiver: Receiver) -> Response:
+    body = await _read_limited(request, receiver)
+    feedback = parse_feedback(body)
+    record = {"at": receiver.pipeline.now_ms(), **feedback.model_dump(exclude_none=True)}
+    found = await receiver.store.add_feedback(
+        request.path_params["incident_id"], json.dumps(record)
+    )
+    if not found:
+        return error(404, "no such incident")
+    return JSONResponse({"status": "recorded"}, status_code=201)
+
+
+async def reload(request: Request, receiver: Receiver) -> Response:
+    try:
+        receiver.reload()
+    except ConfigError as exc:
+        return error(
+            400,
+            "config rejected; the running config is kept",
+            [{"field": p.path, "reason": str(p)} for p in exc.problems],
+        )
+    return JSONResponse({"status": "reloaded"})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    receiver = _receiver(request)
+    try:
+        await receiver.store.ping()
+    except StoreUnavailable as exc:
+        receiver.metrics.store_up.set(0)
+        return error(503, f"not ready: {exc}")
+    receiver.metrics.store_up.set(1)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(_receiver(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+routes = [
+    Route("/webhook/alertmanager", _guarded(True, webhook), methods=["POST"]),
+    Route("/api/v1/events", _guarded(True, post_events), methods=["POST"]),
+    Route("/api/v1/incidents", _guarded(False, list_incidents), methods=["GET"]),
+    Route("/api/v1/incidents/{incident_id}", _guarded(False, get_incident), methods=["GET"]),
+    Route(
+        "/api/v1/incidents/{incident_id}/feedback",
+        _guarded(True, post_feedback),
+        methods=["POST"],
+    ),
+    Route("/-/reload", _guarded(True, reload), methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

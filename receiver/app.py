@@ -1,0 +1,177 @@
+"""``create_app(...) -> Starlette``: the lifespan builds the store, sinks and scheduler loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from receiver import api, config, scheduler
+from receiver.auth import Authenticator
+from receiver.errors import ConfigError
+from receiver.incident import rfc3339
+from receiver.metrics import Metrics
+from receiver.pipeline import Clock, Pipeline
+from receiver.settings import Settings, ms
+from receiver.sinks import Sink, registry
+from receiver.store import GroupStore, open_store
+from receiver.store.records import IncidentState
+from receiver.store.redis import RedisStore
+
+logger = logging.getLogger("journey_receiver")
+
+
+def authenticator(settings: Settings) -> Authenticator:
+    auth = settings.config.server.auth
+    return Authenticator(
+        bearer_tokens=[t.get_secret_value() for t in auth.bearer_tokens],
+        basic=(
+            (auth.basic.username, auth.basic.password.get_secret_value()) if auth.basic else None
+        ),
+        read_bearer_tokens=[t.get_secret_value() for t in auth.read_bearer_tokens],
+    )
+
+
+def store_for(settings: Settings, metrics: Metrics) -> RedisStore:
+    cfg = settings.config
+    return open_store(
+        cfg.store.url,
+        key_prefix=cfg.store.key_prefix,
+        retention_ms=ms(cfg.store.retention),
+        events_retention_ms=ms(cfg.events.retention),
+        group_wait_ms=ms(cfg.grouping.group_wait),
+        reopen_window_ms=ms(cfg.grouping.reopen_window),
+        observe=metrics.observe_store,
+    )
+
+
+class Receiver:
+    """One running receiver: its settings, store, pipeline and the files to reload from."""
+
+    def __init__(
+        self,
+        config_path: Path | None,
+        journeys_path: Path | None,
+        *,
+        clock: Clock,
+        store: GroupStore | None = None,
+        sinks: Mapping[str, Sink] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.journeys_path = journeys_path
+        self.clock = clock
+        self.metrics = Metrics()
+        self.settings = self._load()
+        self.auth = authenticator(self.settings)
+        self.store: GroupStore = store or store_for(self.settings, self.metrics)
+        self.pipeline = Pipeline(
+            self.store,
+            self.settings,
+            sinks if sinks is not None else registry.build(dict(self.settings.config.sinks)),
+            self.metrics,
+            clock,
+        )
+        self.metrics.config_last_reload_success.set(1)
+
+    def _load(self) -> Settings:
+        if self.config_path is None:
+            cfg = config.ReceiverConfig()
+            journeys = (
+                config.load_journeys(self.journeys_path)
+                if self.journeys_path
+                else config.JourneysConfig()
+            )
+        else:
+            cfg, journeys = config.load(self.config_path, self.journeys_path)
+        return Settings.build(cfg, journeys)
+
+    def reload(self) -> None:
+        """Re-read both files; on any error raise ConfigError and keep the running config."""
+        try:
+            settings = self._load()
+        except ConfigError:
+            self.metrics.config_reloads.labels("failure").inc()
+            self.metrics.config_last_reload_success.set(0)
+            raise
+        old = self.settings.config
+        if settings.config.store != old.store:
+            logger.warning("reload: store settings changed; they take effect after a restart")
+        self.settings = settings
+        self.pipeline.settings = settings
+        self.auth = authenticator(settings)
+        if isinstance(self.store, RedisStore):
+            self.store.configure(
+                group_wait_ms=settings.timers.group_wait_ms,
+                reopen_window_ms=ms(settings.config.grouping.reopen_window),
+            )
+        self.metrics.config_reloads.labels("success").inc()
+        self.metrics.config_last_reload_success.set(1)
+        logger.info("reload: config and journeys reloaded")
+
+    def summary(self, st: IncidentState) -> dict[str, Any]:
+        return {
+            "id": st.id,
+            "key": st.key,
+            "journey": st.journey,
+            "status": st.status,
+            "priority": st.priority,
+            "score": st.score,
+            "title": st.title or f"{st.journey}: {st.alert_count} alert(s), awaiting group_wait",
+            "alert_count": st.alert_count,
+            "firing_count": st.firing_count,
+            "created_at": rfc3339(st.created_at),
+            "updated_at": rfc3339(st.updated_at),
+        }
+
+    async def aclose(self) -> None:
+        for sink in self.pipeline.sinks.values():
+            await sink.aclose()
+        await self.store.aclose()
+
+
+def create_app(
+    config_path: Path | None = None,
+    journeys_path: Path | None = None,
+    *,
+    clock: Clock = time.time,
+    store: GroupStore | None = None,
+    sinks: Mapping[str, Sink] | None = None,
+    run_scheduler: bool = True,
+    handle_sighup: bool = False,
+) -> Starlette:
+    receiver = Receiver(config_path, journeys_path, clock=clock, store=store, sinks=sinks)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        if handle_sighup:
+            loop.add_signal_handler(signal.SIGHUP, _reload_quietly, receiver)
+        task = asyncio.create_task(scheduler.run(receiver.pipeline)) if run_scheduler else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if handle_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await receiver.aclose()
+
+    app = Starlette(routes=api.routes, lifespan=lifespan)
+    app.state.receiver = receiver
+    return app
+
+
+def _reload_quietly(receiver: Receiver) -> None:
+    try:
+        receiver.reload()
+    except ConfigError as exc:
+        logger.error("SIGHUP reload rejected, running config kept:\n%s", exc)

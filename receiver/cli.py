@@ -1,0 +1,136 @@
+"""``journey-receiver serve | check | explain``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from receiver import config
+from receiver.errors import ConfigError, PayloadError
+
+DEFAULT_CONFIG = Path("config/receiver.yaml")
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    cfg: Path | None = args.config
+    if cfg is None and DEFAULT_CONFIG.exists():
+        cfg = DEFAULT_CONFIG
+    return cfg, args.journeys
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from receiver.app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    cfg_path, journeys_path = _paths(args)
+    try:
+        app = create_app(cfg_path, journeys_path, handle_sighup=True)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    server = app.state.receiver.settings.config.server
+    host = args.host or server.host
+    port = args.port or server.port
+    print(
+        f"journey-receiver listening on http://{host}:{port} "
+        f"(store {app.state.receiver.settings.config.store.url}); try:\n"
+        f"  curl -s -XPOST -H 'Content-Type: application/json' "
+        f"--data @tests/data/webhook/firing.json http://{host}:{port}/webhook/alertmanager\n"
+        f"  curl -s http://{host}:{port}/api/v1/incidents",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        timeout_keep_alive=int(server.keepalive_timeout),
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    cfg_path, journeys_path = _paths(args)
+    if cfg_path is None and journeys_path is None:
+        print("nothing to check: pass --config and/or --journeys", file=sys.stderr)
+        return 1
+    problems = config.check(cfg_path, journeys_path)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print("config OK")
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    from receiver.explain import explain_batch
+
+    cfg_path, journeys_path = _paths(args)
+    try:
+        report = explain_batch(args.alerts.read_bytes(), cfg_path, journeys_path)
+    except (ConfigError, PayloadError) as exc:
+        detail = getattr(exc, "errors", None)
+        print(f"{exc}" + (f"\n{json.dumps(detail, indent=2)}" if detail else ""), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot read {args.alerts}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.as_text())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="journey-receiver",
+        description="One consolidated, business-ranked incident per customer journey.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def files(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--config", type=Path, help=f"receiver.yaml (default {DEFAULT_CONFIG} if present)"
+        )
+        sp.add_argument(
+            "--journeys", type=Path, help="journeys.yaml (default: journeys_file of the config)"
+        )
+
+    s = sub.add_parser("serve", help="run the receiver")
+    files(s)
+    s.add_argument("--host", help="listen address (default server.host, 0.0.0.0)")
+    s.add_argument("--port", type=int, help="listen port (default server.port, 9095)")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(run=serve)
+
+    c = sub.add_parser("check", help="validate receiver.yaml and journeys.yaml")
+    files(c)
+    c.set_defaults(run=check)
+
+    e = sub.add_parser("explain", help="dry run of a webhook body; no network")
+    files(e)
+    e.add_argument("--alerts", type=Path, required=True, help="webhook body (JSON file)")
+    e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    e.set_defaults(run=explain)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

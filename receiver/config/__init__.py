@@ -1,0 +1,76 @@
+"""The two config files: ``receiver.yaml`` (operators) and ``journeys.yaml`` (team leads).
+
+Load them with :func:`load`; every problem is reported as a :class:`~receiver.errors.ConfigProblem`
+naming file, line and field, all of them at once in one :class:`~receiver.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from receiver.config.fields import PRIORITIES, Duration, PositiveDuration, Priority, parse_duration
+from receiver.config.journeys_yaml import (
+    UNMAPPED,
+    Action,
+    ActionCondition,
+    Automation,
+    Journey,
+    JourneysConfig,
+    Kpi,
+    Owner,
+    Runbook,
+    Stage,
+    Unmapped,
+)
+from receiver.config.loader import check, load, load_journeys, load_receiver_config
+from receiver.config.receiver_yaml import (
+    AuthConfig,
+    BasicAuth,
+    EventsConfig,
+    GroupingConfig,
+    LogSinkConfig,
+    PrometheusConfig,
+    ReceiverConfig,
+    SchedulerConfig,
+    ScoringConfig,
+    ServerConfig,
+    SinksConfig,
+    StoreConfig,
+    Thresholds,
+    TierConfig,
+)
+
+__all__ = [
+    "PRIORITIES",
+    "UNMAPPED",
+    "Action",
+    "ActionCondition",
+    "AuthConfig",
+    "Automation",
+    "BasicAuth",
+    "Duration",
+    "EventsConfig",
+    "GroupingConfig",
+    "Journey",
+    "JourneysConfig",
+    "Kpi",
+    "LogSinkConfig",
+    "Owner",
+    "PositiveDuration",
+    "Priority",
+    "PrometheusConfig",
+    "ReceiverConfig",
+    "Runbook",
+    "SchedulerConfig",
+    "ScoringConfig",
+    "ServerConfig",
+    "SinksConfig",
+    "Stage",
+    "StoreConfig",
+    "Thresholds",
+    "TierConfig",
+    "Unmapped",
+    "check",
+    "load",
+    "load_journeys",
+    "load_receiver_config",
+    "parse_duration",
+]

@@ -1,0 +1,178 @@
+"""Field types shared by both config files: durations, weights, names, secrets, matchers."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+)
+
+from receiver.matchers import Matcher, parse_matcher
+
+Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+Priority = Literal["P1", "P2", "P3", "P4", "P5"]
+PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3", "P4", "P5")
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: unknown keys are errors, loaded config is immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIssue:
+    """A problem found by a cross-field check, at ``loc`` relative to the checked model.
+
+    ``first`` points at an earlier occurrence (duplicates); the loader shows it as a line.
+    """
+
+    loc: Loc
+    reason: str
+    first: Loc | None = None
+
+
+class FieldIssues(ValueError):
+    """Raised by model validators so that each issue keeps its own location.
+
+    ``field_errors`` holds the model's own validation errors when the cross-field check
+    ran on input that also failed validation, so that both are reported at once.
+    """
+
+    def __init__(
+        self, issues: Sequence[FieldIssue], field_errors: ValidationError | None = None
+    ) -> None:
+        self.issues = tuple(issues)
+        self.field_errors = field_errors
+        super().__init__("; ".join(_describe(issue) for issue in self.issues))
+
+
+def _describe(issue: FieldIssue) -> str:
+    path = ".".join(str(part) for part in issue.loc)
+    first = f" (first at {'.'.join(str(p) for p in issue.first)})" if issue.first else ""
+    return f"{path}: {issue.reason}{first}" if path else issue.reason + first
+
+
+def raise_issues(issues: Sequence[FieldIssue]) -> None:
+    if issues:
+        raise FieldIssues(issues)
+
+
+def check_alongside(
+    data: Any, handler: ModelWrapValidatorHandler[M], issues: Sequence[FieldIssue]
+) -> M:
+    """Validate ``data`` and fail with ``issues``, found in the raw ``data``, and with the
+    field errors together; a plain after-validator would only run once fields are valid."""
+    try:
+        model = handler(data)
+    except ValidationError as exc:
+        if issues:
+            raise FieldIssues(issues, exc) from exc
+        raise
+    raise_issues(issues)
+    return model
+
+
+def column(data: Any, items: str, key: str) -> list[object]:
+    """``data[items][i][key]`` of raw or validated input, None where it is missing."""
+    rows = _get(data, items)
+    return [_get(row, key) for row in rows] if isinstance(rows, list) else []
+
+
+def _get(data: Any, name: str) -> object:
+    if isinstance(data, BaseModel):
+        return getattr(data, name, None)
+    return data.get(name) if isinstance(data, dict) else None
+
+
+# Prometheus duration syntax (model.ParseDuration): units largest first, each at most once.
+_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+_DURATION = re.compile("".join(rf"(?:(\d+){unit})?" for unit in _UNITS))
+_SECONDS = re.compile(r"-?\d+(?:\.\d+)?")
+_DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a Prometheus-style duration (``1h30m``) or a plain number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value.strip())
+    else:
+        raise ValueError(f"{_DURATION_HELP}, got {_kind(value)}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{_DURATION_HELP}, got {value}")
+    if seconds < 0:
+        raise ValueError(f"{value} is below the minimum 0")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    if _SECONDS.fullmatch(text):
+        return float(text)
+    found = _DURATION.fullmatch(text)
+    if not text or found is None:
+        raise ValueError(f'{_DURATION_HELP}, got "{text}"')
+    return sum(int(n) * unit for n, unit in zip(found.groups(), _UNITS.values(), strict=True) if n)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else str(value).lower()
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written as ``30s``/``1h30m``/``7d`` or a plain number; 0 allowed."""
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Weight = Annotated[float, Field(ge=0, le=1)]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+def _empty_is_none(value: object) -> object:
+    return value or None
+
+
+def _drop_empty(tokens: list[SecretStr]) -> list[SecretStr]:
+    return [token for token in tokens if token.get_secret_value()]
+
+
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_none)]
+"""A secret that may be absent; ``"${VAR:-}"`` with VAR unset means absent."""
+Tokens = Annotated[list[SecretStr], AfterValidator(_drop_empty)]
+"""Bearer tokens; empty entries (``"${VAR:-}"`` with VAR unset) are dropped."""
+
+
+def _to_matcher(value: Any) -> Matcher:
+    if isinstance(value, Matcher):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('expected a matcher string like service=~"payment.*"')
+    return parse_matcher(value)
+
+
+MatcherField = Annotated[Matcher, PlainValidator(_to_matcher), PlainSerializer(str)]

@@ -1,0 +1,154 @@
+"""Schema of ``journeys.yaml``, the team leads' file: journeys, stages, owners, KPIs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import Field, ModelWrapValidatorHandler, model_validator
+
+from receiver.config.fields import (
+    ConfigModel,
+    FieldIssue,
+    LabelName,
+    Loc,
+    MatcherField,
+    OptionalSecret,
+    PositiveDuration,
+    Slug,
+    Weight,
+    check_alongside,
+    column,
+    raise_issues,
+)
+
+UNMAPPED = "unmapped"
+"""Id of the built-in journey of alerts that no stage matches."""
+
+Automation = Literal["observe", "recommend", "assist", "auto"]
+
+
+class Owner(ConfigModel):
+    team: str = Field(min_length=1)
+    pagerduty_routing_key: OptionalSecret = None
+    slack_channel: str | None = None
+    jira_project: str | None = None
+
+
+class Stage(ConfigModel):
+    """A step of the journey; an alert belongs to it when all ``match`` matchers match."""
+
+    id: Slug
+    weight: Weight
+    match: list[MatcherField] = Field(min_length=1)
+
+
+class Kpi(ConfigModel):
+    """A business metric; ``query`` is PromQL that may use ``$region`` or any group label."""
+
+    name: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    unit: str
+    bad_when: Literal["down", "up"]
+    baseline_offset: PositiveDuration | None = None
+    """Overrides ``prometheus.baseline_offset`` of receiver.yaml."""
+    revenue_per_unit: float | None = Field(default=None, ge=0)
+    revenue_query: str | None = None
+
+    @model_validator(mode="after")
+    def _one_revenue_source(self) -> Kpi:
+        if self.revenue_per_unit is not None and self.revenue_query is not None:
+            raise_issues(
+                [FieldIssue(("revenue_query",), "set revenue_per_unit or revenue_query, not both")]
+            )
+        return self
+
+
+class Runbook(ConfigModel):
+    title: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    match: list[MatcherField] = Field(default_factory=list)
+    """Show the runbook only for alerts matching all of these; none = every alert."""
+
+
+class ActionCondition(ConfigModel):
+    """When an action is worth suggesting; every condition that is set must hold."""
+
+    change_type: str | None = None
+    """Type of a correlated change event: deploy, config, feature_flag, rollback, ..."""
+    within: PositiveDuration | None = None
+    """How long before the incident started that change may have happened."""
+
+
+class Action(ConfigModel):
+    title: str = Field(min_length=1)
+    """May use ``{service}``, ``{previous_version}`` and the incident's group labels."""
+    when: ActionCondition = ActionCondition()
+
+
+class Journey(ConfigModel):
+    id: Slug
+    name: str = Field(min_length=1)
+    weight: Weight
+    owner: Owner
+    group_by: list[LabelName] | None = None
+    """Overrides ``grouping.group_by`` of receiver.yaml."""
+    stages: list[Stage]
+    kpis: list[Kpi] = Field(default_factory=list)
+    runbooks: list[Runbook] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+    automation: Automation = "observe"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unique_names(cls, data: Any, handler: ModelWrapValidatorHandler[Journey]) -> Journey:
+        issues = [
+            *_duplicates("stages", "id", "stage id", column(data, "stages", "id")),
+            *_duplicates("kpis", "name", "KPI name", column(data, "kpis", "name")),
+        ]
+        return check_alongside(data, handler, issues)
+
+
+class Unmapped(ConfigModel):
+    """The built-in journey of alerts that no stage matches."""
+
+    weight: Weight = 0.1
+    owner: Owner = Owner(team="unowned")
+    group_by: list[LabelName] | None = None
+
+
+class JourneysConfig(ConfigModel):
+    """Everything in ``journeys.yaml``; journeys are matched in file order."""
+
+    unmapped: Unmapped = Unmapped()
+    journeys: list[Journey] = Field(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _listed_journeys(
+        cls, data: Any, handler: ModelWrapValidatorHandler[JourneysConfig]
+    ) -> JourneysConfig:
+        # Rules for the journeys of the file rather than of Journey, which also describes
+        # the built-in stage-less "unmapped" journey.
+        ids = column(data, "journeys", "id")
+        issues = list(_duplicates("journeys", "id", "journey id", ids))
+        stages = column(data, "journeys", "stages")
+        for index, (journey_id, journey_stages) in enumerate(zip(ids, stages, strict=True)):
+            if journey_id == UNMAPPED:
+                reason = f'"{UNMAPPED}" is reserved for alerts no stage matches'
+                issues.append(FieldIssue(("journeys", index, "id"), reason))
+            if journey_stages == []:
+                issues.append(FieldIssue(("journeys", index, "stages"), "needs at least one stage"))
+        return check_alongside(data, handler, issues)
+
+
+def _duplicates(items: str, key: str, what: str, values: Iterable[object]) -> Iterable[FieldIssue]:
+    first: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            continue  # missing or mistyped: validation reports it
+        if value in first:
+            seen: Loc = (items, first[value], key)
+            yield FieldIssue((items, index, key), f'duplicate {what} "{value}"', first=seen)
+        else:
+            first[value] = index

@@ -1,0 +1,192 @@
+"""Load and check both config files; every problem comes back as ``file:line: path: reason``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from receiver.config.fields import FieldIssues, Loc
+from receiver.config.journeys_yaml import JourneysConfig
+from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, ReceiverConfig
+from receiver.config.secret_files import read_secret_files, secret_field_names
+from receiver.config.source import Document, read_document
+from receiver.errors import ConfigError, ConfigProblem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_receiver_config(path: Path | str) -> ReceiverConfig:
+    """Read ``receiver.yaml``; ``ConfigError`` lists every problem in it."""
+    config, doc = _read_receiver(Path(path))
+    return _valid(config, doc.problems)
+
+
+def load_journeys(path: Path | str) -> JourneysConfig:
+    """Read ``journeys.yaml``; ``ConfigError`` lists every problem in it."""
+    journeys, doc = _read(Path(path), JourneysConfig)
+    return _valid(journeys, doc.problems)
+
+
+def load(
+    config_path: Path, journeys_path: Path | None = None
+) -> tuple[ReceiverConfig, JourneysConfig]:
+    """Read both files (journeys from ``journeys_file`` unless given); problems of both."""
+    config, journeys, problems = _read_both(config_path, journeys_path)
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    assert journeys is not None
+    return config, journeys
+
+
+def check(config_path: Path | None, journeys_path: Path | None = None) -> list[ConfigProblem]:
+    """Problems of both files, none when they are valid; without ``config_path`` the
+    defaults of receiver.yaml are checked with ``journeys_path`` (or ./journeys.yaml)."""
+    if config_path is None:
+        return _read(journeys_path or DEFAULT_JOURNEYS_FILE, JourneysConfig)[1].problems
+    return _read_both(config_path, journeys_path)[2]
+
+
+def _read_both(
+    config_path: Path, journeys_path: Path | None
+) -> tuple[ReceiverConfig | None, JourneysConfig | None, list[ConfigProblem]]:
+    config, doc = _read_receiver(config_path)
+    if journeys_path is None and config is not None:
+        journeys_path = config.journeys_file
+    elif journeys_path is None:
+        # receiver.yaml is invalid, but the journeys file it names is still worth checking.
+        named = doc.data.get("journeys_file") if isinstance(doc.data, dict) else None
+        journeys_path = Path(named) if isinstance(named, str) and named else _next_to(config_path)
+    journeys, journeys_doc = _read(journeys_path, JourneysConfig)
+    return config, journeys, doc.problems + journeys_doc.problems
+
+
+def _read_receiver(path: Path) -> tuple[ReceiverConfig | None, Document]:
+    config, doc = _read(path, ReceiverConfig)
+    if config is not None and "journeys_file" not in config.model_fields_set:
+        # A journeys_file given in the file is already relative to it (see source.py).
+        config = config.model_copy(update={"journeys_file": _next_to(path)})
+    return config, doc
+
+
+def _next_to(config_path: Path) -> Path:
+    return config_path.parent / DEFAULT_JOURNEYS_FILE
+
+
+def _read(path: Path, model: type[M]) -> tuple[M | None, Document]:
+    doc = read_document(path)
+    if doc.problems and doc.data is None:  # unreadable or not YAML
+        return None, doc
+    if doc.data is None:  # a file holding only `null` or comments
+        doc.data = {}
+    read_secret_files(doc, model)
+    result: M | None = None
+    try:
+        result = model.model_validate(doc.data)
+    except ValidationError as exc:
+        _add_validation_problems(doc, exc.errors(), secret_field_names(model))
+    doc.problems.sort(key=lambda problem: problem.line or 0)
+    return (None if doc.problems else result), doc
+
+
+def _valid(config: M | None, problems: list[ConfigProblem]) -> M:
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def _add_validation_problems(
+    doc: Document, errors: list[ErrorDetails], secrets: frozenset[str], prefix: Loc = ()
+) -> None:
+    for error in errors:
+        loc: Loc = (*prefix, *error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, FieldIssues):
+            if cause.field_errors is not None:
+                _add_validation_problems(doc, cause.field_errors.errors(), secrets, loc)
+            for issue in cause.issues:
+                reason = issue.reason
+                if issue.first is not None:
+                    reason += f" (first at line {doc.line((*loc, *issue.first))})"
+                doc.add((*loc, *issue.loc), reason)
+            continue
+        if loc and loc[-1] == "[key]":
+            loc = loc[:-1]
+        if doc.covers(loc):  # already reported, e.g. as an unset environment variable
+            continue
+        kind = error["type"]
+        if kind == "missing":
+            doc.add(loc, "is required", line=doc.line(loc[:-1]))
+        else:
+            secret = any(part in secrets for part in loc)
+            doc.add(loc, _reason(error, secret), key=kind == "extra_forbidden")
+
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _reason(error: ErrorDetails, secret: bool) -> str:
+    """pydantic's message as a short sentence; secret values are never repeated."""
+    kind = error["type"]
+    ctx: dict[str, Any] = error.get("ctx", {})
+    shown = "the value" if secret else _show(error["input"])
+    got = "" if secret else f", got {shown}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}{got}"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind == "literal_error":
+        return f"expected {ctx['expected'].replace(chr(39), chr(34))}{got}"
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{shown} does not match {ctx['pattern']}"
+    if kind in ("path_not_file", "path_type"):
+        return f"{shown} is not a file"
+    bounds = {
+        "greater_than_equal": ("is below the minimum", "ge"),
+        "less_than_equal": ("is above the maximum", "le"),
+        "greater_than": ("must be greater than", "gt"),
+        "less_than": ("must be less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{shown} {words} {_show(ctx[key])}"
+    return error["msg"]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)

@@ -1,0 +1,209 @@
+"""Schema of ``receiver.yaml``, the operators' file. Every section has working defaults."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
+
+from receiver.config.fields import (
+    PRIORITIES,
+    ConfigModel,
+    Duration,
+    FieldIssue,
+    LabelName,
+    PositiveDuration,
+    Priority,
+    Tokens,
+    Weight,
+    raise_issues,
+)
+
+DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
+_STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+
+def _store_url(url: str) -> str:
+    # The URL may carry a password, so messages name only its scheme.
+    parts = urlsplit(url)
+    if parts.scheme not in _STORE_SCHEMES:
+        raise ValueError(
+            f'unsupported store scheme "{parts.scheme}": use memory://, redis://, rediss://, '
+            "redis+sentinel:// or redis+cluster://"
+        )
+    if parts.scheme == "redis+sentinel" and not parts.path.strip("/"):
+        raise ValueError(
+            "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]"
+        )
+    return url
+
+
+def _http_url(url: str) -> str:
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ValueError(f'expected an http:// or https:// URL, got "{url}"')
+    return url
+
+
+class BasicAuth(ConfigModel):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class AuthConfig(ConfigModel):
+    """Who may call the endpoints; with no token and no ``basic`` the writes are open."""
+
+    bearer_tokens: Tokens = Field(default_factory=list)
+    basic: BasicAuth | None = None
+    read_bearer_tokens: Tokens = Field(default_factory=list)
+    """Tokens for the read endpoints; none means they are open."""
+
+
+class ServerConfig(ConfigModel):
+    host: str = "0.0.0.0"  # noqa: S104 - a receiver in a container listens on all interfaces
+    port: int = Field(default=9095, ge=0, le=65535)
+    keepalive_timeout: PositiveDuration = 120.0
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    auth: AuthConfig = AuthConfig()
+
+
+class StoreConfig(ConfigModel):
+    url: Annotated[str, AfterValidator(_store_url)] = Field(default="memory://", repr=False)
+    key_prefix: str = Field(default="jr", min_length=1)
+    retention: PositiveDuration = 7 * 86400.0
+
+
+class PrometheusConfig(ConfigModel):
+    """Where KPIs come from; without ``url`` incidents are scored without KPI deviation."""
+
+    url: Annotated[str, AfterValidator(_http_url)] | None = None
+    timeout: PositiveDuration = 2.0
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    baseline_offset: PositiveDuration = 7 * 86400.0
+    ca_file: FilePath | None = None
+
+
+class EventsConfig(ConfigModel):
+    retention: PositiveDuration = 7 * 86400.0
+    lookback: Duration = 30 * 60.0
+
+
+class GroupingConfig(ConfigModel):
+    group_by: list[LabelName] = Field(default_factory=lambda: ["env", "region"])
+    group_wait: Duration = 30.0
+    group_interval: PositiveDuration = 120.0
+    resolve_after: Duration = 300.0
+    reopen_window: Duration = 1800.0
+
+
+class SchedulerConfig(ConfigModel):
+    tick: PositiveDuration = 1.0
+    """How often each replica looks for incidents that are due."""
+    lease: PositiveDuration = 30.0
+    """How long a claimed incident stays with one replica before another may take it."""
+    batch: int = Field(default=100, ge=1)
+
+
+Score = Annotated[float, Field(ge=0, le=100)]
+
+
+class Thresholds(ConfigModel):
+    """Lowest score of each priority; anything below ``P4`` is ``P5``."""
+
+    P1: Score = 80.0
+    P2: Score = 60.0
+    P3: Score = 40.0
+    P4: Score = 20.0
+
+    @model_validator(mode="after")
+    def _strictly_decreasing(self) -> Thresholds:
+        floors = self._floors()
+        raise_issues(
+            [
+                FieldIssue((name,), f"{_num(low)} must be below {higher} ({_num(high)})")
+                for (higher, high), (name, low) in pairwise(floors)
+                if low >= high
+            ]
+        )
+        return self
+
+    def priority(self, score: float) -> Priority:
+        """The priority of an impact score (0-100)."""
+        for name, floor in self._floors():
+            if score >= floor:
+                return name
+        return "P5"
+
+    def _floors(self) -> tuple[tuple[Priority, float], ...]:
+        return (("P1", self.P1), ("P2", self.P2), ("P3", self.P3), ("P4", self.P4))
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+class TierConfig(ConfigModel):
+    label: LabelName = "tier"
+    weights: dict[str, Weight] = Field(default_factory=dict)
+    default: Weight = 1.0
+
+
+class ScoringConfig(ConfigModel):
+    thresholds: Thresholds = Thresholds()
+    severity_label: LabelName = "severity"
+    severity_weights: dict[str, Weight] = Field(
+        default_factory=lambda: {"critical": 1.0, "error": 0.8, "warning": 0.5, "info": 0.2}
+    )
+    default_severity_weight: Weight = 0.5
+    tier: TierConfig = TierConfig()
+
+
+class LogSinkConfig(ConfigModel):
+    """The built-in sink: one structured log line per notification."""
+
+    enabled: bool = True
+
+
+class SinksConfig(ConfigModel):
+    log: LogSinkConfig = LogSinkConfig()
+
+    def enabled(self) -> tuple[str, ...]:
+        """Names of the sinks that are configured and switched on."""
+        return tuple(
+            name
+            for name in type(self).model_fields
+            if (sink := getattr(self, name)) is not None and sink.enabled
+        )
+
+
+class ReceiverConfig(ConfigModel):
+    """Everything in ``receiver.yaml``; ``ReceiverConfig()`` is a working single-process setup."""
+
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    events: EventsConfig = EventsConfig()
+    grouping: GroupingConfig = GroupingConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    routing: dict[str, list[Priority]] = Field(default_factory=lambda: {"log": list(PRIORITIES)})
+    """Sink name -> the priorities it is sent."""
+    sinks: SinksConfig = SinksConfig()
+    journeys_file: Path = DEFAULT_JOURNEYS_FILE
+    """Relative to the directory of receiver.yaml when loaded from a file."""
+
+    @model_validator(mode="after")
+    def _routing_targets_exist(self) -> ReceiverConfig:
+        enabled = self.sinks.enabled()
+        issues = []
+        for sink in self.routing:
+            if sink not in enabled:
+                present = sink in type(self.sinks).model_fields and getattr(self.sinks, sink)
+                state = "disabled" if present else "not configured"
+                issues.append(
+                    FieldIssue(("routing", sink), f'sink "{sink}" is {state} under sinks')
+                )
+        raise_issues(issues)
+        return self

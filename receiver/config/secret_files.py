@@ -1,0 +1,124 @@
+"""``X_file`` siblings of secret fields: the secret is read from a file (Kubernetes secrets).
+
+``password_file: /run/secrets/pw`` stands for ``password: <file content>`` with the
+trailing newline stripped; ``bearer_tokens_file`` holds one token per non-empty line.
+Which fields are secret is read off the models (``SecretStr``), so a new secret field gets
+its ``_file`` sibling without touching this module.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, SecretStr
+
+from receiver.config.fields import Loc
+from receiver.config.source import Document
+
+_Kind = Literal["one", "lines"]
+
+
+def read_secret_files(doc: Document, model: type[BaseModel]) -> None:
+    """Replace every ``X_file`` key of ``doc.data`` by ``X`` read from that file."""
+    _walk(doc, doc.data, model, ())
+
+
+def secret_field_names(model: type[BaseModel]) -> frozenset[str]:
+    """Names of the fields, at any depth, whose values must never appear in a message."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        if _mentions_secret(info.annotation):
+            names.add(name)
+        for sub in _models_in(info.annotation):
+            names |= secret_field_names(sub)
+    return frozenset(names)
+
+
+def _walk(doc: Document, data: Any, model: type[BaseModel], loc: Loc) -> None:
+    if not isinstance(data, dict):
+        return  # validation reports the wrong shape
+    for name, info in model.model_fields.items():
+        kind = _secret_kind(info.annotation)
+        if kind is not None and f"{name}_file" in data:
+            _read_into(doc, data, name, kind, loc)
+        for sub, item, item_loc in _nested(info.annotation, data.get(name), (*loc, name)):
+            _walk(doc, item, sub, item_loc)
+
+
+def _read_into(doc: Document, data: dict[str, Any], name: str, kind: _Kind, loc: Loc) -> None:
+    key = f"{name}_file"
+    where = (*loc, key)
+    path = data.pop(key)
+    if name in data:
+        doc.add(where, f"set {name} or {key}, not both")
+        return
+    # An empty stand-in keeps validation from adding "is required" to the real problem.
+    data[name] = [] if kind == "lines" else ""
+    if doc.covers(where):  # e.g. an unset variable in the path: nothing sensible to read
+        return
+    if not isinstance(path, str) or not path:
+        doc.add(where, "expected a file path")
+        return
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        doc.add(where, f"cannot read {path}: {reason}")
+        return
+    if kind == "lines":
+        data[name] = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        data[name] = text.rstrip("\r\n")
+    doc.lines[(*loc, name)] = doc.lines[where]
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(rest) != 1:
+                return annotation
+            annotation = rest[0]
+        else:
+            return annotation
+
+
+def _secret_kind(annotation: Any) -> _Kind | None:
+    annotation = _unwrap(annotation)
+    if annotation is SecretStr:
+        return "one"
+    if get_origin(annotation) is list and _unwrap(get_args(annotation)[0]) is SecretStr:
+        return "lines"
+    return None
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_mentions_secret(a) for a in get_args(annotation))
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    elif get_origin(annotation) in (list, dict):
+        yield from _models_in(get_args(annotation)[-1])
+
+
+def _nested(annotation: Any, value: Any, loc: Loc) -> Iterator[tuple[type[BaseModel], Any, Loc]]:
+    """The sub-models inside ``value``, with their locations, as the annotation lays them out."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation, value, loc
+    elif get_origin(annotation) is list and isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nested(get_args(annotation)[0], item, (*loc, i))
+    elif get_origin(annotation) is dict and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nested(get_args(annotation)[1], item, (*loc, key))

@@ -1,0 +1,170 @@
+"""A YAML config file as plain data, with the line of every value and ``${ENV}`` expanded.
+
+Values under keys ending in ``_file`` are paths; relative ones are taken relative to the
+directory of the YAML file, so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from receiver.config.fields import Loc
+from receiver.errors import ConfigProblem
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+_VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def dotted(loc: Loc) -> str:
+    """``("journeys", 3, "stages", 0, "weight")`` -> ``journeys[3].stages[0].weight``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:
+            text += f'["{part}"]'
+    return text
+
+
+@dataclass
+class Document:
+    """One config file: its data, where each value starts, and what is wrong with it."""
+
+    file: str
+    base: Path
+    data: Any = None
+    lines: dict[Loc, int] = field(default_factory=dict)
+    key_lines: dict[Loc, int] = field(default_factory=dict)
+    problems: list[ConfigProblem] = field(default_factory=list)
+    problem_locs: set[Loc] = field(default_factory=set)
+
+    def line(self, loc: Loc, *, key: bool = False) -> int | None:
+        """Line of the value at ``loc`` (of its key with ``key``), else of its nearest parent."""
+        if key and loc in self.key_lines:
+            return self.key_lines[loc]
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+    def add(self, loc: Loc, reason: str, *, line: int | None = None, key: bool = False) -> None:
+        found = line if line is not None else self.line(loc, key=key)
+        self.problems.append(ConfigProblem(self.file, found, dotted(loc), reason))
+        self.problem_locs.add(loc)
+
+    def covers(self, loc: Loc) -> bool:
+        """True when a problem was already reported at ``loc`` or one of its parents."""
+        return any(loc[: len(seen)] == seen for seen in self.problem_locs)
+
+
+def read_document(path: Path) -> Document:
+    """Read and compose ``path``; problems are collected on the document, never raised."""
+    doc = Document(file=str(path), base=path.parent)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        doc.add((), f"cannot read the file: {reason}")
+        return doc
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        doc.data = {} if root is None else _Builder(loader, doc).value(root, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        doc.add((), f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None)
+    finally:
+        loader.dispose()
+    return doc
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+        self.loader = loader
+        self.doc = doc
+        self.active: set[int] = set()
+
+    def value(self, node: yaml.Node, loc: Loc) -> Any:
+        self.doc.lines[loc] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, loc)
+        if id(node) in self.active:  # an alias inside its own anchor
+            self.doc.add(loc, "recursive YAML alias")
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.value(item, (*loc, i)) for i, item in enumerate(node.value)]
+            assert isinstance(node, yaml.MappingNode)
+            return self.mapping(node, loc)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
+        own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+        self.loader.flatten_mapping(node)
+        # flatten_mapping puts the pairs of "<<" merges first; the file's own keys override
+        # them silently, but the same key twice among the file's own keys is a mistake.
+        inherited = len(node.value) - own
+        result: dict[str, Any] = {}
+        own_keys: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.doc.add(loc, "mapping keys must be plain names", line=key_line)
+                continue
+            # The key's source text: YAML 1.1 would read `no:` or `on:` as booleans.
+            key = key_node.value
+            here = (*loc, key)
+            if index >= inherited:
+                if key in own_keys:
+                    # Not through add(): errors in the first value must still be reported.
+                    reason = f'duplicate key "{key}" (first at line {self.doc.key_lines[here]})'
+                    self.doc.problems.append(
+                        ConfigProblem(self.doc.file, key_line, dotted(here), reason)
+                    )
+                    continue
+                own_keys.add(key)
+            self.doc.key_lines[here] = key_line
+            value = self.value(value_node, here)
+            if key.endswith("_file") and isinstance(value, str) and value:
+                value = str(self.doc.base / value)  # an absolute value replaces the base
+            result[key] = value
+        return result
+
+    def scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        try:
+            value = self.loader.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:
+            self.doc.add(loc, exc.problem or "cannot read this value")
+            return None
+        return self.expand(value, loc) if isinstance(value, str) else value
+
+    def expand(self, text: str, loc: Loc) -> str:
+        def substitute(found: re.Match[str]) -> str:
+            ref = _VARIABLE.fullmatch(found.group(1))
+            if ref is None:
+                self.doc.add(
+                    loc, f"bad reference {found.group(0)}: use ${{NAME}} or ${{NAME:-default}}"
+                )
+                return ""
+            name, default = ref.groups()
+            value = os.environ.get(name)
+            if default is not None:
+                return value or default  # like the shell: unset or empty takes the default
+            if value is None:
+                self.doc.add(loc, f"environment variable {name} is not set")
+                return ""
+            return value
+
+        return _REFERENCE.sub(substitute, text)

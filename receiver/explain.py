@@ -1,0 +1,126 @@
+"""``journey-receiver explain``: what the receiver would do with a webhook body. No network.
+
+It runs the same pure steps as the live flow — placement, key, score, title, routing — on
+an incident made of this batch alone, as if group_wait had just ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from receiver import config
+from receiver.incident import build
+from receiver.normalize import normalize
+from receiver.pipeline import impact_of, place, routed_sinks
+from receiver.settings import Settings
+from receiver.store import AlertGroup
+from receiver.store.records import IncidentState, StoredAlert, StoredIncident
+from receiver.webhook import parse_webhook
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainReport:
+    alerts: list[dict[str, Any]]
+    incidents: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"alerts": self.alerts, "incidents": self.incidents}
+
+    def as_text(self) -> str:
+        out = [f"{len(self.alerts)} alert(s) → {len(self.incidents)} incident(s)", ""]
+        out.append("Alerts:")
+        for a in self.alerts:
+            out.append(
+                f"  {a['fingerprint']}  {a['status']:<8} {a['alertname'] or '-'} on "
+                f"{a['service']}: journey {a['journey']}, stage {a['stage'] or '-'} "
+                f"→ {a['key']}"
+            )
+        for inc in self.incidents:
+            out += ["", f"Incident {inc['key']}", f"  title:    {inc['title']}"]
+            out.append(f"  priority: {inc['priority']} (score {inc['score']:g}/100)")
+            for f in inc["score_breakdown"]:
+                out.append(f"    {f['name']:<13} {f['value']:<6g} {f['reason']}")
+            out.append(f"  sinks:    {', '.join(inc['sinks']) or 'none (routing matched none)'}")
+        return "\n".join(out)
+
+
+def _stored(group: AlertGroup, now_ms: int) -> StoredIncident:
+    alerts = [
+        StoredAlert(
+            fp=p.alert.fingerprint,
+            status=p.alert.status,
+            labels=p.alert.labels,
+            annotations=p.alert.annotations,
+            starts_at=p.alert.starts_at.isoformat() if p.alert.starts_at else None,
+            ends_at=p.alert.ends_at.isoformat() if p.alert.ends_at else None,
+            generator_url=p.alert.generator_url,
+            stage=p.stage,
+            service=p.service,
+            severity=p.severity,
+            first_seen=now_ms,
+            changed_at=now_ms,
+        )
+        for p in group.alerts
+    ]
+    state = IncidentState(
+        id="(dry-run)",
+        key=group.key.text,
+        digest=group.key.digest,
+        journey=group.key.journey,
+        group_labels=group.key.label_map(),
+        status="open",
+        created_at=now_ms,
+        updated_at=now_ms,
+        first_firing_at=now_ms,
+        alert_count=len(alerts),
+        firing_count=sum(a.status == "firing" for a in alerts),
+        services={a.service: now_ms for a in alerts},
+        stages={a.stage: now_ms for a in alerts if a.stage},
+        regions={p.region: now_ms for p in group.alerts if p.region},
+    )
+    return StoredIncident(state=state, alerts=alerts, version=0)
+
+
+def explain_batch(
+    body: bytes, config_path: Path | None, journeys_path: Path | None, now_ms: int = 0
+) -> ExplainReport:
+    if config_path is None:
+        cfg = config.ReceiverConfig()
+        journeys = config.load_journeys(journeys_path) if journeys_path else config.JourneysConfig()
+    else:
+        cfg, journeys = config.load(config_path, journeys_path)
+    settings = Settings.build(cfg, journeys)
+    groups = place(normalize(parse_webhook(body)), settings)
+    alerts = [
+        {
+            "fingerprint": p.alert.fingerprint,
+            "status": p.alert.status,
+            "alertname": p.alert.labels.get("alertname", ""),
+            "service": p.service,
+            "journey": g.key.journey,
+            "stage": p.stage,
+            "key": g.key.text,
+        }
+        for g in groups
+        for p in g.alerts
+    ]
+    incidents = []
+    for g in groups:
+        stored = _stored(g, now_ms)
+        impact = impact_of(stored, settings)
+        incident = build(stored, settings.catalog.find(g.key.journey), impact)
+        incidents.append(
+            {
+                "key": g.key.text,
+                "journey": g.key.journey,
+                "title": incident.title,
+                "priority": impact.priority,
+                "score": impact.score,
+                "score_breakdown": incident.score_breakdown,
+                "alert_count": incident.alert_count,
+                "sinks": sorted(routed_sinks(settings, impact.priority)),
+            }
+        )
+    return ExplainReport(alerts=alerts, incidents=incidents)

@@ -1,0 +1,34 @@
+"""What responders say fixed an incident: ``POST /api/v1/incidents/{id}/feedback``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
+
+from receiver.webhook import payload_error
+
+MAX_FEEDBACK_TEXT = 4000
+
+FeedbackText = Annotated[str, StringConstraints(max_length=MAX_FEEDBACK_TEXT)]
+
+
+class Feedback(BaseModel):
+    """The body as posted; the caller adds when it was received."""
+
+    # Our own API: unknown fields are refused so that a misspelt one is not silently lost.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Strict: "useful": "no" must not be read as true.
+    useful: StrictBool
+    action: FeedbackText | None = None
+    cause: FeedbackText | None = None
+    note: FeedbackText | None = None
+
+
+def parse_feedback(body: bytes) -> Feedback:
+    """Raises ``PayloadError`` 400/422 shaped as ``receiver.webhook.payload_error`` describes."""
+    try:
+        return Feedback.model_validate_json(body)
+    except ValidationError as exc:
+        raise payload_error(exc, body) from exc

@@ -1,0 +1,65 @@
+"""Which journey and stage an alert belongs to; called for every alert of every webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from receiver.config import UNMAPPED, Journey, JourneysConfig, Stage
+from receiver.matchers import Matcher
+
+
+class JourneyCatalog:
+    """The journeys of ``journeys.yaml`` plus the built-in ``unmapped`` catch-all."""
+
+    def __init__(self, journeys: JourneysConfig, default_group_by: Sequence[str]) -> None:
+        fallback = journeys.unmapped
+        self._unmapped = Journey(
+            id=UNMAPPED,
+            name="Unmapped alerts",
+            weight=fallback.weight,
+            owner=fallback.owner,
+            group_by=fallback.group_by,
+            stages=[],
+        )
+        self._journeys = (*journeys.journeys, self._unmapped)
+        self._by_id = {journey.id: journey for journey in self._journeys}
+        self._default_group_by = tuple(default_group_by)
+        self._group_by = {journey.id: self._own_group_by(journey) for journey in self._journeys}
+        # Flattened in file order, so that the first stage to match wins.
+        self._rules: tuple[tuple[Journey, Stage, tuple[Matcher, ...]], ...] = tuple(
+            (journey, stage, tuple(stage.match))
+            for journey in journeys.journeys
+            for stage in journey.stages
+        )
+
+    def match(self, labels: Mapping[str, str]) -> tuple[Journey, Stage | None]:
+        """The first stage, in file order, whose matchers all match; else ``unmapped``."""
+        for journey, stage, matchers in self._rules:
+            for matcher in matchers:
+                if not matcher.matches(labels):
+                    break
+            else:
+                return journey, stage
+        return self._unmapped, None
+
+    def get(self, journey_id: str) -> Journey:
+        """The journey with this id; ``KeyError`` when there is none."""
+        return self._by_id[journey_id]
+
+    def find(self, journey_id: str) -> Journey:
+        """The journey with this id, or ``unmapped`` for one a reload removed since."""
+        return self._by_id.get(journey_id, self._unmapped)
+
+    @property
+    def journeys(self) -> tuple[Journey, ...]:
+        """Every journey in file order, ``unmapped`` last."""
+        return self._journeys
+
+    def group_by(self, journey: Journey) -> tuple[str, ...]:
+        """Labels that split the journey's alerts into incidents: its own, else the default."""
+        found = self._group_by.get(journey.id)
+        # A journey of an earlier config (before a reload) is not in the table.
+        return found if found is not None else self._own_group_by(journey)
+
+    def _own_group_by(self, journey: Journey) -> tuple[str, ...]:
+        return self._default_group_by if journey.group_by is None else tuple(journey.group_by)

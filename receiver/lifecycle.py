@@ -1,0 +1,159 @@
+"""When an incident is due and why: open, update, resolve, reopen, or stay quiet. Pure.
+
+The rules (SPEC "Grouping semantics"):
+- The first notification waits ``group_wait`` from the first firing alert the receiver stored.
+- An incident whose alerts all resolved within that wait is a blip: it is resolved without
+  any notification, and its alerts are recorded as blips.
+- After that, a material change (new service, new stage, priority change) is sent at most
+  every ``group_interval``, except a priority raise, which goes out at once.
+- The incident resolves once every alert is resolved and ``resolve_after`` passed with no
+  alert changing state; firing again within ``reopen_window`` reopens it (the store does
+  that on ingest and sets ``pending = "reopen"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from receiver.store.records import IncidentState, Notified, StoredIncident, add_timeline
+
+NotificationKind = Literal["open", "update", "resolve", "reopen"]
+
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    group_wait_ms: int
+    group_interval_ms: int
+    resolve_after_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The incident's current impact, as scoring sees it now."""
+
+    priority: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``notify`` is what to send now (None: nothing); ``next_due_ms`` when to look again
+    (None: only when a batch changes the incident); ``blips`` how many alerts came and went
+    within group_wait and are recorded now."""
+
+    notify: NotificationKind | None
+    next_due_ms: int | None
+    resolve: bool
+    blips: int
+    reasons: tuple[str, ...]
+
+
+def is_raise(new: str, old: str) -> bool:
+    return PRIORITIES.index(new) < PRIORITIES.index(old)
+
+
+def material_changes(state: IncidentState, now: Assessment) -> list[str]:
+    """What differs, for the people paged, from what they were last told."""
+    last = state.last_notified
+    if last is None:
+        return []
+    reasons = []
+    if now.priority != last.priority:
+        reasons.append(f"priority {last.priority} → {now.priority}")
+    new_services = sorted(set(state.services) - set(last.services))
+    if new_services:
+        reasons.append("new services: " + ", ".join(new_services))
+    new_stages = sorted(set(state.stages) - set(last.stages))
+    if new_stages:
+        reasons.append("new stages: " + ", ".join(new_stages))
+    return reasons
+
+
+def decide(incident: StoredIncident, now: Assessment, now_ms: int, timers: Timers) -> Decision:
+    state = incident.state
+    if state.status == "resolved":
+        return Decision(None, None, False, 0, ())
+
+    if state.pending is not None:
+        wait_end = state.first_firing_at + timers.group_wait_ms
+        if now_ms < wait_end:
+            return Decision(None, wait_end, False, 0, ())
+        blips = sum(
+            1
+            for a in incident.alerts
+            if a.status == "resolved" and a.changed_at >= state.first_firing_at
+        )
+        if state.firing_count == 0:
+            return Decision(None, None, True, blips, ("every alert resolved within group_wait",))
+        kind: NotificationKind = (
+            "reopen" if state.pending == "reopen" and state.notified_at is not None else "open"
+        )
+        return Decision(kind, None, False, blips, ())
+
+    if state.firing_count == 0:
+        quiet_since = max((a.changed_at for a in incident.alerts), default=state.updated_at)
+        quiet_end = quiet_since + timers.resolve_after_ms
+        if now_ms >= quiet_end:
+            return Decision("resolve", None, True, 0, ("every alert resolved",))
+        return Decision(None, quiet_end, False, 0, ())
+
+    reasons = material_changes(state, now)
+    if not reasons:
+        return Decision(None, None, False, 0, ())
+    last = state.last_notified
+    assert last is not None  # a notified incident always has its last notification
+    interval_end = last.at + timers.group_interval_ms
+    if is_raise(now.priority, last.priority) or now_ms >= interval_end:
+        return Decision("update", None, False, 0, tuple(reasons))
+    return Decision(None, interval_end, False, 0, ())
+
+
+def advance(
+    incident: StoredIncident,
+    decision: Decision,
+    now: Assessment,
+    now_ms: int,
+    sinks: list[str],
+) -> IncidentState:
+    """The incident state after ``decision``, ready to commit."""
+    state = incident.state.model_copy(deep=True)
+    state.priority = now.priority
+    state.score = now.score
+
+    def note(kind: str, text: str) -> None:
+        add_timeline(state, now_ms, kind, text)
+
+    if decision.blips:
+        state.blips += decision.blips
+        note("blip", f"{decision.blips} alert(s) fired and resolved within group_wait (blip)")
+    if decision.resolve:
+        state.status = "resolved"
+        state.resolved_at = now_ms
+        state.pending = None
+        if decision.notify is None:
+            note("resolved", "resolved without notification: " + "; ".join(decision.reasons))
+    if decision.notify is not None:
+        last = state.last_notified
+        if last is not None and last.priority != now.priority and decision.notify != "resolve":
+            note("priority", f"priority {last.priority} → {now.priority}")
+        state.pending = None
+        if state.notified_at is None:
+            state.notified_at = now_ms
+        state.last_notified = Notified(
+            at=now_ms,
+            kind=decision.notify,
+            priority=now.priority,
+            score=now.score,
+            services=sorted(state.services),
+            stages=sorted(state.stages),
+            firing_count=state.firing_count,
+        )
+        why = f" ({'; '.join(decision.reasons)})" if decision.reasons else ""
+        target = ", ".join(sinks) if sinks else "no sink (routing matched none)"
+        note("notified", f"{decision.notify} {now.priority} sent to {target}{why}")
+        if decision.notify == "resolve":
+            note("resolved", "resolved: every alert resolved")
+    return state

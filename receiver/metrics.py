@@ -1,0 +1,91 @@
+"""The receiver's own metrics, named after the steps of the flow.
+
+Each app owns its registry, so several receivers can run in one process (tests do).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_NOTIFY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        p = "journey_receiver_"
+        self.webhook_requests = Counter(
+            p + "webhook_requests", "Webhook requests by HTTP status code.", ["code"], registry=r
+        )
+        self.batches = Counter(p + "batches", "Webhook batches accepted.", registry=r)
+        self.alerts_received = Counter(
+            p + "alerts_received", "Alerts received, by status.", ["status"], registry=r
+        )
+        self.alerts_duplicate = Counter(
+            p + "alerts_duplicate",
+            "Alerts received again unchanged (retries, HA peers).",
+            registry=r,
+        )
+        self.truncated_alerts = Counter(
+            p + "truncated_alerts",
+            "Alerts Alertmanager left out of batches (truncatedAlerts).",
+            registry=r,
+        )
+        self.incidents_opened = Counter(
+            p + "incidents_opened", "Incidents opened.", ["journey"], registry=r
+        )
+        self.incidents_reopened = Counter(
+            p + "incidents_reopened", "Incidents reopened.", ["journey"], registry=r
+        )
+        self.incidents_resolved = Counter(
+            p + "incidents_resolved", "Incidents resolved.", ["journey"], registry=r
+        )
+        self.blips = Counter(
+            p + "blips",
+            "Alerts that fired and resolved within group_wait; never notified.",
+            ["journey"],
+            registry=r,
+        )
+        self.alerts_per_incident = Histogram(
+            p + "alerts_per_incident",
+            "Alerts in an incident when it is first notified.",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.store_latency = Histogram(
+            p + "store_latency_seconds",
+            "Store operation latency.",
+            ["op"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.notifications = Counter(
+            p + "notifications",
+            "Notifications by sink, kind and outcome.",
+            ["sink", "kind", "outcome"],
+            registry=r,
+        )
+        self.notification_latency = Histogram(
+            p + "notification_latency_seconds",
+            "From the moment a notification is due to its delivery.",
+            ["sink"],
+            buckets=_NOTIFY_BUCKETS,
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            p + "config_reloads", "Config reloads by outcome.", ["outcome"], registry=r
+        )
+        self.config_last_reload_success = Gauge(
+            p + "config_last_reload_successful",
+            "1 if the last config reload succeeded.",
+            registry=r,
+        )
+        self.store_up = Gauge(
+            p + "store_up", "1 if the last store operation reached the store.", registry=r
+        )
+
+    def observe_store(self, op: str, seconds: float) -> None:
+        self.store_latency.labels(op).observe(seconds)

@@ -1,0 +1,37 @@
+"""Value types passed between the steps of the flow.
+
+The wire formats (webhook JSON, YAML) stop at their own modules; everything after them
+speaks these frozen types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+AlertStatus = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert after normalisation. Labels and annotations are untrusted text."""
+
+    fingerprint: str
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    generator_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One webhook delivery from Alertmanager, normalised."""
+
+    alerts: list[Alert]
+    truncated_alerts: int
+    group_key: str
+    receiver: str
+    external_url: str

@@ -1,0 +1,204 @@
+"""The flow, one awaited call per step: ``ingest`` on the request path, ``flush`` after.
+
+ingest: batch → journey + stage → group key → store (one atomic round trip).
+flush:  load → score → decide (lifecycle) → commit → deliver to sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from receiver import lifecycle
+from receiver.errors import DeliveryError
+from receiver.fingerprint import GroupKey, group_key
+from receiver.incident import Incident, build
+from receiver.metrics import Metrics
+from receiver.models import Batch
+from receiver.scoring import Impact, assess
+from receiver.settings import Settings, ms
+from receiver.sinks import Receipt, Sink
+from receiver.store import AlertGroup, Claim, GroupStore, IngestOutcome, PlacedAlert
+from receiver.store.records import StoredIncident
+
+logger = logging.getLogger("journey_receiver.pipeline")
+
+# Which label names the service an alert is about, in order of preference.
+SERVICE_LABELS = ("service", "app", "job")
+REGION_LABEL = "region"
+_COMMIT_ATTEMPTS = 3
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    incident: Incident
+    kind: str
+    targets: tuple[str, ...]
+    due_ms: int
+
+
+def service_of(labels: Mapping[str, str]) -> str:
+    for name in SERVICE_LABELS:
+        value = labels.get(name)
+        if value:
+            return value
+    return "unknown"
+
+
+def place(batch: Batch, settings: Settings) -> list[AlertGroup]:
+    """Journey, stage and incident key of every alert; pure and cheap."""
+    catalog = settings.catalog
+    severity_label = settings.config.scoring.severity_label
+    groups: dict[GroupKey, list[PlacedAlert]] = {}
+    for alert in batch.alerts:
+        labels = alert.labels
+        journey, stage = catalog.match(labels)
+        key = group_key(journey.id, catalog.group_by(journey), labels)
+        groups.setdefault(key, []).append(
+            PlacedAlert(
+                alert=alert,
+                stage=stage.id if stage else None,
+                service=service_of(labels),
+                severity=labels.get(severity_label, "none"),
+                region=labels.get(REGION_LABEL, ""),
+            )
+        )
+    return [AlertGroup(key, alerts) for key, alerts in groups.items()]
+
+
+def impact_of(stored: StoredIncident, settings: Settings) -> Impact:
+    st = stored.state
+    weights = settings.weights.get(st.journey) or settings.weights["unmapped"]
+    return assess(weights, stored.alerts, len(st.services), len(st.regions), settings.rules)
+
+
+def routed_sinks(settings: Settings, priority: str) -> set[str]:
+    return {name for name, prios in settings.routing.items() if priority in prios}
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: GroupStore,
+        settings: Settings,
+        sinks: Mapping[str, Sink],
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.sinks = dict(sinks)
+        self.metrics = metrics
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return ms(self.clock())
+
+    async def ingest(self, batch: Batch) -> list[IngestOutcome]:
+        groups = place(batch, self.settings)
+        outcomes = await self.store.ingest(groups, batch.truncated_alerts, self.now_ms())
+        m = self.metrics
+        m.batches.inc()
+        for alert in batch.alerts:
+            m.alerts_received.labels(alert.status).inc()
+        if batch.truncated_alerts:
+            m.truncated_alerts.inc(batch.truncated_alerts)
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if outcome.duplicates:
+                m.alerts_duplicate.inc(outcome.duplicates)
+            if outcome.opened:
+                m.incidents_opened.labels(group.key.journey).inc()
+            if outcome.reopened:
+                m.incidents_reopened.labels(group.key.journey).inc()
+        return outcomes
+
+    def impact(self, stored: StoredIncident) -> Impact:
+        st = stored.state
+        weights = self.settings.weights.get(st.journey) or self.settings.weights["unmapped"]
+        return assess(
+            weights, stored.alerts, len(st.services), len(st.regions), self.settings.rules
+        )
+
+    def incident(self, stored: StoredIncident, impact: Impact | None = None) -> Incident:
+        """The incident as it reads now (API reads and notifications)."""
+        journey = self.settings.catalog.find(stored.state.journey)
+        return build(stored, journey, impact or self.impact(stored))
+
+    async def flush_due(self) -> int:
+        """Claim every incident due now and decide for each; returns how many were claimed."""
+        sched = self.settings.config.scheduler
+        claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
+        for claim in claims:
+            await self.flush(claim)
+        return len(claims)
+
+    async def flush(self, claim: Claim) -> None:
+        for _ in range(_COMMIT_ATTEMPTS):
+            stored = await self.store.load(claim.incident_id)
+            if stored is None:
+                return
+            now = self.now_ms()
+            impact = self.impact(stored)
+            assessment = lifecycle.Assessment(impact.priority, impact.score)
+            decision = lifecycle.decide(stored, assessment, now, self.settings.timers)
+            targets = self._targets(stored, decision.notify, impact.priority)
+            state = lifecycle.advance(stored, decision, assessment, now, list(targets))
+            state.score_breakdown = list(impact.factors)
+            if decision.notify is not None:
+                state.sinks = {
+                    **state.sinks,
+                    **{t: {"state": decision.notify} for t in targets},
+                }
+            incident = self.incident(
+                StoredIncident(state=state, alerts=stored.alerts, version=0), impact
+            )
+            state.title = incident.title
+            outcome = await self.store.commit(claim, stored.version, state, decision.next_due_ms)
+            if outcome == "stale":
+                continue
+            if outcome == "ok":
+                self._count(stored, decision)
+                if decision.notify is not None:
+                    await self._deliver(
+                        Notification(incident, decision.notify, targets, claim.due_ms)
+                    )
+            return
+        # Batches keep changing it under us: give it back, due at once, for the next tick.
+        await self.store.release(claim, self.now_ms())
+
+    def _targets(self, stored: StoredIncident, kind: str | None, priority: str) -> tuple[str, ...]:
+        if kind is None:
+            return ()
+        routed = routed_sinks(self.settings, priority)
+        # Whoever heard of the incident hears of its updates and its end.
+        told = set(stored.state.sinks) if kind in ("update", "resolve", "reopen") else set()
+        return tuple(sorted(n for n in routed | told if n in self.sinks))
+
+    def _count(self, stored: StoredIncident, decision: lifecycle.Decision) -> None:
+        m = self.metrics
+        journey = stored.state.journey
+        if decision.blips:
+            m.blips.labels(journey).inc(decision.blips)
+        if decision.resolve:
+            m.incidents_resolved.labels(journey).inc()
+        if decision.notify == "open":
+            m.alerts_per_incident.observe(stored.state.alert_count)
+
+    async def _deliver(self, note: Notification) -> None:
+        for name in note.targets:
+            sink = self.sinks[name]
+            previous = note.incident.sinks.get(name)
+            receipt = Receipt(sink=name, state=previous["state"]) if previous else None
+            try:
+                await sink.deliver(note.incident, note.kind, receipt)
+            except DeliveryError as exc:
+                self.metrics.notifications.labels(name, note.kind, exc.reason).inc()
+                logger.warning("delivery failed: %s", exc)
+                continue
+            self.metrics.notifications.labels(name, note.kind, "delivered").inc()
+            self.metrics.notification_latency.labels(name).observe(
+                max(0.0, (self.now_ms() - note.due_ms) / 1000)
+            )

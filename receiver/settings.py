@@ -1,0 +1,58 @@
+"""Everything derived from the two YAML files, swapped as one value on reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from receiver.config import JourneysConfig, ReceiverConfig
+from receiver.journeys import JourneyCatalog
+from receiver.lifecycle import Timers
+from receiver.scoring import JourneyWeights, ScoringRules
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    config: ReceiverConfig
+    journeys: JourneysConfig
+    catalog: JourneyCatalog
+    rules: ScoringRules
+    timers: Timers
+    weights: dict[str, JourneyWeights]
+    routing: dict[str, frozenset[str]]
+
+    @classmethod
+    def build(cls, config: ReceiverConfig, journeys: JourneysConfig) -> Settings:
+        catalog = JourneyCatalog(journeys, config.grouping.group_by)
+        scoring = config.scoring
+        return cls(
+            config=config,
+            journeys=journeys,
+            catalog=catalog,
+            rules=ScoringRules(
+                thresholds=dict(scoring.thresholds),
+                severity_weights=dict(scoring.severity_weights),
+                default_severity_weight=scoring.default_severity_weight,
+                tier_label=scoring.tier.label,
+                tier_weights=dict(scoring.tier.weights),
+                default_tier_weight=scoring.tier.default,
+            ),
+            timers=Timers(
+                group_wait_ms=ms(config.grouping.group_wait),
+                group_interval_ms=ms(config.grouping.group_interval),
+                resolve_after_ms=ms(config.grouping.resolve_after),
+            ),
+            weights={
+                j.id: JourneyWeights(
+                    id=j.id,
+                    name=j.name,
+                    weight=j.weight,
+                    stage_weights={s.id: s.weight for s in j.stages},
+                )
+                for j in catalog.journeys
+            },
+            routing={sink: frozenset(prios) for sink, prios in config.routing.items()},
+        )

@@ -1,0 +1,95 @@
+"""The store's interface and the values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from receiver.fingerprint import GroupKey
+from receiver.models import Alert
+from receiver.store.records import IncidentState, StoredIncident
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedAlert:
+    """An alert with what the catalog decided about it."""
+
+    alert: Alert
+    stage: str | None
+    service: str
+    severity: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertGroup:
+    """The alerts of one batch that belong to one incident key."""
+
+    key: GroupKey
+    alerts: Sequence[PlacedAlert]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What one batch did to one incident key. ``incident_id`` is None when the group held
+    only resolutions of alerts no incident knows (nothing to resolve, nothing opened)."""
+
+    incident_id: str | None
+    opened: bool
+    reopened: bool
+    changed: int
+    duplicates: int
+    ignored: int
+    alert_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A replica's exclusive right, until its lease runs out, to decide for one incident."""
+
+    incident_id: str
+    token: str
+    due_ms: int
+
+
+CommitOutcome = Literal["ok", "lost", "stale"]
+IncidentStatusFilter = Literal["open", "resolved", "all"]
+
+
+class GroupStore(Protocol):
+    """Everything the receiver keeps. Every method is atomic on its own; times are ms."""
+
+    async def ingest(
+        self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
+    ) -> list[IngestOutcome]:
+        """Apply one batch in one round trip; same fingerprint twice = one alert."""
+        ...
+
+    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]: ...
+
+    async def load(self, incident_id: str) -> StoredIncident | None: ...
+
+    async def commit(
+        self, claim: Claim, version: int, state: IncidentState, next_due_ms: int | None
+    ) -> CommitOutcome: ...
+
+    async def release(self, claim: Claim, due_ms: int) -> None: ...
+
+    async def list_incidents(
+        self, status: IncidentStatusFilter, journey: str | None, limit: int
+    ) -> list[IncidentState]: ...
+
+    async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
+        """Store change events given as (time ms, JSON document)."""
+        ...
+
+    async def events_between(self, start_ms: int, end_ms: int) -> list[str]: ...
+
+    async def add_feedback(self, incident_id: str, record_json: str) -> bool: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        ...
+
+    async def aclose(self) -> None: ...

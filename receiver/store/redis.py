@@ -1,0 +1,267 @@
+"""The store on Redis (or anything that speaks it): each batch is one Lua script call.
+
+Every key lives under one Redis Cluster hash tag, ``{<prefix>}``, so each script's keys sit
+in one slot: the same code runs on one Redis, behind Sentinel, or on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from importlib import resources
+from typing import Any, ParamSpec, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from receiver.errors import StoreUnavailable
+from receiver.store.base import (
+    AlertGroup,
+    Claim,
+    CommitOutcome,
+    IncidentStatusFilter,
+    IngestOutcome,
+)
+from receiver.store.records import TIMELINE_CAP, IncidentState, StoredAlert, StoredIncident
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_LIST_PAGE = 200
+
+
+def _script(name: str) -> str:
+    return resources.files("receiver.store").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _unavailable(
+    fn: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn a connection failure into StoreUnavailable, the one error callers handle."""
+
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"store unreachable: {exc}") from exc
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class RedisStore:
+    """A GroupStore over a redis.asyncio client (or fakeredis for ``memory://``)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        helpers: Sequence[Any] = (),
+        key_prefix: str,
+        retention_ms: int,
+        events_retention_ms: int,
+        group_wait_ms: int,
+        reopen_window_ms: int,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._r = client
+        self._helpers = list(helpers)
+        self._p = "{" + key_prefix + "}:"
+        self._due = self._p + "due"
+        self._idx = self._p + "idx"
+        self._events = self._p + "events"
+        self._retention = retention_ms
+        self._events_retention = events_retention_ms
+        self._group_wait = group_wait_ms
+        self._reopen_window = reopen_window_ms
+        self._observe = observe or (lambda op, seconds: None)
+        self._ingest = client.register_script(_script("ingest"))
+        self._claim = client.register_script(_script("claim"))
+        self._commit = client.register_script(_script("commit"))
+        self._release = client.register_script(_script("release"))
+        self._feedback = client.register_script(_script("feedback"))
+
+    def configure(self, *, group_wait_ms: int, reopen_window_ms: int) -> None:
+        """Take new grouping timers after a config reload; the data stays as it is."""
+        self._group_wait = group_wait_ms
+        self._reopen_window = reopen_window_ms
+
+    @_unavailable
+    async def ingest(
+        self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
+    ) -> list[IngestOutcome]:
+        payload = {
+            "truncated": truncated,
+            "groups": [
+                {
+                    "key": g.key.text,
+                    "digest": g.key.digest,
+                    "journey": g.key.journey,
+                    "group_labels": g.key.label_map(),
+                    "alerts": [
+                        {
+                            "fp": p.alert.fingerprint,
+                            "status": p.alert.status,
+                            "labels": p.alert.labels,
+                            "annotations": p.alert.annotations,
+                            "starts_at": p.alert.starts_at.isoformat()
+                            if p.alert.starts_at
+                            else None,
+                            "ends_at": p.alert.ends_at.isoformat() if p.alert.ends_at else None,
+                            "generator_url": p.alert.generator_url,
+                            "stage": p.stage,
+                            "service": p.service,
+                            "severity": p.severity,
+                            "region": p.region,
+                        }
+                        for p in g.alerts
+                    ],
+                }
+                for g in groups
+            ],
+        }
+        started = time.perf_counter()
+        raw = await self._ingest(
+            keys=[self._due],
+            args=[
+                self._p,
+                now_ms,
+                self._group_wait,
+                self._reopen_window,
+                self._retention,
+                TIMELINE_CAP,
+                json.dumps(payload, separators=(",", ":")),
+            ],
+        )
+        self._observe("ingest", time.perf_counter() - started)
+        return [
+            IngestOutcome(
+                incident_id=r["id"] or None,
+                opened=r["opened"],
+                reopened=r["reopened"],
+                changed=r["changed"],
+                duplicates=r["duplicates"],
+                ignored=r["ignored"],
+                alert_count=r["alert_count"],
+            )
+            for r in json.loads(raw)
+        ]
+
+    @_unavailable
+    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]:
+        token = secrets.token_hex(8)
+        flat = await self._claim(keys=[self._due], args=[self._p, now_ms, lease_ms, limit, token])
+        return [
+            Claim(_text(flat[i]), token, int(float(flat[i + 1]))) for i in range(0, len(flat), 2)
+        ]
+
+    @_unavailable
+    async def load(self, incident_id: str) -> StoredIncident | None:
+        started = time.perf_counter()
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hmget(self._p + "inc:" + incident_id, "state", "ver")
+            pipe.hgetall(self._p + "alerts:" + incident_id)
+            (raw_state, ver), raw_alerts = await pipe.execute()
+        self._observe("load", time.perf_counter() - started)
+        if raw_state is None:
+            return None
+        alerts = [StoredAlert.model_validate_json(v) for v in raw_alerts.values()]
+        alerts.sort(key=lambda a: (a.first_seen, a.fp))
+        return StoredIncident(
+            state=IncidentState.model_validate_json(raw_state),
+            alerts=alerts,
+            version=int(ver or 0),
+        )
+
+    @_unavailable
+    async def commit(
+        self, claim: Claim, version: int, state: IncidentState, next_due_ms: int | None
+    ) -> CommitOutcome:
+        started = time.perf_counter()
+        result = _text(
+            await self._commit(
+                keys=[self._due],
+                args=[
+                    self._p,
+                    claim.incident_id,
+                    claim.token,
+                    version,
+                    state.model_dump_json(exclude_none=True),
+                    -1 if next_due_ms is None else next_due_ms,
+                    self._retention,
+                ],
+            )
+        )
+        self._observe("commit", time.perf_counter() - started)
+        if result not in ("ok", "lost", "stale"):
+            raise RuntimeError(f"commit script answered {result!r}")
+        return result  # type: ignore[return-value]
+
+    @_unavailable
+    async def release(self, claim: Claim, due_ms: int) -> None:
+        await self._release(
+            keys=[self._due], args=[self._p, claim.incident_id, claim.token, due_ms]
+        )
+
+    @_unavailable
+    async def list_incidents(
+        self, status: IncidentStatusFilter, journey: str | None, limit: int
+    ) -> list[IncidentState]:
+        found: list[IncidentState] = []
+        start = 0
+        while len(found) < limit:
+            ids = [
+                _text(i) for i in await self._r.zrevrange(self._idx, start, start + _LIST_PAGE - 1)
+            ]
+            if not ids:
+                break
+            start += len(ids)
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hget(self._p + "inc:" + i, "state")
+                raws = await pipe.execute()
+            gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            if gone:
+                # The incident expired with its retention; its index entry goes with it.
+                await self._r.zrem(self._idx, *gone)
+                start -= len(gone)
+            for raw in raws:
+                if raw is None:
+                    continue
+                st = IncidentState.model_validate_json(raw)
+                if (status == "all" or st.status == status) and journey in (None, st.journey):
+                    found.append(st)
+                    if len(found) == limit:
+                        break
+        return found
+
+    @_unavailable
+    async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._events, {doc: at for at, doc in events})
+            pipe.zremrangebyscore(self._events, "-inf", now_ms - self._events_retention)
+            await pipe.execute()
+
+    @_unavailable
+    async def events_between(self, start_ms: int, end_ms: int) -> list[str]:
+        return [_text(d) for d in await self._r.zrangebyscore(self._events, start_ms, end_ms)]
+
+    @_unavailable
+    async def add_feedback(self, incident_id: str, record_json: str) -> bool:
+        return bool(await self._feedback(keys=[self._p + "inc:" + incident_id], args=[record_json]))
+
+    @_unavailable
+    async def ping(self) -> None:
+        await self._r.ping()
+
+    async def aclose(self) -> None:
+        await self._r.aclose()
+        for helper in self._helpers:
+            await helper.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

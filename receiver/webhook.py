@@ -1,0 +1,154 @@
+"""Alertmanager webhook v4 wire schema; its camelCase names stop in this module.
+
+The shape is Alertmanager's ``notify/webhook.Message``: ``version``, ``groupKey`` and
+``truncatedAlerts`` around an embedded ``template.Data``. Fields this schema does not know
+(``notification_reason`` and whatever later versions add) are ignored rather than refused,
+because Alertmanager never retries a 4xx and the alerts would be lost.
+
+``payload_error`` turns a pydantic ``ValidationError`` into the receiver's one error shape
+for every JSON body it accepts (webhook, change events, feedback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+
+from receiver.errors import PayloadError
+from receiver.models import AlertStatus
+
+MAX_REPORTED_ERRORS = 20
+"""At most this many schema errors are listed, so a hostile body cannot inflate the reply."""
+
+_MAX_FIELD_PART = 100
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROOT = "(body)"
+_ROOT_TYPE_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type", "list_type"})
+_JSON_KINDS = {
+    ord("{"): "an object",
+    ord("["): "an array",
+    ord('"'): "a string",
+    ord("t"): "a boolean",
+    ord("f"): "a boolean",
+    ord("n"): "null",
+}
+
+
+def _timestamp(value: datetime) -> datetime | None:
+    # Go's zero time.Time (0001-01-01T00:00:00Z) is how Alertmanager writes "not set".
+    if value.year == 1:
+        return None
+    # Go always writes an offset; a naive time can only come from another sender and is
+    # taken as UTC so that every timestamp downstream compares with every other.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# pydantic parses RFC 3339 with up to nanosecond fractions and truncates to microseconds.
+_Timestamp = Annotated[datetime, AfterValidator(_timestamp)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class WebhookAlert(_Wire):
+    """One entry of ``alerts``: Alertmanager's ``template.Alert``."""
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: _Timestamp | None = Field(default=None, alias="startsAt")
+    ends_at: _Timestamp | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str | None = None
+
+
+class WebhookMessage(_Wire):
+    """A whole webhook delivery. Only ``status`` and ``alerts`` are required: the rest has
+    a neutral default so that other senders of this format are accepted too."""
+
+    version: str = "4"
+    group_key: str = Field(default="", alias="groupKey")
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
+    status: AlertStatus
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[WebhookAlert]
+
+
+def parse_webhook(body: bytes) -> WebhookMessage:
+    """Validate an Alertmanager webhook body.
+
+    Raises ``PayloadError`` 400 when the body is not JSON and 422 when it does not fit the
+    schema; see ``payload_error`` for the shape.
+    """
+    try:
+        return WebhookMessage.model_validate_json(body)
+    except ValidationError as exc:
+        raise payload_error(exc, body) from exc
+
+
+def payload_error(
+    exc: ValidationError, body: bytes, expected: str = "a JSON object"
+) -> PayloadError:
+    """The ``PayloadError`` for a body pydantic refused.
+
+    Syntax errors give 400. Schema errors give 422 whose ``errors`` lists up to
+    ``MAX_REPORTED_ERRORS`` of ``{"field": "alerts[3].labels.severity", "reason": "..."}``
+    and whose message names the first field and how many errors there were in all.
+    ``expected`` describes the top-level JSON value, for a body that is something else.
+    """
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        if not body.strip():
+            return PayloadError(400, f"request body is empty; expected {expected}")
+        detail = first["msg"].removeprefix("Invalid JSON: ")
+        return PayloadError(400, f"request body is not valid JSON: {detail}")
+    listed = [
+        {"field": _field(error["loc"]), "reason": _reason(error, body, expected)}
+        for error in errors[:MAX_REPORTED_ERRORS]
+    ]
+    total = exc.error_count()
+    message = f"{listed[0]['field']}: {listed[0]['reason']}"
+    if total > 1:
+        message += f" (and {total - 1} more; {len(listed)} listed)"
+    return PayloadError(422, message, listed)
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_NAME.fullmatch(part):
+            path += f".{part}" if path else part
+        else:
+            # Label names come from the sender: quote them so a dot or bracket in a name
+            # cannot pass for structure, and cut them so one cannot inflate the reply.
+            shown = part if len(part) <= _MAX_FIELD_PART else part[:_MAX_FIELD_PART] + "…"
+            path += f"[{json.dumps(shown)}]"
+    return path or _ROOT
+
+
+def _reason(error: ErrorDetails, body: bytes, expected: str) -> str:
+    if not error["loc"] and error["type"] in _ROOT_TYPE_ERRORS:
+        return f"expected {expected}, got {_json_kind(body)}"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    # A ValueError raised in a validator is already worded for the sender.
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _json_kind(body: bytes) -> str:
+    # Only reached for a body that parsed as JSON, so it has a first character.
+    return _JSON_KINDS.get(body.lstrip()[0], "a number")

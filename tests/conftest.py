@@ -1,0 +1,138 @@
+"""Shared fixtures: an injectable clock, builders for alerts and batches, a real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.store import open_store
+from receiver.store.redis import RedisStore
+from tests.support.processes import redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
+EXAMPLE_JOURNEYS = ROOT / "config" / "journeys.yaml"
+T0 = 1_776_500_000.0  # 2026-04-18T08:13:20Z
+
+
+class FakeClock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @property
+    def ms(self) -> int:
+        return round(self.now * 1000)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+_fps = itertools.count(1)
+
+
+def make_alert(
+    service: str = "payment-service",
+    *,
+    status: str = "firing",
+    alertname: str = "HighErrorRate",
+    region: str = "eu",
+    env: str = "prod",
+    severity: str = "critical",
+    fingerprint: str | None = None,
+    starts_at: str = "2026-04-18T08:10:00.123456789Z",
+    ends_at: str = "0001-01-01T00:00:00Z",
+    annotations: dict[str, str] | None = None,
+    **labels: str,
+) -> dict[str, Any]:
+    """One alert as Alertmanager 0.25+ puts it in a webhook body."""
+    all_labels = {
+        "alertname": alertname,
+        "service": service,
+        "region": region,
+        "env": env,
+        "severity": severity,
+        **labels,
+    }
+    return {
+        "status": status,
+        "labels": all_labels,
+        "annotations": annotations or {"summary": f"{alertname} on {service}"},
+        "startsAt": starts_at,
+        "endsAt": ends_at if status == "firing" else "2026-04-18T08:20:00Z",
+        "generatorURL": "",
+        "fingerprint": fingerprint or f"{next(_fps):016x}",
+    }
+
+
+def resolved(alert: dict[str, Any]) -> dict[str, Any]:
+    return {**alert, "status": "resolved", "endsAt": "2026-04-18T08:20:00Z"}
+
+
+def make_batch(alerts: list[dict[str, Any]], truncated: int = 0) -> dict[str, Any]:
+    """A webhook v4 body around ``alerts``."""
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="HighErrorRate"}',
+        "truncatedAlerts": truncated,
+        "status": status,
+        "receiver": "journey-receiver",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts,
+    }
+
+
+def body(alerts: list[dict[str, Any]], truncated: int = 0) -> bytes:
+    return json.dumps(make_batch(alerts, truncated)).encode()
+
+
+@pytest.fixture(scope="session")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as port:
+        yield port
+
+
+_prefixes = itertools.count(1)
+
+
+def store_url(kind: str, redis_port: int) -> str:
+    return "memory://" if kind == "memory" else f"redis://127.0.0.1:{redis_port}/0"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+    """The store contract holds on both backends; each test gets its own key prefix."""
+    port = request.getfixturevalue("redis_port") if request.param == "redis" else 0
+    s = open_store(
+        store_url(request.param, port),
+        key_prefix=f"t{next(_prefixes)}",
+        retention_ms=7 * 86_400_000,
+        events_retention_ms=86_400_000,
+        group_wait_ms=30_000,
+        reopen_window_ms=1_800_000,
+    )
+    yield s
+    await s.aclose()

@@ -1,0 +1,230 @@
+"""The store contract, run against memory:// and a real redis-server alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from receiver.errors import StoreUnavailable
+from receiver.store import open_store
+from receiver.store.redis import RedisStore
+from tests.store.builders import group, placed
+
+WAIT = 30_000
+pytestmark = pytest.mark.anyio
+
+T = 1_776_500_000_000
+
+
+async def test_one_incident_per_key_and_dedup_by_fingerprint(store: RedisStore) -> None:
+    first = await store.ingest(
+        [
+            group(placed("a"), placed("b", service="cart", stage="cart")),
+            group(placed("c"), region="us"),
+        ],
+        0,
+        T,
+    )
+    assert [o.opened for o in first] == [True, True]
+    eu, us = first[0].incident_id, first[1].incident_id
+    assert eu and us and eu != us
+    assert eu.startswith("checkout-") and eu.endswith("-1")
+
+    again = await store.ingest(
+        [group(placed("a"), placed("b", service="cart", stage="cart"))], 0, T + 5
+    )
+    assert again[0].incident_id == eu
+    assert (again[0].opened, again[0].changed, again[0].duplicates) == (False, 0, 2)
+
+    stored = await store.load(eu)
+    assert stored is not None
+    st = stored.state
+    assert (st.alert_count, st.firing_count) == (2, 2)
+    assert sorted(st.services) == ["cart", "payment-service"]
+    assert sorted(st.stages) == ["cart", "payment"]
+    assert st.group_labels == {"env": "prod", "region": "eu"}
+    assert st.key == 'checkout{env="prod",region="eu"}'
+    assert [a.fp for a in stored.alerts] == ["a", "b"]
+
+
+async def test_duplicate_batch_does_not_change_the_version(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    before = await store.load(o.incident_id)
+    await store.ingest([group(placed("a"))], 0, T + 1)
+    after = await store.load(o.incident_id)
+    assert before and after and before.version == after.version
+
+
+async def test_resolutions_nobody_knows_open_nothing(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("x", status="resolved"))], 0, T)
+    assert (o.incident_id, o.ignored) == (None, 1)
+    assert await store.list_incidents("all", None, 10) == []
+
+
+async def test_status_changes_count_and_stale_firing_copies_are_ignored(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 10)
+    # A retry of the old firing notification arriving after the resolution changes nothing.
+    (late,) = await store.ingest([group(placed("a"))], 0, T + 20)
+    assert late.duplicates == 1
+    stored = await store.load(o.incident_id)
+    assert stored and stored.state.firing_count == 1
+    alert_a = next(a for a in stored.alerts if a.fp == "a")
+    assert (alert_a.status, alert_a.changed_at) == ("resolved", T + 10)
+
+
+async def test_claims_are_exclusive_and_leased(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert await store.claim_due(T + WAIT - 1, 10_000, 10) == []
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    assert (claim.incident_id, claim.due_ms) == (o.incident_id, T + WAIT)
+    assert await store.claim_due(T + WAIT + 9_999, 10_000, 10) == []
+    (again,) = await store.claim_due(T + WAIT + 10_000, 10_000, 10)
+    assert again.token != claim.token
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    # The first holder's lease ran out: its commit is refused, the new holder's is taken.
+    assert await store.commit(claim, stored.version, stored.state, None) == "lost"
+    assert await store.commit(again, stored.version, stored.state, None) == "ok"
+    assert await store.claim_due(T + 10**9, 10_000, 10) == []
+
+
+async def test_commit_is_refused_when_a_batch_changed_the_incident(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    await store.ingest([group(placed("b", service="cart"))], 0, T + WAIT + 1)
+    assert await store.commit(claim, stored.version, stored.state, None) == "stale"
+    fresh = await store.load(claim.incident_id)
+    assert fresh and fresh.state.alert_count == 2
+    assert await store.commit(claim, fresh.version, fresh.state, T + 99_000) == "ok"
+    assert await store.claim_due(T + 98_999, 10_000, 10) == []
+    assert [c.incident_id for c in await store.claim_due(T + 99_000, 10_000, 10)] == [o.incident_id]
+
+
+async def test_release_gives_the_claim_back(store: RedisStore) -> None:
+    await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 60_000, 10)
+    await store.release(claim, T + WAIT + 1)
+    (again,) = await store.claim_due(T + WAIT + 1, 60_000, 10)
+    assert again.incident_id == claim.incident_id
+
+
+async def _resolve(store: RedisStore, incident_id: str, at: int) -> None:
+    (claim,) = [c for c in await store.claim_due(at, 10_000, 100) if c.incident_id == incident_id]
+    stored = await store.load(incident_id)
+    assert stored is not None
+    state = stored.state.model_copy(
+        update={"status": "resolved", "resolved_at": at, "pending": None}
+    )
+    assert await store.commit(claim, stored.version, state, None) == "ok"
+
+
+async def test_reopen_within_window_keeps_the_id_and_after_it_a_new_one(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1_000)
+    await _resolve(store, o.incident_id, T + WAIT)
+
+    new_start = placed("a", starts_at=placed("a").alert.starts_at.replace(hour=9))
+    (re,) = await store.ingest([group(new_start)], 0, T + WAIT + 60_000)
+    assert (re.incident_id, re.reopened, re.opened) == (o.incident_id, True, False)
+    stored = await store.load(o.incident_id)
+    assert stored and stored.state.status == "open" and stored.state.reopened_count == 1
+    assert stored.state.pending == "reopen"
+    assert any(
+        c.incident_id == o.incident_id for c in await store.claim_due(T + WAIT + 90_000, 1, 10)
+    )
+
+    await _resolve(store, o.incident_id, T + 200_000)
+    later = placed("a", starts_at=placed("a").alert.starts_at.replace(hour=11))
+    (fresh,) = await store.ingest([group(later)], 0, T + 200_000 + 1_800_001)
+    assert fresh.opened and fresh.incident_id != o.incident_id
+    assert fresh.incident_id and fresh.incident_id.endswith("-2")
+
+
+async def test_list_is_newest_first_with_filters(store: RedisStore) -> None:
+    ids = []
+    for i, region in enumerate(["eu", "us", "ap"]):
+        (o,) = await store.ingest([group(placed(f"f{i}", region=region), region=region)], 0, T + i)
+        ids.append(o.incident_id)
+    (o,) = await store.ingest([group(placed("s1"), journey="signup")], 0, T + 10)
+    listed = await store.list_incidents("all", None, 10)
+    assert [s.id for s in listed] == [o.incident_id, *reversed(ids)]
+    assert [s.id for s in await store.list_incidents("open", "checkout", 2)] == ids[:0:-1]
+    assert await store.list_incidents("resolved", None, 10) == []
+
+
+async def test_events_are_kept_by_time(store: RedisStore) -> None:
+    await store.add_events([(T, '{"id":"1"}'), (T + 60_000, '{"id":"2"}')], T + 60_000)
+    assert await store.events_between(T - 1, T + 1) == ['{"id":"1"}']
+    assert await store.events_between(T, T + 60_000) == ['{"id":"1"}', '{"id":"2"}']
+    # Older than the events retention (1 day here): trimmed on the next write.
+    await store.add_events([(T + 86_400_001, '{"id":"3"}')], T + 86_400_001)
+    assert await store.events_between(0, T + 10**9) == ['{"id":"2"}', '{"id":"3"}']
+
+
+async def test_feedback_is_appended(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    assert await store.add_feedback(
+        o.incident_id, '{"at": 5, "useful": true, "action": "rollback"}'
+    )
+    assert not await store.add_feedback("nope", '{"at": 5, "useful": true}')
+    stored = await store.load(o.incident_id)
+    assert stored and [f.action for f in stored.state.feedback] == ["rollback"]
+
+
+async def test_truncated_batches_are_recorded_once(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 7, T)
+    await store.ingest([group(placed("a"))], 7, T + 1)  # an HA peer's identical copy
+    assert o.incident_id
+    stored = await store.load(o.incident_id)
+    assert stored and stored.state.truncated_alerts == 7
+    assert [e.kind for e in stored.state.timeline].count("truncated") == 1
+
+
+async def test_timeline_is_capped_keeping_its_beginning(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    for i in range(260):
+        await store.ingest([group(placed(f"s{i}", service=f"svc-{i}"))], 0, T + i + 1)
+    assert o.incident_id
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    st = stored.state
+    assert len(st.timeline) == 200 and st.timeline_dropped == 61
+    assert st.timeline[0].kind == "opened"
+    assert st.timeline[-1].text == "service svc-259 joined"
+
+
+async def test_concurrent_copies_of_a_batch_make_one_incident(store: RedisStore) -> None:
+    batch = [group(*(placed(f"a{i}", service=f"svc-{i % 4}") for i in range(40)))]
+    outcomes = await asyncio.gather(*(store.ingest(batch, 0, T) for _ in range(8)))
+    ids = {o[0].incident_id for o in outcomes}
+    assert len(ids) == 1
+    assert sum(o[0].opened for o in outcomes) == 1
+    assert sum(o[0].changed for o in outcomes) == 40
+    listed = await store.list_incidents("all", None, 10)
+    assert [(s.alert_count, s.firing_count) for s in listed] == [(40, 40)]
+
+
+async def test_unreachable_store_raises_store_unavailable() -> None:
+    from tests.support.processes import free_port
+
+    s = open_store(
+        f"redis://127.0.0.1:{free_port()}/0",
+        key_prefix="x",
+        retention_ms=1000,
+        events_retention_ms=1000,
+        group_wait_ms=1000,
+        reopen_window_ms=1000,
+    )
+    with pytest.raises(StoreUnavailable):
+        await s.ingest([group(placed("a"))], 0, T)
+    with pytest.raises(StoreUnavailable):
+        await s.ping()
+    await s.aclose()

@@ -1,0 +1,94 @@
+"""A receiver app in the test's event loop: memory store, fake clock, recording sink."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from receiver.app import Receiver, create_app
+from receiver.incident import Incident
+from receiver.sinks import Receipt
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body
+
+
+@dataclass
+class RecordingSink:
+    """Remembers every delivery, in order."""
+
+    name: str = "log"
+    sent: list[tuple[str, str, Incident]] = field(default_factory=list)
+
+    async def deliver(self, incident: Incident, kind: str, previous: Receipt | None) -> Receipt:
+        self.sent.append((kind, incident.id, incident))
+        return Receipt(sink=self.name, state=incident.status)
+
+    async def aclose(self) -> None:
+        return None
+
+    def kinds(self, incident_id: str | None = None) -> list[str]:
+        return [k for k, i, _ in self.sent if incident_id in (None, i)]
+
+
+def write_config(tmp: Path, text: str = "", journeys: Path = EXAMPLE_JOURNEYS) -> Path:
+    """A receiver.yaml with short, explicit timers plus ``text`` (extra top-level YAML)."""
+    cfg = tmp / "receiver.yaml"
+    cfg.write_text(
+        f"journeys_file: {journeys}\n"
+        "store: {url: 'memory://'}\n"
+        "grouping: {group_wait: 30s, group_interval: 2m, resolve_after: 5m, reopen_window: 30m}\n"
+        + text
+    )
+    return cfg
+
+
+@dataclass
+class Harness:
+    client: httpx.AsyncClient
+    receiver: Receiver
+    clock: FakeClock
+    sink: RecordingSink
+
+    async def post(self, alerts: list[dict[str, Any]], **headers: str) -> httpx.Response:
+        return await self.client.post(
+            "/webhook/alertmanager",
+            content=body(alerts),
+            headers={"content-type": "application/json", **headers},
+        )
+
+    async def tick(self, seconds: float = 0.0) -> None:
+        """Let ``seconds`` pass, then run the scheduler once, as the loop would."""
+        self.clock.advance(seconds)
+        await self.receiver.pipeline.flush_due()
+
+    async def incident(self, incident_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"/api/v1/incidents/{incident_id}")
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()
+        return data
+
+    async def incidents(self, query: str = "status=all") -> list[dict[str, Any]]:
+        r = await self.client.get(f"/api/v1/incidents?{query}")
+        assert r.status_code == 200, r.text
+        result: list[dict[str, Any]] = r.json()["incidents"]
+        return result
+
+
+@contextlib.asynccontextmanager
+async def harness(config: Path | None, clock: FakeClock, **kwargs: Any) -> AsyncIterator[Harness]:
+    sink = RecordingSink()
+    app = create_app(config, clock=clock, sinks={"log": sink}, run_scheduler=False, **kwargs)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rx") as client,
+    ):
+        yield Harness(client, app.state.receiver, clock, sink)
+
+
+def dumps(data: object) -> bytes:
+    return json.dumps(data).encode()

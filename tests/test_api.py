@@ -1,0 +1,183 @@
+"""The HTTP contract: status codes in SPEC order, JSON errors naming the field, no loss."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from receiver.store import open_store
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch
+from tests.support.harness import harness, write_config
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.anyio
+
+AUTH = """
+server:
+  max_body_bytes: 20000
+  auth:
+    bearer_tokens: ["s3cret-token"]
+    basic: {username: am, password: "b4sic-pass"}
+    read_bearer_tokens: ["reader"]
+"""
+TOKEN = {"authorization": "Bearer s3cret-token"}
+BASIC = {"authorization": "Basic " + base64.b64encode(b"am:b4sic-pass").decode()}
+READ = {"authorization": "Bearer reader"}
+
+
+async def test_bad_input_gets_the_documented_status_and_loses_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, AUTH), clock) as rx:
+        good = [make_alert("payment-service"), make_alert("cart")]
+        accepted = await rx.post(good, **TOKEN)
+        assert accepted.status_code == 200
+        (inc,) = accepted.json()["incidents"]
+
+        async def send(content: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+            r = await rx.client.post("/webhook/alertmanager", content=content, headers=headers)
+            return r.status_code, r.json()
+
+        huge = body([make_alert(f"svc-{i}") for i in range(200)])
+        assert len(huge) > 20000
+        # Auth comes first, then size, then JSON syntax, then the schema.
+        assert (await send(huge, {}))[0] == 401
+        assert (await send(b"{nope", {"authorization": "Bearer wrong"}))[0] == 401
+        assert (await send(huge, TOKEN))[0] == 413
+        assert (await send(b"{nope" + b" " * 30000, TOKEN))[0] == 413
+        code, err = await send(b'{"alerts": [', TOKEN)
+        assert code == 400
+        assert "not valid JSON" in str(err["error"])
+
+        wrong_type = make_batch([{**make_alert("cart"), "labels": {"service": 7}}])
+        code, err = await send(json.dumps(wrong_type).encode(), BASIC)
+        assert code == 422
+        assert err["errors"] == [
+            {"field": "alerts[0].labels.service", "reason": "Input should be a valid string"}
+        ]
+        missing = make_batch([])
+        del missing["alerts"]
+        code, err = await send(json.dumps(missing).encode(), TOKEN)
+        assert (code, err["errors"]) == (422, [{"field": "alerts", "reason": "Field required"}])
+        code, err = await send(b"[1, 2]", TOKEN)
+        assert code == 422
+
+        # What was accepted before is all still there.
+        detail = await rx.client.get(f"/api/v1/incidents/{inc}", headers=READ)
+        assert detail.status_code == 200
+        assert detail.json()["alert_count"] == 2
+        metrics = (await rx.client.get("/metrics")).text
+        assert 'journey_receiver_webhook_requests_total{code="413"} 2.0' in metrics
+        assert 'journey_receiver_webhook_requests_total{code="422"} 3.0' in metrics
+
+
+async def test_read_endpoints_have_their_own_token(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path, AUTH), clock) as rx:
+        assert (await rx.client.get("/api/v1/incidents")).status_code == 401
+        assert (await rx.client.get("/api/v1/incidents", headers=READ)).status_code == 200
+        assert (await rx.client.get("/api/v1/incidents", headers=TOKEN)).status_code == 200
+        # A read token cannot write.
+        assert (await rx.post([make_alert()], **READ)).status_code == 401
+        assert (await rx.client.get("/healthz")).status_code == 200
+
+
+async def test_store_down_is_a_503_that_alertmanager_retries(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    down = open_store(
+        f"redis://127.0.0.1:{free_port()}/0",
+        key_prefix="down",
+        retention_ms=60_000,
+        events_retention_ms=60_000,
+        group_wait_ms=30_000,
+        reopen_window_ms=60_000,
+    )
+    async with harness(write_config(tmp_path), clock, store=down) as rx:
+        r = await rx.post([make_alert()])
+        assert r.status_code == 503
+        assert "store unavailable" in r.json()["error"]
+        assert (await rx.client.get("/readyz")).status_code == 503
+        assert (await rx.client.get("/healthz")).status_code == 200
+
+
+async def test_incident_queries(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        (a,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        clock.advance(1)
+        (b,) = (await rx.post([make_alert("legacy-batch")])).json()["incidents"]
+        assert [i["id"] for i in await rx.incidents()] == [b, a]
+        assert [i["id"] for i in await rx.incidents("journey=checkout")] == [a]
+        assert [i["id"] for i in await rx.incidents("status=resolved")] == []
+        assert [i["id"] for i in await rx.incidents("limit=1")] == [b]
+        summary = (await rx.incidents())[1]
+        assert set(summary) == {
+            "id", "key", "journey", "status", "priority", "score", "title",
+            "alert_count", "firing_count", "created_at", "updated_at",
+        }  # fmt: skip
+        bad = await rx.client.get("/api/v1/incidents?status=closed")
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "status"
+        assert (await rx.client.get("/api/v1/incidents?limit=0")).status_code == 422
+        assert (await rx.client.get("/api/v1/incidents/nope")).status_code == 404
+
+
+async def test_events_are_accepted_and_stored(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        events = [
+            {"type": "deploy", "service": "payment-service", "version": "2026.04.18-3"},
+            {"type": "config", "service": "cart", "at": "2026-04-18T08:00:00Z"},
+        ]
+        r = await rx.client.post("/api/v1/events", content=json.dumps(events))
+        assert (r.status_code, r.json()) == (202, {"accepted": 2})
+        stored = await rx.receiver.store.events_between(0, clock.ms)
+        assert sorted(json.loads(e)["service"] for e in stored) == ["cart", "payment-service"]
+        bad = await rx.client.post("/api/v1/events", content=b'{"type": "deploy"}')
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "service"
+
+
+async def test_feedback_is_recorded_on_the_incident(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        (inc,) = (await rx.post([make_alert()])).json()["incidents"]
+        fb = {"useful": True, "action": "rolled back payment-service", "cause": "deploy"}
+        r = await rx.client.post(f"/api/v1/incidents/{inc}/feedback", content=json.dumps(fb))
+        assert r.status_code == 201
+        detail = await rx.incident(inc)
+        assert detail["feedback"][0]["action"] == "rolled back payment-service"
+        missing = await rx.client.post("/api/v1/incidents/nope/feedback", content=json.dumps(fb))
+        assert missing.status_code == 404
+        bad = await rx.client.post(f"/api/v1/incidents/{inc}/feedback", content=b'{"useful": 1}')
+        assert bad.status_code == 422
+
+
+async def test_reload_rejects_a_bad_file_and_keeps_the_running_config(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(EXAMPLE_JOURNEYS.read_text())
+    async with harness(write_config(tmp_path, journeys=journeys), clock) as rx:
+        journeys.write_text("journeys:\n  - id: checkout\n    weight: 7\n")
+        r = await rx.client.post("/-/reload")
+        assert r.status_code == 400
+        assert "running config is kept" in r.json()["error"]
+        assert any("weight" in e["reason"] for e in r.json()["errors"])
+        (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        assert inc.startswith("checkout-")
+
+        journeys.write_text(
+            "journeys:\n"
+            "  - id: payments\n    name: Payments\n    weight: 1.0\n"
+            "    owner: {team: payments}\n"
+            "    stages: [{id: pay, weight: 1.0, match: ['service=\"payment-service\"']}]\n"
+        )
+        assert (await rx.client.post("/-/reload")).status_code == 200
+        (moved,) = (await rx.post([make_alert("payment-service", alertname="B")])).json()[
+            "incidents"
+        ]
+        assert moved.startswith("payments-")
+        metrics = (await rx.client.get("/metrics")).text
+        assert 'journey_receiver_config_reloads_total{outcome="failure"} 1.0' in metrics
+        assert "journey_receiver_config_last_reload_successful 1.0" in metrics

@@ -1,0 +1,401 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.config import (
+    ReceiverConfig,
+    Thresholds,
+    check,
+    load,
+    load_journeys,
+    load_receiver_config,
+    parse_duration,
+)
+from receiver.errors import ConfigError
+
+DATA = Path(__file__).parent / "data" / "config"
+EXAMPLES = Path(__file__).parents[1] / "config"
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("JR_TEST_UNSET_TOKEN", "JR_TEST_UNSET_HOST", "JR_TEST_SECRETS", "JR_TEST_VAR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def problems(path: Path) -> list[str]:
+    loader = load_journeys if path.name.startswith("journeys") else load_receiver_config
+    with pytest.raises(ConfigError) as info:
+        loader(path)
+    assert str(info.value) == "\n".join(str(p) for p in info.value.problems)
+    return [str(problem) for problem in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        (
+            "journeys_bad_weight",
+            ["{file}:8: journeys[0].stages[0].weight: -1 is below the minimum 0"],
+        ),
+        ("receiver_unknown_field", ["{file}:3: server.keepalive: unknown field"]),
+        (
+            "journeys_bad_matcher",
+            [
+                "{file}:11: journeys[0].stages[0].match[1]: "
+                'invalid regex "payment-(service": missing ), unterminated subpattern',
+                "{file}:14: journeys[0].stages[1].match[0]: "
+                'bad matcher "service": expected name, operator (=, !=, =~, !~) and value',
+            ],
+        ),
+        (
+            "journeys_duplicate_id",
+            ['{file}:8: journeys[1].id: duplicate journey id "checkout" (first at line 2)'],
+        ),
+        (
+            "journeys_missing_field",
+            [
+                "{file}:2: journeys[0].name: is required",
+                "{file}:5: journeys[0].owner.team: is required",
+            ],
+        ),
+        (
+            "receiver_bad_duration",
+            [
+                "{file}:2: grouping.group_wait: expected seconds or a duration like "
+                '500ms, 30s, 2m, 1h30m, 7d, 1w, got "30 seconds"',
+                "{file}:3: grouping.group_interval: must be longer than 0s",
+                "{file}:4: grouping.resolve_after: -5 is below the minimum 0",
+            ],
+        ),
+        (
+            "receiver_yaml_syntax",
+            [
+                "{file}:3: YAML syntax error: "
+                "expected <block end>, but found '<block mapping start>'"
+            ],
+        ),
+        (
+            "receiver_unset_env",
+            [
+                "{file}:3: server.auth.bearer_tokens[0]: "
+                "environment variable JR_TEST_UNSET_TOKEN is not set"
+            ],
+        ),
+        (
+            "receiver_secret_file_missing",
+            [
+                "{file}:5: server.auth.basic.password_file: "
+                f"cannot read {DATA / 'no-such-password.txt'}: No such file or directory"
+            ],
+        ),
+        (
+            "receiver_secret_twice",
+            [
+                "{file}:4: server.auth.read_bearer_tokens_file: "
+                "set read_bearer_tokens or read_bearer_tokens_file, not both"
+            ],
+        ),
+        (
+            "receiver_routing_unknown_sink",
+            ['{file}:3: routing.pagerduty: sink "pagerduty" is not configured under sinks'],
+        ),
+        (
+            "receiver_thresholds",
+            [
+                "{file}:2: scoring.thresholds.P2: 85 must be below P1 (80)",
+                "{file}:2: scoring.thresholds.P4: 40 must be below P3 (40)",
+            ],
+        ),
+        (
+            "journeys_many_problems",
+            [
+                "{file}:5: journeys[0].weight: 1.5 is above the maximum 1",
+                "{file}:7: journeys[0].automation: "
+                'expected "observe", "recommend", "assist" or "auto", got "yes-please"',
+                '{file}:10: journeys[0].stages[1].weight: expected a number, got "abc"',
+                "{file}:10: journeys[0].stages[1].id: "
+                'duplicate stage id "payment" (first at line 9)',
+                '{file}:15: journeys[0].kpis[0].bad_when: expected "down" or "up", got "sideways"',
+                '{file}:16: journeys[1].id: "unmapped" is reserved for alerts no stage matches',
+                "{file}:20: journeys[1].stages: needs at least one stage",
+                '{file}:21: journeys[2].id: duplicate journey id "checkout" (first at line 3)',
+            ],
+        ),
+        (
+            "receiver_many_problems",
+            [
+                '{file}:2: server.port: expected an integer, got "http"',
+                "{file}:3: server.max_body_bytes: 0 must be greater than 0",
+                '{file}:5: store.url: unsupported store scheme "postgres": '
+                "use memory://, redis://, rediss://, redis+sentinel:// or redis+cluster://",
+                '{file}:7: store.retention: duplicate key "retention" (first at line 6)',
+                "{file}:9: prometheus.url: "
+                'expected an http:// or https:// URL, got "prometheus:9090"',
+                "{file}:11: scoring.severity_weights.critical: 2 is above the maximum 1",
+                '{file}:13: routing.log[1]: expected "P1", "P2", "P3", "P4" or "P5", got "P9"',
+            ],
+        ),
+    ],
+)
+def test_config_errors(case: str, expected: list[str]) -> None:
+    path = DATA / f"{case}.yaml"
+    assert problems(path) == [line.replace("{file}", str(path)) for line in expected]
+
+
+def test_secrets_read_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tokens").write_text("token-one\n\n  token-two  \n")
+    (tmp_path / "password").write_text("s3cret pass\n")
+    monkeypatch.setenv("JR_TEST_SECRETS", str(tmp_path))
+
+    config = load_receiver_config(DATA / "receiver_secret_files.yaml")
+
+    auth = config.server.auth
+    assert [t.get_secret_value() for t in auth.bearer_tokens] == ["token-one", "token-two"]
+    assert auth.basic is not None
+    assert auth.basic.password.get_secret_value() == "s3cret pass"
+    assert "s3cret" not in repr(config)
+    assert "token-one" not in repr(config)
+
+
+def test_secret_file_path_with_unset_variable_is_one_problem() -> None:
+    path = DATA / "receiver_secret_files.yaml"
+    unset = "environment variable JR_TEST_SECRETS is not set"
+    assert problems(path) == [
+        f"{path}:3: server.auth.bearer_tokens_file: {unset}",
+        f"{path}:6: server.auth.basic.password_file: {unset}",
+    ]
+
+
+def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(
+        "journeys:\n"
+        "  - id: checkout\n"
+        "    name: Checkout\n"
+        "    weight: 1\n"
+        "    owner: {team: payments, pagerduty_routing_key: 987654321}\n"
+        "    stages: [{id: payment, weight: 1, match: ['env=prod']}]\n"
+    )
+    assert problems(path) == [
+        f"{path}:5: journeys[0].owner.pagerduty_routing_key: expected a string"
+    ]
+
+
+def test_example_configs_are_valid_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WEBHOOK_TOKEN", "READ_TOKEN", "PD_KEY_PAYMENTS", "PD_KEY_DISCOVERY"):
+        monkeypatch.delenv(name, raising=False)
+    assert check(EXAMPLES / "receiver.yaml") == []
+
+    config, journeys = load(EXAMPLES / "receiver.yaml")
+
+    assert config.store.url == "memory://"
+    assert config.server.auth.bearer_tokens == []  # no WEBHOOK_TOKEN: no auth
+    assert config.journeys_file == EXAMPLES / "journeys.yaml"
+    assert config.routing == {"log": ["P1", "P2", "P3", "P4", "P5"]}
+    assert len(journeys.journeys) >= 4
+    checkout = journeys.journeys[0]
+    assert (checkout.id, checkout.weight, checkout.group_by) == ("checkout", 1.0, ["env", "region"])
+    assert checkout.owner.pagerduty_routing_key is None
+    stages = {stage.id: stage for stage in checkout.stages}
+    assert stages["payment"].weight == 1.0
+    assert [str(m) for m in stages["payment"].match] == [
+        'service=~"payment-service|payments-db"',
+        'env="prod"',
+    ]
+    assert stages["cart"].weight == 0.6
+    assert str(stages["cart"].match[0]) == 'service=~"cart(-.*)?"'
+
+
+def test_environment_variables_are_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBHOOK_TOKEN", "from-env")
+    monkeypatch.setenv("JR_TEST_VAR", "")
+    path = tmp_path / "receiver.yaml"
+    path.write_text(
+        "server:\n"
+        '  port: "${JR_TEST_PORT:-9999}"\n'
+        '  auth: {bearer_tokens: ["${WEBHOOK_TOKEN}", "${JR_TEST_VAR}"]}\n'
+        'store: {key_prefix: "${JR_TEST_VAR:-jr}-${JR_TEST_VAR}x"}\n'
+    )
+    config = load_receiver_config(path)
+    assert config.server.port == 9999
+    assert [t.get_secret_value() for t in config.server.auth.bearer_tokens] == ["from-env"]
+    assert config.store.key_prefix == "jr-x"  # like the shell, :- also replaces empty values
+
+
+def test_bad_variable_reference(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text('store: {key_prefix: "${JR-PREFIX}"}\n')
+    assert problems(path) == [
+        f"{path}:1: store.key_prefix: bad reference ${{JR-PREFIX}}: "
+        "use ${NAME} or ${NAME:-default}"
+    ]
+
+
+def test_no_receiver_yaml_means_defaults() -> None:
+    config = ReceiverConfig()
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 9095)
+    assert config.server.keepalive_timeout == 120
+    assert config.server.max_body_bytes == 5 * 1024 * 1024
+    assert config.server.auth.bearer_tokens == []
+    assert config.server.auth.basic is None
+    assert (config.store.url, config.store.key_prefix, config.store.retention) == (
+        "memory://",
+        "jr",
+        7 * 86400,
+    )
+    assert config.prometheus.url is None
+    assert config.prometheus.baseline_offset == 7 * 86400
+    assert (config.events.retention, config.events.lookback) == (7 * 86400, 1800)
+    grouping = config.grouping
+    assert grouping.group_by == ["env", "region"]
+    assert (grouping.group_wait, grouping.group_interval) == (30, 120)
+    assert (grouping.resolve_after, grouping.reopen_window) == (300, 1800)
+    assert (config.scheduler.tick, config.scheduler.lease, config.scheduler.batch) == (1, 30, 100)
+    assert config.scoring.severity_weights["critical"] == 1.0
+    assert config.scoring.tier.default == 1.0
+    assert config.routing == {"log": ["P1", "P2", "P3", "P4", "P5"]}
+    assert config.sinks.enabled() == ("log",)
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text("# nothing here yet\n")
+    assert (
+        load_receiver_config(path).model_dump()
+        == ReceiverConfig(journeys_file=tmp_path / "journeys.yaml").model_dump()
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("2m", 120),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("7d", 604800),
+        ("1w", 604800),
+        ("1y", 365 * 86400),
+        ("1d2h3m4s5ms", 93784.005),
+        ("0s", 0),
+        ("90", 90),
+        ("1.5", 1.5),
+        (45, 45),
+        (0.25, 0.25),
+    ],
+)
+def test_durations(text: str | float, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5 minutes", "1m1h", "1.5h", "h", "-5s", "inf", "1H"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="expected seconds or a duration like"):
+        parse_duration(text)
+
+
+def test_load_reports_a_missing_receiver_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.yaml"
+    (tmp_path / "journeys.yaml").write_text("journeys: []\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value) == f"{path}: cannot read the file: No such file or directory"
+
+
+def test_load_reads_journeys_next_to_receiver_yaml(tmp_path: Path) -> None:
+    (tmp_path / "receiver.yaml").write_text("journeys_file: teams/journeys.yaml\n")
+    (tmp_path / "teams").mkdir()
+    (tmp_path / "teams" / "journeys.yaml").write_text("unmapped: {weight: 0.3}\n")
+    config, journeys = load(tmp_path / "receiver.yaml")
+    assert config.journeys_file == tmp_path / "teams" / "journeys.yaml"
+    assert journeys.unmapped.weight == 0.3
+
+    _, journeys = load(tmp_path / "receiver.yaml", EXAMPLES / "journeys.yaml")
+    assert journeys.journeys[0].id == "checkout"
+
+
+def test_check_reports_both_files(tmp_path: Path) -> None:
+    receiver = tmp_path / "receiver.yaml"
+    receiver.write_text("server: {port: 70000}\n")
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text("unmapped: {weight: 2}\n")
+    assert [str(p) for p in check(receiver)] == [
+        f"{receiver}:1: server.port: 70000 is above the maximum 65535",
+        f"{journeys}:1: unmapped.weight: 2 is above the maximum 1",
+    ]
+    assert (
+        check(None, DATA / "journeys_bad_weight.yaml")
+        == check(receiver, DATA / "journeys_bad_weight.yaml")[1:]
+    )
+
+
+def test_routing_to_a_disabled_sink(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text("sinks:\n  log: {enabled: false}\n")
+    assert problems(path) == [f'{path}:1: routing.log: sink "log" is disabled under sinks']
+    path.write_text("sinks:\n  log: {enabled: false}\nrouting: {}\n")
+    assert load_receiver_config(path).sinks.enabled() == ()
+
+
+def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text(
+        "grouping: &defaults {group_wait: 10s, group_interval: 1m}\n"
+        "events: {lookback: 5m}\n"
+        "scheduler: {<<: {tick: 2s, lease: 10s}, tick: 5s}\n"
+    )
+    config = load_receiver_config(path)
+    assert (config.scheduler.tick, config.scheduler.lease) == (5, 10)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://127.0.0.1:6379/0", None),
+        ("rediss://:pw@redis.example.com:6380/0", None),
+        ("redis+sentinel://s1:26379,s2:26379/mymaster/0", None),
+        ("redis+cluster://redis:6379", None),
+        (
+            "redis+sentinel://s1:26379",
+            "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]",
+        ),
+    ],
+)
+def test_store_urls(tmp_path: Path, url: str, reason: str | None) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text(f"store: {{url: '{url}'}}\n")
+    if reason is None:
+        config = load_receiver_config(path)
+        assert config.store.url == url
+        assert url not in repr(config)  # it may hold a password
+    else:
+        assert problems(path) == [f"{path}:1: store.url: {reason}"]
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "journeys.yaml"
+    path.write_text("- id: checkout\n")
+    assert problems(path) == [f"{path}:1: expected a mapping, got a list"]
+
+
+@pytest.mark.parametrize(
+    ("score", "priority"),
+    [
+        (100, "P1"),
+        (80, "P1"),
+        (79.9, "P2"),
+        (60, "P2"),
+        (40, "P3"),
+        (20, "P4"),
+        (19.9, "P5"),
+        (0, "P5"),
+    ],
+)
+def test_thresholds_to_priority(score: float, priority: str) -> None:
+    assert Thresholds().priority(score) == priority

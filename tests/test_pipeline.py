@@ -1,0 +1,145 @@
+"""The whole flow in one process: webhook → incident → group_wait → notify → resolve → reopen."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeClock, make_alert, resolved
+from tests.support.harness import Harness, harness, write_config
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def rx(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
+    async with harness(write_config(tmp_path), clock) as h:
+        yield h
+
+
+def storm(region: str = "eu", n: int = 12) -> list[dict[str, object]]:
+    services = ["payment-service", "payments-db", "cart-api", "cart"]
+    return [
+        make_alert(services[i % 4], alertname=f"Err{i}", region=region, instance=f"i{i}")
+        for i in range(n)
+    ]
+
+
+async def test_a_storm_becomes_one_incident_per_journey_and_region(rx: Harness) -> None:
+    eu, us = storm("eu"), storm("us", 4)
+    stray = [make_alert("legacy-batch", alertname="Stray")]
+    r = await rx.post(eu[:6])
+    assert r.status_code == 200
+    assert r.json()["status"] == "accepted"
+    assert r.json()["alerts"] == 6
+    (eu_id,) = r.json()["incidents"]
+    await rx.post(eu[6:] + us + stray)
+    await rx.post(eu)  # Alertmanager repeats itself: same fingerprints, same alerts
+
+    listed = {i["journey"] + "/" + i["key"]: i for i in await rx.incidents()}
+    assert sorted((i["journey"], i["alert_count"]) for i in listed.values()) == [
+        ("checkout", 4),
+        ("checkout", 12),
+        ("unmapped", 1),
+    ]
+    detail = await rx.incident(eu_id)
+    assert detail["group_labels"] == {"env": "prod", "region": "eu"}
+    assert detail["services"] == ["cart", "cart-api", "payment-service", "payments-db"]
+    assert detail["stages"] == ["cart", "payment"]
+    assert (detail["alert_count"], detail["firing_count"]) == (12, 12)
+    assert detail["notified_at"] is None
+
+
+async def test_first_notification_waits_for_group_wait_then_goes_once(rx: Harness) -> None:
+    (inc,) = (await rx.post(storm())).json()["incidents"]
+    await rx.tick(29.9)
+    assert rx.sink.sent == []
+    await rx.tick(0.1)
+    assert rx.sink.kinds() == ["open"]
+    await rx.tick(1)
+    await rx.tick(600)
+    assert rx.sink.kinds() == ["open"]
+    incident = rx.sink.sent[0][2]
+    assert (
+        incident.title
+        == "checkout/eu P1 — 12 alert(s) firing in cart, cart-api, payment-service +1 more"
+    )
+    detail = await rx.incident(inc)
+    assert detail["notified_at"] is not None
+    assert detail["sinks"] == {"log": {"state": "open"}}
+    assert detail["priority"] == "P1"
+    assert [f["name"] for f in detail["score_breakdown"]] == [
+        "journey", "stage", "severity", "tier", "blast_radius", "kpi",
+    ]  # fmt: skip
+
+
+async def test_material_changes_are_rate_limited_but_priority_raises_are_not(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        warn = make_alert("cart-api", severity="warning", alertname="Slow")
+        (inc,) = (await rx.post([warn])).json()["incidents"]
+        await rx.tick(30)
+        first = rx.sink.sent[-1][2]
+        assert (rx.sink.kinds(), first.priority) == (["open"], "P4")
+
+        # A new service joins at the same priority: held back until group_interval.
+        await rx.post([make_alert("cart", severity="warning", alertname="Slow2")])
+        await rx.tick(1)
+        assert rx.sink.kinds() == ["open"]
+        # A critical payment failure raises the priority: sent at once.
+        await rx.post([make_alert("payment-service", alertname="PaymentsFailing")])
+        await rx.tick(1)
+        assert rx.sink.kinds() == ["open", "update"]
+        assert rx.sink.sent[-1][2].priority == "P1"
+        timeline = [e["text"] for e in (await rx.incident(inc))["timeline"]]
+        assert "priority P4 → P1" in timeline
+
+
+async def test_resolve_after_quiet_then_reopen_keeps_the_id(rx: Harness) -> None:
+    alerts = storm(n=4)
+    (inc,) = (await rx.post(alerts)).json()["incidents"]
+    await rx.tick(30)
+    await rx.post([resolved(a) for a in alerts])
+    await rx.tick(299)
+    assert rx.sink.kinds() == ["open"]
+    await rx.tick(1)
+    assert rx.sink.kinds() == ["open", "resolve"]
+    detail = await rx.incident(inc)
+    assert detail["status"] == "resolved"
+    assert detail["resolved_at"] is not None
+
+    again = [{**a, "startsAt": "2026-04-18T09:00:00Z"} for a in alerts[:2]]
+    assert (await rx.post(again)).json()["incidents"] == [inc]
+    await rx.tick(30)
+    assert rx.sink.kinds() == ["open", "resolve", "reopen"]
+    detail = await rx.incident(inc)
+    assert (detail["status"], detail["reopened_count"]) == ("open", 1)
+
+
+async def test_a_blip_is_recorded_and_never_sent(rx: Harness) -> None:
+    alert = make_alert("payment-service", alertname="Flap")
+    (inc,) = (await rx.post([alert])).json()["incidents"]
+    await rx.tick(10)
+    await rx.post([resolved(alert)])
+    await rx.tick(20)
+    await rx.tick(600)
+    assert rx.sink.sent == []
+    detail = await rx.incident(inc)
+    assert (detail["status"], detail["blips"], detail["notified_at"]) == ("resolved", 1, None)
+    assert any(e["kind"] == "blip" for e in detail["timeline"])
+    metrics = (await rx.client.get("/metrics")).text
+    assert 'journey_receiver_blips_total{journey="checkout"} 1.0' in metrics
+
+
+async def test_truncated_batches_show_on_the_incident_and_in_metrics(rx: Harness) -> None:
+    r = await rx.client.post(
+        "/webhook/alertmanager",
+        content=__import__("tests.conftest", fromlist=["body"]).body(storm(n=2), truncated=5),
+    )
+    (inc,) = r.json()["incidents"]
+    detail = await rx.incident(inc)
+    assert detail["truncated_alerts"] == 5
+    assert "journey_receiver_truncated_alerts_total 5.0" in (await rx.client.get("/metrics")).text
