@@ -80,8 +80,10 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(config: Path | None, clock: FakeClock, **kwargs: Any) -> AsyncIterator[Harness]:
-    sink = RecordingSink()
+async def harness(
+    config: Path | None, clock: FakeClock, sink: RecordingSink | None = None, **kwargs: Any
+) -> AsyncIterator[Harness]:
+    sink = sink or RecordingSink()
     app = create_app(config, clock=clock, sinks={"log": sink}, run_scheduler=False, **kwargs)
     async with (
         app.router.lifespan_context(app),

@@ -1,0 +1,122 @@
+"""The command line: check, explain, and serve (a real process, reloaded by SIGHUP)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from receiver.cli import main
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_JOURNEYS, ROOT, body, make_alert
+from tests.support.processes import free_port, running
+
+CLI = str(Path(sys.executable).parent / "journey-receiver")
+DATA = Path(__file__).parent / "data" / "config"
+
+
+def test_check_accepts_the_examples() -> None:
+    assert main(["check", "--config", str(EXAMPLE_CONFIG)]) == 0
+
+
+def test_check_names_file_line_and_field(tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(
+        "journeys:\n"
+        "  - id: checkout\n"
+        "    name: Checkout\n"
+        "    weight: 1.0\n"
+        "    owner: {team: payments}\n"
+        "    stages:\n"
+        "      - {id: pay, weight: -1, match: ['service=\"payment\"']}\n"
+    )
+    result = subprocess.run(
+        [CLI, "check", "--journeys", str(journeys)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert f"{journeys}:7: journeys[0].stages[0].weight: -1 is below the minimum 0" in result.stderr
+
+
+def test_explain_shows_keys_scores_and_sinks() -> None:
+    result = subprocess.run(
+        [CLI, "explain", "--alerts", str(ROOT / "examples" / "storm.json"),
+         "--config", str(EXAMPLE_CONFIG), "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert len(report["alerts"]) == 10
+    by_key = {i["key"]: i for i in report["incidents"]}
+    assert sorted(by_key) == [
+        'checkout{env="prod",region="eu"}',
+        'checkout{env="prod",region="us"}',
+        'unmapped{env="prod",region="eu"}',
+    ]
+    eu = by_key['checkout{env="prod",region="eu"}']
+    assert (eu["priority"], eu["alert_count"], eu["sinks"]) == ("P1", 8, ["log"])
+    assert by_key['unmapped{env="prod",region="eu"}']["priority"] == "P5"
+
+
+def test_explain_reports_a_bad_body(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"alerts": [{"status": "firing"}]}')
+    result = subprocess.run(
+        [CLI, "explain", "--alerts", str(bad), "--config", str(EXAMPLE_CONFIG)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "alerts[0].labels" in result.stderr
+
+
+def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text("grouping: {group_wait: soon}\n")
+    result = subprocess.run(
+        [CLI, "serve", "--config", str(cfg), "--host", "127.0.0.1", "--port", str(free_port())],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"{cfg}:1: grouping.group_wait" in result.stderr
+
+
+def test_serve_reloads_journeys_on_sighup(tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(EXAMPLE_JOURNEYS.read_text())
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(f"journeys_file: {journeys}\nstore: {{url: 'memory://'}}\n")
+    port = free_port()
+    args = [CLI, "serve", "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)]
+    with running(args, port, tmp_path / "serve.log") as proc:
+        url = f"http://127.0.0.1:{port}"
+
+        def post(service: str, name: str) -> str:
+            r = httpx.post(
+                f"{url}/webhook/alertmanager", content=body([make_alert(service, alertname=name)])
+            )
+            assert r.status_code == 200, r.text
+            (incident,) = r.json()["incidents"]
+            return str(incident)
+
+        assert post("search-api", "A").startswith("browse-")
+        journeys.write_text(
+            "journeys:\n"
+            "  - id: discovery\n    name: Discovery\n    weight: 0.5\n"
+            "    owner: {team: search}\n"
+            "    stages: [{id: search, weight: 1.0, match: ['service=\"search-api\"']}]\n"
+        )
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reloaded" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        assert post("search-api", "B").startswith("discovery-")
+
+        journeys.write_text("journeys: [{id: broken}]\n")
+        proc.send_signal(signal.SIGHUP)
+        while "reload rejected" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        assert post("search-api", "C").startswith("discovery-")
