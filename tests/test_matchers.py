@@ -3,6 +3,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from receiver.matchers import Matcher, parse_matcher
 
@@ -166,3 +168,9 @@ def test_matchers_are_immutable_values() -> None:
         matcher.value = "dev"  # type: ignore[misc]
     assert {matcher, parse_matcher("env=prod")} == {matcher}
     assert repr(matcher) == "Matcher(name='env', op='=', value='prod')"
+
+
+@given(value=st.text(), op=st.sampled_from(["=", "!="]))
+def test_any_value_round_trips_through_str(value: str, op: str) -> None:
+    matcher = Matcher("label", op, value)  # type: ignore[arg-type]
+    assert parse_matcher(str(matcher)) == matcher

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -59,7 +60,8 @@ class FieldIssues(ValueError):
     ) -> None:
         self.issues = tuple(issues)
         self.field_errors = field_errors
-        super().__init__("; ".join(_describe(issue) for issue in self.issues))
+        text = "; ".join(_describe(issue) for issue in self.issues)
+        super().__init__(f"{text}\n{field_errors}" if field_errors else text)
 
 
 def _describe(issue: FieldIssue) -> str:
@@ -100,6 +102,23 @@ def _get(data: Any, name: str) -> object:
     return data.get(name) if isinstance(data, dict) else None
 
 
+def show(value: object) -> str:
+    """A value as it would be written in YAML, for messages: ``"abc"``, ``-1``, ``true``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
 # Prometheus duration syntax (model.ParseDuration): units largest first, each at most once.
 _UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 _DURATION = re.compile("".join(rf"(?:(\d+){unit})?" for unit in _UNITS))
@@ -114,11 +133,11 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, str):
         seconds = _parse_duration_text(value.strip())
     else:
-        raise ValueError(f"{_DURATION_HELP}, got {_kind(value)}")
+        raise ValueError(f"{_DURATION_HELP}, got {show(value)}")
     if not math.isfinite(seconds):
-        raise ValueError(f"{_DURATION_HELP}, got {value}")
+        raise ValueError(f"{_DURATION_HELP}, got {show(value)}")
     if seconds < 0:
-        raise ValueError(f"{value} is below the minimum 0")
+        raise ValueError(f"{show(value)} is below the minimum 0")
     return seconds
 
 
@@ -127,16 +146,8 @@ def _parse_duration_text(text: str) -> float:
         return float(text)
     found = _DURATION.fullmatch(text)
     if not text or found is None:
-        raise ValueError(f'{_DURATION_HELP}, got "{text}"')
+        raise ValueError(f"{_DURATION_HELP}, got {show(text)}")
     return sum(int(n) * unit for n, unit in zip(found.groups(), _UNITS.values(), strict=True) if n)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return "null" if value is None else str(value).lower()
 
 
 def _positive(seconds: float) -> float:

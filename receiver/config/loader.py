@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from receiver.config.fields import FieldIssues, Loc
+from receiver.config.fields import FieldIssues, Loc, show
 from receiver.config.journeys_yaml import JourneysConfig
 from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, ReceiverConfig
 from receiver.config.secret_files import read_secret_files, secret_field_names
@@ -32,10 +31,10 @@ def load_journeys(path: Path | str) -> JourneysConfig:
 
 
 def load(
-    config_path: Path, journeys_path: Path | None = None
+    config_path: Path | str, journeys_path: Path | str | None = None
 ) -> tuple[ReceiverConfig, JourneysConfig]:
     """Read both files (journeys from ``journeys_file`` unless given); problems of both."""
-    config, journeys, problems = _read_both(config_path, journeys_path)
+    config, journeys, problems = _read_both(Path(config_path), _path(journeys_path))
     if problems:
         raise ConfigError(problems)
     assert config is not None
@@ -43,12 +42,18 @@ def load(
     return config, journeys
 
 
-def check(config_path: Path | None, journeys_path: Path | None = None) -> list[ConfigProblem]:
+def check(
+    config_path: Path | str | None, journeys_path: Path | str | None = None
+) -> list[ConfigProblem]:
     """Problems of both files, none when they are valid; without ``config_path`` the
     defaults of receiver.yaml are checked with ``journeys_path`` (or ./journeys.yaml)."""
     if config_path is None:
-        return _read(journeys_path or DEFAULT_JOURNEYS_FILE, JourneysConfig)[1].problems
-    return _read_both(config_path, journeys_path)[2]
+        return _read(_path(journeys_path) or DEFAULT_JOURNEYS_FILE, JourneysConfig)[1].problems
+    return _read_both(Path(config_path), _path(journeys_path))[2]
+
+
+def _path(path: Path | str | None) -> Path | None:
+    return None if path is None else Path(path)
 
 
 def _read_both(
@@ -140,13 +145,19 @@ _EXPECTED = {
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
 }
+_BOUNDS = {
+    "greater_than_equal": ("is below the minimum", "ge"),
+    "less_than_equal": ("is above the maximum", "le"),
+    "greater_than": ("must be greater than", "gt"),
+    "less_than": ("must be less than", "lt"),
+}
 
 
 def _reason(error: ErrorDetails, secret: bool) -> str:
     """pydantic's message as a short sentence; secret values are never repeated."""
     kind = error["type"]
     ctx: dict[str, Any] = error.get("ctx", {})
-    shown = "the value" if secret else _show(error["input"])
+    shown = "the value" if secret else show(error["input"])
     got = "" if secret else f", got {shown}"
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}{got}"
@@ -155,38 +166,15 @@ def _reason(error: ErrorDetails, secret: bool) -> str:
     if kind == "value_error":
         return str(ctx["error"])
     if kind == "literal_error":
-        return f"expected {ctx['expected'].replace(chr(39), chr(34))}{got}"
+        expected = str(ctx["expected"]).replace("'", '"')
+        return f"expected {expected}{got}"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
     if kind == "string_pattern_mismatch":
         return f"{shown} does not match {ctx['pattern']}"
     if kind in ("path_not_file", "path_type"):
         return f"{shown} is not a file"
-    bounds = {
-        "greater_than_equal": ("is below the minimum", "ge"),
-        "less_than_equal": ("is above the maximum", "le"),
-        "greater_than": ("must be greater than", "gt"),
-        "less_than": ("must be less than", "lt"),
-    }
-    if kind in bounds:
-        words, key = bounds[kind]
-        return f"{shown} {words} {_show(ctx[key])}"
+    if kind in _BOUNDS:
+        words, key = _BOUNDS[kind]
+        return f"{shown} {words} {show(ctx[key])}"
     return error["msg"]
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)

@@ -20,6 +20,7 @@ from receiver.config.fields import (
     Tokens,
     Weight,
     raise_issues,
+    show,
 )
 
 DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
@@ -32,7 +33,7 @@ def _store_url(url: str) -> str:
     if parts.scheme not in _STORE_SCHEMES:
         raise ValueError(
             f'unsupported store scheme "{parts.scheme}": use memory://, redis://, rediss://, '
-            "redis+sentinel:// or redis+cluster://"
+            "unix://, redis+sentinel:// or redis+cluster://"
         )
     if parts.scheme == "redis+sentinel" and not parts.path.strip("/"):
         raise ValueError(
@@ -42,8 +43,9 @@ def _store_url(url: str) -> str:
 
 
 def _http_url(url: str) -> str:
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-        raise ValueError(f'expected an http:// or https:// URL, got "{url}"')
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")  # not echoed: may hold a password
     return url
 
 
@@ -122,7 +124,7 @@ class Thresholds(ConfigModel):
         floors = self._floors()
         raise_issues(
             [
-                FieldIssue((name,), f"{_num(low)} must be below {higher} ({_num(high)})")
+                FieldIssue((name,), f"{show(low)} must be below {higher} ({show(high)})")
                 for (higher, high), (name, low) in pairwise(floors)
                 if low >= high
             ]
@@ -138,10 +140,6 @@ class Thresholds(ConfigModel):
 
     def _floors(self) -> tuple[tuple[Priority, float], ...]:
         return (("P1", self.P1), ("P2", self.P2), ("P3", self.P3), ("P4", self.P4))
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if value.is_integer() else str(value)
 
 
 class TierConfig(ConfigModel):
