@@ -84,7 +84,8 @@ def assess(
         return s * v * t
 
     worst = max(considered, key=lambda a: (product(a), a.fp)) if considered else None
-    stage_w, severity_w, tier_w = parts(worst) if worst else (1.0, 1.0, 1.0)
+    # No alert, no impact: an empty incident must not score as if every factor were neutral.
+    stage_w, severity_w, tier_w = parts(worst) if worst else (0.0, 0.0, 0.0)
     blast = min(
         1.0,
         _BLAST_BASE
@@ -104,7 +105,7 @@ def assess(
             reason=(
                 f"worst alert is in stage {worst.stage} (weight {stage_w:g})"
                 if worst and worst.stage
-                else "no stage matched: neutral"
+                else ("no stage matched: neutral" if worst else "no alerts")
             ),
         ),
         ScoreFactor(
@@ -123,7 +124,11 @@ def assess(
             reason=(
                 f"customer tier {worst.labels[rules.tier_label]} (weight {tier_w:g})"
                 if worst and rules.tier_label in worst.labels
-                else f"no {rules.tier_label} label: default weight {tier_w:g}"
+                else (
+                    f"no {rules.tier_label} label: default weight {tier_w:g}"
+                    if worst
+                    else "no alerts"
+                )
             ),
         ),
         ScoreFactor(
