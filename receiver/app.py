@@ -21,7 +21,7 @@ from receiver.metrics import Metrics
 from receiver.pipeline import Clock, Pipeline
 from receiver.settings import Settings, ms
 from receiver.sinks import Sink, registry
-from receiver.store import GroupStore, open_store
+from receiver.store import GroupStore, StoreSettings, open_store
 from receiver.store.records import IncidentState
 from receiver.store.redis import RedisStore
 
@@ -39,16 +39,14 @@ def authenticator(settings: Settings) -> Authenticator:
     )
 
 
-def store_for(settings: Settings, metrics: Metrics) -> RedisStore:
+def store_settings(settings: Settings) -> StoreSettings:
     cfg = settings.config
-    return open_store(
-        cfg.store.url,
+    return StoreSettings(
         key_prefix=cfg.store.key_prefix,
         retention_ms=ms(cfg.store.retention),
         events_retention_ms=ms(cfg.events.retention),
-        group_wait_ms=ms(cfg.grouping.group_wait),
+        group_wait_ms=settings.timers.group_wait_ms,
         reopen_window_ms=ms(cfg.grouping.reopen_window),
-        observe=metrics.observe_store,
     )
 
 
@@ -70,7 +68,11 @@ class Receiver:
         self.metrics = Metrics()
         self.settings = self._load()
         self.auth = authenticator(self.settings)
-        self.store: GroupStore = store or store_for(self.settings, self.metrics)
+        self.store: GroupStore = store or open_store(
+            self.settings.config.store.url,
+            store_settings(self.settings),
+            self.metrics.observe_store,
+        )
         self.pipeline = Pipeline(
             self.store,
             self.settings,
@@ -107,10 +109,7 @@ class Receiver:
         self.pipeline.settings = settings
         self.auth = authenticator(settings)
         if isinstance(self.store, RedisStore):
-            self.store.configure(
-                group_wait_ms=settings.timers.group_wait_ms,
-                reopen_window_ms=ms(settings.config.grouping.reopen_window),
-            )
+            self.store.configure(store_settings(settings))
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         logger.info("reload: config and journeys reloaded")

@@ -11,9 +11,6 @@ for every JSON body it accepts (webhook, change events, feedback).
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -21,13 +18,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 
 from receiver.errors import PayloadError
+from receiver.fieldpath import field_path
 from receiver.models import AlertStatus
 
 MAX_REPORTED_ERRORS = 20
 """At most this many schema errors are listed, so a hostile body cannot inflate the reply."""
 
-_MAX_FIELD_PART = 100
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ROOT = "(body)"
 _ROOT_TYPE_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type", "list_type"})
 _JSON_KINDS = {
@@ -115,7 +111,7 @@ def payload_error(
         detail = first["msg"].removeprefix("Invalid JSON: ")
         return PayloadError(400, f"request body is not valid JSON: {detail}")
     listed = [
-        {"field": _field(error["loc"]), "reason": _reason(error, body, expected)}
+        {"field": field_path(error["loc"]) or _ROOT, "reason": _reason(error, body, expected)}
         for error in errors[:MAX_REPORTED_ERRORS]
     ]
     total = exc.error_count()
@@ -123,21 +119,6 @@ def payload_error(
     if total > 1:
         message += f" (and {total - 1} more; {len(listed)} listed)"
     return PayloadError(422, message, listed)
-
-
-def _field(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _PLAIN_NAME.fullmatch(part):
-            path += f".{part}" if path else part
-        else:
-            # Label names come from the sender: quote them so a dot or bracket in a name
-            # cannot pass for structure, and cut them so one cannot inflate the reply.
-            shown = part if len(part) <= _MAX_FIELD_PART else part[:_MAX_FIELD_PART] + "…"
-            path += f"[{json.dumps(shown)}]"
-    return path or _ROOT
 
 
 def _reason(error: ErrorDetails, body: bytes, expected: str) -> str:

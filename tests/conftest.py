@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from receiver.store import open_store
+from receiver.store import StoreSettings, open_store
 from receiver.store.redis import RedisStore
 from tests.support.processes import redis_server
 
@@ -128,11 +128,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
     port = request.getfixturevalue("redis_port") if request.param == "redis" else 0
     s = open_store(
         store_url(request.param, port),
-        key_prefix=f"t{next(_prefixes)}",
-        retention_ms=7 * 86_400_000,
-        events_retention_ms=86_400_000,
-        group_wait_ms=30_000,
-        reopen_window_ms=1_800_000,
+        StoreSettings(key_prefix=f"t{next(_prefixes)}", events_retention_ms=86_400_000),
     )
     yield s
     await s.aclose()

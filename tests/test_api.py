@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.store import open_store
+from receiver.store import StoreSettings, open_store
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch
 from tests.support.harness import harness, write_config
 from tests.support.processes import free_port
@@ -89,11 +89,12 @@ async def test_store_down_is_a_503_that_alertmanager_retries(
 ) -> None:
     down = open_store(
         f"redis://127.0.0.1:{free_port()}/0",
-        key_prefix="down",
-        retention_ms=60_000,
-        events_retention_ms=60_000,
-        group_wait_ms=30_000,
-        reopen_window_ms=60_000,
+        StoreSettings(
+            key_prefix="down",
+            retention_ms=60_000,
+            events_retention_ms=60_000,
+            reopen_window_ms=60_000,
+        ),
     )
     async with harness(write_config(tmp_path), clock, store=down) as rx:
         r = await rx.post([make_alert()])

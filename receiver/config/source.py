@@ -16,23 +16,10 @@ import yaml
 
 from receiver.config.fields import Loc
 from receiver.errors import ConfigProblem
+from receiver.fieldpath import field_path
 
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 _VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def dotted(loc: Loc) -> str:
-    """``("journeys", 3, "stages", 0, "weight")`` -> ``journeys[3].stages[0].weight``."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            text += f".{part}" if text else part
-        else:
-            text += f'["{part}"]'
-    return text
 
 
 @dataclass
@@ -58,7 +45,7 @@ class Document:
 
     def add(self, loc: Loc, reason: str, *, line: int | None = None, key: bool = False) -> None:
         found = line if line is not None else self.line(loc, key=key)
-        self.problems.append(ConfigProblem(self.file, found, dotted(loc), reason))
+        self.problems.append(ConfigProblem(self.file, found, field_path(loc), reason))
         self.problem_locs.add(loc)
 
     def covers(self, loc: Loc) -> bool:
@@ -131,7 +118,7 @@ class _Builder:
                     # Not through add(): errors in the first value must still be reported.
                     reason = f'duplicate key "{key}" (first at line {self.doc.key_lines[here]})'
                     self.doc.problems.append(
-                        ConfigProblem(self.doc.file, key_line, dotted(here), reason)
+                        ConfigProblem(self.doc.file, key_line, field_path(here), reason)
                     )
                     continue
                 own_keys.add(key)

@@ -13,6 +13,7 @@ from receiver.store.base import (
     GroupStore,
     IngestOutcome,
     PlacedAlert,
+    StoreSettings,
 )
 from receiver.store.urls import open_store
 
@@ -23,5 +24,6 @@ __all__ = [
     "GroupStore",
     "IngestOutcome",
     "PlacedAlert",
+    "StoreSettings",
     "open_store",
 ]

@@ -12,6 +12,17 @@ from receiver.store.records import IncidentState, StoredIncident
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """What the store itself needs to know: where its keys live and how long things last."""
+
+    key_prefix: str = "jr"
+    retention_ms: int = 7 * 86_400_000
+    events_retention_ms: int = 7 * 86_400_000
+    group_wait_ms: int = 30_000
+    reopen_window_ms: int = 1_800_000
+
+
+@dataclass(frozen=True, slots=True)
 class PlacedAlert:
     """An alert with what the catalog decided about it."""
 

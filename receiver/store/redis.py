@@ -10,6 +10,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
@@ -23,6 +24,7 @@ from receiver.store.base import (
     CommitOutcome,
     IncidentStatusFilter,
     IngestOutcome,
+    StoreSettings,
 )
 from receiver.store.records import TIMELINE_CAP, IncidentState, StoredAlert, StoredIncident
 
@@ -58,25 +60,18 @@ class RedisStore:
     def __init__(
         self,
         client: Any,
+        settings: StoreSettings,
         *,
         helpers: Sequence[Any] = (),
-        key_prefix: str,
-        retention_ms: int,
-        events_retention_ms: int,
-        group_wait_ms: int,
-        reopen_window_ms: int,
         observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self._r = client
         self._helpers = list(helpers)
-        self._p = "{" + key_prefix + "}:"
+        self.settings = settings
+        self._p = "{" + settings.key_prefix + "}:"
         self._due = self._p + "due"
         self._idx = self._p + "idx"
         self._events = self._p + "events"
-        self._retention = retention_ms
-        self._events_retention = events_retention_ms
-        self._group_wait = group_wait_ms
-        self._reopen_window = reopen_window_ms
         self._observe = observe or (lambda op, seconds: None)
         self._ingest = client.register_script(_script("ingest"))
         self._claim = client.register_script(_script("claim"))
@@ -84,10 +79,9 @@ class RedisStore:
         self._release = client.register_script(_script("release"))
         self._feedback = client.register_script(_script("feedback"))
 
-    def configure(self, *, group_wait_ms: int, reopen_window_ms: int) -> None:
-        """Take new grouping timers after a config reload; the data stays as it is."""
-        self._group_wait = group_wait_ms
-        self._reopen_window = reopen_window_ms
+    def configure(self, settings: StoreSettings) -> None:
+        """Take new timers after a config reload; the key prefix stays as it was."""
+        self.settings = replace(settings, key_prefix=self.settings.key_prefix)
 
     @_unavailable
     async def ingest(
@@ -129,9 +123,9 @@ class RedisStore:
             args=[
                 self._p,
                 now_ms,
-                self._group_wait,
-                self._reopen_window,
-                self._retention,
+                self.settings.group_wait_ms,
+                self.settings.reopen_window_ms,
+                self.settings.retention_ms,
                 TIMELINE_CAP,
                 json.dumps(payload, separators=(",", ":")),
             ],
@@ -191,7 +185,7 @@ class RedisStore:
                     version,
                     state.model_dump_json(exclude_none=True),
                     -1 if next_due_ms is None else next_due_ms,
-                    self._retention,
+                    self.settings.retention_ms,
                 ],
             )
         )
@@ -242,7 +236,7 @@ class RedisStore:
     async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zadd(self._events, {doc: at for at, doc in events})
-            pipe.zremrangebyscore(self._events, "-inf", now_ms - self._events_retention)
+            pipe.zremrangebyscore(self._events, "-inf", now_ms - self.settings.events_retention_ms)
             await pipe.execute()
 
     @_unavailable

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
+from receiver.store.base import StoreSettings
 from receiver.store.redis import RedisStore
 
 # Short socket timeouts keep a Redis outage a fast 503 (Alertmanager retries), not a hang.
@@ -25,25 +26,11 @@ _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.
 
 def open_store(
     url: str,
-    *,
-    key_prefix: str,
-    retention_ms: int,
-    events_retention_ms: int,
-    group_wait_ms: int,
-    reopen_window_ms: int,
+    settings: StoreSettings | None = None,
     observe: Callable[[str, float], None] | None = None,
 ) -> RedisStore:
     client, helpers = _client(url)
-    return RedisStore(
-        client,
-        helpers=helpers,
-        key_prefix=key_prefix,
-        retention_ms=retention_ms,
-        events_retention_ms=events_retention_ms,
-        group_wait_ms=group_wait_ms,
-        reopen_window_ms=reopen_window_ms,
-        observe=observe,
-    )
+    return RedisStore(client, settings or StoreSettings(), helpers=helpers, observe=observe)
 
 
 def _client(url: str) -> tuple[Any, list[Any]]:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from receiver.errors import StoreUnavailable
-from receiver.store import open_store
+from receiver.store import StoreSettings, open_store
 from receiver.store.redis import RedisStore
 from tests.store.builders import group, placed
 
@@ -217,11 +217,13 @@ async def test_unreachable_store_raises_store_unavailable() -> None:
 
     s = open_store(
         f"redis://127.0.0.1:{free_port()}/0",
-        key_prefix="x",
-        retention_ms=1000,
-        events_retention_ms=1000,
-        group_wait_ms=1000,
-        reopen_window_ms=1000,
+        StoreSettings(
+            key_prefix="x",
+            retention_ms=1000,
+            events_retention_ms=1000,
+            group_wait_ms=1000,
+            reopen_window_ms=1000,
+        ),
     )
     with pytest.raises(StoreUnavailable):
         await s.ingest([group(placed("a"))], 0, T)

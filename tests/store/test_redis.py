@@ -8,7 +8,7 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from receiver.store import open_store
+from receiver.store import StoreSettings, open_store
 from tests.store.builders import group, placed
 from tests.support.processes import binary, free_port, redis_server, running
 
@@ -20,11 +20,7 @@ T = 1_776_500_000_000
 async def test_every_key_is_bounded_and_shares_one_hash_tag(redis_port: int) -> None:
     store = open_store(
         f"redis://127.0.0.1:{redis_port}/0",
-        key_prefix="ttl",
-        retention_ms=3_600_000,
-        events_retention_ms=3_600_000,
-        group_wait_ms=30_000,
-        reopen_window_ms=1_800_000,
+        StoreSettings(key_prefix="ttl", retention_ms=3_600_000, events_retention_ms=3_600_000),
     )
     await store.ingest([group(placed("a"))], 0, T)
     await store.add_events([(T, '{"id":"e"}')], T)
@@ -51,11 +47,12 @@ async def test_sentinel_url_reaches_the_master(tmp_path: Path, redis_port: int) 
     with running(args, sentinel_port, tmp_path / "sentinel.log"):
         store = open_store(
             f"redis+sentinel://127.0.0.1:{sentinel_port}/jrmaster/0",
-            key_prefix="sentinel",
-            retention_ms=60_000,
-            events_retention_ms=60_000,
-            group_wait_ms=30_000,
-            reopen_window_ms=60_000,
+            StoreSettings(
+                key_prefix="sentinel",
+                retention_ms=60_000,
+                events_retention_ms=60_000,
+                reopen_window_ms=60_000,
+            ),
         )
         (o,) = await store.ingest([group(placed("a"))], 0, T)
         assert o.opened
@@ -81,11 +78,12 @@ async def test_cluster_url_runs_the_scripts_on_a_real_cluster(tmp_path: Path) ->
         await raw.aclose()
         store = open_store(
             f"redis+cluster://127.0.0.1:{port}",
-            key_prefix="cl",
-            retention_ms=60_000,
-            events_retention_ms=60_000,
-            group_wait_ms=30_000,
-            reopen_window_ms=60_000,
+            StoreSettings(
+                key_prefix="cl",
+                retention_ms=60_000,
+                events_retention_ms=60_000,
+                reopen_window_ms=60_000,
+            ),
         )
         (o,) = await store.ingest([group(placed("a"))], 0, T)
         assert o.opened and o.incident_id
