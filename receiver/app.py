@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from receiver import api, config, scheduler
 from receiver.auth import Authenticator
 from receiver.errors import ConfigError
-from receiver.incident import rfc3339
+from receiver.incident import location, rfc3339
 from receiver.metrics import Metrics
 from receiver.pipeline import Clock, Pipeline
 from receiver.settings import Settings, ms
@@ -122,12 +122,18 @@ class Receiver:
             "status": st.status,
             "priority": st.priority,
             "score": st.score,
-            "title": st.title or f"{st.journey}: {st.alert_count} alert(s), awaiting group_wait",
+            "title": st.title or self._pending_title(st),
             "alert_count": st.alert_count,
             "firing_count": st.firing_count,
             "created_at": rfc3339(st.created_at),
             "updated_at": rfc3339(st.updated_at),
         }
+
+    @staticmethod
+    def _pending_title(st: IncidentState) -> str:
+        where = location(st.group_labels)
+        head = f"{st.journey}/{where}" if where else st.journey
+        return f"{head} — {st.alert_count} alert(s), gathering until group_wait ends"
 
     async def aclose(self) -> None:
         for sink in self.pipeline.sinks.values():

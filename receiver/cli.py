@@ -40,12 +40,14 @@ def serve(args: argparse.Namespace) -> int:
     server = app.state.receiver.settings.config.server
     host = args.host or server.host
     port = args.port or server.port
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     print(
         f"journey-receiver listening on http://{host}:{port} "
-        f"(store {app.state.receiver.settings.config.store.url}); try:\n"
+        f"(store {app.state.receiver.settings.config.store.url.split('@')[-1]}). Send it a "
+        f"sample storm and read the incidents:\n"
         f"  curl -s -XPOST -H 'Content-Type: application/json' "
-        f"--data @tests/data/webhook/firing.json http://{host}:{port}/webhook/alertmanager\n"
-        f"  curl -s http://{host}:{port}/api/v1/incidents",
+        f"--data @examples/storm.json http://{local}:{port}/webhook/alertmanager\n"
+        f"  curl -s http://{local}:{port}/api/v1/incidents",
         file=sys.stderr,
         flush=True,
     )
