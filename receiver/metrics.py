@@ -75,6 +75,11 @@ class Metrics:
             buckets=_NOTIFY_BUCKETS,
             registry=r,
         )
+        self.flush_errors = Counter(
+            p + "flush_errors",
+            "Incidents whose decision failed unexpectedly (retried after the lease).",
+            registry=r,
+        )
         self.config_reloads = Counter(
             p + "config_reloads", "Config reloads by outcome.", ["outcome"], registry=r
         )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from receiver import lifecycle
-from receiver.errors import DeliveryError
+from receiver.errors import DeliveryError, StoreUnavailable
 from receiver.fingerprint import GroupKey, group_key
 from receiver.incident import Incident, build
 from receiver.metrics import Metrics
@@ -132,7 +132,15 @@ class Pipeline:
         sched = self.settings.config.scheduler
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         for claim in claims:
-            await self.flush(claim)
+            try:
+                await self.flush(claim)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                # One incident that cannot be decided must not hold up the others; its claim
+                # lapses after the lease and it is tried again then.
+                self.metrics.flush_errors.inc()
+                logger.exception("flush of incident %s failed", claim.incident_id)
         return len(claims)
 
     async def flush(self, claim: Claim) -> None:
@@ -197,6 +205,11 @@ class Pipeline:
             except DeliveryError as exc:
                 self.metrics.notifications.labels(name, note.kind, exc.reason).inc()
                 logger.warning("delivery failed: %s", exc)
+                continue
+            except Exception:
+                # A sink's bug must not keep the incident from the other sinks.
+                self.metrics.notifications.labels(name, note.kind, "error").inc()
+                logger.exception("sink %s failed on incident %s", name, note.incident.id)
                 continue
             self.metrics.notifications.labels(name, note.kind, "delivered").inc()
             self.metrics.notification_latency.labels(name).observe(

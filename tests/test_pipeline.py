@@ -143,3 +143,24 @@ async def test_truncated_batches_show_on_the_incident_and_in_metrics(rx: Harness
     detail = await rx.incident(inc)
     assert detail["truncated_alerts"] == 5
     assert "journey_receiver_truncated_alerts_total 5.0" in (await rx.client.get("/metrics")).text
+
+
+async def test_an_incident_that_cannot_be_decided_does_not_hold_up_the_others(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    from redis.asyncio import Redis
+
+    cfg = write_config(
+        tmp_path, f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: bad}}\n"
+    )
+    cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
+    async with harness(cfg, clock) as rx:
+        (broken,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        (fine,) = (await rx.post([make_alert("legacy-batch")])).json()["incidents"]
+        raw = Redis(port=redis_port)
+        await raw.hset(f"{{bad}}:inc:{broken}", "state", "{not json")
+        await raw.aclose()
+        await rx.tick(30)
+        assert [i for _, i, _ in rx.sink.sent] == [fine]
+        metrics = (await rx.client.get("/metrics")).text
+        assert "journey_receiver_flush_errors_total 1.0" in metrics

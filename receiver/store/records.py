@@ -25,7 +25,7 @@ def _empty_array_is_dict(value: Any) -> Any:
     return {} if value == [] else value
 
 
-JsonList = Annotated[list[Any], BeforeValidator(_empty_object_is_list)]
+StrList = Annotated[list[str], BeforeValidator(_empty_object_is_list)]
 StrMap = Annotated[dict[str, str], BeforeValidator(_empty_array_is_dict)]
 TimeMap = Annotated[dict[str, int], BeforeValidator(_empty_array_is_dict)]
 
@@ -64,8 +64,8 @@ class Notified(_Record):
     kind: str
     priority: str
     score: float
-    services: list[str]
-    stages: list[str]
+    services: StrList
+    stages: StrList
     firing_count: int
 
 

@@ -205,14 +205,14 @@ class RedisStore:
         self, status: IncidentStatusFilter, journey: str | None, limit: int
     ) -> list[IncidentState]:
         found: list[IncidentState] = []
+        seen: set[str] = set()
         start = 0
         while len(found) < limit:
-            ids = [
-                _text(i) for i in await self._r.zrevrange(self._idx, start, start + _LIST_PAGE - 1)
-            ]
-            if not ids:
-                break
-            start += len(ids)
+            page = await self._r.zrevrange(self._idx, start, start + _LIST_PAGE - 1)
+            # Incidents opened while we page push older ones down a rank: skip the repeats.
+            ids = [i for i in map(_text, page) if i not in seen]
+            seen.update(ids)
+            start += len(page)
             async with self._r.pipeline(transaction=False) as pipe:
                 for i in ids:
                     pipe.hget(self._p + "inc:" + i, "state")
@@ -230,6 +230,8 @@ class RedisStore:
                     found.append(st)
                     if len(found) == limit:
                         break
+            if len(page) < _LIST_PAGE:
+                break
         return found
 
     @_unavailable

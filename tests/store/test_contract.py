@@ -8,6 +8,7 @@ import pytest
 
 from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
+from receiver.store.records import Notified
 from receiver.store.redis import RedisStore
 from tests.store.builders import group, placed
 
@@ -147,6 +148,28 @@ async def test_reopen_within_window_keeps_the_id_and_after_it_a_new_one(store: R
     assert fresh.incident_id and fresh.incident_id.endswith("-2")
 
 
+async def test_empty_lists_survive_the_scripts_json_round_trip(store: RedisStore) -> None:
+    # Lua's cjson writes an empty array back as {}: every list field must read it again.
+    (o,) = await store.ingest([group(placed("a", stage=None), journey="unmapped")], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    empty = Notified(
+        at=T, kind="open", priority="P5", score=1.0, services=[], stages=[], firing_count=1
+    )
+    state = stored.state.model_copy(
+        update={"pending": None, "notified_at": T, "last_notified": empty}
+    )
+    assert await store.commit(claim, stored.version, state, None) == "ok"
+    await store.ingest([group(placed("b", stage=None), journey="unmapped")], 0, T + WAIT + 1)
+    assert o.incident_id
+    assert await store.add_feedback(o.incident_id, '{"at": 1, "useful": false}')
+    reread = await store.load(o.incident_id)
+    assert reread is not None
+    assert reread.state.last_notified == empty
+    assert (reread.state.stages, reread.state.score_breakdown) == ({}, [])
+
+
 async def test_list_is_newest_first_with_filters(store: RedisStore) -> None:
     ids = []
     for i, region in enumerate(["eu", "us", "ap"]):
@@ -157,6 +180,20 @@ async def test_list_is_newest_first_with_filters(store: RedisStore) -> None:
     assert [s.id for s in listed] == [o.incident_id, *reversed(ids)]
     assert [s.id for s in await store.list_incidents("open", "checkout", 2)] == ids[:0:-1]
     assert await store.list_incidents("resolved", None, 10) == []
+
+
+async def test_listing_while_incidents_open_never_repeats_one(store: RedisStore) -> None:
+    for i in range(250):  # more than one page of the index
+        await store.ingest([group(placed(f"f{i}", region=f"r{i}"), region=f"r{i}")], 0, T + i)
+
+    async def open_more() -> None:
+        for i in range(250, 300):
+            await store.ingest([group(placed(f"f{i}", region=f"r{i}"), region=f"r{i}")], 0, T + i)
+
+    listed, _ = await asyncio.gather(store.list_incidents("all", None, 1000), open_more())
+    ids = [s.id for s in listed]
+    assert len(ids) == len(set(ids)) >= 250
+    assert [s.created_at for s in listed] == sorted((s.created_at for s in listed), reverse=True)
 
 
 async def test_events_are_kept_by_time(store: RedisStore) -> None:
