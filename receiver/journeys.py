@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from receiver.config import UNMAPPED, Journey, JourneysConfig, Stage
 from receiver.matchers import Matcher
 
+_MEMO_SIZE = 4096
+
 
 class JourneyCatalog:
     """The journeys of ``journeys.yaml`` plus the built-in ``unmapped`` catch-all."""
@@ -31,9 +33,25 @@ class JourneyCatalog:
             for journey in journeys.journeys
             for stage in journey.stages
         )
+        # The answer depends only on the labels some matcher reads; a storm repeats the same
+        # few combinations of those, so each is worked out once.
+        self._read = tuple(sorted({m.name for _, _, ms in self._rules for m in ms}))
+        self._memo: dict[tuple[str | None, ...], tuple[Journey, Stage | None]] = {}
 
     def match(self, labels: Mapping[str, str]) -> tuple[Journey, Stage | None]:
         """The first stage, in file order, whose matchers all match; else ``unmapped``."""
+        key = tuple([labels.get(name) for name in self._read])
+        found = self._memo.get(key)
+        if found is None:
+            found = self._match(labels)
+            if len(self._memo) >= _MEMO_SIZE:
+                # Label values are untrusted: a flood of new ones empties the memo instead
+                # of growing it.
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _match(self, labels: Mapping[str, str]) -> tuple[Journey, Stage | None]:
         for journey, stage, matchers in self._rules:
             for matcher in matchers:
                 if not matcher.matches(labels):

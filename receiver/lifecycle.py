@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from receiver.store.records import IncidentState, Notified, StoredIncident, add_timeline
+from receiver.store.records import IncidentState, Notified, StoredIncident, TimelineEntry
 
 NotificationKind = Literal["open", "update", "resolve", "reopen"]
 
@@ -118,13 +118,14 @@ def advance(
     now_ms: int,
     sinks: list[str],
 ) -> IncidentState:
-    """The incident state after ``decision``, ready to commit."""
+    """The incident state after ``decision``, ready to commit; new timeline entries are
+    appended after the ones loaded."""
     state = incident.state.model_copy(deep=True)
     state.priority = now.priority
     state.score = now.score
 
     def note(kind: str, text: str) -> None:
-        add_timeline(state, now_ms, kind, text)
+        state.timeline.append(TimelineEntry(at=now_ms, kind=kind, text=text))
 
     if decision.blips:
         state.blips += decision.blips

@@ -164,7 +164,10 @@ class Pipeline:
                 StoredIncident(state=state, alerts=stored.alerts, version=0), impact
             )
             state.title = incident.title
-            outcome = await self.store.commit(claim, stored.version, state, decision.next_due_ms)
+            appended = state.timeline[len(stored.state.timeline) :]
+            outcome = await self.store.commit(
+                claim, stored.version, state, decision.next_due_ms, appended
+            )
             if outcome == "stale":
                 continue
             if outcome == "ok":

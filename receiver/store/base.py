@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from receiver.fingerprint import GroupKey
 from receiver.models import Alert
-from receiver.store.records import IncidentState, StoredIncident
+from receiver.store.records import IncidentState, StoredIncident, TimelineEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +82,16 @@ class GroupStore(Protocol):
     async def load(self, incident_id: str) -> StoredIncident | None: ...
 
     async def commit(
-        self, claim: Claim, version: int, state: IncidentState, next_due_ms: int | None
-    ) -> CommitOutcome: ...
+        self,
+        claim: Claim,
+        version: int,
+        state: IncidentState,
+        next_due_ms: int | None,
+        appended: Sequence[TimelineEntry] = (),
+    ) -> CommitOutcome:
+        """Write ``state`` (and append ``appended`` to its timeline) if ``claim`` still
+        holds and nothing changed the incident since ``version`` was read."""
+        ...
 
     async def release(self, claim: Claim, due_ms: int) -> None: ...
 

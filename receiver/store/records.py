@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-# The timeline keeps its first entries (how it began) and its latest ones; what falls out
-# between is counted in ``timeline_dropped``. The Lua scripts apply the same cap.
+# The store keeps a timeline's first entries (how it began) and its latest ones; what falls
+# out between is counted in ``timeline_dropped``. The Lua scripts keep the first 10.
 TIMELINE_CAP = 200
-TIMELINE_HEAD = 10
 
 
 def _empty_object_is_list(value: Any) -> Any:
@@ -41,14 +40,15 @@ class TimelineEntry(_Record):
 
 
 class StoredAlert(_Record):
-    """One member alert, as last reported. ``changed_at`` is when its status last changed."""
+    """One member alert, as last reported. ``starts_at``/``ends_at`` are Alertmanager's
+    (ms); ``first_seen`` and ``changed_at`` (its last status change) the receiver's."""
 
     fp: str
     status: Literal["firing", "resolved"]
     labels: StrMap
     annotations: StrMap
-    starts_at: str | None = None
-    ends_at: str | None = None
+    starts_at: int | None = None
+    ends_at: int | None = None
     generator_url: str = ""
     stage: str | None = None
     service: str
@@ -124,13 +124,6 @@ class IncidentState(_Record):
     feedback: Annotated[list[FeedbackRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
-
-
-def add_timeline(state: IncidentState, at: int, kind: str, text: str) -> None:
-    state.timeline.append(TimelineEntry(at=at, kind=kind, text=text))
-    while len(state.timeline) > TIMELINE_CAP:
-        del state.timeline[TIMELINE_HEAD]
-        state.timeline_dropped += 1
 
 
 class StoredIncident(_Record):

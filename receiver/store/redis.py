@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from datetime import datetime
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,12 +27,20 @@ from receiver.store.base import (
     IngestOutcome,
     StoreSettings,
 )
-from receiver.store.records import TIMELINE_CAP, IncidentState, StoredAlert, StoredIncident
+from receiver.store.records import (
+    TIMELINE_CAP,
+    IncidentState,
+    StoredAlert,
+    StoredIncident,
+    TimelineEntry,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _LIST_PAGE = 200
+# Kept in their own keys, not in the state document every batch decodes and encodes.
+_KEPT_APART = {"timeline", "timeline_dropped"}
 
 
 def _script(name: str) -> str:
@@ -87,49 +96,53 @@ class RedisStore:
     async def ingest(
         self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
     ) -> list[IngestOutcome]:
-        payload = {
-            "truncated": truncated,
-            "groups": [
-                {
-                    "key": g.key.text,
-                    "digest": g.key.digest,
-                    "journey": g.key.journey,
-                    "group_labels": g.key.label_map(),
-                    "alerts": [
+        cfg = self.settings
+        metas = []
+        records = []
+        for g in groups:
+            for p in g.alerts:
+                a = p.alert
+                metas.append(
+                    (
+                        a.fingerprint,
+                        a.status,
+                        _ms(a.starts_at),
+                        _ms(a.ends_at),
+                        p.service,
+                        p.stage or "",
+                        p.region,
+                    )
+                )
+                records.append(
+                    _dumps(
                         {
-                            "fp": p.alert.fingerprint,
-                            "status": p.alert.status,
-                            "labels": p.alert.labels,
-                            "annotations": p.alert.annotations,
-                            "starts_at": p.alert.starts_at.isoformat()
-                            if p.alert.starts_at
-                            else None,
-                            "ends_at": p.alert.ends_at.isoformat() if p.alert.ends_at else None,
-                            "generator_url": p.alert.generator_url,
+                            "labels": a.labels,
+                            "annotations": a.annotations,
+                            "generator_url": a.generator_url,
                             "stage": p.stage,
                             "service": p.service,
                             "severity": p.severity,
-                            "region": p.region,
                         }
-                        for p in g.alerts
-                    ],
-                }
-                for g in groups
-            ],
-        }
+                    )
+                )
+        heads = [
+            (g.key.text, g.key.digest, g.key.journey, g.key.label_map(), len(g.alerts))
+            for g in groups
+        ]
+        args = [
+            self._p,
+            now_ms,
+            cfg.group_wait_ms,
+            cfg.reopen_window_ms,
+            cfg.retention_ms,
+            TIMELINE_CAP,
+            truncated,
+            _dumps(heads),
+            _dumps(metas),
+            *records,
+        ]
         started = time.perf_counter()
-        raw = await self._ingest(
-            keys=[self._due],
-            args=[
-                self._p,
-                now_ms,
-                self.settings.group_wait_ms,
-                self.settings.reopen_window_ms,
-                self.settings.retention_ms,
-                TIMELINE_CAP,
-                json.dumps(payload, separators=(",", ":")),
-            ],
-        )
+        raw = await self._ingest(keys=[self._due], args=args)
         self._observe("ingest", time.perf_counter() - started)
         return [
             IngestOutcome(
@@ -156,23 +169,29 @@ class RedisStore:
     async def load(self, incident_id: str) -> StoredIncident | None:
         started = time.perf_counter()
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._p + "inc:" + incident_id, "state", "ver")
-            pipe.hgetall(self._p + "alerts:" + incident_id)
-            (raw_state, ver), raw_alerts = await pipe.execute()
+            pipe.hmget(self._p + "inc:" + incident_id, "state", "ver", "tl_dropped")
+            pipe.hgetall(self._p + "am:" + incident_id)
+            pipe.hgetall(self._p + "ab:" + incident_id)
+            pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
+            (raw_state, ver, dropped), metas, bodies, timeline = await pipe.execute()
         self._observe("load", time.perf_counter() - started)
         if raw_state is None:
             return None
-        alerts = [StoredAlert.model_validate_json(v) for v in raw_alerts.values()]
+        alerts = [_alert(fp, meta, bodies.get(fp)) for fp, meta in metas.items()]
         alerts.sort(key=lambda a: (a.first_seen, a.fp))
-        return StoredIncident(
-            state=IncidentState.model_validate_json(raw_state),
-            alerts=alerts,
-            version=int(ver or 0),
-        )
+        state = IncidentState.model_validate_json(raw_state)
+        state.timeline = [TimelineEntry.model_validate_json(e) for e in timeline]
+        state.timeline_dropped = int(dropped or 0)
+        return StoredIncident(state=state, alerts=alerts, version=int(ver or 0))
 
     @_unavailable
     async def commit(
-        self, claim: Claim, version: int, state: IncidentState, next_due_ms: int | None
+        self,
+        claim: Claim,
+        version: int,
+        state: IncidentState,
+        next_due_ms: int | None,
+        appended: Sequence[TimelineEntry] = (),
     ) -> CommitOutcome:
         started = time.perf_counter()
         result = _text(
@@ -183,9 +202,11 @@ class RedisStore:
                     claim.incident_id,
                     claim.token,
                     version,
-                    state.model_dump_json(exclude_none=True),
+                    state.model_dump_json(exclude_none=True, exclude=_KEPT_APART),
                     -1 if next_due_ms is None else next_due_ms,
                     self.settings.retention_ms,
+                    TIMELINE_CAP,
+                    *(e.model_dump_json() for e in appended),
                 ],
             )
         )
@@ -257,6 +278,35 @@ class RedisStore:
         await self._r.aclose()
         for helper in self._helpers:
             await helper.aclose()
+
+
+# json.dumps with non-default options builds a new encoder on every call; this is reused.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _ms(at: datetime | None) -> str:
+    return "" if at is None else str(int(at.timestamp() * 1000))
+
+
+def _alert(fp: str, meta: str, body: str | None) -> StoredAlert:
+    """Join the dedup meta string and the record the ingest script keeps per alert."""
+    status, starts, ends, first_seen, changed_at = meta.split("|")
+    # A record can only be missing if its hash expired alone: degrade, do not fail the read.
+    record: dict[str, Any] = json.loads(body) if body else {}
+    return StoredAlert(
+        fp=fp,
+        status=status,  # type: ignore[arg-type]  # the script writes only firing/resolved
+        starts_at=int(starts) if starts else None,
+        ends_at=int(ends) if ends else None,
+        first_seen=int(first_seen),
+        changed_at=int(changed_at),
+        labels=record.get("labels", {}),
+        annotations=record.get("annotations", {}),
+        generator_url=record.get("generator_url", ""),
+        stage=record.get("stage"),
+        service=record.get("service", "unknown"),
+        severity=record.get("severity", "none"),
+    )
 
 
 def _text(value: bytes | str) -> str:

@@ -1,7 +1,8 @@
 -- Write the scheduler's decision for one claimed incident, if nothing moved under it.
 --
 -- KEYS[1] the due set.  ARGV: prefix, id, claim token, version read, state JSON,
--- next due (ms, or -1 for none), retention (ms).
+-- next due (ms, or -1 for none), retention (ms), timeline cap, then timeline entries to
+-- append (JSON each).
 -- Returns "ok"; "lost" when another replica holds the claim now; "stale" when a batch
 -- changed the incident since it was read (read again and decide again).
 
@@ -20,5 +21,17 @@ if next_due >= 0 then
 else
   redis.call('ZREM', KEYS[1], id)
 end
-redis.call('PEXPIRE', inc_key, tonumber(ARGV[7]))
+local retention = tonumber(ARGV[7])
+if #ARGV > 8 then
+  local tl_key = P .. 'tl:' .. id
+  for i = 9, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
+  -- The same cap as ingest.lua: keep the first entries and the latest ones.
+  for _ = 1, redis.call('LLEN', tl_key) - tonumber(ARGV[8]) do
+    redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay
+    redis.call('LREM', tl_key, 1, '\0')
+    redis.call('HINCRBY', inc_key, 'tl_dropped', 1)
+  end
+  redis.call('PEXPIRE', tl_key, retention)
+end
+redis.call('PEXPIRE', inc_key, retention)
 return 'ok'

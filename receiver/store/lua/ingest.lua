@@ -2,12 +2,17 @@
 --
 -- KEYS[1]  the due set; every other key shares its {hash tag}, so the script runs unchanged
 --          on Redis Cluster.
--- ARGV[1]  key prefix, e.g. "{jr}:"
--- ARGV[2]  now (ms)          ARGV[3] group_wait (ms)   ARGV[4] reopen_window (ms)
--- ARGV[5]  retention (ms)    ARGV[6] timeline cap
--- ARGV[7]  batch JSON: {"truncated": n, "groups": [{"key", "digest", "journey",
---          "group_labels", "alerts": [{fp, status, labels, annotations, starts_at, ends_at,
---          generator_url, stage, service, severity, region}]}]}
+-- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
+--          5 retention (ms)   6 timeline cap   7 truncated alerts
+--          8 groups (JSON): [[key, digest, journey, {group labels}, alert count], ...]
+--          9 alerts (JSON), in group order: [[fingerprint, status, starts (ms or ""),
+--            ends (ms or ""), service, stage (or ""), region (or "")], ...]
+--          10.. one record (JSON) per alert, in the same order, stored as it is.
+-- Records are never decoded here, and the rest travels as two flat JSON arrays: decoding
+-- every alert into nested tables, or one argument per field, cost most of the time.
+-- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at"
+-- (what deduplication compares), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
+-- the timeline, kept out of the state document that every batch decodes and encodes.
 -- Returns a JSON list, one entry per group: {id, opened, reopened, changed, duplicates,
 -- ignored, alert_count}. ``id`` is false for a group of resolved alerts nobody knew.
 
@@ -17,18 +22,38 @@ local group_wait = tonumber(ARGV[3])
 local reopen_window = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
 local timeline_cap = tonumber(ARGV[6])
-local batch = cjson.decode(ARGV[7])
+local truncated = tonumber(ARGV[7])
+local groups = cjson.decode(ARGV[8])
+local alerts = cjson.decode(ARGV[9])
 local due_key = KEYS[1]
 local idx_key = P .. 'idx'
 
-local function note(st, kind, text)
-  local tl = st.timeline
-  tl[#tl + 1] = {at = now, kind = kind, text = text}
+local CHUNK = 1000  -- unpack() has a limit on how many values it can spread
+
+local function note(id, kind, text)
+  local tl_key = P .. 'tl:' .. id
+  redis.call('RPUSH', tl_key, cjson.encode({at = now, kind = kind, text = text}))
   -- Keep the opening of the story and its latest part; count what falls out between.
-  if #tl > timeline_cap then
-    table.remove(tl, 11)  -- TIMELINE_HEAD (10) + 1, see records.py
-    st.timeline_dropped = (st.timeline_dropped or 0) + 1
+  if redis.call('LLEN', tl_key) > timeline_cap then
+    redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay
+    redis.call('LREM', tl_key, 1, '\0')
+    redis.call('HINCRBY', P .. 'inc:' .. id, 'tl_dropped', 1)
   end
+end
+
+local function hset_all(key, pairs)
+  for i = 1, #pairs, 2 * CHUNK do
+    redis.call('HSET', key, unpack(pairs, i, math.min(i + 2 * CHUNK - 1, #pairs)))
+  end
+end
+
+local function hmget_all(key, fields)
+  local out = {}
+  for i = 1, #fields, CHUNK do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
+    for j = 1, #part do out[#out + 1] = part[j] end
+  end
+  return out
 end
 
 local function is_set(v)
@@ -36,8 +61,13 @@ local function is_set(v)
 end
 
 local results = {}
-for _, g in ipairs(batch.groups) do
-  local key_key = P .. 'key:' .. g.digest
+local a_at = 0  -- alerts before this group's
+for _, g in ipairs(groups) do
+  local key, digest, journey, group_labels, n_alerts = g[1], g[2], g[3], g[4], g[5]
+  local first, last = a_at + 1, a_at + n_alerts
+  a_at = last
+
+  local key_key = P .. 'key:' .. digest
   local id = redis.call('GET', key_key)
   local st = nil
   if id then
@@ -46,8 +76,8 @@ for _, g in ipairs(batch.groups) do
   end
 
   local has_firing = false
-  for _, a in ipairs(g.alerts) do
-    if a.status == 'firing' then has_firing = true break end
+  for n = first, last do
+    if alerts[n][2] == 'firing' then has_firing = true break end
   end
 
   -- A resolved incident outside its reopen window is history: a new storm gets a new id.
@@ -59,21 +89,20 @@ for _, g in ipairs(batch.groups) do
                ignored = 0, alert_count = 0}
   if not st and not has_firing then
     -- Resolutions for alerts no incident holds (expired, or never seen): nothing to resolve.
-    res.ignored = #g.alerts
+    res.ignored = n_alerts
   else
     if not st then
-      id = g.journey .. '-' .. g.digest .. '-' .. redis.call('INCR', P .. 'seq:' .. g.digest)
-      st = {id = id, key = g.key, digest = g.digest, journey = g.journey,
-            group_labels = g.group_labels, status = 'open', created_at = now,
+      id = journey .. '-' .. digest .. '-' .. redis.call('INCR', P .. 'seq:' .. digest)
+      st = {id = id, key = key, digest = digest, journey = journey,
+            group_labels = group_labels, status = 'open', created_at = now,
             updated_at = now, first_firing_at = now, reopened_count = 0, alert_count = 0,
-            firing_count = 0, services = {}, stages = {}, regions = {}, timeline = {},
-            timeline_dropped = 0, truncated_alerts = 0, pending = 'open', blips = 0,
-            feedback = {}}
+            firing_count = 0, services = {}, stages = {}, regions = {},
+            truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
       redis.call('SET', key_key, id, 'PX', retention)
-      redis.call('PEXPIRE', P .. 'seq:' .. g.digest, retention)
+      redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
       redis.call('ZADD', idx_key, now, id)
       redis.call('ZADD', due_key, now + group_wait, id)
-      note(st, 'opened', 'incident opened')
+      note(id, 'opened', 'incident opened')
       res.opened = true
     elseif st.status == 'resolved' and has_firing then
       st.status = 'open'
@@ -82,65 +111,84 @@ for _, g in ipairs(batch.groups) do
       st.reopened_count = (st.reopened_count or 0) + 1
       st.pending = 'reopen'
       redis.call('ZADD', due_key, now + group_wait, id)
-      note(st, 'reopened', 'incident reopened: alerts firing again')
+      note(id, 'reopened', 'incident reopened: alerts firing again')
       res.reopened = true
     end
     res.id = id
 
-    local alerts_key = P .. 'alerts:' .. id
-    for _, a in ipairs(g.alerts) do
-      local old_raw = redis.call('HGET', alerts_key, a.fp)
-      local old = old_raw and cjson.decode(old_raw)
-      local stale = old and old.status == 'resolved' and a.status == 'firing'
-                    and old.starts_at == a.starts_at
-      local same = old and old.status == a.status and old.starts_at == a.starts_at
-                   and old.ends_at == a.ends_at
-      if same or stale then
-        -- A retry, an HA peer's copy, or a late firing copy of an alert already resolved.
+    local meta_key = P .. 'am:' .. id
+    local body_key = P .. 'ab:' .. id
+    local services, stages, regions = st.services, st.stages, st.regions
+    local fps = {}
+    for n = first, last do fps[#fps + 1] = alerts[n][1] end
+    local stored = hmget_all(meta_key, fps)
+    local metas, bodies, latest = {}, {}, {}
+    for n = first, last do
+      local a = alerts[n]
+      local fp, status, starts, ends = a[1], a[2], a[3], a[4]
+      local service, stage, region = a[5], a[6], a[7]
+      -- The same fingerprint twice in one batch: the second compares with the first.
+      local old = latest[fp] or stored[n - first + 1]
+      local o_status, o_starts, o_ends, o_first, o_changed
+      if old then
+        o_status, o_starts, o_ends, o_first, o_changed =
+          string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+      end
+      if old and o_status == 'resolved' and status == 'firing' and o_starts == starts then
+        -- A late copy of the firing notification of an alert already resolved.
         res.duplicates = res.duplicates + 1
       else
-        local rec = {fp = a.fp, status = a.status, labels = a.labels,
-                     annotations = a.annotations, starts_at = a.starts_at,
-                     ends_at = a.ends_at, generator_url = a.generator_url, stage = a.stage,
-                     service = a.service, severity = a.severity,
-                     first_seen = old and old.first_seen or now, changed_at = now}
-        if not old then
-          st.alert_count = st.alert_count + 1
-          if a.status == 'firing' then st.firing_count = st.firing_count + 1 end
-        elseif old.status ~= a.status then
-          if a.status == 'firing' then
-            st.firing_count = st.firing_count + 1
-          else
-            st.firing_count = st.firing_count - 1
-          end
+        -- The latest wording of annotations wins, even when nothing else changed.
+        bodies[#bodies + 1] = fp
+        bodies[#bodies + 1] = ARGV[9 + n]
+        if old and o_status == status and o_starts == starts and o_ends == ends then
+          -- A retry, or an HA peer's copy.
+          res.duplicates = res.duplicates + 1
         else
-          rec.changed_at = old.changed_at
-        end
-        if not is_set(st.services[a.service]) then
-          st.services[a.service] = now
-          if not res.opened then
-            note(st, 'service_joined', 'service ' .. a.service .. ' joined')
+          local changed_at = now
+          if not old then
+            st.alert_count = st.alert_count + 1
+            if status == 'firing' then st.firing_count = st.firing_count + 1 end
+          elseif o_status ~= status then
+            if status == 'firing' then
+              st.firing_count = st.firing_count + 1
+            else
+              st.firing_count = st.firing_count - 1
+            end
+          else
+            changed_at = o_changed
           end
-        end
-        local stage = is_set(a.stage) and a.stage or nil
-        if stage and not is_set(st.stages[stage]) then
-          st.stages[stage] = now
-          if not res.opened then
-            note(st, 'stage_joined', 'stage ' .. stage .. ' affected')
+          local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
+                       '|' .. changed_at
+          latest[fp] = meta
+          metas[#metas + 1] = fp
+          metas[#metas + 1] = meta
+          if not is_set(services[service]) then
+            services[service] = now
+            if not res.opened then
+              note(id, 'service_joined', 'service ' .. service .. ' joined')
+            end
           end
+          if stage ~= '' and not is_set(stages[stage]) then
+            stages[stage] = now
+            if not res.opened then
+              note(id, 'stage_joined', 'stage ' .. stage .. ' affected')
+            end
+          end
+          if region ~= '' and not is_set(regions[region]) then
+            regions[region] = now
+          end
+          res.changed = res.changed + 1
         end
-        if a.region ~= '' and not is_set(st.regions[a.region]) then
-          st.regions[a.region] = now
-        end
-        redis.call('HSET', alerts_key, a.fp, cjson.encode(rec))
-        res.changed = res.changed + 1
       end
     end
+    hset_all(body_key, bodies)
+    hset_all(meta_key, metas)
 
     -- Counted once: an HA peer's copy of the same batch changes nothing.
-    if batch.truncated > 0 and res.changed > 0 then
-      st.truncated_alerts = (st.truncated_alerts or 0) + batch.truncated
-      note(st, 'truncated', 'Alertmanager left out ' .. batch.truncated ..
+    if truncated > 0 and res.changed > 0 then
+      st.truncated_alerts = (st.truncated_alerts or 0) + truncated
+      note(id, 'truncated', 'Alertmanager left out ' .. truncated ..
            ' alerts of a batch (max_alerts); they arrive with later batches')
     end
 
@@ -156,7 +204,9 @@ for _, g in ipairs(batch.groups) do
       end
     end
     redis.call('PEXPIRE', inc_key, retention)
-    redis.call('PEXPIRE', alerts_key, retention)
+    redis.call('PEXPIRE', meta_key, retention)
+    redis.call('PEXPIRE', body_key, retention)
+    redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
     redis.call('PEXPIRE', key_key, retention)
     res.alert_count = st.alert_count
   end
