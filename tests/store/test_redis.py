@@ -36,6 +36,20 @@ async def test_every_key_is_bounded_and_shares_one_hash_tag(redis_port: int) -> 
     await store.aclose()
 
 
+async def test_the_id_counter_lives_as_long_as_the_incidents_it_numbered(redis_port: int) -> None:
+    store = open_store(
+        f"redis://127.0.0.1:{redis_port}/0", StoreSettings(key_prefix="seq", retention_ms=1_000_000)
+    )
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    raw = Redis(port=redis_port, decode_responses=True)
+    digest = o.incident_id.split("-")[1] if o.incident_id else ""
+    await raw.pexpire(f"{{seq}}:seq:{digest}", 10)  # as if created long ago
+    await store.ingest([group(placed("b"))], 0, T + 1)
+    assert await raw.pttl(f"{{seq}}:seq:{digest}") > 900_000
+    await raw.aclose()
+    await store.aclose()
+
+
 async def test_sentinel_url_reaches_the_master(tmp_path: Path, redis_port: int) -> None:
     sentinel_port = free_port()
     conf = tmp_path / "sentinel.conf"

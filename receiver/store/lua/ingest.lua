@@ -99,7 +99,6 @@ for _, g in ipairs(groups) do
             firing_count = 0, services = {}, stages = {}, regions = {},
             truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
       redis.call('SET', key_key, id, 'PX', retention)
-      redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
       redis.call('ZADD', idx_key, now, id)
       redis.call('ZADD', due_key, now + group_wait, id)
       note(id, 'opened', 'incident opened')
@@ -208,6 +207,9 @@ for _, g in ipairs(groups) do
     redis.call('PEXPIRE', body_key, retention)
     redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
     redis.call('PEXPIRE', key_key, retention)
+    -- The id counter must outlive every incident it numbered, or a later incident of the
+    -- same key would be given an id still in use.
+    redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
     res.alert_count = st.alert_count
   end
   results[#results + 1] = res
