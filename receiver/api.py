@@ -144,7 +144,8 @@ async def get_incident(request: Request, receiver: Receiver) -> Response:
     stored = await receiver.store.load(request.path_params["incident_id"])
     if stored is None:
         return error(404, "no such incident")
-    return JSONResponse(receiver.pipeline.incident(stored).model_dump(mode="json"))
+    incident = await receiver.pipeline.incident(stored)
+    return JSONResponse(incident.model_dump(mode="json"))
 
 
 async def post_feedback(request: Request, receiver: Receiver) -> Response:

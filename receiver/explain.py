@@ -6,6 +6,7 @@ an incident made of this batch alone, as if group_wait had just ended.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from receiver.normalize import normalize
 from receiver.pipeline import impact_of, place, routed_sinks
 from receiver.settings import Settings
 from receiver.store import AlertGroup
-from receiver.store.records import IncidentState, StoredAlert, StoredIncident
+from receiver.store.records import AlertPage, IncidentState, StoredAlert
 from receiver.webhook import parse_webhook
 
 
@@ -46,7 +47,8 @@ class ExplainReport:
         return "\n".join(out)
 
 
-def _stored(group: AlertGroup, now_ms: int) -> StoredIncident:
+def _incident(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPage]:
+    """The state and alerts an incident made of this group alone would have."""
     alerts = [
         StoredAlert(
             fp=p.alert.fingerprint,
@@ -64,6 +66,7 @@ def _stored(group: AlertGroup, now_ms: int) -> StoredIncident:
         )
         for p in group.alerts
     ]
+    firing = [p for p in group.alerts if p.alert.status == "firing"]
     state = IncidentState(
         id="(dry-run)",
         key=group.key.text,
@@ -74,13 +77,16 @@ def _stored(group: AlertGroup, now_ms: int) -> StoredIncident:
         created_at=now_ms,
         updated_at=now_ms,
         first_firing_at=now_ms,
+        last_change_at=now_ms,
         alert_count=len(alerts),
-        firing_count=sum(a.status == "firing" for a in alerts),
-        services={a.service: now_ms for a in alerts},
-        stages={a.stage: now_ms for a in alerts if a.stage},
+        firing_count=len(firing),
+        services={p.service: now_ms for p in group.alerts},
+        stages={p.stage: now_ms for p in group.alerts if p.stage},
         regions={p.region: now_ms for p in group.alerts if p.region},
+        firing_classes=dict(Counter(p.impact_class for p in firing)),
+        firing_services=dict(Counter(p.service for p in firing)),
     )
-    return StoredIncident(state=state, alerts=alerts, version=0)
+    return state, AlertPage(alerts=alerts, total=len(alerts))
 
 
 def explain_batch(
@@ -108,9 +114,9 @@ def explain_batch(
     ]
     incidents = []
     for g in groups:
-        stored = _stored(g, now_ms)
-        impact = impact_of(stored, settings)
-        incident = build(stored, settings.catalog.find(g.key.journey), impact)
+        state, page = _incident(g, now_ms)
+        impact = impact_of(state, settings)
+        incident = build(state, page, settings.catalog.find(g.key.journey), impact)
         incidents.append(
             {
                 "key": g.key.text,

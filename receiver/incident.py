@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from receiver.config import Journey
 from receiver.scoring import Impact
-from receiver.store.records import StoredAlert, StoredIncident
+from receiver.store.records import AlertPage, IncidentState, StoredAlert
 
 TITLE_MAX = 120
 _QUIET_ENVS = frozenset({"prod", "production"})
@@ -39,6 +39,7 @@ class Incident(BaseModel):
     services: list[str]
     regions: list[str]
     alerts: list[dict[str, Any]]
+    alerts_omitted: int
     alert_count: int
     firing_count: int
     kpis: list[dict[str, Any]]
@@ -86,42 +87,32 @@ def _listing(names: list[str], limit: int = 3) -> str:
     return shown + (f" +{len(names) - limit} more" if len(names) > limit else "")
 
 
-def _worst(alerts: list[StoredAlert], impact: Impact) -> str | None:
-    for factor in impact.factors:
-        if factor.name == "severity" and alerts:
-            return factor.reason
-    return None
-
-
-def title(stored: StoredIncident, impact: Impact) -> str:
-    st = stored.state
-    where = location(st.group_labels)
-    head = f"{st.journey}/{where}" if where else st.journey
-    firing_services = sorted({a.service for a in stored.alerts if a.status == "firing"})
-    if st.status == "resolved":
-        what = f"resolved: {st.alert_count} alert(s) in {_listing(sorted(st.services))}"
+def title(state: IncidentState, impact: Impact) -> str:
+    where = location(state.group_labels)
+    head = f"{state.journey}/{where}" if where else state.journey
+    if state.status == "resolved":
+        what = f"resolved: {state.alert_count} alert(s) in {_listing(sorted(state.services))}"
     else:
-        what = f"{st.firing_count} alert(s) firing in {_listing(firing_services)}"
+        firing = sorted(state.firing_services)
+        what = f"{state.firing_count} alert(s) firing in {_listing(firing)}"
     text = f"{head} {impact.priority} — {what}"
     return text if len(text) <= TITLE_MAX else text[: TITLE_MAX - 1] + "…"
 
 
-def summary(stored: StoredIncident, journey: Journey, impact: Impact) -> str:
-    st = stored.state
-    where = ", ".join(f"{k} {v}" for k, v in st.group_labels.items() if v) or "all locations"
-    since = rfc3339(st.first_firing_at)
-    stages = ", ".join(sorted(st.stages)) or "no stage matched"
+def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
+    where = ", ".join(f"{k} {v}" for k, v in state.group_labels.items() if v) or "all locations"
+    stages = ", ".join(sorted(state.stages)) or "no stage matched"
     lines = [
-        f"{journey.name} ({st.journey}) in {where}: {st.firing_count} of {st.alert_count} "
-        f"alert(s) firing across {_listing(sorted(st.services), 6)} since {since}; "
-        f"stages: {stages}.",
+        f"{journey.name} ({state.journey}) in {where}: {state.firing_count} of "
+        f"{state.alert_count} alert(s) firing across {_listing(sorted(state.services), 6)} "
+        f"since {rfc3339(state.first_firing_at)}; stages: {stages}.",
     ]
-    worst = _worst(stored.alerts, impact)
-    if worst:
-        lines.append(worst[0].upper() + worst[1:] + ".")
+    severity = next((f.reason for f in impact.factors if f.name == "severity"), None)
+    if severity and state.firing_count:
+        lines.append(severity[0].upper() + severity[1:] + ".")
     lines.append(f"Impact score {impact.score:g}/100 → {impact.priority}.")
-    if st.status == "resolved":
-        lines.append(f"Resolved at {rfc3339(st.resolved_at)}.")
+    if state.status == "resolved":
+        lines.append(f"Resolved at {rfc3339(state.resolved_at)}.")
     return " ".join(lines)
 
 
@@ -149,31 +140,31 @@ def _runbooks(journey: Journey, alerts: list[StoredAlert]) -> list[dict[str, str
     ]
 
 
-def build(stored: StoredIncident, journey: Journey, impact: Impact) -> Incident:
-    st = stored.state
+def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impact) -> Incident:
     owner = journey.owner
     return Incident(
-        id=st.id,
-        key=st.key,
-        journey=st.journey,
+        id=state.id,
+        key=state.key,
+        journey=state.journey,
         journey_name=journey.name,
-        stages=sorted(st.stages),
-        status=st.status,
+        stages=sorted(state.stages),
+        status=state.status,
         priority=impact.priority,
         score=impact.score,
         score_breakdown=[f.model_dump() for f in impact.factors],
-        title=title(stored, impact),
-        summary=summary(stored, journey, impact),
-        group_labels=st.group_labels,
-        services=sorted(st.services),
-        regions=sorted(st.regions),
-        alerts=[_alert_json(a) for a in stored.alerts],
-        alert_count=st.alert_count,
-        firing_count=st.firing_count,
+        title=title(state, impact),
+        summary=summary(state, journey, impact),
+        group_labels=state.group_labels,
+        services=sorted(state.services),
+        regions=sorted(state.regions),
+        alerts=[_alert_json(a) for a in page.alerts],
+        alerts_omitted=page.total - len(page.alerts),
+        alert_count=state.alert_count,
+        firing_count=state.firing_count,
         kpis=[],
         changes=[],
         probable_causes=[],
-        runbooks=_runbooks(journey, stored.alerts),
+        runbooks=_runbooks(journey, page.alerts),
         suggested_actions=[],
         automation=journey.automation,
         owner={
@@ -185,17 +176,17 @@ def build(stored: StoredIncident, journey: Journey, impact: Impact) -> Incident:
             },
         },
         timeline=[
-            {"time": rfc3339(e.at) or "", "kind": e.kind, "text": e.text} for e in st.timeline
+            {"time": rfc3339(e.at) or "", "kind": e.kind, "text": e.text} for e in state.timeline
         ],
-        timeline_omitted=st.timeline_dropped,
-        sinks=st.sinks,
+        timeline_omitted=state.timeline_dropped,
+        sinks=state.sinks,
         context_notes=[],
-        blips=st.blips,
-        truncated_alerts=st.truncated_alerts,
-        created_at=rfc3339(st.created_at) or "",
-        notified_at=rfc3339(st.notified_at),
-        updated_at=rfc3339(st.updated_at) or "",
-        resolved_at=rfc3339(st.resolved_at),
-        reopened_count=st.reopened_count,
-        feedback=[f.model_dump(exclude_none=True) for f in st.feedback],
+        blips=state.blips,
+        truncated_alerts=state.truncated_alerts,
+        created_at=rfc3339(state.created_at) or "",
+        notified_at=rfc3339(state.notified_at),
+        updated_at=rfc3339(state.updated_at) or "",
+        resolved_at=rfc3339(state.resolved_at),
+        reopened_count=state.reopened_count,
+        feedback=[{**f.model_dump(exclude_none=True), "at": rfc3339(f.at)} for f in state.feedback],
     )

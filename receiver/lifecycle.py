@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from receiver.store.records import IncidentState, Notified, StoredIncident, TimelineEntry
+from receiver.store.records import IncidentState, Notified, TimelineEntry
 
 NotificationKind = Literal["open", "update", "resolve", "reopen"]
 
@@ -55,6 +55,20 @@ def is_raise(new: str, old: str) -> bool:
     return PRIORITIES.index(new) < PRIORITIES.index(old)
 
 
+def guard(loaded: IncidentState, decision: Decision) -> dict[str, str | int | None]:
+    """What ``decision`` relied on, to be still true when it is committed.
+
+    Batches landing meanwhile may add alerts and services (the next decision sees those),
+    but a resolution holds only if nothing fires and nothing changed, and the first
+    notification only if the incident is still the one waiting for it.
+    """
+    relied: dict[str, str | int | None] = {"status": loaded.status, "pending": loaded.pending}
+    if decision.resolve:
+        relied["firing_count"] = 0
+        relied["last_change_at"] = loaded.last_change_at
+    return relied
+
+
 def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     """What differs, for the people paged, from what they were last told."""
     last = state.last_notified
@@ -72,8 +86,8 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     return reasons
 
 
-def decide(incident: StoredIncident, now: Assessment, now_ms: int, timers: Timers) -> Decision:
-    state = incident.state
+def decide(state: IncidentState, now: Assessment, now_ms: int, timers: Timers) -> Decision:
+    """What to do now; reads the state's counts only, never the alerts."""
     if state.status == "resolved":
         return Decision(None, None, False, 0, ())
 
@@ -81,11 +95,9 @@ def decide(incident: StoredIncident, now: Assessment, now_ms: int, timers: Timer
         wait_end = state.first_firing_at + timers.group_wait_ms
         if now_ms < wait_end:
             return Decision(None, wait_end, False, 0, ())
-        blips = sum(
-            1
-            for a in incident.alerts
-            if a.status == "resolved" and a.changed_at >= state.first_firing_at
-        )
+        # Every alert resolved now that was not resolved already when the incident
+        # (re)opened came and went within group_wait.
+        blips = max(state.alert_count - state.firing_count - state.resolved_before, 0)
         if state.firing_count == 0:
             return Decision(None, None, True, blips, ("every alert resolved within group_wait",))
         kind: NotificationKind = (
@@ -94,8 +106,7 @@ def decide(incident: StoredIncident, now: Assessment, now_ms: int, timers: Timer
         return Decision(kind, None, False, blips, ())
 
     if state.firing_count == 0:
-        quiet_since = max((a.changed_at for a in incident.alerts), default=state.updated_at)
-        quiet_end = quiet_since + timers.resolve_after_ms
+        quiet_end = state.last_change_at + timers.resolve_after_ms
         if now_ms >= quiet_end:
             return Decision("resolve", None, True, 0, ("every alert resolved",))
         return Decision(None, quiet_end, False, 0, ())
@@ -112,7 +123,7 @@ def decide(incident: StoredIncident, now: Assessment, now_ms: int, timers: Timer
 
 
 def advance(
-    incident: StoredIncident,
+    loaded: IncidentState,
     decision: Decision,
     now: Assessment,
     now_ms: int,
@@ -120,7 +131,7 @@ def advance(
 ) -> IncidentState:
     """The incident state after ``decision``, ready to commit; new timeline entries are
     appended after the ones loaded."""
-    state = incident.state.model_copy(deep=True)
+    state = loaded.model_copy(deep=True)
     state.priority = now.priority
     state.score = now.score
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from receiver import lifecycle
 from receiver.errors import DeliveryError, StoreUnavailable
 from receiver.fingerprint import GroupKey, group_key
-from receiver.incident import Incident, build
+from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
-from receiver.scoring import Impact, assess
+from receiver.scoring import Impact, assess, impact_class
 from receiver.settings import Settings, ms
 from receiver.sinks import Receipt, Sink
 from receiver.store import AlertGroup, Claim, GroupStore, IngestOutcome, PlacedAlert
-from receiver.store.records import StoredIncident
+from receiver.store.records import IncidentState, StoredIncident
 
 logger = logging.getLogger("journey_receiver.pipeline")
 
@@ -28,6 +28,8 @@ logger = logging.getLogger("journey_receiver.pipeline")
 SERVICE_LABELS = ("service", "app", "job")
 REGION_LABEL = "region"
 _COMMIT_ATTEMPTS = 3
+# Alerts written into one notification or API read; the counts always cover all of them.
+ALERTS_SHOWN = 500
 
 Clock = Callable[[], float]
 
@@ -51,10 +53,13 @@ def service_of(labels: Mapping[str, str]) -> str:
 def place(batch: Batch, settings: Settings) -> list[AlertGroup]:
     """Journey, stage and incident key of every alert; pure and cheap."""
     catalog = settings.catalog
+    rules = settings.rules
     severity_label = settings.config.scoring.severity_label
+    tier_label = rules.tier_label
     groups: dict[GroupKey, list[PlacedAlert]] = {}
     for alert in batch.alerts:
         labels = alert.labels
+        severity = labels.get(severity_label, "none")
         journey, stage = catalog.match(labels)
         key = group_key(journey.id, catalog.group_by(journey), labels)
         groups.setdefault(key, []).append(
@@ -62,17 +67,19 @@ def place(batch: Batch, settings: Settings) -> list[AlertGroup]:
                 alert=alert,
                 stage=stage.id if stage else None,
                 service=service_of(labels),
-                severity=labels.get(severity_label, "none"),
+                severity=severity,
                 region=labels.get(REGION_LABEL, ""),
+                impact_class=impact_class(
+                    stage.id if stage else None, severity, labels.get(tier_label), rules
+                ),
             )
         )
     return [AlertGroup(key, alerts) for key, alerts in groups.items()]
 
 
-def impact_of(stored: StoredIncident, settings: Settings) -> Impact:
-    st = stored.state
-    weights = settings.weights.get(st.journey) or settings.weights["unmapped"]
-    return assess(weights, stored.alerts, len(st.services), len(st.regions), settings.rules)
+def impact_of(state: IncidentState, settings: Settings) -> Impact:
+    weights = settings.weights.get(state.journey) or settings.weights["unmapped"]
+    return assess(weights, state, settings.rules)
 
 
 def routed_sinks(settings: Settings, priority: str) -> set[str]:
@@ -102,8 +109,9 @@ class Pipeline:
         outcomes = await self.store.ingest(groups, batch.truncated_alerts, self.now_ms())
         m = self.metrics
         m.batches.inc()
-        for alert in batch.alerts:
-            m.alerts_received.labels(alert.status).inc()
+        firing = sum(a.status == "firing" for a in batch.alerts)
+        m.alerts_received.labels("firing").inc(firing)
+        m.alerts_received.labels("resolved").inc(len(batch.alerts) - firing)
         if batch.truncated_alerts:
             m.truncated_alerts.inc(batch.truncated_alerts)
         for group, outcome in zip(groups, outcomes, strict=True):
@@ -115,17 +123,12 @@ class Pipeline:
                 m.incidents_reopened.labels(group.key.journey).inc()
         return outcomes
 
-    def impact(self, stored: StoredIncident) -> Impact:
-        st = stored.state
-        weights = self.settings.weights.get(st.journey) or self.settings.weights["unmapped"]
-        return assess(
-            weights, stored.alerts, len(st.services), len(st.regions), self.settings.rules
-        )
-
-    def incident(self, stored: StoredIncident, impact: Impact | None = None) -> Incident:
+    async def incident(self, stored: StoredIncident, impact: Impact | None = None) -> Incident:
         """The incident as it reads now (API reads and notifications)."""
-        journey = self.settings.catalog.find(stored.state.journey)
-        return build(stored, journey, impact or self.impact(stored))
+        state = stored.state
+        page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
+        journey = self.settings.catalog.find(state.journey)
+        return build(state, page, journey, impact or impact_of(state, self.settings))
 
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""
@@ -144,59 +147,65 @@ class Pipeline:
         return len(claims)
 
     async def flush(self, claim: Claim) -> None:
+        """Decide for one claimed incident from its state alone; read its alerts only to
+        write a notification."""
         for _ in range(_COMMIT_ATTEMPTS):
             stored = await self.store.load(claim.incident_id)
             if stored is None:
                 return
+            loaded = stored.state
             now = self.now_ms()
-            impact = self.impact(stored)
+            impact = impact_of(loaded, self.settings)
             assessment = lifecycle.Assessment(impact.priority, impact.score)
-            decision = lifecycle.decide(stored, assessment, now, self.settings.timers)
-            targets = self._targets(stored, decision.notify, impact.priority)
-            state = lifecycle.advance(stored, decision, assessment, now, list(targets))
+            decision = lifecycle.decide(loaded, assessment, now, self.settings.timers)
+            targets = self._targets(loaded, decision.notify, impact.priority)
+            state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
+            state.title = title(state, impact)
             if decision.notify is not None:
                 state.sinks = {
                     **state.sinks,
                     **{t: {"state": decision.notify} for t in targets},
                 }
-            incident = self.incident(
-                StoredIncident(state=state, alerts=stored.alerts, version=0), impact
-            )
-            state.title = incident.title
-            appended = state.timeline[len(stored.state.timeline) :]
             outcome = await self.store.commit(
-                claim, stored.version, state, decision.next_due_ms, appended
+                claim,
+                stored.version,
+                state,
+                lifecycle.guard(loaded, decision),
+                decision.next_due_ms,
+                state.timeline[len(loaded.timeline) :],
+                now,
             )
             if outcome == "stale":
                 continue
             if outcome == "ok":
-                self._count(stored, decision)
+                self._count(loaded, decision)
                 if decision.notify is not None:
+                    incident = await self.incident(StoredIncident(state=state, version=0), impact)
                     await self._deliver(
                         Notification(incident, decision.notify, targets, claim.due_ms)
                     )
             return
-        # Batches keep changing it under us: give it back, due at once, for the next tick.
+        # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
 
-    def _targets(self, stored: StoredIncident, kind: str | None, priority: str) -> tuple[str, ...]:
+    def _targets(self, state: IncidentState, kind: str | None, priority: str) -> tuple[str, ...]:
         if kind is None:
             return ()
         routed = routed_sinks(self.settings, priority)
         # Whoever heard of the incident hears of its updates and its end.
-        told = set(stored.state.sinks) if kind in ("update", "resolve", "reopen") else set()
+        told = set(state.sinks) if kind in ("update", "resolve", "reopen") else set()
         return tuple(sorted(n for n in routed | told if n in self.sinks))
 
-    def _count(self, stored: StoredIncident, decision: lifecycle.Decision) -> None:
+    def _count(self, state: IncidentState, decision: lifecycle.Decision) -> None:
         m = self.metrics
-        journey = stored.state.journey
+        journey = state.journey
         if decision.blips:
             m.blips.labels(journey).inc(decision.blips)
         if decision.resolve:
             m.incidents_resolved.labels(journey).inc()
         if decision.notify == "open":
-            m.alerts_per_incident.observe(stored.state.alert_count)
+            m.alerts_per_incident.observe(state.alert_count)
 
     async def _deliver(self, note: Notification) -> None:
         for name in note.targets:

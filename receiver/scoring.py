@@ -1,20 +1,23 @@
 """Business impact score (0–100) and priority of an incident. Pure.
 
 score = 100 × journey weight × (stage weight × severity weight × tier weight of the worst
-firing alert) × blast radius × KPI factor
+firing alerts) × blast radius × KPI factor
 
 Every factor is in [0, 1] and none can fall when an incident gets worse: a new firing alert
-can only raise the worst-alert product, services and regions are only ever added, so the
-score is monotonic. The KPI factor stays neutral (1.0) and says so until KPI enrichment
-provides a deviation.
+can only raise the worst-class product, services and regions are only ever added, so the
+score is monotonic. It reads only the incident's state (firing alerts counted per class),
+never the alerts themselves, so it costs the same for 5 alerts or 50,000. The KPI factor
+stays neutral (1.0) and says so until KPI enrichment provides a deviation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from receiver.store.records import ScoreFactor, StoredAlert
+from receiver.store.records import IncidentState, ScoreFactor
 
 # Blast radius: one service in one region starts at 0.7; each further service adds 0.1 and
 # each further region 0.15, up to 1.0. A wider storm never scores lower.
@@ -57,35 +60,45 @@ def priority_for(score: float, thresholds: Mapping[str, float]) -> str:
     return "P5"
 
 
-def assess(
-    journey: JourneyWeights,
-    alerts: Sequence[StoredAlert],
-    services: int,
-    regions: int,
-    rules: ScoringRules,
-) -> Impact:
-    firing = [a for a in alerts if a.status == "firing"]
-    # A resolved incident keeps the score of what it was, not zero.
-    considered = firing or list(alerts)
+def impact_class(stage: str | None, severity: str, tier: str | None, rules: ScoringRules) -> str:
+    """The class an alert is counted under: what its score depends on, and no more.
 
-    def parts(a: StoredAlert) -> tuple[float, float, float]:
-        stage = journey.stage_weights.get(a.stage, 1.0) if a.stage else 1.0
-        severity = rules.severity_weights.get(a.severity, rules.default_severity_weight)
-        tier_value = a.labels.get(rules.tier_label)
-        tier = (
-            rules.tier_weights.get(tier_value, rules.default_tier_weight)
-            if tier_value is not None
-            else rules.default_tier_weight
+    Severities and tiers the rules do not weigh fold into "other", so untrusted label
+    values cannot grow the counts; an absent tier is "".
+    """
+    sev = severity if severity in rules.severity_weights else "other"
+    known_tier = tier if tier in rules.tier_weights else "other"
+    return _class_key(stage or "", sev, "" if tier is None else known_tier)
+
+
+@functools.lru_cache(maxsize=1024)  # its arguments come from the config: a bounded set
+def _class_key(stage: str, severity: str, tier: str) -> str:
+    return json.dumps([stage, severity, tier])
+
+
+def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -> Impact:
+    """The incident's impact from the firing alerts' classes in its state; an incident
+    with nothing firing keeps the score it had (resolved is not harmless in hindsight)."""
+    classes = [(json.loads(c), n) for c, n in state.firing_classes.items() if n > 0]
+    if not classes and state.score is not None and state.priority is not None:
+        return Impact(state.score, state.priority, tuple(state.score_breakdown))
+
+    def weights(cls: list[str]) -> tuple[float, float, float]:
+        stage, sev, tier = cls
+        return (
+            journey.stage_weights.get(stage, 1.0) if stage else 1.0,
+            rules.severity_weights.get(sev, rules.default_severity_weight),
+            rules.tier_weights.get(tier, rules.default_tier_weight),
         )
-        return stage, severity, tier
 
-    def product(a: StoredAlert) -> float:
-        s, v, t = parts(a)
-        return s * v * t
+    def product(item: tuple[list[str], int]) -> tuple[float, list[str]]:
+        s, v, t = weights(item[0])
+        return (s * v * t, item[0])
 
-    worst = max(considered, key=lambda a: (product(a), a.fp)) if considered else None
+    worst = max(classes, key=product)[0] if classes else None
     # No alert, no impact: an empty incident must not score as if every factor were neutral.
-    stage_w, severity_w, tier_w = parts(worst) if worst else (0.0, 0.0, 0.0)
+    stage_w, severity_w, tier_w = weights(worst) if worst else (0.0, 0.0, 0.0)
+    services, regions = len(state.services), len(state.regions)
     blast = min(
         1.0,
         _BLAST_BASE
@@ -93,48 +106,38 @@ def assess(
         + _BLAST_PER_REGION * max(regions - 1, 0),
     )
     kpi = 1.0
+    firing = sum(n for _, n in classes)
+    if worst is None:
+        stage_why = severity_why = tier_why = "no firing alerts"
+    else:
+        stage, sev, tier = worst
+        stage_why = (
+            f"worst firing alerts are in stage {stage} (weight {stage_w:g})"
+            if stage
+            else "no stage matched: neutral"
+        )
+        severity_why = (
+            f"worst severity firing is {sev} (weight {severity_w:g})"
+            if sev != "other"
+            else f"severity not in scoring.severity_weights: default weight {severity_w:g}"
+        )
+        tier_why = {
+            "": f"no {rules.tier_label} label: default weight {tier_w:g}",
+            "other": f"{rules.tier_label} not in scoring.tier.weights: default weight {tier_w:g}",
+        }.get(tier, f"customer tier {tier} (weight {tier_w:g})")
     factors = (
         ScoreFactor(
             name="journey",
             value=journey.weight,
             reason=f"journey {journey.id} ({journey.name}) has weight {journey.weight:g}",
         ),
-        ScoreFactor(
-            name="stage",
-            value=stage_w,
-            reason=(
-                f"worst alert is in stage {worst.stage} (weight {stage_w:g})"
-                if worst and worst.stage
-                else ("no stage matched: neutral" if worst else "no alerts")
-            ),
-        ),
-        ScoreFactor(
-            name="severity",
-            value=severity_w,
-            reason=(
-                f"worst alert {worst.labels.get('alertname', worst.fp)} on {worst.service} "
-                f"has severity {worst.severity} (weight {severity_w:g})"
-                if worst
-                else "no alerts"
-            ),
-        ),
-        ScoreFactor(
-            name="tier",
-            value=tier_w,
-            reason=(
-                f"customer tier {worst.labels[rules.tier_label]} (weight {tier_w:g})"
-                if worst and rules.tier_label in worst.labels
-                else (
-                    f"no {rules.tier_label} label: default weight {tier_w:g}"
-                    if worst
-                    else "no alerts"
-                )
-            ),
-        ),
+        ScoreFactor(name="stage", value=stage_w, reason=stage_why),
+        ScoreFactor(name="severity", value=severity_w, reason=severity_why),
+        ScoreFactor(name="tier", value=tier_w, reason=tier_why),
         ScoreFactor(
             name="blast_radius",
             value=round(blast, 4),
-            reason=f"{services} service(s) in {regions or 1} region(s)",
+            reason=f"{firing} firing alert(s); {services} service(s) in {regions or 1} region(s)",
         ),
         ScoreFactor(
             name="kpi",

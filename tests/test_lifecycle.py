@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from receiver.lifecycle import Assessment, Decision, Timers, advance, decide
-from receiver.store.records import IncidentState, Notified, StoredAlert, StoredIncident
+from receiver.lifecycle import Assessment, Decision, Timers, advance, decide, guard
+from receiver.store.records import IncidentState, Notified
 
 T = 1_776_500_000_000
 TIMERS = Timers(group_wait_ms=30_000, group_interval_ms=120_000, resolve_after_ms=300_000)
 P2 = Assessment("P2", 65.0)
 
 
-def alert(
-    fp: str, status: str = "firing", changed_at: int = T, service: str = "pay"
-) -> StoredAlert:
-    return StoredAlert(
-        fp=fp,
-        status="firing" if status == "firing" else "resolved",
-        labels={"alertname": "X", "service": service},
-        annotations={},
-        stage="payment",
-        service=service,
-        severity="critical",
-        first_seen=T,
-        changed_at=changed_at,
-    )
-
-
-def incident(*alerts: StoredAlert, **state: object) -> StoredIncident:
-    services = {a.service: T for a in alerts}
+def incident(
+    firing: int = 1, resolved: int = 0, services: tuple[str, ...] = ("pay",), **fields: object
+) -> IncidentState:
     base: dict[str, object] = {
         "id": "checkout-abc-1",
         "key": 'checkout{region="eu"}',
@@ -38,14 +23,15 @@ def incident(*alerts: StoredAlert, **state: object) -> StoredIncident:
         "created_at": T,
         "updated_at": T,
         "first_firing_at": T,
-        "alert_count": len(alerts),
-        "firing_count": sum(a.status == "firing" for a in alerts),
-        "services": services,
+        "last_change_at": T,
+        "alert_count": firing + resolved,
+        "firing_count": firing,
+        "services": dict.fromkeys(services, T),
         "stages": {"payment": T},
         "pending": "open",
     }
-    base.update(state)
-    return StoredIncident(state=IncidentState.model_validate(base), alerts=list(alerts), version=1)
+    base.update(fields)
+    return IncidentState.model_validate(base)
 
 
 def notified(
@@ -67,31 +53,44 @@ def notified(
 
 
 def test_first_notification_waits_for_group_wait() -> None:
-    inc = incident(alert("a"))
+    inc = incident()
     assert decide(inc, P2, T + 29_999, TIMERS) == Decision(None, T + 30_000, False, 0, ())
     assert decide(inc, P2, T + 30_000, TIMERS).notify == "open"
 
 
 def test_storm_that_came_and_went_within_group_wait_is_a_blip() -> None:
-    inc = incident(alert("a", "resolved", T + 5_000), alert("b", "resolved", T + 9_000))
+    inc = incident(firing=0, resolved=2, last_change_at=T + 9_000)
     d = decide(inc, P2, T + 30_000, TIMERS)
     assert (d.notify, d.resolve, d.blips) == (None, True, 2)
     st = advance(inc, d, P2, T + 30_000, [])
     assert (st.status, st.blips, st.notified_at) == ("resolved", 2, None)
     assert [e.kind for e in st.timeline] == ["blip", "resolved"]
+    # It may only be committed if nothing fired or changed since it was read.
+    assert guard(inc, d) == {
+        "status": "open",
+        "pending": "open",
+        "firing_count": 0,
+        "last_change_at": T + 9_000,
+    }
 
 
 def test_blips_beside_firing_alerts_are_recorded_and_the_rest_notified() -> None:
-    inc = incident(alert("a"), alert("b", "resolved", T + 5_000))
+    inc = incident(firing=1, resolved=1)
     d = decide(inc, P2, T + 30_000, TIMERS)
     assert (d.notify, d.blips) == ("open", 1)
     st = advance(inc, d, P2, T + 30_000, ["log"])
     assert st.last_notified and st.last_notified.kind == "open"
     assert st.timeline[-1].text == "open P2 sent to log"
+    assert guard(inc, d) == {"status": "open", "pending": "open"}
+
+
+def test_alerts_resolved_before_a_reopen_are_not_blips_of_it() -> None:
+    inc = incident(firing=1, resolved=3, resolved_before=3, pending="reopen")
+    assert decide(inc, P2, T + 30_000, TIMERS).blips == 0
 
 
 def test_material_change_waits_for_group_interval() -> None:
-    inc = incident(alert("a"), alert("b", service="cart"), **notified(T + 30_000))
+    inc = incident(services=("pay", "cart"), **notified(T + 30_000))
     d = decide(inc, P2, T + 60_000, TIMERS)
     assert d == Decision(None, T + 150_000, False, 0, ())
     d = decide(inc, P2, T + 150_000, TIMERS)
@@ -99,7 +98,7 @@ def test_material_change_waits_for_group_interval() -> None:
 
 
 def test_priority_raise_goes_out_at_once_and_a_drop_waits() -> None:
-    inc = incident(alert("a"), **notified(T + 30_000))
+    inc = incident(**notified(T + 30_000))
     raised = decide(inc, Assessment("P1", 85.0), T + 31_000, TIMERS)
     assert (raised.notify, raised.reasons) == ("update", ("priority P2 → P1",))
     lowered = decide(inc, Assessment("P3", 45.0), T + 31_000, TIMERS)
@@ -107,13 +106,12 @@ def test_priority_raise_goes_out_at_once_and_a_drop_waits() -> None:
 
 
 def test_nothing_new_means_nothing_sent() -> None:
-    inc = incident(alert("a"), **notified(T + 30_000))
+    inc = incident(**notified(T + 30_000))
     assert decide(inc, P2, T + 10**7, TIMERS) == Decision(None, None, False, 0, ())
 
 
 def test_resolves_only_after_a_quiet_resolve_after() -> None:
-    inc = incident(alert("a", "resolved", T + 100_000), **notified(T + 30_000))
-    inc.state.firing_count = 0
+    inc = incident(firing=0, resolved=1, last_change_at=T + 100_000, **notified(T + 30_000))
     assert decide(inc, P2, T + 399_999, TIMERS) == Decision(None, T + 400_000, False, 0, ())
     d = decide(inc, P2, T + 400_000, TIMERS)
     assert (d.notify, d.resolve) == ("resolve", True)
@@ -123,16 +121,16 @@ def test_resolves_only_after_a_quiet_resolve_after() -> None:
 
 def test_reopen_is_announced_as_reopen_after_group_wait() -> None:
     reopened = {**notified(T - 10**6), "pending": "reopen", "reopened_count": 1}
-    inc = incident(alert("a"), **reopened)
+    inc = incident(**reopened)
     assert decide(inc, P2, T + 1, TIMERS).next_due_ms == T + 30_000
     assert decide(inc, P2, T + 30_000, TIMERS).notify == "reopen"
 
 
 def test_reopen_of_a_never_notified_blip_is_a_first_open() -> None:
-    inc = incident(alert("a"), pending="reopen", reopened_count=1)
+    inc = incident(pending="reopen", reopened_count=1)
     assert decide(inc, P2, T + 30_000, TIMERS).notify == "open"
 
 
 def test_resolved_incidents_are_left_alone() -> None:
-    inc = incident(alert("a", "resolved"), status="resolved", resolved_at=T, pending=None)
+    inc = incident(firing=0, resolved=1, status="resolved", resolved_at=T, pending=None)
     assert decide(inc, P2, T + 10**9, TIMERS) == Decision(None, None, False, 0, ())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from receiver.store import open_store
+from receiver.store.redis import RedisStore
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 
@@ -164,3 +167,45 @@ async def test_an_incident_that_cannot_be_decided_does_not_hold_up_the_others(
         assert [i for _, i, _ in rx.sink.sent] == [fine]
         metrics = (await rx.client.get("/metrics")).text
         assert "journey_receiver_flush_errors_total 1.0" in metrics
+
+
+class RacingStore:
+    """The real store, with a batch landing between every decision's read and its commit,
+    as happens all the time during a storm with several replicas."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+        self.race: Callable[[], Awaitable[object]] | None = None
+        self.races = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def commit(self, *args: Any) -> Any:
+        if self.race is not None:
+            self.races += 1
+            await self.race()
+        return await self.inner.commit(*args)
+
+
+async def test_a_storm_that_never_pauses_still_gets_its_notification(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    racing = RacingStore(open_store("memory://"))
+    async with harness(write_config(tmp_path), clock, store=racing) as rx:
+        (inc,) = (await rx.post([make_alert("payment-service", alertname="First")])).json()[
+            "incidents"
+        ]
+        more = iter(range(1000))
+        racing.race = lambda: rx.post([make_alert("cart-api", alertname=f"Storm{next(more)}")])
+        await rx.tick(30)
+        assert racing.races >= 1
+        assert rx.sink.kinds() == ["open"]
+        # What landed while it was being decided is looked at again at once...
+        await rx.tick(1)
+        # ...and, a new service, sent as an update after group_interval.
+        await rx.tick(120)
+        assert rx.sink.kinds() == ["open", "update"]
+        detail = await rx.incident(inc)
+        assert "cart-api" in detail["services"]
+        assert detail["alert_count"] == 1 + racing.races

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.scoring import JourneyWeights, ScoringRules, assess, priority_for
-from receiver.store.records import StoredAlert
+from receiver.scoring import JourneyWeights, ScoringRules, assess, impact_class, priority_for
+from receiver.store.records import IncidentState
 
 RULES = ScoringRules(
     thresholds={"P1": 80, "P2": 60, "P3": 40, "P4": 20},
@@ -19,42 +21,56 @@ RULES = ScoringRules(
 CHECKOUT = JourneyWeights("checkout", "Checkout", 1.0, {"payment": 1.0, "cart": 0.6})
 BROWSE = JourneyWeights("browse", "Browse", 0.4, {"search": 0.7})
 
+Firing = tuple[str | None, str, str | None]  # stage, severity, tier of one firing alert
 
-def alert(
-    fp: str, stage: str | None, severity: str, status: str = "firing", **labels: str
-) -> StoredAlert:
-    return StoredAlert(
-        fp=fp,
-        status="firing" if status == "firing" else "resolved",
-        labels={"alertname": "A", **labels},
-        annotations={},
-        stage=stage,
-        service=f"svc-{fp}",
-        severity=severity,
-        first_seen=0,
-        changed_at=0,
+
+def state(firing: list[Firing], services: int = 1, regions: int = 1) -> IncidentState:
+    classes = Counter(impact_class(stage, sev, tier, RULES) for stage, sev, tier in firing)
+    return IncidentState(
+        id="i",
+        key="k",
+        digest="d",
+        journey="j",
+        group_labels={},
+        status="open",
+        created_at=0,
+        updated_at=0,
+        first_firing_at=0,
+        alert_count=len(firing),
+        firing_count=len(firing),
+        services={f"s{i}": 0 for i in range(services)},
+        regions={f"r{i}": 0 for i in range(regions)},
+        firing_classes=dict(classes),
     )
 
 
 def test_payment_failure_at_checkout_outranks_a_latency_blip_elsewhere() -> None:
-    payment = assess(CHECKOUT, [alert("a", "payment", "critical")], 1, 1, RULES)
-    latency = assess(BROWSE, [alert("b", "search", "warning")], 1, 1, RULES)
+    payment = assess(CHECKOUT, state([("payment", "critical", None)]), RULES)
+    latency = assess(BROWSE, state([("search", "warning", None)]), RULES)
     assert payment.score > latency.score
     assert (payment.priority, latency.priority) == ("P2", "P5")
 
 
 def test_every_factor_is_in_the_breakdown_with_a_reason() -> None:
-    impact = assess(CHECKOUT, [alert("a", "cart", "warning", tier="free")], 2, 1, RULES)
+    impact = assess(CHECKOUT, state([("cart", "warning", "free")], services=2), RULES)
     factors = {f.name: (f.value, f.reason) for f in impact.factors}
     assert factors == {
         "journey": (1.0, "journey checkout (Checkout) has weight 1"),
-        "stage": (0.6, "worst alert is in stage cart (weight 0.6)"),
-        "severity": (0.5, "worst alert A on svc-a has severity warning (weight 0.5)"),
+        "stage": (0.6, "worst firing alerts are in stage cart (weight 0.6)"),
+        "severity": (0.5, "worst severity firing is warning (weight 0.5)"),
         "tier": (0.4, "customer tier free (weight 0.4)"),
-        "blast_radius": (0.8, "2 service(s) in 1 region(s)"),
+        "blast_radius": (0.8, "1 firing alert(s); 2 service(s) in 1 region(s)"),
         "kpi": (1.0, "not computed: no KPI enrichment in this version, neutral"),
     }
     assert impact.score == round(100 * 1.0 * 0.6 * 0.5 * 0.4 * 0.8, 1)
+
+
+def test_untrusted_severities_and_tiers_fold_into_other() -> None:
+    assert impact_class("cart", "EXTREME!!", "whale", RULES) == '["cart", "other", "other"]'
+    impact = assess(CHECKOUT, state([("cart", "EXTREME!!", "whale")]), RULES)
+    reasons = {f.name: f.reason for f in impact.factors}
+    assert reasons["severity"] == "severity not in scoring.severity_weights: default weight 0.5"
+    assert reasons["tier"] == "tier not in scoring.tier.weights: default weight 1"
 
 
 def test_thresholds() -> None:
@@ -64,36 +80,44 @@ def test_thresholds() -> None:
     ]  # fmt: skip
 
 
-def test_a_resolved_incident_keeps_its_score() -> None:
-    impact = assess(CHECKOUT, [alert("a", "payment", "critical", status="resolved")], 1, 1, RULES)
-    assert impact.score == 70.0
+def test_a_resolved_incident_keeps_its_score_and_an_empty_one_scores_zero() -> None:
+    live = state([("payment", "critical", None)])
+    scored = assess(CHECKOUT, live, RULES)
+    gone = live.model_copy(
+        update={
+            "firing_classes": {},
+            "firing_count": 0,
+            "score": scored.score,
+            "priority": scored.priority,
+            "score_breakdown": list(scored.factors),
+        }
+    )
+    assert assess(CHECKOUT, gone, RULES) == scored
+    assert assess(CHECKOUT, state([]), RULES).score == 0
 
 
-severities = st.sampled_from(["critical", "error", "warning", "info", "unknown"])
-stages = st.sampled_from(["payment", "cart", None])
-alerts = st.builds(
-    alert,
-    fp=st.text("abcdef", min_size=1, max_size=4),
-    stage=stages,
-    severity=severities,
+alerts = st.tuples(
+    st.sampled_from(["payment", "cart", None]),
+    st.sampled_from(["critical", "error", "warning", "info", "unknown"]),
+    st.sampled_from(["gold", "free", "whale", None]),
 )
 
 
-@given(st.lists(alerts, max_size=6), alerts, st.integers(1, 6), st.integers(0, 3))
+@given(st.lists(alerts, max_size=6), alerts, st.integers(1, 6), st.integers(1, 3))
 def test_more_firing_alerts_and_wider_blast_never_lower_the_score(
-    existing: list[StoredAlert], extra: StoredAlert, services: int, regions: int
+    existing: list[Firing], extra: Firing, services: int, regions: int
 ) -> None:
-    before = assess(CHECKOUT, existing, services, regions, RULES).score
-    assert assess(CHECKOUT, [*existing, extra], services, regions, RULES).score >= before
-    assert assess(CHECKOUT, existing, services + 1, regions, RULES).score >= before
-    assert assess(CHECKOUT, existing, services, regions + 1, RULES).score >= before
+    before = assess(CHECKOUT, state(existing, services, regions), RULES).score
+    assert assess(CHECKOUT, state([*existing, extra], services, regions), RULES).score >= before
+    assert assess(CHECKOUT, state(existing, services + 1, regions), RULES).score >= before
+    assert assess(CHECKOUT, state(existing, services, regions + 1), RULES).score >= before
 
 
 @given(st.lists(alerts, min_size=1, max_size=6), st.floats(0, 1), st.floats(0, 1))
 def test_a_heavier_journey_never_lowers_the_score(
-    firing: list[StoredAlert], w1: float, w2: float
+    firing: list[Firing], w1: float, w2: float
 ) -> None:
     light, heavy = sorted((w1, w2))
-    lo = assess(JourneyWeights("j", "J", light, {}), firing, 1, 1, RULES).score
-    hi = assess(JourneyWeights("j", "J", heavy, {}), firing, 1, 1, RULES).score
+    lo = assess(JourneyWeights("j", "J", light, {}), state(firing), RULES).score
+    hi = assess(JourneyWeights("j", "J", heavy, {}), state(firing), RULES).score
     assert hi >= lo

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from receiver.fingerprint import GroupKey
 from receiver.models import Alert
-from receiver.store.records import IncidentState, StoredIncident, TimelineEntry
+from receiver.store.records import AlertPage, IncidentState, StoredIncident, TimelineEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class PlacedAlert:
     service: str
     severity: str
     region: str
+    impact_class: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +80,28 @@ class GroupStore(Protocol):
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]: ...
 
-    async def load(self, incident_id: str) -> StoredIncident | None: ...
+    async def load(self, incident_id: str) -> StoredIncident | None:
+        """The state document and timeline; cheap, whatever the number of alerts."""
+        ...
+
+    async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:
+        """Up to ``limit`` alerts, firing first, then the latest to change."""
+        ...
 
     async def commit(
         self,
         claim: Claim,
         version: int,
         state: IncidentState,
+        guard: Mapping[str, str | int | None],
         next_due_ms: int | None,
-        appended: Sequence[TimelineEntry] = (),
+        appended: Sequence[TimelineEntry],
+        now_ms: int,
     ) -> CommitOutcome:
-        """Write ``state`` (and append ``appended`` to its timeline) if ``claim`` still
-        holds and nothing changed the incident since ``version`` was read."""
+        """Merge the scheduler's fields of ``state`` and append ``appended`` to the
+        timeline, if ``claim`` still holds and every ``guard`` field still has its value;
+        "stale" otherwise. If batches landed since ``version`` was read, the incident is
+        due again at once."""
         ...
 
     async def release(self, claim: Claim, due_ms: int) -> None: ...

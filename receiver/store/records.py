@@ -26,7 +26,7 @@ def _empty_array_is_dict(value: Any) -> Any:
 
 StrList = Annotated[list[str], BeforeValidator(_empty_object_is_list)]
 StrMap = Annotated[dict[str, str], BeforeValidator(_empty_array_is_dict)]
-TimeMap = Annotated[dict[str, int], BeforeValidator(_empty_array_is_dict)]
+IntMap = Annotated[dict[str, int], BeforeValidator(_empty_array_is_dict)]
 
 
 class _Record(BaseModel):
@@ -84,8 +84,15 @@ class FeedbackRecord(_Record):
 
 
 class IncidentState(_Record):
-    """The incident document. Ingest (Lua) owns membership and counts; the scheduler owns
-    notification and resolution; the version number arbitrates between them."""
+    """The incident document, small enough to read on every decision.
+
+    Ingest (Lua) owns membership and the counts decisions need, so that no decision has to
+    read the alerts: ``firing_classes`` counts firing alerts per impact class (the JSON of
+    ``[stage, severity, tier]``), ``firing_services`` per service, ``last_change_at`` is
+    the last time an alert changed status and ``resolved_before`` how many alerts were
+    already resolved when the incident (re)opened. The scheduler owns ``SCHEDULER_FIELDS``
+    and merges them in with a guard on what its decision relied on.
+    """
 
     id: str
     key: str
@@ -96,13 +103,17 @@ class IncidentState(_Record):
     created_at: int
     updated_at: int
     first_firing_at: int
+    last_change_at: int = 0
     resolved_at: int | None = None
     reopened_count: int = 0
     alert_count: int = 0
     firing_count: int = 0
-    services: TimeMap = Field(default_factory=dict)
-    stages: TimeMap = Field(default_factory=dict)
-    regions: TimeMap = Field(default_factory=dict)
+    resolved_before: int = 0
+    services: IntMap = Field(default_factory=dict)
+    stages: IntMap = Field(default_factory=dict)
+    regions: IntMap = Field(default_factory=dict)
+    firing_classes: IntMap = Field(default_factory=dict)
+    firing_services: IntMap = Field(default_factory=dict)
     timeline: Annotated[list[TimelineEntry], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
@@ -126,9 +137,33 @@ class IncidentState(_Record):
     )
 
 
+# What the scheduler decides and writes; everything else in the state is ingest's.
+SCHEDULER_FIELDS = frozenset(
+    {
+        "status",
+        "resolved_at",
+        "pending",
+        "notified_at",
+        "last_notified",
+        "blips",
+        "priority",
+        "score",
+        "title",
+        "score_breakdown",
+        "sinks",
+    }
+)
+
+
 class StoredIncident(_Record):
-    """An incident as loaded for a decision: its state, members and the version read."""
+    """An incident as loaded for a decision: its state and the version read."""
 
     state: IncidentState
-    alerts: list[StoredAlert]
     version: int
+
+
+class AlertPage(_Record):
+    """Some of an incident's alerts (firing first, latest first) and how many there are."""
+
+    alerts: list[StoredAlert]
+    total: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from importlib import resources
@@ -28,7 +28,9 @@ from receiver.store.base import (
     StoreSettings,
 )
 from receiver.store.records import (
+    SCHEDULER_FIELDS,
     TIMELINE_CAP,
+    AlertPage,
     IncidentState,
     StoredAlert,
     StoredIncident,
@@ -39,8 +41,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _LIST_PAGE = 200
-# Kept in their own keys, not in the state document every batch decodes and encodes.
-_KEPT_APART = {"timeline", "timeline_dropped"}
 
 
 def _script(name: str) -> str:
@@ -111,6 +111,7 @@ class RedisStore:
                         p.service,
                         p.stage or "",
                         p.region,
+                        p.impact_class,
                     )
                 )
                 records.append(
@@ -170,19 +171,32 @@ class RedisStore:
         started = time.perf_counter()
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hmget(self._p + "inc:" + incident_id, "state", "ver", "tl_dropped")
-            pipe.hgetall(self._p + "am:" + incident_id)
-            pipe.hgetall(self._p + "ab:" + incident_id)
             pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
-            (raw_state, ver, dropped), metas, bodies, timeline = await pipe.execute()
+            (raw_state, ver, dropped), timeline = await pipe.execute()
         self._observe("load", time.perf_counter() - started)
         if raw_state is None:
             return None
-        alerts = [_alert(fp, meta, bodies.get(fp)) for fp, meta in metas.items()]
-        alerts.sort(key=lambda a: (a.first_seen, a.fp))
         state = IncidentState.model_validate_json(raw_state)
         state.timeline = [TimelineEntry.model_validate_json(e) for e in timeline]
         state.timeline_dropped = int(dropped or 0)
-        return StoredIncident(state=state, alerts=alerts, version=int(ver or 0))
+        return StoredIncident(state=state, version=int(ver or 0))
+
+    @_unavailable
+    async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:
+        metas: dict[str, str] = await self._r.hgetall(self._p + "am:" + incident_id)
+        parsed = [(fp, meta.split("|", 5)) for fp, meta in metas.items()]
+        # Firing first, then the latest to change: what a reader needs when not all fit.
+        parsed.sort(key=lambda item: (item[1][0] != "firing", -int(item[1][4]), item[0]))
+        shown = parsed[:limit]
+        bodies = (
+            await self._r.hmget(self._p + "ab:" + incident_id, [fp for fp, _ in shown])
+            if shown
+            else []
+        )
+        return AlertPage(
+            alerts=[_alert(fp, m, body) for (fp, m), body in zip(shown, bodies, strict=True)],
+            total=len(metas),
+        )
 
     @_unavailable
     async def commit(
@@ -190,8 +204,10 @@ class RedisStore:
         claim: Claim,
         version: int,
         state: IncidentState,
+        guard: Mapping[str, str | int | None],
         next_due_ms: int | None,
-        appended: Sequence[TimelineEntry] = (),
+        appended: Sequence[TimelineEntry],
+        now_ms: int,
     ) -> CommitOutcome:
         started = time.perf_counter()
         result = _text(
@@ -202,7 +218,9 @@ class RedisStore:
                     claim.incident_id,
                     claim.token,
                     version,
-                    state.model_dump_json(exclude_none=True, exclude=_KEPT_APART),
+                    now_ms,
+                    _dumps(dict(guard)),
+                    state.model_dump_json(include=set(SCHEDULER_FIELDS)),
                     -1 if next_due_ms is None else next_due_ms,
                     self.settings.retention_ms,
                     TIMELINE_CAP,
@@ -288,9 +306,9 @@ def _ms(at: datetime | None) -> str:
     return "" if at is None else str(int(at.timestamp() * 1000))
 
 
-def _alert(fp: str, meta: str, body: str | None) -> StoredAlert:
-    """Join the dedup meta string and the record the ingest script keeps per alert."""
-    status, starts, ends, first_seen, changed_at = meta.split("|")
+def _alert(fp: str, meta: list[str], body: str | None) -> StoredAlert:
+    """Join the dedup meta fields and the record the ingest script keeps per alert."""
+    status, starts, ends, first_seen, changed_at = meta[:5]
     # A record can only be missing if its hash expired alone: degrade, do not fail the read.
     record: dict[str, Any] = json.loads(body) if body else {}
     return StoredAlert(

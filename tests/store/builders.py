@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from receiver.fingerprint import GroupKey, group_key
@@ -22,6 +23,7 @@ def placed(
     stage: str | None = "payment",
     region: str = "eu",
     starts_at: datetime = STARTS,
+    severity: str = "critical",
 ) -> PlacedAlert:
     labels = {"alertname": "HighErrorRate", "service": service, "region": region, "env": "prod"}
     return PlacedAlert(
@@ -36,8 +38,9 @@ def placed(
         ),
         stage=stage,
         service=service,
-        severity="critical",
+        severity=severity,
         region=region,
+        impact_class=json.dumps([stage or "", severity, ""]),
     )
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
-from receiver.store.records import Notified
+from receiver.store.base import Claim
+from receiver.store.records import IncidentState, Notified
 from receiver.store.redis import RedisStore
 from tests.store.builders import group, placed
 
@@ -46,7 +47,13 @@ async def test_one_incident_per_key_and_dedup_by_fingerprint(store: RedisStore) 
     assert sorted(st.stages) == ["cart", "payment"]
     assert st.group_labels == {"env": "prod", "region": "eu"}
     assert st.key == 'checkout{env="prod",region="eu"}'
-    assert [a.fp for a in stored.alerts] == ["a", "b"]
+    assert (st.firing_classes, st.firing_services) == (
+        {'["payment", "critical", ""]': 1, '["cart", "critical", ""]': 1},
+        {"payment-service": 1, "cart": 1},
+    )
+    page = await store.load_alerts(eu, 10)
+    assert (page.total, sorted(a.fp for a in page.alerts)) == (2, ["a", "b"])
+    assert page.alerts[0].labels["service"] in ("payment-service", "cart")
 
 
 async def test_duplicate_batch_does_not_change_the_version(store: RedisStore) -> None:
@@ -73,8 +80,17 @@ async def test_status_changes_count_and_stale_firing_copies_are_ignored(store: R
     assert late.duplicates == 1
     stored = await store.load(o.incident_id)
     assert stored and stored.state.firing_count == 1
-    alert_a = next(a for a in stored.alerts if a.fp == "a")
-    assert (alert_a.status, alert_a.changed_at) == ("resolved", T + 10)
+    assert (stored.state.last_change_at, stored.state.firing_services) == (
+        T + 10,
+        {"payment-service": 1},
+    )
+    page = await store.load_alerts(o.incident_id, 10)
+    # Firing first, then the latest to change.
+    assert [(a.fp, a.status, a.changed_at) for a in page.alerts] == [
+        ("b", "firing", T),
+        ("a", "resolved", T + 10),
+    ]
+    assert (await store.load_alerts(o.incident_id, 1)).total == 2
 
 
 async def test_claims_are_exclusive_and_leased(store: RedisStore) -> None:
@@ -88,21 +104,67 @@ async def test_claims_are_exclusive_and_leased(store: RedisStore) -> None:
     stored = await store.load(claim.incident_id)
     assert stored is not None
     # The first holder's lease ran out: its commit is refused, the new holder's is taken.
-    assert await store.commit(claim, stored.version, stored.state, None) == "lost"
-    assert await store.commit(again, stored.version, stored.state, None) == "ok"
+    assert await commit(store, claim, stored.state, stored.version) == "lost"
+    assert await commit(store, again, stored.state, stored.version) == "ok"
     assert await store.claim_due(T + 10**9, 10_000, 10) == []
 
 
-async def test_commit_is_refused_when_a_batch_changed_the_incident(store: RedisStore) -> None:
+async def commit(
+    store: RedisStore,
+    claim: Claim,
+    state: IncidentState,
+    version: int,
+    guard: dict[str, str | int | None] | None = None,
+    next_due: int | None = None,
+    now: int = T + WAIT,
+) -> str:
+    return await store.commit(claim, version, state, guard or {}, next_due, [], now)
+
+
+async def test_a_batch_that_breaks_the_guard_makes_the_commit_stale(store: RedisStore) -> None:
+    await store.ingest([group(placed("a"))], 0, T)
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1)
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    assert (stored.state.firing_count, stored.state.last_change_at) == (0, T + 1)
+    resolved = stored.state.model_copy(update={"status": "resolved", "resolved_at": T + WAIT})
+    guard: dict[str, str | int | None] = {"firing_count": 0, "last_change_at": T + 1}
+    await store.ingest([group(placed("b", service="cart"))], 0, T + WAIT + 1)
+    assert await commit(store, claim, resolved, stored.version, guard) == "stale"
+    fresh = await store.load(claim.incident_id)
+    assert fresh and (fresh.state.status, fresh.state.firing_count) == ("open", 1)
+
+
+async def test_batches_that_leave_the_guard_alone_are_merged_and_looked_at_again(
+    store: RedisStore,
+) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
     stored = await store.load(claim.incident_id)
     assert stored is not None
+    notified = stored.state.model_copy(update={"pending": None, "notified_at": T + WAIT})
     await store.ingest([group(placed("b", service="cart"))], 0, T + WAIT + 1)
-    assert await store.commit(claim, stored.version, stored.state, None) == "stale"
-    fresh = await store.load(claim.incident_id)
-    assert fresh and fresh.state.alert_count == 2
-    assert await store.commit(claim, fresh.version, fresh.state, T + 99_000) == "ok"
+    guard: dict[str, str | int | None] = {"status": "open", "pending": "open"}
+    assert await commit(store, claim, notified, stored.version, guard, None, T + WAIT + 2) == "ok"
+    merged = await store.load(claim.incident_id)
+    assert merged is not None
+    # The scheduler's fields from the commit, the batch's counts from the ingest...
+    assert (merged.state.notified_at, merged.state.pending) == (T + WAIT, None)
+    assert (merged.state.alert_count, sorted(merged.state.firing_services)) == (
+        2,
+        ["cart", "payment-service"],
+    )
+    # ...and since the decision did not see that batch, it is due again at once.
+    assert [c.incident_id for c in await store.claim_due(T + WAIT + 2, 1, 10)] == [o.incident_id]
+
+
+async def test_a_commit_over_an_unchanged_incident_keeps_its_next_due(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    assert await commit(store, claim, stored.state, stored.version, None, T + 99_000) == "ok"
     assert await store.claim_due(T + 98_999, 10_000, 10) == []
     assert [c.incident_id for c in await store.claim_due(T + 99_000, 10_000, 10)] == [o.incident_id]
 
@@ -122,7 +184,7 @@ async def _resolve(store: RedisStore, incident_id: str, at: int) -> None:
     state = stored.state.model_copy(
         update={"status": "resolved", "resolved_at": at, "pending": None}
     )
-    assert await store.commit(claim, stored.version, state, None) == "ok"
+    assert await commit(store, claim, state, stored.version, now=at) == "ok"
 
 
 async def test_reopen_within_window_keeps_the_id_and_after_it_a_new_one(store: RedisStore) -> None:
@@ -160,7 +222,7 @@ async def test_empty_lists_survive_the_scripts_json_round_trip(store: RedisStore
     state = stored.state.model_copy(
         update={"pending": None, "notified_at": T, "last_notified": empty}
     )
-    assert await store.commit(claim, stored.version, state, None) == "ok"
+    assert await commit(store, claim, state, stored.version) == "ok"
     await store.ingest([group(placed("b", stage=None), journey="unmapped")], 0, T + WAIT + 1)
     assert o.incident_id
     assert await store.add_feedback(o.incident_id, '{"at": 1, "useful": false}')

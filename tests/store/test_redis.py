@@ -103,6 +103,8 @@ async def test_cluster_url_runs_the_scripts_on_a_real_cluster(tmp_path: Path) ->
         assert o.opened and o.incident_id
         (claim,) = await store.claim_due(T + 30_000, 1_000, 10)
         stored = await store.load(claim.incident_id)
-        assert stored and await store.commit(claim, stored.version, stored.state, None) == "ok"
+        assert stored
+        outcome = await store.commit(claim, stored.version, stored.state, {}, None, [], T)
+        assert outcome == "ok"
         assert [s.id for s in await store.list_incidents("all", None, 5)] == [o.incident_id]
         await store.aclose()

@@ -1,32 +1,49 @@
--- Write the scheduler's decision for one claimed incident, if nothing moved under it.
+-- Merge the scheduler's decision into one claimed incident.
 --
--- KEYS[1] the due set.  ARGV: prefix, id, claim token, version read, state JSON,
--- next due (ms, or -1 for none), retention (ms), timeline cap, then timeline entries to
--- append (JSON each).
--- Returns "ok"; "lost" when another replica holds the claim now; "stale" when a batch
--- changed the incident since it was read (read again and decide again).
+-- KEYS[1] the due set.  ARGV: prefix, id, claim token, version read, now (ms),
+-- guard (JSON: field -> the value the decision relied on), patch (JSON: the scheduler's
+-- fields), next due (ms, or -1 for none), retention (ms), timeline cap, then timeline
+-- entries to append (JSON each).
+-- Batches keep landing while the scheduler decides; they change the counts, not the
+-- decision, unless they change a guarded field. Replacing the whole document instead
+-- would lose every such race, and during a long storm no notification would ever go out.
+-- Returns "ok"; "lost" when another replica holds the claim now; "stale" when a guarded
+-- field changed (read again and decide again).
 
 local P = ARGV[1]
 local id = ARGV[2]
+local now = tonumber(ARGV[5])
 local inc_key = P .. 'inc:' .. id
-local claim = redis.call('HGET', inc_key, 'claim')
-if claim ~= ARGV[3] then return 'lost' end
-if redis.call('HGET', inc_key, 'ver') ~= ARGV[4] then return 'stale' end
-redis.call('HSET', inc_key, 'state', ARGV[5])
+if redis.call('HGET', inc_key, 'claim') ~= ARGV[3] then return 'lost' end
+local function plain(v)
+  if v == nil or v == cjson.null then return '' end
+  return tostring(v)
+end
+local st = cjson.decode(redis.call('HGET', inc_key, 'state'))
+for field, expected in pairs(cjson.decode(ARGV[6])) do
+  if plain(st[field]) ~= plain(expected) then return 'stale' end
+end
+for field, value in pairs(cjson.decode(ARGV[7])) do st[field] = value end
+redis.call('HSET', inc_key, 'state', cjson.encode(st))
+local moved = redis.call('HGET', inc_key, 'ver') ~= ARGV[4]
 redis.call('HINCRBY', inc_key, 'ver', 1)
 redis.call('HDEL', inc_key, 'claim')
-local next_due = tonumber(ARGV[6])
+local next_due = tonumber(ARGV[8])
+if moved and st.status == 'open' and (next_due < 0 or next_due > now) then
+  -- Batches landed between the read and this write, unseen by the decision: look again.
+  next_due = now
+end
 if next_due >= 0 then
   redis.call('ZADD', KEYS[1], next_due, id)
 else
   redis.call('ZREM', KEYS[1], id)
 end
-local retention = tonumber(ARGV[7])
-if #ARGV > 8 then
+local retention = tonumber(ARGV[9])
+if #ARGV > 10 then
   local tl_key = P .. 'tl:' .. id
-  for i = 9, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
+  for i = 11, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
   -- The same cap as ingest.lua: keep the first entries and the latest ones.
-  for _ = 1, redis.call('LLEN', tl_key) - tonumber(ARGV[8]) do
+  for _ = 1, redis.call('LLEN', tl_key) - tonumber(ARGV[10]) do
     redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay
     redis.call('LREM', tl_key, 1, '\0')
     redis.call('HINCRBY', inc_key, 'tl_dropped', 1)

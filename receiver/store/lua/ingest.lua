@@ -6,12 +6,12 @@
 --          5 retention (ms)   6 timeline cap   7 truncated alerts
 --          8 groups (JSON): [[key, digest, journey, {group labels}, alert count], ...]
 --          9 alerts (JSON), in group order: [[fingerprint, status, starts (ms or ""),
---            ends (ms or ""), service, stage (or ""), region (or "")], ...]
+--            ends (ms or ""), service, stage (or ""), region (or ""), impact class], ...]
 --          10.. one record (JSON) per alert, in the same order, stored as it is.
 -- Records are never decoded here, and the rest travels as two flat JSON arrays: decoding
 -- every alert into nested tables, or one argument per field, cost most of the time.
--- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at"
--- (what deduplication compares), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
+-- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
+-- class" (what deduplication compares, and what the counts were taken under), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
 -- the timeline, kept out of the state document that every batch decodes and encodes.
 -- Returns a JSON list, one entry per group: {id, opened, reopened, changed, duplicates,
 -- ignored, alert_count}. ``id`` is false for a group of resolved alerts nobody knew.
@@ -60,6 +60,11 @@ local function is_set(v)
   return v ~= nil and v ~= cjson.null
 end
 
+local function count(map, key, by)
+  local n = (map[key] or 0) + by
+  if n > 0 then map[key] = n else map[key] = nil end
+end
+
 local results = {}
 local a_at = 0  -- alerts before this group's
 for _, g in ipairs(groups) do
@@ -95,8 +100,9 @@ for _, g in ipairs(groups) do
       id = journey .. '-' .. digest .. '-' .. redis.call('INCR', P .. 'seq:' .. digest)
       st = {id = id, key = key, digest = digest, journey = journey,
             group_labels = group_labels, status = 'open', created_at = now,
-            updated_at = now, first_firing_at = now, reopened_count = 0, alert_count = 0,
-            firing_count = 0, services = {}, stages = {}, regions = {},
+            updated_at = now, first_firing_at = now, last_change_at = now,
+            reopened_count = 0, alert_count = 0, firing_count = 0, resolved_before = 0,
+            services = {}, stages = {}, regions = {}, firing_classes = {}, firing_services = {},
             truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
       redis.call('SET', key_key, id, 'PX', retention)
       redis.call('ZADD', idx_key, now, id)
@@ -107,6 +113,7 @@ for _, g in ipairs(groups) do
       st.status = 'open'
       st.resolved_at = nil
       st.first_firing_at = now
+      st.resolved_before = st.alert_count - st.firing_count
       st.reopened_count = (st.reopened_count or 0) + 1
       st.pending = 'reopen'
       redis.call('ZADD', due_key, now + group_wait, id)
@@ -118,6 +125,7 @@ for _, g in ipairs(groups) do
     local meta_key = P .. 'am:' .. id
     local body_key = P .. 'ab:' .. id
     local services, stages, regions = st.services, st.stages, st.regions
+    local classes, firing_services = st.firing_classes, st.firing_services
     local fps = {}
     for n = first, last do fps[#fps + 1] = alerts[n][1] end
     local stored = hmget_all(meta_key, fps)
@@ -125,13 +133,14 @@ for _, g in ipairs(groups) do
     for n = first, last do
       local a = alerts[n]
       local fp, status, starts, ends = a[1], a[2], a[3], a[4]
-      local service, stage, region = a[5], a[6], a[7]
+      local service, stage, region, class = a[5], a[6], a[7], a[8]
       -- The same fingerprint twice in one batch: the second compares with the first.
       local old = latest[fp] or stored[n - first + 1]
-      local o_status, o_starts, o_ends, o_first, o_changed
+      local o_status, o_starts, o_ends, o_first, o_changed, o_class
       if old then
-        o_status, o_starts, o_ends, o_first, o_changed =
-          string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+        -- The class goes last: it is JSON and may hold any character.
+        o_status, o_starts, o_ends, o_first, o_changed, o_class =
+          string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
       end
       if old and o_status == 'resolved' and status == 'firing' and o_starts == starts then
         -- A late copy of the firing notification of an alert already resolved.
@@ -140,25 +149,31 @@ for _, g in ipairs(groups) do
         -- The latest wording of annotations wins, even when nothing else changed.
         bodies[#bodies + 1] = fp
         bodies[#bodies + 1] = ARGV[9 + n]
-        if old and o_status == status and o_starts == starts and o_ends == ends then
+        if old and o_status == status and o_starts == starts and o_ends == ends
+           and o_class == class then
           -- A retry, or an HA peer's copy.
           res.duplicates = res.duplicates + 1
         else
           local changed_at = now
           if not old then
             st.alert_count = st.alert_count + 1
-            if status == 'firing' then st.firing_count = st.firing_count + 1 end
-          elseif o_status ~= status then
-            if status == 'firing' then
-              st.firing_count = st.firing_count + 1
-            else
-              st.firing_count = st.firing_count - 1
-            end
           else
-            changed_at = o_changed
+            if o_status == 'firing' then
+              -- Take it out under the class it was counted in (a reload may change it).
+              st.firing_count = st.firing_count - 1
+              count(classes, o_class, -1)
+              count(firing_services, service, -1)
+            end
+            if o_status == status then changed_at = o_changed end
           end
+          if status == 'firing' then
+            st.firing_count = st.firing_count + 1
+            count(classes, class, 1)
+            count(firing_services, service, 1)
+          end
+          if changed_at == now then st.last_change_at = now end
           local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
-                       '|' .. changed_at
+                       '|' .. changed_at .. '|' .. class
           latest[fp] = meta
           metas[#metas + 1] = fp
           metas[#metas + 1] = meta
