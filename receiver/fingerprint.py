@@ -37,6 +37,14 @@ class GroupKey:
         return dict(self.labels)
 
 
-def group_key(journey_id: str, group_by: Sequence[str], labels: Mapping[str, str]) -> GroupKey:
+def group_values(group_by: Sequence[str], labels: Mapping[str, str]) -> tuple[str, ...]:
     """A missing group_by label counts as the empty value, as in Alertmanager's grouping."""
-    return GroupKey(journey_id, tuple((name, labels.get(name, "")) for name in group_by))
+    return tuple([labels.get(name, "") for name in group_by])
+
+
+def group_key(journey_id: str, group_by: Sequence[str], labels: Mapping[str, str]) -> GroupKey:
+    return key_of(journey_id, group_by, group_values(group_by, labels))
+
+
+def key_of(journey_id: str, group_by: Sequence[str], values: tuple[str, ...]) -> GroupKey:
+    return GroupKey(journey_id, tuple(zip(group_by, values, strict=True)))

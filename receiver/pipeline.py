@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from receiver import lifecycle
 from receiver.errors import DeliveryError, StoreUnavailable
-from receiver.fingerprint import GroupKey, group_key
+from receiver.fingerprint import GroupKey, group_values, key_of
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
@@ -56,25 +56,29 @@ def place(batch: Batch, settings: Settings) -> list[AlertGroup]:
     rules = settings.rules
     severity_label = settings.config.scoring.severity_label
     tier_label = rules.tier_label
-    groups: dict[GroupKey, list[PlacedAlert]] = {}
+    # Grouped on plain tuples; each GroupKey is built once per group, not once per alert.
+    groups: dict[tuple[str, tuple[str, ...]], tuple[GroupKey, list[PlacedAlert]]] = {}
     for alert in batch.alerts:
         labels = alert.labels
         severity = labels.get(severity_label, "none")
         journey, stage = catalog.match(labels)
-        key = group_key(journey.id, catalog.group_by(journey), labels)
-        groups.setdefault(key, []).append(
+        group_by = catalog.group_by(journey)
+        values = group_values(group_by, labels)
+        entry = groups.get((journey.id, values))
+        if entry is None:
+            entry = groups[(journey.id, values)] = (key_of(journey.id, group_by, values), [])
+        stage_id = stage.id if stage else None
+        entry[1].append(
             PlacedAlert(
-                alert=alert,
-                stage=stage.id if stage else None,
-                service=service_of(labels),
-                severity=severity,
-                region=labels.get(REGION_LABEL, ""),
-                impact_class=impact_class(
-                    stage.id if stage else None, severity, labels.get(tier_label), rules
-                ),
+                alert,
+                stage_id,
+                service_of(labels),
+                severity,
+                labels.get(REGION_LABEL, ""),
+                impact_class(stage_id, severity, labels.get(tier_label), rules),
             )
         )
-    return [AlertGroup(key, alerts) for key, alerts in groups.items()]
+    return [AlertGroup(key, alerts) for key, alerts in groups.values()]
 
 
 def impact_of(state: IncidentState, settings: Settings) -> Impact:

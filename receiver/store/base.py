@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from receiver.fingerprint import GroupKey
 from receiver.models import Alert
@@ -22,9 +22,8 @@ class StoreSettings:
     reopen_window_ms: int = 1_800_000
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedAlert:
-    """An alert with what the catalog decided about it."""
+class PlacedAlert(NamedTuple):
+    """An alert with what the catalog decided about it (a NamedTuple: one per alert)."""
 
     alert: Alert
     stage: str | None

@@ -6,9 +6,11 @@
 --          5 retention (ms)   6 timeline cap   7 truncated alerts
 --          8 groups (JSON): [[key, digest, journey, {group labels}, alert count], ...]
 --          9 alerts (JSON), in group order: [[fingerprint, status, starts (ms or ""),
---            ends (ms or ""), service, stage (or ""), region (or ""), impact class], ...]
---          10.. one record (JSON) per alert, in the same order, stored as it is.
--- Records are never decoded here, and the rest travels as two flat JSON arrays: decoding
+--            ends (ms or ""), service, stage (or ""), region (or ""), impact class,
+--            record length in bytes], ...]
+--          10 the alerts' records (JSON each), concatenated in the same order; each is
+--            stored as it is.
+-- Records are never decoded here, and everything travels in a few arguments: decoding
 -- every alert into nested tables, or one argument per field, cost most of the time.
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
 -- class" (what deduplication compares, and what the counts were taken under), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
@@ -65,6 +67,8 @@ local function count(map, key, by)
   if n > 0 then map[key] = n else map[key] = nil end
 end
 
+local records = ARGV[10]
+local record_at = 1  -- where the next alert's record starts in ``records``
 local results = {}
 local a_at = 0  -- alerts before this group's
 for _, g in ipairs(groups) do
@@ -134,6 +138,8 @@ for _, g in ipairs(groups) do
       local a = alerts[n]
       local fp, status, starts, ends = a[1], a[2], a[3], a[4]
       local service, stage, region, class = a[5], a[6], a[7], a[8]
+      local record = string.sub(records, record_at, record_at + a[9] - 1)
+      record_at = record_at + a[9]
       -- The same fingerprint twice in one batch: the second compares with the first.
       local old = latest[fp] or stored[n - first + 1]
       local o_status, o_starts, o_ends, o_first, o_changed, o_class
@@ -148,7 +154,7 @@ for _, g in ipairs(groups) do
       else
         -- The latest wording of annotations wins, even when nothing else changed.
         bodies[#bodies + 1] = fp
-        bodies[#bodies + 1] = ARGV[9 + n]
+        bodies[#bodies + 1] = record
         if old and o_status == status and o_starts == starts and o_ends == ends
            and o_class == class then
           -- A retry, or an HA peer's copy.
