@@ -81,6 +81,15 @@ class Receiver:
             clock,
         )
         self.metrics.config_last_reload_success.set(1)
+        self._warn_if_open()
+
+    def _warn_if_open(self) -> None:
+        if self.auth.write_open:
+            # ${WEBHOOK_TOKEN:-} with the variable unset ends here: say so, loudly.
+            logger.warning(
+                "no server.auth credentials configured: anyone who can reach this port may "
+                "post alerts and events"
+            )
 
     def _load(self) -> Settings:
         if self.config_path is None:
@@ -108,6 +117,7 @@ class Receiver:
         self.settings = settings
         self.pipeline.settings = settings
         self.auth = authenticator(settings)
+        self._warn_if_open()
         if isinstance(self.store, RedisStore):
             self.store.configure(store_settings(settings))
         self.metrics.config_reloads.labels("success").inc()

@@ -182,3 +182,17 @@ async def test_reload_rejects_a_bad_file_and_keeps_the_running_config(
         metrics = (await rx.client.get("/metrics")).text
         assert 'journey_receiver_config_reloads_total{outcome="failure"} 1.0' in metrics
         assert "journey_receiver_config_last_reload_successful 1.0" in metrics
+
+
+def test_open_write_endpoints_are_announced(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from receiver.app import create_app
+
+    with caplog.at_level("WARNING", logger="journey_receiver"):
+        create_app(write_config(tmp_path), clock=clock)
+    assert "no server.auth credentials configured" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="journey_receiver"):
+        create_app(write_config(tmp_path, AUTH), clock=clock)
+    assert "no server.auth credentials" not in caplog.text

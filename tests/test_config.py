@@ -103,6 +103,14 @@ def problems(path: Path) -> list[str]:
             ['{file}:3: routing.pagerduty: sink "pagerduty" is not configured under sinks'],
         ),
         (
+            "receiver_basic_auth",
+            [
+                "{file}:3: server.auth.basic.username: "
+                "cannot contain ':' (RFC 7617: the username ends at the first ':')",
+                "{file}:3: server.auth.basic.password: is empty (an unset ${ENV}?)",
+            ],
+        ),
+        (
             "receiver_thresholds",
             [
                 "{file}:2: scoring.thresholds.P2: 85 must be below P1 (80)",

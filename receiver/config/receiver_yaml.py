@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
+from pydantic import AfterValidator, Field, FilePath, SecretStr, field_validator, model_validator
 
 from receiver.config.fields import (
     PRIORITIES,
@@ -52,6 +52,20 @@ def _http_url(url: str) -> str:
 class BasicAuth(ConfigModel):
     username: str = Field(min_length=1)
     password: SecretStr
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("cannot contain ':' (RFC 7617: the username ends at the first ':')")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_set(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty (an unset ${ENV}?)")
+        return value
 
 
 class AuthConfig(ConfigModel):

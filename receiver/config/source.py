@@ -49,8 +49,12 @@ class Document:
         self.problem_locs.add(loc)
 
     def covers(self, loc: Loc) -> bool:
-        """True when a problem was already reported at ``loc`` or one of its parents."""
-        return any(loc[: len(seen)] == seen for seen in self.problem_locs)
+        """True when a problem was already reported at ``loc`` or one of its parents, or at
+        its ``_file`` twin (the value came, or failed to come, from that file)."""
+        twin: Loc = (*loc[:-1], f"{loc[-1]}_file") if loc and isinstance(loc[-1], str) else ()
+        return any(
+            loc[: len(seen)] == seen or (twin and twin == seen) for seen in self.problem_locs
+        )
 
 
 def read_document(path: Path) -> Document:
