@@ -14,7 +14,7 @@ from typing import Any
 from receiver import config
 from receiver.incident import build
 from receiver.normalize import normalize
-from receiver.pipeline import impact_of, place, routed_sinks
+from receiver.placement import place
 from receiver.settings import Settings
 from receiver.store import AlertGroup
 from receiver.store.records import AlertPage, IncidentState, StoredAlert
@@ -115,7 +115,7 @@ def explain_batch(
     incidents = []
     for g in groups:
         state, page = _incident(g, now_ms)
-        impact = impact_of(state, settings)
+        impact = settings.impact(state)
         incident = build(state, page, settings.catalog.find(g.key.journey), impact)
         incidents.append(
             {
@@ -126,7 +126,7 @@ def explain_batch(
                 "score": impact.score,
                 "score_breakdown": incident.score_breakdown,
                 "alert_count": incident.alert_count,
-                "sinks": sorted(routed_sinks(settings, impact.priority)),
+                "sinks": sorted(settings.sinks_for(impact.priority)),
             }
         )
     return ExplainReport(alerts=alerts, incidents=incidents)

@@ -1,6 +1,6 @@
 """The flow, one awaited call per step: ``ingest`` on the request path, ``flush`` after.
 
-ingest: batch → journey + stage → group key → store (one atomic round trip).
+ingest: batch → placement (journey, stage, key) → store (one atomic round trip).
 flush:  load → score → decide (lifecycle) → commit → deliver to sinks.
 """
 
@@ -12,21 +12,18 @@ from dataclasses import dataclass
 
 from receiver import lifecycle
 from receiver.errors import DeliveryError, StoreUnavailable
-from receiver.fingerprint import GroupKey, group_values, key_of
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
-from receiver.scoring import Impact, assess, impact_class
+from receiver.placement import place
+from receiver.scoring import Impact
 from receiver.settings import Settings, ms
 from receiver.sinks import Receipt, Sink
-from receiver.store import AlertGroup, Claim, GroupStore, IngestOutcome, PlacedAlert
+from receiver.store import Claim, GroupStore, IngestOutcome
 from receiver.store.records import IncidentState, StoredIncident
 
 logger = logging.getLogger("journey_receiver.pipeline")
 
-# Which label names the service an alert is about, in order of preference.
-SERVICE_LABELS = ("service", "app", "job")
-REGION_LABEL = "region"
 _COMMIT_ATTEMPTS = 3
 # Alerts written into one notification or API read; the counts always cover all of them.
 ALERTS_SHOWN = 500
@@ -40,54 +37,6 @@ class Notification:
     kind: str
     targets: tuple[str, ...]
     due_ms: int
-
-
-def service_of(labels: Mapping[str, str]) -> str:
-    for name in SERVICE_LABELS:
-        value = labels.get(name)
-        if value:
-            return value
-    return "unknown"
-
-
-def place(batch: Batch, settings: Settings) -> list[AlertGroup]:
-    """Journey, stage and incident key of every alert; pure and cheap."""
-    catalog = settings.catalog
-    rules = settings.rules
-    severity_label = settings.config.scoring.severity_label
-    tier_label = rules.tier_label
-    # Grouped on plain tuples; each GroupKey is built once per group, not once per alert.
-    groups: dict[tuple[str, tuple[str, ...]], tuple[GroupKey, list[PlacedAlert]]] = {}
-    for alert in batch.alerts:
-        labels = alert.labels
-        severity = labels.get(severity_label, "none")
-        journey, stage = catalog.match(labels)
-        group_by = catalog.group_by(journey)
-        values = group_values(group_by, labels)
-        entry = groups.get((journey.id, values))
-        if entry is None:
-            entry = groups[(journey.id, values)] = (key_of(journey.id, group_by, values), [])
-        stage_id = stage.id if stage else None
-        entry[1].append(
-            PlacedAlert(
-                alert,
-                stage_id,
-                service_of(labels),
-                severity,
-                labels.get(REGION_LABEL, ""),
-                impact_class(stage_id, severity, labels.get(tier_label), rules),
-            )
-        )
-    return [AlertGroup(key, alerts) for key, alerts in groups.values()]
-
-
-def impact_of(state: IncidentState, settings: Settings) -> Impact:
-    weights = settings.weights.get(state.journey) or settings.weights["unmapped"]
-    return assess(weights, state, settings.rules)
-
-
-def routed_sinks(settings: Settings, priority: str) -> set[str]:
-    return {name for name, prios in settings.routing.items() if priority in prios}
 
 
 class Pipeline:
@@ -132,7 +81,7 @@ class Pipeline:
         state = stored.state
         page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
         journey = self.settings.catalog.find(state.journey)
-        return build(state, page, journey, impact or impact_of(state, self.settings))
+        return build(state, page, journey, impact or self.settings.impact(state))
 
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""
@@ -159,7 +108,7 @@ class Pipeline:
                 return
             loaded = stored.state
             now = self.now_ms()
-            impact = impact_of(loaded, self.settings)
+            impact = self.settings.impact(loaded)
             assessment = lifecycle.Assessment(impact.priority, impact.score)
             decision = lifecycle.decide(loaded, assessment, now, self.settings.timers)
             targets = self._targets(loaded, decision.notify, impact.priority)
@@ -196,7 +145,7 @@ class Pipeline:
     def _targets(self, state: IncidentState, kind: str | None, priority: str) -> tuple[str, ...]:
         if kind is None:
             return ()
-        routed = routed_sinks(self.settings, priority)
+        routed = self.settings.sinks_for(priority)
         # Whoever heard of the incident hears of its updates and its end.
         told = set(state.sinks) if kind in ("update", "resolve", "reopen") else set()
         return tuple(sorted(n for n in routed | told if n in self.sinks))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from receiver.config import JourneysConfig, ReceiverConfig
+from receiver.config import UNMAPPED, JourneysConfig, ReceiverConfig
 from receiver.journeys import JourneyCatalog
 from receiver.lifecycle import Timers
-from receiver.scoring import JourneyWeights, ScoringRules
+from receiver.scoring import Impact, JourneyWeights, ScoringRules, assess
+from receiver.store.records import IncidentState
 
 
 def ms(seconds: float) -> int:
@@ -23,6 +24,15 @@ class Settings:
     timers: Timers
     weights: dict[str, JourneyWeights]
     routing: dict[str, frozenset[str]]
+
+    def impact(self, state: IncidentState) -> Impact:
+        """The incident's score, with the weights of its journey (or of ``unmapped`` for a
+        journey a reload removed)."""
+        return assess(self.weights.get(state.journey) or self.weights[UNMAPPED], state, self.rules)
+
+    def sinks_for(self, priority: str) -> set[str]:
+        """The sinks ``routing`` sends this priority to."""
+        return {name for name, prios in self.routing.items() if priority in prios}
 
     @classmethod
     def build(cls, config: ReceiverConfig, journeys: JourneysConfig) -> Settings:
