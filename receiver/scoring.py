@@ -7,23 +7,30 @@ Every factor is in [0, 1] and none can fall when an incident gets worse: a new f
 can only raise the worst-class product, services and regions are only ever added, so the
 score is monotonic. It reads only the incident's state (firing alerts counted per class),
 never the alerts themselves, so it costs the same for 5 alerts or 50,000. The KPI factor
-stays neutral (1.0) and says so until KPI enrichment provides a deviation.
+comes from the last KPI measurement stored on the incident. docs/scoring.md has the
+formula with worked examples; tests/test_scoring.py checks them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from receiver.store.records import IncidentState, ScoreFactor
+from receiver.store.records import IncidentState, KpiRecord, ScoreFactor
 
-# Blast radius: one service in one region starts at 0.7; each further service adds 0.1 and
-# each further region 0.15, up to 1.0. A wider storm never scores lower.
-_BLAST_BASE = 0.7
-_BLAST_PER_SERVICE = 0.1
-_BLAST_PER_REGION = 0.15
+# Blast radius: one service in one region is 0.8; each further service adds 0.05 and each
+# further region 0.1, up to 1.0. A wider storm never scores lower.
+_BLAST_BASE = 0.8
+_BLAST_PER_SERVICE = 0.05
+_BLAST_PER_REGION = 0.1
+# KPI factor: 0.75 with every KPI at its baseline, rising linearly to 1.0 when the worst KPI
+# is 50% or more off in its bad direction; 0.85 (where a 20% drop would sit) when no KPI
+# could be measured. See docs/scoring.md for why these numbers.
+KPI_HEALTHY = 0.75
+KPI_UNKNOWN = 0.85
+KPI_FULL_AT_PCT = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,27 @@ def priority_for(score: float, thresholds: Mapping[str, float]) -> str:
         if score >= thresholds[name]:
             return name
     return "P5"
+
+
+def badness(kpi: KpiRecord) -> float:
+    """How far, in percent, the KPI has moved in its bad direction (0 if not at all)."""
+    if kpi.deviation_pct is None:
+        return 0.0
+    return max(0.0, -kpi.deviation_pct if kpi.bad_when == "down" else kpi.deviation_pct)
+
+
+def kpi_factor(kpis: Sequence[KpiRecord]) -> tuple[float, str]:
+    measured = [k for k in kpis if k.deviation_pct is not None]
+    if not measured:
+        return KPI_UNKNOWN, f"no KPI measured (none configured, or no data): {KPI_UNKNOWN:g}"
+    worst = max(measured, key=lambda k: (badness(k), k.name))
+    value = round(KPI_HEALTHY + (1 - KPI_HEALTHY) * min(1.0, badness(worst) / KPI_FULL_AT_PCT), 4)
+    if badness(worst) == 0:
+        return value, f"every KPI at or better than its baseline: {value:g}"
+    return value, (
+        f"{worst.name} {worst.deviation_pct:+.1f}% vs baseline (bad when {worst.bad_when}): "
+        f"{value:g}"
+    )
 
 
 def impact_class(stage: str | None, severity: str, tier: str | None, rules: ScoringRules) -> str:
@@ -105,7 +133,7 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
         + _BLAST_PER_SERVICE * max(services - 1, 0)
         + _BLAST_PER_REGION * max(regions - 1, 0),
     )
-    kpi = 1.0
+    kpi, kpi_why = kpi_factor(state.kpis)
     firing = sum(n for _, n in classes)
     if worst is None:
         stage_why = severity_why = tier_why = "no firing alerts"
@@ -139,11 +167,7 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
             value=round(blast, 4),
             reason=f"{firing} firing alert(s); {services} service(s) in {regions or 1} region(s)",
         ),
-        ScoreFactor(
-            name="kpi",
-            value=kpi,
-            reason="not computed: no KPI enrichment in this version, neutral",
-        ),
+        ScoreFactor(name="kpi", value=kpi, reason=kpi_why),
     )
     raw = 100.0 * journey.weight * stage_w * severity_w * tier_w * blast * kpi
     score = round(min(max(raw, 0.0), 100.0), 1)

@@ -96,9 +96,9 @@ async def test_material_changes_are_rate_limited_but_priority_raises_are_not(
         await rx.post([make_alert("payment-service", alertname="PaymentsFailing")])
         await rx.tick(1)
         assert rx.sink.kinds() == ["open", "update"]
-        assert rx.sink.sent[-1][2].priority == "P1"
+        assert rx.sink.sent[-1][2].priority == "P2"
         timeline = [e["text"] for e in (await rx.incident(inc))["timeline"]]
-        assert "priority P4 → P1" in timeline
+        assert "priority P4 → P2" in timeline
 
 
 async def test_resolve_after_quiet_then_reopen_keeps_the_id(rx: Harness) -> None:

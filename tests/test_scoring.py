@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.scoring import JourneyWeights, ScoringRules, assess, impact_class, priority_for
-from receiver.store.records import IncidentState
+from receiver.store.records import IncidentState, KpiRecord
 
 RULES = ScoringRules(
     thresholds={"P1": 80, "P2": 60, "P3": 40, "P4": 20},
@@ -24,7 +25,15 @@ BROWSE = JourneyWeights("browse", "Browse", 0.4, {"search": 0.7})
 Firing = tuple[str | None, str, str | None]  # stage, severity, tier of one firing alert
 
 
-def state(firing: list[Firing], services: int = 1, regions: int = 1) -> IncidentState:
+def kpi(deviation: float | None, bad_when: str = "down") -> KpiRecord:
+    return KpiRecord.model_validate(
+        {"name": "conversion", "deviation_pct": deviation, "unit": "ratio", "bad_when": bad_when}
+    )
+
+
+def state(
+    firing: list[Firing], services: int = 1, regions: int = 1, kpis: list[KpiRecord] | None = None
+) -> IncidentState:
     classes = Counter(impact_class(stage, sev, tier, RULES) for stage, sev, tier in firing)
     return IncidentState(
         id="i",
@@ -41,14 +50,38 @@ def state(firing: list[Firing], services: int = 1, regions: int = 1) -> Incident
         services={f"s{i}": 0 for i in range(services)},
         regions={f"r{i}": 0 for i in range(regions)},
         firing_classes=dict(classes),
+        kpis=kpis or [],
     )
 
 
+PAYMENT: list[Firing] = [("payment", "critical", None)]
+
+
+@pytest.mark.parametrize(
+    ("journey", "incident", "score", "priority"),
+    [
+        (CHECKOUT, state(PAYMENT, kpis=[kpi(-61.0)]), 80.0, "P1"),
+        (CHECKOUT, state(PAYMENT), 68.0, "P2"),
+        (CHECKOUT, state(PAYMENT, kpis=[kpi(2.0)]), 60.0, "P2"),
+        (CHECKOUT, state(PAYMENT * 4, services=4, kpis=[kpi(-30.0)]), 85.5, "P1"),
+        (BROWSE, state([("search", "warning", None)]), 9.5, "P5"),
+        (CHECKOUT, state([("cart", "warning", "free")]), 8.2, "P5"),
+    ],
+    ids=["1-payment-kpi-down", "2-no-kpi", "3-kpi-healthy", "4-wide", "5-browse", "6-free-tier"],
+)
+def test_worked_examples(
+    journey: JourneyWeights, incident: IncidentState, score: float, priority: str
+) -> None:
+    """The examples of docs/scoring.md, row by row."""
+    impact = assess(journey, incident, RULES)
+    assert (impact.score, impact.priority) == (score, priority)
+
+
 def test_payment_failure_at_checkout_outranks_a_latency_blip_elsewhere() -> None:
-    payment = assess(CHECKOUT, state([("payment", "critical", None)]), RULES)
+    payment = assess(CHECKOUT, state(PAYMENT, kpis=[kpi(-61.0)]), RULES)
     latency = assess(BROWSE, state([("search", "warning", None)]), RULES)
     assert payment.score > latency.score
-    assert (payment.priority, latency.priority) == ("P2", "P5")
+    assert (payment.priority, latency.priority) == ("P1", "P5")
 
 
 def test_every_factor_is_in_the_breakdown_with_a_reason() -> None:
@@ -59,10 +92,24 @@ def test_every_factor_is_in_the_breakdown_with_a_reason() -> None:
         "stage": (0.6, "worst firing alerts are in stage cart (weight 0.6)"),
         "severity": (0.5, "worst severity firing is warning (weight 0.5)"),
         "tier": (0.4, "customer tier free (weight 0.4)"),
-        "blast_radius": (0.8, "1 firing alert(s); 2 service(s) in 1 region(s)"),
-        "kpi": (1.0, "not computed: no KPI enrichment in this version, neutral"),
+        "blast_radius": (0.85, "1 firing alert(s); 2 service(s) in 1 region(s)"),
+        "kpi": (0.85, "no KPI measured (none configured, or no data): 0.85"),
     }
-    assert impact.score == round(100 * 1.0 * 0.6 * 0.5 * 0.4 * 0.8, 1)
+    assert impact.score == round(100 * 1.0 * 0.6 * 0.5 * 0.4 * 0.85 * 0.85, 1)
+
+
+def test_kpi_factor_reads_the_worst_kpi_in_its_bad_direction() -> None:
+    latency_up = kpi(40.0, bad_when="up")
+    impact = assess(CHECKOUT, state(PAYMENT, kpis=[kpi(-10.0), latency_up]), RULES)
+    (factor,) = [f for f in impact.factors if f.name == "kpi"]
+    assert (factor.value, factor.reason) == (
+        0.95,
+        "conversion +40.0% vs baseline (bad when up): 0.95",
+    )
+    better = assess(CHECKOUT, state(PAYMENT, kpis=[kpi(25.0)]), RULES)
+    assert [f.reason for f in better.factors if f.name == "kpi"] == [
+        "every KPI at or better than its baseline: 0.75"
+    ]
 
 
 def test_untrusted_severities_and_tiers_fold_into_other() -> None:
@@ -111,6 +158,22 @@ def test_more_firing_alerts_and_wider_blast_never_lower_the_score(
     assert assess(CHECKOUT, state([*existing, extra], services, regions), RULES).score >= before
     assert assess(CHECKOUT, state(existing, services + 1, regions), RULES).score >= before
     assert assess(CHECKOUT, state(existing, services, regions + 1), RULES).score >= before
+
+
+@given(
+    st.lists(alerts, min_size=1, max_size=6),
+    st.floats(-100, 100),
+    st.floats(-100, 100),
+    st.sampled_from(["down", "up"]),
+)
+def test_a_worse_kpi_never_lowers_the_score(
+    firing: list[Firing], d1: float, d2: float, bad_when: str
+) -> None:
+    # Worse = further in the bad direction.
+    mild, worse = sorted((d1, d2), reverse=bad_when == "down")
+    lo = assess(CHECKOUT, state(firing, kpis=[kpi(mild, bad_when)]), RULES).score
+    hi = assess(CHECKOUT, state(firing, kpis=[kpi(worse, bad_when)]), RULES).score
+    assert hi >= lo
 
 
 @given(st.lists(alerts, min_size=1, max_size=6), st.floats(0, 1), st.floats(0, 1))

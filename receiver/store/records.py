@@ -75,6 +75,41 @@ class ScoreFactor(_Record):
     reason: str
 
 
+class KpiRecord(_Record):
+    """A journey KPI as last measured (see receiver.enrich.KpiValue)."""
+
+    name: str
+    value: float | None = None
+    baseline: float | None = None
+    deviation_pct: float | None = None
+    unit: str = ""
+    bad_when: Literal["down", "up"] = "down"
+    bad: bool = False
+    revenue_at_risk_per_min: float | None = None
+
+
+class ChangeRecord(_Record):
+    """A change event correlated with the incident (see receiver.enrich.ChangeMatch)."""
+
+    id: str
+    type: str
+    service: str
+    at: int
+    minutes_before: float
+    overlap: bool
+    summary: str = ""
+    version: str | None = None
+    url: str | None = None
+    source: str = "api"
+
+
+class CauseRecord(_Record):
+    kind: Literal["change", "service"]
+    text: str
+    score: float
+    evidence: StrList = Field(default_factory=list)
+
+
 class FeedbackRecord(_Record):
     at: int
     useful: bool
@@ -132,6 +167,18 @@ class IncidentState(_Record):
     sinks: Annotated[dict[str, dict[str, str]], BeforeValidator(_empty_array_is_dict)] = Field(
         default_factory=dict
     )
+    # Context, refreshed at most every group_interval (``enriched_at``).
+    kpis: Annotated[list[KpiRecord], BeforeValidator(_empty_object_is_list)] = Field(
+        default_factory=list
+    )
+    changes: Annotated[list[ChangeRecord], BeforeValidator(_empty_object_is_list)] = Field(
+        default_factory=list
+    )
+    probable_causes: Annotated[list[CauseRecord], BeforeValidator(_empty_object_is_list)] = Field(
+        default_factory=list
+    )
+    context_notes: StrList = Field(default_factory=list)
+    enriched_at: int | None = None
     feedback: Annotated[list[FeedbackRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
@@ -151,6 +198,11 @@ SCHEDULER_FIELDS = frozenset(
         "title",
         "score_breakdown",
         "sinks",
+        "kpis",
+        "changes",
+        "probable_causes",
+        "context_notes",
+        "enriched_at",
     }
 )
 
