@@ -11,9 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from receiver.actions import suggest
 from receiver.config import Journey
-from receiver.scoring import Impact
-from receiver.store.records import AlertPage, IncidentState, StoredAlert
+from receiver.scoring import Impact, badness
+from receiver.store.records import (
+    AlertPage,
+    ChangeRecord,
+    IncidentState,
+    KpiRecord,
+    StoredAlert,
+)
 
 TITLE_MAX = 120
 _QUIET_ENVS = frozenset({"prod", "production"})
@@ -87,16 +94,75 @@ def _listing(names: list[str], limit: int = 3) -> str:
     return shown + (f" +{len(names) - limit} more" if len(names) > limit else "")
 
 
+def _signed(pct: float) -> str:
+    text = f"{pct:+.0f}%"
+    return text.replace("-", "\u2212")  # a real minus sign reads better in a chart
+
+
+def worst_kpi(state: IncidentState) -> KpiRecord | None:
+    bad = [k for k in state.kpis if k.bad and k.deviation_pct is not None]
+    return max(bad, key=lambda k: (badness(k), k.name)) if bad else None
+
+
+def top_change(state: IncidentState) -> ChangeRecord | None:
+    """The change behind the highest-ranked probable cause, when that cause is a change."""
+    if not state.probable_causes or state.probable_causes[0].kind != "change":
+        return None
+    overlapping = [c for c in state.changes if c.overlap and c.minutes_before >= 0]
+    return min(overlapping, key=lambda c: (c.minutes_before, c.id)) if overlapping else None
+
+
+def _change_phrase(change: ChangeRecord, with_version: bool = True) -> str:
+    what = f"{change.type} {change.version}" if change.version and with_version else change.type
+    return f"{what} to {change.service} {change.minutes_before:.0f} min before"
+
+
+def _alerts(n: int) -> str:
+    return f"{n} alert" if n == 1 else f"{n} alerts"
+
+
 def title(state: IncidentState, impact: Impact) -> str:
+    """What, where, how bad, what changed: "checkout/eu P1 — 12 alerts in payment-service,
+    cart; conversion −61% vs last week; deploy 2026.04.18-3 to payment-service 2 min
+    before". When that is longer than TITLE_MAX it gives up detail in a fixed order (fewer
+    service names, none when the change names one, the change's version, the change)
+    rather than cutting words."""
     where = location(state.group_labels)
     head = f"{state.journey}/{where}" if where else state.journey
+    head += f" {impact.priority} — "
     if state.status == "resolved":
-        what = f"resolved: {state.alert_count} alert(s) in {_listing(sorted(state.services))}"
+        services = sorted(state.services)
+        what = f"resolved: {_alerts(state.alert_count)} in "
     else:
-        firing = sorted(state.firing_services)
-        what = f"{state.firing_count} alert(s) firing in {_listing(firing)}"
-    text = f"{head} {impact.priority} — {what}"
-    return text if len(text) <= TITLE_MAX else text[: TITLE_MAX - 1] + "…"
+        # The busiest first: what is failing most is what the reader needs first.
+        services = sorted(state.firing_services, key=lambda s: (-state.firing_services[s], s))
+        what = f"{_alerts(state.firing_count)} in "
+    kpi = worst_kpi(state)
+    kpi_part = (
+        [f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'}"]
+        if kpi is not None and kpi.deviation_pct is not None
+        else []
+    )
+    change = top_change(state)
+    candidates = []
+    full = [_change_phrase(change)] if change else []
+    for limit, change_parts in (
+        (3, full),
+        (1, full),
+        (0, full),  # the change names its service
+        (1, [_change_phrase(change, with_version=False)] if change else []),
+        (1, []),
+    ):
+        first = head + (what + _listing(services, limit) if limit else what[: -len(" in ")])
+        candidates.append("; ".join([first, *kpi_part, *change_parts]))
+    for text in candidates:
+        if len(text) <= TITLE_MAX:
+            return text
+    return candidates[-1][: TITLE_MAX - 1] + "…"
+
+
+def _number(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.4g}"
 
 
 def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
@@ -110,7 +176,24 @@ def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
     severity = next((f.reason for f in impact.factors if f.name == "severity"), None)
     if severity and state.firing_count:
         lines.append(severity[0].upper() + severity[1:] + ".")
+    for kpi in state.kpis:
+        if kpi.deviation_pct is None:
+            continue
+        line = (
+            f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'} "
+            f"(now {_number(kpi.value)}, then {_number(kpi.baseline)} {kpi.unit})".rstrip()
+        )
+        if kpi.revenue_at_risk_per_min:
+            line += f"; {kpi.revenue_at_risk_per_min:,.0f}/min of revenue at risk"
+        lines.append(line + ".")
+    if state.probable_causes:
+        cause = state.probable_causes[0]
+        lines.append(
+            f"Probable cause: {cause.text}"
+            + (f" ({cause.evidence[0]})." if cause.evidence else ".")
+        )
     lines.append(f"Impact score {impact.score:g}/100 → {impact.priority}.")
+    lines.extend(f"({note})" for note in state.context_notes)
     if state.status == "resolved":
         lines.append(f"Resolved at {rfc3339(state.resolved_at)}.")
     return " ".join(lines)
@@ -161,11 +244,11 @@ def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impac
         alerts_omitted=page.total - len(page.alerts),
         alert_count=state.alert_count,
         firing_count=state.firing_count,
-        kpis=[],
-        changes=[],
-        probable_causes=[],
+        kpis=[k.model_dump() for k in state.kpis],
+        changes=[{**c.model_dump(exclude={"at"}), "at": rfc3339(c.at)} for c in state.changes],
+        probable_causes=[c.model_dump() for c in state.probable_causes],
         runbooks=_runbooks(journey, page.alerts),
-        suggested_actions=[],
+        suggested_actions=suggest(journey, state.changes, state.group_labels),
         automation=journey.automation,
         owner={
             "team": owner.team,
@@ -180,7 +263,7 @@ def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impac
         ],
         timeline_omitted=state.timeline_dropped,
         sinks=state.sinks,
-        context_notes=[],
+        context_notes=list(state.context_notes),
         blips=state.blips,
         truncated_alerts=state.truncated_alerts,
         created_at=rfc3339(state.created_at) or "",

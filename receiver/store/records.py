@@ -86,6 +86,8 @@ class KpiRecord(_Record):
     bad_when: Literal["down", "up"] = "down"
     bad: bool = False
     revenue_at_risk_per_min: float | None = None
+    vs: str = ""
+    """The baseline in words: "last week", "yesterday", "2h ago"."""
 
 
 class ChangeRecord(_Record):
@@ -99,6 +101,7 @@ class ChangeRecord(_Record):
     overlap: bool
     summary: str = ""
     version: str | None = None
+    previous_version: str | None = None
     url: str | None = None
     source: str = "api"
 

@@ -1,0 +1,110 @@
+"""The narrative: title and summary read like a doctor's chart, deterministically."""
+
+from __future__ import annotations
+
+from receiver.config import Journey, Owner
+from receiver.incident import TITLE_MAX, summary, title
+from receiver.scoring import Impact
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState, KpiRecord
+
+T = 1_776_506_400_000  # 2026-04-18T10:00:00Z
+CHECKOUT = Journey(
+    id="checkout", name="Checkout", weight=1.0, owner=Owner(team="payments"), stages=[]
+)
+P1 = Impact(score=80.0, priority="P1", factors=())
+
+
+def chart(**fields: object) -> IncidentState:
+    base: dict[str, object] = {
+        "id": "checkout-1",
+        "key": "k",
+        "digest": "d",
+        "journey": "checkout",
+        "group_labels": {"env": "prod", "region": "eu"},
+        "status": "open",
+        "created_at": T,
+        "updated_at": T,
+        "first_firing_at": T,
+        "alert_count": 12,
+        "firing_count": 12,
+        "services": {"payment-service": T, "cart": T},
+        "stages": {"payment": T, "cart": T},
+        "firing_services": {"payment-service": 9, "cart": 3},
+        "kpis": [
+            KpiRecord(
+                name="conversion",
+                value=0.012,
+                baseline=0.031,
+                deviation_pct=-61.3,
+                unit="ratio",
+                bad=True,
+                revenue_at_risk_per_min=1234.5,
+                vs="last week",
+            )
+        ],
+        "changes": [
+            ChangeRecord(
+                id="e1",
+                type="deploy",
+                service="payment-service",
+                at=T - 120_000,
+                minutes_before=2.0,
+                overlap=True,
+                version="2026.04.18-3",
+            )
+        ],
+        "probable_causes": [
+            CauseRecord(
+                kind="change",
+                text="deploy 2026.04.18-3 to payment-service",
+                score=0.9,
+                evidence=["deploy 2026.04.18-3 to payment-service 2 min before the first alert"],
+            )
+        ],
+    }
+    base.update(fields)
+    return IncidentState.model_validate(base)
+
+
+def test_title_says_what_where_how_bad_and_what_changed() -> None:
+    # In full it is 134 characters; the change names the service, so the list goes.
+    assert title(chart(), P1) == (
+        "checkout/eu P1 — 12 alerts; "
+        "conversion \u221261% vs last week; deploy 2026.04.18-3 to payment-service 2 min before"
+    )
+    no_kpi = chart(kpis=[])
+    assert title(no_kpi, P1) == (
+        "checkout/eu P1 — 12 alerts in payment-service, cart; "
+        "deploy 2026.04.18-3 to payment-service 2 min before"
+    )
+
+
+def test_title_leaves_out_what_it_does_not_know_and_fits_its_limit() -> None:
+    bare = chart(kpis=[], changes=[], probable_causes=[])
+    assert title(bare, P1) == "checkout/eu P1 — 12 alerts in payment-service, cart"
+    busy = chart(firing_services={f"service-with-a-long-name-{i:02}": 40 - i for i in range(40)})
+    assert title(busy, P1) == (
+        "checkout/eu P1 — 12 alerts; "
+        "conversion \u221261% vs last week; deploy 2026.04.18-3 to payment-service 2 min before"
+    )
+    assert len(title(busy, P1)) <= TITLE_MAX
+
+
+def test_a_service_cause_does_not_put_a_change_in_the_title() -> None:
+    service_first = chart(
+        probable_causes=[CauseRecord(kind="service", text="payment-service fired first", score=0.5)]
+    )
+    assert "deploy" not in title(service_first, P1)
+
+
+def test_summary_reads_as_a_chart() -> None:
+    text = summary(chart(context_notes=["context unavailable: grafana: timed out"]), CHECKOUT, P1)
+    assert text == (
+        "Checkout (checkout) in env prod, region eu: 12 of 12 alert(s) firing across cart, "
+        "payment-service since 2026-04-18T10:00:00.000Z; stages: cart, payment. "
+        "conversion \u221261% vs last week (now 0.012, then 0.031 ratio); "
+        "1,234/min of revenue at risk. "
+        "Probable cause: deploy 2026.04.18-3 to payment-service "
+        "(deploy 2026.04.18-3 to payment-service 2 min before the first alert). "
+        "Impact score 80/100 → P1. (context unavailable: grafana: timed out)"
+    )
