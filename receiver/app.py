@@ -15,6 +15,9 @@ from starlette.applications import Starlette
 
 from receiver import api, config, scheduler
 from receiver.auth import Authenticator
+from receiver.enrich.enricher import Enricher
+from receiver.enrich.feeds import build_feeds
+from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError
 from receiver.incident import location, rfc3339
 from receiver.metrics import Metrics
@@ -50,6 +53,18 @@ def store_settings(settings: Settings) -> StoreSettings:
     )
 
 
+def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
+    cfg = settings.config
+    return Enricher(
+        store,
+        PrometheusKpis(cfg.prometheus) if cfg.prometheus.url else None,
+        build_feeds(cfg.events.feeds),
+        lookback_s=cfg.events.lookback,
+        history_s=cfg.events.retention,
+        baseline_offset_s=cfg.prometheus.baseline_offset,
+    )
+
+
 class Receiver:
     """One running receiver: its settings, store, pipeline and the files to reload from."""
 
@@ -73,12 +88,14 @@ class Receiver:
             store_settings(self.settings),
             self.metrics.observe_store,
         )
+        self.enricher = enricher_for(self.settings, self.store)
         self.pipeline = Pipeline(
             self.store,
             self.settings,
             sinks if sinks is not None else registry.build(dict(self.settings.config.sinks)),
             self.metrics,
             clock,
+            self.enricher,
         )
         self.metrics.config_last_reload_success.set(1)
         self._warn_if_open()
@@ -112,8 +129,12 @@ class Receiver:
             self.metrics.config_last_reload_success.set(0)
             raise
         old = self.settings.config
-        if settings.config.store != old.store:
-            logger.warning("reload: store settings changed; they take effect after a restart")
+        for section in ("store", "prometheus", "events"):
+            if getattr(settings.config, section) != getattr(old, section):
+                # Clients are built once, at startup.
+                logger.warning(
+                    "reload: %s settings changed; they take effect after a restart", section
+                )
         self.settings = settings
         self.pipeline.settings = settings
         self.auth = authenticator(settings)
@@ -148,6 +169,7 @@ class Receiver:
     async def aclose(self) -> None:
         for sink in self.pipeline.sinks.values():
             await sink.aclose()
+        await self.enricher.aclose()
         await self.store.aclose()
 
 

@@ -80,6 +80,11 @@ class Metrics:
             "Incidents whose decision failed unexpectedly (retried after the lease).",
             registry=r,
         )
+        self.enrichment_failures = Counter(
+            p + "enrichment_failures",
+            "Incidents whose context (KPIs, changes) could not be gathered in time.",
+            registry=r,
+        )
         self.config_reloads = Counter(
             p + "config_reloads", "Config reloads by outcome.", ["outcome"], registry=r
         )

@@ -10,7 +10,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import anyio
+
 from receiver import lifecycle
+from receiver.enrich.enricher import Enricher, Enrichment, apply
 from receiver.errors import DeliveryError, StoreUnavailable
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
@@ -25,6 +28,7 @@ from receiver.store.records import IncidentState, StoredIncident
 logger = logging.getLogger("journey_receiver.pipeline")
 
 _COMMIT_ATTEMPTS = 3
+_FLUSH_CONCURRENCY = 8
 # Alerts written into one notification or API read; the counts always cover all of them.
 ALERTS_SHOWN = 500
 
@@ -47,8 +51,10 @@ class Pipeline:
         sinks: Mapping[str, Sink],
         metrics: Metrics,
         clock: Clock,
+        enricher: Enricher | None = None,
     ) -> None:
         self.store = store
+        self.enricher = enricher
         self.settings = settings
         self.sinks = dict(sinks)
         self.metrics = metrics
@@ -87,27 +93,70 @@ class Pipeline:
         """Claim every incident due now and decide for each; returns how many were claimed."""
         sched = self.settings.config.scheduler
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
-        for claim in claims:
-            try:
-                await self.flush(claim)
-            except StoreUnavailable:
-                raise
-            except Exception:
-                # One incident that cannot be decided must not hold up the others; its claim
-                # lapses after the lease and it is tried again then.
-                self.metrics.flush_errors.inc()
-                logger.exception("flush of incident %s failed", claim.incident_id)
+        # Side by side: one incident waiting for a slow Prometheus must not delay the rest.
+        limiter = anyio.CapacityLimiter(_FLUSH_CONCURRENCY)
+        unavailable: list[StoreUnavailable] = []
+
+        async def one(claim: Claim) -> None:
+            async with limiter:
+                try:
+                    await self.flush(claim)
+                except StoreUnavailable as exc:
+                    unavailable.append(exc)
+                except Exception:
+                    # One incident that cannot be decided must not hold up the others; its
+                    # claim lapses after the lease and it is tried again then.
+                    self.metrics.flush_errors.inc()
+                    logger.exception("flush of incident %s failed", claim.incident_id)
+
+        async with anyio.create_task_group() as tg:
+            for claim in claims:
+                tg.start_soon(one, claim)
+        if unavailable:
+            raise unavailable[0]
         return len(claims)
+
+    def _needs_context(self, state: IncidentState, now_ms: int) -> bool:
+        """Open, past group_wait, and its context older than group_interval (or none)."""
+        timers = self.settings.timers
+        if self.enricher is None or state.status != "open":
+            return False
+        if state.pending is not None and now_ms < state.first_firing_at + timers.group_wait_ms:
+            return False
+        return state.enriched_at is None or now_ms - state.enriched_at >= timers.group_interval_ms
+
+    async def _context(self, state: IncidentState, now_ms: int) -> Enrichment:
+        assert self.enricher is not None
+        journey = self.settings.catalog.find(state.journey)
+        try:
+            with anyio.fail_after(self.settings.context_budget_s):
+                return await self.enricher.enrich(state, journey, now_ms)
+        except TimeoutError:
+            reason = f"context unavailable: no answer within {self.settings.context_budget_s:g}s"
+        except Exception as exc:
+            # Context is a courtesy: a bug in it must not keep the incident from going out.
+            logger.exception("enrichment of incident %s failed", state.id)
+            reason = f"context unavailable: {type(exc).__name__}"
+        self.metrics.enrichment_failures.inc()
+        return Enrichment(
+            kpis=list(state.kpis),
+            changes=list(state.changes),
+            causes=list(state.probable_causes),
+            notes=[reason],
+        )
 
     async def flush(self, claim: Claim) -> None:
         """Decide for one claimed incident from its state alone; read its alerts only to
         write a notification."""
+        context: Enrichment | None = None
         for _ in range(_COMMIT_ATTEMPTS):
             stored = await self.store.load(claim.incident_id)
             if stored is None:
                 return
-            loaded = stored.state
             now = self.now_ms()
+            if context is None and self._needs_context(stored.state, now):
+                context = await self._context(stored.state, now)
+            loaded = apply(stored.state, context, now) if context else stored.state
             impact = self.settings.impact(loaded)
             assessment = lifecycle.Assessment(impact.priority, impact.score)
             decision = lifecycle.decide(loaded, assessment, now, self.settings.timers)
@@ -126,7 +175,7 @@ class Pipeline:
                 state,
                 lifecycle.guard(loaded, decision),
                 decision.next_due_ms,
-                state.timeline[len(loaded.timeline) :],
+                state.timeline[len(stored.state.timeline) :],
                 now,
             )
             if outcome == "stale":

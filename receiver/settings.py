@@ -25,6 +25,12 @@ class Settings:
     weights: dict[str, JourneyWeights]
     routing: dict[str, frozenset[str]]
 
+    @property
+    def context_budget_s(self) -> float:
+        """How long one incident's context may take in all: the KPI budget, plus a second
+        for the change feeds that run beside it to answer."""
+        return self.config.prometheus.budget + 1.0
+
     def impact(self, state: IncidentState) -> Impact:
         """The incident's score, with the weights of its journey (or of ``unmapped`` for a
         journey a reload removed)."""

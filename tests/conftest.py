@@ -13,6 +13,8 @@ import pytest
 from receiver.store import StoreSettings, open_store
 from receiver.store.redis import RedisStore
 from tests.support.processes import redis_server
+from tests.support.prometheus import DATA as PROMETHEUS_DATA
+from tests.support.prometheus import prometheus_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
@@ -132,3 +134,12 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
     )
     yield s
     await s.aclose()
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus holding the checkout KPI history of tests/data/prometheus."""
+    with prometheus_server(
+        tmp_path_factory.mktemp("prometheus"), PROMETHEUS_DATA / "checkout.om"
+    ) as url:
+        yield url

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, FilePath, SecretStr, field_validator, model_validator
 
+from receiver.config.feeds import Feeds
 from receiver.config.fields import (
     PRIORITIES,
     ConfigModel,
@@ -96,6 +97,9 @@ class PrometheusConfig(ConfigModel):
 
     url: Annotated[str, AfterValidator(_http_url)] | None = None
     timeout: PositiveDuration = 2.0
+    """Longest wait for one query."""
+    budget: PositiveDuration = 2.0
+    """Longest wait for all KPI queries of one incident; what has not answered is a note."""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     baseline_offset: PositiveDuration = 7 * 86400.0
     ca_file: FilePath | None = None
@@ -104,6 +108,8 @@ class PrometheusConfig(ConfigModel):
 class EventsConfig(ConfigModel):
     retention: PositiveDuration = 7 * 86400.0
     lookback: Duration = 30 * 60.0
+    feeds: Feeds = Field(default_factory=list)
+    """Systems asked for changes when an incident is enriched (see ``config/feeds.py``)."""
 
 
 class GroupingConfig(ConfigModel):

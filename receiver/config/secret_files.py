@@ -103,17 +103,39 @@ def _mentions_secret(annotation: Any) -> bool:
     return annotation is SecretStr or any(_mentions_secret(a) for a in get_args(annotation))
 
 
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of a union of several types (``A | B``), else just the type."""
     annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-    elif get_origin(annotation) in (list, dict):
-        yield from _models_in(get_args(annotation)[-1])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [_unwrap(arg) for arg in get_args(annotation) if arg is not type(None)]
+    return [annotation]
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    for member in _members(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            yield member
+        elif get_origin(member) in (list, dict):
+            yield from _models_in(get_args(member)[-1])
+
+
+def _pick(annotation: Any, value: Any) -> Any:
+    """The member of a union of models that ``value`` is, told by its ``type`` literal."""
+    members = _members(annotation)
+    if len(members) == 1:
+        return members[0]
+    kind = value.get("type") if isinstance(value, dict) else None
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            field = member.model_fields.get("type")
+            if field is not None and kind in get_args(field.annotation):
+                return member
+    return None
 
 
 def _nested(annotation: Any, value: Any, loc: Loc) -> Iterator[tuple[type[BaseModel], Any, Loc]]:
     """The sub-models inside ``value``, with their locations, as the annotation lays them out."""
-    annotation = _unwrap(annotation)
+    annotation = _pick(annotation, value)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield annotation, value, loc
     elif get_origin(annotation) is list and isinstance(value, list):

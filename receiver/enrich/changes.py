@@ -1,0 +1,224 @@
+"""Recent changes around an incident, ranked as its probable causes.
+
+``gather`` collects the change events of the window from the store (already read by the
+caller) and from every pull feed at once; ``correlate`` (pure) keeps those from
+``lookback`` before the incident started until now and ranks them.
+
+Ranking. For a change at ``at`` and an incident that started at ``started``, with
+``d = started - at`` (positive = before the start) and ``tau = max(lookback / 2, 1 min)``::
+
+    proximity = exp(-d / tau)              if d >= 0   (1 at the start, e^-2 ~ 0.14 at
+                                                        the far end of the lookback)
+              = 0.05 * exp(d / tau)        if d < 0    (after the start: a consequence or a
+                                                        responder's action, rarely the cause)
+    relevance = 1.0   the change's service is the incident's earliest-firing service
+                0.7   it is one of the incident's other services
+                0.3   it is labelled ``journey=<the incident's journey>``
+                0.03  anything else
+    score     = round(100 * relevance * proximity, 1)            (0-100)
+
+So any change to one of the incident's services before the start (>= 9.4) outranks every
+change to an unrelated service (<= 3) and every change after the start (<= 5); among
+them the closer to the start the higher. When no change touched the incident's services
+(no ``overlap``), the earliest-firing service itself is a cause of kind ``service`` with
+score 25. Causes and changes are ordered by score (highest first), then time, then
+source and id; causes with the same text (one change reported by two sources) are kept
+once, at most ``MAX_CAUSES`` causes and ``MAX_CHANGES`` changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import anyio
+
+from receiver.enrich import Cause, ChangeMatch, ChangeReport, EnrichmentError
+from receiver.enrich.feeds import Feed, FeedEvents, source_of
+from receiver.events import ChangeEvent
+
+logger = logging.getLogger("journey_receiver.enrich")
+
+MAX_CHANGES = 20
+MAX_CAUSES = 5
+AFTER_START = 0.05
+EARLIEST = 1.0
+IN_INCIDENT = 0.7
+IN_JOURNEY = 0.3
+UNRELATED = 0.03
+SERVICE_CAUSE = 25.0
+_MINUTE = 60_000
+
+
+async def gather(
+    store_events: list[ChangeEvent], feeds: Sequence[Feed], start: datetime, end: datetime
+) -> tuple[list[ChangeEvent], list[str]]:
+    """``store_events`` (as given, unfiltered) and the events of every feed in
+    ``[start, end]``, the feeds asked all at once.
+
+    A feed that fails becomes the note ``context unavailable: <feed>: <reason>`` and
+    never hides the others or the stored events; a feed that left items out adds
+    ``context incomplete: <feed>: <what>``. Events are unique by (source, id), the
+    stored one first, and ordered by time, source and id. Notes follow feed order.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    fetched: list[list[ChangeEvent]] = [[] for _ in feeds]
+    notes: list[list[str]] = [[] for _ in feeds]
+
+    async def fetch(index: int, feed: Feed) -> None:
+        try:
+            found = await feed.events(start, end)
+        except EnrichmentError as exc:
+            notes[index].append(f"context unavailable: {feed.name}: {exc}")
+        except Exception as exc:  # a bug in one feed must not cost the incident the others
+            # Only the exception's type: its message might quote a header or a token.
+            notes[index].append(f"context unavailable: {feed.name}: {type(exc).__name__}")
+        else:
+            fetched[index] = list(found)
+            if isinstance(found, FeedEvents):
+                notes[index].extend(f"context incomplete: {feed.name}: {n}" for n in found.notes)
+        for note in notes[index]:
+            logger.warning("%s", note)
+
+    async with anyio.create_task_group() as group:
+        for index, feed in enumerate(feeds):
+            group.start_soon(fetch, index, feed)
+    events = _unique([*store_events, *(event for found in fetched for event in found)])
+    events.sort(key=lambda event: (event.at, source_of(event), event.id))
+    return events, [note for feed_notes in notes for note in feed_notes]
+
+
+def _unique(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for event in events:
+        key = (source_of(event), event.id)
+        if key not in seen:
+            seen.add(key)
+            unique.append(event)
+    return unique
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    match: ChangeMatch
+    score: float
+    text: str
+    evidence: tuple[str, ...]
+
+    @property
+    def order(self) -> tuple[float, int, str, str]:
+        return (-self.score, self.match.at_ms, self.match.source, self.match.id)
+
+
+def correlate(
+    events: Iterable[ChangeEvent],
+    *,
+    services: Mapping[str, int],
+    journey_id: str,
+    started_ms: int,
+    lookback_ms: int,
+    now_ms: int,
+) -> ChangeReport:
+    """Rank the changes from ``lookback_ms`` before ``started_ms`` until ``now_ms``.
+
+    ``services`` maps each service of the incident to when it was first seen firing
+    (ms). See the module docstring for the formula.
+    """
+    earliest = min(services, key=lambda name: (services[name], name)) if services else None
+    tau = max(lookback_ms / 2, _MINUTE)
+    ranked: list[_Ranked] = []
+    for event in _unique(events):
+        at_ms = _epoch_ms(event.at)
+        if not started_ms - lookback_ms <= at_ms <= now_ms:
+            continue
+        before = started_ms - at_ms
+        match = ChangeMatch(
+            id=event.id,
+            type=event.type,
+            service=event.service,
+            at_ms=at_ms,
+            minutes_before=before / _MINUTE,
+            overlap=event.service in services,
+            summary=event.summary or "",
+            version=event.version,
+            url=event.url,
+            source=source_of(event),
+        )
+        proximity = math.exp(-before / tau) if before >= 0 else AFTER_START * math.exp(before / tau)
+        relevance, why = _relevance(event, services, earliest, journey_id)
+        text = describe(event)
+        timing = (
+            f"{text} {_span(abs(before))} {'before' if before >= 0 else 'after'} the first alert"
+        )
+        score = round(100 * relevance * proximity, 1)
+        ranked.append(_Ranked(match, score, text, (timing, why)))
+    ranked.sort(key=lambda item: item.order)
+
+    causes: list[Cause] = []
+    texts: set[str] = set()
+    for item in ranked:
+        if item.text not in texts:
+            texts.add(item.text)
+            causes.append(
+                Cause(kind="change", text=item.text, score=item.score, evidence=item.evidence)
+            )
+    if earliest is not None and not any(item.match.overlap for item in ranked):
+        causes.append(_service_cause(earliest, services, lookback_ms))
+        causes.sort(key=lambda cause: -cause.score)  # stable: ties keep the change order
+    return ChangeReport(
+        changes=tuple(item.match for item in ranked[:MAX_CHANGES]),
+        causes=tuple(causes[:MAX_CAUSES]),
+    )
+
+
+def describe(event: ChangeEvent) -> str:
+    """``deploy 2026.04.18-3 to payment-service``, ``feature_flag on cart``."""
+    preposition = "to" if event.type in ("deploy", "rollback") else "on"
+    version = f" {event.version}" if event.version else ""
+    return f"{event.type}{version} {preposition} {event.service}"
+
+
+def _relevance(
+    event: ChangeEvent, services: Mapping[str, int], earliest: str | None, journey_id: str
+) -> tuple[float, str]:
+    service = event.service
+    if service == earliest and len(services) == 1:
+        return EARLIEST, f"{service} is the only service in the incident"
+    if service == earliest:
+        return EARLIEST, f"{service} is the earliest-firing service in the incident"
+    if service in services:
+        return IN_INCIDENT, f"{service} is one of the incident's services"
+    if event.labels.get("journey") == journey_id:
+        return IN_JOURNEY, f"labelled journey={journey_id}, not on the incident's services"
+    return UNRELATED, f"{service} is not one of the incident's services"
+
+
+def _service_cause(earliest: str, services: Mapping[str, int], lookback_ms: int) -> Cause:
+    others = [seen for name, seen in services.items() if name != earliest]
+    if others:
+        gap = min(others) - services[earliest]
+        first = f"{earliest} fired first, {_span(gap)} before the other services"
+    else:
+        first = f"{earliest} is the only service in the incident"
+    evidence = [first]
+    if lookback_ms >= _MINUTE:
+        window = _span(lookback_ms)
+        evidence.append(
+            f"no change to the incident's services in the {window} before the first alert"
+        )
+    return Cause(kind="service", text=earliest, score=SERVICE_CAUSE, evidence=tuple(evidence))
+
+
+def _span(ms: int | float) -> str:
+    """Whole minutes, rounded half up: ``2 min``; under 30 s is ``less than 1 min``."""
+    minutes = int(ms / _MINUTE + 0.5)
+    return f"{minutes} min" if minutes else "less than 1 min"
+
+
+def _epoch_ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)

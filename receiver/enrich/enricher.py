@@ -1,0 +1,211 @@
+"""One incident's context: its journey's KPIs now vs baseline, and the changes around it.
+
+Asked by the scheduler when an incident's first notification is due and again at most
+every group_interval (``enriched_at`` on the incident is the cache, shared by replicas).
+KPI queries and change sources run concurrently; each failure is a note, never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from receiver.config import Journey
+from receiver.enrich import ChangeReport, KpiReport
+from receiver.enrich.changes import correlate, gather
+from receiver.enrich.feeds import Feed
+from receiver.enrich.prometheus import PrometheusKpis
+from receiver.events import ChangeEvent
+from receiver.store import GroupStore
+from receiver.store.records import (
+    CauseRecord,
+    ChangeRecord,
+    IncidentState,
+    KpiRecord,
+    TimelineEntry,
+)
+
+_WEEK = 7 * 86400.0
+_DAY = 86400.0
+
+
+def baseline_words(offset_s: float) -> str:
+    """The baseline in words, for titles: "last week", "yesterday", "2h ago"."""
+    if offset_s == _WEEK:
+        return "last week"
+    if offset_s == _DAY:
+        return "yesterday"
+    for unit, size in (("w", _WEEK), ("d", _DAY), ("h", 3600.0), ("m", 60.0)):
+        if offset_s >= size and offset_s % size == 0:
+            return f"{int(offset_s // size)}{unit} ago"
+    return f"{offset_s:g}s ago"
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    kpis: list[KpiRecord]
+    changes: list[ChangeRecord]
+    causes: list[CauseRecord]
+    notes: list[str]
+
+
+class Enricher:
+    def __init__(
+        self,
+        store: GroupStore,
+        kpis: PrometheusKpis | None,
+        feeds: Sequence[Feed],
+        *,
+        lookback_s: float,
+        history_s: float,
+        baseline_offset_s: float,
+    ) -> None:
+        self.store = store
+        self.kpi_source = kpis
+        self.feeds = list(feeds)
+        self.lookback_s = lookback_s
+        # How far back to look for the version a change replaced.
+        self.history_s = history_s
+        self.baseline_offset_s = baseline_offset_s
+
+    async def enrich(self, state: IncidentState, journey: Journey, now_ms: int) -> Enrichment:
+        kpi_report = KpiReport()
+        change_report = ChangeReport()
+        history: list[ChangeEvent] = []
+
+        async def kpis() -> None:
+            nonlocal kpi_report
+            if self.kpi_source is not None and journey.kpis:
+                at = datetime.fromtimestamp(now_ms / 1000, UTC)
+                kpi_report = await self.kpi_source.kpis(journey, state.group_labels, at)
+
+        async def changes() -> None:
+            nonlocal change_report, history
+            change_report, history = await self._changes(state, now_ms)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kpis)
+            tg.start_soon(changes)
+        offsets = {k.name: k.baseline_offset or self.baseline_offset_s for k in journey.kpis}
+        return Enrichment(
+            kpis=[
+                KpiRecord(
+                    name=k.name,
+                    value=k.value,
+                    baseline=k.baseline,
+                    deviation_pct=k.deviation_pct,
+                    unit=k.unit,
+                    bad_when=k.bad_when,
+                    bad=k.bad,
+                    revenue_at_risk_per_min=k.revenue_at_risk_per_min,
+                    vs=baseline_words(offsets.get(k.name, self.baseline_offset_s)),
+                )
+                for k in kpi_report.kpis
+            ],
+            changes=_records(change_report, history),
+            causes=[
+                CauseRecord(kind=c.kind, text=c.text, score=c.score, evidence=list(c.evidence))
+                for c in change_report.causes
+            ],
+            notes=[*kpi_report.notes, *change_report.notes],
+        )
+
+    async def _changes(
+        self, state: IncidentState, now_ms: int
+    ) -> tuple[ChangeReport, list[ChangeEvent]]:
+        """Correlated changes, and every event seen (to find what a change replaced)."""
+        start_ms = state.first_firing_at - round(self.lookback_s * 1000)
+        history_ms = state.first_firing_at - round(self.history_s * 1000)
+        stored = [
+            ChangeEvent.from_json(doc)
+            for doc in await self.store.events_between(history_ms, now_ms)
+        ]
+        events, notes = await gather(
+            stored,
+            self.feeds,
+            datetime.fromtimestamp(start_ms / 1000, UTC),
+            datetime.fromtimestamp(now_ms / 1000, UTC),
+        )
+        report = correlate(
+            events,
+            services=state.services,
+            journey_id=state.journey,
+            started_ms=state.first_firing_at,
+            lookback_ms=round(self.lookback_s * 1000),
+            now_ms=now_ms,
+        )
+        return ChangeReport(report.changes, report.causes, (*notes, *report.notes)), events
+
+    async def aclose(self) -> None:
+        if self.kpi_source is not None:
+            await self.kpi_source.aclose()
+        for feed in self.feeds:
+            await feed.aclose()
+
+
+def _records(report: ChangeReport, history: list[ChangeEvent]) -> list[ChangeRecord]:
+    """The correlated changes as stored, each with the version it replaced, if known."""
+    ordered = sorted(history, key=lambda e: e.at)
+    records = []
+    for c in report.changes:
+        earlier = [
+            e.version
+            for e in ordered
+            if e.service == c.service
+            and e.type == c.type
+            and e.version
+            and e.version != c.version
+            and e.at.timestamp() * 1000 < c.at_ms
+        ]
+        records.append(
+            ChangeRecord(
+                id=c.id,
+                type=c.type,
+                service=c.service,
+                at=c.at_ms,
+                minutes_before=c.minutes_before,
+                overlap=c.overlap,
+                summary=c.summary,
+                version=c.version,
+                previous_version=earlier[-1] if earlier else None,
+                url=c.url,
+                source=c.source,
+            )
+        )
+    return records
+
+
+def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentState:
+    """``state`` with this context, and a timeline entry for each thing it newly shows: a
+    KPI gone bad, a change found, a source gone missing."""
+    updated = state.model_copy(deep=True)
+    was_bad = {k.name for k in state.kpis if k.bad}
+    known = {c.id for c in state.changes}
+
+    def note(kind: str, text: str) -> None:
+        updated.timeline.append(TimelineEntry(at=now_ms, kind=kind, text=text))
+
+    for kpi in context.kpis:
+        if kpi.bad and kpi.name not in was_bad and kpi.deviation_pct is not None:
+            note("kpi", f"KPI {kpi.name} {kpi.deviation_pct:+.1f}% vs {kpi.vs}")
+    for change in context.changes:
+        if change.id not in known:
+            when = (
+                f"{change.minutes_before:.0f} min before the first alert"
+                if change.minutes_before >= 0
+                else f"{-change.minutes_before:.0f} min after the first alert"
+            )
+            what = f"{change.type} {change.version}" if change.version else change.type
+            note("change", f"{what} to {change.service} {when}")
+    for text in context.notes:
+        if text not in state.context_notes:
+            note("context", text)
+    updated.kpis = context.kpis
+    updated.changes = context.changes
+    updated.probable_causes = context.causes
+    updated.context_notes = context.notes
+    updated.enriched_at = now_ms
+    return updated

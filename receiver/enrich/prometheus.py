@@ -1,0 +1,357 @@
+"""Journey KPIs from Prometheus: the value at the incident and at the baseline before it.
+
+For each KPI of the journey, with the incident's group labels substituted into its query
+(``receiver.enrich.promql``), two instant queries run: at ``at`` and at
+``at - baseline_offset`` (the KPI's own offset, else ``prometheus.baseline_offset``; a
+week by default, so the comparison carries the weekly season). All queries of an incident
+run at once on worker threads (``prometheus-api-client`` is blocking), each bounded by
+``prometheus.timeout`` and all of them together by ``prometheus.budget``. Whatever has not
+answered by then, or failed, becomes a ``context unavailable: prometheus: <reason>`` note;
+the KPIs that did answer are returned. ``kpis()`` never raises and never waits past the
+budget.
+
+Formulas (``value`` at ``at``, ``baseline`` at the offset)::
+
+    deviation_pct = round((value - baseline) / |baseline| * 100, 1)
+                    None when either is missing or baseline == 0
+    bad           = deviation_pct < 0 for bad_when "down", > 0 for "up"
+                    (baseline 0: value < baseline / value > baseline)
+    loss          = max(0, baseline - value) for "down", max(0, value - baseline) for "up"
+    revenue_at_risk_per_min
+      revenue_per_unit r:  loss * r
+          (r is revenue per KPI unit, so the KPI should be a per-minute rate: orders/min)
+      revenue_query:       R * min(1, loss / |baseline|)
+          (R = the revenue query at the baseline time: revenue per minute the journey
+           normally carries; the relative KPI loss is the share of it at risk)
+      neither, or an input missing: None.  Rounded to 0.01.
+
+A KPI query must return one series (or a scalar); with several, the first is used and a
+note says so; with none (or NaN/Inf) the value is None and a note says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import anyio
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util import Retry
+
+from receiver.config.journeys_yaml import Journey, Kpi
+from receiver.config.receiver_yaml import PrometheusConfig
+from receiver.enrich import EnrichmentError, KpiReport, KpiValue
+from receiver.enrich.promql import substitute
+
+logger = logging.getLogger("journey_receiver.enrich.prometheus")
+
+UNAVAILABLE = "context unavailable: prometheus: "
+_STATUS = re.compile(r"HTTP Status Code (\d{3}) \((b['\"].*['\"])\)\Z", re.DOTALL)
+_REASON_CHARS = 160
+
+
+class PrometheusKpis:
+    """Journey KPIs of an incident; build once at startup, ``aclose()`` at shutdown.
+
+    Without ``config.url`` every call returns an empty ``KpiReport`` at once.
+    ``max_threads`` bounds the worker threads (and so the connections) in use at once.
+    """
+
+    def __init__(self, config: PrometheusConfig, *, max_threads: int = 16) -> None:
+        self._config = config
+        self._max_threads = max_threads
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._client: PrometheusConnect | None = None
+        if config.url is not None:
+            session = requests.Session()
+            if config.ca_file is not None:
+                session.verify = str(config.ca_file)
+            headers = {name: value.get_secret_value() for name, value in config.headers.items()}
+            self._client = PrometheusConnect(
+                url=config.url.rstrip("/"),
+                headers=headers or None,
+                # The budget is the retry policy: no hidden retries with backoff sleeps.
+                retry=Retry(total=0, redirect=False),
+                session=session,
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    async def kpis(
+        self, journey: Journey, group_labels: Mapping[str, str], at: datetime
+    ) -> KpiReport:
+        """The journey's KPIs for the incident with ``group_labels`` at ``at``.
+
+        ``at`` without a timezone is taken as UTC.
+        """
+        if self._client is None or not journey.kpis:
+            return KpiReport()
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        notes: list[str] = []
+        jobs: dict[_Key, _Job] = {}
+        planned: list[Kpi] = []
+        for kpi in journey.kpis:
+            try:
+                jobs.update(self._plan(kpi, group_labels, at))
+            except EnrichmentError as exc:
+                notes.append(f"KPI {kpi.name}: {exc}")
+                logger.warning("prometheus: journey %s KPI %s: %s", journey.id, kpi.name, exc)
+                continue
+            planned.append(kpi)
+
+        outcomes: dict[_Key, _Outcome] = {}
+        with anyio.move_on_after(self._config.budget):
+            async with anyio.create_task_group() as tasks:
+                for key, job in jobs.items():
+                    tasks.start_soon(self._run, key, job, outcomes)
+
+        late = _Failed(f"no answer within the {_seconds(self._config.budget)} budget")
+        failures: dict[str, list[str]] = {}
+        values: list[KpiValue] = []
+        for kpi in planned:
+            value = self._assemble(kpi, jobs, outcomes, late, notes, failures)
+            if value is not None:
+                values.append(value)
+        for reason, names in failures.items():
+            notes.append(f"{UNAVAILABLE}{reason} ({', '.join(names)})")
+            logger.warning("prometheus: journey %s: %s (%s)", journey.id, reason, ", ".join(names))
+        return KpiReport(kpis=tuple(values), notes=tuple(notes))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def _plan(self, kpi: Kpi, labels: Mapping[str, str], at: datetime) -> dict[_Key, _Job]:
+        offset = kpi.baseline_offset or self._config.baseline_offset
+        then = at - timedelta(seconds=offset)
+        query = substitute(kpi.query, labels)
+        jobs = {
+            _Key(kpi.name, "value"): _Job(query, at),
+            _Key(kpi.name, "baseline"): _Job(query, then),
+        }
+        if kpi.revenue_query is not None:
+            jobs[_Key(kpi.name, "revenue")] = _Job(substitute(kpi.revenue_query, labels), then)
+        return jobs
+
+    async def _run(self, key: _Key, job: _Job, outcomes: dict[_Key, _Outcome]) -> None:
+        outcomes[key] = await self._ask(job)
+
+    async def _ask(self, job: _Job) -> _Outcome:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max_threads)
+        timeout = self._config.timeout
+        fetch = partial(self._fetch, job.query, job.at.timestamp(), timeout)
+        try:
+            with anyio.fail_after(timeout):
+                # Abandoned on cancel: the thread ends by itself within ``timeout``.
+                result = await anyio.to_thread.run_sync(
+                    fetch, abandon_on_cancel=True, limiter=self._limiter
+                )
+        except TimeoutError:
+            return _Failed(f"timed out after {_seconds(timeout)}")
+        except Exception as exc:  # whatever the client raises is a reason, never a crash
+            return _Failed(_reason(exc, timeout))
+        return _read(result)
+
+    def _fetch(self, query: str, at: float, timeout: float) -> object:
+        assert self._client is not None
+        params = {"time": f"{at:.3f}", "timeout": f"{timeout:g}"}  # seconds
+        return self._client.custom_query(query, params=params, timeout=timeout)
+
+    def _assemble(
+        self,
+        kpi: Kpi,
+        jobs: Mapping[_Key, _Job],
+        outcomes: Mapping[_Key, _Outcome],
+        late: _Failed,
+        notes: list[str],
+        failures: dict[str, list[str]],
+    ) -> KpiValue | None:
+        def get(role: str) -> _Sample | None:
+            outcome = outcomes.get(_Key(kpi.name, role), late)
+            if isinstance(outcome, _Failed):
+                names = failures.setdefault(outcome.reason, [])
+                if kpi.name not in names:
+                    names.append(kpi.name)
+                return None
+            return outcome
+
+        now = get("value")
+        if now is None:
+            return None
+        then = get("baseline")
+        revenue = get("revenue") if _Key(kpi.name, "revenue") in jobs else None
+        said = {
+            "now": now.note,
+            "at the baseline": then.note if then is not None else None,
+            "revenue_query": revenue.note if revenue is not None else None,
+        }
+        if said["now"] is not None and said["now"] == said["at the baseline"]:
+            said = {"now and at the baseline": said["now"], "revenue_query": said["revenue_query"]}
+        notes.extend(f"KPI {kpi.name} ({when}): {note}" for when, note in said.items() if note)
+        return assess(
+            kpi,
+            now.value,
+            then.value if then is not None else None,
+            revenue_per_min=revenue.value if revenue is not None else None,
+            query=jobs[_Key(kpi.name, "value")].query,
+        )
+
+
+def assess(
+    kpi: Kpi,
+    value: float | None,
+    baseline: float | None,
+    *,
+    revenue_per_min: float | None = None,
+    query: str = "",
+) -> KpiValue:
+    """Deviation, direction and revenue at risk of ``kpi`` (formulas in the module doc).
+
+    ``revenue_per_min`` is the result of ``kpi.revenue_query``; ignored without one.
+    """
+    deviation: float | None = None
+    bad = False
+    revenue: float | None = None
+    if value is not None and baseline is not None:
+        if baseline != 0:
+            deviation = round((value - baseline) / abs(baseline) * 100, 1) + 0.0  # no -0.0
+            bad = deviation < 0 if kpi.bad_when == "down" else deviation > 0
+        else:
+            bad = value < baseline if kpi.bad_when == "down" else value > baseline
+        loss = max(0.0, baseline - value if kpi.bad_when == "down" else value - baseline)
+        if kpi.revenue_per_unit is not None:
+            revenue = round(loss * kpi.revenue_per_unit, 2)
+        elif kpi.revenue_query is not None and revenue_per_min is not None and baseline != 0:
+            revenue = round(revenue_per_min * min(1.0, loss / abs(baseline)), 2)
+    return KpiValue(
+        name=kpi.name,
+        value=value,
+        baseline=baseline,
+        deviation_pct=deviation,
+        unit=kpi.unit,
+        bad_when=kpi.bad_when,
+        bad=bad,
+        revenue_at_risk_per_min=revenue,
+        query=query,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kpi: str
+    role: str
+    """value | baseline | revenue"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    query: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    """Prometheus answered; ``value`` None when it had no usable sample (``note`` says why)."""
+
+    value: float | None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    reason: str
+
+
+_Outcome = _Sample | _Failed
+
+
+def _read(result: object) -> _Outcome:
+    """The ``data.result`` of an instant query: a vector (list of series) or a scalar."""
+    if not isinstance(result, list):
+        return _Failed("unexpected response (not a query result)")
+    if len(result) == 2 and not isinstance(result[0], dict):
+        return _number(result[1])  # scalar: [time, "value"]
+    if not all(isinstance(series, dict) for series in result):
+        return _Failed("unexpected response (not a query result)")
+    if not result:
+        return _Sample(None, "the query returned no series")
+    first = result[0]
+    if "value" not in first:
+        return _Sample(None, "the query returned a range vector; a KPI needs one instant value")
+    if not isinstance(first["value"], list) or len(first["value"]) != 2:
+        return _Failed("unexpected response (malformed sample)")
+    sample = _number(first["value"][1])
+    if len(result) > 1 and isinstance(sample, _Sample):
+        many = f"the query returned {len(result)} series; a KPI must return one, used the first"
+        return _Sample(sample.value, many if sample.note is None else f"{many}, {sample.note}")
+    return sample
+
+
+def _number(raw: object) -> _Outcome:
+    if not isinstance(raw, str):
+        return _Failed("unexpected response (sample value is not a string)")
+    try:
+        number = float(raw)
+    except ValueError:
+        return _Failed("unexpected response (sample value is not a number)")
+    if not math.isfinite(number):
+        return _Sample(None, f"the query returned {raw}")
+    return _Sample(number)
+
+
+def _reason(exc: Exception, timeout: float) -> str:
+    """A short, secret-free reason: never the URL (it may hold credentials) or headers."""
+    if isinstance(exc, PrometheusApiClientException):
+        return _http_reason(str(exc))
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed (check prometheus.ca_file)"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timed out after {_seconds(timeout)}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "Connection refused" in text:
+            return "connection refused"
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return "cannot resolve the host"
+        if "RemoteDisconnected" in text or "Connection aborted" in text:
+            return "connection closed without a response"
+        return "cannot connect"
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return "unexpected response (not Prometheus API JSON)"
+    if isinstance(exc, requests.exceptions.RequestException):
+        return f"request failed ({type(exc).__name__})"
+    return f"query failed ({type(exc).__name__})"
+
+
+def _http_reason(text: str) -> str:
+    match = _STATUS.match(text)
+    if match is None:
+        return "HTTP error"
+    status = int(match.group(1))
+    hint = " (check prometheus.headers)" if status in (401, 403) else ""
+    detail = ""
+    try:
+        body = ast.literal_eval(match.group(2))
+        error = json.loads(body).get("error") if isinstance(body, bytes) else None
+        if isinstance(error, str) and error:
+            detail = ": " + error[:_REASON_CHARS]
+    except (ValueError, SyntaxError, AttributeError):
+        pass  # not Prometheus's JSON (a proxy's HTML page): the status says enough
+    return f"HTTP {status}{hint}{detail}"
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:g}s"

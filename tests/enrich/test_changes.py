@@ -1,0 +1,293 @@
+"""Which changes are kept around an incident and how they rank as probable causes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from receiver.enrich import Cause, ChangeReport
+from receiver.enrich.changes import MAX_CAUSES, MAX_CHANGES, correlate, describe
+from receiver.enrich.feeds import FeedEvent
+from receiver.events import ChangeEvent
+
+START = datetime(2026, 4, 18, 8, 13, 20, tzinfo=UTC)
+START_MS = 1_776_500_000_000
+MINUTE = 60_000
+LOOKBACK_MS = 30 * MINUTE
+# payment-service fired first, cart 3 minutes later.
+SERVICES = {"payment-service": START_MS, "cart": START_MS + 3 * MINUTE}
+
+
+def change(
+    minutes_before: float,
+    service: str = "payment-service",
+    type: str = "deploy",
+    *,
+    id: str | None = None,
+    source: str | None = None,
+    **fields: Any,
+) -> ChangeEvent:
+    at = START - timedelta(minutes=minutes_before)
+    ident = id or f"{type}-{service}-{minutes_before:g}"
+    if source is not None:
+        return FeedEvent(type=type, service=service, at=at, id=ident, source=source, **fields)
+    return ChangeEvent(type=type, service=service, at=at, id=ident, **fields)
+
+
+def report(
+    events: list[ChangeEvent],
+    services: dict[str, int] | None = None,
+    now_minutes: float = 10,
+) -> ChangeReport:
+    return correlate(
+        events,
+        services=SERVICES if services is None else services,
+        journey_id="checkout",
+        started_ms=START_MS,
+        lookback_ms=LOOKBACK_MS,
+        now_ms=START_MS + int(now_minutes * MINUTE),
+    )
+
+
+def test_start_constant_matches_its_datetime() -> None:
+    assert int(START.timestamp() * 1000) == START_MS
+
+
+def test_window_is_lookback_before_the_start_until_now() -> None:
+    edge_before = ChangeEvent(
+        type="deploy", service="cart", id="edge", at=START - timedelta(minutes=30)
+    )
+    too_early = ChangeEvent(
+        type="deploy", service="cart", id="early", at=START - timedelta(minutes=30, milliseconds=1)
+    )
+    edge_now = ChangeEvent(
+        type="deploy", service="cart", id="now", at=START + timedelta(minutes=10)
+    )
+    too_late = ChangeEvent(
+        type="deploy", service="cart", id="late", at=START + timedelta(minutes=10, milliseconds=1)
+    )
+
+    kept = report([too_early, edge_before, edge_now, too_late]).changes
+
+    assert sorted(match.id for match in kept) == ["edge", "now"]
+
+
+def test_minutes_before_is_negative_after_the_start() -> None:
+    before = change(2, version="2026.04.18-3")
+    after = change(-5, type="config")
+    halfway = change(1.5, "cart")
+
+    by_id = {match.id: match for match in report([before, after, halfway]).changes}
+
+    assert by_id[before.id].minutes_before == 2.0
+    assert by_id[after.id].minutes_before == -5.0
+    assert by_id[halfway.id].minutes_before == 1.5
+    assert by_id[before.id].at_ms == START_MS - 2 * MINUTE
+
+
+def test_change_match_carries_the_event() -> None:
+    event = change(
+        2,
+        version="2026.04.18-3",
+        summary="canary 10%",
+        url="https://ci.example.com/run/77",
+        source="deploys",
+    )
+
+    [match] = report([event]).changes
+
+    assert match.id == event.id
+    assert (match.type, match.service, match.version) == (
+        "deploy",
+        "payment-service",
+        "2026.04.18-3",
+    )
+    assert (match.summary, match.url, match.source, match.overlap) == (
+        "canary 10%",
+        "https://ci.example.com/run/77",
+        "deploys",
+        True,
+    )
+    [unrelated] = report([change(2, "search")]).changes
+    assert (unrelated.overlap, unrelated.summary, unrelated.source) == (False, "", "api")
+
+
+def test_ranking_and_exact_evidence() -> None:
+    events = [
+        change(1, "search", version="7.1"),  # unrelated service
+        change(-5, type="config"),  # after the start
+        change(1, "cart", version="3.2.0"),
+        change(
+            4, "checkout-web", "feature_flag", version="new-wallet", labels={"journey": "checkout"}
+        ),
+        change(2, version="2026.04.18-3"),
+    ]
+
+    causes = report(events).causes
+
+    assert causes == (
+        Cause(
+            kind="change",
+            text="deploy 2026.04.18-3 to payment-service",
+            score=87.5,
+            evidence=(
+                "deploy 2026.04.18-3 to payment-service 2 min before the first alert",
+                "payment-service is the earliest-firing service in the incident",
+            ),
+        ),
+        Cause(
+            kind="change",
+            text="deploy 3.2.0 to cart",
+            score=65.5,
+            evidence=(
+                "deploy 3.2.0 to cart 1 min before the first alert",
+                "cart is one of the incident's services",
+            ),
+        ),
+        Cause(
+            kind="change",
+            text="feature_flag new-wallet on checkout-web",
+            score=23.0,
+            evidence=(
+                "feature_flag new-wallet on checkout-web 4 min before the first alert",
+                "labelled journey=checkout, not on the incident's services",
+            ),
+        ),
+        Cause(
+            kind="change",
+            text="config on payment-service",
+            score=3.6,
+            evidence=(
+                "config on payment-service 5 min after the first alert",
+                "payment-service is the earliest-firing service in the incident",
+            ),
+        ),
+        Cause(
+            kind="change",
+            text="deploy 7.1 to search",
+            score=2.8,
+            evidence=(
+                "deploy 7.1 to search 1 min before the first alert",
+                "search is not one of the incident's services",
+            ),
+        ),
+    )
+    assert [match.service for match in report(events).changes] == [
+        "payment-service",
+        "cart",
+        "checkout-web",
+        "payment-service",
+        "search",
+    ]
+
+
+def test_the_closest_overlapping_deploy_ranks_first() -> None:
+    causes = report([change(20, version="old"), change(2, version="new")]).causes
+
+    assert [cause.text for cause in causes] == [
+        "deploy new to payment-service",
+        "deploy old to payment-service",
+    ]
+    assert causes[0].score > causes[1].score
+
+
+def test_any_overlapping_change_before_the_start_outranks_unrelated_and_later_ones() -> None:
+    oldest_overlap = change(30, "cart", version="1")
+    unrelated_at_start = change(0, "search", version="2")
+    right_after = change(-0.1, version="3")
+
+    causes = report([unrelated_at_start, right_after, oldest_overlap]).causes
+
+    assert [cause.text for cause in causes] == [
+        "deploy 1 to cart",
+        "deploy 3 to payment-service",
+        "deploy 2 to search",
+    ]
+    assert causes[0].evidence[0] == "deploy 1 to cart 30 min before the first alert"
+    assert (
+        causes[1].evidence[0] == "deploy 3 to payment-service less than 1 min after the first alert"
+    )
+
+
+def test_the_earliest_firing_service_is_the_cause_when_no_change_overlaps() -> None:
+    causes = report([change(1, "search", version="7.1")]).causes
+
+    assert causes[0] == Cause(
+        kind="service",
+        text="payment-service",
+        score=25.0,
+        evidence=(
+            "payment-service fired first, 3 min before the other services",
+            "no change to the incident's services in the 30 min before the first alert",
+        ),
+    )
+    assert [cause.text for cause in causes[1:]] == ["deploy 7.1 to search"]
+    assert report([]).causes == causes[:1]
+
+
+def test_a_lone_service_is_said_to_be_alone() -> None:
+    alone = {"payment-service": START_MS}
+
+    [service] = report([], alone).causes
+    [deploy] = report([change(3, version="9")], alone).causes
+
+    assert service.evidence[0] == "payment-service is the only service in the incident"
+    assert deploy.evidence == (
+        "deploy 9 to payment-service 3 min before the first alert",
+        "payment-service is the only service in the incident",
+    )
+
+
+def test_no_services_and_no_changes_is_an_empty_report() -> None:
+    assert report([], {}) == ChangeReport()
+
+
+def test_order_is_deterministic_score_then_time_then_id() -> None:
+    events = [
+        change(5, "search", id="b"),
+        change(5, "search", id="a"),
+        change(5, "payments-db", id="c"),
+        change(6, "search", id="d"),
+    ]
+
+    forward = report(events)
+    backward = report(events[::-1])
+
+    assert forward == backward
+    assert [match.id for match in forward.changes] == ["a", "b", "c", "d"]
+
+
+def test_one_change_reported_by_two_sources_is_one_cause() -> None:
+    from_api = change(2, version="2026.04.18-3", id="42")
+    from_grafana = change(2, version="2026.04.18-3", id="42", source="grafana")
+
+    result = report([from_api, from_grafana, from_api])
+
+    assert [(match.source, match.id) for match in result.changes] == [
+        ("api", "42"),
+        ("grafana", "42"),
+    ]
+    assert [cause.text for cause in result.causes] == ["deploy 2026.04.18-3 to payment-service"]
+
+
+def test_changes_and_causes_are_capped_keeping_the_strongest() -> None:
+    events = [
+        change(minutes, "cart", id=f"c{minutes}", version=str(minutes)) for minutes in range(30)
+    ]
+
+    result = report(events)
+
+    assert len(result.changes) == MAX_CHANGES
+    assert len(result.causes) == MAX_CAUSES
+    assert [match.id for match in result.changes[:3]] == ["c0", "c1", "c2"]
+
+
+def test_describe_wording() -> None:
+    assert describe(change(1, version="2026.04.18-3")) == "deploy 2026.04.18-3 to payment-service"
+    assert describe(change(1, type="rollback", version="2026.04.18-2")) == (
+        "rollback 2026.04.18-2 to payment-service"
+    )
+    assert describe(change(1, "cart", "feature_flag", version="new-wallet")) == (
+        "feature_flag new-wallet on cart"
+    )
+    assert describe(change(1, "cart", "scale")) == "scale on cart"

@@ -1,0 +1,112 @@
+"""Context on a notified incident, against a real Prometheus and the events API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeClock, make_alert
+from tests.support.harness import harness, write_config
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.anyio
+
+# tests/data/prometheus/checkout.om: conversion in eu drops from 0.5 to 0.2 at 08:00Z on
+# 2026-04-18; group_wait (30 s) ends at 08:10:00Z, when the receiver asks.
+FIRST_ALERT = 1_776_499_800 - 30
+
+JOURNEYS = """
+journeys:
+  - id: checkout
+    name: Checkout
+    weight: 1.0
+    owner: {team: payments}
+    stages:
+      - {id: payment, weight: 1.0, match: ['service=~"payment-service|payments-db"']}
+    kpis:
+      - name: conversion
+        query: >-
+          sum(rate(checkout_completed_total{env="$env", region="$region"}[5m]))
+          / sum(rate(checkout_started_total{env="$env", region="$region"}[5m]))
+        unit: ratio
+        bad_when: down
+    actions:
+      - title: "Roll back {service} to {previous_version}"
+        when: {change_type: deploy, within: 15m}
+"""
+
+
+def config(tmp_path: Path, prometheus_url: str) -> Path:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS)
+    prometheus = f"prometheus: {{url: '{prometheus_url}', timeout: 1s, budget: 2s}}\n"
+    return write_config(tmp_path, prometheus, journeys=journeys)
+
+
+DEPLOYS = [
+    {"type": "deploy", "service": "payment-service", "version": "2026.04.17-9",
+     "at": "2026-04-17T10:00:00Z"},
+    {"type": "deploy", "service": "payment-service", "version": "2026.04.18-3",
+     "at": "2026-04-18T08:07:30Z", "summary": "payment-service 2026.04.18-3"},
+    {"type": "config", "service": "search-api", "at": "2026-04-18T08:09:00Z"},
+]  # fmt: skip
+
+
+async def test_the_notification_says_how_bad_and_what_changed_just_before(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    clock = FakeClock(FIRST_ALERT - 600)
+    async with harness(config(tmp_path, prometheus_url), clock) as rx:
+        r = await rx.client.post("/api/v1/events", content=json.dumps(DEPLOYS))
+        assert r.status_code == 202
+        clock.now = FIRST_ALERT
+        (inc,) = (await rx.post([make_alert("payment-service", alertname="PaymentErrors")])).json()[
+            "incidents"
+        ]
+        await rx.tick(30)
+        assert rx.sink.kinds() == ["open"]
+        sent = rx.sink.sent[0][2]
+        assert sent.title == (
+            "checkout/eu P1 — 1 alert; conversion \u221260% vs last week; "
+            "deploy 2026.04.18-3 to payment-service 2 min before"
+        )
+        assert sent.score == 80.0
+        (kpi,) = sent.kpis
+        assert (kpi["name"], kpi["deviation_pct"], kpi["bad"], kpi["vs"]) == (
+            "conversion", -60.0, True, "last week",
+        )  # fmt: skip
+        assert kpi["value"] == pytest.approx(0.2)
+        assert kpi["baseline"] == pytest.approx(0.5)
+        assert sent.probable_causes[0]["text"] == "deploy 2026.04.18-3 to payment-service"
+        assert [c["version"] for c in sent.changes if c["overlap"]] == ["2026.04.18-3"]
+        assert sent.suggested_actions[0]["title"] == "Roll back payment-service to 2026.04.17-9"
+        assert sent.context_notes == []
+
+        detail = await rx.incident(inc)
+        texts = [(e["kind"], e["text"]) for e in detail["timeline"]]
+        assert ("kpi", "KPI conversion -60.0% vs last week") in texts
+        assert (
+            "change",
+            "deploy 2026.04.18-3 to payment-service 2 min before the first alert",
+        ) in texts
+
+
+async def test_without_prometheus_the_incident_still_goes_out_on_time_and_says_why(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(FIRST_ALERT)
+    async with harness(config(tmp_path, f"http://127.0.0.1:{free_port()}"), clock) as rx:
+        (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        await rx.tick(30)
+        assert rx.sink.kinds() == ["open"]
+        sent = rx.sink.sent[0][2]
+        assert sent.context_notes == [
+            "context unavailable: prometheus: connection refused (conversion)"
+        ]
+        # No KPI evidence: the KPI factor is unknown (0.85), so P2, not P1.
+        assert (sent.priority, sent.score) == ("P2", 68.0)
+        assert "(context unavailable: prometheus: connection refused (conversion))" in sent.summary
+        detail = await rx.incident(inc)
+        assert detail["notified_at"] is not None
