@@ -82,7 +82,9 @@ def explain(args: argparse.Namespace) -> int:
 
     cfg_path, journeys_path = _paths(args)
     try:
-        report = explain_batch(args.alerts.read_bytes(), cfg_path, journeys_path)
+        report = explain_batch(
+            args.alerts.read_bytes(), cfg_path, journeys_path, prometheus_url=args.prometheus
+        )
     except (ConfigError, PayloadError) as exc:
         detail = getattr(exc, "errors", None)
         print(f"{exc}" + (f"\n{json.dumps(detail, indent=2)}" if detail else ""), file=sys.stderr)
@@ -120,10 +122,15 @@ def parser() -> argparse.ArgumentParser:
     files(c)
     c.set_defaults(run=check)
 
-    e = sub.add_parser("explain", help="dry run of a webhook body; no network")
+    e = sub.add_parser("explain", help="dry run of a webhook body; no network unless --prometheus")
     files(e)
     e.add_argument("--alerts", type=Path, required=True, help="webhook body (JSON file)")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    e.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="read the journeys' KPIs from this Prometheus now (the only network it uses)",
+    )
     e.set_defaults(run=explain)
     return p
 

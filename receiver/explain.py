@@ -6,12 +6,17 @@ an incident made of this batch alone, as if group_wait had just ended.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from receiver import config
+from receiver.enrich.enricher import Enricher, apply
+from receiver.enrich.prometheus import PrometheusKpis
 from receiver.incident import build
 from receiver.normalize import normalize
 from receiver.placement import place
@@ -43,6 +48,11 @@ class ExplainReport:
             out.append(f"  priority: {inc['priority']} (score {inc['score']:g}/100)")
             for f in inc["score_breakdown"]:
                 out.append(f"    {f['name']:<13} {f['value']:<6g} {f['reason']}")
+            for k in inc["kpis"]:
+                dev = "no data" if k["deviation_pct"] is None else f"{k['deviation_pct']:+.1f}%"
+                out.append(f"  kpi:      {k['name']} {dev} vs {k['vs']}")
+            for note in inc["context_notes"]:
+                out.append(f"  note:     {note}")
             out.append(f"  sinks:    {', '.join(inc['sinks']) or 'none (routing matched none)'}")
         return "\n".join(out)
 
@@ -89,9 +99,34 @@ def _incident(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPage]
     return state, AlertPage(alerts=alerts, total=len(alerts))
 
 
+async def _kpis(
+    settings: Settings, states: list[IncidentState], url: str, at_ms: int
+) -> list[IncidentState]:
+    """Each incident with its journey's KPIs from the Prometheus at ``url``."""
+    source = PrometheusKpis(settings.config.prometheus.model_copy(update={"url": url}))
+    try:
+        # No store and no feeds: KPIs only; a dry run knows no change events.
+        enricher = Enricher(
+            None, source, [], lookback_s=0, history_s=0,
+            baseline_offset_s=settings.config.prometheus.baseline_offset,
+        )  # fmt: skip
+        return [
+            apply(st, await enricher.enrich(st, settings.catalog.find(st.journey), at_ms), at_ms)
+            for st in states
+        ]
+    finally:
+        await source.aclose()
+
+
 def explain_batch(
-    body: bytes, config_path: Path | None, journeys_path: Path | None, now_ms: int = 0
+    body: bytes,
+    config_path: Path | None,
+    journeys_path: Path | None,
+    now_ms: int = 0,
+    prometheus_url: str | None = None,
 ) -> ExplainReport:
+    """With ``prometheus_url``, KPIs are read from it at ``now_ms`` (the time of the dry
+    run when 0); that is the only network the dry run uses."""
     if config_path is None:
         cfg = config.ReceiverConfig()
         journeys = config.load_journeys(journeys_path) if journeys_path else config.JourneysConfig()
@@ -112,9 +147,13 @@ def explain_batch(
         for g in groups
         for p in g.alerts
     ]
+    at_ms = now_ms or round(time.time() * 1000)
+    made = [_incident(g, at_ms) for g in groups]
+    states = [state for state, _ in made]
+    if prometheus_url:
+        states = anyio.run(_kpis, settings, states, prometheus_url, at_ms)
     incidents = []
-    for g in groups:
-        state, page = _incident(g, now_ms)
+    for g, state, (_, page) in zip(groups, states, made, strict=True):
         impact = settings.impact(state)
         incident = build(state, page, settings.catalog.find(g.key.journey), impact)
         incidents.append(
@@ -127,6 +166,8 @@ def explain_batch(
                 "score_breakdown": incident.score_breakdown,
                 "alert_count": incident.alert_count,
                 "sinks": sorted(settings.sinks_for(impact.priority)),
+                "kpis": incident.kpis,
+                "context_notes": incident.context_notes,
             }
         )
     return ExplainReport(alerts=alerts, incidents=incidents)

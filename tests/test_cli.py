@@ -120,3 +120,27 @@ def test_serve_reloads_journeys_on_sighup(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.05)
         assert post("search-api", "C").startswith("discovery-")
+
+
+def test_explain_reads_kpis_from_prometheus_when_asked(prometheus_url: str, tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(
+        "journeys:\n"
+        "  - id: checkout\n    name: Checkout\n    weight: 1.0\n    owner: {team: payments}\n"
+        "    stages: [{id: payment, weight: 1.0, match: ['service=\"payment-service\"']}]\n"
+        "    kpis:\n"
+        "      - name: conversion\n"
+        '        query: \'sum(rate(checkout_completed_total{env="$env", region="$region"}[5m]))'
+        ' / sum(rate(checkout_started_total{env="$env", region="$region"}[5m]))\'\n'
+        "        unit: ratio\n        bad_when: down\n"
+    )
+    batch = tmp_path / "batch.json"
+    batch.write_bytes(body([make_alert("payment-service")]))
+    from receiver.explain import explain_batch
+
+    # The time of the test data's drop (tests/data/prometheus/README.md).
+    report = explain_batch(batch.read_bytes(), None, journeys, 1_776_499_800_000, prometheus_url)
+    (incident,) = report.incidents
+    assert [(k["name"], k["deviation_pct"]) for k in incident["kpis"]] == [("conversion", -60.0)]
+    assert (incident["priority"], incident["score"]) == ("P1", 80.0)
+    assert "conversion \u221260% vs last week" in incident["title"]

@@ -110,3 +110,28 @@ async def test_without_prometheus_the_incident_still_goes_out_on_time_and_says_w
         assert "(context unavailable: prometheus: connection refused (conversion))" in sent.summary
         detail = await rx.incident(inc)
         assert detail["notified_at"] is not None
+
+
+async def test_a_prometheus_that_never_answers_costs_the_budget_and_no_more(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from tests.support.prometheus import silent_server
+
+    with silent_server() as port:
+        cfg = config(tmp_path, f"http://127.0.0.1:{port}")
+        cfg.write_text(
+            cfg.read_text().replace("timeout: 1s, budget: 2s", "timeout: 5s, budget: 500ms")
+        )
+        clock = FakeClock(FIRST_ALERT)
+        async with harness(cfg, clock) as rx:
+            await rx.post([make_alert("payment-service")])
+            started = time.monotonic()
+            await rx.tick(30)
+            # A bound on correctness (the budget holds), not a benchmark: generous margin.
+            assert time.monotonic() - started < 0.5 + 1.5
+            assert rx.sink.kinds() == ["open"]
+            assert rx.sink.sent[0][2].context_notes == [
+                "context unavailable: prometheus: no answer within the 0.5s budget (conversion)"
+            ]

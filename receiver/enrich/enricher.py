@@ -55,7 +55,7 @@ class Enrichment:
 class Enricher:
     def __init__(
         self,
-        store: GroupStore,
+        store: GroupStore | None,
         kpis: PrometheusKpis | None,
         feeds: Sequence[Feed],
         *,
@@ -119,10 +119,10 @@ class Enricher:
         """Correlated changes, and every event seen (to find what a change replaced)."""
         start_ms = state.first_firing_at - round(self.lookback_s * 1000)
         history_ms = state.first_firing_at - round(self.history_s * 1000)
-        stored = [
-            ChangeEvent.from_json(doc)
-            for doc in await self.store.events_between(history_ms, now_ms)
-        ]
+        if self.store is None and not self.feeds:
+            return ChangeReport(), []
+        docs = [] if self.store is None else await self.store.events_between(history_ms, now_ms)
+        stored = [ChangeEvent.from_json(doc) for doc in docs]
         events, notes = await gather(
             stored,
             self.feeds,
