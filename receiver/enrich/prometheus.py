@@ -45,6 +45,7 @@ import anyio
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from receiver.config.journeys_yaml import Journey, Kpi
@@ -76,13 +77,15 @@ class PrometheusKpis:
             if config.ca_file is not None:
                 session.verify = str(config.ca_file)
             headers = {name: value.get_secret_value() for name, value in config.headers.items()}
+            url = config.url.rstrip("/")
+            # The budget is the retry policy: no hidden retries with backoff sleeps.
+            no_retries = Retry(total=0, redirect=False)
             self._client = PrometheusConnect(
-                url=config.url.rstrip("/"),
-                headers=headers or None,
-                # The budget is the retry policy: no hidden retries with backoff sleeps.
-                retry=Retry(total=0, redirect=False),
-                session=session,
+                url=url, headers=headers or None, retry=no_retries, session=session
             )
+            # Its adapter keeps 10 connections; with more threads than that, a burst would
+            # throw connections away and open new ones (and warn each time). Replaces it.
+            session.mount(url, HTTPAdapter(max_retries=no_retries, pool_maxsize=max_threads))
 
     @property
     def enabled(self) -> bool:
