@@ -140,22 +140,28 @@ class PrometheusKpis:
         offset = kpi.baseline_offset or self._config.baseline_offset
         then = at - timedelta(seconds=offset)
         query = substitute(kpi.query, labels)
-        jobs = {
-            _Key(kpi.name, "value"): _Job(query, at),
-            _Key(kpi.name, "baseline"): _Job(query, then),
-        }
+        # Now and the baseline in one request: a range query from the baseline to now whose
+        # step is the offset yields exactly those two points, for half the requests.
+        jobs = {_Key(kpi.name, "pair"): _Job(query, then, until=at)}
         if kpi.revenue_query is not None:
             jobs[_Key(kpi.name, "revenue")] = _Job(substitute(kpi.revenue_query, labels), then)
         return jobs
 
     async def _run(self, key: _Key, job: _Job, outcomes: dict[_Key, _Outcome]) -> None:
-        outcomes[key] = await self._ask(job)
+        answer = await self._ask(job)
+        if isinstance(answer, _Pair):
+            outcomes[_Key(key.kpi, "baseline")] = answer.then
+            outcomes[_Key(key.kpi, "value")] = answer.now
+        elif job.until is None:
+            outcomes[key] = answer
+        else:  # the pair's request failed: both points with the same reason
+            outcomes[_Key(key.kpi, "baseline")] = outcomes[_Key(key.kpi, "value")] = answer
 
-    async def _ask(self, job: _Job) -> _Outcome:
+    async def _ask(self, job: _Job) -> _Outcome | _Pair:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._max_threads)
         timeout = self._config.timeout
-        fetch = partial(self._fetch, job.query, job.at.timestamp(), timeout)
+        fetch = partial(self._fetch, job, timeout)
         try:
             with anyio.fail_after(timeout):
                 # Abandoned on cancel: the thread ends by itself within ``timeout``.
@@ -166,12 +172,27 @@ class PrometheusKpis:
             return _Failed(f"timed out after {_seconds(timeout)}")
         except Exception as exc:  # whatever the client raises is a reason, never a crash
             return _Failed(_reason(exc, timeout))
-        return _read(result)
+        if job.until is None:
+            return _read(result)
+        return _read_pair(result, job.at.timestamp(), job.until.timestamp())
 
-    def _fetch(self, query: str, at: float, timeout: float) -> object:
+    def _fetch(self, job: _Job, timeout: float) -> object:
         assert self._client is not None
-        params = {"time": f"{at:.3f}", "timeout": f"{timeout:g}"}  # seconds
-        return self._client.custom_query(query, params=params, timeout=timeout)
+        at = job.at.timestamp()
+        if job.until is None:
+            params = {"time": f"{at:.3f}", "timeout": f"{timeout:g}"}  # seconds
+            return self._client.custom_query(job.query, params=params, timeout=timeout)
+        until = job.until.timestamp()
+        # The client rounds start and end to whole seconds; these keep the exact times.
+        exact = {"start": f"{at:.3f}", "end": f"{until:.3f}", "timeout": f"{timeout:g}"}
+        return self._client.custom_query_range(
+            job.query,
+            start_time=job.at,
+            end_time=job.until,
+            step=f"{until - at:.3f}",
+            params=exact,
+            timeout=timeout,
+        )
 
     def _assemble(
         self,
@@ -209,7 +230,7 @@ class PrometheusKpis:
             now.value,
             then.value if then is not None else None,
             revenue_per_min=revenue.value if revenue is not None else None,
-            query=jobs[_Key(kpi.name, "value")].query,
+            query=jobs[_Key(kpi.name, "pair")].query,
         )
 
 
@@ -261,8 +282,11 @@ class _Key:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
+    """An instant query at ``at``; with ``until``, the pair of points ``at`` and ``until``."""
+
     query: str
     at: datetime
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +303,41 @@ class _Failed:
 
 
 _Outcome = _Sample | _Failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    then: _Outcome
+    now: _Outcome
+
+
+def _read_pair(result: object, then_ts: float, now_ts: float) -> _Pair | _Failed:
+    """The ``data.result`` of the two-point range query, read as the two instant queries
+    it stands for: per time, the series that have a point then."""
+    if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
+        return _Failed("unexpected response (not a query result)")
+    if any(not isinstance(s.get("values"), list) for s in result):
+        return _Failed("unexpected response (not a range query result)")
+
+    def at(ts: float) -> _Outcome:
+        found = [
+            point[1]
+            for series in result
+            for point in series["values"]
+            if isinstance(point, list)
+            and len(point) == 2
+            and isinstance(point[0], int | float)
+            and abs(point[0] - ts) < 0.01
+        ]
+        if not found:
+            return _Sample(None, "the query returned no series")
+        sample = _number(found[0])
+        if len(found) > 1 and isinstance(sample, _Sample):
+            many = f"the query returned {len(found)} series; a KPI must return one, used the first"
+            return _Sample(sample.value, many if sample.note is None else f"{many}, {sample.note}")
+        return sample
+
+    return _Pair(at(then_ts), at(now_ts))
 
 
 def _read(result: object) -> _Outcome:

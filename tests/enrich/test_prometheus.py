@@ -195,7 +195,7 @@ async def test_one_failing_kpi_leaves_the_others(prometheus_url: str) -> None:
     assert report.notes == (
         'KPI per_cluster: query uses $cluster but the incident has no "cluster" label '
         "(its group labels: env, region)",
-        'context unavailable: prometheus: HTTP 400: invalid parameter "query": '
+        "context unavailable: prometheus: HTTP 400: "
         "1:17: parse error: unexpected <by> in aggregation (broken)",
     )
 
@@ -282,7 +282,8 @@ async def test_each_query_has_its_own_timeout() -> None:
         ),
         (
             200,
-            b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}',
+            b'{"status":"success","data":{"resultType":"matrix","result":'
+            b'[{"metric":{},"values":[[1776499800,"x"]]}]}}',
             "application/json",
             "unexpected response (sample value is not a number)",
         ),
@@ -304,8 +305,12 @@ async def test_a_broken_answer_is_a_short_note_without_secrets(
 
 async def test_a_private_ca_is_trusted_through_ca_file(tmp_path: Path) -> None:
     tls = self_signed_cert(tmp_path)
-    scalar = b'{"status":"success","data":{"resultType":"scalar","result":[1776499800,"0.5"]}}'
-    with fake_http(200, scalar, tls=tls) as fake:
+    # Now and a week earlier come back as the two points of one range query.
+    matrix = (
+        b'{"status":"success","data":{"resultType":"matrix","result":'
+        b'[{"metric":{},"values":[[1775895000,"0.5"],[1776499800,"0.5"]]}]}}'
+    )
+    with fake_http(200, matrix, tls=tls) as fake:
         trusted = await report_of(
             source(fake.url, ca_file=str(tls[0])), journey(STARTED), {"region": "eu"}
         )
