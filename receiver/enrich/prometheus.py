@@ -1,9 +1,12 @@
 """Journey KPIs from Prometheus: the value at the incident and at the baseline before it.
 
 For each KPI of the journey, with the incident's group labels substituted into its query
-(``receiver.enrich.promql``), two instant queries run: at ``at`` and at
+(``receiver.enrich.promql``), the query is evaluated at ``at`` and at
 ``at - baseline_offset`` (the KPI's own offset, else ``prometheus.baseline_offset``; a
-week by default, so the comparison carries the weekly season). All queries of an incident
+week by default, so the comparison carries the weekly season) in one request: a range
+query from the baseline to ``at`` whose step is the offset has exactly those two points,
+read per time as the two instant queries they stand for (half the requests, which is
+where the time goes). A ``revenue_query`` is one instant query. All queries of an incident
 run at once on worker threads (``prometheus-api-client`` is blocking), each bounded by
 ``prometheus.timeout`` and all of them together by ``prometheus.budget``. Whatever has not
 answered by then, or failed, becomes a ``context unavailable: prometheus: <reason>`` note;
