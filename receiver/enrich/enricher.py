@@ -8,7 +8,7 @@ KPI queries and change sources run concurrently; each failure is a note, never a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import anyio
@@ -92,16 +92,8 @@ class Enricher:
         offsets = {k.name: k.baseline_offset or self.baseline_offset_s for k in journey.kpis}
         return Enrichment(
             kpis=[
-                KpiRecord(
-                    name=k.name,
-                    value=k.value,
-                    baseline=k.baseline,
-                    deviation_pct=k.deviation_pct,
-                    unit=k.unit,
-                    bad_when=k.bad_when,
-                    bad=k.bad,
-                    revenue_at_risk_per_min=k.revenue_at_risk_per_min,
-                    vs=baseline_words(offsets.get(k.name, self.baseline_offset_s)),
+                KpiRecord.model_validate(
+                    {**asdict(k), "vs": baseline_words(offsets.get(k.name, self.baseline_offset_s))}
                 )
                 for k in kpi_report.kpis
             ],
@@ -160,20 +152,9 @@ def _records(report: ChangeReport, history: list[ChangeEvent]) -> list[ChangeRec
             and e.version != c.version
             and e.at.timestamp() * 1000 < c.at_ms
         ]
+        previous = earlier[-1] if earlier else None
         records.append(
-            ChangeRecord(
-                id=c.id,
-                type=c.type,
-                service=c.service,
-                at=c.at_ms,
-                minutes_before=c.minutes_before,
-                overlap=c.overlap,
-                summary=c.summary,
-                version=c.version,
-                previous_version=earlier[-1] if earlier else None,
-                url=c.url,
-                source=c.source,
-            )
+            ChangeRecord.model_validate({**asdict(c), "at": c.at_ms, "previous_version": previous})
         )
     return records
 
