@@ -422,3 +422,13 @@ def test_secret_files_inside_lists(tmp_path: Path) -> None:
     key = load_journeys(path).journeys[0].owner.pagerduty_routing_key
     assert key is not None
     assert key.get_secret_value() == "R0UT1NGKEY"
+
+
+def test_kpi_queries_may_only_use_the_journeys_group_labels() -> None:
+    path = DATA / "journeys_kpi_placeholders.yaml"
+    assert [str(p) for p in check(None, path)] == [
+        f"{path}:9: journeys[0].kpis[0].query: uses $cluster, which is not among the "
+        "journey's group_by labels (env, region): an incident would not have it",
+        f"{path}:13: journeys[0].kpis[1].query: placeholder at column 12 is outside a string "
+        'literal; a label value can only be inserted quoted, e.g. region="$region"',
+    ]

@@ -13,6 +13,8 @@ from receiver.config.journeys_yaml import JourneysConfig
 from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, ReceiverConfig
 from receiver.config.secret_files import read_secret_files, secret_field_names
 from receiver.config.source import Document, read_document
+from receiver.enrich import EnrichmentError
+from receiver.enrich.promql import placeholders
 from receiver.errors import ConfigError, ConfigProblem
 
 M = TypeVar("M", bound=BaseModel)
@@ -48,7 +50,10 @@ def check(
     """Problems of both files, none when they are valid; without ``config_path`` the
     defaults of receiver.yaml are checked with ``journeys_path`` (or ./journeys.yaml)."""
     if config_path is None:
-        return _read(_path(journeys_path) or DEFAULT_JOURNEYS_FILE, JourneysConfig)[1].problems
+        journeys, doc = _read(_path(journeys_path) or DEFAULT_JOURNEYS_FILE, JourneysConfig)
+        if journeys is not None:
+            _check_kpi_queries(ReceiverConfig(), journeys, doc)
+        return doc.problems
     return _read_both(Path(config_path), _path(journeys_path))[2]
 
 
@@ -67,7 +72,38 @@ def _read_both(
         named = doc.data.get("journeys_file") if isinstance(doc.data, dict) else None
         journeys_path = Path(named) if isinstance(named, str) and named else _next_to(config_path)
     journeys, journeys_doc = _read(journeys_path, JourneysConfig)
+    if config is not None and journeys is not None:
+        _check_kpi_queries(config, journeys, journeys_doc)
+        if journeys_doc.problems:
+            journeys = None
     return config, journeys, doc.problems + journeys_doc.problems
+
+
+def _check_kpi_queries(config: ReceiverConfig, journeys: JourneysConfig, doc: Document) -> None:
+    """A KPI query may only use labels every incident of its journey has (its group_by):
+    said here, at load time, rather than as a note on an incident in the middle of one."""
+    for i, journey in enumerate(journeys.journeys):
+        group_by = journey.group_by if journey.group_by is not None else config.grouping.group_by
+        for j, kpi in enumerate(journey.kpis):
+            for field in ("query", "revenue_query"):
+                query = getattr(kpi, field)
+                if query is None:
+                    continue
+                loc = ("journeys", i, "kpis", j, field)
+                try:
+                    used = placeholders(query)
+                except EnrichmentError as exc:
+                    doc.add(loc, str(exc))
+                    continue
+                missing = sorted(used - set(group_by))
+                if missing:
+                    names = ", ".join(f"${name}" for name in missing)
+                    doc.add(
+                        loc,
+                        f"uses {names}, which is not among the journey's group_by labels "
+                        f"({', '.join(group_by) or 'none'}): an incident would not have it",
+                    )
+    doc.problems.sort(key=lambda problem: problem.line or 0)
 
 
 def _read_receiver(path: Path) -> tuple[ReceiverConfig | None, Document]:
