@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from receiver import api, config, scheduler
 from receiver.auth import Authenticator
 from receiver.enrich.enricher import Enricher
-from receiver.enrich.feeds import build_feeds
+from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError
 from receiver.incident import location, rfc3339

@@ -34,11 +34,7 @@ note says so; with none (or NaN/Inf) the value is None and a note says so.
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,20 +43,26 @@ from functools import partial
 import anyio
 import requests
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from receiver.config.journeys_yaml import Journey, Kpi
 from receiver.config.receiver_yaml import PrometheusConfig
 from receiver.enrich import EnrichmentError, KpiReport, KpiValue
+from receiver.enrich.prometheus_answers import (
+    Failed,
+    Outcome,
+    Pair,
+    Sample,
+    failure_reason,
+    read,
+    read_pair,
+)
 from receiver.enrich.promql import substitute
 
 logger = logging.getLogger("journey_receiver.enrich.prometheus")
 
 UNAVAILABLE = "context unavailable: prometheus: "
-_STATUS = re.compile(r"HTTP Status Code (\d{3}) \((b['\"].*['\"])\)\Z", re.DOTALL)
-_REASON_CHARS = 160
 
 
 class PrometheusKpis:
@@ -117,13 +119,13 @@ class PrometheusKpis:
                 continue
             planned.append(kpi)
 
-        outcomes: dict[_Key, _Outcome] = {}
+        outcomes: dict[_Key, Outcome] = {}
         with anyio.move_on_after(self._config.budget):
             async with anyio.create_task_group() as tasks:
                 for key, job in jobs.items():
                     tasks.start_soon(self._run, key, job, outcomes)
 
-        late = _Failed(f"no answer within the {_seconds(self._config.budget)} budget")
+        late = Failed(f"no answer within the {_seconds(self._config.budget)} budget")
         failures: dict[str, list[str]] = {}
         values: list[KpiValue] = []
         for kpi in planned:
@@ -150,9 +152,9 @@ class PrometheusKpis:
             jobs[_Key(kpi.name, "revenue")] = _Job(substitute(kpi.revenue_query, labels), then)
         return jobs
 
-    async def _run(self, key: _Key, job: _Job, outcomes: dict[_Key, _Outcome]) -> None:
+    async def _run(self, key: _Key, job: _Job, outcomes: dict[_Key, Outcome]) -> None:
         answer = await self._ask(job)
-        if isinstance(answer, _Pair):
+        if isinstance(answer, Pair):
             outcomes[_Key(key.kpi, "baseline")] = answer.then
             outcomes[_Key(key.kpi, "value")] = answer.now
         elif job.until is None:
@@ -160,7 +162,7 @@ class PrometheusKpis:
         else:  # the pair's request failed: both points with the same reason
             outcomes[_Key(key.kpi, "baseline")] = outcomes[_Key(key.kpi, "value")] = answer
 
-    async def _ask(self, job: _Job) -> _Outcome | _Pair:
+    async def _ask(self, job: _Job) -> Outcome | Pair:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._max_threads)
         timeout = self._config.timeout
@@ -172,12 +174,12 @@ class PrometheusKpis:
                     fetch, abandon_on_cancel=True, limiter=self._limiter
                 )
         except TimeoutError:
-            return _Failed(f"timed out after {_seconds(timeout)}")
+            return Failed(f"timed out after {_seconds(timeout)}")
         except Exception as exc:  # whatever the client raises is a reason, never a crash
-            return _Failed(_reason(exc, timeout))
+            return Failed(failure_reason(exc, timeout))
         if job.until is None:
-            return _read(result)
-        return _read_pair(result, job.at.timestamp(), job.until.timestamp())
+            return read(result)
+        return read_pair(result, job.at.timestamp(), job.until.timestamp())
 
     def _fetch(self, job: _Job, timeout: float) -> object:
         assert self._client is not None
@@ -201,14 +203,14 @@ class PrometheusKpis:
         self,
         kpi: Kpi,
         jobs: Mapping[_Key, _Job],
-        outcomes: Mapping[_Key, _Outcome],
-        late: _Failed,
+        outcomes: Mapping[_Key, Outcome],
+        late: Failed,
         notes: list[str],
         failures: dict[str, list[str]],
     ) -> KpiValue | None:
-        def get(role: str) -> _Sample | None:
+        def get(role: str) -> Sample | None:
             outcome = outcomes.get(_Key(kpi.name, role), late)
-            if isinstance(outcome, _Failed):
+            if isinstance(outcome, Failed):
                 names = failures.setdefault(outcome.reason, [])
                 if kpi.name not in names:
                     names.append(kpi.name)
@@ -290,132 +292,6 @@ class _Job:
     query: str
     at: datetime
     until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Sample:
-    """Prometheus answered; ``value`` None when it had no usable sample (``note`` says why)."""
-
-    value: float | None
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    reason: str
-
-
-_Outcome = _Sample | _Failed
-
-
-@dataclass(frozen=True, slots=True)
-class _Pair:
-    then: _Outcome
-    now: _Outcome
-
-
-def _read_pair(result: object, then_ts: float, now_ts: float) -> _Pair | _Failed:
-    """The ``data.result`` of the two-point range query, read as the two instant queries
-    it stands for: per time, the series that have a point then."""
-    if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
-        return _Failed("unexpected response (not a query result)")
-    if any(not isinstance(s.get("values"), list) for s in result):
-        return _Failed("unexpected response (not a range query result)")
-
-    def at(ts: float) -> _Outcome:
-        found = [
-            point[1]
-            for series in result
-            for point in series["values"]
-            if isinstance(point, list)
-            and len(point) == 2
-            and isinstance(point[0], int | float)
-            and abs(point[0] - ts) < 0.01
-        ]
-        if not found:
-            return _Sample(None, "the query returned no series")
-        sample = _number(found[0])
-        if len(found) > 1 and isinstance(sample, _Sample):
-            many = f"the query returned {len(found)} series; a KPI must return one, used the first"
-            return _Sample(sample.value, many if sample.note is None else f"{many}, {sample.note}")
-        return sample
-
-    return _Pair(at(then_ts), at(now_ts))
-
-
-def _read(result: object) -> _Outcome:
-    """The ``data.result`` of an instant query: a vector (list of series) or a scalar."""
-    if not isinstance(result, list):
-        return _Failed("unexpected response (not a query result)")
-    if len(result) == 2 and not isinstance(result[0], dict):
-        return _number(result[1])  # scalar: [time, "value"]
-    if not all(isinstance(series, dict) for series in result):
-        return _Failed("unexpected response (not a query result)")
-    if not result:
-        return _Sample(None, "the query returned no series")
-    first = result[0]
-    if "value" not in first:
-        return _Sample(None, "the query returned a range vector; a KPI needs one instant value")
-    if not isinstance(first["value"], list) or len(first["value"]) != 2:
-        return _Failed("unexpected response (malformed sample)")
-    sample = _number(first["value"][1])
-    if len(result) > 1 and isinstance(sample, _Sample):
-        many = f"the query returned {len(result)} series; a KPI must return one, used the first"
-        return _Sample(sample.value, many if sample.note is None else f"{many}, {sample.note}")
-    return sample
-
-
-def _number(raw: object) -> _Outcome:
-    if not isinstance(raw, str):
-        return _Failed("unexpected response (sample value is not a string)")
-    try:
-        number = float(raw)
-    except ValueError:
-        return _Failed("unexpected response (sample value is not a number)")
-    if not math.isfinite(number):
-        return _Sample(None, f"the query returned {raw}")
-    return _Sample(number)
-
-
-def _reason(exc: Exception, timeout: float) -> str:
-    """A short, secret-free reason: never the URL (it may hold credentials) or headers."""
-    if isinstance(exc, PrometheusApiClientException):
-        return _http_reason(str(exc))
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS handshake failed (check prometheus.ca_file)"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"timed out after {_seconds(timeout)}"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc)
-        if "Connection refused" in text:
-            return "connection refused"
-        if "Name or service not known" in text or "nodename nor servname" in text:
-            return "cannot resolve the host"
-        if "RemoteDisconnected" in text or "Connection aborted" in text:
-            return "connection closed without a response"
-        return "cannot connect"
-    if isinstance(exc, ValueError | KeyError | TypeError):
-        return "unexpected response (not Prometheus API JSON)"
-    if isinstance(exc, requests.exceptions.RequestException):
-        return f"request failed ({type(exc).__name__})"
-    return f"query failed ({type(exc).__name__})"
-
-
-def _http_reason(text: str) -> str:
-    match = _STATUS.match(text)
-    if match is None:
-        return "HTTP error"
-    status = int(match.group(1))
-    hint = " (check prometheus.headers)" if status in (401, 403) else ""
-    detail = ""
-    try:
-        body = ast.literal_eval(match.group(2))
-        error = json.loads(body).get("error") if isinstance(body, bytes) else None
-        if isinstance(error, str) and error:
-            detail = ": " + error[:_REASON_CHARS]
-    except (ValueError, SyntaxError, AttributeError):
-        pass  # not Prometheus's JSON (a proxy's HTML page): the status says enough
-    return f"HTTP {status}{hint}{detail}"
 
 
 def _seconds(seconds: float) -> str:

@@ -17,7 +17,8 @@ import respx
 from receiver.config import load_receiver_config
 from receiver.config.feeds import GrafanaFeedConfig, JsonFeedConfig
 from receiver.enrich.changes import gather
-from receiver.enrich.feeds import Feed, FeedEvent, FeedEvents, build_feeds, source_of
+from receiver.enrich.feed_registry import build_feeds
+from receiver.enrich.feeds import Feed, FeedEvent, FeedEvents, source_of
 from receiver.errors import ConfigError
 from receiver.events import ChangeEvent
 

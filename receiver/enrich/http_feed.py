@@ -1,0 +1,146 @@
+"""What the HTTP feeds share: the client, retries and deadline, and reading untrusted items.
+
+Each fetch makes up to ``attempts`` requests, retrying quickly with jitter on connection
+errors and 5xx answers, never on 4xx, and all of them together take at most the feed's
+``timeout``: enrichment runs once ``group_wait`` is over and must not hold the incident.
+A fetch that fails, or whose response is not JSON, raises a short ``EnrichmentError``
+reason that never carries a token, a header or the URL (which may hold credentials).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import anyio
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from receiver.config.fields import show
+from receiver.enrich import EnrichmentError
+
+SUMMARY_MAX = 1000
+"""Longest summary kept from a feed item; longer ones are cut and end with an ellipsis."""
+
+
+class _ServerError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(
+        exc, _ServerError | httpx.ConnectError | httpx.ConnectTimeout | httpx.RemoteProtocolError
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+class HttpFeed:
+    """One httpx client per feed, built once; retries and the deadline of every fetch."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        headers: dict[str, str],
+        timeout: float,
+        ca_file: str | None,
+        attempts: int,
+        backoff: float,
+    ) -> None:
+        self.name = name
+        self._timeout = timeout
+        self._attempts = attempts
+        self._backoff = backoff
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca_file) if ca_file else True
+        )
+        self._client = httpx.AsyncClient(
+            headers=headers, timeout=httpx.Timeout(timeout), verify=verify
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get_json(self, url: str, params: list[tuple[str, str]]) -> Any:
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._get(url, params)
+        except TimeoutError:
+            raise EnrichmentError(f"timed out after {_seconds(self._timeout)}") from None
+        except _ServerError as exc:
+            raise EnrichmentError(f"HTTP {exc.status} after {self._attempts} attempts") from None
+        except httpx.TimeoutException:
+            raise EnrichmentError(f"timed out after {_seconds(self._timeout)}") from None
+        except httpx.ConnectError:
+            raise EnrichmentError(f"cannot connect ({self._attempts} attempts)") from None
+        except httpx.HTTPError as exc:
+            raise EnrichmentError(f"request failed ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise EnrichmentError(_status_reason(response.status_code))
+        try:
+            return response.json()
+        except ValueError:
+            raise EnrichmentError("response is not JSON") from None
+
+    async def _get(self, url: str, params: list[tuple[str, str]]) -> httpx.Response:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=self._backoff, max=1.0)
+            + wait_random(0, self._backoff),
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                response = await self._client.get(httpx.URL(url).copy_merge_params(tuple(params)))
+                if response.status_code >= 500:
+                    raise _ServerError(response.status_code)
+                return response
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _status_reason(status: int) -> str:
+    hint = {401: "check the credentials", 403: "check the credentials' permissions"}.get(status)
+    if hint is None and (status == 404 or 300 <= status < 400):
+        hint = "check the url"
+    return f"HTTP {status}: {hint}" if hint else f"HTTP {status}"
+
+
+def kind(value: object) -> str:
+    """What kind of JSON value ``value`` is, for a reason: "an object", "a list", "null",
+    ...; never its content."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return show(value)
+
+
+def summary(text: object) -> str | None:
+    """Untrusted text on one line, cut to ``SUMMARY_MAX``; escaping is the sinks' job."""
+    if not isinstance(text, str):
+        return None
+    line = " ".join(text.split())
+    return line if len(line) <= SUMMARY_MAX else line[: SUMMARY_MAX - 1] + "…"
+
+
+def skipped(count: int, what: str) -> list[str]:
+    """The note for ``count`` malformed items called ``what``; none when there were none."""
+    if not count:
+        return []
+    return [f"{count} malformed {what}{'' if count == 1 else 's'} skipped"]
