@@ -60,7 +60,9 @@ from benchmarks.ingest import core_busy_seconds, cpu_seconds, machine, ms, pinne
 from receiver.app import Receiver, create_app
 from receiver.incident import Incident
 from receiver.sinks import Receipt
+from tests.conftest import make_batch
 from tests.support.processes import binary, free_port, running
+from tests.support.processes import redis_args as redis_command
 
 QUERY_AT = 1_776_499_800  # 2026-04-18T08:10:00Z: group_wait ends, the KPIs are asked for
 WEEK = 7 * 86400
@@ -164,20 +166,7 @@ def webhook_body(numbers: Sequence[int], starts_at: str) -> bytes:
         }
         for n in numbers
     ]
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": '{}:{alertname="PaymentErrors"}',
-            "truncatedAlerts": 0,
-            "status": "firing",
-            "receiver": "journey-receiver",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": alerts,
-        }
-    ).encode()
+    return json.dumps(make_batch(alerts)).encode()
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -226,14 +215,7 @@ def start(place: Placement, workdir: Path, regions: int) -> Iterator[Servers]:
     prometheus_yml = workdir / "prometheus.yml"
     prometheus_yml.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
     redis_port, prometheus_port = free_port(), free_port()
-    redis_args = [
-        binary("redis-server"),
-        "--port", str(redis_port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(workdir),
-    ]  # fmt: skip
+    redis_args = redis_command(redis_port, workdir)
     prometheus_args = [
         binary("prometheus"),
         f"--config.file={prometheus_yml}",

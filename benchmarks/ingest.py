@@ -51,6 +51,7 @@ import redis
 import yaml
 
 from tests.support.processes import binary, free_port, running
+from tests.support.processes import redis_args as redis_command
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
@@ -344,14 +345,7 @@ class Processes:
 def start(place: Placement, workdir: Path, scheduler: bool) -> Iterator[Processes]:
     """Redis, receiver and floor; each is stopped by its PID on the way out."""
     redis_port, receiver_port, floor_port = free_port(), free_port(), free_port()
-    redis_args = [
-        binary("redis-server"),
-        "--port", str(redis_port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(workdir),
-    ]  # fmt: skip
+    redis_args = redis_command(redis_port, workdir)
     receiver_args = [
         sys.executable, "-m", "receiver.cli", "serve",
         "--config", str(receiver_config(workdir, redis_port, scheduler)),

@@ -58,11 +58,9 @@ def running(
             proc.wait()
 
 
-@contextlib.contextmanager
-def redis_server(workdir: Path, *extra: str) -> Iterator[int]:
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    args = [
+def redis_args(port: int, workdir: Path, *extra: str) -> list[str]:
+    """A throwaway redis-server on loopback: no persistence, files in ``workdir``."""
+    return [
         binary("redis-server"),
         "--port", str(port),
         "--bind", "127.0.0.1",
@@ -71,5 +69,11 @@ def redis_server(workdir: Path, *extra: str) -> Iterator[int]:
         "--dir", str(workdir),
         *extra,
     ]  # fmt: skip
-    with running(args, port, workdir / "redis.log"):
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path, *extra: str) -> Iterator[int]:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with running(redis_args(port, workdir, *extra), port, workdir / "redis.log"):
         yield port
