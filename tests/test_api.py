@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,14 @@ def test_open_write_endpoints_are_announced(
     with caplog.at_level("WARNING", logger="journey_receiver"):
         create_app(write_config(tmp_path, AUTH), clock=clock)
     assert "no server.auth credentials" not in caplog.text
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit_too(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path, AUTH), clock) as rx:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(100):  # 100 x 1 KiB, five times the 20000-byte limit
+                yield b" " * 1024
+
+        r = await rx.client.post("/webhook/alertmanager", content=chunks(), headers=TOKEN)
+        assert r.status_code == 413
+        assert "larger than the limit of 20000 bytes" in r.json()["error"]
