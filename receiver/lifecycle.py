@@ -95,9 +95,9 @@ def decide(state: IncidentState, now: Assessment, now_ms: int, timers: Timers) -
         wait_end = state.first_firing_at + timers.group_wait_ms
         if now_ms < wait_end:
             return Decision(None, wait_end, False, 0, ())
-        # Every alert resolved now that was not resolved already when the incident
-        # (re)opened came and went within group_wait.
-        blips = max(state.alert_count - state.firing_count - state.resolved_before, 0)
+        # Every alert that resolved since the incident (re)opened came and went within
+        # group_wait (ingest counts them).
+        blips = max(state.pending_resolved, 0)
         if state.firing_count == 0:
             return Decision(None, None, True, blips, ("every alert resolved within group_wait",))
         kind: NotificationKind = (

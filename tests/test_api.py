@@ -201,6 +201,7 @@ def test_open_write_endpoints_are_announced(
 
 async def test_a_chunked_body_is_cut_off_at_the_limit_too(tmp_path: Path, clock: FakeClock) -> None:
     async with harness(write_config(tmp_path, AUTH), clock) as rx:
+
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(100):  # 100 x 1 KiB, five times the 20000-byte limit
                 yield b" " * 1024

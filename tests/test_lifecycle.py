@@ -59,7 +59,7 @@ def test_first_notification_waits_for_group_wait() -> None:
 
 
 def test_storm_that_came_and_went_within_group_wait_is_a_blip() -> None:
-    inc = incident(firing=0, resolved=2, last_change_at=T + 9_000)
+    inc = incident(firing=0, resolved=2, pending_resolved=2, last_change_at=T + 9_000)
     d = decide(inc, P2, T + 30_000, TIMERS)
     assert (d.notify, d.resolve, d.blips) == (None, True, 2)
     st = advance(inc, d, P2, T + 30_000, [])
@@ -75,7 +75,7 @@ def test_storm_that_came_and_went_within_group_wait_is_a_blip() -> None:
 
 
 def test_blips_beside_firing_alerts_are_recorded_and_the_rest_notified() -> None:
-    inc = incident(firing=1, resolved=1)
+    inc = incident(firing=1, resolved=1, pending_resolved=1)
     d = decide(inc, P2, T + 30_000, TIMERS)
     assert (d.notify, d.blips) == ("open", 1)
     st = advance(inc, d, P2, T + 30_000, ["log"])
@@ -85,7 +85,8 @@ def test_blips_beside_firing_alerts_are_recorded_and_the_rest_notified() -> None
 
 
 def test_alerts_resolved_before_a_reopen_are_not_blips_of_it() -> None:
-    inc = incident(firing=1, resolved=3, resolved_before=3, pending="reopen")
+    # Ingest counts only what resolved since the reopening (pending_resolved).
+    inc = incident(firing=1, resolved=3, pending_resolved=0, pending="reopen")
     assert decide(inc, P2, T + 30_000, TIMERS).blips == 0
 
 

@@ -127,8 +127,8 @@ class IncidentState(_Record):
     Ingest (Lua) owns membership and the counts decisions need, so that no decision has to
     read the alerts: ``firing_classes`` counts firing alerts per impact class (the JSON of
     ``[stage, severity, tier]``), ``firing_services`` per service, ``last_change_at`` is
-    the last time an alert changed status and ``resolved_before`` how many alerts were
-    already resolved when the incident (re)opened. The scheduler owns ``SCHEDULER_FIELDS``
+    the last time an alert changed status and ``pending_resolved`` how many alerts resolved
+    since the incident (re)opened and before its first notification (the blips). The scheduler owns ``SCHEDULER_FIELDS``
     and merges them in with a guard on what its decision relied on.
     """
 
@@ -146,7 +146,7 @@ class IncidentState(_Record):
     reopened_count: int = 0
     alert_count: int = 0
     firing_count: int = 0
-    resolved_before: int = 0
+    pending_resolved: int = 0
     services: IntMap = Field(default_factory=dict)
     stages: IntMap = Field(default_factory=dict)
     regions: IntMap = Field(default_factory=dict)

@@ -169,6 +169,27 @@ async def test_a_commit_over_an_unchanged_incident_keeps_its_next_due(store: Red
     assert [c.incident_id for c in await store.claim_due(T + 99_000, 10_000, 10)] == [o.incident_id]
 
 
+async def test_a_held_claim_is_not_taken_when_a_batch_makes_it_due_again(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (first,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(first.incident_id)
+    assert stored is not None
+    notified = stored.state.model_copy(update={"pending": None, "notified_at": T + WAIT})
+    assert await commit(store, first, notified, stored.version) == "ok"
+
+    await store.ingest([group(placed("b", service="cart"))], 0, T + WAIT + 1)
+    (a,) = await store.claim_due(T + WAIT + 1, 30_000, 10)  # replica A, deciding slowly
+    held = await store.load(a.incident_id)
+    assert held is not None
+    await store.ingest([group(placed("c", service="db"))], 0, T + WAIT + 2)  # due again now
+    assert await store.claim_due(T + WAIT + 3, 30_000, 10) == []  # replica B leaves it to A
+    assert await commit(store, a, held.state, held.version, now=T + WAIT + 4) == "ok"
+    # A's decision did not see c: it is due again at once, for whoever comes next.
+    assert [c.incident_id for c in await store.claim_due(T + WAIT + 5, 1, 10)] == [o.incident_id]
+
+
 async def test_release_gives_the_claim_back(store: RedisStore) -> None:
     await store.ingest([group(placed("a"))], 0, T)
     (claim,) = await store.claim_due(T + WAIT, 60_000, 10)
@@ -230,6 +251,41 @@ async def test_empty_lists_survive_the_scripts_json_round_trip(store: RedisStore
     assert reread is not None
     assert reread.state.last_notified == empty
     assert (reread.state.stages, reread.state.score_breakdown) == ({}, [])
+
+
+async def test_a_late_firing_copy_does_not_reopen_a_resolved_incident(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1_000)
+    await _resolve(store, o.incident_id, T + WAIT)
+    # An HA peer lagging behind delivers the old firing notification (same startsAt).
+    (late,) = await store.ingest([group(placed("a"))], 0, T + WAIT + 5_000)
+    assert (late.reopened, late.duplicates) == (False, 1)
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    assert (stored.state.status, stored.state.reopened_count) == ("resolved", 0)
+    assert stored.state.resolved_at == T + WAIT
+
+
+async def test_what_resolves_before_the_first_notification_is_counted_as_blips(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1_000)
+    stored = await store.load(o.incident_id)
+    assert stored and stored.state.pending_resolved == 1
+    await _resolve(store, o.incident_id, T + WAIT)
+    # A known alert fires again (new startsAt), reopening; it resolves within group_wait.
+    again = placed("b", starts_at=placed("b").alert.starts_at.replace(hour=9))
+    await store.ingest([group(again)], 0, T + 60_000)
+    reopened = await store.load(o.incident_id)
+    assert reopened and (reopened.state.pending, reopened.state.pending_resolved) == ("reopen", 0)
+    await store.ingest(
+        [group(placed("b", status="resolved", starts_at=again.alert.starts_at))], 0, T + 70_000
+    )
+    blipped = await store.load(o.incident_id)
+    assert blipped and blipped.state.pending_resolved == 1
 
 
 async def test_list_is_newest_first_with_filters(store: RedisStore) -> None:

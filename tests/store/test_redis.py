@@ -50,6 +50,27 @@ async def test_the_id_counter_lives_as_long_as_the_incidents_it_numbered(redis_p
     await store.aclose()
 
 
+async def test_a_commit_keeps_the_id_counter_alive_with_its_incident(redis_port: int) -> None:
+    store = open_store(
+        f"redis://127.0.0.1:{redis_port}/0",
+        StoreSettings(key_prefix="seq2", retention_ms=1_000_000),
+    )
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    digest = o.incident_id.split("-")[1]
+    raw = Redis(port=redis_port, decode_responses=True)
+    await raw.pexpire(f"{{seq2}}:seq:{digest}", 10)  # as if its last batch was long ago
+    await raw.pexpire(f"{{seq2}}:key:{digest}", 10)
+    (claim,) = await store.claim_due(T + 30_000, 1_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored
+    assert await store.commit(claim, stored.version, stored.state, {}, None, [], T + 30_000) == "ok"
+    assert await raw.pttl(f"{{seq2}}:seq:{digest}") > 900_000
+    assert await raw.pttl(f"{{seq2}}:key:{digest}") > 900_000
+    await raw.aclose()
+    await store.aclose()
+
+
 async def test_sentinel_url_reaches_the_master(tmp_path: Path, redis_port: int) -> None:
     sentinel_port = free_port()
     conf = tmp_path / "sentinel.conf"

@@ -2,7 +2,10 @@
 --
 -- KEYS[1] the due set.  ARGV: prefix, now (ms), lease (ms), limit, claim token.
 -- A claimed incident's due time moves to now + lease: if this replica dies, another one
--- picks it up when the lease runs out. Returns {id, due ms} pairs, flattened.
+-- picks it up when the lease runs out. An incident another replica still holds is not
+-- taken from it (a batch may have made it due again meanwhile; the holder's commit sees
+-- that and puts it due again): it is looked at when that lease ends.
+-- Returns {id, due ms} pairs, flattened.
 
 local P = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -14,10 +17,15 @@ for i = 1, #due, 2 do
   local id = due[i]
   local inc_key = P .. 'inc:' .. id
   if redis.call('EXISTS', inc_key) == 1 then
-    redis.call('ZADD', KEYS[1], now + lease, id)
-    redis.call('HSET', inc_key, 'claim', ARGV[5])
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = due[i + 1]
+    local held_until = tonumber(redis.call('HGET', inc_key, 'claim_until') or '0')
+    if held_until > now then
+      redis.call('ZADD', KEYS[1], held_until, id)
+    else
+      redis.call('ZADD', KEYS[1], now + lease, id)
+      redis.call('HSET', inc_key, 'claim', ARGV[5], 'claim_until', now + lease)
+      claimed[#claimed + 1] = id
+      claimed[#claimed + 1] = due[i + 1]
+    end
   else
     redis.call('ZREM', KEYS[1], id)
   end

@@ -27,7 +27,7 @@ for field, value in pairs(cjson.decode(ARGV[7])) do st[field] = value end
 redis.call('HSET', inc_key, 'state', cjson.encode(st))
 local moved = redis.call('HGET', inc_key, 'ver') ~= ARGV[4]
 redis.call('HINCRBY', inc_key, 'ver', 1)
-redis.call('HDEL', inc_key, 'claim')
+redis.call('HDEL', inc_key, 'claim', 'claim_until')
 local next_due = tonumber(ARGV[8])
 if moved and st.status == 'open' and (next_due < 0 or next_due > now) then
   -- Batches landed between the read and this write, unseen by the decision: look again.
@@ -51,4 +51,8 @@ if #ARGV > 10 then
   redis.call('PEXPIRE', tl_key, retention)
 end
 redis.call('PEXPIRE', inc_key, retention)
+-- The key's mapping and its id counter live as long as the incident does: an expired
+-- counter would number the next incident of this key with an id still in use.
+redis.call('PEXPIRE', P .. 'key:' .. st.digest, retention)
+redis.call('PEXPIRE', P .. 'seq:' .. st.digest, retention)
 return 'ok'

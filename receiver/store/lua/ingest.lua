@@ -84,14 +84,30 @@ for _, g in ipairs(groups) do
     if raw then st = cjson.decode(raw) end
   end
 
+  local fps = {}
+  for n = first, last do fps[#fps + 1] = alerts[n][1] end
+  local stored = st and hmget_all(P .. 'am:' .. id, fps) or {}
+
+  -- Firing for real: not a late copy of the firing notification of an alert this
+  -- incident already holds as resolved (an HA peer lagging behind must not reopen it).
   local has_firing = false
   for n = first, last do
-    if alerts[n][2] == 'firing' then has_firing = true break end
+    local a = alerts[n]
+    if a[2] == 'firing' then
+      local old = stored[n - first + 1]
+      local o_status, o_starts
+      if old then o_status, o_starts = string.match(old, '^([^|]*)|([^|]*)|') end
+      if not (o_status == 'resolved' and o_starts == a[3]) then
+        has_firing = true
+        break
+      end
+    end
   end
 
   -- A resolved incident outside its reopen window is history: a new storm gets a new id.
   if st and st.status == 'resolved' and has_firing and now - st.resolved_at > reopen_window then
     st = nil
+    stored = {}
   end
 
   local res = {id = false, opened = false, reopened = false, changed = 0, duplicates = 0,
@@ -105,7 +121,7 @@ for _, g in ipairs(groups) do
       st = {id = id, key = key, digest = digest, journey = journey,
             group_labels = group_labels, status = 'open', created_at = now,
             updated_at = now, first_firing_at = now, last_change_at = now,
-            reopened_count = 0, alert_count = 0, firing_count = 0, resolved_before = 0,
+            reopened_count = 0, alert_count = 0, firing_count = 0, pending_resolved = 0,
             services = {}, stages = {}, regions = {}, firing_classes = {}, firing_services = {},
             truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
       redis.call('SET', key_key, id, 'PX', retention)
@@ -117,7 +133,7 @@ for _, g in ipairs(groups) do
       st.status = 'open'
       st.resolved_at = nil
       st.first_firing_at = now
-      st.resolved_before = st.alert_count - st.firing_count
+      st.pending_resolved = 0
       st.reopened_count = (st.reopened_count or 0) + 1
       st.pending = 'reopen'
       redis.call('ZADD', due_key, now + group_wait, id)
@@ -130,10 +146,10 @@ for _, g in ipairs(groups) do
     local body_key = P .. 'ab:' .. id
     local services, stages, regions = st.services, st.stages, st.regions
     local classes, firing_services = st.firing_classes, st.firing_services
-    local fps = {}
-    for n = first, last do fps[#fps + 1] = alerts[n][1] end
-    local stored = hmget_all(meta_key, fps)
     local metas, bodies, latest = {}, {}, {}
+    -- Until the first notification of this (re)opening, count the alerts that resolved:
+    -- they came and went within group_wait (blips).
+    local gathering = is_set(st.pending)
     for n = first, last do
       local a = alerts[n]
       local fp, status, starts, ends = a[1], a[2], a[3], a[4]
@@ -161,6 +177,12 @@ for _, g in ipairs(groups) do
           res.duplicates = res.duplicates + 1
         else
           local changed_at = now
+          if gathering and status == 'resolved' and o_status ~= 'resolved' then
+            st.pending_resolved = (st.pending_resolved or 0) + 1
+          elseif gathering and status == 'firing' and o_status == 'resolved'
+                 and tonumber(o_changed) >= st.first_firing_at then
+            st.pending_resolved = (st.pending_resolved or 0) - 1
+          end
           if not old then
             st.alert_count = st.alert_count + 1
           else
