@@ -73,13 +73,13 @@ class Pipeline:
         m.alerts_received.labels("resolved").inc(len(batch.alerts) - firing)
         if batch.truncated_alerts:
             m.truncated_alerts.inc(batch.truncated_alerts)
-        for group, outcome in zip(groups, outcomes, strict=True):
+        for outcome in outcomes:
             if outcome.duplicates:
                 m.alerts_duplicate.inc(outcome.duplicates)
             if outcome.opened:
-                m.incidents_opened.labels(group.key.journey).inc()
+                m.incidents_opened.labels(outcome.journey).inc()
             if outcome.reopened:
-                m.incidents_reopened.labels(group.key.journey).inc()
+                m.incidents_reopened.labels(outcome.journey).inc()
         return outcomes
 
     async def incident(self, stored: StoredIncident, impact: Impact | None = None) -> Incident:

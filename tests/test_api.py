@@ -209,3 +209,24 @@ async def test_a_chunked_body_is_cut_off_at_the_limit_too(tmp_path: Path, clock:
         r = await rx.client.post("/webhook/alertmanager", content=chunks(), headers=TOKEN)
         assert r.status_code == 413
         assert "larger than the limit of 20000 bytes" in r.json()["error"]
+
+
+async def test_after_a_reload_regroups_alerts_their_incident_still_resolves(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cfg = write_config(tmp_path)
+    async with harness(cfg, clock) as rx:
+        alert = make_alert("legacy-batch", cluster="k1")  # unmapped: the default group_by
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        cfg.write_text(
+            cfg.read_text().replace("grouping: {", "grouping: {group_by: [env, region, cluster], ")
+        )
+        assert (await rx.client.post("/-/reload")).status_code == 200
+        # The resolution goes to the incident that paged for it, not to a new key.
+        assert (
+            await rx.post([{**alert, "status": "resolved", "endsAt": "2026-04-18T08:20:00Z"}])
+        ).json()["incidents"] == [inc]
+        await rx.tick(300)
+        assert rx.sink.kinds() == ["open", "resolve"]
+        assert (await rx.incident(inc))["status"] == "resolved"

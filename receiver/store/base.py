@@ -43,10 +43,13 @@ class AlertGroup:
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
-    """What one batch did to one incident key. ``incident_id`` is None when the group held
-    only resolutions of alerts no incident knows (nothing to resolve, nothing opened)."""
+    """What one batch did to one incident. ``incident_id`` is None when the group held only
+    resolutions of alerts no incident knows (nothing to resolve, nothing opened). There is
+    one per incident touched, which need not be one per group sent: an alert goes to the
+    live incident that already holds it, whatever its group is under the current config."""
 
     incident_id: str | None
+    journey: str
     opened: bool
     reopened: bool
     changed: int

@@ -128,8 +128,9 @@ class IncidentState(_Record):
     read the alerts: ``firing_classes`` counts firing alerts per impact class (the JSON of
     ``[stage, severity, tier]``), ``firing_services`` per service, ``last_change_at`` is
     the last time an alert changed status and ``pending_resolved`` how many alerts resolved
-    since the incident (re)opened and before its first notification (the blips). The scheduler owns ``SCHEDULER_FIELDS``
-    and merges them in with a guard on what its decision relied on.
+    since the incident (re)opened and before its first notification (the blips). The
+    scheduler owns ``SCHEDULER_FIELDS`` and merges them in with a guard on what its
+    decision relied on.
     """
 
     id: str

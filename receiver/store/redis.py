@@ -150,6 +150,7 @@ class RedisStore:
         return [
             IngestOutcome(
                 incident_id=r["id"] or None,
+                journey=r["journey"],
                 opened=r["opened"],
                 reopened=r["reopened"],
                 changed=r["changed"],

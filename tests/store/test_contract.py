@@ -288,6 +288,39 @@ async def test_what_resolves_before_the_first_notification_is_counted_as_blips(
     assert blipped and blipped.state.pending_resolved == 1
 
 
+async def test_an_alert_stays_with_the_live_incident_that_took_it(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
+    # A reload moved these alerts' service to another journey: same fingerprints, new key.
+    moved = [
+        group(placed("a", status="resolved"), journey="payments"),
+        group(placed("c"), journey="payments"),
+    ]
+    outcomes = await store.ingest(moved, 0, T + 1_000)
+    # a's resolution reaches the incident holding it; c is new, so it follows the new config.
+    assert [(x.changed, x.opened) for x in outcomes if x.incident_id == o.incident_id] == [
+        (1, False)
+    ]
+    assert [(x.opened, x.journey) for x in outcomes if x.incident_id != o.incident_id] == [
+        (True, "payments")
+    ]
+    assert o.incident_id
+    old = await store.load(o.incident_id)
+    assert old is not None
+    assert (old.state.alert_count, old.state.firing_count) == (2, 1)
+
+
+async def test_a_resolved_incident_past_its_window_lets_its_alerts_go(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1_000)
+    await _resolve(store, o.incident_id, T + WAIT)
+    later = placed("a", starts_at=placed("a").alert.starts_at.replace(hour=12))
+    (fresh,) = await store.ingest([group(later, journey="payments")], 0, T + WAIT + 1_800_001)
+    assert fresh.opened
+    assert fresh.journey == "payments"
+    assert fresh.incident_id and fresh.incident_id.startswith("payments-")
+
+
 async def test_list_is_newest_first_with_filters(store: RedisStore) -> None:
     ids = []
     for i, region in enumerate(["eu", "us", "ap"]):

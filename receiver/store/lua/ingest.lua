@@ -15,8 +15,10 @@
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
 -- class" (what deduplication compares, and what the counts were taken under), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
 -- the timeline, kept out of the state document that every batch decodes and encodes.
--- Returns a JSON list, one entry per group: {id, opened, reopened, changed, duplicates,
--- ignored, alert_count}. ``id`` is false for a group of resolved alerts nobody knew.
+-- Returns a JSON list, one entry per incident the batch touched (an alert may go to the
+-- incident that already holds it rather than to its group): {id, journey, opened,
+-- reopened, changed, duplicates, ignored, alert_count}. ``id`` is false for a group of
+-- resolved alerts nobody knew.
 
 local P = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -67,14 +69,64 @@ local function count(map, key, by)
   if n > 0 then map[key] = n else map[key] = nil end
 end
 
-local records = ARGV[10]
-local record_at = 1  -- where the next alert's record starts in ``records``
-local results = {}
-local a_at = 0  -- alerts before this group's
+-- Each alert's record, cut out of the blob once.
+local recs = {}
+do
+  local at = 1
+  for n = 1, #alerts do
+    recs[n] = string.sub(ARGV[10], at, at + alerts[n][9] - 1)
+    at = at + alerts[n][9]
+  end
+end
+
+-- An alert stays with the incident that first took it while that incident is live (open,
+-- or resolved within reopen_window), even when a reload changed the journey or group
+-- labels it would be placed under now: otherwise its resolution would land elsewhere and
+-- the incident that paged for it would never resolve. ``fp:<fingerprint>`` names the key.
+local fp_keys = {}
+for n = 1, #alerts do fp_keys[n] = P .. 'fp:' .. alerts[n][1] end
+local owners = {}
+for i = 1, #fp_keys, CHUNK do
+  local part = redis.call('MGET', unpack(fp_keys, i, math.min(i + CHUNK - 1, #fp_keys)))
+  for j = 1, #part do owners[#owners + 1] = part[j] end
+end
+local live = {}  -- digest -> {key, digest, journey, group labels} of a live incident, or false
+local function live_header(digest)
+  if live[digest] == nil then
+    live[digest] = false
+    local owner_id = redis.call('GET', P .. 'key:' .. digest)
+    local raw = owner_id and redis.call('HGET', P .. 'inc:' .. owner_id, 'state')
+    if raw then
+      local o = cjson.decode(raw)
+      if o.status == 'open' or now - o.resolved_at <= reopen_window then
+        live[digest] = {o.key, digest, o.journey, o.group_labels}
+      end
+    end
+  end
+  return live[digest]
+end
+local placed, order = {}, {}
+local a_at = 0
 for _, g in ipairs(groups) do
-  local key, digest, journey, group_labels, n_alerts = g[1], g[2], g[3], g[4], g[5]
-  local first, last = a_at + 1, a_at + n_alerts
-  a_at = last
+  for n = a_at + 1, a_at + g[5] do
+    local header = g
+    if owners[n] and owners[n] ~= g[2] then header = live_header(owners[n]) or g end
+    local entry = placed[header[2]]
+    if not entry then
+      entry = {header = header, members = {}}
+      placed[header[2]] = entry
+      order[#order + 1] = entry
+    end
+    entry.members[#entry.members + 1] = n
+  end
+  a_at = a_at + g[5]
+end
+
+local results = {}
+for _, entry in ipairs(order) do
+  local key, digest, journey, group_labels = unpack(entry.header, 1, 4)
+  local members = entry.members
+  local n_alerts = #members
 
   local key_key = P .. 'key:' .. digest
   local id = redis.call('GET', key_key)
@@ -85,16 +137,16 @@ for _, g in ipairs(groups) do
   end
 
   local fps = {}
-  for n = first, last do fps[#fps + 1] = alerts[n][1] end
+  for i, n in ipairs(members) do fps[i] = alerts[n][1] end
   local stored = st and hmget_all(P .. 'am:' .. id, fps) or {}
 
   -- Firing for real: not a late copy of the firing notification of an alert this
   -- incident already holds as resolved (an HA peer lagging behind must not reopen it).
   local has_firing = false
-  for n = first, last do
+  for i, n in ipairs(members) do
     local a = alerts[n]
     if a[2] == 'firing' then
-      local old = stored[n - first + 1]
+      local old = stored[i]
       local o_status, o_starts
       if old then o_status, o_starts = string.match(old, '^([^|]*)|([^|]*)|') end
       if not (o_status == 'resolved' and o_starts == a[3]) then
@@ -110,8 +162,8 @@ for _, g in ipairs(groups) do
     stored = {}
   end
 
-  local res = {id = false, opened = false, reopened = false, changed = 0, duplicates = 0,
-               ignored = 0, alert_count = 0}
+  local res = {id = false, journey = journey, opened = false, reopened = false, changed = 0,
+               duplicates = 0, ignored = 0, alert_count = 0}
   if not st and not has_firing then
     -- Resolutions for alerts no incident holds (expired, or never seen): nothing to resolve.
     res.ignored = n_alerts
@@ -150,14 +202,13 @@ for _, g in ipairs(groups) do
     -- Until the first notification of this (re)opening, count the alerts that resolved:
     -- they came and went within group_wait (blips).
     local gathering = is_set(st.pending)
-    for n = first, last do
+    for i, n in ipairs(members) do
       local a = alerts[n]
       local fp, status, starts, ends = a[1], a[2], a[3], a[4]
       local service, stage, region, class = a[5], a[6], a[7], a[8]
-      local record = string.sub(records, record_at, record_at + a[9] - 1)
-      record_at = record_at + a[9]
+      local record = recs[n]
       -- The same fingerprint twice in one batch: the second compares with the first.
-      local old = latest[fp] or stored[n - first + 1]
+      local old = latest[fp] or stored[i]
       local o_status, o_starts, o_ends, o_first, o_changed, o_class
       if old then
         -- The class goes last: it is JSON and may hold any character.
@@ -185,6 +236,7 @@ for _, g in ipairs(groups) do
           end
           if not old then
             st.alert_count = st.alert_count + 1
+            redis.call('SET', P .. 'fp:' .. fp, digest, 'PX', retention)
           else
             if o_status == 'firing' then
               -- Take it out under the class it was counted in (a reload may change it).
