@@ -174,7 +174,7 @@ class Pipeline:
                 stored.version,
                 state,
                 lifecycle.guard(loaded, decision),
-                decision.next_due_ms,
+                self._next_look(state, decision, now),
                 state.timeline[len(stored.state.timeline) :],
                 now,
             )
@@ -191,13 +191,27 @@ class Pipeline:
         # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
 
+    def _next_look(
+        self, state: IncidentState, decision: lifecycle.Decision, now_ms: int
+    ) -> int | None:
+        """When to decide again. An open incident of a journey with KPIs is looked at again
+        every group_interval even if no alert changes: a KPI getting worse (or Prometheus
+        coming back) may raise its priority."""
+        due = decision.next_due_ms
+        journey = self.settings.catalog.find(state.journey)
+        if state.status == "open" and self.enricher is not None and journey.kpis:
+            again = now_ms + self.settings.timers.group_interval_ms
+            due = again if due is None else min(due, again)
+        return due
+
     def _targets(self, state: IncidentState, kind: str | None, priority: str) -> tuple[str, ...]:
         if kind is None:
             return ()
-        routed = self.settings.sinks_for(priority)
-        # Whoever heard of the incident hears of its updates and its end.
         told = set(state.sinks) if kind in ("update", "resolve", "reopen") else set()
-        return tuple(sorted(n for n in routed | told if n in self.sinks))
+        # The end goes to whoever heard of the incident, and only to them; an update also
+        # reaches a sink its new priority is routed to, which then hears of it first.
+        wanted = told if kind == "resolve" else self.settings.sinks_for(priority) | told
+        return tuple(sorted(n for n in wanted if n in self.sinks))
 
     def _count(self, state: IncidentState, decision: lifecycle.Decision) -> None:
         m = self.metrics

@@ -135,3 +135,19 @@ async def test_a_prometheus_that_never_answers_costs_the_budget_and_no_more(
             assert rx.sink.sent[0][2].context_notes == [
                 "context unavailable: prometheus: no answer within the 0.5s budget (conversion)"
             ]
+
+
+async def test_an_open_incident_with_kpis_is_looked_at_again_every_group_interval(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    clock = FakeClock(FIRST_ALERT)
+    async with harness(config(tmp_path, prometheus_url), clock) as rx:
+        (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        await rx.tick(30)
+        assert rx.sink.kinds() == ["open"]
+        store = rx.receiver.store
+        # Nothing changes, yet its KPIs may: due again after group_interval (2m).
+        assert await store.claim_due(clock.ms + 119_999, 1_000, 10) == []
+        assert [c.incident_id for c in await store.claim_due(clock.ms + 120_000, 1_000, 10)] == [
+            inc
+        ]

@@ -367,6 +367,16 @@ async def test_feedback_is_appended(store: RedisStore) -> None:
     assert stored and [f.action for f in stored.state.feedback] == ["rollback"]
 
 
+async def test_feedback_keeps_the_latest_fifty(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    for i in range(55):
+        assert await store.add_feedback(o.incident_id, f'{{"at": {i}, "useful": true}}')
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    assert [f.at for f in stored.state.feedback] == list(range(5, 55))
+
+
 async def test_truncated_batches_are_recorded_once(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 7, T)
     await store.ingest([group(placed("a"))], 7, T + 1)  # an HA peer's identical copy
