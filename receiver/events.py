@@ -11,7 +11,7 @@ wrong guess would mis-rank every change against the incidents it is compared wit
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import uuid4
 
@@ -25,6 +25,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -76,6 +77,16 @@ class ChangeEvent(BaseModel):
             return {**data, "at": now}
         return data
 
+    @field_validator("at")
+    @classmethod
+    def _not_far_ahead(cls, at: datetime, info: ValidationInfo) -> datetime:
+        # Stored events are trimmed by time: one dated years ahead would never go. An hour
+        # of slack covers clocks that disagree.
+        now = info.context.get("now") if isinstance(info.context, dict) else None
+        if now is not None and at > now + MAX_AHEAD:
+            raise ValueError("is more than 1h ahead of the receiver's clock")
+        return at
+
     def to_json(self) -> str:
         return self.model_dump_json()
 
@@ -83,6 +94,8 @@ class ChangeEvent(BaseModel):
     def from_json(cls, text: str | bytes) -> ChangeEvent:
         return cls.model_validate_json(text)
 
+
+MAX_AHEAD = timedelta(hours=1)
 
 _EVENT_LIST = TypeAdapter(
     Annotated[list[ChangeEvent], Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)]

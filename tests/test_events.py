@@ -223,3 +223,16 @@ def test_malformed_feedback_is_400() -> None:
         parse_feedback(b'{"useful": tru}')
 
     assert info.value.status == 400
+
+
+def test_an_event_far_in_the_future_is_refused_with_its_field() -> None:
+    # Events are trimmed by time; one dated years ahead would never be. An hour is slack.
+    now = datetime(2026, 4, 18, 10, 0, tzinfo=UTC)
+    soon = b'{"type": "deploy", "service": "cart", "at": "2026-04-18T10:59:00Z"}'
+    assert parse_events(soon, now)[0].service == "cart"
+    with pytest.raises(PayloadError) as refused:
+        parse_events(b'{"type": "deploy", "service": "cart", "at": "2099-01-01T00:00:00Z"}', now)
+    assert refused.value.status == 422
+    assert refused.value.errors == [
+        {"field": "at", "reason": "is more than 1h ahead of the receiver's clock"}
+    ]
