@@ -44,7 +44,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +55,15 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.ingest import core_busy_seconds, cpu_seconds, machine, ms, pinned, quantile
+from benchmarks.ingest import (
+    bench_workdir,
+    core_busy_seconds,
+    cpu_seconds,
+    machine,
+    ms,
+    pinned,
+    quantile,
+)
 from receiver.app import Receiver, create_app
 from receiver.incident import Incident
 from receiver.sinks import Receipt
@@ -593,11 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.receiver_cpu})
 
     with contextlib.ExitStack() as stack:
-        if args.keep:
-            workdir = args.keep
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jr-bench-")))
+        workdir = bench_workdir(stack, args.keep)
         handler = CountingHandler(workdir / "receiver.log")
         logging.getLogger().addHandler(handler)
         stack.callback(logging.getLogger().removeHandler, handler)

@@ -732,6 +732,14 @@ def report(
 # --- main --------------------------------------------------------------------------------
 
 
+def bench_workdir(stack: contextlib.ExitStack, keep: Path | None) -> Path:
+    """``keep`` (kept afterwards, to read the servers' logs), else a temporary directory."""
+    if keep is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jr-bench-")))
+    keep.mkdir(parents=True, exist_ok=True)
+    return keep
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.ingest",
@@ -768,11 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.client_cpu})
 
     with contextlib.ExitStack() as stack:
-        if args.keep:
-            workdir = args.keep
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jr-bench-")))
+        workdir = bench_workdir(stack, args.keep)
         procs = stack.enter_context(start(place, workdir, not args.no_scheduler))
         client = redis.Redis(port=procs.redis_port)
         stack.callback(client.close)

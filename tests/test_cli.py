@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 
 from receiver.cli import main
-from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_JOURNEYS, ROOT, body, make_alert
+from tests.conftest import (
+    EXAMPLE_CONFIG,
+    EXAMPLE_JOURNEYS,
+    PROMETHEUS_DATA,
+    ROOT,
+    body,
+    make_alert,
+)
 from tests.support.processes import free_port, running
 
 CLI = str(Path(sys.executable).parent / "journey-receiver")
@@ -123,17 +130,7 @@ def test_serve_reloads_journeys_on_sighup(tmp_path: Path) -> None:
 
 
 def test_explain_reads_kpis_from_prometheus_when_asked(prometheus_url: str, tmp_path: Path) -> None:
-    journeys = tmp_path / "journeys.yaml"
-    journeys.write_text(
-        "journeys:\n"
-        "  - id: checkout\n    name: Checkout\n    weight: 1.0\n    owner: {team: payments}\n"
-        "    stages: [{id: payment, weight: 1.0, match: ['service=\"payment-service\"']}]\n"
-        "    kpis:\n"
-        "      - name: conversion\n"
-        '        query: \'sum(rate(checkout_completed_total{env="$env", region="$region"}[5m]))'
-        ' / sum(rate(checkout_started_total{env="$env", region="$region"}[5m]))\'\n'
-        "        unit: ratio\n        bad_when: down\n"
-    )
+    journeys = PROMETHEUS_DATA / "journeys.yaml"
     batch = tmp_path / "batch.json"
     batch.write_bytes(body([make_alert("payment-service")]))
     from receiver.explain import explain_batch

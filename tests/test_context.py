@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeClock, make_alert
+from tests.conftest import PROMETHEUS_DATA, FakeClock, make_alert
 from tests.support.harness import harness, write_config
 from tests.support.processes import free_port
 
@@ -17,32 +17,10 @@ pytestmark = pytest.mark.anyio
 # 2026-04-18; group_wait (30 s) ends at 08:10:00Z, when the receiver asks.
 FIRST_ALERT = 1_776_499_800 - 30
 
-JOURNEYS = """
-journeys:
-  - id: checkout
-    name: Checkout
-    weight: 1.0
-    owner: {team: payments}
-    stages:
-      - {id: payment, weight: 1.0, match: ['service=~"payment-service|payments-db"']}
-    kpis:
-      - name: conversion
-        query: >-
-          sum(rate(checkout_completed_total{env="$env", region="$region"}[5m]))
-          / sum(rate(checkout_started_total{env="$env", region="$region"}[5m]))
-        unit: ratio
-        bad_when: down
-    actions:
-      - title: "Roll back {service} to {previous_version}"
-        when: {change_type: deploy, within: 15m}
-"""
-
 
 def config(tmp_path: Path, prometheus_url: str) -> Path:
-    journeys = tmp_path / "journeys.yaml"
-    journeys.write_text(JOURNEYS)
     prometheus = f"prometheus: {{url: '{prometheus_url}', timeout: 1s, budget: 2s}}\n"
-    return write_config(tmp_path, prometheus, journeys=journeys)
+    return write_config(tmp_path, prometheus, journeys=PROMETHEUS_DATA / "journeys.yaml")
 
 
 DEPLOYS = [
