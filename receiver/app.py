@@ -19,7 +19,7 @@ from receiver.enrich.enricher import Enricher
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError
-from receiver.incident import location, rfc3339
+from receiver.incident import alerts_text, location, rfc3339
 from receiver.metrics import Metrics
 from receiver.pipeline import Clock, Pipeline
 from receiver.settings import Settings, ms
@@ -164,7 +164,7 @@ class Receiver:
     def _pending_title(st: IncidentState) -> str:
         where = location(st.group_labels)
         head = f"{st.journey}/{where}" if where else st.journey
-        return f"{head} — {st.alert_count} alert(s), gathering until group_wait ends"
+        return f"{head} — {alerts_text(st.alert_count)}, gathering until group_wait ends"
 
     async def aclose(self) -> None:
         for sink in self.pipeline.sinks.values():

@@ -117,7 +117,8 @@ def _change_phrase(change: ChangeRecord, with_version: bool = True) -> str:
     return f"{what} to {change.service} {change.minutes_before:.0f} min before"
 
 
-def _alerts(n: int) -> str:
+def alerts_text(n: int) -> str:
+    """ "1 alert", "12 alerts"."""
     return f"{n} alert" if n == 1 else f"{n} alerts"
 
 
@@ -132,11 +133,11 @@ def title(state: IncidentState, impact: Impact) -> str:
     head += f" {impact.priority} — "
     if state.status == "resolved":
         services = sorted(state.services)
-        what = f"resolved: {_alerts(state.alert_count)} in "
+        what = f"resolved: {alerts_text(state.alert_count)} in "
     else:
         # The busiest first: what is failing most is what the reader needs first.
         services = sorted(state.firing_services, key=lambda s: (-state.firing_services[s], s))
-        what = f"{_alerts(state.firing_count)} in "
+        what = f"{alerts_text(state.firing_count)} in "
     kpi = worst_kpi(state)
     kpi_part = (
         [f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'}"]

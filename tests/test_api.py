@@ -230,3 +230,13 @@ async def test_after_a_reload_regroups_alerts_their_incident_still_resolves(
         await rx.tick(300)
         assert rx.sink.kinds() == ["open", "resolve"]
         assert (await rx.incident(inc))["status"] == "resolved"
+
+
+async def test_an_incident_still_gathering_has_a_located_title(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        await rx.post([make_alert("payment-service")])
+        (summary,) = await rx.incidents()
+        assert summary["title"] == "checkout/eu — 1 alert, gathering until group_wait ends"
+        assert (summary["priority"], summary["score"]) == (None, None)
