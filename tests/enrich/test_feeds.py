@@ -9,18 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import certifi
 import httpx
 import pytest
 import respx
 
 from receiver.config import load_receiver_config
 from receiver.config.feeds import GrafanaFeedConfig, JsonFeedConfig
+from receiver.enrich import EnrichmentError
 from receiver.enrich.changes import gather
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.feeds import Feed, FeedEvent, FeedEvents, source_of
 from receiver.errors import ConfigError
 from receiver.events import ChangeEvent
+from tests.support.prometheus import fake_http, self_signed_cert
 
 pytestmark = pytest.mark.anyio
 
@@ -349,10 +350,19 @@ async def test_a_feed_that_raises_something_unexpected_is_a_note(
     assert no_secret([caplog.text]) == [caplog.text]
 
 
-async def test_a_private_ca_bundle_is_used() -> None:
-    config = GRAFANA_FEED.model_copy(update={"ca_file": Path(certifi.where())})
-    [feed] = build_feeds([config])
-    await feed.aclose()
+async def test_a_private_ca_bundle_is_used(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    answer = b'[{"id": "e1", "type": "deploy", "service": "cart", "at": "2026-04-18T08:00:00Z"}]'
+    with fake_http(200, answer, tls=(cert, key)) as fake:
+        trusting = JSON_FEED.model_copy(update={"url": fake.url, "ca_file": cert})
+        [feed] = build_feeds([trusting], backoff=0)
+        assert [e.id for e in await feed.events(START, END)] == ["e1"]
+        await feed.aclose()
+        # Without the private CA the certificate is refused, and said so.
+        [plain] = build_feeds([JSON_FEED.model_copy(update={"url": fake.url})], backoff=0)
+        with pytest.raises(EnrichmentError):
+            await plain.events(START, END)
+        await plain.aclose()
 
 
 def write(tmp_path: Path, text: str) -> Path:
