@@ -21,6 +21,7 @@ from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError
 from receiver.incident import alerts_text, location, rfc3339
 from receiver.metrics import Metrics
+from receiver.outbox import Outbox
 from receiver.pipeline import Clock, Pipeline
 from receiver.settings import Settings, ms
 from receiver.sinks import Sink, registry
@@ -89,13 +90,12 @@ class Receiver:
             self.metrics.observe_store,
         )
         self.enricher = enricher_for(self.settings, self.store)
+        built = sinks if sinks is not None else registry.build(self.settings.config)
         self.pipeline = Pipeline(
-            self.store,
-            self.settings,
-            sinks if sinks is not None else registry.build(dict(self.settings.config.sinks)),
-            self.metrics,
-            clock,
-            self.enricher,
+            self.store, self.settings, built, self.metrics, clock, self.enricher
+        )
+        self.outbox = Outbox(
+            self.store, built, self.settings, self.metrics, clock, self.pipeline.incident
         )
         self.metrics.config_last_reload_success.set(1)
         self._warn_if_open()
@@ -137,6 +137,7 @@ class Receiver:
                 )
         self.settings = settings
         self.pipeline.settings = settings
+        self.outbox.settings = settings
         self.auth = authenticator(settings)
         self._warn_if_open()
         if isinstance(self.store, RedisStore):
@@ -190,7 +191,11 @@ def create_app(
         loop = asyncio.get_running_loop()
         if handle_sighup:
             loop.add_signal_handler(signal.SIGHUP, _reload_quietly, receiver)
-        task = asyncio.create_task(scheduler.run(receiver.pipeline)) if run_scheduler else None
+        task = (
+            asyncio.create_task(scheduler.run(receiver.pipeline, receiver.outbox))
+            if run_scheduler
+            else None
+        )
         try:
             yield
         finally:

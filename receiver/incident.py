@@ -117,6 +117,20 @@ def _change_phrase(change: ChangeRecord, with_version: bool = True) -> str:
     return f"{what} to {change.service} {change.minutes_before:.0f} min before"
 
 
+def kpi_line(kpi: KpiRecord) -> str | None:
+    """``conversion −61% vs last week (now 0.12, then 0.31 ratio); 1,200/min of revenue at
+    risk``, or None for a KPI without a deviation."""
+    if kpi.deviation_pct is None:
+        return None
+    line = (
+        f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'} "
+        f"(now {_number(kpi.value)}, then {_number(kpi.baseline)} {kpi.unit})".rstrip()
+    )
+    if kpi.revenue_at_risk_per_min:
+        line += f"; {kpi.revenue_at_risk_per_min:,.0f}/min of revenue at risk"
+    return line
+
+
 def alerts_text(n: int) -> str:
     """ "1 alert", "12 alerts"."""
     return f"{n} alert" if n == 1 else f"{n} alerts"
@@ -177,16 +191,7 @@ def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
     severity = next((f.reason for f in impact.factors if f.name == "severity"), None)
     if severity and state.firing_count:
         lines.append(severity[0].upper() + severity[1:] + ".")
-    for kpi in state.kpis:
-        if kpi.deviation_pct is None:
-            continue
-        line = (
-            f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'} "
-            f"(now {_number(kpi.value)}, then {_number(kpi.baseline)} {kpi.unit})".rstrip()
-        )
-        if kpi.revenue_at_risk_per_min:
-            line += f"; {kpi.revenue_at_risk_per_min:,.0f}/min of revenue at risk"
-        lines.append(line + ".")
+    lines.extend(line + "." for kpi in state.kpis if (line := kpi_line(kpi)))
     if state.probable_causes:
         cause = state.probable_causes[0]
         lines.append(

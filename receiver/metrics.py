@@ -8,7 +8,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-_NOTIFY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_NOTIFY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
@@ -62,17 +62,40 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.notifications = Counter(
-            p + "notifications",
-            "Notifications by sink, kind and outcome.",
+        self.deliveries = Counter(
+            p + "deliveries",
+            "Outbox jobs by sink, kind and outcome (delivered, retried, dead).",
             ["sink", "kind", "outcome"],
             registry=r,
         )
-        self.notification_latency = Histogram(
-            p + "notification_latency_seconds",
-            "From the moment a notification is due to its delivery.",
+        self.delivery_attempts = Counter(
+            p + "delivery_attempts",
+            "Delivery attempts by sink and result: delivered, or why not (auth, "
+            "rate_limited, client, server, timeout, error).",
+            ["sink", "result"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            p + "delivery_latency_seconds",
+            "From the decision that made a notification due to its delivery.",
             ["sink"],
             buckets=_NOTIFY_BUCKETS,
+            registry=r,
+        )
+        self.dead_letters_total = Counter(
+            p + "dead_letters",
+            "Jobs moved to the dead-letter list, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            p + "dead_letters_current",
+            "Jobs in the dead-letter list now (all replicas).",
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            p + "outbox_pending_queues",
+            "Outbox queues (one per incident and sink) with jobs waiting (all replicas).",
             registry=r,
         )
         self.flush_errors = Counter(

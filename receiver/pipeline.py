@@ -1,28 +1,29 @@
 """The flow, one awaited call per step: ``ingest`` on the request path, ``flush`` after.
 
 ingest: batch → placement (journey, stage, key) → store (one atomic round trip).
-flush:  load → score → decide (lifecycle) → commit → deliver to sinks.
+flush:  load → enrich → score → decide (lifecycle) → commit, with the decision's delivery
+        jobs written in the same atomic step; the outbox (``receiver.outbox``) delivers them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import anyio
 
 from receiver import lifecycle
 from receiver.enrich.enricher import Enricher, Enrichment, apply
-from receiver.errors import DeliveryError, StoreUnavailable
+from receiver.errors import StoreUnavailable
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
 from receiver.placement import place
 from receiver.scoring import Impact
 from receiver.settings import Settings, ms
-from receiver.sinks import Receipt, Sink
+from receiver.sinks import Sink
 from receiver.store import Claim, GroupStore, IngestOutcome
+from receiver.store.deliveries import Job
 from receiver.store.records import IncidentState, StoredIncident
 
 logger = logging.getLogger("journey_receiver.pipeline")
@@ -33,14 +34,6 @@ _FLUSH_CONCURRENCY = 8
 ALERTS_SHOWN = 500
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    incident: Incident
-    kind: str
-    targets: tuple[str, ...]
-    due_ms: int
 
 
 class Pipeline:
@@ -164,11 +157,17 @@ class Pipeline:
             state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
             state.title = title(state, impact)
-            if decision.notify is not None:
-                state.sinks = {
-                    **state.sinks,
-                    **{t: {"state": decision.notify} for t in targets},
-                }
+            jobs = [
+                Job(
+                    incident=state.id,
+                    sink=sink,
+                    kind=decision.notify,
+                    changes=list(decision.reasons),
+                    due=now,
+                )
+                for sink in targets
+                if decision.notify is not None
+            ]
             outcome = await self.store.commit(
                 claim,
                 stored.version,
@@ -177,16 +176,12 @@ class Pipeline:
                 self._next_look(state, decision, now),
                 state.timeline[len(stored.state.timeline) :],
                 now,
+                jobs,
             )
             if outcome == "stale":
                 continue
             if outcome == "ok":
                 self._count(loaded, decision)
-                if decision.notify is not None:
-                    incident = await self.incident(StoredIncident(state=state, version=0), impact)
-                    await self._deliver(
-                        Notification(incident, decision.notify, targets, claim.due_ms)
-                    )
             return
         # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
@@ -222,24 +217,3 @@ class Pipeline:
             m.incidents_resolved.labels(journey).inc()
         if decision.notify == "open":
             m.alerts_per_incident.observe(state.alert_count)
-
-    async def _deliver(self, note: Notification) -> None:
-        for name in note.targets:
-            sink = self.sinks[name]
-            previous = note.incident.sinks.get(name)
-            receipt = Receipt(sink=name, state=previous["state"]) if previous else None
-            try:
-                await sink.deliver(note.incident, note.kind, receipt)
-            except DeliveryError as exc:
-                self.metrics.notifications.labels(name, note.kind, exc.reason).inc()
-                logger.warning("delivery failed: %s", exc)
-                continue
-            except Exception:
-                # A sink's bug must not keep the incident from the other sinks.
-                self.metrics.notifications.labels(name, note.kind, "error").inc()
-                logger.exception("sink %s failed on incident %s", name, note.incident.id)
-                continue
-            self.metrics.notifications.labels(name, note.kind, "delivered").inc()
-            self.metrics.notification_latency.labels(name).observe(
-                max(0.0, (self.now_ms() - note.due_ms) / 1000)
-            )

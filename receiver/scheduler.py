@@ -1,32 +1,44 @@
-"""The loop every replica runs: claim due incidents, flush them, sleep a tick.
+"""The loop every replica runs: decide for the due incidents, deliver the due jobs, sleep.
 
 Claims are atomic in the store, so any number of replicas can run it: each due incident is
-decided by exactly one of them.
+decided by exactly one of them, and each outbox queue is worked by one of them at a time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import anyio
 
 from receiver.errors import StoreUnavailable
+from receiver.outbox import Outbox
 from receiver.pipeline import Pipeline
 
 logger = logging.getLogger("journey_receiver.scheduler")
 
 
-async def run(pipeline: Pipeline) -> None:
+async def tick(pipeline: Pipeline, outbox: Outbox) -> bool:
+    """One round; True when there may be more due work right away (a full batch)."""
+    batch = pipeline.settings.config.scheduler.batch
+    claimed = await _step("decide", pipeline.flush_due)
+    # Right after the decisions, so a notification goes out in the tick that decided it.
+    queues = await _step("deliver", outbox.deliver_due)
+    return claimed >= batch or queues >= outbox.cfg.batch
+
+
+async def _step(name: str, step: Callable[[], Awaitable[int]]) -> int:
+    try:
+        return await step()
+    except StoreUnavailable as exc:
+        logger.warning("scheduler: %s: %s; retrying next tick", name, exc)
+    except Exception:
+        # One bad incident or job must not stop every later one.
+        logger.exception("scheduler: %s failed", name)
+    return 0
+
+
+async def run(pipeline: Pipeline, outbox: Outbox) -> None:
     while True:
-        sched = pipeline.settings.config.scheduler
-        try:
-            claimed = await pipeline.flush_due()
-        except StoreUnavailable as exc:
-            logger.warning("scheduler: %s; retrying in %ss", exc, sched.tick)
-            claimed = 0
-        except Exception:
-            # One bad incident must not stop every later decision.
-            logger.exception("scheduler: flush failed")
-            claimed = 0
-        if claimed < sched.batch:
-            await anyio.sleep(sched.tick)
+        if not await tick(pipeline, outbox):
+            await anyio.sleep(pipeline.settings.config.scheduler.tick)

@@ -54,7 +54,7 @@ async def test_replicas_make_one_incident_per_key_and_one_notification_per_step(
 
         async def step(seconds: float) -> None:
             clock.advance(seconds)
-            await asyncio.gather(*(rx.receiver.pipeline.flush_due() for rx in replicas))
+            await asyncio.gather(*(rx.tick() for rx in replicas))
 
         await step(29)
         assert shared.sent == []

@@ -24,7 +24,6 @@ The ``type`` decides which fields are allowed; errors name the field without any
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, FilePath, PlainValidator, SecretStr, ValidationError
 
@@ -32,6 +31,7 @@ from receiver.config.fields import (
     ConfigModel,
     FieldIssue,
     FieldIssues,
+    HttpUrl,
     Loc,
     OptionalSecret,
     PositiveDuration,
@@ -44,14 +44,6 @@ RESERVED_FEED_NAME = "api"
 """The source name of events posted to ``/api/v1/events``; no feed may take it."""
 
 
-def _http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("expected an http:// or https:// URL")  # not echoed: may hold a password
-    return url
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 FeedName = Annotated[Slug, Field(max_length=64)]
 
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -156,6 +157,22 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")  # not echoed: may hold a password
+    return url
+
+
+def _https_url(url: str) -> str:
+    if urlsplit(url).scheme != "https" or not urlsplit(url).netloc:
+        raise ValueError("expected an https:// URL")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+"""An https:// URL: for clients that refuse plain HTTP (the pagerduty package)."""
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written as ``30s``/``1h30m``/``7d`` or a plain number; 0 allowed."""
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]

@@ -15,6 +15,7 @@ from receiver.config.fields import (
     ConfigModel,
     Duration,
     FieldIssue,
+    HttpUrl,
     LabelName,
     PositiveDuration,
     Priority,
@@ -23,6 +24,7 @@ from receiver.config.fields import (
     raise_issues,
     show,
 )
+from receiver.config.sinks import SinksConfig
 
 DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
 _STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
@@ -40,13 +42,6 @@ def _store_url(url: str) -> str:
         raise ValueError(
             "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]"
         )
-    return url
-
-
-def _http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("expected an http:// or https:// URL")  # not echoed: may hold a password
     return url
 
 
@@ -83,6 +78,9 @@ class ServerConfig(ConfigModel):
     port: int = Field(default=9095, ge=0, le=65535)
     keepalive_timeout: PositiveDuration = 120.0
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    external_url: HttpUrl | None = None
+    """How people reach this receiver (e.g. behind an ingress); sinks link to
+    ``<external_url>/api/v1/incidents/<id>`` when it is set."""
     auth: AuthConfig = AuthConfig()
 
 
@@ -95,7 +93,7 @@ class StoreConfig(ConfigModel):
 class PrometheusConfig(ConfigModel):
     """Where KPIs come from; without ``url`` incidents are scored without KPI deviation."""
 
-    url: Annotated[str, AfterValidator(_http_url)] | None = None
+    url: HttpUrl | None = None
     timeout: PositiveDuration = 2.0
     """Longest wait for one query."""
     budget: PositiveDuration = 2.0
@@ -178,22 +176,21 @@ class ScoringConfig(ConfigModel):
     tier: TierConfig = TierConfig()
 
 
-class LogSinkConfig(ConfigModel):
-    """The built-in sink: one structured log line per notification."""
+class OutboxConfig(ConfigModel):
+    """Durable delivery: every notification is a job in the store until a sink took it."""
 
-    enabled: bool = True
-
-
-class SinksConfig(ConfigModel):
-    log: LogSinkConfig = LogSinkConfig()
-
-    def enabled(self) -> tuple[str, ...]:
-        """Names of the sinks that are configured and switched on."""
-        return tuple(
-            name
-            for name in type(self).model_fields
-            if (sink := getattr(self, name)) is not None and sink.enabled
-        )
+    max_attempts: int = Field(default=10, ge=1)
+    """Attempts per job before it goes to the dead-letter list."""
+    backoff_initial: PositiveDuration = 2.0
+    backoff_max: PositiveDuration = 300.0
+    """Longest wait between attempts (a sink's Retry-After may ask for longer)."""
+    lease: PositiveDuration = 60.0
+    """How long one replica may hold a job before another may take it over; longer than
+    the slowest sink call (sink timeouts are 10s by default)."""
+    batch: int = Field(default=50, ge=1)
+    """Queues (one per incident and sink) claimed per tick by each replica."""
+    dead_letters_max: int = Field(default=10_000, ge=1)
+    """The dead-letter list keeps this many jobs, newest first."""
 
 
 class ReceiverConfig(ConfigModel):
@@ -209,6 +206,7 @@ class ReceiverConfig(ConfigModel):
     routing: dict[str, list[Priority]] = Field(default_factory=lambda: {"log": list(PRIORITIES)})
     """Sink name -> the priorities it is sent."""
     sinks: SinksConfig = SinksConfig()
+    outbox: OutboxConfig = OutboxConfig()
     journeys_file: Path = DEFAULT_JOURNEYS_FILE
     """Relative to the directory of receiver.yaml when loaded from a file."""
 

@@ -1,33 +1,60 @@
 """Where incidents are sent. One interface; one module per sink; one registry line each.
 
-A sink delivers the incident as it is now; opening, updating, resolving and reopening are
-all just ``deliver`` calls with the incident's current status and the notification kind.
-It raises ``RetryableDeliveryError`` or ``PermanentDeliveryError`` and never retries itself.
+A sink makes the remote object (PagerDuty alert, Slack message, Jira issue) show the
+incident as it is now; opening, updating, resolving and reopening are all ``deliver`` calls
+whose :class:`Delivery` says which notification it is and what changed. It raises
+``RetryableDeliveryError`` or ``PermanentDeliveryError`` (chained with ``from``) and never
+retries, sleeps or swallows: retry policy belongs to the outbox alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from receiver.config import Owner
     from receiver.incident import Incident
+
+NotificationKind = Literal["open", "update", "resolve", "reopen"]
 
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What a sink needs to find its object again next time (dedup key, message ts, key)."""
+    """What a sink needs to find its object again next time (dedup key, channel+ts, issue
+    key), kept on the incident under ``sinks.<name>``; ``state`` is what it was last told."""
 
     sink: str
     state: str
     refs: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox job as the sink sees it.
+
+    ``changes`` are the material changes that made an update due (for a comment or a
+    thread reply); ``job_id`` is unique per job, so a sink that can look its own writes up
+    (Jira comments) skips one a previous attempt already made; ``attempt`` counts from 1,
+    and above 1 a previous attempt may have landed without its receipt being recorded.
+    ``owner`` is the journey's owner: routing key, channel and project override the
+    sink's defaults.
+    """
+
+    kind: NotificationKind
+    job_id: str
+    owner: Owner
+    changes: tuple[str, ...] = ()
+    attempt: int = 1
+
+
 class Sink(Protocol):
     name: str
 
-    async def deliver(self, incident: Incident, kind: str, previous: Receipt | None) -> Receipt:
-        """Send ``incident``; ``kind`` is open, update, resolve or reopen."""
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        """Send ``incident``; ``previous`` is this sink's receipt from the last delivery."""
         ...
 
     async def aclose(self) -> None: ...

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from receiver.sinks import Receipt
+from receiver.sinks import Delivery, Receipt
 
 if TYPE_CHECKING:
     from receiver.incident import Incident
@@ -17,7 +17,9 @@ logger = logging.getLogger("journey_receiver.notifications")
 class LogSink:
     name = "log"
 
-    async def deliver(self, incident: Incident, kind: str, previous: Receipt | None) -> Receipt:
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
         # json.dumps escapes control characters, so untrusted alert text cannot forge
         # extra log lines.
         logger.info(
@@ -25,7 +27,8 @@ class LogSink:
                 {
                     "event": "incident_notification",
                     "sink": self.name,
-                    "kind": kind,
+                    "kind": delivery.kind,
+                    "changes": list(delivery.changes),
                     "incident": incident.id,
                     "key": incident.key,
                     "journey": incident.journey,

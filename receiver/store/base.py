@@ -8,6 +8,7 @@ from typing import Literal, NamedTuple, Protocol
 
 from receiver.fingerprint import GroupKey
 from receiver.models import Alert
+from receiver.store.deliveries import DeliveryQueue, Job
 from receiver.store.records import AlertPage, IncidentState, StoredIncident, TimelineEntry
 
 
@@ -74,6 +75,8 @@ IncidentStatusFilter = Literal["open", "resolved", "all"]
 class GroupStore(Protocol):
     """Everything the receiver keeps. Every method is atomic on its own; times are ms."""
 
+    deliveries: DeliveryQueue
+
     async def ingest(
         self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
     ) -> list[IngestOutcome]:
@@ -99,11 +102,12 @@ class GroupStore(Protocol):
         next_due_ms: int | None,
         appended: Sequence[TimelineEntry],
         now_ms: int,
+        jobs: Sequence[Job] = (),
     ) -> CommitOutcome:
-        """Merge the scheduler's fields of ``state`` and append ``appended`` to the
-        timeline, if ``claim`` still holds and every ``guard`` field still has its value;
-        "stale" otherwise. If batches landed since ``version`` was read, the incident is
-        due again at once."""
+        """Merge the scheduler's fields of ``state``, append ``appended`` to the timeline
+        and queue ``jobs`` in the outbox, if ``claim`` still holds and every ``guard`` field
+        still has its value; "stale" otherwise. If batches landed since ``version`` was
+        read, the incident is due again at once."""
         ...
 
     async def release(self, claim: Claim, due_ms: int) -> None: ...

@@ -188,7 +188,8 @@ class IncidentState(_Record):
     )
 
 
-# What the scheduler decides and writes; everything else in the state is ingest's.
+# What the scheduler decides and writes; everything else in the state is ingest's, except
+# ``sinks``: the commit marks the sinks it queues jobs for, the outbox records receipts.
 SCHEDULER_FIELDS = frozenset(
     {
         "status",
@@ -201,7 +202,6 @@ SCHEDULER_FIELDS = frozenset(
         "score",
         "title",
         "score_breakdown",
-        "sinks",
         "kpis",
         "changes",
         "probable_causes",

@@ -9,17 +9,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from receiver.errors import StoreUnavailable
 from receiver.store.base import (
     AlertGroup,
     Claim,
@@ -28,6 +24,7 @@ from receiver.store.base import (
     IngestOutcome,
     StoreSettings,
 )
+from receiver.store.deliveries import DeliveryQueue, Job
 from receiver.store.records import (
     SCHEDULER_FIELDS,
     TIMELINE_CAP,
@@ -37,31 +34,12 @@ from receiver.store.records import (
     StoredIncident,
     TimelineEntry,
 )
+from receiver.store.scripts import script, text, unavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _LIST_PAGE = 200
-
-
-def _script(name: str) -> str:
-    return resources.files("receiver.store").joinpath(f"lua/{name}.lua").read_text()
-
-
-def _unavailable(
-    fn: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Turn a connection failure into StoreUnavailable, the one error callers handle."""
-
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await fn(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"store unreachable: {exc}") from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
 
 
 class RedisStore:
@@ -83,17 +61,18 @@ class RedisStore:
         self._idx = self._p + "idx"
         self._events = self._p + "events"
         self._observe = observe or (lambda op, seconds: None)
-        self._ingest = client.register_script(_script("ingest"))
-        self._claim = client.register_script(_script("claim"))
-        self._commit = client.register_script(_script("commit"))
-        self._release = client.register_script(_script("release"))
-        self._feedback = client.register_script(_script("feedback"))
+        self._ingest = client.register_script(script("ingest"))
+        self._claim = client.register_script(script("claim"))
+        self._commit = client.register_script(script("commit"))
+        self._release = client.register_script(script("release"))
+        self._feedback = client.register_script(script("feedback"))
+        self.deliveries = DeliveryQueue(client, self._p, self._observe)
 
     def configure(self, settings: StoreSettings) -> None:
         """Take new timers after a config reload; the key prefix stays as it was."""
         self.settings = replace(settings, key_prefix=self.settings.key_prefix)
 
-    @_unavailable
+    @unavailable
     async def ingest(
         self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
     ) -> list[IngestOutcome]:
@@ -161,15 +140,15 @@ class RedisStore:
             for r in orjson.loads(raw)
         ]
 
-    @_unavailable
+    @unavailable
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]:
         token = secrets.token_hex(8)
         flat = await self._claim(keys=[self._due], args=[self._p, now_ms, lease_ms, limit, token])
         return [
-            Claim(_text(flat[i]), token, int(float(flat[i + 1]))) for i in range(0, len(flat), 2)
+            Claim(text(flat[i]), token, int(float(flat[i + 1]))) for i in range(0, len(flat), 2)
         ]
 
-    @_unavailable
+    @unavailable
     async def load(self, incident_id: str) -> StoredIncident | None:
         started = time.perf_counter()
         async with self._r.pipeline(transaction=True) as pipe:
@@ -184,7 +163,7 @@ class RedisStore:
         state.timeline_dropped = int(dropped or 0)
         return StoredIncident(state=state, version=int(ver or 0))
 
-    @_unavailable
+    @unavailable
     async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:
         metas: dict[str, str] = await self._r.hgetall(self._p + "am:" + incident_id)
         parsed = [(fp, meta.split("|", 5)) for fp, meta in metas.items()]
@@ -201,7 +180,7 @@ class RedisStore:
             total=len(metas),
         )
 
-    @_unavailable
+    @unavailable
     async def commit(
         self,
         claim: Claim,
@@ -211,9 +190,10 @@ class RedisStore:
         next_due_ms: int | None,
         appended: Sequence[TimelineEntry],
         now_ms: int,
+        jobs: Sequence[Job] = (),
     ) -> CommitOutcome:
         started = time.perf_counter()
-        result = _text(
+        result = text(
             await self._commit(
                 keys=[self._due],
                 args=[
@@ -227,6 +207,8 @@ class RedisStore:
                     -1 if next_due_ms is None else next_due_ms,
                     self.settings.retention_ms,
                     TIMELINE_CAP,
+                    len(jobs),
+                    *(part for job in jobs for part in (job.queue, job.unnumbered())),
                     *(e.model_dump_json() for e in appended),
                 ],
             )
@@ -236,13 +218,13 @@ class RedisStore:
             raise RuntimeError(f"commit script answered {result!r}")
         return result  # type: ignore[return-value]
 
-    @_unavailable
+    @unavailable
     async def release(self, claim: Claim, due_ms: int) -> None:
         await self._release(
             keys=[self._due], args=[self._p, claim.incident_id, claim.token, due_ms]
         )
 
-    @_unavailable
+    @unavailable
     async def list_incidents(
         self, status: IncidentStatusFilter, journey: str | None, limit: int
     ) -> list[IncidentState]:
@@ -252,7 +234,7 @@ class RedisStore:
         while len(found) < limit:
             page = await self._r.zrevrange(self._idx, start, start + _LIST_PAGE - 1)
             # Incidents opened while we page push older ones down a rank: skip the repeats.
-            ids = [i for i in map(_text, page) if i not in seen]
+            ids = [i for i in map(text, page) if i not in seen]
             seen.update(ids)
             start += len(page)
             async with self._r.pipeline(transaction=False) as pipe:
@@ -276,22 +258,22 @@ class RedisStore:
                 break
         return found
 
-    @_unavailable
+    @unavailable
     async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zadd(self._events, {doc: at for at, doc in events})
             pipe.zremrangebyscore(self._events, "-inf", now_ms - self.settings.events_retention_ms)
             await pipe.execute()
 
-    @_unavailable
+    @unavailable
     async def events_between(self, start_ms: int, end_ms: int) -> list[str]:
-        return [_text(d) for d in await self._r.zrangebyscore(self._events, start_ms, end_ms)]
+        return [text(d) for d in await self._r.zrangebyscore(self._events, start_ms, end_ms)]
 
-    @_unavailable
+    @unavailable
     async def add_feedback(self, incident_id: str, record_json: str) -> bool:
         return bool(await self._feedback(keys=[self._p + "inc:" + incident_id], args=[record_json]))
 
-    @_unavailable
+    @unavailable
     async def ping(self) -> None:
         await self._r.ping()
 
@@ -328,7 +310,3 @@ def _alert(fp: str, meta: list[str], body: str | None) -> StoredAlert:
         service=record.get("service", "unknown"),
         severity=record.get("severity", "none"),
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 
+from receiver import scheduler
 from receiver.app import Receiver, create_app
 from receiver.incident import Incident
-from receiver.sinks import Receipt
+from receiver.sinks import Delivery, Receipt
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body
 
 
@@ -24,8 +25,10 @@ class RecordingSink:
     name: str = "log"
     sent: list[tuple[str, str, Incident]] = field(default_factory=list)
 
-    async def deliver(self, incident: Incident, kind: str, previous: Receipt | None) -> Receipt:
-        self.sent.append((kind, incident.id, incident))
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        self.sent.append((delivery.kind, incident.id, incident))
         return Receipt(sink=self.name, state=incident.status)
 
     async def aclose(self) -> None:
@@ -64,7 +67,7 @@ class Harness:
     async def tick(self, seconds: float = 0.0) -> None:
         """Let ``seconds`` pass, then run the scheduler once, as the loop would."""
         self.clock.advance(seconds)
-        await self.receiver.pipeline.flush_due()
+        await scheduler.tick(self.receiver.pipeline, self.receiver.outbox)
 
     async def incident(self, incident_id: str) -> dict[str, Any]:
         r = await self.client.get(f"/api/v1/incidents/{incident_id}")

@@ -2,8 +2,11 @@
 --
 -- KEYS[1] the due set.  ARGV: prefix, id, claim token, version read, now (ms),
 -- guard (JSON: field -> the value the decision relied on), patch (JSON: the scheduler's
--- fields), next due (ms, or -1 for none), retention (ms), timeline cap, then timeline
--- entries to append (JSON each).
+-- fields), next due (ms, or -1 for none), retention (ms), timeline cap, the number of
+-- outbox jobs, that many (queue, job JSON without its id) pairs, then timeline entries to
+-- append (JSON each).
+-- The jobs are the deliveries this decision makes due: written here, in the same atomic
+-- step as the decision, a crash right after it cannot lose them (the outbox delivers them).
 -- Batches keep landing while the scheduler decides; they change the counts, not the
 -- decision, unless they change a guarded field. Replacing the whole document instead
 -- would lose every such race, and during a long storm no notification would ever go out.
@@ -24,6 +27,15 @@ for field, expected in pairs(cjson.decode(ARGV[6])) do
   if plain(st[field]) ~= plain(expected) then return 'stale' end
 end
 for field, value in pairs(cjson.decode(ARGV[7])) do st[field] = value end
+local jobs = tonumber(ARGV[11])
+local first_entry = 12 + 2 * jobs
+if jobs > 0 and type(st.sinks) ~= 'table' then st.sinks = {} end
+for i = 12, first_entry - 1, 2 do
+  -- A sink with a job queued has heard of the incident, as far as later decisions go: its
+  -- resolve is queued behind its open.
+  local sink = cjson.decode(ARGV[i + 1]).sink
+  if type(st.sinks[sink]) ~= 'table' then st.sinks[sink] = {state = 'pending'} end
+end
 redis.call('HSET', inc_key, 'state', cjson.encode(st))
 local moved = redis.call('HGET', inc_key, 'ver') ~= ARGV[4]
 redis.call('HINCRBY', inc_key, 'ver', 1)
@@ -39,9 +51,18 @@ else
   redis.call('ZREM', KEYS[1], id)
 end
 local retention = tonumber(ARGV[9])
-if #ARGV > 10 then
+for i = 12, first_entry - 1, 2 do
+  local job_id = tostring(redis.call('INCR', P .. 'ob:seq'))
+  local q = P .. 'ob:q:' .. ARGV[i]
+  redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
+  redis.call('PEXPIRE', q, retention)
+  -- NX: a queue waiting out a backoff or held by a worker keeps its time; the new job
+  -- waits behind the ones before it.
+  redis.call('ZADD', P .. 'ob:ready', 'NX', now, ARGV[i])
+end
+if #ARGV >= first_entry then
   local tl_key = P .. 'tl:' .. id
-  for i = 11, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
+  for i = first_entry, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
   -- The same cap as ingest.lua: keep the first entries and the latest ones.
   for _ = 1, redis.call('LLEN', tl_key) - tonumber(ARGV[10]) do
     redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay

@@ -1,0 +1,243 @@
+"""The outbox worker: delivers the jobs decisions left in the store, with the retry policy.
+
+Every replica runs it right after each scheduler tick. A queue (one incident, one sink) is
+worked by one replica at a time under a lease, head first; a job leaves its queue only
+once its sink took it (its receipt is recorded in the same step) or it is buried as a dead
+letter, so a replica killed at any point loses nothing: the next holder attempts the job
+again and the sink finds its own earlier write (label, metadata, dedup key) if it landed.
+
+Retry policy lives here only: exponential backoff with jitter (tenacity's wait strategy,
+evaluated per attempt because the wait is spent in the store, not in a sleeping task),
+a sink's ``Retry-After`` honoured, at most ``outbox.max_attempts`` attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+
+import anyio
+import tenacity
+
+from receiver.config import OutboxConfig
+from receiver.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    StoreUnavailable,
+)
+from receiver.incident import Incident
+from receiver.metrics import Metrics
+from receiver.settings import Settings, ms
+from receiver.sinks import Delivery, Receipt, Sink
+from receiver.store import GroupStore
+from receiver.store.deliveries import ClaimedJob, DeadLetter, Job, NotificationKind
+from receiver.store.records import StoredIncident
+
+logger = logging.getLogger("journey_receiver.outbox")
+
+_CONCURRENCY = 8
+Clock = Callable[[], float]
+Render = Callable[[StoredIncident], Awaitable[Incident]]
+
+
+def backoff(attempt: int, cfg: OutboxConfig) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
+    wait = tenacity.wait_exponential_jitter(
+        initial=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
+    )
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return float(wait(state))
+
+
+def kind_now(kind: NotificationKind, status: str) -> NotificationKind:
+    """The kind a redriven job takes so that it tells the incident as it is now: an old
+    open must not re-trigger an incident that has resolved since."""
+    if status == "resolved":
+        return "resolve"
+    return "update" if kind == "resolve" else kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str
+    detail: str
+    retry_after: float | None
+    permanent: bool
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: GroupStore,
+        sinks: Mapping[str, Sink],
+        settings: Settings,
+        metrics: Metrics,
+        clock: Clock,
+        render: Render,
+    ) -> None:
+        self.store = store
+        self.sinks = dict(sinks)
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.render = render
+
+    @property
+    def cfg(self) -> OutboxConfig:
+        return self.settings.config.outbox
+
+    def now_ms(self) -> int:
+        return ms(self.clock())
+
+    async def deliver_due(self) -> int:
+        """Claim the queues whose head job may be attempted now and work each until it is
+        empty or waiting; returns how many queues were claimed."""
+        cfg = self.cfg
+        token = secrets.token_hex(8)
+        claimed = await self.store.deliveries.claim(self.now_ms(), ms(cfg.lease), cfg.batch, token)
+        limiter = anyio.CapacityLimiter(_CONCURRENCY)
+
+        async def work(job: ClaimedJob | None) -> None:
+            async with limiter:
+                while job is not None:
+                    job = await self._attempt(job)
+
+        async with anyio.create_task_group() as tg:
+            for job in claimed:
+                tg.start_soon(work, job)
+        pending, dead = await self.store.deliveries.counts()
+        self.metrics.outbox_pending.set(pending)
+        self.metrics.dead_letters.set(dead)
+        return len(claimed)
+
+    async def _attempt(self, claimed: ClaimedJob) -> ClaimedJob | None:
+        """One attempt at a queue's head job; the next job of the queue when this one went
+        through and another follows."""
+        job = claimed.job
+        sink = self.sinks.get(job.sink)
+        if sink is None:
+            await self._bury(claimed, f'sink "{job.sink}" is not configured')
+            return None
+        if claimed.attempt > self.cfg.max_attempts:
+            # Every attempt so far ended without an answer (the replica died mid-send).
+            await self._bury(
+                claimed, f"no attempt finished; last error: {claimed.last_error or 'none'}"
+            )
+            return None
+        stored = await self.store.load(job.incident)
+        if stored is None:
+            await self._bury(claimed, "the incident expired before it could be delivered")
+            return None
+        delivery = Delivery(
+            kind=job.kind,
+            job_id=job.id,
+            owner=self.settings.catalog.find(stored.state.journey).owner,
+            changes=tuple(job.changes),
+            attempt=claimed.attempt,
+        )
+        previous = _receipt(job.sink, stored.state.sinks.get(job.sink))
+        try:
+            # A bound below the lease: past it another replica could take the job over.
+            with anyio.fail_after(self.cfg.lease * 0.8):
+                incident = await self.render(stored)
+                receipt = await sink.deliver(incident, delivery, previous)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            await self._failed(claimed, _failure(exc))
+            return None
+        now = self.now_ms()
+        self.metrics.delivery_attempts.labels(job.sink, "delivered").inc()
+        self.metrics.deliveries.labels(job.sink, job.kind, "delivered").inc()
+        self.metrics.delivery_latency.labels(job.sink).observe(max(0.0, (now - job.due) / 1000))
+        _, following = await self.store.deliveries.ack(
+            claimed, {"state": receipt.state, **receipt.refs}, now, ms(self.cfg.lease)
+        )
+        return following
+
+    async def _failed(self, claimed: ClaimedJob, failure: _Failure) -> None:
+        job = claimed.job
+        self.metrics.delivery_attempts.labels(job.sink, failure.reason).inc()
+        if failure.permanent:
+            await self._bury(claimed, failure.detail)
+            return
+        if claimed.attempt >= self.cfg.max_attempts:
+            await self._bury(claimed, f"gave up after {claimed.attempt} attempts: {failure.detail}")
+            return
+        wait = backoff(claimed.attempt, self.cfg)
+        if failure.retry_after is not None:
+            wait = failure.retry_after
+        logger.warning(
+            "delivery of job %s (%s to %s) failed, attempt %d; next in %.1fs: %s",
+            job.id, job.kind, job.sink, claimed.attempt, wait, failure.detail,
+        )  # fmt: skip
+        self.metrics.deliveries.labels(job.sink, job.kind, "retried").inc()
+        await self.store.deliveries.retry(claimed, self.now_ms() + ms(wait), failure.detail)
+
+    async def _bury(self, claimed: ClaimedJob, error: str) -> None:
+        job = claimed.job
+        logger.error(
+            "delivery of job %s (%s of incident %s to %s) is a dead letter: %s",
+            job.id, job.kind, job.incident, job.sink, error,
+        )  # fmt: skip
+        if await self.store.deliveries.bury(
+            claimed, error, self.now_ms(), self.cfg.dead_letters_max
+        ):
+            self.metrics.deliveries.labels(job.sink, job.kind, "dead").inc()
+            self.metrics.dead_letters_total.labels(job.sink).inc()
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return await self.store.deliveries.dead_letters(limit)
+
+    async def redrive(self, ids: Collection[str] = (), sink: str | None = None) -> list[str]:
+        """Queue dead letters again (those with ``ids``, or all; of ``sink``, or any), each
+        as a new job telling its incident as it is now; returns the new job ids."""
+        now = self.now_ms()
+        redriven = []
+        for letter in await self.store.deliveries.dead_letters(self.cfg.dead_letters_max):
+            old = letter.job
+            if (ids and old.id not in ids) or (sink is not None and old.sink != sink):
+                continue
+            stored = await self.store.load(old.incident)
+            if stored is None:
+                continue
+            job = Job(
+                incident=old.incident,
+                sink=old.sink,
+                kind=kind_now(old.kind, stored.state.status),
+                changes=old.changes,
+                due=now,
+            )
+            retention = ms(self.settings.config.store.retention)
+            new_id = await self.store.deliveries.redrive(letter, job, now, retention)
+            if new_id is not None:
+                redriven.append(new_id)
+        return redriven
+
+
+def _receipt(sink: str, recorded: Mapping[str, str] | None) -> Receipt | None:
+    """The receipt last recorded for ``sink``, or None while nothing was delivered."""
+    refs = {k: v for k, v in (recorded or {}).items() if k != "state"}
+    state = (recorded or {}).get("state", "pending")
+    if not refs and state in ("pending", "failed"):
+        return None
+    return Receipt(sink=sink, state=state, refs=refs)
+
+
+def _failure(exc: Exception) -> _Failure:
+    if isinstance(exc, PermanentDeliveryError):
+        return _Failure(exc.reason, str(exc), None, permanent=True)
+    if isinstance(exc, RetryableDeliveryError):
+        return _Failure(exc.reason, str(exc), exc.retry_after, permanent=False)
+    if isinstance(exc, DeliveryError):
+        return _Failure(exc.reason, str(exc), None, permanent=False)
+    if isinstance(exc, TimeoutError):
+        return _Failure("timeout", "no answer within the outbox lease", None, permanent=False)
+    # A sink's bug: worth the bounded retries (it may be a passing state), then a dead
+    # letter; the traceback is logged once per attempt.
+    logger.error("sink raised an unexpected error", exc_info=exc)
+    return _Failure("error", f"{type(exc).__name__}: {exc}", None, permanent=False)

@@ -1,0 +1,95 @@
+"""What every sink shares about talking HTTP: status -> retryable?, Retry-After, TLS,
+secrets kept out of error text, blocking client calls kept off the event loop."""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from collections.abc import Callable, Iterable
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+
+from receiver.errors import (
+    DeliveryError,
+    DeliveryReason,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
+
+T = TypeVar("T")
+
+_DETAIL_MAX = 300
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date
+    (RFC 9110 §10.2.3); None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def reason_for(status: int) -> DeliveryReason:
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limited"
+    if status == 408:
+        return "timeout"
+    return "server" if status >= 500 else "client"
+
+
+def error_for_status(
+    sink: str,
+    incident_id: str,
+    status: int,
+    detail: str,
+    retry_after_s: float | None = None,
+) -> DeliveryError:
+    """The error for an HTTP answer that was not a success: 408, 429 and 5xx are worth
+    another attempt; any other 4xx (bad credentials, a payload the API refuses) is not."""
+    reason = reason_for(status)
+    text = f"HTTP {status}: {clip(detail)}"
+    if status in (408, 429) or status >= 500:
+        return RetryableDeliveryError(sink, incident_id, reason, text, retry_after_s)
+    return PermanentDeliveryError(sink, incident_id, reason, text)
+
+
+def clip(text: str, limit: int = _DETAIL_MAX) -> str:
+    """Error detail short enough for a log line and a dead letter."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret replaced; errors and logs never carry tokens."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verify against the system's CAs, or against ``ca_file`` alone when set."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+async def off_loop(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Run a blocking client call on a worker thread."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def incident_url(external_url: str | None, incident_id: str) -> str | None:
+    if not external_url:
+        return None
+    return f"{external_url.rstrip('/')}/api/v1/incidents/{incident_id}"

@@ -1,0 +1,179 @@
+"""The store side of the outbox: durable delivery jobs, one queue per incident and sink.
+
+A decision's jobs are written by the commit script, in the same atomic step as the
+decision. A queue is worked by one replica at a time under a lease, head first, so an
+incident's notifications reach each sink in the order they were decided; queues of
+different incidents and sinks do not wait on each other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from receiver.store.records import StrList
+from receiver.store.scripts import script, text, unavailable
+
+NotificationKind = Literal["open", "update", "resolve", "reopen"]
+AckOutcome = Literal["gone", "ok", "next"]
+
+
+class Job(BaseModel):
+    """One notification for one sink. ``due`` is when it was decided (for the latency
+    metric); the id is given by the store when the job is written."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = ""
+    incident: str
+    sink: str
+    kind: NotificationKind
+    changes: StrList = Field(default_factory=list)
+    due: int
+
+    @property
+    def queue(self) -> str:
+        return queue_of(self.incident, self.sink)
+
+    def unnumbered(self) -> str:
+        """The JSON the store writes, to which it adds the id."""
+        return self.model_dump_json(exclude={"id"})
+
+
+def queue_of(incident_id: str, sink: str) -> str:
+    return f"{incident_id}|{sink}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A queue's head job, held by this replica until ``token``'s lease ends; ``attempt``
+    counts this one (above 1: an earlier attempt may have landed)."""
+
+    job: Job
+    attempt: int
+    last_error: str | None
+    token: str
+
+
+class DeadLetter(BaseModel):
+    """A job given up on, with why; ``raw`` is how the store holds it (for redrive)."""
+
+    job: Job
+    error: str
+    dead_at: int
+    attempts: int
+    raw: str = ""
+
+
+class DeliveryQueue:
+    """Outbox operations over the store's Redis client; each is one script call."""
+
+    def __init__(
+        self, client: Any, prefix: str, observe: Callable[[str, float], None] | None = None
+    ) -> None:
+        self._r = client
+        self._p = prefix
+        self._observe = observe or (lambda op, seconds: None)
+        self._claim = client.register_script(script("outbox_claim"))
+        self._ack = client.register_script(script("outbox_ack"))
+        self._retry = client.register_script(script("outbox_retry"))
+        self._dead = client.register_script(script("outbox_dead"))
+        self._redrive = client.register_script(script("outbox_redrive"))
+
+    @unavailable
+    async def claim(self, now_ms: int, lease_ms: int, limit: int, token: str) -> list[ClaimedJob]:
+        started = time.perf_counter()
+        flat = await self._claim(args=[self._p, now_ms, lease_ms, limit, token])
+        self._observe("outbox_claim", time.perf_counter() - started)
+        return [
+            _claimed(flat[i + 1], flat[i + 2], flat[i + 3], token) for i in range(0, len(flat), 4)
+        ]
+
+    @unavailable
+    async def ack(
+        self, claimed: ClaimedJob, receipt: dict[str, str], now_ms: int, lease_ms: int
+    ) -> tuple[AckOutcome, ClaimedJob | None]:
+        """Drop the delivered job and merge ``receipt`` into the incident's
+        ``sinks.<sink>``; the next job of the queue comes back, still leased, if any."""
+        job = claimed.job
+        answer = await self._ack(
+            args=[
+                self._p,
+                job.queue,
+                job.id,
+                claimed.token,
+                now_ms,
+                lease_ms,
+                job.incident,
+                job.sink,
+                _dumps(receipt),
+            ]
+        )
+        outcome = text(answer[0])
+        if outcome == "next":
+            return "next", _claimed(answer[1], answer[2], answer[3], claimed.token)
+        return ("gone" if outcome == "gone" else "ok"), None
+
+    @unavailable
+    async def retry(self, claimed: ClaimedJob, at_ms: int, error: str) -> bool:
+        """Keep the job at its queue's head and attempt it again at ``at_ms``."""
+        job = claimed.job
+        answer = await self._retry(args=[self._p, job.queue, job.id, claimed.token, at_ms, error])
+        return text(answer) == "ok"
+
+    @unavailable
+    async def bury(self, claimed: ClaimedJob, error: str, now_ms: int, cap: int) -> bool:
+        """Move the job to the dead-letter list; the rest of its queue goes on."""
+        job = claimed.job
+        answer = await self._dead(
+            args=[self._p, job.queue, job.id, error, now_ms, cap, job.incident, job.sink]
+        )
+        return text(answer) == "ok"
+
+    @unavailable
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        raws = await self._r.lrange(self._p + "ob:dead", 0, limit - 1)
+        return [_dead(text(raw)) for raw in raws]
+
+    @unavailable
+    async def redrive(
+        self, letter: DeadLetter, job: Job, now_ms: int, retention_ms: int
+    ) -> str | None:
+        """Replace ``letter`` by ``job`` at the end of its queue: the new job's id, or None
+        when another redrive took the letter first."""
+        answer = await self._redrive(
+            args=[self._p, letter.raw, job.queue, job.unnumbered(), now_ms, retention_ms]
+        )
+        return text(answer) if answer else None
+
+    @unavailable
+    async def counts(self) -> tuple[int, int]:
+        """(queues with jobs waiting, dead letters)."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._p + "ob:ready")
+            pipe.llen(self._p + "ob:dead")
+            pending, dead = await pipe.execute()
+        return int(pending), int(dead)
+
+
+def _claimed(raw: bytes | str, attempt: bytes | str, error: bytes | str, token: str) -> ClaimedJob:
+    return ClaimedJob(
+        job=Job.model_validate_json(raw),
+        attempt=int(attempt),
+        last_error=text(error) or None,
+        token=token,
+    )
+
+
+def _dead(raw: str) -> DeadLetter:
+    letter = DeadLetter.model_validate_json(raw)
+    return letter.model_copy(update={"raw": raw})
+
+
+def _dumps(data: dict[str, str]) -> str:
+    return json.dumps(data, separators=(",", ":"))
