@@ -19,7 +19,10 @@ from starlette.routing import Route
 from receiver.errors import ConfigError, PayloadError, StoreUnavailable
 from receiver.events import parse_events
 from receiver.feedback import parse_feedback
+from receiver.incident import rfc3339
 from receiver.normalize import normalize
+from receiver.redrive import parse_redrive
+from receiver.store.deliveries import DeadLetter
 from receiver.webhook import parse_webhook
 
 if TYPE_CHECKING:
@@ -124,17 +127,10 @@ async def list_incidents(request: Request, receiver: Receiver) -> Response:
         raise PayloadError(
             422, "status must be open, resolved or all", [{"field": "status", "reason": status}]
         )
-    raw_limit = params.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_LIMIT:
-        raise PayloadError(
-            422,
-            f"limit must be a whole number from 1 to {_MAX_LIMIT}",
-            [{"field": "limit", "reason": raw_limit}],
-        )
     states = await receiver.store.list_incidents(
         status,  # type: ignore[arg-type]  # checked against _STATUSES above
         params.get("journey"),
-        int(raw_limit),
+        _limit(params.get("limit", "50")),
     )
     summaries = [receiver.summary(st) for st in states]
     return JSONResponse({"incidents": summaries})
@@ -158,6 +154,50 @@ async def post_feedback(request: Request, receiver: Receiver) -> Response:
     if not found:
         return error(404, "no such incident")
     return JSONResponse({"status": "recorded"}, status_code=201)
+
+
+def _limit(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+        raise PayloadError(
+            422,
+            f"limit must be a whole number from 1 to {_MAX_LIMIT}",
+            [{"field": "limit", "reason": raw}],
+        )
+    return int(raw)
+
+
+async def list_deliveries(request: Request, receiver: Receiver) -> Response:
+    params = request.query_params
+    state = params.get("state", "dead")
+    if state != "dead":
+        raise PayloadError(
+            422, "state must be dead (the dead-letter list)", [{"field": "state", "reason": state}]
+        )
+    letters = await receiver.outbox.dead_letters(_limit(params.get("limit", "100")))
+    return JSONResponse({"deliveries": [dead_letter_json(d) for d in letters]})
+
+
+def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    job = letter.job
+    return {
+        "id": job.id,
+        "incident": job.incident,
+        "sink": job.sink,
+        "kind": job.kind,
+        "changes": job.changes,
+        "state": "dead",
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "due_at": rfc3339(job.due),
+        "dead_at": rfc3339(letter.dead_at),
+    }
+
+
+async def redrive(request: Request, receiver: Receiver) -> Response:
+    body = await _read_limited(request, receiver)
+    wanted = parse_redrive(body)
+    ids = await receiver.outbox.redrive(wanted.ids, wanted.sink)
+    return JSONResponse({"redriven": len(ids), "jobs": ids})
 
 
 async def reload(request: Request, receiver: Receiver) -> Response:
@@ -203,6 +243,8 @@ routes = [
         _guarded(True, post_feedback),
         methods=["POST"],
     ),
+    Route("/api/v1/deliveries", _guarded(False, list_deliveries), methods=["GET"]),
+    Route("/api/v1/deliveries/redrive", _guarded(True, redrive), methods=["POST"]),
     Route("/-/reload", _guarded(True, reload), methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),

@@ -46,7 +46,7 @@ Render = Callable[[StoredIncident], Awaitable[Incident]]
 def backoff(attempt: int, cfg: OutboxConfig) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
     wait = tenacity.wait_exponential_jitter(
-        initial=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
+        multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
     )
     state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = attempt

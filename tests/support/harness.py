@@ -14,7 +14,7 @@ import httpx
 from receiver import scheduler
 from receiver.app import Receiver, create_app
 from receiver.incident import Incident
-from receiver.sinks import Delivery, Receipt
+from receiver.sinks import Delivery, Receipt, Sink
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body
 
 
@@ -36,6 +36,45 @@ class RecordingSink:
 
     def kinds(self, incident_id: str | None = None) -> list[str]:
         return [k for k, i, _ in self.sent if incident_id in (None, i)]
+
+
+@dataclass
+class Attempt:
+    kind: str
+    incident_id: str
+    attempt: int
+    changes: tuple[str, ...]
+    previous: Receipt | None
+
+
+@dataclass
+class ScriptedSink:
+    """A sink that fails as scripted: each attempt takes the next entry of ``script`` (an
+    exception to raise, or None to succeed); with the script used up, every attempt
+    succeeds. Its receipt carries a ref counting its successes, as a real object id would."""
+
+    name: str = "log"
+    script: list[Exception | None] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    delivered: list[Attempt] = field(default_factory=list)
+
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        attempt = Attempt(delivery.kind, incident.id, delivery.attempt, delivery.changes, previous)
+        self.attempts.append(attempt)
+        failure = self.script.pop(0) if self.script else None
+        if failure is not None:
+            raise failure
+        self.delivered.append(attempt)
+        ref = previous.refs["object"] if previous else f"obj-{incident.id}"
+        return Receipt(sink=self.name, state=incident.status, refs={"object": ref})
+
+    async def aclose(self) -> None:
+        return None
+
+    def kinds(self) -> list[str]:
+        return [a.kind for a in self.delivered]
 
 
 def write_config(tmp: Path, text: str = "", journeys: Path = EXAMPLE_JOURNEYS) -> Path:
@@ -84,10 +123,18 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def harness(
-    config: Path | None, clock: FakeClock, sink: RecordingSink | None = None, **kwargs: Any
+    config: Path | None,
+    clock: FakeClock,
+    sink: RecordingSink | None = None,
+    sinks: dict[str, Sink] | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[Harness]:
+    """``sinks`` replaces the configured sinks by name (the config must still name them,
+    for routing); by default one recording ``log`` sink."""
     sink = sink or RecordingSink()
-    app = create_app(config, clock=clock, sinks={"log": sink}, run_scheduler=False, **kwargs)
+    app = create_app(
+        config, clock=clock, sinks=sinks or {"log": sink}, run_scheduler=False, **kwargs
+    )
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rx") as client,

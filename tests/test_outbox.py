@@ -1,0 +1,251 @@
+"""The outbox: jobs written with the decision, delivered in order, retried, buried, redriven."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from receiver.config import OutboxConfig
+from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
+from receiver.outbox import backoff, kind_now
+from receiver.store.redis import RedisStore
+from tests.conftest import FakeClock, make_alert, resolved
+from tests.support.harness import Harness, ScriptedSink, harness, write_config
+
+pytestmark = pytest.mark.anyio
+
+ALERT = make_alert("payment-service", alertname="Errors")
+OUTBOX = "outbox: {max_attempts: 4, backoff_initial: 10s, backoff_max: 60s, lease: 30s}\n"
+
+
+@pytest.fixture
+def sink() -> ScriptedSink:
+    return ScriptedSink()
+
+
+@pytest.fixture
+async def rx(
+    tmp_path: Path, clock: FakeClock, store: RedisStore, sink: ScriptedSink
+) -> AsyncIterator[Harness]:
+    async with harness(
+        write_config(tmp_path, OUTBOX), clock, sinks={"log": sink}, store=store
+    ) as h:
+        yield h
+
+
+def retryable(retry_after: float | None = None) -> RetryableDeliveryError:
+    return RetryableDeliveryError("log", "x", "server", "HTTP 503: down", retry_after)
+
+
+async def open_incident(rx: Harness) -> str:
+    r = await rx.post([ALERT])
+    (incident_id,) = r.json()["incidents"]
+    rx.clock.advance(30)  # group_wait
+    return str(incident_id)
+
+
+async def dead(rx: Harness) -> list[dict[str, object]]:
+    r = await rx.client.get("/api/v1/deliveries?state=dead")
+    assert r.status_code == 200, r.text
+    letters: list[dict[str, object]] = r.json()["deliveries"]
+    return letters
+
+
+async def test_the_decision_queues_the_job_and_the_outbox_delivers_it(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    incident_id = await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+    # Decided and committed, not yet sent: the job waits in the store, not in memory.
+    assert sink.attempts == []
+    assert await rx.receiver.store.deliveries.counts() == (1, 0)
+    assert (await rx.incident(incident_id))["sinks"] == {"log": {"state": "pending"}}
+
+    await rx.receiver.outbox.deliver_due()
+    assert sink.kinds() == ["open"]
+    assert sink.delivered[0].attempt == 1
+    # The receipt is kept on the incident and handed back on the next delivery.
+    assert (await rx.incident(incident_id))["sinks"] == {
+        "log": {"state": "open", "object": f"obj-{incident_id}"}
+    }
+    assert await rx.receiver.store.deliveries.counts() == (0, 0)
+
+    await rx.post([resolved(ALERT)])
+    await rx.tick(300)  # resolve_after
+    assert sink.kinds() == ["open", "resolve"]
+    assert sink.delivered[1].previous is not None
+    assert sink.delivered[1].previous.refs == {"object": f"obj-{incident_id}"}
+    assert (await rx.incident(incident_id))["sinks"]["log"]["state"] == "resolved"
+
+
+async def test_a_failing_sink_is_retried_with_backoff_and_order_is_kept(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    sink.script = [retryable(), retryable()]
+    await open_incident(rx)
+    await rx.tick()
+    assert [a.attempt for a in sink.attempts] == [1]
+    await rx.tick(9.9)  # the first wait is at least backoff_initial
+    assert len(sink.attempts) == 1
+    await rx.tick(10.1)  # ... and at most backoff_initial plus as much jitter
+    assert [a.attempt for a in sink.attempts] == [1, 2]
+
+    # While the open waits out its backoff, the incident resolves: the resolve queues
+    # behind the open and goes only after it.
+    await rx.post([resolved(ALERT)])
+    await rx.tick(300)
+    assert [(a.kind, a.attempt) for a in sink.attempts] == [
+        ("open", 1),
+        ("open", 2),
+        ("open", 3),
+        ("resolve", 1),
+    ]
+    assert sink.kinds() == ["open", "resolve"]
+    deliveries = rx.receiver.metrics.deliveries
+    assert deliveries.labels("log", "open", "retried")._value.get() == 2
+    assert deliveries.labels("log", "open", "delivered")._value.get() == 1
+
+
+async def test_retry_after_is_honoured(rx: Harness, sink: ScriptedSink) -> None:
+    sink.script = [retryable(retry_after=45)]
+    await open_incident(rx)
+    await rx.tick()
+    await rx.tick(44)
+    assert len(sink.attempts) == 1
+    await rx.tick(1)
+    assert sink.kinds() == ["open"]
+
+
+async def test_a_permanent_failure_is_a_dead_letter_that_can_be_redriven(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    sink.script = [PermanentDeliveryError("log", "x", "auth", "HTTP 401: invalid token")]
+    incident_id = await open_incident(rx)
+    await rx.tick()
+    await rx.tick(600)
+    assert len(sink.attempts) == 1  # not retried
+    (letter,) = await dead(rx)
+    assert letter["incident"] == incident_id
+    assert letter["sink"] == "log"
+    assert letter["kind"] == "open"
+    assert letter["attempts"] == 1
+    assert "HTTP 401: invalid token" in str(letter["error"])
+    assert (await rx.incident(incident_id))["sinks"]["log"]["state"] == "failed"
+    m = rx.receiver.metrics
+    assert m.dead_letters_total.labels("log")._value.get() == 1
+    assert m.dead_letters._value.get() == 1
+
+    r = await rx.client.post("/api/v1/deliveries/redrive", json={"ids": [letter["id"]]})
+    assert r.status_code == 200, r.text
+    assert r.json()["redriven"] == 1
+    await rx.tick()
+    assert sink.kinds() == ["open"]
+    assert await dead(rx) == []
+    assert (await rx.incident(incident_id))["sinks"]["log"]["state"] == "open"
+
+
+async def test_attempts_are_bounded(rx: Harness, sink: ScriptedSink) -> None:
+    sink.script = [retryable() for _ in range(10)]
+    await open_incident(rx)
+    for _ in range(10):
+        await rx.tick(60)
+    assert len(sink.attempts) == 4  # max_attempts
+    (letter,) = await dead(rx)
+    assert str(letter["error"]).startswith("gave up after 4 attempts: ")
+
+
+async def test_a_redriven_open_tells_a_since_resolved_incident_as_resolved(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    sink.script = [PermanentDeliveryError("log", "x", "client", "HTTP 400: bad")]
+    await open_incident(rx)
+    await rx.tick()
+    await rx.post([resolved(ALERT)])
+    await rx.tick(300)
+    assert sink.kinds() == ["resolve"]
+    r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
+    assert r.json()["redriven"] == 1
+    await rx.tick()
+    # A late "open" would page for an incident that is over.
+    assert sink.kinds() == ["resolve", "resolve"]
+
+
+async def test_a_replica_that_dies_holding_a_job_gives_it_up_after_the_lease(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+    # Another replica claims the job and dies before sending it.
+    (held,) = await rx.receiver.store.deliveries.claim(
+        rx.receiver.pipeline.now_ms(), 30_000, 10, "gone"
+    )
+    assert held.attempt == 1
+    await rx.tick(29)
+    assert sink.attempts == []
+    await rx.tick(1)
+    assert sink.kinds() == ["open"]
+    # The sink is told an earlier attempt may have landed, so it can look for it.
+    assert sink.delivered[0].attempt == 2
+
+
+async def test_a_job_that_never_finishes_ends_as_a_dead_letter(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+    for _ in range(4):  # every holder dies mid-attempt
+        await rx.receiver.store.deliveries.claim(rx.receiver.pipeline.now_ms(), 30_000, 10, "x")
+        rx.clock.advance(30)
+    await rx.tick()
+    assert sink.attempts == []
+    (letter,) = await dead(rx)
+    assert str(letter["error"]).startswith("no attempt finished")
+
+
+async def test_the_deliveries_endpoint_checks_its_parameters(rx: Harness) -> None:
+    r = await rx.client.get("/api/v1/deliveries?state=pending")
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "state", "reason": "pending"}]
+    r = await rx.client.post("/api/v1/deliveries/redrive", json={"idz": ["1"]})
+    assert r.status_code == 422
+    assert "idz" in r.text
+
+
+async def test_resolve_goes_only_to_the_sinks_that_heard_of_the_incident(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    log, slack = ScriptedSink("log"), ScriptedSink("slack")
+    routing = "routing: {log: [P1, P2, P3, P4, P5]%s}\n"
+    config = write_config(tmp_path, "sinks: {slack: {token: xoxb-test}}\n" + routing % "")
+    async with harness(config, clock, sinks={"log": log, "slack": slack}) as rx:
+        await open_incident(rx)
+        await rx.tick()
+        # A team lead routes every priority to Slack too, while the incident is open.
+        write_config(
+            tmp_path,
+            "sinks: {slack: {token: xoxb-test}}\n" + routing % ", slack: [P1, P2, P3, P4, P5]",
+        )
+        rx.receiver.reload()
+        await rx.post([resolved(ALERT)])
+        await rx.tick(300)
+        # Slack never heard of the incident, so it is not told of its end either.
+        assert log.kinds() == ["open", "resolve"]
+        assert slack.attempts == []
+
+
+def test_backoff_grows_with_jitter_up_to_the_maximum() -> None:
+    cfg = OutboxConfig(backoff_initial=2, backoff_max=60)
+    for attempt, low in ((1, 2), (2, 4), (3, 8), (4, 16)):
+        waits = {backoff(attempt, cfg) for _ in range(50)}
+        assert all(low <= w <= low + 2 for w in waits)
+        assert len(waits) > 1  # jittered
+    assert backoff(10, cfg) == 60
+
+
+def test_a_redriven_job_tells_the_incident_as_it_is_now() -> None:
+    assert kind_now("open", "resolved") == "resolve"
+    assert kind_now("update", "resolved") == "resolve"
+    assert kind_now("resolve", "open") == "update"
+    assert kind_now("reopen", "open") == "reopen"
