@@ -103,6 +103,17 @@ def problems(path: Path) -> list[str]:
             ['{file}:3: routing.pagerduty: sink "pagerduty" is not configured under sinks'],
         ),
         (
+            "receiver_sinks",
+            [
+                "{file}:3: sinks.pagerduty.events_url: "
+                "expected an https:// URL (this client refuses plain http)",
+                "{file}:4: sinks.slack.token: is required",
+                "{file}:5: sinks.jira.labels: "
+                "'has space': a Jira label is 1-255 characters without spaces",
+                "{file}:6: outbox.max_attempts: 0 is below the minimum 1",
+            ],
+        ),
+        (
             "receiver_basic_auth",
             [
                 "{file}:3: server.auth.basic.username: "

@@ -166,7 +166,7 @@ def _http_url(url: str) -> str:
 
 def _https_url(url: str) -> str:
     if urlsplit(url).scheme != "https" or not urlsplit(url).netloc:
-        raise ValueError("expected an https:// URL")
+        raise ValueError("expected an https:// URL (this client refuses plain http)")
     return url
 
 

@@ -8,10 +8,16 @@ from typing import Any
 
 from receiver.config import ReceiverConfig
 from receiver.sinks import Sink
+from receiver.sinks.jira import JiraSink
 from receiver.sinks.log import LogSink
+from receiver.sinks.pagerduty import PagerDutySink
+from receiver.sinks.slack import SlackSink
 
 _BUILDERS: dict[str, Callable[[Any, str | None], Sink]] = {
     "log": lambda config, external_url: LogSink(),
+    "pagerduty": PagerDutySink,
+    "slack": SlackSink,
+    "jira": JiraSink,
 }
 
 

@@ -25,12 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 @dataclass
 class Fault:
-    """What to do to the next request whose path starts with ``path``.
+    """What to do to the next ``times`` requests whose path starts with ``path``.
 
-    ``status``: answer with it (and ``retry_after`` as Retry-After, ``body`` as JSON) without
-    applying the request. ``delay``: wait this long first. ``drop``: close the connection
-    mid-response; with ``applied`` the fake applies the request first (the sink's write
-    landed, the client never heard)."""
+    ``applied``: the fake applies the request first, whatever follows (the sink's write
+    lands even if the client never hears of it). ``delay``: then wait this long.
+    ``drop``: then close the connection mid-response. ``status``: or answer with it (and
+    ``retry_after`` as Retry-After, ``body`` as JSON) instead of the fake's answer."""
 
     path: str = "/"
     status: int | None = None
@@ -99,29 +99,37 @@ def _with_faults(app: ASGIApp, fake: FakeServer) -> ASGIApp:
         if fault is None:
             await app(scope, replay, send)
             return
+        answer: list[Message] = []
+        if fault.applied:
+
+            async def keep(message: Message) -> None:
+                answer.append(message)
+
+            await app(scope, replay, keep)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.drop:
-            if fault.applied:
-                await app(scope, replay, _discard)
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", b"100")]})  # fmt: skip
             raise _Dropped
-        if fault.status is None:
+        if fault.status is not None:
+            await _refuse(fault, send)
+        elif fault.applied:
+            for message in answer:
+                await send(message)
+        else:
             await app(scope, replay, send)
-            return
-        payload = json.dumps(fault.body or {"error": "injected fault"}).encode()
-        headers = [(b"content-type", b"application/json")]
-        if fault.retry_after is not None:
-            headers.append((b"retry-after", fault.retry_after.encode()))
-        await send({"type": "http.response.start", "status": fault.status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
 
     return wrapped
 
 
-async def _discard(message: Message) -> None:
-    return None
+async def _refuse(fault: Fault, send: Send) -> None:
+    payload = json.dumps(fault.body or {"error": "injected fault"}).encode()
+    headers = [(b"content-type", b"application/json")]
+    if fault.retry_after is not None:
+        headers.append((b"retry-after", fault.retry_after.encode()))
+    await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 @contextlib.contextmanager

@@ -127,14 +127,16 @@ async def harness(
     clock: FakeClock,
     sink: RecordingSink | None = None,
     sinks: dict[str, Sink] | None = None,
+    *,
+    configured_sinks: bool = False,
     **kwargs: Any,
 ) -> AsyncIterator[Harness]:
     """``sinks`` replaces the configured sinks by name (the config must still name them,
-    for routing); by default one recording ``log`` sink."""
+    for routing); by default one recording ``log`` sink; with ``configured_sinks`` the
+    sinks the config sets up (real clients)."""
     sink = sink or RecordingSink()
-    app = create_app(
-        config, clock=clock, sinks=sinks or {"log": sink}, run_scheduler=False, **kwargs
-    )
+    chosen = None if configured_sinks else (sinks or {"log": sink})
+    app = create_app(config, clock=clock, sinks=chosen, run_scheduler=False, **kwargs)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rx") as client,

@@ -1,0 +1,332 @@
+"""Jira sink: one issue per incident, found again by a label derived from the incident id.
+
+The lifecycle follows jiralert (``pkg/notify/notify.go``): find the issue (by the key of the
+last receipt, else by label, before any create), then edit, comment, transition. Opening
+creates the issue; an update edits it and comments on the changes; resolving comments and
+takes ``done_transition``; reopening takes ``reopen_transition`` and comments, unless the
+issue was closed with a won't-fix resolution, which is left closed. Fields are edited only
+while the issue is open: many workflows make done issues read-only.
+
+Server/Data Center speaks REST v2 with wiki markup, Cloud REST v3 with ADF (see
+:mod:`receiver.sinks.jira_markup`). The ``jira`` client is blocking and built once, with its
+own retries off (``max_retries=0``: it would sleep on 429/503) and no calls at construction
+(``get_server_info=False``); each of its calls runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import requests
+from jira import JIRA, JIRAError
+from jira.resources import Issue
+
+from receiver.config import JiraSinkConfig
+from receiver.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from receiver.incident import Incident
+from receiver.sinks import Delivery, Receipt
+from receiver.sinks import jira_markup as markup
+from receiver.sinks._http import clip, error_for_status, incident_url, off_loop, redact, retry_after
+
+T = TypeVar("T")
+
+LABEL = "journey-receiver"
+LABEL_MAX = 255
+SUMMARY_MAX = 255
+_LABEL_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_FIELDS = ("status", "resolution", "labels")
+# A retried job looks for its comment among the issue's latest ones; it is one of them.
+_RECENT_COMMENTS = 50
+_HEADLINES = {
+    "update": "Incident updated",
+    "resolve": "Incident resolved",
+    "reopen": "Incident reopened",
+}
+
+
+def label(prefix: str, value: str) -> str:
+    """``<prefix>-<value>`` as a Jira label (≤ 255 characters, no spaces). A value that is
+    not label-safe as it is gets cleaned, cut and suffixed with its hash, so two values never
+    share a label."""
+    plain = f"{prefix}-{value}"
+    if _LABEL_SAFE.fullmatch(plain) and len(plain) <= LABEL_MAX:
+        return plain
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    room = LABEL_MAX - len(prefix) - len(digest) - 2
+    return f"{prefix}-{_LABEL_UNSAFE.sub('-', value)[:room]}-{digest}"
+
+
+def incident_label(incident_id: str) -> str:
+    return label(LABEL, incident_id)
+
+
+def summary_text(title: str) -> str:
+    """Jira's summary: one line of at most 255 characters."""
+    text = markup.one_line(title)
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class _Issue:
+    """What the flow needs to know about an issue, and the client's resource to edit it."""
+
+    key: str
+    status: str
+    done: bool
+    resolution: str | None
+    labels: frozenset[str]
+    resource: Issue
+
+    @classmethod
+    def of(cls, resource: Issue) -> _Issue:
+        raw = resource.raw
+        fields = raw.get("fields") or {}
+        status = fields.get("status") or {}
+        resolution = fields.get("resolution") or {}
+        return cls(
+            key=str(raw["key"]),
+            status=str(status.get("name", "?")),
+            done=(status.get("statusCategory") or {}).get("key") == "done",
+            resolution=resolution.get("name"),
+            labels=frozenset(fields.get("labels") or ()),
+            resource=resource,
+        )
+
+
+def _client(config: JiraSinkConfig) -> JIRA:
+    token = config.token.get_secret_value()
+    cloud = config.flavor == "cloud"
+    client = JIRA(
+        server=config.url,
+        options={
+            "rest_api_version": "3" if cloud else "2",
+            "verify": str(config.ca_file) if config.ca_file else True,
+        },
+        basic_auth=(config.username, token) if config.username else None,
+        token_auth=None if config.username else token,
+        timeout=config.timeout,
+        max_retries=0,
+        get_server_info=False,
+        validate=False,
+    )
+    if cloud:
+        # Set from serverInfo, which is not fetched: it picks /search/jql over the /search
+        # that Cloud has removed.
+        client.deploymentType = "Cloud"
+    return client
+
+
+class JiraSink:
+    name = "jira"
+
+    def __init__(self, config: JiraSinkConfig, external_url: str | None) -> None:
+        self.config = config
+        self.external_url = external_url
+        self._cloud = config.flavor == "cloud"
+        self._secrets = (config.token.get_secret_value(),)
+        self._client = _client(config)
+
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        known = previous.refs.get("key") if previous else None
+        issue = await self._find(incident, known)
+        if issue is None:
+            if delivery.kind == "resolve":
+                # Nothing was ever filed for it: a ticket born closed would only be noise.
+                return Receipt(self.name, "resolved", {})
+            key = await self._create(incident, delivery)
+            return Receipt(self.name, "open", {"key": key})
+        if delivery.kind == "reopen" and issue.done:
+            if self._wont_fix(issue.resolution):
+                note = (
+                    f"Incident reopened; this issue stays closed "
+                    f"as it was resolved as {issue.resolution}"
+                )
+                await self._comment(issue, incident, delivery, note)
+                return Receipt(self.name, "resolved", {"key": issue.key})
+            await self._transition(incident, issue, self.config.reopen_transition)
+            issue = replace(issue, done=False, resolution=None)
+        if not issue.done:
+            await self._edit(incident, issue)
+        headline = _HEADLINES.get(delivery.kind)
+        if headline and (delivery.changes or delivery.kind != "update"):
+            await self._comment(issue, incident, delivery, headline)
+        if delivery.kind == "resolve" and not issue.done:
+            await self._transition(incident, issue, self.config.done_transition)
+            return Receipt(self.name, "resolved", {"key": issue.key})
+        return Receipt(self.name, "resolved" if issue.done else "open", {"key": issue.key})
+
+    async def aclose(self) -> None:
+        await off_loop(self._client.close)
+
+    def _wont_fix(self, resolution: str | None) -> bool:
+        wont = {name.casefold() for name in self.config.wont_fix_resolutions}
+        return resolution is not None and resolution.casefold() in wont
+
+    async def _find(self, incident: Incident, key: str | None) -> _Issue | None:
+        if key:
+            found = await self._call(incident, f"read issue {key}", self._read, key)
+            if found is not None:
+                return found
+            # Deleted, or out of this account's sight: the label may still find a copy.
+        return await self._call(incident, "search issues by label", self._search, incident)
+
+    def _read(self, key: str) -> _Issue | None:
+        try:
+            return _Issue.of(self._client.issue(key, fields=",".join(_FIELDS)))
+        except JIRAError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def _search(self, incident: Incident) -> _Issue | None:
+        jql = f'labels = "{incident_label(incident.id)}" ORDER BY created ASC'
+        # The oldest first: should two ever exist, every delivery keeps to the same one.
+        found = self._client.search_issues(jql, maxResults=2, fields=list(_FIELDS))
+        return _Issue.of(found[0]) if found else None
+
+    def _labels(self, incident: Incident) -> list[str]:
+        wanted = [incident_label(incident.id), LABEL, label("journey", incident.journey)]
+        return list(dict.fromkeys([*wanted, *self.config.labels]))
+
+    def _text(self, blocks: Sequence[markup.Block]) -> str | dict[str, Any]:
+        return markup.adf(blocks) if self._cloud else markup.wiki(blocks)
+
+    def _fields(self, incident: Incident) -> dict[str, Any]:
+        url = incident_url(self.external_url, incident.id)
+        fields: dict[str, Any] = {
+            "summary": summary_text(incident.title),
+            "description": self._text(markup.description(incident, url)),
+        }
+        priority = next(
+            (name for p, name in self.config.priorities.items() if p == incident.priority), None
+        )
+        if priority is not None:
+            fields["priority"] = {"name": priority}
+        return fields
+
+    async def _create(self, incident: Incident, delivery: Delivery) -> str:
+        project = delivery.owner.jira_project or self.config.project
+        fields = {
+            "project": {"key": project},
+            "issuetype": {"name": self.config.issue_type},
+            "labels": self._labels(incident),
+            **self._fields(incident),
+        }
+        created = await self._call(
+            incident,
+            f"create issue in {project}",
+            self._client.create_issue,
+            fields=fields,
+            prefetch=False,
+        )
+        return str(created.key)
+
+    async def _edit(self, incident: Incident, issue: _Issue) -> None:
+        # Labels are added, never set: people label issues too.
+        missing = [name for name in self._labels(incident) if name not in issue.labels]
+        update = {"labels": [{"add": name} for name in missing]} if missing else None
+        await self._call(
+            incident,
+            f"edit issue {issue.key}",
+            issue.resource.update,
+            fields=self._fields(incident),
+            update=update,
+        )
+
+    async def _comment(
+        self, issue: _Issue, incident: Incident, delivery: Delivery, headline: str
+    ) -> None:
+        marker = f"{LABEL} job {delivery.job_id}"
+        if delivery.attempt > 1:
+            bodies = await self._call(
+                incident, f"read comments of {issue.key}", self._recent_comments, issue.key
+            )
+            if any(markup.carries(body, marker) for body in bodies):
+                return
+        url = incident_url(self.external_url, incident.id)
+        body = self._text(markup.comment(headline, incident, delivery.changes, marker, url))
+        # add_comment is typed for wiki text, but sends any JSON body: v3 takes ADF there.
+        add: Callable[..., object] = self._client.add_comment
+        await self._call(incident, f"comment on {issue.key}", add, issue.key, body)
+
+    def _recent_comments(self, key: str) -> list[Any]:
+        comments = self._client.comments(key, max_results=_RECENT_COMMENTS, order_by="-created")
+        return [(c.raw or {}).get("body") for c in comments]
+
+    async def _transition(self, incident: Incident, issue: _Issue, name: str) -> None:
+        available: list[dict[str, Any]] = await self._call(
+            incident, f"list transitions of {issue.key}", self._client.transitions, issue.key
+        )
+        chosen = next(
+            (t for t in available if str(t.get("name", "")).casefold() == name.casefold()), None
+        )
+        if chosen is None:
+            names = ", ".join(repr(str(t.get("name"))) for t in available) or "none"
+            raise PermanentDeliveryError(
+                self.name,
+                incident.id,
+                "client",
+                f"transition {name!r} is not available on {issue.key} (status {issue.status}); "
+                f"available: {names}",
+            )
+        await self._call(
+            incident,
+            f"transition {issue.key} by {name!r}",
+            self._client.transition_issue,
+            issue.key,
+            str(chosen["id"]),
+        )
+
+    async def _call(
+        self, incident: Incident, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """One blocking client call on a worker thread, its failure as a delivery error."""
+        try:
+            return await off_loop(fn, *args, **kwargs)
+        except JIRAError as exc:
+            raise self._refused(incident.id, action, exc) from exc
+        except requests.exceptions.SSLError as exc:
+            raise PermanentDeliveryError(
+                self.name,
+                incident.id,
+                "client",
+                clip(f"{action}: TLS failed (is ca_file Jira's CA?): {self._clean(exc)}"),
+            ) from exc
+        except requests.Timeout as exc:
+            raise RetryableDeliveryError(
+                self.name,
+                incident.id,
+                "timeout",
+                f"{action}: no answer within {self.config.timeout:g}s",
+            ) from exc
+        except requests.RequestException as exc:
+            raise RetryableDeliveryError(
+                self.name,
+                incident.id,
+                "server",
+                clip(f"{action}: {type(exc).__name__}: {self._clean(exc)}"),
+            ) from exc
+
+    def _refused(self, incident_id: str, action: str, exc: JIRAError) -> DeliveryError:
+        response = exc.response
+        text = self._clean(exc.text or (response.reason if response is not None else "") or "")
+        if exc.status_code is None or response is None:
+            return RetryableDeliveryError(
+                self.name, incident_id, "server", clip(f"{action}: {text or 'no answer'}")
+            )
+        if exc.status_code in (401, 403):
+            who = f"basic auth as {self.config.username}" if self.config.username else "bearer"
+            text = f"credentials refused ({who}; check sinks.jira username/token): {text}"
+        wait = retry_after(response.headers.get("Retry-After"), time.time())
+        return error_for_status(self.name, incident_id, exc.status_code, f"{action}: {text}", wait)
+
+    def _clean(self, exc: object) -> str:
+        return redact(str(exc), self._secrets)

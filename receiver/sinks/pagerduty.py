@@ -1,0 +1,239 @@
+"""PagerDuty sink: the Events API v2 through the ``pagerduty`` package (7.x, on httpx2).
+
+One PagerDuty alert per incident, ``dedup_key`` = incident id. Open, update and reopen are
+trigger events: PagerDuty logs a trigger on the open alert and updates it, and after a
+resolve the same dedup key opens a new PagerDuty incident, which is what a reopen should
+do. Resolve is a resolve event. The client blocks, so each call runs on a worker thread,
+and its own retrying is switched off: retry policy is the outbox's.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pagerduty
+
+from receiver.config import PagerDutySinkConfig
+from receiver.errors import (
+    DeliveryError,
+    DeliveryReason,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
+from receiver.incident import Incident, kpi_line
+from receiver.sinks import Delivery, Receipt
+from receiver.sinks._http import (
+    clip,
+    error_for_status,
+    incident_url,
+    off_loop,
+    redact,
+    retry_after,
+    ssl_context,
+)
+from receiver.store.records import KpiRecord
+
+SUMMARY_MAX = 1024
+"""PagerDuty's limit on ``payload.summary``, in characters."""
+EVENT_MAX_BYTES = 512_000
+"""PagerDuty's 512 KB limit on an event, read as Alertmanager reads it (the smaller way)."""
+CLIENT = "journey-receiver"
+# What gives way, in this order, when an event is too large: the incident URL has it all.
+_SHRINK_ORDER = (
+    "alerts",
+    "score_breakdown",
+    "probable_causes",
+    "kpis",
+    "runbooks",
+    "stages",
+    "regions",
+    "services",
+    "summary",
+)
+
+
+class PagerDutySink:
+    """Sends incidents to PagerDuty; ``external_url`` (the receiver's own) makes the link
+    to the incident."""
+
+    name = "pagerduty"
+
+    def __init__(self, config: PagerDutySinkConfig, external_url: str | None) -> None:
+        self.config = config
+        self.external_url = external_url
+        self._tls = ssl_context(config.ca_file)
+        self._severity: dict[str, str] = {p: s for p, s in config.severity.items()}
+        # One client per routing key (the key is bound to the client), built on first use
+        # and reused: journeys may bring their own keys.
+        self._clients: dict[str, pagerduty.EventsApiV2Client] = {}
+
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        routing_key = self._routing_key(incident, delivery)
+        client = self._client(routing_key)
+        if delivery.kind == "resolve":
+            action, state, event = "resolve", "resolved", {}
+        else:
+            action, state, event = "trigger", "triggered", self._trigger(incident, routing_key)
+        try:
+            await off_loop(client.send_event, action, dedup_key=incident.id, **event)
+        except pagerduty.Error as exc:
+            raise self._error(incident.id, routing_key, exc) from exc
+        return Receipt(sink=self.name, state=state, refs={"dedup_key": incident.id})
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await off_loop(client.close)
+
+    def _routing_key(self, incident: Incident, delivery: Delivery) -> str:
+        key = delivery.owner.pagerduty_routing_key or self.config.routing_key
+        if key is None:
+            raise PermanentDeliveryError(
+                self.name,
+                incident.id,
+                "auth",
+                f"no PagerDuty routing key for journey {incident.journey!r}: set "
+                "sinks.pagerduty.routing_key in receiver.yaml, or the journey's "
+                "owner.pagerduty_routing_key in journeys.yaml",
+            )
+        return key.get_secret_value()
+
+    def _client(self, routing_key: str) -> pagerduty.EventsApiV2Client:
+        client = self._clients.get(routing_key)
+        if client is None:
+            client = pagerduty.EventsApiV2Client(
+                routing_key, base_url=self.config.base_url(), verify=self._tls
+            )
+            # The package annotates timeout by its int default; httpx2 takes seconds as float.
+            client.timeout = self.config.timeout  # type: ignore[assignment]
+            # ApiClient.request retries by itself (429 forever, 5xx, network errors), with
+            # time.sleep. It stops retrying a status listed in ``retry`` once the attempts
+            # so far exceed ``max_http_attempts``, so -1 answers at the first response; 429
+            # must be listed, or it takes the retry-forever path. Network errors are
+            # retried until the attempts exceed ``max_network_attempts``: 0 raises at once.
+            client.retry = {429: 1}
+            client.max_http_attempts = -1
+            client.max_network_attempts = 0
+            self._clients[routing_key] = client
+        return client
+
+    def _trigger(self, incident: Incident, routing_key: str) -> dict[str, Any]:
+        """The trigger event's properties besides action and dedup key, within PagerDuty's
+        size limit: custom details give way (see _SHRINK_ORDER) before the event fails."""
+        url = incident_url(self.external_url, incident.id)
+        details = _details(incident, url)
+        payload: dict[str, Any] = {
+            "summary": _clip(incident.title, SUMMARY_MAX),
+            "source": self.config.source,
+            # An unmapped priority pages loudly rather than quietly.
+            "severity": self._severity.get(incident.priority, "critical"),
+            "group": incident.journey,
+            "custom_details": details,
+        }
+        if incident.updated_at:
+            payload["timestamp"] = incident.updated_at
+        if incident.services:
+            payload["component"] = _clip(incident.services[0], SUMMARY_MAX)
+        event: dict[str, Any] = {
+            "payload": payload,
+            "links": _links(incident, url),
+            "client": CLIENT,
+        }
+        if url:
+            event["client_url"] = url
+        omitted: list[str] = []
+        for key in _SHRINK_ORDER:
+            if _size(event, routing_key, incident.id) <= EVENT_MAX_BYTES:
+                break
+            del details[key]
+            omitted.append(key)
+            details["omitted"] = f"{', '.join(omitted)} (too large for PagerDuty)"
+        return event
+
+    def _error(self, incident_id: str, routing_key: str, exc: pagerduty.Error) -> DeliveryError:
+        response = exc.response
+        if response is not None:
+            return error_for_status(
+                self.name,
+                incident_id,
+                response.status_code,
+                redact(response.text, [routing_key]),
+                retry_after(response.headers.get("retry-after"), time.time()),
+            )
+        # No answer: the client raised on the first network error, which is its cause.
+        cause = exc.__cause__
+        detail = clip(redact(f"{type(cause).__name__}: {cause}", [routing_key]))
+        if any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(cause)):
+            # A trust problem is configuration: another attempt fails the same way.
+            return PermanentDeliveryError(
+                self.name,
+                incident_id,
+                "client",
+                f"{detail}; if {self.config.events_url} uses a private CA, set "
+                "sinks.pagerduty.ca_file to its bundle",
+            )
+        reason: DeliveryReason = (
+            "timeout" if isinstance(cause, httpx2.TimeoutException) else "server"
+        )
+        return RetryableDeliveryError(self.name, incident_id, reason, detail)
+
+
+def _details(incident: Incident, url: str | None) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "summary": incident.summary,
+        "priority": incident.priority,
+        "score": incident.score,
+        "score_breakdown": incident.score_breakdown,
+        "kpis": [_kpi_text(KpiRecord.model_validate(k)) for k in incident.kpis],
+        "probable_causes": incident.probable_causes,
+        "stages": incident.stages,
+        "services": incident.services,
+        "regions": incident.regions,
+        "alert_count": incident.alert_count,
+        "firing_count": incident.firing_count,
+        "runbooks": [f"{rb['title']}: {rb['url']}" for rb in incident.runbooks],
+        "alerts": incident.alerts,
+    }
+    if url:
+        details["incident_url"] = url
+    return details
+
+
+def _kpi_text(kpi: KpiRecord) -> str:
+    return kpi_line(kpi) or f"{kpi.name}: no comparison with its baseline"
+
+
+def _links(incident: Incident, url: str | None) -> list[dict[str, str]]:
+    links = [{"href": url, "text": f"Incident {incident.id}"}] if url else []
+    # PagerDuty wants web URLs; a runbook kept elsewhere is still listed in custom_details.
+    links.extend(
+        {"href": rb["url"], "text": rb["title"]}
+        for rb in incident.runbooks
+        if rb["url"].startswith(("https://", "http://"))
+    )
+    return links
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(event: dict[str, Any], routing_key: str, dedup_key: str) -> int:
+    # ASCII escapes and spaced separators: never smaller than the compact UTF-8 httpx2 sends.
+    body = {"routing_key": routing_key, "event_action": "trigger", "dedup_key": dedup_key}
+    return len(json.dumps({**body, **event}).encode())
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()  # ``raise ... from`` can close a loop
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

@@ -1,0 +1,209 @@
+"""The Slack message of an incident: Block Kit blocks and fallback text, within Slack's
+limits, with every piece of incident text escaped.
+
+Incident text (titles, summaries, services, causes, runbook titles) comes from alert labels
+and annotations, so it is untrusted. Slack's control characters ``&``, ``<`` and ``>`` are
+replaced by ``&amp;``, ``&lt;`` and ``&gt;`` in every mrkdwn text built from it, so no
+``<!channel>``, ``<@U…>``, ``<#C…>`` or ``<url|label>`` can be forged; mrkdwn objects are
+``verbatim`` so Slack does not link bare URLs or channel names either; line breaks are
+folded so that a value cannot start a line of its own (a fake heading or quote). Text is
+escaped first and clipped after, never inside an entity.
+
+Limits (docs.slack.dev, Block Kit reference): at most 50 blocks; header text 150; text
+objects 3000; context elements 10; actions elements 25; button text 75, button URL 3000.
+Slack also refuses blocks whose text adds up to about 12,000 characters
+(``msg_blocks_too_long``, undocumented; slackapi/bolt-js#2509), so the sections share a
+budget well below that. Lengths are counted in UTF-16 units, the stricter reading.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from receiver.incident import Incident, kpi_line
+from receiver.sinks import NotificationKind
+from receiver.store.records import KpiRecord
+
+HEADER_MAX = 150
+TEXT_MAX = 3000
+CONTEXT_ELEMENTS_MAX = 10
+BUTTON_TEXT_MAX = 75
+URL_MAX = 3000
+TRUNCATED = "… (truncated)"
+
+# Shares of the ~12,000-character budget; together they stay under 10,000.
+_SUMMARY_MAX = 2000
+_LIST_MAX = 1800
+_ITEM_MAX = 400
+_CONTEXT_ITEM_MAX = 200
+_RUNBOOK_BUTTONS = 8
+_FALLBACK_MAX = 3000
+
+_PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
+_REPLY_LABELS: dict[NotificationKind, str] = {
+    "open": "Opened",
+    "update": "Updated",
+    "resolve": "Resolved",
+    "reopen": "Reopened",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def escape(text: str) -> str:
+    """``text`` as literal mrkdwn: Slack's three control characters as entities, on one
+    line."""
+    folded = " ".join(text.split())
+    return folded.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def units(text: str) -> int:
+    """Length as Slack's limits may count it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def clip(text: str, limit: int, marker: str = TRUNCATED) -> str:
+    """``text`` cut to ``limit`` units with ``marker`` at the end when it had to be cut,
+    never inside an ``&amp;``-style entity."""
+    if units(text) <= limit:
+        return text
+    room = limit - units(marker)
+    cut = used = 0
+    for char in text:
+        used += units(char)
+        if used > room:
+            break
+        cut += 1
+    return _PARTIAL_ENTITY.sub("", text[:cut]) + marker
+
+
+def render(incident: Incident, incident_url: str | None) -> Message:
+    """The message showing ``incident`` as it is now."""
+    resolved = incident.status == "resolved"
+    # Incident titles name the priority already ("checkout/eu P1 — …"); others get it here.
+    named = re.search(rf"\b{re.escape(incident.priority)}\b", incident.title)
+    head = ("RESOLVED — " if resolved else "") + (
+        incident.title if named else f"{incident.priority} {incident.title}"
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(clip(" ".join(head.split()), HEADER_MAX))}
+    ]
+    if resolved:
+        when = f" at {escape(incident.resolved_at)}" if incident.resolved_at else ""
+        blocks.append(_context([f":white_check_mark: *Resolved*{when}: no alert is firing"]))
+    if incident.summary.strip():
+        blocks.append(_section(clip(escape(incident.summary), _SUMMARY_MAX)))
+    kpis = [line for k in incident.kpis if (line := kpi_line(KpiRecord.model_validate(k)))]
+    causes = [_cause(c) for c in incident.probable_causes]
+    actions = [_action(a) for a in incident.suggested_actions]
+    lists = (("KPIs", kpis), ("Probable causes", causes), ("Suggested actions", actions))
+    for title, lines in lists:
+        if lines:
+            blocks.append(_section(_listing(title, lines)))
+    blocks.append(_context(_facts(incident)))
+    buttons, left_out = _buttons(incident.runbooks, incident_url)
+    if left_out:
+        blocks.append(_context([f"{left_out} more runbook(s) not shown (truncated)"]))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    fallback = escape(head) + (f"\n{escape(incident.summary)}" if incident.summary else "")
+    return Message(clip(fallback, _FALLBACK_MAX), blocks)
+
+
+def reply_text(kind: NotificationKind, priority: str, changes: tuple[str, ...]) -> str:
+    """The thread reply for a notification: what happened and what changed."""
+    what = "; ".join(escape(c) for c in changes if c.strip())
+    return clip(f"*{_REPLY_LABELS[kind]}* ({priority})" + (f": {what}" if what else ""), TEXT_MAX)
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _context(items: list[str]) -> dict[str, Any]:
+    return {
+        "type": "context",
+        "elements": [_mrkdwn(item) for item in items[:CONTEXT_ELEMENTS_MAX]],
+    }
+
+
+def _listing(title: str, lines: list[str]) -> str:
+    """``*title*`` and one bullet per line, as many as fit; a last line says how many did
+    not."""
+    text = f"*{title}*"
+    for shown, line in enumerate(lines):
+        bullet = "\n• " + clip(escape(line), _ITEM_MAX)
+        rest = len(lines) - shown
+        tail = f"\n… and {rest - 1} more (truncated)" if rest > 1 else ""
+        if units(text + bullet + tail) > _LIST_MAX:
+            return text + f"\n… and {rest} more (truncated)"
+        text += bullet
+    return text
+
+
+def _cause(cause: dict[str, Any]) -> str:
+    evidence = "; ".join(str(e) for e in cause.get("evidence", [])[:2])
+    return str(cause.get("text", "")) + (f" ({evidence})" if evidence else "")
+
+
+def _action(action: dict[str, Any]) -> str:
+    because = action.get("because")
+    return str(action.get("title", "")) + (f" ({because})" if because else "")
+
+
+def _facts(incident: Incident) -> list[str]:
+    services = incident.services
+    shown = ", ".join(services[:5]) + (f" +{len(services) - 5} more" if len(services) > 5 else "")
+    facts = [
+        f"Journey: {incident.journey_name} ({incident.journey})",
+        f"Services: {shown or 'none'}",
+        f"Alerts: {incident.firing_count} firing of {incident.alert_count}",
+        f"Score: {incident.score:g}/100",
+        f"Incident: {incident.id}",
+        f"Created: {incident.created_at}",
+    ]
+    if incident.reopened_count:
+        facts.append(f"Reopened {incident.reopened_count}×")
+    return [clip(escape(fact), _CONTEXT_ITEM_MAX) for fact in facts]
+
+
+def _buttons(
+    runbooks: list[dict[str, str]], incident_url: str | None
+) -> tuple[list[dict[str, Any]], int]:
+    """Link buttons for the runbooks that have a usable URL (Slack refuses the message for
+    a bad one) and for the incident; and how many runbooks were left out."""
+    usable = [rb for rb in runbooks if _linkable(rb.get("url", ""))]
+    shown = usable[:_RUNBOOK_BUTTONS]
+    links = [(rb.get("title") or "Runbook", rb["url"]) for rb in shown]
+    if incident_url and _linkable(incident_url):
+        links.append(("Incident details", incident_url))
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"link-{i}",
+            "text": _plain(clip(" ".join(title.split()) or "Link", BUTTON_TEXT_MAX, "…")),
+            "url": url,
+        }
+        for i, (title, url) in enumerate(links)
+    ]
+    return buttons, len(runbooks) - len(shown)
+
+
+def _linkable(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and units(url) <= URL_MAX

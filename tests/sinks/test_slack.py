@@ -1,0 +1,491 @@
+"""The Slack sink against a fake Slack Web API, through the real slack_sdk client."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from receiver.config import Owner, SlackSinkConfig
+from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
+from receiver.incident import Incident, rfc3339
+from receiver.sinks import Delivery, NotificationKind, Receipt
+from receiver.sinks.slack import SlackSink
+from receiver.sinks.slack_blocks import clip, escape
+from tests.support.fake_server import FakeServer, Fault, serve
+from tests.support.fake_slack import TOKEN, FakeSlack, Message
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_776_500_000.0  # 2026-04-18T08:13:20Z
+CHECKOUT = Owner(team="payments", slack_channel="#inc-checkout")
+POST = "/api/chat.postMessage"
+HOSTILE = (
+    "<!channel> <!here> <!everyone> <@U123> <#C123> <!subteam^S1> <http://evil.example|click> & < >"
+)
+
+
+@dataclass
+class Workspace:
+    fake: FakeSlack
+    server: FakeServer
+
+    def sink(self, token: str = TOKEN, **config: Any) -> SlackSink:
+        settings = SlackSinkConfig(
+            token=SecretStr(token), base_url=f"{self.server.url}/api/", **({"timeout": 2} | config)
+        )
+        return SlackSink(settings, "https://receiver.example")
+
+
+@pytest.fixture
+def slack() -> Iterator[Workspace]:
+    fake = FakeSlack(clock=lambda: T0 + 40)
+    with serve(fake.app, FakeServer()) as server:
+        yield Workspace(fake, server)
+
+
+@contextlib.contextmanager
+def hanging_up_server() -> Iterator[tuple[str, list[int]]]:
+    """A server that reads each request and closes the connection without an answer (the
+    error slack_sdk's default retry handler re-sends on); yields its URL and a counter."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    accepted = [0]
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                accepted[0] += 1
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/api/", accepted
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def make_incident(**overrides: Any) -> Incident:
+    fields: dict[str, Any] = {
+        "id": "inc-7f3a",
+        "key": "checkout|prod|eu",
+        "journey": "checkout",
+        "journey_name": "Add to cart → checkout → payment",
+        "stages": ["payment"],
+        "status": "open",
+        "priority": "P1",
+        "score": 87.0,
+        "score_breakdown": [],
+        "title": f"checkout/eu {overrides.get('priority', 'P1')} — 12 alerts in payment-service",
+        "summary": "Add to cart → checkout → payment (checkout) in env prod, region eu.",
+        "group_labels": {"env": "prod", "region": "eu"},
+        "services": ["payment-service", "cart"],
+        "regions": ["eu"],
+        "alerts": [],
+        "alerts_omitted": 0,
+        "alert_count": 12,
+        "firing_count": 12,
+        "kpis": [
+            {
+                "name": "conversion",
+                "value": 0.12,
+                "baseline": 0.31,
+                "deviation_pct": -61.0,
+                "unit": "ratio",
+                "bad": True,
+                "vs": "last week",
+            }
+        ],
+        "changes": [],
+        "probable_causes": [
+            {
+                "kind": "change",
+                "text": "deploy 2026.04.18-3 to payment-service",
+                "score": 0.9,
+                "evidence": ["2 min before the first alert"],
+            }
+        ],
+        "runbooks": [{"title": "Payment gateway errors", "url": "https://runbooks.example/17"}],
+        "suggested_actions": [],
+        "automation": "recommend",
+        "owner": {"team": "payments"},
+        "timeline": [],
+        "timeline_omitted": 0,
+        "sinks": {},
+        "context_notes": [],
+        "blips": 0,
+        "truncated_alerts": 0,
+        "created_at": rfc3339(int(T0 * 1000)),
+        "notified_at": None,
+        "updated_at": rfc3339(int(T0 * 1000)),
+        "resolved_at": None,
+        "reopened_count": 0,
+        "feedback": [],
+    }
+    return Incident(**(fields | overrides))
+
+
+def delivery(
+    kind: NotificationKind = "open",
+    *,
+    owner: Owner = CHECKOUT,
+    changes: tuple[str, ...] = (),
+    attempt: int = 1,
+    job_id: str | None = None,
+) -> Delivery:
+    return Delivery(kind, job_id or f"job-{kind}-{changes}", owner, changes, attempt)
+
+
+def mrkdwn_texts(message: Message) -> list[str]:
+    """Every mrkdwn text of a stored message: its blocks' and its top-level text."""
+    found = [message.text]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(message.blocks)
+    return found
+
+
+def header(message: Message) -> str:
+    return str(message.blocks[0]["text"]["text"])
+
+
+async def test_lifecycle_edits_one_message_and_threads_each_change(slack: Workspace) -> None:
+    sink = slack.sink()
+    steps: list[tuple[NotificationKind, Incident, tuple[str, ...]]] = [
+        ("open", make_incident(), ()),
+        ("update", make_incident(services=["payment-service", "cart", "search"]), ("+search",)),
+        ("update", make_incident(priority="P2"), ("priority P1 → P2",)),
+        ("resolve", make_incident(status="resolved", resolved_at="2026-04-18T09:00:00.000Z"), ()),
+        ("reopen", make_incident(reopened_count=1), ()),
+        (
+            "resolve",
+            make_incident(
+                status="resolved", resolved_at="2026-04-18T10:00:00.000Z", reopened_count=1
+            ),
+            (),
+        ),
+    ]
+    receipt: Receipt | None = None
+    for kind, incident, changes in steps:
+        receipt = await sink.deliver(incident, delivery(kind, changes=changes), receipt)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt == Receipt("slack", "resolved", {"channel": "C0CHECKOUT", "ts": message.ts})
+    assert slack.fake.messages("#incidents") == []
+    assert len(slack.fake.edits(message.ts)) == 5
+    assert [r.text for r in slack.fake.replies(message.ts)] == [
+        "*Updated* (P1): +search",
+        "*Updated* (P2): priority P1 → P2",
+        "*Resolved* (P1)",
+        "*Reopened* (P1)",
+        "*Resolved* (P1)",
+    ]
+    assert header(message) == "RESOLVED — checkout/eu P1 — 12 alerts in payment-service"
+    assert message.text.startswith("RESOLVED — checkout/eu P1")
+    assert "*Resolved* at 2026-04-18T10:00:00.000Z" in mrkdwn_texts(message)[1]
+    assert slack.fake.messages("#inc-checkout")[0].metadata == {
+        "event_type": "journey_receiver_incident",
+        "event_payload": {"incident_id": "inc-7f3a"},
+    }
+
+
+async def test_message_shows_kpis_causes_facts_and_links(slack: Workspace) -> None:
+    await slack.sink().deliver(make_incident(), delivery(), None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    texts = "\n".join(mrkdwn_texts(message))
+    assert header(message) == "checkout/eu P1 — 12 alerts in payment-service"
+    assert "• conversion −61% vs last week (now 0.12, then 0.31 ratio)" in texts
+    assert "• deploy 2026.04.18-3 to payment-service (2 min before the first alert)" in texts
+    assert "Alerts: 12 firing of 12" in texts
+    assert "Incident: inc-7f3a" in texts
+    [actions] = [b for b in message.blocks if b["type"] == "actions"]
+    assert [(e["text"]["text"], e["url"]) for e in actions["elements"]] == [
+        ("Payment gateway errors", "https://runbooks.example/17"),
+        ("Incident details", "https://receiver.example/api/v1/incidents/inc-7f3a"),
+    ]
+
+
+async def test_owner_without_channel_uses_the_default(slack: Workspace) -> None:
+    receipt = await slack.sink().deliver(make_incident(), delivery(owner=Owner(team="sre")), None)
+
+    assert receipt.refs["channel"] == "C0INCIDENTS"
+    assert len(slack.fake.messages("#incidents")) == 1
+
+
+async def test_no_proxy_is_honoured(slack: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+    await slack.sink().deliver(make_incident(), delivery(), None)
+
+    assert len(slack.fake.messages("#inc-checkout")) == 1
+
+
+async def test_without_thread_updates_edits_only(slack: Workspace) -> None:
+    sink = slack.sink(thread_updates=False)
+    receipt = await sink.deliver(make_incident(), delivery(), None)
+    await sink.deliver(make_incident(priority="P2"), delivery("update", changes=("P2",)), receipt)
+
+    assert slack.fake.replies(receipt.refs["ts"]) == []
+    assert header(slack.fake.messages("#inc-checkout")[0]).startswith("checkout/eu P2 — ")
+
+
+async def test_deleted_message_is_posted_again(slack: Workspace) -> None:
+    gone = Receipt("slack", "open", {"channel": "C0CHECKOUT", "ts": "1.000001"})
+
+    receipt = await slack.sink().deliver(make_incident(), delivery("update"), gone)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
+
+
+async def test_huge_incident_fits_slack_limits_and_says_it_was_cut(slack: Workspace) -> None:
+    long = "x" * 10_000
+    incident = make_incident(
+        title="t" * 400,
+        summary=long,
+        services=[f"svc-{i}-{long}" for i in range(80)],
+        kpis=[
+            {"name": f"kpi-{i}-{long}", "value": 1.0, "baseline": 2.0, "deviation_pct": -50.0}
+            for i in range(80)
+        ],
+        probable_causes=[
+            {"kind": "service", "text": f"cause {i} {long}", "score": 0.5, "evidence": [long]}
+            for i in range(80)
+        ],
+        runbooks=[
+            {"title": f"runbook {i} {long}", "url": f"https://rb.example/{i}"} for i in range(80)
+        ],
+        suggested_actions=[{"title": f"do {i} {long}", "because": long} for i in range(80)],
+    )
+
+    await slack.sink().deliver(incident, delivery(), None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert len(message.blocks) <= 50
+    assert len(header(message)) <= 150
+    assert header(message).startswith("P1 ttt")
+    assert header(message).endswith("… (truncated)")
+    texts = mrkdwn_texts(message)
+    assert all(len(t) <= 3000 for t in texts)
+    assert sum("(truncated)" in t for t in texts) >= 5
+    assert "… and 7" in "".join(texts)  # "… and 7x more (truncated)" under a list
+    assert "more runbook(s) not shown" in "".join(texts)
+
+
+async def test_hostile_annotations_cannot_mention_or_link(slack: Workspace) -> None:
+    incident = make_incident(
+        title=f"title {HOSTILE}",
+        summary=f"summary {HOSTILE}\n*Resolved* fake line",
+        services=[f"svc {HOSTILE}"],
+        journey_name=f"journey {HOSTILE}",
+        probable_causes=[
+            {"kind": "service", "text": f"cause {HOSTILE}", "score": 1.0, "evidence": [HOSTILE]}
+        ],
+        kpis=[{"name": f"kpi {HOSTILE}", "value": 1.0, "baseline": 2.0, "deviation_pct": -50.0}],
+        suggested_actions=[{"title": f"action {HOSTILE}", "because": HOSTILE}],
+        runbooks=[{"title": f"runbook {HOSTILE}", "url": "https://rb.example/1"}],
+    )
+    sink = slack.sink()
+
+    receipt = await sink.deliver(incident, delivery(), None)
+    await sink.deliver(incident, delivery("update", changes=(f"new {HOSTILE}",)), receipt)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    [reply] = slack.fake.replies(message.ts)
+    texts = [*mrkdwn_texts(message), reply.text]
+    for text in texts:
+        assert "<" not in text
+        assert ">" not in text
+        assert not re.search(r"&(?!amp;|lt;|gt;)", text)
+    escaped = "&lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt; &lt;@U123&gt; &lt;#C123&gt;"
+    assert sum(escaped in t for t in texts) >= 8  # every field that carries the text
+    assert "&lt;http://evil.example|click&gt; &amp; &lt; &gt;" in reply.text
+    assert "\n*Resolved*" not in "".join(texts)  # a value cannot start a line of its own
+    mrkdwn_objects = [
+        e for b in message.blocks for e in [b.get("text"), *b.get("elements", [])] if e
+    ]
+    assert all(o.get("verbatim") for o in mrkdwn_objects if o["type"] == "mrkdwn")
+    assert all(b["text"]["type"] == "plain_text" for b in message.blocks if b["type"] == "header")
+
+
+def test_clipping_never_cuts_an_entity() -> None:
+    for width in range(20, 40):
+        clipped = clip(escape("<" * 100), width)
+        assert clipped.endswith("… (truncated)")
+        assert re.fullmatch(r"(&lt;)*… \(truncated\)", clipped)
+        assert len(clipped) <= width
+
+
+async def test_rate_limit_is_retryable_after_exactly_one_request(slack: Workspace) -> None:
+    slack.server.inject(
+        Fault(POST, status=429, retry_after="7", body={"ok": False, "error": "ratelimited"})
+    )
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await slack.sink().deliver(make_incident(), delivery(), None)
+
+    assert caught.value.reason == "rate_limited"
+    assert caught.value.retry_after == 7.0
+    assert len(slack.server.requests(POST)) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (500, {"ok": False, "error": "internal_error"}, "server"),
+        (503, {"error": "upstream"}, "server"),
+        (200, {"ok": False, "error": "fatal_error"}, "server"),
+        (200, {"ok": False, "error": "service_unavailable"}, "server"),
+        (200, {"ok": False, "error": "request_timeout"}, "timeout"),
+        (200, {"ok": False, "error": "ratelimited"}, "rate_limited"),
+    ],
+)
+async def test_server_trouble_is_retryable(
+    slack: Workspace, status: int, body: dict[str, Any], reason: str
+) -> None:
+    slack.server.inject(Fault(POST, status=status, body=body))
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await slack.sink().deliver(make_incident(), delivery(), None)
+
+    assert caught.value.reason == reason
+    assert len(slack.server.requests(POST)) == 1
+
+
+async def test_dropped_connection_is_retryable_and_not_resent(slack: Workspace) -> None:
+    slack.server.inject(Fault(POST, drop=True))
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await slack.sink().deliver(make_incident(), delivery(), None)
+
+    assert caught.value.reason == "server"
+    assert len(slack.server.requests(POST)) == 1
+    assert slack.fake.messages("#inc-checkout") == []
+
+
+async def test_connection_closed_before_an_answer_is_not_resent() -> None:
+    with hanging_up_server() as (url, accepted):
+        config = SlackSinkConfig(token=SecretStr(TOKEN), base_url=url, timeout=2)
+        with pytest.raises(RetryableDeliveryError):
+            await SlackSink(config, None).deliver(make_incident(), delivery(), None)
+
+    assert accepted == [1]
+
+
+async def test_timeout_is_retryable(slack: Workspace) -> None:
+    slack.server.inject(Fault(POST, delay=1.5))
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await slack.sink(timeout=1).deliver(make_incident(), delivery(), None)
+
+    assert caught.value.reason == "timeout"
+
+
+async def test_bad_token_is_permanent_and_not_shown(slack: Workspace) -> None:
+    token = "xoxb-1234-do-not-leak"
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await slack.sink(token=token).deliver(make_incident(), delivery(), None)
+
+    assert caught.value.reason == "auth"
+    assert "invalid_auth" in str(caught.value)
+    assert "sinks.slack.token" in str(caught.value)
+    assert token not in str(caught.value)
+    assert token not in repr(caught.value)
+
+
+async def test_missing_scope_names_the_scope(slack: Workspace) -> None:
+    slack.server.inject(
+        Fault(
+            POST, status=200, body={"ok": False, "error": "missing_scope", "needed": "chat:write"}
+        )
+    )
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await slack.sink().deliver(make_incident(), delivery(), None)
+
+    assert caught.value.reason == "auth"
+    assert "lacks chat:write" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("channel", "error"), [("#nowhere", "channel_not_found"), ("#not-invited", "not_in_channel")]
+)
+async def test_unusable_channel_is_permanent_and_says_how_to_fix(
+    slack: Workspace, channel: str, error: str
+) -> None:
+    owner = Owner(team="payments", slack_channel=channel)
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await slack.sink().deliver(make_incident(), delivery(owner=owner), None)
+
+    assert caught.value.reason == "client"
+    assert error in str(caught.value)
+    assert f"cannot post in {channel}" in str(caught.value)
+    assert "owner.slack_channel" in str(caught.value)
+
+
+async def test_post_that_landed_unheard_is_found_not_repeated(slack: Workspace) -> None:
+    sink = slack.sink()
+    slack.server.inject(Fault(POST, drop=True, applied=True))
+    with pytest.raises(RetryableDeliveryError):
+        await sink.deliver(make_incident(), delivery(attempt=1), None)
+
+    receipt = await sink.deliver(make_incident(priority="P2"), delivery(attempt=2), None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
+    assert header(message).startswith("checkout/eu P2 — ")
+    assert len(slack.server.requests(POST)) == 1
+
+
+async def test_update_without_receipt_finds_the_message(slack: Workspace) -> None:
+    sink = slack.sink()
+    await sink.deliver(make_incident(), delivery(), None)
+
+    receipt = await sink.deliver(make_incident(), delivery("update", changes=("+cart",)), None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt.refs["ts"] == message.ts
+    assert [r.text for r in slack.fake.replies(message.ts)] == ["*Updated* (P1): +cart"]
+
+
+async def test_reply_that_landed_unheard_is_not_repeated(slack: Workspace) -> None:
+    sink = slack.sink()
+    receipt = await sink.deliver(make_incident(), delivery(), None)
+    update = delivery("update", changes=("+cart",), job_id="job-9")
+    slack.server.inject(Fault(POST, drop=True, applied=True))
+    with pytest.raises(RetryableDeliveryError):
+        await sink.deliver(make_incident(), update, receipt)
+
+    retried = Delivery("update", "job-9", CHECKOUT, ("+cart",), attempt=2)
+    await sink.deliver(make_incident(), retried, receipt)
+
+    assert len(slack.fake.replies(receipt.refs["ts"])) == 1
