@@ -59,8 +59,10 @@ def write_config(
     journeys_file: Path,
     grouping: dict[str, Any] | None = None,
     scheduler: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> Path:
-    """A receiver.yaml shaped like ``config/receiver.yaml``, with short timers by default."""
+    """A receiver.yaml shaped like ``config/receiver.yaml``, with short timers by default;
+    ``sections`` replace top-level sections (``routing``, ``sinks``, ``outbox``...)."""
     config = {
         "server": {
             "host": "127.0.0.1",
@@ -84,7 +86,7 @@ def write_config(
         "routing": {"log": ["P1", "P2", "P3", "P4", "P5"]},
         "sinks": {"log": {"enabled": True}},
         "journeys_file": str(journeys_file.resolve()),
-    }
+    } | sections
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
