@@ -11,13 +11,12 @@ import pytest
 
 from receiver.config import JiraSinkConfig, Owner
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
-from receiver.incident import Incident
 from receiver.sinks import Delivery, NotificationKind, Receipt
 from receiver.sinks.jira import JiraSink, incident_label, label
 from receiver.sinks.jira_markup import Paragraph, Text, adf_text, carries, wiki
-from receiver.store.records import KpiRecord
 from tests.support.fake_jira import FakeIssue, FakeJira, adf_problems, serve_jira
 from tests.support.fake_server import Fault
+from tests.support.incidents import RUNBOOK_URL, make_incident
 from tests.support.prometheus import self_signed_cert
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +24,6 @@ pytestmark = pytest.mark.anyio
 TOKEN = "jira-s3cret-token-0123456789"
 USER = "sre-bot@example.com"
 EXTERNAL_URL = "https://receiver.example.com"
-RUNBOOK_URL = "https://runbooks.example.com/rb-17"
 TRUSTED_URLS = (f"{EXTERNAL_URL}/api/v1/incidents/checkout-eu-1", RUNBOOK_URL)
 PAYMENTS = Owner(team="payments", jira_project="PAY")
 HOSTILE = (
@@ -33,67 +31,6 @@ HOSTILE = (
     "!http://evil.example/x.png! a|b h1. big *bold* _it_ -strike- {{mono}} ??cite?? "
     "\\[~root] ----"
 )
-
-
-def make_incident(**changes: Any) -> Incident:
-    fields: dict[str, Any] = {
-        "id": "checkout-eu-1",
-        "key": "checkout|prod|eu",
-        "journey": "checkout",
-        "journey_name": "Add to cart → checkout → payment",
-        "stages": ["payment"],
-        "status": "open",
-        "priority": "P1",
-        "score": 87.5,
-        "score_breakdown": [],
-        "title": "checkout/eu P1 — 2 alerts in payment-service, cart; conversion −61% vs last week",
-        "summary": "Checkout (checkout) in env prod, region eu: 2 of 2 alert(s) firing.",
-        "group_labels": {"env": "prod", "region": "eu"},
-        "services": ["cart", "payment-service"],
-        "regions": ["eu"],
-        "alerts": [],
-        "alerts_omitted": 0,
-        "alert_count": 2,
-        "firing_count": 2,
-        "kpis": [
-            KpiRecord(
-                name="conversion",
-                value=0.012,
-                baseline=0.031,
-                deviation_pct=-61.3,
-                unit="ratio",
-                bad=True,
-                revenue_at_risk_per_min=1200.0,
-                vs="last week",
-            ).model_dump()
-        ],
-        "changes": [],
-        "probable_causes": [
-            {
-                "kind": "change",
-                "text": "deploy 2026.04.18-3 to payment-service",
-                "score": 0.9,
-                "evidence": ["2 min before the first alert"],
-            }
-        ],
-        "runbooks": [{"title": "Payment gateway errors", "url": RUNBOOK_URL}],
-        "suggested_actions": [{"title": "Roll back payment-service", "because": "deploy"}],
-        "automation": "recommend",
-        "owner": {"team": "payments"},
-        "timeline": [],
-        "timeline_omitted": 0,
-        "sinks": {},
-        "context_notes": [],
-        "blips": 0,
-        "truncated_alerts": 0,
-        "created_at": "2026-04-18T10:00:00.000Z",
-        "notified_at": None,
-        "updated_at": "2026-04-18T10:01:00.000Z",
-        "resolved_at": None,
-        "reopened_count": 0,
-        "feedback": [],
-    }
-    return Incident(**(fields | changes))
 
 
 def job(kind: NotificationKind, job_id: str, *changes: str, attempt: int = 1) -> Delivery:

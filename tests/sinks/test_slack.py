@@ -15,16 +15,16 @@ from pydantic import SecretStr
 
 from receiver.config import Owner, SlackSinkConfig
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
-from receiver.incident import Incident, rfc3339
+from receiver.incident import Incident
 from receiver.sinks import Delivery, NotificationKind, Receipt
 from receiver.sinks.slack import SlackSink
 from receiver.sinks.slack_blocks import clip, escape
 from tests.support.fake_server import FakeServer, Fault, serve
 from tests.support.fake_slack import TOKEN, FakeSlack, Message
+from tests.support.incidents import CREATED_MS, RUNBOOK_URL, make_incident
 
 pytestmark = pytest.mark.anyio
 
-T0 = 1_776_500_000.0  # 2026-04-18T08:13:20Z
 CHECKOUT = Owner(team="payments", slack_channel="#inc-checkout")
 POST = "/api/chat.postMessage"
 HOSTILE = (
@@ -46,7 +46,8 @@ class Workspace:
 
 @pytest.fixture
 def slack() -> Iterator[Workspace]:
-    fake = FakeSlack(clock=lambda: T0 + 40)
+    # Just after the incident opened: the sink looks for a lost post from created_at on.
+    fake = FakeSlack(clock=lambda: CREATED_MS / 1000 + 40)
     with serve(fake.app, FakeServer()) as server:
         yield Workspace(fake, server)
 
@@ -78,66 +79,6 @@ def hanging_up_server() -> Iterator[tuple[str, list[int]]]:
         stop.set()
         thread.join()
         listener.close()
-
-
-def make_incident(**overrides: Any) -> Incident:
-    fields: dict[str, Any] = {
-        "id": "inc-7f3a",
-        "key": "checkout|prod|eu",
-        "journey": "checkout",
-        "journey_name": "Add to cart → checkout → payment",
-        "stages": ["payment"],
-        "status": "open",
-        "priority": "P1",
-        "score": 87.0,
-        "score_breakdown": [],
-        "title": f"checkout/eu {overrides.get('priority', 'P1')} — 12 alerts in payment-service",
-        "summary": "Add to cart → checkout → payment (checkout) in env prod, region eu.",
-        "group_labels": {"env": "prod", "region": "eu"},
-        "services": ["payment-service", "cart"],
-        "regions": ["eu"],
-        "alerts": [],
-        "alerts_omitted": 0,
-        "alert_count": 12,
-        "firing_count": 12,
-        "kpis": [
-            {
-                "name": "conversion",
-                "value": 0.12,
-                "baseline": 0.31,
-                "deviation_pct": -61.0,
-                "unit": "ratio",
-                "bad": True,
-                "vs": "last week",
-            }
-        ],
-        "changes": [],
-        "probable_causes": [
-            {
-                "kind": "change",
-                "text": "deploy 2026.04.18-3 to payment-service",
-                "score": 0.9,
-                "evidence": ["2 min before the first alert"],
-            }
-        ],
-        "runbooks": [{"title": "Payment gateway errors", "url": "https://runbooks.example/17"}],
-        "suggested_actions": [],
-        "automation": "recommend",
-        "owner": {"team": "payments"},
-        "timeline": [],
-        "timeline_omitted": 0,
-        "sinks": {},
-        "context_notes": [],
-        "blips": 0,
-        "truncated_alerts": 0,
-        "created_at": rfc3339(int(T0 * 1000)),
-        "notified_at": None,
-        "updated_at": rfc3339(int(T0 * 1000)),
-        "resolved_at": None,
-        "reopened_count": 0,
-        "feedback": [],
-    }
-    return Incident(**(fields | overrides))
 
 
 def delivery(
@@ -179,12 +120,12 @@ async def test_lifecycle_edits_one_message_and_threads_each_change(slack: Worksp
         ("open", make_incident(), ()),
         ("update", make_incident(services=["payment-service", "cart", "search"]), ("+search",)),
         ("update", make_incident(priority="P2"), ("priority P1 → P2",)),
-        ("resolve", make_incident(status="resolved", resolved_at="2026-04-18T09:00:00.000Z"), ()),
+        ("resolve", make_incident(status="resolved", resolved_at="2026-04-18T10:30:00.000Z"), ()),
         ("reopen", make_incident(reopened_count=1), ()),
         (
             "resolve",
             make_incident(
-                status="resolved", resolved_at="2026-04-18T10:00:00.000Z", reopened_count=1
+                status="resolved", resolved_at="2026-04-18T11:00:00.000Z", reopened_count=1
             ),
             (),
         ),
@@ -204,28 +145,39 @@ async def test_lifecycle_edits_one_message_and_threads_each_change(slack: Worksp
         "*Reopened* (P1)",
         "*Resolved* (P1)",
     ]
-    assert header(message) == "RESOLVED — checkout/eu P1 — 12 alerts in payment-service"
+    assert header(message) == (
+        "RESOLVED — checkout/eu P1 — 2 alerts in payment-service, cart; "
+        "conversion −61% vs last week"
+    )
     assert message.text.startswith("RESOLVED — checkout/eu P1")
-    assert "*Resolved* at 2026-04-18T10:00:00.000Z" in mrkdwn_texts(message)[1]
+    assert "*Resolved* at 2026-04-18T11:00:00.000Z" in mrkdwn_texts(message)[1]
     assert slack.fake.messages("#inc-checkout")[0].metadata == {
         "event_type": "journey_receiver_incident",
-        "event_payload": {"incident_id": "inc-7f3a"},
+        "event_payload": {"incident_id": "checkout-eu-1"},
     }
 
 
 async def test_message_shows_kpis_causes_facts_and_links(slack: Workspace) -> None:
-    await slack.sink().deliver(make_incident(), delivery(), None)
+    incident = make_incident(
+        id="inc-7f3a",
+        title="checkout/eu P1 — 12 alerts in payment-service",
+        alert_count=12,
+        firing_count=12,
+    )
+    await slack.sink().deliver(incident, delivery(), None)
 
     [message] = slack.fake.messages("#inc-checkout")
     texts = "\n".join(mrkdwn_texts(message))
     assert header(message) == "checkout/eu P1 — 12 alerts in payment-service"
-    assert "• conversion −61% vs last week (now 0.12, then 0.31 ratio)" in texts
+    assert (
+        "• conversion −61% vs last week (now 0.012, then 0.031 ratio); 1,200/min of revenue at risk"
+    ) in texts
     assert "• deploy 2026.04.18-3 to payment-service (2 min before the first alert)" in texts
     assert "Alerts: 12 firing of 12" in texts
     assert "Incident: inc-7f3a" in texts
     [actions] = [b for b in message.blocks if b["type"] == "actions"]
     assert [(e["text"]["text"], e["url"]) for e in actions["elements"]] == [
-        ("Payment gateway errors", "https://runbooks.example/17"),
+        ("Payment gateway errors", RUNBOOK_URL),
         ("Incident details", "https://receiver.example/api/v1/incidents/inc-7f3a"),
     ]
 

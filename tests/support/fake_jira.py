@@ -207,11 +207,9 @@ class FakeJira:
 
     async def _issue(self, request: Request) -> Response:
         version = request.path_params["version"]
-        if (refused := self._refuse(request)) is not None:
-            return refused
-        issue = self._find(request.path_params["key"])
-        if issue is None:
-            return _error(404, ["Issue Does Not Exist"])
+        issue = self._addressed(request)
+        if isinstance(issue, Response):
+            return issue
         if request.method == "GET":
             return JSONResponse(self._json(request, issue, _wanted(request, everything=True)))
         body = await request.json()
@@ -245,11 +243,9 @@ class FakeJira:
 
     async def _comment(self, request: Request) -> Response:
         version = request.path_params["version"]
-        if (refused := self._refuse(request)) is not None:
-            return refused
-        issue = self._find(request.path_params["key"])
-        if issue is None:
-            return _error(404, ["Issue Does Not Exist"])
+        issue = self._addressed(request)
+        if isinstance(issue, Response):
+            return issue
         if request.method == "GET":
             comments = sorted(
                 issue.comments,
@@ -275,11 +271,9 @@ class FakeJira:
         return JSONResponse(_comment_json(comment), status_code=201)
 
     async def _transitions(self, request: Request) -> Response:
-        if (refused := self._refuse(request)) is not None:
-            return refused
-        issue = self._find(request.path_params["key"])
-        if issue is None:
-            return _error(404, ["Issue Does Not Exist"])
+        issue = self._addressed(request)
+        if isinstance(issue, Response):
+            return issue
         available = [t for t in self.workflow if issue.status in t.sources]
         if request.method == "GET":
             return JSONResponse({"transitions": [_transition_json(t) for t in available]})
@@ -336,6 +330,14 @@ class FakeJira:
                 ["You are not authenticated. Authentication required to perform this operation."],
             )
         return None
+
+    def _addressed(self, request: Request) -> FakeIssue | Response:
+        """The issue named by ``{key}`` in the path, or Jira's answer when the request is
+        refused or no such issue exists."""
+        if (refused := self._refuse(request)) is not None:
+            return refused
+        issue = self._find(request.path_params["key"])
+        return _error(404, ["Issue Does Not Exist"]) if issue is None else issue
 
     def _find(self, key_or_id: str) -> FakeIssue | None:
         with self._lock:
