@@ -299,6 +299,7 @@ class TimingSink:
 
     name: str = "log"
     arrivals: list[Arrival] = field(default_factory=list)
+    coalesces_updates: bool = False
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None

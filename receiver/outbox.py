@@ -6,6 +6,8 @@ once its sink took it (its receipt is recorded in the same step) or it is buried
 letter, so a replica killed at any point loses nothing: the next holder attempts the job
 again and the sink finds its own earlier write (label, metadata, dedup key) if it landed.
 
+An update a later job makes moot is skipped for sinks that coalesce (PagerDuty).
+
 Retry policy lives here only: exponential backoff with jitter (tenacity's wait strategy,
 evaluated per attempt because the wait is spent in the store, not in a sleeping task),
 a sink's ``Retry-After`` honoured, at most ``outbox.max_attempts`` attempts.
@@ -132,6 +134,17 @@ class Outbox:
         if stored is None:
             await self._bury(claimed, "the incident expired before it could be delivered")
             return None
+        if (
+            job.kind == "update"
+            and sink.coalesces_updates
+            and await self.store.deliveries.queued(job) > 1
+        ):
+            # What comes next tells the sink the incident as it is then: this one is moot.
+            self.metrics.deliveries.labels(job.sink, job.kind, "coalesced").inc()
+            _, following = await self.store.deliveries.ack(
+                claimed, {}, self.now_ms(), ms(self.cfg.lease)
+            )
+            return following
         delivery = Delivery(
             kind=job.kind,
             job_id=job.id,

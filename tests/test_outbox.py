@@ -118,6 +118,25 @@ async def test_retry_after_is_honoured(rx: Harness, sink: ScriptedSink) -> None:
     assert sink.kinds() == ["open"]
 
 
+async def test_a_backlog_of_updates_is_coalesced_for_sinks_that_send_the_whole_incident(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    sink.coalesces_updates = True
+    sink.script = [retryable(retry_after=300)]
+    await open_incident(rx)
+    await rx.tick()  # the open is refused; the sink is back in 300s
+    await rx.post([make_alert("cart-api", alertname="Cart")])
+    await rx.tick(120)  # an update (new service) queues behind the open
+    await rx.post([make_alert("payments-db", alertname="Db")])
+    await rx.tick(120)  # and another
+    await rx.tick(60)
+    # The first update is moot: the second tells the incident as it is now.
+    assert sink.kinds() == ["open", "update"]
+    deliveries = rx.receiver.metrics.deliveries
+    assert deliveries.labels("log", "update", "coalesced")._value.get() == 1
+    assert await rx.receiver.store.deliveries.counts() == (0, 0)
+
+
 async def test_a_permanent_failure_is_a_dead_letter_that_can_be_redriven(
     rx: Harness, sink: ScriptedSink
 ) -> None:

@@ -50,6 +50,10 @@ class Delivery:
 
 class Sink(Protocol):
     name: str
+    coalesces_updates: bool
+    """True when every delivery carries the whole incident and nothing per change
+    (PagerDuty): an update with later jobs queued behind it is then skipped, which keeps a
+    backlog after an outage under the API's rate limit."""
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None

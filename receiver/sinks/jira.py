@@ -124,6 +124,7 @@ def _client(config: JiraSinkConfig) -> JIRA:
 
 class JiraSink:
     name = "jira"
+    coalesces_updates = False
 
     def __init__(self, config: JiraSinkConfig, external_url: str | None) -> None:
         self.config = config

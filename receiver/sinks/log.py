@@ -16,6 +16,7 @@ logger = logging.getLogger("journey_receiver.notifications")
 
 class LogSink:
     name = "log"
+    coalesces_updates = False
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None

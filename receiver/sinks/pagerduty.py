@@ -62,6 +62,7 @@ class PagerDutySink:
     to the incident."""
 
     name = "pagerduty"
+    coalesces_updates = True
 
     def __init__(self, config: PagerDutySinkConfig, external_url: str | None) -> None:
         self.config = config

@@ -58,6 +58,7 @@ _RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
 
 class SlackSink:
     name = "slack"
+    coalesces_updates = False
 
     def __init__(self, config: SlackSinkConfig, external_url: str | None) -> None:
         self.config = config

@@ -136,6 +136,11 @@ class DeliveryQueue:
         return text(answer) == "ok"
 
     @unavailable
+    async def queued(self, job: Job) -> int:
+        """Jobs in ``job``'s queue, itself included."""
+        return int(await self._r.llen(self._p + "ob:q:" + job.queue))
+
+    @unavailable
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         raws = await self._r.lrange(self._p + "ob:dead", 0, limit - 1)
         return [_dead(text(raw)) for raw in raws]

@@ -24,6 +24,7 @@ class RecordingSink:
 
     name: str = "log"
     sent: list[tuple[str, str, Incident]] = field(default_factory=list)
+    coalesces_updates: bool = False
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
@@ -55,6 +56,7 @@ class ScriptedSink:
 
     name: str = "log"
     script: list[Exception | None] = field(default_factory=list)
+    coalesces_updates: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     delivered: list[Attempt] = field(default_factory=list)
 
