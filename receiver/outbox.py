@@ -99,22 +99,39 @@ class Outbox:
         """Claim the queues whose head job may be attempted now and work each until it is
         empty or waiting; returns how many queues were claimed."""
         cfg = self.cfg
-        token = secrets.token_hex(8)
-        claimed = await self.store.deliveries.claim(self.now_ms(), ms(cfg.lease), cfg.batch, token)
-        limiter = anyio.CapacityLimiter(_CONCURRENCY)
+        total = 0
+        # Claimed a few at a time, no more than can start at once: a claim waiting for a
+        # free slot could outlive its lease while another replica delivers its job.
+        while total < cfg.batch:
+            token = secrets.token_hex(8)
+            claimed = await self.store.deliveries.claim(
+                self.now_ms(), ms(cfg.lease), min(_CONCURRENCY, cfg.batch - total), token
+            )
+            if not claimed:
+                break
+            total += len(claimed)
+            await self._work(claimed)
+        pending, dead = await self.store.deliveries.counts()
+        self.metrics.outbox_pending.set(pending)
+        self.metrics.dead_letters.set(dead)
+        return total
+
+    async def _work(self, claimed: list[ClaimedJob]) -> None:
+        unavailable: list[StoreUnavailable] = []
 
         async def work(job: ClaimedJob | None) -> None:
-            async with limiter:
+            try:
                 while job is not None:
                     job = await self._attempt(job)
+            except StoreUnavailable as exc:
+                # The other queues finish their attempt; this one's lease lapses.
+                unavailable.append(exc)
 
         async with anyio.create_task_group() as tg:
             for job in claimed:
                 tg.start_soon(work, job)
-        pending, dead = await self.store.deliveries.counts()
-        self.metrics.outbox_pending.set(pending)
-        self.metrics.dead_letters.set(dead)
-        return len(claimed)
+        if unavailable:
+            raise unavailable[0]
 
     async def _attempt(self, claimed: ClaimedJob) -> ClaimedJob | None:
         """One attempt at a queue's head job; the next job of the queue when this one went

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from receiver.config import OutboxConfig
-from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
+from receiver.errors import PermanentDeliveryError, RetryableDeliveryError, StoreUnavailable
+from receiver.incident import Incident
 from receiver.outbox import backoff, kind_now
+from receiver.sinks import Delivery, Receipt
 from receiver.store.redis import RedisStore
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, ScriptedSink, harness, write_config
@@ -221,6 +224,89 @@ async def test_a_job_that_never_finishes_ends_as_a_dead_letter(
     assert sink.attempts == []
     (letter,) = await dead(rx)
     assert str(letter["error"]).startswith("no attempt finished")
+
+
+class GatedSink:
+    """Holds the first ``held`` calls until ``gate`` opens, as a slow sink would."""
+
+    name = "log"
+    coalesces_updates = False
+
+    def __init__(self, held: int) -> None:
+        self.held = held
+        self.gate = anyio.Event()
+        self.busy = anyio.Event()
+        self.calls: list[tuple[str, int]] = []
+
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        self.calls.append((delivery.job_id, delivery.attempt))
+        if len(self.calls) == self.held:
+            self.busy.set()
+        if len(self.calls) <= self.held:
+            await self.gate.wait()
+        return Receipt(sink=self.name, state=incident.status)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_replica_never_starts_a_job_whose_lease_ran_out_while_it_waited(
+    tmp_path: Path, clock: FakeClock, store: RedisStore
+) -> None:
+    slow = GatedSink(held=8)  # every slot of the first replica is busy
+    config = write_config(tmp_path, OUTBOX)
+    async with harness(config, clock, sinks={"log": slow}, store=store) as rx:
+        for n in range(9):
+            await rx.post([make_alert("payment-service", region=f"r{n}")])
+        clock.advance(30)
+        await rx.receiver.pipeline.flush_due()
+        outbox = rx.receiver.outbox
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outbox.deliver_due)  # replica A
+            await slow.busy.wait()
+            clock.advance(31)  # A's leases lapse while its sends hang
+            await outbox.deliver_due()  # replica B delivers all nine
+            slow.gate.set()
+    # A sent only what it had started before its leases ran out; nothing of A's came
+    # after B's delivery of the same job, and never as a first attempt.
+    first_by_b = {job for job, attempt in slow.calls[8:] if attempt == 1}
+    assert len(slow.calls) == 8 + 9
+    assert {job for job, _ in slow.calls[:8]}.isdisjoint(first_by_b)
+
+
+async def test_a_stale_holder_cannot_bury_a_job_another_replica_is_sending(
+    rx: Harness,
+) -> None:
+    queue = rx.receiver.store.deliveries
+    await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+    now = rx.receiver.pipeline.now_ms
+    (stale,) = await queue.claim(now(), 30_000, 10, "A")
+    rx.clock.advance(31)
+    (current,) = await queue.claim(now(), 30_000, 10, "B")
+    assert current.job.id == stale.job.id
+    assert not await queue.bury(stale, "A's permanent error", now(), 100)
+    assert await queue.dead_letters(10) == []
+    outcome, _ = await queue.ack(current, {"state": "open"}, now(), 30_000)
+    assert outcome == "ok"
+
+
+async def test_a_store_outage_mid_delivery_is_reported_as_such(
+    rx: Harness, sink: ScriptedSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+
+    async def unreachable(incident_id: str) -> None:
+        raise StoreUnavailable("store unreachable: connection refused")
+
+    monkeypatch.setattr(rx.receiver.store, "load", unreachable)
+    # The scheduler logs this as a store outage and retries next tick.
+    with pytest.raises(StoreUnavailable):
+        await rx.receiver.outbox.deliver_due()
+    assert sink.attempts == []
 
 
 async def test_the_deliveries_endpoint_checks_its_parameters(rx: Harness) -> None:

@@ -128,10 +128,21 @@ class DeliveryQueue:
 
     @unavailable
     async def bury(self, claimed: ClaimedJob, error: str, now_ms: int, cap: int) -> bool:
-        """Move the job to the dead-letter list; the rest of its queue goes on."""
+        """Move the job to the dead-letter list, if this claim still holds it; the rest of
+        its queue goes on."""
         job = claimed.job
         answer = await self._dead(
-            args=[self._p, job.queue, job.id, error, now_ms, cap, job.incident, job.sink]
+            args=[
+                self._p,
+                job.queue,
+                job.id,
+                error,
+                now_ms,
+                cap,
+                job.incident,
+                job.sink,
+                claimed.token,
+            ]
         )
         return text(answer) == "ok"
 

@@ -1,14 +1,17 @@
 -- A job will not be delivered: move it to the dead-letter list; the queue goes on.
 --
--- ARGV: prefix, queue, job id, error text, now (ms), dead-letter cap, incident id, sink.
+-- ARGV: prefix, queue, job id, error text, now (ms), dead-letter cap, incident id, sink,
+-- claim token.
 -- The incident's sinks.<sink>.state says "failed" until a later job gets through.
--- Returns "ok", or "gone" when the job is no longer the head.
+-- Returns "ok", or "gone" when the job is no longer the head or another replica holds
+-- the queue now (its lease ran out): that replica may be delivering the job.
 
 local P = ARGV[1]
 local queue = ARGV[2]
 local q = P .. 'ob:q:' .. queue
 local head = redis.call('LINDEX', q, 0)
 if not head or cjson.decode(head).id ~= ARGV[3] then return 'gone' end
+if redis.call('HGET', P .. 'ob:lease', queue) ~= ARGV[9] then return 'gone' end
 redis.call('LPOP', q)
 local attempts = redis.call('HGET', P .. 'ob:att', ARGV[3]) or '0'
 redis.call('HDEL', P .. 'ob:att', ARGV[3])
