@@ -19,6 +19,7 @@ in private channels) and, when the channel is configured by name, ``channels:rea
 from __future__ import annotations
 
 import http.client
+import logging
 import math
 import re
 import time
@@ -44,6 +45,8 @@ from receiver.sinks._http import (
 from receiver.sinks.slack_blocks import Message, render, reply_text
 
 EVENT_TYPE = "journey_receiver_incident"
+_SDK_LOGGER = logging.getLogger("journey_receiver.slack_sdk")
+_SDK_LOGGER.setLevel(logging.INFO)
 REPLY_EVENT_TYPE = "journey_receiver_update"
 # Slack's clocks and ours differ; the message was posted after the incident was created.
 _LOOKBACK_SLACK_S = 300
@@ -71,6 +74,9 @@ class SlackSink:
             timeout=math.ceil(config.timeout),
             ssl=ssl_context(config.ca_file),
             retry_handlers=[],
+            # The SDK logs every answer's body at DEBUG, and an answer may quote what it
+            # was sent: its logger stays at INFO whatever the root level.
+            logger=_SDK_LOGGER,
         )
         self._channel_ids: dict[str, str] = {}
 
