@@ -114,6 +114,13 @@ def problems(path: Path) -> list[str]:
             ],
         ),
         (
+            "receiver_short_lease",
+            [
+                "{file}:3: outbox.lease: 30s is too short for sinks.jira.timeout 10s: "
+                "a delivery makes up to 6 calls; set it to at least 60s",
+            ],
+        ),
+        (
             "receiver_basic_auth",
             [
                 "{file}:3: server.auth.basic.username: "

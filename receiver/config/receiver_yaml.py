@@ -27,6 +27,8 @@ from receiver.config.fields import (
 from receiver.config.sinks import SinksConfig
 
 DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
+CALLS_PER_DELIVERY = 6
+"""The most HTTP calls one delivery makes (Jira: find, read, edit, comments, transitions)."""
 _STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
@@ -209,6 +211,30 @@ class ReceiverConfig(ConfigModel):
     outbox: OutboxConfig = OutboxConfig()
     journeys_file: Path = DEFAULT_JOURNEYS_FILE
     """Relative to the directory of receiver.yaml when loaded from a file."""
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> ReceiverConfig:
+        # A sink call on a worker thread cannot be interrupted: if a delivery could outlast
+        # the lease, another replica would take the job over while it is still being sent.
+        slowest = max(
+            ((name, getattr(self.sinks, name).timeout) for name in self.sinks.enabled()
+             if hasattr(getattr(self.sinks, name), "timeout")),
+            key=lambda item: item[1],
+            default=None,
+        )  # fmt: skip
+        if slowest is not None and self.outbox.lease < CALLS_PER_DELIVERY * slowest[1]:
+            name, timeout = slowest
+            raise_issues(
+                [
+                    FieldIssue(
+                        ("outbox", "lease"),
+                        f"{show(self.outbox.lease)}s is too short for sinks.{name}.timeout "
+                        f"{show(timeout)}s: a delivery makes up to {CALLS_PER_DELIVERY} calls; "
+                        f"set it to at least {show(CALLS_PER_DELIVERY * timeout)}s",
+                    )
+                ]
+            )
+        return self
 
     @model_validator(mode="after")
     def _routing_targets_exist(self) -> ReceiverConfig:

@@ -29,8 +29,9 @@ from tests.support.fake_slack import TOKEN as SLACK_TOKEN
 
 TOKEN = "crash-test-token"
 ALL = ["P1", "P2", "P3", "P4", "P5"]
-# A request held this long at a fake outlives the receiver that sent it.
-HOLD = 4.0
+# A request held this long at a fake outlives the receiver that sent it (killed as soon
+# as every fake has the request), and not the sinks' 2 s timeout.
+HOLD = 1.5
 # The sink's first write: the one a retry must not repeat.
 CREATE_PATHS = {
     "pagerduty": "/v2/enqueue",
@@ -61,12 +62,18 @@ def config(tmp_path: Path, redis_port: int, world: Fakes) -> Path:
                 "events_url": f"{world.pagerduty.server.url}/v2/enqueue",
                 "routing_key": PD_KEY,
                 "ca_file": str(world.ca_file),
-                "timeout": "10s",
+                "timeout": "2s",
             },
-            "slack": {"token": SLACK_TOKEN, "base_url": f"{world.slack_server.url}/api/"},
-            "jira": {"url": world.jira.server.url, "token": JIRA_TOKEN},
+            "slack": {
+                "token": SLACK_TOKEN,
+                "base_url": f"{world.slack_server.url}/api/",
+                "timeout": "2s",
+            },
+            "jira": {"url": world.jira.server.url, "token": JIRA_TOKEN, "timeout": "2s"},
         },
-        outbox={"lease": "2s", "backoff_initial": "200ms", "backoff_max": "1s"},
+        # As short as the sink timeouts allow (6 of them), so that a dead receiver's claims
+        # lapse soon; the timeouts outlast HOLD's kill, so no attempt ends before it.
+        outbox={"lease": "12s", "backoff_initial": "200ms", "backoff_max": "1s"},
     )
 
 
@@ -114,7 +121,7 @@ def wait_delivered(process: rp.ReceiverProcess, ids: list[str], states: dict[str
         recorded,
         lambda seen: all(seen[i] == states for i in ids),
         what="every delivery recorded",
-        timeout=30.0,
+        timeout=45.0,
         context=process.tail,
     )
 
@@ -149,7 +156,9 @@ def test_killed_after_the_sinks_took_the_open_and_before_the_receipts_were_recor
             "the Jira issue",
             lambda: bool(world.jira.with_label(f"journey-receiver-{incident_id}")),
         )
+        sinks = incident(first, incident_id)["sinks"]
         kill(first)
+        assert {name: s["state"] for name, s in sinks.items()} == dict.fromkeys(OPEN, "pending")
     with receiver(config, tmp_path / "second") as second:
         wait_delivered(second, [incident_id], OPEN)
     assert_exactly_once(world, incident_id)
