@@ -43,6 +43,13 @@ class Metrics:
         self.incidents_resolved = Counter(
             p + "incidents_resolved", "Incidents resolved.", ["journey"], registry=r
         )
+        self.notifications = Counter(
+            p + "notifications",
+            "Notifications decided (each goes to every sink routing picks), by journey, "
+            "priority and kind (open, update, resolve, reopen).",
+            ["journey", "priority", "kind"],
+            registry=r,
+        )
         self.blips = Counter(
             p + "blips",
             "Alerts that fired and resolved within group_wait; never notified.",

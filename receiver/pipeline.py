@@ -181,7 +181,7 @@ class Pipeline:
             if outcome == "stale":
                 continue
             if outcome == "ok":
-                self._count(loaded, decision)
+                self._count(loaded, decision, impact.priority)
             return
         # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
@@ -208,9 +208,11 @@ class Pipeline:
         wanted = told if kind == "resolve" else self.settings.sinks_for(priority) | told
         return tuple(sorted(n for n in wanted if n in self.sinks))
 
-    def _count(self, state: IncidentState, decision: lifecycle.Decision) -> None:
+    def _count(self, state: IncidentState, decision: lifecycle.Decision, priority: str) -> None:
         m = self.metrics
         journey = state.journey
+        if decision.notify is not None:
+            m.notifications.labels(journey, priority, decision.notify).inc()
         if decision.blips:
             m.blips.labels(journey).inc(decision.blips)
         if decision.resolve:

@@ -69,6 +69,9 @@ async def test_the_decision_queues_the_job_and_the_outbox_delivers_it(
     await rx.receiver.outbox.deliver_due()
     assert sink.kinds() == ["open"]
     assert sink.delivered[0].attempt == 1
+    priority = (await rx.incident(incident_id))["priority"]
+    notified = rx.receiver.metrics.notifications.labels("checkout", priority, "open")
+    assert notified._value.get() == 1
     # The receipt is kept on the incident and handed back on the next delivery.
     assert (await rx.incident(incident_id))["sinks"] == {
         "log": {"state": "open", "object": f"obj-{incident_id}"}
