@@ -4,6 +4,7 @@ query only metrics the receiver exports."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from receiver.metrics import Metrics
+from tests.conftest import EXAMPLE_JOURNEYS
+from tests.support import receiver_process as rp
 from tests.support.processes import binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -92,3 +95,57 @@ def test_the_grafana_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     path = tmp_path / "queries.yaml"
     path.write_text(yaml.safe_dump(rules))
     assert "SUCCESS" in run(binary("promtool"), "check", "rules", str(path))
+
+
+def test_the_ci_deploy_event_script_posts_an_event_the_receiver_accepts(tmp_path: Path) -> None:
+    config = rp.write_config(
+        tmp_path / "receiver.yaml",
+        store_url="memory://",
+        key_prefix="jr",
+        token="ci-token",
+        journeys_file=EXAMPLE_JOURNEYS,
+    )
+    with rp.receiver_process(config, tmp_path, "ci-token") as receiver:
+        env = {
+            "PATH": os.environ["PATH"],
+            "JOURNEY_RECEIVER_URL": receiver.url,
+            "JOURNEY_RECEIVER_TOKEN": "ci-token",
+            "REGION": "eu",
+            "CHANGE_URL": "https://ci.example.com/runs/42",
+        }
+        script = str(DEPLOY / "ci" / "send-deploy-event.sh")
+        done = subprocess.run(
+            [script, "payment-service", "2026.04.18-3"],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0
+        assert done.stderr == ""
+        assert json.loads(done.stdout) == {"accepted": 1}
+        # A wrong token is reported, and does not fail the deploy.
+        env["JOURNEY_RECEIVER_TOKEN"] = "wrong"
+        done = subprocess.run(
+            [script, "payment-service", "2026.04.18-4"],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0
+        assert "deploy event not sent" in done.stderr
+
+
+def test_the_github_actions_step_runs_the_script() -> None:
+    workflow = yaml.safe_load((DEPLOY / "ci" / "github-actions.yml").read_text())
+    (step,) = [s for s in workflow["jobs"]["deploy"]["steps"] if "run" in s]
+    assert step["run"].startswith("deploy/ci/send-deploy-event.sh ")
+    assert {"JOURNEY_RECEIVER_URL", "JOURNEY_RECEIVER_TOKEN"} <= set(step["env"])
+
+
+def test_the_alertmanagerconfig_example_matches_the_alertmanager_snippet() -> None:
+    config, secret = yaml.safe_load_all((DEPLOY / "alertmanagerconfig.yaml").read_text())
+    plain = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text())
+    assert config["kind"] == "AlertmanagerConfig"
+    assert config["spec"]["route"]["groupBy"] == plain["route"]["group_by"]
+    (webhook,) = config["spec"]["receivers"][0]["webhookConfigs"]
+    assert webhook["sendResolved"] is True
+    assert webhook["maxAlerts"] == 0
+    credentials = webhook["httpConfig"]["authorization"]["credentials"]
+    assert credentials["name"] == secret["metadata"]["name"]
+    assert credentials["key"] in secret["stringData"]

@@ -1,0 +1,26 @@
+#!/usr/bin/env sh
+# Tell journey-receiver about a deploy, so that an incident right after it names the deploy
+# as a probable cause (and suggests rolling it back). Run it from any CI job as the
+# rollout starts:
+#
+#   JOURNEY_RECEIVER_URL=https://journey-receiver.example.com \
+#   JOURNEY_RECEIVER_TOKEN=... \
+#   deploy/ci/send-deploy-event.sh payment-service 2026.04.18-3
+#
+# Optional: ENVIRONMENT (default prod), REGION, CHANGE_URL (a link to the pipeline run),
+# AUTHOR. Values must not contain double quotes or backslashes (they are put into JSON
+# as they are). Reaching the receiver is best effort: a failure never fails the deploy.
+set -eu
+service="$1"
+version="$2"
+region=""
+[ -n "${REGION:-}" ] && region=$(printf ',"region":"%s"' "$REGION")
+link=""
+[ -n "${CHANGE_URL:-}" ] && link=$(printf ',"url":"%s"' "$CHANGE_URL")
+body=$(printf '{"type":"deploy","service":"%s","version":"%s","environment":"%s","author":"%s"%s%s}' \
+  "$service" "$version" "${ENVIRONMENT:-prod}" "${AUTHOR:-ci}" "$region" "$link")
+curl --silent --show-error --fail --max-time 10 \
+  -H "Authorization: Bearer ${JOURNEY_RECEIVER_TOKEN}" \
+  -H "Content-Type: application/json" \
+  --data "$body" \
+  "${JOURNEY_RECEIVER_URL}/api/v1/events" || echo "journey-receiver: deploy event not sent" >&2
