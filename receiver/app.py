@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 
 from receiver import api, config, scheduler
@@ -191,8 +192,9 @@ def create_app(
         loop = asyncio.get_running_loop()
         if handle_sighup:
             loop.add_signal_handler(signal.SIGHUP, _reload_quietly, receiver)
+        stop = anyio.Event()
         task = (
-            asyncio.create_task(scheduler.run(receiver.pipeline, receiver.outbox))
+            asyncio.create_task(scheduler.run(receiver.pipeline, receiver.outbox, stop))
             if run_scheduler
             else None
         )
@@ -200,9 +202,12 @@ def create_app(
             yield
         finally:
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                stop.set()
+                drain = receiver.settings.config.scheduler.drain
+                # What does not finish in time is cut; its jobs stay in the store and
+                # another replica takes them over when their lease ends.
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(task, drain)
             if handle_sighup:
                 loop.remove_signal_handler(signal.SIGHUP)
             await receiver.aclose()

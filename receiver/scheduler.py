@@ -38,7 +38,10 @@ async def _step(name: str, step: Callable[[], Awaitable[int]]) -> int:
     return 0
 
 
-async def run(pipeline: Pipeline, outbox: Outbox) -> None:
-    while True:
+async def run(pipeline: Pipeline, outbox: Outbox, stop: anyio.Event) -> None:
+    """Tick until ``stop`` is set; a round under way is finished first, so a shutdown does
+    not cut a delivery between the sink's answer and its receipt."""
+    while not stop.is_set():
         if not await tick(pipeline, outbox):
-            await anyio.sleep(pipeline.settings.config.scheduler.tick)
+            with anyio.move_on_after(pipeline.settings.config.scheduler.tick):
+                await stop.wait()

@@ -126,6 +126,9 @@ class SchedulerConfig(ConfigModel):
     lease: PositiveDuration = 30.0
     """How long a claimed incident stays with one replica before another may take it."""
     batch: int = Field(default=100, ge=1)
+    drain: Duration = 20.0
+    """On shutdown, how long the round of decisions and deliveries under way may take to
+    finish (keep it below Kubernetes' terminationGracePeriodSeconds)."""
 
 
 Score = Annotated[float, Field(ge=0, le=100)]
