@@ -149,3 +149,11 @@ def test_the_alertmanagerconfig_example_matches_the_alertmanager_snippet() -> No
     credentials = webhook["httpConfig"]["authorization"]["credentials"]
     assert credentials["name"] == secret["metadata"]["name"]
     assert credentials["key"] in secret["stringData"]
+
+
+def test_the_operators_guide_explains_every_metric() -> None:
+    guide = (DEPLOY.parent / "docs" / "operating.md").read_text()
+    for family in Metrics().registry.collect():
+        name = family.name.removeprefix("journey_receiver_")
+        shown = f"{name}_total" if family.type == "counter" else name
+        assert f"`{shown}" in guide, family.name
