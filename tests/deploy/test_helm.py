@@ -1,0 +1,430 @@
+"""The Helm chart in helm/journey-receiver: lint, render, validate, and hold its invariants.
+
+No helm binary is needed: helm-python-sdk embeds Helm's Go SDK (v4) and renders offline.
+Rendered manifests are checked against the Kubernetes 1.30 OpenAPI schemas
+(kubernetes-validate, strict) and yamllint (see YAMLLINT); the Prometheus Operator CRDs
+(ServiceMonitor, PrometheusRule) are not in those schemas and are checked by shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+from tests.conftest import EXAMPLE_JOURNEYS, ROOT
+
+CHART = ROOT / "helm" / "journey-receiver"
+FULL_VALUES = CHART / "ci" / "full-values.yaml"
+ALERTING_RULES = ROOT / "deploy" / "alerting-rules.yaml"
+KUBE_VERSION = "1.30.0"
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# yamllint's `relaxed` preset without line-length (long PromQL and comments are fine) and
+# with either sequence indentation (toYaml never indents them, hand-written templates do);
+# every remaining problem, warnings included, fails the test.
+YAMLLINT = """
+extends: relaxed
+rules:
+  line-length: disable
+  indentation: {spaces: consistent, indent-sequences: whatever}
+"""
+SECRET_ENV = ("WEBHOOK_TOKEN", "REDIS_URL", "PD_ROUTING_KEY", "SLACK_TOKEN", "JIRA_TOKEN")
+
+Manifest = dict[str, Any]
+
+
+def full_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load(FULL_VALUES.read_text())
+    return values
+
+
+def render_files(values: dict[str, Any] | None = None) -> dict[str, str]:
+    with helm.Chart.load(CHART) as chart:
+        files = chart.render(values or {}, name="jr", namespace="monitoring")
+    return {name: text for name, text in files.items() if not name.endswith("NOTES.txt")}
+
+
+def render(values: dict[str, Any] | None = None) -> list[Manifest]:
+    return [
+        doc for text in render_files(values).values() for doc in yaml.safe_load_all(text) if doc
+    ]
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def one(manifests: list[Manifest], kind: str) -> Manifest:
+    (found,) = of_kind(manifests, kind)
+    return found
+
+
+def pod_specs(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for m in manifests:
+        if m["kind"] in {"Deployment", "StatefulSet"}:
+            yield m["metadata"]["name"], m["spec"]["template"]["spec"]
+
+
+def configmap(manifests: list[Manifest], suffix: str) -> dict[str, str]:
+    (found,) = [
+        m for m in of_kind(manifests, "ConfigMap") if m["metadata"]["name"].endswith(suffix)
+    ]
+    data: dict[str, str] = found["data"]
+    return data
+
+
+def checksums(values: dict[str, Any]) -> dict[str, str]:
+    annotations: dict[str, str] = one(render(values), "Deployment")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
+
+
+# --- lint and schema ---------------------------------------------------------------------
+
+
+def test_helm_lint_finds_no_errors_with_default_and_full_values() -> None:
+    for values in ({}, full_values()):
+        report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_values_yaml_and_the_full_values_validate_against_the_schema() -> None:
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(yaml.safe_load((CHART / "values.yaml").read_text()))
+        chart.validate_schema(chart.merge_values(full_values()))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"replicaCount": "two"},
+        {"image": {"pullPolicy": "Sometimes"}},
+        {"service": {"type": "ExternalName"}},
+        {"routing": {"email": ["P1"]}},
+        {"secrets": {"password": "inline"}},
+        {"unknownKey": True},
+    ],
+)
+def test_the_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(chart.merge_values(bad))
+        with pytest.raises(helm.HelmError):
+            chart.render(bad, name="jr", namespace="monitoring")
+
+
+def test_every_values_key_is_documented() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = [
+        f"values.yaml:{n}: {line.strip()}"
+        for n, line in enumerate(lines, 1)
+        if line.strip()
+        and not line.lstrip().startswith("#")
+        and ":" in line
+        and "#" not in line
+        and not lines[n - 2].lstrip().startswith("#")
+    ]
+    assert undocumented == []
+
+
+# --- rendered manifests are valid Kubernetes and valid YAML --------------------------------
+
+
+@pytest.mark.parametrize("values", [{}, full_values()], ids=["default", "full"])
+def test_rendered_manifests_validate_against_kubernetes_schemas(values: dict[str, Any]) -> None:
+    manifests = render(values)
+    core = [m for m in manifests if m["kind"] not in CRD_KINDS]
+    for manifest in core:
+        kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
+    expected = {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget"}
+    assert expected <= {m["kind"] for m in core}
+
+
+def test_full_values_render_every_optional_object() -> None:
+    kinds = {m["kind"] for m in render(full_values())}
+    assert {
+        "Secret",
+        "StatefulSet",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    } <= kinds
+    assert not {"Secret", "StatefulSet", "HorizontalPodAutoscaler", "NetworkPolicy"} & {
+        m["kind"] for m in render()
+    }
+
+
+def test_the_crds_have_the_prometheus_operator_shape() -> None:
+    manifests = render(full_values())
+    (service,) = [
+        s for s in of_kind(manifests, "Service") if s["metadata"]["name"] == "jr-journey-receiver"
+    ]
+    monitor = one(manifests, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert service["spec"]["selector"] == monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rule = one(manifests, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule["spec"]) == {"groups"}
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for r in group["rules"]:
+            assert {"alert", "expr"} <= set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+
+
+@pytest.mark.parametrize("values", [{}, full_values()], ids=["default", "full"])
+def test_rendered_manifests_pass_yamllint(values: dict[str, Any]) -> None:
+    # YAMLLINT, on each template's output with Helm's blank leading lines stripped.
+    config = YamlLintConfig(YAMLLINT)
+    problems = [
+        f"{name}:{p.line}: {p.message}"
+        for name, text in render_files(values).items()
+        if text.strip()
+        for p in linter.run(text.strip() + "\n", config)
+    ]
+    assert problems == []
+
+
+def test_the_chart_sources_pass_yamllint() -> None:
+    config = YamlLintConfig(YAMLLINT)
+    files = [CHART / "Chart.yaml", CHART / "values.yaml", FULL_VALUES]
+    problems = [
+        f"{f.name}:{p.line}: {p.message}" for f in files for p in linter.run(f.read_text(), config)
+    ]
+    assert problems == []
+
+
+# --- invariants ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [{}, full_values()], ids=["default", "full"])
+def test_every_container_is_non_root_read_only_and_has_resources(values: dict[str, Any]) -> None:
+    specs = list(pod_specs(render(values)))
+    assert specs
+    for name, spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, c["name"]
+            assert sc["runAsUser"] != 0, c["name"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert c["resources"]["requests"] and c["resources"]["limits"]["memory"], c["name"]
+
+
+def test_the_receiver_pod_matches_the_operating_guide() -> None:
+    deployment = one(render(), "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert spec["terminationGracePeriodSeconds"] == 30
+    (container,) = spec["containers"]
+    assert container["securityContext"]["runAsUser"] == 10001
+    assert container["args"] == ["serve", "--config", "/etc/journey-receiver/receiver.yaml"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["ports"] == [{"name": "http", "containerPort": 9095, "protocol": "TCP"}]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    assert container["image"] == "journey-receiver:0.1.0"
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/etc/journey-receiver" in mounts
+    service = one(render(), "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["name"] == "http"
+    assert service["spec"]["ports"][0]["port"] == 9095
+
+
+def test_the_init_container_checks_the_config_with_the_same_image() -> None:
+    spec = one(render(), "Deployment")["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    (container,) = spec["containers"]
+    assert init["args"] == ["check", "--config", "/etc/journey-receiver/receiver.yaml"]
+    assert init["image"] == container["image"]
+    assert init["env"] == container["env"]
+    assert init["volumeMounts"] == container["volumeMounts"]
+
+
+def test_drain_is_set_from_values_and_must_stay_below_the_grace_period() -> None:
+    receiver = yaml.safe_load(configmap(render(), "-receiver")["receiver.yaml"])
+    assert receiver["scheduler"]["drain"] == "20s"
+    receiver = yaml.safe_load(
+        configmap(render({"shutdown": {"drainSeconds": 12}}), "-receiver")["receiver.yaml"]
+    )
+    assert receiver["scheduler"]["drain"] == "12s"
+    with pytest.raises(helm.HelmRenderError, match="drainSeconds"):
+        render({"shutdown": {"drainSeconds": 30}})
+
+
+def test_receiver_and_journeys_come_from_two_configmaps_in_one_directory() -> None:
+    manifests = render()
+    names = {m["metadata"]["name"] for m in of_kind(manifests, "ConfigMap")}
+    assert names == {"jr-journey-receiver-receiver", "jr-journey-receiver-journeys"}
+    assert set(configmap(manifests, "-receiver")) == {"receiver.yaml"}
+    assert set(configmap(manifests, "-journeys")) == {"journeys.yaml"}
+    volumes = one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    (config,) = [v for v in volumes if v["name"] == "config"]
+    assert [s["configMap"]["name"] for s in config["projected"]["sources"]] == sorted(
+        names, reverse=True
+    )
+
+
+def test_checksums_roll_the_pods_when_either_configmap_changes() -> None:
+    base = checksums({})
+    assert set(base) == {"checksum/receiver-config", "checksum/journeys-config"}
+    journeys = yaml.safe_load(EXAMPLE_JOURNEYS.read_text())
+    changed = checksums({"journeys": journeys})
+    assert changed["checksum/journeys-config"] != base["checksum/journeys-config"]
+    assert changed["checksum/receiver-config"] == base["checksum/receiver-config"]
+    changed = checksums({"config": {"grouping": {"group_wait": "45s"}}})
+    assert changed["checksum/receiver-config"] != base["checksum/receiver-config"]
+    assert changed["checksum/journeys-config"] == base["checksum/journeys-config"]
+
+
+def test_secret_values_appear_only_in_the_secret() -> None:
+    values = full_values()
+    values["redis"] = {"enabled": False}
+    sentinels = {key: f"SENTINEL-{key}-7f3a" for key in values["secrets"]["values"]}
+    sentinels["redisUrl"] = "redis://:SENTINEL-redisUrl-7f3a@redis:6379/0"
+    values["secrets"]["values"] = sentinels
+    manifests = render(values)
+    secret = one(manifests, "Secret")
+    assert sorted(secret["stringData"].values()) == sorted(sentinels.values())
+    for m in manifests:
+        if m["kind"] != "Secret":
+            text = json.dumps(m)
+            assert "SENTINEL" not in text, m["kind"]
+    receiver = yaml.safe_load(configmap(manifests, "-receiver")["receiver.yaml"])
+    assert receiver["store"]["url"] == "${REDIS_URL}"
+    assert receiver["server"]["auth"]["bearer_tokens"] == ["${WEBHOOK_TOKEN}"]
+    assert receiver["sinks"]["pagerduty"]["routing_key"] == "${PD_ROUTING_KEY}"
+    assert receiver["sinks"]["slack"]["token"] == "${SLACK_TOKEN}"
+    assert receiver["sinks"]["jira"]["token"] == "${JIRA_TOKEN}"
+
+
+def test_secrets_are_injected_from_the_existing_secret_by_default() -> None:
+    manifests = render({"sinks": {"slack": {"enabled": True}}})
+    assert of_kind(manifests, "Secret") == []
+    (container,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert set(refs) == {"WEBHOOK_TOKEN", "REDIS_URL", "SLACK_TOKEN"}
+    assert {r["name"] for r in refs.values()} == {"journey-receiver-secrets"}
+    assert refs["SLACK_TOKEN"]["key"] == "slack-token"
+    receiver = yaml.safe_load(configmap(manifests, "-receiver")["receiver.yaml"])
+    assert "pagerduty" not in receiver["sinks"]
+    assert "jira" not in receiver["sinks"]
+
+
+def test_in_cluster_redis_keeps_an_aof_on_a_volume_and_the_store_points_at_it() -> None:
+    manifests = render(full_values())
+    redis = one(manifests, "StatefulSet")
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "redis:7"
+    args = " ".join(container["args"])
+    assert "--appendonly yes" in args
+    assert "--appendfsync everysec" in args
+    (claim,) = redis["spec"]["volumeClaimTemplates"]
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    assert claim["metadata"]["name"] == "data"
+    receiver = yaml.safe_load(configmap(manifests, "-receiver")["receiver.yaml"])
+    services = {s["metadata"]["name"] for s in of_kind(manifests, "Service")}
+    host = receiver["store"]["url"].removeprefix("redis://").split(":")[0]
+    assert host in services
+    (receiver_container,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "REDIS_URL" not in {e["name"] for e in receiver_container["env"]}
+
+
+def test_pdb_only_with_more_than_one_replica_and_no_fixed_replicas_under_an_hpa() -> None:
+    assert one(render(), "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert of_kind(render({"replicaCount": 1}), "PodDisruptionBudget") == []
+    manifests = render(full_values())
+    assert "replicas" not in one(manifests, "Deployment")["spec"]
+    hpa = one(manifests, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == one(manifests, "Deployment")["metadata"]["name"]
+
+
+def test_network_policy_admits_alertmanager_and_prometheus_on_9095_only() -> None:
+    policies = {m["metadata"]["name"]: m for m in of_kind(render(full_values()), "NetworkPolicy")}
+    receiver = policies["jr-journey-receiver"]
+    assert receiver["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = receiver["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9095, "protocol": "TCP"}]
+    pods = [peer["podSelector"]["matchLabels"] for peer in rule["from"] if "podSelector" in peer]
+    assert {p["app.kubernetes.io/name"] for p in pods} == {"alertmanager", "prometheus"}
+    assert {} not in rule["from"]
+    assert "jr-journey-receiver-redis" in policies
+
+
+def test_prometheus_rule_is_deploy_alerting_rules() -> None:
+    assert (CHART / "files" / "alerting-rules.yaml").read_bytes() == ALERTING_RULES.read_bytes()
+    rule = one(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(ALERTING_RULES.read_text())["groups"]
+
+
+# --- the rendered config passes the receiver's own check --------------------------------
+
+
+def run_check(files: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    env = {**os.environ, **{var: f"test-{var.lower()}" for var in SECRET_ENV}}
+    env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    exe = Path(sys.executable).with_name("journey-receiver")
+    return subprocess.run(
+        [str(exe), "check", "--config", str(tmp_path / "receiver.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, full_values(), {"journeys": yaml.safe_load(EXAMPLE_JOURNEYS.read_text())}],
+    ids=["default", "full", "example-journeys"],
+)
+def test_the_rendered_config_passes_journey_receiver_check(
+    values: dict[str, Any], tmp_path: Path
+) -> None:
+    manifests = render(values)
+    files = {**configmap(manifests, "-receiver"), **configmap(manifests, "-journeys")}
+    done = run_check(files, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_journey_receiver_check_rejects_a_rendered_config_routing_to_a_disabled_sink(
+    tmp_path: Path,
+) -> None:
+    manifests = render({"routing": {"slack": ["P1"]}})
+    files = {**configmap(manifests, "-receiver"), **configmap(manifests, "-journeys")}
+    done = run_check(files, tmp_path)
+    assert done.returncode == 1
+    assert "slack" in done.stdout + done.stderr
