@@ -89,7 +89,8 @@ def location(group_labels: dict[str, str]) -> str:
     return "/".join(parts)
 
 
-def _listing(names: list[str], limit: int = 3) -> str:
+def listing(names: list[str], limit: int = 3) -> str:
+    """``a, b, c +2 more``: the first ``limit`` names and how many more there are."""
     shown = ", ".join(names[:limit])
     return shown + (f" +{len(names) - limit} more" if len(names) > limit else "")
 
@@ -124,7 +125,7 @@ def kpi_line(kpi: KpiRecord) -> str | None:
         return None
     line = (
         f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'} "
-        f"(now {_number(kpi.value)}, then {_number(kpi.baseline)} {kpi.unit})".rstrip()
+        f"(now {number(kpi.value)}, then {number(kpi.baseline)} {kpi.unit})".rstrip()
     )
     if kpi.revenue_at_risk_per_min:
         line += f"; {kpi.revenue_at_risk_per_min:,.0f}/min of revenue at risk"
@@ -168,7 +169,7 @@ def title(state: IncidentState, impact: Impact) -> str:
         (1, [_change_phrase(change, with_version=False)] if change else []),
         (1, []),
     ):
-        first = head + (what + _listing(services, limit) if limit else what[: -len(" in ")])
+        first = head + (what + listing(services, limit) if limit else what[: -len(" in ")])
         candidates.append("; ".join([first, *kpi_part, *change_parts]))
     for text in candidates:
         if len(text) <= TITLE_MAX:
@@ -176,8 +177,9 @@ def title(state: IncidentState, impact: Impact) -> str:
     return candidates[-1][: TITLE_MAX - 1] + "…"
 
 
-def _number(value: float | None) -> str:
-    return "no data" if value is None else f"{value:.4g}"
+def number(value: float | None, unit: str = "") -> str:
+    """A measured value for people: 4 significant digits and its unit, or "no data"."""
+    return "no data" if value is None else f"{value:.4g} {unit}".strip()
 
 
 def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
@@ -185,7 +187,7 @@ def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
     stages = ", ".join(sorted(state.stages)) or "no stage matched"
     lines = [
         f"{journey.name} ({state.journey}) in {where}: {state.firing_count} of "
-        f"{state.alert_count} alert(s) firing across {_listing(sorted(state.services), 6)} "
+        f"{state.alert_count} alert(s) firing across {listing(sorted(state.services), 6)} "
         f"since {rfc3339(state.first_firing_at)}; stages: {stages}.",
     ]
     severity = next((f.reason for f in impact.factors if f.name == "severity"), None)

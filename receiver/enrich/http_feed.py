@@ -9,7 +9,6 @@ reason that never carries a token, a header or the URL (which may hold credentia
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import anyio
@@ -24,6 +23,7 @@ from tenacity import (
 
 from receiver.config.fields import show
 from receiver.enrich import EnrichmentError
+from receiver.tls import ssl_context
 
 SUMMARY_MAX = 1000
 """Longest summary kept from a feed item; longer ones are cut and end with an ellipsis."""
@@ -62,11 +62,8 @@ class HttpFeed:
         self._timeout = timeout
         self._attempts = attempts
         self._backoff = backoff
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=ca_file) if ca_file else True
-        )
         self._client = httpx.AsyncClient(
-            headers=headers, timeout=httpx.Timeout(timeout), verify=verify
+            headers=headers, timeout=httpx.Timeout(timeout), verify=ssl_context(ca_file)
         )
 
     async def aclose(self) -> None:

@@ -1,13 +1,11 @@
-"""What every sink shares about talking HTTP: status -> retryable?, Retry-After, TLS,
+"""What every sink shares about talking HTTP: status -> retryable?, Retry-After,
 secrets kept out of error text, blocking client calls kept off the event loop."""
 
 from __future__ import annotations
 
 import functools
-import ssl
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import TypeVar
 
 import anyio.to_thread
@@ -77,11 +75,6 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         if secret:
             text = text.replace(secret, "<redacted>")
     return text
-
-
-def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Verify against the system's CAs, or against ``ca_file`` alone when set."""
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 async def off_loop(fn: Callable[..., T], *args: object, **kwargs: object) -> T:

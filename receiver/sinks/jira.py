@@ -68,8 +68,7 @@ def incident_label(incident_id: str) -> str:
 
 def summary_text(title: str) -> str:
     """Jira's summary: one line of at most 255 characters."""
-    text = markup.one_line(title)
-    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
+    return clip(title, SUMMARY_MAX)
 
 
 @dataclass(frozen=True, slots=True)

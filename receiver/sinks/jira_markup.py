@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from receiver.incident import Incident, kpi_line
+from receiver.incident import Incident, kpi_line, listing, number
 from receiver.sinks._http import clip
 from receiver.store.records import KpiRecord
 
@@ -79,10 +79,6 @@ class Table:
 
 
 Block = Paragraph | Heading | Bullets | Table
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _collapse(text: str) -> str:
@@ -216,19 +212,13 @@ def carries(body: Any, marker: str) -> bool:
     return marker in adf_text(body)
 
 
-def _number(value: object, unit: str = "") -> str:
-    if not isinstance(value, int | float):
-        return "no data"
-    return f"{value:.4g} {unit}".strip()
-
-
 def _kpi_row(kpi: KpiRecord) -> tuple[str, ...]:
     deviation = "" if kpi.deviation_pct is None else f"{kpi.deviation_pct:+.1f}%".replace("-", "−")
     at_risk = kpi.revenue_at_risk_per_min
     return (
         kpi.name,
-        _number(kpi.value, kpi.unit),
-        _number(kpi.baseline, kpi.unit) + (f" ({kpi.vs})" if kpi.vs else ""),
+        number(kpi.value, kpi.unit),
+        number(kpi.baseline, kpi.unit) + (f" ({kpi.vs})" if kpi.vs else ""),
         deviation,
         f"{at_risk:,.0f}/min" if at_risk else "",
     )
@@ -238,15 +228,13 @@ def _cause_row(cause: dict[str, Any]) -> tuple[str, ...]:
     evidence = [str(e) for e in cause.get("evidence") or []]
     return (
         clip(str(cause.get("text", "")), _CELL_MAX),
-        _number(cause.get("score")),
+        number(cause.get("score")),
         clip("; ".join(evidence), _CELL_MAX),
     )
 
 
 def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_LISTED_MAX]) or "none"
-    more = len(names) - _LISTED_MAX
-    return clip(shown, _CELL_MAX) + (f" +{more} more" if more > 0 else "")
+    return clip(listing(list(names), _LISTED_MAX) or "none", _CELL_MAX)
 
 
 def _incident_link(incident: Incident, url: str | None) -> Inline:

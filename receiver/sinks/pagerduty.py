@@ -34,9 +34,9 @@ from receiver.sinks._http import (
     off_loop,
     redact,
     retry_after,
-    ssl_context,
 )
 from receiver.store.records import KpiRecord
+from receiver.tls import ssl_context
 
 SUMMARY_MAX = 1024
 """PagerDuty's limit on ``payload.summary``, in characters."""
@@ -131,7 +131,7 @@ class PagerDutySink:
         url = incident_url(self.external_url, incident.id)
         details = _details(incident, url)
         payload: dict[str, Any] = {
-            "summary": _clip(incident.title, SUMMARY_MAX),
+            "summary": clip(incident.title, SUMMARY_MAX),
             "source": self.config.source,
             # An unmapped priority pages loudly rather than quietly.
             "severity": self._severity.get(incident.priority, "critical"),
@@ -141,7 +141,7 @@ class PagerDutySink:
         if incident.updated_at:
             payload["timestamp"] = incident.updated_at
         if incident.services:
-            payload["component"] = _clip(incident.services[0], SUMMARY_MAX)
+            payload["component"] = clip(incident.services[0], SUMMARY_MAX)
         event: dict[str, Any] = {
             "payload": payload,
             "links": _links(incident, url),
@@ -220,10 +220,6 @@ def _links(incident: Incident, url: str | None) -> list[dict[str, str]]:
         if rb["url"].startswith(("https://", "http://"))
     )
     return links
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _size(event: dict[str, Any], routing_key: str, dedup_key: str) -> int:

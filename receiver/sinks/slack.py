@@ -40,9 +40,9 @@ from receiver.sinks._http import (
     off_loop,
     redact,
     retry_after,
-    ssl_context,
 )
 from receiver.sinks.slack_blocks import Message, render, reply_text
+from receiver.tls import ssl_context
 
 EVENT_TYPE = "journey_receiver_incident"
 _SDK_LOGGER = logging.getLogger("journey_receiver.slack_sdk")
