@@ -5,7 +5,8 @@ from __future__ import annotations
 from receiver.config import Journey, Owner
 from receiver.incident import TITLE_MAX, summary, title
 from receiver.scoring import Impact
-from receiver.store.records import CauseRecord, ChangeRecord, IncidentState, KpiRecord
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
+from tests.support.incidents import conversion
 
 T = 1_776_506_400_000  # 2026-04-18T10:00:00Z
 CHECKOUT = Journey(
@@ -30,18 +31,7 @@ def chart(**fields: object) -> IncidentState:
         "services": {"payment-service": T, "cart": T},
         "stages": {"payment": T, "cart": T},
         "firing_services": {"payment-service": 9, "cart": 3},
-        "kpis": [
-            KpiRecord(
-                name="conversion",
-                value=0.012,
-                baseline=0.031,
-                deviation_pct=-61.3,
-                unit="ratio",
-                bad=True,
-                revenue_at_risk_per_min=1234.5,
-                vs="last week",
-            )
-        ],
+        "kpis": [conversion(revenue_at_risk_per_min=1234.5)],
         "changes": [
             ChangeRecord(
                 id="e1",

@@ -103,6 +103,7 @@ def test_helm_lint_finds_no_errors_with_default_and_full_values() -> None:
 
 def test_values_yaml_and_the_full_values_validate_against_the_schema() -> None:
     with helm.Chart.load(CHART) as chart:
+        assert chart.schema  # without one, validate_schema accepts anything
         chart.validate_schema(yaml.safe_load((CHART / "values.yaml").read_text()))
         chart.validate_schema(chart.merge_values(full_values()))
 

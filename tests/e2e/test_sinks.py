@@ -126,6 +126,16 @@ async def test_a_sink_that_is_down_for_a_while_gets_everything_once_it_recovers_
 ) -> None:
     world.pagerduty.server.inject(Fault("/v2/enqueue", status=503, times=3))
     world.jira.server.inject(Fault("/rest/api/2/", status=429, retry_after="40", times=2))
+    # Slack's rate limit: HTTP 429 with error "ratelimited" and Retry-After.
+    world.slack_server.inject(
+        Fault(
+            "/api/chat.",
+            status=429,
+            retry_after="30",
+            body={"ok": False, "error": "ratelimited"},
+            times=2,
+        )
+    )
     (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
     await rx.tick(30)
     await rx.post([resolved(PAYMENT)])
@@ -136,10 +146,12 @@ async def test_a_sink_that_is_down_for_a_while_gets_everything_once_it_recovers_
     assert len(world.pagerduty.server.requests("/v2/enqueue")) == 5
     (issue,) = world.jira.with_label(f"journey-receiver-{incident_id}")
     assert issue.status == "Resolved"
-    assert len(world.slack.messages("#inc-checkout")) == 1
+    (message,) = world.slack.messages("#inc-checkout")
+    assert "RESOLVED" in message.text or "RESOLVED" in str(message.blocks)
     attempts = rx.receiver.metrics.delivery_attempts
     assert attempts.labels("pagerduty", "server")._value.get() == 3
     assert attempts.labels("jira", "rate_limited")._value.get() == 2
+    assert attempts.labels("slack", "rate_limited")._value.get() == 2
 
 
 async def test_a_permanently_failing_sink_dead_letters_and_redrive_delivers_after_the_fix(

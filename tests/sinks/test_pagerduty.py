@@ -20,12 +20,12 @@ from receiver.store.records import (
     AlertPage,
     CauseRecord,
     IncidentState,
-    KpiRecord,
     ScoreFactor,
     StoredAlert,
 )
 from tests.support.fake_pagerduty import FakePagerDuty, serve_pagerduty
 from tests.support.fake_server import Fault
+from tests.support.incidents import conversion
 from tests.support.prometheus import self_signed_cert
 
 pytestmark = pytest.mark.anyio
@@ -65,17 +65,7 @@ def make_incident(**changes: Any) -> Incident:
             "regions": {"eu": T},
             "stages": {"payment": T},
             "firing_services": {"payment-service": 1, "cart": 1},
-            "kpis": [
-                KpiRecord(
-                    name="conversion",
-                    value=0.012,
-                    baseline=0.031,
-                    deviation_pct=-61.3,
-                    unit="ratio",
-                    bad=True,
-                    vs="last week",
-                )
-            ],
+            "kpis": [conversion(revenue_at_risk_per_min=None)],
             "probable_causes": [
                 CauseRecord(kind="service", text="payment-service errors", score=0.8)
             ],

@@ -11,6 +11,23 @@ CREATED_MS = 1_776_506_400_000  # 2026-04-18T10:00:00Z
 RUNBOOK_URL = "https://runbooks.example.com/rb-17"
 
 
+def conversion(**overrides: Any) -> KpiRecord:
+    """The checkout conversion KPI down 61% against last week (0.012 now, 0.031 then), with
+    1,200/min of revenue at risk; ``overrides`` replace any field (``None`` removes the
+    revenue)."""
+    fields: dict[str, Any] = {
+        "name": "conversion",
+        "value": 0.012,
+        "baseline": 0.031,
+        "deviation_pct": -61.3,
+        "unit": "ratio",
+        "bad": True,
+        "revenue_at_risk_per_min": 1200.0,
+        "vs": "last week",
+    }
+    return KpiRecord(**(fields | overrides))
+
+
 def make_incident(**overrides: Any) -> Incident:
     """An open P1 checkout incident in prod/eu: two firing alerts in cart and
     payment-service, conversion down 61% with revenue at risk, a deploy as the probable
@@ -40,18 +57,7 @@ def make_incident(**overrides: Any) -> Incident:
         "alerts_omitted": 0,
         "alert_count": 2,
         "firing_count": 2,
-        "kpis": [
-            KpiRecord(
-                name="conversion",
-                value=0.012,
-                baseline=0.031,
-                deviation_pct=-61.3,
-                unit="ratio",
-                bad=True,
-                revenue_at_risk_per_min=1200.0,
-                vs="last week",
-            ).model_dump()
-        ],
+        "kpis": [conversion().model_dump()],
         "changes": [],
         "probable_causes": [
             {
