@@ -93,7 +93,7 @@ class Receiver:
         self.enricher = enricher_for(self.settings, self.store)
         built = sinks if sinks is not None else registry.build(self.settings.config)
         self.pipeline = Pipeline(
-            self.store, self.settings, built, self.metrics, clock, self.enricher
+            self.store, self.settings, built.keys(), self.metrics, clock, self.enricher
         )
         self.outbox = Outbox(
             self.store, built, self.settings, self.metrics, clock, self.pipeline.incident
@@ -169,7 +169,7 @@ class Receiver:
         return f"{head} — {alerts_text(st.alert_count)}, gathering until group_wait ends"
 
     async def aclose(self) -> None:
-        for sink in self.pipeline.sinks.values():
+        for sink in self.outbox.sinks.values():
             await sink.aclose()
         await self.enricher.aclose()
         await self.store.aclose()

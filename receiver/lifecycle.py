@@ -14,11 +14,9 @@ The rules (SPEC "Grouping semantics"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from receiver.models import NotificationKind
 from receiver.store.records import IncidentState, Notified, TimelineEntry
-
-NotificationKind = Literal["open", "update", "resolve", "reopen"]
 
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 AlertStatus = Literal["firing", "resolved"]
+NotificationKind = Literal["open", "update", "resolve", "reopen"]
+"""What a decision tells the sinks; each is one outbox job per sink."""
 
 
 class Alert(NamedTuple):

@@ -32,10 +32,11 @@ from receiver.errors import (
 )
 from receiver.incident import Incident
 from receiver.metrics import Metrics
+from receiver.models import NotificationKind
 from receiver.settings import Settings, ms
 from receiver.sinks import Delivery, Receipt, Sink
 from receiver.store import GroupStore
-from receiver.store.deliveries import ClaimedJob, DeadLetter, Job, NotificationKind
+from receiver.store.deliveries import ClaimedJob, DeadLetter, Job
 from receiver.store.records import StoredIncident
 
 logger = logging.getLogger("journey_receiver.outbox")

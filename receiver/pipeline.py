@@ -8,7 +8,7 @@ flush:  load → enrich → score → decide (lifecycle) → commit, with the de
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 
 import anyio
 
@@ -21,7 +21,6 @@ from receiver.models import Batch
 from receiver.placement import place
 from receiver.scoring import Impact
 from receiver.settings import Settings, ms
-from receiver.sinks import Sink
 from receiver.store import Claim, GroupStore, IngestOutcome
 from receiver.store.deliveries import Job
 from receiver.store.records import IncidentState, StoredIncident
@@ -41,7 +40,7 @@ class Pipeline:
         self,
         store: GroupStore,
         settings: Settings,
-        sinks: Mapping[str, Sink],
+        sinks: Collection[str],
         metrics: Metrics,
         clock: Clock,
         enricher: Enricher | None = None,
@@ -49,7 +48,8 @@ class Pipeline:
         self.store = store
         self.enricher = enricher
         self.settings = settings
-        self.sinks = dict(sinks)
+        # Names only: deciding needs to know which sinks exist; the outbox holds the clients.
+        self.sinks = frozenset(sinks)
         self.metrics = metrics
         self.clock = clock
 

@@ -10,13 +10,13 @@ retries, sleeps or swallows: retry policy belongs to the outbox alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from receiver.models import NotificationKind
 
 if TYPE_CHECKING:
     from receiver.config import Owner
     from receiver.incident import Incident
-
-NotificationKind = Literal["open", "update", "resolve", "reopen"]
 
 
 @dataclass(frozen=True, slots=True)

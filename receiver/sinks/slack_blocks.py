@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from receiver.incident import Incident, kpi_line
-from receiver.sinks import NotificationKind
+from receiver.models import NotificationKind
 from receiver.store.records import KpiRecord
 
 HEADER_MAX = 150

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from receiver.models import NotificationKind
 from receiver.store.records import StrList
 from receiver.store.scripts import script, text, unavailable
 
-NotificationKind = Literal["open", "update", "resolve", "reopen"]
 AckOutcome = Literal["gone", "ok", "next"]
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from receiver.config import JiraSinkConfig, Owner
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
-from receiver.sinks import Delivery, NotificationKind, Receipt
+from receiver.models import NotificationKind
+from receiver.sinks import Delivery, Receipt
 from receiver.sinks.jira import JiraSink, incident_label, label
 from receiver.sinks.jira_markup import Paragraph, Text, adf_text, carries, wiki
 from tests.support.fake_jira import FakeIssue, FakeJira, adf_problems, serve_jira

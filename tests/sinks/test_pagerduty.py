@@ -13,8 +13,9 @@ import pytest
 from receiver.config import Journey, Owner, PagerDutySinkConfig, Runbook
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
 from receiver.incident import Incident, build
+from receiver.models import NotificationKind
 from receiver.scoring import Impact
-from receiver.sinks import Delivery, NotificationKind, Receipt
+from receiver.sinks import Delivery, Receipt
 from receiver.sinks.pagerduty import EVENT_MAX_BYTES, SUMMARY_MAX, PagerDutySink
 from receiver.store.records import (
     AlertPage,

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 from receiver.config import Owner, SlackSinkConfig
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
 from receiver.incident import Incident
-from receiver.sinks import Delivery, NotificationKind, Receipt
+from receiver.models import NotificationKind
+from receiver.sinks import Delivery, Receipt
 from receiver.sinks.slack import SlackSink
 from receiver.sinks.slack_blocks import clip, escape
 from tests.support.fake_server import FakeServer, Fault, serve
