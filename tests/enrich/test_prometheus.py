@@ -298,7 +298,7 @@ async def test_a_broken_answer_is_a_short_note_without_secrets(
         kpis = source(fake.url, headers={"Authorization": secret})
         report = await report_of(kpis, journey(STARTED), {"region": "eu"})
     assert report == KpiReport(notes=(f"context unavailable: prometheus: {reason} (started)",))
-    assert fake.seen_headers and all(h["Authorization"] == secret for h in fake.seen_headers)
+    assert fake.seen_headers and all(h["authorization"] == secret for h in fake.seen_headers)
     assert "s3cr3t" not in caplog.text
     assert reason in caplog.text
 

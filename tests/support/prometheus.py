@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from tests.support.fake_server import FakeServer, serve
 from tests.support.processes import binary, free_port, running
 from tests.support.receiver_process import poll
 
@@ -109,13 +112,21 @@ def silent_server() -> Iterator[int]:
 
 @dataclass
 class FakeHttp:
-    """What ``fake_http`` answers to every request, and the request headers it saw."""
+    """What ``fake_http`` answers to every request, and the requests it saw."""
 
     status: int
     body: bytes
     content_type: str = "application/json"
-    seen_headers: list[dict[str, str]] = field(default_factory=list)
-    url: str = ""
+    server: FakeServer = field(default_factory=FakeServer)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def seen_headers(self) -> list[dict[str, str]]:
+        """Each request's headers, names in lower case."""
+        return [seen.headers for seen in self.server.requests()]
 
 
 def self_signed_cert(workdir: Path) -> tuple[Path, Path]:
@@ -145,35 +156,9 @@ def fake_http(
     """
     fake = FakeHttp(status, body, content_type)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            fake.seen_headers.append(dict(self.headers))
-            self.send_response(fake.status)
-            self.send_header("Content-Type", fake.content_type)
-            self.send_header("Content-Length", str(len(fake.body)))
-            self.end_headers()
-            self.wfile.write(fake.body)
+    async def answer(request: Request) -> Response:
+        return Response(fake.body, status_code=fake.status, media_type=fake.content_type)
 
-        do_POST = do_GET
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    if tls is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-http", daemon=True
-    )
-    thread.start()
-    scheme = "https" if tls is not None else "http"
-    fake.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    try:
+    app = Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
+    with serve(app, fake.server, tls=tls):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
