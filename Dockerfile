@@ -10,10 +10,15 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/journey-receiver
 WORKDIR /src
+# Only the runtime lock: exact versions checked by hash, nothing resolved at build time.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN /opt/journey-receiver/bin/pip install --no-compile --require-hashes --no-deps \
+      -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY receiver ./receiver
-# Only the runtime dependencies: no [test] extras in the image.
-RUN /opt/journey-receiver/bin/pip install --no-compile .
+# The build backend came from the lock above, so the package builds without fetching one.
+RUN /opt/journey-receiver/bin/pip install --no-compile --no-deps --no-build-isolation . \
+ && /opt/journey-receiver/bin/pip uninstall --yes setuptools
 
 FROM python:3.11-slim-bookworm
 ARG VERSION=0.1.0

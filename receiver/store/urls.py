@@ -68,7 +68,7 @@ def _sentinel_client(url: str) -> tuple[Redis, list[Any]]:
     db = int(path[1]) if len(path) > 1 else 0
     password = unquote(parts.password) if parts.password else None
     username = unquote(parts.username) if parts.username else None
-    sentinel = Sentinel(hosts, **_TIMEOUTS)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(hosts, **_TIMEOUTS)
     master: Redis = sentinel.master_for(
         path[0], db=db, password=password, username=username, decode_responses=True, **_TIMEOUTS
     )
