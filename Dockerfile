@@ -37,7 +37,9 @@ ENV PATH=/opt/journey-receiver/bin:$PATH \
 USER 10001:10001
 EXPOSE 9095
 # Liveness only (/healthz); readiness (/readyz, the store reachable) is the orchestrator's.
-HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9095/healthz', timeout=2)"]
+# It reads the port from the same config as the command below, so a changed server.port is
+# followed; a command given its own --port needs the same --port here.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["journey-receiver", "healthcheck", "--config", "/etc/journey-receiver/receiver.yaml"]
 ENTRYPOINT ["journey-receiver"]
 CMD ["serve", "--config", "/etc/journey-receiver/receiver.yaml"]

@@ -7,11 +7,13 @@ the scheduler, after group_wait.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +30,7 @@ from receiver.webhook import parse_webhook
 if TYPE_CHECKING:
     from receiver.app import Receiver
 
+logger = logging.getLogger("journey_receiver")
 Handler = Callable[[Request], Awaitable[Response]]
 _STATUSES = ("open", "resolved", "all")
 _MAX_LIMIT = 1000
@@ -68,6 +71,17 @@ def _guarded(write: bool, handler: Callable[[Request, Receiver], Awaitable[Respo
         header = request.headers.get("authorization")
         allowed = receiver.auth.allows_write(header) if write else receiver.auth.allows_read(header)
         if not allowed:
+            # Who knocked and where, never what they sent: the header may hold a real secret
+            # meant for another system, or a near miss of ours.
+            logger.warning(
+                "401 on %s %s from %s: %s credentials",
+                request.method,
+                request.url.path,
+                request.client.host if request.client else "unknown client",
+                "wrong" if header else "no",
+            )
+            if handler is webhook:
+                receiver.metrics.webhook_requests.labels("401").inc()
             return JSONResponse(
                 {"error": "unauthorized: missing or wrong credentials"},
                 status_code=401,
@@ -232,6 +246,20 @@ async def metrics(request: Request) -> Response:
         generate_latest(_receiver(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
 
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 as JSON, like every other answer of the API."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    message = {404: "no such endpoint", 405: "method not allowed"}.get(
+        exc.status_code, exc.detail
+    )
+    if exc.status_code == 405 and "Allow" in headers:
+        message = f"method not allowed; this path takes {headers['Allow']}"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
+
+
+exception_handlers = {HTTPException: http_error}
 
 routes = [
     Route("/webhook/alertmanager", _guarded(True, webhook), methods=["POST"]),

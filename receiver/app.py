@@ -20,7 +20,7 @@ from receiver.enrich.enricher import Enricher
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError
-from receiver.incident import alerts_text, location, rfc3339
+from receiver.incident import rfc3339, title
 from receiver.metrics import Metrics
 from receiver.outbox import Outbox
 from receiver.pipeline import Clock, Pipeline
@@ -99,9 +99,18 @@ class Receiver:
             self.store, built, self.settings, self.metrics, clock, self.pipeline.incident
         )
         self.metrics.config_last_reload_success.set(1)
-        self._warn_if_open()
+        self._warn()
 
-    def _warn_if_open(self) -> None:
+    def _warn(self) -> None:
+        """Say loudly what a newcomer would otherwise find out from their pager."""
+        if not self.settings.journeys.journeys:
+            logger.warning(
+                "no journeys configured (%s): every alert will be filed under the built-in "
+                "'unmapped' journey. Pass --config config/receiver.yaml or --journeys FILE",
+                f"journeys file {self.journeys_path or self.settings.config.journeys_file}"
+                if self.config_path or self.journeys_path
+                else "no --config and no --journeys given",
+            )
         if self.auth.write_open:
             # ${WEBHOOK_TOKEN:-} with the variable unset ends here: say so, loudly.
             logger.warning(
@@ -140,7 +149,7 @@ class Receiver:
         self.pipeline.settings = settings
         self.outbox.settings = settings
         self.auth = authenticator(settings)
-        self._warn_if_open()
+        self._warn()
         if isinstance(self.store, RedisStore):
             self.store.configure(store_settings(settings))
         self.metrics.config_reloads.labels("success").inc()
@@ -148,25 +157,21 @@ class Receiver:
         logger.info("reload: config and journeys reloaded")
 
     def summary(self, st: IncidentState) -> dict[str, Any]:
+        """The list's view of an incident: scored and titled exactly as its detail is."""
+        impact = self.settings.impact(st)
         return {
             "id": st.id,
             "key": st.key,
             "journey": st.journey,
             "status": st.status,
-            "priority": st.priority,
-            "score": st.score,
-            "title": st.title or self._pending_title(st),
+            "priority": impact.priority,
+            "score": impact.score,
+            "title": title(st, impact),
             "alert_count": st.alert_count,
             "firing_count": st.firing_count,
             "created_at": rfc3339(st.created_at),
             "updated_at": rfc3339(st.updated_at),
         }
-
-    @staticmethod
-    def _pending_title(st: IncidentState) -> str:
-        where = location(st.group_labels)
-        head = f"{st.journey}/{where}" if where else st.journey
-        return f"{head} — {alerts_text(st.alert_count)}, gathering until group_wait ends"
 
     async def aclose(self) -> None:
         for sink in self.outbox.sinks.values():
@@ -212,7 +217,9 @@ def create_app(
                 loop.remove_signal_handler(signal.SIGHUP)
             await receiver.aclose()
 
-    app = Starlette(routes=api.routes, lifespan=lifespan)
+    app = Starlette(
+        routes=api.routes, lifespan=lifespan, exception_handlers=api.exception_handlers
+    )
     app.state.receiver = receiver
     return app
 

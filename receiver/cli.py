@@ -1,10 +1,11 @@
-"""``journey-receiver serve | check | explain``."""
+"""``journey-receiver serve | check | explain | healthcheck``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,25 +41,60 @@ def serve(args: argparse.Namespace) -> int:
     server = app.state.receiver.settings.config.server
     host = args.host or server.host
     port = args.port or server.port
+    try:
+        # Bound here, before anything says "listening": a port in use is an error to read,
+        # not a greeting followed by an exit.
+        sock = socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048
+        )
+    except OSError as exc:
+        print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     print(
         f"journey-receiver listening on http://{host}:{port} "
         f"(store {app.state.receiver.settings.config.store.url.split('@')[-1]}). Send it a "
-        f"sample storm and read the incidents:\n"
+        f"deploy and a sample storm, wait group_wait, then read the incidents:\n"
+        f"  curl -s -XPOST -H 'Content-Type: application/json' "
+        f"--data @examples/deploy.json http://{local}:{port}/api/v1/events\n"
         f"  curl -s -XPOST -H 'Content-Type: application/json' "
         f"--data @examples/storm.json http://{local}:{port}/webhook/alertmanager\n"
         f"  curl -s http://{local}:{port}/api/v1/incidents",
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        timeout_keep_alive=int(server.keepalive_timeout),
-        log_level=args.log_level,
-        access_log=False,
-    )
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            timeout_keep_alive=int(server.keepalive_timeout),
+            log_level=args.log_level,
+            access_log=False,
+        )
+    ).run(sockets=[sock])
+    return 0
+
+
+def healthcheck(args: argparse.Namespace) -> int:
+    """GET /healthz on the port the config serves on (a container's HEALTHCHECK)."""
+    import httpx
+
+    cfg_path, journeys_path = _paths(args)
+    try:
+        loaded = config.load(cfg_path, journeys_path)[0] if cfg_path else config.ReceiverConfig()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    host = loaded.server.host
+    host = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
+    url = f"http://{f'[{host}]' if ':' in host else host}:{args.port or loaded.server.port}/healthz"
+    try:
+        response = httpx.get(url, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"{url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"{url}: HTTP {response.status_code}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -117,6 +153,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="listen port (default server.port, 9095)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(run=serve)
+
+    h = sub.add_parser("healthcheck", help="exit 0 when the receiver on the config's port is up")
+    files(h)
+    h.add_argument("--port", type=int, help="the port serve was given (default server.port)")
+    h.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    h.set_defaults(run=healthcheck)
 
     c = sub.add_parser("check", help="validate receiver.yaml and journeys.yaml")
     files(c)

@@ -140,12 +140,17 @@ def alerts_text(n: int) -> str:
 def title(state: IncidentState, impact: Impact) -> str:
     """What, where, how bad, what changed: "checkout/eu P1 — 12 alerts in payment-service,
     cart; conversion −61% vs last week; deploy 2026.04.18-3 to payment-service 2 min
-    before". When that is longer than TITLE_MAX it gives up detail in a fixed order (fewer
+    before". While the incident gathers its alerts (group_wait) it says so instead. When
+    that is longer than TITLE_MAX it gives up detail in a fixed order (fewer
     service names, none when the change names one, the change's version, the change)
     rather than cutting words."""
     where = location(state.group_labels)
     head = f"{state.journey}/{where}" if where else state.journey
     head += f" {impact.priority} — "
+    if state.pending is not None and state.status == "open":
+        # Nothing was decided or sent yet, and the context comes after group_wait: a title
+        # that looked final would be read as the verdict.
+        return f"{head}{alerts_text(state.alert_count)}, gathering until group_wait ends"
     if state.status == "resolved":
         services = sorted(state.services)
         what = f"resolved: {alerts_text(state.alert_count)} in "

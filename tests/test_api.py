@@ -232,11 +232,65 @@ async def test_after_a_reload_regroups_alerts_their_incident_still_resolves(
         assert (await rx.incident(inc))["status"] == "resolved"
 
 
-async def test_an_incident_still_gathering_has_a_located_title(
+async def test_the_list_and_the_detail_agree_while_gathering_and_after(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     async with harness(write_config(tmp_path), clock) as rx:
-        await rx.post([make_alert("payment-service")])
-        (summary,) = await rx.incidents()
-        assert summary["title"] == "checkout/eu — 1 alert, gathering until group_wait ends"
-        assert (summary["priority"], summary["score"]) == (None, None)
+        await rx.post([make_alert("payment-service", severity="critical")])
+        shared = ("id", "status", "priority", "score", "title", "alert_count", "firing_count")
+
+        async def both() -> tuple[dict[str, object], dict[str, object]]:
+            (summary,) = await rx.incidents()
+            return summary, await rx.incident(str(summary["id"]))
+
+        summary, detail = await both()
+        assert summary["title"] == (
+            f"checkout/eu {detail['priority']} — 1 alert, gathering until group_wait ends"
+        )
+        assert detail["priority"] is not None
+        assert {k: summary[k] for k in shared} == {k: detail[k] for k in shared}
+        assert detail["notified_at"] is None
+
+        await rx.tick(30)  # group_wait ends: the first notification goes out
+        await rx.post([make_alert("cart", severity="warning")])  # and the incident moves on
+        summary, detail = await both()
+        assert "gathering" not in str(detail["title"])
+        assert detail["notified_at"] is not None
+        assert detail["alert_count"] == 2
+        assert {k: summary[k] for k in shared} == {k: detail[k] for k in shared}
+
+
+async def test_401_is_counted_and_logged_without_the_credential(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with harness(write_config(tmp_path, AUTH), clock) as rx:
+        guess = "Bearer s3cret-tokeN-near-miss"
+        with caplog.at_level("WARNING", logger="journey_receiver"):
+            r = await rx.client.post(
+                "/webhook/alertmanager",
+                content=body([make_alert()]),
+                headers={"authorization": guess},
+            )
+            assert r.status_code == 401
+            assert (await rx.client.post("/webhook/alertmanager", content=b"{}")).status_code == 401
+            assert (await rx.client.post("/-/reload", headers=READ)).status_code == 401
+        metrics = (await rx.client.get("/metrics")).text
+        assert 'journey_receiver_webhook_requests_total{code="401"} 2.0' in metrics
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 3
+        assert all("from 127.0.0.1" in w for w in warnings), warnings
+        assert "POST /webhook/alertmanager" in warnings[0]
+        assert "POST /-/reload" in warnings[2]
+        assert "s3cret" not in caplog.text
+        assert "reader" not in caplog.text
+
+
+async def test_unknown_paths_and_methods_answer_json(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        missing = await rx.client.get("/api/v1/nope")
+        assert (missing.status_code, missing.json()) == (404, {"error": "no such endpoint"})
+        assert missing.headers["content-type"] == "application/json"
+        wrong = await rx.client.get("/webhook/alertmanager")
+        assert wrong.status_code == 405
+        assert wrong.json() == {"error": "method not allowed; this path takes POST"}
+        assert wrong.headers["allow"] == "POST"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,3 +143,58 @@ def test_explain_reads_kpis_from_prometheus_when_asked(prometheus_url: str, tmp_
     assert [(k["name"], k["deviation_pct"]) for k in incident["kpis"]] == [("conversion", -60.0)]
     assert (incident["priority"], incident["score"]) == ("P1", 80.0)
     assert "conversion \u221260% vs last week" in incident["title"]
+
+
+def test_serve_with_no_journeys_says_every_alert_will_be_unmapped(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    # No --config, and no config/receiver.yaml in the working directory to fall back on.
+    with running([CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], port, log, tmp_path):
+        pass
+    text = log.read_text()
+    assert "no journeys configured (no --config and no --journeys given)" in text
+    assert "every alert will be filed under the built-in 'unmapped' journey" in text
+
+
+def test_serve_says_listening_only_once_the_port_is_bound(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [CLI, "serve", "--config", str(EXAMPLE_CONFIG), "--host", "127.0.0.1",
+             "--port", str(port)],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "listening" not in result.stderr + result.stdout
+
+
+def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(
+        f"server: {{host: 127.0.0.1, port: {port}}}\n"
+        f"journeys_file: {EXAMPLE_JOURNEYS}\nstore: {{url: 'memory://'}}\n"
+    )
+    health = [CLI, "healthcheck", "--config", str(cfg)]
+    with running([CLI, "serve", "--config", str(cfg)], port, tmp_path / "serve.log"):
+        up = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)
+        assert (up.returncode, up.stderr) == (0, "")
+    down = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)
+    assert down.returncode == 1
+    assert f"http://127.0.0.1:{port}/healthz" in down.stderr
+
+
+def exec_form(pattern: str, dockerfile: str) -> list[str]:
+    match = re.search(pattern, dockerfile, re.M)
+    assert match, pattern
+    form: list[str] = json.loads(match[1])
+    return form
+
+
+def test_the_container_healthcheck_reads_the_config_it_serves() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    serve = exec_form(r"^CMD (\[.*\])$", dockerfile)
+    check = exec_form(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])$", dockerfile)
+    assert serve[:2] == ["serve", "--config"]
+    assert check == ["journey-receiver", "healthcheck", "--config", serve[2]]

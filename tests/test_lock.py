@@ -42,8 +42,9 @@ def parse_lock(text: str) -> dict[str, Pin]:
         elif current and line.startswith("--hash=sha256:"):
             current.hashes += 1
         elif current and raw.startswith("    #") and (source := _SOURCE.match(line)):
-            if source[1] != "via":
-                current.sources.add(source[1])
+            current.sources.add(source[1])
+    for pin in pins.values():
+        pin.sources.discard("via")  # the head of a multi-line `# via` list
     return pins
 
 

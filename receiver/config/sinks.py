@@ -45,9 +45,11 @@ def _required_secret(value: SecretStr) -> SecretStr:
 
 
 class LogSinkConfig(ConfigModel):
-    """The built-in sink: one structured log line per notification."""
+    """The built-in sink: each notification as a chart in the log, one JSON line (``json``)
+    or indented lines for a person at a terminal (``text``)."""
 
     enabled: bool = True
+    format: Literal["json", "text"] = "json"
 
 
 class PagerDutySinkConfig(ConfigModel):

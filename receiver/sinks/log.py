@@ -1,50 +1,100 @@
-"""The built-in ``log`` sink: one structured JSON log line per incident notification."""
+"""The built-in ``log`` sink: each notification as the chart a person would read in Slack.
+
+``format: json`` (the default) writes one JSON line per notification for log pipelines;
+``format: text`` writes the same chart as indented lines for a person at a terminal. Either
+way the chart holds the title, the summary, the top probable cause, the suggested actions,
+the runbooks, the owner and the link.
+
+Alert text is untrusted: in JSON, ``json.dumps`` escapes control characters; in text, every
+value is folded onto one line, so no label or annotation can forge a log line of its own.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from receiver.sinks import Delivery, Receipt
+from receiver.sinks._http import incident_url
 
 if TYPE_CHECKING:
+    from receiver.config.sinks import LogSinkConfig
     from receiver.incident import Incident
 
 logger = logging.getLogger("journey_receiver.notifications")
+
+
+def _line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _owner(owner: dict[str, Any]) -> str:
+    """``payments (slack #inc-checkout, jira PAY, pagerduty journey)``."""
+    routes = ", ".join(f"{k.split('_')[0]} {v}" for k, v in owner["routing"].items() if v)
+    return _line(f"{owner['team']} ({routes})" if routes else owner["team"])
 
 
 class LogSink:
     name = "log"
     coalesces_updates = False
 
+    def __init__(self, config: LogSinkConfig, external_url: str | None) -> None:
+        self.format = config.format
+        self.external_url = external_url
+
+    def chart(self, incident: Incident, delivery: Delivery) -> dict[str, Any]:
+        cause = incident.probable_causes[0] if incident.probable_causes else None
+        return {
+            "event": "incident_notification",
+            "sink": self.name,
+            "kind": delivery.kind,
+            "changes": list(delivery.changes),
+            "incident": incident.id,
+            "key": incident.key,
+            "journey": incident.journey,
+            "status": incident.status,
+            "priority": incident.priority,
+            "score": incident.score,
+            "title": incident.title,
+            "summary": incident.summary,
+            "alert_count": incident.alert_count,
+            "firing_count": incident.firing_count,
+            "services": incident.services,
+            "top_cause": cause and {"text": cause["text"], "score": cause["score"]},
+            "actions": [a["title"] for a in incident.suggested_actions],
+            "runbooks": incident.runbooks,
+            "owner": incident.owner,
+            # Without server.external_url the API path still tells a person where to look.
+            "link": incident_url(self.external_url, incident.id)
+            or f"/api/v1/incidents/{incident.id}",
+        }
+
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
     ) -> Receipt:
-        # json.dumps escapes control characters, so untrusted alert text cannot forge
-        # extra log lines.
-        logger.info(
-            json.dumps(
-                {
-                    "event": "incident_notification",
-                    "sink": self.name,
-                    "kind": delivery.kind,
-                    "changes": list(delivery.changes),
-                    "incident": incident.id,
-                    "key": incident.key,
-                    "journey": incident.journey,
-                    "status": incident.status,
-                    "priority": incident.priority,
-                    "score": incident.score,
-                    "title": incident.title,
-                    "alert_count": incident.alert_count,
-                    "firing_count": incident.firing_count,
-                    "services": incident.services,
-                },
-                ensure_ascii=False,
-            )
-        )
+        chart = self.chart(incident, delivery)
+        if self.format == "json":
+            logger.info(json.dumps(chart, ensure_ascii=False))
+        else:
+            logger.info("%s", self.text(chart))
         return Receipt(sink=self.name, state=incident.status)
+
+    @staticmethod
+    def text(chart: dict[str, Any]) -> str:
+        cause = chart["top_cause"]
+        lines = [
+            f"[{chart['kind']}] {_line(chart['title'])}",
+            f"  summary:  {_line(chart['summary'])}",
+            f"  cause:    {_line(cause['text']) if cause else 'none found'}",
+            *(f"  action:   {_line(a)}" for a in chart["actions"]),
+            *(f"  runbook:  {_line(r['title'])} {_line(r['url'])}" for r in chart["runbooks"]),
+            f"  owner:    {_owner(chart['owner'])}",
+            f"  link:     {_line(chart['link'])}",
+        ]
+        if chart["changes"]:
+            lines.insert(1, f"  changed:  {_line('; '.join(chart['changes']))}")
+        return "\n".join(lines)
 
     async def aclose(self) -> None:
         return None

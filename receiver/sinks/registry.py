@@ -14,7 +14,7 @@ from receiver.sinks.pagerduty import PagerDutySink
 from receiver.sinks.slack import SlackSink
 
 _BUILDERS: dict[str, Callable[[Any, str | None], Sink]] = {
-    "log": lambda config, external_url: LogSink(),
+    "log": LogSink,
     "pagerduty": PagerDutySink,
     "slack": SlackSink,
     "jira": JiraSink,

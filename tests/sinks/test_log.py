@@ -1,0 +1,80 @@
+"""The ``log`` sink: the whole chart a person would read in Slack, as JSON or as text, and
+no alert text can forge a log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Literal
+
+import pytest
+
+from receiver.config import LogSinkConfig, Owner
+from receiver.sinks import Delivery
+from receiver.sinks.log import LogSink
+from tests.support.incidents import RUNBOOK_URL, make_incident
+
+pytestmark = pytest.mark.anyio
+
+OWNER = {
+    "team": "payments",
+    "routing": {"slack_channel": "#inc-checkout", "jira_project": "PAY", "pagerduty": "journey"},
+}
+UPDATE = Delivery("update", "job-1", Owner(team="payments"), changes=("new service: cart",))
+
+
+async def notify(
+    caplog: pytest.LogCaptureFixture,
+    fmt: Literal["json", "text"],
+    external_url: str | None, **incident: object
+) -> str:
+    sink = LogSink(LogSinkConfig(format=fmt), external_url)
+    with caplog.at_level(logging.INFO, logger="journey_receiver.notifications"):
+        receipt = await sink.deliver(make_incident(owner=OWNER, **incident), UPDATE, None)
+    assert receipt.state == "open"
+    (record,) = caplog.records
+    return record.getMessage()
+
+
+async def test_the_text_chart_holds_what_slack_would_show(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = await notify(caplog, "text", "https://rx.example.com/")
+    assert text.splitlines() == [
+        "[update] checkout/eu P1 — 2 alerts in payment-service, cart; conversion −61% vs last week",
+        "  changed:  new service: cart",
+        "  summary:  Checkout (checkout) in env prod, region eu: 2 of 2 alert(s) firing.",
+        "  cause:    deploy 2026.04.18-3 to payment-service",
+        "  action:   Roll back payment-service",
+        f"  runbook:  Payment gateway errors {RUNBOOK_URL}",
+        "  owner:    payments (slack #inc-checkout, jira PAY, pagerduty journey)",
+        "  link:     https://rx.example.com/api/v1/incidents/checkout-eu-1",
+    ]
+
+
+async def test_the_json_chart_carries_the_same_parts(caplog: pytest.LogCaptureFixture) -> None:
+    chart = json.loads(await notify(caplog, "json", None, probable_causes=[]))
+    assert chart["event"] == "incident_notification"
+    assert chart["summary"].startswith("Checkout (checkout) in env prod")
+    assert chart["top_cause"] is None
+    assert chart["actions"] == ["Roll back payment-service"]
+    assert chart["runbooks"] == [{"title": "Payment gateway errors", "url": RUNBOOK_URL}]
+    assert chart["owner"] == OWNER
+    # Without server.external_url a person still learns where to look.
+    assert chart["link"] == "/api/v1/incidents/checkout-eu-1"
+
+
+async def test_alert_text_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    forged = "db\n2026-04-18 10:00:00,000 INFO journey_receiver.notifications [resolve] all clear"
+    text = await notify(
+        caplog,
+        "text",
+        None,
+        title=f"checkout/eu P1 — 1 alert in {forged}",
+        summary=forged,
+        probable_causes=[{"kind": "service", "text": forged, "score": 1.0, "evidence": []}],
+    )
+    lines = text.splitlines()
+    assert len(lines) == 8  # title, changed, summary, cause, action, runbook, owner, link
+    assert not any(line.startswith("2026-04-18") for line in lines)
+    assert sum("[resolve] all clear" in line for line in lines) == 3
