@@ -57,7 +57,7 @@ class ExplainReport:
         return "\n".join(out)
 
 
-def _incident(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPage]:
+def incident_of(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPage]:
     """The state and alerts an incident made of this group alone would have."""
     alerts = [
         StoredAlert(
@@ -148,7 +148,7 @@ def explain_batch(
         for p in g.alerts
     ]
     at_ms = now_ms or round(time.time() * 1000)
-    made = [_incident(g, at_ms) for g in groups]
+    made = [incident_of(g, at_ms) for g in groups]
     states = [state for state, _ in made]
     if prometheus_url:
         states = anyio.run(_kpis, settings, states, prometheus_url, at_ms)

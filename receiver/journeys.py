@@ -60,10 +60,6 @@ class JourneyCatalog:
                 return journey, stage
         return self._unmapped, None
 
-    def get(self, journey_id: str) -> Journey:
-        """The journey with this id; ``KeyError`` when there is none."""
-        return self._by_id[journey_id]
-
     def find(self, journey_id: str) -> Journey:
         """The journey with this id, or ``unmapped`` for one a reload removed since."""
         return self._by_id.get(journey_id, self._unmapped)

@@ -8,7 +8,7 @@ can only raise the worst-class product, services and regions are only ever added
 score is monotonic. It reads only the incident's state (firing alerts counted per class),
 never the alerts themselves, so it costs the same for 5 alerts or 50,000. The KPI factor
 comes from the last KPI measurement stored on the incident. docs/scoring.md has the
-formula with worked examples; tests/test_scoring.py checks them.
+formula with worked examples; tests/test_scoring_doc.py checks them.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from receiver.config import (
+    JourneysConfig,
     ReceiverConfig,
-    Thresholds,
     check,
     load,
     load_journeys,
@@ -14,6 +14,8 @@ from receiver.config import (
     parse_duration,
 )
 from receiver.errors import ConfigError
+from receiver.scoring import priority_for
+from receiver.settings import Settings
 
 DATA = Path(__file__).parent / "data" / "config"
 EXAMPLES = Path(__file__).parents[1] / "config"
@@ -422,8 +424,10 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         (0, "P5"),
     ],
 )
-def test_thresholds_to_priority(score: float, priority: str) -> None:
-    assert Thresholds().priority(score) == priority
+def test_default_thresholds_to_priority(score: float, priority: str) -> None:
+    """The default ``scoring.thresholds``, as the receiver applies them."""
+    rules = Settings.build(ReceiverConfig(), JourneysConfig()).rules
+    assert priority_for(score, rules.thresholds) == priority
 
 
 def test_secret_files_inside_lists(tmp_path: Path) -> None:

@@ -101,13 +101,18 @@ def test_group_by_override_else_default() -> None:
         ),
         default_group_by=["env", "region", "cluster"],
     )
-    assert catalog.group_by(catalog.get("checkout")) == ("env", "region")
-    assert catalog.group_by(catalog.get("fulfilment")) == ("env",)
-    assert catalog.group_by(catalog.get("browse")) == ("env", "region", "cluster")
-    assert catalog.group_by(catalog.get("global")) == ()
+
+    def group_by(service: str) -> tuple[str, ...]:
+        journey, _ = catalog.match({"service": service})
+        return catalog.group_by(journey)
+
+    assert group_by("pay") == ("env", "region")
+    assert group_by("ship") == ("env",)
+    assert group_by("search") == ("env", "region", "cluster")
+    assert group_by("dns") == ()
 
 
-def test_get_and_journeys() -> None:
+def test_find_and_journeys() -> None:
     catalog = JourneyCatalog(
         make_journeys(
             make_journey("checkout", ("payment", ['service="pay"'])),
@@ -116,10 +121,10 @@ def test_get_and_journeys() -> None:
         default_group_by=["env"],
     )
     assert [j.id for j in catalog.journeys] == ["checkout", "browse", "unmapped"]
-    assert catalog.get("browse").name == "Browse"
-    assert catalog.get("unmapped") is catalog.journeys[-1]
-    with pytest.raises(KeyError):
-        catalog.get("nope")
+    assert catalog.find("browse").name == "Browse"
+    assert catalog.find("unmapped") is catalog.journeys[-1]
+    # A journey a reload removed: its incidents fall back to ``unmapped``.
+    assert catalog.find("nope") is catalog.journeys[-1]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,10 @@ here, offline, before anyone installs a version that CI never tested.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,3 +144,51 @@ def test_every_other_script_installs_through_setup() -> None:
         text = (ROOT / path).read_text()
         assert not _PIP_INSTALL.search(text), path
         assert "scripts/setup" in text or "exec scripts/test" in text, path
+
+
+def _setup_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """scripts/setup with the lock and pyproject.toml in a scratch tree whose venv python
+    only writes down what it was asked to run."""
+    for part in ("scripts/setup", "requirements/runtime.txt", "requirements/dev.txt"):
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / part, tmp_path / part)
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    calls = tmp_path / "calls.txt"
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    python.chmod(0o755)
+    calls.write_text("")
+    return tmp_path / "scripts" / "setup", calls
+
+
+def _run(script: Path, *args: str) -> None:
+    subprocess.run(["bash", str(script), *args], check=True, capture_output=True, timeout=60)
+
+
+def test_setup_installs_from_the_lock_once_and_again_only_when_it_changes(
+    tmp_path: Path,
+) -> None:
+    setup, calls = _setup_copy(tmp_path)
+    _run(setup)
+    first = calls.read_text().splitlines()
+    assert [c.split(" -q ")[1] for c in first] == [
+        "--require-hashes --no-deps -r requirements/runtime.txt",
+        "--no-deps --no-build-isolation -e .",
+    ]
+    _run(setup)  # scripts/serve on every start: nothing changed, nothing installed
+    assert calls.read_text().splitlines() == first
+    lock = tmp_path / "requirements" / "runtime.txt"
+    lock.write_text(lock.read_text() + "\n")
+    _run(setup)
+    assert len(calls.read_text().splitlines()) == 4
+
+
+def test_a_venv_made_for_the_tests_also_serves(tmp_path: Path) -> None:
+    setup, calls = _setup_copy(tmp_path)
+    installed = (tmp_path / "requirements" / "dev.txt").read_bytes()
+    installed += (tmp_path / "pyproject.toml").read_bytes()
+    digest = hashlib.sha256(installed).hexdigest()
+    (tmp_path / ".venv" / ".installed-dev").write_text(digest + "\n")
+    _run(setup)
+    assert calls.read_text() == ""

@@ -135,7 +135,8 @@ Score = Annotated[float, Field(ge=0, le=100)]
 
 
 class Thresholds(ConfigModel):
-    """Lowest score of each priority; anything below ``P4`` is ``P5``."""
+    """Lowest score of each priority; anything below ``P4`` is ``P5``
+    (``receiver.scoring.priority_for`` applies them)."""
 
     P1: Score = 80.0
     P2: Score = 60.0
@@ -153,13 +154,6 @@ class Thresholds(ConfigModel):
             ]
         )
         return self
-
-    def priority(self, score: float) -> Priority:
-        """The priority of an impact score (0-100)."""
-        for name, floor in self._floors():
-            if score >= floor:
-                return name
-        return "P5"
 
     def _floors(self) -> tuple[tuple[Priority, float], ...]:
         return (("P1", self.P1), ("P2", self.P2), ("P3", self.P3), ("P4", self.P4))

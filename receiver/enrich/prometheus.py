@@ -92,10 +92,6 @@ class PrometheusKpis:
             # throw connections away and open new ones (and warn each time). Replaces it.
             session.mount(url, HTTPAdapter(max_retries=no_retries, pool_maxsize=max_threads))
 
-    @property
-    def enabled(self) -> bool:
-        return self._client is not None
-
     async def kpis(
         self, journey: Journey, group_labels: Mapping[str, str], at: datetime
     ) -> KpiReport:

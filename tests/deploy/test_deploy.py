@@ -3,18 +3,23 @@ query only metrics the receiver exports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from receiver.metrics import Metrics
-from tests.conftest import EXAMPLE_JOURNEYS
+from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert
 from tests.support import receiver_process as rp
 from tests.support.processes import binary
+from tests.support.prometheus import fake_http
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 _METRIC = re.compile(r"\bjourney_receiver_[a-z_]+")
@@ -97,7 +102,17 @@ def test_the_grafana_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     assert "SUCCESS" in run(binary("promtool"), "check", "rules", str(path))
 
 
-def test_the_ci_deploy_event_script_posts_an_event_the_receiver_accepts(tmp_path: Path) -> None:
+def send_deploy_event(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """deploy/ci/send-deploy-event.sh with ``args``, ``env`` and nothing else but PATH."""
+    return subprocess.run(
+        [str(DEPLOY / "ci" / "send-deploy-event.sh"), *args],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def ci_receiver(tmp_path: Path) -> Iterator[rp.ReceiverProcess]:
+    """A running receiver with the example journeys that takes the CI's token."""
     config = rp.write_config(
         tmp_path / "receiver.yaml",
         store_url="memory://",
@@ -106,36 +121,124 @@ def test_the_ci_deploy_event_script_posts_an_event_the_receiver_accepts(tmp_path
         journeys_file=EXAMPLE_JOURNEYS,
     )
     with rp.receiver_process(config, tmp_path, "ci-token") as receiver:
+        yield receiver
+
+
+def test_the_ci_deploy_event_script_posts_an_event_the_receiver_accepts(tmp_path: Path) -> None:
+    with ci_receiver(tmp_path) as receiver:
         env = {
-            "PATH": os.environ["PATH"],
             "JOURNEY_RECEIVER_URL": receiver.url,
             "JOURNEY_RECEIVER_TOKEN": "ci-token",
             "REGION": "eu",
             "CHANGE_URL": "https://ci.example.com/runs/42",
         }
-        script = str(DEPLOY / "ci" / "send-deploy-event.sh")
-        done = subprocess.run(
-            [script, "payment-service", "2026.04.18-3"],
-            env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        done = send_deploy_event(env, "payment-service", "2026.04.18-3")
         assert done.returncode == 0
         assert done.stderr == ""
         assert json.loads(done.stdout) == {"accepted": 1}
         # A wrong token is reported, and does not fail the deploy.
         env["JOURNEY_RECEIVER_TOKEN"] = "wrong"
-        done = subprocess.run(
-            [script, "payment-service", "2026.04.18-4"],
-            env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        done = send_deploy_event(env, "payment-service", "2026.04.18-4")
         assert done.returncode == 0
         assert "deploy event not sent" in done.stderr
 
 
-def test_the_github_actions_step_runs_the_script() -> None:
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JOURNEY_RECEIVER_TOKEN", None),
+        # GitHub Actions expands a secret or variable the repository does not have to "".
+        ("JOURNEY_RECEIVER_TOKEN", ""),
+        ("JOURNEY_RECEIVER_URL", ""),
+    ],
+    ids=["token-unset", "token-empty", "url-empty"],
+)
+def test_the_ci_deploy_event_script_without_its_settings_warns_and_sends_nothing(
+    name: str, value: str | None
+) -> None:
+    with fake_http(202, b'{"accepted": 1}') as fake:
+        settings = {"JOURNEY_RECEIVER_URL": fake.url, "JOURNEY_RECEIVER_TOKEN": "ci-token"}
+        env = {k: v for k, v in (settings | {name: value}).items() if v is not None}
+        done = send_deploy_event(env, "payment-service", "2026.04.18-3")
+        assert done.returncode == 0
+        assert done.stderr == f"journey-receiver: deploy event not sent: {name} is not set\n"
+        assert fake.server.requests() == []
+        # With both set, the same run reaches the fake: it would have seen a request.
+        send_deploy_event(settings, "payment-service", "2026.04.18-3")
+        assert [seen.path for seen in fake.server.requests()] == ["/api/v1/events"]
+
+
+def test_the_ci_deploy_event_script_without_its_arguments_warns_and_exits_0() -> None:
+    settings = {"JOURNEY_RECEIVER_URL": "http://127.0.0.1:9", "JOURNEY_RECEIVER_TOKEN": "t"}
+    done = send_deploy_event(settings, "payment-service")
+    assert done.returncode == 0
+    assert done.stderr.startswith("journey-receiver: deploy event not sent: usage: ")
+
+
+_EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+def github_expressions(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each ``${{ expression }}`` replaced by its value in ``values``, as
+    GitHub Actions does before the step runs; an expression without a value is a KeyError,
+    so a new one in the workflow cannot go untested."""
+    return _EXPRESSION.sub(lambda m: values[m.group(1)], text)
+
+
+def test_the_github_actions_step_tells_a_running_receiver_about_the_deploy(
+    tmp_path: Path,
+) -> None:
     workflow = yaml.safe_load((DEPLOY / "ci" / "github-actions.yml").read_text())
     (step,) = [s for s in workflow["jobs"]["deploy"]["steps"] if "run" in s]
-    assert step["run"].startswith("deploy/ci/send-deploy-event.sh ")
-    assert {"JOURNEY_RECEIVER_URL", "JOURNEY_RECEIVER_TOKEN"} <= set(step["env"])
+    sha = "3f786850e387550fdab836ed7e6dc881de23001b"
+    with ci_receiver(tmp_path) as receiver:
+        github = {
+            "vars.JOURNEY_RECEIVER_URL": receiver.url,
+            "secrets.JOURNEY_RECEIVER_TOKEN": "ci-token",
+            "github.server_url": "https://github.com",
+            "github.repository": "shop/payments",
+            "github.run_id": "42",
+            "github.actor": "octocat",
+            "github.sha": sha,
+        }
+        env = {name: github_expressions(str(value), github) for name, value in step["env"].items()}
+        script = tmp_path / "step.sh"
+        script.write_text(github_expressions(step["run"], github))
+        # As GitHub runs a `run:` step on Linux (shell: bash), from the checkout's root.
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            cwd=DEPLOY.parent, env={"PATH": os.environ["PATH"], **env},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, "")
+        assert json.loads(done.stdout) == {"accepted": 1}
+
+        # The API has no listing of events: a stored deploy shows on the next incident of
+        # its service, as that incident's change and first probable cause.
+        started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        with receiver.client() as client:
+            answer = client.post(
+                "/webhook/alertmanager",
+                content=body([make_alert("payment-service", starts_at=started)]),
+                headers={"content-type": "application/json"},
+            )
+            assert answer.status_code == 200, answer.text
+            (incident_id,) = answer.json()["incidents"]
+            incident = rp.poll(
+                lambda: client.get(f"/api/v1/incidents/{incident_id}").json(),
+                lambda found: found["notified_at"] is not None,
+                what="the incident notified, with its context",
+                context=receiver.tail,
+            )
+    (change,) = incident["changes"]
+    assert {k: change[k] for k in ("type", "service", "version", "url", "overlap")} == {
+        "type": "deploy",
+        "service": "payment-service",
+        "version": sha,
+        "url": "https://github.com/shop/payments/actions/runs/42",
+        "overlap": True,
+    }
+    assert incident["probable_causes"][0]["text"] == f"deploy {sha} to payment-service"
 
 
 def test_the_alertmanagerconfig_example_matches_the_alertmanager_snippet() -> None:
