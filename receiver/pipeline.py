@@ -145,6 +145,8 @@ class Pipeline:
         for _ in range(_COMMIT_ATTEMPTS):
             stored = await self.store.load(claim.incident_id)
             if stored is None:
+                # Expired with its retention: nothing to decide, ever again.
+                await self.store.release(claim, None)
                 return
             now = self.now_ms()
             if context is None and self._needs_context(stored.state, now):

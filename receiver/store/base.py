@@ -110,7 +110,10 @@ class GroupStore(Protocol):
         read, the incident is due again at once."""
         ...
 
-    async def release(self, claim: Claim, due_ms: int) -> None: ...
+    async def release(self, claim: Claim, due_ms: int | None) -> None:
+        """Give ``claim`` back undecided: due again at ``due_ms``, or never again when
+        ``due_ms`` is None (the incident is gone)."""
+        ...
 
     async def list_incidents(
         self, status: IncidentStatusFilter, journey: str | None, limit: int

@@ -71,7 +71,9 @@ class DeadLetter(BaseModel):
 
 
 class DeliveryQueue:
-    """Outbox operations over the store's Redis client; each is one script call."""
+    """Outbox operations over the store's Redis client, each one script call (a claim adds
+    one read of the claimed queues' heads). Every script is given every key it touches,
+    all under the store's hash tag, as Redis Cluster requires."""
 
     def __init__(
         self, client: Any, prefix: str, observe: Callable[[str, float], None] | None = None
@@ -79,20 +81,48 @@ class DeliveryQueue:
         self._r = client
         self._p = prefix
         self._observe = observe or (lambda op, seconds: None)
+        self.ready_key = prefix + "ob:ready"
+        self._lease = prefix + "ob:lease"
+        self._att = prefix + "ob:att"
+        self._err = prefix + "ob:err"
+        self._dead_list = prefix + "ob:dead"
+        self.job_counter = prefix + "ob:seq"
         self._claim = client.register_script(script("outbox_claim"))
+        self._empty = client.register_script(script("outbox_empty"))
         self._ack = client.register_script(script("outbox_ack"))
         self._retry = client.register_script(script("outbox_retry"))
         self._dead = client.register_script(script("outbox_dead"))
         self._redrive = client.register_script(script("outbox_redrive"))
 
+    def queue_key(self, queue: str) -> str:
+        return self._p + "ob:q:" + queue
+
     @unavailable
     async def claim(self, now_ms: int, lease_ms: int, limit: int, token: str) -> list[ClaimedJob]:
         started = time.perf_counter()
-        flat = await self._claim(args=[self._p, now_ms, lease_ms, limit, token])
+        flat = await self._claim(
+            keys=[self.ready_key, self._lease, self._att, self._err],
+            args=[now_ms, lease_ms, limit, token],
+        )
+        held = [(text(flat[i]), flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        heads: list[Any] = []
+        if held:
+            # Held queues: their heads cannot change under us until we let them go.
+            async with self._r.pipeline(transaction=False) as pipe:
+                for queue, _, _ in held:
+                    pipe.lindex(self.queue_key(queue), 0)
+                heads = await pipe.execute()
         self._observe("outbox_claim", time.perf_counter() - started)
-        return [
-            _claimed(flat[i + 1], flat[i + 2], flat[i + 3], token) for i in range(0, len(flat), 4)
-        ]
+        claimed = []
+        for (queue, attempt, error), head in zip(held, heads, strict=True):
+            if head is None:
+                await self._empty(
+                    keys=[self.queue_key(queue), self.ready_key, self._lease, self._att, self._err],
+                    args=[queue, token],
+                )
+            else:
+                claimed.append(_claimed(head, attempt, error, token))
+        return claimed
 
     @unavailable
     async def ack(
@@ -102,17 +132,15 @@ class DeliveryQueue:
         ``sinks.<sink>``; the next job of the queue comes back, still leased, if any."""
         job = claimed.job
         answer = await self._ack(
-            args=[
-                self._p,
-                job.queue,
-                job.id,
-                claimed.token,
-                now_ms,
-                lease_ms,
-                job.incident,
-                job.sink,
-                _dumps(receipt),
-            ]
+            keys=[
+                self.queue_key(job.queue),
+                self._att,
+                self._err,
+                self._p + "inc:" + job.incident,
+                self.ready_key,
+                self._lease,
+            ],
+            args=[job.queue, job.id, claimed.token, now_ms, lease_ms, job.sink, _dumps(receipt)],
         )
         outcome = text(answer[0])
         if outcome == "next":
@@ -123,7 +151,10 @@ class DeliveryQueue:
     async def retry(self, claimed: ClaimedJob, at_ms: int, error: str) -> bool:
         """Keep the job at its queue's head and attempt it again at ``at_ms``."""
         job = claimed.job
-        answer = await self._retry(args=[self._p, job.queue, job.id, claimed.token, at_ms, error])
+        answer = await self._retry(
+            keys=[self.queue_key(job.queue), self._lease, self._err, self.ready_key],
+            args=[job.queue, job.id, claimed.token, at_ms, error],
+        )
         return text(answer) == "ok"
 
     @unavailable
@@ -132,28 +163,27 @@ class DeliveryQueue:
         its queue goes on."""
         job = claimed.job
         answer = await self._dead(
-            args=[
-                self._p,
-                job.queue,
-                job.id,
-                error,
-                now_ms,
-                cap,
-                job.incident,
-                job.sink,
-                claimed.token,
-            ]
+            keys=[
+                self.queue_key(job.queue),
+                self._lease,
+                self._att,
+                self._err,
+                self._dead_list,
+                self._p + "inc:" + job.incident,
+                self.ready_key,
+            ],
+            args=[job.queue, job.id, error, now_ms, cap, job.sink, claimed.token],
         )
         return text(answer) == "ok"
 
     @unavailable
     async def queued(self, job: Job) -> int:
         """Jobs in ``job``'s queue, itself included."""
-        return int(await self._r.llen(self._p + "ob:q:" + job.queue))
+        return int(await self._r.llen(self.queue_key(job.queue)))
 
     @unavailable
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        raws = await self._r.lrange(self._p + "ob:dead", 0, limit - 1)
+        raws = await self._r.lrange(self._dead_list, 0, limit - 1)
         return [_dead(text(raw)) for raw in raws]
 
     @unavailable
@@ -163,7 +193,8 @@ class DeliveryQueue:
         """Replace ``letter`` by ``job`` at the end of its queue: the new job's id, or None
         when another redrive took the letter first."""
         answer = await self._redrive(
-            args=[self._p, letter.raw, job.queue, job.unnumbered(), now_ms, retention_ms]
+            keys=[self._dead_list, self.job_counter, self.queue_key(job.queue), self.ready_key],
+            args=[letter.raw, job.queue, job.unnumbered(), now_ms, retention_ms],
         )
         return text(answer) if answer else None
 
@@ -171,8 +202,8 @@ class DeliveryQueue:
     async def counts(self) -> tuple[int, int]:
         """(queues with jobs waiting, dead letters)."""
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.zcard(self._p + "ob:ready")
-            pipe.llen(self._p + "ob:dead")
+            pipe.zcard(self.ready_key)
+            pipe.llen(self._dead_list)
             pending, dead = await pipe.execute()
         return int(pending), int(dead)
 

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
+from receiver.errors import StoreUnavailable
 from receiver.store.base import (
     AlertGroup,
     Claim,
@@ -40,6 +41,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _LIST_PAGE = 200
+# A batch whose plan went stale is planned again; only a storm of new keys racing it would
+# need a second try, so this many mean something is wrong.
+_PLAN_ATTEMPTS = 10
 
 
 class RedisStore:
@@ -59,6 +63,7 @@ class RedisStore:
         self._p = "{" + settings.key_prefix + "}:"
         self._due = self._p + "due"
         self._idx = self._p + "idx"
+        self._claims = self._p + "claims"
         self._events = self._p + "events"
         self._observe = observe or (lambda op, seconds: None)
         self._ingest = client.register_script(script("ingest"))
@@ -123,8 +128,19 @@ class RedisStore:
             orjson.dumps(metas),
             b"".join(records),
         ]
+        fp_keys = [self._p + "fp:" + m[0] for m in metas]
+        journeys = {g.key.digest: g.key.journey for g in groups}
         started = time.perf_counter()
-        raw = await self._ingest(keys=[self._due], args=args)
+        for _ in range(_PLAN_ATTEMPTS):
+            plan = await self._plan(fp_keys, journeys)
+            keys = [self._due, self._idx, *fp_keys, *self._planned_keys(plan, journeys)]
+            raw = await self._ingest(keys=keys, args=[*args, orjson.dumps(plan)])
+            if raw not in (b"retry", "retry"):
+                break
+        else:
+            raise StoreUnavailable(
+                f"ingest: the store's indexes kept moving over {_PLAN_ATTEMPTS} attempts"
+            )
         self._observe("ingest", time.perf_counter() - started)
         return [
             IngestOutcome(
@@ -140,10 +156,45 @@ class RedisStore:
             for r in orjson.loads(raw)
         ]
 
+    async def _plan(self, fp_keys: Sequence[str], journeys: Mapping[str, str]) -> Plan:
+        """What ingest.lua will find: for the batch's digests and those of the incidents
+        already holding its alerts, the current incident id and the id counter. One MGET
+        (a cluster client pipelines no MGET; the keys share a slot, so one call does)."""
+        digests = list(journeys)
+        answers = await self._r.mget(
+            [*fp_keys, *(self._p + "key:" + d for d in digests)]
+            + [self._p + "seq:" + d for d in digests]
+        )
+        owners = answers[: len(fp_keys)]
+        plan = _known(digests, answers[len(fp_keys) :])
+        # Alerts held by an incident of another key (a reload moved them): theirs too.
+        others = sorted({text(o) for o in owners if o} - plan.keys())
+        if others:
+            found = await self._r.mget(
+                [self._p + "key:" + d for d in others] + [self._p + "seq:" + d for d in others]
+            )
+            plan |= _known(others, found)
+        return plan
+
+    def _planned_keys(self, plan: Plan, journeys: Mapping[str, str]) -> list[str]:
+        """Per digest: its index and counter, and the keys of its current incident and of
+        the one it would open next (ids as ingest.lua makes them)."""
+        keys = []
+        for digest, (current, seq) in plan.items():
+            keys += [self._p + "key:" + digest, self._p + "seq:" + digest]
+            ids = [current] if isinstance(current, str) else []
+            if digest in journeys:
+                ids.append(f"{journeys[digest]}-{digest}-{int(seq or 0) + 1}")
+            for i in ids:
+                keys += [self._p + part + i for part in ("inc:", "am:", "ab:", "tl:")]
+        return keys
+
     @unavailable
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]:
         token = secrets.token_hex(8)
-        flat = await self._claim(keys=[self._due], args=[self._p, now_ms, lease_ms, limit, token])
+        flat = await self._claim(
+            keys=[self._due, self._claims], args=[now_ms, lease_ms, limit, token]
+        )
         return [
             Claim(text(flat[i]), token, int(float(flat[i + 1]))) for i in range(0, len(flat), 2)
         ]
@@ -195,9 +246,18 @@ class RedisStore:
         started = time.perf_counter()
         result = text(
             await self._commit(
-                keys=[self._due],
+                keys=[
+                    self._due,
+                    self._claims,
+                    self._p + "inc:" + claim.incident_id,
+                    self._p + "tl:" + claim.incident_id,
+                    self._p + "key:" + state.digest,
+                    self._p + "seq:" + state.digest,
+                    self.deliveries.job_counter,
+                    self.deliveries.ready_key,
+                    *(self.deliveries.queue_key(job.queue) for job in jobs),
+                ],
                 args=[
-                    self._p,
                     claim.incident_id,
                     claim.token,
                     version,
@@ -219,9 +279,10 @@ class RedisStore:
         return result  # type: ignore[return-value]
 
     @unavailable
-    async def release(self, claim: Claim, due_ms: int) -> None:
+    async def release(self, claim: Claim, due_ms: int | None) -> None:
         await self._release(
-            keys=[self._due], args=[self._p, claim.incident_id, claim.token, due_ms]
+            keys=[self._due, self._claims],
+            args=[claim.incident_id, claim.token, "" if due_ms is None else due_ms],
         )
 
     @unavailable
@@ -285,6 +346,19 @@ class RedisStore:
 
 # json.dumps with non-default options builds a new encoder on every call; this is reused.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+Plan = dict[str, tuple[str | bool, str | bool]]
+
+
+def _known(digests: Sequence[str], answers: Sequence[Any]) -> Plan:
+    """digest -> (its current incident id, its id counter), False where there is none, from
+    the answers to key:<digest>... then seq:<digest>..."""
+    ids, seqs = answers[: len(digests)], answers[len(digests) :]
+    return {
+        d: (text(i) if i else False, text(q) if q else False)
+        for d, i, q in zip(digests, ids, seqs, strict=True)
+    }
 
 
 def _ms(at: datetime | None) -> str:

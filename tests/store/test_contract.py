@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -428,3 +429,40 @@ async def test_unreachable_store_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         await s.ping()
     await s.aclose()
+
+
+async def test_a_claim_on_an_incident_gone_is_let_go_for_good(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 1_000, 10)
+    assert claim.incident_id == o.incident_id
+    await store.release(Claim(claim.incident_id, "another-token", claim.due_ms), None)
+    (again,) = await store.claim_due(T + WAIT + 1_000, 1_000, 10)  # a stranger's word: kept
+    await store.release(again, None)
+    assert await store.claim_due(T + 100 * WAIT, 1_000, 10) == []
+
+
+async def test_a_batch_planned_on_moved_indexes_is_planned_again(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (first,) = await store.ingest([group(placed("a"))], 0, T)
+    real = store._plan
+    plans: list[object] = []
+
+    async def stale_first(*args: Any) -> Any:
+        plan = await real(*args)
+        plans.append(plan)
+        # As read before the first batch landed: no incident, no counter yet.
+        return {d: (False, False) for d in plan} if len(plans) == 1 else plan
+
+    monkeypatch.setattr(store, "_plan", stale_first)
+    (again,) = await store.ingest([group(placed("b"))], 0, T + 1)
+    assert (again.incident_id, again.opened, len(plans)) == (first.incident_id, False, 2)
+
+    async def always_stale(*args: Any) -> Any:
+        return {d: (False, False) for d in await real(*args)}
+
+    monkeypatch.setattr(store, "_plan", always_stale)
+    with pytest.raises(StoreUnavailable, match="indexes kept moving"):
+        await store.ingest([group(placed("c"))], 0, T + 2)
+    stored = await store.load(first.incident_id or "")
+    assert stored is not None and stored.state.alert_count == 2  # nothing half-written

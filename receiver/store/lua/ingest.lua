@@ -1,7 +1,10 @@
 -- Apply one webhook batch atomically: every alert lands in the one incident of its key.
 --
--- KEYS[1]  the due set; every other key shares its {hash tag}, so the script runs unchanged
---          on Redis Cluster.
+-- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
+--          each given): 1 the due set, 2 the incident index, then the alerts' fp:<fp>,
+--          then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/tl
+--          keys of its current incident and of the one it would open next. The script
+--          names them the same way; it only touches what the plan foresaw.
 -- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
 --          5 retention (ms)   6 timeline cap   7 truncated alerts
 --          8 groups (JSON): [[key, digest, journey, {group labels}, alert count], ...]
@@ -10,6 +13,11 @@
 --            record length in bytes], ...]
 --          10 the alerts' records (JSON each), concatenated in the same order; each is
 --            stored as it is.
+--          11 the plan (JSON): {digest: [current incident id or false, id counter or
+--            false]}, as the caller read them just before, for every digest the batch may
+--            touch (its groups', and those of the incidents already holding its alerts).
+-- If the plan is out of date (another batch moved an index meanwhile), nothing is written
+-- and the answer is "retry": read again, declare again.
 -- Records are never decoded here, and everything travels in a few arguments: decoding
 -- every alert into nested tables, or one argument per field, cost most of the time.
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
@@ -90,6 +98,19 @@ for i = 1, #fp_keys, CHUNK do
   local part = redis.call('MGET', unpack(fp_keys, i, math.min(i + CHUNK - 1, #fp_keys)))
   for j = 1, #part do owners[#owners + 1] = part[j] end
 end
+-- The plan must still hold: every incident this batch can reach is one whose keys were
+-- declared.
+local plan = cjson.decode(ARGV[11])
+for n = 1, #owners do
+  if owners[n] and plan[owners[n]] == nil then return 'retry' end
+end
+for digest, known in pairs(plan) do
+  if redis.call('GET', P .. 'key:' .. digest) ~= known[1]
+     or redis.call('GET', P .. 'seq:' .. digest) ~= known[2] then
+    return 'retry'
+  end
+end
+
 local live = {}  -- digest -> {key, digest, journey, group labels} of a live incident, or false
 local function live_header(digest)
   if live[digest] == nil then

@@ -1,41 +1,37 @@
 -- A job will not be delivered: move it to the dead-letter list; the queue goes on.
 --
--- ARGV: prefix, queue, job id, error text, now (ms), dead-letter cap, incident id, sink,
--- claim token.
+-- KEYS: 1 the queue's list, 2 the lease hash, 3 attempts, 4 last errors, 5 the dead-letter
+-- list, 6 the incident, 7 the ready set.
+-- ARGV: queue, job id, error text, now (ms), dead-letter cap, sink, claim token.
 -- The incident's sinks.<sink>.state says "failed" until a later job gets through.
 -- Returns "ok", or "gone" when the job is no longer the head or another replica holds
 -- the queue now (its lease ran out): that replica may be delivering the job.
 
-local P = ARGV[1]
-local queue = ARGV[2]
-local q = P .. 'ob:q:' .. queue
-local head = redis.call('LINDEX', q, 0)
-if not head or cjson.decode(head).id ~= ARGV[3] then return 'gone' end
-if redis.call('HGET', P .. 'ob:lease', queue) ~= ARGV[9] then return 'gone' end
-redis.call('LPOP', q)
-local attempts = redis.call('HGET', P .. 'ob:att', ARGV[3]) or '0'
-redis.call('HDEL', P .. 'ob:att', ARGV[3])
-redis.call('HDEL', P .. 'ob:err', ARGV[3])
-local dead = P .. 'ob:dead'
-redis.call('LPUSH', dead, '{"job":' .. head .. ',"error":' .. cjson.encode(ARGV[4]) ..
-                          ',"dead_at":' .. ARGV[5] .. ',"attempts":' .. attempts .. '}')
-redis.call('LTRIM', dead, 0, tonumber(ARGV[6]) - 1)
+local queue = ARGV[1]
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head or cjson.decode(head).id ~= ARGV[2] then return 'gone' end
+if redis.call('HGET', KEYS[2], queue) ~= ARGV[7] then return 'gone' end
+redis.call('LPOP', KEYS[1])
+local attempts = redis.call('HGET', KEYS[3], queue) or '0'
+redis.call('HDEL', KEYS[3], queue)
+redis.call('HDEL', KEYS[4], queue)
+redis.call('LPUSH', KEYS[5], '{"job":' .. head .. ',"error":' .. cjson.encode(ARGV[3]) ..
+                             ',"dead_at":' .. ARGV[4] .. ',"attempts":' .. attempts .. '}')
+redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
 
-local inc_key = P .. 'inc:' .. ARGV[7]
-local raw = redis.call('HGET', inc_key, 'state')
+local raw = redis.call('HGET', KEYS[6], 'state')
 if raw then
   local st = cjson.decode(raw)
-  if type(st.sinks) == 'table' and type(st.sinks[ARGV[8]]) == 'table' then
-    st.sinks[ARGV[8]].state = 'failed'
-    redis.call('HSET', inc_key, 'state', cjson.encode(st))
+  if type(st.sinks) == 'table' and type(st.sinks[ARGV[6]]) == 'table' then
+    st.sinks[ARGV[6]].state = 'failed'
+    redis.call('HSET', KEYS[6], 'state', cjson.encode(st))
   end
 end
 
-local ready = P .. 'ob:ready'
-redis.call('HDEL', P .. 'ob:lease', queue)
-if redis.call('LLEN', q) > 0 then
-  redis.call('ZADD', ready, tonumber(ARGV[5]), queue)
+redis.call('HDEL', KEYS[2], queue)
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('ZADD', KEYS[7], tonumber(ARGV[4]), queue)
 else
-  redis.call('ZREM', ready, queue)
+  redis.call('ZREM', KEYS[7], queue)
 end
 return 'ok'
