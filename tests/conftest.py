@@ -1,4 +1,5 @@
-"""Shared fixtures: an injectable clock, builders for alerts and batches, a real Redis."""
+"""Shared fixtures: an injectable clock, builders for alerts and batches, a real Redis
+and a real Redis Cluster."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from receiver.store.redis import RedisStore
 from tests.support.processes import redis_server
 from tests.support.prometheus import DATA as PROMETHEUS_DATA
 from tests.support.prometheus import prometheus_server
+from tests.support.redis_cluster import redis_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
@@ -117,19 +119,33 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield port
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three masters with a replica each. Shared by the session: a test that kills a node
+    starts its own cluster instead."""
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
 _prefixes = itertools.count(1)
 
 
-def store_url(kind: str, redis_port: int) -> str:
-    return "memory://" if kind == "memory" else f"redis://127.0.0.1:{redis_port}/0"
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The URL of the backend named by ``request.param``, starting its server if need be."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "redis":
+        return f"redis://127.0.0.1:{request.getfixturevalue('redis_port')}/0"
+    url: str = request.getfixturevalue("redis_cluster_url")
+    return url
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
-    """The store contract holds on both backends; each test gets its own key prefix."""
-    port = request.getfixturevalue("redis_port") if request.param == "redis" else 0
+    """The store contract holds on every backend. Each test gets its own key prefix, which
+    is the store's hash tag, so on the cluster tests spread over the masters."""
     s = open_store(
-        store_url(request.param, port),
+        store_url(request),
         StoreSettings(key_prefix=f"t{next(_prefixes)}", events_retention_ms=86_400_000),
     )
     yield s
