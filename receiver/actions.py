@@ -1,9 +1,11 @@
 """Suggested actions: the journey's ``actions`` whose conditions the incident meets. Pure.
 
-An action with ``when.change_type`` is suggested when a change of that type touched one of
-the incident's services at most ``when.within`` before the incident started (any time
-before, without ``within``); its title may name that change's ``{service}``,
-``{version}``, ``{previous_version}`` and the incident's group labels (``{region}``...).
+An action with ``when.change_type`` is suggested when one of the incident's trusted probable
+causes (``receiver/causes.py``, best first) is a change of that type to one of its services
+at most ``when.within`` before the incident started (any time before, without
+``within``); its title may name that change's ``{service}``, ``{version}``,
+``{previous_version}`` (only when the version history in the incident's scope names it)
+and the incident's group labels (``{region}``...).
 An action without conditions is always suggested. Nothing is executed: the journey's
 ``automation`` level is recorded with each suggestion for what comes later.
 """
@@ -11,13 +13,18 @@ An action without conditions is always suggested. Nothing is executed: the journ
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from receiver.causes import change_of, trusted
 from receiver.config import Journey
-from receiver.store.records import ChangeRecord
+from receiver.enrich.changes import span
+from receiver.store.records import ChangeRecord, IncidentState
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# What {previous_version} says when no version history in the incident's scope names it:
+# never a guess, which could be the bad version itself.
+PREVIOUS_UNKNOWN = "its previous version (unknown)"
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -32,29 +39,40 @@ def _fits(change: ChangeRecord, change_type: str, within_min: float | None) -> b
     return within_min is None or change.minutes_before <= within_min
 
 
-def suggest(
-    journey: Journey, changes: Sequence[ChangeRecord], group_labels: Mapping[str, str]
-) -> list[dict[str, Any]]:
+def suggest(journey: Journey, state: IncidentState) -> list[dict[str, Any]]:
     suggested: list[dict[str, Any]] = []
     for action in journey.actions:
         when = action.when
-        values = dict(group_labels)
+        values = dict(state.group_labels)
         because = ""
         if when.change_type is not None:
             within = None if when.within is None else when.within / 60
-            fitting = [c for c in changes if _fits(c, when.change_type, within)]
-            if not fitting:
+            # The best trusted cause that is such a change: the ranking decides, not time.
+            change = next(
+                (
+                    c
+                    for cause in trusted(state)
+                    if (c := change_of(state, cause)) and _fits(c, when.change_type, within)
+                ),
+                None,
+            )
+            if change is None:
                 continue
-            change = min(fitting, key=lambda c: (c.minutes_before, c.id))
             values |= {
                 "service": change.service,
                 "version": change.version or "the version deployed",
-                "previous_version": change.previous_version or "the previous version",
+                "previous_version": change.previous_version or PREVIOUS_UNKNOWN,
             }
             what = f"{change.type} {change.version} to" if change.version else f"{change.type} of"
             because = (
-                f"{what} {change.service} {change.minutes_before:.0f} min before the first alert"
+                f"{what} {change.service} {span(change.minutes_before * 60_000)} before the "
+                "first alert"
             )
+            if change.previous_version is None:
+                because += (
+                    f"; the version before it is unknown (no earlier {change.type} of "
+                    f"{change.service} with a version on record in this scope)"
+                )
         suggested.append(
             {
                 "title": render(action.title, values),

@@ -64,6 +64,7 @@ def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
         lookback_s=cfg.events.lookback,
         history_s=cfg.events.retention,
         baseline_offset_s=cfg.prometheus.baseline_offset,
+        scope_labels=cfg.events.scope_labels,
     )
 
 

@@ -109,6 +109,7 @@ async def _kpis(
         enricher = Enricher(
             None, source, [], lookback_s=0, history_s=0,
             baseline_offset_s=settings.config.prometheus.baseline_offset,
+            scope_labels=settings.config.events.scope_labels,
         )  # fmt: skip
         return [
             apply(st, await enricher.enrich(st, settings.catalog.find(st.journey), at_ms), at_ms)

@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from receiver.actions import suggest
+from receiver.causes import CAUSE_CONFIDENCE, change_of, leading
 from receiver.config import Journey
+from receiver.enrich.changes import span
 from receiver.scoring import Impact, badness
 from receiver.store.records import (
     AlertPage,
@@ -23,6 +25,7 @@ from receiver.store.records import (
 )
 
 TITLE_MAX = 120
+UNKNOWN_CAUSE = "cause unknown"
 _QUIET_ENVS = frozenset({"prod", "production"})
 
 
@@ -106,16 +109,14 @@ def worst_kpi(state: IncidentState) -> KpiRecord | None:
 
 
 def top_change(state: IncidentState) -> ChangeRecord | None:
-    """The change behind the highest-ranked probable cause, when that cause is a change."""
-    if not state.probable_causes or state.probable_causes[0].kind != "change":
-        return None
-    overlapping = [c for c in state.changes if c.overlap and c.minutes_before >= 0]
-    return min(overlapping, key=lambda c: (c.minutes_before, c.id)) if overlapping else None
+    """The change behind the leading cause, when that cause is a trusted change."""
+    cause = leading(state)
+    return None if cause is None else change_of(state, cause)
 
 
 def _change_phrase(change: ChangeRecord, with_version: bool = True) -> str:
     what = f"{change.type} {change.version}" if change.version and with_version else change.type
-    return f"{what} to {change.service} {change.minutes_before:.0f} min before"
+    return f"{what} to {change.service} {span(change.minutes_before * 60_000)} before"
 
 
 def kpi_line(kpi: KpiRecord) -> str | None:
@@ -165,13 +166,19 @@ def title(state: IncidentState, impact: Impact) -> str:
         else []
     )
     change = top_change(state)
+    if change is not None:
+        full = [_change_phrase(change)]
+        short = [_change_phrase(change, with_version=False)]
+    else:
+        # Context is in and its best candidate is a guess: say so rather than guess.
+        unknown = state.probable_causes and leading(state) is None
+        full = short = [UNKNOWN_CAUSE] if unknown else []
     candidates = []
-    full = [_change_phrase(change)] if change else []
     for limit, change_parts in (
         (3, full),
         (1, full),
         (0, full),  # the change names its service
-        (1, [_change_phrase(change, with_version=False)] if change else []),
+        (1, short),
         (1, []),
     ):
         first = head + (what + listing(services, limit) if limit else what[: -len(" in ")])
@@ -199,11 +206,17 @@ def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
     if severity and state.firing_count:
         lines.append(severity[0].upper() + severity[1:] + ".")
     lines.extend(line + "." for kpi in state.kpis if (line := kpi_line(kpi)))
-    if state.probable_causes:
-        cause = state.probable_causes[0]
+    cause = leading(state)
+    if cause is not None:
         lines.append(
             f"Probable cause: {cause.text}"
             + (f" ({cause.evidence[0]})." if cause.evidence else ".")
+        )
+    elif state.probable_causes:
+        guess = state.probable_causes[0]
+        lines.append(
+            f"Cause unknown: the best candidate, {guess.text}, scores {guess.score:g}, below "
+            f"the confidence of {CAUSE_CONFIDENCE:g}."
         )
     lines.append(f"Impact score {impact.score:g}/100 → {impact.priority}.")
     lines.extend(f"({note})" for note in state.context_notes)
@@ -261,7 +274,7 @@ def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impac
         changes=[{**c.model_dump(exclude={"at"}), "at": rfc3339(c.at)} for c in state.changes],
         probable_causes=[c.model_dump() for c in state.probable_causes],
         runbooks=_runbooks(journey, page.alerts),
-        suggested_actions=suggest(journey, state.changes, state.group_labels),
+        suggested_actions=suggest(journey, state),
         automation=journey.automation,
         owner={
             "team": owner.team,

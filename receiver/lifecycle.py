@@ -4,8 +4,9 @@ The rules (SPEC "Grouping semantics"):
 - The first notification waits ``group_wait`` from the first firing alert the receiver stored.
 - An incident whose alerts all resolved within that wait is a blip: it is resolved without
   any notification, and its alerts are recorded as blips.
-- After that, a material change (new service, new stage, priority change) is sent at most
-  every ``group_interval``, except a priority raise, which goes out at once.
+- After that, a material change (new service, new stage, priority change, a new trusted
+  probable cause or a KPI newly degraded, found when the context is looked at again) is
+  sent at most every ``group_interval``, except a priority raise, which goes out at once.
 - The incident resolves once every alert is resolved and ``resolve_after`` passed with no
   alert changing state; firing again within ``reopen_window`` reopens it (the store does
   that on ingest and sets ``pending = "reopen"``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from receiver.causes import leading
 from receiver.models import NotificationKind
 from receiver.store.records import IncidentState, Notified, TimelineEntry
 
@@ -81,7 +83,18 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     new_stages = sorted(set(state.stages) - set(last.stages))
     if new_stages:
         reasons.append("new stages: " + ", ".join(new_stages))
+    # What a later look at the context found: a cause it now trusts, a KPI gone bad.
+    cause = leading(state)
+    if cause is not None and cause.text != last.cause:
+        reasons.append(f"probable cause: {cause.text}")
+    newly_bad = sorted(_bad_kpis(state) - set(last.bad_kpis))
+    if newly_bad:
+        reasons.append("KPIs degraded: " + ", ".join(newly_bad))
     return reasons
+
+
+def _bad_kpis(state: IncidentState) -> set[str]:
+    return {k.name for k in state.kpis if k.bad}
 
 
 def decide(state: IncidentState, now: Assessment, now_ms: int, timers: Timers) -> Decision:
@@ -160,6 +173,8 @@ def advance(
             services=sorted(state.services),
             stages=sorted(state.stages),
             firing_count=state.firing_count,
+            cause=cause.text if (cause := leading(state)) else None,
+            bad_kpis=sorted(_bad_kpis(state)),
         )
         why = f" ({'; '.join(decision.reasons)})" if decision.reasons else ""
         target = ", ".join(sinks) if sinks else "no sink (routing matched none)"

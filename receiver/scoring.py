@@ -26,8 +26,9 @@ _BLAST_BASE = 0.8
 _BLAST_PER_SERVICE = 0.05
 _BLAST_PER_REGION = 0.1
 # KPI factor: 0.75 with every KPI at its baseline, rising linearly to 1.0 when the worst KPI
-# is 50% or more off in its bad direction; 0.85 (where a 20% drop would sit) when no KPI
-# could be measured. See docs/scoring.md for why these numbers.
+# is 50% or more off in its bad direction; 0.85 (where a 20% drop would sit) when the
+# journey's KPIs could not be measured; 0.75, neutral, for a journey that has none (it can
+# show no harm, so it must not outscore one whose KPIs are healthy). See docs/scoring.md.
 KPI_HEALTHY = 0.75
 KPI_UNKNOWN = 0.85
 KPI_FULL_AT_PCT = 50.0
@@ -51,6 +52,7 @@ class JourneyWeights:
     name: str
     weight: float
     stage_weights: Mapping[str, float]
+    has_kpis: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +76,12 @@ def badness(kpi: KpiRecord) -> float:
     return max(0.0, -kpi.deviation_pct if kpi.bad_when == "down" else kpi.deviation_pct)
 
 
-def kpi_factor(kpis: Sequence[KpiRecord]) -> tuple[float, str]:
+def kpi_factor(kpis: Sequence[KpiRecord], configured: bool) -> tuple[float, str]:
+    if not configured:
+        return KPI_HEALTHY, f"the journey has no KPIs: neutral, as if healthy: {KPI_HEALTHY:g}"
     measured = [k for k in kpis if k.deviation_pct is not None]
     if not measured:
-        return KPI_UNKNOWN, f"no KPI measured (none configured, or no data): {KPI_UNKNOWN:g}"
+        return KPI_UNKNOWN, f"no KPI measured (no data, or none reachable): {KPI_UNKNOWN:g}"
     worst = max(measured, key=lambda k: (badness(k), k.name))
     value = round(KPI_HEALTHY + (1 - KPI_HEALTHY) * min(1.0, badness(worst) / KPI_FULL_AT_PCT), 4)
     if badness(worst) == 0:
@@ -133,7 +137,7 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
         + _BLAST_PER_SERVICE * max(services - 1, 0)
         + _BLAST_PER_REGION * max(regions - 1, 0),
     )
-    kpi, kpi_why = kpi_factor(state.kpis)
+    kpi, kpi_why = kpi_factor(state.kpis, journey.has_kpis)
     firing = sum(n for _, n in classes)
     if worst is None:
         stage_why = severity_why = tier_why = "no firing alerts"

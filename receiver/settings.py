@@ -67,6 +67,7 @@ class Settings:
                     name=j.name,
                     weight=j.weight,
                     stage_weights={s.id: s.weight for s in j.stages},
+                    has_kpis=bool(j.kpis),
                 )
                 for j in catalog.journeys
             },

@@ -1,10 +1,11 @@
-"""Suggested actions follow the journey's conditions on correlated changes."""
+"""Suggested actions follow the journey's conditions on the incident's trusted causes."""
 
 from __future__ import annotations
 
-from receiver.actions import render, suggest
+from receiver.actions import PREVIOUS_UNKNOWN, render, suggest
+from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config import Action, ActionCondition, Journey, Owner
-from receiver.store.records import ChangeRecord
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
 
 ROLLBACK = Action(
     title="Roll back {service} to {previous_version} in {region}",
@@ -20,35 +21,73 @@ JOURNEY = Journey(
     actions=[ROLLBACK, CALL],
     automation="recommend",
 )
+ALWAYS = {"title": "Tell the payments provider", "because": "", "automation": "recommend"}
 
 
-def change(minutes_before: float, overlap: bool = True, type: str = "deploy") -> ChangeRecord:
+def change(
+    minutes_before: float,
+    overlap: bool = True,
+    type: str = "deploy",
+    version: str | None = "2026.04.18-3",
+    previous: str | None = "2026.04.17-9",
+) -> ChangeRecord:
     return ChangeRecord(
-        id=f"c{minutes_before}",
+        id=f"c{minutes_before}-{type}-{version}",
         type=type,
         service="payment-service",
         at=0,
         minutes_before=minutes_before,
         overlap=overlap,
-        version="2026.04.18-3",
-        previous_version="2026.04.17-9",
+        version=version,
+        previous_version=previous,
     )
 
 
-def test_a_recent_deploy_to_an_affected_service_suggests_its_rollback() -> None:
-    assert suggest(JOURNEY, [change(20), change(2)], {"region": "eu"}) == [
+def incident(*ranked: tuple[ChangeRecord, float]) -> IncidentState:
+    """An open incident in eu whose causes are these changes, with these scores, in order."""
+    return IncidentState(
+        id="i", key="k", digest="d", journey="checkout", group_labels={"region": "eu"},
+        status="open", created_at=0, updated_at=0, first_firing_at=0,
+        alert_count=1, firing_count=1,
+        changes=[c for c, _ in ranked],
+        probable_causes=[
+            CauseRecord(kind="change", text=c.id, score=score, change_id=c.id)
+            for c, score in ranked
+        ],
+    )  # fmt: skip
+
+
+def test_the_best_ranked_deploy_to_an_affected_service_suggests_its_rollback() -> None:
+    # The ranking decides, not which change came last.
+    ranked = incident((change(8), 60.0), (change(2, version="2026.04.18-4"), 40.0))
+    assert suggest(JOURNEY, ranked) == [
         {
             "title": "Roll back payment-service to 2026.04.17-9 in eu",
-            "because": "deploy 2026.04.18-3 to payment-service 2 min before the first alert",
+            "because": "deploy 2026.04.18-3 to payment-service 8 min before the first alert",
             "automation": "recommend",
         },
-        {"title": "Tell the payments provider", "because": "", "automation": "recommend"},
+        ALWAYS,
     ]
 
 
-def test_no_rollback_for_old_unrelated_late_or_other_changes() -> None:
-    for c in (change(16), change(2, overlap=False), change(-3), change(2, type="config")):
-        assert [s["title"] for s in suggest(JOURNEY, [c], {})] == ["Tell the payments provider"]
+def test_no_rollback_for_old_unrelated_late_other_or_untrusted_changes() -> None:
+    for c, score in (
+        (change(16), 50.0),
+        (change(2, overlap=False), 50.0),
+        (change(-3), 50.0),
+        (change(2, type="config"), 50.0),
+        (change(2), CAUSE_CONFIDENCE - 0.1),
+    ):
+        assert suggest(JOURNEY, incident((c, score))) == [ALWAYS]
+
+
+def test_a_deploy_without_a_known_previous_version_never_names_one() -> None:
+    (rollback, _) = suggest(JOURNEY, incident((change(2, version=None, previous=None), 90.0)))
+    assert rollback["title"] == f"Roll back payment-service to {PREVIOUS_UNKNOWN} in eu"
+    assert rollback["because"] == (
+        "deploy of payment-service 2 min before the first alert; the version before it is "
+        "unknown (no earlier deploy of payment-service with a version on record in this scope)"
+    )
 
 
 def test_templates_fill_plain_names_only() -> None:

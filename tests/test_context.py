@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PROMETHEUS_DATA, FakeClock, make_alert
-from tests.support.harness import harness, write_config
+from tests.support.harness import Harness, harness, write_config
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
@@ -115,17 +117,47 @@ async def test_a_prometheus_that_never_answers_costs_the_budget_and_no_more(
             ]
 
 
-async def test_an_open_incident_with_kpis_is_looked_at_again_every_group_interval(
-    tmp_path: Path, prometheus_url: str
-) -> None:
-    clock = FakeClock(FIRST_ALERT)
-    async with harness(config(tmp_path, prometheus_url), clock) as rx:
+@contextlib.asynccontextmanager
+async def opened(tmp_path: Path, prometheus_url: str) -> AsyncIterator[tuple[Harness, str]]:
+    """A receiver whose checkout incident just went out (group_wait over), and its id."""
+    async with harness(config(tmp_path, prometheus_url), FakeClock(FIRST_ALERT)) as rx:
         (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
         await rx.tick(30)
         assert rx.sink.kinds() == ["open"]
+        yield rx, inc
+
+
+async def test_an_open_incident_with_kpis_is_looked_at_again_every_group_interval(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    async with opened(tmp_path, prometheus_url) as (rx, inc):
+        clock = rx.clock
         store = rx.receiver.store
         # Nothing changes, yet its KPIs may: due again after group_interval (2m).
         assert await store.claim_due(clock.ms + 119_999, 1_000, 10) == []
         assert [c.incident_id for c in await store.claim_due(clock.ms + 120_000, 1_000, 10)] == [
             inc
         ]
+
+
+async def test_a_cause_found_at_a_later_look_goes_out_as_an_update(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    async with opened(tmp_path, prometheus_url) as (rx, inc):
+        assert "deploy" not in rx.sink.sent[0][2].title
+        # CI reports the deploy late: it happened 2 minutes before the first alert.
+        late = [{**DEPLOYS[1], "environment": "prod", "region": "eu"}]
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(late))).is_success
+        await rx.tick(119)
+        assert rx.sink.kinds() == ["open"]  # group_interval is not over
+        await rx.tick(1)
+        assert rx.sink.kinds() == ["open", "update"]
+        update = rx.sink.sent[1][2]
+        assert update.title.endswith("; deploy 2026.04.18-3 to payment-service 2 min before")
+        notes = [e["text"] for e in (await rx.incident(inc))["timeline"]]
+        assert (
+            "update P1 sent to log (probable cause: deploy 2026.04.18-3 to payment-service)"
+            in notes
+        )
+        await rx.tick(120)  # looked at again: nothing new, nothing sent
+        assert rx.sink.kinds() == ["open", "update"]

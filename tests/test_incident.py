@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config import Journey, Owner
 from receiver.incident import TITLE_MAX, summary, title
 from receiver.scoring import Impact
@@ -47,8 +48,9 @@ def chart(**fields: object) -> IncidentState:
             CauseRecord(
                 kind="change",
                 text="deploy 2026.04.18-3 to payment-service",
-                score=0.9,
+                score=87.5,
                 evidence=["deploy 2026.04.18-3 to payment-service 2 min before the first alert"],
+                change_id="e1",
             )
         ],
     }
@@ -82,9 +84,47 @@ def test_title_leaves_out_what_it_does_not_know_and_fits_its_limit() -> None:
 
 def test_a_service_cause_does_not_put_a_change_in_the_title() -> None:
     service_first = chart(
-        probable_causes=[CauseRecord(kind="service", text="payment-service fired first", score=0.5)]
+        probable_causes=[CauseRecord(kind="service", text="payment-service", score=25.0)]
     )
-    assert "deploy" not in title(service_first, P1)
+    assert title(service_first, P1) == (
+        "checkout/eu P1 — 12 alerts in payment-service, cart; conversion −61% vs last week"
+    )
+
+
+def test_the_title_and_summary_tell_the_top_causes_story() -> None:
+    # A later change to another service ranks lower: the title must not pick it by time.
+    later = ChangeRecord(
+        id="e2", type="config", service="cart", at=T - 30_000, minutes_before=0.5,
+        overlap=True,
+    )  # fmt: skip
+    two = chart(
+        changes=[*chart().changes, later],
+        probable_causes=[
+            *chart().probable_causes,
+            CauseRecord(kind="change", text="config on cart", score=68.0, change_id="e2"),
+        ],
+    )
+    assert title(two, P1).endswith("; deploy 2026.04.18-3 to payment-service 2 min before")
+    assert "Probable cause: deploy 2026.04.18-3 to payment-service" in summary(two, CHECKOUT, P1)
+
+
+def test_below_the_confidence_the_cause_is_unknown_not_guessed() -> None:
+    guess = chart(
+        kpis=[],
+        probable_causes=[
+            CauseRecord(
+                kind="change",
+                text="deploy 2026.04.18-3 to payment-service",
+                score=CAUSE_CONFIDENCE - 5,
+                change_id="e1",
+            )
+        ],
+    )
+    assert title(guess, P1) == "checkout/eu P1 — 12 alerts in payment-service, cart; cause unknown"
+    assert (
+        "Cause unknown: the best candidate, deploy 2026.04.18-3 to payment-service, scores 15, "
+        "below the confidence of 20."
+    ) in summary(guess, CHECKOUT, P1)
 
 
 def test_summary_reads_as_a_chart() -> None:

@@ -4,7 +4,10 @@ weights (tests/test_scoring_doc.py checks docs/scoring.md's examples on the real
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +22,9 @@ RULES = ScoringRules(
     tier_weights={"gold": 1.0, "free": 0.4},
     default_tier_weight=1.0,
 )
-CHECKOUT = JourneyWeights("checkout", "Checkout", 1.0, {"payment": 1.0, "cart": 0.6})
+CHECKOUT = JourneyWeights(
+    "checkout", "Checkout", 1.0, {"payment": 1.0, "cart": 0.6}, has_kpis=True
+)
 
 Firing = tuple[str | None, str, str | None]  # stage, severity, tier of one firing alert
 
@@ -65,7 +70,7 @@ def test_every_factor_is_in_the_breakdown_with_a_reason() -> None:
         "severity": (0.5, "worst severity firing is warning (weight 0.5)"),
         "tier": (0.4, "customer tier free (weight 0.4)"),
         "blast_radius": (0.85, "1 firing alert(s); 2 service(s) in 1 region(s)"),
-        "kpi": (0.85, "no KPI measured (none configured, or no data): 0.85"),
+        "kpi": (0.85, "no KPI measured (no data, or none reachable): 0.85"),
     }
     assert impact.score == round(100 * 1.0 * 0.6 * 0.5 * 0.4 * 0.85 * 0.85, 1)
 
@@ -82,6 +87,46 @@ def test_kpi_factor_reads_the_worst_kpi_in_its_bad_direction() -> None:
     assert [f.reason for f in better.factors if f.name == "kpi"] == [
         "every KPI at or better than its baseline: 0.75"
     ]
+
+
+def test_a_journey_without_kpis_is_neutral_on_that_factor() -> None:
+    without = replace(CHECKOUT, has_kpis=False)
+    (factor,) = [f for f in assess(without, state(PAYMENT), RULES).factors if f.name == "kpi"]
+    assert (factor.value, factor.reason) == (
+        0.75, "the journey has no KPIs: neutral, as if healthy: 0.75"
+    )  # fmt: skip
+    healthy = assess(CHECKOUT, state(PAYMENT, kpis=[kpi(2.0)]), RULES).score
+    unknown = assess(CHECKOUT, state(PAYMENT), RULES).score
+    assert assess(without, state(PAYMENT), RULES).score == healthy < unknown
+
+
+def score(
+    journey: JourneyWeights = CHECKOUT,
+    firing: Firing = ("payment", "critical", "gold"),
+    services: int = 2,
+    regions: int = 1,
+    deviation: float = -20.0,
+) -> float:
+    return assess(journey, state([firing], services, regions, [kpi(deviation)]), RULES).score
+
+
+@pytest.mark.parametrize(
+    ("factor", "changed", "ratio"),
+    [
+        ("journey", {"journey": replace(CHECKOUT, weight=0.5)}, 0.5),
+        ("stage", {"firing": ("cart", "critical", "gold")}, 0.6),
+        ("severity", {"firing": ("payment", "warning", "gold")}, 0.5),
+        ("tier", {"firing": ("payment", "critical", "free")}, 0.4),
+        ("blast_radius per service", {"services": 1}, 0.8 / 0.85),
+        ("blast_radius per region", {"regions": 2}, 0.95 / 0.85),
+        ("kpi", {"deviation": -40.0}, 0.95 / 0.85),
+    ],
+)
+def test_each_factor_moves_the_score_by_exactly_its_weight(
+    factor: str, changed: dict[str, Any], ratio: float
+) -> None:
+    """Removing any term of the product (try it) fails its case here."""
+    assert score(**changed) / score() == pytest.approx(ratio, rel=2e-3), factor
 
 
 def test_untrusted_severities_and_tiers_fold_into_other() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, FilePath, SecretStr, field_validator, model_validator
@@ -105,11 +105,22 @@ class PrometheusConfig(ConfigModel):
     ca_file: FilePath | None = None
 
 
+ScopeField = Literal["environment", "region"]
+
+
+def _default_scope_labels() -> dict[ScopeField, str]:
+    return {"environment": "env", "region": "region"}
+
+
 class EventsConfig(ConfigModel):
     retention: PositiveDuration = 7 * 86400.0
     lookback: Duration = 30 * 60.0
     feeds: Feeds = Field(default_factory=list)
     """Systems asked for changes when an incident is enriched (see ``config/feeds.py``)."""
+    scope_labels: dict[ScopeField, LabelName] = Field(default_factory=_default_scope_labels)
+    """Which incident label each scope field of a change event is compared with; an event
+    whose scope contradicts the incident's group labels is never one of its causes
+    (``receiver/enrich/scope.py``)."""
 
 
 class GroupingConfig(ConfigModel):

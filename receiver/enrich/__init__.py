@@ -69,6 +69,7 @@ class Cause:
     text: str
     score: float
     evidence: tuple[str, ...] = field(default_factory=tuple)
+    change_id: str | None = None  # the change a "change" cause is (its ChangeMatch.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Recent changes around an incident, ranked as its probable causes.
 
 ``gather`` collects the change events of the window from the store (already read by the
-caller) and from every pull feed at once; ``correlate`` (pure) keeps those from
-``lookback`` before the incident started until now and ranks them.
+caller) and from every pull feed at once; ``correlate`` (pure) keeps those in the
+incident's scope from ``lookback`` before the incident started until now and ranks them.
 
 Ranking. For a change at ``at`` and an incident that started at ``started``, with
 ``d = started - at`` (positive = before the start) and ``tau = max(lookback / 2, 1 min)``::
@@ -36,8 +36,10 @@ from datetime import datetime
 
 import anyio
 
+from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import Cause, ChangeMatch, ChangeReport, EnrichmentError
 from receiver.enrich.feeds import Feed, FeedEvents, source_of
+from receiver.enrich.scope import contradiction
 from receiver.events import ChangeEvent
 
 logger = logging.getLogger("journey_receiver.enrich")
@@ -120,11 +122,14 @@ def correlate(
     *,
     services: Mapping[str, int],
     journey_id: str,
+    group_labels: Mapping[str, str],
+    scope_labels: Mapping[ScopeField, str],
     started_ms: int,
     lookback_ms: int,
     now_ms: int,
 ) -> ChangeReport:
-    """Rank the changes from ``lookback_ms`` before ``started_ms`` until ``now_ms``.
+    """Rank the changes in the incident's scope (``receiver/enrich/scope.py``) from
+    ``lookback_ms`` before ``started_ms`` until ``now_ms``; the others are not seen at all.
 
     ``services`` maps each service of the incident to when it was first seen firing
     (ms). See the module docstring for the formula.
@@ -135,6 +140,8 @@ def correlate(
     for event in _unique(events):
         at_ms = _epoch_ms(event.at)
         if not started_ms - lookback_ms <= at_ms <= now_ms:
+            continue
+        if contradiction(event, group_labels, scope_labels) is not None:
             continue
         before = started_ms - at_ms
         match = ChangeMatch(
@@ -153,7 +160,7 @@ def correlate(
         relevance, why = _relevance(event, services, earliest, journey_id)
         text = describe(event)
         timing = (
-            f"{text} {_span(abs(before))} {'before' if before >= 0 else 'after'} the first alert"
+            f"{text} {span(abs(before))} {'before' if before >= 0 else 'after'} the first alert"
         )
         score = round(100 * relevance * proximity, 1)
         ranked.append(_Ranked(match, score, text, (timing, why)))
@@ -165,7 +172,13 @@ def correlate(
         if item.text not in texts:
             texts.add(item.text)
             causes.append(
-                Cause(kind="change", text=item.text, score=item.score, evidence=item.evidence)
+                Cause(
+                    kind="change",
+                    text=item.text,
+                    score=item.score,
+                    evidence=item.evidence,
+                    change_id=item.match.id,
+                )
             )
     if earliest is not None and not any(item.match.overlap for item in ranked):
         causes.append(_service_cause(earliest, services, lookback_ms))
@@ -202,20 +215,21 @@ def _service_cause(earliest: str, services: Mapping[str, int], lookback_ms: int)
     others = [seen for name, seen in services.items() if name != earliest]
     if others:
         gap = min(others) - services[earliest]
-        first = f"{earliest} fired first, {_span(gap)} before the other services"
+        first = f"{earliest} fired first, {span(gap)} before the other services"
     else:
         first = f"{earliest} is the only service in the incident"
     evidence = [first]
     if lookback_ms >= _MINUTE:
-        window = _span(lookback_ms)
+        window = span(lookback_ms)
         evidence.append(
             f"no change to the incident's services in the {window} before the first alert"
         )
     return Cause(kind="service", text=earliest, score=SERVICE_CAUSE, evidence=tuple(evidence))
 
 
-def _span(ms: int | float) -> str:
-    """Whole minutes, rounded half up: ``2 min``; under 30 s is ``less than 1 min``."""
+def span(ms: int | float) -> str:
+    """Whole minutes, rounded half up: ``2 min``; under 30 s is ``less than 1 min``. Every
+    text that says how long before or after uses it, so no two say it differently."""
     minutes = int(ms / _MINUTE + 0.5)
     return f"{minutes} min" if minutes else "less than 1 min"
 

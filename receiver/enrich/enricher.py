@@ -7,17 +7,19 @@ KPI queries and change sources run concurrently; each failure is a note, never a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import anyio
 
 from receiver.config import Journey
+from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import ChangeReport, KpiReport
-from receiver.enrich.changes import correlate, gather
+from receiver.enrich.changes import correlate, gather, span
 from receiver.enrich.feeds import Feed
 from receiver.enrich.prometheus import PrometheusKpis
+from receiver.enrich.scope import contradiction
 from receiver.events import ChangeEvent
 from receiver.store import GroupStore
 from receiver.store.records import (
@@ -62,8 +64,10 @@ class Enricher:
         lookback_s: float,
         history_s: float,
         baseline_offset_s: float,
+        scope_labels: Mapping[ScopeField, str],
     ) -> None:
         self.store = store
+        self.scope_labels = dict(scope_labels)
         self.kpi_source = kpis
         self.feeds = list(feeds)
         self.lookback_s = lookback_s
@@ -97,9 +101,15 @@ class Enricher:
                 )
                 for k in kpi_report.kpis
             ],
-            changes=_records(change_report, history),
+            changes=_records(change_report, self._in_scope(history, state)),
             causes=[
-                CauseRecord(kind=c.kind, text=c.text, score=c.score, evidence=list(c.evidence))
+                CauseRecord(
+                    kind=c.kind,
+                    text=c.text,
+                    score=c.score,
+                    evidence=list(c.evidence),
+                    change_id=c.change_id,
+                )
                 for c in change_report.causes
             ],
             notes=[*kpi_report.notes, *change_report.notes],
@@ -125,11 +135,19 @@ class Enricher:
             events,
             services=state.services,
             journey_id=state.journey,
+            group_labels=state.group_labels,
+            scope_labels=self.scope_labels,
             started_ms=state.first_firing_at,
             lookback_ms=round(self.lookback_s * 1000),
             now_ms=now_ms,
         )
         return ChangeReport(report.changes, report.causes, (*notes, *report.notes)), events
+
+    def _in_scope(self, events: list[ChangeEvent], state: IncidentState) -> list[ChangeEvent]:
+        """The events in the incident's scope: a version deployed elsewhere is not the one
+        a rollback here would return to."""
+        labels = state.group_labels
+        return [e for e in events if contradiction(e, labels, self.scope_labels) is None]
 
     async def aclose(self) -> None:
         if self.kpi_source is not None:
@@ -152,7 +170,9 @@ def _records(report: ChangeReport, history: list[ChangeEvent]) -> list[ChangeRec
             and e.version != c.version
             and e.at.timestamp() * 1000 < c.at_ms
         ]
-        previous = earlier[-1] if earlier else None
+        # A change that does not say which version it brought cannot say which one it
+        # replaced: the last version on record may be the very one it deployed.
+        previous = earlier[-1] if earlier and c.version else None
         records.append(
             ChangeRecord.model_validate({**asdict(c), "at": c.at_ms, "previous_version": previous})
         )
@@ -175,9 +195,9 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
     for change in context.changes:
         if change.id not in known:
             when = (
-                f"{change.minutes_before:.0f} min before the first alert"
+                f"{span(change.minutes_before * 60_000)} before the first alert"
                 if change.minutes_before >= 0
-                else f"{-change.minutes_before:.0f} min after the first alert"
+                else f"{span(-change.minutes_before * 60_000)} after the first alert"
             )
             what = f"{change.type} {change.version}" if change.version else change.type
             note("change", f"{what} to {change.service} {when}")

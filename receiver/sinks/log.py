@@ -15,6 +15,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from receiver.causes import CAUSE_CONFIDENCE
 from receiver.sinks import Delivery, Receipt
 from receiver.sinks._http import incident_url
 
@@ -44,7 +45,10 @@ class LogSink:
         self.external_url = external_url
 
     def chart(self, incident: Incident, delivery: Delivery) -> dict[str, Any]:
-        cause = incident.probable_causes[0] if incident.probable_causes else None
+        # The leading cause, as the title and summary tell it: none below the confidence.
+        cause = next(
+            (c for c in incident.probable_causes if c["score"] >= CAUSE_CONFIDENCE), None
+        )
         return {
             "event": "incident_notification",
             "sink": self.name,
@@ -86,7 +90,7 @@ class LogSink:
         lines = [
             f"[{chart['kind']}] {_line(chart['title'])}",
             f"  summary:  {_line(chart['summary'])}",
-            f"  cause:    {_line(cause['text']) if cause else 'none found'}",
+            f"  cause:    {_line(cause['text']) if cause else 'unknown'}",
             *(f"  action:   {_line(a)}" for a in chart["actions"]),
             *(f"  runbook:  {_line(r['title'])} {_line(r['url'])}" for r in chart["runbooks"]),
             f"  owner:    {_owner(chart['owner'])}",

@@ -67,6 +67,10 @@ class Notified(_Record):
     services: StrList
     stages: StrList
     firing_count: int
+    # What it named as the cause and which KPIs it called bad: a new cause or a KPI gone
+    # bad since is news for the people paged.
+    cause: str | None = None
+    bad_kpis: StrList = Field(default_factory=list)
 
 
 class ScoreFactor(_Record):
@@ -111,6 +115,7 @@ class CauseRecord(_Record):
     text: str
     score: float
     evidence: StrList = Field(default_factory=list)
+    change_id: str | None = None
 
 
 class FeedbackRecord(_Record):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import Cause, ChangeReport
 from receiver.enrich.changes import MAX_CAUSES, MAX_CHANGES, correlate, describe
 from receiver.enrich.feeds import FeedEvent
@@ -34,15 +35,23 @@ def change(
     return ChangeEvent(type=type, service=service, at=at, id=ident, **fields)
 
 
+# The incident's group labels, and the default events.scope_labels.
+GROUP = {"env": "prod", "region": "eu", "cluster": "k1"}
+SCOPE: dict[ScopeField, str] = {"environment": "env", "region": "region"}
+
+
 def report(
     events: list[ChangeEvent],
     services: dict[str, int] | None = None,
     now_minutes: float = 10,
+    group_labels: dict[str, str] | None = None,
 ) -> ChangeReport:
     return correlate(
         events,
         services=SERVICES if services is None else services,
         journey_id="checkout",
+        group_labels=GROUP if group_labels is None else group_labels,
+        scope_labels=SCOPE,
         started_ms=START_MS,
         lookback_ms=LOOKBACK_MS,
         now_ms=START_MS + int(now_minutes * MINUTE),
@@ -134,6 +143,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "deploy 2026.04.18-3 to payment-service 2 min before the first alert",
                 "payment-service is the earliest-firing service in the incident",
             ),
+            change_id="deploy-payment-service-2",
         ),
         Cause(
             kind="change",
@@ -143,6 +153,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "deploy 3.2.0 to cart 1 min before the first alert",
                 "cart is one of the incident's services",
             ),
+            change_id="deploy-cart-1",
         ),
         Cause(
             kind="change",
@@ -152,6 +163,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "feature_flag new-wallet on checkout-web 4 min before the first alert",
                 "labelled journey=checkout, not on the incident's services",
             ),
+            change_id="feature_flag-checkout-web-4",
         ),
         Cause(
             kind="change",
@@ -161,6 +173,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "config on payment-service 5 min after the first alert",
                 "payment-service is the earliest-firing service in the incident",
             ),
+            change_id="config-payment-service--5",
         ),
         Cause(
             kind="change",
@@ -170,6 +183,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "deploy 7.1 to search 1 min before the first alert",
                 "search is not one of the incident's services",
             ),
+            change_id="deploy-search-1",
         ),
     )
     assert [match.service for match in report(events).changes] == [
@@ -291,3 +305,36 @@ def test_describe_wording() -> None:
         "feature_flag new-wallet on cart"
     )
     assert describe(change(1, "cart", "scale")) == "scale on cart"
+
+
+def test_changes_out_of_the_incidents_scope_are_never_seen() -> None:
+    staging = change(1, environment="staging")
+    other_region = change(1, "cart", region="us", id="us")
+    other_cluster = change(1, labels={"cluster": "k2"}, id="k2")
+    here = change(5, environment="prod", region="eu", labels={"cluster": "k1"}, id="here")
+    unscoped = change(8, "cart", id="anywhere")
+    # A label the incident does not group by contradicts nothing.
+    namespaced = change(9, "cart", labels={"namespace": "shop"}, id="namespaced")
+
+    found = report([staging, other_region, other_cluster, here, unscoped, namespaced])
+
+    assert [m.id for m in found.changes] == ["here", "anywhere", "namespaced"]
+    assert all("staging" not in c.text and c.score > 0 for c in found.causes)
+
+
+def test_scope_follows_the_configured_labels() -> None:
+    event = change(1, environment="production", region="eu-west-1", id="renamed")
+    incident = {"environment": "production", "zone": "eu-west-1"}
+    found = correlate(
+        [event],
+        services=SERVICES,
+        journey_id="checkout",
+        group_labels=incident,
+        scope_labels={"environment": "environment", "region": "zone"},
+        started_ms=START_MS,
+        lookback_ms=LOOKBACK_MS,
+        now_ms=START_MS,
+    )
+    assert [m.id for m in found.changes] == ["renamed"]
+    assert report([event], group_labels=incident).changes != ()  # by default: no such labels
+    assert report([event], group_labels={"env": "prod"}).changes == ()

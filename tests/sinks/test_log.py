@@ -72,7 +72,7 @@ async def test_alert_text_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixtu
         None,
         title=f"checkout/eu P1 — 1 alert in {forged}",
         summary=forged,
-        probable_causes=[{"kind": "service", "text": forged, "score": 1.0, "evidence": []}],
+        probable_causes=[{"kind": "service", "text": forged, "score": 25.0, "evidence": []}],
     )
     lines = text.splitlines()
     assert len(lines) == 8  # title, changed, summary, cause, action, runbook, owner, link

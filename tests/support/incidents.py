@@ -63,7 +63,7 @@ def make_incident(**overrides: Any) -> Incident:
             {
                 "kind": "change",
                 "text": "deploy 2026.04.18-3 to payment-service",
-                "score": 0.9,
+                "score": 87.5,
                 "evidence": ["2 min before the first alert"],
             }
         ],

@@ -1,0 +1,35 @@
+"""The incident's one ranked list of probable causes, and how far it is trusted. Pure.
+
+Enrichment ranks the causes (``receiver/enrich/changes.py``); the title, the summary, every
+sink and the suggested actions read them here and nowhere else, so they tell one story.
+A cause scoring below ``CAUSE_CONFIDENCE`` is a guess: the title then says the cause is
+unknown, the summary names the best candidate as such, and no action is based on it. 20
+is what a deploy to one of the incident's services scores about 20 minutes before its
+first alert (the earliest-firing service's, or 15 minutes for another of its services);
+an earlier one, a change after the start or one to an unrelated service scores less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
+
+CAUSE_CONFIDENCE = 20.0
+
+
+def trusted(state: IncidentState) -> Iterator[CauseRecord]:
+    """The causes at or above the confidence, best first (enrichment ranks them so)."""
+    return (c for c in state.probable_causes if c.score >= CAUSE_CONFIDENCE)
+
+
+def leading(state: IncidentState) -> CauseRecord | None:
+    """The top cause when it is trusted; None when there is none or it is a guess."""
+    return next(trusted(state), None)
+
+
+def change_of(state: IncidentState, cause: CauseRecord) -> ChangeRecord | None:
+    """The change a "change" cause stands for."""
+    if cause.kind != "change" or cause.change_id is None:
+        return None
+    return next((c for c in state.changes if c.id == cause.change_id), None)

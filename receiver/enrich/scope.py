@@ -1,0 +1,34 @@
+"""Where a change event applies, and whether that includes an incident.
+
+An event's scope is its ``environment`` and ``region`` and its ``labels`` (``cluster``,
+``namespace``...). ``events.scope_labels`` says which incident label each event field is
+compared with (by default ``environment`` with ``env`` and ``region`` with ``region``); an
+event label is compared with the incident's label of the same name. The event is out of
+the incident's scope when any of them names a value that contradicts the incident's group
+labels. What the event leaves unsaid, or the incident does not group by, contradicts
+nothing: an event with no scope applies everywhere. Values are compared as given
+(``prod`` and ``production`` are different environments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from receiver.config.receiver_yaml import ScopeField
+from receiver.events import ChangeEvent
+
+
+def contradiction(
+    event: ChangeEvent,
+    group_labels: Mapping[str, str],
+    scope_labels: Mapping[ScopeField, str],
+) -> str | None:
+    """Why ``event`` is out of the incident's scope (``environment staging, not prod``), or
+    None when it is in scope."""
+    said = {label: getattr(event, field) for field, label in scope_labels.items()}
+    said |= event.labels
+    for label, value in said.items():
+        theirs = group_labels.get(label)
+        if value and theirs and value != theirs:
+            return f"{label} {value}, not {theirs}"
+    return None
