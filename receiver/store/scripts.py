@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
+from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -20,6 +21,19 @@ def script(name: str) -> str:
     return resources.files("receiver.store").joinpath(f"lua/{name}.lua").read_text()
 
 
+# What a store that is down or failing over raises: a connection lost or timed out, and on a
+# cluster a slot with no master yet (CLUSTERDOWN, MASTERDOWN, TRYAGAIN) or no node
+# reachable. Each is a 503 that Alertmanager retries, never a 500.
+_DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+)
+
+
 def unavailable(
     fn: Callable[P, Coroutine[Any, Any, T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -28,7 +42,7 @@ def unavailable(
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except _DOWN as exc:
             raise StoreUnavailable(f"store unreachable: {exc}") from exc
 
     wrapper.__name__ = fn.__name__

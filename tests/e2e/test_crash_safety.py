@@ -48,10 +48,20 @@ def world(tmp_path: Path) -> Iterator[Fakes]:
 
 @pytest.fixture
 def config(tmp_path: Path, redis_port: int, world: Fakes) -> Path:
-    return rp.write_config(
+    return receiver_config(
         tmp_path / "receiver.yaml",
         store_url=f"redis://127.0.0.1:{redis_port}/0",
         key_prefix=f"crash-{uuid.uuid4().hex[:8]}",
+        world=world,
+    )
+
+
+def receiver_config(path: Path, *, store_url: str, key_prefix: str, world: Fakes) -> Path:
+    """Short timers, every priority to every sink fake."""
+    return rp.write_config(
+        path,
+        store_url=store_url,
+        key_prefix=key_prefix,
         token=TOKEN,
         journeys_file=EXAMPLE_JOURNEYS,
         grouping={"group_wait": "0s", "group_interval": "1s", "resolve_after": "1s"},

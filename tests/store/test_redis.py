@@ -7,8 +7,18 @@ from pathlib import Path
 import anyio
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
+from receiver.store.scripts import unavailable
 from tests.store.builders import group, placed
 from tests.support.processes import binary, free_port, redis_server, running
 
@@ -129,3 +139,25 @@ async def test_cluster_url_runs_the_scripts_on_a_real_cluster(tmp_path: Path) ->
         assert outcome == "ok"
         assert [s.id for s in await store.list_incidents("all", None, 5)] == [o.incident_id]
         await store.aclose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        MasterDownError("MASTERDOWN Link with MASTER is down"),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        SlotNotCoveredError("Slot 1234 is not covered by the cluster"),
+        RedisClusterException("Redis Cluster cannot be connected"),
+        RedisConnectionError("Connection refused"),
+    ],
+)
+async def test_a_store_failing_over_is_unavailable_never_an_error(error: Exception) -> None:
+    """Each is what a cluster says mid-failover: a 503 that Alertmanager retries."""
+
+    @unavailable
+    async def call() -> None:
+        raise error
+
+    with pytest.raises(StoreUnavailable, match="store unreachable"):
+        await call()
