@@ -16,9 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.causes import change_of, trusted
+from receiver.causes import change_of, span, trusted
 from receiver.config import Journey
-from receiver.enrich.changes import span
 from receiver.store.records import ChangeRecord, IncidentState
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

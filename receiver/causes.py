@@ -5,7 +5,7 @@ sink and the suggested actions read them here and nowhere else, so they tell one
 A cause scoring below ``CAUSE_CONFIDENCE`` is a guess: the title then says the cause is
 unknown, the summary names the best candidate as such, and no action is based on it. 20
 is what a deploy to one of the incident's services scores about 20 minutes before its
-first alert (the earliest-firing service's, or 15 minutes for another of its services);
+first alert (its upstream service's, or 15 minutes for another of its services);
 an earlier one, a change after the start or one to an unrelated service scores less.
 """
 
@@ -33,3 +33,10 @@ def change_of(state: IncidentState, cause: CauseRecord) -> ChangeRecord | None:
     if cause.kind != "change" or cause.change_id is None:
         return None
     return next((c for c in state.changes if c.id == cause.change_id), None)
+
+
+def span(ms: int | float) -> str:
+    """Whole minutes, rounded half up: ``2 min``; under 30 s is ``less than 1 min``. Every
+    text that says how long before or after uses it, so no two say it differently."""
+    minutes = int(ms / 60_000 + 0.5)
+    return f"{minutes} min" if minutes else "less than 1 min"

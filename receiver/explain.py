@@ -51,6 +51,10 @@ class ExplainReport:
             for k in inc["kpis"]:
                 dev = "no data" if k["deviation_pct"] is None else f"{k['deviation_pct']:+.1f}%"
                 out.append(f"  kpi:      {k['name']} {dev} vs {k['vs']}")
+            upstream = inc["upstream"]
+            if upstream["ranking"]:
+                lead = upstream["service"] or "unknown"
+                out.append(f"  upstream: {lead} ({'; '.join(upstream['evidence'])})")
             for note in inc["context_notes"]:
                 out.append(f"  note:     {note}")
             out.append(f"  sinks:    {', '.join(inc['sinks']) or 'none (routing matched none)'}")
@@ -157,6 +161,7 @@ def explain_batch(
     for g, state, (_, page) in zip(groups, states, made, strict=True):
         impact = settings.impact(state)
         incident = build(state, page, settings.catalog.find(g.key.journey), impact)
+        ranking = settings.rank_services(page.alerts, at_ms)
         incidents.append(
             {
                 "key": g.key.text,
@@ -169,6 +174,12 @@ def explain_batch(
                 "sinks": sorted(settings.sinks_for(impact.priority)),
                 "kpis": incident.kpis,
                 "context_notes": incident.context_notes,
+                # journeys.yaml topology, then startsAt, severity, alert count: never names.
+                "upstream": {
+                    "service": ranking.upstream.service if ranking.upstream else None,
+                    "ranking": [s.service for s in ranking.services],
+                    "evidence": ranking.evidence(),
+                },
             }
         )
     return ExplainReport(alerts=alerts, incidents=incidents)

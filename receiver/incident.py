@@ -12,9 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from receiver.actions import suggest
-from receiver.causes import CAUSE_CONFIDENCE, change_of, leading
+from receiver.causes import CAUSE_CONFIDENCE, change_of, leading, span
 from receiver.config import Journey
-from receiver.enrich.changes import span
 from receiver.scoring import Impact, badness
 from receiver.store.records import (
     AlertPage,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from receiver.config import UNMAPPED, JourneysConfig, ReceiverConfig
 from receiver.journeys import JourneyCatalog
 from receiver.lifecycle import Timers
 from receiver.scoring import Impact, JourneyWeights, ScoringRules, assess
-from receiver.store.records import IncidentState
+from receiver.store.records import IncidentState, StoredAlert
+from receiver.topology import Ranking, rank
 
 
 def ms(seconds: float) -> int:
@@ -35,6 +37,17 @@ class Settings:
         """The incident's score, with the weights of its journey (or of ``unmapped`` for a
         journey a reload removed)."""
         return assess(self.weights.get(state.journey) or self.weights[UNMAPPED], state, self.rules)
+
+    def rank_services(self, alerts: Sequence[StoredAlert], now_ms: int) -> Ranking:
+        """The firing services of ``alerts``, the probable upstream one first."""
+        rules = self.rules
+        return rank(
+            alerts,
+            self.journeys.topology,
+            rules.severity_weights,
+            rules.default_severity_weight,
+            now_ms,
+        )
 
     def sinks_for(self, priority: str) -> set[str]:
         """The sinks ``routing`` sends this priority to."""

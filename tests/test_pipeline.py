@@ -66,6 +66,8 @@ async def test_first_notification_waits_for_group_wait_then_goes_once(rx: Harnes
     assert rx.sink.kinds() == ["open"]
     incident = rx.sink.sent[0][2]
     assert incident.title == "checkout/eu P1 — 12 alerts in cart, cart-api, payment-service +1 more"
+    # Three alerts each, started together: the example topology decides the upstream one.
+    assert incident.probable_causes[0]["text"] == "payments-db"
     detail = await rx.incident(inc)
     assert detail["notified_at"] is not None
     assert detail["sinks"] == {"log": {"state": "open"}}

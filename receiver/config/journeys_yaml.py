@@ -21,6 +21,7 @@ from receiver.config.fields import (
     column,
     raise_issues,
 )
+from receiver.topology import cycle
 
 UNMAPPED = "unmapped"
 """Id of the built-in journey of alerts that no stage matches."""
@@ -122,6 +123,9 @@ class JourneysConfig(ConfigModel):
 
     unmapped: Unmapped = Unmapped()
     journeys: list[Journey] = Field(default_factory=list)
+    topology: dict[str, list[str]] = Field(default_factory=dict)
+    """Which services each service calls: among an incident's firing services, the one the
+    others depend on is the probable upstream cause (``receiver/topology.py``)."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -139,7 +143,30 @@ class JourneysConfig(ConfigModel):
                 issues.append(FieldIssue(("journeys", index, "id"), reason))
             if journey_stages == []:
                 issues.append(FieldIssue(("journeys", index, "stages"), "needs at least one stage"))
+        issues.extend(_topology_issues(data.get("topology") if isinstance(data, dict) else None))
         return check_alongside(data, handler, issues)
+
+
+def _topology_issues(raw: object) -> Iterable[FieldIssue]:
+    """A service that calls itself, or calls that go round in a cycle, leave no service
+    upstream of the others."""
+    if not isinstance(raw, dict):
+        return  # missing or mistyped: validation reports it
+    calls = {
+        str(k): [str(c) for c in v if isinstance(c, str)]
+        for k, v in raw.items()
+        if isinstance(v, list)
+    }
+    for service, callees in calls.items():
+        for index, callee in enumerate(callees):
+            if callee == service:
+                yield FieldIssue(("topology", service, index), f"{service} cannot call itself")
+    loop = cycle({s: [c for c in cs if c != s] for s, cs in calls.items()})
+    if loop:
+        where = calls[loop[0]].index(loop[1])
+        yield FieldIssue(
+            ("topology", loop[0], where), "calls go round in a cycle: " + " → ".join(loop)
+        )
 
 
 def _duplicates(items: str, key: str, what: str, values: Iterable[object]) -> Iterable[FieldIssue]:

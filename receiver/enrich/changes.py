@@ -11,7 +11,9 @@ Ranking. For a change at ``at`` and an incident that started at ``started``, wit
                                                         the far end of the lookback)
               = 0.05 * exp(d / tau)        if d < 0    (after the start: a consequence or a
                                                         responder's action, rarely the cause)
-    relevance = 1.0   the change's service is the incident's earliest-firing service
+    relevance = 1.0   the change's service is the incident's probable upstream service
+                      (receiver/topology.py: the one the others depend on, then the first
+                      whose alerts started, by Alertmanager's startsAt)
                 0.7   it is one of the incident's other services
                 0.3   it is labelled ``journey=<the incident's journey>``
                 0.03  anything else
@@ -20,10 +22,12 @@ Ranking. For a change at ``at`` and an incident that started at ``started``, wit
 So any change to one of the incident's services before the start (>= 9.4) outranks every
 change to an unrelated service (<= 3) and every change after the start (<= 5); among
 them the closer to the start the higher. When no change touched the incident's services
-(no ``overlap``), the earliest-firing service itself is a cause of kind ``service`` with
-score 25. Causes and changes are ordered by score (highest first), then time, then
-source and id; causes with the same text (one change reported by two sources) are kept
-once, at most ``MAX_CAUSES`` causes and ``MAX_CHANGES`` changes.
+(no ``overlap``), the upstream service itself is a cause of kind ``service`` with score
+25; services that cannot be told apart (no topology, the same start, severity and alert
+count) give "one of a, b" with score 10, below the confidence: the cause is unknown.
+Causes and changes are ordered by score (highest first), then time, then source and id;
+causes with the same text (one change reported by two sources) are kept once, at most
+``MAX_CAUSES`` causes and ``MAX_CHANGES`` changes.
 """
 
 from __future__ import annotations
@@ -36,22 +40,26 @@ from datetime import datetime
 
 import anyio
 
+from receiver.causes import span
 from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import Cause, ChangeMatch, ChangeReport, EnrichmentError
 from receiver.enrich.feeds import Feed, FeedEvents, source_of
 from receiver.enrich.scope import contradiction
 from receiver.events import ChangeEvent
+from receiver.topology import Ranking
 
 logger = logging.getLogger("journey_receiver.enrich")
 
 MAX_CHANGES = 20
 MAX_CAUSES = 5
 AFTER_START = 0.05
-EARLIEST = 1.0
+UPSTREAM = 1.0
 IN_INCIDENT = 0.7
 IN_JOURNEY = 0.3
 UNRELATED = 0.03
 SERVICE_CAUSE = 25.0
+# Below receiver.causes.CAUSE_CONFIDENCE: services that cannot be told apart are no answer.
+TIED_SERVICES = 10.0
 _MINUTE = 60_000
 
 
@@ -121,6 +129,7 @@ def correlate(
     events: Iterable[ChangeEvent],
     *,
     services: Mapping[str, int],
+    ranking: Ranking,
     journey_id: str,
     group_labels: Mapping[str, str],
     scope_labels: Mapping[ScopeField, str],
@@ -131,10 +140,11 @@ def correlate(
     """Rank the changes in the incident's scope (``receiver/enrich/scope.py``) from
     ``lookback_ms`` before ``started_ms`` until ``now_ms``; the others are not seen at all.
 
-    ``services`` maps each service of the incident to when it was first seen firing
-    (ms). See the module docstring for the formula.
+    ``services`` are the incident's services; ``ranking`` orders its firing services, the
+    probable upstream one first (``receiver/topology.py``). See the module docstring for
+    the formula.
     """
-    earliest = min(services, key=lambda name: (services[name], name)) if services else None
+    upstream = ranking.upstream.service if ranking.upstream else None
     tau = max(lookback_ms / 2, _MINUTE)
     ranked: list[_Ranked] = []
     for event in _unique(events):
@@ -157,7 +167,7 @@ def correlate(
             source=source_of(event),
         )
         proximity = math.exp(-before / tau) if before >= 0 else AFTER_START * math.exp(before / tau)
-        relevance, why = _relevance(event, services, earliest, journey_id)
+        relevance, why = _relevance(event, services, upstream, journey_id)
         text = describe(event)
         timing = (
             f"{text} {span(abs(before))} {'before' if before >= 0 else 'after'} the first alert"
@@ -180,8 +190,8 @@ def correlate(
                     change_id=item.match.id,
                 )
             )
-    if earliest is not None and not any(item.match.overlap for item in ranked):
-        causes.append(_service_cause(earliest, services, lookback_ms))
+    if ranking.services and not any(item.match.overlap for item in ranked):
+        causes.append(_service_cause(ranking, lookback_ms))
         causes.sort(key=lambda cause: -cause.score)  # stable: ties keep the change order
     return ChangeReport(
         changes=tuple(item.match for item in ranked[:MAX_CHANGES]),
@@ -197,13 +207,13 @@ def describe(event: ChangeEvent) -> str:
 
 
 def _relevance(
-    event: ChangeEvent, services: Mapping[str, int], earliest: str | None, journey_id: str
+    event: ChangeEvent, services: Mapping[str, int], upstream: str | None, journey_id: str
 ) -> tuple[float, str]:
     service = event.service
-    if service == earliest and len(services) == 1:
-        return EARLIEST, f"{service} is the only service in the incident"
-    if service == earliest:
-        return EARLIEST, f"{service} is the earliest-firing service in the incident"
+    if service == upstream and len(services) == 1:
+        return UPSTREAM, f"{service} is the only service in the incident"
+    if service == upstream:
+        return UPSTREAM, f"{service} is the probable upstream service of the incident"
     if service in services:
         return IN_INCIDENT, f"{service} is one of the incident's services"
     if event.labels.get("journey") == journey_id:
@@ -211,27 +221,19 @@ def _relevance(
     return UNRELATED, f"{service} is not one of the incident's services"
 
 
-def _service_cause(earliest: str, services: Mapping[str, int], lookback_ms: int) -> Cause:
-    others = [seen for name, seen in services.items() if name != earliest]
-    if others:
-        gap = min(others) - services[earliest]
-        first = f"{earliest} fired first, {span(gap)} before the other services"
-    else:
-        first = f"{earliest} is the only service in the incident"
-    evidence = [first]
+def _service_cause(ranking: Ranking, lookback_ms: int) -> Cause:
+    top = ranking.services[0]
+    evidence = ranking.evidence()
     if lookback_ms >= _MINUTE:
         window = span(lookback_ms)
         evidence.append(
             f"no change to the incident's services in the {window} before the first alert"
         )
-    return Cause(kind="service", text=earliest, score=SERVICE_CAUSE, evidence=tuple(evidence))
-
-
-def span(ms: int | float) -> str:
-    """Whole minutes, rounded half up: ``2 min``; under 30 s is ``less than 1 min``. Every
-    text that says how long before or after uses it, so no two say it differently."""
-    minutes = int(ms / _MINUTE + 0.5)
-    return f"{minutes} min" if minutes else "less than 1 min"
+    if ranking.tied:
+        tied = [s.service for s in ranking.services if s.key == top.key]
+        text = "one of " + ", ".join(tied)
+        return Cause(kind="service", text=text, score=TIED_SERVICES, evidence=tuple(evidence))
+    return Cause(kind="service", text=top.service, score=SERVICE_CAUSE, evidence=tuple(evidence))
 
 
 def _epoch_ms(at: datetime) -> int:

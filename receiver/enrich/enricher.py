@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 
 import anyio
 
+from receiver.causes import span
 from receiver.config import Journey
 from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import ChangeReport, KpiReport
-from receiver.enrich.changes import correlate, gather, span
+from receiver.enrich.changes import correlate, gather
 from receiver.enrich.feeds import Feed
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.enrich.scope import contradiction
@@ -29,7 +30,9 @@ from receiver.store.records import (
     KpiRecord,
     TimelineEntry,
 )
+from receiver.topology import Ranking
 
+NO_RANKING = Ranking()
 _WEEK = 7 * 86400.0
 _DAY = 86400.0
 
@@ -75,7 +78,14 @@ class Enricher:
         self.history_s = history_s
         self.baseline_offset_s = baseline_offset_s
 
-    async def enrich(self, state: IncidentState, journey: Journey, now_ms: int) -> Enrichment:
+    async def enrich(
+        self,
+        state: IncidentState,
+        journey: Journey,
+        now_ms: int,
+        ranking: Ranking = NO_RANKING,
+    ) -> Enrichment:
+        """``ranking`` orders the incident's firing services, the probable upstream first."""
         kpi_report = KpiReport()
         change_report = ChangeReport()
         history: list[ChangeEvent] = []
@@ -88,7 +98,7 @@ class Enricher:
 
         async def changes() -> None:
             nonlocal change_report, history
-            change_report, history = await self._changes(state, now_ms)
+            change_report, history = await self._changes(state, now_ms, ranking)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(kpis)
@@ -116,7 +126,7 @@ class Enricher:
         )
 
     async def _changes(
-        self, state: IncidentState, now_ms: int
+        self, state: IncidentState, now_ms: int, ranking: Ranking
     ) -> tuple[ChangeReport, list[ChangeEvent]]:
         """Correlated changes, and every event seen (to find what a change replaced)."""
         start_ms = state.first_firing_at - round(self.lookback_s * 1000)
@@ -134,6 +144,7 @@ class Enricher:
         report = correlate(
             events,
             services=state.services,
+            ranking=ranking,
             journey_id=state.journey,
             group_labels=state.group_labels,
             scope_labels=self.scope_labels,

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import Cause, ChangeReport
 from receiver.enrich.changes import MAX_CAUSES, MAX_CHANGES, correlate, describe
 from receiver.enrich.feeds import FeedEvent
 from receiver.events import ChangeEvent
+from receiver.store.records import StoredAlert
+from receiver.topology import Ranking, rank
 
 START = datetime(2026, 4, 18, 8, 13, 20, tzinfo=UTC)
 START_MS = 1_776_500_000_000
@@ -40,15 +43,30 @@ GROUP = {"env": "prod", "region": "eu", "cluster": "k1"}
 SCOPE: dict[ScopeField, str] = {"environment": "env", "region": "region"}
 
 
+def ranking_of(services: dict[str, int]) -> Ranking:
+    """The services ranked as the receiver would rank one critical alert of each, firing
+    since the given time (no topology)."""
+    alerts = [
+        StoredAlert(
+            fp=name, status="firing", labels={}, annotations={}, starts_at=at, service=name,
+            severity="critical", first_seen=at, changed_at=at,
+        )
+        for name, at in services.items()
+    ]
+    return rank(alerts, {}, {"critical": 1.0}, 0.5, START_MS + 60 * MINUTE)
+
+
 def report(
     events: list[ChangeEvent],
     services: dict[str, int] | None = None,
     now_minutes: float = 10,
     group_labels: dict[str, str] | None = None,
 ) -> ChangeReport:
+    services = SERVICES if services is None else services
     return correlate(
         events,
-        services=SERVICES if services is None else services,
+        services=services,
+        ranking=ranking_of(services),
         journey_id="checkout",
         group_labels=GROUP if group_labels is None else group_labels,
         scope_labels=SCOPE,
@@ -141,7 +159,7 @@ def test_ranking_and_exact_evidence() -> None:
             score=87.5,
             evidence=(
                 "deploy 2026.04.18-3 to payment-service 2 min before the first alert",
-                "payment-service is the earliest-firing service in the incident",
+                "payment-service is the probable upstream service of the incident",
             ),
             change_id="deploy-payment-service-2",
         ),
@@ -171,7 +189,7 @@ def test_ranking_and_exact_evidence() -> None:
             score=3.6,
             evidence=(
                 "config on payment-service 5 min after the first alert",
-                "payment-service is the earliest-firing service in the incident",
+                "payment-service is the probable upstream service of the incident",
             ),
             change_id="config-payment-service--5",
         ),
@@ -231,7 +249,7 @@ def test_the_earliest_firing_service_is_the_cause_when_no_change_overlaps() -> N
         text="payment-service",
         score=25.0,
         evidence=(
-            "payment-service fired first, 3 min before the other services",
+            "payment-service's alerts started first, 3 min before cart's",
             "no change to the incident's services in the 30 min before the first alert",
         ),
     )
@@ -328,6 +346,7 @@ def test_scope_follows_the_configured_labels() -> None:
     found = correlate(
         [event],
         services=SERVICES,
+        ranking=ranking_of(SERVICES),
         journey_id="checkout",
         group_labels=incident,
         scope_labels={"environment": "environment", "region": "zone"},
@@ -338,3 +357,13 @@ def test_scope_follows_the_configured_labels() -> None:
     assert [m.id for m in found.changes] == ["renamed"]
     assert report([event], group_labels=incident).changes != ()  # by default: no such labels
     assert report([event], group_labels={"env": "prod"}).changes == ()
+
+
+def test_services_that_cannot_be_told_apart_are_no_answer() -> None:
+    together = {"payment-service": START_MS, "cart": START_MS}
+
+    (cause,) = report([], together).causes
+
+    assert (cause.kind, cause.text) == ("service", "one of cart, payment-service")
+    assert cause.score == 10.0
+    assert cause.score < CAUSE_CONFIDENCE
