@@ -108,7 +108,9 @@ def rank(
                 alerts=counts[name],
                 dependents=frozenset(callers(name, calls) & firing),
             )
-            for name in firing
+            # In name order first only so that equals are listed the same way every time:
+            # a tie at the top is reported as one, never settled by this order.
+            for name in sorted(firing)
         ),
         key=lambda s: s.key,
     )

@@ -230,7 +230,7 @@ def _service_cause(ranking: Ranking, lookback_ms: int) -> Cause:
             f"no change to the incident's services in the {window} before the first alert"
         )
     if ranking.tied:
-        tied = [s.service for s in ranking.services if s.key == top.key]
+        tied = sorted(s.service for s in ranking.services if s.key == top.key)
         text = "one of " + ", ".join(tied)
         return Cause(kind="service", text=text, score=TIED_SERVICES, evidence=tuple(evidence))
     return Cause(kind="service", text=top.service, score=SERVICE_CAUSE, evidence=tuple(evidence))
