@@ -430,6 +430,7 @@ class Plan:
     bursts: list[int]
     singles: int
     kpis: int
+    events: int = 0  # change events stored before the rounds
     warmup: int = 8
 
     @property
@@ -443,7 +444,38 @@ class Plan:
         return self.warmup + sum(self.rounds(b) * b for b in self.bursts)
 
 
+def change_events(count: int) -> list[list[dict[str, Any]]]:
+    """``count`` change events over the week before the rounds, in requests of 1,000: deploys
+    with versions to 200 services (payment-service among them, every 50th), in prod and
+    staging and three regions, as a busy shop's CI posts them. What enrichment reads of
+    them is what this measures."""
+    events = []
+    for i in range(count):
+        service = "payment-service" if i % 50 == 0 else f"service-{i % 200:03}"
+        at = QUERY_AT - 60 - (count - i) * (6 * 86400 // max(count, 1))
+        events.append(
+            {
+                "type": "deploy",
+                "service": service,
+                "version": f"2026.04.{i:05}",
+                "environment": ("prod", "staging")[i % 2],
+                "region": ("eu", "us", "ap")[i % 3],
+                "at": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+    return [events[i : i + 1000] for i in range(0, count, 1000)]
+
+
+async def post_events(modes: Sequence[Mode], count: int) -> None:
+    for chunk in change_events(count):
+        for mode in modes:
+            response = await mode.client.post("/api/v1/events", content=json.dumps(chunk))
+            if response.status_code != 202:
+                raise RuntimeError(f"{mode.name}: events answered {response.status_code}")
+
+
 async def measure(plan: Plan, modes: Sequence[Mode], servers: Servers, core: int | None) -> None:
+    await post_events(modes, plan.events)
     for mode in modes:  # warm-up: connections, Lua scripts, code paths; not recorded
         await flush_round(mode, plan.warmup, servers, core, record=False)
     for burst in plan.bursts:
@@ -504,6 +536,7 @@ def report(
         f"KPI(s), {plan.queries_per_incident} Prometheus queries per incident; "
         "latency = flush_due() call -> the incident's notification (via the outbox), wall time"
     )
+    print(f"{plan.events} change events stored before the rounds (--events)")
     print()
     lines, added = table(plan, on, off)
     print(*lines, sep="\n")
@@ -584,6 +617,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bursts", default="8,25,50", help="incidents due at once (default 8,25,50)")
     p.add_argument("--singles", type=int, default=30, help="rounds of one incident alone")
     p.add_argument("--kpis", type=int, choices=[1, 2, 3], default=2, help="checkout KPIs")
+    p.add_argument(
+        "--events", type=int, default=0, help="change events stored before the rounds (e.g. 10000)"
+    )
     p.add_argument("--receiver-cpu", type=int, default=0, help="core of this process")
     p.add_argument("--servers-cpu", type=int, default=1, help="core of redis and prometheus")
     p.add_argument("--keep", type=Path, help="keep data, configs and logs in this directory")
@@ -592,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 1 <= b <= 100 for b in bursts):
         p.error("a burst is 1..100 incidents (scheduler.batch is 100)")
     bursts = sorted({*bursts, 1} if args.singles else set(bursts))
-    plan = Plan(args.incidents, bursts, args.singles, args.kpis)
+    plan = Plan(args.incidents, bursts, args.singles, args.kpis, args.events)
     if plan.regions() > 2000:
         p.error(f"that plan needs {plan.regions()} regions; keep it under 2000")
 

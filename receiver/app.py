@@ -62,7 +62,6 @@ def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
         PrometheusKpis(cfg.prometheus) if cfg.prometheus.url else None,
         build_feeds(cfg.events.feeds),
         lookback_s=cfg.events.lookback,
-        history_s=cfg.events.retention,
         baseline_offset_s=cfg.prometheus.baseline_offset,
         scope_labels=cfg.events.scope_labels,
     )

@@ -57,8 +57,9 @@ def serve(args: argparse.Namespace) -> int:
         f"deploy and a sample storm, wait group_wait, then read the incidents:\n"
         f"  curl -s -XPOST -H 'Content-Type: application/json' "
         f"--data @examples/deploy.json http://{local}:{port}/api/v1/events\n"
-        f"  curl -s -XPOST -H 'Content-Type: application/json' "
-        f"--data @examples/storm.json http://{local}:{port}/webhook/alertmanager\n"
+        f'  sed "s/2026-04-18T10:02:11.482910331Z/$(date -u +%FT%TZ)/" examples/storm.json | '
+        f"curl -s -XPOST -H 'Content-Type: application/json' "
+        f"--data @- http://{local}:{port}/webhook/alertmanager\n"
         f"  curl -s http://{local}:{port}/api/v1/incidents",
         file=sys.stderr,
         flush=True,

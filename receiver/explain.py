@@ -45,6 +45,7 @@ class ExplainReport:
             )
         for inc in self.incidents:
             out += ["", f"Incident {inc['key']}", f"  title:    {inc['title']}"]
+            out.append(f"  summary:  {inc['summary']}")
             out.append(f"  priority: {inc['priority']} (score {inc['score']:g}/100)")
             for f in inc["score_breakdown"]:
                 out.append(f"    {f['name']:<13} {f['value']:<6g} {f['reason']}")
@@ -91,6 +92,14 @@ def incident_of(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPag
         created_at=now_ms,
         updated_at=now_ms,
         first_firing_at=now_ms,
+        started_at=min(
+            (
+                a.starts_at
+                for a in alerts
+                if a.status == "firing" and a.starts_at is not None and 0 < a.starts_at <= now_ms
+            ),
+            default=now_ms,
+        ),
         last_change_at=now_ms,
         alert_count=len(alerts),
         firing_count=len(firing),
@@ -111,7 +120,7 @@ async def _kpis(
     try:
         # No store and no feeds: KPIs only; a dry run knows no change events.
         enricher = Enricher(
-            None, source, [], lookback_s=0, history_s=0,
+            None, source, [], lookback_s=0,
             baseline_offset_s=settings.config.prometheus.baseline_offset,
             scope_labels=settings.config.events.scope_labels,
         )  # fmt: skip
@@ -160,13 +169,15 @@ def explain_batch(
     incidents = []
     for g, state, (_, page) in zip(groups, states, made, strict=True):
         impact = settings.impact(state)
-        incident = build(state, page, settings.catalog.find(g.key.journey), impact)
+        journey = settings.catalog.find(g.key.journey)
+        incident = build(state, page, journey, impact, settings.rules.tier_label)
         ranking = settings.rank_services(page.alerts, at_ms)
         incidents.append(
             {
                 "key": g.key.text,
                 "journey": g.key.journey,
                 "title": incident.title,
+                "summary": incident.summary,
                 "priority": impact.priority,
                 "score": impact.score,
                 "score_breakdown": incident.score_breakdown,

@@ -6,6 +6,8 @@ applies to old incidents too. Wording is deterministic: tests assert on it.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +67,7 @@ class Incident(BaseModel):
     blips: int
     truncated_alerts: int
     created_at: str
+    started_at: str
     notified_at: str | None
     updated_at: str
     resolved_at: str | None
@@ -193,23 +196,69 @@ def number(value: float | None, unit: str = "") -> str:
     return "no data" if value is None else f"{value:.4g} {unit}".strip()
 
 
-def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
+# How much of the alerts' own words the chart quotes: the top alertnames with their counts
+# and the first distinct firing summaries, each cut short.
+_NAMES_SHOWN = 3
+_SUMMARIES_SHOWN = 3
+_SUMMARY_CHARS = 120
+
+
+def what_broke(alerts: Sequence[StoredAlert]) -> str:
+    """``5× PaymentGatewayErrors, 2× CartApiErrors +1 more — "Card declines at 40%"``: the
+    firing alerts' names by count (most first, then first seen) and their summaries.
+    Alert text is untrusted: folded onto one line here, escaped by every renderer."""
+    firing = [a for a in alerts if a.status == "firing"]
+    counts = Counter(a.labels.get("alertname") or "unnamed" for a in firing)
+    # Counter keeps first-seen order: equal counts read in the order the alerts came.
+    names = sorted(counts, key=lambda n: -counts[n])
+    text = listing([f"{counts[n]}× {n}" for n in names], _NAMES_SHOWN)
+    said: list[str] = []
+    for a in firing:
+        words = " ".join(a.annotations.get("summary", "").split())
+        if words and words not in said:
+            said.append(words)
+    quoted = [f'"{clip_words(w, _SUMMARY_CHARS)}"' for w in said[:_SUMMARIES_SHOWN]]
+    if len(said) > _SUMMARIES_SHOWN:
+        quoted.append(f"+{len(said) - _SUMMARIES_SHOWN} more")
+    return text + (" — " + "; ".join(quoted) if quoted else "")
+
+
+def clip_words(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def summary(
+    state: IncidentState,
+    journey: Journey,
+    impact: Impact,
+    alerts: Sequence[StoredAlert] = (),
+    tier_label: str = "tier",
+) -> str:
+    """The chart in words, the same in every sink: what broke, for whom, since when, how
+    bad, what changed, who owns it (``alerts``: the incident's, firing first)."""
     where = ", ".join(f"{k} {v}" for k, v in state.group_labels.items() if v) or "all locations"
-    stages = ", ".join(sorted(state.stages)) or "no stage matched"
     lines = [
-        f"{journey.name} ({state.journey}) in {where}: {state.firing_count} of "
-        f"{state.alert_count} alert(s) firing across {listing(sorted(state.services), 6)} "
-        f"since {rfc3339(state.first_firing_at)}; stages: {stages}.",
+        f"{journey.name} ({state.journey}) in {where}, since {rfc3339(state.started)}: "
+        f"{state.firing_count} of {state.alert_count} alert(s) firing across "
+        f"{listing(sorted(state.services), 6)}."
     ]
+    if state.firing_count and any(a.status == "firing" for a in alerts):
+        lines.append(f"What broke: {what_broke(alerts)}.")
+    whom = [f"stages {', '.join(sorted(state.stages))}" if state.stages else "no stage matched"]
+    tiers = sorted({t for a in alerts if a.status == "firing" and (t := a.labels.get(tier_label))})
+    if tiers:
+        whom.append(f"customer {tier_label} {', '.join(tiers)}")
+    lines.append(f"For whom: {'; '.join(whom)}.")
     severity = next((f.reason for f in impact.factors if f.name == "severity"), None)
-    if severity and state.firing_count:
-        lines.append(severity[0].upper() + severity[1:] + ".")
-    lines.extend(line + "." for kpi in state.kpis if (line := kpi_line(kpi)))
+    bad = [severity] if severity and state.firing_count else []
+    bad += [line for kpi in state.kpis if (line := kpi_line(kpi))]
+    bad.append(f"impact score {impact.score:g}/100 → {impact.priority}")
+    lines.append(f"How bad: {'; '.join(bad)}.")
     cause = leading(state)
     if cause is not None:
+        label = "What changed" if cause.kind == "change" else "Probable cause"
         lines.append(
-            f"Probable cause: {cause.text}"
-            + (f" ({cause.evidence[0]})." if cause.evidence else ".")
+            f"{label}: {cause.text}" + (f" ({cause.evidence[0]})." if cause.evidence else ".")
         )
     elif state.probable_causes:
         guess = state.probable_causes[0]
@@ -217,7 +266,7 @@ def summary(state: IncidentState, journey: Journey, impact: Impact) -> str:
             f"Cause unknown: the best candidate, {guess.text}, scores {guess.score:g}, below "
             f"the confidence of {CAUSE_CONFIDENCE:g}."
         )
-    lines.append(f"Impact score {impact.score:g}/100 → {impact.priority}.")
+    lines.append(f"Owner: {journey.owner.team}.")
     lines.extend(f"({note})" for note in state.context_notes)
     if state.status == "resolved":
         lines.append(f"Resolved at {rfc3339(state.resolved_at)}.")
@@ -248,7 +297,13 @@ def _runbooks(journey: Journey, alerts: list[StoredAlert]) -> list[dict[str, str
     ]
 
 
-def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impact) -> Incident:
+def build(
+    state: IncidentState,
+    page: AlertPage,
+    journey: Journey,
+    impact: Impact,
+    tier_label: str = "tier",
+) -> Incident:
     owner = journey.owner
     return Incident(
         id=state.id,
@@ -261,7 +316,7 @@ def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impac
         score=impact.score,
         score_breakdown=[f.model_dump() for f in impact.factors],
         title=title(state, impact),
-        summary=summary(state, journey, impact),
+        summary=summary(state, journey, impact, page.alerts, tier_label),
         group_labels=state.group_labels,
         services=sorted(state.services),
         regions=sorted(state.regions),
@@ -292,6 +347,7 @@ def build(state: IncidentState, page: AlertPage, journey: Journey, impact: Impac
         blips=state.blips,
         truncated_alerts=state.truncated_alerts,
         created_at=rfc3339(state.created_at) or "",
+        started_at=rfc3339(state.started) or "",
         notified_at=rfc3339(state.notified_at),
         updated_at=rfc3339(state.updated_at) or "",
         resolved_at=rfc3339(state.resolved_at),

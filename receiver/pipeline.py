@@ -80,7 +80,8 @@ class Pipeline:
         state = stored.state
         page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
         journey = self.settings.catalog.find(state.journey)
-        return build(state, page, journey, impact or self.settings.impact(state))
+        impact = impact or self.settings.impact(state)
+        return build(state, page, journey, impact, self.settings.rules.tier_label)
 
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""

@@ -161,3 +161,22 @@ async def test_a_cause_found_at_a_later_look_goes_out_as_an_update(
         )
         await rx.tick(120)  # looked at again: nothing new, nothing sent
         assert rx.sink.kinds() == ["open", "update"]
+
+
+async def test_changes_are_timed_against_alertmanagers_start_not_the_receipt(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    # Alertmanager's own group_wait and a slow route delivered the alert 8 min after it
+    # started; the deploy was 2 min before it started, 10 before the receiver saw it.
+    clock = FakeClock(FIRST_ALERT)
+    async with harness(config(tmp_path, prometheus_url), clock) as rx:
+        deploy = {**DEPLOYS[1], "at": "2026-04-18T07:59:30Z"}
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(deploy))).is_success
+        alert = make_alert("payment-service", starts_at="2026-04-18T08:01:30Z")
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        sent = rx.sink.sent[0][2]
+        assert sent.title.endswith("; deploy 2026.04.18-3 to payment-service 2 min before")
+        assert sent.started_at == "2026-04-18T08:01:30.000Z"
+        assert "since 2026-04-18T08:01:30.000Z" in sent.summary
+        assert (await rx.incident(inc))["started_at"] == sent.started_at

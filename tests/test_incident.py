@@ -6,7 +6,7 @@ from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config import Journey, Owner
 from receiver.incident import TITLE_MAX, summary, title
 from receiver.scoring import Impact
-from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState, StoredAlert
 from tests.support.incidents import conversion
 
 T = 1_776_506_400_000  # 2026-04-18T10:00:00Z
@@ -105,7 +105,7 @@ def test_the_title_and_summary_tell_the_top_causes_story() -> None:
         ],
     )
     assert title(two, P1).endswith("; deploy 2026.04.18-3 to payment-service 2 min before")
-    assert "Probable cause: deploy 2026.04.18-3 to payment-service" in summary(two, CHECKOUT, P1)
+    assert "What changed: deploy 2026.04.18-3 to payment-service" in summary(two, CHECKOUT, P1)
 
 
 def test_below_the_confidence_the_cause_is_unknown_not_guessed() -> None:
@@ -127,14 +127,37 @@ def test_below_the_confidence_the_cause_is_unknown_not_guessed() -> None:
     ) in summary(guess, CHECKOUT, P1)
 
 
+def firing(name: str, said: str, tier: str, n: int) -> StoredAlert:
+    return StoredAlert(
+        fp=f"{name}-{n}", status="firing", labels={"alertname": name, "tier": tier},
+        annotations={"summary": said}, service="payment-service", severity="critical",
+        first_seen=T, changed_at=T,
+    )  # fmt: skip
+
+
 def test_summary_reads_as_a_chart() -> None:
-    text = summary(chart(context_notes=["context unavailable: grafana: timed out"]), CHECKOUT, P1)
+    alerts = [
+        firing("GatewayErrors", "Card declines\nabove 40%", "gold", 1),
+        firing("Latency", "p99 above 2s", "platinum", 2),
+        firing("GatewayErrors", "Card declines\nabove 40%", "gold", 3),
+        firing("Replication", "<!channel> lag", "gold", 4),
+        firing("Timeouts", "upstream timeouts calling payment-service", "gold", 5),
+        StoredAlert.model_validate(
+            {**firing("Stale", "gone", "free", 6).model_dump(), "status": "resolved"}
+        ),
+    ]
+    text = summary(
+        chart(context_notes=["context unavailable: grafana: timed out"]), CHECKOUT, P1, alerts
+    )
     assert text == (
-        "Checkout (checkout) in env prod, region eu: 12 of 12 alert(s) firing across cart, "
-        "payment-service since 2026-04-18T10:00:00.000Z; stages: cart, payment. "
-        "conversion \u221261% vs last week (now 0.012, then 0.031 ratio); "
-        "1,234/min of revenue at risk. "
-        "Probable cause: deploy 2026.04.18-3 to payment-service "
+        "Checkout (checkout) in env prod, region eu, since 2026-04-18T10:00:00.000Z: 12 of 12 "
+        "alert(s) firing across cart, payment-service. "
+        "What broke: 2× GatewayErrors, 1× Latency, 1× Replication +1 more — "
+        '"Card declines above 40%"; "p99 above 2s"; "<!channel> lag"; +1 more. '
+        "For whom: stages cart, payment; customer tier gold, platinum. "
+        "How bad: conversion \u221261% vs last week (now 0.012, then 0.031 ratio); "
+        "1,234/min of revenue at risk; impact score 80/100 → P1. "
+        "What changed: deploy 2026.04.18-3 to payment-service "
         "(deploy 2026.04.18-3 to payment-service 2 min before the first alert). "
-        "Impact score 80/100 → P1. (context unavailable: grafana: timed out)"
+        "Owner: payments. (context unavailable: grafana: timed out)"
     )

@@ -29,8 +29,11 @@ def blocks() -> list[str]:
 
 
 def block_after(words: str) -> list[str]:
-    """The lines of the first fenced block after ``words`` in the README."""
-    start = README.index(words)
+    """The lines of the first fenced block after ``words`` in the README (however the
+    paragraph is wrapped)."""
+    found = re.search(r"\s+".join(map(re.escape, words.split())), README)
+    assert found, words
+    start = found.end()
     (body,) = [m[2] for m in _FENCE.finditer(README, start)][:1]
     return body.splitlines()
 
@@ -64,8 +67,8 @@ def _skip_space(text: str, at: int) -> int:
 
 def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-    quick = "\n".join(block_after("read the\nincidents:"))
-    (pause,) = re.findall(r"^sleep (\d+)", quick, re.M)
+    quick = "\n".join(block_after("and read the incidents:"))
+    *_, pause = re.findall(r"^sleep (\d+)", quick, re.M)  # the wait before reading
     waits = parse_duration(config["grouping"]["group_wait"])
     assert int(pause) >= waits + parse_duration(config["scheduler"]["tick"])
 
@@ -79,7 +82,7 @@ def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         events, webhook, listing = outputs(done.stdout)
-        chart = block_after("the chart a person would read\nin Slack:")
+        chart = block_after("the chart a person would read in Slack:")
         text = poll(
             log.read_text,
             lambda t: chart[-1] in t,

@@ -16,7 +16,7 @@ import anyio
 from receiver.causes import span
 from receiver.config import Journey
 from receiver.config.receiver_yaml import ScopeField
-from receiver.enrich import ChangeReport, KpiReport
+from receiver.enrich import ChangeMatch, ChangeReport, KpiReport
 from receiver.enrich.changes import correlate, gather
 from receiver.enrich.feeds import Feed
 from receiver.enrich.prometheus import PrometheusKpis
@@ -33,6 +33,8 @@ from receiver.store.records import (
 from receiver.topology import Ranking
 
 NO_RANKING = Ranking()
+# A service's stored versions read per change: the newest ones, where what it replaced is.
+_VERSIONS_READ = 50
 _WEEK = 7 * 86400.0
 _DAY = 86400.0
 
@@ -65,7 +67,6 @@ class Enricher:
         feeds: Sequence[Feed],
         *,
         lookback_s: float,
-        history_s: float,
         baseline_offset_s: float,
         scope_labels: Mapping[ScopeField, str],
     ) -> None:
@@ -74,8 +75,6 @@ class Enricher:
         self.kpi_source = kpis
         self.feeds = list(feeds)
         self.lookback_s = lookback_s
-        # How far back to look for the version a change replaced.
-        self.history_s = history_s
         self.baseline_offset_s = baseline_offset_s
 
     async def enrich(
@@ -88,7 +87,7 @@ class Enricher:
         """``ranking`` orders the incident's firing services, the probable upstream first."""
         kpi_report = KpiReport()
         change_report = ChangeReport()
-        history: list[ChangeEvent] = []
+        window: list[ChangeEvent] = []
 
         async def kpis() -> None:
             nonlocal kpi_report
@@ -97,8 +96,8 @@ class Enricher:
                 kpi_report = await self.kpi_source.kpis(journey, state.group_labels, at)
 
         async def changes() -> None:
-            nonlocal change_report, history
-            change_report, history = await self._changes(state, now_ms, ranking)
+            nonlocal change_report, window
+            change_report, window = await self._changes(state, now_ms, ranking)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(kpis)
@@ -111,7 +110,7 @@ class Enricher:
                 )
                 for k in kpi_report.kpis
             ],
-            changes=_records(change_report, self._in_scope(history, state)),
+            changes=await self._records(change_report, window, state),
             causes=[
                 CauseRecord(
                     kind=c.kind,
@@ -129,11 +128,10 @@ class Enricher:
         self, state: IncidentState, now_ms: int, ranking: Ranking
     ) -> tuple[ChangeReport, list[ChangeEvent]]:
         """Correlated changes, and every event seen (to find what a change replaced)."""
-        start_ms = state.first_firing_at - round(self.lookback_s * 1000)
-        history_ms = state.first_firing_at - round(self.history_s * 1000)
+        start_ms = state.started - round(self.lookback_s * 1000)
         if self.store is None and not self.feeds:
             return ChangeReport(), []
-        docs = [] if self.store is None else await self.store.events_between(history_ms, now_ms)
+        docs = [] if self.store is None else await self.store.events_between(start_ms, now_ms)
         stored = [ChangeEvent.from_json(doc) for doc in docs]
         events, notes = await gather(
             stored,
@@ -148,46 +146,65 @@ class Enricher:
             journey_id=state.journey,
             group_labels=state.group_labels,
             scope_labels=self.scope_labels,
-            started_ms=state.first_firing_at,
+            started_ms=state.started,
             lookback_ms=round(self.lookback_s * 1000),
             now_ms=now_ms,
         )
         return ChangeReport(report.changes, report.causes, (*notes, *report.notes)), events
 
-    def _in_scope(self, events: list[ChangeEvent], state: IncidentState) -> list[ChangeEvent]:
-        """The events in the incident's scope: a version deployed elsewhere is not the one
-        a rollback here would return to."""
-        labels = state.group_labels
-        return [e for e in events if contradiction(e, labels, self.scope_labels) is None]
+    async def _records(
+        self, report: ChangeReport, window: list[ChangeEvent], state: IncidentState
+    ) -> list[ChangeRecord]:
+        """The correlated changes as stored, each with the version it replaced when the
+        version history in the incident's scope names it: the events of the window, and
+        each service's stored versions before its change (an index, not the history)."""
+        changes = report.changes
+        if self.store is None or not changes:
+            earlier: list[list[str]] = [[] for _ in changes]
+        else:
+            earlier = await self.store.versions_before(
+                [c.service for c in changes], [c.at_ms for c in changes], _VERSIONS_READ
+            )
+        records = []
+        for change, docs in zip(changes, earlier, strict=True):
+            seen = [*window, *map(ChangeEvent.from_json, docs)]
+            records.append(
+                ChangeRecord.model_validate(
+                    {
+                        **asdict(change),
+                        "at": change.at_ms,
+                        "previous_version": self._previous(change, seen, state),
+                    }
+                )
+            )
+        return records
+
+    def _previous(
+        self, change: ChangeMatch, events: list[ChangeEvent], state: IncidentState
+    ) -> str | None:
+        """The version ``change`` replaced, in the incident's scope: a version deployed
+        elsewhere is not the one a rollback here would return to. A change that does not
+        say which version it brought cannot say which one it replaced: the last version on
+        record may be the very one it deployed."""
+        if not change.version:
+            return None
+        before = [
+            e
+            for e in events
+            if e.service == change.service
+            and e.type == change.type
+            and e.version
+            and e.version != change.version
+            and e.at.timestamp() * 1000 < change.at_ms
+            and contradiction(e, state.group_labels, self.scope_labels) is None
+        ]
+        return max(before, key=lambda e: e.at).version if before else None
 
     async def aclose(self) -> None:
         if self.kpi_source is not None:
             await self.kpi_source.aclose()
         for feed in self.feeds:
             await feed.aclose()
-
-
-def _records(report: ChangeReport, history: list[ChangeEvent]) -> list[ChangeRecord]:
-    """The correlated changes as stored, each with the version it replaced, if known."""
-    ordered = sorted(history, key=lambda e: e.at)
-    records = []
-    for c in report.changes:
-        earlier = [
-            e.version
-            for e in ordered
-            if e.service == c.service
-            and e.type == c.type
-            and e.version
-            and e.version != c.version
-            and e.at.timestamp() * 1000 < c.at_ms
-        ]
-        # A change that does not say which version it brought cannot say which one it
-        # replaced: the last version on record may be the very one it deployed.
-        previous = earlier[-1] if earlier and c.version else None
-        records.append(
-            ChangeRecord.model_validate({**asdict(c), "at": c.at_ms, "previous_version": previous})
-        )
-    return records
 
 
 def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentState:

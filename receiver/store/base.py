@@ -125,6 +125,14 @@ class GroupStore(Protocol):
 
     async def events_between(self, start_ms: int, end_ms: int) -> list[str]: ...
 
+    async def versions_before(
+        self, services: Sequence[str], before_ms: Sequence[int], limit: int
+    ) -> list[list[str]]:
+        """Per service, its stored change events that carry a version, at most ``limit``,
+        newest first, from before the matching ``before_ms``: what a change replaced is
+        found without reading the whole history."""
+        ...
+
     async def add_feedback(self, incident_id: str, record_json: str) -> bool: ...
 
     async def ping(self) -> None:

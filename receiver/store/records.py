@@ -147,6 +147,10 @@ class IncidentState(_Record):
     created_at: int
     updated_at: int
     first_firing_at: int
+    # When it started by Alertmanager's startsAt: its earliest firing alert's (a missing,
+    # zero or future one counts as when the receiver stored it). None: stored before this
+    # was kept; first_firing_at stands in (``started``).
+    started_at: int | None = None
     last_change_at: int = 0
     resolved_at: int | None = None
     reopened_count: int = 0
@@ -191,6 +195,11 @@ class IncidentState(_Record):
     feedback: Annotated[list[FeedbackRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+
+    @property
+    def started(self) -> int:
+        """When the incident started, by Alertmanager's clock where it had one."""
+        return self.first_firing_at if self.started_at is None else self.started_at
 
 
 # What the scheduler decides and writes; everything else in the state is ingest's, except

@@ -321,10 +321,37 @@ class RedisStore:
 
     @unavailable
     async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
+        oldest = now_ms - self.settings.events_retention_ms
+        # Each service's versioned changes also go to its own index, trimmed alike.
+        versioned: dict[str, dict[str, int]] = {}
+        for at, doc in events:
+            fields = orjson.loads(doc)
+            if fields.get("version"):
+                versioned.setdefault(fields["service"], {})[doc] = at
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zadd(self._events, {doc: at for at, doc in events})
-            pipe.zremrangebyscore(self._events, "-inf", now_ms - self.settings.events_retention_ms)
+            pipe.zremrangebyscore(self._events, "-inf", oldest)
+            for service, docs in versioned.items():
+                key = self._versions(service)
+                pipe.zadd(key, docs)
+                pipe.zremrangebyscore(key, "-inf", oldest)
+                pipe.pexpire(key, self.settings.events_retention_ms)
             await pipe.execute()
+
+    def _versions(self, service: str) -> str:
+        return self._p + "ver:" + service
+
+    @unavailable
+    async def versions_before(
+        self, services: Sequence[str], before_ms: Sequence[int], limit: int
+    ) -> list[list[str]]:
+        if not services:
+            return []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for service, before in zip(services, before_ms, strict=True):
+                pipe.zrevrangebyscore(self._versions(service), f"({before}", "-inf", 0, limit)
+            found = await pipe.execute()
+        return [[text(doc) for doc in docs] for docs in found]
 
     @unavailable
     async def events_between(self, start_ms: int, end_ms: int) -> list[str]:

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from receiver.actions import suggest
 from receiver.config import load
-from receiver.enrich.enricher import Enricher, apply
+from receiver.enrich.enricher import Enricher, Enrichment, apply
 from receiver.events import ChangeEvent
 from receiver.explain import incident_of
 from receiver.incident import summary, title
 from receiver.normalize import normalize
 from receiver.placement import place
 from receiver.settings import Settings
+from receiver.store import StoreSettings, open_store
 from receiver.webhook import parse_webhook
 from tests.conftest import EXAMPLE_CONFIG, body, make_alert
 
@@ -28,7 +29,16 @@ START_MS = round(START.timestamp() * 1000)
 NOW_MS = START_MS + 60_000
 # The incident: checkout in prod/eu, payment-service and cart-api firing.
 (GROUP,) = place(
-    normalize(parse_webhook(body([make_alert("payment-service"), make_alert("cart-api")]))),
+    normalize(
+        parse_webhook(
+            body(
+                [
+                    make_alert(s, starts_at=START.isoformat())
+                    for s in ("payment-service", "cart-api")
+                ]
+            )
+        )
+    ),
     SETTINGS,
 )
 STATE = incident_of(GROUP, START_MS)[0]
@@ -42,24 +52,26 @@ IN_SCOPE = [
 ]  # fmt: skip
 
 
-class Events:
-    """The store as the enricher reads it: change events between two times."""
-
-    def __init__(self, events: list[ChangeEvent]) -> None:
-        self.docs = [e.to_json() for e in events]
-
-    async def events_between(self, start_ms: int, end_ms: int) -> list[str]:
-        return self.docs
+async def enriched(events: list[ChangeEvent]) -> Enrichment:
+    """The incident's context with ``events`` posted to a store (memory://, the very store
+    scripts and indexes of Redis)."""
+    store = open_store("memory://", StoreSettings(key_prefix="scope"))
+    try:
+        await store.add_events(
+            [(round(e.at.timestamp() * 1000), e.to_json()) for e in events], NOW_MS
+        )
+        enricher = Enricher(
+            store, None, [], lookback_s=1800, baseline_offset_s=7 * 86400,
+            scope_labels=SETTINGS.config.events.scope_labels,
+        )  # fmt: skip
+        return await enricher.enrich(STATE, JOURNEY, NOW_MS)
+    finally:
+        await store.aclose()
 
 
 def story(events: list[ChangeEvent]) -> dict[str, Any]:
     """Everything the incident says once its context is in."""
-    enricher = Enricher(
-        Events(events), None, [], lookback_s=1800, history_s=7 * 86400,
-        baseline_offset_s=7 * 86400, scope_labels=SETTINGS.config.events.scope_labels,
-    )  # type: ignore[arg-type]  # fmt: skip
-    context = anyio.run(enricher.enrich, STATE, JOURNEY, NOW_MS)
-    state = apply(STATE, context, NOW_MS)
+    state = apply(STATE, anyio.run(enriched, events), NOW_MS)
     state.pending = None  # as notified: the title tells the whole story
     impact = SETTINGS.impact(state)
     return {
@@ -86,8 +98,12 @@ elsewhere = st.one_of(
 )
 out_of_scope = st.builds(
     lambda scope, service, kind, minutes, version, n: ChangeEvent(
-        type=kind, service=service, version=version, at=START - timedelta(minutes=minutes),
-        id=f"elsewhere-{n}", **scope,
+        type=kind,
+        service=service,
+        version=version,
+        at=START - timedelta(minutes=minutes),
+        id=f"elsewhere-{n}",
+        **scope,
     ),
     elsewhere,
     st.sampled_from(["payment-service", "cart-api", "checkout-service", "auth-service"]),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from receiver.store import StoreSettings, open_store
 from receiver.store.base import Claim
 from receiver.store.records import IncidentState, Notified
 from receiver.store.redis import RedisStore
-from tests.store.builders import group, placed
+from tests.store.builders import STARTS, group, placed
 
 WAIT = 30_000
 pytestmark = pytest.mark.anyio
@@ -466,3 +468,52 @@ async def test_a_batch_planned_on_moved_indexes_is_planned_again(
         await store.ingest([group(placed("c"))], 0, T + 2)
     stored = await store.load(first.incident_id or "")
     assert stored is not None and stored.state.alert_count == 2  # nothing half-written
+
+
+async def test_each_services_versions_are_found_without_the_history(store: RedisStore) -> None:
+    def deploy(n: int, service: str = "pay", version: str | None = None) -> tuple[int, str]:
+        doc = {"id": f"{service}-{n}", "service": service, "version": version or f"v{n}"}
+        if version == "":
+            del doc["version"]
+        return T + n * 60_000, json.dumps(doc)
+
+    events = [deploy(1), deploy(2), deploy(3, "cart"), deploy(4, version=""), deploy(5)]
+    await store.add_events(events, T + 5 * 60_000)
+    found = await store.versions_before(["pay", "cart", "pay"], [T + 5 * 60_000, T + 10**9, T], 1)
+    assert [[json.loads(d)["id"] for d in docs] for docs in found] == [["pay-2"], ["cart-3"], []]
+    (everything,) = await store.versions_before(["pay"], [T + 10**9], 10)
+    assert [json.loads(d)["id"] for d in everything] == ["pay-5", "pay-2", "pay-1"]
+    # Trimmed with the events' retention (a day in these tests), like the events.
+    await store.add_events([deploy(24 * 60 + 3)], T + (24 * 60 + 3) * 60_000)
+    (kept,) = await store.versions_before(["pay"], [T + 10**10], 10)
+    assert [json.loads(d)["id"] for d in kept] == ["pay-1443", "pay-5"]
+
+
+async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
+    store: RedisStore,
+) -> None:
+    at = STARTS.timestamp() * 1000
+    later = STARTS + timedelta(minutes=3)
+    (o,) = await store.ingest([group(placed("a", starts_at=later))], 0, T)
+    assert o.incident_id
+
+    async def started() -> int:
+        stored = await store.load(o.incident_id or "")
+        assert stored is not None
+        return stored.state.started
+
+    assert await started() == at + 3 * 60_000 != T  # Alertmanager's time, not receipt
+    await store.ingest([group(placed("b", starts_at=STARTS))], 0, T + 1)
+    assert await started() == at  # an alert that started earlier joined
+    await store.ingest([group(placed("c", starts_at=STARTS - timedelta(days=999)))], 0, T + 2)
+    assert await started() == at - 999 * 86_400_000  # long ago is a real time
+    # A zero or future startsAt says nothing: the receipt time stands in for it.
+    (zero,) = await store.ingest(
+        [group(placed("z", starts_at=datetime(1, 1, 1, tzinfo=UTC)), region="us")], 0, T
+    )
+    (ahead,) = await store.ingest(
+        [group(placed("f", starts_at=STARTS + timedelta(days=9)), region="ap")], 0, T
+    )
+    for incident in (zero, ahead):
+        stored = await store.load(incident.incident_id or "")
+        assert stored is not None and stored.state.started == T

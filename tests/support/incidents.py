@@ -78,6 +78,7 @@ def make_incident(**overrides: Any) -> Incident:
         "blips": 0,
         "truncated_alerts": 0,
         "created_at": rfc3339(CREATED_MS),
+        "started_at": rfc3339(CREATED_MS),
         "notified_at": None,
         "updated_at": rfc3339(CREATED_MS + 60_000),
         "resolved_at": None,

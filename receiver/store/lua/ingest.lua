@@ -177,6 +177,18 @@ for _, entry in ipairs(order) do
     end
   end
 
+  -- When the batch's firing alerts started, by Alertmanager's startsAt (a missing, zero
+  -- or future one says nothing): the incident started with the earliest.
+  local batch_start = nil
+  for _, n in ipairs(members) do
+    local a = alerts[n]
+    local starts = tonumber(a[3])
+    if a[2] == 'firing' and starts and starts > 0 and starts <= now
+       and (batch_start == nil or starts < batch_start) then
+      batch_start = starts
+    end
+  end
+
   -- A resolved incident outside its reopen window is history: a new storm gets a new id.
   if st and st.status == 'resolved' and has_firing and now - st.resolved_at > reopen_window then
     st = nil
@@ -194,6 +206,7 @@ for _, entry in ipairs(order) do
       st = {id = id, key = key, digest = digest, journey = journey,
             group_labels = group_labels, status = 'open', created_at = now,
             updated_at = now, first_firing_at = now, last_change_at = now,
+            started_at = batch_start or now,
             reopened_count = 0, alert_count = 0, firing_count = 0, pending_resolved = 0,
             services = {}, stages = {}, regions = {}, firing_classes = {}, firing_services = {},
             truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
@@ -206,6 +219,7 @@ for _, entry in ipairs(order) do
       st.status = 'open'
       st.resolved_at = nil
       st.first_firing_at = now
+      st.started_at = batch_start or now
       st.pending_resolved = 0
       st.reopened_count = (st.reopened_count or 0) + 1
       st.pending = 'reopen'
@@ -215,6 +229,9 @@ for _, entry in ipairs(order) do
     end
     res.id = id
 
+    if batch_start and is_set(st.started_at) and batch_start < st.started_at then
+      st.started_at = batch_start  -- an alert that started earlier joined
+    end
     local meta_key = P .. 'am:' .. id
     local body_key = P .. 'ab:' .. id
     local services, stages, regions = st.services, st.stages, st.regions
