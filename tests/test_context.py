@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from receiver.store import StoreSettings, open_store
 from tests.conftest import PROMETHEUS_DATA, FakeClock, make_alert
 from tests.support.harness import Harness, harness, write_config
 from tests.support.processes import free_port
@@ -180,3 +181,62 @@ async def test_changes_are_timed_against_alertmanagers_start_not_the_receipt(
         assert sent.started_at == "2026-04-18T08:01:30.000Z"
         assert "since 2026-04-18T08:01:30.000Z" in sent.summary
         assert (await rx.incident(inc))["started_at"] == sent.started_at
+
+
+async def test_a_storm_among_changes_elsewhere_on_redis_and_prometheus(
+    tmp_path: Path, prometheus_url: str, redis_port: int
+) -> None:
+    """The real stack: Redis as the store, Prometheus for the KPI. Changes in staging, in
+    another region and in another cluster surround the incident; two services fire with
+    the same startsAt. Only the in-scope change is seen, the topology names the upstream
+    service, and the rollback goes back to the version that ran here."""
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(
+        (PROMETHEUS_DATA / "journeys.yaml")
+        .read_text()
+        .replace("    stages:", "    group_by: [env, region, cluster]\n    stages:", 1)
+        + "topology:\n  payment-service: [payments-db]\n"
+    )
+    cfg = config(tmp_path, prometheus_url)
+    cfg.write_text(cfg.read_text().replace(str(PROMETHEUS_DATA / "journeys.yaml"), str(journeys)))
+    here = {"environment": "prod", "region": "eu", "labels": {"cluster": "k1"}}
+    events = [
+        {"type": "deploy", "service": "payments-db", "version": "v1", **here,
+         "at": "2026-04-16T10:00:00Z"},
+        {"type": "deploy", "service": "payments-db", "version": "v9-staging",
+         "environment": "staging", "at": "2026-04-17T10:00:00Z"},
+        {"type": "deploy", "service": "payments-db", "version": "v2", **here,
+         "at": "2026-04-18T07:58:00Z"},
+        {"type": "deploy", "service": "payment-service", "version": "s-1",
+         "environment": "staging", "at": "2026-04-18T08:00:00Z"},
+        {"type": "config", "service": "payment-service", "region": "us",
+         "at": "2026-04-18T08:00:00Z"},
+        {"type": "deploy", "service": "payments-db", "version": "k2-7",
+         "labels": {"cluster": "k2"}, "at": "2026-04-18T08:00:30Z"},
+    ]  # fmt: skip
+    store = open_store(
+        f"redis://127.0.0.1:{redis_port}/0", StoreSettings(key_prefix=f"scenario-{FIRST_ALERT}")
+    )
+    clock = FakeClock(FIRST_ALERT)
+    async with harness(cfg, clock, store=store) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
+        started = "2026-04-18T08:01:00Z"  # both services: which fired first is unknown
+        services = ("payment-service", "payments-db")
+        alerts = [make_alert(s, starts_at=started, cluster="k1") for s in services]
+        (inc,) = (await rx.post(alerts)).json()["incidents"]
+        await rx.tick(30)
+        sent = rx.sink.sent[0][2]
+        assert sent.title == (
+            "checkout/eu/k1 P1 — 2 alerts; "
+            "conversion \u221260% vs last week; deploy v2 to payments-db 3 min before"
+        )
+        assert [c["version"] for c in sent.changes] == ["v2"]
+        assert sent.probable_causes[0]["evidence"] == [
+            "deploy v2 to payments-db 3 min before the first alert",
+            "payments-db is the probable upstream service of the incident",
+        ]
+        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payments-db to v1"]
+        told = json.dumps([sent.title, sent.summary, sent.timeline, sent.probable_causes])
+        for elsewhere in ("v9-staging", "s-1", "config", "k2-7"):
+            assert elsewhere not in told, elsewhere
+        assert (await rx.incident(inc))["changes"] == sent.changes
