@@ -122,13 +122,15 @@ def _change_phrase(change: ChangeRecord, with_version: bool = True) -> str:
 
 
 def kpi_line(kpi: KpiRecord) -> str | None:
-    """``conversion −61% vs last week (now 0.12, then 0.31 ratio); 1,200/min of revenue at
-    risk``, or None for a KPI without a deviation."""
+    """``conversion −61% vs last week (now 0.12, at the start 0.2, then 0.31 ratio); 1,200/min
+    of revenue at risk``, or None for a KPI without a deviation. "At the start" is there
+    when the incident started a minute or more before the KPIs were read."""
     if kpi.deviation_pct is None:
         return None
+    start = f", at the start {number(kpi.at_start)}" if kpi.at_start is not None else ""
     line = (
         f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'} "
-        f"(now {number(kpi.value)}, then {number(kpi.baseline)} {kpi.unit})".rstrip()
+        f"(now {number(kpi.value)}{start}, then {number(kpi.baseline)} {kpi.unit})".rstrip()
     )
     if kpi.revenue_at_risk_per_min:
         line += f"; {kpi.revenue_at_risk_per_min:,.0f}/min of revenue at risk"

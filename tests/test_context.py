@@ -180,6 +180,10 @@ async def test_changes_are_timed_against_alertmanagers_start_not_the_receipt(
         assert sent.title.endswith("; deploy 2026.04.18-3 to payment-service 2 min before")
         assert sent.started_at == "2026-04-18T08:01:30.000Z"
         assert "since 2026-04-18T08:01:30.000Z" in sent.summary
+        # The KPI is read at the start too, 8.5 min before now: is it getting worse?
+        (kpi,) = sent.kpis
+        assert kpi["at_start"] is not None and kpi["at_start"] > kpi["value"]
+        assert f"(now 0.2, at the start {kpi['at_start']:.4g}, then 0.5 ratio)" in sent.summary
         assert (await rx.incident(inc))["started_at"] == sent.started_at
 
 

@@ -36,6 +36,7 @@ class KpiValue:
     bad: bool
     revenue_at_risk_per_min: float | None = None
     query: str = ""
+    at_start: float | None = None  # when the incident started (None: not asked, no sample)
 
 
 @dataclass(frozen=True, slots=True)

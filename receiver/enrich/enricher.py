@@ -93,7 +93,8 @@ class Enricher:
             nonlocal kpi_report
             if self.kpi_source is not None and journey.kpis:
                 at = datetime.fromtimestamp(now_ms / 1000, UTC)
-                kpi_report = await self.kpi_source.kpis(journey, state.group_labels, at)
+                started = datetime.fromtimestamp(state.started / 1000, UTC)
+                kpi_report = await self.kpi_source.kpis(journey, state.group_labels, at, started)
 
         async def changes() -> None:
             nonlocal change_report, window

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -60,6 +60,8 @@ from receiver.enrich.prometheus_answers import (
 )
 from receiver.enrich.promql import substitute
 
+# A start this close to now would only repeat the value now.
+_START_APART = timedelta(minutes=1)
 logger = logging.getLogger("journey_receiver.enrich.prometheus")
 
 UNAVAILABLE = "context unavailable: prometheus: "
@@ -93,9 +95,14 @@ class PrometheusKpis:
             session.mount(url, HTTPAdapter(max_retries=no_retries, pool_maxsize=max_threads))
 
     async def kpis(
-        self, journey: Journey, group_labels: Mapping[str, str], at: datetime
+        self,
+        journey: Journey,
+        group_labels: Mapping[str, str],
+        at: datetime,
+        started: datetime | None = None,
     ) -> KpiReport:
-        """The journey's KPIs for the incident with ``group_labels`` at ``at``.
+        """The journey's KPIs for the incident with ``group_labels`` at ``at``, and at
+        ``started`` (when the incident started) if that is a minute or more before ``at``.
 
         ``at`` without a timezone is taken as UTC.
         """
@@ -108,7 +115,7 @@ class PrometheusKpis:
         planned: list[Kpi] = []
         for kpi in journey.kpis:
             try:
-                jobs.update(self._plan(kpi, group_labels, at))
+                jobs.update(self._plan(kpi, group_labels, at, started))
             except EnrichmentError as exc:
                 notes.append(f"KPI {kpi.name}: {exc}")
                 logger.warning("prometheus: journey %s KPI %s: %s", journey.id, kpi.name, exc)
@@ -137,13 +144,18 @@ class PrometheusKpis:
         if self._client is not None:
             self._client.close()
 
-    def _plan(self, kpi: Kpi, labels: Mapping[str, str], at: datetime) -> dict[_Key, _Job]:
+    def _plan(
+        self, kpi: Kpi, labels: Mapping[str, str], at: datetime, started: datetime | None
+    ) -> dict[_Key, _Job]:
         offset = kpi.baseline_offset or self._config.baseline_offset
         then = at - timedelta(seconds=offset)
         query = substitute(kpi.query, labels)
         # Now and the baseline in one request: a range query from the baseline to now whose
         # step is the offset yields exactly those two points, for half the requests.
         jobs = {_Key(kpi.name, "pair"): _Job(query, then, until=at)}
+        if started is not None and at - started >= _START_APART:
+            # Whether it is getting better or worse since the incident began.
+            jobs[_Key(kpi.name, "start")] = _Job(query, started.astimezone(UTC))
         if kpi.revenue_query is not None:
             jobs[_Key(kpi.name, "revenue")] = _Job(substitute(kpi.revenue_query, labels), then)
         return jobs
@@ -218,21 +230,29 @@ class PrometheusKpis:
             return None
         then = get("baseline")
         revenue = get("revenue") if _Key(kpi.name, "revenue") in jobs else None
+        start = get("start") if _Key(kpi.name, "start") in jobs else None
         said = {
             "now": now.note,
             "at the baseline": then.note if then is not None else None,
             "revenue_query": revenue.note if revenue is not None else None,
+            "at the start": start.note if start is not None else None,
         }
         if said["now"] is not None and said["now"] == said["at the baseline"]:
-            said = {"now and at the baseline": said["now"], "revenue_query": said["revenue_query"]}
+            at_start = said["at the start"]
+            said = {
+                "now and at the baseline": said["now"],
+                "revenue_query": said["revenue_query"],
+                "at the start": None if at_start == said["now"] else at_start,
+            }
         notes.extend(f"KPI {kpi.name} ({when}): {note}" for when, note in said.items() if note)
-        return assess(
+        value = assess(
             kpi,
             now.value,
             then.value if then is not None else None,
             revenue_per_min=revenue.value if revenue is not None else None,
             query=jobs[_Key(kpi.name, "pair")].query,
         )
+        return replace(value, at_start=start.value) if start is not None else value
 
 
 def assess(
@@ -278,7 +298,7 @@ def assess(
 class _Key:
     kpi: str
     role: str
-    """value | baseline | revenue"""
+    """value | baseline | revenue | start"""
 
 
 @dataclass(frozen=True, slots=True)

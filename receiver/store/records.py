@@ -92,6 +92,8 @@ class KpiRecord(_Record):
     revenue_at_risk_per_min: float | None = None
     vs: str = ""
     """The baseline in words: "last week", "yesterday", "2h ago"."""
+    at_start: float | None = None
+    """Its value when the incident started (None when that was under a minute ago)."""
 
 
 class ChangeRecord(_Record):

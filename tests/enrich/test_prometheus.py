@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,18 @@ async def test_a_conversion_drop_is_measured_against_last_week(prometheus_url: s
     assert orders.bad is True
     assert orders.revenue_at_risk_per_min == 900.0  # 30 orders/min lost x 30 EUR
     assert orders.query == 'sum(rate(checkout_completed_total{env="prod", region="eu"}[5m])) * 60'
+
+
+async def test_a_kpi_is_also_read_at_the_incidents_start(prometheus_url: str) -> None:
+    kpis = source(prometheus_url)
+    labels = {"region": "eu", "env": "prod"}
+    # Started at 07:58Z, before the drop at 08:00Z: 0.5 then, 0.2 now.
+    (early,) = (await kpis.kpis(journey(CONVERSION), labels, AT, AT - timedelta(minutes=12))).kpis
+    assert (early.at_start, early.value) == (pytest.approx(0.5), pytest.approx(0.2))
+    # Started under a minute ago: reading it again would only repeat "now".
+    (recent,) = (await kpis.kpis(journey(CONVERSION), labels, AT, AT - timedelta(seconds=59))).kpis
+    assert recent.at_start is None
+    await kpis.aclose()
 
 
 async def test_a_flat_region_is_not_bad(prometheus_url: str) -> None:
