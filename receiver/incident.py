@@ -159,6 +159,10 @@ def title(state: IncidentState, impact: Impact) -> str:
     if state.status == "resolved":
         services = sorted(state.services)
         what = f"resolved: {alerts_text(state.alert_count)} in "
+    elif state.firing_count == 0:
+        # Everything resolved, waiting out resolve_after: no firing service to name.
+        services = sorted(state.services)
+        what = f"resolving: {alerts_text(state.alert_count)} in "
     else:
         # The busiest first: what is failing most is what the reader needs first.
         services = sorted(state.firing_services, key=lambda s: (-state.firing_services[s], s))

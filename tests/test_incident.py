@@ -161,3 +161,8 @@ def test_summary_reads_as_a_chart() -> None:
         "(deploy 2026.04.18-3 to payment-service 2 min before the first alert). "
         "Owner: payments. (context unavailable: grafana: timed out)"
     )
+
+
+def test_an_incident_waiting_out_resolve_after_says_so() -> None:
+    quiet = chart(firing_count=0, firing_services={}, kpis=[], probable_causes=[])
+    assert title(quiet, P1) == "checkout/eu P1 — resolving: 12 alerts in cart, payment-service"
