@@ -41,17 +41,8 @@ def serve(args: argparse.Namespace) -> int:
     server = app.state.receiver.settings.config.server
     host = args.host or server.host
     port = args.port or server.port
-    try:
-        # Bound here, before anything says "listening": a port in use is an error to read,
-        # not a greeting followed by an exit.
-        sock = socket.create_server(
-            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048
-        )
-    except OSError as exc:
-        print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    print(
+    greeting = (
         f"journey-receiver listening on http://{host}:{port} "
         f"(store {app.state.receiver.settings.config.store.url.split('@')[-1]}). Send it a "
         f"deploy and a sample storm, wait group_wait, then read the incidents:\n"
@@ -60,18 +51,30 @@ def serve(args: argparse.Namespace) -> int:
         f'  sed "s/2026-04-18T10:02:11.482910331Z/$(date -u +%FT%TZ)/" examples/storm.json | '
         f"curl -s -XPOST -H 'Content-Type: application/json' "
         f"--data @- http://{local}:{port}/webhook/alertmanager\n"
-        f"  curl -s http://{local}:{port}/api/v1/incidents",
-        file=sys.stderr,
-        flush=True,
+        f"  curl -s http://{local}:{port}/api/v1/incidents"
     )
-    uvicorn.Server(
-        uvicorn.Config(
-            app,
-            timeout_keep_alive=int(server.keepalive_timeout),
-            log_level=args.log_level,
-            access_log=False,
-        )
-    ).run(sockets=[sock])
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            # Only now is the port bound: a port in use never gets a greeting.
+            if self.started:
+                print(greeting, file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_keep_alive=int(server.keepalive_timeout),
+        log_level=args.log_level,
+        access_log=False,
+    )
+    try:
+        Server(config).run()
+    except SystemExit as exc:
+        # uvicorn has logged why (e.g. "address already in use") and exits 3.
+        print(f"cannot listen on {host}:{port}: see the error above", file=sys.stderr)
+        return 1 if exc.code else 0
     return 0
 
 

@@ -83,14 +83,20 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     new_stages = sorted(set(state.stages) - set(last.stages))
     if new_stages:
         reasons.append("new stages: " + ", ".join(new_stages))
-    # What a later look at the context found: a cause it now trusts, a KPI gone bad.
-    cause = leading(state)
-    if cause is not None and cause.text != last.cause:
-        reasons.append(f"probable cause: {cause.text}")
+    # What a later look at the context found: a change it now trusts as the cause, a KPI
+    # gone bad. Not the upstream service shifting with the alert counts: that is churn.
+    cause = _change_cause(state)
+    if cause is not None and cause != last.cause:
+        reasons.append(f"probable cause: {cause}")
     newly_bad = sorted(_bad_kpis(state) - set(last.bad_kpis))
     if newly_bad:
         reasons.append("KPIs degraded: " + ", ".join(newly_bad))
     return reasons
+
+
+def _change_cause(state: IncidentState) -> str | None:
+    cause = leading(state)
+    return cause.text if cause is not None and cause.kind == "change" else None
 
 
 def _bad_kpis(state: IncidentState) -> set[str]:
@@ -173,7 +179,7 @@ def advance(
             services=sorted(state.services),
             stages=sorted(state.stages),
             firing_count=state.firing_count,
-            cause=cause.text if (cause := leading(state)) else None,
+            cause=_change_cause(state),
             bad_kpis=sorted(_bad_kpis(state)),
         )
         why = f" ({'; '.join(decision.reasons)})" if decision.reasons else ""

@@ -124,8 +124,7 @@ class Pipeline:
         journey = self.settings.catalog.find(state.journey)
         try:
             with anyio.fail_after(self.settings.context_budget_s):
-                page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
-                ranking = self.settings.rank_services(page.alerts, now_ms)
+                ranking = self.settings.rank_incident(state)
                 return await self.enricher.enrich(state, journey, now_ms, ranking)
         except TimeoutError:
             reason = f"context unavailable: no answer within {self.settings.context_budget_s:g}s"

@@ -10,7 +10,7 @@ from receiver.journeys import JourneyCatalog
 from receiver.lifecycle import Timers
 from receiver.scoring import Impact, JourneyWeights, ScoringRules, assess
 from receiver.store.records import IncidentState, StoredAlert
-from receiver.topology import Ranking, rank
+from receiver.topology import Ranking, rank, rank_state
 
 
 def ms(seconds: float) -> int:
@@ -37,6 +37,13 @@ class Settings:
         """The incident's score, with the weights of its journey (or of ``unmapped`` for a
         journey a reload removed)."""
         return assess(self.weights.get(state.journey) or self.weights[UNMAPPED], state, self.rules)
+
+    def rank_incident(self, state: IncidentState) -> Ranking:
+        """The incident's firing services, the probable upstream one first."""
+        rules = self.rules
+        return rank_state(
+            state, self.journeys.topology, rules.severity_weights, rules.default_severity_weight
+        )
 
     def rank_services(self, alerts: Sequence[StoredAlert], now_ms: int) -> Ranking:
         """The firing services of ``alerts``, the probable upstream one first."""

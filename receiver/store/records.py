@@ -67,8 +67,8 @@ class Notified(_Record):
     services: StrList
     stages: StrList
     firing_count: int
-    # What it named as the cause and which KPIs it called bad: a new cause or a KPI gone
-    # bad since is news for the people paged.
+    # The change it named as the cause and the KPIs it called bad: a new one of either is
+    # news for the people paged.
     cause: str | None = None
     bad_kpis: StrList = Field(default_factory=list)
 
@@ -164,6 +164,10 @@ class IncidentState(_Record):
     regions: IntMap = Field(default_factory=dict)
     firing_classes: IntMap = Field(default_factory=dict)
     firing_services: IntMap = Field(default_factory=dict)
+    # "service|severity" -> firing alerts, and service -> when its alerts started (earliest
+    # valid startsAt): the upstream ranking reads these, never the alerts.
+    firing_severities: IntMap = Field(default_factory=dict)
+    service_starts: IntMap = Field(default_factory=dict)
     timeline: Annotated[list[TimelineEntry], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -44,6 +45,8 @@ _LIST_PAGE = 200
 # A batch whose plan went stale is planned again; only a storm of new keys racing it would
 # need a second try, so this many mean something is wrong.
 _PLAN_ATTEMPTS = 10
+# Keys whose incident this replica remembers between batches (a storm has a few dozen).
+_INDEXES_KEPT = 10_000
 
 
 class RedisStore:
@@ -66,6 +69,8 @@ class RedisStore:
         self._claims = self._p + "claims"
         self._events = self._p + "events"
         self._observe = observe or (lambda op, seconds: None)
+        # digest -> (current incident id, id counter) as last seen here, newest last.
+        self._indexes: OrderedDict[str, tuple[str | bool, str | bool]] = OrderedDict()
         self._ingest = client.register_script(script("ingest"))
         self._claim = client.register_script(script("claim"))
         self._commit = client.register_script(script("commit"))
@@ -131,17 +136,24 @@ class RedisStore:
         fp_keys = [self._p + "fp:" + m[0] for m in metas]
         journeys = {g.key.digest: g.key.journey for g in groups}
         started = time.perf_counter()
+        # What this replica last saw of these keys spares the read; the script checks it
+        # all the same, and a stale guess costs one more try.
+        plan: Plan | None = self._remembered(journeys)
         for _ in range(_PLAN_ATTEMPTS):
-            plan = await self._plan(fp_keys, journeys)
+            if plan is None:
+                plan = await self._plan(fp_keys, journeys)
             keys = [self._due, self._idx, *fp_keys, *self._planned_keys(plan, journeys)]
             raw = await self._ingest(keys=keys, args=[*args, orjson.dumps(plan)])
             if raw not in (b"retry", "retry"):
                 break
+            plan = None
         else:
             raise StoreUnavailable(
                 f"ingest: the store's indexes kept moving over {_PLAN_ATTEMPTS} attempts"
             )
         self._observe("ingest", time.perf_counter() - started)
+        results = orjson.loads(raw)
+        self._remember(results)
         return [
             IngestOutcome(
                 incident_id=r["id"] or None,
@@ -153,8 +165,26 @@ class RedisStore:
                 ignored=r["ignored"],
                 alert_count=r["alert_count"],
             )
-            for r in orjson.loads(raw)
+            for r in results
         ]
+
+    def _remembered(self, journeys: Mapping[str, str]) -> Plan | None:
+        """The plan as this replica last left these keys, if it knows them all."""
+        known = self._indexes
+        if all(d in known for d in journeys):
+            return {d: known[d] for d in journeys}
+        return None
+
+    def _remember(self, results: Sequence[Mapping[str, Any]]) -> None:
+        """Each incident the batch reached is its key's current one, numbered by its
+        counter: ``<journey>-<digest>-<n>``."""
+        for r in results:
+            if r["id"]:
+                _, digest, number = r["id"].rsplit("-", 2)
+                self._indexes[digest] = (r["id"], number)
+                self._indexes.move_to_end(digest)
+        while len(self._indexes) > _INDEXES_KEPT:
+            self._indexes.popitem(last=False)
 
     async def _plan(self, fp_keys: Sequence[str], journeys: Mapping[str, str]) -> Plan:
         """What ingest.lua will find: for the batch's digests and those of the incidents

@@ -14,6 +14,7 @@ from receiver.store import StoreSettings, open_store
 from receiver.store.base import Claim
 from receiver.store.records import IncidentState, Notified
 from receiver.store.redis import RedisStore
+from receiver.topology import rank, rank_state
 from tests.store.builders import STARTS, group, placed
 
 WAIT = 30_000
@@ -450,24 +451,29 @@ async def test_a_batch_planned_on_moved_indexes_is_planned_again(
     real = store._plan
     plans: list[object] = []
 
-    async def stale_first(*args: Any) -> Any:
-        plan = await real(*args)
-        plans.append(plan)
-        # As read before the first batch landed: no incident, no counter yet.
-        return {d: (False, False) for d in plan} if len(plans) == 1 else plan
+    async def counted(*args: Any) -> Any:
+        plans.append(await real(*args))
+        return plans[-1]
 
-    monkeypatch.setattr(store, "_plan", stale_first)
+    monkeypatch.setattr(store, "_plan", counted)
+    # The replica remembers the key's incident: the next batch needs no read.
     (again,) = await store.ingest([group(placed("b"))], 0, T + 1)
-    assert (again.incident_id, again.opened, len(plans)) == (first.incident_id, False, 2)
+    assert (again.incident_id, again.opened, plans) == (first.incident_id, False, [])
+    # What it remembers went stale (another replica moved the index): read, then write.
+    for digest in list(store._indexes):
+        store._indexes[digest] = (False, False)
+    (third,) = await store.ingest([group(placed("c"))], 0, T + 2)
+    assert (third.incident_id, len(plans)) == (first.incident_id, 1)
 
     async def always_stale(*args: Any) -> Any:
         return {d: (False, False) for d in await real(*args)}
 
     monkeypatch.setattr(store, "_plan", always_stale)
+    store._indexes.clear()
     with pytest.raises(StoreUnavailable, match="indexes kept moving"):
-        await store.ingest([group(placed("c"))], 0, T + 2)
+        await store.ingest([group(placed("d"))], 0, T + 3)
     stored = await store.load(first.incident_id or "")
-    assert stored is not None and stored.state.alert_count == 2  # nothing half-written
+    assert stored is not None and stored.state.alert_count == 3  # nothing half-written
 
 
 async def test_each_services_versions_are_found_without_the_history(store: RedisStore) -> None:
@@ -517,3 +523,29 @@ async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
     for incident in (zero, ahead):
         stored = await store.load(incident.incident_id or "")
         assert stored is not None and stored.state.started == T
+
+
+async def test_the_upstream_ranking_from_the_incidents_counts_matches_its_alerts(
+    store: RedisStore,
+) -> None:
+    early = STARTS - timedelta(minutes=4)
+    batch = [
+        placed("db-1", service="payments-db", severity="warning", starts_at=STARTS),
+        placed("api-1", service="payment-service", starts_at=STARTS),
+        placed("api-2", service="payment-service", severity="warning", starts_at=early),
+        placed("cart-1", service="cart", stage="cart", starts_at=STARTS),
+        placed("cart-2", service="cart", stage="cart", starts_at=STARTS),
+    ]
+    (o,) = await store.ingest([group(*batch)], 0, T)
+    await store.ingest([group(placed("api-1", "resolved", service="payment-service"))], 0, T + 1)
+    stored = await store.load(o.incident_id or "")
+    page = await store.load_alerts(o.incident_id or "", 100)
+    assert stored is not None
+    weights = {"critical": 1.0, "warning": 0.5}
+    for calls in ({}, {"payment-service": ["payments-db"], "cart": ["payment-service"]}):
+        from_counts = rank_state(stored.state, calls, weights, 0.5)
+        from_alerts = rank(page.alerts, calls, weights, 0.5, T + 1)
+        assert from_counts == from_alerts
+    # api-2 started first; api-1, the critical one, resolved: payment-service is warning.
+    assert [s.service for s in from_counts.services][:1] == ["payments-db"]
+    assert rank_state(stored.state, {}, weights, 0.5).services[0].service == "payment-service"

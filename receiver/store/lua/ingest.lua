@@ -72,6 +72,11 @@ local function is_set(v)
   return v ~= nil and v ~= cjson.null
 end
 
+-- The severity in an impact class, '["stage", "severity", "tier"]' as Python writes it.
+local function severity_of(class)
+  return string.match(class, '^%[".-", "(.-)", ') or ''
+end
+
 local function count(map, key, by)
   local n = (map[key] or 0) + by
   if n > 0 then map[key] = n else map[key] = nil end
@@ -209,6 +214,7 @@ for _, entry in ipairs(order) do
             started_at = batch_start or now,
             reopened_count = 0, alert_count = 0, firing_count = 0, pending_resolved = 0,
             services = {}, stages = {}, regions = {}, firing_classes = {}, firing_services = {},
+            firing_severities = {}, service_starts = {},
             truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
       redis.call('SET', key_key, id, 'PX', retention)
       redis.call('ZADD', idx_key, now, id)
@@ -236,6 +242,11 @@ for _, entry in ipairs(order) do
     local body_key = P .. 'ab:' .. id
     local services, stages, regions = st.services, st.stages, st.regions
     local classes, firing_services = st.firing_classes, st.firing_services
+    -- For the upstream ranking without reading the alerts: firing alerts per service and
+    -- severity, and when each service's alerts started (Alertmanager's startsAt).
+    if type(st.firing_severities) ~= 'table' then st.firing_severities = {} end
+    if type(st.service_starts) ~= 'table' then st.service_starts = {} end
+    local severities, service_starts = st.firing_severities, st.service_starts
     local metas, bodies, latest = {}, {}, {}
     -- Until the first notification of this (re)opening, count the alerts that resolved:
     -- they came and went within group_wait (blips).
@@ -281,6 +292,7 @@ for _, entry in ipairs(order) do
               st.firing_count = st.firing_count - 1
               count(classes, o_class, -1)
               count(firing_services, service, -1)
+              count(severities, service .. '|' .. severity_of(o_class), -1)
             end
             if o_status == status then changed_at = o_changed end
           end
@@ -288,6 +300,12 @@ for _, entry in ipairs(order) do
             st.firing_count = st.firing_count + 1
             count(classes, class, 1)
             count(firing_services, service, 1)
+            count(severities, service .. '|' .. severity_of(class), 1)
+            local at = tonumber(starts)
+            if at and at > 0 and at <= now
+               and at < (tonumber(service_starts[service]) or math.huge) then
+              service_starts[service] = at
+            end
           end
           if changed_at == now then st.last_change_at = now end
           local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
