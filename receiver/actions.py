@@ -69,8 +69,13 @@ def suggest(journey: Journey, state: IncidentState) -> list[dict[str, Any]]:
             )
             if change.previous_version is None:
                 because += (
-                    f"; the version before it is unknown (no earlier {change.type} of "
-                    f"{change.service} with a version on record in this scope)"
+                    "; the version before it is unknown ("
+                    + (
+                        f"no earlier {change.type} of {change.service} with a version on "
+                        "record in this scope)"
+                        if change.version
+                        else "the change does not say which version it brought)"
+                    )
                 )
         suggested.append(
             {

@@ -4,9 +4,10 @@ Enrichment ranks the causes (``receiver/enrich/changes.py``); the title, the sum
 sink and the suggested actions read them here and nowhere else, so they tell one story.
 A cause scoring below ``CAUSE_CONFIDENCE`` is a guess: the title then says the cause is
 unknown, the summary names the best candidate as such, and no action is based on it. 20
-is what a deploy to one of the incident's services scores about 20 minutes before its
-first alert (its upstream service's, or 15 minutes for another of its services);
-an earlier one, a change after the start or one to an unrelated service scores less.
+is what a deploy scores about 24 minutes before the incident's first alert when it went to
+its upstream service, or 19 minutes when it went to another of its services (with the
+default 30 m lookback); an earlier one, a change after the start or one to an unrelated
+service scores less.
 """
 
 from __future__ import annotations

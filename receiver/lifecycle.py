@@ -85,6 +85,8 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
         reasons.append("new stages: " + ", ".join(new_stages))
     # What a later look at the context found: a change it now trusts as the cause, a KPI
     # gone bad. Not the upstream service shifting with the alert counts: that is churn.
+    if last.bad_kpis is None:
+        return reasons
     cause = _change_cause(state)
     if cause is not None and cause != last.cause:
         reasons.append(f"probable cause: {cause}")

@@ -12,6 +12,9 @@ from typing import Literal, NamedTuple
 
 AlertStatus = Literal["firing", "resolved"]
 NotificationKind = Literal["open", "update", "resolve", "reopen"]
+
+# The service of an alert that names none (no service, app or job label).
+UNKNOWN_SERVICE = "unknown"
 """What a decision tells the sinks; each is one outbox job per sink."""
 
 

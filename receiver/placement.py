@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from receiver.fingerprint import GroupKey, group_values, key_of
-from receiver.models import Batch
+from receiver.models import UNKNOWN_SERVICE, Batch
 from receiver.scoring import impact_class
 from receiver.settings import Settings
 from receiver.store import AlertGroup, PlacedAlert
@@ -24,7 +24,7 @@ def service_of(labels: Mapping[str, str]) -> str:
         value = labels.get(name)
         if value:
             return value
-    return "unknown"
+    return UNKNOWN_SERVICE
 
 
 def place(batch: Batch, settings: Settings) -> list[AlertGroup]:

@@ -12,6 +12,9 @@ is the probable upstream cause: its failure explains theirs. The ranking, in ord
 
 Names never decide: services equal on all of these are a tie, and a tie at the top means
 the upstream service is not known (the cause ranking then does not name one as such).
+Alerts with no service label (placed under "unknown") are not ranked: a placeholder is no
+cause. A service's start is the earliest ``startsAt`` of its alerts since it last began
+firing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from receiver.causes import span
+from receiver.models import UNKNOWN_SERVICE
 from receiver.store.records import IncidentState, StoredAlert
 
 Calls = Mapping[str, Sequence[str]]
@@ -88,7 +92,7 @@ def rank(
     severity: dict[str, float] = {}
     counts: dict[str, int] = {}
     for alert in alerts:
-        if alert.status != "firing":
+        if alert.status != "firing" or alert.service == UNKNOWN_SERVICE:
             continue
         at = alert.starts_at
         # Alertmanager's time, unless it is missing, zero or ahead of us.
@@ -109,7 +113,9 @@ def rank_state(
 ) -> Ranking:
     """The same ranking from the counts ingest keeps on the incident: no alert is read, so
     it costs the same for 5 alerts or 50,000."""
-    counts = {name: n for name, n in state.firing_services.items() if n > 0}
+    counts = {
+        name: n for name, n in state.firing_services.items() if n > 0 and name != UNKNOWN_SERVICE
+    }
     severity: dict[str, float] = {}
     for key, n in state.firing_severities.items():
         name, _, level = key.rpartition("|")

@@ -86,7 +86,12 @@ def test_a_deploy_without_a_known_previous_version_never_names_one() -> None:
     assert rollback["title"] == f"Roll back payment-service to {PREVIOUS_UNKNOWN} in eu"
     assert rollback["because"] == (
         "deploy of payment-service 2 min before the first alert; the version before it is "
-        "unknown (no earlier deploy of payment-service with a version on record in this scope)"
+        "unknown (the change does not say which version it brought)"
+    )
+    (rollback, _) = suggest(JOURNEY, incident((change(2, previous=None), 90.0)))
+    assert rollback["title"] == f"Roll back payment-service to {PREVIOUS_UNKNOWN} in eu"
+    assert rollback["because"].endswith(
+        "(no earlier deploy of payment-service with a version on record in this scope)"
     )
 
 

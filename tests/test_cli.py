@@ -181,6 +181,11 @@ def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
     with running([CLI, "serve", "--config", str(cfg)], port, tmp_path / "serve.log"):
         up = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)
         assert (up.returncode, up.stderr) == (0, "")
+        # Edited into an invalid file: a reload would refuse it and serving goes on, and
+        # so must the health check.
+        cfg.write_text(cfg.read_text() + "grouping: {group_wait: soon}\n")
+        still = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)
+        assert (still.returncode, still.stderr) == (0, "")
     down = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)
     assert down.returncode == 1
     assert f"http://127.0.0.1:{port}/healthz" in down.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from receiver.lifecycle import Assessment, Decision, Timers, advance, decide, guard
-from receiver.store.records import IncidentState, Notified
+from receiver.store.records import CauseRecord, IncidentState, KpiRecord, Notified
 
 T = 1_776_500_000_000
 TIMERS = Timers(group_wait_ms=30_000, group_interval_ms=120_000, resolve_after_ms=300_000)
@@ -135,3 +135,18 @@ def test_reopen_of_a_never_notified_blip_is_a_first_open() -> None:
 def test_resolved_incidents_are_left_alone() -> None:
     inc = incident(firing=0, resolved=1, status="resolved", resolved_at=T, pending=None)
     assert decide(inc, P2, T + 10**9, TIMERS) == Decision(None, None, False, 0, ())
+
+
+def test_a_notification_from_before_the_story_was_kept_is_not_news_again() -> None:
+    """An upgrade must not page every open incident: a last notification without a recorded
+    cause and KPIs (bad_kpis None) is compared on services, stages and priority only."""
+    cause = CauseRecord(kind="change", text="deploy v2 to pay", score=80.0, change_id="c")
+    kpi = KpiRecord(name="conversion", deviation_pct=-40.0, bad=True)
+    old = incident(probable_causes=[cause], kpis=[kpi], **notified(T + 30_000))
+    assert old.last_notified is not None and old.last_notified.bad_kpis is None
+    assert decide(old, P2, T + 600_000, TIMERS).notify is None
+    recorded = old.model_copy(
+        update={"last_notified": old.last_notified.model_copy(update={"bad_kpis": []})}
+    )
+    d = decide(recorded, P2, T + 600_000, TIMERS)
+    assert d.reasons == ("probable cause: deploy v2 to pay", "KPIs degraded: conversion")

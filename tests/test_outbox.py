@@ -357,3 +357,30 @@ def test_a_redriven_job_tells_the_incident_as_it_is_now() -> None:
     assert kind_now("update", "resolved") == "resolve"
     assert kind_now("resolve", "open") == "update"
     assert kind_now("reopen", "open") == "reopen"
+
+
+async def test_a_stale_holders_ack_between_a_claim_and_its_heads_hands_over_no_count(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's lease lapsed while it sent job 1 (attempt 3); B claims the queue, and A's late
+    ack lands before B takes the head: B gets job 2 as its first attempt, not job 1's 4th."""
+    queue = rx.receiver.store.deliveries
+    await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+    await rx.post([make_alert("cart-api", alertname="Slow")])  # an update queued behind
+    rx.clock.advance(120)
+    await rx.receiver.pipeline.flush_due()
+    now = rx.receiver.pipeline.now_ms
+    for _ in range(3):
+        (stale,) = await queue.claim(now(), 30_000, 10, "A")
+        rx.clock.advance(31)
+    assert (stale.job.kind, stale.attempt) == ("open", 3)
+    heads = queue._heads
+
+    async def ack_first(*args: object, **kwargs: object) -> object:
+        await queue.ack(stale, {"state": "open"}, now(), 30_000)
+        return await heads(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "_heads", ack_first)
+    (current,) = await queue.claim(now(), 30_000, 10, "B")
+    assert (current.job.kind, current.attempt, current.last_error) == ("update", 1, None)

@@ -148,3 +148,8 @@ def test_explain_shows_the_upstream_service(tmp_path: Path) -> None:
             "checkout-service, payment-service depend on payments-db (journeys.yaml topology)"
         ],
     }
+
+
+def test_alerts_without_a_service_are_no_candidate() -> None:
+    assert order([alert("unknown", NOW - 30 * MINUTE), alert("api")]) == ["api"]
+    assert rank([alert("unknown")], {}, WEIGHTS, 0.5, NOW).services == ()

@@ -230,7 +230,9 @@ class PrometheusKpis:
             return None
         then = get("baseline")
         revenue = get("revenue") if _Key(kpi.name, "revenue") in jobs else None
-        start = get("start") if _Key(kpi.name, "start") in jobs else None
+        # At the start is a courtesy: a failed read of it is no missing context.
+        start = outcomes.get(_Key(kpi.name, "start"))
+        start = start if isinstance(start, Sample) else None
         said = {
             "now": now.note,
             "at the baseline": then.note if then is not None else None,

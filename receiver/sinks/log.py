@@ -6,13 +6,15 @@ way the chart holds the title, the summary, the top probable cause, the suggeste
 the runbooks, the owner and the link.
 
 Alert text is untrusted: in JSON, ``json.dumps`` escapes control characters; in text, every
-value is folded onto one line, so no label or annotation can forge a log line of its own.
+value is folded onto one line and its control characters replaced, so no label or
+annotation can forge a log line of its own or steer the terminal that shows it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from receiver.causes import CAUSE_CONFIDENCE
@@ -26,8 +28,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("journey_receiver.notifications")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _line(text: str) -> str:
-    return " ".join(text.split())
+    """One line of plain text: no line breaks, and no control characters a terminal would
+    obey (cursor moves, colours, bells) from alert text."""
+    return _CONTROL.sub("?", " ".join(text.split()))
 
 
 def _owner(owner: dict[str, Any]) -> str:

@@ -71,9 +71,9 @@ class DeadLetter(BaseModel):
 
 
 class DeliveryQueue:
-    """Outbox operations over the store's Redis client, each one script call (a claim adds
-    one read of the claimed queues' heads). Every script is given every key it touches,
-    all under the store's hash tag, as Redis Cluster requires."""
+    """Outbox operations over the store's Redis client, each one script call (a claim is
+    two: the queues, then their heads). Every script is given every key it touches, all
+    under the store's hash tag, as Redis Cluster requires."""
 
     def __init__(
         self, client: Any, prefix: str, observe: Callable[[str, float], None] | None = None
@@ -88,7 +88,7 @@ class DeliveryQueue:
         self._dead_list = prefix + "ob:dead"
         self.job_counter = prefix + "ob:seq"
         self._claim = client.register_script(script("outbox_claim"))
-        self._empty = client.register_script(script("outbox_empty"))
+        self._heads = client.register_script(script("outbox_heads"))
         self._ack = client.register_script(script("outbox_ack"))
         self._retry = client.register_script(script("outbox_retry"))
         self._dead = client.register_script(script("outbox_dead"))
@@ -100,29 +100,30 @@ class DeliveryQueue:
     @unavailable
     async def claim(self, now_ms: int, lease_ms: int, limit: int, token: str) -> list[ClaimedJob]:
         started = time.perf_counter()
-        flat = await self._claim(
-            keys=[self.ready_key, self._lease, self._att, self._err],
-            args=[now_ms, lease_ms, limit, token],
+        queues = [
+            text(q)
+            for q in await self._claim(
+                keys=[self.ready_key, self._lease], args=[now_ms, lease_ms, limit, token]
+            )
+        ]
+        flat = (
+            await self._heads(
+                keys=[
+                    self.ready_key,
+                    self._lease,
+                    self._att,
+                    self._err,
+                    *map(self.queue_key, queues),
+                ],
+                args=[token, *queues],
+            )
+            if queues
+            else []
         )
-        held = [(text(flat[i]), flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
-        heads: list[Any] = []
-        if held:
-            # Held queues: their heads cannot change under us until we let them go.
-            async with self._r.pipeline(transaction=False) as pipe:
-                for queue, _, _ in held:
-                    pipe.lindex(self.queue_key(queue), 0)
-                heads = await pipe.execute()
         self._observe("outbox_claim", time.perf_counter() - started)
-        claimed = []
-        for (queue, attempt, error), head in zip(held, heads, strict=True):
-            if head is None:
-                await self._empty(
-                    keys=[self.queue_key(queue), self.ready_key, self._lease, self._att, self._err],
-                    args=[queue, token],
-                )
-            else:
-                claimed.append(_claimed(head, attempt, error, token))
-        return claimed
+        return [
+            _claimed(flat[i + 1], flat[i + 2], flat[i + 3], token) for i in range(0, len(flat), 4)
+        ]
 
     @unavailable
     async def ack(

@@ -68,9 +68,10 @@ class Notified(_Record):
     stages: StrList
     firing_count: int
     # The change it named as the cause and the KPIs it called bad: a new one of either is
-    # news for the people paged.
+    # news for the people paged. None: a notification from before these were kept, which
+    # is compared with nothing (an upgrade must not page everyone again).
     cause: str | None = None
-    bad_kpis: StrList = Field(default_factory=list)
+    bad_kpis: StrList | None = None
 
 
 class ScoreFactor(_Record):

@@ -78,3 +78,9 @@ async def test_alert_text_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixtu
     assert len(lines) == 8  # title, changed, summary, cause, action, runbook, owner, link
     assert not any(line.startswith("2026-04-18") for line in lines)
     assert sum("[resolve] all clear" in line for line in lines) == 3
+
+
+async def test_alert_text_cannot_steer_the_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    text = await notify(caplog, "text", None, summary="db\x1b[1A\x1b[2K[resolve] all clear\x07")
+    (summary,) = [line for line in text.splitlines() if line.startswith("  summary:")]
+    assert summary == "  summary:  db?[1A?[2K[resolve] all clear?"

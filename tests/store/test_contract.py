@@ -549,3 +549,24 @@ async def test_the_upstream_ranking_from_the_incidents_counts_matches_its_alerts
     # api-2 started first; api-1, the critical one, resolved: payment-service is warning.
     assert [s.service for s in from_counts.services][:1] == ["payments-db"]
     assert rank_state(stored.state, {}, weights, 0.5).services[0].service == "payment-service"
+
+
+async def test_a_service_that_stopped_firing_starts_afresh_in_the_ranking(
+    store: RedisStore,
+) -> None:
+    long_ago = STARTS - timedelta(minutes=30)
+    (o,) = await store.ingest([group(placed("cart-old", service="cart", starts_at=long_ago))], 0, T)
+    await store.ingest([group(placed("cart-old", "resolved", service="cart"))], 0, T + 1)
+    later = STARTS + timedelta(minutes=2)
+    await store.ingest(
+        [group(placed("api", service="api", starts_at=STARTS),
+               placed("cart-new", service="cart", starts_at=later))],
+        0,
+        T + 2,
+    )  # fmt: skip
+    stored = await store.load(o.incident_id or "")
+    page = await store.load_alerts(o.incident_id or "", 100)
+    assert stored is not None
+    from_counts = rank_state(stored.state, {}, {"critical": 1.0}, 0.5)
+    assert from_counts == rank(page.alerts, {}, {"critical": 1.0}, 0.5, T + 2)
+    assert [s.service for s in from_counts.services] == ["api", "cart"]

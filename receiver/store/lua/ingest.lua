@@ -226,6 +226,7 @@ for _, entry in ipairs(order) do
       st.resolved_at = nil
       st.first_firing_at = now
       st.started_at = batch_start or now
+      st.service_starts = {}
       st.pending_resolved = 0
       st.reopened_count = (st.reopened_count or 0) + 1
       st.pending = 'reopen'
@@ -293,6 +294,8 @@ for _, entry in ipairs(order) do
               count(classes, o_class, -1)
               count(firing_services, service, -1)
               count(severities, service .. '|' .. severity_of(o_class), -1)
+              -- A service that stopped firing starts afresh when it fires again.
+              if not firing_services[service] then service_starts[service] = nil end
             end
             if o_status == status then changed_at = o_changed end
           end
