@@ -19,7 +19,7 @@ from receiver.auth import Authenticator
 from receiver.enrich.enricher import Enricher
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
-from receiver.errors import ConfigError
+from receiver.errors import ConfigError, ConfigProblem
 from receiver.incident import rfc3339, title
 from receiver.metrics import Metrics
 from receiver.outbox import Outbox
@@ -91,6 +91,8 @@ class Receiver:
             self.metrics.observe_store,
         )
         self.enricher = enricher_for(self.settings, self.store)
+        # Sinks given by the caller (tests) are kept across reloads; built ones are rebuilt.
+        self._builds_sinks = sinks is None
         built = sinks if sinks is not None else registry.build(self.settings.config)
         self.pipeline = Pipeline(
             self.store, self.settings, built.keys(), self.metrics, clock, self.enricher
@@ -139,12 +141,25 @@ class Receiver:
             self.metrics.config_last_reload_success.set(0)
             raise
         old = self.settings.config
-        for section in ("store", "prometheus", "events"):
-            if getattr(settings.config, section) != getattr(old, section):
-                # Clients are built once, at startup.
-                logger.warning(
-                    "reload: %s settings changed; they take effect after a restart", section
-                )
+        if settings.config.store != old.store:
+            # The store holds every incident: it is not swapped under a running receiver.
+            logger.warning("reload: store settings changed; they take effect after a restart")
+        # New clients are built before anything is swapped: one that cannot be built
+        # rejects the reload like an invalid file, and the running ones stay.
+        sinks = self._rebuilt_sinks(settings, old)
+        enricher = (
+            enricher_for(settings, self.store)
+            if (settings.config.prometheus, settings.config.events) != (old.prometheus, old.events)
+            else None
+        )
+        if sinks is not None:
+            self.outbox.replace_sinks(sinks)
+            self.pipeline.sinks = frozenset(sinks)
+            logger.info("reload: sinks rebuilt: %s", ", ".join(sorted(sinks)) or "none")
+        if enricher is not None:
+            self.pipeline.replace_enricher(enricher)
+            self.enricher = enricher
+            logger.info("reload: Prometheus and change feeds rebuilt")
         self.settings = settings
         self.pipeline.settings = settings
         self.outbox.settings = settings
@@ -155,6 +170,30 @@ class Receiver:
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         logger.info("reload: config and journeys reloaded")
+
+    def _rebuilt_sinks(
+        self, settings: Settings, old: config.ReceiverConfig
+    ) -> dict[str, Sink] | None:
+        """The sinks ``settings`` configure, when they differ from the running ones."""
+        new = settings.config
+        if not self._builds_sinks or (new.sinks, new.server.external_url) == (
+            old.sinks,
+            old.server.external_url,
+        ):
+            return None
+        try:
+            return registry.build(new)
+        except Exception as exc:
+            self.metrics.config_reloads.labels("failure").inc()
+            self.metrics.config_last_reload_success.set(0)
+            # Only the kind of failure and a file's own words: a client's message might
+            # quote a credential.
+            why = f"{type(exc).__name__}" + (
+                f": {exc.strerror}" if isinstance(exc, OSError) else ""
+            )
+            where = str(self.config_path or "receiver.yaml")
+            problem = ConfigProblem(where, None, "sinks", f"cannot build: {why}")
+            raise ConfigError([problem]) from exc
 
     def summary(self, st: IncidentState) -> dict[str, Any]:
         """The list's view of an incident: scored and titled exactly as its detail is."""
@@ -174,9 +213,8 @@ class Receiver:
         }
 
     async def aclose(self) -> None:
-        for sink in self.outbox.sinks.values():
-            await sink.aclose()
-        await self.enricher.aclose()
+        await self.outbox.aclose()
+        await self.pipeline.aclose()
         await self.store.aclose()
 
 
@@ -217,9 +255,7 @@ def create_app(
                 loop.remove_signal_handler(signal.SIGHUP)
             await receiver.aclose()
 
-    app = Starlette(
-        routes=api.routes, lifespan=lifespan, exception_handlers=api.exception_handlers
-    )
+    app = Starlette(routes=api.routes, lifespan=lifespan, exception_handlers=api.exception_handlers)
     app.state.receiver = receiver
     return app
 

@@ -84,6 +84,8 @@ class Outbox:
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
+        # Sinks a reload replaced: closed once no delivery can still be using them.
+        self._retired: list[Sink] = []
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -96,9 +98,27 @@ class Outbox:
     def now_ms(self) -> int:
         return ms(self.clock())
 
+    def replace_sinks(self, sinks: Mapping[str, Sink]) -> None:
+        """Deliver with ``sinks`` from now on; deliveries under way finish on the old ones."""
+        self._retired.extend(s for s in self.sinks.values() if s not in sinks.values())
+        self.sinks = dict(sinks)
+
+    async def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for sink in retired:
+            await sink.aclose()
+
+    async def aclose(self) -> None:
+        await self._close_retired()
+        for sink in self.sinks.values():
+            await sink.aclose()
+
     async def deliver_due(self) -> int:
         """Claim the queues whose head job may be attempted now and work each until it is
         empty or waiting; returns how many queues were claimed."""
+        # Rounds run one after another: the last one, and every delivery it started on a
+        # sink a reload replaced since, is over.
+        await self._close_retired()
         cfg = self.cfg
         total = 0
         # Claimed a few at a time, no more than can start at once: a claim waiting for a

@@ -52,6 +52,24 @@ class Pipeline:
         self.sinks = frozenset(sinks)
         self.metrics = metrics
         self.clock = clock
+        # Enrichers a reload replaced: closed once no decision can still be using them.
+        self._retired: list[Enricher] = []
+
+    def replace_enricher(self, enricher: Enricher) -> None:
+        """Enrich with ``enricher`` from now on; decisions under way finish on the old one."""
+        if self.enricher is not None:
+            self._retired.append(self.enricher)
+        self.enricher = enricher
+
+    async def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for enricher in retired:
+            await enricher.aclose()
+
+    async def aclose(self) -> None:
+        await self._close_retired()
+        if self.enricher is not None:
+            await self.enricher.aclose()
 
     def now_ms(self) -> int:
         return ms(self.clock())
@@ -85,6 +103,8 @@ class Pipeline:
 
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""
+        # Rounds run one after another: nothing from the last one still enriches.
+        await self._close_retired()
         sched = self.settings.config.scheduler
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         # Side by side: one incident waiting for a slow Prometheus must not delay the rest.

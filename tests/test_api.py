@@ -7,6 +7,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from receiver.store import StoreSettings, open_store
@@ -294,3 +296,50 @@ async def test_unknown_paths_and_methods_answer_json(tmp_path: Path, clock: Fake
         assert wrong.status_code == 405
         assert wrong.json() == {"error": "method not allowed; this path takes POST"}
         assert wrong.headers["allow"] == "POST"
+
+
+async def test_a_reload_rebuilds_the_sinks_and_refuses_ones_it_cannot_build(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    routing = "routing: {log: [P1, P2, P3, P4, P5]}\n"
+    cfg = write_config(tmp_path, routing + "sinks: {log: {format: json}}\n")
+    async with harness(cfg, clock, configured_sinks=True) as rx:
+        before = rx.receiver.outbox.sinks["log"]
+        cfg.write_text(cfg.read_text().replace("format: json", "format: text"))
+        assert (await rx.client.post("/-/reload")).status_code == 200
+        rebuilt = rx.receiver.outbox.sinks["log"]
+        assert rebuilt is not before and rebuilt.format == "text"  # type: ignore[attr-defined]
+        with caplog.at_level("INFO", logger="journey_receiver.notifications"):
+            await rx.post([make_alert("payment-service")])
+            await rx.tick(30)
+        assert "[open] checkout/eu" in caplog.text  # the new sink wrote the chart as text
+
+        # A Slack sink whose CA bundle is no certificate cannot be built: refused, kept.
+        bad_ca = tmp_path / "ca.pem"
+        bad_ca.write_text("not a certificate\n")
+        cfg.write_text(
+            cfg.read_text().replace(
+                "sinks: {log: {format: text}}",
+                f"sinks: {{log: {{format: text}}, slack: {{token: xoxb-1, ca_file: {bad_ca}}}}}",
+            )
+        )
+        r = await rx.client.post("/-/reload")
+        assert r.status_code == 400
+        assert r.json()["errors"][0]["field"] == "sinks"
+        assert "cannot build: SSLError" in r.json()["errors"][0]["reason"]
+        assert rx.receiver.outbox.sinks == {"log": rebuilt}
+
+
+async def test_a_reload_rebuilds_prometheus_and_the_feeds(tmp_path: Path, clock: FakeClock) -> None:
+    cfg = write_config(tmp_path, "prometheus: {url: 'http://127.0.0.1:9', timeout: 1s}\n")
+    async with harness(cfg, clock) as rx:
+        before = rx.receiver.pipeline.enricher
+        assert before is not None and before.kpi_source is not None
+        cfg.write_text(cfg.read_text().replace("127.0.0.1:9'", "127.0.0.1:19'"))
+        assert (await rx.client.post("/-/reload")).status_code == 200
+        after = rx.receiver.pipeline.enricher
+        assert after is not before and after is rx.receiver.enricher
+        closed: list[bool] = []
+        before.aclose = lambda: closed.append(True) or anyio.lowlevel.checkpoint()  # type: ignore[method-assign]
+        await rx.tick(1)  # the next round: nothing can still use the old one
+        assert closed == [True]
