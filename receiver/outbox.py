@@ -33,6 +33,7 @@ from receiver.errors import (
 from receiver.incident import Incident
 from receiver.metrics import Metrics
 from receiver.models import NotificationKind
+from receiver.retired import Retired
 from receiver.settings import Settings, ms
 from receiver.sinks import Delivery, Receipt, Sink
 from receiver.store import GroupStore
@@ -84,8 +85,7 @@ class Outbox:
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
-        # Sinks a reload replaced: closed once no delivery can still be using them.
-        self._retired: list[Sink] = []
+        self._retired = Retired()
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -100,16 +100,13 @@ class Outbox:
 
     def replace_sinks(self, sinks: Mapping[str, Sink]) -> None:
         """Deliver with ``sinks`` from now on; deliveries under way finish on the old ones."""
-        self._retired.extend(s for s in self.sinks.values() if s not in sinks.values())
+        for sink in self.sinks.values():
+            if sink not in sinks.values():
+                self._retired.add(sink)
         self.sinks = dict(sinks)
 
-    async def _close_retired(self) -> None:
-        retired, self._retired = self._retired, []
-        for sink in retired:
-            await sink.aclose()
-
     async def aclose(self) -> None:
-        await self._close_retired()
+        await self._retired.close()
         for sink in self.sinks.values():
             await sink.aclose()
 
@@ -118,7 +115,7 @@ class Outbox:
         empty or waiting; returns how many queues were claimed."""
         # Rounds run one after another: the last one, and every delivery it started on a
         # sink a reload replaced since, is over.
-        await self._close_retired()
+        await self._retired.close()
         cfg = self.cfg
         total = 0
         # Claimed a few at a time, no more than can start at once: a claim waiting for a

@@ -19,6 +19,7 @@ from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
 from receiver.placement import place
+from receiver.retired import Retired
 from receiver.scoring import Impact
 from receiver.settings import Settings, ms
 from receiver.store import Claim, GroupStore, IngestOutcome
@@ -52,22 +53,16 @@ class Pipeline:
         self.sinks = frozenset(sinks)
         self.metrics = metrics
         self.clock = clock
-        # Enrichers a reload replaced: closed once no decision can still be using them.
-        self._retired: list[Enricher] = []
+        self._retired = Retired()
 
     def replace_enricher(self, enricher: Enricher) -> None:
         """Enrich with ``enricher`` from now on; decisions under way finish on the old one."""
         if self.enricher is not None:
-            self._retired.append(self.enricher)
+            self._retired.add(self.enricher)
         self.enricher = enricher
 
-    async def _close_retired(self) -> None:
-        retired, self._retired = self._retired, []
-        for enricher in retired:
-            await enricher.aclose()
-
     async def aclose(self) -> None:
-        await self._close_retired()
+        await self._retired.close()
         if self.enricher is not None:
             await self.enricher.aclose()
 
@@ -104,7 +99,7 @@ class Pipeline:
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""
         # Rounds run one after another: nothing from the last one still enriches.
-        await self._close_retired()
+        await self._retired.close()
         sched = self.settings.config.scheduler
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         # Side by side: one incident waiting for a slow Prometheus must not delay the rest.

@@ -1,0 +1,28 @@
+"""Clients a reload replaced, closed once nothing can still be using them.
+
+A reload swaps in new sinks or a new enricher while a scheduler round may be delivering
+or deciding with the old ones; rounds run one after another, so the start of the next
+round is the first moment the old ones are surely idle.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Retired:
+    def __init__(self) -> None:
+        self._clients: list[Closable] = []
+
+    def add(self, client: Closable) -> None:
+        self._clients.append(client)
+
+    async def close(self) -> None:
+        """Close every retired client (call between rounds)."""
+        clients, self._clients = self._clients, []
+        for client in clients:
+            await client.aclose()
