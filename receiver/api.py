@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.auth import Role
 from receiver.errors import ConfigError, PayloadError, StoreUnavailable
 from receiver.events import parse_events
 from receiver.feedback import parse_feedback
@@ -63,25 +64,34 @@ async def _body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _guarded(write: bool, handler: Callable[[Request, Receiver], Awaitable[Response]]) -> Handler:
+def _guarded(role: Role, handler: Callable[[Request, Receiver], Awaitable[Response]]) -> Handler:
     """Auth first, then the handler; payload and store errors become their status codes."""
 
     async def endpoint(request: Request) -> Response:
         receiver = _receiver(request)
         header = request.headers.get("authorization")
-        allowed = receiver.auth.allows_write(header) if write else receiver.auth.allows_read(header)
-        if not allowed:
+        verdict = receiver.auth.check(role, header)
+        if verdict != "allowed":
             # Who knocked and where, never what they sent: the header may hold a real secret
             # meant for another system, or a near miss of ours.
+            status = 403 if verdict == "forbidden" else 401
+            why = (
+                f"a credential without the {role} role"
+                if status == 403
+                else f"{'wrong' if header else 'no'} credentials"
+            )
+            client = request.client.host if request.client else "unknown client"
             logger.warning(
-                "401 on %s %s from %s: %s credentials",
-                request.method,
-                request.url.path,
-                request.client.host if request.client else "unknown client",
-                "wrong" if header else "no",
+                "%d on %s %s from %s: %s", status, request.method, request.url.path, client, why
             )
             if handler is webhook:
-                receiver.metrics.webhook_requests.labels("401").inc()
+                receiver.metrics.webhook_requests.labels(str(status)).inc()
+            if status == 403:
+                return error(
+                    403,
+                    f"forbidden: this endpoint needs a credential of the {role} role"
+                    + (" (server.auth.admin_bearer_tokens)" if role == "admin" else ""),
+                )
             return JSONResponse(
                 {"error": "unauthorized: missing or wrong credentials"},
                 status_code=401,
@@ -242,18 +252,21 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(_receiver(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    receiver = _receiver(request)
+    if receiver.settings.config.server.auth.metrics_need_read_token:
+        return await _guarded("read", _exposition)(request)
+    return await _exposition(request, receiver)
+
+
+async def _exposition(request: Request, receiver: Receiver) -> Response:
+    return Response(generate_latest(receiver.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404 and 405 as JSON, like every other answer of the API."""
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers or {})
-    message = {404: "no such endpoint", 405: "method not allowed"}.get(
-        exc.status_code, exc.detail
-    )
+    message = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, exc.detail)
     if exc.status_code == 405 and "Allow" in headers:
         message = f"method not allowed; this path takes {headers['Allow']}"
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
@@ -262,18 +275,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
 exception_handlers = {HTTPException: http_error}
 
 routes = [
-    Route("/webhook/alertmanager", _guarded(True, webhook), methods=["POST"]),
-    Route("/api/v1/events", _guarded(True, post_events), methods=["POST"]),
-    Route("/api/v1/incidents", _guarded(False, list_incidents), methods=["GET"]),
-    Route("/api/v1/incidents/{incident_id}", _guarded(False, get_incident), methods=["GET"]),
+    Route("/webhook/alertmanager", _guarded("write", webhook), methods=["POST"]),
+    Route("/api/v1/events", _guarded("write", post_events), methods=["POST"]),
+    Route("/api/v1/incidents", _guarded("read", list_incidents), methods=["GET"]),
+    Route("/api/v1/incidents/{incident_id}", _guarded("read", get_incident), methods=["GET"]),
     Route(
         "/api/v1/incidents/{incident_id}/feedback",
-        _guarded(True, post_feedback),
+        _guarded("write", post_feedback),
         methods=["POST"],
     ),
-    Route("/api/v1/deliveries", _guarded(False, list_deliveries), methods=["GET"]),
-    Route("/api/v1/deliveries/redrive", _guarded(True, redrive), methods=["POST"]),
-    Route("/-/reload", _guarded(True, reload), methods=["POST"]),
+    Route("/api/v1/deliveries", _guarded("read", list_deliveries), methods=["GET"]),
+    Route("/api/v1/deliveries/redrive", _guarded("admin", redrive), methods=["POST"]),
+    Route("/-/reload", _guarded("admin", reload), methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -41,6 +41,7 @@ def authenticator(settings: Settings) -> Authenticator:
             (auth.basic.username, auth.basic.password.get_secret_value()) if auth.basic else None
         ),
         read_bearer_tokens=[t.get_secret_value() for t in auth.read_bearer_tokens],
+        admin_bearer_tokens=[t.get_secret_value() for t in auth.admin_bearer_tokens],
     )
 
 
@@ -114,10 +115,11 @@ class Receiver:
                 else "no --config and no --journeys given",
             )
         if self.auth.write_open:
-            # ${WEBHOOK_TOKEN:-} with the variable unset ends here: say so, loudly.
+            # Only on purpose (server.auth.allow_open, or no config file at all): the loader
+            # refuses a config that is open by mistake. Still said loudly.
             logger.warning(
                 "no server.auth credentials configured: anyone who can reach this port may "
-                "post alerts and events"
+                "post alerts and events, reload the config and redrive deliveries"
             )
 
     def _load(self) -> Settings:

@@ -1,4 +1,5 @@
-"""Who may write (webhook, events, feedback, reload) and who may read (incidents).
+"""Who may do what, by role: write (webhook, events, feedback), admin (reload, redrive,
+silences) and read (incidents, deliveries, stats).
 
 Credentials are compared in constant time, and every configured credential is compared on
 every request, so neither the time taken nor an early exit reveals which one matched or
@@ -11,9 +12,14 @@ import base64
 import binascii
 import hmac
 from collections.abc import Sequence
+from typing import Literal
 
 _BEARER = "bearer"
 _BASIC = "basic"
+
+Role = Literal["read", "write", "admin"]
+Verdict = Literal["allowed", "unauthorized", "forbidden"]
+"""``forbidden``: a credential we know, of a role that may not do this."""
 
 
 def _utf8(text: str) -> bytes:
@@ -25,8 +31,11 @@ class Authenticator:
     """Checks an ``Authorization`` header against the configured credentials.
 
     Writes need one of ``bearer_tokens`` or the ``basic`` (username, password) pair, and
-    are open when neither is configured. Reads need one of ``read_bearer_tokens`` or any
-    write credential, and are open when no read token is configured.
+    are open when neither is configured (the config loader refuses that unless
+    ``allow_open``). Admin needs one of ``admin_bearer_tokens``; with none configured it is
+    open when writes are, and closed otherwise (SIGHUP still reloads): the token
+    Alertmanager holds must not be able to reconfigure the receiver. Reads need any
+    credential of any role, and are open when no read token is configured.
 
     An empty token or username is refused with ``ValueError``: it is almost always an
     unset ``${ENV}`` and would otherwise let ``Bearer`` with no token in, or open the door.
@@ -37,8 +46,9 @@ class Authenticator:
         bearer_tokens: Sequence[str],
         basic: tuple[str, str] | None,
         read_bearer_tokens: Sequence[str],
+        admin_bearer_tokens: Sequence[str] = (),
     ) -> None:
-        for token in (*bearer_tokens, *read_bearer_tokens):
+        for token in (*bearer_tokens, *read_bearer_tokens, *admin_bearer_tokens):
             if not token:
                 raise ValueError("an empty bearer token is configured (unset ${ENV}?)")
         if basic is not None:
@@ -49,6 +59,7 @@ class Authenticator:
                 raise ValueError("a basic auth username cannot contain ':' (RFC 7617)")
         self._write_tokens = tuple(_utf8(t) for t in bearer_tokens)
         self._read_tokens = tuple(_utf8(t) for t in read_bearer_tokens)
+        self._admin_tokens = tuple(_utf8(t) for t in admin_bearer_tokens)
         self._basic = None if basic is None else _utf8(f"{basic[0]}:{basic[1]}")
 
     @property
@@ -61,27 +72,47 @@ class Authenticator:
         """True when no read token is configured."""
         return not self._read_tokens
 
+    @property
+    def admin_open(self) -> bool:
+        """True when anyone may reload and redrive: no admin token, and writes open."""
+        return not self._admin_tokens and self.write_open
+
+    def check(self, role: Role, authorization_header: str | None) -> Verdict:
+        """May the bearer of this header act in ``role``?"""
+        if role == "read" and self.read_open:
+            return "allowed"
+        if role == "write" and self.write_open:
+            return "allowed"
+        if role == "admin" and self.admin_open:
+            return "allowed"
+        held = self._roles(authorization_header)
+        if role in held or (role == "read" and held):
+            return "allowed"
+        return "forbidden" if held else "unauthorized"
+
     def allows_write(self, authorization_header: str | None) -> bool:
-        if self.write_open:
-            return True
-        scheme, credentials = _split(authorization_header)
-        return self._matches_write(scheme, credentials)
+        return self.check("write", authorization_header) == "allowed"
 
     def allows_read(self, authorization_header: str | None) -> bool:
-        if self.read_open:
-            return True
-        scheme, credentials = _split(authorization_header)
-        # Both checks always run: `or` would skip the second and time the first.
-        read = scheme == _BEARER and _any_equal(self._read_tokens, credentials)
-        return read | self._matches_write(scheme, credentials)
+        return self.check("read", authorization_header) == "allowed"
 
-    def _matches_write(self, scheme: str, credentials: bytes) -> bool:
-        if scheme == _BEARER:
-            return _any_equal(self._write_tokens, credentials)
+    def _roles(self, header: str | None) -> set[Role]:
+        """Every role one of whose credentials the header carries; all are compared."""
+        scheme, credentials = _split(header)
+        roles: set[Role] = set()
+        bearer = scheme == _BEARER
+        # Every comparison always runs: `or` would skip some and time the others.
+        if bearer & _any_equal(self._write_tokens, credentials):
+            roles.add("write")
+        if bearer & _any_equal(self._read_tokens, credentials):
+            roles.add("read")
+        if bearer & _any_equal(self._admin_tokens, credentials):
+            roles.add("admin")
         if scheme == _BASIC and self._basic is not None:
             decoded = _decode_basic(credentials)
-            return decoded is not None and hmac.compare_digest(self._basic, decoded)
-        return False
+            if decoded is not None and hmac.compare_digest(self._basic, decoded):
+                roles.add("write")
+        return roles
 
 
 def _split(header: str | None) -> tuple[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from tests.support.redis_cluster import redis_cluster
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
 EXAMPLE_JOURNEYS = ROOT / "config" / "journeys.yaml"
+# The example config runs open only when told to, as scripts/serve tells it; tests that
+# load it do the same (tests/test_auth.py checks it is refused without).
+os.environ.setdefault("ALLOW_OPEN", "true")
 T0 = 1_776_500_000.0  # 2026-04-18T08:13:20Z
 
 

@@ -80,9 +80,57 @@ async def test_read_endpoints_have_their_own_token(tmp_path: Path, clock: FakeCl
         assert (await rx.client.get("/api/v1/incidents")).status_code == 401
         assert (await rx.client.get("/api/v1/incidents", headers=READ)).status_code == 200
         assert (await rx.client.get("/api/v1/incidents", headers=TOKEN)).status_code == 200
-        # A read token cannot write.
-        assert (await rx.post([make_alert()], **READ)).status_code == 401
+        # A read token cannot write: a credential we know, of the wrong role.
+        assert (await rx.post([make_alert()], **READ)).status_code == 403
         assert (await rx.client.get("/healthz")).status_code == 200
+
+
+ROLES = """
+server:
+  auth:
+    bearer_tokens: ["webhook-token"]
+    read_bearer_tokens: ["read-token"]
+    admin_bearer_tokens: ["admin-token"]
+    metrics_need_read_token: true
+"""
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        # Alertmanager's token posts alerts, events and feedback and reads; never admin.
+        ("webhook-token", {"write": 200, "read": 200, "admin": 403, "metrics": 200}),
+        ("read-token", {"write": 403, "read": 200, "admin": 403, "metrics": 200}),
+        ("admin-token", {"write": 403, "read": 200, "admin": 200, "metrics": 200}),
+        ("no-such-token", {"write": 401, "read": 401, "admin": 401, "metrics": 401}),
+        (None, {"write": 401, "read": 401, "admin": 401, "metrics": 401}),
+    ],
+)
+async def test_each_role_is_refused_where_it_does_not_belong(
+    tmp_path: Path, clock: FakeClock, token: str | None, expected: dict[str, int]
+) -> None:
+    async with harness(write_config(tmp_path, ROLES), clock) as rx:
+        headers = {} if token is None else {"authorization": f"Bearer {token}"}
+        got = {
+            "write": (await rx.post([make_alert()], **headers)).status_code,
+            "read": (await rx.client.get("/api/v1/incidents", headers=headers)).status_code,
+            "admin": (await rx.client.post("/-/reload", headers=headers)).status_code,
+            "metrics": (await rx.client.get("/metrics", headers=headers)).status_code,
+        }
+        assert got == expected
+        redrive = await rx.client.post(
+            "/api/v1/deliveries/redrive", content=b"{}", headers=headers
+        )
+        assert redrive.status_code == expected["admin"]
+        if expected["admin"] == 403:
+            assert "admin_bearer_tokens" in redrive.json()["error"]
+
+
+async def test_without_admin_tokens_only_sighup_reloads(tmp_path: Path, clock: FakeClock) -> None:
+    async with harness(write_config(tmp_path, AUTH), clock) as rx:
+        r = await rx.client.post("/-/reload", headers=TOKEN)
+        assert r.status_code == 403
+        assert "admin_bearer_tokens" in r.json()["error"]
 
 
 async def test_store_down_is_a_503_that_alertmanager_retries(
@@ -273,7 +321,8 @@ async def test_401_is_counted_and_logged_without_the_credential(
             )
             assert r.status_code == 401
             assert (await rx.client.post("/webhook/alertmanager", content=b"{}")).status_code == 401
-            assert (await rx.client.post("/-/reload", headers=READ)).status_code == 401
+            reload = await rx.client.post("/-/reload", headers={"authorization": "Bearer x"})
+            assert reload.status_code == 401
         metrics = (await rx.client.get("/metrics")).text
         assert 'journey_receiver_webhook_requests_total{code="401"} 2.0' in metrics
         warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

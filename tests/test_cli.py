@@ -95,7 +95,10 @@ def test_serve_reloads_journeys_on_sighup(tmp_path: Path) -> None:
     journeys = tmp_path / "journeys.yaml"
     journeys.write_text(EXAMPLE_JOURNEYS.read_text())
     cfg = tmp_path / "receiver.yaml"
-    cfg.write_text(f"journeys_file: {journeys}\nstore: {{url: 'memory://'}}\n")
+    cfg.write_text(
+        f"journeys_file: {journeys}\nstore: {{url: 'memory://'}}\n"
+        "server: {auth: {allow_open: true}}\n"
+    )
     port = free_port()
     args = [CLI, "serve", "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)]
     with running(args, port, tmp_path / "serve.log") as proc:
@@ -174,7 +177,7 @@ def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
     port = free_port()
     cfg = tmp_path / "receiver.yaml"
     cfg.write_text(
-        f"server: {{host: 127.0.0.1, port: {port}}}\n"
+        f"server: {{host: 127.0.0.1, port: {port}, auth: {{allow_open: true}}}}\n"
         f"journeys_file: {EXAMPLE_JOURNEYS}\nstore: {{url: 'memory://'}}\n"
     )
     health = [CLI, "healthcheck", "--config", str(cfg)]

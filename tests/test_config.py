@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 from receiver.config import (
+    AuthConfig,
     JourneysConfig,
     ReceiverConfig,
+    ServerConfig,
     check,
     load,
     load_journeys,
@@ -19,6 +21,7 @@ from receiver.settings import Settings
 
 DATA = Path(__file__).parent / "data" / "config"
 EXAMPLES = Path(__file__).parents[1] / "config"
+OPEN = "server: {auth: {allow_open: true}}\n"
 
 
 @pytest.fixture(autouse=True)
@@ -289,13 +292,16 @@ def test_no_receiver_yaml_means_defaults() -> None:
     assert config.sinks.enabled() == ("log",)
 
 
-def test_empty_file_means_defaults(tmp_path: Path) -> None:
+def test_empty_file_is_refused_as_open_and_otherwise_means_defaults(tmp_path: Path) -> None:
     path = tmp_path / "receiver.yaml"
     path.write_text("# nothing here yet\n")
-    assert (
-        load_receiver_config(path).model_dump()
-        == ReceiverConfig(journeys_file=tmp_path / "journeys.yaml").model_dump()
-    )
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}: server.auth.bearer_tokens: no write credential")
+    path.write_text("# only this\n" + OPEN)
+    assert load_receiver_config(path).model_dump() == ReceiverConfig(
+        journeys_file=tmp_path / "journeys.yaml",
+        server=ServerConfig(auth=AuthConfig(allow_open=True)),
+    ).model_dump()
 
 
 @pytest.mark.parametrize(
@@ -336,7 +342,7 @@ def test_load_reports_a_missing_receiver_yaml(tmp_path: Path) -> None:
 
 
 def test_load_reads_journeys_next_to_receiver_yaml(tmp_path: Path) -> None:
-    (tmp_path / "receiver.yaml").write_text("journeys_file: teams/journeys.yaml\n")
+    (tmp_path / "receiver.yaml").write_text("journeys_file: teams/journeys.yaml\n" + OPEN)
     (tmp_path / "teams").mkdir()
     (tmp_path / "teams" / "journeys.yaml").write_text("unmapped: {weight: 0.3}\n")
     config, journeys = load(tmp_path / "receiver.yaml")
@@ -366,7 +372,7 @@ def test_routing_to_a_disabled_sink(tmp_path: Path) -> None:
     path = tmp_path / "receiver.yaml"
     path.write_text("sinks:\n  log: {enabled: false}\n")
     assert problems(path) == [f'{path}:1: routing.log: sink "log" is disabled under sinks']
-    path.write_text("sinks:\n  log: {enabled: false}\nrouting: {}\n")
+    path.write_text("sinks:\n  log: {enabled: false}\nrouting: {}\n" + OPEN)
     assert load_receiver_config(path).sinks.enabled() == ()
 
 
@@ -375,7 +381,7 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
     path.write_text(
         "grouping: &defaults {group_wait: 10s, group_interval: 1m}\n"
         "events: {lookback: 5m}\n"
-        "scheduler: {<<: {tick: 2s, lease: 10s}, tick: 5s}\n"
+        "scheduler: {<<: {tick: 2s, lease: 10s}, tick: 5s}\n" + OPEN
     )
     config = load_receiver_config(path)
     assert (config.scheduler.tick, config.scheduler.lease) == (5, 10)
@@ -396,7 +402,7 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
 )
 def test_store_urls(tmp_path: Path, url: str, reason: str | None) -> None:
     path = tmp_path / "receiver.yaml"
-    path.write_text(f"store: {{url: '{url}'}}\n")
+    path.write_text(f"store: {{url: '{url}'}}\n" + OPEN)
     if reason is None:
         config = load_receiver_config(path)
         assert config.store.url == url
@@ -454,3 +460,25 @@ def test_kpi_queries_may_only_use_the_journeys_group_labels() -> None:
         f"{path}:13: journeys[0].kpis[1].query: placeholder at column 12 is outside a string "
         'literal; a label value can only be inserted quoted, e.g. region="$region"',
     ]
+
+
+def test_the_example_config_refuses_to_run_open_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ALLOW_OPEN", raising=False)
+    monkeypatch.delenv("WEBHOOK_TOKEN", raising=False)
+    example = EXAMPLES / "receiver.yaml"
+    line = next(
+        n for n, text in enumerate(example.read_text().splitlines(), 1)
+        if text.strip().startswith("bearer_tokens:")
+    )  # fmt: skip
+    [problem] = check(example)
+    assert str(problem).startswith(
+        f"{example}:{line}: server.auth.bearer_tokens: no write credential "
+        "is configured (an unset ${WEBHOOK_TOKEN:-}?)"
+    )
+    monkeypatch.setenv("WEBHOOK_TOKEN", "from-alertmanager")
+    assert check(EXAMPLES / "receiver.yaml") == []
+    monkeypatch.delenv("WEBHOOK_TOKEN")
+    monkeypatch.setenv("ALLOW_OPEN", "true")  # what scripts/serve sets
+    assert check(EXAMPLES / "receiver.yaml") == []

@@ -108,10 +108,23 @@ def _check_kpi_queries(config: ReceiverConfig, journeys: JourneysConfig, doc: Do
 
 def _read_receiver(path: Path) -> tuple[ReceiverConfig | None, Document]:
     config, doc = _read(path, ReceiverConfig)
+    if config is not None and _open_by_mistake(config):
+        doc.add(
+            ("server", "auth", "bearer_tokens"),
+            "no write credential is configured (an unset ${WEBHOOK_TOKEN:-}?): anyone who "
+            "can reach the port could post alerts and events. Set a token (or basic), or "
+            "server.auth.allow_open: true to run open on purpose",
+        )
+        return None, doc
     if config is not None and "journeys_file" not in config.model_fields_set:
         # A journeys_file given in the file is already relative to it (see source.py).
         config = config.model_copy(update={"journeys_file": _next_to(path)})
     return config, doc
+
+
+def _open_by_mistake(config: ReceiverConfig) -> bool:
+    auth = config.server.auth
+    return not (auth.bearer_tokens or auth.basic or auth.allow_open)
 
 
 def _next_to(config_path: Path) -> Path:

@@ -67,12 +67,22 @@ class BasicAuth(ConfigModel):
 
 
 class AuthConfig(ConfigModel):
-    """Who may call the endpoints; with no token and no ``basic`` the writes are open."""
+    """Who may call the endpoints, by role (``receiver/auth.py``): write (what Alertmanager
+    and deploy pipelines send), admin (reload, redrive, silences) and read."""
 
     bearer_tokens: Tokens = Field(default_factory=list)
     basic: BasicAuth | None = None
     read_bearer_tokens: Tokens = Field(default_factory=list)
     """Tokens for the read endpoints; none means they are open."""
+    admin_bearer_tokens: Tokens = Field(default_factory=list)
+    """Tokens for reload, redrive and silences; none means only SIGHUP reloads, unless the
+    receiver runs open (``allow_open``)."""
+    allow_open: bool = False
+    """Run with no write credential: anyone who reaches the port may post alerts and
+    events. Without it such a config is refused, since it is almost always an unset
+    ``${WEBHOOK_TOKEN:-}``."""
+    metrics_need_read_token: bool = False
+    """``/metrics`` asks for a read credential like the read endpoints."""
 
 
 class ServerConfig(ConfigModel):

@@ -367,7 +367,7 @@ async def test_a_private_ca_bundle_is_used(tmp_path: Path) -> None:
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "receiver.yaml"
-    path.write_text(text)
+    path.write_text(text + "server: {auth: {allow_open: true}}\n")
     (tmp_path / "journeys.yaml").write_text("journeys: []\n")
     return path
 

@@ -80,12 +80,15 @@ class ScriptedSink:
 
 
 def write_config(tmp: Path, text: str = "", journeys: Path = EXAMPLE_JOURNEYS) -> Path:
-    """A receiver.yaml with short, explicit timers plus ``text`` (extra top-level YAML)."""
+    """A receiver.yaml with short, explicit timers plus ``text`` (extra top-level YAML);
+    open on purpose (``allow_open``) unless ``text`` has a ``server`` section of its own."""
+    own_server = any(line.startswith("server:") for line in text.splitlines())
     cfg = tmp / "receiver.yaml"
     cfg.write_text(
         f"journeys_file: {journeys}\n"
         "store: {url: 'memory://'}\n"
         "grouping: {group_wait: 30s, group_interval: 2m, resolve_after: 5m, reopen_window: 30m}\n"
+        + ("" if own_server else "server: {auth: {allow_open: true}}\n")
         + text
     )
     return cfg
