@@ -6,7 +6,6 @@ the scheduler, after group_wait.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,9 +21,11 @@ from receiver.auth import Role
 from receiver.errors import ConfigError, PayloadError, StoreUnavailable
 from receiver.events import parse_events
 from receiver.feedback import parse_feedback
+from receiver.inbound import routes as inbound
 from receiver.incident import rfc3339
 from receiver.normalize import normalize
 from receiver.redrive import parse_redrive
+from receiver.store.base import Annotation
 from receiver.store.deliveries import DeadLetter
 from receiver.webhook import parse_webhook
 
@@ -97,13 +98,33 @@ def _guarded(role: Role, handler: Callable[[Request, Receiver], Awaitable[Respon
                 status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="journey-receiver"'},
             )
-        try:
-            return await handler(request, receiver)
-        except PayloadError as exc:
-            return error(exc.status, exc.message, exc.errors)
-        except StoreUnavailable as exc:
-            receiver.metrics.store_up.set(0)
-            return error(503, f"store unavailable, retry later: {exc}")
+        return await _answered(receiver, handler(request, receiver))
+
+    return endpoint
+
+
+async def _answered(receiver: Receiver, answer: Awaitable[Response]) -> Response:
+    """The handler's answer; payload and store errors become their status codes."""
+    try:
+        return await answer
+    except PayloadError as exc:
+        return error(exc.status, exc.message, exc.errors)
+    except StoreUnavailable as exc:
+        receiver.metrics.store_up.set(0)
+        return error(503, f"store unavailable, retry later: {exc}")
+
+
+def _signed(handler: Callable[[Request, Receiver, bytes], Awaitable[Response]]) -> Handler:
+    """An ``/inbound/*`` endpoint: no bearer token (the vendor's signature, checked by the
+    handler, is the credential)."""
+
+    async def endpoint(request: Request) -> Response:
+        receiver = _receiver(request)
+
+        async def answer() -> Response:
+            return await handler(request, receiver, await _read_limited(request, receiver))
+
+        return await _answered(receiver, answer())
 
     return endpoint
 
@@ -171,11 +192,12 @@ async def get_incident(request: Request, receiver: Receiver) -> Response:
 async def post_feedback(request: Request, receiver: Receiver) -> Response:
     body = await _read_limited(request, receiver)
     feedback = parse_feedback(body)
-    record = {"at": receiver.pipeline.now_ms(), **feedback.model_dump(exclude_none=True)}
-    found = await receiver.store.add_feedback(
-        request.path_params["incident_id"], json.dumps(record)
+    now = receiver.pipeline.now_ms()
+    record = {"at": now, **feedback.model_dump(exclude_none=True)}
+    outcome = await receiver.store.annotate(
+        request.path_params["incident_id"], Annotation(append={"feedback": [record]}), now
     )
-    if not found:
+    if outcome == "unknown":
         return error(404, "no such incident")
     return JSONResponse({"status": "recorded"}, status_code=201)
 
@@ -287,6 +309,8 @@ routes = [
     Route("/api/v1/deliveries", _guarded("read", list_deliveries), methods=["GET"]),
     Route("/api/v1/deliveries/redrive", _guarded("admin", redrive), methods=["POST"]),
     Route("/-/reload", _guarded("admin", reload), methods=["POST"]),
+    Route("/inbound/pagerduty", _signed(inbound.pagerduty_webhook), methods=["POST"]),
+    Route("/inbound/jira", _signed(inbound.jira_webhook), methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -94,7 +94,7 @@ class Receiver:
         self.enricher = enricher_for(self.settings, self.store)
         # Sinks given by the caller (tests) are kept across reloads; built ones are rebuilt.
         self._builds_sinks = sinks is None
-        built = sinks if sinks is not None else registry.build(self.settings.config)
+        built = sinks if sinks is not None else self._build_sinks(self.settings.config)
         self.pipeline = Pipeline(
             self.store, self.settings, built.keys(), self.metrics, clock, self.enricher
         )
@@ -184,7 +184,7 @@ class Receiver:
         ):
             return None
         try:
-            return registry.build(new)
+            return self._build_sinks(new)
         except Exception as exc:
             self.metrics.config_reloads.labels("failure").inc()
             self.metrics.config_last_reload_success.set(0)
@@ -196,6 +196,10 @@ class Receiver:
             where = str(self.config_path or "receiver.yaml")
             problem = ConfigProblem(where, None, "sinks", f"cannot build: {why}")
             raise ConfigError([problem]) from exc
+
+    def _build_sinks(self, cfg: config.ReceiverConfig) -> dict[str, Sink]:
+        # Every replica shares what the sinks learn (Slack channel ids) through the store.
+        return registry.build(cfg, cache=self.store.cache, metrics=self.metrics)
 
     def summary(self, st: IncidentState) -> dict[str, Any]:
         """The list's view of an incident: scored and titled exactly as its detail is."""

@@ -127,9 +127,15 @@ def check(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        if args.online:
+            print("online check skipped: fix the config first", file=sys.stderr)
         return 1
     print("config OK")
-    return 0
+    if not args.online:
+        return 0
+    from receiver.online_check import run
+
+    return run(cfg_path, journeys_path)
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -181,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate receiver.yaml and journeys.yaml")
     files(c)
+    c.add_argument(
+        "--online",
+        action="store_true",
+        help="then call each configured system (Slack, Jira, PagerDuty, Prometheus, "
+        "Alertmanager) and say what is missing; exit 1 on any problem",
+    )
     c.set_defaults(run=check)
 
     e = sub.add_parser("explain", help="dry run of a webhook body; no network unless --prometheus")

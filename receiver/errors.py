@@ -7,7 +7,7 @@
     ├── PayloadError         bad webhook/API body -> 400 (syntax) or 422 (schema); never retried
     ├── StoreUnavailable     store down on the request path -> 503, which Alertmanager retries
     └── DeliveryError        .sink .incident_id .reason (auth|rate_limited|client|server|timeout)
-        ├── RetryableDeliveryError (.retry_after)
+        ├── RetryableDeliveryError (.retry_after, .ambiguous)
         └── PermanentDeliveryError
 """
 
@@ -71,7 +71,12 @@ class DeliveryError(ReceiverError):
 
 
 class RetryableDeliveryError(DeliveryError):
-    """Worth another attempt, no sooner than ``retry_after`` seconds when the sink said so."""
+    """Worth another attempt, no sooner than ``retry_after`` seconds when the sink said so.
+
+    ``ambiguous``: the attempt may have written without hearing so (a timeout, a dropped
+    connection, no HTTP answer), so the next one should look for that write before making
+    it again. An HTTP answer (429, 5xx, a refusal) proves nothing was written: False.
+    """
 
     def __init__(
         self,
@@ -80,9 +85,12 @@ class RetryableDeliveryError(DeliveryError):
         reason: DeliveryReason,
         detail: str,
         retry_after: float | None = None,
+        *,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(sink, incident_id, reason, detail)
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -73,6 +73,26 @@ class Incident(BaseModel):
     resolved_at: str | None
     reopened_count: int
     feedback: list[dict[str, Any]]
+    response: dict[str, Any] | None
+    mtta_s: float | None
+    mttr_s: float | None
+    silences: list[dict[str, Any]]
+
+
+def response_times(state: IncidentState) -> tuple[float | None, float | None]:
+    """(MTTA, MTTR) of one incident in seconds: from the first notification to the first
+    acknowledgement, and from its start (Alertmanager's startsAt) to the first resolve,
+    by a person or by its alerts; None until there is one."""
+    response = state.response
+    acked = response.acknowledged_at if response else None
+    mtta = (
+        max(0.0, (acked - state.notified_at) / 1000)
+        if acked is not None and state.notified_at is not None
+        else None
+    )
+    ends = [t for t in (response.resolved_at if response else None, state.resolved_at) if t]
+    mttr = max(0.0, (min(ends) - state.started) / 1000) if ends else None
+    return mtta, mttr
 
 
 def rfc3339(ms: int | None) -> str | None:
@@ -311,6 +331,7 @@ def build(
     tier_label: str = "tier",
 ) -> Incident:
     owner = journey.owner
+    mtta, mttr = response_times(state)
     return Incident(
         id=state.id,
         key=state.key,
@@ -359,4 +380,22 @@ def build(
         resolved_at=rfc3339(state.resolved_at),
         reopened_count=state.reopened_count,
         feedback=[{**f.model_dump(exclude_none=True), "at": rfc3339(f.at)} for f in state.feedback],
+        response=_response_json(state),
+        mtta_s=mtta,
+        mttr_s=mttr,
+        silences=[
+            {**s.model_dump(), "at": rfc3339(s.at), "ends_at": rfc3339(s.ends_at)}
+            for s in state.silences
+        ],
     )
+
+
+def _response_json(state: IncidentState) -> dict[str, Any] | None:
+    if state.response is None:
+        return None
+    r = state.response
+    return {
+        **r.model_dump(),
+        "acknowledged_at": rfc3339(r.acknowledged_at),
+        "resolved_at": rfc3339(r.resolved_at),
+    }

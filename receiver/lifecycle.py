@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from receiver.causes import leading
 from receiver.models import NotificationKind
+from receiver.sinks.pagerduty import resolved_by_person
 from receiver.store.records import IncidentState, Notified, TimelineEntry
 
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
@@ -187,6 +188,13 @@ def advance(
         why = f" ({'; '.join(decision.reasons)})" if decision.reasons else ""
         target = ", ".join(sinks) if sinks else "no sink (routing matched none)"
         note("notified", f"{decision.notify} {now.priority} sent to {target}{why}")
+        closed_by = resolved_by_person(loaded)
+        if decision.notify == "reopen" and closed_by and "pagerduty" in sinks:
+            note(
+                "pagerduty",
+                f"a new PagerDuty incident: {closed_by} resolved the last one in PagerDuty, "
+                "and the alerts fired again after the incident resolved",
+            )
         if decision.notify == "resolve":
             note("resolved", "resolved: every alert resolved")
     return state

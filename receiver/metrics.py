@@ -89,6 +89,14 @@ class Metrics:
             buckets=_NOTIFY_BUCKETS,
             registry=r,
         )
+        self.slack_lookup_degraded = Counter(
+            p + "slack_lookup_degraded",
+            "Slack lookups for an earlier attempt's message refused for a scope or channel "
+            "membership (missing_scope, not_in_channel, channel_not_found), by that reason: "
+            "the sink posted without checking, so a duplicate is possible.",
+            ["reason"],
+            registry=r,
+        )
         self.dead_letters_total = Counter(
             p + "dead_letters",
             "Jobs moved to the dead-letter list, by sink.",

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 AlertStatus = Literal["firing", "resolved"]
-NotificationKind = Literal["open", "update", "resolve", "reopen"]
+NotificationKind = Literal["open", "update", "resolve", "reopen", "acknowledge"]
 
 # The service of an alert that names none (no service, app or job label).
 UNKNOWN_SERVICE = "unknown"
-"""What a decision tells the sinks; each is one outbox job per sink."""
+"""What a decision tells the sinks; each is one outbox job per sink. ``acknowledge`` is
+not a decision's: a person acknowledged in Slack, and PagerDuty is told (its sink only)."""
 
 
 class Alert(NamedTuple):

@@ -71,6 +71,7 @@ class _Failure:
     detail: str
     retry_after: float | None
     permanent: bool
+    ambiguous: bool = False
 
 
 class Outbox:
@@ -186,6 +187,7 @@ class Outbox:
             owner=self.settings.catalog.find(stored.state.journey).owner,
             changes=tuple(job.changes),
             attempt=claimed.attempt,
+            previous_error_ambiguous=_previous_ambiguous(claimed),
         )
         previous = _receipt(job.sink, stored.state.sinks.get(job.sink))
         try:
@@ -224,7 +226,9 @@ class Outbox:
             job.id, job.kind, job.sink, claimed.attempt, wait, failure.detail,
         )  # fmt: skip
         self.metrics.deliveries.labels(job.sink, job.kind, "retried").inc()
-        await self.store.deliveries.retry(claimed, self.now_ms() + ms(wait), failure.detail)
+        await self.store.deliveries.retry(
+            claimed, self.now_ms() + ms(wait), _recorded(claimed.attempt, failure)
+        )
 
     async def _bury(self, claimed: ClaimedJob, error: str) -> None:
         job = claimed.job
@@ -276,16 +280,37 @@ def _receipt(sink: str, recorded: Mapping[str, str] | None) -> Receipt | None:
     return Receipt(sink=sink, state=state, refs=refs)
 
 
+def _recorded(attempt: int, failure: _Failure) -> str:
+    """The error kept for the queue's next attempt, whichever replica makes it: which
+    attempt failed and whether its write may have landed unheard, then what it said."""
+    return f"attempt {attempt}{', no answer' if failure.ambiguous else ''}: {failure.detail}"
+
+
+def _previous_ambiguous(claimed: ClaimedJob) -> bool:
+    """Whether the attempt before ``claimed`` may have written without its receipt: unless
+    the error recorded is that attempt's and it had an answer. None recorded for it means
+    it never finished (its replica died, or its lease ran out mid-send)."""
+    if claimed.attempt <= 1:
+        return False
+    return not (claimed.last_error or "").startswith(f"attempt {claimed.attempt - 1}: ")
+
+
 def _failure(exc: Exception) -> _Failure:
     if isinstance(exc, PermanentDeliveryError):
         return _Failure(exc.reason, str(exc), None, permanent=True)
     if isinstance(exc, RetryableDeliveryError):
-        return _Failure(exc.reason, str(exc), exc.retry_after, permanent=False)
+        return _Failure(
+            exc.reason, str(exc), exc.retry_after, permanent=False, ambiguous=exc.ambiguous
+        )
     if isinstance(exc, DeliveryError):
         return _Failure(exc.reason, str(exc), None, permanent=False)
     if isinstance(exc, TimeoutError):
-        return _Failure("timeout", "no answer within the outbox lease", None, permanent=False)
+        # The sink's request may still be on its way: what it writes goes unheard.
+        return _Failure(
+            "timeout", "no answer within the outbox lease", None, permanent=False, ambiguous=True
+        )
     # A sink's bug: worth the bounded retries (it may be a passing state), then a dead
-    # letter; the traceback is logged once per attempt.
+    # letter; the traceback is logged once per attempt. It may have come after a write.
     logger.error("sink raised an unexpected error", exc_info=exc)
-    return _Failure("error", f"{type(exc).__name__}: {exc}", None, permanent=False)
+    detail = f"{type(exc).__name__}: {exc}"
+    return _Failure("error", detail, None, permanent=False, ambiguous=True)

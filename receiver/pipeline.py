@@ -22,6 +22,7 @@ from receiver.placement import place
 from receiver.retired import Retired
 from receiver.scoring import Impact
 from receiver.settings import Settings, ms
+from receiver.sinks.pagerduty import resolved_by_person
 from receiver.store import Claim, GroupStore, IngestOutcome
 from receiver.store.deliveries import Job
 from receiver.store.records import IncidentState, StoredIncident
@@ -225,6 +226,10 @@ class Pipeline:
         # The end goes to whoever heard of the incident, and only to them; an update also
         # reaches a sink its new priority is routed to, which then hears of it first.
         wanted = told if kind == "resolve" else self.settings.sinks_for(priority) | told
+        if kind in ("update", "resolve") and resolved_by_person(state):
+            # A trigger would open a second PagerDuty incident for the outage a person
+            # closed there; only a reopen pages again.
+            wanted.discard("pagerduty")
         return tuple(sorted(n for n in wanted if n in self.sinks))
 
     def _count(self, state: IncidentState, decision: lifecycle.Decision, priority: str) -> None:

@@ -18,6 +18,7 @@ from tests.support.processes import redis_server
 from tests.support.prometheus import DATA as PROMETHEUS_DATA
 from tests.support.prometheus import prometheus_server
 from tests.support.redis_cluster import redis_cluster
+from tests.support.sink_world import Fakes, fakes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
@@ -163,3 +164,10 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tmp_path_factory.mktemp("prometheus"), PROMETHEUS_DATA / "checkout.om"
     ) as url:
         yield url
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Fakes]:
+    """Fake PagerDuty (TLS), Slack and Jira, enforcing the vendors' rules."""
+    with fakes(tmp_path) as f:
+        yield f

@@ -6,7 +6,14 @@ naming file, line and field, all of them at once in one :class:`~receiver.errors
 
 from __future__ import annotations
 
-from receiver.config.fields import PRIORITIES, Duration, PositiveDuration, Priority, parse_duration
+from receiver.config.fields import (
+    PRIORITIES,
+    BasicAuth,
+    Duration,
+    PositiveDuration,
+    Priority,
+    parse_duration,
+)
 from receiver.config.journeys_yaml import (
     UNMAPPED,
     Action,
@@ -23,7 +30,6 @@ from receiver.config.journeys_yaml import (
 from receiver.config.loader import check, load, load_journeys, load_receiver_config
 from receiver.config.receiver_yaml import (
     AuthConfig,
-    BasicAuth,
     EventsConfig,
     GroupingConfig,
     OutboxConfig,

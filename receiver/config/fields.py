@@ -21,6 +21,7 @@ from pydantic import (
     PlainValidator,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 
 from receiver.matchers import Matcher, parse_matcher
@@ -204,3 +205,22 @@ def _to_matcher(value: Any) -> Matcher:
 
 
 MatcherField = Annotated[Matcher, PlainValidator(_to_matcher), PlainSerializer(str)]
+
+
+class BasicAuth(ConfigModel):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("cannot contain ':' (RFC 7617: the username ends at the first ':')")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_set(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty (an unset ${ENV}?)")
+        return value

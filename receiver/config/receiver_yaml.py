@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
 
+from receiver.config.alertmanager import AlertmanagerConfig
 from receiver.config.feeds import Feeds
 from receiver.config.fields import (
     PRIORITIES,
+    BasicAuth,
     ConfigModel,
     Duration,
     FieldIssue,
@@ -24,6 +26,7 @@ from receiver.config.fields import (
     raise_issues,
     show,
 )
+from receiver.config.inbound import InboundConfig
 from receiver.config.sinks import SinksConfig
 
 DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
@@ -45,25 +48,6 @@ def _store_url(url: str) -> str:
             "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]"
         )
     return url
-
-
-class BasicAuth(ConfigModel):
-    username: str = Field(min_length=1)
-    password: SecretStr
-
-    @field_validator("username")
-    @classmethod
-    def _no_colon(cls, value: str) -> str:
-        if ":" in value:
-            raise ValueError("cannot contain ':' (RFC 7617: the username ends at the first ':')")
-        return value
-
-    @field_validator("password")
-    @classmethod
-    def _password_set(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("is empty (an unset ${ENV}?)")
-        return value
 
 
 class AuthConfig(ConfigModel):
@@ -227,6 +211,10 @@ class ReceiverConfig(ConfigModel):
     """Sink name -> the priorities it is sent."""
     sinks: SinksConfig = SinksConfig()
     outbox: OutboxConfig = OutboxConfig()
+    alertmanager: AlertmanagerConfig | None = None
+    """The HA Alertmanagers, asked to back-fill, reconcile and silence (``receiver/peer/``)."""
+    inbound: InboundConfig = InboundConfig()
+    """Secrets of the webhooks PagerDuty, Slack and Jira send back (``receiver/inbound/``)."""
     journeys_file: Path = DEFAULT_JOURNEYS_FILE
     """Relative to the directory of receiver.yaml when loaded from a file."""
 

@@ -17,6 +17,8 @@ from receiver.models import NotificationKind
 if TYPE_CHECKING:
     from receiver.config import Owner
     from receiver.incident import Incident
+    from receiver.metrics import Metrics
+    from receiver.store.cache import Cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,11 @@ class Delivery:
     thread reply); ``job_id`` is unique per job, so a sink that can look its own writes up
     (Jira comments) skips one a previous attempt already made; ``attempt`` counts from 1,
     and above 1 a previous attempt may have landed without its receipt being recorded.
+    ``previous_error_ambiguous`` narrows that down: True when the previous attempt ended
+    without an answer (a ``RetryableDeliveryError`` with ``ambiguous``, the outbox's own
+    time limit, an unexpected error) or never finished (its replica died or lost its
+    lease); False after an answer that proves nothing was written (429, 5xx, a refusal),
+    so a sink whose lookups cost scarce API budget can skip them.
     ``owner`` is the journey's owner: routing key, channel and project override the
     sink's defaults.
     """
@@ -46,6 +53,18 @@ class Delivery:
     owner: Owner
     changes: tuple[str, ...] = ()
     attempt: int = 1
+    previous_error_ambiguous: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What a sink may use beyond its own config section, given by whoever builds it:
+    ``cache``, the store's cache that every replica sees (a Slack channel's ID for its
+    name), and ``metrics``, the receiver's. Both optional: a sink built without them keeps
+    what it learns to itself and counts nothing."""
+
+    cache: Cache | None = None
+    metrics: Metrics | None = None
 
 
 class Sink(Protocol):

@@ -3,8 +3,15 @@
 One PagerDuty alert per incident, ``dedup_key`` = incident id. Open, update and reopen are
 trigger events: PagerDuty logs a trigger on the open alert and updates it, and after a
 resolve the same dedup key opens a new PagerDuty incident, which is what a reopen should
-do. Resolve is a resolve event. The client blocks, so each call runs on a worker thread,
-and its own retrying is switched off: retry policy is the outbox's.
+do. Resolve is a resolve event; acknowledge (a person pressed it in Slack) an acknowledge.
+
+A person who resolved the PagerDuty incident (``resolved_by_person`` on the receipt, from
+``/inbound/pagerduty``) is taken at their word: updates, acknowledgements and the resolve
+are not sent, since a trigger would open a second PagerDuty incident for the same outage.
+Only a reopen (the alerts fired again after the incident resolved here) triggers again.
+
+The client blocks, so each call runs on a worker thread, and its own retrying is switched
+off: retry policy is the outbox's.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from receiver.sinks._http import (
     redact,
     retry_after,
 )
-from receiver.store.records import KpiRecord
+from receiver.store.records import IncidentState, KpiRecord
 from receiver.tls import ssl_context
 
 SUMMARY_MAX = 1024
@@ -43,6 +50,15 @@ SUMMARY_MAX = 1024
 EVENT_MAX_BYTES = 512_000
 """PagerDuty's 512 KB limit on an event, read as Alertmanager reads it (the smaller way)."""
 CLIENT = "journey-receiver"
+PERSON_RESOLVED = "resolved_by_person"
+"""Receipt key: who resolved the PagerDuty incident by hand ("" or absent: nobody)."""
+_RETRIGGER = frozenset({"open", "reopen"})
+
+
+def resolved_by_person(state: IncidentState) -> str:
+    """Who resolved the incident's PagerDuty incident by hand since it was last triggered
+    ("" when nobody did)."""
+    return state.sinks.get("pagerduty", {}).get(PERSON_RESOLVED, "")
 # What gives way, in this order, when an event is too large: the incident URL has it all.
 _SHRINK_ORDER = (
     "alerts",
@@ -76,17 +92,25 @@ class PagerDutySink:
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
     ) -> Receipt:
+        if previous and previous.refs.get(PERSON_RESOLVED) and delivery.kind not in _RETRIGGER:
+            return previous
         routing_key = self._routing_key(incident, delivery)
         client = self._client(routing_key)
+        event: dict[str, Any] = {}
         if delivery.kind == "resolve":
-            action, state, event = "resolve", "resolved", {}
+            action, state = "resolve", "resolved"
+        elif delivery.kind == "acknowledge":
+            action, state = "acknowledge", "acknowledged"
         else:
             action, state, event = "trigger", "triggered", self._trigger(incident, routing_key)
         try:
             await off_loop(client.send_event, action, dedup_key=incident.id, **event)
         except pagerduty.Error as exc:
             raise self._error(incident.id, routing_key, exc) from exc
-        return Receipt(sink=self.name, state=state, refs={"dedup_key": incident.id})
+        refs = {"dedup_key": incident.id}
+        if action == "trigger" and previous and previous.refs.get(PERSON_RESOLVED):
+            refs[PERSON_RESOLVED] = ""  # a new PagerDuty incident, which nobody resolved yet
+        return Receipt(sink=self.name, state=state, refs=refs)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -7,17 +7,27 @@ from collections.abc import Callable
 from typing import Any
 
 from receiver.config import ReceiverConfig
-from receiver.sinks import Sink
+from receiver.metrics import Metrics
+from receiver.sinks import Shared, Sink
 from receiver.sinks.jira import JiraSink
 from receiver.sinks.log import LogSink
 from receiver.sinks.pagerduty import PagerDutySink
 from receiver.sinks.slack import SlackSink
+from receiver.store.cache import Cache
 
-_BUILDERS: dict[str, Callable[[Any, str | None], Sink]] = {
-    "log": LogSink,
-    "pagerduty": PagerDutySink,
+Builder = Callable[[Any, str | None, Shared], Sink]
+
+
+def _alone(sink: Callable[[Any, str | None], Sink]) -> Builder:
+    """A sink built from its config section and the external URL only."""
+    return lambda config, external_url, shared: sink(config, external_url)
+
+
+_BUILDERS: dict[str, Builder] = {
+    "log": _alone(LogSink),
+    "pagerduty": _alone(PagerDutySink),
     "slack": SlackSink,
-    "jira": JiraSink,
+    "jira": _alone(JiraSink),
 }
 
 
@@ -25,9 +35,14 @@ def names() -> frozenset[str]:
     return frozenset(_BUILDERS)
 
 
-def build(config: ReceiverConfig) -> dict[str, Sink]:
-    """One sink per configured and enabled entry of ``sinks``; clients are built once."""
+def build(
+    config: ReceiverConfig, *, cache: Cache | None = None, metrics: Metrics | None = None
+) -> dict[str, Sink]:
+    """One sink per configured and enabled entry of ``sinks``; clients are built once.
+    ``cache`` (the store's, seen by every replica) and ``metrics`` go to the sinks that
+    use them; without them those sinks keep to themselves."""
+    shared = Shared(cache=cache, metrics=metrics)
     return {
-        name: _BUILDERS[name](getattr(config.sinks, name), config.server.external_url)
+        name: _BUILDERS[name](getattr(config.sinks, name), config.server.external_url, shared)
         for name in config.sinks.enabled()
     }

@@ -2,37 +2,57 @@
 default), edited in place with ``chat.update``; each later notification also as a reply in
 the message's thread.
 
-The client is slack_sdk's sync ``WebClient`` (urllib), run on a worker thread: its
-``AsyncWebClient`` needs aiohttp, a second HTTP stack for one sink. The client is built
+The client is slack_sdk's sync ``WebClient`` (urllib), each call run on a worker thread:
+its ``AsyncWebClient`` needs aiohttp, a second HTTP stack for one sink. The client is built
 with no retry handlers: the SDK's default one re-sends a request whose connection broke,
 which for ``chat.postMessage`` is a second visible message; retries belong to the outbox.
 
-Crash safety: every message carries metadata naming the incident. When a delivery may
-follow an attempt that landed without its receipt being recorded (attempt > 1, or no
-receipt for a later notification), the channel's history is searched for that metadata
-before posting, and a found message is edited instead. Thread replies carry the job id and
-are looked up the same way. Both need the ``channels:history`` scope (``groups:history``
-in private channels) and, when the channel is configured by name, ``channels:read``
-(``groups:read``) to resolve the name to the ID that ``conversations.history`` takes.
+Crash safety: every message carries metadata naming the incident, every thread reply the
+job id. The channel's history (or the thread) is searched for them before writing only
+when an earlier write may have landed unheard: the previous attempt ended without an HTTP
+answer (timeout, dropped connection, a replica that died: the outbox says so in
+``previous_error_ambiguous``), or a later notification has no receipt for the message. An
+HTTP answer (429, 5xx, ``ok: false``) proves nothing was posted, so it costs no lookup: the
+history methods are Tier 3 (and ``conversations.list`` Tier 2), scarce in a storm. An
+error raised while such a doubt is still open is ``ambiguous`` again, so the doubt
+carries over to the next attempt.
+
+Scopes: posting needs ``chat:write`` only. The lookups need ``channels:history``
+(``groups:history`` in private channels) and, for a channel configured by name,
+``channels:read`` (``groups:read``) to resolve the name to the ID that
+``conversations.history`` takes. A lookup Slack refuses for a scope or the bot's
+membership degrades to posting, with a warning naming what is missing and
+``journey_receiver_slack_lookup_degraded_total{reason}``. A name's ID is kept in the
+store's cache, shared by every replica: learnt from each post's answer or from
+``conversations.list`` (200 a page), and a name not found is not listed again for
+10 minutes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web import SlackResponse
 
 from receiver.config import SlackSinkConfig
-from receiver.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from receiver.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    StoreUnavailable,
+)
 from receiver.incident import Incident
-from receiver.sinks import Delivery, Receipt
+from receiver.sinks import Delivery, Receipt, Shared
 from receiver.sinks._http import (
     clip,
     error_for_status,
@@ -42,28 +62,41 @@ from receiver.sinks._http import (
     retry_after,
 )
 from receiver.sinks.slack_blocks import Message, render, reply_text
+from receiver.store.cache import LocalCache
 from receiver.tls import ssl_context
 
 EVENT_TYPE = "journey_receiver_incident"
+logger = logging.getLogger("journey_receiver.sinks.slack")
 _SDK_LOGGER = logging.getLogger("journey_receiver.slack_sdk")
 _SDK_LOGGER.setLevel(logging.INFO)
 REPLY_EVENT_TYPE = "journey_receiver_update"
 # Slack's clocks and ours differ; the message was posted after the incident was created.
 _LOOKBACK_SLACK_S = 300
+# Slack's advice for paginated methods ("no more than 200"); conversations.list refuses
+# 1000 and above.
 _PAGE = 200
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+# The store's cache: channel name (no "#") -> ID, or "" for a name no listing found.
+CHANNELS = "slack:channel-id"
+CHANNEL_TTL_MS = 86_400_000
+NOT_FOUND_TTL_MS = 600_000
 _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 )
 _SERVER_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable"})
 _RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
+# A lookup refused for these is skipped, not failed: the sink posts without it.
+_LOOKUP_REFUSALS = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})
+_BOTH_TYPES = "public_channel,private_channel"
 
 
 class SlackSink:
     name = "slack"
     coalesces_updates = False
 
-    def __init__(self, config: SlackSinkConfig, external_url: str | None) -> None:
+    def __init__(
+        self, config: SlackSinkConfig, external_url: str | None, shared: Shared | None = None
+    ) -> None:
         self.config = config
         self.external_url = external_url
         self._token = config.token.get_secret_value()
@@ -78,30 +111,36 @@ class SlackSink:
             # was sent: its logger stays at INFO whatever the root level.
             logger=_SDK_LOGGER,
         )
-        self._channel_ids: dict[str, str] = {}
-
-    async def deliver(
-        self, incident: Incident, delivery: Delivery, previous: Receipt | None
-    ) -> Receipt:
-        return await off_loop(self._deliver, incident, delivery, previous)
+        shared = shared or Shared()
+        self._cache = shared.cache or LocalCache()
+        self._metrics = shared.metrics
 
     async def aclose(self) -> None:
         """Nothing to release: urllib opens a connection per request."""
 
-    def _deliver(self, incident: Incident, delivery: Delivery, previous: Receipt | None) -> Receipt:
+    async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
         target = delivery.owner.slack_channel or self.config.channel
         refs = previous.refs if previous else {}
         channel, ts = refs.get("channel"), refs.get("ts")
         message = render(incident, incident_url(self.external_url, incident.id))
+        # True while an earlier attempt may have made the write this one is about to make;
+        # an error before the lookup settles it leaves the next attempt just as unsure.
+        unsure = delivery.previous_error_ambiguous
         try:
-            if not (channel and ts) and (delivery.attempt > 1 or delivery.kind != "open"):
-                channel, ts = self._find(incident, target) or (None, None)
-            if not (channel and ts) or not self._update(channel, ts, message):
-                channel, ts = self._post(incident, target, message)
+            if not (channel and ts) and (unsure or delivery.kind != "open"):
+                channel, ts = await self._find(incident, target) or (None, None)
+                unsure = False
+            if not (channel and ts) or not await self._update(channel, ts, message):
+                channel, ts = await self._post(incident, target, message)
             elif delivery.kind != "open" and self.config.thread_updates:
-                self._reply(incident, delivery, channel, ts)
+                replied = unsure and await self._replied(channel, ts, delivery.job_id)
+                unsure = False
+                if not replied:
+                    await self._reply(incident, delivery, channel, ts)
         except SlackApiError as exc:
-            raise self._api_error(incident.id, exc, channel or target) from exc
+            raise self._api_error(incident.id, exc, channel or target, unsure) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise self._transport_error(incident.id, exc) from exc
         except SlackRequestError as exc:
@@ -110,9 +149,14 @@ class SlackSink:
             ) from exc
         return Receipt(sink=self.name, state=incident.status, refs={"channel": channel, "ts": ts})
 
-    def _post(self, incident: Incident, channel: str, message: Message) -> tuple[str, str]:
-        response = self._client.chat_postMessage(
-            channel=channel,
+    async def _call(self, method: Callable[..., SlackResponse], **params: Any) -> SlackResponse:
+        """One Web API call, on a worker thread."""
+        return await off_loop(method, **params)
+
+    async def _post(self, incident: Incident, target: str, message: Message) -> tuple[str, str]:
+        response = await self._call(
+            self._client.chat_postMessage,
+            channel=target,
             text=message.text,
             blocks=message.blocks,
             metadata={"event_type": EVENT_TYPE, "event_payload": {"incident_id": incident.id}},
@@ -122,14 +166,19 @@ class SlackSink:
             unfurl_media=False,
         )
         channel_id, ts = str(response["channel"]), str(response["ts"])
-        self._channel_ids[channel] = channel_id
+        if not _CHANNEL_ID.fullmatch(target):
+            # The answer names the channel's ID: a later lookup needs no listing. Only a
+            # hint, so a store that is down must not cost the receipt of a posted message.
+            with contextlib.suppress(StoreUnavailable):
+                await self._cache.set(CHANNELS, _name(target), channel_id, CHANNEL_TTL_MS)
         return channel_id, ts
 
-    def _update(self, channel: str, ts: str, message: Message) -> bool:
+    async def _update(self, channel: str, ts: str, message: Message) -> bool:
         """Edit the message; False when it is gone (deleted by someone), so a new one is
         posted rather than the incident going dark."""
         try:
-            self._client.chat_update(
+            await self._call(
+                self._client.chat_update,
                 channel=channel,
                 ts=ts,
                 text=message.text,
@@ -143,10 +192,9 @@ class SlackSink:
             raise
         return True
 
-    def _reply(self, incident: Incident, delivery: Delivery, channel: str, ts: str) -> None:
-        if delivery.attempt > 1 and self._replied(channel, ts, delivery.job_id):
-            return
-        self._client.chat_postMessage(
+    async def _reply(self, incident: Incident, delivery: Delivery, channel: str, ts: str) -> None:
+        await self._call(
+            self._client.chat_postMessage,
             channel=channel,
             thread_ts=ts,
             text=reply_text(delivery.kind, incident.priority, delivery.changes),
@@ -160,80 +208,149 @@ class SlackSink:
             unfurl_media=False,
         )
 
-    def _find(self, incident: Incident, target: str) -> tuple[str, str] | None:
+    async def _find(self, incident: Incident, target: str) -> tuple[str, str] | None:
         """The channel ID and ts of the incident's message, posted by an attempt whose
-        answer was lost."""
-        channel = self._channel_id(target)
+        answer was lost; None when there is none, or Slack would not let the sink look."""
+        channel = await self._channel_id(target)
         if channel is None:
             return None
         created = datetime.fromisoformat(incident.created_at).timestamp()
         cursor: str | None = None
-        while True:
-            page = self._client.conversations_history(
-                channel=channel,
-                oldest=f"{created - _LOOKBACK_SLACK_S:.6f}",
-                include_all_metadata=True,
-                limit=_PAGE,
-                cursor=cursor,
-            )
-            messages: list[dict[str, Any]] = page.get("messages", [])
-            for found in messages:
-                if _carries(found, EVENT_TYPE, "incident_id", incident.id):
-                    return channel, str(found["ts"])
-            cursor = _next_cursor(page.data)
-            if not cursor:
+        try:
+            while True:
+                page = await self._call(
+                    self._client.conversations_history,
+                    channel=channel,
+                    oldest=f"{created - _LOOKBACK_SLACK_S:.6f}",
+                    include_all_metadata=True,
+                    limit=_PAGE,
+                    cursor=cursor,
+                )
+                messages: list[dict[str, Any]] = page.get("messages", [])
+                for found in messages:
+                    if _carries(found, EVENT_TYPE, "incident_id", incident.id):
+                        return channel, str(found["ts"])
+                cursor = _next_cursor(page.data)
+                if not cursor:
+                    return None
+        except SlackApiError as exc:
+            if self._lookup_refused(exc, target):
                 return None
+            raise
 
-    def _replied(self, channel: str, ts: str, job_id: str) -> bool:
+    async def _replied(self, channel: str, ts: str, job_id: str) -> bool:
+        """Whether the thread holds this job's reply (False when Slack would not let the
+        sink look)."""
         cursor: str | None = None
-        while True:
-            page = self._client.conversations_replies(
-                channel=channel, ts=ts, include_all_metadata=True, limit=_PAGE, cursor=cursor
-            )
-            if any(_carries(m, REPLY_EVENT_TYPE, "job_id", job_id) for m in page["messages"]):
-                return True
-            cursor = _next_cursor(page.data)
-            if not cursor:
+        try:
+            while True:
+                page = await self._call(
+                    self._client.conversations_replies,
+                    channel=channel,
+                    ts=ts,
+                    include_all_metadata=True,
+                    limit=_PAGE,
+                    cursor=cursor,
+                )
+                messages: list[dict[str, Any]] = page.get("messages", [])
+                if any(_carries(m, REPLY_EVENT_TYPE, "job_id", job_id) for m in messages):
+                    return True
+                cursor = _next_cursor(page.data)
+                if not cursor:
+                    return False
+        except SlackApiError as exc:
+            if self._lookup_refused(exc, channel):
                 return False
+            raise
 
-    def _channel_id(self, channel: str) -> str | None:
-        """``conversations.history`` takes IDs only; a configured ``#name`` is looked up
-        once and remembered. None when no channel the bot can see has that name."""
-        if _CHANNEL_ID.fullmatch(channel):
-            return channel
-        if channel in self._channel_ids:
-            return self._channel_ids[channel]
-        name = channel.removeprefix("#")
+    async def _channel_id(self, target: str) -> str | None:
+        """``conversations.history`` takes IDs only: a configured ``#name`` is looked up in
+        the shared cache, else listed and remembered (a name not found too, for a while).
+        None when no channel the bot can list has that name."""
+        if _CHANNEL_ID.fullmatch(target):
+            return target
+        name = _name(target)
+        known = await self._cache.get(CHANNELS, name)
+        if known is not None:
+            return known or None
+        found = await self._list_channel(name)
+        ttl = CHANNEL_TTL_MS if found else NOT_FOUND_TTL_MS
+        await self._cache.set(CHANNELS, name, found or "", ttl)
+        return found
+
+    async def _list_channel(self, name: str) -> str | None:
+        types = _BOTH_TYPES
+        # Slack's refusal of private channels, when the public ones were listed instead.
+        narrowed: SlackApiError | None = None
         cursor: str | None = None
         while True:
-            page = self._client.conversations_list(
-                types="public_channel,private_channel",
-                exclude_archived=True,
-                limit=1000,
-                cursor=cursor,
-            )
+            try:
+                page = await self._call(
+                    self._client.conversations_list,
+                    types=types,
+                    exclude_archived=True,
+                    limit=_PAGE,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                if narrowed is None and _error_code(exc) in ("missing_scope", "invalid_types"):
+                    # channels:read without groups:read: the public channels still count.
+                    narrowed, types, cursor = exc, "public_channel", None
+                    continue
+                if self._lookup_refused(exc, f"#{name}"):
+                    return None
+                raise
             channels: list[dict[str, Any]] = page.get("channels", [])
             for found in channels:
                 if found.get("name") == name:
-                    self._channel_ids[channel] = str(found["id"])
-                    return self._channel_ids[channel]
+                    return str(found["id"])
             cursor = _next_cursor(page.data)
             if not cursor:
+                if narrowed is not None:
+                    # Perhaps a private channel: say what would have found it.
+                    self._lookup_refused(narrowed, f"#{name}")
                 return None
 
-    def _api_error(self, incident_id: str, exc: SlackApiError, channel: str) -> DeliveryError:
+    def _lookup_refused(self, exc: SlackApiError, channel: str) -> bool:
+        """True, once said and counted, when Slack refused a lookup for a scope or the
+        bot's membership: the sink then writes without looking, rather than never."""
+        code = _error_code(exc)
+        if code not in _LOOKUP_REFUSALS:
+            return False
+        if code == "missing_scope":
+            needed = _response_field(exc, "needed") or "a read scope"
+            fix = f"the Slack app lacks {needed}: add it and reinstall the app"
+        elif code == "not_in_channel":
+            fix = f"the bot is not a member of {channel}: invite it (/invite @bot)"
+        else:
+            fix = f"the bot cannot see {channel}: invite it, or configure the channel's ID"
+        logger.warning(
+            "slack: %s refused (%s), so a message an earlier attempt may have posted was not "
+            "looked for; posting anyway, which may show it twice. %s",
+            _method(exc), code, fix,
+        )  # fmt: skip
+        if self._metrics is not None:
+            self._metrics.slack_lookup_degraded.labels(code).inc()
+        return True
+
+    def _api_error(
+        self, incident_id: str, exc: SlackApiError, channel: str, unsure: bool
+    ) -> DeliveryError:
+        """The error for Slack's answer. An answer proves this request wrote nothing, so a
+        retryable one is ambiguous only when an earlier attempt's doubt is still open."""
         status = exc.response.status_code
         code = _error_code(exc)
-        method = exc.response.api_url.rsplit("/", 1)[-1].split("?", 1)[0]
-        said = self._detail(f"{method}: HTTP {status}, {code or 'no error code'}")
+        said = self._detail(f"{_method(exc)}: HTTP {status}, {code or 'no error code'}")
         if status == 429 or code in _RATE_LIMITED:
             header = {k.lower(): v for k, v in exc.response.headers.items()}.get("retry-after")
             wait = retry_after(header, time.time())
-            return RetryableDeliveryError(self.name, incident_id, "rate_limited", said, wait)
+            return RetryableDeliveryError(
+                self.name, incident_id, "rate_limited", said, wait, ambiguous=unsure
+            )
         if code == "request_timeout":
-            return RetryableDeliveryError(self.name, incident_id, "timeout", said)
+            return RetryableDeliveryError(self.name, incident_id, "timeout", said, ambiguous=unsure)
         if status >= 500 or code in _SERVER_ERRORS:
-            return RetryableDeliveryError(self.name, incident_id, "server", said)
+            return RetryableDeliveryError(self.name, incident_id, "server", said, ambiguous=unsure)
         if code in _AUTH_ERRORS:
             fix = "the bot token (sinks.slack.token) is not valid: issue a new one"
             return PermanentDeliveryError(self.name, incident_id, "auth", f"{said}: {fix}")
@@ -248,7 +365,10 @@ class SlackSink:
             )
             return PermanentDeliveryError(self.name, incident_id, "client", f"{said}: {fix}")
         if status != 200:
-            return error_for_status(self.name, incident_id, status, said)
+            error = error_for_status(self.name, incident_id, status, said)
+            if isinstance(error, RetryableDeliveryError):
+                error.ambiguous = unsure
+            return error
         return PermanentDeliveryError(self.name, incident_id, "client", said)
 
     def _transport_error(self, incident_id: str, exc: Exception) -> RetryableDeliveryError:
@@ -256,12 +376,21 @@ class SlackSink:
             getattr(exc, "reason", None), TimeoutError
         )
         detail = self._detail(f"{type(exc).__name__}: {exc}")
+        # No answer: the request may have been applied all the same.
         return RetryableDeliveryError(
-            self.name, incident_id, "timeout" if timed_out else "server", detail
+            self.name, incident_id, "timeout" if timed_out else "server", detail, ambiguous=True
         )
 
     def _detail(self, text: str) -> str:
         return clip(redact(text, [self._token]))
+
+
+def _name(target: str) -> str:
+    return target.removeprefix("#")
+
+
+def _method(exc: SlackApiError) -> str:
+    return str(exc.response.api_url).rsplit("/", 1)[-1].split("?", 1)[0]
 
 
 def _error_code(exc: SlackApiError) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from receiver.store.base import (
     AlertGroup,
+    Annotation,
     Claim,
     CommitOutcome,
     GroupStore,
@@ -19,6 +20,7 @@ from receiver.store.urls import open_store
 
 __all__ = [
     "AlertGroup",
+    "Annotation",
     "Claim",
     "CommitOutcome",
     "GroupStore",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
 from receiver.fingerprint import GroupKey
 from receiver.models import Alert
+from receiver.store.cache import SharedCache
 from receiver.store.deliveries import DeliveryQueue, Job
 from receiver.store.records import AlertPage, IncidentState, StoredIncident, TimelineEntry
 
@@ -68,6 +69,26 @@ class Claim:
     due_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """What people and peers add to an incident between decisions, in one atomic step.
+
+    ``append``: records added to a list field (``feedback``, ``silences``; the latest 50
+    are kept). ``merge``: keys set in a mapping field, or in ``"sinks.<name>"``. ``fill``:
+    the same, but only keys not set yet (the first acknowledgement is the one that
+    counts). ``jobs`` go to the outbox like a decision's. ``once``: an id (a vendor's
+    delivery id) under which this annotation lands once, whatever the retries.
+    """
+
+    append: Mapping[str, Sequence[Mapping[str, object]]] = field(default_factory=dict)
+    merge: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    fill: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    timeline: Sequence[TimelineEntry] = ()
+    jobs: Sequence[Job] = ()
+    once: str | None = None
+
+
+AnnotateOutcome = Literal["ok", "unknown", "repeat"]
 CommitOutcome = Literal["ok", "lost", "stale"]
 IncidentStatusFilter = Literal["open", "resolved", "all"]
 
@@ -76,6 +97,7 @@ class GroupStore(Protocol):
     """Everything the receiver keeps. Every method is atomic on its own; times are ms."""
 
     deliveries: DeliveryQueue
+    cache: SharedCache
 
     async def ingest(
         self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
@@ -133,7 +155,12 @@ class GroupStore(Protocol):
         found without reading the whole history."""
         ...
 
-    async def add_feedback(self, incident_id: str, record_json: str) -> bool: ...
+    async def annotate(
+        self, incident_id: str, annotation: Annotation, now_ms: int
+    ) -> AnnotateOutcome:
+        """Apply ``annotation``; "unknown" for no such incident, "repeat" when its
+        ``once`` id already landed. Neither changes anything."""
+        ...
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""

@@ -20,6 +20,10 @@ def _empty_object_is_list(value: Any) -> Any:
     return [] if value == {} else value
 
 
+def _empty_is_none(value: Any) -> Any:
+    return None if value in ({}, []) else value
+
+
 def _empty_array_is_dict(value: Any) -> Any:
     return {} if value == [] else value
 
@@ -129,6 +133,29 @@ class FeedbackRecord(_Record):
     note: str | None = None
 
 
+class ResponseRecord(_Record):
+    """What people did about the incident, as PagerDuty, Slack and Jira told us: the first
+    acknowledgement and the resolve by a person (``source`` says where the first word
+    came from)."""
+
+    acknowledged_at: int | None = None
+    acknowledged_by: str | None = None
+    resolved_at: int | None = None
+    resolved_by: str | None = None
+    source: str | None = None
+
+
+class SilenceRecord(_Record):
+    """An Alertmanager silence made for the incident's alerts."""
+
+    id: str
+    at: int
+    by: str
+    ends_at: int
+    comment: str = ""
+    matchers: StrList = Field(default_factory=list)
+
+
 class IncidentState(_Record):
     """The incident document, small enough to read on every decision.
 
@@ -200,6 +227,11 @@ class IncidentState(_Record):
     context_notes: StrList = Field(default_factory=list)
     enriched_at: int | None = None
     feedback: Annotated[list[FeedbackRecord], BeforeValidator(_empty_object_is_list)] = Field(
+        default_factory=list
+    )
+    # What people and peers added (``GroupStore.annotate``).
+    response: Annotated[ResponseRecord | None, BeforeValidator(_empty_is_none)] = None
+    silences: Annotated[list[SilenceRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
 

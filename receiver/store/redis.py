@@ -20,12 +20,15 @@ import orjson
 from receiver.errors import StoreUnavailable
 from receiver.store.base import (
     AlertGroup,
+    AnnotateOutcome,
+    Annotation,
     Claim,
     CommitOutcome,
     IncidentStatusFilter,
     IngestOutcome,
     StoreSettings,
 )
+from receiver.store.cache import SharedCache
 from receiver.store.deliveries import DeliveryQueue, Job
 from receiver.store.records import (
     SCHEDULER_FIELDS,
@@ -75,8 +78,9 @@ class RedisStore:
         self._claim = client.register_script(script("claim"))
         self._commit = client.register_script(script("commit"))
         self._release = client.register_script(script("release"))
-        self._feedback = client.register_script(script("feedback"))
+        self._annotate = client.register_script(script("annotate"))
         self.deliveries = DeliveryQueue(client, self._p, self._observe)
+        self.cache = SharedCache(client, self._p)
 
     def configure(self, settings: StoreSettings) -> None:
         """Take new timers after a config reload; the key prefix stays as it was."""
@@ -388,8 +392,37 @@ class RedisStore:
         return [text(d) for d in await self._r.zrangebyscore(self._events, start_ms, end_ms)]
 
     @unavailable
-    async def add_feedback(self, incident_id: str, record_json: str) -> bool:
-        return bool(await self._feedback(keys=[self._p + "inc:" + incident_id], args=[record_json]))
+    async def annotate(
+        self, incident_id: str, annotation: Annotation, now_ms: int
+    ) -> AnnotateOutcome:
+        changes = {"append": annotation.append, "merge": annotation.merge, "fill": annotation.fill}
+        jobs = annotation.jobs
+        once = annotation.once
+        result = text(
+            await self._annotate(
+                keys=[
+                    self._p + "inc:" + incident_id,
+                    self._p + "tl:" + incident_id,
+                    self._p + "once:" + (once or incident_id),
+                    self.deliveries.job_counter,
+                    self.deliveries.ready_key,
+                    *(self.deliveries.queue_key(job.queue) for job in jobs),
+                ],
+                args=[
+                    orjson.dumps(changes),
+                    now_ms,
+                    self.settings.retention_ms,
+                    TIMELINE_CAP,
+                    self.settings.retention_ms if once else 0,
+                    len(jobs),
+                    *(part for job in jobs for part in (job.queue, job.unnumbered())),
+                    *(e.model_dump_json() for e in annotation.timeline),
+                ],
+            )
+        )
+        if result not in ("ok", "unknown", "repeat"):
+            raise RuntimeError(f"annotate script answered {result!r}")
+        return result  # type: ignore[return-value]
 
     @unavailable
     async def ping(self) -> None:

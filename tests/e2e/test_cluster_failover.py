@@ -32,9 +32,9 @@ from tests.e2e.test_crash_safety import (
     receiver_config,
     wait_delivered,
 )
-from tests.e2e.test_sinks import fakes
 from tests.support import receiver_process as rp
 from tests.support.redis_cluster import Cluster, ClusterNode, redis_cluster
+from tests.support.sink_world import fakes
 
 RATE = 20  # webhook batches a second: a storm, and the failover falls well inside it
 BATCHES = 240  # 12 s at RATE; per incident one new alert a batch, under the 500 the detail lists

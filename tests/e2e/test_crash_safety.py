@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert
-from tests.e2e.test_sinks import JIRA_TOKEN, PD_KEY, Fakes, fakes
 from tests.support import receiver_process as rp
 from tests.support.fake_server import Fault
 from tests.support.fake_slack import TOKEN as SLACK_TOKEN
+from tests.support.sink_world import JIRA_TOKEN, PD_KEY, Fakes, fakes
 
 TOKEN = "crash-test-token"
 ALL = ["P1", "P2", "P3", "P4", "P5"]

@@ -319,7 +319,7 @@ async def test_the_same_incident_twice_is_one_remote_object(remote: Remote) -> N
     # what the remote side holds (dedup key, message metadata, issue label) can help.
     restarted = remote.rebuilt()
     try:
-        again = Delivery("open", OPEN.job_id, OWNER, attempt=2)
+        again = Delivery("open", OPEN.job_id, OWNER, attempt=2, previous_error_ambiguous=True)
         second = await restarted.deliver(incident, again, None)
     finally:
         await restarted.aclose()

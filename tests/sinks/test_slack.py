@@ -89,8 +89,9 @@ def delivery(
     changes: tuple[str, ...] = (),
     attempt: int = 1,
     job_id: str | None = None,
+    ambiguous: bool = False,
 ) -> Delivery:
-    return Delivery(kind, job_id or f"job-{kind}-{changes}", owner, changes, attempt)
+    return Delivery(kind, job_id or f"job-{kind}-{changes}", owner, changes, attempt, ambiguous)
 
 
 def mrkdwn_texts(message: Message) -> list[str]:
@@ -306,6 +307,7 @@ async def test_rate_limit_is_retryable_after_exactly_one_request(slack: Workspac
 
     assert caught.value.reason == "rate_limited"
     assert caught.value.retry_after == 7.0
+    assert not caught.value.ambiguous  # an answer: nothing was posted
     assert len(slack.server.requests(POST)) == 1
 
 
@@ -359,6 +361,7 @@ async def test_timeout_is_retryable(slack: Workspace) -> None:
         await slack.sink(timeout=1).deliver(make_incident(), delivery(), None)
 
     assert caught.value.reason == "timeout"
+    assert caught.value.ambiguous  # no answer: the post may have landed
 
 
 async def test_bad_token_is_permanent_and_not_shown(slack: Workspace) -> None:
@@ -408,10 +411,13 @@ async def test_unusable_channel_is_permanent_and_says_how_to_fix(
 async def test_post_that_landed_unheard_is_found_not_repeated(slack: Workspace) -> None:
     sink = slack.sink()
     slack.server.inject(Fault(POST, drop=True, applied=True))
-    with pytest.raises(RetryableDeliveryError):
+    with pytest.raises(RetryableDeliveryError) as caught:
         await sink.deliver(make_incident(), delivery(attempt=1), None)
+    # No answer: the outbox tells the next attempt that this one may have landed.
+    assert caught.value.ambiguous
 
-    receipt = await sink.deliver(make_incident(priority="P2"), delivery(attempt=2), None)
+    again = delivery(attempt=2, ambiguous=True)
+    receipt = await sink.deliver(make_incident(priority="P2"), again, None)
 
     [message] = slack.fake.messages("#inc-checkout")
     assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
@@ -435,10 +441,11 @@ async def test_reply_that_landed_unheard_is_not_repeated(slack: Workspace) -> No
     receipt = await sink.deliver(make_incident(), delivery(), None)
     update = delivery("update", changes=("+cart",), job_id="job-9")
     slack.server.inject(Fault(POST, drop=True, applied=True))
-    with pytest.raises(RetryableDeliveryError):
+    with pytest.raises(RetryableDeliveryError) as caught:
         await sink.deliver(make_incident(), update, receipt)
+    assert caught.value.ambiguous
 
-    retried = Delivery("update", "job-9", CHECKOUT, ("+cart",), attempt=2)
+    retried = delivery("update", changes=("+cart",), attempt=2, job_id="job-9", ambiguous=True)
     await sink.deliver(make_incident(), retried, receipt)
 
     assert len(slack.fake.replies(receipt.refs["ts"])) == 1

@@ -11,8 +11,9 @@ import pytest
 
 from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
-from receiver.store.base import Claim
-from receiver.store.records import IncidentState, Notified
+from receiver.store.base import Annotation, Claim
+from receiver.store.deliveries import Job
+from receiver.store.records import IncidentState, Notified, TimelineEntry
 from receiver.store.redis import RedisStore
 from receiver.topology import rank, rank_state
 from tests.store.builders import STARTS, group, placed
@@ -250,7 +251,7 @@ async def test_empty_lists_survive_the_scripts_json_round_trip(store: RedisStore
     assert await commit(store, claim, state, stored.version) == "ok"
     await store.ingest([group(placed("b", stage=None), journey="unmapped")], 0, T + WAIT + 1)
     assert o.incident_id
-    assert await store.add_feedback(o.incident_id, '{"at": 1, "useful": false}')
+    assert await feedback(store, o.incident_id, {"at": 1, "useful": False}) == "ok"
     reread = await store.load(o.incident_id)
     assert reread is not None
     assert reread.state.last_notified == empty
@@ -360,13 +361,16 @@ async def test_events_are_kept_by_time(store: RedisStore) -> None:
     assert await store.events_between(0, T + 10**9) == ['{"id":"2"}', '{"id":"3"}']
 
 
+async def feedback(store: RedisStore, incident_id: str, record: dict[str, Any]) -> str:
+    return await store.annotate(incident_id, Annotation(append={"feedback": [record]}), T)
+
+
 async def test_feedback_is_appended(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id
-    assert await store.add_feedback(
-        o.incident_id, '{"at": 5, "useful": true, "action": "rollback"}'
-    )
-    assert not await store.add_feedback("nope", '{"at": 5, "useful": true}')
+    record = {"at": 5, "useful": True, "action": "rollback"}
+    assert await feedback(store, o.incident_id, record) == "ok"
+    assert await feedback(store, "nope", {"at": 5, "useful": True}) == "unknown"
     stored = await store.load(o.incident_id)
     assert stored and [f.action for f in stored.state.feedback] == ["rollback"]
 
@@ -375,10 +379,37 @@ async def test_feedback_keeps_the_latest_fifty(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id
     for i in range(55):
-        assert await store.add_feedback(o.incident_id, f'{{"at": {i}, "useful": true}}')
+        assert await feedback(store, o.incident_id, {"at": i, "useful": True}) == "ok"
     stored = await store.load(o.incident_id)
     assert stored is not None
     assert [f.at for f in stored.state.feedback] == list(range(5, 55))
+
+
+async def test_an_annotation_merges_fills_queues_and_lands_once(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    first = Annotation(
+        merge={"sinks.pagerduty": {"resolved_by_person": "alice"}},
+        fill={"response": {"acknowledged_at": T + 1, "acknowledged_by": "alice"}},
+        timeline=[TimelineEntry(at=T + 1, kind="response", text="acknowledged by alice")],
+        jobs=[Job(incident=o.incident_id, sink="slack", kind="update", due=T + 1)],
+        once="pd:delivery-1",
+    )
+    assert await store.annotate(o.incident_id, first, T + 1) == "ok"
+    # The vendor retries the same delivery: nothing lands twice.
+    assert await store.annotate(o.incident_id, first, T + 2) == "repeat"
+    later = Annotation(fill={"response": {"acknowledged_at": T + 9, "acknowledged_by": "bob"}})
+    assert await store.annotate(o.incident_id, later, T + 9) == "ok"
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    st = stored.state
+    assert st.response is not None
+    # The first acknowledgement is the one that counts.
+    assert (st.response.acknowledged_at, st.response.acknowledged_by) == (T + 1, "alice")
+    assert st.sinks["pagerduty"] == {"resolved_by_person": "alice"}
+    assert [e.text for e in st.timeline if e.kind == "response"] == ["acknowledged by alice"]
+    (claimed,) = await store.deliveries.claim(T + 10, 60_000, 10, "tok")
+    assert (claimed.job.sink, claimed.job.kind) == ("slack", "update")
 
 
 async def test_truncated_batches_are_recorded_once(store: RedisStore) -> None:

@@ -144,12 +144,12 @@ async def test_every_script_touches_only_the_keys_it_was_given(
 
 def test_the_monitor_reader_sees_a_stray_key() -> None:
     """The check above reads MONITOR's format right: a key outside KEYS is caught."""
-    sha = next(s for s, n in SCRIPTS.items() if n == "feedback")
+    sha = next(s for s, n in SCRIPTS.items() if n == "annotate")
     log = (
         f'1.0 [0 127.0.0.1:1] "EVALSHA" "{sha}" "1" "{{p}}:inc:a" "{{\\"x\\": 1}}"\n'
         '1.1 [0 lua] "HGET" "{p}:inc:a" "state"\n'
         '1.2 [0 lua] "HSET" "{p}:inc:b" "state" "{\\"y\\": \\"a b\\"}"\n'
     )
     (run,) = runs(log)
-    assert (run.name, run.declared) == ("feedback", ["{p}:inc:a"])
+    assert (run.name, run.declared) == ("annotate", ["{p}:inc:a"])
     assert run.commands[1] == ["HSET", "{p}:inc:b", "state", '{\\"y\\": \\"a b\\"}']

@@ -8,10 +8,13 @@ Open (status category ``new``) → "Resolve Issue" → Resolved (``done``, resol
 → "Reopen Issue" → Open; "Close Issue" → Closed (``done``, read-only: the default workflow's
 ``jira.issue.editable=false``), which :meth:`FakeJira.close` also does as a person would.
 
-Endpoints: ``GET field``; ``POST issue``; ``GET``/``PUT issue/{key}``;
-``GET``/``POST issue/{key}/comment``; ``GET``/``POST issue/{key}/transitions``;
-``GET search`` in v2 only and ``GET search/jql`` in v3 only (Cloud answers 410 to the old
-search), both with JQL ``labels = "<label>" [ORDER BY created ASC|DESC]`` and nothing else.
+Endpoints: ``GET field``; ``GET myself``; ``GET project/{key}/statuses``; ``POST issue``;
+``GET``/``PUT issue/{key}``; ``GET``/``POST issue/{key}/comment``;
+``GET``/``POST issue/{key}/transitions``; ``GET search`` in v2 only and ``GET search/jql``
+in v3 only (Cloud answers 410 to the old search), both with JQL of ``labels``,
+``project`` and ``issuetype`` equality clauses joined by ``AND``
+(``[ORDER BY created ASC|DESC]``) and nothing else; a project that does not exist is a 400,
+as in Jira.
 
 Sources:
 
@@ -27,6 +30,10 @@ Sources:
 - "Run JQL search query using Jira Cloud REST API" (confluence.atlassian.com/display/JIRAKB/
   Run+JQL+search+query+using+Jira+Cloud+REST+API): ``/rest/api/3/search`` removed for
   ``/search/jql`` with ``nextPageToken``; only id/key without ``fields``.
+- ``GET myself`` (v2: ``name``, ``key``, ``displayName``; v3: ``accountId``,
+  ``displayName``) and ``GET project/{key}/statuses`` (each issue type of the project with
+  its workflow's statuses and their category; 404 "No project could be found with key"),
+  from the Jira Server/Cloud REST references.
 - Transitions: ``GET`` lists ``{id, name, to: {name, statusCategory: {key}}}`` available
   from the current status, ``POST {"transition": {"id"}}`` answers 204; status categories
   ``new``/``indeterminate``/``done`` are fixed (jiralert ``pkg/notify/notify.go`` relies on
@@ -60,9 +67,9 @@ SUMMARY_MAX = 255
 LABEL_MAX = 255
 CATEGORIES = {"Open": "new", "Resolved": "done", "Closed": "done"}
 READ_ONLY = frozenset({"Closed"})
-_JQL = re.compile(
-    r'\s*labels\s*=\s*"([^"\\]+)"\s*(?:ORDER\s+BY\s+created\s+(ASC|DESC))?\s*', re.IGNORECASE
-)
+_JQL = re.compile(r"(.*?)\s*(?:ORDER\s+BY\s+created\s+(ASC|DESC))?\s*", re.IGNORECASE | re.DOTALL)
+_CLAUSE = re.compile(r'\s*(labels|project|issuetype)\s*=\s*"([^"\\]+)"\s*', re.IGNORECASE)
+_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
 _EPOCH = 1_776_500_000
 _SYSTEM_FIELDS = ("summary", "description", "labels", "priority", "status", "resolution")
 
@@ -126,6 +133,7 @@ class FakeJira:
             Transition("21", "Close Issue", frozenset({"Open", "Resolved"}), "Closed"),
             Transition("31", "Reopen Issue", frozenset({"Resolved", "Closed"}), "Open"),
         )
+        self._username = username
         secret = f"{username}:{token}".encode()
         self._auth = f"Basic {base64.b64encode(secret).decode()}" if username else f"Bearer {token}"
         self._lock = threading.Lock()
@@ -135,6 +143,8 @@ class FakeJira:
         self.app = Starlette(
             routes=[
                 Route(base + "field", self._fields),
+                Route(base + "myself", self._myself),
+                Route(base + "project/{key}/statuses", self._statuses),
                 Route(base + "issue", self._create, methods=["POST"]),
                 Route(base + "issue/{key}", self._issue, methods=["GET", "PUT"]),
                 Route(base + "issue/{key}/comment", self._comment, methods=["GET", "POST"]),
@@ -173,6 +183,33 @@ class FakeJira:
             [
                 {"id": name, "name": name.title(), "custom": False, "clauseNames": [name]}
                 for name in _SYSTEM_FIELDS
+            ]
+        )
+
+    async def _myself(self, request: Request) -> Response:
+        if (refused := self._refuse(request)) is not None:
+            return refused
+        name = self._username or "journey-bot"
+        if request.path_params["version"] == 3:
+            return JSONResponse(
+                {"accountId": "5b10a2844c20165700ede21g", "displayName": name, "active": True}
+            )
+        return JSONResponse({"name": name, "key": name, "displayName": name, "active": True})
+
+    async def _statuses(self, request: Request) -> Response:
+        if (refused := self._refuse(request)) is not None:
+            return refused
+        key = request.path_params["key"]
+        if key not in self.projects:
+            return _error(404, [f"No project could be found with key '{key}'."])
+        statuses = [
+            {"id": str(i), "name": name, "statusCategory": {"key": category}}
+            for i, (name, category) in enumerate(CATEGORIES.items(), start=1)
+        ]
+        return JSONResponse(
+            [
+                {"id": str(i), "name": name, "subtask": False, "statuses": statuses}
+                for i, name in enumerate(self.issue_types, start=1)
             ]
         )
 
@@ -305,9 +342,20 @@ class FakeJira:
         if version == 3 and not enhanced:
             return _error(410, ["The requested API has been removed. Use /rest/api/3/search/jql."])
         match = _JQL.fullmatch(request.query_params.get("jql", ""))
-        if match is None:
-            return _error(400, ['Error in the JQL Query: only labels = "..." is supported.'])
-        found = sorted(self.with_label(match.group(1)), key=lambda i: i.created)
+        clauses = [_CLAUSE.fullmatch(c) for c in _AND.split(match.group(1))] if match else [None]
+        if match is None or None in clauses:
+            return _error(
+                400,
+                ['Error in the JQL Query: only labels, project and issuetype = "..." joined by '
+                 "AND are supported."],
+            )  # fmt: skip
+        wanted_by = {c.group(1).lower(): c.group(2) for c in clauses if c is not None}
+        project = wanted_by.get("project")
+        if project is not None and project not in self.projects:
+            return _error(400, [f"The value '{project}' does not exist for the field 'project'."])
+        found = sorted(
+            (i for i in self.issues() if _matches(i, wanted_by)), key=lambda i: i.created
+        )
         if (match.group(2) or "ASC").upper() == "DESC":
             found.reverse()
         limit = int(request.query_params.get("maxResults", "50"))
@@ -397,6 +445,11 @@ class FakeJira:
             "self": f"{request.base_url}rest/api/{version}/issue/{issue.id}",
             "fields": {k: v for k, v in everything.items() if k in wanted or "*all" in wanted},
         }
+
+
+def _matches(issue: FakeIssue, wanted_by: dict[str, str]) -> bool:
+    have = {"labels": issue.labels, "project": [issue.project], "issuetype": [issue.issuetype]}
+    return all(value in have[name] for name, value in wanted_by.items())
 
 
 def _wanted(request: Request, *, everything: bool) -> set[str]:

@@ -51,6 +51,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.support.fake_server import FakeServer, serve
+from tests.support.vendor_signing import sign_pagerduty
 
 ROUTING_KEY_LENGTH = 32
 DEDUP_KEY_MAX = 255
@@ -90,6 +91,7 @@ class FakePagerDuty:
         self._incidents: list[PdIncident] = []
         self._events: list[dict[str, Any]] = []
         self._holds: list[Hold] = []
+        self._webhooks = 0
         self.app = Starlette(routes=[Route("/v2/enqueue", self._enqueue, methods=["POST"])])
 
     def incidents(self, dedup_key: str) -> list[PdIncident]:
@@ -104,6 +106,54 @@ class FakePagerDuty:
 
     def actions(self, dedup_key: str) -> list[str]:
         return [e["event_action"] for e in self.events(dedup_key)]
+
+    def person(
+        self, action: str, dedup_key: str, who: str, secret: str, **data: Any
+    ) -> tuple[bytes, dict[str, str]]:
+        """A person does ``action`` ("acknowledged", "resolved", "annotated", ...) on the
+        latest PagerDuty incident of ``dedup_key``, in the web UI: its state changes, and
+        the v3 webhook PagerDuty would send for it comes back as (body, headers), signed
+        with ``secret`` like PagerDuty signs it."""
+        with self._lock:
+            incident = next(i for i in reversed(self._incidents) if i.dedup_key == dedup_key)
+            if action in ("acknowledged", "resolved"):
+                incident.status = action
+        pd_id = f"P{incident.number:06d}"
+        self._webhooks += 1
+        event_id = f"01WEBHOOK{self._webhooks:06d}"
+        agent = {"id": "PUSER01", "type": "user_reference", "summary": who}
+        if action == "annotated":
+            body = {
+                "type": "incident_note",
+                "incident": {"id": pd_id, "type": "incident_reference"},
+                "content": data.pop("content", ""),
+            }
+        else:
+            body = {
+                "id": pd_id,
+                "type": "incident",
+                "number": incident.number,
+                "status": incident.status,
+                "incident_key": dedup_key,
+                "html_url": f"https://example.pagerduty.com/incidents/{pd_id}",
+            }
+        envelope = {
+            "event": {
+                "id": event_id,
+                "event_type": f"incident.{action}",
+                "resource_type": "incident",
+                "occurred_at": "2026-04-18T08:20:00.000Z",
+                "agent": agent,
+                "client": None,
+                "data": body | data,
+            }
+        }
+        raw = json.dumps(envelope).encode()
+        return raw, {
+            "content-type": "application/json",
+            "x-webhook-id": event_id,
+            "x-pagerduty-signature": sign_pagerduty(raw, secret),
+        }
 
     @contextlib.contextmanager
     def hold_next(self) -> Iterator[Hold]:

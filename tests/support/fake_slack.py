@@ -8,8 +8,18 @@ channel's messages, their earlier versions and their thread replies.
 Rules, from Slack's documentation (docs.slack.dev):
 - authentication: ``Authorization: Bearer`` (or a ``token`` parameter); none is
   ``not_authed``, a wrong one ``invalid_auth`` (Web API basics).
+- scopes (reference/scopes; the token has ``scopes``, by default every one the sink may
+  use but ``chat:write.public``): a method called without the scope it needs is
+  ``missing_scope`` with ``needed`` and ``provided``: ``chat:write`` for ``chat.*``;
+  ``channels:history`` (``groups:history`` in a private channel) for
+  ``conversations.history``/``.replies``; ``channels:read`` to list public channels and
+  ``groups:read`` private ones with ``conversations.list``. Every answer to a valid token
+  carries the token's scopes in ``x-oauth-scopes`` (comma-separated), as Slack's do.
+- ``auth.test`` (reference/methods/auth.test): needs no scope; answers the bot's ``user``,
+  ``user_id``, ``bot_id``, ``team``, ``team_id`` and workspace ``url``.
 - ``chat.postMessage`` (reference/methods/chat.postMessage): channel by ID or name,
-  else ``channel_not_found``; ``not_in_channel``, ``is_archived``; ``text`` or ``blocks``
+  else ``channel_not_found``; ``not_in_channel`` (a public channel is open to a bot with
+  ``chat:write.public``), ``is_archived``; ``text`` or ``blocks``
   required (``no_text``); ``thread_ts`` must name a top-level message of the channel
   (``thread_not_found``); ``metadata`` needs ``event_type`` and an ``event_payload`` object
   (messaging/message-metadata; ``invalid_metadata_format``); text over 40,000 characters is
@@ -18,7 +28,8 @@ Rules, from Slack's documentation (docs.slack.dev):
   ``message_not_found``; blocks left out keep the previous ones; edits are kept here.
 - ``conversations.history`` / ``.replies`` / ``.list`` (reference/methods/…): IDs only,
   ``oldest``/``latest``, ``limit`` and cursor pagination (``response_metadata.next_cursor``),
-  metadata only with ``include_all_metadata``; private channels listed only to members.
+  metadata only with ``include_all_metadata``; private channels listed only to members;
+  ``conversations.list`` takes a ``limit`` under 1000, else ``invalid_limit``.
 - Block Kit (reference/block-kit/blocks, composition-objects/text-object, block-elements/
   button-element): at most 50 blocks; header: plain_text, 1-150; text objects 1-3000,
   ``verbatim`` only on mrkdwn, ``emoji`` only on plain_text; section fields at most 10 of
@@ -45,6 +56,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 TOKEN = "xoxb-fake-0123456789-secret"
+SCOPES = frozenset(
+    {
+        "chat:write",
+        "channels:read",
+        "groups:read",
+        "channels:history",
+        "groups:history",
+    }
+)
+LIST_LIMIT = 1000
 TEXT_MAX = 40_000
 BLOCKS_MAX = 50
 BLOCKS_TEXT_MAX = 12_000
@@ -122,11 +143,14 @@ class FakeSlack:
         token: str = TOKEN,
         channels: Iterable[Channel] = DEFAULT_CHANNELS,
         clock: Callable[[], float] = time.time,
+        scopes: Iterable[str] = SCOPES,
     ) -> None:
         self.token = token
+        self.scopes = frozenset(scopes)
         self.channels = {c.id: c for c in channels}
         self.clock = clock
         self._messages: list[Message] = []
+        self._calls: list[tuple[str, dict[str, Any]]] = []
         self._last_ts = 0.0
         self._lock = threading.Lock()
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -135,6 +159,7 @@ class FakeSlack:
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "conversations.list": self._list,
+            "auth.test": self._auth_test,
         }
         self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["GET", "POST"])])
 
@@ -158,6 +183,11 @@ class FakeSlack:
         with self._lock:
             return list(self._find(ts).edits)
 
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        """The parameters of every authenticated call to ``method``, refused ones too."""
+        with self._lock:
+            return [params for name, params in self._calls if name == method]
+
     # -- the API ---------------------------------------------------------------------
 
     async def _call(self, request: Request) -> JSONResponse:
@@ -178,14 +208,17 @@ class FakeSlack:
             if token != self.token:
                 raise Refused("invalid_auth")
             with self._lock:
+                self._calls.append((request.path_params["method"], params))
                 answer = method(params)
         except Refused as refused:
             answer = {"ok": False, "error": refused.error, **refused.extra}
-        return JSONResponse(answer)
+        granted = {"x-oauth-scopes": ",".join(sorted(self.scopes))}
+        return JSONResponse(answer, headers=granted if token == self.token else None)
 
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._scope("chat:write")
         channel = self._channel(params.get("channel", ""))
-        self._writable(channel)
+        self._writable(channel, public_ok="chat:write.public" in self.scopes)
         text, blocks = self._content(params)
         metadata = _metadata(params.get("metadata"))
         thread_ts = params.get("thread_ts")
@@ -203,6 +236,7 @@ class FakeSlack:
         return {**answer, "ts": message.ts, "message": message.wire(with_metadata=True)}
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._scope("chat:write")
         channel = self._channel_by_id(params.get("channel", ""))
         self._writable(channel)
         message = next(
@@ -246,8 +280,27 @@ class FakeSlack:
         thread = [parent, *(m for m in self._messages if m.thread_ts == parent.ts)]
         return _page(params, thread, "messages", default_limit=100, max_limit=1000)
 
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake-workspace.slack.com/",
+            "team": "Fake Workspace",
+            "user": "journey-bot",
+            "team_id": "T0FAKE",
+            "user_id": "U0FAKEBOT",
+            "bot_id": "B0FAKEBOT",
+        }
+
     def _list(self, params: dict[str, Any]) -> dict[str, Any]:
         types = str(params.get("types") or "public_channel").split(",")
+        for kind, scope in (
+            ("public_channel", "channels:read"),
+            ("private_channel", "groups:read"),
+        ):
+            if kind in types:
+                self._scope(scope)
+        if int(params.get("limit") or 0) >= LIST_LIMIT:
+            raise Refused("invalid_limit")
         listed = [
             c
             for c in self.channels.values()
@@ -255,7 +308,7 @@ class FakeSlack:
             and (c.is_member or not c.is_private)
             and not (c.is_archived and _flag(params.get("exclude_archived")))
         ]
-        return _page(params, listed, "channels", default_limit=100, max_limit=1000)
+        return _page(params, listed, "channels", default_limit=100, max_limit=LIST_LIMIT - 1)
 
     # -- rules -----------------------------------------------------------------------
 
@@ -282,14 +335,19 @@ class FakeSlack:
             raise Refused("channel_not_found")
         return self.channels[channel_id]
 
-    def _writable(self, channel: Channel) -> None:
+    def _scope(self, needed: str) -> None:
+        if needed not in self.scopes:
+            raise Refused("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))
+
+    def _writable(self, channel: Channel, public_ok: bool = False) -> None:
         if channel.is_archived:
             raise Refused("is_archived")
-        if not channel.is_member:
+        if not channel.is_member and not (public_ok and not channel.is_private):
             raise Refused("not_in_channel")
 
     def _readable(self, channel_id: str) -> Channel:
         channel = self._channel_by_id(channel_id)
+        self._scope("groups:history" if channel.is_private else "channels:history")
         if not channel.is_member:
             raise Refused("not_in_channel")
         return channel

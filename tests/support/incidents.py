@@ -84,5 +84,9 @@ def make_incident(**overrides: Any) -> Incident:
         "resolved_at": None,
         "reopened_count": 0,
         "feedback": [],
+        "response": None,
+        "mtta_s": None,
+        "mttr_s": None,
+        "silences": [],
     }
     return Incident(**(fields | overrides))

@@ -1,0 +1,123 @@
+"""Jira webhooks: a person moving the incident's issue along its workflow.
+
+Jira sends ``jira:issue_updated`` with the issue (its labels name our incident: the Jira
+sink labels every issue ``journey-receiver-<incident id>``), the user who changed it and a
+``changelog``. A status change into the "done" category is a resolve by that person; into
+"indeterminate" (In Progress and the like), an acknowledgement. The issue's key must be
+the one the incident's Jira receipt holds, so a label copied onto another issue does not
+speak for the incident.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from receiver.sinks.jira import LABEL
+from receiver.store.base import Annotation
+from receiver.store.records import IncidentState, TimelineEntry
+from receiver.webhook import payload_error
+
+SOURCE = "jira"
+_PREFIX = LABEL + "-"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class StatusCategory(_Wire):
+    key: str = ""
+
+
+class Status(_Wire):
+    name: str = ""
+    category: StatusCategory = Field(default_factory=StatusCategory, alias="statusCategory")
+
+
+class Fields(_Wire):
+    labels: list[str] = []
+    status: Status | None = None
+
+
+class Issue(_Wire):
+    key: str
+    fields: Fields = Field(default_factory=Fields)
+
+
+class User(_Wire):
+    display_name: str = Field(default="", alias="displayName")
+    account_id: str = Field(default="", alias="accountId")
+    name: str = ""
+
+
+class ChangeItem(_Wire):
+    field: str = ""
+    to_string: str | None = Field(default=None, alias="toString")
+
+
+class Changelog(_Wire):
+    id: str = ""
+    items: list[ChangeItem] = []
+
+
+class Event(_Wire):
+    webhook_event: str = Field(alias="webhookEvent")
+    timestamp: int | None = None
+    issue: Issue | None = None
+    user: User | None = None
+    changelog: Changelog | None = None
+
+    @property
+    def incident_ids(self) -> list[str]:
+        """Our incident ids among the issue's labels."""
+        labels = self.issue.fields.labels if self.issue else []
+        return [label.removeprefix(_PREFIX) for label in labels if label.startswith(_PREFIX)]
+
+    @property
+    def new_status(self) -> str | None:
+        """The status the issue moved to, when this update moved it."""
+        items = self.changelog.items if self.changelog else []
+        return next((i.to_string or "" for i in items if i.field == "status"), None)
+
+    @property
+    def who(self) -> str:
+        user = self.user
+        name = (user.display_name or user.name or user.account_id) if user else ""
+        return name or "Jira"
+
+
+def parse(body: bytes) -> Event:
+    """The event of a webhook body; ``PayloadError`` (400/422, naming the field) otherwise."""
+    try:
+        return Event.model_validate_json(body)
+    except ValidationError as exc:
+        raise payload_error(exc, body) from exc
+
+
+def annotation(
+    event: Event, state: IncidentState, now_ms: int, delivery_id: str | None
+) -> Annotation | None:
+    """What a status change adds to the incident; None for anything else, or for an issue
+    that is not the incident's own."""
+    issue = event.issue
+    status = event.new_status
+    if issue is None or status is None or state.sinks.get("jira", {}).get("key") != issue.key:
+        return None
+    category = issue.fields.status.category.key if issue.fields.status else ""
+    at = event.timestamp or now_ms
+    who = event.who
+    if category == "done":
+        fill = {"response": {"resolved_at": at, "resolved_by": who, "source": SOURCE}}
+        text = f"{issue.key} moved to {status} (done) in Jira by {who}"
+    elif category == "indeterminate":
+        fill = {"response": {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}}
+        text = f"{issue.key} moved to {status} in Jira by {who}"
+    else:
+        fill = {}
+        text = f"{issue.key} moved to {status} in Jira by {who}"
+    changelog = event.changelog.id if event.changelog else ""
+    return Annotation(
+        fill=fill,
+        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+        once=f"{SOURCE}:{delivery_id or f'{issue.key}:{changelog}:{at}'}",
+    )

@@ -1,0 +1,150 @@
+"""PagerDuty v3 webhooks: what responders did in PagerDuty, recorded on the incident.
+
+A webhook subscription sends one event per request: ``{"event": {id, event_type,
+occurred_at, agent, data}}``. Incident events carry the PagerDuty incident in ``data``,
+with ``incident_key``: the Events API ``dedup_key``, which is our incident id. A note
+(``incident.annotated``) names only the PagerDuty incident's own id, so that id is
+remembered (``store.cache``) from the incident's earlier events.
+
+Only a person counts as a responder: an acknowledgement or resolve whose ``agent`` is not
+a user (our own resolve through the Events API, an auto-resolve) is PagerDuty echoing the
+receiver or a timer, and is recorded on the timeline only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from receiver.sinks.pagerduty import PERSON_RESOLVED
+from receiver.store.base import Annotation
+from receiver.store.records import IncidentState, TimelineEntry
+from receiver.webhook import payload_error
+
+SOURCE = "pagerduty"
+CACHE_NAMESPACE = "pd-incident"
+"""``store.cache``: PagerDuty incident id -> our incident id."""
+_NOTE_MAX = 500
+RECORDED = frozenset(
+    {
+        "incident.acknowledged",
+        "incident.unacknowledged",
+        "incident.resolved",
+        "incident.reopened",
+        "incident.reassigned",
+        "incident.annotated",
+    }
+)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Agent(_Wire):
+    id: str = ""
+    type: str = ""
+    summary: str = ""
+
+
+class Reference(_Wire):
+    id: str = ""
+    summary: str = ""
+
+
+class EventData(_Wire):
+    """``incident`` events: the incident itself; ``incident_note`` events: the note and a
+    reference to its incident."""
+
+    id: str = ""
+    type: str = ""
+    incident_key: str | None = None
+    html_url: str | None = None
+    assignees: list[Reference] = []
+    incident: Reference | None = None
+    content: str | None = None
+
+
+class Event(_Wire):
+    id: str
+    event_type: str
+    occurred_at: datetime
+    agent: Agent | None = None
+    data: EventData
+
+    @property
+    def pagerduty_incident(self) -> str:
+        """The PagerDuty incident's own id (not our dedup key)."""
+        if self.data.type == "incident":
+            return self.data.id
+        return self.data.incident.id if self.data.incident else ""
+
+    @property
+    def by_person(self) -> bool:
+        return self.agent is not None and self.agent.type.startswith("user")
+
+    @property
+    def who(self) -> str:
+        if self.agent is None or not self.agent.summary:
+            return "PagerDuty"
+        return self.agent.summary
+
+
+class Envelope(_Wire):
+    event: Event
+
+
+def parse(body: bytes) -> Event:
+    """The event of a webhook body; ``PayloadError`` (400/422, naming the field) otherwise."""
+    try:
+        return Envelope.model_validate_json(body).event
+    except ValidationError as exc:
+        raise payload_error(exc, body) from exc
+
+
+def annotation(event: Event, state: IncidentState, now_ms: int) -> Annotation | None:
+    """What ``event`` adds to the incident; None when it is not worth recording."""
+    at = round(event.occurred_at.timestamp() * 1000)
+    who = event.who
+    kind = event.event_type
+    sink: dict[str, Any] = {"incident": event.pagerduty_incident}
+    if event.data.html_url:
+        sink["url"] = event.data.html_url
+    fill: dict[str, dict[str, Any]] = {}
+    if kind == "incident.acknowledged":
+        if not event.by_person:
+            return None
+        fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
+        text = f"acknowledged in PagerDuty by {who}"
+    elif kind == "incident.resolved":
+        if not event.by_person or state.status == "resolved":
+            # Our own resolve coming back, or PagerDuty's auto-resolve timer.
+            return None
+        sink[PERSON_RESOLVED] = who
+        fill["response"] = {"resolved_at": at, "resolved_by": who, "source": SOURCE}
+        text = (
+            f"resolved in PagerDuty by {who}: PagerDuty is not triggered again for it "
+            "unless its alerts fire again after it resolves here"
+        )
+    elif kind == "incident.reopened":
+        sink[PERSON_RESOLVED] = ""
+        text = f"reopened in PagerDuty by {who}"
+    elif kind == "incident.unacknowledged":
+        text = "acknowledgement in PagerDuty timed out"
+    elif kind == "incident.reassigned":
+        names = ", ".join(a.summary for a in event.data.assignees if a.summary) or "nobody"
+        text = f"reassigned in PagerDuty by {who} to {names}"
+    elif kind == "incident.annotated":
+        note = (event.data.content or "").strip()
+        clipped = note if len(note) <= _NOTE_MAX else note[: _NOTE_MAX - 1] + "…"
+        text = f"note in PagerDuty by {who}: {clipped}"
+    else:
+        return None
+    return Annotation(
+        merge={"sinks.pagerduty": sink},
+        fill=fill,
+        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+        once=f"{SOURCE}:{event.id}",
+    )

@@ -1,0 +1,76 @@
+-- What people and peers add to an incident between the scheduler's decisions: feedback,
+-- a responder's acknowledgement or resolve, silences, receipts from the world outside.
+--
+-- KEYS: 1 the incident, 2 its timeline, 3 the once-marker (or any key of the slot when
+-- there is none), 4 the outbox job counter, 5 the outbox's ready set, then one queue list
+-- per outbox job, in the jobs' order.
+-- ARGV: 1 changes (JSON: {"append": {field: [records]}, "merge": {field or
+-- "field.key": {k: v}}, "fill": {same, but only keys not already set}}), 2 now (ms),
+-- 3 retention (ms), 4 timeline cap, 5 how long the once-marker lasts (ms; 0: none),
+-- 6 the number of outbox jobs, that many (queue, job JSON without its id) pairs, then
+-- timeline entries (JSON each).
+-- A once-marker makes a vendor's retried webhook land once. Returns "unknown" for an
+-- unknown incident, "repeat" when the marker was already there, else "ok".
+
+local raw = redis.call('HGET', KEYS[1], 'state')
+if not raw then return 'unknown' end
+local now = tonumber(ARGV[2])
+local retention = tonumber(ARGV[3])
+local once_ms = tonumber(ARGV[5])
+if once_ms > 0 then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', once_ms) then return 'repeat' end
+end
+local st = cjson.decode(raw)
+local changes = cjson.decode(ARGV[1])
+
+-- The table at "field" or "field.key", made if missing (cjson reads {} back as a table).
+local function table_at(path)
+  local dot = string.find(path, '.', 1, true)
+  local field = dot and string.sub(path, 1, dot - 1) or path
+  if type(st[field]) ~= 'table' then st[field] = {} end
+  if not dot then return st[field] end
+  local key = string.sub(path, dot + 1)
+  if type(st[field][key]) ~= 'table' then st[field][key] = {} end
+  return st[field][key]
+end
+
+for field, records in pairs(changes.append or {}) do
+  local list = table_at(field)
+  for _, record in ipairs(records) do list[#list + 1] = record end
+  -- Every batch decodes the state document: keep the latest 50 records of each list.
+  while #list > 50 do table.remove(list, 1) end
+end
+for path, values in pairs(changes.merge or {}) do
+  local t = table_at(path)
+  for k, v in pairs(values) do t[k] = v end
+end
+for path, values in pairs(changes.fill or {}) do
+  local t = table_at(path)
+  for k, v in pairs(values) do
+    if t[k] == nil or t[k] == cjson.null then t[k] = v end
+  end
+end
+redis.call('HSET', KEYS[1], 'state', cjson.encode(st))
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+
+local jobs = tonumber(ARGV[6])
+local first_entry = 7 + 2 * jobs
+for i = 7, first_entry - 1, 2 do
+  local job_id = tostring(redis.call('INCR', KEYS[4]))
+  local q = KEYS[6 + (i - 7) / 2]
+  redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
+  redis.call('PEXPIRE', q, retention)
+  redis.call('ZADD', KEYS[5], 'NX', now, ARGV[i])
+end
+if #ARGV >= first_entry then
+  local tl_key = KEYS[2]
+  for i = first_entry, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
+  -- The same cap as ingest.lua and commit.lua: the first entries and the latest ones.
+  for _ = 1, redis.call('LLEN', tl_key) - tonumber(ARGV[4]) do
+    redis.call('LSET', tl_key, 10, '\0')
+    redis.call('LREM', tl_key, 1, '\0')
+    redis.call('HINCRBY', KEYS[1], 'tl_dropped', 1)
+  end
+  redis.call('PEXPIRE', tl_key, retention)
+end
+return 'ok'

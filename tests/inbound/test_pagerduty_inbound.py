@@ -1,0 +1,157 @@
+"""PagerDuty tells us what people did: the real PagerDuty sink against the fake PagerDuty,
+whose people acknowledge, resolve and annotate, and whose v3 webhooks come back signed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeClock, make_alert, resolved
+from tests.support.harness import Harness, harness, write_config
+from tests.support.sink_world import Fakes
+from tests.support.vendor_signing import sign_pagerduty
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "pd-webhook-secret-new"
+OLD_SECRET = "pd-webhook-secret-old"
+PAYMENT = make_alert("payment-service", alertname="PaymentErrors")
+CART = make_alert("cart-api", alertname="CartErrors", severity="warning")
+
+
+@pytest.fixture
+async def rx(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Harness]:
+    inbound = f"inbound: {{pagerduty: {{signing_secrets: [{SECRET}, {OLD_SECRET}]}}}}\n"
+    config = write_config(tmp_path, world.config() + inbound)
+    async with harness(config, clock, configured_sinks=True) as h:
+        yield h
+
+
+async def opened(rx: Harness) -> str:
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)  # group_wait: open, delivered
+    return incident_id
+
+
+async def webhook(rx: Harness, body: bytes, headers: dict[str, str]) -> tuple[int, object]:
+    r = await rx.client.post("/inbound/pagerduty", content=body, headers=headers)
+    return r.status_code, r.json()
+
+
+async def test_a_person_resolving_in_pagerduty_is_not_paged_again_until_a_real_reopen(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    ack = pd.person("acknowledged", incident_id, "Alice Oncall", SECRET)
+    assert await webhook(rx, *ack) == (200, {"status": "recorded", "incident": incident_id})
+    clock.advance(240)
+    done = pd.person("resolved", incident_id, "Alice Oncall", SECRET)
+    assert (await webhook(rx, *done))[0] == 200
+    # PagerDuty delivers at least once: the same delivery again changes nothing.
+    assert (await webhook(rx, *done))[1] == {"status": "already recorded", "incident": incident_id}
+
+    detail = await rx.incident(incident_id)
+    assert detail["response"]["acknowledged_by"] == "Alice Oncall"
+    assert detail["response"]["resolved_by"] == "Alice Oncall"
+    assert detail["response"]["source"] == "pagerduty"
+    assert detail["mtta_s"] is not None and detail["mtta_s"] >= 0
+    assert detail["mttr_s"] is not None
+    assert detail["sinks"]["pagerduty"]["resolved_by_person"] == "Alice Oncall"
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
+    assert texts[0] == "acknowledged in PagerDuty by Alice Oncall"
+    assert texts[1].startswith("resolved in PagerDuty by Alice Oncall")
+    assert len(texts) == 2
+
+    # A material change (a new service) while the alerts still fire: no trigger, which
+    # would open a second PagerDuty incident for the outage Alice closed.
+    await rx.post([CART])
+    await rx.tick(120)
+    assert pd.actions(incident_id) == ["trigger"]
+    assert len(pd.incidents(incident_id)) == 1
+    (message,) = world.slack.messages("#inc-checkout")
+    assert world.slack.edits(message.ts), "the other sinks still hear of the change"
+
+    # The alerts resolve, the incident resolves here (PagerDuty is not told again), and
+    # the alerts fire anew: a real reopen pages, as a new PagerDuty incident.
+    await rx.post([resolved(PAYMENT), resolved(CART)])
+    await rx.tick(300)
+    assert pd.actions(incident_id) == ["trigger"]
+    again = {**PAYMENT, "startsAt": "2026-04-18T08:40:00Z"}
+    await rx.post([again])
+    await rx.tick(30)
+    assert pd.actions(incident_id) == ["trigger", "trigger"]
+    assert [i.status for i in pd.incidents(incident_id)] == ["resolved", "triggered"]
+    detail = await rx.incident(incident_id)
+    why = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"][-1]
+    assert why.startswith("a new PagerDuty incident: Alice Oncall resolved the last one")
+    assert detail["sinks"]["pagerduty"]["resolved_by_person"] == ""
+    # Resolving now reaches PagerDuty again.
+    await rx.post([resolved(again)])
+    await rx.tick(300)
+    assert pd.actions(incident_id) == ["trigger", "trigger", "resolve"]
+
+
+async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
+    incident_id = await opened(rx)
+    before = await rx.incident(incident_id)
+    body, headers = world.pagerduty.person("acknowledged", incident_id, "Mallory", "wrong-secret")
+    assert await webhook(rx, body, headers) == (
+        401,
+        {"error": "X-PagerDuty-Signature does not match a signing secret"},
+    )
+    no_header = {k: v for k, v in headers.items() if k != "x-pagerduty-signature"}
+    assert (await webhook(rx, body, no_header))[0] == 401
+    # Signed right, for an incident this receiver never had.
+    other = json.loads(world.pagerduty.person("acknowledged", incident_id, "Bob", SECRET)[0])
+    other["event"]["data"]["incident_key"] = "checkout-0000000000000000-1"
+    raw = json.dumps(other).encode()
+    signed = {
+        "content-type": "application/json",
+        "x-pagerduty-signature": sign_pagerduty(raw, SECRET),
+    }
+    status, answer = await webhook(rx, raw, signed)
+    assert status == 404 and "no incident of this receiver" in str(answer)
+    # Signed right, but not JSON PagerDuty sends.
+    junk = b'{"event": {"id": 5}}'
+    status, answer = await webhook(
+        rx, junk, {"x-pagerduty-signature": sign_pagerduty(junk, SECRET)}
+    )
+    assert status == 422
+    assert {e["field"] for e in answer["errors"]} >= {"event.id", "event.event_type"}  # type: ignore[index]
+    after = await rx.incident(incident_id)
+    assert after["response"] is None
+    assert after["timeline"] == before["timeline"]
+
+
+async def test_a_rotated_secret_still_verifies_and_notes_find_their_incident(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+    # Signed with the old secret only (PagerDuty's side not rotated yet).
+    ack = world.pagerduty.person("acknowledged", incident_id, "Bob", OLD_SECRET)
+    assert (await webhook(rx, *ack))[0] == 200
+    # A note names only PagerDuty's own incident id; the acknowledgement taught us it.
+    note = world.pagerduty.person(
+        "annotated", incident_id, "Bob", SECRET, content="<b>rolled back</b> payment"
+    )
+    assert (await webhook(rx, *note))[0] == 200
+    detail = await rx.incident(incident_id)
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
+    assert texts == [
+        "acknowledged in PagerDuty by Bob",
+        "note in PagerDuty by Bob: <b>rolled back</b> payment",
+    ]
+
+
+async def test_without_signing_secrets_the_endpoint_is_not_there(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path), clock) as h:
+        r = await h.client.post("/inbound/pagerduty", content=b"{}")
+        assert r.status_code == 404
+        assert "inbound.pagerduty.signing_secrets" in r.json()["error"]
