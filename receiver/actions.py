@@ -68,14 +68,11 @@ def suggest(journey: Journey, state: IncidentState) -> list[dict[str, Any]]:
                 "first alert"
             )
             if change.previous_version is None:
-                because += (
-                    "; the version before it is unknown ("
-                    + (
-                        f"no earlier {change.type} of {change.service} with a version on "
-                        "record in this scope)"
-                        if change.version
-                        else "the change does not say which version it brought)"
-                    )
+                because += "; the version before it is unknown (" + (
+                    f"no earlier {change.type} of {change.service} with a version on "
+                    "record in this scope)"
+                    if change.version
+                    else "the change does not say which version it brought)"
                 )
         suggested.append(
             {

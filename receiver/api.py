@@ -23,7 +23,10 @@ from receiver.events import parse_events
 from receiver.feedback import parse_feedback
 from receiver.inbound import routes as inbound
 from receiver.incident import rfc3339
+from receiver.learning import stats as learning
 from receiver.normalize import normalize
+from receiver.peer.alertmanager import AlertmanagerError
+from receiver.peer.silences import parse_silence, silence_incident
 from receiver.redrive import parse_redrive
 from receiver.store.base import Annotation
 from receiver.store.deliveries import DeadLetter
@@ -151,6 +154,8 @@ async def webhook(request: Request, receiver: Receiver) -> Response:
     receiver.metrics.webhook_requests.labels("200").inc()
     receiver.metrics.store_up.set(1)
     ids = list(dict.fromkeys(o.incident_id for o in outcomes if o.incident_id))
+    receiver.peer.truncated(batch, ids)
+    await receiver.peer.heard(batch)
     return JSONResponse({"status": "accepted", "alerts": len(batch.alerts), "incidents": ids})
 
 
@@ -179,6 +184,14 @@ async def list_incidents(request: Request, receiver: Receiver) -> Response:
     )
     summaries = [receiver.summary(st) for st in states]
     return JSONResponse({"incidents": summaries})
+
+
+async def stats(request: Request, receiver: Receiver) -> Response:
+    query = learning.parse_query(request.query_params)
+    journeys = [j.id for j in receiver.settings.catalog.journeys]
+    figures = await learning.read_stats(receiver.store, query, receiver.pipeline.now_ms(), journeys)
+    learning.publish(receiver.metrics, figures)
+    return JSONResponse(figures.model_dump(mode="json"))
 
 
 async def get_incident(request: Request, receiver: Receiver) -> Response:
@@ -210,6 +223,21 @@ def _limit(raw: str) -> int:
             [{"field": "limit", "reason": raw}],
         )
     return int(raw)
+
+
+async def post_silence(request: Request, receiver: Receiver) -> Response:
+    body = await _read_limited(request, receiver)
+    wanted = parse_silence(body)
+    by = wanted.by or "journey-receiver API"
+    try:
+        ids = await silence_incident(
+            receiver, request.path_params["incident_id"], wanted.seconds(), by, wanted.comment
+        )
+    except AlertmanagerError as exc:
+        return error(502, f"alertmanager: {exc}")
+    if ids is None:
+        return error(404, "no such incident")
+    return JSONResponse({"status": "silenced", "silences": ids}, status_code=201)
 
 
 async def list_deliveries(request: Request, receiver: Receiver) -> Response:
@@ -300,16 +328,23 @@ routes = [
     Route("/webhook/alertmanager", _guarded("write", webhook), methods=["POST"]),
     Route("/api/v1/events", _guarded("write", post_events), methods=["POST"]),
     Route("/api/v1/incidents", _guarded("read", list_incidents), methods=["GET"]),
+    Route("/api/v1/stats", _guarded("read", stats), methods=["GET"]),
     Route("/api/v1/incidents/{incident_id}", _guarded("read", get_incident), methods=["GET"]),
     Route(
         "/api/v1/incidents/{incident_id}/feedback",
         _guarded("write", post_feedback),
         methods=["POST"],
     ),
+    Route(
+        "/api/v1/incidents/{incident_id}/silence",
+        _guarded("admin", post_silence),
+        methods=["POST"],
+    ),
     Route("/api/v1/deliveries", _guarded("read", list_deliveries), methods=["GET"]),
     Route("/api/v1/deliveries/redrive", _guarded("admin", redrive), methods=["POST"]),
     Route("/-/reload", _guarded("admin", reload), methods=["POST"]),
     Route("/inbound/pagerduty", _signed(inbound.pagerduty_webhook), methods=["POST"]),
+    Route("/inbound/slack/interactions", _signed(inbound.slack_interactions), methods=["POST"]),
     Route("/inbound/jira", _signed(inbound.jira_webhook), methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),

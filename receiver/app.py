@@ -21,8 +21,11 @@ from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError, ConfigProblem
 from receiver.incident import rfc3339, title
+from receiver.learning.stats import refresh_metrics
 from receiver.metrics import Metrics
 from receiver.outbox import Outbox
+from receiver.peer.alertmanager import AlertmanagerClient
+from receiver.peer.sync import Peer
 from receiver.pipeline import Clock, Pipeline
 from receiver.settings import Settings, ms
 from receiver.sinks import Sink, registry
@@ -101,8 +104,13 @@ class Receiver:
         self.outbox = Outbox(
             self.store, built, self.settings, self.metrics, clock, self.pipeline.incident
         )
+        self.peer = Peer(self.settings.config.alertmanager, self.pipeline, self.store, self.metrics)
         self.metrics.config_last_reload_success.set(1)
         self._warn()
+
+    @property
+    def alertmanager(self) -> AlertmanagerClient | None:
+        return self.peer.client
 
     def _warn(self) -> None:
         """Say loudly what a newcomer would otherwise find out from their pager."""
@@ -154,6 +162,9 @@ class Receiver:
             if (settings.config.prometheus, settings.config.events) != (old.prometheus, old.events)
             else None
         )
+        if settings.config.alertmanager != old.alertmanager:
+            self.peer.replace(settings.config.alertmanager)
+            logger.info("reload: Alertmanager client rebuilt")
         if sinks is not None:
             self.outbox.replace_sinks(sinks)
             self.pipeline.sinks = frozenset(sinks)
@@ -219,6 +230,7 @@ class Receiver:
         }
 
     async def aclose(self) -> None:
+        await self.peer.aclose()
         await self.outbox.aclose()
         await self.pipeline.aclose()
         await self.store.aclose()
@@ -243,13 +255,21 @@ def create_app(
             loop.add_signal_handler(signal.SIGHUP, _reload_quietly, receiver)
         stop = anyio.Event()
         task = (
-            asyncio.create_task(scheduler.run(receiver.pipeline, receiver.outbox, stop))
+            asyncio.create_task(
+                scheduler.run(receiver.pipeline, receiver.outbox, stop, receiver.peer)
+            )
             if run_scheduler
             else None
         )
+        figures = asyncio.create_task(_refresh_figures(receiver, stop)) if run_scheduler else None
         try:
             yield
         finally:
+            if figures is not None:
+                stop.set()
+                figures.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await figures
             if task is not None:
                 stop.set()
                 drain = receiver.settings.config.scheduler.drain
@@ -264,6 +284,22 @@ def create_app(
     app = Starlette(routes=api.routes, lifespan=lifespan, exception_handlers=api.exception_handlers)
     app.state.receiver = receiver
     return app
+
+
+FIGURES_EVERY_S = 60.0
+
+
+async def _refresh_figures(receiver: Receiver, stop: anyio.Event) -> None:
+    """The 7-day figures of GET /api/v1/stats as gauges, at most once a minute: a read,
+    so every replica may do it (dashboards take ``max`` over replicas)."""
+    while not stop.is_set():
+        try:
+            await refresh_metrics(receiver)
+        except Exception:
+            # A store outage or one odd incident must not end the loop, nor serving.
+            logger.warning("figures: refresh failed; retrying in a minute", exc_info=True)
+        with anyio.move_on_after(FIGURES_EVERY_S):
+            await stop.wait()
 
 
 def _reload_quietly(receiver: Receiver) -> None:

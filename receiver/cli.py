@@ -133,7 +133,7 @@ def check(args: argparse.Namespace) -> int:
     print("config OK")
     if not args.online:
         return 0
-    from receiver.online_check import run
+    from receiver.online.runner import run
 
     return run(cfg_path, journeys_path)
 

@@ -7,7 +7,7 @@ applies to old incidents too. Wording is deterministic: tests assert on it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from receiver.actions import suggest
 from receiver.causes import CAUSE_CONFIDENCE, change_of, leading, span
 from receiver.config import Journey
+from receiver.peer.links import alerts_link, silence_link
 from receiver.scoring import Impact, badness
 from receiver.store.records import (
     AlertPage,
@@ -77,6 +78,7 @@ class Incident(BaseModel):
     mtta_s: float | None
     mttr_s: float | None
     silences: list[dict[str, Any]]
+    links: dict[str, str]
 
 
 def response_times(state: IncidentState) -> tuple[float | None, float | None]:
@@ -299,8 +301,9 @@ def summary(
     return " ".join(lines)
 
 
-def _alert_json(a: StoredAlert) -> dict[str, Any]:
+def _alert_json(a: StoredAlert, suppressed: Mapping[str, str]) -> dict[str, Any]:
     return {
+        "suppressed": suppressed.get(a.fp) or None,
         "fingerprint": a.fp,
         "status": a.status,
         "labels": a.labels,
@@ -329,6 +332,7 @@ def build(
     journey: Journey,
     impact: Impact,
     tier_label: str = "tier",
+    alertmanager_url: str | None = None,
 ) -> Incident:
     owner = journey.owner
     mtta, mttr = response_times(state)
@@ -347,7 +351,7 @@ def build(
         group_labels=state.group_labels,
         services=sorted(state.services),
         regions=sorted(state.regions),
-        alerts=[_alert_json(a) for a in page.alerts],
+        alerts=[_alert_json(a, state.suppressed) for a in page.alerts],
         alerts_omitted=page.total - len(page.alerts),
         alert_count=state.alert_count,
         firing_count=state.firing_count,
@@ -384,9 +388,19 @@ def build(
         mtta_s=mtta,
         mttr_s=mttr,
         silences=[
-            {**s.model_dump(), "at": rfc3339(s.at), "ends_at": rfc3339(s.ends_at)}
+            {
+                **s.model_dump(),
+                "at": rfc3339(s.at),
+                "ends_at": rfc3339(s.ends_at),
+                **({"url": silence_link(alertmanager_url, s.id)} if alertmanager_url else {}),
+            }
             for s in state.silences
         ],
+        links=(
+            {"alertmanager": alerts_link(alertmanager_url, state.group_labels)}
+            if alertmanager_url
+            else {}
+        ),
     )
 
 

@@ -89,6 +89,34 @@ class Metrics:
             buckets=_NOTIFY_BUCKETS,
             registry=r,
         )
+        self.peer_backfills = Counter(
+            p + "alertmanager_backfills",
+            "Truncated batches whose group was read back from Alertmanager.",
+            registry=r,
+        )
+        self.peer_reconciles = Counter(
+            p + "alertmanager_reconciles",
+            "Rounds comparing the open incidents with the alerts Alertmanager holds.",
+            registry=r,
+        )
+        self.peer_reconciles_skipped = Counter(
+            p + "alertmanager_reconciles_skipped",
+            "Reconcile rounds skipped because an Alertmanager started within restart_grace "
+            "(it may not hold its alerts again yet).",
+            registry=r,
+        )
+        self.peer_errors = Counter(
+            p + "alertmanager_errors",
+            "Back-fills and reconciles that failed because no Alertmanager answered.",
+            registry=r,
+        )
+        self.peer_alerts = Counter(
+            p + "alertmanager_alerts",
+            "Alerts changed by what Alertmanager holds: backfilled (left out of a truncated "
+            "batch), resolved (no longer held), suppressed (newly silenced or inhibited).",
+            ["change"],
+            registry=r,
+        )
         self.slack_lookup_degraded = Counter(
             p + "slack_lookup_degraded",
             "Slack lookups for an earlier attempt's message refused for a scope or channel "
@@ -133,6 +161,77 @@ class Metrics:
         )
         self.store_up = Gauge(
             p + "store_up", "1 if the last store operation reached the store.", registry=r
+        )
+
+        # The figures of GET /api/v1/stats (receiver/learning/stats.py) by journey ("" for
+        # all journeys together) and window, set whenever they are computed; a figure with
+        # no value (nothing to take a median or a share of) has no series.
+        stats = ["journey", "window"]
+        self.stats_alerts = Gauge(
+            p + "stats_alerts", "Alerts in the incidents created in the window.", stats, registry=r
+        )
+        self.stats_incidents = Gauge(
+            p + "stats_incidents", "Incidents created in the window.", stats, registry=r
+        )
+        self.stats_alerts_per_incident = Gauge(
+            p + "stats_alerts_per_incident",
+            "Alerts per incident created in the window.",
+            stats,
+            registry=r,
+        )
+        self.stats_blips = Gauge(
+            p + "stats_blips",
+            "Alerts of the window's incidents that fired and resolved within group_wait.",
+            stats,
+            registry=r,
+        )
+        self.stats_not_useful_ratio = Gauge(
+            p + "stats_not_useful_ratio",
+            "Share of the window's incidents with feedback that someone marked not useful.",
+            stats,
+            registry=r,
+        )
+        self.stats_mtta_seconds_p50 = Gauge(
+            p + "stats_mtta_seconds_p50",
+            "Median time from first notification to first acknowledgement.",
+            stats,
+            registry=r,
+        )
+        self.stats_mttr_seconds_p50 = Gauge(
+            p + "stats_mttr_seconds_p50",
+            "Median time from the incident's start to its first resolve.",
+            stats,
+            registry=r,
+        )
+        self.stats_ack_ratio = Gauge(
+            p + "stats_ack_ratio",
+            "Share of the window's notified incidents that someone acknowledged.",
+            stats,
+            registry=r,
+        )
+        self.stats_revenue_quantified_ratio = Gauge(
+            p + "stats_revenue_quantified_ratio",
+            "Share of the window's notified incidents with a revenue-at-risk figure.",
+            stats,
+            registry=r,
+        )
+        self.stats_revenue_at_risk = Gauge(
+            p + "stats_revenue_at_risk",
+            "Revenue at risk over the window's incidents: per minute × minutes open.",
+            stats,
+            registry=r,
+        )
+        self.stats_change_to_detection_seconds_p50 = Gauge(
+            p + "stats_change_to_detection_seconds_p50",
+            "Median time from the change named as probable cause to the incident's start.",
+            stats,
+            registry=r,
+        )
+        self.stats_minutes_degraded = Gauge(
+            p + "stats_minutes_degraded",
+            "Minutes of the window in which the journey had an open P1-P3 incident.",
+            stats,
+            registry=r,
         )
 
     def observe_store(self, op: str, seconds: float) -> None:

@@ -18,6 +18,7 @@ from receiver.errors import StoreUnavailable
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
+from receiver.peer import links
 from receiver.placement import place
 from receiver.retired import Retired
 from receiver.scoring import Impact
@@ -95,7 +96,8 @@ class Pipeline:
         page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
         journey = self.settings.catalog.find(state.journey)
         impact = impact or self.settings.impact(state)
-        return build(state, page, journey, impact, self.settings.rules.tier_label)
+        am = await self.store.cache.get(links.CACHE_NAMESPACE, links.CACHE_FIELD)
+        return build(state, page, journey, impact, self.settings.rules.tier_label, am)
 
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""

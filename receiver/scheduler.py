@@ -13,14 +13,18 @@ import anyio
 
 from receiver.errors import StoreUnavailable
 from receiver.outbox import Outbox
+from receiver.peer.sync import Peer
 from receiver.pipeline import Pipeline
 
 logger = logging.getLogger("journey_receiver.scheduler")
 
 
-async def tick(pipeline: Pipeline, outbox: Outbox) -> bool:
+async def tick(pipeline: Pipeline, outbox: Outbox, peer: Peer | None = None) -> bool:
     """One round; True when there may be more due work right away (a full batch)."""
     batch = pipeline.settings.config.scheduler.batch
+    if peer is not None:
+        # First: what Alertmanager says is due is decided in the same round.
+        await _step("alertmanager", peer.step)
     claimed = await _step("decide", pipeline.flush_due)
     # Right after the decisions, so a notification goes out in the tick that decided it.
     queues = await _step("deliver", outbox.deliver_due)
@@ -38,10 +42,12 @@ async def _step(name: str, step: Callable[[], Awaitable[int]]) -> int:
     return 0
 
 
-async def run(pipeline: Pipeline, outbox: Outbox, stop: anyio.Event) -> None:
+async def run(
+    pipeline: Pipeline, outbox: Outbox, stop: anyio.Event, peer: Peer | None = None
+) -> None:
     """Tick until ``stop`` is set; a round under way is finished first, so a shutdown does
     not cut a delivery between the sink's answer and its receipt."""
     while not stop.is_set():
-        if not await tick(pipeline, outbox):
+        if not await tick(pipeline, outbox, peer):
             with anyio.move_on_after(pipeline.settings.config.scheduler.tick):
                 await stop.wait()

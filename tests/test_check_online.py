@@ -17,7 +17,10 @@ import yaml
 from receiver.cli import main
 from receiver.config import JourneysConfig, PrometheusConfig, ReceiverConfig
 from receiver.config.alertmanager import AlertmanagerConfig
-from receiver.online_check import Finding, check_alertmanager, check_all, check_prometheus
+from receiver.online import Finding
+from receiver.online.alertmanager import check_alertmanager
+from receiver.online.prometheus import check_prometheus
+from receiver.online.runner import check_all
 from tests.support import alertmanager as am
 from tests.support.fake_jira import FakeJira, serve_jira
 from tests.support.fake_pagerduty import FakePagerDuty, serve_pagerduty

@@ -77,8 +77,10 @@ class PagerDutySinkConfig(ConfigModel):
 
 
 class SlackSinkConfig(ConfigModel):
-    """Slack Web API with a bot token (``chat:write``, ``channels:history`` to find a message
-    again after a crash). A journey's ``owner.slack_channel`` takes precedence."""
+    """Slack Web API with a bot token: ``chat:write`` is enough; ``channels:read`` and
+    ``channels:history`` (``groups:*`` for private channels) let a message be found again
+    after a timeout or a crash (README, "Slack scopes"). A journey's
+    ``owner.slack_channel`` takes precedence."""
 
     enabled: bool = True
     token: SecretStr
@@ -86,6 +88,11 @@ class SlackSinkConfig(ConfigModel):
     channel: str = Field(default="#incidents", min_length=1)
     thread_updates: bool = True
     """Post each material change as a reply in the message's thread, besides the edit."""
+    buttons: bool | None = None
+    """Acknowledge, Useful / Not useful, Wrong cause, What fixed it and Silence 2h on the
+    message. By default (None) shown once ``inbound.slack`` has a signing secret, i.e. the
+    Slack app's Interactivity request URL points at ``/inbound/slack/interactions``: a
+    button nobody answers only shows the person an error."""
     ca_file: FilePath | None = None
     timeout: PositiveDuration = 10.0
 

@@ -5,20 +5,30 @@ changes nothing), the body within ``server.max_body_bytes`` (413), the signature
 the JSON (400/422), the incident (404); then one atomic ``annotate`` in the store, once per
 vendor delivery id (vendors deliver at least once). Every refusal is a JSON error and
 changes nothing.
+
+Slack wants its answer within 3 seconds, so its handler does store calls only, and
+``views.open`` (which must land while the click's ``trigger_id`` lives); the Silence 2h
+button's silences and messages to the person are made after the answer is sent.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from starlette.background import BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from receiver.inbound import jira, pagerduty
-from receiver.inbound.signatures import verify_jira, verify_pagerduty
+from receiver.errors import PayloadError, StoreUnavailable
+from receiver.inbound import jira, pagerduty, slack
+from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
+from receiver.peer.alertmanager import AlertmanagerError
+from receiver.peer.silences import silence_incident
+from receiver.sinks.slack_blocks import ACTIONS, FIXED, SILENCE, SILENCE_S
 from receiver.store.base import Annotation
-from receiver.store.records import IncidentState
+from receiver.store.records import IncidentState, StoredIncident
 
 if TYPE_CHECKING:
     from receiver.app import Receiver
@@ -46,10 +56,17 @@ def not_configured(vendor: str, field: str) -> JSONResponse:
 
 
 async def record(
-    receiver: Receiver, incident_id: str, annotation: Annotation | None
+    receiver: Receiver, state: IncidentState, annotation: Annotation | None
 ) -> JSONResponse:
+    incident_id = state.id
     if annotation is None:
         return JSONResponse({"status": "ignored", "incident": incident_id})
+    if "response" in annotation.fill and annotation.timeline:
+        # Someone acknowledged or resolved elsewhere: the Slack message says so (and drops
+        # its Acknowledge button) through the outbox, like any edit.
+        said = annotation.timeline[0].text
+        jobs = slack.edit(state, receiver.pipeline.sinks, said, receiver.pipeline.now_ms())
+        annotation = replace(annotation, jobs=[*annotation.jobs, *jobs])
     outcome = await receiver.store.annotate(incident_id, annotation, receiver.pipeline.now_ms())
     if outcome == "unknown":
         return JSONResponse({"error": "no such incident"}, status_code=404)
@@ -84,7 +101,7 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
         retention = receiver.settings.config.store.retention
         await cache.set(pagerduty.CACHE_NAMESPACE, pd_incident, state.id, round(retention * 1000))
     now = receiver.pipeline.now_ms()
-    return await record(receiver, state.id, pagerduty.annotation(event, state, now))
+    return await record(receiver, state, pagerduty.annotation(event, state, now))
 
 
 async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Response:
@@ -104,6 +121,143 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
         if state is not None:
             delivery = request.headers.get("x-atlassian-webhook-identifier")
             now = receiver.pipeline.now_ms()
-            return await record(receiver, state.id, jira.annotation(event, state, now, delivery))
+            return await record(receiver, state, jira.annotation(event, state, now, delivery))
     issue = event.issue.key if event.issue else "(none)"
     return JSONResponse({"error": f"issue {issue} is not an incident's"}, status_code=404)
+
+
+async def slack_interactions(request: Request, receiver: Receiver, body: bytes) -> Response:
+    """Slack interactivity: buttons pressed (``block_actions``) and the "What fixed it?"
+    modal sent (``view_submission``). An empty 200 is Slack's "done" (it closes a modal)."""
+    config = receiver.settings.config.inbound.slack
+    secrets = config.all_secrets()
+    if not secrets:
+        return not_configured("Slack", "slack.signing_secret")
+    verdict = verify_slack(
+        body,
+        request.headers.get("x-slack-request-timestamp"),
+        request.headers.get("x-slack-signature"),
+        secrets,
+        receiver.clock(),
+        config.max_age,
+    )
+    if verdict is SlackVerdict.STALE:
+        return refused(
+            401,
+            f"X-Slack-Request-Timestamp is missing or more than {config.max_age:g}s from now",
+            request,
+        )
+    if verdict is not SlackVerdict.OK:
+        return refused(401, "X-Slack-Signature does not match a signing secret", request)
+    interaction = slack.parse(body)
+    if interaction.type == "view_submission":
+        return await _slack_submission(receiver, interaction)
+    if interaction.type == "block_actions":
+        return await _slack_actions(receiver, interaction)
+    return Response()
+
+
+async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> Response:
+    # Every incident first: a click naming none changes nothing at all.
+    pressed: list[tuple[slack.Action, StoredIncident]] = []
+    for action in interaction.actions:
+        if action.action_id not in ACTIONS:
+            continue  # a link button (runbook, incident details): Slack wants a 200
+        stored = await receiver.store.load(action.value) if action.value else None
+        if stored is None:
+            return _no_incident(action.value)
+        pressed.append((action, stored))
+    later = BackgroundTasks()
+    sinks = receiver.pipeline.sinks
+    slack_sink = receiver.settings.config.sinks.slack
+    ca_file = slack_sink.ca_file if slack_sink else None
+    for action, stored in pressed:
+        state = stored.state
+        if action.action_id == FIXED:
+            why = "no Slack token is configured here (sinks.slack)"
+            if slack_sink is not None:
+                modal = slack.fixed_modal(await receiver.pipeline.incident(stored))
+                why = await slack.open_modal(slack_sink, interaction.trigger_id, modal) or ""
+            if why:
+                logger.warning("slack: the What fixed it? modal did not open: %s", why)
+                later.add_task(
+                    slack.tell, interaction.response_url, f"The form did not open: {why}", ca_file
+                )
+            continue
+        now = receiver.pipeline.now_ms()
+        annotation = slack.pressed(interaction, action, state, sinks, now)
+        if annotation is None:
+            continue
+        outcome = await receiver.store.annotate(state.id, annotation, now)
+        if outcome == "unknown":
+            return _no_incident(state.id)
+        if action.action_id == SILENCE and outcome == "ok":
+            later.add_task(_silence_from_slack, receiver, state.id, interaction)
+    return Response(background=later)
+
+
+async def _slack_submission(receiver: Receiver, interaction: slack.Interaction) -> Response:
+    view = interaction.view
+    if view is None or view.callback_id != FIXED:
+        return Response()
+    state = await load_state(receiver, view.private_metadata)
+    if state is None:
+        return _no_incident(view.private_metadata)
+    now = receiver.pipeline.now_ms()
+    result = slack.fixed(interaction, view, state, receiver.pipeline.sinks, now)
+    if isinstance(result, dict):
+        return JSONResponse({"response_action": "errors", "errors": result})
+    if await receiver.store.annotate(state.id, result, now) == "unknown":
+        return _no_incident(state.id)
+    return Response()
+
+
+async def _silence_from_slack(
+    receiver: Receiver, incident_id: str, interaction: slack.Interaction
+) -> None:
+    """Silence 2h, after Slack has its answer: the silences, an edit of the message, and
+    on failure a timeline entry and a word to the person who asked."""
+    who = interaction.user.who
+    failure: str | None = None
+    try:
+        made = await silence_incident(
+            receiver, incident_id, SILENCE_S, who, f"silenced from Slack by {who}"
+        )
+        if made is None:
+            failure = "the incident is gone"
+    except PayloadError as exc:
+        failure = exc.message
+    except AlertmanagerError as exc:
+        failure = f"Alertmanager: {exc}"
+    except StoreUnavailable as exc:
+        failure = f"the store is unavailable: {exc}"
+    except Exception:
+        # After the answer nobody else would hear of it.
+        logger.exception("slack: Silence 2h of incident %s failed", incident_id)
+        failure = "an unexpected error (the receiver's log has it)"
+    if failure is not None:
+        logger.warning(
+            "slack: Silence 2h of incident %s by %s failed: %s", incident_id, who, failure
+        )
+    try:
+        state = await load_state(receiver, incident_id)
+        if state is not None:
+            now = receiver.pipeline.now_ms()
+            outcome = slack.silence_outcome(state, who, failure, receiver.pipeline.sinks, now)
+            await receiver.store.annotate(incident_id, outcome, now)
+    except StoreUnavailable as exc:
+        logger.warning("slack: Silence 2h of incident %s not recorded: %s", incident_id, exc)
+    if failure is not None:
+        slack_sink = receiver.settings.config.sinks.slack
+        await slack.tell(
+            interaction.response_url,
+            f"Silence 2h failed: {failure}",
+            slack_sink.ca_file if slack_sink else None,
+        )
+
+
+def _no_incident(incident_id: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": f"no incident {incident_id!r} in this receiver (from a Slack button)"},
+        status_code=404,
+    )

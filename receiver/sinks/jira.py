@@ -98,7 +98,8 @@ class _Issue:
         )
 
 
-def _client(config: JiraSinkConfig) -> JIRA:
+def client(config: JiraSinkConfig) -> JIRA:
+    """The Jira client as the sink builds it (``check --online`` builds the same)."""
     token = config.token.get_secret_value()
     cloud = config.flavor == "cloud"
     client = JIRA(
@@ -130,7 +131,7 @@ class JiraSink:
         self.external_url = external_url
         self._cloud = config.flavor == "cloud"
         self._secrets = (config.token.get_secret_value(),)
-        self._client = _client(config)
+        self._client = client(config)
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None

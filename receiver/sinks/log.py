@@ -53,9 +53,7 @@ class LogSink:
 
     def chart(self, incident: Incident, delivery: Delivery) -> dict[str, Any]:
         # The leading cause, as the title and summary tell it: none below the confidence.
-        cause = next(
-            (c for c in incident.probable_causes if c["score"] >= CAUSE_CONFIDENCE), None
-        )
+        cause = next((c for c in incident.probable_causes if c["score"] >= CAUSE_CONFIDENCE), None)
         return {
             "event": "incident_notification",
             "sink": self.name,

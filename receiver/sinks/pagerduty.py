@@ -59,6 +59,8 @@ def resolved_by_person(state: IncidentState) -> str:
     """Who resolved the incident's PagerDuty incident by hand since it was last triggered
     ("" when nobody did)."""
     return state.sinks.get("pagerduty", {}).get(PERSON_RESOLVED, "")
+
+
 # What gives way, in this order, when an event is too large: the incident URL has it all.
 _SHRINK_ORDER = (
     "alerts",

@@ -43,6 +43,15 @@ def build(
     use them; without them those sinks keep to themselves."""
     shared = Shared(cache=cache, metrics=metrics)
     return {
-        name: _BUILDERS[name](getattr(config.sinks, name), config.server.external_url, shared)
+        name: _BUILDERS[name](_section(config, name), config.server.external_url, shared)
         for name in config.sinks.enabled()
     }
+
+
+def _section(config: ReceiverConfig, name: str) -> Any:
+    section = getattr(config.sinks, name)
+    if name == "slack" and section.buttons is None:
+        # Buttons by default once someone listens for them: the signing secret says so.
+        listening = bool(config.inbound.slack.all_secrets())
+        section = section.model_copy(update={"buttons": listening})
+    return section

@@ -76,6 +76,30 @@ _LOOKBACK_SLACK_S = 300
 # 1000 and above.
 _PAGE = 200
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+
+
+def web_client(config: SlackSinkConfig, timeout: float | None = None) -> WebClient:
+    """The Slack client as the sink uses it (``check --online`` and the interactivity
+    endpoint too): the config's token, URL and TLS, and no retry handlers, since the SDK's
+    default one re-sends a request whose connection broke (a second visible message)."""
+    return WebClient(
+        token=config.token.get_secret_value(),
+        base_url=config.base_url,
+        # The SDK types the timeout as whole seconds; rounding up never shortens it.
+        timeout=math.ceil(config.timeout if timeout is None else timeout),
+        ssl=ssl_context(config.ca_file),
+        retry_handlers=[],
+        # The SDK logs every answer's body at DEBUG, and an answer may quote what it was
+        # sent: its logger stays at INFO whatever the root level.
+        logger=_SDK_LOGGER,
+    )
+
+
+def is_channel_id(target: str) -> bool:
+    """``C0123ABCD`` rather than ``#name``."""
+    return _CHANNEL_ID.fullmatch(target) is not None
+
+
 # The store's cache: channel name (no "#") -> ID, or "" for a name no listing found.
 CHANNELS = "slack:channel-id"
 CHANNEL_TTL_MS = 86_400_000
@@ -100,17 +124,7 @@ class SlackSink:
         self.config = config
         self.external_url = external_url
         self._token = config.token.get_secret_value()
-        self._client = WebClient(
-            token=self._token,
-            base_url=config.base_url,
-            # The SDK types the timeout as whole seconds; rounding up never shortens it.
-            timeout=math.ceil(config.timeout),
-            ssl=ssl_context(config.ca_file),
-            retry_handlers=[],
-            # The SDK logs every answer's body at DEBUG, and an answer may quote what it
-            # was sent: its logger stays at INFO whatever the root level.
-            logger=_SDK_LOGGER,
-        )
+        self._client = web_client(config)
         shared = shared or Shared()
         self._cache = shared.cache or LocalCache()
         self._metrics = shared.metrics
@@ -124,7 +138,11 @@ class SlackSink:
         target = delivery.owner.slack_channel or self.config.channel
         refs = previous.refs if previous else {}
         channel, ts = refs.get("channel"), refs.get("ts")
-        message = render(incident, incident_url(self.external_url, incident.id))
+        message = render(
+            incident,
+            incident_url(self.external_url, incident.id),
+            buttons=bool(self.config.buttons),
+        )
         # True while an earlier attempt may have made the write this one is about to make;
         # an error before the lookup settles it leaves the next attempt just as unsure.
         unsure = delivery.previous_error_ambiguous

@@ -9,8 +9,14 @@ replaced by ``&amp;``, ``&lt;`` and ``&gt;`` in every mrkdwn text built from it,
 folded so that a value cannot start a line of its own (a fake heading or quote). Text is
 escaped first and clipped after, never inside an entity.
 
+With ``buttons`` the message carries the interactive buttons (``ACTIONS``; each button's
+``value`` is the incident id), answered by ``/inbound/slack/interactions``; a context
+line says what people did (acknowledged, useful or not, wrong cause, what fixed it,
+silenced), whatever the buttons.
+
 Limits (docs.slack.dev, Block Kit reference): at most 50 blocks; header text 150; text
-objects 3000; context elements 10; actions elements 25; button text 75, button URL 3000.
+objects 3000; context elements 10; actions elements 25; button text 75, button URL 3000,
+button value 2000; confirmation dialog title 100, text 300, its buttons 30.
 Slack also refuses blocks whose text adds up to about 12,000 characters
 (``msg_blocks_too_long``, undocumented; slackapi/bolt-js#2509), so the sections share a
 budget well below that. Lengths are counted in UTF-16 units, the stricter reading.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,11 +41,26 @@ BUTTON_TEXT_MAX = 75
 URL_MAX = 3000
 TRUNCATED = "… (truncated)"
 
-# Shares of the ~12,000-character budget; together they stay under 10,000.
+# The interactive buttons' action_ids: stable names, since messages posted long ago still
+# carry them.
+ACK = "jr_ack"
+USEFUL = "jr_useful"
+NOT_USEFUL = "jr_not_useful"
+WRONG_CAUSE = "jr_wrong_cause"
+FIXED = "jr_fixed"
+SILENCE = "jr_silence"
+ACTIONS = frozenset({ACK, USEFUL, NOT_USEFUL, WRONG_CAUSE, FIXED, SILENCE})
+SILENCE_S = 7200
+"""How long the Silence 2h button silences the incident's alerts."""
+
+# Shares of the ~12,000-character budget; together they stay under 11,500.
 _SUMMARY_MAX = 2000
 _LIST_MAX = 1800
 _ITEM_MAX = 400
 _CONTEXT_ITEM_MAX = 200
+_PEOPLE_ITEM_MAX = 120
+_FIXES_SHOWN = 2
+_SILENCES_SHOWN = 2
 _RUNBOOK_BUTTONS = 8
 _FALLBACK_MAX = 3000
 
@@ -84,8 +106,9 @@ def clip(text: str, limit: int, marker: str = TRUNCATED) -> str:
     return _PARTIAL_ENTITY.sub("", text[:cut]) + marker
 
 
-def render(incident: Incident, incident_url: str | None) -> Message:
-    """The message showing ``incident`` as it is now."""
+def render(incident: Incident, incident_url: str | None, *, buttons: bool = False) -> Message:
+    """The message showing ``incident`` as it is now; ``buttons``: with the interactive
+    buttons (``sinks.slack.buttons``)."""
     resolved = incident.status == "resolved"
     # Incident titles name the priority already ("checkout/eu P1 — …"); others get it here.
     named = re.search(rf"\b{re.escape(incident.priority)}\b", incident.title)
@@ -108,11 +131,16 @@ def render(incident: Incident, incident_url: str | None) -> Message:
         if lines:
             blocks.append(_section(_listing(title, lines)))
     blocks.append(_context(_facts(incident)))
-    buttons, left_out = _buttons(incident.runbooks, incident_url)
+    people = _people(incident)
+    if people:
+        blocks.append(_context(people))
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "jr_actions", "elements": _actions(incident)})
+    links, left_out = _buttons(incident.runbooks, incident_url)
     if left_out:
         blocks.append(_context([f"{left_out} more runbook(s) not shown (truncated)"]))
-    if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
+    if links:
+        blocks.append({"type": "actions", "elements": links})
     fallback = escape(head) + (f"\n{escape(incident.summary)}" if incident.summary else "")
     return Message(clip(fallback, _FALLBACK_MAX), blocks)
 
@@ -180,6 +208,93 @@ def _facts(incident: Incident) -> list[str]:
     if incident.reopened_count:
         facts.append(f"Reopened {incident.reopened_count}×")
     return [clip(escape(fact), _CONTEXT_ITEM_MAX) for fact in facts]
+
+
+def _actions(incident: Incident) -> list[dict[str, Any]]:
+    """The interactive buttons: on a resolved incident only Useful, Not useful and What
+    fixed it; Acknowledge only until someone has; Wrong cause only when a cause is named."""
+    live = incident.status != "resolved"
+    acknowledged = bool((incident.response or {}).get("acknowledged_at"))
+    wanted: list[tuple[str, str, str | None]] = []
+    if live and not acknowledged:
+        wanted.append((ACK, "Acknowledge", "primary"))
+    wanted += [(USEFUL, "Useful", None), (NOT_USEFUL, "Not useful", None)]
+    if live and incident.probable_causes:
+        wanted.append((WRONG_CAUSE, "Wrong cause", None))
+    wanted.append((FIXED, "What fixed it?", None))
+    if live:
+        wanted.append((SILENCE, "Silence 2h", "danger"))
+    buttons = []
+    for action_id, label, style in wanted:
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action_id,
+            "text": _plain(label),
+            "value": incident.id,
+        }
+        if style:
+            button["style"] = style
+        if action_id == SILENCE:
+            button["confirm"] = {
+                "title": _plain("Silence for 2 hours?"),
+                "text": _plain(
+                    f"Alertmanager silences the {incident.firing_count} firing alert(s) of "
+                    "this incident for 2 hours; they do not page while it lasts."
+                ),
+                "confirm": _plain("Silence 2h"),
+                "deny": _plain("Cancel"),
+            }
+        buttons.append(button)
+    return buttons
+
+
+def _people(incident: Incident) -> list[str]:
+    """What people did, one context item each: "Acknowledged by X", "Marked useful by Y",
+    "Silenced 2h by Z"... The latest verdict of each person counts."""
+    items: list[str] = []
+    response = incident.response or {}
+    if response.get("acknowledged_by"):
+        items.append(f"Acknowledged by {response['acknowledged_by']}")
+    if response.get("resolved_by"):
+        items.append(f"Resolved by {response['resolved_by']}")
+    verdicts: dict[str, bool] = {}
+    wrong: dict[str, None] = {}
+    fixes: list[str] = []
+    for record in incident.feedback:
+        who = str(record.get("by") or "the API")
+        if record.get("fixed_by"):
+            fixes.append(f"Fixed by: {record['fixed_by']} (says {who})")
+        elif record.get("wrong_cause"):
+            wrong[who] = None
+        elif record.get("useful") is not None:
+            verdicts.pop(who, None)
+            verdicts[who] = bool(record["useful"])
+    useful = [who for who, said in verdicts.items() if said]
+    not_useful = [who for who, said in verdicts.items() if not said]
+    if useful:
+        items.append("Marked useful by " + ", ".join(useful))
+    if not_useful:
+        items.append("Marked not useful by " + ", ".join(not_useful))
+    if wrong:
+        items.append("Wrong cause, says " + ", ".join(wrong))
+    items += fixes[-_FIXES_SHOWN:]
+    # One record per silenced alert: one line per request.
+    requests = dict.fromkeys(
+        (str(s.get("by", "")), str(s.get("at", "")), str(s.get("ends_at", "")))
+        for s in incident.silences
+    )
+    items += [f"Silenced {_span(at, ends)} by {by}" for by, at, ends in requests][-_SILENCES_SHOWN:]
+    # At most 9 items, within the context block's 10.
+    return [clip(escape(item), _PEOPLE_ITEM_MAX) for item in items]
+
+
+def _span(start: str, end: str) -> str:
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return "for a while"
+    hours = seconds / 3600
+    return f"{round(hours, 1):g}h" if hours >= 1 else f"{round(seconds / 60):g}m"
 
 
 def _buttons(

@@ -162,8 +162,21 @@ class GroupStore(Protocol):
         ``once`` id already landed. Neither changes anything."""
         ...
 
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """True when ``holder`` now holds the lease ``name`` for ``ttl_ms`` (it was free,
+        or expired): one replica at a time does what the lease guards."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
         ...
 
     async def aclose(self) -> None: ...
+
+    async def incidents_since(
+        self, since_ms: int, journey: str | None, limit: int
+    ) -> list[IncidentState]:
+        """Up to ``limit`` incidents created at or after ``since_ms`` (of ``journey`` when
+        given), newest first. The index keeps an incident for ``retention`` after it was
+        created, so no window reaches further back than that."""
+        ...

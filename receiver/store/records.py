@@ -126,11 +126,19 @@ class CauseRecord(_Record):
 
 
 class FeedbackRecord(_Record):
+    """What someone said about the incident. ``useful`` is None when they said something
+    else (the cause was wrong); ``by`` and ``source`` are None for the API's records."""
+
     at: int
-    useful: bool
+    useful: bool | None = None
     action: str | None = None
     cause: str | None = None
     note: str | None = None
+    by: str | None = None
+    source: str | None = None
+    wrong_cause: bool | None = None
+    fixed_by: str | None = None
+    """A suggested action's id (its title when it has none), or the person's own words."""
 
 
 class ResponseRecord(_Record):
@@ -153,7 +161,6 @@ class SilenceRecord(_Record):
     by: str
     ends_at: int
     comment: str = ""
-    matchers: StrList = Field(default_factory=list)
 
 
 class IncidentState(_Record):
@@ -234,6 +241,9 @@ class IncidentState(_Record):
     silences: Annotated[list[SilenceRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+    # Firing alerts Alertmanager holds silenced or inhibited: fingerprint -> why ("" once
+    # it no longer does), as the last reconcile found them.
+    suppressed: StrMap = Field(default_factory=dict)
 
     @property
     def started(self) -> int:

@@ -425,6 +425,10 @@ class RedisStore:
         return result  # type: ignore[return-value]
 
     @unavailable
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        return bool(await self._r.set(self._p + "lease:" + name, holder, nx=True, px=ttl_ms))
+
+    @unavailable
     async def ping(self) -> None:
         await self._r.ping()
 
@@ -432,6 +436,29 @@ class RedisStore:
         await self._r.aclose()
         for helper in self._helpers:
             await helper.aclose()
+
+    @unavailable
+    async def incidents_since(
+        self, since_ms: int, journey: str | None, limit: int
+    ) -> list[IncidentState]:
+        # The index is scored by creation time: the window is one range read.
+        ids = [text(i) for i in await self._r.zrevrangebyscore(self._idx, "+inf", since_ms)]
+        found: list[IncidentState] = []
+        for start in range(0, len(ids), _LIST_PAGE):
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i in ids[start : start + _LIST_PAGE]:
+                    pipe.hget(self._p + "inc:" + i, "state")
+                raws = await pipe.execute()
+            # An incident gone with its retention is skipped; list_incidents prunes the index.
+            for raw in raws:
+                if raw is None:
+                    continue
+                st = IncidentState.model_validate_json(raw)
+                if journey in (None, st.journey):
+                    found.append(st)
+                    if len(found) == limit:
+                        return found
+        return found
 
 
 # json.dumps with non-default options builds a new encoder on every call; this is reused.

@@ -67,14 +67,21 @@ async def test_a_person_resolving_in_pagerduty_is_not_paged_again_until_a_real_r
     assert texts[1].startswith("resolved in PagerDuty by Alice Oncall")
     assert len(texts) == 2
 
+    # The Slack message heard of both, through the outbox.
+    await rx.tick()
+    (message,) = world.slack.messages("#inc-checkout")
+    replies = [r.text for r in world.slack.replies(message.ts)]
+    assert replies[0].endswith("acknowledged in PagerDuty by Alice Oncall")
+    assert "resolved in PagerDuty by Alice Oncall" in replies[1]
+    edits = len(world.slack.edits(message.ts))
+
     # A material change (a new service) while the alerts still fire: no trigger, which
     # would open a second PagerDuty incident for the outage Alice closed.
     await rx.post([CART])
     await rx.tick(120)
     assert pd.actions(incident_id) == ["trigger"]
     assert len(pd.incidents(incident_id)) == 1
-    (message,) = world.slack.messages("#inc-checkout")
-    assert world.slack.edits(message.ts), "the other sinks still hear of the change"
+    assert len(world.slack.edits(message.ts)) == edits + 1, "the other sinks hear of it"
 
     # The alerts resolve, the incident resolves here (PagerDuty is not told again), and
     # the alerts fire anew: a real reopen pages, as a new PagerDuty incident.

@@ -601,3 +601,13 @@ async def test_a_service_that_stopped_firing_starts_afresh_in_the_ranking(
     from_counts = rank_state(stored.state, {}, {"critical": 1.0}, 0.5)
     assert from_counts == rank(page.alerts, {}, {"critical": 1.0}, 0.5, T + 2)
     assert [s.service for s in from_counts.services] == ["api", "cart"]
+
+
+async def test_a_lease_is_held_by_one_holder_until_it_expires(store: RedisStore) -> None:
+    assert await store.take_lease("reconcile:1", "replica-a", 60_000)
+    assert not await store.take_lease("reconcile:1", "replica-b", 60_000)
+    assert not await store.take_lease("reconcile:1", "replica-a", 60_000)
+    assert await store.take_lease("reconcile:2", "replica-b", 60_000)
+    assert await store.take_lease("short", "replica-a", 1)
+    await asyncio.sleep(0.01)  # a real Redis expiry: 1 ms, waited out
+    assert await store.take_lease("short", "replica-b", 60_000)

@@ -42,8 +42,11 @@ def write_config(
     group_wait: str = "500ms",
     group_interval: str = "1s",
     repeat_interval: str = "1h",
+    max_alerts: int = 0,
 ) -> Path:
-    """One route to one webhook receiver that sends resolved alerts too, in whole batches."""
+    """One route to one webhook receiver that sends resolved alerts too, in whole batches
+    (or, with ``max_alerts``, at most that many alerts per webhook, the rest counted in
+    ``truncatedAlerts``)."""
     config = {
         "route": {
             "receiver": "journey-receiver",
@@ -59,7 +62,7 @@ def write_config(
                     {
                         "url": webhook_url,
                         "send_resolved": True,
-                        "max_alerts": 0,
+                        "max_alerts": max_alerts,
                         "http_config": {"authorization": {"credentials": token}},
                     }
                 ],
@@ -108,6 +111,13 @@ class Alertmanager:
         found: list[dict[str, Any]] = response.json()
         return found
 
+    def silence(self, silence_id: str) -> dict[str, Any]:
+        """``GET /api/v2/silence/{id}``: the silence as Alertmanager keeps it."""
+        response = httpx.get(f"{self.url}/api/v2/silence/{silence_id}", timeout=10.0)
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
+
 
 def _ready(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
@@ -116,9 +126,10 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def alertmanager(config: Path, workdir: Path) -> Iterator[Alertmanager]:
-    """A single, unclustered Alertmanager on a free port; stopped by PID after."""
-    port = free_port()
+def alertmanager(config: Path, workdir: Path, port: int | None = None) -> Iterator[Alertmanager]:
+    """A single, unclustered Alertmanager on ``port`` (a free one by default), its state in
+    ``workdir``; stopped by PID after."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     storage = workdir / "alertmanager-data"
     storage.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.support.fake_server import FakeServer, serve
+from tests.support.vendor_signing import sign_jira
 
 SUMMARY_MAX = 255
 LABEL_MAX = 255
@@ -114,6 +116,8 @@ def _error(status: int, messages: list[str], errors: dict[str, str] | None = Non
 class FakeJira:
     """Jira's state as its REST API changes it; ``server`` is the HTTP side (url, requests
     seen, faults)."""
+
+    _deliveries = 0
 
     def __init__(
         self,
@@ -173,6 +177,45 @@ class FakeJira:
             issue = self._issues[key]
             issue.status, issue.resolution = "Closed", resolution
             issue.transitions.append("Close Issue")
+
+    def webhook(self, key: str, who: str, secret: str, before: str) -> tuple[bytes, dict[str, str]]:
+        """The ``jira:issue_updated`` webhook Jira sends after a person moved issue ``key``
+        from status ``before`` to its status now, signed with ``secret`` like a Jira admin
+        webhook with a secret (``X-Hub-Signature: sha256=...``)."""
+        with self._lock:
+            issue = self._issues[key]
+            self._deliveries += 1
+            delivery = f"delivery-{self._deliveries}"
+            body = {
+                "timestamp": (_EPOCH + 600) * 1000,
+                "webhookEvent": "jira:issue_updated",
+                "issue_event_type_name": "issue_generic",
+                "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": who},
+                "issue": {
+                    "id": issue.id,
+                    "key": issue.key,
+                    "fields": {
+                        "labels": list(issue.labels),
+                        "status": {
+                            "name": issue.status,
+                            "statusCategory": {"key": CATEGORIES[issue.status]},
+                        },
+                    },
+                },
+                "changelog": {
+                    "id": delivery,
+                    "items": [
+                        {"field": "status", "fieldtype": "jira", "fromString": before,
+                         "toString": issue.status}
+                    ],
+                },
+            }  # fmt: skip
+        raw = json.dumps(body).encode()
+        return raw, {
+            "content-type": "application/json",
+            "x-hub-signature": sign_jira(raw, secret),
+            "x-atlassian-webhook-identifier": delivery,
+        }
 
     # The API
 

@@ -38,6 +38,19 @@ Rules, from Slack's documentation (docs.slack.dev):
   ``invalid_blocks`` with the pointer in ``errors``. All text in the blocks together above
   12,000 characters is ``msg_blocks_too_long`` (undocumented; Slack's answer in
   slackapi/bolt-js#2509). Lengths count UTF-16 units, the stricter reading.
+- ``views.open`` (reference/methods/views.open, reference/views/modals): a ``trigger_id``
+  is required (``invalid_arguments``), must be one :meth:`FakeSlack.trigger` issued
+  (``invalid_trigger_id``), unused (``exchanged_trigger_id``) and at most 3 s old
+  (``expired_trigger_id``). The view: ``type: modal``; ``title`` plain_text 1-24;
+  ``submit`` and ``close`` plain_text 1-24, ``submit`` required with input blocks; at
+  most 100 blocks; ``callback_id`` up to 255, ``private_metadata`` up to 3000; input
+  blocks with a plain_text ``label`` 1-2000 and one element: ``radio_buttons`` or
+  ``checkboxes`` with 1-10 options (text 1-75, value 1-150, unique), ``static_select``
+  with 1-100, or ``plain_text_input`` (``max_length`` up to 3000); unique ``block_id``s.
+  Refusals are ``invalid_arguments`` with the pointers in ``response_metadata.messages``.
+- ``response_url`` (interactivity/handling#message_responses): :meth:`FakeSlack.response_url`
+  hands one out, under ``/actions/``; what is posted to it is kept (:meth:`responses`), at
+  most 5 times per URL (then 404 ``used_url``).
 """
 
 from __future__ import annotations
@@ -78,6 +91,17 @@ ACTIONS_MAX = 25
 BUTTON_TEXT_MAX = 75
 URL_MAX = 3000
 ID_MAX = 255
+VIEW_TITLE_MAX = 24
+VIEW_BLOCKS_MAX = 100
+PRIVATE_METADATA_MAX = 3000
+LABEL_MAX = 2000
+OPTIONS_MAX = 10
+SELECT_OPTIONS_MAX = 100
+OPTION_TEXT_MAX = 75
+OPTION_VALUE_MAX = 150
+INPUT_MAX = 3000
+TRIGGER_TTL_S = 3.0
+RESPONSE_URL_USES = 5
 
 
 @dataclass(frozen=True)
@@ -153,6 +177,10 @@ class FakeSlack:
         self._calls: list[tuple[str, dict[str, Any]]] = []
         self._last_ts = 0.0
         self._lock = threading.Lock()
+        self._triggers: dict[str, float] = {}
+        self._used_triggers: set[str] = set()
+        self._views: list[dict[str, Any]] = []
+        self._responses: dict[str, list[dict[str, Any]]] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "chat.postMessage": self._post,
             "chat.update": self._update,
@@ -160,8 +188,14 @@ class FakeSlack:
             "conversations.replies": self._replies,
             "conversations.list": self._list,
             "auth.test": self._auth_test,
+            "views.open": self._views_open,
         }
-        self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["GET", "POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/api/{method}", self._call, methods=["GET", "POST"]),
+                Route("/actions/{hook}", self._respond, methods=["POST"]),
+            ]
+        )
 
     # -- for tests -------------------------------------------------------------------
 
@@ -182,6 +216,31 @@ class FakeSlack:
     def edits(self, ts: str) -> list[Version]:
         with self._lock:
             return list(self._find(ts).edits)
+
+    def trigger(self) -> str:
+        """A ``trigger_id``, as Slack puts one in an interaction: good for one
+        ``views.open`` within 3 s."""
+        with self._lock:
+            trigger_id = f"{len(self._triggers) + 1}.1337.fake{len(self._triggers):08x}"
+            self._triggers[trigger_id] = self.clock()
+            return trigger_id
+
+    def views(self) -> list[dict[str, Any]]:
+        """The views opened, oldest first."""
+        with self._lock:
+            return list(self._views)
+
+    def response_url(self) -> str:
+        """The path of a new ``response_url`` (append it to the server's URL)."""
+        with self._lock:
+            hook = f"T0FAKE-{len(self._responses) + 1}"
+            self._responses[hook] = []
+            return f"/actions/{hook}"
+
+    def responses(self, path: str) -> list[dict[str, Any]]:
+        """What was posted to the ``response_url`` at ``path``."""
+        with self._lock:
+            return list(self._responses[path.rsplit("/", 1)[-1]])
 
     def calls(self, method: str) -> list[dict[str, Any]]:
         """The parameters of every authenticated call to ``method``, refused ones too."""
@@ -214,6 +273,45 @@ class FakeSlack:
             answer = {"ok": False, "error": refused.error, **refused.extra}
         granted = {"x-oauth-scopes": ",".join(sorted(self.scopes))}
         return JSONResponse(answer, headers=granted if token == self.token else None)
+
+    async def _respond(self, request: Request) -> JSONResponse:
+        hook = request.path_params["hook"]
+        body = await request.body()
+        with self._lock:
+            kept = self._responses.get(hook)
+            if kept is None or len(kept) >= RESPONSE_URL_USES:
+                return JSONResponse({"ok": False, "error": "used_url"}, status_code=404)
+            try:
+                message = json.loads(body)
+            except ValueError:
+                return JSONResponse({"ok": False, "error": "invalid_payload"}, status_code=400)
+            if not isinstance(message, dict) or not (message.get("text") or message.get("blocks")):
+                return JSONResponse({"ok": False, "error": "no_text"}, status_code=400)
+            kept.append(message)
+        return JSONResponse({"ok": True})
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        trigger_id = params.get("trigger_id")
+        if not trigger_id:
+            raise Refused(
+                "invalid_arguments",
+                response_metadata={"messages": ["[ERROR] missing required field: trigger_id"]},
+            )
+        issued = self._triggers.get(str(trigger_id))
+        if issued is None:
+            raise Refused("invalid_trigger_id")
+        if trigger_id in self._used_triggers:
+            raise Refused("exchanged_trigger_id")
+        if self.clock() - issued > TRIGGER_TTL_S:
+            raise Refused("expired_trigger_id")
+        view = _json(params.get("view"))
+        problems = list(_view_problems(view))
+        if problems:
+            raise Refused("invalid_arguments", response_metadata={"messages": problems})
+        self._used_triggers.add(str(trigger_id))
+        opened = {**view, "id": f"V0FAKE{len(self._views) + 1:05d}"}
+        self._views.append(opened)
+        return {"ok": True, "view": opened}
 
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
         self._scope("chat:write")
@@ -492,6 +590,92 @@ def _button_problems(element: Any, at: str, action_ids: set[str]) -> Iterator[st
     if action_id and action_id in action_ids:
         yield f"action_id must be unique [json-pointer:{at}/action_id]"
     action_ids.add(action_id)
+
+
+def _view_problems(view: Any) -> Iterator[str]:
+    if not isinstance(view, dict):
+        yield "[ERROR] must be an object [json-pointer:/view]"
+        return
+    if view.get("type") != "modal":
+        yield "[ERROR] must be modal [json-pointer:/view/type]"
+    yield from _errors(_text_problems(view.get("title"), "/view/title", VIEW_TITLE_MAX, True))
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list):
+        yield "[ERROR] must be an array [json-pointer:/view/blocks]"
+        blocks = []
+    for key in ("submit", "close"):
+        if key in view:
+            yield from _errors(_text_problems(view[key], f"/view/{key}", VIEW_TITLE_MAX, True))
+    has_inputs = any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
+    if has_inputs and "submit" not in view:
+        yield "[ERROR] submit is required with input blocks [json-pointer:/view/submit]"
+    if len(str(view.get("callback_id", ""))) > ID_MAX:
+        yield f"[ERROR] must be at most {ID_MAX} characters [json-pointer:/view/callback_id]"
+    if _units(str(view.get("private_metadata", ""))) > PRIVATE_METADATA_MAX:
+        yield (
+            f"[ERROR] must be at most {PRIVATE_METADATA_MAX} characters "
+            "[json-pointer:/view/private_metadata]"
+        )
+    if len(blocks) > VIEW_BLOCKS_MAX:
+        yield f"[ERROR] no more than {VIEW_BLOCKS_MAX} items allowed [json-pointer:/view/blocks]"
+    block_ids: set[str] = set()
+    for i, block in enumerate(blocks):
+        at = f"/view/blocks/{i}"
+        if not isinstance(block, dict):
+            yield f"[ERROR] must be an object [json-pointer:{at}]"
+            continue
+        block_id = block.get("block_id")
+        if block_id is not None:
+            if block_id in block_ids:
+                yield f"[ERROR] block_id must be unique [json-pointer:{at}/block_id]"
+            block_ids.add(block_id)
+        if block.get("type") == "input":
+            yield from _errors(_input_problems(block, at))
+        else:
+            yield from _errors(
+                p.replace("[json-pointer:/blocks/0", f"[json-pointer:{at}")
+                for p in _block_problems([block])
+            )
+
+
+def _input_problems(block: dict[str, Any], at: str) -> Iterator[str]:
+    yield from _text_problems(block.get("label"), f"{at}/label", LABEL_MAX, plain=True)
+    element = block.get("element")
+    kind = element.get("type") if isinstance(element, dict) else None
+    if not isinstance(element, dict) or not element.get("action_id"):
+        yield f"must have an element with an action_id [json-pointer:{at}/element]"
+        return
+    if kind == "plain_text_input":
+        length = element.get("max_length", INPUT_MAX)
+        if not isinstance(length, int) or not 1 <= length <= INPUT_MAX:
+            yield f"must be 1 to {INPUT_MAX} [json-pointer:{at}/element/max_length]"
+    elif kind in ("radio_buttons", "checkboxes", "static_select"):
+        most = SELECT_OPTIONS_MAX if kind == "static_select" else OPTIONS_MAX
+        options = element.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= most:
+            yield f"must have 1 to {most} items [json-pointer:{at}/element/options]"
+            return
+        values: set[str] = set()
+        for j, option in enumerate(options):
+            where = f"{at}/element/options/{j}"
+            plain = kind == "static_select"
+            text = option.get("text") if isinstance(option, dict) else None
+            yield from _text_problems(text, f"{where}/text", OPTION_TEXT_MAX, plain=plain)
+            value = option.get("value") if isinstance(option, dict) else None
+            if not isinstance(value, str) or not 1 <= _units(value) <= OPTION_VALUE_MAX:
+                yield f"must be 1 to {OPTION_VALUE_MAX} characters [json-pointer:{where}/value]"
+            elif value in values:
+                yield f"option values must be unique [json-pointer:{where}/value]"
+            else:
+                values.add(value)
+    else:
+        yield f"unsupported element {kind!r} [json-pointer:{at}/element/type]"
+
+
+def _errors(problems: Iterable[str]) -> Iterator[str]:
+    """views.* say what is wrong as ``[ERROR] …`` lines."""
+    for problem in problems:
+        yield problem if problem.startswith("[ERROR]") else f"[ERROR] {problem}"
 
 
 def _texts(node: Any) -> Iterator[str]:

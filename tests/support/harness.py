@@ -111,7 +111,7 @@ class Harness:
     async def tick(self, seconds: float = 0.0) -> None:
         """Let ``seconds`` pass, then run the scheduler once, as the loop would."""
         self.clock.advance(seconds)
-        await scheduler.tick(self.receiver.pipeline, self.receiver.outbox)
+        await scheduler.tick(self.receiver.pipeline, self.receiver.outbox, self.receiver.peer)
 
     async def incident(self, incident_id: str) -> dict[str, Any]:
         r = await self.client.get(f"/api/v1/incidents/{incident_id}")

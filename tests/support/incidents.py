@@ -88,5 +88,6 @@ def make_incident(**overrides: Any) -> Incident:
         "mtta_s": None,
         "mttr_s": None,
         "silences": [],
+        "links": {},
     }
     return Incident(**(fields | overrides))

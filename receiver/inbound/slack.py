@@ -1,0 +1,363 @@
+"""Slack interactivity: the buttons on the incident message and the "What fixed it?" modal.
+
+Slack posts ``application/x-www-form-urlencoded`` with one field, ``payload``: the JSON of
+a ``block_actions`` (buttons pressed: ``actions``, ``user``, ``trigger_id``,
+``response_url``) or of a ``view_submission`` (our modal sent: ``view`` with its
+``callback_id``, ``private_metadata`` and ``state.values``) (docs.slack.dev, "Handling
+user interaction"). A button's ``value`` and the modal's ``private_metadata`` are the
+incident id. Link buttons (runbooks) send ``block_actions`` too, which are answered and
+ignored.
+
+What each button adds to the incident, as one ``Annotation``:
+- Acknowledge: ``response`` (the first acknowledgement counts), a PagerDuty
+  ``acknowledge`` for its dedup key and an edit of the message, both through the outbox;
+- Useful / Not useful / Wrong cause: a ``feedback`` record naming who, and an edit;
+- What fixed it?: nothing yet. A modal (``views.open``, while the ``trigger_id`` lives,
+  about 3 s) lists the suggested actions and takes free text; its submission appends
+  ``feedback`` with ``fixed_by``, and an edit;
+- Silence 2h: a timeline entry at once; the silences are made after the answer (see
+  ``silence_outcome``), since Alertmanager may be slow.
+
+Slack does not retry interactions, and a double click is two deliveries with different
+``action_ts``: ``once`` keeps a delivery that does arrive twice from landing twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import logging
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from receiver.config import SlackSinkConfig
+from receiver.errors import PayloadError
+from receiver.incident import Incident
+from receiver.sinks.slack import web_client
+from receiver.sinks.slack_blocks import (
+    ACK,
+    FIXED,
+    NOT_USEFUL,
+    SILENCE,
+    USEFUL,
+    WRONG_CAUSE,
+    clip,
+    escape,
+)
+from receiver.store.base import Annotation
+from receiver.store.deliveries import Job
+from receiver.store.records import IncidentState, TimelineEntry
+from receiver.tls import ssl_context
+from receiver.webhook import payload_error
+
+SOURCE = "slack"
+logger = logging.getLogger("journey_receiver.inbound.slack")
+
+# The modal's parts, read back from ``view.state.values`` (block_id -> action_id -> state).
+CHOICE_BLOCK, CHOICE = "jr_fixed_choice", "choice"
+TEXT_BLOCK, TEXT = "jr_fixed_text", "text"
+_WHO_MAX = 120
+_FIXED_MAX = 500
+_VIEW_TITLE = "What fixed it?"  # Slack: at most 24 characters
+_OPTIONS_MAX = 10  # radio buttons take at most 10 options
+_OPTION_TEXT_MAX = 75
+_OPTION_VALUE_MAX = 150
+_LABEL_MAX = 2000
+_MODAL_TEXT_MAX = 600
+# views.open must land while the trigger_id lives (3 s from the click); the answer to Slack
+# is due in the same 3 s. The SDK takes whole seconds.
+_VIEWS_TIMEOUT_S = 2
+_VIEWS_DEADLINE_S = 2.2
+_TELL_TIMEOUT_S = 5.0
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class User(_Wire):
+    id: str
+    username: str = ""
+    name: str = ""
+
+    @property
+    def who(self) -> str:
+        """``@name (U…)``: what the incident records as ``by`` (escaped where shown)."""
+        handle = self.username or self.name
+        return clip(" ".join(f"@{handle} ({self.id})".split()) if handle else self.id, _WHO_MAX)
+
+
+class Action(_Wire):
+    action_id: str
+    value: str = ""
+    action_ts: str = ""
+
+
+class Option(_Wire):
+    value: str = ""
+
+
+class InputState(_Wire):
+    """One input element as submitted: a radio button's ``selected_option`` or a text
+    input's ``value``."""
+
+    value: str | None = None
+    selected_option: Option | None = None
+
+
+class ViewState(_Wire):
+    values: dict[str, dict[str, InputState]] = {}
+
+    def read(self, block: str, action: str) -> str:
+        found = self.values.get(block, {}).get(action)
+        if found is None:
+            return ""
+        chosen = found.selected_option.value if found.selected_option else found.value
+        return (chosen or "").strip()
+
+
+class View(_Wire):
+    id: str = ""
+    callback_id: str = ""
+    private_metadata: str = ""
+    state: ViewState = Field(default_factory=ViewState)
+
+
+class Interaction(_Wire):
+    type: str
+    user: User
+    trigger_id: str = ""
+    response_url: str | None = None
+    actions: list[Action] = []
+    view: View | None = None
+
+
+def parse(body: bytes) -> Interaction:
+    """The interaction of a form body (``payload=<JSON>``); ``PayloadError`` otherwise."""
+    try:
+        form = parse_qs(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PayloadError(400, "request body is not UTF-8 form data") from exc
+    payloads = form.get("payload")
+    if not payloads:
+        raise PayloadError(400, "no payload field: expected Slack's form-encoded interaction")
+    raw = payloads[0].encode()
+    try:
+        return Interaction.model_validate_json(raw)
+    except ValidationError as exc:
+        raise payload_error(exc, raw, "an interaction payload (a JSON object)") from exc
+
+
+def pressed(
+    interaction: Interaction,
+    action: Action,
+    state: IncidentState,
+    sinks: Collection[str],
+    now_ms: int,
+) -> Annotation | None:
+    """What pressing ``action`` adds to the incident; None for What fixed it (a modal
+    opens, nothing is recorded yet) and for buttons that are not ours."""
+    who = interaction.user.who
+    fill: dict[str, dict[str, object]] = {}
+    append: dict[str, list[dict[str, object]]] = {}
+    jobs: list[Job] = []
+    kind = action.action_id
+    if kind == ACK:
+        first = state.response.acknowledged_by if state.response else None
+        if state.status == "resolved":
+            text, change = f"Acknowledge pressed in Slack by {who} after the incident resolved", ""
+        elif first:
+            text = f"Acknowledge pressed in Slack by {who}; {first} had acknowledged it"
+            change = f"already acknowledged by {first}"
+        else:
+            fill["response"] = {"acknowledged_at": now_ms, "acknowledged_by": who, "source": SOURCE}
+            text, change = f"acknowledged in Slack by {who}", f"acknowledged by {who}"
+            if "pagerduty" in sinks and "pagerduty" in state.sinks:
+                jobs.append(
+                    Job(incident=state.id, sink="pagerduty", kind="acknowledge", due=now_ms)
+                )
+    elif kind in (USEFUL, NOT_USEFUL):
+        said = "useful" if kind == USEFUL else "not useful"
+        append["feedback"] = [_feedback(now_ms, who, useful=kind == USEFUL)]
+        text, change = f"marked {said} in Slack by {who}", f"marked {said} by {who}"
+    elif kind == WRONG_CAUSE:
+        cause = state.probable_causes[0].text if state.probable_causes else None
+        append["feedback"] = [_feedback(now_ms, who, wrong_cause=True)]
+        text = f"probable cause called wrong in Slack by {who}" + (f": {cause}" if cause else "")
+        change = f"cause called wrong by {who}"
+    elif kind == SILENCE:
+        text, change = f"Silence 2h asked in Slack by {who}", ""
+    else:
+        return None
+    if change:
+        jobs += edit(state, sinks, change, now_ms)
+    return Annotation(
+        append=append,
+        fill=fill,
+        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+        jobs=jobs,
+        once=(
+            f"{SOURCE}:{action.action_ts}:{interaction.user.id}:{kind}"
+            if action.action_ts
+            else None
+        ),
+    )
+
+
+def fixed(
+    interaction: Interaction, view: View, state: IncidentState, sinks: Collection[str], now_ms: int
+) -> Annotation | dict[str, str]:
+    """What the submitted "What fixed it?" modal adds; or, when neither a suggested action
+    was picked nor anything written, the errors to show in the modal (block_id -> text)."""
+    chosen = view.state.read(CHOICE_BLOCK, CHOICE)
+    written = view.state.read(TEXT_BLOCK, TEXT)
+    if not chosen and not written:
+        return {TEXT_BLOCK: "Pick a suggested action, or say in a few words what fixed it."}
+    who = interaction.user.who
+    fixed_by = clip(chosen or written, _FIXED_MAX, "…")
+    record = _feedback(now_ms, who, useful=True, fixed_by=fixed_by)
+    if chosen and written:
+        record["note"] = clip(written, _FIXED_MAX, "…")
+    return Annotation(
+        append={"feedback": [record]},
+        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=f"fixed by: {fixed_by} (says {who})")],
+        jobs=edit(state, sinks, f"fixed by {fixed_by} (says {who})", now_ms),
+        once=f"{SOURCE}:view:{view.id}:{interaction.user.id}" if view.id else None,
+    )
+
+
+def silence_outcome(
+    state: IncidentState, who: str, failure: str | None, sinks: Collection[str], now_ms: int
+) -> Annotation:
+    """After Silence 2h: an edit that shows the silence (``silence_incident`` recorded it),
+    or the reason it failed on the timeline."""
+    if failure is None:
+        return Annotation(jobs=edit(state, sinks, f"silenced for 2h by {who}", now_ms))
+    text = f"Silence 2h asked in Slack by {who} failed: {failure}"
+    return Annotation(timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)])
+
+
+def edit(state: IncidentState, sinks: Collection[str], change: str, now_ms: int) -> list[Job]:
+    """The job that edits the incident's message (and says ``change`` in its thread)."""
+    if SOURCE not in sinks or SOURCE not in state.sinks:
+        return []
+    return [Job(incident=state.id, sink=SOURCE, kind="update", changes=[change], due=now_ms)]
+
+
+def _feedback(now_ms: int, who: str, **said: object) -> dict[str, object]:
+    return {"at": now_ms, **said, "by": who, "source": SOURCE}
+
+
+def fixed_modal(incident: Incident) -> dict[str, Any]:
+    """The "What fixed it?" modal: the incident's suggested actions to pick from (at most
+    10, the radio buttons' limit) and a free-text field. Option labels are plain text,
+    which Slack shows as written; the rest is escaped mrkdwn, as on the message."""
+    options: list[dict[str, Any]] = []
+    values: set[str] = set()
+    for action in incident.suggested_actions:
+        title = " ".join(str(action.get("title", "")).split())
+        value = clip(str(action.get("id") or title), _OPTION_VALUE_MAX, "…")
+        if title and value not in values and len(options) < _OPTIONS_MAX:
+            values.add(value)
+            options.append({"text": _plain(clip(title, _OPTION_TEXT_MAX, "…")), "value": value})
+    left_out = len(incident.suggested_actions) - len(options)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _mrkdwn(clip(escape(incident.title), _MODAL_TEXT_MAX))}
+    ]
+    if options:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": CHOICE_BLOCK,
+                "optional": True,
+                "label": _plain("A suggested action"),
+                "element": {"type": "radio_buttons", "action_id": CHOICE, "options": options},
+            }
+        )
+    if left_out > 0:
+        note = f"{left_out} more suggested action(s) not listed: say it in your own words."
+        blocks.append({"type": "context", "elements": [_mrkdwn(note)]})
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": TEXT_BLOCK,
+            "optional": True,
+            "label": _plain("In your own words" if options else "What fixed it, in a few words"),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": TEXT,
+                "multiline": True,
+                "max_length": _FIXED_MAX,
+            },
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": FIXED,
+        "private_metadata": incident.id,
+        "title": _plain(_VIEW_TITLE),
+        "submit": _plain("Save"),
+        "close": _plain("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": clip(text, _LABEL_MAX, "…")}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+@functools.lru_cache(maxsize=2)
+def _client(config: SlackSinkConfig) -> WebClient:
+    # One client per Slack sink config (a reload with new settings makes another), built
+    # as the sink builds its own: no retry handlers, a short timeout, the same TLS.
+    return web_client(config, _VIEWS_TIMEOUT_S)
+
+
+async def open_modal(config: SlackSinkConfig, trigger_id: str, view: dict[str, Any]) -> str | None:
+    """Open ``view`` for the person who pressed the button; None when it opened, else
+    why not, in words for them (never a secret: Slack's error code or the exception's
+    kind)."""
+    client = _client(config)
+    call = functools.partial(client.views_open, trigger_id=trigger_id, view=view)
+    try:
+        with anyio.fail_after(_VIEWS_DEADLINE_S):
+            await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    except SlackApiError as exc:
+        code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        return f"Slack refused views.open ({code or f'HTTP {exc.response.status_code}'})"
+    except TimeoutError:
+        return "Slack did not answer views.open in time"
+    except (OSError, http.client.HTTPException, SlackRequestError) as exc:
+        return f"views.open failed ({type(exc).__name__})"
+    return None
+
+
+async def tell(response_url: str | None, text: str, ca_file: Path | None = None) -> None:
+    """Say ``text`` to the person who pressed the button, and to them only (an ephemeral
+    message through the interaction's ``response_url``); a failure is logged."""
+    if not response_url or urlsplit(response_url).scheme not in ("https", "http"):
+        return
+    message = {"response_type": "ephemeral", "replace_original": False, "text": escape(text)}
+    try:
+        async with httpx.AsyncClient(
+            timeout=_TELL_TIMEOUT_S, verify=ssl_context(ca_file)
+        ) as client:
+            answer = await client.post(response_url, json=message)
+    except httpx.HTTPError as exc:
+        logger.warning("slack: could not answer through response_url: %s", type(exc).__name__)
+        return
+    if answer.status_code >= 300:
+        logger.warning("slack: response_url answered HTTP %d", answer.status_code)

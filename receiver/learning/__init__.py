@@ -1,0 +1,2 @@
+"""Learning from outcomes: what the stored incidents say about signal quality, response and
+business impact."""

@@ -1,0 +1,578 @@
+"""Alertmanager as a peer (``receiver/peer``), against the real ``prometheus-alertmanager``.
+
+The storm test runs the whole chain for real: Alertmanager with ``max_alerts`` sends its
+truncated webhooks to the receiver process on a real Redis, which back-fills them by
+asking the same Alertmanager. The other tests drive an in-process receiver on an injected
+clock (``tests/support/harness.py``) and feed it the webhooks Alertmanager really sent,
+captured on a local server: the receiver's rounds and intervals are then exact, while
+Alertmanager runs on real time (short group_wait and group_interval, polled with
+deadlines). The receiver's clock starts at the real time, so the silences it makes mean
+the same to Alertmanager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import Receive, Scope, Send
+
+from receiver.store import GroupStore, StoreSettings, open_store
+from tests.conftest import FakeClock
+from tests.support import alertmanager as am
+from tests.support import receiver_process as rp
+from tests.support.fake_server import FakeServer, serve
+from tests.support.harness import Harness, harness, write_config
+from tests.support.processes import free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(40)]
+
+T = TypeVar("T")
+Labels = dict[str, str]
+ROOT = Path(__file__).resolve().parents[2]
+JOURNEYS = ROOT / "config" / "journeys.yaml"
+TOKEN = "peer-e2e-token-0123456789"
+METRIC = "journey_receiver_alertmanager"
+
+
+def checkout(alertname: str, instance: str, region: str = "eu") -> Labels:
+    """An alert of the checkout journey's payment stage (``config/journeys.yaml``)."""
+    return {
+        "alertname": alertname,
+        "service": "payment-service",
+        "env": "prod",
+        "region": region,
+        "severity": "critical",
+        "instance": instance,
+    }
+
+
+def ended(labels: Labels, started: datetime) -> dict[str, Any]:
+    """``labels`` posted again, ending now: Alertmanager stops holding it."""
+    now = datetime.now(UTC)
+    assert now > started
+    return am.alert(labels, starts_at=started, ends_at=now)
+
+
+def eventually(
+    fetch: Callable[[], T], done: Callable[[T], bool], *, what: str, within: float = 10.0
+) -> T:
+    """``fetch()`` until ``done`` holds for its value, for at most ``within`` seconds.
+
+    Blocking is fine in the async tests: between ticks nothing runs in their event loop
+    (the harness runs no scheduler); Alertmanager and the hooks server run elsewhere."""
+    return rp.poll(fetch, done, what=what, timeout=within, step=0.05)
+
+
+# --- Alertmanager whose webhooks are captured -------------------------------------------
+
+
+async def answer_ok(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+def hooks() -> Iterator[FakeServer]:
+    """Where the Alertmanagers send their webhooks: recorded, answered 200."""
+    with serve(answer_ok, FakeServer()) as fake:
+        yield fake
+
+
+@contextlib.contextmanager
+def alertmanager_to(
+    hooks: FakeServer, workdir: Path, *, max_alerts: int = 0, port: int | None = None
+) -> Iterator[am.Alertmanager]:
+    """A real Alertmanager grouping by region, quickly, whose webhooks go to ``hooks`` at
+    the path ``/<workdir's name>``; its state in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = am.write_config(
+        workdir / "alertmanager.yml",
+        webhook_url=f"{hooks.url}/{workdir.name}",
+        token=TOKEN,
+        group_by=["region"],
+        group_wait="200ms",
+        group_interval="500ms",
+        max_alerts=max_alerts,
+    )
+    with am.alertmanager(config, workdir, port) as process:
+        yield process
+
+
+def webhook(hooks: FakeServer, path: str, done: Callable[[dict[str, Any]], bool]) -> bytes:
+    """The body of the first webhook sent to ``path`` whose message satisfies ``done``."""
+
+    def matching() -> list[bytes]:
+        return [seen.body for seen in hooks.requests(path) if done(json.loads(seen.body))]
+
+    return eventually(matching, bool, what=f"a webhook to {path} as expected")[0]
+
+
+def held(alertmanager: am.Alertmanager) -> dict[str, dict[str, Any]]:
+    """The alerts Alertmanager holds now, by instance."""
+    return {alert["labels"]["instance"]: alert for alert in alertmanager.alerts()}
+
+
+# --- the in-process receiver ------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(time.time())
+
+
+def peer_config(tmp: Path, *urls: str, interval: str = "1m", grace: str = "0s") -> Path:
+    # These Alertmanagers started a moment ago: no restart grace, unless a test asks.
+    section = {
+        "urls": list(urls),
+        "timeout": "2s",
+        "reconcile_interval": interval,
+        "restart_grace": grace,
+    }
+    return write_config(tmp, f"alertmanager: {json.dumps(section)}\n")
+
+
+async def relay(rx: Harness, raw: bytes) -> list[str]:
+    """Post Alertmanager's own webhook body to the receiver; the incidents it reached."""
+    response = await rx.client.post(
+        "/webhook/alertmanager", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    ids: list[str] = response.json()["incidents"]
+    return ids
+
+
+async def peer_counts(rx: Harness) -> dict[str, float]:
+    """The receiver's ``journey_receiver_alertmanager_*`` counters, by short name."""
+    response = await rx.client.get("/metrics")
+    found = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name.startswith(METRIC) and sample.name.endswith("_total"):
+                name = sample.name.removeprefix(METRIC + "_").removesuffix("_total")
+                found[sample.labels.get("change", name)] = sample.value
+    if not found.get("reconciles_skipped"):
+        found.pop("reconciles_skipped", None)
+    return found
+
+
+def am_lines(incident: dict[str, Any]) -> list[str]:
+    return [e["text"] for e in incident["timeline"] if e["kind"] == "alertmanager"]
+
+
+def by_name(incident: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {alert["labels"]["alertname"]: alert for alert in incident["alerts"]}
+
+
+# --- the tests --------------------------------------------------------------------------
+
+STORM = 40
+MAX_ALERTS = 5
+ALERTNAMES = ("HighErrorRate", "HighLatency", "PodCrashLooping", "SaturationHigh", "SLOBurn")
+
+
+@pytest.mark.timeout(60)
+def test_a_truncated_storm_is_backfilled_and_its_truncated_resolution_resolves(
+    tmp_path: Path, redis_port: int
+) -> None:
+    # Each side needs the other's address: Alertmanager's port is chosen first.
+    am_port = free_port()
+    config = rp.write_config(
+        tmp_path / "receiver.yaml",
+        store_url=f"redis://127.0.0.1:{redis_port}/0",
+        key_prefix=f"peer-{uuid.uuid4().hex[:8]}",
+        token=TOKEN,
+        journeys_file=JOURNEYS,
+        # Only back-fills may fill or resolve the incident here: after the first round,
+        # at start, the next reconcile is an hour away.
+        alertmanager={
+            "urls": [f"http://127.0.0.1:{am_port}"],
+            "timeout": "2s",
+            "reconcile_interval": "1h",
+            "restart_grace": "0s",
+        },
+    )
+    storm = [checkout(ALERTNAMES[i % 5], f"payment-{i}.eu.internal:9100") for i in range(STORM)]
+    with (
+        rp.receiver_process(config, tmp_path, TOKEN) as receiver,
+        receiver.client() as client,
+    ):
+        am_config = am.write_config(
+            tmp_path / "alertmanager.yml",
+            webhook_url=f"{receiver.url}/webhook/alertmanager",
+            token=TOKEN,
+            group_by=["region"],
+            group_wait="200ms",
+            group_interval="500ms",
+            max_alerts=MAX_ALERTS,
+        )
+        with am.alertmanager(am_config, tmp_path, am_port) as alertmanager:
+            # startsAt now, so that Alertmanager waits group_wait and sends the storm whole.
+            started = datetime.now(UTC)
+            alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in storm])
+
+            def the_incident() -> dict[str, Any] | None:
+                listed = client.get("/api/v1/incidents", params={"status": "all"}).json()
+                if not listed["incidents"]:
+                    return None
+                [summary] = listed["incidents"]
+                detail: dict[str, Any] = client.get(f"/api/v1/incidents/{summary['id']}").json()
+                return detail
+
+            opened = rp.poll(
+                the_incident,
+                lambda i: i is not None and i["notified_at"] is not None,
+                what="the storm's incident notified",
+                context=receiver.tail,
+            )
+            assert opened is not None
+            assert (opened["alert_count"], opened["firing_count"]) == (STORM, STORM)
+            assert sorted(a["fingerprint"] for a in opened["alerts"]) == sorted(
+                a["fingerprint"] for a in alertmanager.alerts()
+            )
+            # The one webhook carried MAX_ALERTS alerts, the back-fill the rest, before the
+            # receiver's group_wait ran out: the first notification has the whole storm.
+            [first, *_] = rp.poll(
+                receiver.notifications, bool, what="a notification", context=receiver.tail
+            )
+            assert (first["kind"], first["alert_count"]) == ("open", STORM)
+            assert opened["truncated_alerts"] == STORM - MAX_ALERTS
+
+            # The resolution is truncated too: MAX_ALERTS resolved alerts in the webhook;
+            # the back-fill finds that Alertmanager holds none of the rest.
+            alertmanager.post_alerts([ended(lb, started) for lb in storm])
+            resolved = rp.poll(
+                the_incident,
+                lambda i: i is not None and i["status"] == "resolved",
+                what="the storm's incident resolved",
+                context=receiver.tail,
+            )
+        rp.poll(
+            receiver.notification_counts,
+            lambda seen: seen[opened["id"], "resolve"] == 1,
+            what="the resolve notification",
+            context=receiver.tail,
+        )
+        truncated = receiver.samples("journey_receiver_truncated_alerts")
+        backfills = receiver.samples(METRIC + "_backfills")
+        changed = receiver.samples(METRIC + "_alerts")
+        notified = receiver.notification_counts()
+    assert resolved is not None
+    assert resolved["id"] == opened["id"]
+    assert (resolved["alert_count"], resolved["firing_count"]) == (STORM, 0)
+    assert {a["status"] for a in resolved["alerts"]} == {"resolved"}
+    gone = STORM - MAX_ALERTS
+    [line] = am_lines(resolved)
+    names = "|".join(ALERTNAMES)
+    assert re.fullmatch(
+        rf"back-fill: Alertmanager no longer holds {gone} alert\(s\) "
+        rf"\((?:{names}), (?:{names}), (?:{names}) \+{gone - 3} more\): resolved here",
+        line,
+    ), line
+    # Both webhooks were truncated; each was back-filled once.
+    assert truncated == {(): 2.0 * gone}
+    assert backfills == {(): 2.0}
+    assert changed == {(("change", "backfilled"),): gone, (("change", "resolved"),): gone}
+    assert notified == {(opened["id"], "open"): 1, (opened["id"], "resolve"): 1}
+
+
+async def test_an_alertmanager_that_just_started_is_not_taken_at_its_word(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """A restarted Alertmanager holds nothing until Prometheus sends its alerts again:
+    within restart_grace, reconcile resolves nothing."""
+    alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 2)
+        config = peer_config(tmp_path, alertmanager.url, grace="1h")
+        async with harness(config, clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            alertmanager.post_alerts([ended(lb, started) for lb in alerts])
+            eventually(lambda: held(alertmanager), lambda h: not h, what="no alert held")
+            await rx.tick(60)
+            await rx.tick(60)
+            incident = await rx.incident(incident_id)
+            assert (incident["firing_count"], am_lines(incident)) == (2, [])
+            counts = await peer_counts(rx)
+            assert (counts["reconciles"], counts["reconciles_skipped"]) == (0, 2)
+
+
+async def test_reconcile_resolves_what_alertmanager_no_longer_holds(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    alerts = [
+        checkout("HighErrorRate", "p-1"),
+        checkout("HighLatency", "p-2"),
+        checkout("SLOBurn", "p-3"),
+    ]
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 3)
+        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+            incident = await rx.incident(incident_id)
+            assert (incident["firing_count"], am_lines(incident)) == (3, [])
+
+            # SLOBurn ends in Alertmanager, and its resolution never reaches the receiver.
+            alertmanager.post_alerts([ended(alerts[2], started)])
+            eventually(
+                lambda: held(alertmanager), lambda h: set(h) == {"p-1", "p-2"}, what="SLOBurn ended"
+            )
+            await rx.tick(30)
+            assert (await rx.incident(incident_id))["firing_count"] == 3, "asked before due"
+            await rx.tick(30)
+            incident = await rx.incident(incident_id)
+            assert (incident["status"], incident["firing_count"]) == ("open", 2)
+            assert {n: a["status"] for n, a in by_name(incident).items()} == {
+                "HighErrorRate": "firing",
+                "HighLatency": "firing",
+                "SLOBurn": "resolved",
+            }
+            assert am_lines(incident) == [
+                "reconcile: Alertmanager no longer holds 1 alert(s) (SLOBurn): resolved here"
+            ]
+            assert await peer_counts(rx) == {
+                "backfills": 0,
+                "reconciles": 2,
+                "errors": 0,
+                "resolved": 1,
+            }
+
+            # The rest end as well: the incident resolves as if Alertmanager had said so.
+            alertmanager.post_alerts([ended(lb, started) for lb in alerts[:2]])
+            eventually(lambda: held(alertmanager), lambda h: not h, what="no alert held")
+            await rx.tick(60)
+            assert (await rx.incident(incident_id))["firing_count"] == 0
+            await rx.tick(300)  # resolve_after
+            incident = await rx.incident(incident_id)
+    assert incident["status"] == "resolved"
+    assert len(am_lines(incident)) == 2
+    assert rx.sink.kinds(incident_id) == ["open", "resolve"]
+
+
+async def test_silences_from_the_api_are_seen_by_alertmanager_and_reconciled(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
+    # Shares the alertname with the first: a silence on shared labels would mute it too.
+    bystander = checkout("HighErrorRate", "p-9", region="us")
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in [*alerts, bystander]])
+        raw = webhook(hooks, "/am", lambda m: m["groupLabels"] == {"region": "eu"})
+        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+
+            response = await rx.client.post(
+                f"/api/v1/incidents/{incident_id}/silence",
+                json={"duration": "2h", "comment": "rolling back payment-service"},
+            )
+            assert response.status_code == 201, response.text
+            answer = response.json()
+            assert answer["status"] == "silenced"
+            ids = answer["silences"]
+            assert len(set(ids)) == 2
+
+            incident = await rx.incident(incident_id)
+            assert [s["id"] for s in incident["silences"]] == ids
+            for record in incident["silences"]:
+                assert record["by"] == "journey-receiver API"
+                assert record["comment"] == "rolling back payment-service"
+                at = datetime.fromisoformat(record["at"])
+                assert datetime.fromisoformat(record["ends_at"]) - at == timedelta(hours=2)
+                assert record["url"] == f"{alertmanager.url}/#/silences/{record['id']}"
+            assert incident["timeline"][-1] == {
+                "time": incident["silences"][0]["at"],
+                "kind": "alertmanager",
+                "text": "2 alert(s) silenced in Alertmanager for 2h by journey-receiver API",
+            }
+
+            # In Alertmanager: one active silence per alert, on exactly its labels.
+            holds = held(alertmanager)
+            assert holds["p-9"]["status"] == {
+                "state": "active",
+                "silencedBy": [],
+                "inhibitedBy": [],
+            }
+            silence_of: dict[str, str] = {}
+            for labels in alerts:
+                status = holds[labels["instance"]]["status"]
+                assert status["state"] == "suppressed"
+                [silence_id] = status["silencedBy"]
+                silence = alertmanager.silence(silence_id)
+                assert silence["status"]["state"] == "active"
+                assert silence["createdBy"] == "journey-receiver API"
+                assert silence["comment"] == "rolling back payment-service"
+                assert sorted(
+                    (m["name"], m["value"], m["isRegex"], m["isEqual"]) for m in silence["matchers"]
+                ) == sorted((k, v, False, True) for k, v in labels.items())
+                silence_of[labels["alertname"]] = silence_id
+            assert sorted(silence_of.values()) == sorted(ids)
+
+            # The next reconcile, not before it is due, marks them on the incident.
+            said = "2 alert(s) silenced in Alertmanager for 2h by journey-receiver API"
+            await rx.tick()
+            assert am_lines(await rx.incident(incident_id)) == [said]
+            await rx.tick(60)
+            incident = await rx.incident(incident_id)
+            assert (incident["status"], incident["firing_count"]) == ("open", 2)
+            assert {n: a["suppressed"] for n, a in by_name(incident).items()} == {
+                name: f"silenced by {silence_id}" for name, silence_id in silence_of.items()
+            }
+            names = ", ".join(a["labels"]["alertname"] for a in incident["alerts"])
+            assert am_lines(incident) == [
+                said,
+                f"reconcile: 2 alert(s) ({names}) {incident['alerts'][0]['suppressed']} "
+                "in Alertmanager",
+            ]
+            assert (await peer_counts(rx))["suppressed"] == 2
+            # Said once: the next reconcile finds nothing new.
+            await rx.tick(60)
+            assert len(am_lines(await rx.incident(incident_id))) == 2
+
+
+async def test_one_of_two_receivers_on_one_store_reconciles_per_interval(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock, redis_port: int
+) -> None:
+    url, prefix = f"redis://127.0.0.1:{redis_port}/0", f"lease-{uuid.uuid4().hex[:8]}"
+    interval = 0.5
+
+    def shared() -> GroupStore:
+        """A client of the one store the two receivers share."""
+        return open_store(url, StoreSettings(key_prefix=prefix))
+
+    async def reconciles(*replicas: Harness) -> tuple[float, ...]:
+        return tuple([(await peer_counts(rx))["reconciles"] for rx in replicas])
+
+    # Nothing to compare: the counts say who asked Alertmanager, each interval.
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        config = peer_config(tmp_path, alertmanager.url, interval="500ms")
+        async with (
+            harness(config, clock, store=shared()) as a,
+            harness(config, clock, store=shared()) as b,
+        ):
+            await a.tick()
+            await b.tick()
+            assert await reconciles(a, b) == (1, 0)
+            await b.tick(interval / 2)
+            await a.tick()
+            assert await reconciles(a, b) == (1, 0)
+
+            # The next interval: whoever asks first takes it, even from the last holder.
+            await b.tick(interval / 2)
+            await a.tick()
+            assert await reconciles(a, b) == (1, 1)
+            await a.tick()
+            await b.tick()
+            assert await reconciles(a, b) == (1, 1)
+            # And the one after: the last holder may take it again.
+            await a.tick(interval)
+            await b.tick()
+            assert await reconciles(a, b) == (2, 1)
+            assert [(await peer_counts(rx))["errors"] for rx in (a, b)] == [0, 0]
+
+
+async def test_an_alertmanager_that_is_down_changes_nothing_and_the_next_round_works(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    port = free_port()
+    alerts = [
+        checkout("HighErrorRate", "p-1"),
+        checkout("HighLatency", "p-2"),
+        checkout("SLOBurn", "p-3"),
+    ]
+    started = datetime.now(UTC)
+    with alertmanager_to(hooks, tmp_path / "am-1", max_alerts=2, port=port) as alertmanager:
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        raw = webhook(hooks, "/am-1", lambda m: m["truncatedAlerts"] == 1)
+    # Alertmanager has stopped; the receiver takes the truncated webhook it sent.
+    async with harness(peer_config(tmp_path, f"http://127.0.0.1:{port}"), clock) as rx:
+        [incident_id] = await relay(rx, raw)
+        before = await rx.incident(incident_id)
+        assert (before["alert_count"], before["truncated_alerts"]) == (2, 1)
+        await rx.tick()  # the back-fill and the first reconcile both fail
+        assert await rx.incident(incident_id) == before
+        assert await peer_counts(rx) == {"backfills": 0, "reconciles": 0, "errors": 2}
+        await rx.tick(60)  # the next reconcile fails too; the back-fill is not retried
+        after = await rx.incident(incident_id)
+        assert after["alerts"] == before["alerts"]
+        assert (after["status"], after["alert_count"], after["firing_count"]) == ("open", 2, 2)
+        assert am_lines(after) == []
+        assert await peer_counts(rx) == {"backfills": 0, "reconciles": 0, "errors": 3}
+
+        # Alertmanager is back at the same address, its alerts lost in the restart; the
+        # alerts' source sends them again and Alertmanager sends the group again.
+        with alertmanager_to(hooks, tmp_path / "am-2", max_alerts=2, port=port) as alertmanager:
+            alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+            await relay(rx, webhook(hooks, "/am-2", lambda m: m["truncatedAlerts"] == 1))
+            await rx.tick(60)
+            incident = await rx.incident(incident_id)
+        counts = await peer_counts(rx)
+    assert (incident["alert_count"], incident["firing_count"]) == (3, 3)
+    assert am_lines(incident) == []
+    assert counts == {"backfills": 1, "reconciles": 1, "errors": 3, "backfilled": 1}
+
+
+async def test_reload_points_the_receiver_at_other_alertmanagers(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
+    with (
+        alertmanager_to(hooks, tmp_path / "old") as old,
+        alertmanager_to(hooks, tmp_path / "new") as new,
+    ):
+        started = datetime.now(UTC)
+        old.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        # The new peer never heard of HighLatency.
+        new.post_alerts([am.alert(alerts[0], starts_at=started)])
+        raw = webhook(hooks, "/old", lambda m: len(m["alerts"]) == 2)
+        async with harness(peer_config(tmp_path, old.url), clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+            assert (await rx.incident(incident_id))["firing_count"] == 2
+
+            peer_config(tmp_path, new.url, interval="5m")
+            assert (await rx.client.post("/-/reload")).status_code == 200
+            await rx.tick(60)  # due on the old schedule; asks the new peer
+            incident = await rx.incident(incident_id)
+            assert {n: a["status"] for n, a in by_name(incident).items()} == {
+                "HighErrorRate": "firing",
+                "HighLatency": "resolved",
+            }
+            assert am_lines(incident) == [
+                "reconcile: Alertmanager no longer holds 1 alert(s) (HighLatency): resolved here"
+            ]
+            await rx.tick(60)  # not due: the new interval is 5m
+            assert (await peer_counts(rx))["reconciles"] == 2
+
+            # Silences go to the new peer.
+            response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
+            assert response.status_code == 201, response.text
+            [silence_id] = response.json()["silences"]
+            assert new.silence(silence_id)["matchers"]
+            with pytest.raises(httpx.HTTPStatusError, match="404 Not Found"):
+                old.silence(silence_id)
+
+            # Without the section, the receiver leaves Alertmanager alone.
+            write_config(tmp_path)
+            assert (await rx.client.post("/-/reload")).status_code == 200
+            await rx.tick(600)
+            assert (await peer_counts(rx))["reconciles"] == 2
+            response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
+            assert response.status_code == 409
+            assert "no alertmanager configured" in response.json()["error"]

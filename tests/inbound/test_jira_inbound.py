@@ -1,0 +1,91 @@
+"""Jira tells us a person closed the incident's issue: the real Jira sink against the fake
+Jira, whose admin webhook comes back signed with its secret."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeClock, make_alert
+from tests.support.harness import Harness, harness, write_config
+from tests.support.sink_world import Fakes
+from tests.support.vendor_signing import sign_jira
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "jira-webhook-secret"
+
+
+@pytest.fixture
+async def rx(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Harness]:
+    config = write_config(tmp_path, world.config() + f"inbound: {{jira: {{secret: {SECRET}}}}}\n")
+    async with harness(config, clock, configured_sinks=True) as h:
+        yield h
+
+
+async def opened_issue(rx: Harness, world: Fakes) -> tuple[str, str]:
+    (incident_id,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+    await rx.tick(30)  # open: the Jira issue is created
+    (issue,) = world.jira.with_label(f"journey-receiver-{incident_id}")
+    return incident_id, issue.key
+
+
+async def test_a_person_closing_the_issue_is_recorded_once(rx: Harness, world: Fakes) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    world.jira.close(key, "Fixed")
+    body, headers = world.jira.webhook(key, "Carol Lead", SECRET, before="Open")
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    again = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert again.json() == {"status": "already recorded", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert (detail["response"]["resolved_by"], detail["response"]["source"]) == (
+        "Carol Lead",
+        "jira",
+    )
+    assert detail["mttr_s"] is not None
+    jira_entries = [e["text"] for e in detail["timeline"] if e["kind"] == "jira"]
+    assert jira_entries == [f"{key} moved to Closed (done) in Jira by Carol Lead"]
+
+
+async def test_the_secret_may_come_in_the_url_as_older_jira_sends_it(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    world.jira.close(key, "Fixed")
+    body, headers = world.jira.webhook(key, "Dan", "not-the-secret", before="Open")
+    unsigned = {k: v for k, v in headers.items() if k != "x-hub-signature"}
+    r = await rx.client.post(f"/inbound/jira?secret={SECRET}", content=body, headers=unsigned)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+
+
+async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    before = await rx.incident(incident_id)
+    body, headers = world.jira.webhook(key, "Mallory", "wrong-secret", before="Open")
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.status_code == 401
+    wrong = await rx.client.post("/inbound/jira?secret=guess", content=body, headers={})
+    assert wrong.status_code == 401
+    # Signed right, but the issue carries the label of an incident we do not have.
+    event = json.loads(body)
+    event["issue"]["fields"]["labels"] = ["journey-receiver-checkout-ffff-1"]
+    raw = json.dumps(event).encode()
+    r = await rx.client.post(
+        "/inbound/jira", content=raw, headers={"x-hub-signature": sign_jira(raw, SECRET)}
+    )
+    assert r.status_code == 404
+    # A copied label on another issue does not speak for the incident.
+    event = json.loads(body)
+    event["issue"]["key"] = "OTHER-9"
+    raw = json.dumps(event).encode()
+    r = await rx.client.post(
+        "/inbound/jira", content=raw, headers={"x-hub-signature": sign_jira(raw, SECRET)}
+    )
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+    after = await rx.incident(incident_id)
+    assert after["response"] is None
+    assert after["timeline"] == before["timeline"]

@@ -1,0 +1,570 @@
+"""People answer from the incident's Slack message: the real sinks against the fake
+PagerDuty and Slack, and Slack's interactions (button clicks, the "What fixed it?" modal)
+coming back signed, as Slack signs them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+import httpx
+import pytest
+from slack_sdk import WebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from receiver.sinks.slack_blocks import (
+    ACK,
+    FIXED,
+    NOT_USEFUL,
+    SILENCE,
+    USEFUL,
+    WRONG_CAUSE,
+    render,
+)
+from tests.conftest import FakeClock, make_alert
+from tests.support.fake_server import FakeServer, Fault, serve
+from tests.support.fake_slack import TOKEN as SLACK_TOKEN
+from tests.support.fake_slack import Message
+from tests.support.harness import Harness, harness, write_config
+from tests.support.incidents import make_incident
+from tests.support.sink_world import Fakes
+from tests.support.vendor_signing import sign_slack
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+HOSTILE = "<!channel> *bold*"
+PAYMENT = make_alert("payment-service", alertname="PaymentErrors")
+ALICE = {"id": "U0ALICE", "username": "alice", "name": "alice", "team_id": "T0FAKE"}
+BOB = {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": "T0FAKE"}
+CAROL = {"id": "U0CAROL", "username": "carol", "name": "carol", "team_id": "T0FAKE"}
+JOURNEYS = """\
+journeys:
+  - id: checkout
+    name: Checkout
+    weight: 1.0
+    owner: {team: payments, slack_channel: "#inc-checkout", jira_project: PAY}
+    group_by: [env, region]
+    stages:
+      - id: payment
+        weight: 1.0
+        match: ['service="payment-service"']
+    actions:
+      - title: "Restart payment-service in {region}"
+      - title: "Fail over to the standby database"
+    automation: recommend
+"""
+
+
+class FakeAlertmanager:
+    """Alertmanager's ``POST /api/v2/silences``, and nothing else: a reconcile asking
+    for alerts is refused (503), which changes nothing."""
+
+    def __init__(self) -> None:
+        self.silences: list[dict[str, Any]] = []
+        self.app = Starlette(
+            routes=[
+                Route("/api/v2/silences", self._silence, methods=["POST"]),
+                Route("/api/v2/alerts", self._unavailable, methods=["GET"]),
+                Route("/api/v2/alerts/groups", self._unavailable, methods=["GET"]),
+            ]
+        )
+
+    async def _silence(self, request: Request) -> JSONResponse:
+        self.silences.append(await request.json())
+        return JSONResponse({"silenceID": f"silence-{len(self.silences)}"})
+
+    async def _unavailable(self, request: Request) -> JSONResponse:
+        return JSONResponse({"error": "not in this fake"}, status_code=503)
+
+
+@dataclass
+class Alertmanager:
+    fake: FakeAlertmanager
+    server: FakeServer
+
+
+@pytest.fixture
+def alertmanager() -> Iterator[Alertmanager]:
+    fake = FakeAlertmanager()
+    with serve(fake.app, FakeServer()) as server:
+        yield Alertmanager(fake, server)
+
+
+@pytest.fixture
+async def rx(
+    tmp_path: Path, clock: FakeClock, world: Fakes, alertmanager: Alertmanager
+) -> AsyncIterator[Harness]:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS)
+    extra = (
+        f"inbound: {{slack: {{signing_secret: {SECRET}}}}}\n"
+        f"alertmanager: {{urls: ['{alertmanager.server.url}'], timeout: 2s}}\n"
+    )
+    config = write_config(tmp_path, world.config() + extra, journeys=journeys)
+    async with harness(config, clock, configured_sinks=True) as h:
+        yield h
+
+
+_action_ts = itertools.count(1)
+
+
+@dataclass
+class Slack:
+    """Slack's side: signs and sends what a person does, as Slack would."""
+
+    rx: Harness
+    world: Fakes
+    clock: FakeClock
+    response_url: str = ""
+
+    def signed(
+        self, payload: dict[str, Any], secret: str = SECRET, at: float | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        return self.sign(urlencode({"payload": json.dumps(payload)}).encode(), secret, at)
+
+    def sign(
+        self, body: bytes, secret: str = SECRET, at: float | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        timestamp = str(int(self.clock.now if at is None else at))
+        return body, {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-slack-request-timestamp": timestamp,
+            "x-slack-signature": sign_slack(body, secret, timestamp),
+        }
+
+    async def send(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return await self.rx.client.post(
+            "/inbound/slack/interactions", content=body, headers=headers
+        )
+
+    def click_payload(
+        self,
+        action_id: str,
+        incident_id: str,
+        user: dict[str, str] = ALICE,
+        trigger_id: str = "",
+        action_ts: str = "",
+    ) -> dict[str, Any]:
+        self.response_url = self.world.slack_server.url + self.world.slack.response_url()
+        return {
+            "type": "block_actions",
+            "user": user,
+            "api_app_id": "A0FAKEAPP",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "channel_id": "C0CHECKOUT", "is_ephemeral": False},
+            "trigger_id": trigger_id or self.world.slack.trigger(),
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "channel": {"id": "C0CHECKOUT", "name": "inc-checkout"},
+            "response_url": self.response_url,
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "jr_actions",
+                    "text": {"type": "plain_text", "text": action_id},
+                    "value": incident_id,
+                    "type": "button",
+                    "action_ts": action_ts or f"{self.clock.now:.0f}.{next(_action_ts):06d}",
+                }
+            ],
+        }
+
+    async def click(
+        self, action_id: str, incident_id: str, user: dict[str, str] = ALICE, **more: str
+    ) -> httpx.Response:
+        return await self.send(
+            *self.signed(self.click_payload(action_id, incident_id, user, **more))
+        )
+
+    async def submit(
+        self, view: dict[str, Any], values: dict[str, Any], user: dict[str, str] = ALICE
+    ) -> httpx.Response:
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "user": user,
+            "api_app_id": "A0FAKEAPP",
+            "trigger_id": self.world.slack.trigger(),
+            "view": {**view, "state": {"values": values}, "hash": "1776500000.abcdef"},
+            "response_urls": [],
+        }
+        return await self.send(*self.signed(payload))
+
+    def responses(self) -> list[dict[str, Any]]:
+        return self.world.slack.responses(self.response_url)
+
+
+@pytest.fixture
+def slack(rx: Harness, world: Fakes, clock: FakeClock) -> Slack:
+    return Slack(rx, world, clock)
+
+
+async def opened(rx: Harness, *alerts: dict[str, Any]) -> str:
+    (incident_id,) = (await rx.post(list(alerts) or [PAYMENT])).json()["incidents"]
+    await rx.tick(30)  # group_wait: open, delivered
+    return incident_id
+
+
+def message(world: Fakes) -> Message:
+    (posted,) = world.slack.messages("#inc-checkout")
+    return posted
+
+
+def buttons(posted: Message) -> list[str]:
+    """The action ids of the message's buttons (runbook links have none)."""
+    return [
+        e["action_id"]
+        for b in posted.blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e.get("action_id", "").startswith("jr_")
+    ]
+
+
+def people(posted: Message) -> list[str]:
+    """The texts of the context line that says what people did."""
+    lines = [
+        e["text"]
+        for b in posted.blocks
+        if b["type"] == "context"
+        for e in b["elements"]
+        if e["text"].startswith(("Acknowledged", "Marked", "Wrong", "Fixed", "Silenced"))
+    ]
+    return lines
+
+
+def slack_timeline(detail: dict[str, Any]) -> list[str]:
+    return [e["text"] for e in detail["timeline"] if e["kind"] == "slack"]
+
+
+async def test_acknowledge_tells_pagerduty_records_who_and_edits_the_message(
+    rx: Harness, slack: Slack, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    # inbound.slack has a signing secret: the real sink put the buttons on the message.
+    assert buttons(message(world)) == [ACK, USEFUL, NOT_USEFUL, WRONG_CAUSE, FIXED, SILENCE]
+    clock.advance(60)
+    click = slack.signed(slack.click_payload(ACK, incident_id, ALICE))
+
+    r = await slack.send(*click)
+    assert (r.status_code, r.content) == (200, b"")
+
+    detail = await rx.incident(incident_id)
+    assert detail["response"]["acknowledged_by"] == "@alice (U0ALICE)"
+    assert detail["response"]["source"] == "slack"
+    assert detail["mtta_s"] == 60.0
+    assert slack_timeline(detail) == ["acknowledged in Slack by @alice (U0ALICE)"]
+    # Slack does not retry, but a delivery that arrives twice lands once.
+    assert (await slack.send(*click)).status_code == 200
+
+    await rx.tick()  # the outbox: PagerDuty's acknowledge, the message's edit
+    pd = world.pagerduty
+    assert pd.actions(incident_id) == ["trigger", "acknowledge"]
+    assert [i.status for i in pd.incidents(incident_id)] == ["acknowledged"]
+    posted = message(world)
+    assert len(world.slack.edits(posted.ts)) == 1
+    assert people(posted) == ["Acknowledged by @alice (U0ALICE)"]
+    (reply,) = world.slack.replies(posted.ts)
+    assert reply.text.endswith("acknowledged by @alice (U0ALICE)")
+
+    # Bob, from a message that still showed the button: the first acknowledgement stands,
+    # PagerDuty is not told again.
+    clock.advance(30)
+    assert (await slack.click(ACK, incident_id, BOB)).status_code == 200
+    await rx.tick()
+    detail = await rx.incident(incident_id)
+    assert detail["response"]["acknowledged_by"] == "@alice (U0ALICE)"
+    assert slack_timeline(detail)[-1] == (
+        "Acknowledge pressed in Slack by @bob (U0BOB); @alice (U0ALICE) had acknowledged it"
+    )
+    assert pd.actions(incident_id) == ["trigger", "acknowledge"]
+
+
+async def test_useful_not_useful_and_wrong_cause_are_recorded_with_who(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+    for action_id, user in ((USEFUL, ALICE), (NOT_USEFUL, BOB), (WRONG_CAUSE, CAROL)):
+        r = await slack.click(action_id, incident_id, user)
+        assert (r.status_code, r.content) == (200, b"")
+    # Alice changes her mind: her latest word counts on the message; both are kept.
+    assert (await slack.click(NOT_USEFUL, incident_id, ALICE)).status_code == 200
+
+    detail = await rx.incident(incident_id)
+    said = [{k: v for k, v in f.items() if k != "at"} for f in detail["feedback"]]
+    assert said == [
+        {"useful": True, "by": "@alice (U0ALICE)", "source": "slack"},
+        {"useful": False, "by": "@bob (U0BOB)", "source": "slack"},
+        {"wrong_cause": True, "by": "@carol (U0CAROL)", "source": "slack"},
+        {"useful": False, "by": "@alice (U0ALICE)", "source": "slack"},
+    ]
+    assert slack_timeline(detail) == [
+        "marked useful in Slack by @alice (U0ALICE)",
+        "marked not useful in Slack by @bob (U0BOB)",
+        "probable cause called wrong in Slack by @carol (U0CAROL): payment-service",
+        "marked not useful in Slack by @alice (U0ALICE)",
+    ]
+    await rx.tick()
+    assert people(message(world)) == [
+        "Marked not useful by @bob (U0BOB), @alice (U0ALICE)",
+        "Wrong cause, says @carol (U0CAROL)",
+    ]
+    # Feedback is not an acknowledgement: PagerDuty heard only the trigger.
+    assert world.pagerduty.actions(incident_id) == ["trigger"]
+
+
+async def test_what_fixed_it_opens_a_modal_of_the_suggested_actions_and_records_the_answer(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    hostile = make_alert("payment-service", alertname="PaymentErrors", region=f"eu {HOSTILE}")
+    incident_id = await opened(rx, hostile)
+
+    r = await slack.click(FIXED, incident_id, ALICE)
+    assert (r.status_code, r.content) == (200, b"")
+
+    (view,) = world.slack.views()
+    assert view["callback_id"] == FIXED
+    assert view["private_metadata"] == incident_id
+    (choice,) = [b for b in view["blocks"] if b.get("block_id") == "jr_fixed_choice"]
+    options = choice["element"]["options"]
+    # Option labels are plain text: Slack shows them as written, never as a mention.
+    assert [o["text"] for o in options] == [
+        {"type": "plain_text", "text": f"Restart payment-service in eu {HOSTILE}"},
+        {"type": "plain_text", "text": "Fail over to the standby database"},
+    ]
+    mrkdwn = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section"]
+    assert mrkdwn and all("<" not in t and ">" not in t for t in mrkdwn)
+    assert "&lt;!channel&gt; *bold*" in mrkdwn[0]
+    assert world.pagerduty.actions(incident_id) == ["trigger"]
+    assert (await rx.incident(incident_id))["feedback"] == []
+
+    # Sent with nothing picked or written: the modal says so and stays open.
+    empty = await slack.submit(view, {"jr_fixed_choice": {"choice": {"type": "radio_buttons"}}})
+    assert empty.status_code == 200
+    assert empty.json()["response_action"] == "errors"
+    assert set(empty.json()["errors"]) == {"jr_fixed_text"}
+
+    picked = {
+        "jr_fixed_choice": {
+            "choice": {"type": "radio_buttons", "selected_option": options[0]},
+        },
+        "jr_fixed_text": {"text": {"type": "plain_text_input", "value": None}},
+    }
+    done = await slack.submit(view, picked)
+    assert (done.status_code, done.content) == (200, b"")  # closes the modal
+
+    detail = await rx.incident(incident_id)
+    (record,) = detail["feedback"]
+    assert record["fixed_by"] == f"Restart payment-service in eu {HOSTILE}"
+    assert (record["useful"], record["by"], record["source"]) == (True, "@alice (U0ALICE)", "slack")
+    await rx.tick()
+    (line,) = people(message(world))
+    assert line == (
+        "Fixed by: Restart payment-service in eu &lt;!channel&gt; *bold* (says @alice (U0ALICE))"
+    )
+    mrkdwn = [
+        e["text"]
+        for b in message(world).blocks
+        for e in [b.get("text"), *b.get("elements", [])]
+        if e and e.get("type") == "mrkdwn"
+    ]
+    assert mrkdwn and not [t for t in mrkdwn if "<" in t or ">" in t]
+
+
+async def test_a_modal_that_cannot_open_is_said_to_the_person_only(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+
+    r = await slack.click(FIXED, incident_id, ALICE, trigger_id="12345.98765.expired")
+
+    assert (r.status_code, r.content) == (200, b"")
+    assert world.slack.views() == []
+    (said,) = slack.responses()
+    assert said["response_type"] == "ephemeral"
+    assert said["replace_original"] is False
+    assert said["text"] == "The form did not open: Slack refused views.open (invalid_trigger_id)"
+
+
+async def test_silence_2h_silences_in_alertmanager_after_the_answer_and_shows_who(
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+
+    r = await slack.click(SILENCE, incident_id, ALICE)
+
+    assert (r.status_code, r.content) == (200, b"")
+    (made,) = alertmanager.fake.silences
+    assert made["createdBy"] == "@alice (U0ALICE)"
+    assert made["comment"] == "silenced from Slack by @alice (U0ALICE)"
+    assert {m["name"]: m["value"] for m in made["matchers"]} == PAYMENT["labels"]
+    detail = await rx.incident(incident_id)
+    (silence,) = detail["silences"]
+    assert (silence["id"], silence["by"]) == ("silence-1", "@alice (U0ALICE)")
+    assert slack_timeline(detail) == ["Silence 2h asked in Slack by @alice (U0ALICE)"]
+    assert slack.responses() == []
+    await rx.tick()
+    assert people(message(world)) == ["Silenced 2h by @alice (U0ALICE)"]
+
+
+async def test_a_silence_that_fails_is_recorded_and_said_to_the_person(
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager
+) -> None:
+    incident_id = await opened(rx)
+    alertmanager.server.inject(Fault(path="/api/v2/silences", status=500))
+
+    assert (await slack.click(SILENCE, incident_id, BOB)).status_code == 200
+
+    detail = await rx.incident(incident_id)
+    assert detail["silences"] == []
+    asked, failed = slack_timeline(detail)
+    assert asked == "Silence 2h asked in Slack by @bob (U0BOB)"
+    assert failed.startswith("Silence 2h asked in Slack by @bob (U0BOB) failed: Alertmanager: ")
+    (said,) = slack.responses()
+    assert said["response_type"] == "ephemeral"
+    assert said["text"].startswith("Silence 2h failed: Alertmanager: ")
+    assert "500" in said["text"]
+    await rx.tick()
+    assert world.slack.edits(message(world).ts) == []
+
+
+async def test_refusals_change_nothing(
+    rx: Harness, slack: Slack, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    before = await rx.incident(incident_id)
+
+    forged = slack.signed(slack.click_payload(ACK, incident_id), secret="not-the-secret")
+    r = await slack.send(*forged)
+    assert (r.status_code, r.json()) == (
+        401,
+        {"error": "X-Slack-Signature does not match a signing secret"},
+    )
+    body, headers = slack.signed(slack.click_payload(ACK, incident_id))
+    unsigned = {k: v for k, v in headers.items() if k != "x-slack-signature"}
+    assert (await slack.send(body, unsigned)).status_code == 401
+    # Signed right, but stamped six minutes ago: a replay.
+    old = slack.signed(slack.click_payload(ACK, incident_id), at=clock.now - 360)
+    r = await slack.send(*old)
+    assert r.status_code == 401
+    assert r.json() == {"error": "X-Slack-Request-Timestamp is missing or more than 300s from now"}
+    # Signed right just now, and held back for ten minutes by the receiver's clock.
+    held = slack.signed(slack.click_payload(ACK, incident_id))
+    clock.advance(600)
+    assert (await slack.send(*held)).status_code == 401
+    # Signed right, for an incident this receiver never had.
+    r = await slack.click(ACK, "checkout-0000000000000000-1")
+    assert r.status_code == 404
+    assert "no incident 'checkout-0000000000000000-1'" in r.json()["error"]
+    r = await slack.submit({"id": "V1", "callback_id": FIXED, "private_metadata": "nope"}, {})
+    assert r.status_code == 404
+    # A runbook link button: Slack wants a 200, and nothing happens.
+    r = await slack.click("link-0", incident_id)
+    assert (r.status_code, r.content) == (200, b"")
+
+    await rx.tick()
+    after = await rx.incident(incident_id)
+    assert after["response"] is None
+    assert after["feedback"] == after["silences"] == []
+    assert after["timeline"] == before["timeline"]
+    assert world.pagerduty.actions(incident_id) == ["trigger"]
+    assert world.slack.edits(message(world).ts) == []
+
+
+async def test_signed_junk_is_a_payload_error(slack: Slack) -> None:
+    r = await slack.send(*slack.sign(b"payload=%7B%22type%22%3A%20%22block_actions%22%7D"))
+    assert (r.status_code, r.json()["error"]) == (422, "user: Field required")
+    r = await slack.send(*slack.sign(b"nothing=here"))
+    assert r.status_code == 400
+    assert "no payload field" in r.json()["error"]
+
+
+async def test_without_a_signing_secret_the_endpoint_is_not_there(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path), clock) as h:
+        r = await h.client.post("/inbound/slack/interactions", content=b"payload=%7B%7D")
+        assert r.status_code == 404
+        assert "inbound.slack.signing_secret" in r.json()["error"]
+
+
+# -- the message's buttons and its line of what people did ----------------------------
+
+
+def _ids(posted: dict[str, Any]) -> list[str]:
+    (actions,) = [b for b in posted["blocks"] if b.get("block_id") == "jr_actions"]
+    assert {e["value"] for e in actions["elements"]} == {"checkout-eu-1"}
+    return [e["action_id"] for e in actions["elements"]]
+
+
+def _blocks(**overrides: Any) -> dict[str, Any]:
+    rendered = render(make_incident(**overrides), "https://rx.example.com/i", buttons=True)
+    return {"text": rendered.text, "blocks": rendered.blocks}
+
+
+def test_buttons_follow_the_incident() -> None:
+    assert _ids(_blocks()) == [ACK, USEFUL, NOT_USEFUL, WRONG_CAUSE, FIXED, SILENCE]
+    acknowledged = {"acknowledged_at": "2026-04-18T10:01:00.000Z", "acknowledged_by": "x"}
+    assert ACK not in _ids(_blocks(response=acknowledged))
+    assert WRONG_CAUSE not in _ids(_blocks(probable_causes=[]))
+    resolved = _blocks(status="resolved", resolved_at="2026-04-18T11:00:00.000Z")
+    assert _ids(resolved) == [USEFUL, NOT_USEFUL, FIXED]
+    without = render(make_incident(), None)
+    assert not [b for b in without.blocks if b.get("block_id") == "jr_actions"]
+
+
+async def test_a_crowded_hostile_message_keeps_slacks_limits(world: Fakes) -> None:
+    long = "y" * 5000
+    who = f"@{HOSTILE} (U0MALLORY) {long}"
+    crowded = _blocks(
+        title="t" * 400,
+        summary="s" * 10_000,
+        suggested_actions=[{"title": f"do {i} {long}"} for i in range(80)],
+        runbooks=[{"title": f"rb {i}", "url": f"https://rb.example/{i}"} for i in range(80)],
+        response={"acknowledged_at": "2026-04-18T10:01:00.000Z", "acknowledged_by": who},
+        feedback=[
+            {"at": "2026-04-18T10:02:00.000Z", "useful": i % 2 == 0, "by": f"{who}{i}"}
+            for i in range(40)
+        ]
+        + [{"at": "2026-04-18T10:03:00.000Z", "fixed_by": f"{HOSTILE} {long}", "by": who}] * 5
+        + [{"at": "2026-04-18T10:04:00.000Z", "wrong_cause": True, "by": who}],
+        silences=[
+            {
+                "id": f"s{i}",
+                "at": "2026-04-18T10:05:00.000Z",
+                "ends_at": "2026-04-18T12:05:00.000Z",
+                "by": who,
+            }
+            for i in range(100)
+        ],
+    )
+    client = WebClient(token=SLACK_TOKEN, base_url=f"{world.slack_server.url}/api/")
+
+    answer = await anyio.to_thread.run_sync(
+        lambda: client.chat_postMessage(channel="#incidents", **crowded)
+    )
+
+    assert answer["ok"]
+    (posted,) = world.slack.messages("#incidents")
+    lines = people(posted)
+    assert [line.split(" ", 2)[:2] for line in lines] == [
+        ["Acknowledged", "by"],
+        ["Marked", "useful"],
+        ["Marked", "not"],
+        ["Wrong", "cause,"],
+        ["Fixed", "by:"],
+        ["Fixed", "by:"],
+        ["Silenced", "2h"],
+    ]
+    assert all(len(line) <= 120 and "<" not in line and ">" not in line for line in lines)
+    assert all(line.endswith("… (truncated)") for line in lines)
+    assert lines[0].startswith("Acknowledged by @&lt;!channel&gt; *bold* (U0MALLORY) yyy")

@@ -1,0 +1,580 @@
+"""GET /api/v1/stats: figures from a seeded history through the real API and scheduler, each
+expected value worked out by hand from the history; then the pure roll-up's edge cases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from prometheus_client import generate_latest
+
+from receiver.app import create_app
+from receiver.errors import PayloadError
+from receiver.learning.stats import (
+    NOISY_CAP,
+    Outcome,
+    Stats,
+    StatsQuery,
+    compute,
+    p50,
+    parse_query,
+    pct,
+    refresh_metrics,
+)
+from receiver.store.base import Annotation
+from receiver.store.records import (
+    CauseRecord,
+    ChangeRecord,
+    FeedbackRecord,
+    IncidentState,
+    KpiRecord,
+)
+from receiver.store.redis import RedisStore
+from tests.conftest import PROMETHEUS_DATA, T0, FakeClock, make_alert
+from tests.store.builders import group, placed
+from tests.support.harness import Harness, harness, write_config
+
+pytestmark = pytest.mark.anyio
+
+DAY = 86_400
+T1 = T0 + 8 * DAY  # eight days on: at NOW, a 7d window no longer reaches T0
+NOW = T1 + 4 * 3600  # when the figures are asked for
+
+JOURNEYS = """
+journeys:
+  - id: checkout
+    name: Checkout
+    weight: 1.0
+    owner: {team: payments}
+    group_by: [region]
+    stages:
+      - {id: payment, weight: 1.0, match: ['service="payment-service"']}
+  - id: browse
+    name: Browse
+    weight: 0.2
+    owner: {team: discovery}
+    group_by: [region]
+    stages:
+      - {id: search, weight: 0.3, match: ['service="search-api"']}
+"""
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def config(tmp_path: Path) -> Path:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS)
+    cfg = write_config(tmp_path, journeys=journeys)
+    # A month of history, so that a 30d window reaches the incident eight days back.
+    cfg.write_text(
+        cfg.read_text().replace("{url: 'memory://'}", "{url: 'memory://', retention: 30d}")
+    )
+    return cfg
+
+
+def alert(service: str, alertname: str, region: str, at: float, **labels: str) -> dict[str, Any]:
+    severity = "critical" if service == "payment-service" else "warning"
+    return make_alert(
+        service, alertname=alertname, region=region, severity=severity, starts_at=iso(at), **labels
+    )
+
+
+def ended(alerts: list[dict[str, Any]], at: float) -> list[dict[str, Any]]:
+    return [{**a, "status": "resolved", "endsAt": iso(at)} for a in alerts]
+
+
+async def opened(rx: Harness, alerts: list[dict[str, Any]]) -> str:
+    r = await rx.post(alerts)
+    assert r.status_code == 200, r.text
+    (incident,) = r.json()["incidents"]
+    return str(incident)
+
+
+async def respond(rx: Harness, incident: str, **at: float) -> None:
+    """What PagerDuty would have told us: ``acknowledged_at`` / ``resolved_at`` (seconds)."""
+    fill: dict[str, object] = {name: round(t * 1000) for name, t in at.items()}
+    fill["source"] = "pagerduty"
+    answer = await rx.receiver.store.annotate(
+        incident, Annotation(fill={"response": fill}), rx.clock.ms
+    )
+    assert answer == "ok"
+
+
+async def feedback(rx: Harness, incident: str, useful: bool) -> None:
+    r = await rx.client.post(
+        f"/api/v1/incidents/{incident}/feedback", content=json.dumps({"useful": useful})
+    )
+    assert r.status_code == 201, r.text
+
+
+async def seed(rx: Harness) -> dict[str, str]:
+    """The history every figure below is worked out from (times in seconds):
+
+    OLD  checkout/us  T0: OldAlert from T0, notified T0+30, resolved by its alerts T0+360.
+    A    checkout/eu  T1: PaymentErrors x2 + PaymentLatency from T1-60, notified T1+30,
+                      acked T1+90, feedback useful, resolved by its alerts T1+900.
+    B    checkout/ap  T1+3600: PaymentErrors from T1+3600, notified T1+3630, acked T1+3750,
+                      resolved by a person T1+4800 (its alert keeps firing), not useful.
+    C    checkout/sa  T1+7200: PaymentErrors + FlakyProbe, both resolved at T1+7210: a blip
+                      of 2 alerts, resolved unnotified at T1+7230.
+    D    browse/eu    T1+10800: SearchSlow + FlakyProbe (warnings), notified T1+10830 at
+                      P5, never acked, not useful; still open.
+    """
+    rx.clock.now = T0
+    old = [alert("payment-service", "OldAlert", "us", T0)]
+    ids = {"old": await opened(rx, old)}
+    await rx.tick(30)
+    rx.clock.now = T0 + 60
+    await rx.post(ended(old, T0 + 60))
+    await rx.tick(300)
+
+    rx.clock.now = T1
+    a = [
+        alert("payment-service", "PaymentErrors", "eu", T1 - 60, instance="i1"),
+        alert("payment-service", "PaymentErrors", "eu", T1 - 60, instance="i2"),
+        alert("payment-service", "PaymentLatency", "eu", T1 - 60),
+    ]
+    ids["a"] = await opened(rx, a)
+    await rx.tick(30)
+    await respond(rx, ids["a"], acknowledged_at=T1 + 90)
+    await feedback(rx, ids["a"], useful=True)
+    rx.clock.now = T1 + 600
+    await rx.post(ended(a, T1 + 600))
+    await rx.tick(300)
+
+    rx.clock.now = T1 + 3600
+    ids["b"] = await opened(rx, [alert("payment-service", "PaymentErrors", "ap", T1 + 3600)])
+    await rx.tick(30)
+    await respond(rx, ids["b"], acknowledged_at=T1 + 3750, resolved_at=T1 + 4800)
+    await feedback(rx, ids["b"], useful=False)
+
+    rx.clock.now = T1 + 7200
+    c = [
+        alert("payment-service", "PaymentErrors", "sa", T1 + 7200),
+        alert("payment-service", "FlakyProbe", "sa", T1 + 7200),
+    ]
+    ids["c"] = await opened(rx, c)
+    rx.clock.now = T1 + 7210
+    await rx.post(ended(c, T1 + 7210))
+    await rx.tick(20)
+
+    rx.clock.now = T1 + 10800
+    d = [
+        alert("search-api", "SearchSlow", "eu", T1 + 10800),
+        alert("search-api", "FlakyProbe", "eu", T1 + 10800),
+    ]
+    ids["d"] = await opened(rx, d)
+    await rx.tick(30)
+    await feedback(rx, ids["d"], useful=False)
+
+    rx.clock.now = NOW
+    # What the figures rest on, as the incidents API tells it.
+    seen = {i["id"]: (i["status"], i["priority"]) for i in await rx.incidents()}
+    assert seen == {
+        ids["old"]: ("resolved", "P2"),
+        ids["a"]: ("resolved", "P2"),
+        ids["b"]: ("open", "P2"),
+        ids["c"]: ("resolved", "P5"),
+        ids["d"]: ("open", "P5"),
+    }
+    detail = await rx.incident(ids["c"])
+    assert (detail["notified_at"], detail["blips"]) == (None, 2)
+    return ids
+
+
+async def stats(rx: Harness, query: str = "") -> dict[str, Any]:
+    r = await rx.client.get("/api/v1/stats" + query)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def noisy(name: str, incidents: int, not_useful: int, blips: int) -> dict[str, Any]:
+    return {"alertname": name, "incidents": incidents, "not_useful": not_useful, "blips": blips}
+
+
+NO_BUSINESS = {
+    "revenue_quantified_pct": 0.0,
+    "revenue_at_risk_total": None,
+    "change_to_detection_s_p50": None,
+}
+NOTHING = {
+    "signal": {
+        "alerts": 0,
+        "incidents": 0,
+        "alerts_per_incident": None,
+        "blips": 0,
+        "not_useful_pct": None,
+        "noisy_alertnames": [],
+    },
+    "response": {"mtta_s_p50": None, "mttr_s_p50": None, "ack_pct": None},
+    "business": {
+        "revenue_quantified_pct": None,
+        "revenue_at_risk_total": None,
+        "change_to_detection_s_p50": None,
+    },
+    "minutes_degraded": 0.0,
+}
+
+
+async def test_the_week_in_figures(tmp_path: Path) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        figures = await stats(rx, "?window=7d&journey=")
+    # OLD was created eight days before NOW: outside the week. A, B, C, D are in.
+    assert (figures["window"], figures["journey"]) == ("7d", None)
+    assert (figures["since"], figures["until"]) == (iso(NOW - 7 * DAY), iso(NOW))
+    assert figures["signal"] == {
+        "alerts": 8,  # 3 + 1 + 2 + 2
+        "incidents": 4,
+        "alerts_per_incident": 2.0,
+        "blips": 2,  # C's two alerts
+        "not_useful_pct": 66.7,  # B and D of A, B, D (the ones with feedback)
+        "noisy_alertnames": [
+            noisy("FlakyProbe", 2, 1, 1),  # C (blip), D (not useful): 2 of 2 noisy
+            noisy("PaymentErrors", 3, 1, 1),  # B, C of A, B, C: 2 of 3
+            noisy("SearchSlow", 1, 1, 0),  # D: 1 of 1
+        ],
+    }
+    assert figures["response"] == {
+        "mtta_s_p50": 90.0,  # A 60 s, B 120 s
+        "mttr_s_p50": 1080.0,  # A 960 s (alerts), B 1200 s (person); D open, C a blip
+        "ack_pct": 66.7,  # A, B of A, B, D notified
+    }
+    assert figures["business"] == NO_BUSINESS  # no KPI carries revenue
+    assert list(figures["journeys"]) == ["checkout", "browse", "unmapped"]
+    checkout = figures["journeys"]["checkout"]
+    assert checkout["signal"] == {
+        "alerts": 6,
+        "incidents": 3,
+        "alerts_per_incident": 2.0,
+        "blips": 2,
+        "not_useful_pct": 50.0,
+        "noisy_alertnames": [noisy("PaymentErrors", 3, 1, 1), noisy("FlakyProbe", 1, 0, 1)],
+    }
+    assert checkout["response"] == {"mtta_s_p50": 90.0, "mttr_s_p50": 1080.0, "ack_pct": 100.0}
+    assert checkout["business"] == NO_BUSINESS
+    # A from T1-60 to T1+900 (16 min) and B from T1+3600 to NOW (180 min); C is a blip.
+    assert checkout["minutes_degraded"] == 196.0
+    browse = figures["journeys"]["browse"]
+    assert browse["signal"]["noisy_alertnames"] == [
+        noisy("FlakyProbe", 1, 1, 0),
+        noisy("SearchSlow", 1, 1, 0),
+    ]
+    assert browse["response"] == {"mtta_s_p50": None, "mttr_s_p50": None, "ack_pct": 0.0}
+    assert browse["minutes_degraded"] == 0.0  # D is P5
+    assert figures["journeys"]["unmapped"] == NOTHING
+
+
+async def test_a_longer_window_reaches_further_back(tmp_path: Path) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        figures = await stats(rx, "?window=30d")
+    assert figures["since"] == iso(NOW - 30 * DAY)
+    assert (figures["signal"]["incidents"], figures["signal"]["alerts"]) == (5, 9)
+    # OLD adds a resolve after 360 s and a notification nobody acknowledged.
+    assert figures["response"] == {"mtta_s_p50": 90.0, "mttr_s_p50": 960.0, "ack_pct": 50.0}
+    assert figures["journeys"]["checkout"]["minutes_degraded"] == 202.0  # + OLD's 6 min
+
+
+async def test_one_journey(tmp_path: Path) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        figures = await stats(rx, "?journey=browse")
+    assert (figures["window"], figures["journey"]) == ("7d", "browse")
+    assert list(figures["journeys"]) == ["browse"]
+    assert figures["signal"] == {
+        "alerts": 2,
+        "incidents": 1,
+        "alerts_per_incident": 2.0,
+        "blips": 0,
+        "not_useful_pct": 100.0,
+        "noisy_alertnames": [noisy("FlakyProbe", 1, 1, 0), noisy("SearchSlow", 1, 1, 0)],
+    }
+    assert figures["response"] == {"mtta_s_p50": None, "mttr_s_p50": None, "ack_pct": 0.0}
+    assert {k: v for k, v in figures.items() if k in ("signal", "response", "business")} == {
+        k: v for k, v in figures["journeys"]["browse"].items() if k != "minutes_degraded"
+    }
+
+
+DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "reason"),
+    [
+        ("?window=soon", "window", f'{DURATION_HELP}, got "soon"'),
+        ("?window=", "window", f'{DURATION_HELP}, got ""'),
+        ("?window=0s", "window", '"0s" must be longer than 0s'),
+        ("?window=91d", "window", '"91d" is longer than the maximum 90d'),
+        ("?window=-1", "window", '"-1" is below the minimum 0'),
+        ("?windw=7d", "windw", "unknown query parameter"),
+        ("?journey=nope", "journey", 'unknown journey "nope"'),
+    ],
+)  # fmt: skip
+async def test_a_bad_query_is_422_naming_the_field(
+    tmp_path: Path, query: str, field: str, reason: str
+) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        r = await rx.client.get("/api/v1/stats" + query)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["errors"] == [{"field": field, "reason": reason}]
+    assert field in body["error"]
+
+
+def metric_lines(text: str) -> set[str]:
+    return {line for line in text.splitlines() if line.startswith("journey_receiver_stats_")}
+
+
+async def test_the_figures_are_metrics_too(tmp_path: Path) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        before = metric_lines((await rx.client.get("/metrics")).text)
+        await stats(rx)
+        await stats(rx, "?window=2d")  # answered, not exported
+        await stats(rx, "?window=30d&journey=browse")  # browse's series of 30d, no total
+        lines = metric_lines((await rx.client.get("/metrics")).text)
+    assert before == set()
+    for line in (
+        'journey_receiver_stats_incidents{journey="",window="7d"} 4.0',
+        'journey_receiver_stats_alerts{journey="",window="7d"} 8.0',
+        'journey_receiver_stats_alerts_per_incident{journey="",window="7d"} 2.0',
+        'journey_receiver_stats_blips{journey="checkout",window="7d"} 2.0',
+        'journey_receiver_stats_not_useful_ratio{journey="",window="7d"} 0.667',
+        'journey_receiver_stats_mtta_seconds_p50{journey="",window="7d"} 90.0',
+        'journey_receiver_stats_mttr_seconds_p50{journey="checkout",window="7d"} 1080.0',
+        'journey_receiver_stats_ack_ratio{journey="browse",window="7d"} 0.0',
+        'journey_receiver_stats_revenue_quantified_ratio{journey="",window="7d"} 0.0',
+        'journey_receiver_stats_minutes_degraded{journey="checkout",window="7d"} 196.0',
+        'journey_receiver_stats_minutes_degraded{journey="unmapped",window="7d"} 0.0',
+    ):
+        assert line in lines
+    # A figure without a value has no series; the 2d window is not exported.
+    assert not [line for line in lines if "revenue_at_risk{" in line]
+    assert not [line for line in lines if 'mtta_seconds_p50{journey="browse"' in line]
+    assert not [line for line in lines if 'window="2d"' in line]
+    assert {line.split("{")[1].split("}")[0] for line in lines if 'window="30d"' in line} == {
+        'journey="browse",window="30d"'
+    }
+
+
+async def test_refresh_metrics_sets_the_week_for_every_journey(tmp_path: Path) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        figures = await refresh_metrics(rx.receiver)
+        lines = metric_lines((await rx.client.get("/metrics")).text)
+    assert figures.signal.incidents == 4
+    assert 'journey_receiver_stats_incidents{journey="browse",window="7d"} 1.0' in lines
+
+
+async def test_revenue_and_the_change_before_it_end_to_end(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    # tests/data/prometheus: conversion in eu is 0.2 against 0.5 a week before at 08:10Z,
+    # and the deploy below is 2 min before the alert starts.
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(
+        (PROMETHEUS_DATA / "journeys.yaml")
+        .read_text()
+        .replace("bad_when: down\n", "bad_when: down\n        revenue_per_unit: 1000\n")
+    )
+    prometheus = f"prometheus: {{url: '{prometheus_url}', timeout: 1s, budget: 2s}}\n"
+    first = 1_776_499_800 - 30  # 08:09:30Z
+    clock = FakeClock(first - 600)
+    async with harness(write_config(tmp_path, prometheus, journeys=journeys), clock) as rx:
+        deploy = {"type": "deploy", "service": "payment-service", "at": iso(first - 120)}
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(deploy))).is_success
+        clock.now = first
+        await opened(rx, [alert("payment-service", "PaymentErrors", "eu", first)])
+        await rx.tick(30)
+        clock.now = first + 120
+        figures = await stats(rx, "?window=1d")
+    # 0.3 of conversion lost × 1000 per unit = 300/min, open 2 min since its start.
+    assert figures["business"] == {
+        "revenue_quantified_pct": 100.0,
+        "revenue_at_risk_total": 600.0,
+        "change_to_detection_s_p50": 120.0,
+    }
+
+
+async def test_the_store_reads_a_window_by_creation_time(store: RedisStore) -> None:
+    t = round(T0 * 1000)
+    ids = []
+    for n, (region, journey) in enumerate(
+        [("eu", "checkout"), ("us", "checkout"), ("eu", "browse")]
+    ):
+        batch = [group(placed(f"a{n}", region=region), region=region, journey=journey)]
+        (o,) = await store.ingest(batch, 0, t + n * 60_000)
+        ids.append(o.incident_id)
+    assert [s.id for s in await store.incidents_since(t + 60_000, None, 10)] == ids[:0:-1]
+    assert [s.id for s in await store.incidents_since(t, "checkout", 10)] == [ids[1], ids[0]]
+    assert [s.id for s in await store.incidents_since(t, None, 1)] == [ids[2]]
+    assert await store.incidents_since(t + 180_000, None, 10) == []
+
+
+# The roll-up on its own: edge cases of the arithmetic.
+
+MIN = 60_000
+
+
+def state(n: int = 1, **fields: Any) -> IncidentState:
+    base: dict[str, Any] = {
+        "id": f"checkout-x-{n}",
+        "key": "checkout",
+        "digest": "x",
+        "journey": "checkout",
+        "group_labels": {},
+        "status": "open",
+        "created_at": 0,
+        "updated_at": 0,
+        "first_firing_at": 0,
+    }
+    return IncidentState.model_validate({**base, **fields})
+
+
+def roll_up(*states: IncidentState, names: dict[int, list[str]] | None = None) -> Stats:
+    outcomes = [Outcome(s, frozenset((names or {}).get(i, []))) for i, s in enumerate(states)]
+    return compute(outcomes, 0, 60 * MIN, ["checkout"])
+
+
+def test_median_and_percent() -> None:
+    assert p50([]) is None
+    assert p50([5.0]) == 5.0
+    assert p50([30.0, 10.0, 20.0]) == 20.0
+    assert p50([10.0, 20.0, 40.0, 1000.0]) == 30.0  # mean of the middle two
+    assert pct(0, 0) is None
+    assert pct(1, 3) == 33.3
+    assert pct(0, 4) == 0.0
+
+
+def test_no_incidents_give_nulls_not_zero_divisions() -> None:
+    stats = roll_up()
+    assert stats.model_dump(include={"signal", "response", "business"}) == {
+        k: v for k, v in NOTHING.items() if k != "minutes_degraded"
+    }
+    assert stats.journeys["checkout"].model_dump() == NOTHING
+
+
+def test_revenue_takes_each_incidents_largest_figure_for_as_long_as_it_was_open() -> None:
+    def kpi(name: str, per_min: float | None) -> KpiRecord:
+        return KpiRecord(name=name, revenue_at_risk_per_min=per_min)
+
+    stats = roll_up(
+        # 100/min (the larger of two views of one loss) from minute 10 to its resolve at 40.
+        state(1, started_at=10 * MIN, resolved_at=40 * MIN, status="resolved", notified_at=1,
+              kpis=[kpi("orders", 100.0), kpi("conversion", 40.0)]),
+        # 2.5/min, open from minute 20 to the end of the window at 60.
+        state(2, started_at=20 * MIN, notified_at=1, kpis=[kpi("orders", 2.5)]),
+        # Notified, but no KPI carries revenue.
+        state(3, notified_at=1, kpis=[kpi("latency", None)]),
+        # A blip is not counted in the share: nobody was told of it.
+        state(4, status="resolved", resolved_at=1),
+    )  # fmt: skip
+    assert stats.business.revenue_at_risk_total == 100 * 30 + 2.5 * 40
+    assert stats.business.revenue_quantified_pct == 66.7
+
+
+def test_change_to_detection_is_from_the_trusted_leading_change() -> None:
+    def change(id_: str, at: int) -> ChangeRecord:
+        return ChangeRecord(
+            id=id_, type="deploy", service="s", at=at, minutes_before=0, overlap=True
+        )
+
+    def cause(id_: str, score: float) -> CauseRecord:
+        return CauseRecord(kind="change", text=id_, score=score, change_id=id_)
+
+    start = 30 * MIN
+    stats = roll_up(
+        state(1, started_at=start, changes=[change("c1", start - 90_000)],
+              probable_causes=[cause("c1", 60.0)]),
+        state(2, started_at=start, changes=[change("c2", start - 30_000)],
+              probable_causes=[cause("c2", 60.0)]),
+        # A guess (below the confidence), a change after the start, a service cause: none.
+        state(3, started_at=start, changes=[change("c3", start - 1000)],
+              probable_causes=[cause("c3", 5.0)]),
+        state(4, started_at=start, changes=[change("c4", start + 1000)],
+              probable_causes=[cause("c4", 60.0)]),
+        state(5, started_at=start,
+              probable_causes=[CauseRecord(kind="service", text="db", score=80.0)]),
+    )  # fmt: skip
+    assert stats.business.change_to_detection_s_p50 == 60.0  # median of 90 s and 30 s
+
+
+def test_minutes_degraded_counts_overlaps_once_within_the_window() -> None:
+    stats = compute(
+        [
+            Outcome(s, frozenset())
+            for s in (
+                # Started before the window (at 0): counts from minute 10.
+                state(1, priority="P1", started_at=0, resolved_at=20 * MIN, status="resolved",
+                      notified_at=1),
+                # Overlaps the first: minutes 15-25 add only 20-25.
+                state(2, priority="P3", started_at=15 * MIN, resolved_at=25 * MIN,
+                      status="resolved", notified_at=1),
+                # Open until the window's end at 60: minutes 50-60.
+                state(3, priority="P2", started_at=50 * MIN, notified_at=1),
+                # Not degraded: P4, and a blip at P1.
+                state(4, priority="P4", started_at=30 * MIN, notified_at=1),
+                state(5, priority="P1", started_at=40 * MIN, resolved_at=41 * MIN,
+                      status="resolved"),
+            )
+        ],
+        10 * MIN,
+        60 * MIN,
+        ["checkout"],
+    )  # fmt: skip
+    assert stats.journeys["checkout"].minutes_degraded == 10 + 5 + 10
+
+
+def test_noisy_alertnames_are_ranked_and_capped() -> None:
+    unwanted = [FeedbackRecord(at=1, useful=False)]
+    states = [state(i, notified_at=1, feedback=unwanted) for i in range(12)]
+    names = {i: [f"Noisy{i:02d}", "Everywhere"] for i in range(12)}
+    # A useful incident: Noisy03 is now noisy in 1 of 2; Quiet in none.
+    states.append(state(12, notified_at=1, feedback=[FeedbackRecord(at=1, useful=True)]))
+    names[12] = ["Noisy03", "Quiet"]
+    # A blip: Noisy05 is now noisy in 2 of 2.
+    states.append(state(13, status="resolved", resolved_at=1))
+    names[13] = ["Noisy05", "Blippy"]
+    listed = [n.model_dump() for n in roll_up(*states, names=names).signal.noisy_alertnames]
+    assert len(listed) == NOISY_CAP
+    assert listed[:2] == [
+        {"alertname": "Everywhere", "incidents": 12, "not_useful": 12, "blips": 0},
+        {"alertname": "Noisy05", "incidents": 2, "not_useful": 1, "blips": 1},
+    ]
+    # Then one noisy incident of one each, by name, until the cap; Noisy03's 1 of 2 and
+    # Quiet's none come after or not at all.
+    assert [n["alertname"] for n in listed[2:]] == [
+        "Blippy",
+        *(f"Noisy{i:02d}" for i in (0, 1, 2, 4, 6, 7, 8)),
+    ]
+
+
+def test_parse_query_defaults_and_duration_forms() -> None:
+    assert parse_query({}) == StatsQuery("7d", 7 * DAY * 1000, None)
+    assert parse_query({"window": "36h", "journey": ""}) == StatsQuery("36h", 36 * 3600_000, None)
+    assert parse_query({"window": "3600", "journey": "checkout"}) == StatsQuery(
+        "3600", 3600_000, "checkout"
+    )
+    with pytest.raises(PayloadError):
+        parse_query({"window": "1y"})
+
+
+async def test_a_running_receiver_keeps_the_week_as_gauges(tmp_path: Path) -> None:
+    """The serving loop refreshes the 7-day figures by itself (receiver/app.py), with no
+    call of GET /api/v1/stats."""
+    app = create_app(write_config(tmp_path), clock=FakeClock())
+    registry = app.state.receiver.metrics.registry
+    shown = 'journey_receiver_stats_incidents{journey="",window="7d"} 0.0'
+    assert shown not in generate_latest(registry).decode()
+    async with app.router.lifespan_context(app):
+        with anyio.fail_after(10):
+            while shown not in generate_latest(registry).decode():  # noqa: ASYNC110 - a gauge, no event to wait on
+                await anyio.sleep(0.05)
