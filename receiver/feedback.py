@@ -24,6 +24,13 @@ class Feedback(BaseModel):
     action: FeedbackText | None = None
     cause: FeedbackText | None = None
     note: FeedbackText | None = None
+    wrong_cause: StrictBool | None = None
+    """The probable cause it named was not the cause."""
+    wrong_grouping: StrictBool | None = None
+    """Alerts were grouped into this incident that did not belong together (or apart)."""
+    fixed_by: FeedbackText | None = None
+    """A suggested action's id, or what fixed it in words."""
+    by: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
 def parse_feedback(body: bytes) -> Feedback:

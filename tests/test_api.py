@@ -201,6 +201,15 @@ async def test_feedback_is_recorded_on_the_incident(tmp_path: Path, clock: FakeC
         assert missing.status_code == 404
         bad = await rx.client.post(f"/api/v1/incidents/{inc}/feedback", content=b'{"useful": 1}')
         assert bad.status_code == 422
+        rollup = {"useful": False, "wrong_cause": True, "wrong_grouping": True, "by": "dana"}
+        r = await rx.client.post(f"/api/v1/incidents/{inc}/feedback", content=json.dumps(rollup))
+        assert r.status_code == 201
+        last = (await rx.incident(inc))["feedback"][-1]
+        assert {k: last[k] for k in rollup} == rollup
+        loose = await rx.client.post(
+            f"/api/v1/incidents/{inc}/feedback", content=b'{"useful": false, "wrong_cause": "y"}'
+        )
+        assert loose.json()["errors"][0]["field"] == "wrong_cause"
 
 
 async def test_reload_rejects_a_bad_file_and_keeps_the_running_config(

@@ -137,6 +137,7 @@ class FeedbackRecord(_Record):
     by: str | None = None
     source: str | None = None
     wrong_cause: bool | None = None
+    wrong_grouping: bool | None = None
     fixed_by: str | None = None
     """A suggested action's id (its title when it has none), or the person's own words."""
 
