@@ -188,9 +188,7 @@ async def list_incidents(request: Request, receiver: Receiver) -> Response:
 
 async def stats(request: Request, receiver: Receiver) -> Response:
     query = learning.parse_query(request.query_params)
-    journeys = [j.id for j in receiver.settings.catalog.journeys]
-    figures = await learning.read_stats(receiver.store, query, receiver.pipeline.now_ms(), journeys)
-    learning.publish(receiver.metrics, figures)
+    figures = await learning.cached_stats(receiver, query)
     return JSONResponse(figures.model_dump(mode="json"))
 
 

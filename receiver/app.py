@@ -7,9 +7,9 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from starlette.applications import Starlette
@@ -27,6 +27,7 @@ from receiver.outbox import Outbox
 from receiver.peer.alertmanager import AlertmanagerClient
 from receiver.peer.sync import Peer
 from receiver.pipeline import Clock, Pipeline
+from receiver.retired import Closable
 from receiver.settings import Settings, ms
 from receiver.sinks import Sink, registry
 from receiver.store import GroupStore, StoreSettings, open_store
@@ -34,6 +35,7 @@ from receiver.store.records import IncidentState
 from receiver.store.redis import RedisStore
 
 logger = logging.getLogger("journey_receiver")
+T = TypeVar("T")
 
 
 def authenticator(settings: Settings) -> Authenticator:
@@ -122,6 +124,12 @@ class Receiver:
                 if self.config_path or self.journeys_path
                 else "no --config and no --journeys given",
             )
+        auth = self.settings.config.server.auth
+        if auth.metrics_need_read_token and not auth.read_bearer_tokens:
+            logger.warning(
+                "server.auth.metrics_need_read_token is set but no read_bearer_tokens are: "
+                "reads are open, so /metrics stays open too"
+            )
         if self.auth.write_open:
             # Only on purpose (server.auth.allow_open, or no config file at all): the loader
             # refuses a config that is open by mistake. Still said loudly.
@@ -155,15 +163,28 @@ class Receiver:
             # The store holds every incident: it is not swapped under a running receiver.
             logger.warning("reload: store settings changed; they take effect after a restart")
         # New clients are built before anything is swapped: one that cannot be built
-        # rejects the reload like an invalid file, and the running ones stay.
-        sinks = self._rebuilt_sinks(settings, old)
-        enricher = (
-            enricher_for(settings, self.store)
-            if (settings.config.prometheus, settings.config.events) != (old.prometheus, old.events)
-            else None
-        )
-        if settings.config.alertmanager != old.alertmanager:
-            self.peer.replace(settings.config.alertmanager)
+        # rejects the reload like an invalid file, and the running ones stay (those built
+        # before it are closed with the next round's retired clients).
+        built: list[Closable] = []
+        new = settings.config
+        sinks = am = None
+        enricher = None
+        try:
+            if self._sinks_changed(new, old):
+                sinks = self._built("sinks", lambda: self._build_sinks(new))
+                built.extend(sinks.values())
+            if (new.prometheus, new.events) != (old.prometheus, old.events):
+                enricher = self._built("prometheus", lambda: enricher_for(settings, self.store))
+                built.append(enricher)
+            if new.alertmanager != old.alertmanager and new.alertmanager is not None:
+                wanted = new.alertmanager
+                am = self._built("alertmanager", lambda: AlertmanagerClient(wanted))
+        except ConfigError:
+            for client in built:
+                self.peer.retire(client)
+            raise
+        if new.alertmanager != old.alertmanager:
+            self.peer.replace(new.alertmanager, am)
             logger.info("reload: Alertmanager client rebuilt")
         if sinks is not None:
             self.outbox.replace_sinks(sinks)
@@ -184,18 +205,21 @@ class Receiver:
         self.metrics.config_last_reload_success.set(1)
         logger.info("reload: config and journeys reloaded")
 
-    def _rebuilt_sinks(
-        self, settings: Settings, old: config.ReceiverConfig
-    ) -> dict[str, Sink] | None:
-        """The sinks ``settings`` configure, when they differ from the running ones."""
-        new = settings.config
-        if not self._builds_sinks or (new.sinks, new.server.external_url) == (
-            old.sinks,
-            old.server.external_url,
-        ):
-            return None
+    def _sinks_changed(self, new: config.ReceiverConfig, old: config.ReceiverConfig) -> bool:
+        """Whether the sinks must be rebuilt: their config, the links they make, or the
+        Slack buttons' default (on once inbound.slack is set) changed."""
+        if not self._builds_sinks:
+            return False
+
+        def parts(c: config.ReceiverConfig) -> tuple[object, ...]:
+            return (c.sinks, c.server.external_url, c.inbound.slack)
+
+        return parts(new) != parts(old)
+
+    def _built(self, section: str, build: Callable[[], T]) -> T:
+        """``build()``, or ConfigError naming ``section`` when it raises."""
         try:
-            return self._build_sinks(new)
+            return build()
         except Exception as exc:
             self.metrics.config_reloads.labels("failure").inc()
             self.metrics.config_last_reload_success.set(0)
@@ -205,7 +229,7 @@ class Receiver:
                 f": {exc.strerror}" if isinstance(exc, OSError) else ""
             )
             where = str(self.config_path or "receiver.yaml")
-            problem = ConfigProblem(where, None, "sinks", f"cannot build: {why}")
+            problem = ConfigProblem(where, None, section, f"cannot build: {why}")
             raise ConfigError([problem]) from exc
 
     def _build_sinks(self, cfg: config.ReceiverConfig) -> dict[str, Sink]:
@@ -286,12 +310,14 @@ def create_app(
     return app
 
 
+# One round per lease slot of the figures (learning.stats.REFRESH_SLOT_MS).
 FIGURES_EVERY_S = 60.0
 
 
 async def _refresh_figures(receiver: Receiver, stop: anyio.Event) -> None:
-    """The 7-day figures of GET /api/v1/stats as gauges, at most once a minute: a read,
-    so every replica may do it (dashboards take ``max`` over replicas)."""
+    """The 7-day figures of GET /api/v1/stats as gauges, once a minute on every replica:
+    one replica a minute computes them (the costly read), every replica publishes that
+    one answer from the shared cache, so all export the same numbers."""
     while not stop.is_set():
         try:
             await refresh_metrics(receiver)

@@ -75,7 +75,8 @@ class RetryableDeliveryError(DeliveryError):
 
     ``ambiguous``: the attempt may have written without hearing so (a timeout, a dropped
     connection, no HTTP answer), so the next one should look for that write before making
-    it again. An HTTP answer (429, 5xx, a refusal) proves nothing was written: False.
+    it again; also a write answered by a 5xx or Slack's ``internal_error``, which the
+    vendor says may have been applied. A 429 or a refusal proves nothing was written.
     """
 
     def __init__(

@@ -82,9 +82,10 @@ class Incident(BaseModel):
 
 
 def response_times(state: IncidentState) -> tuple[float | None, float | None]:
-    """(MTTA, MTTR) of one incident in seconds: from the first notification to the first
-    acknowledgement, and from its start (Alertmanager's startsAt) to the first resolve,
-    by a person or by its alerts; None until there is one."""
+    """(MTTA, MTTR) of the incident's latest episode, in seconds: from its notification to
+    the first acknowledgement, and from its start (Alertmanager's startsAt) to the first
+    resolve, by a person or by its last alert resolving (not counting ``resolve_after``,
+    the quiet time the receiver waits out); None until there is one."""
     response = state.response
     acked = response.acknowledged_at if response else None
     mtta = (
@@ -92,7 +93,9 @@ def response_times(state: IncidentState) -> tuple[float | None, float | None]:
         if acked is not None and state.notified_at is not None
         else None
     )
-    ends = [t for t in (response.resolved_at if response else None, state.resolved_at) if t]
+    ends = [response.resolved_at] if response and response.resolved_at else []
+    if state.status == "resolved":
+        ends.append(state.last_change_at or state.resolved_at or 0)
     mttr = max(0.0, (min(ends) - state.started) / 1000) if ends else None
     return mtta, mttr
 

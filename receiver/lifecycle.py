@@ -172,7 +172,9 @@ def advance(
         if last is not None and last.priority != now.priority and decision.notify != "resolve":
             note("priority", f"priority {last.priority} → {now.priority}")
         state.pending = None
-        if state.notified_at is None:
+        if state.notified_at is None or decision.notify == "reopen":
+            # When this episode's people were told (MTTA counts from it), as started_at
+            # is when it started.
             state.notified_at = now_ms
         state.last_notified = Notified(
             at=now_ms,

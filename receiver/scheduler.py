@@ -1,4 +1,5 @@
-"""The loop every replica runs: decide for the due incidents, deliver the due jobs, sleep.
+"""The loop every replica runs: decide for the due incidents, deliver the due jobs, sleep;
+beside it, Alertmanager's back-fills and reconciles (``receiver/peer/``).
 
 Claims are atomic in the store, so any number of replicas can run it: each due incident is
 decided by exactly one of them, and each outbox queue is worked by one of them at a time.
@@ -20,10 +21,11 @@ logger = logging.getLogger("journey_receiver.scheduler")
 
 
 async def tick(pipeline: Pipeline, outbox: Outbox, peer: Peer | None = None) -> bool:
-    """One round; True when there may be more due work right away (a full batch)."""
+    """One round; True when there may be more due work right away (a full batch). With
+    ``peer``, Alertmanager's part goes first, in the same round (tests step it so; the
+    running receiver gives it a loop of its own, see ``run``)."""
     batch = pipeline.settings.config.scheduler.batch
     if peer is not None:
-        # First: what Alertmanager says is due is decided in the same round.
         await _step("alertmanager", peer.step)
     claimed = await _step("decide", pipeline.flush_due)
     # Right after the decisions, so a notification goes out in the tick that decided it.
@@ -47,7 +49,22 @@ async def run(
 ) -> None:
     """Tick until ``stop`` is set; a round under way is finished first, so a shutdown does
     not cut a delivery between the sink's answer and its receipt."""
+    async with anyio.create_task_group() as tasks:
+        if peer is not None:
+            # Its own loop: an Alertmanager that hangs (a timeout per peer, one group after
+            # another) must not hold up decisions and deliveries.
+            tasks.start_soon(_peer_loop, pipeline, peer, stop)
+        while not stop.is_set():
+            if not await tick(pipeline, outbox):
+                await _pause(pipeline, stop)
+
+
+async def _peer_loop(pipeline: Pipeline, peer: Peer, stop: anyio.Event) -> None:
     while not stop.is_set():
-        if not await tick(pipeline, outbox, peer):
-            with anyio.move_on_after(pipeline.settings.config.scheduler.tick):
-                await stop.wait()
+        await _step("alertmanager", peer.step)
+        await _pause(pipeline, stop)
+
+
+async def _pause(pipeline: Pipeline, stop: anyio.Event) -> None:
+    with anyio.move_on_after(pipeline.settings.config.scheduler.tick):
+        await stop.wait()

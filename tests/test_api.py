@@ -118,9 +118,7 @@ async def test_each_role_is_refused_where_it_does_not_belong(
             "metrics": (await rx.client.get("/metrics", headers=headers)).status_code,
         }
         assert got == expected
-        redrive = await rx.client.post(
-            "/api/v1/deliveries/redrive", content=b"{}", headers=headers
-        )
+        redrive = await rx.client.post("/api/v1/deliveries/redrive", content=b"{}", headers=headers)
         assert redrive.status_code == expected["admin"]
         if expected["admin"] == 403:
             assert "admin_bearer_tokens" in redrive.json()["error"]
@@ -403,3 +401,33 @@ async def test_a_reload_rebuilds_prometheus_and_the_feeds(tmp_path: Path, clock:
         before.aclose = aclose  # type: ignore[method-assign]
         await rx.tick(1)  # the next round: nothing can still use the old one
         assert closed == [True]
+
+
+async def test_a_reload_that_cannot_build_the_alertmanager_client_keeps_everything(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        "routing: {log: [P1, P2, P3, P4, P5]}\n"
+        "alertmanager: {urls: ['http://127.0.0.1:9'], restart_grace: 0s}\n",
+    )
+    async with harness(cfg, clock, configured_sinks=True) as rx:
+        client = rx.receiver.peer.client
+        sinks = dict(rx.receiver.outbox.sinks)
+        bad_ca = tmp_path / "ca.pem"
+        bad_ca.write_text("not a certificate\n")
+        # Sinks change too, and are built first: the Alertmanager client then fails.
+        cfg.write_text(
+            cfg.read_text().replace("restart_grace: 0s}", f"restart_grace: 0s, ca_file: {bad_ca}}}")
+            + "sinks: {log: {format: json}}\n"
+        )
+        r = await rx.client.post("/-/reload")
+        assert r.status_code == 400
+        assert r.json()["errors"][0]["field"] == "alertmanager"
+        assert "cannot build: SSLError" in r.json()["errors"][0]["reason"]
+        assert rx.receiver.peer.client is client
+        assert rx.receiver.outbox.sinks == sinks
+        assert rx.receiver.settings.config.alertmanager is not None
+        assert rx.receiver.settings.config.alertmanager.ca_file is None
+        await rx.tick(1)  # the next round closes what the rejected reload built
+        assert not client._client.is_closed  # type: ignore[union-attr]

@@ -298,10 +298,13 @@ def test_empty_file_is_refused_as_open_and_otherwise_means_defaults(tmp_path: Pa
     [problem] = problems(path)
     assert problem.startswith(f"{path}: server.auth.bearer_tokens: no write credential")
     path.write_text("# only this\n" + OPEN)
-    assert load_receiver_config(path).model_dump() == ReceiverConfig(
-        journeys_file=tmp_path / "journeys.yaml",
-        server=ServerConfig(auth=AuthConfig(allow_open=True)),
-    ).model_dump()
+    assert (
+        load_receiver_config(path).model_dump()
+        == ReceiverConfig(
+            journeys_file=tmp_path / "journeys.yaml",
+            server=ServerConfig(auth=AuthConfig(allow_open=True)),
+        ).model_dump()
+    )
 
 
 @pytest.mark.parametrize(

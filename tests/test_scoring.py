@@ -22,9 +22,7 @@ RULES = ScoringRules(
     tier_weights={"gold": 1.0, "free": 0.4},
     default_tier_weight=1.0,
 )
-CHECKOUT = JourneyWeights(
-    "checkout", "Checkout", 1.0, {"payment": 1.0, "cart": 0.6}, has_kpis=True
-)
+CHECKOUT = JourneyWeights("checkout", "Checkout", 1.0, {"payment": 1.0, "cart": 0.6}, has_kpis=True)
 
 Firing = tuple[str | None, str, str | None]  # stage, severity, tier of one firing alert
 

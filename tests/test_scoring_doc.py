@@ -96,9 +96,7 @@ def kpis(example: Example) -> list[KpiRecord]:
     assert found, f"example {example.number}: KPI {example.kpi!r}"
     (kpi,) = [k for k in SETTINGS.catalog.find(example.journey).kpis if k.name == found["name"]]
     deviation = float(found["pct"].replace("−", "-"))
-    return [
-        KpiRecord(name=kpi.name, deviation_pct=deviation, unit=kpi.unit, bad_when=kpi.bad_when)
-    ]
+    return [KpiRecord(name=kpi.name, deviation_pct=deviation, unit=kpi.unit, bad_when=kpi.bad_when)]
 
 
 def test_the_doc_has_its_worked_examples() -> None:

@@ -14,18 +14,23 @@ from prometheus_client import generate_latest
 
 from receiver.app import create_app
 from receiver.errors import PayloadError
+from receiver.learning import stats as learning
 from receiver.learning.stats import (
+    CACHE_NAMESPACE,
     NOISY_CAP,
+    REFRESH_SLOT_MS,
     Outcome,
     Stats,
     StatsQuery,
     compute,
+    not_useful,
     p50,
     parse_query,
     pct,
     refresh_metrics,
 )
-from receiver.store.base import Annotation
+from receiver.store import open_store
+from receiver.store.base import Annotation, GroupStore, StoreSettings
 from receiver.store.records import (
     CauseRecord,
     ChangeRecord,
@@ -116,9 +121,11 @@ async def feedback(rx: Harness, incident: str, useful: bool) -> None:
 async def seed(rx: Harness) -> dict[str, str]:
     """The history every figure below is worked out from (times in seconds):
 
-    OLD  checkout/us  T0: OldAlert from T0, notified T0+30, resolved by its alerts T0+360.
+    OLD  checkout/us  T0: OldAlert from T0, notified T0+30, its alert ends T0+60, resolved
+                      by its alerts T0+360 (after resolve_after).
     A    checkout/eu  T1: PaymentErrors x2 + PaymentLatency from T1-60, notified T1+30,
-                      acked T1+90, feedback useful, resolved by its alerts T1+900.
+                      acked T1+90, feedback useful, its alerts end T1+600, resolved by
+                      them T1+900.
     B    checkout/ap  T1+3600: PaymentErrors from T1+3600, notified T1+3630, acked T1+3750,
                       resolved by a person T1+4800 (its alert keeps firing), not useful.
     C    checkout/sa  T1+7200: PaymentErrors + FlakyProbe, both resolved at T1+7210: a blip
@@ -244,7 +251,7 @@ async def test_the_week_in_figures(tmp_path: Path) -> None:
     }
     assert figures["response"] == {
         "mtta_s_p50": 90.0,  # A 60 s, B 120 s
-        "mttr_s_p50": 1080.0,  # A 960 s (alerts), B 1200 s (person); D open, C a blip
+        "mttr_s_p50": 930.0,  # A 660 s (its last alert), B 1200 s (person); D open, C a blip
         "ack_pct": 66.7,  # A, B of A, B, D notified
     }
     assert figures["business"] == NO_BUSINESS  # no KPI carries revenue
@@ -258,7 +265,7 @@ async def test_the_week_in_figures(tmp_path: Path) -> None:
         "not_useful_pct": 50.0,
         "noisy_alertnames": [noisy("PaymentErrors", 3, 1, 1), noisy("FlakyProbe", 1, 0, 1)],
     }
-    assert checkout["response"] == {"mtta_s_p50": 90.0, "mttr_s_p50": 1080.0, "ack_pct": 100.0}
+    assert checkout["response"] == {"mtta_s_p50": 90.0, "mttr_s_p50": 930.0, "ack_pct": 100.0}
     assert checkout["business"] == NO_BUSINESS
     # A from T1-60 to T1+900 (16 min) and B from T1+3600 to NOW (180 min); C is a blip.
     assert checkout["minutes_degraded"] == 196.0
@@ -278,8 +285,8 @@ async def test_a_longer_window_reaches_further_back(tmp_path: Path) -> None:
         figures = await stats(rx, "?window=30d")
     assert figures["since"] == iso(NOW - 30 * DAY)
     assert (figures["signal"]["incidents"], figures["signal"]["alerts"]) == (5, 9)
-    # OLD adds a resolve after 360 s and a notification nobody acknowledged.
-    assert figures["response"] == {"mtta_s_p50": 90.0, "mttr_s_p50": 960.0, "ack_pct": 50.0}
+    # OLD adds a resolve after 60 s and a notification nobody acknowledged.
+    assert figures["response"] == {"mtta_s_p50": 90.0, "mttr_s_p50": 660.0, "ack_pct": 50.0}
     assert figures["journeys"]["checkout"]["minutes_degraded"] == 202.0  # + OLD's 6 min
 
 
@@ -333,45 +340,176 @@ def metric_lines(text: str) -> set[str]:
     return {line for line in text.splitlines() if line.startswith("journey_receiver_stats_")}
 
 
-async def test_the_figures_are_metrics_too(tmp_path: Path) -> None:
+WEEK_LINES = (
+    'journey_receiver_stats_incidents{journey="",window="7d"} 4.0',
+    'journey_receiver_stats_alerts{journey="",window="7d"} 8.0',
+    'journey_receiver_stats_alerts_per_incident{journey="",window="7d"} 2.0',
+    'journey_receiver_stats_blips{journey="checkout",window="7d"} 2.0',
+    'journey_receiver_stats_not_useful_ratio{journey="",window="7d"} 0.667',
+    'journey_receiver_stats_mtta_seconds_p50{journey="",window="7d"} 90.0',
+    'journey_receiver_stats_mttr_seconds_p50{journey="checkout",window="7d"} 930.0',
+    'journey_receiver_stats_ack_ratio{journey="browse",window="7d"} 0.0',
+    'journey_receiver_stats_revenue_quantified_ratio{journey="",window="7d"} 0.0',
+    'journey_receiver_stats_minutes_degraded{journey="checkout",window="7d"} 196.0',
+    'journey_receiver_stats_minutes_degraded{journey="unmapped",window="7d"} 0.0',
+)
+
+
+async def metrics_of(rx: Harness) -> set[str]:
+    return metric_lines((await rx.client.get("/metrics")).text)
+
+
+async def test_the_week_is_metrics_too_and_only_the_week(tmp_path: Path) -> None:
     async with harness(config(tmp_path), FakeClock()) as rx:
         await seed(rx)
-        before = metric_lines((await rx.client.get("/metrics")).text)
-        await stats(rx)
-        await stats(rx, "?window=2d")  # answered, not exported
-        await stats(rx, "?window=30d&journey=browse")  # browse's series of 30d, no total
-        lines = metric_lines((await rx.client.get("/metrics")).text)
+        before = await metrics_of(rx)
+        figures = await refresh_metrics(rx.receiver)
+        lines = await metrics_of(rx)
+        # The API exports nothing of its own: a gauge it alone set would never be
+        # refreshed, and would show an old answer as long as the process lives.
+        for query in ("?window=1d", "?window=30d&journey=browse", "?window=2d", "?journey=browse"):
+            await stats(rx, query)
+        after = await metrics_of(rx)
     assert before == set()
-    for line in (
-        'journey_receiver_stats_incidents{journey="",window="7d"} 4.0',
-        'journey_receiver_stats_alerts{journey="",window="7d"} 8.0',
-        'journey_receiver_stats_alerts_per_incident{journey="",window="7d"} 2.0',
-        'journey_receiver_stats_blips{journey="checkout",window="7d"} 2.0',
-        'journey_receiver_stats_not_useful_ratio{journey="",window="7d"} 0.667',
-        'journey_receiver_stats_mtta_seconds_p50{journey="",window="7d"} 90.0',
-        'journey_receiver_stats_mttr_seconds_p50{journey="checkout",window="7d"} 1080.0',
-        'journey_receiver_stats_ack_ratio{journey="browse",window="7d"} 0.0',
-        'journey_receiver_stats_revenue_quantified_ratio{journey="",window="7d"} 0.0',
-        'journey_receiver_stats_minutes_degraded{journey="checkout",window="7d"} 196.0',
-        'journey_receiver_stats_minutes_degraded{journey="unmapped",window="7d"} 0.0',
-    ):
+    assert figures is not None and figures.signal.incidents == 4
+    for line in WEEK_LINES:
         assert line in lines
-    # A figure without a value has no series; the 2d window is not exported.
+    # A figure without a value has no series.
     assert not [line for line in lines if "revenue_at_risk{" in line]
     assert not [line for line in lines if 'mtta_seconds_p50{journey="browse"' in line]
-    assert not [line for line in lines if 'window="2d"' in line]
-    assert {line.split("{")[1].split("}")[0] for line in lines if 'window="30d"' in line} == {
-        'journey="browse",window="30d"'
-    }
+    assert after == lines
+    assert all('window="7d"' in line for line in after)
 
 
-async def test_refresh_metrics_sets_the_week_for_every_journey(tmp_path: Path) -> None:
+async def test_a_figure_that_loses_its_value_loses_its_series(tmp_path: Path) -> None:
     async with harness(config(tmp_path), FakeClock()) as rx:
         await seed(rx)
-        figures = await refresh_metrics(rx.receiver)
-        lines = metric_lines((await rx.client.get("/metrics")).text)
-    assert figures.signal.incidents == 4
-    assert 'journey_receiver_stats_incidents{journey="browse",window="7d"} 1.0' in lines
+        await refresh_metrics(rx.receiver)
+        assert 'journey_receiver_stats_mtta_seconds_p50{journey="",window="7d"} 90.0' in (
+            await metrics_of(rx)
+        )
+        # Eight days on, the week holds no incident: no median, and 0 incidents.
+        rx.clock.advance(8 * DAY)
+        await refresh_metrics(rx.receiver)
+        lines = await metrics_of(rx)
+    assert not [line for line in lines if "mtta_seconds_p50" in line]
+    assert 'journey_receiver_stats_incidents{journey="",window="7d"} 0.0' in lines
+
+
+class CountingReads:
+    """Counts the costly reads of the figures (the incidents of a window and their
+    alerts), passing each on to the real one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self._read = learning.read_outcomes
+        monkeypatch.setattr(learning, "read_outcomes", self)
+
+    async def __call__(
+        self, store: GroupStore, since_ms: int, journey: str | None
+    ) -> list[Outcome]:
+        self.calls += 1
+        return await self._read(store, since_ms, journey)
+
+
+async def one_more_incident(rx: Harness) -> None:
+    at = rx.clock.now
+    await opened(rx, [alert("payment-service", "PaymentErrors", "us", at)])
+
+
+async def test_within_a_minute_the_api_answers_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        reads = CountingReads(monkeypatch)
+        first = await stats(rx)
+        await one_more_incident(rx)
+        rx.clock.advance(59)
+        # The same question (an empty journey is all of them) within the minute: the
+        # same answer, read once, though an incident came since.
+        assert await stats(rx) == first
+        assert await stats(rx, "?window=7d&journey=") == first
+        assert reads.calls == 1
+        # Another question is read on its own, then kept in turn.
+        browse = await stats(rx, "?journey=browse")
+        assert await stats(rx, "?journey=browse") == browse
+        assert reads.calls == 2
+        # A minute after the first answer it is read again, and sees the new incident.
+        rx.clock.advance(1)
+        later = await stats(rx)
+        assert reads.calls == 3
+    assert (first["signal"]["incidents"], later["signal"]["incidents"]) == (4, 5)
+    assert later["until"] == iso(NOW + 60)
+
+
+async def test_an_unreadable_kept_answer_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        # As a replica of another version might have left it during an upgrade.
+        await rx.receiver.store.cache.set(CACHE_NAMESPACE, "7d", '{"signal": 1}', 60_000)
+        reads = CountingReads(monkeypatch)
+        figures = await stats(rx)
+    assert figures["signal"]["incidents"] == 4
+    assert reads.calls == 1
+
+
+async def test_one_replica_a_minute_computes_and_every_replica_publishes(
+    tmp_path: Path, redis_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def shared() -> RedisStore:
+        return open_store(
+            f"redis://127.0.0.1:{redis_port}/0",
+            StoreSettings(key_prefix="stats-replicas", retention_ms=30 * DAY * 1000),
+        )
+
+    clock = FakeClock()
+    cfg = config(tmp_path)
+    async with (
+        harness(cfg, clock, store=shared()) as one,
+        harness(cfg, clock, store=shared()) as two,
+    ):
+        await seed(one)
+        reads = CountingReads(monkeypatch)
+        # One minute, both replicas: the first to come computes, the other publishes
+        # what the first kept, and the API of either answers it too.
+        computed = await refresh_metrics(one.receiver)
+        published = await refresh_metrics(two.receiver)
+        assert reads.calls == 1
+        assert computed == published
+        assert await stats(two) == await stats(one) == computed.model_dump(mode="json")
+        assert reads.calls == 1
+        lines = await metrics_of(one)
+        assert await metrics_of(two) == lines
+        for line in WEEK_LINES:
+            assert line in lines
+        # The next minute, whoever comes first computes; both publish the new incident.
+        await one_more_incident(one)
+        clock.advance(60)
+        await refresh_metrics(two.receiver)
+        await refresh_metrics(one.receiver)
+        assert reads.calls == 2
+        both = [await metrics_of(one), await metrics_of(two)]
+    assert both[0] == both[1]
+    assert 'journey_receiver_stats_incidents{journey="",window="7d"} 5.0' in both[0]
+
+
+async def test_a_replica_with_nothing_kept_leaves_its_gauges_as_they_were(
+    tmp_path: Path, redis_port: int
+) -> None:
+    # The lease of this minute is held by a replica still computing (or gone): there is
+    # nothing to publish yet, and nothing is read here either.
+    store = open_store(
+        f"redis://127.0.0.1:{redis_port}/0", StoreSettings(key_prefix="stats-nothing-kept")
+    )
+    clock = FakeClock()
+    held = f"{CACHE_NAMESPACE}:{clock.ms // REFRESH_SLOT_MS}"
+    assert await store.take_lease(held, "another-replica", 120_000)
+    async with harness(config(tmp_path), clock, store=store) as rx:
+        assert await refresh_metrics(rx.receiver) is None
+        assert await metrics_of(rx) == set()
 
 
 async def test_revenue_and_the_change_before_it_end_to_end(
@@ -555,6 +693,26 @@ def test_noisy_alertnames_are_ranked_and_capped() -> None:
         "Blippy",
         *(f"Noisy{i:02d}" for i in (0, 1, 2, 4, 6, 7, 8)),
     ]
+
+
+def test_only_useful_false_is_not_useful_and_only_a_verdict_judges() -> None:
+    said = {
+        "no": FeedbackRecord(at=1, useful=False),
+        "yes": FeedbackRecord(at=1, useful=True),
+        "wrong cause": FeedbackRecord(at=1, wrong_cause=True, cause="db"),
+        "fixed by": FeedbackRecord(at=1, fixed_by="rollback"),
+    }
+    states = [
+        state(1, notified_at=1, feedback=[said["no"]]),
+        state(2, notified_at=1, feedback=[said["yes"], said["wrong cause"]]),
+        # Something was said, but not whether it was useful: not a judgement either way.
+        state(3, notified_at=1, feedback=[said["wrong cause"], said["fixed by"]]),
+        state(4, notified_at=1, feedback=[said["wrong cause"], said["no"]]),
+    ]
+    assert [not_useful(s) for s in states] == [True, False, False, True]
+    stats = roll_up(*states, names={2: ["WrongCauseOnly"]})
+    assert stats.signal.not_useful_pct == 66.7  # 1 and 4 of 1, 2 and 4
+    assert stats.signal.noisy_alertnames == []
 
 
 def test_parse_query_defaults_and_duration_forms() -> None:

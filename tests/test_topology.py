@@ -115,13 +115,7 @@ def test_callers_are_found_through_others_and_cycles_are_named() -> None:
 
 def test_check_reports_self_calls_and_cycles_with_file_and_line(tmp_path: Path) -> None:
     journeys = tmp_path / "journeys.yaml"
-    journeys.write_text(
-        "journeys: []\n"
-        "topology:\n"
-        "  web: [api]\n"
-        "  api: [db, api]\n"
-        "  db: [web]\n"
-    )
+    journeys.write_text("journeys: []\ntopology:\n  web: [api]\n  api: [db, api]\n  db: [web]\n")
     done = subprocess.run(
         [CLI, "check", "--journeys", str(journeys)], capture_output=True, text=True, check=False
     )

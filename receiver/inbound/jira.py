@@ -47,6 +47,7 @@ class Issue(_Wire):
 class User(_Wire):
     display_name: str = Field(default="", alias="displayName")
     account_id: str = Field(default="", alias="accountId")
+    email_address: str = Field(default="", alias="emailAddress")
     name: str = ""
 
 
@@ -79,6 +80,14 @@ class Event(_Wire):
         items = self.changelog.items if self.changelog else []
         return next((i.to_string or "" for i in items if i.field == "status"), None)
 
+    def by(self, account: str) -> bool:
+        """Whether ``account`` (a username or e-mail, as the Jira sink logs in) did it."""
+        user = self.user
+        if not account or user is None:
+            return False
+        names = {user.name, user.email_address, user.account_id}
+        return account.casefold() in {n.casefold() for n in names if n}
+
     @property
     def who(self) -> str:
         user = self.user
@@ -95,15 +104,19 @@ def parse(body: bytes) -> Event:
 
 
 def annotation(
-    event: Event, state: IncidentState, now_ms: int, delivery_id: str | None
+    event: Event, state: IncidentState, now_ms: int, delivery_id: str | None, own_user: str
 ) -> Annotation | None:
-    """What a status change adds to the incident; None for anything else, or for an issue
-    that is not the incident's own."""
+    """What a status change adds to the incident; None for anything else, for an issue
+    that is not the incident's own, and for the Jira sink's own transitions (made as
+    ``own_user``, or a resolve of an incident already resolved here): those are the
+    receiver speaking, not a person."""
     issue = event.issue
     status = event.new_status
     if issue is None or status is None or state.sinks.get("jira", {}).get("key") != issue.key:
         return None
     category = issue.fields.status.category.key if issue.fields.status else ""
+    if event.by(own_user) or (category == "done" and state.status == "resolved"):
+        return None
     at = event.timestamp or now_ms
     who = event.who
     if category == "done":

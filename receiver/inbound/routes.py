@@ -86,6 +86,10 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
     if not verify_pagerduty(body, request.headers.get("x-pagerduty-signature"), secrets):
         return refused(401, "X-PagerDuty-Signature does not match a signing secret", request)
     event = pagerduty.parse(body)
+    if event.event_type not in pagerduty.RECORDED:
+        # PagerDuty's test ping and events this receiver does not record: fine, not ours
+        # to refuse (a 4xx would count against the subscription).
+        return JSONResponse({"status": "ignored"})
     cache = receiver.store.cache
     incident_id = event.data.incident_key or ""
     pd_incident = event.pagerduty_incident
@@ -110,7 +114,7 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
         return not_configured("Jira", "jira.secret")
     if not verify_jira(
         body,
-        request.query_params.get("secret"),
+        request.query_params.get("secret") or request.headers.get("x-webhook-secret"),
         request.headers.get("x-hub-signature"),
         secrets,
     ):
@@ -121,7 +125,10 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
         if state is not None:
             delivery = request.headers.get("x-atlassian-webhook-identifier")
             now = receiver.pipeline.now_ms()
-            return await record(receiver, state, jira.annotation(event, state, now, delivery))
+            sink = receiver.settings.config.sinks.jira
+            own = (sink.username or "") if sink else ""
+            said = jira.annotation(event, state, now, delivery, own)
+            return await record(receiver, state, said)
     issue = event.issue.key if event.issue else "(none)"
     return JSONResponse({"error": f"issue {issue} is not an incident's"}, status_code=404)
 

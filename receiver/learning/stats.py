@@ -2,21 +2,27 @@
 rolled up from the incidents the store keeps (SPEC "Learning from outcomes").
 
 ``compute`` is pure: the incidents created in a window, each with the alertnames it held,
-and the window's bounds in; the figures out. ``read_stats`` reads those from the store,
-``publish`` sets the ``journey_receiver_stats_*`` gauges, and ``refresh_metrics`` does both
-for the default window. docs/operating.md ("Figures: GET /api/v1/stats") defines each
-figure in words; this module is the same in code.
+and the window's bounds in; the figures out. ``read_stats`` reads those from the store.
+Reading is the costly part (every incident of the window and its alerts), so an answer is
+kept a minute in the cache every replica shares (``store.cache``): ``cached_stats`` answers
+the API from it, and ``refresh_metrics``, once a minute on every replica, has one replica
+(the holder of that minute's lease) compute the default window for all journeys while
+every replica sets the ``journey_receiver_stats_*`` gauges (``publish``) from that one
+answer. docs/operating.md ("Figures: GET /api/v1/stats") defines each figure in words;
+this module is the same in code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client import Gauge
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from receiver.causes import change_of, leading
 from receiver.config.fields import parse_duration, show
@@ -31,9 +37,16 @@ if TYPE_CHECKING:
 
 DEFAULT_WINDOW = "7d"
 MAX_WINDOW_S = 90 * 86_400
-# Windows whose figures are also exported as gauges, by length. Any other window is
-# answered but not exported: each would add series nobody asked a dashboard for.
-PUBLISHED_WINDOWS: dict[float, str] = {86_400: "1d", 7 * 86_400: "7d", 30 * 86_400: "30d"}
+# Answers kept in ``store.cache`` under CACHE_NAMESPACE, one field per (window, journey).
+# One serves the same question again while its ``until`` is less than FRESH_MS behind the
+# receiver's clock; the store drops it after CACHE_TTL_MS, so that a replica whose turn
+# to compute was lost still has the last answer to publish.
+CACHE_NAMESPACE = "figures"
+FRESH_MS = 60_000
+CACHE_TTL_MS = 3 * 60_000
+# The periodic refresh: one lease per REFRESH_SLOT_MS of the receiver's clock, kept two
+# slots so that a replica whose clock lags cannot take the same slot again.
+REFRESH_SLOT_MS = 60_000
 NOISY_CAP = 10
 DEGRADED = frozenset({"P1", "P2", "P3"})
 # Reading bounds: the window's newest INCIDENTS_READ incidents, and an incident's alertnames
@@ -174,7 +187,8 @@ def _journey(outcomes: Sequence[Outcome], since_ms: int, until_ms: int) -> Journ
 def _figures(outcomes: Sequence[Outcome], until_ms: int) -> Figures:
     states = [o.state for o in outcomes]
     alerts = sum(s.alert_count for s in states)
-    judged = [s for s in states if s.feedback]
+    # Only a verdict on usefulness judges: "wrong cause" or "what fixed it" says nothing of it.
+    judged = [s for s in states if any(f.useful is not None for f in s.feedback)]
     # People answer what they were told of: the response figures leave blips out.
     notified = [s for s in states if s.notified_at is not None]
     times = [response_times(s) for s in notified]
@@ -221,7 +235,8 @@ def pct(part: int, whole: int) -> float | None:
 
 
 def not_useful(state: IncidentState) -> bool:
-    """Someone said the incident was not useful (whatever anyone else said)."""
+    """Someone said the incident was not useful (whatever anyone else said); a record
+    about something else (``useful`` None: the cause was wrong) is no such word."""
     return any(f.useful is False for f in state.feedback)
 
 
@@ -360,23 +375,19 @@ def _gauges(m: Metrics) -> list[tuple[Gauge, Callable[[Figures], float | None]]]
 
 
 def publish(metrics: Metrics, stats: Stats) -> None:
-    """Set the gauges from ``stats`` when its window is one of ``PUBLISHED_WINDOWS``:
-    all journeys together under ``journey=""`` (unless it was asked for one journey), each
-    journey under its id. A figure without a value, or a journey no longer shown, loses its
+    """Set the gauges from ``stats``, the figures of all journeys (the periodic refresh's):
+    all journeys together under ``journey=""``, each journey under its id, with the
+    window's name. A figure without a value, or a journey no longer shown, loses its
     series."""
-    window = PUBLISHED_WINDOWS.get(parse_duration(stats.window))
-    if window is None:
-        return
-    rows: dict[str, Figures] = {} if stats.journey is not None else {"": stats}
-    rows.update(stats.journeys)
+    window = stats.window
+    rows: dict[str, Figures] = {"": stats, **stats.journeys}
     for gauge, read in _gauges(metrics):
         for journey, figures in rows.items():
             value = read(figures)
             if value is not None:
                 gauge.labels(journey, window).set(value)
         for journey in _series(gauge, window):
-            answered = stats.journey is None or journey == stats.journey
-            if answered and (journey not in rows or read(rows[journey]) is None):
+            if journey not in rows or read(rows[journey]) is None:
                 gauge.remove(journey, window)
 
 
@@ -390,11 +401,61 @@ def _series(gauge: Gauge, window: str) -> set[str]:
     }
 
 
-async def refresh_metrics(receiver: Receiver) -> Stats:
-    """Compute the default window's figures for every journey and set the gauges (for a
-    periodic caller, such as the scheduler loop at most once a minute)."""
+async def cached_stats(receiver: Receiver, query: StatsQuery) -> Stats:
+    """The answer to ``query`` (GET /api/v1/stats): the one kept in the shared cache while
+    it is fresh (for the default window and all journeys, normally the periodic
+    refresh's), else computed now and kept for the next asker on any replica."""
+    now = receiver.pipeline.now_ms()
+    kept = await _kept(receiver, query)
+    if kept is not None and now - _until_ms(kept) < FRESH_MS:
+        return kept
+    return await _computed(receiver, query, now)
+
+
+async def refresh_metrics(receiver: Receiver) -> Stats | None:
+    """Set the gauges from the default window's figures for every journey, for a caller
+    on every replica once a minute: the replica that takes this minute's lease computes
+    them and keeps them in the shared cache, every other one publishes what is kept
+    there. None (the gauges as they were) when nothing is kept yet."""
     query = parse_query({})
-    journeys = [j.id for j in receiver.settings.catalog.journeys]
-    stats = await read_stats(receiver.store, query, receiver.pipeline.now_ms(), journeys)
-    publish(receiver.metrics, stats)
+    now = receiver.pipeline.now_ms()
+    lease = f"{CACHE_NAMESPACE}:{now // REFRESH_SLOT_MS}"
+    # The lease only decides who computes; it is never renewed nor handed back, so the
+    # holder's name needs to be unique, not remembered.
+    if await receiver.store.take_lease(lease, secrets.token_hex(8), 2 * REFRESH_SLOT_MS):
+        stats: Stats | None = await _computed(receiver, query, now)
+    else:
+        stats = await _kept(receiver, query)
+    if stats is not None:
+        publish(receiver.metrics, stats)
     return stats
+
+
+async def _computed(receiver: Receiver, query: StatsQuery, now_ms: int) -> Stats:
+    journeys = [j.id for j in receiver.settings.catalog.journeys]
+    stats = await read_stats(receiver.store, query, now_ms, journeys)
+    await receiver.store.cache.set(
+        CACHE_NAMESPACE, _field(query), stats.model_dump_json(), CACHE_TTL_MS
+    )
+    return stats
+
+
+async def _kept(receiver: Receiver, query: StatsQuery) -> Stats | None:
+    """The answer kept for ``query``, if any: the JSON the API answers, read back."""
+    raw = await receiver.store.cache.get(CACHE_NAMESPACE, _field(query))
+    if raw is None:
+        return None
+    try:
+        return Stats.model_validate_json(raw)
+    except ValidationError:
+        # Kept by a replica of another version (a rolling upgrade): only a hint, so none.
+        return None
+
+
+def _field(query: StatsQuery) -> str:
+    # A window never holds a colon, so (window, journey) maps to one field each.
+    return query.window if query.journey is None else f"{query.window}:{query.journey}"
+
+
+def _until_ms(stats: Stats) -> int:
+    return round(datetime.fromisoformat(stats.until).timestamp() * 1000)

@@ -35,10 +35,11 @@ from receiver.peer.alertmanager import (
     AlertmanagerClient,
     AlertmanagerError,
     AmAlert,
+    Matcher,
     parse_group_key,
 )
 from receiver.pipeline import Pipeline
-from receiver.retired import Retired
+from receiver.retired import Closable, Retired
 from receiver.settings import ms
 from receiver.store import GroupStore
 from receiver.store.base import Annotation
@@ -83,13 +84,17 @@ class Peer:
     def restart_grace_s(self) -> float:
         return self.config.restart_grace if self.config else 0.0
 
-    def replace(self, config: AlertmanagerConfig | None) -> None:
-        """After a reload: a client for ``config`` (none without); in-flight calls finish
-        on the old one, which is closed next round."""
+    def replace(self, config: AlertmanagerConfig | None, client: AlertmanagerClient | None) -> None:
+        """After a reload: ``client``, built for ``config`` (None without); in-flight calls
+        finish on the old one, which is closed next round."""
         if self.client is not None:
             self._retired.add(self.client)
         self.config = config
-        self.client = AlertmanagerClient(config) if config else None
+        self.client = client
+
+    def retire(self, client: Closable) -> None:
+        """Close ``client`` next round (one a rejected reload built)."""
+        self._retired.add(client)
 
     async def aclose(self) -> None:
         await self._retired.close()
@@ -150,6 +155,7 @@ class Peer:
         if not labels and not group_key.endswith(":{}"):
             logger.warning("back-fill: cannot read the group of groupKey %r; skipped", group_key)
             return
+        since = self.pipeline.now_ms()
         held = await self.client.group_alerts(labels, receiver or None)
         self.metrics.peer_backfills.inc()
         # Alertmanager notifies of active alerts only; silenced and inhibited ones it holds
@@ -168,19 +174,24 @@ class Peer:
             added = sum(o.changed for o in outcomes)
             self.metrics.peer_alerts.labels("backfilled").inc(added)
             incidents.update(o.incident_id for o in outcomes if o.incident_id)
-        fingerprints = {a.fingerprint: a for a in held}
+        # What is gone is decided from every alert carrying the group's labels, whatever
+        # receiver or group Alertmanager routes it to: an incident may hold alerts of
+        # other routes, which this group's list does not show.
+        matchers = [Matcher(name, value) for name, value in sorted(labels.items())]
+        everywhere = {a.fingerprint: a for a in await self.client.alerts(matchers)}
         for incident_id in sorted(incidents):
-            await self.compare(incident_id, fingerprints, labels, "back-fill")
+            await self.compare(incident_id, everywhere, labels, "back-fill", since)
 
     async def reconcile(self) -> None:
         assert self.client is not None
         if await self._restarted_lately():
             return
+        since = self.pipeline.now_ms()
         held = {a.fingerprint: a for a in await self.client.alerts([])}
         self.metrics.peer_reconciles.inc()
         for state in await self.store.list_incidents("open", None, ALERTS_COMPARED):
             if state.firing_count:
-                await self.compare(state.id, held, {}, "reconcile")
+                await self.compare(state.id, held, {}, "reconcile", since)
 
     async def _restarted_lately(self) -> bool:
         """Whether an Alertmanager started within ``restart_grace`` (by the wall clock, as
@@ -201,9 +212,12 @@ class Peer:
         held: Mapping[str, AmAlert],
         scope: Mapping[str, str],
         why: str,
+        asked_ms: int,
     ) -> None:
         """Resolve the incident's firing alerts within ``scope`` (labels they carry) that
-        Alertmanager does not hold, and mark the silenced or inhibited ones."""
+        Alertmanager does not hold, and mark the silenced or inhibited ones. ``held`` was
+        asked at ``asked_ms``: an alert that changed since (a webhook newer than the
+        answer) is left for the next round."""
         stored = await self.store.load(incident_id)
         if stored is None:
             return
@@ -211,7 +225,9 @@ class Peer:
         firing = [
             a
             for a in page.alerts
-            if a.status == "firing" and all(a.labels.get(k) == v for k, v in scope.items())
+            if a.status == "firing"
+            and a.changed_at < asked_ms
+            and all(a.labels.get(k) == v for k, v in scope.items())
         ]
         now = self.pipeline.now_ms()
         gone = [a for a in firing if a.fp not in held]
@@ -293,7 +309,11 @@ def _resolved(alert: StoredAlert, now_ms: int) -> Alert:
         status="resolved",
         labels=dict(alert.labels),
         annotations=dict(alert.annotations),
-        starts_at=None if alert.starts_at is None else _at(alert.starts_at),
+        # No startsAt of its own: ingest takes a firing copy with the startsAt it had for
+        # a late copy of an alert Alertmanager resolved, and ignores it. This resolution
+        # is the receiver's inference, so the alert firing again (Alertmanager still had
+        # it after all) must count.
+        starts_at=None,
         ends_at=_at(now_ms),
         generator_url=alert.generator_url,
     )

@@ -42,8 +42,9 @@ class Delivery:
     ``previous_error_ambiguous`` narrows that down: True when the previous attempt ended
     without an answer (a ``RetryableDeliveryError`` with ``ambiguous``, the outbox's own
     time limit, an unexpected error) or never finished (its replica died or lost its
-    lease); False after an answer that proves nothing was written (429, 5xx, a refusal),
-    so a sink whose lookups cost scarce API budget can skip them.
+    lease) or with an answer that may hide a write (a 5xx to a write); False after an
+    answer that proves nothing was written (a 429, a refusal), so a sink whose lookups
+    cost scarce API budget can skip them.
     ``owner`` is the journey's owner: routing key, channel and project override the
     sink's defaults.
     """

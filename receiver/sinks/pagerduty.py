@@ -95,7 +95,9 @@ class PagerDutySink:
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
     ) -> Receipt:
         if previous and previous.refs.get(PERSON_RESOLVED) and delivery.kind not in _RETRIGGER:
-            return previous
+            # Nothing sent, nothing learnt: the receipt must not write back refs an inbound
+            # webhook may have changed meanwhile (a person reopening it there).
+            return Receipt(sink=self.name, state=previous.state, refs={"dedup_key": incident.id})
         routing_key = self._routing_key(incident, delivery)
         client = self._client(routing_key)
         event: dict[str, Any] = {}

@@ -9,13 +9,18 @@ which for ``chat.postMessage`` is a second visible message; retries belong to th
 
 Crash safety: every message carries metadata naming the incident, every thread reply the
 job id. The channel's history (or the thread) is searched for them before writing only
-when an earlier write may have landed unheard: the previous attempt ended without an HTTP
-answer (timeout, dropped connection, a replica that died: the outbox says so in
-``previous_error_ambiguous``), or a later notification has no receipt for the message. An
-HTTP answer (429, 5xx, ``ok: false``) proves nothing was posted, so it costs no lookup: the
-history methods are Tier 3 (and ``conversations.list`` Tier 2), scarce in a storm. An
-error raised while such a doubt is still open is ``ambiguous`` again, so the doubt
-carries over to the next attempt.
+when an earlier write may have landed unheard: the previous attempt's write went
+unanswered (timeout, dropped connection, a replica that died: the outbox says so in
+``previous_error_ambiguous``), or the receipt of an earlier delivery does not name the
+message. No receipt, or a pending one, means Slack has not heard of the incident (an
+update is its first notification when its priority rose into Slack's routing): it is
+posted without looking. A refusal (429, ``ratelimited``, any other ``ok: false``) proves
+nothing was posted, so it costs no lookup: the history methods are Tier 3 (and
+``conversations.list`` Tier 2), scarce in a storm. A write answered by ``internal_error``
+or ``fatal_error`` ("it's possible some aspect of the operation succeeded", Slack's docs)
+or by an HTTP 5xx (a proxy's 502/504 says nothing of what Slack did) is as ambiguous as
+no answer. An error raised while such a doubt is still open, or once a lookup found the
+message that no receipt names yet, is ``ambiguous`` again, so the next attempt looks too.
 
 Scopes: posting needs ``chat:write`` only. The lookups need ``channels:history``
 (``groups:history`` in private channels) and, for a channel configured by name,
@@ -108,6 +113,10 @@ _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
 )
 _SERVER_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable"})
+# Slack's answer when part of the call may have been carried out all the same.
+_MAYBE_APPLIED = frozenset({"internal_error", "fatal_error"})
+# The methods that write: failing with a doubt, they may have written.
+_WRITES = frozenset({"chat.postMessage", "chat.update"})
 _RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
 # A lookup refused for these is skipped, not failed: the sink posts without it.
 _LOOKUP_REFUSALS = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})
@@ -144,12 +153,17 @@ class SlackSink:
             buttons=bool(self.config.buttons),
         )
         # True while an earlier attempt may have made the write this one is about to make;
-        # an error before the lookup settles it leaves the next attempt just as unsure.
+        # an error before a lookup settles it leaves the next attempt just as unsure.
         unsure = delivery.previous_error_ambiguous
+        # True once a lookup found the message: no receipt names it until this attempt's
+        # is recorded, so an error before that sends the next attempt looking again.
+        found = False
         try:
-            if not (channel and ts) and (unsure or delivery.kind != "open"):
+            if not (channel and ts) and (unsure or _lost(previous)):
                 channel, ts = await self._find(incident, target) or (None, None)
-                unsure = False
+                found = ts is not None
+                # Not there: no earlier attempt posted it, nor replied in its thread.
+                unsure = unsure and found
             if not (channel and ts) or not await self._update(channel, ts, message):
                 channel, ts = await self._post(incident, target, message)
             elif delivery.kind != "open" and self.config.thread_updates:
@@ -158,7 +172,7 @@ class SlackSink:
                 if not replied:
                     await self._reply(incident, delivery, channel, ts)
         except SlackApiError as exc:
-            raise self._api_error(incident.id, exc, channel or target, unsure) from exc
+            raise self._api_error(incident.id, exc, channel or target, unsure or found) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise self._transport_error(incident.id, exc) from exc
         except SlackRequestError as exc:
@@ -354,8 +368,10 @@ class SlackSink:
     def _api_error(
         self, incident_id: str, exc: SlackApiError, channel: str, unsure: bool
     ) -> DeliveryError:
-        """The error for Slack's answer. An answer proves this request wrote nothing, so a
-        retryable one is ambiguous only when an earlier attempt's doubt is still open."""
+        """The error for Slack's answer. A refusal proves this request wrote nothing, so a
+        retryable one is ambiguous only when an earlier attempt's doubt is still open; a
+        write that failed on Slack's side (``internal_error``, ``fatal_error``) or behind
+        an HTTP 5xx may have landed, so it is ambiguous itself."""
         status = exc.response.status_code
         code = _error_code(exc)
         said = self._detail(f"{_method(exc)}: HTTP {status}, {code or 'no error code'}")
@@ -368,7 +384,10 @@ class SlackSink:
         if code == "request_timeout":
             return RetryableDeliveryError(self.name, incident_id, "timeout", said, ambiguous=unsure)
         if status >= 500 or code in _SERVER_ERRORS:
-            return RetryableDeliveryError(self.name, incident_id, "server", said, ambiguous=unsure)
+            landed = _method(exc) in _WRITES and (status >= 500 or code in _MAYBE_APPLIED)
+            return RetryableDeliveryError(
+                self.name, incident_id, "server", said, ambiguous=unsure or landed
+            )
         if code in _AUTH_ERRORS:
             fix = "the bot token (sinks.slack.token) is not valid: issue a new one"
             return PermanentDeliveryError(self.name, incident_id, "auth", f"{said}: {fix}")
@@ -401,6 +420,15 @@ class SlackSink:
 
     def _detail(self, text: str) -> str:
         return clip(redact(text, [self._token]))
+
+
+def _lost(previous: Receipt | None) -> bool:
+    """Whether ``previous`` tells of an earlier delivery but not of its message (a
+    ``failed`` one: a buried job's post may have landed). None, or a pending receipt
+    naming nothing, tells of none: Slack has not heard of the incident yet."""
+    if previous is None or (previous.refs.get("channel") and previous.refs.get("ts")):
+        return False
+    return previous.state != "pending" or bool(previous.refs)
 
 
 def _name(target: str) -> str:

@@ -15,6 +15,7 @@ from tests.support.sink_world import Fakes
 
 pytestmark = pytest.mark.anyio
 
+
 @pytest.fixture
 async def rx(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Harness]:
     config = write_config(tmp_path, world.config())

@@ -48,8 +48,15 @@ def ranking_of(services: dict[str, int]) -> Ranking:
     since the given time (no topology)."""
     alerts = [
         StoredAlert(
-            fp=name, status="firing", labels={}, annotations={}, starts_at=at, service=name,
-            severity="critical", first_seen=at, changed_at=at,
+            fp=name,
+            status="firing",
+            labels={},
+            annotations={},
+            starts_at=at,
+            service=name,
+            severity="critical",
+            first_seen=at,
+            changed_at=at,
         )
         for name, at in services.items()
     ]

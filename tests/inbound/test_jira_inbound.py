@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeClock, make_alert
+from receiver.inbound import jira
+from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 from tests.support.sink_world import Fakes
 from tests.support.vendor_signing import sign_jira
@@ -17,6 +18,7 @@ from tests.support.vendor_signing import sign_jira
 pytestmark = pytest.mark.anyio
 
 SECRET = "jira-webhook-secret"
+PAYMENT = make_alert("payment-service")
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ async def rx(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Ha
 
 
 async def opened_issue(rx: Harness, world: Fakes) -> tuple[str, str]:
-    (incident_id,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
     await rx.tick(30)  # open: the Jira issue is created
     (issue,) = world.jira.with_label(f"journey-receiver-{incident_id}")
     return incident_id, issue.key
@@ -89,3 +91,30 @@ async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
     after = await rx.incident(incident_id)
     assert after["response"] is None
     assert after["timeline"] == before["timeline"]
+
+
+async def test_the_sinks_own_resolve_is_not_a_persons(rx: Harness, world: Fakes) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(900)  # resolved here (its endsAt and resolve_after): the Jira sink
+    await rx.tick(1)  # moves the issue to Resolved
+    assert world.jira.issue(key).status == "Resolved"
+    body, headers = world.jira.webhook(key, "journey-receiver bot", SECRET, before="Open")
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert detail["response"] is None
+
+
+def test_a_transition_by_the_sinks_own_account_is_recognised() -> None:
+    event = jira.parse(
+        json.dumps(
+            {
+                "webhookEvent": "jira:issue_updated",
+                "user": {"emailAddress": "Bot@Example.com", "displayName": "Bot"},
+            }
+        ).encode()
+    )
+    assert event.by("bot@example.com")
+    assert not event.by("alice@example.com")
+    assert not event.by("")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,12 @@ async def opened(rx: Harness) -> str:
     return incident_id
 
 
+def detail_time(detail: dict[str, Any], field: str) -> float:
+    """A time of the incident (or of its response) in seconds since the epoch."""
+    value = detail["response"][field] if field == "resolved_at" else detail[field]
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 async def webhook(rx: Harness, body: bytes, headers: dict[str, str]) -> tuple[int, object]:
     r = await rx.client.post("/inbound/pagerduty", content=body, headers=headers)
     return r.status_code, r.json()
@@ -47,10 +55,10 @@ async def test_a_person_resolving_in_pagerduty_is_not_paged_again_until_a_real_r
     incident_id = await opened(rx)
     pd = world.pagerduty
     clock.advance(60)
-    ack = pd.person("acknowledged", incident_id, "Alice Oncall", SECRET)
+    ack = pd.person("acknowledged", incident_id, "Alice Oncall", SECRET, at=clock.now)
     assert await webhook(rx, *ack) == (200, {"status": "recorded", "incident": incident_id})
     clock.advance(240)
-    done = pd.person("resolved", incident_id, "Alice Oncall", SECRET)
+    done = pd.person("resolved", incident_id, "Alice Oncall", SECRET, at=clock.now)
     assert (await webhook(rx, *done))[0] == 200
     # PagerDuty delivers at least once: the same delivery again changes nothing.
     assert (await webhook(rx, *done))[1] == {"status": "already recorded", "incident": incident_id}
@@ -59,8 +67,12 @@ async def test_a_person_resolving_in_pagerduty_is_not_paged_again_until_a_real_r
     assert detail["response"]["acknowledged_by"] == "Alice Oncall"
     assert detail["response"]["resolved_by"] == "Alice Oncall"
     assert detail["response"]["source"] == "pagerduty"
-    assert detail["mtta_s"] is not None and detail["mtta_s"] >= 0
-    assert detail["mttr_s"] is not None
+    # Notified at the open (group_wait), acknowledged in PagerDuty 60 s later; resolved
+    # there 240 s after that, which MTTR measures from the alerts' startsAt.
+    assert detail["mtta_s"] == 60.0
+    assert detail["mttr_s"] == pytest.approx(
+        detail_time(detail, "resolved_at") - detail_time(detail, "started_at")
+    )
     assert detail["sinks"]["pagerduty"]["resolved_by_person"] == "Alice Oncall"
     texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
     assert texts[0] == "acknowledged in PagerDuty by Alice Oncall"
@@ -94,6 +106,8 @@ async def test_a_person_resolving_in_pagerduty_is_not_paged_again_until_a_real_r
     assert pd.actions(incident_id) == ["trigger", "trigger"]
     assert [i.status for i in pd.incidents(incident_id)] == ["resolved", "triggered"]
     detail = await rx.incident(incident_id)
+    # A new episode: nobody has answered it yet, and MTTA/MTTR wait for this one.
+    assert (detail["response"], detail["mtta_s"], detail["mttr_s"]) == (None, None, None)
     why = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"][-1]
     assert why.startswith("a new PagerDuty incident: Alice Oncall resolved the last one")
     assert detail["sinks"]["pagerduty"]["resolved_by_person"] == ""
@@ -162,3 +176,20 @@ async def test_without_signing_secrets_the_endpoint_is_not_there(
         r = await h.client.post("/inbound/pagerduty", content=b"{}")
         assert r.status_code == 404
         assert "inbound.pagerduty.signing_secrets" in r.json()["error"]
+
+
+async def test_pagerdutys_test_ping_is_answered_and_changes_nothing(rx: Harness) -> None:
+    ping = json.dumps(
+        {
+            "event": {
+                "id": "01PING",
+                "event_type": "pagey.ping",
+                "resource_type": "pagey",
+                "occurred_at": "2026-04-18T08:20:00Z",
+                "agent": None,
+                "data": {"message": "Hello from your friend Pagey!", "type": "ping"},
+            }
+        }
+    ).encode()
+    headers = {"x-pagerduty-signature": sign_pagerduty(ping, SECRET)}
+    assert await webhook(rx, ping, headers) == (200, {"status": "ignored"})

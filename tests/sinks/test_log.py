@@ -26,7 +26,8 @@ UPDATE = Delivery("update", "job-1", Owner(team="payments"), changes=("new servi
 async def notify(
     caplog: pytest.LogCaptureFixture,
     fmt: Literal["json", "text"],
-    external_url: str | None, **incident: object
+    external_url: str | None,
+    **incident: object,
 ) -> str:
     sink = LogSink(LogSinkConfig(format=fmt), external_url)
     with caplog.at_level(logging.INFO, logger="journey_receiver.notifications"):

@@ -312,18 +312,25 @@ async def test_rate_limit_is_retryable_after_exactly_one_request(slack: Workspac
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "reason"),
+    ("status", "body", "reason", "ambiguous"),
     [
-        (500, {"ok": False, "error": "internal_error"}, "server"),
-        (503, {"error": "upstream"}, "server"),
-        (200, {"ok": False, "error": "fatal_error"}, "server"),
-        (200, {"ok": False, "error": "service_unavailable"}, "server"),
-        (200, {"ok": False, "error": "request_timeout"}, "timeout"),
-        (200, {"ok": False, "error": "ratelimited"}, "rate_limited"),
+        # Slack: "it's possible some aspect of the operation succeeded".
+        (500, {"ok": False, "error": "internal_error"}, "server", True),
+        (200, {"ok": False, "error": "fatal_error"}, "server", True),
+        (200, {"ok": False, "error": "internal_error"}, "server", True),
+        # A gateway's 5xx says nothing of what Slack did behind it.
+        (502, {"error": "bad gateway"}, "server", True),
+        (503, {"error": "upstream"}, "server", True),
+        (504, {"error": "gateway timeout"}, "server", True),
+        # Refusals: nothing was posted.
+        (200, {"ok": False, "error": "service_unavailable"}, "server", False),
+        (200, {"ok": False, "error": "request_timeout"}, "timeout", False),
+        (200, {"ok": False, "error": "ratelimited"}, "rate_limited", False),
+        (429, {"ok": False, "error": "ratelimited"}, "rate_limited", False),
     ],
 )
 async def test_server_trouble_is_retryable(
-    slack: Workspace, status: int, body: dict[str, Any], reason: str
+    slack: Workspace, status: int, body: dict[str, Any], reason: str, ambiguous: bool
 ) -> None:
     slack.server.inject(Fault(POST, status=status, body=body))
 
@@ -331,7 +338,19 @@ async def test_server_trouble_is_retryable(
         await slack.sink().deliver(make_incident(), delivery(), None)
 
     assert caught.value.reason == reason
+    assert caught.value.ambiguous is ambiguous
     assert len(slack.server.requests(POST)) == 1
+
+
+async def test_an_edit_that_failed_on_slacks_side_is_ambiguous(slack: Workspace) -> None:
+    sink = slack.sink()
+    receipt = await sink.deliver(make_incident(), delivery(), None)
+    slack.server.inject(Fault("/api/chat.update", status=502, body={"error": "bad gateway"}))
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await sink.deliver(make_incident(), delivery("update", changes=("+cart",)), receipt)
+
+    assert caught.value.ambiguous
 
 
 async def test_dropped_connection_is_retryable_and_not_resent(slack: Workspace) -> None:
@@ -425,11 +444,91 @@ async def test_post_that_landed_unheard_is_found_not_repeated(slack: Workspace) 
     assert len(slack.server.requests(POST)) == 1
 
 
-async def test_update_without_receipt_finds_the_message(slack: Workspace) -> None:
+@pytest.mark.parametrize(
+    "applied",
+    [
+        Fault(POST, status=503, body={"error": "upstream"}, applied=True),
+        Fault(POST, status=502, body={"error": "bad gateway"}, applied=True),
+        Fault(POST, status=200, body={"ok": False, "error": "internal_error"}, applied=True),
+        Fault(POST, status=200, body={"ok": False, "error": "fatal_error"}, applied=True),
+    ],
+    ids=["503", "502", "internal_error", "fatal_error"],
+)
+async def test_post_that_landed_before_slack_failed_is_found_not_repeated(
+    slack: Workspace, applied: Fault
+) -> None:
+    sink = slack.sink()
+    slack.server.inject(applied)
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await sink.deliver(make_incident(), delivery(attempt=1), None)
+    assert len(slack.fake.messages("#inc-checkout")) == 1  # landed all the same
+
+    again = delivery(attempt=2, ambiguous=caught.value.ambiguous)
+    receipt = await sink.deliver(make_incident(priority="P2"), again, None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
+    assert header(message).startswith("checkout/eu P2 — ")
+    assert len(slack.server.requests(POST)) == 1
+
+
+async def test_a_message_found_but_not_yet_recorded_is_looked_for_again(
+    slack: Workspace,
+) -> None:
+    sink = slack.sink()
+    slack.server.inject(Fault(POST, drop=True, applied=True))
+    with pytest.raises(RetryableDeliveryError):
+        await sink.deliver(make_incident(), delivery(attempt=1), None)
+    slack.server.inject(
+        Fault("/api/chat.update", status=429, body={"ok": False, "error": "ratelimited"})
+    )
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await sink.deliver(make_incident(), delivery(attempt=2, ambiguous=True), None)
+    # Found, then refused: no receipt names the message, so the next attempt must look.
+    assert caught.value.ambiguous
+
+    again = delivery(attempt=3, ambiguous=caught.value.ambiguous)
+    receipt = await sink.deliver(make_incident(), again, None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
+    assert len(slack.server.requests(POST)) == 1
+
+
+@pytest.mark.parametrize(
+    "previous", [None, Receipt("slack", "pending", {})], ids=["no receipt", "pending"]
+)
+async def test_update_slack_never_heard_of_is_posted_without_looking(
+    slack: Workspace, previous: Receipt | None
+) -> None:
+    # The incident's priority rose into Slack's routing: its first notification there.
+    update = delivery("update", changes=("priority P3 → P1",))
+
+    receipt = await slack.sink().deliver(make_incident(), update, previous)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
+    assert slack.server.requests("/api/conversations.") == []
+    assert slack.fake.replies(message.ts) == []
+
+
+@pytest.mark.parametrize(
+    ("previous", "attempt", "ambiguous"),
+    [
+        # An earlier job was buried: its post may have landed.
+        (Receipt("slack", "failed", {}), 1, False),
+        # This job's previous attempt went unanswered.
+        (None, 2, True),
+    ],
+)
+async def test_update_without_receipt_finds_the_message(
+    slack: Workspace, previous: Receipt | None, attempt: int, ambiguous: bool
+) -> None:
     sink = slack.sink()
     await sink.deliver(make_incident(), delivery(), None)
+    update = delivery("update", changes=("+cart",), attempt=attempt, ambiguous=ambiguous)
 
-    receipt = await sink.deliver(make_incident(), delivery("update", changes=("+cart",)), None)
+    receipt = await sink.deliver(make_incident(), update, previous)
 
     [message] = slack.fake.messages("#inc-checkout")
     assert receipt.refs["ts"] == message.ts

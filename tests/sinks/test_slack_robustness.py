@@ -31,7 +31,7 @@ from receiver.store.redis import RedisStore
 from tests.conftest import FakeClock, make_alert
 from tests.support.fake_server import FakeServer, Fault, serve
 from tests.support.fake_slack import DEFAULT_CHANNELS, SCOPES, TOKEN, Channel, FakeSlack
-from tests.support.harness import Harness, harness, write_config
+from tests.support.harness import Harness, RecordingSink, harness, write_config
 from tests.support.incidents import CREATED_MS, make_incident
 
 pytestmark = pytest.mark.anyio
@@ -157,6 +157,59 @@ async def test_a_dropped_answer_is_looked_for_and_found_not_posted_again(
     assert len(slack.server.requests(POST)) == 1
     assert slack.lookups() == ["conversations.list", "conversations.history"]
     assert len(slack.fake.edits(message.ts)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"error": "upstream"}, {"ok": False, "error": "internal_error"}],
+    ids=["gateway", "internal_error"],
+)
+async def test_a_post_slack_kept_before_failing_is_looked_for_and_not_posted_again(
+    tmp_path: Path, clock: FakeClock, body: dict[str, object]
+) -> None:
+    with slack_with(clock=clock) as slack:
+        # The message is recorded, then the answer is a 503 (a gateway, or Slack itself).
+        slack.server.inject(Fault(POST, status=503, body=body, applied=True))
+        async with receiver_with(tmp_path, clock, slack) as rx:
+            incident_id = await open_incident(rx)
+            await rx.tick()
+            assert len(slack.fake.messages("#inc-checkout")) == 1  # landed, refused
+            await rx.tick(20)  # backoff
+            sinks = (await rx.incident(incident_id))["sinks"]
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert sinks["slack"] == {"state": "open", "channel": "C0CHECKOUT", "ts": message.ts}
+    assert len(slack.server.requests(POST)) == 1
+    assert slack.lookups() == ["conversations.list", "conversations.history"]
+    assert len(slack.fake.edits(message.ts)) == 1
+
+
+async def test_an_update_that_is_slacks_first_news_is_posted_without_lookups(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    routing = "routing: {log: [P1, P2, P3, P4, P5]%s}\n"
+    with slack_with(scopes={"chat:write"}, clock=clock) as slack:
+        configured = {"token": TOKEN, "base_url": f"{slack.server.url}/api/", "timeout": "2s"}
+        text = f"{OUTBOX}sinks: {json.dumps({'slack': configured})}\n"
+        chosen = {"log": RecordingSink(), "slack": slack.sink()}
+        async with harness(write_config(tmp_path, text + routing % ""), clock, sinks=chosen) as rx:
+            incident_id = await open_incident(rx)
+            await rx.tick()
+            # Routed to Slack while open, as when its priority rises into Slack's routing:
+            # Slack's first job is an update, its receipt only {"state": "pending"}.
+            write_config(tmp_path, text + routing % ", slack: [P1, P2, P3, P4, P5]")
+            rx.receiver.reload()
+            await rx.post([make_alert("cart-api", alertname="CartErrors")])
+            await rx.tick(120)  # group_interval
+            sinks = (await rx.incident(incident_id))["sinks"]
+
+    [message] = slack.fake.messages("#inc-checkout")
+    assert sinks["slack"] == {"state": "open", "channel": "C0CHECKOUT", "ts": message.ts}
+    # Nothing was lost, so nothing is looked for: no refused lookup, no warning.
+    assert len(slack.server.requests(POST)) == 1
+    assert slack.lookups() == []
+    assert warnings(caplog) == []
+    assert slack.degraded("missing_scope") == 0
 
 
 @pytest.mark.parametrize(

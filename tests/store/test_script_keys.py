@@ -37,7 +37,7 @@ SCRIPTS = {
     if f.name.endswith(".lua")
 }
 # One MONITOR line: time, [db client], then each argument in double quotes.
-_LINE = re.compile(r'^[\d.]+ \[\d+ (?P<client>[^\]]+)\] (?P<args>.*)$')
+_LINE = re.compile(r"^[\d.]+ \[\d+ (?P<client>[^\]]+)\] (?P<args>.*)$")
 _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -52,9 +52,7 @@ class ScriptRun:
 def monitor(port: int, out: Path) -> Iterator[Path]:
     """Everything the server runs, written to ``out`` by redis-cli MONITOR until exit."""
     with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [binary("redis-cli"), "-p", str(port), "monitor"], stdout=sink
-        )
+        proc = subprocess.Popen([binary("redis-cli"), "-p", str(port), "monitor"], stdout=sink)
     try:
         yield out
     finally:
@@ -73,9 +71,11 @@ def runs(log: str) -> list[ScriptRun]:
         if match["client"] == "lua":
             found[-1].commands.append(args)
         elif args and args[0].upper() in ("EVALSHA", "EVAL"):
-            sha = args[1] if args[0].upper() == "EVALSHA" else hashlib.sha1(
-                args[1].encode()
-            ).hexdigest()
+            sha = (
+                args[1]
+                if args[0].upper() == "EVALSHA"
+                else hashlib.sha1(args[1].encode()).hexdigest()
+            )
             found.append(ScriptRun(SCRIPTS[sha], args[3 : 3 + int(args[2])]))
     return found
 

@@ -39,7 +39,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,7 +108,13 @@ class FakePagerDuty:
         return [e["event_action"] for e in self.events(dedup_key)]
 
     def person(
-        self, action: str, dedup_key: str, who: str, secret: str, **data: Any
+        self,
+        action: str,
+        dedup_key: str,
+        who: str,
+        secret: str,
+        at: float = 1_776_500_400.0,
+        **data: Any,
     ) -> tuple[bytes, dict[str, str]]:
         """A person does ``action`` ("acknowledged", "resolved", "annotated", ...) on the
         latest PagerDuty incident of ``dedup_key``, in the web UI: its state changes, and
@@ -142,7 +148,7 @@ class FakePagerDuty:
                 "id": event_id,
                 "event_type": f"incident.{action}",
                 "resource_type": "incident",
-                "occurred_at": "2026-04-18T08:20:00.000Z",
+                "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
                 "agent": agent,
                 "client": None,
                 "data": body | data,

@@ -230,6 +230,8 @@ for _, entry in ipairs(order) do
       st.pending_resolved = 0
       st.reopened_count = (st.reopened_count or 0) + 1
       st.pending = 'reopen'
+      -- A new episode: who acknowledged or resolved the last one does not answer this one.
+      st.response = nil
       redis.call('ZADD', due_key, now + group_wait, id)
       note(id, 'reopened', 'incident reopened: alerts firing again')
       res.reopened = true

@@ -1,0 +1,149 @@
+"""What back-fill and reconcile may conclude, with Alertmanager's answers scripted: the
+cases the real Alertmanager cannot be made to show on cue (two routes, a webhook racing
+the answer, an inference proved wrong)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.peer.alertmanager import AmAlert, Matcher
+from tests.conftest import FakeClock, make_alert
+from tests.support.harness import Harness, harness, write_config
+
+pytestmark = pytest.mark.anyio
+
+STARTS = datetime(2026, 4, 18, 8, 10, tzinfo=UTC)
+CONFIG = "alertmanager: {urls: ['http://127.0.0.1:9'], restart_grace: 0s}\n"
+
+
+def held(alert: dict[str, Any], receivers: tuple[str, ...] = ("journey-receiver",)) -> AmAlert:
+    return AmAlert(
+        fingerprint=alert["fingerprint"],
+        labels=alert["labels"],
+        annotations={},
+        starts_at=STARTS,
+        ends_at=STARTS,
+        updated_at=STARTS,
+        generator_url="",
+        state="active",
+        silenced_by=(),
+        inhibited_by=(),
+        receivers=receivers,
+    )
+
+
+class ScriptedAlertmanager:
+    """Answers as told; ``during_alerts`` runs while ``alerts`` is being answered."""
+
+    def __init__(self) -> None:
+        self.group: list[AmAlert] = []
+        self.all: list[AmAlert] = []
+        self.during_alerts: Callable[[], Any] | None = None
+
+    async def group_alerts(
+        self, group_labels: Mapping[str, str], receiver: str | None = None
+    ) -> list[AmAlert]:
+        return list(self.group)
+
+    async def alerts(self, matchers: Sequence[Matcher], **_: object) -> list[AmAlert]:
+        if self.during_alerts is not None:
+            await self.during_alerts()
+        wanted = {m.name: m.value for m in matchers}
+        return [a for a in self.all if all(a.labels.get(k) == v for k, v in wanted.items())]
+
+    async def status(self) -> dict[str, Any]:
+        return {"uptime": "2020-01-01T00:00:00Z"}
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def scripted(rx: Harness) -> ScriptedAlertmanager:
+    am = ScriptedAlertmanager()
+    real = rx.receiver.peer.client
+    assert real is not None
+    await real.aclose()
+    rx.receiver.peer.client = am  # type: ignore[assignment]
+    return am
+
+
+async def firing_names(rx: Harness, incident_id: str) -> list[str]:
+    detail = await rx.incident(incident_id)
+    return sorted(a["labels"]["alertname"] for a in detail["alerts"] if a["status"] == "firing")
+
+
+async def test_an_alert_resolved_by_inference_fires_again_when_alertmanager_sends_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        (incident_id,) = (await rx.post([errors])).json()["incidents"]
+        await rx.tick(60)  # reconcile: Alertmanager holds nothing (it lost its state)
+        assert await firing_names(rx, incident_id) == []
+        # Prometheus sends it again, Alertmanager notifies: the same startsAt as before.
+        am.all = [held(errors)]
+        await rx.post([errors])
+        assert await firing_names(rx, incident_id) == ["Errors"]
+
+
+async def test_a_back_fill_resolves_only_what_no_route_holds(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        critical = make_alert("payment-service", alertname="Errors", severity="critical")
+        warning = make_alert("payment-service", alertname="Latency", severity="warning")
+        gone = make_alert("payment-service", alertname="Saturation", severity="critical")
+        (incident_id,) = (await rx.post([critical, warning, gone])).json()["incidents"]
+        clock.advance(1)
+        # A truncated batch of the critical route's group: that group holds only Errors;
+        # Latency is still held, under the warning route's receiver; Saturation is gone.
+        am.group = [held(critical)]
+        am.all = [held(critical), held(warning, ("jr-warning",))]
+        body = {
+            "version": "4",
+            "groupKey": '{}/{severity="critical"}:{env="prod"}',
+            "truncatedAlerts": 2,
+            "status": "firing",
+            "receiver": "jr-critical",
+            "groupLabels": {"env": "prod"},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": [critical],
+        }
+        r = await rx.client.post("/webhook/alertmanager", json=body)
+        assert r.status_code == 200
+        await rx.tick(1)
+        assert await firing_names(rx, incident_id) == ["Errors", "Latency"]
+
+
+async def test_an_alert_newer_than_alertmanagers_answer_is_left_for_the_next_round(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        late = make_alert("payment-service", alertname="Latency")
+        (incident_id,) = (await rx.post([errors])).json()["incidents"]
+        am.all = [held(errors)]
+
+        async def webhook_in_between() -> None:
+            # Alertmanager took Latency after it answered, and its webhook is quicker
+            # than the rest of the round.
+            clock.advance(1)
+            await rx.post([late])
+
+        clock.advance(60)
+        am.during_alerts = webhook_in_between
+        await rx.tick()
+        assert await firing_names(rx, incident_id) == ["Errors", "Latency"]
+        am.during_alerts = None
+        await rx.tick(60)  # the next round asks again: Latency is truly not held
+        assert await firing_names(rx, incident_id) == ["Errors"]
