@@ -18,6 +18,7 @@ from typing import Any
 
 from receiver.causes import change_of, span, trusted
 from receiver.config import Journey
+from receiver.outcomes.similar import history
 from receiver.store.records import ChangeRecord, IncidentState
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -74,11 +75,14 @@ def suggest(journey: Journey, state: IncidentState) -> list[dict[str, Any]]:
                     if change.version
                     else "the change does not say which version it brought)"
                 )
+        key = action.id or action.title
         suggested.append(
             {
+                "id": key,
                 "title": render(action.title, values),
                 "because": because,
                 "automation": journey.automation,
+                "history": history(key, state.similar),
             }
         )
     return suggested

@@ -17,16 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.alertmanager.client import AlertmanagerError
+from receiver.alertmanager.silences import parse_silence, silence_incident
 from receiver.auth import Role
 from receiver.errors import ConfigError, PayloadError, StoreUnavailable
 from receiver.events import parse_events
 from receiver.feedback import parse_feedback
 from receiver.inbound import routes as inbound
 from receiver.incident import rfc3339
-from receiver.learning import stats as learning
 from receiver.normalize import normalize
-from receiver.peer.alertmanager import AlertmanagerError
-from receiver.peer.silences import parse_silence, silence_incident
+from receiver.outcomes import stats as outcome_stats
 from receiver.redrive import parse_redrive
 from receiver.store.base import Annotation
 from receiver.store.deliveries import DeadLetter
@@ -187,8 +187,8 @@ async def list_incidents(request: Request, receiver: Receiver) -> Response:
 
 
 async def stats(request: Request, receiver: Receiver) -> Response:
-    query = learning.parse_query(request.query_params)
-    figures = await learning.cached_stats(receiver, query)
+    query = outcome_stats.parse_query(request.query_params)
+    figures = await outcome_stats.cached_stats(receiver, query)
     return JSONResponse(figures.model_dump(mode="json"))
 
 

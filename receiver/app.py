@@ -15,17 +15,17 @@ import anyio
 from starlette.applications import Starlette
 
 from receiver import api, config, scheduler
+from receiver.alertmanager.client import AlertmanagerClient
+from receiver.alertmanager.peer import Peer
 from receiver.auth import Authenticator
 from receiver.enrich.enricher import Enricher
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError, ConfigProblem
 from receiver.incident import rfc3339, title
-from receiver.learning.stats import refresh_metrics
-from receiver.metrics import Metrics
+from receiver.metrics import Metrics, refresh_journey_metrics
 from receiver.outbox import Outbox
-from receiver.peer.alertmanager import AlertmanagerClient
-from receiver.peer.sync import Peer
+from receiver.outcomes.stats import refresh_metrics
 from receiver.pipeline import Clock, Pipeline
 from receiver.retired import Closable
 from receiver.settings import Settings, ms
@@ -33,6 +33,7 @@ from receiver.sinks import Sink, registry
 from receiver.store import GroupStore, StoreSettings, open_store
 from receiver.store.records import IncidentState
 from receiver.store.redis import RedisStore
+from receiver.web import routes as web
 
 logger = logging.getLogger("journey_receiver")
 T = TypeVar("T")
@@ -307,23 +308,29 @@ def create_app(
 
     app = Starlette(routes=api.routes, lifespan=lifespan, exception_handlers=api.exception_handlers)
     app.state.receiver = receiver
+    web.install(app)
     return app
 
 
-# One round per lease slot of the figures (learning.stats.REFRESH_SLOT_MS).
+# One round per lease slot of the figures (outcomes.stats.REFRESH_SLOT_MS).
 FIGURES_EVERY_S = 60.0
 
 
 async def _refresh_figures(receiver: Receiver, stop: anyio.Event) -> None:
     """The 7-day figures of GET /api/v1/stats as gauges, once a minute on every replica:
     one replica a minute computes them (the costly read), every replica publishes that
-    one answer from the shared cache, so all export the same numbers."""
+    one answer from the shared cache, so all export the same numbers. Then the journey
+    health gauges, from the open incidents (``receiver.metrics.refresh_journey_metrics``)."""
     while not stop.is_set():
-        try:
-            await refresh_metrics(receiver)
-        except Exception:
-            # A store outage or one odd incident must not end the loop, nor serving.
-            logger.warning("figures: refresh failed; retrying in a minute", exc_info=True)
+        for what, refresh in (
+            ("figures", refresh_metrics),
+            ("journey health", refresh_journey_metrics),
+        ):
+            try:
+                await refresh(receiver)
+            except Exception:
+                # A store outage or one odd incident must not end the loop, nor serving.
+                logger.warning("%s: refresh failed; retrying in a minute", what, exc_info=True)
         with anyio.move_on_after(FIGURES_EVERY_S):
             await stop.wait()
 

@@ -30,6 +30,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.app import create_app
+    from receiver.web.proxy import served
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -65,7 +66,10 @@ def serve(args: argparse.Namespace) -> int:
                 print(greeting, file=sys.stderr, flush=True)
 
     config = uvicorn.Config(
-        app,
+        # X-Forwarded-* are read inside served(), after it noted the socket's peer: the
+        # pages' trusted proxy is checked against that peer, never against a header.
+        served(app),
+        proxy_headers=False,
         host=host,
         port=port,
         timeout_keep_alive=int(server.keepalive_timeout),

@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from receiver.actions import suggest
+from receiver.alertmanager.links import alerts_link, silence_link
 from receiver.causes import CAUSE_CONFIDENCE, change_of, leading, span
 from receiver.config import Journey
-from receiver.peer.links import alerts_link, silence_link
 from receiver.scoring import Impact, badness
 from receiver.store.records import (
     AlertPage,
@@ -79,6 +79,7 @@ class Incident(BaseModel):
     mttr_s: float | None
     silences: list[dict[str, Any]]
     links: dict[str, str]
+    similar: list[dict[str, Any]]
 
 
 def response_times(state: IncidentState) -> tuple[float | None, float | None]:
@@ -399,6 +400,7 @@ def build(
             }
             for s in state.silences
         ],
+        similar=[{**s.model_dump(), "created_at": rfc3339(s.created_at)} for s in state.similar],
         links=(
             {"alertmanager": alerts_link(alertmanager_url, state.group_labels)}
             if alertmanager_url

@@ -13,12 +13,13 @@ from collections.abc import Callable, Collection
 import anyio
 
 from receiver import lifecycle
+from receiver.alertmanager import links
 from receiver.enrich.enricher import Enricher, Enrichment, apply
 from receiver.errors import StoreUnavailable
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
-from receiver.peer import links
+from receiver.outcomes import similar
 from receiver.placement import place
 from receiver.retired import Retired
 from receiver.scoring import Impact
@@ -179,6 +180,8 @@ class Pipeline:
             state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
             state.title = title(state, impact)
+            if decision.notify in ("open", "reopen"):
+                await self._remember(state, now)
             jobs = [
                 Job(
                     incident=state.id,
@@ -207,6 +210,13 @@ class Pipeline:
             return
         # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
+
+    async def _remember(self, state: IncidentState, now_ms: int) -> None:
+        """What this episode is like, and the past incidents most like it."""
+        page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
+        state.alertnames = sorted({a.labels.get("alertname", "") for a in page.alerts} - {""})
+        retention = ms(self.settings.config.store.retention)
+        state.similar = await similar.find(self.store, state, now_ms, retention)
 
     def _next_look(
         self, state: IncidentState, decision: lifecycle.Decision, now_ms: int

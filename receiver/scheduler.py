@@ -1,5 +1,5 @@
 """The loop every replica runs: decide for the due incidents, deliver the due jobs, sleep;
-beside it, Alertmanager's back-fills and reconciles (``receiver/peer/``).
+beside it, Alertmanager's back-fills and reconciles (``receiver/alertmanager/``).
 
 Claims are atomic in the store, so any number of replicas can run it: each due incident is
 decided by exactly one of them, and each outbox queue is worked by one of them at a time.
@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from receiver.alertmanager.peer import Peer
 from receiver.errors import StoreUnavailable
 from receiver.outbox import Outbox
-from receiver.peer.sync import Peer
 from receiver.pipeline import Pipeline
 
 logger = logging.getLogger("journey_receiver.scheduler")

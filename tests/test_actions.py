@@ -21,7 +21,13 @@ JOURNEY = Journey(
     actions=[ROLLBACK, CALL],
     automation="recommend",
 )
-ALWAYS = {"title": "Tell the payments provider", "because": "", "automation": "recommend"}
+ALWAYS = {
+    "id": "Tell the payments provider",
+    "title": "Tell the payments provider",
+    "because": "",
+    "automation": "recommend",
+    "history": None,
+}
 
 
 def change(
@@ -62,9 +68,11 @@ def test_the_best_ranked_deploy_to_an_affected_service_suggests_its_rollback() -
     ranked = incident((change(8), 60.0), (change(2, version="2026.04.18-4"), 40.0))
     assert suggest(JOURNEY, ranked) == [
         {
+            "id": "Roll back {service} to {previous_version} in {region}",
             "title": "Roll back payment-service to 2026.04.17-9 in eu",
             "because": "deploy 2026.04.18-3 to payment-service 8 min before the first alert",
             "automation": "recommend",
+            "history": None,
         },
         ALWAYS,
     ]

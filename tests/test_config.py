@@ -134,6 +134,22 @@ def problems(path: Path) -> list[str]:
             ],
         ),
         (
+            "receiver_pages_auth",
+            [
+                '{file}:5: server.auth.trusted_proxy.header: "X Forwarded User" is not an HTTP '
+                "header name",
+                '{file}:6: server.auth.trusted_proxy.from[1]: "10.1.2.3/8" has host bits set: '
+                "did you mean 10.0.0.0/8?",
+                '{file}:6: server.auth.trusted_proxy.from[2]: "proxy.internal" is not a CIDR '
+                "like 10.0.0.0/8 or fd00::/8",
+                "{file}:6: server.auth.trusted_proxy.from[3]: "
+                "expected a CIDR like 10.0.0.0/8 or fd00::/8",
+                "{file}:7: server.auth.session_ttl: must be longer than 0s",
+                "{file}:8: server.auth.session_secret: is shorter than 32 characters: "
+                "use a long random value (openssl rand -base64 48)",
+            ],
+        ),
+        (
             "receiver_thresholds",
             [
                 "{file}:2: scoring.thresholds.P2: 85 must be below P1 (80)",
@@ -188,6 +204,38 @@ def test_secrets_read_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert auth.basic.password.get_secret_value() == "s3cret pass"
     assert "s3cret" not in repr(config)
     assert "token-one" not in repr(config)
+
+
+def test_pages_auth_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s" * 40
+    (tmp_path / "session-secret").write_text(secret + "\n")
+    path = tmp_path / "receiver.yaml"
+    path.write_text(
+        "server:\n"
+        "  auth:\n"
+        "    bearer_tokens: [write-token]\n"
+        '    trusted_proxy: {from: [10.0.0.0/8, "fd00::/8", 127.0.0.1]}\n'
+        "    session_ttl: 8h\n"
+        f"    session_secret_file: {tmp_path / 'session-secret'}\n"
+    )
+    auth = load_receiver_config(path).server.auth
+
+    assert auth.trusted_proxy is not None
+    assert auth.trusted_proxy.header == "X-Forwarded-User"
+    assert [str(n) for n in auth.trusted_proxy.from_] == ["10.0.0.0/8", "fd00::/8", "127.0.0.1/32"]
+    assert auth.session_ttl == 8 * 3600
+    assert auth.session_secret is not None
+    assert auth.session_secret.get_secret_value() == secret
+    assert secret not in repr(auth)
+
+    # Unset, "${SESSION_SECRET:-}" means no secret: random keys kept in the store.
+    monkeypatch.delenv("JR_TEST_VAR", raising=False)
+    path.write_text(
+        'server: {auth: {bearer_tokens: [w], session_secret: "${JR_TEST_VAR:-}"}}\n'
+    )
+    defaults = load_receiver_config(path).server.auth
+    assert (defaults.session_secret, defaults.trusted_proxy) == (None, None)
+    assert defaults.session_ttl == 12 * 3600
 
 
 def test_secret_file_path_with_unset_variable_is_one_problem() -> None:

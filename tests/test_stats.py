@@ -14,8 +14,8 @@ from prometheus_client import generate_latest
 
 from receiver.app import create_app
 from receiver.errors import PayloadError
-from receiver.learning import stats as learning
-from receiver.learning.stats import (
+from receiver.outcomes import stats as outcome_stats
+from receiver.outcomes.stats import (
     CACHE_NAMESPACE,
     NOISY_CAP,
     REFRESH_SLOT_MS,
@@ -402,8 +402,8 @@ class CountingReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        self._read = learning.read_outcomes
-        monkeypatch.setattr(learning, "read_outcomes", self)
+        self._read = outcome_stats.read_outcomes
+        monkeypatch.setattr(outcome_stats, "read_outcomes", self)
 
     async def __call__(
         self, store: GroupStore, since_ms: int, journey: str | None

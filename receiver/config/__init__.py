@@ -41,6 +41,7 @@ from receiver.config.receiver_yaml import (
     StoreConfig,
     Thresholds,
     TierConfig,
+    TrustedProxyConfig,
 )
 from receiver.config.sinks import (
     JiraSinkConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "StoreConfig",
     "Thresholds",
     "TierConfig",
+    "TrustedProxyConfig",
     "Unmapped",
     "check",
     "load",

@@ -31,7 +31,7 @@ from receiver.config.fields import (
 
 
 class AlertmanagerConfig(ConfigModel):
-    """The HA Alertmanagers, asked in order; see ``receiver.peer.alertmanager``."""
+    """The HA Alertmanagers, asked in order; see ``receiver.alertmanager.client``."""
 
     urls: list[HttpUrl] = Field(min_length=1, repr=False)
     """Base URLs of the peers (``http://alertmanager-0:9093``); the client adds ``/api/v2``.

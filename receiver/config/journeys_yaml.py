@@ -82,6 +82,8 @@ class ActionCondition(ConfigModel):
 
 
 class Action(ConfigModel):
+    id: Slug | None = None
+    """How feedback ("what fixed it") and history name the action; its title without."""
     title: str = Field(min_length=1)
     """May use ``{service}``, ``{previous_version}`` and the incident's group labels."""
     when: ActionCondition = ActionCondition()

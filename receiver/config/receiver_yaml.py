@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from ipaddress import IPv4Network, IPv6Network
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    FilePath,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from receiver.config.alertmanager import AlertmanagerConfig
 from receiver.config.feeds import Feeds
@@ -50,6 +62,45 @@ def _store_url(url: str) -> str:
     return url
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+SESSION_SECRET_MIN = 32
+
+
+def _cidr(value: object) -> IPv4Network | IPv6Network:
+    if isinstance(value, IPv4Network | IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a CIDR like 10.0.0.0/8 or fd00::/8")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{show(value)} is not a CIDR like 10.0.0.0/8 or fd00::/8") from None
+    raise ValueError(f"{show(value)} has host bits set: did you mean {network}?")
+
+
+Cidr = Annotated[IPv4Network | IPv6Network, PlainValidator(_cidr), PlainSerializer(str)]
+
+
+class TrustedProxyConfig(ConfigModel):
+    """A reverse proxy that signs people in (oauth2-proxy and the like): the pages believe
+    its ``header`` naming the person, but only on a connection whose peer address is in one
+    of ``from``; from anywhere else the header is ignored."""
+
+    header: str = "X-Forwarded-User"
+    from_: list[Cidr] = Field(alias="from", min_length=1)
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.match(value):
+            raise ValueError(f"{show(value)} is not an HTTP header name")
+        return value
+
+
 class AuthConfig(ConfigModel):
     """Who may call the endpoints, by role (``receiver/auth.py``): write (what Alertmanager
     and deploy pipelines send), admin (reload, redrive, silences) and read."""
@@ -67,6 +118,26 @@ class AuthConfig(ConfigModel):
     ``${WEBHOOK_TOKEN:-}``."""
     metrics_need_read_token: bool = False
     """``/metrics`` asks for a read credential like the read endpoints."""
+    trusted_proxy: TrustedProxyConfig | None = None
+    """Pages: people signed in by a reverse proxy in front of the receiver."""
+    session_ttl: PositiveDuration = 12 * 3600.0
+    """Pages: how long a browser's sign-in (with a token) lasts."""
+    session_secret: SecretStr | None = None
+    """Pages: the key that signs session cookies and CSRF tokens, the same on every replica
+    (``${SESSION_SECRET}`` or ``session_secret_file``). Unset: random keys kept in the store,
+    shared by every replica, a new one each week (``receiver/web/keys.py``)."""
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # "${SESSION_SECRET:-}" unset: random keys in the store
+        if len(value.get_secret_value()) < SESSION_SECRET_MIN:
+            raise ValueError(
+                f"is shorter than {SESSION_SECRET_MIN} characters: use a long random value "
+                "(openssl rand -base64 48)"
+            )
+        return value
 
 
 class ServerConfig(ConfigModel):
@@ -212,7 +283,8 @@ class ReceiverConfig(ConfigModel):
     sinks: SinksConfig = SinksConfig()
     outbox: OutboxConfig = OutboxConfig()
     alertmanager: AlertmanagerConfig | None = None
-    """The HA Alertmanagers, asked to back-fill, reconcile and silence (``receiver/peer/``)."""
+    """The HA Alertmanagers, asked to back-fill, reconcile and silence
+    (``receiver/alertmanager/``)."""
     inbound: InboundConfig = InboundConfig()
     """Secrets of the webhooks PagerDuty, Slack and Jira send back (``receiver/inbound/``)."""
     journeys_file: Path = DEFAULT_JOURNEYS_FILE

@@ -30,12 +30,16 @@ Formulas (``value`` at ``at``, ``baseline`` at the offset)::
 
 A KPI query must return one series (or a scalar); with several, the first is used and a
 note says so; with none (or NaN/Inf) the value is None and a note says so.
+
+``range()`` is the same client's range query, for charts (``receiver.web.series``): the
+query as given, bounded by ``prometheus.timeout``, a failure a reason instead of an exception.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -140,6 +144,30 @@ class PrometheusKpis:
             logger.warning("prometheus: journey %s: %s (%s)", journey.id, reason, ", ".join(names))
         return KpiReport(kpis=tuple(values), notes=tuple(notes))
 
+    async def range(
+        self, query: str, start: datetime, end: datetime, step: float
+    ) -> tuple[Series, ...] | Failed:
+        """``query`` (PromQL as given, no placeholders filled) evaluated every ``step``
+        seconds from ``start`` to ``end``; ``Failed`` with a short reason when Prometheus is
+        not configured, fails, answers nonsense or takes longer than ``prometheus.timeout``.
+
+        Times without a timezone are taken as UTC. Only a ``step`` that is not a positive
+        number raises (``ValueError``): that is the caller's bug, not Prometheus's.
+        """
+        if self._client is None:
+            return Failed("not configured (prometheus.url)")
+        if not math.isfinite(step) or step <= 0:
+            raise ValueError(f"step must be a positive number of seconds, not {step!r}")
+        start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+        end = end if end.tzinfo is not None else end.replace(tzinfo=UTC)
+        timeout = self._config.timeout
+        answer = await self._blocking(partial(self._fetch_range, query, start, end, step, timeout))
+        return answer if isinstance(answer, Failed) else _read_matrix(answer)
+
+    def baseline_offset(self, kpi: Kpi) -> float:
+        """Seconds between a KPI's value and its baseline: its own offset, else the config's."""
+        return kpi.baseline_offset or self._config.baseline_offset
+
     async def aclose(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -147,8 +175,7 @@ class PrometheusKpis:
     def _plan(
         self, kpi: Kpi, labels: Mapping[str, str], at: datetime, started: datetime | None
     ) -> dict[_Key, _Job]:
-        offset = kpi.baseline_offset or self._config.baseline_offset
-        then = at - timedelta(seconds=offset)
+        then = at - timedelta(seconds=self.baseline_offset(kpi))
         query = substitute(kpi.query, labels)
         # Now and the baseline in one request: a range query from the baseline to now whose
         # step is the offset yields exactly those two points, for half the requests.
@@ -171,10 +198,18 @@ class PrometheusKpis:
             outcomes[_Key(key.kpi, "baseline")] = outcomes[_Key(key.kpi, "value")] = answer
 
     async def _ask(self, job: _Job) -> Outcome | Pair:
+        result = await self._blocking(partial(self._fetch, job, self._config.timeout))
+        if isinstance(result, Failed):
+            return result
+        if job.until is None:
+            return read(result)
+        return read_pair(result, job.at.timestamp(), job.until.timestamp())
+
+    async def _blocking(self, fetch: Callable[[], object]) -> object:
+        """``fetch()`` on a worker thread within ``prometheus.timeout``, else ``Failed``."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._max_threads)
         timeout = self._config.timeout
-        fetch = partial(self._fetch, job, timeout)
         try:
             with anyio.fail_after(timeout):
                 # Abandoned on cancel: the thread ends by itself within ``timeout``.
@@ -185,9 +220,7 @@ class PrometheusKpis:
             return Failed(f"timed out after {_seconds(timeout)}")
         except Exception as exc:  # whatever the client raises is a reason, never a crash
             return Failed(failure_reason(exc, timeout))
-        if job.until is None:
-            return read(result)
-        return read_pair(result, job.at.timestamp(), job.until.timestamp())
+        return result
 
     def _fetch(self, job: _Job, timeout: float) -> object:
         assert self._client is not None
@@ -205,6 +238,20 @@ class PrometheusKpis:
             step=f"{until - at:.3f}",
             params=exact,
             timeout=timeout,
+        )
+
+    def _fetch_range(
+        self, query: str, start: datetime, end: datetime, step: float, timeout: float
+    ) -> object:
+        assert self._client is not None
+        # The client rounds start and end to whole seconds; these keep the exact times.
+        exact = {
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "timeout": f"{timeout:g}",
+        }
+        return self._client.custom_query_range(
+            query, start_time=start, end_time=end, step=f"{step:g}", params=exact, timeout=timeout
         )
 
     def _assemble(
@@ -294,6 +341,45 @@ def assess(
         revenue_at_risk_per_min=revenue,
         query=query,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series of a range query: its labels and its points (unix seconds, value), the
+    value None where Prometheus said NaN or ±Inf."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float | None], ...]
+
+
+def _read_matrix(result: object) -> tuple[Series, ...] | Failed:
+    """The ``data.result`` of a range query: a matrix (list of series with ``values``)."""
+    if not isinstance(result, list) or not all(isinstance(s, dict) for s in result):
+        return Failed("unexpected response (not a query result)")
+    out: list[Series] = []
+    for series in result:
+        values, metric = series.get("values"), series.get("metric", {})
+        if not isinstance(values, list) or not isinstance(metric, dict):
+            return Failed("unexpected response (not a range query result)")
+        points: list[tuple[float, float | None]] = []
+        for point in values:
+            if (
+                not isinstance(point, list)
+                or len(point) != 2
+                or not isinstance(point[0], int | float)
+                or isinstance(point[0], bool)
+            ):
+                return Failed("unexpected response (malformed sample)")
+            if not isinstance(point[1], str):
+                return Failed("unexpected response (sample value is not a string)")
+            try:
+                value = float(point[1])
+            except ValueError:
+                return Failed("unexpected response (sample value is not a number)")
+            points.append((float(point[0]), value if math.isfinite(value) else None))
+        labels = {str(name): str(value) for name, value in metric.items()}
+        out.append(Series(labels=labels, points=tuple(points)))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

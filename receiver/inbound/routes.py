@@ -21,11 +21,11 @@ from starlette.background import BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.alertmanager.client import AlertmanagerError
+from receiver.alertmanager.silences import silence_incident
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
-from receiver.peer.alertmanager import AlertmanagerError
-from receiver.peer.silences import silence_incident
 from receiver.sinks.slack_blocks import ACTIONS, FIXED, SILENCE, SILENCE_S
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, StoredIncident

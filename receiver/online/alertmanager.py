@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
-from receiver.config.alertmanager import AlertmanagerConfig
-from receiver.online import Finding, Findings, shown_url
-from receiver.peer.alertmanager import (
+from receiver.alertmanager.client import (
     AlertmanagerClient,
     AlertmanagerRefused,
     AlertmanagerUnavailable,
 )
+from receiver.config.alertmanager import AlertmanagerConfig
+from receiver.online import Finding, Findings, shown_url
 
 
 async def check_alertmanager(config: AlertmanagerConfig) -> list[Finding]:

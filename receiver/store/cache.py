@@ -44,6 +44,18 @@ class SharedCache:
     async def set(self, namespace: str, field: str, value: str, ttl_ms: int) -> None:
         await self._r.set(self.key(namespace, field), value, px=max(1, ttl_ms))
 
+    @unavailable
+    async def setdefault(self, namespace: str, field: str, value: str, ttl_ms: int) -> str:
+        """The value kept for ``field``, keeping ``value`` (for ``ttl_ms``) when there is none.
+
+        Of replicas racing to keep their own value, one wins (``SET NX``) and every one of
+        them gets the winner's value back.
+        """
+        key = self.key(namespace, field)
+        await self._r.set(key, value, px=max(1, ttl_ms), nx=True)
+        kept = await self._r.get(key)
+        return value if kept is None else text(kept)
+
 
 class LocalCache:
     """The same in this process only, for a sink built without a store (tests, tools)."""
@@ -64,3 +76,10 @@ class LocalCache:
         for key in [k for k, (_, until) in self._entries.items() if until <= now]:
             del self._entries[key]
         self._entries[(namespace, field)] = (value, now + ttl_ms / 1000)
+
+    async def setdefault(self, namespace: str, field: str, value: str, ttl_ms: int) -> str:
+        kept = await self.get(namespace, field)
+        if kept is not None:
+            return kept
+        await self.set(namespace, field, value, ttl_ms)
+        return value

@@ -142,6 +142,16 @@ class FeedbackRecord(_Record):
     """A suggested action's id (its title when it has none), or the person's own words."""
 
 
+class SimilarRecord(_Record):
+    """A past incident like this one (``receiver/outcomes/similar.py``)."""
+
+    id: str
+    title: str
+    created_at: int
+    similarity: float
+    fixed_by: str | None = None
+
+
 class ResponseRecord(_Record):
     """What people did about the incident, as PagerDuty, Slack and Jira told us: the first
     acknowledgement and the resolve by a person (``source`` says where the first word
@@ -242,6 +252,12 @@ class IncidentState(_Record):
     silences: Annotated[list[SilenceRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+    # Kept at each (re)open's notification: its alertnames, and the past incidents most
+    # like it (receiver/outcomes/similar.py).
+    alertnames: StrList = Field(default_factory=list)
+    similar: Annotated[list[SimilarRecord], BeforeValidator(_empty_object_is_list)] = Field(
+        default_factory=list
+    )
     # Firing alerts Alertmanager holds silenced or inhibited: fingerprint -> why ("" once
     # it no longer does), as the last reconcile found them.
     suppressed: StrMap = Field(default_factory=dict)
@@ -271,6 +287,8 @@ SCHEDULER_FIELDS = frozenset(
         "probable_causes",
         "context_notes",
         "enriched_at",
+        "alertnames",
+        "similar",
     }
 )
 

@@ -7,6 +7,7 @@ in one slot: the same code runs on one Redis, behind Sentinel, or on a cluster.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -41,6 +42,7 @@ from receiver.store.records import (
 )
 from receiver.store.scripts import script, text, unavailable
 
+logger = logging.getLogger("journey_receiver.store")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -443,6 +445,7 @@ class RedisStore:
     ) -> list[IncidentState]:
         # The index is scored by creation time: the window is one range read.
         ids = [text(i) for i in await self._r.zrevrangebyscore(self._idx, "+inf", since_ms)]
+        marker = orjson.dumps({"journey": journey})[1:-1]  # b'"journey":"<id>"'
         found: list[IncidentState] = []
         for start in range(0, len(ids), _LIST_PAGE):
             async with self._r.pipeline(transaction=False) as pipe:
@@ -451,9 +454,17 @@ class RedisStore:
                 raws = await pipe.execute()
             # An incident gone with its retention is skipped; list_incidents prunes the index.
             for raw in raws:
-                if raw is None:
+                if raw is None or (journey is not None and marker not in _bytes(raw)):
+                    # Gone with its retention (list_incidents prunes the index), or of
+                    # another journey: the scripts write the state as compact JSON, so
+                    # this spares parsing every other journey's incidents.
                     continue
-                st = IncidentState.model_validate_json(raw)
+                try:
+                    st = IncidentState.model_validate_json(raw)
+                except ValueError:
+                    # One unreadable incident must not hide every other one.
+                    logger.warning("store: incident state not readable; skipped")
+                    continue
                 if journey in (None, st.journey):
                     found.append(st)
                     if len(found) == limit:
@@ -476,6 +487,10 @@ def _known(digests: Sequence[str], answers: Sequence[Any]) -> Plan:
         d: (text(i) if i else False, text(q) if q else False)
         for d, i, q in zip(digests, ids, seqs, strict=True)
     }
+
+
+def _bytes(raw: bytes | str) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode()
 
 
 def _ms(at: datetime | None) -> str:

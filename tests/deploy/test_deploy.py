@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -71,24 +72,66 @@ def test_the_alerting_rules_query_only_metrics_the_receiver_exports() -> None:
         assert base in readme, name
 
 
-def test_the_grafana_dashboard_queries_only_metrics_the_receiver_exports() -> None:
-    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    assert len(exprs) == len(dashboard["panels"]) + 1
-    queried = {name for expr in exprs for name in _METRIC.findall(expr)}
+DASHBOARDS = ("grafana-dashboard.json", "grafana-journey-health.json")
+# What Grafana puts in place of its own variables before a query reaches Prometheus (the
+# dashboard's time range taken as 6h).
+_GRAFANA_VARIABLES = {"__range": "6h", "__range_s": "21600", "__interval": "1m",
+                      "__rate_interval": "2m"}  # fmt: skip
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def dashboard(name: str) -> dict[str, Any]:
+    board: dict[str, Any] = json.loads((DEPLOY / name).read_text())
+    return board
+
+
+def queries(board: Mapping[str, Any]) -> list[str]:
+    return [query for _, query in panel_queries(board)]
+
+
+def panel_queries(board: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """Every panel's queries as Prometheus receives them: each ``$variable`` replaced as
+    Grafana does, a dashboard variable by its "All" value; a variable Grafana would not
+    know is a KeyError."""
+    values = dict(_GRAFANA_VARIABLES)
+    values.update({v["name"]: v["allValue"] for v in variables(board) if v["type"] == "query"})
+    return [
+        (panel, _VARIABLE.sub(lambda m: values[m.group(1) or m.group(2)], target["expr"]))
+        for panel in board["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def variables(board: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = board["templating"]["list"]
+    return found
+
+
+def variable_query(variable: Mapping[str, Any]) -> str:
+    query = variable["query"]
+    return str(query["query"] if isinstance(query, dict) else query)
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_each_grafana_dashboard_queries_only_metrics_the_receiver_exports(name: str) -> None:
+    board = dashboard(name)
+    # Its variables' queries (label_values(...)) count too: they fill the pickers.
+    texts = queries(board) + [variable_query(v) for v in variables(board) if v["type"] == "query"]
+    queried = {metric for text in texts for metric in _METRIC.findall(text)}
+    assert queried
     assert queried - exported() == set()
-    # What the operator's guide promises the dashboard shows.
-    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
-    for shown in ("alerts received", "by journey", "by priority", "compression",
-                  "delivery latency", "dead letters"):  # fmt: skip
-        assert shown in titles
-    ids = [panel["id"] for panel in dashboard["panels"]]
+    ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids))
+    # Every panel asks the Prometheus the person picks.
+    for panel in board["panels"]:
+        for target in [panel, *panel["targets"]]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
 
 
-def test_the_grafana_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
-    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_each_grafana_dashboard_query_is_valid_promql(name: str, tmp_path: Path) -> None:
+    exprs = queries(dashboard(name))
+    assert exprs
     # promtool parses rule expressions: each query becomes a recording rule.
     rules = {
         "groups": [
@@ -100,6 +143,88 @@ def test_the_grafana_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     path = tmp_path / "queries.yaml"
     path.write_text(yaml.safe_dump(rules))
     assert "SUCCESS" in run(binary("promtool"), "check", "rules", str(path))
+
+
+def test_the_grafana_dashboards_are_distinct() -> None:
+    boards = [dashboard(name) for name in DASHBOARDS]
+    assert len({board["uid"] for board in boards}) == len(boards)
+    assert len({board["title"] for board in boards}) == len(boards)
+
+
+def test_the_grafana_dashboard_shows_what_the_guide_promises() -> None:
+    board = dashboard("grafana-dashboard.json")
+    assert len(queries(board)) == len(board["panels"]) + 1
+    titles = " ".join(panel["title"] for panel in board["panels"]).lower()
+    for shown in ("alerts received", "by journey", "by priority", "compression",
+                  "delivery latency", "dead letters"):  # fmt: skip
+        assert shown in titles
+
+
+_HEALTH = re.compile(r"journey_receiver_journey_[a-z_]+")
+# A journey-health gauge is the same on every replica: it is read through max, never summed.
+_ACROSS_REPLICAS = re.compile(r"max by \([a-z, ]+\) \($")
+
+
+def test_the_journey_health_dashboard_shows_each_journey_by_stage_kpi_and_time_degraded() -> None:
+    board = dashboard("grafana-journey-health.json")
+    titles = " ".join(panel["title"] for panel in board["panels"]).lower()
+    for shown in ("journey \u00d7 stage, by priority", "kpi deviation", "minutes degraded",
+                  "degraded for"):  # fmt: skip
+        assert shown in titles
+    (journey,) = [v for v in variables(board) if v["name"] == "journey"]
+    assert (journey["multi"], journey["includeAll"], journey["allValue"]) == (True, True, ".*")
+    assert _HEALTH.findall(variable_query(journey))
+    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    health = {"journey_receiver_journey_open_incidents",
+              "journey_receiver_journey_kpi_deviation_percent",
+              "journey_receiver_journey_degraded_seconds"}  # fmt: skip
+    assert {name for expr in exprs for name in _HEALTH.findall(expr)} == health
+    for expr in exprs:
+        # Templated by journey, and each gauge aggregated across replicas with max.
+        assert 'journey=~"$journey"' in expr, expr
+        for found in _HEALTH.finditer(expr):
+            assert _ACROSS_REPLICAS.search(expr[: found.start()]), expr
+    # The table's columns are the priorities, one query each.
+    (table,) = [panel for panel in board["panels"] if panel["type"] == "table"]
+    assert [t["refId"] for t in table["targets"]] == ["P1", "P2", "P3", "P4", "P5"]
+    for target in table["targets"]:
+        assert f'priority="{target["refId"]}"' in target["expr"]
+
+
+def test_the_journey_health_queries_count_two_replicas_once(tmp_path: Path) -> None:
+    """Two replicas export the same gauges; the dashboard's queries, run by promtool's
+    rule tests on that history, count each incident and each degraded minute once."""
+    found = panel_queries(dashboard("grafana-journey-health.json"))
+    (minutes,) = [q for panel, q in found if "minutes degraded" in panel["title"].lower()]
+    (p1,) = [q for panel, q in found if panel["type"] == "table" and 'priority="P1"' in q]
+    history = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            # Checkout degraded from minute 10 to 12 (three one-minute refreshes), with one
+            # open P1 incident on the payment stage meanwhile; both replicas say the same.
+            "input_series": [
+                *({"series": "journey_receiver_journey_degraded_seconds"
+                             f'{{journey="checkout", instance="{replica}"}}',
+                   "values": "0x9 60 120 180 0x370"} for replica in ("a", "b")),
+                *({"series": "journey_receiver_journey_open_incidents"
+                             f'{{journey="checkout", stage="payment", priority="P1", '
+                             f'instance="{replica}"}}',
+                   "values": "0x9 1x2 0x370"} for replica in ("a", "b")),
+            ],
+            "promql_expr_test": [
+                {"expr": minutes, "eval_time": "6h",
+                 "exp_samples": [{"labels": '{journey="checkout"}', "value": 3}]},
+                {"expr": p1, "eval_time": "11m",
+                 "exp_samples": [{"labels": '{journey="checkout", stage="payment"}',
+                                  "value": 1}]},
+            ],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "queries.test.yaml"
+    path.write_text(yaml.safe_dump(history))
+    assert "SUCCESS" in run(binary("promtool"), "test", "rules", str(path))
 
 
 def send_deploy_event(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
-"""Alertmanager as a peer (``receiver/peer``), against the real ``prometheus-alertmanager``.
+"""Alertmanager as a peer (``receiver/alertmanager``), against the real
+``prometheus-alertmanager``.
 
 The storm test runs the whole chain for real: Alertmanager with ``max_alerts`` sends its
 truncated webhooks to the receiver process on a real Redis, which back-fills them by

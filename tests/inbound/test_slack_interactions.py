@@ -364,13 +364,13 @@ async def test_what_fixed_it_opens_a_modal_of_the_suggested_actions_and_records_
 
     detail = await rx.incident(incident_id)
     (record,) = detail["feedback"]
-    assert record["fixed_by"] == f"Restart payment-service in eu {HOSTILE}"
+    # The action as journeys.yaml names it (its id, else its title as written), so that
+    # similar incidents' history can count it whatever this incident's labels were.
+    assert record["fixed_by"] == "Restart payment-service in {region}"
     assert (record["useful"], record["by"], record["source"]) == (True, "@alice (U0ALICE)", "slack")
     await rx.tick()
     (line,) = people(message(world))
-    assert line == (
-        "Fixed by: Restart payment-service in eu &lt;!channel&gt; *bold* (says @alice (U0ALICE))"
-    )
+    assert line == "Fixed by: Restart payment-service in {region} (says @alice (U0ALICE))"
     mrkdwn = [
         e["text"]
         for b in message(world).blocks

@@ -89,5 +89,6 @@ def make_incident(**overrides: Any) -> Incident:
         "mttr_s": None,
         "silences": [],
         "links": {},
+        "similar": [],
     }
     return Incident(**(fields | overrides))

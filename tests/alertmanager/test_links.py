@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from receiver.peer.links import alerts_link, silence_link
+from receiver.alertmanager.links import alerts_link, silence_link
 from tests.conftest import FakeClock, make_alert
 from tests.support.harness import harness, write_config
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from receiver.alertmanager.client import Matcher
 from receiver.config.fields import parse_duration
 from receiver.errors import PayloadError
-from receiver.peer.alertmanager import Matcher
 from receiver.store.base import Annotation
 from receiver.store.records import TimelineEntry
 from receiver.webhook import payload_error

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from receiver.peer.alertmanager import AmAlert, Matcher
+from receiver.alertmanager.client import AmAlert, Matcher
 from tests.conftest import FakeClock, make_alert
 from tests.support.harness import Harness, harness, write_config
 

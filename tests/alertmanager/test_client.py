@@ -21,9 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.types import Receive, Scope, Send
 
-from receiver.config.alertmanager import AlertmanagerConfig
-from receiver.matchers import parse_matcher
-from receiver.peer.alertmanager import (
+from receiver.alertmanager.client import (
     AlertmanagerClient,
     AlertmanagerRefused,
     AlertmanagerUnavailable,
@@ -31,6 +29,8 @@ from receiver.peer.alertmanager import (
     Matcher,
     parse_group_key,
 )
+from receiver.config.alertmanager import AlertmanagerConfig
+from receiver.matchers import parse_matcher
 from tests.support import alertmanager as am
 from tests.support.fake_server import FakeServer, Fault, serve
 from tests.support.processes import free_port

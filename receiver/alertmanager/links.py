@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from receiver.peer.alertmanager import Matcher
+from receiver.alertmanager.client import Matcher
 
 CACHE_NAMESPACE = "alertmanager"
 CACHE_FIELD = "external_url"

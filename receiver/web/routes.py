@@ -1,0 +1,119 @@
+"""Page routes: sign-in, sign-out, the board; ``/static/`` for the style sheet.
+
+The pages read through the same store calls as the JSON API (no second query path).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from receiver.web.auth import SESSION_COOKIE, WebAuth
+from receiver.web.pages import (
+    STATIC,
+    SecurityHeaders,
+    Visit,
+    form,
+    local_path,
+    page,
+    render,
+    set_cookie,
+    state,
+)
+from receiver.web.proxy import peer_address
+
+if TYPE_CHECKING:
+    from receiver.app import Receiver
+
+logger = logging.getLogger("journey_receiver")
+
+BOARD_LIMIT = 500
+_WHY = ("expired", "signedout")
+
+
+async def board(request: Request, receiver: Receiver) -> Response:
+    open_incidents = await receiver.store.list_incidents("open", None, BOARD_LIMIT)
+    return render(
+        request,
+        "board.html",
+        {"open_count": len(open_incidents), "capped": len(open_incidents) >= BOARD_LIMIT},
+    )
+
+
+async def signin_form(request: Request, receiver: Receiver) -> Response:
+    target = local_path(request.query_params.get("next"))
+    visit: Visit = request.state.visit
+    if visit.viewer is not None and visit.viewer.session is not None:
+        return RedirectResponse(target, status_code=303)
+    why = request.query_params.get("why")
+    return _signin_page(request, receiver, target, why if why in _WHY else None)
+
+
+async def signin(request: Request, receiver: Receiver) -> Response:
+    fields = await form(request)
+    target = local_path(fields.get("next"))
+    made = await state(request).sign_in(receiver, fields.get("token", ""), fields.get("name", ""))
+    client = peer_address(request) or "unknown client"
+    if made is None:
+        # Where from, never what was typed: it may be a real secret of another system.
+        logger.warning("sign-in refused from %s: not a configured token", client)
+        return _signin_page(request, receiver, target, "wrong", status=401)
+    session, cookie = made
+    roles = ", ".join(sorted(session.roles))
+    logger.info("signed in from %s: %s (%s)", client, session.user, roles)
+    answer = RedirectResponse(target, status_code=303)
+    ttl = receiver.settings.config.server.auth.session_ttl
+    set_cookie(request, answer, SESSION_COOKIE, cookie, max_age=max(1, int(ttl)))
+    return answer
+
+
+async def signout(request: Request, receiver: Receiver) -> Response:
+    visit: Visit = request.state.visit
+    if visit.viewer is not None and visit.viewer.session is not None:
+        await state(request).sign_out(receiver, visit.viewer.session)
+    answer = RedirectResponse("/signin?why=signedout", status_code=303)
+    answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return answer
+
+
+def _signin_page(
+    request: Request, receiver: Receiver, target: str, why: str | None, status: int = 200
+) -> Response:
+    auth = receiver.auth
+    answer = render(
+        request,
+        "signin.html",
+        {
+            "next": target,
+            "why": why,
+            "reads_open": auth.read_open,
+            "proxy": receiver.settings.config.server.auth.trusted_proxy is not None,
+        },
+        status=status,
+    )
+    if status == 401:
+        answer.headers["WWW-Authenticate"] = 'Bearer realm="journey-receiver"'
+    return answer
+
+
+routes: list[BaseRoute] = [
+    Route("/", page(board), methods=["GET"]),
+    Route("/signin", page(signin_form, role=None), methods=["GET"]),
+    Route("/signin", page(signin, role=None), methods=["POST"]),
+    Route("/signout", page(signout, role=None), methods=["POST"]),
+    Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+]
+
+
+def install(app: Starlette) -> None:
+    """The pages and ``/static/`` on ``app``, and the safety headers on its answers. Call
+    before the app serves its first request (Starlette builds its middleware then)."""
+    app.router.routes.extend(routes)
+    app.add_middleware(SecurityHeaders)
+    app.state.web = WebAuth()

@@ -1,0 +1,248 @@
+"""Sessions across replicas, keys that rotate, tokens taken away, the trusted proxy's peer,
+and ``next`` kept local: what the browser tests cannot see from outside."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+
+from receiver.config import TrustedProxyConfig
+from receiver.store import GroupStore
+from receiver.store.cache import LocalCache
+from receiver.web.auth import SESSION_COOKIE
+from receiver.web.keys import WEEK_S, KeyRing
+from receiver.web.pages import local_path
+from receiver.web.proxy import PEER, proxy_user
+from tests.conftest import FakeClock
+from tests.support.browser import READ_TOKEN, WRITE_TOKEN, app_with_pages, auth_with, write_config
+
+pytestmark = pytest.mark.anyio
+SECRET = "a-session-secret-long-enough-0123456789"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def replica(config: Path, clock: FakeClock, store: GroupStore | None = None) -> Starlette:
+    """A receiver with its pages; given ``store``, another replica sharing it, as Redis is."""
+    return app_with_pages(config, clock, store=store)
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Any]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(app: Starlette) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app)
+        client = httpx.AsyncClient(transport=transport, base_url="http://pages.test")
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+async def sign_in(client: httpx.AsyncClient, token: str = READ_TOKEN) -> str:
+    """The session cookie a sign-in through the form gives."""
+    client.cookies.clear()
+    form = await client.get("/signin")
+    match = _CSRF.search(form.text)
+    assert match is not None
+    answer = await client.post(
+        "/signin", data={"csrf": match[1], "token": token, "next": "/"}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    cookie = answer.cookies.get(SESSION_COOKIE)
+    assert cookie is not None
+    return cookie
+
+
+async def board_status(client: httpx.AsyncClient, cookie: str) -> int:
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, cookie)
+    answer = await client.get("/", follow_redirects=False)
+    return answer.status_code
+
+
+async def test_a_session_made_on_one_replica_works_on_another(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    config = write_config(tmp_path / "receiver.yaml", auth_with())
+    first = replica(config, clock)
+    second = replica(config, clock, first.state.receiver.store)
+
+    cookie = await sign_in(client_for(first))
+
+    assert await board_status(client_for(second), cookie) == 200
+    # Another store is another deployment: its keys are its own.
+    assert await board_status(client_for(replica(config, clock)), cookie) == 303
+
+
+async def test_a_configured_secret_needs_no_shared_store(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    config = write_config(tmp_path / "a.yaml", auth_with(session_secret=SECRET))
+    other_secret = write_config(tmp_path / "b.yaml", auth_with(session_secret=SECRET[::-1]))
+
+    cookie = await sign_in(client_for(replica(config, clock)))
+
+    assert await board_status(client_for(replica(config, clock)), cookie) == 200
+    assert await board_status(client_for(replica(other_secret, clock)), cookie) == 303
+
+
+async def test_a_token_taken_out_of_the_config_ends_its_sessions(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    path = tmp_path / "receiver.yaml"
+    app = replica(write_config(path, auth_with()), clock)
+    client = client_for(app)
+    reader, writer = await sign_in(client), await sign_in(client, WRITE_TOKEN)
+
+    write_config(path, {"bearer_tokens": [WRITE_TOKEN], "read_bearer_tokens": ["a-new-one"]})
+    app.state.receiver.reload()
+
+    assert await board_status(client, reader) == 303
+    assert await board_status(client, writer) == 200
+
+
+async def test_a_shorter_session_ttl_shortens_running_sessions(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    path = tmp_path / "receiver.yaml"
+    app = replica(write_config(path, auth_with()), clock)
+    client = client_for(app)
+    cookie = await sign_in(client)
+
+    write_config(path, auth_with(session_ttl="1h"))
+    app.state.receiver.reload()
+
+    assert await board_status(client, cookie) == 303
+
+
+async def test_a_tampered_cookie_is_refused(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    client = client_for(replica(write_config(tmp_path / "r.yaml", auth_with()), clock))
+    cookie = await sign_in(client)
+    payload, signature = cookie.split(".")
+
+    for forged in (f"{payload}.{signature[:-2]}AA", f"{payload[:-2]}AA.{signature}", "x", ""):
+        assert await board_status(client, forged) == 303
+
+
+async def test_signing_in_over_an_expired_cookie_keeps_the_new_session(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    client = client_for(replica(write_config(tmp_path / "r.yaml", auth_with()), clock))
+    old = await sign_in(client)
+    clock.advance(13 * 3600)
+    client.cookies.clear()
+    form = await client.get("/signin")
+    csrf = _CSRF.search(form.text)
+    assert csrf is not None
+
+    client.cookies.set(SESSION_COOKIE, old)
+    answer = await client.post(
+        "/signin", data={"csrf": csrf[1], "token": READ_TOKEN}, follow_redirects=False
+    )
+
+    assert answer.status_code == 303
+    fresh = answer.cookies.get(SESSION_COOKIE)
+    assert fresh and fresh != old
+    assert await board_status(client, fresh) == 200
+
+
+async def test_keys_rotate_weekly_and_the_last_one_still_verifies() -> None:
+    cache = LocalCache(clock=lambda: 0.0)
+    now = 100 * WEEK_S + 10
+    signer = await KeyRing().signing(None, cache, now, 12 * 3600)
+    # Another replica, its own memo, the same store: the same key.
+    other = KeyRing()
+    assert await other.signing(None, cache, now + 60, 12 * 3600) == signer
+
+    a_week_on = await other.verifying(signer.kid, None, cache, now + WEEK_S, 12 * 3600)
+    assert a_week_on == signer
+    assert await other.verifying(signer.kid, None, cache, now + 2 * WEEK_S, 12 * 3600) is None
+    assert await other.verifying("r12345", None, cache, now, 12 * 3600) is None
+    assert await other.verifying("s-anything", None, cache, now, 12 * 3600) is None
+
+
+async def test_a_key_the_store_lost_is_followed_within_a_minute() -> None:
+    cache = LocalCache(clock=lambda: 0.0)
+    now = 100 * WEEK_S + 10
+    ring = KeyRing()
+    lost = await ring.signing(None, cache, now, 12 * 3600)
+    await cache.set("web", f"key:{lost.kid}", "A" * 43, 86_400_000)  # another replica's
+
+    assert await ring.signing(None, cache, now + 30, 12 * 3600) == lost
+    followed = await ring.signing(None, cache, now + 61, 12 * 3600)
+    assert followed.kid == lost.kid
+    assert followed.secret == bytes(32) and followed != lost
+
+
+async def test_replicas_racing_for_a_key_all_get_the_first_one(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    receiver = replica(write_config(tmp_path / "r.yaml", auth_with()), clock).state.receiver
+    shared = receiver.store.cache
+    assert await shared.setdefault("web", "key:r1", "first", 60_000) == "first"
+    assert await shared.setdefault("web", "key:r1", "second", 60_000) == "first"
+    assert await shared.get("web", "key:r1") == "first"
+
+
+def connection(peer: str | None, **headers: str) -> Request:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("10.9.9.9", 5000),  # what X-Forwarded-For made of it
+        PEER: peer,
+    }
+    return Request(scope)
+
+
+@pytest.mark.parametrize(
+    ("peer", "user", "seen"),
+    [
+        ("10.1.2.3", "alice", "alice"),
+        ("::ffff:10.1.2.3", "alice", "alice"),
+        ("fd00::7", "alice", "alice"),
+        ("192.168.1.1", "alice", None),
+        (None, "alice", None),
+        ("10.1.2.3", "", None),
+        ("10.1.2.3", "a\x07b", None),
+        ("10.1.2.3", "x" * 201, None),
+    ],
+)
+def test_the_proxy_header_is_believed_only_from_its_cidrs(
+    peer: str | None, user: str, seen: str | None
+) -> None:
+    proxy = TrustedProxyConfig.model_validate({"from": ["10.0.0.0/8", "fd00::/8"]})
+    request = connection(peer, **{"X-Forwarded-User": user})
+    assert proxy_user(request, proxy) == seen
+    assert proxy_user(request, None) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"),
+    [
+        ("/incidents/checkout-1?x=1", "/incidents/checkout-1?x=1"),
+        ("/", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/a\nb", "/"),
+        ("", "/"),
+        (None, "/"),
+    ],
+)
+def test_next_is_a_local_path(target: str | None, kept: str) -> None:
+    assert local_path(target) == kept
