@@ -22,13 +22,12 @@ from receiver.alertmanager.silences import parse_silence, silence_incident
 from receiver.auth import Role
 from receiver.errors import ConfigError, PayloadError, StoreUnavailable
 from receiver.events import parse_events
-from receiver.feedback import parse_feedback
+from receiver.feedback import parse_feedback, record_feedback
 from receiver.inbound import routes as inbound
 from receiver.incident import rfc3339
 from receiver.normalize import normalize
 from receiver.outcomes import stats as outcome_stats
 from receiver.redrive import parse_redrive
-from receiver.store.base import Annotation
 from receiver.store.deliveries import DeadLetter
 from receiver.webhook import parse_webhook
 
@@ -203,10 +202,8 @@ async def get_incident(request: Request, receiver: Receiver) -> Response:
 async def post_feedback(request: Request, receiver: Receiver) -> Response:
     body = await _read_limited(request, receiver)
     feedback = parse_feedback(body)
-    now = receiver.pipeline.now_ms()
-    record = {"at": now, **feedback.model_dump(exclude_none=True)}
-    outcome = await receiver.store.annotate(
-        request.path_params["incident_id"], Annotation(append={"feedback": [record]}), now
+    outcome = await record_feedback(
+        receiver.store, request.path_params["incident_id"], feedback, receiver.pipeline.now_ms()
     )
     if outcome == "unknown":
         return error(404, "no such incident")

@@ -1,11 +1,13 @@
-"""What responders say fixed an incident: ``POST /api/v1/incidents/{id}/feedback``."""
+"""What responders say fixed an incident: ``POST /api/v1/incidents/{id}/feedback`` and the
+incident page's form both record it with :func:`record_feedback`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
 
+from receiver.store.base import Annotation, GroupStore
 from receiver.webhook import payload_error
 
 MAX_FEEDBACK_TEXT = 4000
@@ -39,3 +41,13 @@ def parse_feedback(body: bytes) -> Feedback:
         return Feedback.model_validate_json(body)
     except ValidationError as exc:
         raise payload_error(exc, body) from exc
+
+
+async def record_feedback(
+    store: GroupStore, incident_id: str, feedback: Feedback, now_ms: int
+) -> Literal["recorded", "unknown"]:
+    """``feedback`` appended to the incident's ``feedback``, with when it was received;
+    "unknown" when there is no such incident."""
+    record = {"at": now_ms, **feedback.model_dump(exclude_none=True)}
+    outcome = await store.annotate(incident_id, Annotation(append={"feedback": [record]}), now_ms)
+    return "unknown" if outcome == "unknown" else "recorded"

@@ -147,7 +147,7 @@ class ServerConfig(ConfigModel):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     external_url: HttpUrl | None = None
     """How people reach this receiver (e.g. behind an ingress); sinks link to
-    ``<external_url>/api/v1/incidents/<id>`` when it is set."""
+    ``<external_url>/incidents/<id>`` (the incident page) when it is set."""
     auth: AuthConfig = AuthConfig()
 
 

@@ -85,4 +85,4 @@ async def off_loop(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
 def incident_url(external_url: str | None, incident_id: str) -> str | None:
     if not external_url:
         return None
-    return f"{external_url.rstrip('/')}/api/v1/incidents/{incident_id}"
+    return f"{external_url.rstrip('/')}/incidents/{incident_id}"

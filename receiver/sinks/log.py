@@ -74,9 +74,9 @@ class LogSink:
             "actions": [a["title"] for a in incident.suggested_actions],
             "runbooks": incident.runbooks,
             "owner": incident.owner,
-            # Without server.external_url the API path still tells a person where to look.
+            # Without server.external_url the page's path still tells a person where to look.
             "link": incident_url(self.external_url, incident.id)
-            or f"/api/v1/incidents/{incident.id}",
+            or f"/incidents/{incident.id}",
         }
 
     async def deliver(

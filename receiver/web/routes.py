@@ -14,6 +14,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from receiver.web import board as journey_board
+from receiver.web import incident_page, stats_page
 from receiver.web.auth import SESSION_COOKIE, WebAuth
 from receiver.web.pages import (
     STATIC,
@@ -38,12 +40,17 @@ _WHY = ("expired", "signedout")
 
 
 async def board(request: Request, receiver: Receiver) -> Response:
-    open_incidents = await receiver.store.list_incidents("open", None, BOARD_LIMIT)
+    shown = await journey_board.load(receiver, BOARD_LIMIT)
     return render(
         request,
         "board.html",
-        {"open_count": len(open_incidents), "capped": len(open_incidents) >= BOARD_LIMIT},
+        {"board": shown, "open_count": len(shown.incidents), "capped": shown.capped},
     )
+
+
+async def stats(request: Request, receiver: Receiver) -> Response:
+    shown = await stats_page.load(receiver, request.query_params.get("window"))
+    return render(request, "stats.html", {"page": shown, "fmt": stats_page})
 
 
 async def signin_form(request: Request, receiver: Receiver) -> Response:
@@ -104,6 +111,13 @@ def _signin_page(
 
 routes: list[BaseRoute] = [
     Route("/", page(board), methods=["GET"]),
+    Route("/stats", page(stats), methods=["GET"]),
+    Route("/incidents/{incident_id}", page(incident_page.incident_page), methods=["GET"]),
+    Route(
+        "/incidents/{incident_id}/feedback",
+        page(incident_page.post_incident_feedback, role="write"),
+        methods=["POST"],
+    ),
     Route("/signin", page(signin_form, role=None), methods=["GET"]),
     Route("/signin", page(signin, role=None), methods=["POST"]),
     Route("/signout", page(signout, role=None), methods=["POST"]),

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 TOKEN = "jira-s3cret-token-0123456789"
 USER = "sre-bot@example.com"
 EXTERNAL_URL = "https://receiver.example.com"
-TRUSTED_URLS = (f"{EXTERNAL_URL}/api/v1/incidents/checkout-eu-1", RUNBOOK_URL)
+TRUSTED_URLS = (f"{EXTERNAL_URL}/incidents/checkout-eu-1", RUNBOOK_URL)
 PAYMENTS = Owner(team="payments", jira_project="PAY")
 HOSTILE = (
     "[~admin] [click|http://evil.example] {noformat}x{noformat} {code}y{code} "

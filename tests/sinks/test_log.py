@@ -49,7 +49,7 @@ async def test_the_text_chart_holds_what_slack_would_show(
         "  action:   Roll back payment-service",
         f"  runbook:  Payment gateway errors {RUNBOOK_URL}",
         "  owner:    payments (slack #inc-checkout, jira PAY, pagerduty journey)",
-        "  link:     https://rx.example.com/api/v1/incidents/checkout-eu-1",
+        "  link:     https://rx.example.com/incidents/checkout-eu-1",
     ]
 
 
@@ -62,7 +62,7 @@ async def test_the_json_chart_carries_the_same_parts(caplog: pytest.LogCaptureFi
     assert chart["runbooks"] == [{"title": "Payment gateway errors", "url": RUNBOOK_URL}]
     assert chart["owner"] == OWNER
     # Without server.external_url a person still learns where to look.
-    assert chart["link"] == "/api/v1/incidents/checkout-eu-1"
+    assert chart["link"] == "/incidents/checkout-eu-1"
 
 
 async def test_alert_text_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:

@@ -161,7 +161,7 @@ async def test_lifecycle_is_one_dedup_key_and_a_new_pagerduty_incident_after_a_r
         "error",
         "critical",
     ]
-    incident_url = f"{EXTERNAL_URL}/api/v1/incidents/checkout-eu-1"
+    incident_url = f"{EXTERNAL_URL}/incidents/checkout-eu-1"
     first = events[0]
     assert first["client_url"] == incident_url
     assert first["links"] == [

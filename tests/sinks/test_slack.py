@@ -180,7 +180,7 @@ async def test_message_shows_kpis_causes_facts_and_links(slack: Workspace) -> No
     [actions] = [b for b in message.blocks if b["type"] == "actions"]
     assert [(e["text"]["text"], e["url"]) for e in actions["elements"]] == [
         ("Payment gateway errors", RUNBOOK_URL),
-        ("Incident details", "https://receiver.example/api/v1/incidents/inc-7f3a"),
+        ("Incident details", "https://receiver.example/incidents/inc-7f3a"),
     ]
 
 

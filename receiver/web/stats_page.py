@@ -1,0 +1,106 @@
+"""The value page (``GET /stats``): the figures of ``GET /api/v1/stats`` (signal quality,
+response, business impact) per journey over 7 or 30 days, as tables and small bar charts,
+and the noisy alertnames as tuning suggestions. Read through ``cached_stats``, the API's
+own call: no second query path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from receiver.outcomes.stats import Figures, Stats, cached_stats, parse_query
+from receiver.web.bars import Bar, bar_chart
+
+if TYPE_CHECKING:
+    from receiver.app import Receiver
+
+_Pick = Callable[[Figures], float | None]
+_Text = Callable[[float | None], str]
+
+WINDOWS = ("7d", "30d")
+DEFAULT = "7d"
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    svg: str
+
+
+@dataclass(frozen=True)
+class StatsPage:
+    window: str
+    windows: tuple[str, ...]
+    stats: Stats
+    names: dict[str, str]
+    charts: dict[str, list[Chart]]
+
+
+def window_of(asked: str | None) -> str:
+    """The window asked for when it is one the page offers, else the default."""
+    return asked if asked in WINDOWS else DEFAULT
+
+
+async def load(receiver: Receiver, asked: str | None) -> StatsPage:
+    window = window_of(asked)
+    stats = await cached_stats(receiver, parse_query({"window": window}))
+    catalog = receiver.settings.catalog
+    names = {j: catalog.find(j).name if catalog.find(j).id == j else j for j in stats.journeys}
+    rows = list(stats.journeys.items())
+
+    def chart(title: str, pick: _Pick, text: _Text) -> Chart:
+        bars: list[Bar] = [(j, pick(f), text(pick(f))) for j, f in rows]
+        return Chart(title, bar_chart(title, bars))
+
+    charts = {
+        "signal": [
+            chart("Incidents", lambda f: f.signal.incidents, count),
+            chart("Alerts per incident", lambda f: f.signal.alerts_per_incident, ratio),
+        ],
+        "response": [
+            chart("Time to acknowledge (p50)", lambda f: f.response.mtta_s_p50, duration),
+            chart("Time to resolve (p50)", lambda f: f.response.mttr_s_p50, duration),
+        ],
+        "business": [
+            chart(
+                "Minutes degraded (P1–P3)",
+                lambda f: getattr(f, "minutes_degraded", None),
+                minutes,
+            ),
+            chart("Revenue at risk", lambda f: f.business.revenue_at_risk_total, money),
+        ],
+    }
+    return StatsPage(window, WINDOWS, stats, names, charts)
+
+
+def count(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}%"
+
+
+def money(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def minutes(value: float | None) -> str:
+    return "—" if value is None else f"{value:g} min"
+
+
+def duration(value: float | None) -> str:
+    """Seconds for people: ``45 s``, ``12 min``, ``3.5 h``; ``—`` without data."""
+    if value is None:
+        return "—"
+    if value < 120:
+        return f"{value:.0f} s"
+    if value < 7200:
+        return f"{value / 60:.0f} min"
+    return f"{value / 3600:.1f} h"

@@ -1,0 +1,243 @@
+"""The incident page in a real browser: the KPI chart from a real Prometheus, causes,
+actions, timeline and alerts; the feedback form; and hostile alert text shown as text.
+
+Prometheus holds ``tests/data/prometheus/conversion.om`` (the eu conversion drops from 0.93
+to 0.41 at 08:00Z on 2026-04-18, and was 0.93 a week before); the checkout journey's
+conversion KPI here reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import expect
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver import scheduler
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert
+from tests.support.browser import READ_TOKEN, WRITE_TOKEN, Site, Tab, auth_with, serve
+from tests.support.prometheus import DATA, prometheus_server
+
+HOSTILE_LABEL = "<script>alert(1)</script>"
+HOSTILE_ANNOTATION = "<img src=x onerror=alert(1)>"
+CONVERSION_QUERY = 'avg(journey_conversion_ratio{region="$region"})'
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with prometheus_server(
+        tmp_path_factory.mktemp("prometheus-incident-page"), DATA / "conversion.om"
+    ) as url:
+        yield url
+
+
+def journeys_with_conversion(path: Path) -> Path:
+    """The example journeys, the checkout conversion KPI reading the test's history."""
+    journeys = yaml.safe_load(EXAMPLE_JOURNEYS.read_text())
+    checkout = next(j for j in journeys["journeys"] if j["id"] == "checkout")
+    checkout["kpis"] = [
+        {"name": "conversion", "query": CONVERSION_QUERY, "unit": "ratio", "bad_when": "down"}
+    ]
+    path.write_text(yaml.safe_dump(journeys, sort_keys=False))
+    return path
+
+
+def config(tmp_path: Path, **extra: Any) -> Path:
+    path = tmp_path / "receiver.yaml"
+    document = {
+        "server": {"auth": auth_with()},
+        "store": {"url": "memory://"},
+        "journeys_file": str(journeys_with_conversion(tmp_path / "journeys.yaml")),
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def with_tick(site: Site) -> Site:
+    """``POST /-/test/tick``: one scheduler run on the server's own loop, as the loop would."""
+
+    async def tick(request: Request) -> Response:
+        receiver = site.receiver
+        await scheduler.tick(receiver.pipeline, receiver.outbox, receiver.peer)
+        return JSONResponse({"ticked": True})
+
+    site.app.router.routes.insert(0, Route("/-/test/tick", tick, methods=["POST"]))
+    return site
+
+
+@pytest.fixture
+def site(tmp_path: Path, clock: FakeClock, prometheus_url: str) -> Iterator[Site]:
+    with serve(config(tmp_path, prometheus={"url": prometheus_url}), clock) as served:
+        yield with_tick(served)
+
+
+def api(site: Site, method: str, path: str, payload: object = None) -> httpx.Response:
+    return httpx.request(
+        method,
+        f"{site.url}{path}",
+        content=None if payload is None else json.dumps(payload),
+        headers={"Authorization": f"Bearer {WRITE_TOKEN}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def open_incident(site: Site, *extra_alerts: dict[str, Any]) -> str:
+    """A checkout/eu incident after a deploy of payment-service, past group_wait."""
+    for version, at in (("2026.04.17-1", "06:00"), ("2026.04.18-3", "08:05")):
+        event = {"type": "deploy", "service": "payment-service", "version": version}
+        event |= {"environment": "prod", "region": "eu", "at": f"2026-04-18T{at}:00Z"}
+        assert api(site, "POST", "/api/v1/events", event).status_code == 202
+    site.clock.advance(60)
+    answer = site.post_webhook(body([make_alert("payment-service"), *extra_alerts]))
+    incident_id: str = answer.json()["incidents"][0]
+    site.clock.advance(31)  # past group_wait: the scheduler enriches and notifies
+    assert api(site, "POST", "/-/test/tick").status_code == 200
+    return incident_id
+
+
+def incident_json(site: Site, incident_id: str) -> dict[str, Any]:
+    answer = api(site, "GET", f"/api/v1/incidents/{incident_id}")
+    assert answer.status_code == 200, answer.text
+    data: dict[str, Any] = answer.json()
+    return data
+
+
+def sign_in(tab: Tab, site: Site, target: str, token: str = WRITE_TOKEN) -> None:
+    tab.page.goto(f"{site.url}{target}")
+    expect(tab.page).to_have_url(re.compile(r"/signin\?next="))
+    tab.page.fill("#token", token)
+    tab.page.fill("#name", "Dana")
+    tab.page.click("button[type=submit]")
+    expect(tab.page).to_have_url(f"{site.url}{target}")
+
+
+def test_the_incident_page_shows_the_chart(tab: Tab, site: Site) -> None:
+    incident_id = open_incident(site)
+    incident = incident_json(site, incident_id)
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    page = tab.page
+
+    expect(page.locator("h1")).to_have_text(incident["title"])
+    expect(page.locator("#summary")).to_have_text(incident["summary"])
+    chart = page.locator("#kpis svg.kpi-chart")
+    expect(chart).to_have_count(1)
+    expect(chart).to_have_attribute("aria-label", re.compile(r"^conversion now 0\.41 vs 0\.93"))
+    expect(page.locator("#kpis figcaption")).to_contain_text("last week dashed")
+
+    causes = page.locator("#causes li .cause-text")
+    assert incident["probable_causes"], "the deploy should be a probable cause"
+    expect(causes.first).to_have_text(incident["probable_causes"][0]["text"])
+    actions = page.locator("#actions li strong")
+    assert incident["suggested_actions"], "the deploy should suggest a rollback"
+    expect(actions.first).to_have_text(incident["suggested_actions"][0]["title"])
+    expect(page.locator("#timeline li")).to_have_count(len(incident["timeline"]))
+    expect(page.locator("#alerts tbody tr")).to_have_count(1)
+    expect(page.locator("#alerts tbody")).to_contain_text("HighErrorRate")
+    expect(page.locator("#mtta")).to_have_text("—")
+    expect(page.locator("#feedback-why")).to_have_count(0)
+    tab.shot("incident")
+
+
+def test_feedback_given_in_the_browser_is_recorded(tab: Tab, site: Site) -> None:
+    incident_id = open_incident(site)
+    action = incident_json(site, incident_id)["suggested_actions"][0]
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    page = tab.page
+
+    page.check("input[name=useful][value=yes]")
+    page.check("input[name=wrong_grouping]")
+    page.select_option("#fixed_by", action["id"])
+    page.fill("#fixed_text", "rolled back at 08:20")
+    page.click("#feedback button[type=submit]")
+
+    expect(page).to_have_url(f"{site.url}/incidents/{incident_id}?thanks=1#feedback")
+    expect(page.locator("#thanks")).to_contain_text("Thank you")
+    feedback = incident_json(site, incident_id)["feedback"]
+    assert len(feedback) == 1
+    given = {k: v for k, v in feedback[0].items() if k != "at"}
+    assert given == {
+        "useful": True,
+        "wrong_grouping": True,
+        "fixed_by": action["id"],
+        "note": "rolled back at 08:20",
+        "by": "Dana",
+    }
+
+
+def test_a_wrong_csrf_token_is_refused_and_changes_nothing(tab: Tab, site: Site) -> None:
+    incident_id = open_incident(site)
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    page = tab.page
+    page.locator("#feedback input[name=csrf]").evaluate("e => { e.value = 'forged-token' }")
+    page.check("input[name=useful][value=no]")
+    page.click("#feedback button[type=submit]")
+
+    expect(page.locator("h1")).to_have_text("This form was refused")
+    assert tab.html[-1].status == 403
+    assert incident_json(site, incident_id)["feedback"] == []
+
+
+def test_a_reader_sees_the_form_disabled_and_why(tab: Tab, site: Site) -> None:
+    incident_id = open_incident(site)
+    sign_in(tab, site, f"/incidents/{incident_id}", token=READ_TOKEN)
+
+    expect(tab.page.locator("#feedback-why")).to_contain_text("needs the write role")
+    expect(tab.page.locator("#feedback fieldset")).to_have_attribute("disabled", "")
+    expect(tab.page.locator("#feedback button[type=submit]")).to_be_disabled()
+
+
+def test_an_unknown_incident_is_a_404_page(tab: Tab, site: Site) -> None:
+    sign_in(tab, site, "/")
+    answer = tab.page.goto(f"{site.url}/incidents/no-such-incident")
+    assert answer is not None and answer.status == 404
+    expect(tab.page.locator("h1")).to_have_text("No such incident")
+
+
+def test_hostile_alert_text_is_shown_and_never_runs(tab: Tab, site: Site) -> None:
+    dialogs: list[str] = []
+    tab.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    hostile = make_alert(
+        "cart",
+        alertname=HOSTILE_ANNOTATION,
+        annotations={"summary": HOSTILE_ANNOTATION, "description": HOSTILE_LABEL},
+        note=HOSTILE_LABEL,
+    )
+    hostile["generatorURL"] = "javascript:alert(1)"
+    linked = make_alert("payment-service", alertname="Latency")
+    linked["generatorURL"] = "https://prometheus.example.com/graph?g0.expr=up"
+    incident_id = open_incident(site, hostile, linked)
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    page = tab.page
+
+    alerts = page.locator("#alerts tbody")
+    expect(alerts).to_contain_text(HOSTILE_LABEL)
+    expect(alerts).to_contain_text(HOSTILE_ANNOTATION)
+    expect(alerts.locator(f"text=note={HOSTILE_LABEL}")).to_have_count(1)
+    expect(page.locator("#alerts img")).to_have_count(0)
+    expect(page.locator("#alerts script")).to_have_count(0)
+    expect(page.locator("a[href^='https://prometheus.example.com/']")).to_have_count(1)
+    hrefs = page.locator("a[href]").evaluate_all("links => links.map(a => a.href)")
+    assert not [h for h in hrefs if h.lower().startswith("javascript:")]
+    page.wait_for_timeout(200)
+    assert dialogs == []
+
+
+def test_without_prometheus_the_chart_says_why(tab: Tab, tmp_path: Path, clock: FakeClock) -> None:
+    with serve(config(tmp_path), clock) as served:
+        site = with_tick(served)
+        incident_id = open_incident(site)
+        sign_in(tab, site, f"/incidents/{incident_id}")
+        expect(tab.page.locator("#kpis .chart-unavailable")).to_have_text(
+            "chart unavailable: prometheus: not configured (prometheus.url)"
+        )
+        expect(tab.page.locator("#kpis svg")).to_have_count(0)
