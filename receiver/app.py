@@ -23,8 +23,9 @@ from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.errors import ConfigError, ConfigProblem
 from receiver.incident import rfc3339, title
-from receiver.metrics import Metrics, refresh_journey_metrics
+from receiver.metrics import Metrics
 from receiver.outbox import Outbox
+from receiver.outcomes.health import refresh_journey_metrics
 from receiver.outcomes.stats import refresh_metrics
 from receiver.pipeline import Clock, Pipeline
 from receiver.retired import Closable
@@ -320,7 +321,7 @@ async def _refresh_figures(receiver: Receiver, stop: anyio.Event) -> None:
     """The 7-day figures of GET /api/v1/stats as gauges, once a minute on every replica:
     one replica a minute computes them (the costly read), every replica publishes that
     one answer from the shared cache, so all export the same numbers. Then the journey
-    health gauges, from the open incidents (``receiver.metrics.refresh_journey_metrics``)."""
+    health gauges, from the open incidents (``receiver/outcomes/health.py``)."""
     while not stop.is_set():
         for what, refresh in (
             ("figures", refresh_metrics),

@@ -3,25 +3,17 @@
 Each app owns its registry, so several receivers can run in one process (tests do).
 
 The ``journey_receiver_journey_*`` gauges are the one exception to "set where it happens":
-``refresh_journey_metrics`` recomputes them from the open incidents in the store, which
-every replica shares, so that every replica exports the same numbers (docs/operating.md,
-"Metrics"; deploy/grafana-journey-health.json draws them).
+``receiver/outcomes/health.py`` recomputes them from the open incidents in the store.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from receiver.config.fields import PRIORITIES
-from receiver.store.records import IncidentState
-
 if TYPE_CHECKING:
-    from receiver.app import Receiver
+    pass
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _NOTIFY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -275,109 +267,3 @@ class Metrics:
 
     def observe_store(self, op: str, seconds: float) -> None:
         self.store_latency.labels(op).observe(seconds)
-
-
-# The journey-health gauges read at most the newest OPEN_READ open incidents.
-OPEN_READ = 10_000
-# The priorities at which a journey counts as degraded (as minutes_degraded of the stats).
-DEGRADED = frozenset({"P1", "P2", "P3"})
-
-
-@dataclass(frozen=True, slots=True)
-class JourneyHealth:
-    """What the ``journey_receiver_journey_*`` gauges say, keyed by their labels."""
-
-    open_incidents: Mapping[tuple[str, str, str], int]
-    kpi_deviation_percent: Mapping[tuple[str, str], float]
-    degraded_seconds: Mapping[str, float]
-
-
-def journey_health(
-    incidents: Iterable[IncidentState], now_ms: int, stages: Mapping[str, Sequence[str]]
-) -> JourneyHealth:
-    """The journey-health figures of the open ``incidents`` at ``now_ms``. ``stages`` maps
-    each configured journey to its stages (``unmapped`` to none): those show 0 without
-    incidents; a journey or stage no longer configured shows while it has open incidents.
-
-    An incident counts once its first decision gave it a priority (after group_wait), at
-    the priority of its last decision; one that matched no stage counts under stage "".
-    """
-    counts: dict[tuple[str, str, str], int] = {
-        (journey, stage, priority): 0
-        for journey, ids in stages.items()
-        for stage in (ids or [""])
-        for priority in PRIORITIES
-    }
-    # (journey, kpi) -> (how far it moved in its bad direction, its deviation).
-    worst: dict[tuple[str, str], tuple[float, float]] = {}
-    degraded_since: dict[str, int | None] = dict.fromkeys(stages)
-    for state in incidents:
-        if state.status != "open":
-            continue
-        journey = state.journey
-        degraded_since.setdefault(journey, None)
-        for kpi in state.kpis:
-            if kpi.deviation_pct is None:
-                continue
-            moved = -kpi.deviation_pct if kpi.bad_when == "down" else kpi.deviation_pct
-            if moved > worst.get((journey, kpi.name), (-math.inf, 0.0))[0]:
-                worst[journey, kpi.name] = (moved, kpi.deviation_pct)
-        if state.priority is None:
-            continue
-        for stage in sorted(state.stages) or [""]:
-            key = (journey, stage, state.priority)
-            counts[key] = counts.get(key, 0) + 1
-        since = degraded_since[journey]
-        if state.priority in DEGRADED and (since is None or state.started < since):
-            degraded_since[journey] = state.started
-    return JourneyHealth(
-        open_incidents=counts,
-        kpi_deviation_percent={key: deviation for key, (_, deviation) in worst.items()},
-        degraded_seconds={
-            journey: 0.0 if since is None else max(0, now_ms - since) / 1000
-            for journey, since in degraded_since.items()
-        },
-    )
-
-
-def publish_journey_health(metrics: Metrics, health: JourneyHealth) -> None:
-    """Set the journey-health gauges to ``health``; a label set it no longer has loses its
-    series (set first, removed after, so that no scrape sees a gap)."""
-    _publish(
-        metrics.journey_open_incidents,
-        ("journey", "stage", "priority"),
-        {labels: float(n) for labels, n in health.open_incidents.items()},
-    )
-    _publish(
-        metrics.journey_kpi_deviation_percent,
-        ("journey", "kpi"),
-        {labels: pct for labels, pct in health.kpi_deviation_percent.items()},
-    )
-    _publish(
-        metrics.journey_degraded_seconds,
-        ("journey",),
-        {(journey,): s for journey, s in health.degraded_seconds.items()},
-    )
-
-
-def _publish(gauge: Gauge, names: Sequence[str], values: Mapping[tuple[str, ...], float]) -> None:
-    for labels, value in values.items():
-        gauge.labels(*labels).set(value)
-    shown = {
-        tuple(sample.labels[name] for name in names)
-        for family in gauge.collect()
-        for sample in family.samples
-    }
-    for labels in shown - set(values):
-        gauge.remove(*labels)
-
-
-async def refresh_journey_metrics(receiver: Receiver) -> JourneyHealth:
-    """Recompute the journey-health gauges from the open incidents in the store. Every
-    replica reads the same store, so every replica exports the same numbers (one may lag
-    by the time between their refreshes): aggregate them with ``max``, never ``sum``."""
-    incidents = await receiver.store.list_incidents("open", None, OPEN_READ)
-    stages = {j.id: [s.id for s in j.stages] for j in receiver.settings.catalog.journeys}
-    health = journey_health(incidents, receiver.pipeline.now_ms(), stages)
-    publish_journey_health(receiver.metrics, health)
-    return health

@@ -12,8 +12,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.metrics import Metrics, journey_health, publish_journey_health
-from receiver.metrics import refresh_journey_metrics as refresh
+from receiver.metrics import Metrics
+from receiver.outcomes.health import journey_health, publish_journey_health
+from receiver.outcomes.health import refresh_journey_metrics as refresh
 from receiver.store.records import IncidentState
 from tests.conftest import FakeClock, make_alert
 from tests.support.harness import Harness, harness, write_config

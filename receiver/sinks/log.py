@@ -75,8 +75,7 @@ class LogSink:
             "runbooks": incident.runbooks,
             "owner": incident.owner,
             # Without server.external_url the page's path still tells a person where to look.
-            "link": incident_url(self.external_url, incident.id)
-            or f"/incidents/{incident.id}",
+            "link": incident_url(self.external_url, incident.id) or f"/incidents/{incident.id}",
         }
 
     async def deliver(
