@@ -63,6 +63,10 @@ def store_settings(settings: Settings) -> StoreSettings:
     )
 
 
+CHART_THREADS = 2
+"""Prometheus queries the incident pages may run at once, beside enrichment's own."""
+
+
 def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
     cfg = settings.config
     return Enricher(
@@ -72,6 +76,11 @@ def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
         lookback_s=cfg.events.lookback,
         baseline_offset_s=cfg.prometheus.baseline_offset,
         scope_labels=cfg.events.scope_labels,
+        chart_source=(
+            PrometheusKpis(cfg.prometheus, max_threads=CHART_THREADS)
+            if cfg.prometheus.url
+            else None
+        ),
     )
 
 

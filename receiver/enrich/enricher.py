@@ -69,10 +69,14 @@ class Enricher:
         lookback_s: float,
         baseline_offset_s: float,
         scope_labels: Mapping[ScopeField, str],
+        chart_source: PrometheusKpis | None = None,
     ) -> None:
         self.store = store
         self.scope_labels = dict(scope_labels)
         self.kpi_source = kpis
+        # The incident page's range queries have a client (and threads) of their own:
+        # people opening the page during an incident must not queue enrichment's queries.
+        self.chart_source = chart_source
         self.feeds = list(feeds)
         self.lookback_s = lookback_s
         self.baseline_offset_s = baseline_offset_s
@@ -202,8 +206,9 @@ class Enricher:
         return max(before, key=lambda e: e.at).version if before else None
 
     async def aclose(self) -> None:
-        if self.kpi_source is not None:
-            await self.kpi_source.aclose()
+        for source in (self.kpi_source, self.chart_source):
+            if source is not None:
+                await source.aclose()
         for feed in self.feeds:
             await feed.aclose()
 

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
+from urllib.parse import quote
 
 import anyio.to_thread
 
@@ -85,4 +86,4 @@ async def off_loop(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
 def incident_url(external_url: str | None, incident_id: str) -> str | None:
     if not external_url:
         return None
-    return f"{external_url.rstrip('/')}/incidents/{incident_id}"
+    return f"{external_url.rstrip('/')}/incidents/{quote(incident_id, safe='')}"

@@ -100,6 +100,7 @@ class WebAuth:
         self, receiver: Receiver, token: str, name: str
     ) -> tuple[Session, str] | None:
         """A new session and its cookie value for a configured token, else None."""
+        token = token.strip()  # as receiver/auth.py reads a header: a pasted token's spaces
         if not token or len(token) > MAX_TOKEN:
             return None
         roles = _roles(receiver, token)

@@ -35,8 +35,10 @@ class Cell:
 
     @property
     def css(self) -> str:
-        """``p1``…``p5``, ``none``: the class the style sheet colours."""
-        return self.priority.lower() if self.priority in PRIORITIES else "none"
+        """``p1``…``p5``, ``none``: the class the style sheet colours; ``kpi-bad`` added
+        when a KPI of its open incidents is off in its bad direction (a striped edge)."""
+        base = self.priority.lower() if self.priority in PRIORITIES else "none"
+        return f"{base} kpi-bad" if self.kpi is not None and self.kpi.bad else base
 
     @property
     def deviation(self) -> str:
@@ -124,9 +126,29 @@ def top_cause(state: IncidentState) -> str:
     return state.probable_causes[0].text
 
 
-async def load(receiver: Receiver, limit: int = BOARD_LIMIT) -> Board:
+class OpenIncidents:
+    """The open incidents as last read, for ``FRESH_MS``: every viewer's board reloads
+    itself every 30 s, and listing them reads the store's whole index."""
+
+    FRESH_MS = 10_000
+
+    def __init__(self) -> None:
+        self._read: tuple[int, int, list[IncidentState]] | None = None
+
+    async def get(self, receiver: Receiver, limit: int) -> list[IncidentState]:
+        now = receiver.pipeline.now_ms()
+        if self._read is not None:
+            at, read_limit, states = self._read
+            if read_limit == limit and 0 <= now - at < self.FRESH_MS:
+                return states
+        states = await receiver.store.list_incidents("open", None, limit)
+        self._read = (now, limit, states)
+        return states
+
+
+async def load(receiver: Receiver, opened: OpenIncidents, limit: int = BOARD_LIMIT) -> Board:
     """The board of the open incidents, at most ``limit`` of them (``capped`` then)."""
-    states = await receiver.store.list_incidents("open", None, limit)
+    states = await opened.get(receiver, limit)
     return build(receiver, states, receiver.pipeline.now_ms(), limit)
 
 

@@ -104,7 +104,7 @@ async def _charts(receiver: Receiver, incident: Incident) -> list[KpiSeries | Ch
     started = _moment(incident.started_at)
     resolved = _moment(incident.resolved_at) if incident.resolved_at else None
     now = datetime.fromtimestamp(receiver.pipeline.now_ms() / 1000, UTC)
-    source = receiver.enricher.kpi_source
+    source = receiver.enricher.chart_source
     charts: list[KpiSeries | ChartUnavailable | None] = [None] * len(journey.kpis)
 
     async def chart(index: int) -> None:

@@ -10,12 +10,15 @@ so the socket peer is recorded first; ``journey-receiver serve`` runs it that wa
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.config.receiver_yaml import TrustedProxyConfig
+
+logger = logging.getLogger("journey_receiver.web")
 
 PEER = "journey_receiver.peer"
 """The scope key holding the TCP peer's address, set before any proxy header is read."""
@@ -65,10 +68,27 @@ def trusted_peer(address: str | None, config: TrustedProxyConfig) -> bool:
     return any(ip in network for network in config.from_)
 
 
+_UNRECORDED_WARNED = False
+
+
 def proxy_user(connection: HTTPConnection, config: TrustedProxyConfig | None) -> str | None:
     """The person the trusted proxy names, or None: no proxy configured, a peer outside
     its CIDRs (the header is then ignored, whatever it says), or no usable name."""
-    if config is None or not trusted_peer(peer_address(connection), config):
+    if config is None:
+        return None
+    if PEER not in connection.scope:
+        # Served some other way than ``journey-receiver serve`` (whose server records the
+        # TCP peer): the server's idea of the client may come from X-Forwarded-For, which
+        # anyone can write, so the header is not believed.
+        global _UNRECORDED_WARNED
+        if not _UNRECORDED_WARNED:
+            _UNRECORDED_WARNED = True
+            logger.warning(
+                "server.auth.trusted_proxy is ignored: the TCP peer is not recorded "
+                "(run the receiver with journey-receiver serve)"
+            )
+        return None
+    if not trusted_peer(connection.scope[PEER], config):
         return None
     name = connection.headers.get(config.header, "").strip()
     if not name or len(name) > MAX_USER or not name.isprintable():

@@ -40,12 +40,21 @@ _WHY = ("expired", "signedout")
 
 
 async def board(request: Request, receiver: Receiver) -> Response:
-    shown = await journey_board.load(receiver, BOARD_LIMIT)
+    shown = await journey_board.load(receiver, _opened(request), BOARD_LIMIT)
     return render(
         request,
         "board.html",
         {"board": shown, "open_count": len(shown.incidents), "capped": shown.capped},
     )
+
+
+def _opened(request: Request) -> journey_board.OpenIncidents:
+    """This app's short-lived list of open incidents (one per app: tests run several)."""
+    app_state = request.app.state
+    if not hasattr(app_state, "open_incidents"):
+        app_state.open_incidents = journey_board.OpenIncidents()
+    opened: journey_board.OpenIncidents = app_state.open_incidents
+    return opened
 
 
 async def stats(request: Request, receiver: Receiver) -> Response:

@@ -246,3 +246,21 @@ def test_the_proxy_header_is_believed_only_from_its_cidrs(
 )
 def test_next_is_a_local_path(target: str | None, kept: str) -> None:
     assert local_path(target) == kept
+
+
+async def test_a_pasted_token_with_spaces_signs_in_and_stays_signed_in(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    app = replica(write_config(tmp_path / "receiver.yaml", auth_with()), clock)
+    cookie = await sign_in(client_for(app), f" {READ_TOKEN} \n")
+    assert await board_status(client_for(app), cookie) == 200
+
+
+def test_without_the_recorded_tcp_peer_the_proxy_header_is_not_believed() -> None:
+    """Served some other way than journey-receiver serve: the client address may come from
+    X-Forwarded-For, so the header is ignored (fail closed)."""
+    proxy = TrustedProxyConfig.model_validate({"from": ["10.0.0.0/8"]})
+    request = connection("10.1.2.3", **{"X-Forwarded-User": "alice"})
+    del request.scope[PEER]
+    assert request.client is not None and request.client.host == "10.9.9.9"  # looks trusted
+    assert proxy_user(request, proxy) is None

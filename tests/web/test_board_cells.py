@@ -1,0 +1,56 @@
+"""A board cell's colour: the worst priority of its open incidents, and a bad KPI on top."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from receiver.store.records import KpiRecord
+from receiver.web.board import Cell, OpenIncidents, deviation
+
+
+def test_a_cell_is_coloured_by_priority_and_marked_when_a_kpi_went_bad() -> None:
+    assert Cell("payment").css == "none"
+    assert Cell("payment", priority="P2").css == "p2"
+    dropped = KpiRecord(name="conversion", deviation_pct=-61.0, bad=True, vs="last week")
+    assert Cell("payment", priority="P2", kpi=dropped).css == "p2 kpi-bad"
+    steady = KpiRecord(name="conversion", deviation_pct=-2.0, bad=False, vs="last week")
+    assert Cell("payment", priority="P2", kpi=steady).css == "p2"
+    # Never colour alone: the deviation is written in the cell as well.
+    assert deviation(dropped) == "conversion −61% vs last week"
+
+
+class CountingStore:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def list_incidents(self, status: str, journey: object, limit: int) -> list[object]:
+        self.reads += 1
+        return []
+
+
+class Clocked:
+    def __init__(self, store: CountingStore, clock: list[int]) -> None:
+        self.store = store
+        self.pipeline = self
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return self._clock[0]
+
+
+@pytest.mark.anyio
+async def test_the_open_incidents_are_read_once_per_ten_seconds_whoever_looks() -> None:
+    store, clock = CountingStore(), [1_000_000]
+    receiver: Any = Clocked(store, clock)
+    opened = OpenIncidents()
+    for _ in range(5):  # five viewers' boards reloading at once
+        await opened.get(receiver, 500)
+    assert store.reads == 1
+    clock[0] += 9_999
+    await opened.get(receiver, 500)
+    assert store.reads == 1
+    clock[0] += 1
+    await opened.get(receiver, 500)
+    assert store.reads == 2
