@@ -264,3 +264,50 @@ def test_without_the_recorded_tcp_peer_the_proxy_header_is_not_believed() -> Non
     del request.scope[PEER]
     assert request.client is not None and request.client.host == "10.9.9.9"  # looks trusted
     assert proxy_user(request, proxy) is None
+
+
+@pytest.mark.parametrize("path", ["/", "/stats", "/incidents/checkout-0000-1"])
+async def test_no_page_is_reachable_without_read_access(
+    tmp_path: Path, clock: FakeClock, client_for: Any, path: str
+) -> None:
+    client = client_for(replica(write_config(tmp_path / "receiver.yaml", auth_with()), clock))
+    answer = await client.get(path, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/signin?next=")
+
+
+async def test_a_read_session_cannot_give_feedback_even_with_a_valid_csrf_token(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    app = replica(write_config(tmp_path / "receiver.yaml", auth_with()), clock)
+    receiver = app.state.receiver
+    client = client_for(app)
+    token = {"authorization": f"Bearer {WRITE_TOKEN}"}
+    webhook = {
+        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
+        "receiver": "r", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "", "alerts": [{
+            "status": "firing", "labels": {"alertname": "X", "service": "payment-service",
+            "env": "prod", "region": "eu"}, "annotations": {},
+            "startsAt": "2026-04-18T08:10:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "", "fingerprint": "00000000000000aa",
+        }],
+    }  # fmt: skip
+    (incident_id,) = (
+        await client.post("/webhook/alertmanager", json=webhook, headers=token)
+    ).json()["incidents"]
+    cookie = await sign_in(client, READ_TOKEN)
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, cookie)
+    page = await client.get(f"/incidents/{incident_id}")
+    assert page.status_code == 200
+    match = _CSRF.search(page.text)
+    assert match is not None  # the sign-out form's token: a valid one for this session
+    answer = await client.post(
+        f"/incidents/{incident_id}/feedback",
+        data={"csrf": match[1], "useful": "yes"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 403
+    stored = await receiver.store.load(incident_id)
+    assert stored is not None and stored.state.feedback == []
