@@ -736,3 +736,21 @@ async def test_a_running_receiver_keeps_the_week_as_gauges(tmp_path: Path) -> No
         with anyio.fail_after(10):
             while shown not in generate_latest(registry).decode():  # noqa: ASYNC110 - a gauge, no event to wait on
                 await anyio.sleep(0.05)
+
+
+async def test_viewers_asking_at_once_share_one_computation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        reads = CountingReads(monkeypatch)
+        answers: list[dict[str, Any]] = []
+
+        async def viewer() -> None:
+            answers.append(await stats(rx, "?window=30d"))
+
+        async with anyio.create_task_group() as viewers:
+            for _ in range(5):  # a dashboard open in five tabs, after the cache ran out
+                viewers.start_soon(viewer)
+        assert reads.calls == 1
+        assert len(answers) == 5 and all(a == answers[0] for a in answers)

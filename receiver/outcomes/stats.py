@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
+from weakref import WeakKeyDictionary
 
 from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -409,7 +410,21 @@ async def cached_stats(receiver: Receiver, query: StatsQuery) -> Stats:
     kept = await _kept(receiver, query)
     if kept is not None and now - _until_ms(kept) < FRESH_MS:
         return kept
-    return await _computed(receiver, query, now)
+    # One computation per question on this replica: viewers asking at once wait for it
+    # and read what it kept, rather than each reading the whole window.
+    locks = _COMPUTING.setdefault(receiver, {})
+    lock = locks.setdefault((query.window, query.journey), asyncio.Lock())
+    async with lock:
+        kept = await _kept(receiver, query)
+        if kept is not None and now - _until_ms(kept) < FRESH_MS:
+            return kept
+        return await _computed(receiver, query, now)
+
+
+# Per receiver (tests run several, each on its own event loop).
+_COMPUTING: WeakKeyDictionary[Receiver, dict[tuple[str, str | None], asyncio.Lock]] = (
+    WeakKeyDictionary()
+)
 
 
 async def refresh_metrics(receiver: Receiver) -> Stats | None:
