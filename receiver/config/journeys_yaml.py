@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
+from receiver.config.actions import ActionRun
 from receiver.config.fields import (
     ConfigModel,
     FieldIssue,
@@ -87,6 +88,8 @@ class Action(ConfigModel):
     title: str = Field(min_length=1)
     """May use ``{service}``, ``{previous_version}`` and the incident's group labels."""
     when: ActionCondition = ActionCondition()
+    run: ActionRun | None = None
+    """How the action is run (``receiver/act/``); without it, it is only suggested."""
 
 
 class Journey(ConfigModel):

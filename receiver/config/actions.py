@@ -1,0 +1,89 @@
+"""Schema of an action's ``run`` in ``journeys.yaml``: what carrying the action out does.
+
+```yaml
+run:
+  webhook:
+    url: https://deploy.example.com/api/rollback
+    method: POST                       # default
+    headers: {Authorization: "Bearer ${DEPLOY_TOKEN}"}
+    body:                              # a mapping or list: sent as JSON
+      service: "{service}"
+      to_version: "{previous_version}"
+      reason: "journey-receiver incident {incident_id} in {region}"
+    secret: ${DEPLOY_WEBHOOK_SECRET}   # HMAC-SHA256 of the body, in a header
+    timeout: 10s
+    ca_file: /etc/ssl/private-ca.pem
+```
+
+``body`` is a template (``receiver/act/template.py``): a string is sent as written once its
+fields are filled; a mapping or list is sent as JSON, built *after* each string in it is
+filled, so a value (a label an alert chose) is always data inside a JSON string and never
+JSON syntax. Keys are not templated.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, FilePath, JsonValue, SecretStr, field_validator
+
+from receiver.act.template import fields, strings
+from receiver.config.fields import ConfigModel, HttpUrl, PositiveDuration
+
+SIGNATURE_HEADER = "X-Journey-Receiver-Signature"
+"""Carries ``sha256=<hex HMAC-SHA256 of the exact body bytes with run.webhook.secret>``."""
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_RESERVED = {
+    name.lower()
+    for name in (
+        SIGNATURE_HEADER,
+        IDEMPOTENCY_HEADER,
+        "Content-Length",
+        "Host",
+        "Transfer-Encoding",
+    )
+}
+
+Body = str | dict[str, JsonValue] | list[JsonValue]
+
+
+class WebhookRun(ConfigModel):
+    """An HTTP request to a system that acts (deploy, feature flags, ...), signed and
+    sent with the run's ``Idempotency-Key``; redirects are not followed."""
+
+    url: HttpUrl = Field(repr=False)
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    body: Body | None = None
+    secret: SecretStr
+    timeout: PositiveDuration = 10.0
+    """For the whole request, connecting included."""
+    ca_file: FilePath | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in headers:
+            if name.lower() in _RESERVED:
+                raise ValueError(f"{name} is set by the receiver and cannot be configured")
+        return headers
+
+    @field_validator("body")
+    @classmethod
+    def _templates(cls, body: Body | None) -> Body | None:
+        for text in strings(body) if body is not None else ():
+            fields(text)
+        return body
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_set(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty (an unset ${ENV}?)")
+        return value
+
+
+class ActionRun(ConfigModel):
+    """What running the action does; one kind per action."""
+
+    webhook: WebhookRun
