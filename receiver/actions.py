@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from receiver.causes import change_of, span, trusted
-from receiver.config import Journey
+from receiver.config import ActionCondition, Journey
 from receiver.outcomes.similar import history
 from receiver.store.records import ChangeRecord, IncidentState
 
@@ -39,10 +39,35 @@ def _fits(change: ChangeRecord, change_type: str, within_min: float | None) -> b
     return within_min is None or change.minutes_before <= within_min
 
 
-def suggest(journey: Journey, state: IncidentState) -> list[dict[str, Any]]:
+def _holds(when: ActionCondition, state: IncidentState, priority: str | None) -> bool:
+    """The conditions besides the change: one service, the stages, the priority, a KPI."""
+    if when.single_service is not None and (len(state.services) == 1) != when.single_service:
+        return False
+    if when.stages is not None and not set(when.stages) & set(state.stages):
+        return False
+    if when.priorities is not None and priority not in when.priorities:
+        return False
+    if when.kpi is not None:
+        kpi = next((k for k in state.kpis if k.name == when.kpi.name), None)
+        value = kpi.deviation_pct if kpi else None
+        below, above = when.kpi.deviation_pct_below, when.kpi.deviation_pct_above
+        if value is None or (below is not None and value > below):
+            return False
+        if above is not None and value < above:
+            return False
+    return True
+
+
+def suggest(
+    journey: Journey, state: IncidentState, priority: str | None = None
+) -> list[dict[str, Any]]:
+    """The journey's actions whose conditions hold; ``priority`` is the incident's now
+    (its last decided one when not given)."""
     suggested: list[dict[str, Any]] = []
     for action in journey.actions:
         when = action.when
+        if not _holds(when, state, priority or state.priority):
+            continue
         values = dict(state.group_labels)
         because = ""
         if when.change_type is not None:

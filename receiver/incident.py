@@ -363,7 +363,7 @@ def build(
         changes=[{**c.model_dump(exclude={"at"}), "at": rfc3339(c.at)} for c in state.changes],
         probable_causes=[c.model_dump() for c in state.probable_causes],
         runbooks=_runbooks(journey, page.alerts),
-        suggested_actions=suggest(journey, state),
+        suggested_actions=suggest(journey, state, impact.priority),
         automation=journey.automation,
         owner={
             "team": owner.team,

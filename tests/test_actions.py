@@ -5,7 +5,8 @@ from __future__ import annotations
 from receiver.actions import PREVIOUS_UNKNOWN, render, suggest
 from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config import Action, ActionCondition, Journey, Owner
-from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
+from receiver.config.journeys_yaml import KpiCondition
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState, KpiRecord
 
 ROLLBACK = Action(
     title="Roll back {service} to {previous_version} in {region}",
@@ -105,3 +106,34 @@ def test_a_deploy_without_a_known_previous_version_never_names_one() -> None:
 
 def test_templates_fill_plain_names_only() -> None:
     assert render("{a} {b} {a.__class__} {0}", {"a": "x"}) == "x {b} {a.__class__} {0}"
+
+
+def test_conditions_on_services_stages_priority_and_a_kpi_all_must_hold() -> None:
+    narrow = Action(
+        id="restart",
+        title="Restart {region}",
+        when=ActionCondition(
+            single_service=True,
+            stages=["payment"],
+            priorities=["P1", "P2"],
+            kpi=KpiCondition(name="conversion", deviation_pct_below=-30.0),
+        ),
+    )
+    journey = JOURNEY.model_copy(update={"actions": [narrow]})
+    base = IncidentState(
+        id="i", key="k", digest="d", journey="checkout", group_labels={"region": "eu"},
+        status="open", created_at=0, updated_at=0, first_firing_at=0,
+        services={"payment-service": 2}, stages={"payment": 2},
+        kpis=[KpiRecord(name="conversion", deviation_pct=-60.0, bad=True)],
+    )  # fmt: skip
+
+    def titles(state: IncidentState, priority: str = "P1") -> list[str]:
+        return [a["title"] for a in suggest(journey, state, priority)]
+
+    assert titles(base) == ["Restart eu"]
+    assert titles(base, "P3") == []
+    assert titles(base.model_copy(update={"services": {"a": 1, "b": 1}})) == []
+    assert titles(base.model_copy(update={"stages": {"cart": 1}})) == []
+    mild = [KpiRecord(name="conversion", deviation_pct=-10.0)]
+    assert titles(base.model_copy(update={"kpis": mild})) == []
+    assert titles(base.model_copy(update={"kpis": []})) == []  # not measured: no

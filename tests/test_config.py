@@ -230,9 +230,7 @@ def test_pages_auth_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     # Unset, "${SESSION_SECRET:-}" means no secret: random keys kept in the store.
     monkeypatch.delenv("JR_TEST_VAR", raising=False)
-    path.write_text(
-        'server: {auth: {bearer_tokens: [w], session_secret: "${JR_TEST_VAR:-}"}}\n'
-    )
+    path.write_text('server: {auth: {bearer_tokens: [w], session_secret: "${JR_TEST_VAR:-}"}}\n')
     defaults = load_receiver_config(path).server.auth
     assert (defaults.session_secret, defaults.trusted_proxy) == (None, None)
     assert defaults.session_ttl == 12 * 3600
@@ -533,3 +531,21 @@ def test_the_example_config_refuses_to_run_open_unless_told(
     monkeypatch.delenv("WEBHOOK_TOKEN")
     monkeypatch.setenv("ALLOW_OPEN", "true")  # what scripts/serve sets
     assert check(EXAMPLES / "receiver.yaml") == []
+
+
+def test_a_kpi_condition_takes_one_bound(tmp_path: Path) -> None:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(
+        "journeys:\n"
+        "  - id: checkout\n"
+        "    name: Checkout\n"
+        "    weight: 1.0\n"
+        "    owner: {team: payments}\n"
+        "    stages: [{id: payment, weight: 1.0, match: ['service=\"p\"']}]\n"
+        "    actions:\n"
+        "      - title: Restart\n"
+        "        when: {kpi: {name: conversion}}\n"
+    )
+    [problem] = problems(path)
+    assert "set deviation_pct_below or deviation_pct_above (one of them)" in problem
+    assert ".actions[0].when.kpi" in problem

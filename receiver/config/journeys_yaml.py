@@ -16,6 +16,7 @@ from receiver.config.fields import (
     MatcherField,
     OptionalSecret,
     PositiveDuration,
+    Priority,
     Slug,
     Weight,
     check_alongside,
@@ -73,6 +74,28 @@ class Runbook(ConfigModel):
     """Show the runbook only for alerts matching all of these; none = every alert."""
 
 
+class KpiCondition(ConfigModel):
+    """A journey KPI off by at least this much (deviation_pct, in percent: -60.0 is 60%
+    below its baseline)."""
+
+    name: str = Field(min_length=1)
+    deviation_pct_below: float | None = None
+    deviation_pct_above: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> KpiCondition:
+        if (self.deviation_pct_below is None) == (self.deviation_pct_above is None):
+            raise_issues(
+                [
+                    FieldIssue(
+                        ("deviation_pct_below",),
+                        "set deviation_pct_below or deviation_pct_above (one of them)",
+                    )
+                ]
+            )
+        return self
+
+
 class ActionCondition(ConfigModel):
     """When an action is worth suggesting; every condition that is set must hold."""
 
@@ -80,6 +103,14 @@ class ActionCondition(ConfigModel):
     """Type of a correlated change event: deploy, config, feature_flag, rollback, ..."""
     within: PositiveDuration | None = None
     """How long before the incident started that change may have happened."""
+    single_service: bool | None = None
+    """True: only when the incident's alerts are all of one service."""
+    stages: list[Slug] | None = None
+    """Only when the incident touches one of these stages."""
+    priorities: list[Priority] | None = None
+    """Only at these priorities."""
+    kpi: KpiCondition | None = None
+    """Only when this journey KPI is off by at least so much."""
 
 
 class Action(ConfigModel):
