@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
 from receiver.store.base import Annotation, GroupStore
-from receiver.webhook import payload_error
+from receiver.webhook import parse_body
 
 MAX_FEEDBACK_TEXT = 4000
 
@@ -36,11 +36,8 @@ class Feedback(BaseModel):
 
 
 def parse_feedback(body: bytes) -> Feedback:
-    """Raises ``PayloadError`` 400/422 shaped as ``receiver.webhook.payload_error`` describes."""
-    try:
-        return Feedback.model_validate_json(body)
-    except ValidationError as exc:
-        raise payload_error(exc, body) from exc
+    """``PayloadError`` 400/422 for a bad body."""
+    return parse_body(Feedback, body)
 
 
 async def record_feedback(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from receiver.webhook import payload_error
+from receiver.webhook import parse_body
 
 
 class Redrive(BaseModel):
@@ -17,10 +17,5 @@ class Redrive(BaseModel):
 
 
 def parse_redrive(body: bytes) -> Redrive:
-    """Raises ``PayloadError`` 400/422 shaped as ``receiver.webhook.payload_error`` describes."""
-    if not body.strip():
-        return Redrive()
-    try:
-        return Redrive.model_validate_json(body)
-    except ValidationError as exc:
-        raise payload_error(exc, body) from exc
+    """An empty body redrives everything; ``PayloadError`` 400/422 for a bad one."""
+    return parse_body(Redrive, body, empty=Redrive())

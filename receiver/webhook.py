@@ -12,7 +12,7 @@ for every JSON body it accepts (webhook, change events, feedback).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -21,6 +21,7 @@ from receiver.errors import PayloadError
 from receiver.fieldpath import field_path
 from receiver.models import AlertStatus
 
+M = TypeVar("M", bound=BaseModel)
 MAX_REPORTED_ERRORS = 20
 """At most this many schema errors are listed, so a hostile body cannot inflate the reply."""
 
@@ -87,8 +88,17 @@ def parse_webhook(body: bytes) -> WebhookMessage:
     Raises ``PayloadError`` 400 when the body is not JSON and 422 when it does not fit the
     schema; see ``payload_error`` for the shape.
     """
+    return parse_body(WebhookMessage, body)
+
+
+def parse_body(model: type[M], body: bytes, empty: M | None = None) -> M:
+    """``body`` as ``model`` (``empty`` for a blank body, when given); ``PayloadError``
+    400/422 naming the field otherwise, as ``payload_error`` shapes it. The one way every
+    JSON body the receiver accepts is read."""
+    if empty is not None and not body.strip():
+        return empty
     try:
-        return WebhookMessage.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise payload_error(exc, body) from exc
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from receiver.alertmanager.client import Matcher
 from receiver.config.fields import parse_duration
 from receiver.errors import PayloadError
 from receiver.store.base import Annotation
 from receiver.store.records import TimelineEntry
-from receiver.webhook import payload_error
+from receiver.webhook import parse_body
 
 if TYPE_CHECKING:
     from receiver.app import Receiver
@@ -49,13 +49,8 @@ class SilenceRequest(BaseModel):
 
 
 def parse_silence(body: bytes) -> SilenceRequest:
-    """Raises ``PayloadError`` 400/422 shaped as ``receiver.webhook.payload_error`` describes."""
-    if not body.strip():
-        return SilenceRequest()
-    try:
-        return SilenceRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise payload_error(exc, body) from exc
+    """An empty body silences for 2h; ``PayloadError`` 400/422 for a bad one."""
+    return parse_body(SilenceRequest, body, empty=SilenceRequest())
 
 
 async def silence_incident(

@@ -10,12 +10,12 @@ speak for the incident.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.sinks.jira import LABEL
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
-from receiver.webhook import payload_error
+from receiver.webhook import parse_body
 
 SOURCE = "jira"
 _PREFIX = LABEL + "-"
@@ -97,10 +97,7 @@ class Event(_Wire):
 
 def parse(body: bytes) -> Event:
     """The event of a webhook body; ``PayloadError`` (400/422, naming the field) otherwise."""
-    try:
-        return Event.model_validate_json(body)
-    except ValidationError as exc:
-        raise payload_error(exc, body) from exc
+    return parse_body(Event, body)
 
 
 def annotation(

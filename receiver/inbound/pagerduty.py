@@ -16,12 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
-from receiver.webhook import payload_error
+from receiver.webhook import parse_body
 
 SOURCE = "pagerduty"
 CACHE_NAMESPACE = "pd-incident"
@@ -98,10 +98,7 @@ class Envelope(_Wire):
 
 def parse(body: bytes) -> Event:
     """The event of a webhook body; ``PayloadError`` (400/422, naming the field) otherwise."""
-    try:
-        return Envelope.model_validate_json(body).event
-    except ValidationError as exc:
-        raise payload_error(exc, body) from exc
+    return parse_body(Envelope, body).event
 
 
 def annotation(event: Event, state: IncidentState, now_ms: int) -> Annotation | None:
