@@ -28,10 +28,13 @@ import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from playwright.sync_api import Response as PageResponse
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
+from receiver import scheduler
 from receiver.app import Receiver, create_app
 from receiver.store import GroupStore
-from receiver.web import routes as web
 from receiver.web.proxy import served
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock
 
@@ -92,12 +95,26 @@ class Site:
         response.raise_for_status()
         return response
 
+    def tick(self, seconds: float = 0.0) -> None:
+        """Let ``seconds`` pass on the receiver's clock, then run the scheduler once."""
+        self.clock.advance(seconds)
+        httpx.post(f"{self.url}{TICK_PATH}", timeout=10).raise_for_status()
+
+
+TICK_PATH = "/-/test/tick"
+
 
 def app_with_pages(config: Path, clock: FakeClock, store: GroupStore | None = None) -> Starlette:
-    """The receiver's app with its pages (installed here until ``create_app`` does it)."""
+    """The receiver's app with its pages and no scheduler loop: tests run its rounds with
+    ``POST /-/test/tick`` (``Site.tick``), on the server's own event loop."""
     app = create_app(config, clock=clock, store=store, run_scheduler=False)
-    if not hasattr(app.state, "web"):
-        web.install(app)
+
+    async def tick(request: Request) -> Response:
+        receiver: Receiver = app.state.receiver
+        await scheduler.tick(receiver.pipeline, receiver.outbox, receiver.peer)
+        return PlainTextResponse("ticked")
+
+    app.router.routes.insert(0, Route(TICK_PATH, tick, methods=["POST"]))
     return app
 
 

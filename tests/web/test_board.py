@@ -11,11 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, expect
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
-from receiver import scheduler
 from tests.conftest import FakeClock, body, make_alert, resolved
 from tests.support.browser import (
     READ_TOKEN,
@@ -29,7 +25,6 @@ from tests.support.browser import (
     write_config,
 )
 
-TICK_PATH = "/_test/tick"
 PHONE = {"width": 390, "height": 844}
 HOSTILE_SERVICE = "<script>alert(1)</script>"
 HOSTILE_REGION = "<img src=x onerror=alert(1)>"
@@ -39,22 +34,11 @@ HOSTILE_ENV = "javascript:alert(1)"
 @pytest.fixture
 def site(tmp_path: Path, clock: FakeClock) -> Iterator[Site]:
     with serve(write_config(tmp_path / "receiver.yaml", auth_with()), clock) as served:
-
-        async def tick(request: Request) -> Response:
-            # The scheduler's round, run on the server's own event loop (the test's
-            # stand-in for the loop ``run_scheduler=False`` leaves out).
-            receiver = served.receiver
-            await scheduler.tick(receiver.pipeline, receiver.outbox)
-            return PlainTextResponse("ticked")
-
-        served.app.router.routes.insert(0, Route(TICK_PATH, tick, methods=["POST"]))
         yield served
 
 
 def tick(site: Site, seconds: float = 0.0) -> None:
-    """Let ``seconds`` pass on the receiver's clock, then run the scheduler once."""
-    site.clock.advance(seconds)
-    httpx.post(f"{site.url}{TICK_PATH}", timeout=10).raise_for_status()
+    site.tick(seconds)
 
 
 def post(site: Site, *alerts: dict[str, Any]) -> None:

@@ -18,11 +18,7 @@ import httpx
 import pytest
 import yaml
 from playwright.sync_api import expect
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from receiver import scheduler
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert
 from tests.support.browser import READ_TOKEN, WRITE_TOKEN, Site, Tab, auth_with, serve
 from tests.support.prometheus import DATA, prometheus_server
@@ -63,22 +59,10 @@ def config(tmp_path: Path, **extra: Any) -> Path:
     return path
 
 
-def with_tick(site: Site) -> Site:
-    """``POST /-/test/tick``: one scheduler run on the server's own loop, as the loop would."""
-
-    async def tick(request: Request) -> Response:
-        receiver = site.receiver
-        await scheduler.tick(receiver.pipeline, receiver.outbox, receiver.peer)
-        return JSONResponse({"ticked": True})
-
-    site.app.router.routes.insert(0, Route("/-/test/tick", tick, methods=["POST"]))
-    return site
-
-
 @pytest.fixture
 def site(tmp_path: Path, clock: FakeClock, prometheus_url: str) -> Iterator[Site]:
     with serve(config(tmp_path, prometheus={"url": prometheus_url}), clock) as served:
-        yield with_tick(served)
+        yield served
 
 
 def api(site: Site, method: str, path: str, payload: object = None) -> httpx.Response:
@@ -101,7 +85,7 @@ def open_incident(site: Site, *extra_alerts: dict[str, Any]) -> str:
     answer = site.post_webhook(body([make_alert("payment-service"), *extra_alerts]))
     incident_id: str = answer.json()["incidents"][0]
     site.clock.advance(31)  # past group_wait: the scheduler enriches and notifies
-    assert api(site, "POST", "/-/test/tick").status_code == 200
+    site.tick()
     return incident_id
 
 
@@ -234,7 +218,7 @@ def test_hostile_alert_text_is_shown_and_never_runs(tab: Tab, site: Site) -> Non
 
 def test_without_prometheus_the_chart_says_why(tab: Tab, tmp_path: Path, clock: FakeClock) -> None:
     with serve(config(tmp_path), clock) as served:
-        site = with_tick(served)
+        site = served
         incident_id = open_incident(site)
         sign_in(tab, site, f"/incidents/{incident_id}")
         expect(tab.page.locator("#kpis .chart-unavailable")).to_have_text(
