@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from receiver.causes import change_of, span, trusted
-from receiver.config import ActionCondition, Journey
+from receiver.config import Action, ActionCondition, Journey
 from receiver.outcomes.similar import history
 from receiver.store.records import ChangeRecord, IncidentState
 
@@ -39,23 +40,108 @@ def _fits(change: ChangeRecord, change_type: str, within_min: float | None) -> b
     return within_min is None or change.minutes_before <= within_min
 
 
-def _holds(when: ActionCondition, state: IncidentState, priority: str | None) -> bool:
-    """The conditions besides the change: one service, the stages, the priority, a KPI."""
+def _unmet(when: ActionCondition, state: IncidentState, priority: str | None) -> str | None:
+    """Why the conditions besides the change do not hold (one service, the stages, the
+    priority, a KPI); None when they do."""
     if when.single_service is not None and (len(state.services) == 1) != when.single_service:
-        return False
+        wanted = "one service" if when.single_service else "several services"
+        return f"it needs {wanted}; the incident has {len(state.services)}"
     if when.stages is not None and not set(when.stages) & set(state.stages):
-        return False
+        return f"only for the stages {', '.join(when.stages)}"
     if when.priorities is not None and priority not in when.priorities:
-        return False
+        return f"only at {', '.join(when.priorities)}; the incident is {priority or 'unscored'}"
     if when.kpi is not None:
         kpi = next((k for k in state.kpis if k.name == when.kpi.name), None)
         value = kpi.deviation_pct if kpi else None
         below, above = when.kpi.deviation_pct_below, when.kpi.deviation_pct_above
-        if value is None or (below is not None and value > below):
-            return False
+        if value is None:
+            return f"the KPI {when.kpi.name} has no deviation now"
+        if below is not None and value > below:
+            return f"the KPI {when.kpi.name} is off {value:+.0f}%, not below {below:+.0f}%"
         if above is not None and value < above:
-            return False
-    return True
+            return f"the KPI {when.kpi.name} is off {value:+.0f}%, not above {above:+.0f}%"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """An action whose conditions hold: the values its title and run are filled with (the
+    change's ``service``, ``version``, ``previous_version`` and the group labels), why,
+    and whether the version before the change is known."""
+
+    action: Action
+    values: dict[str, str]
+    because: str
+    previous_known: bool
+
+    @property
+    def key(self) -> str:
+        return action_key(self.action)
+
+
+def action_key(action: Action) -> str:
+    """How feedback, history and runs name an action: its id, else its title."""
+    return action.id or action.title
+
+
+def _change(when: ActionCondition, state: IncidentState) -> ChangeRecord | str:
+    """The best trusted cause that is a change the condition accepts (the ranking decides,
+    not time), or why there is none."""
+    assert when.change_type is not None
+    within = None if when.within is None else when.within / 60
+    kind = when.change_type
+    for cause in trusted(state):
+        change = change_of(state, cause)
+        if change is not None and _fits(change, kind, within):
+            return change
+    seen = [c for c in state.changes if c.type == kind and c.overlap and c.minutes_before >= 0]
+    if not seen:
+        # Changes scoped to another env or region never reach the incident (events.scope_labels).
+        return f"no {kind} in the incident's scope before it started"
+    if within is not None and all(c.minutes_before > within for c in seen):
+        nearest = min(seen, key=lambda c: c.minutes_before)
+        return (
+            f"the {kind} of {nearest.service} was {span(nearest.minutes_before * 60_000)} before "
+            f"the first alert, more than {span(within * 60_000)}"
+        )
+    return f"no {kind} is a trusted probable cause of the incident"
+
+
+def match(action: Action, state: IncidentState, priority: str | None = None) -> Match | str:
+    """``action`` matched against the incident now, or why its conditions do not hold."""
+    when = action.when
+    unmet = _unmet(when, state, priority or state.priority)
+    if unmet is not None:
+        return unmet
+    values = dict(state.group_labels)
+    if len(state.services) == 1:
+        values["service"] = next(iter(state.services))
+    if when.change_type is None:
+        return Match(action, values, "", previous_known=True)
+    change = _change(when, state)
+    if isinstance(change, str):
+        return change
+    values["service"] = change.service
+    if change.version:
+        values["version"] = change.version
+    if change.previous_version:
+        values["previous_version"] = change.previous_version
+    what = f"{change.type} {change.version} to" if change.version else f"{change.type} of"
+    because = (
+        f"{what} {change.service} {span(change.minutes_before * 60_000)} before the first alert"
+    )
+    if change.previous_version is None:
+        because += "; the version before it is unknown (" + (
+            f"no earlier {change.type} of {change.service} with a version on record in this scope)"
+            if change.version
+            else "the change does not say which version it brought)"
+        )
+    return Match(action, values, because, previous_known=change.previous_version is not None)
+
+
+def matches(journey: Journey, state: IncidentState, priority: str | None = None) -> list[Match]:
+    """The journey's actions whose conditions hold, in the file's order."""
+    return [m for a in journey.actions if isinstance(m := match(a, state, priority), Match)]
 
 
 def suggest(
@@ -64,50 +150,19 @@ def suggest(
     """The journey's actions whose conditions hold; ``priority`` is the incident's now
     (its last decided one when not given)."""
     suggested: list[dict[str, Any]] = []
-    for action in journey.actions:
-        when = action.when
-        if not _holds(when, state, priority or state.priority):
-            continue
-        values = dict(state.group_labels)
-        because = ""
-        if when.change_type is not None:
-            within = None if when.within is None else when.within / 60
-            # The best trusted cause that is such a change: the ranking decides, not time.
-            change = next(
-                (
-                    c
-                    for cause in trusted(state)
-                    if (c := change_of(state, cause)) and _fits(c, when.change_type, within)
-                ),
-                None,
-            )
-            if change is None:
-                continue
-            values |= {
-                "service": change.service,
-                "version": change.version or "the version deployed",
-                "previous_version": change.previous_version or PREVIOUS_UNKNOWN,
-            }
-            what = f"{change.type} {change.version} to" if change.version else f"{change.type} of"
-            because = (
-                f"{what} {change.service} {span(change.minutes_before * 60_000)} before the "
-                "first alert"
-            )
-            if change.previous_version is None:
-                because += "; the version before it is unknown (" + (
-                    f"no earlier {change.type} of {change.service} with a version on "
-                    "record in this scope)"
-                    if change.version
-                    else "the change does not say which version it brought)"
-                )
-        key = action.id or action.title
+    for found in matches(journey, state, priority):
+        shown = {
+            "version": "the version deployed",
+            "previous_version": PREVIOUS_UNKNOWN,
+        } | found.values
         suggested.append(
             {
-                "id": key,
-                "title": render(action.title, values),
-                "because": because,
+                "id": found.key,
+                "title": render(found.action.title, shown),
+                "because": found.because,
                 "automation": journey.automation,
-                "history": history(key, state.similar),
+                "runnable": found.action.run is not None,
+                "history": history(found.key, state.similar),
             }
         )
     return suggested

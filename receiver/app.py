@@ -15,6 +15,7 @@ import anyio
 from starlette.applications import Starlette
 
 from receiver import api, config, scheduler
+from receiver.act.runs import Runs
 from receiver.alertmanager.client import AlertmanagerClient
 from receiver.alertmanager.peer import Peer
 from receiver.auth import Authenticator
@@ -117,6 +118,8 @@ class Receiver:
         self.outbox = Outbox(
             self.store, built, self.settings, self.metrics, clock, self.pipeline.incident
         )
+        self.runs = Runs(self.pipeline)
+        self.pipeline.runs = self.outbox.runs = self.runs
         self.peer = Peer(self.settings.config.alertmanager, self.pipeline, self.store, self.metrics)
         self.metrics.config_last_reload_success.set(1)
         self._warn()
@@ -267,6 +270,7 @@ class Receiver:
     async def aclose(self) -> None:
         await self.peer.aclose()
         await self.outbox.aclose()
+        await self.runs.aclose()
         await self.pipeline.aclose()
         await self.store.aclose()
 

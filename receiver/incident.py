@@ -60,6 +60,7 @@ class Incident(BaseModel):
     runbooks: list[dict[str, str]]
     suggested_actions: list[dict[str, Any]]
     automation: str
+    actions_run: list[dict[str, Any]]
     owner: dict[str, Any]
     timeline: list[dict[str, str]]
     timeline_omitted: int
@@ -80,6 +81,12 @@ class Incident(BaseModel):
     silences: list[dict[str, Any]]
     links: dict[str, str]
     similar: list[dict[str, Any]]
+
+    @property
+    def sink_actions(self) -> list[dict[str, Any]]:
+        """The suggested actions the sinks show: none at ``observe``, where they stay on
+        the incident (API, page) for review."""
+        return self.suggested_actions if self.automation != "observe" else []
 
 
 def response_times(state: IncidentState) -> tuple[float | None, float | None]:
@@ -365,6 +372,7 @@ def build(
         runbooks=_runbooks(journey, page.alerts),
         suggested_actions=suggest(journey, state, impact.priority),
         automation=journey.automation,
+        actions_run=_runs_json(state),
         owner={
             "team": owner.team,
             "routing": {
@@ -407,6 +415,23 @@ def build(
             else {}
         ),
     )
+
+
+def _runs_json(state: IncidentState) -> list[dict[str, Any]]:
+    """``actions_run``, oldest first; the last run of an action carries its ``outcome``
+    once the watch after it ended."""
+    last_ran = {r.action: i for i, r in enumerate(state.actions_run) if r.status == "ran"}
+    runs = []
+    for i, r in enumerate(state.actions_run):
+        run: dict[str, Any] = {
+            **r.model_dump(exclude={"firing", "kpi_off"}),
+            "at": rfc3339(r.at),
+        }
+        told = state.action_outcomes.get(r.action)
+        if told is not None and last_ran.get(r.action) == i:
+            run["outcome"] = {**told.model_dump(), "at": rfc3339(told.at)}
+        runs.append(run)
+    return runs
 
 
 def _response_json(state: IncidentState) -> dict[str, Any] | None:

@@ -133,6 +133,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.action_runs = Counter(
+            p + "action_runs",
+            "Decisions about running an action, by journey, action and status (ran, failed, "
+            "refused, skipped, dry_run).",
+            ["journey", "action", "status"],
+            registry=r,
+        )
         self.dead_letters_total = Counter(
             p + "dead_letters",
             "Jobs moved to the dead-letter list, by sink.",

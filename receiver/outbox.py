@@ -19,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import tenacity
@@ -32,13 +33,15 @@ from receiver.errors import (
 )
 from receiver.incident import Incident
 from receiver.metrics import Metrics
-from receiver.models import NotificationKind
 from receiver.retired import Retired
 from receiver.settings import Settings, ms
 from receiver.sinks import Delivery, Receipt, Sink
 from receiver.store import GroupStore
-from receiver.store.deliveries import ClaimedJob, DeadLetter, Job
+from receiver.store.deliveries import ClaimedJob, DeadLetter, Job, JobKind
 from receiver.store.records import StoredIncident
+
+if TYPE_CHECKING:
+    from receiver.act.runs import Runs
 
 logger = logging.getLogger("journey_receiver.outbox")
 
@@ -57,9 +60,12 @@ def backoff(attempt: int, cfg: OutboxConfig) -> float:
     return float(wait(state))
 
 
-def kind_now(kind: NotificationKind, status: str) -> NotificationKind:
+def kind_now(kind: JobKind, status: str) -> JobKind:
     """The kind a redriven job takes so that it tells the incident as it is now: an old
-    open must not re-trigger an incident that has resolved since."""
+    open must not re-trigger an incident that has resolved since. A run stays a run (its
+    attempt checks the incident first)."""
+    if kind == "run":
+        return kind
     if status == "resolved":
         return "resolve"
     return "update" if kind == "resolve" else kind
@@ -91,6 +97,8 @@ class Outbox:
         self.metrics = metrics
         self.clock = clock
         self.render = render
+        self.runs: Runs | None = None
+        """Carries out ``run`` jobs (``receiver/act/runs.py``); set by the receiver."""
 
     @property
     def cfg(self) -> OutboxConfig:
@@ -157,7 +165,7 @@ class Outbox:
         through and another follows."""
         job = claimed.job
         sink = self.sinks.get(job.sink)
-        if sink is None:
+        if sink is None and (job.kind != "run" or self.runs is None):
             await self._bury(claimed, f'sink "{job.sink}" is not configured')
             return None
         if claimed.attempt > self.cfg.max_attempts:
@@ -170,31 +178,47 @@ class Outbox:
         if stored is None:
             await self._bury(claimed, "the incident expired before it could be delivered")
             return None
-        if (
-            job.kind == "update"
-            and sink.coalesces_updates
-            and await self.store.deliveries.queued(job) > 1
-        ):
-            # What comes next tells the sink the incident as it is then: this one is moot.
-            self.metrics.deliveries.labels(job.sink, job.kind, "coalesced").inc()
-            _, following = await self.store.deliveries.ack(
-                claimed, {}, self.now_ms(), ms(self.cfg.lease)
+        if job.kind == "run" or sink is None:
+            assert self.runs is not None
+            runs = self.runs
+
+            async def take() -> dict[str, str]:
+                # Recorded by ``Runs`` before the job is dropped, so a replica killed in
+                # between attempts it again under the same Idempotency-Key.
+                await runs.execute(job, stored.state)
+                return {}
+
+        else:
+            if (
+                job.kind == "update"
+                and sink.coalesces_updates
+                and await self.store.deliveries.queued(job) > 1
+            ):
+                # What comes next tells the sink the incident as it is then: this one is moot.
+                self.metrics.deliveries.labels(job.sink, job.kind, "coalesced").inc()
+                _, following = await self.store.deliveries.ack(
+                    claimed, {}, self.now_ms(), ms(self.cfg.lease)
+                )
+                return following
+            delivery = Delivery(
+                kind=job.kind,
+                job_id=job.id,
+                owner=self.settings.catalog.find(stored.state.journey).owner,
+                changes=tuple(job.changes),
+                attempt=claimed.attempt,
+                previous_error_ambiguous=_previous_ambiguous(claimed),
             )
-            return following
-        delivery = Delivery(
-            kind=job.kind,
-            job_id=job.id,
-            owner=self.settings.catalog.find(stored.state.journey).owner,
-            changes=tuple(job.changes),
-            attempt=claimed.attempt,
-            previous_error_ambiguous=_previous_ambiguous(claimed),
-        )
-        previous = _receipt(job.sink, stored.state.sinks.get(job.sink))
+            previous = _receipt(job.sink, stored.state.sinks.get(job.sink))
+            deliver = sink.deliver
+
+            async def take() -> dict[str, str]:
+                receipt = await deliver(await self.render(stored), delivery, previous)
+                return {"state": receipt.state, **receipt.refs}
+
         try:
             # A bound below the lease: past it another replica could take the job over.
             with anyio.fail_after(self.cfg.lease * 0.8):
-                incident = await self.render(stored)
-                receipt = await sink.deliver(incident, delivery, previous)
+                receipt = await take()
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -204,9 +228,7 @@ class Outbox:
         self.metrics.delivery_attempts.labels(job.sink, "delivered").inc()
         self.metrics.deliveries.labels(job.sink, job.kind, "delivered").inc()
         self.metrics.delivery_latency.labels(job.sink).observe(max(0.0, (now - job.due) / 1000))
-        _, following = await self.store.deliveries.ack(
-            claimed, {"state": receipt.state, **receipt.refs}, now, ms(self.cfg.lease)
-        )
+        _, following = await self.store.deliveries.ack(claimed, receipt, now, ms(self.cfg.lease))
         return following
 
     async def _failed(self, claimed: ClaimedJob, failure: _Failure) -> None:
@@ -241,6 +263,10 @@ class Outbox:
         ):
             self.metrics.deliveries.labels(job.sink, job.kind, "dead").inc()
             self.metrics.dead_letters_total.labels(job.sink).inc()
+            if job.kind == "run" and self.runs is not None:
+                stored = await self.store.load(job.incident)
+                if stored is not None:
+                    await self.runs.failed(job, error, stored.state)
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         return await self.store.deliveries.dead_letters(limit)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 import anyio
 
 from receiver import lifecycle
+from receiver.act import outcome as run_outcome
 from receiver.alertmanager import links
 from receiver.enrich.enricher import Enricher, Enrichment, apply
 from receiver.errors import StoreUnavailable
@@ -28,6 +30,9 @@ from receiver.sinks.pagerduty import resolved_by_person
 from receiver.store import Claim, GroupStore, IngestOutcome
 from receiver.store.deliveries import Job
 from receiver.store.records import IncidentState, StoredIncident
+
+if TYPE_CHECKING:
+    from receiver.act.runs import Runs
 
 logger = logging.getLogger("journey_receiver.pipeline")
 
@@ -57,6 +62,8 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self._retired = Retired()
+        self.runs: Runs | None = None
+        """Asks for the runs an ``auto`` journey's decisions call for; set by the receiver."""
 
     def replace_enricher(self, enricher: Enricher) -> None:
         """Enrich with ``enricher`` from now on; decisions under way finish on the old one."""
@@ -180,6 +187,7 @@ class Pipeline:
             state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
             state.title = title(state, impact)
+            state.action_outcomes |= run_outcome.judged(state, now, self._outcome_window_ms)
             if decision.notify in ("open", "reopen"):
                 await self._remember(state, now)
             jobs = [
@@ -193,7 +201,7 @@ class Pipeline:
                 for sink in targets
                 if decision.notify is not None
             ]
-            outcome = await self.store.commit(
+            committed = await self.store.commit(
                 claim,
                 stored.version,
                 state,
@@ -203,10 +211,12 @@ class Pipeline:
                 now,
                 jobs,
             )
-            if outcome == "stale":
+            if committed == "stale":
                 continue
-            if outcome == "ok":
+            if committed == "ok":
                 self._count(loaded, decision, impact.priority)
+                if self.runs is not None:
+                    await self.runs.offer(state, impact.priority)
             return
         # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
@@ -226,10 +236,14 @@ class Pipeline:
         coming back) may raise its priority."""
         due = decision.next_due_ms
         journey = self.settings.catalog.find(state.journey)
+        wanted = [due, run_outcome.next_look(state, self._outcome_window_ms)]
         if state.status == "open" and self.enricher is not None and journey.kpis:
-            again = now_ms + self.settings.timers.group_interval_ms
-            due = again if due is None else min(due, again)
-        return due
+            wanted.append(now_ms + self.settings.timers.group_interval_ms)
+        return min((d for d in wanted if d is not None), default=None)
+
+    @property
+    def _outcome_window_ms(self) -> int:
+        return ms(self.settings.config.automation.outcome_window)
 
     def _targets(self, state: IncidentState, kind: str | None, priority: str) -> tuple[str, ...]:
         if kind is None:

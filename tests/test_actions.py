@@ -27,6 +27,7 @@ ALWAYS = {
     "title": "Tell the payments provider",
     "because": "",
     "automation": "recommend",
+    "runnable": False,
     "history": None,
 }
 
@@ -73,6 +74,7 @@ def test_the_best_ranked_deploy_to_an_affected_service_suggests_its_rollback() -
             "title": "Roll back payment-service to 2026.04.17-9 in eu",
             "because": "deploy 2026.04.18-3 to payment-service 8 min before the first alert",
             "automation": "recommend",
+            "runnable": False,
             "history": None,
         },
         ALWAYS,

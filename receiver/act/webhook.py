@@ -17,7 +17,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import anyio
 import httpx
@@ -50,6 +50,22 @@ def render_body(body: Body | None, values: Mapping[str, str]) -> tuple[bytes, st
     return json.dumps(filled, ensure_ascii=False).encode(), "application/json"
 
 
+def render_url(url: str, values: Mapping[str, str]) -> str:
+    """``url`` with its fields filled, each value percent-encoded whole (a ``/``, ``?`` or
+    ``#`` in a label stays inside its own path segment or query value)."""
+    return render(url, {name: quote(value, safe="") for name, value in values.items()})
+
+
+def render_headers(headers: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
+    """The headers with their fields filled; ValueError when a filled value would break
+    the header (a line break from a label)."""
+    filled = {name: render(value, values) for name, value in headers.items()}
+    for name, value in filled.items():
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"header {name} would carry a line break from a value")
+    return filled
+
+
 def _fill(value: JsonValue, values: Mapping[str, str]) -> JsonValue:
     if isinstance(value, str):
         return render(value, values)
@@ -77,8 +93,8 @@ class WebhookExecutor:
             parts.password,
             *(value for _, value in parse_qsl(parts.query)),
         ]
+        self._headers = {name: value.get_secret_value() for name, value in config.headers.items()}
         self._client = httpx.AsyncClient(
-            headers={name: value.get_secret_value() for name, value in config.headers.items()},
             timeout=httpx.Timeout(config.timeout),
             verify=ssl_context(config.ca_file),
             follow_redirects=False,
@@ -89,16 +105,18 @@ class WebhookExecutor:
         name = f"action:{request.action_id}"
         try:
             body, content_type = render_body(self._config.body, request.values)
-        except MissingValues as exc:
+            url = render_url(self._config.url, request.values)
+            headers = render_headers(self._headers, request.values)
+        except (MissingValues, ValueError) as exc:
             raise PermanentDeliveryError(name, request.incident_id, "client", str(exc)) from exc
-        headers = {IDEMPOTENCY_HEADER: request.idempotency_key}
-        headers[SIGNATURE_HEADER] = sign(self._secret, body)
-        if content_type is not None and "content-type" not in self._client.headers:
+        if content_type is not None and not any(h.lower() == "content-type" for h in headers):
             headers["Content-Type"] = content_type
+        headers[IDEMPOTENCY_HEADER] = request.idempotency_key
+        headers[SIGNATURE_HEADER] = sign(self._secret, body)
         try:
             with anyio.fail_after(self._config.timeout):
                 response = await self._client.request(
-                    self._config.method, self._config.url, content=body, headers=headers
+                    self._config.method, url, content=body, headers=headers
                 )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Never connected: nothing was sent, so nothing can have happened.

@@ -30,6 +30,7 @@ from receiver.config.journeys_yaml import (
 from receiver.config.loader import check, load, load_journeys, load_receiver_config
 from receiver.config.receiver_yaml import (
     AuthConfig,
+    AutomationConfig,
     EventsConfig,
     GroupingConfig,
     OutboxConfig,
@@ -58,6 +59,7 @@ __all__ = [
     "ActionCondition",
     "AuthConfig",
     "Automation",
+    "AutomationConfig",
     "BasicAuth",
     "Duration",
     "EventsConfig",

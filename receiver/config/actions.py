@@ -15,7 +15,11 @@ run:
     ca_file: /etc/ssl/private-ca.pem
 ```
 
-``body`` is a template (``receiver/act/template.py``): a string is sent as written once its
+``url``, the ``headers``' values and ``body`` are templates (``receiver/act/template.py``).
+In the URL, fields may stand in the path and the query only (never in the scheme or host,
+which a label must not choose) and each value is percent-encoded whole, so a ``/`` or ``?``
+in a label stays inside its segment. A header's value is filled as written; one that would
+carry a line break fails the run. In the body, a string is sent as written once its
 fields are filled; a mapping or list is sent as JSON, built *after* each string in it is
 filled, so a value (a label an alert chose) is always data inside a JSON string and never
 JSON syntax. Keys are not templated.
@@ -24,6 +28,7 @@ JSON syntax. Keys are not templated.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, JsonValue, SecretStr, field_validator
 
@@ -66,6 +71,25 @@ class WebhookRun(ConfigModel):
         for name in headers:
             if name.lower() in _RESERVED:
                 raise ValueError(f"{name} is set by the receiver and cannot be configured")
+        return headers
+
+    @field_validator("url")
+    @classmethod
+    def _url_template(cls, url: str) -> str:
+        fields(url)
+        if fields(urlsplit(url).netloc):
+            raise ValueError("fields may stand in the path and query, not in the host")
+        return url
+
+    @field_validator("headers")
+    @classmethod
+    def _header_templates(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in headers.items():
+            try:
+                fields(value.get_secret_value())
+            except ValueError as exc:
+                # The value may be a token: say where, never what.
+                raise ValueError(f"{name}: {str(exc).split(':')[0]}") from None
         return headers
 
     @field_validator("body")

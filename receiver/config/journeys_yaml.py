@@ -36,6 +36,9 @@ class Owner(ConfigModel):
     pagerduty_routing_key: OptionalSecret = None
     slack_channel: str | None = None
     jira_project: str | None = None
+    responders: list[str] = Field(default_factory=list)
+    """Who may press Run on this journey's actions (``automation: assist``): Slack user
+    ids (``U024BE7LH``), ``@handles`` or the e-mail addresses the pages know people by."""
 
 
 class Stage(ConfigModel):
@@ -121,6 +124,14 @@ class Action(ConfigModel):
     when: ActionCondition = ActionCondition()
     run: ActionRun | None = None
     """How the action is run (``receiver/act/``); without it, it is only suggested."""
+
+    @model_validator(mode="after")
+    def _run_needs_id(self) -> Action:
+        # Runs are named by the id: the once-per-incident marker, the Idempotency-Key,
+        # the Run button and the metric label must not change when a title is reworded.
+        if self.run is not None and self.id is None:
+            raise ValueError("an action with a run needs an id")
+        return self
 
 
 class Journey(ConfigModel):

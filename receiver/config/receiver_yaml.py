@@ -268,6 +268,20 @@ class OutboxConfig(ConfigModel):
     """The dead-letter list keeps this many jobs, newest first."""
 
 
+class AutomationConfig(ConfigModel):
+    """Guard rails over every action run (``receiver/act/``), whatever a journey allows."""
+
+    enabled: bool = True
+    """The kill switch: false and nothing runs, by hand or automatically (each decision is
+    still recorded, as skipped or refused)."""
+    dry_run: bool = False
+    """Decide as usual and record ``dry_run`` instead of calling anything."""
+    max_runs_per_hour: int = Field(default=10, ge=0)
+    """Runs started in any hour, over all replicas and incidents (a sliding hour)."""
+    outcome_window: PositiveDuration = 900.0
+    """How long after a run the incident is watched to tell whether it helped."""
+
+
 class ReceiverConfig(ConfigModel):
     """Everything in ``receiver.yaml``; ``ReceiverConfig()`` is a working single-process setup."""
 
@@ -285,6 +299,7 @@ class ReceiverConfig(ConfigModel):
     alertmanager: AlertmanagerConfig | None = None
     """The HA Alertmanagers, asked to back-fill, reconcile and silence
     (``receiver/alertmanager/``)."""
+    automation: AutomationConfig = AutomationConfig()
     inbound: InboundConfig = InboundConfig()
     """Secrets of the webhooks PagerDuty, Slack and Jira send back (``receiver/inbound/``)."""
     journeys_file: Path = DEFAULT_JOURNEYS_FILE

@@ -21,12 +21,13 @@ from starlette.background import BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.act.levels import Person
 from receiver.alertmanager.client import AlertmanagerError
 from receiver.alertmanager.silences import silence_incident
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
-from receiver.sinks.slack_blocks import ACTIONS, FIXED, SILENCE, SILENCE_S
+from receiver.sinks.slack_blocks import ACTIONS, FIXED, RUN_PREFIX, SILENCE, SILENCE_S
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, StoredIncident
 
@@ -168,7 +169,7 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
     # Every incident first: a click naming none changes nothing at all.
     pressed: list[tuple[slack.Action, StoredIncident]] = []
     for action in interaction.actions:
-        if action.action_id not in ACTIONS:
+        if action.action_id not in ACTIONS and not action.action_id.startswith(RUN_PREFIX):
             continue  # a link button (runbook, incident details): Slack wants a 200
         stored = await receiver.store.load(action.value) if action.value else None
         if stored is None:
@@ -190,6 +191,14 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
                 later.add_task(
                     slack.tell, interaction.response_url, f"The form did not open: {why}", ca_file
                 )
+            continue
+        if action.action_id.startswith(RUN_PREFIX):
+            user = interaction.user
+            person = Person.of(user.who, [user.id, f"@{user.username}", f"@{user.name}"])
+            key = action.action_id.removeprefix(RUN_PREFIX)
+            press = f"{action.action_ts}:{user.id}" if action.action_ts else None
+            answer = await receiver.runs.press(state, key, person, press)
+            later.add_task(slack.tell, interaction.response_url, answer.text, ca_file)
             continue
         now = receiver.pipeline.now_ms()
         annotation = slack.pressed(interaction, action, state, sinks, now)

@@ -263,13 +263,13 @@ def fixed_modal(incident: Incident) -> dict[str, Any]:
     which Slack shows as written; the rest is escaped mrkdwn, as on the message."""
     options: list[dict[str, Any]] = []
     values: set[str] = set()
-    for action in incident.suggested_actions:
+    for action in incident.sink_actions:
         title = " ".join(str(action.get("title", "")).split())
         value = clip(str(action.get("id") or title), _OPTION_VALUE_MAX, "…")
         if title and value not in values and len(options) < _OPTIONS_MAX:
             values.add(value)
             options.append({"text": _plain(clip(title, _OPTION_TEXT_MAX, "…")), "value": value})
-    left_out = len(incident.suggested_actions) - len(options)
+    left_out = len(incident.sink_actions) - len(options)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": _mrkdwn(clip(escape(incident.title), _MODAL_TEXT_MAX))}
     ]

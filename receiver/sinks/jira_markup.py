@@ -292,10 +292,10 @@ def description(incident: Incident, url: str | None) -> list[Block]:
             Heading("Runbooks"),
             Bullets(tuple((Link(rb["title"], rb["url"]),) for rb in incident.runbooks)),
         ]
-    if incident.suggested_actions:
+    if incident.sink_actions:
         blocks += [
             Heading("Suggested actions"),
-            Bullets(tuple(_action(a) for a in incident.suggested_actions)),
+            Bullets(tuple(_action(a) for a in incident.sink_actions)),
         ]
     blocks.append(Paragraph((Text("Incident: ", strong=True), _incident_link(incident, url))))
     return blocks

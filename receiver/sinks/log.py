@@ -71,7 +71,7 @@ class LogSink:
             "firing_count": incident.firing_count,
             "services": incident.services,
             "top_cause": cause and {"text": cause["text"], "score": cause["score"]},
-            "actions": [a["title"] for a in incident.suggested_actions],
+            "actions": [a["title"] for a in incident.sink_actions],
             "runbooks": incident.runbooks,
             "owner": incident.owner,
             # Without server.external_url the page's path still tells a person where to look.

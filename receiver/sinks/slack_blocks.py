@@ -50,6 +50,10 @@ WRONG_CAUSE = "jr_wrong_cause"
 FIXED = "jr_fixed"
 SILENCE = "jr_silence"
 ACTIONS = frozenset({ACK, USEFUL, NOT_USEFUL, WRONG_CAUSE, FIXED, SILENCE})
+RUN_PREFIX = "jr_run:"
+"""A Run button's action_id is this and the action's id (``automation: assist``/``auto``)."""
+_RUN_BUTTONS = 5
+_CONFIRM_TEXT_MAX = 300  # Slack: a confirm dialog's text
 SILENCE_S = 7200
 """How long the Silence 2h button silences the incident's alerts."""
 
@@ -125,7 +129,7 @@ def render(incident: Incident, incident_url: str | None, *, buttons: bool = Fals
         blocks.append(_section(clip(escape(incident.summary), _SUMMARY_MAX)))
     kpis = [line for k in incident.kpis if (line := kpi_line(KpiRecord.model_validate(k)))]
     causes = [_cause(c) for c in incident.probable_causes]
-    actions = [_action(a) for a in incident.suggested_actions]
+    actions = [_action(a) for a in incident.sink_actions]
     lists = (("KPIs", kpis), ("Probable causes", causes), ("Suggested actions", actions))
     for title, lines in lists:
         if lines:
@@ -136,6 +140,9 @@ def render(incident: Incident, incident_url: str | None, *, buttons: bool = Fals
         blocks.append(_context(people))
     if buttons:
         blocks.append({"type": "actions", "block_id": "jr_actions", "elements": _actions(incident)})
+        runs = _run_buttons(incident)
+        if runs:
+            blocks.append({"type": "actions", "block_id": "jr_runs", "elements": runs})
     links, left_out = _buttons(incident.runbooks, incident_url)
     if left_out:
         blocks.append(_context([f"{left_out} more runbook(s) not shown (truncated)"]))
@@ -248,6 +255,41 @@ def _actions(incident: Incident) -> list[dict[str, Any]]:
     return buttons
 
 
+def _run_buttons(incident: Incident) -> list[dict[str, Any]]:
+    """A Run button per runnable suggested action of a live incident whose journey is at
+    ``assist`` or ``auto``, each behind Slack's confirmation dialog. Whether the person
+    may run it is decided when it is pressed (``owner.responders``)."""
+    if incident.status == "resolved" or incident.automation not in ("assist", "auto"):
+        return []
+    buttons = []
+    for action in incident.sink_actions[:_RUN_BUTTONS]:
+        if not action.get("runnable"):
+            continue
+        title = " ".join(str(action.get("title", "")).split())
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": RUN_PREFIX + str(action["id"]),
+                "text": _plain(clip(f"Run: {title}", BUTTON_TEXT_MAX)),
+                "value": incident.id,
+                "style": "danger",
+                "confirm": {
+                    "title": _plain("Run this action?"),
+                    "text": _plain(
+                        clip(
+                            f"{title}. It acts on a real system now, once for this incident, "
+                            "and is recorded with your name.",
+                            _CONFIRM_TEXT_MAX,
+                        )
+                    ),
+                    "confirm": _plain("Run"),
+                    "deny": _plain("Cancel"),
+                },
+            }
+        )
+    return buttons
+
+
 def _people(incident: Incident) -> list[str]:
     """What people did, one context item each: "Acknowledged by X", "Marked useful by Y",
     "Silenced 2h by Z"... The latest verdict of each person counts."""
@@ -284,6 +326,10 @@ def _people(incident: Incident) -> list[str]:
         for s in incident.silences
     )
     items += [f"Silenced {_span(at, ends)} by {by}" for by, at, ends in requests][-_SILENCES_SHOWN:]
+    if incident.actions_run:
+        last = incident.actions_run[-1]
+        said = {"skipped": "not run", "dry_run": "dry run"}.get(last["status"], last["status"])
+        items.append(f"{last.get('title') or last['action']}: {said} (by {last['by']})")
     # At most 9 items, within the context block's 10.
     return [clip(escape(item), _PEOPLE_ITEM_MAX) for item in items]
 

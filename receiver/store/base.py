@@ -77,7 +77,8 @@ class Annotation:
     are kept). ``merge``: keys set in a mapping field, or in ``"sinks.<name>"``. ``fill``:
     the same, but only keys not set yet (the first acknowledgement is the one that
     counts). ``jobs`` go to the outbox like a decision's. ``once``: an id (a vendor's
-    delivery id) under which this annotation lands once, whatever the retries.
+    delivery id) under which this annotation lands once, whatever the retries. ``due``:
+    the scheduler looks at the (open) incident again by then (ms) at the latest.
     """
 
     append: Mapping[str, Sequence[Mapping[str, object]]] = field(default_factory=dict)
@@ -86,6 +87,7 @@ class Annotation:
     timeline: Sequence[TimelineEntry] = ()
     jobs: Sequence[Job] = ()
     once: str | None = None
+    due: int | None = None
 
 
 AnnotateOutcome = Literal["ok", "unknown", "repeat"]
@@ -165,6 +167,13 @@ class GroupStore(Protocol):
     async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
         """True when ``holder`` now holds the lease ``name`` for ``ttl_ms`` (it was free,
         or expired): one replica at a time does what the lease guards."""
+        ...
+
+    async def take_slot(
+        self, name: str, holder: str, limit: int, window_ms: int, now_ms: int
+    ) -> bool:
+        """True when ``holder`` has one of the ``limit`` slots ``name`` allows in any
+        ``window_ms`` (a sliding window over every replica; it may already hold one)."""
         ...
 
     async def ping(self) -> None:

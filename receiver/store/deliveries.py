@@ -17,10 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.models import NotificationKind
-from receiver.store.records import StrList
+from receiver.store.records import StrList, StrMap
 from receiver.store.scripts import script, text, unavailable
 
 AckOutcome = Literal["gone", "ok", "next"]
+JobKind = NotificationKind | Literal["run"]
+"""A notification for a sink, or ``run``: one run of an action (sink ``action:<id>``)."""
 
 
 class Job(BaseModel):
@@ -32,9 +34,13 @@ class Job(BaseModel):
     id: str = ""
     incident: str
     sink: str
-    kind: NotificationKind
+    kind: JobKind
     changes: StrList = Field(default_factory=list)
     due: int
+    # A run's order, fixed when it was asked for, so that every attempt sends the same
+    # request under the same key: who asked, and the values its templates are filled with.
+    by: str = ""
+    values: StrMap = Field(default_factory=dict)
 
     @property
     def queue(self) -> str:

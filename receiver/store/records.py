@@ -164,6 +164,35 @@ class ResponseRecord(_Record):
     source: str | None = None
 
 
+RunStatus = Literal["ran", "failed", "refused", "skipped", "dry_run"]
+Verdict = Literal["helped", "no_change", "worse"]
+
+
+class ActionRunRecord(_Record):
+    """One decision about running an action (``receiver/act/``): ``by`` is the person who
+    pressed Run, or ``auto``; ``result`` is the remote's answer, or why not."""
+
+    action: str
+    by: str
+    at: int
+    status: RunStatus
+    result: str = ""
+    title: str = ""
+    # At the run, for its outcome: firing alerts, and how far the worst KPI was off in its
+    # bad direction (percent; None without a measured KPI).
+    firing: int | None = None
+    kpi_off: float | None = None
+
+
+class ActionOutcome(_Record):
+    """Whether a run helped, told once its watch window ended (``receiver/act/outcome.py``):
+    ``verdict`` helped, no_change or worse, and in words why."""
+
+    verdict: Verdict
+    at: int
+    because: str
+
+
 class SilenceRecord(_Record):
     """An Alertmanager silence made for the incident's alerts."""
 
@@ -261,6 +290,14 @@ class IncidentState(_Record):
     # Firing alerts Alertmanager holds silenced or inhibited: fingerprint -> why ("" once
     # it no longer does), as the last reconcile found them.
     suppressed: StrMap = Field(default_factory=dict)
+    # Every decision about running an action (annotated, newest last) and, per action that
+    # ran, whether it helped (the scheduler's, once its window ended).
+    actions_run: Annotated[list[ActionRunRecord], BeforeValidator(_empty_object_is_list)] = Field(
+        default_factory=list
+    )
+    action_outcomes: Annotated[dict[str, ActionOutcome], BeforeValidator(_empty_array_is_dict)] = (
+        Field(default_factory=dict)
+    )
 
     @property
     def started(self) -> int:
@@ -289,6 +326,7 @@ SCHEDULER_FIELDS = frozenset(
         "enriched_at",
         "alertnames",
         "similar",
+        "action_outcomes",
     }
 )
 

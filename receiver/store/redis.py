@@ -81,6 +81,7 @@ class RedisStore:
         self._commit = client.register_script(script("commit"))
         self._release = client.register_script(script("release"))
         self._annotate = client.register_script(script("annotate"))
+        self._slot = client.register_script(script("slot"))
         self.deliveries = DeliveryQueue(client, self._p, self._observe)
         self.cache = SharedCache(client, self._p)
 
@@ -408,6 +409,7 @@ class RedisStore:
                     self._p + "once:" + (once or incident_id),
                     self.deliveries.job_counter,
                     self.deliveries.ready_key,
+                    self._due,
                     *(self.deliveries.queue_key(job.queue) for job in jobs),
                 ],
                 args=[
@@ -416,6 +418,7 @@ class RedisStore:
                     self.settings.retention_ms,
                     TIMELINE_CAP,
                     self.settings.retention_ms if once else 0,
+                    -1 if annotation.due is None else annotation.due,
                     len(jobs),
                     *(part for job in jobs for part in (job.queue, job.unnumbered())),
                     *(e.model_dump_json() for e in annotation.timeline),
@@ -429,6 +432,15 @@ class RedisStore:
     @unavailable
     async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
         return bool(await self._r.set(self._p + "lease:" + name, holder, nx=True, px=ttl_ms))
+
+    @unavailable
+    async def take_slot(
+        self, name: str, holder: str, limit: int, window_ms: int, now_ms: int
+    ) -> bool:
+        taken = await self._slot(
+            keys=[self._p + "slots:" + name], args=[holder, now_ms, window_ms, limit]
+        )
+        return bool(int(taken))
 
     @unavailable
     async def ping(self) -> None:

@@ -202,9 +202,36 @@ async def test_a_value_the_incident_lacks_is_permanent_and_nothing_is_sent(
     assert deploy.calls == []
 
 
+async def test_url_and_header_fields_are_filled_and_a_label_stays_in_its_segment(
+    deploy: FakeDeploy,
+) -> None:
+    url = deploy.url + "/{service}?region={region}&why=incident%20{incident_id}"
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-Service": "{service}"}
+
+    await run_once(config(deploy, url=url, headers=headers), request(service="../admin?x=1#y"))
+
+    [call] = deploy.calls
+    assert call.target == "/rollback/..%2Fadmin%3Fx%3D1%23y?region=eu&why=incident%20inc-1"
+    assert call.headers["x-service"] == "../admin?x=1#y"
+    assert len(deploy.effects) == 1
+
+
+async def test_a_line_break_from_a_label_in_a_header_fails_and_nothing_is_sent(
+    deploy: FakeDeploy,
+) -> None:
+    headers = {"X-Service": "{service}"}
+
+    with pytest.raises(PermanentDeliveryError, match="X-Service would carry a line break"):
+        await run_once(config(deploy, headers=headers), request(service="a\r\nX-Evil: 1"))
+
+    assert deploy.calls == []
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        ({"url": "http://{region}.deploy.example/rollback"}, "not in the host"),
+        ({"headers": {"X-Token": "ab}cd"}}, "X-Token: stray '}' at character 2"),
         ({"body": {"a": "{service"}}, "stray '{' at character 0"),
         ({"body": "{service.__class__}"}, "fields are plain names"),
         ({"headers": {"idempotency-key": "x"}}, "idempotency-key is set by the receiver"),

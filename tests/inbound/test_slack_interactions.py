@@ -4,16 +4,12 @@ coming back signed, as Slack signs them."""
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio.to_thread
-import httpx
 import pytest
 from slack_sdk import WebClient
 from starlette.applications import Starlette
@@ -37,16 +33,12 @@ from tests.support.fake_slack import Message
 from tests.support.harness import Harness, harness, write_config
 from tests.support.incidents import make_incident
 from tests.support.sink_world import Fakes
-from tests.support.vendor_signing import sign_slack
+from tests.support.slack_clicks import ALICE, BOB, CAROL, SECRET, Slack
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 HOSTILE = "<!channel> *bold*"
 PAYMENT = make_alert("payment-service", alertname="PaymentErrors")
-ALICE = {"id": "U0ALICE", "username": "alice", "name": "alice", "team_id": "T0FAKE"}
-BOB = {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": "T0FAKE"}
-CAROL = {"id": "U0CAROL", "username": "carol", "name": "carol", "team_id": "T0FAKE"}
 JOURNEYS = """\
 journeys:
   - id: checkout
@@ -113,94 +105,6 @@ async def rx(
     config = write_config(tmp_path, world.config() + extra, journeys=journeys)
     async with harness(config, clock, configured_sinks=True) as h:
         yield h
-
-
-_action_ts = itertools.count(1)
-
-
-@dataclass
-class Slack:
-    """Slack's side: signs and sends what a person does, as Slack would."""
-
-    rx: Harness
-    world: Fakes
-    clock: FakeClock
-    response_url: str = ""
-
-    def signed(
-        self, payload: dict[str, Any], secret: str = SECRET, at: float | None = None
-    ) -> tuple[bytes, dict[str, str]]:
-        return self.sign(urlencode({"payload": json.dumps(payload)}).encode(), secret, at)
-
-    def sign(
-        self, body: bytes, secret: str = SECRET, at: float | None = None
-    ) -> tuple[bytes, dict[str, str]]:
-        timestamp = str(int(self.clock.now if at is None else at))
-        return body, {
-            "content-type": "application/x-www-form-urlencoded",
-            "x-slack-request-timestamp": timestamp,
-            "x-slack-signature": sign_slack(body, secret, timestamp),
-        }
-
-    async def send(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        return await self.rx.client.post(
-            "/inbound/slack/interactions", content=body, headers=headers
-        )
-
-    def click_payload(
-        self,
-        action_id: str,
-        incident_id: str,
-        user: dict[str, str] = ALICE,
-        trigger_id: str = "",
-        action_ts: str = "",
-    ) -> dict[str, Any]:
-        self.response_url = self.world.slack_server.url + self.world.slack.response_url()
-        return {
-            "type": "block_actions",
-            "user": user,
-            "api_app_id": "A0FAKEAPP",
-            "token": "legacy-verification-token",
-            "container": {"type": "message", "channel_id": "C0CHECKOUT", "is_ephemeral": False},
-            "trigger_id": trigger_id or self.world.slack.trigger(),
-            "team": {"id": "T0FAKE", "domain": "fake"},
-            "channel": {"id": "C0CHECKOUT", "name": "inc-checkout"},
-            "response_url": self.response_url,
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "jr_actions",
-                    "text": {"type": "plain_text", "text": action_id},
-                    "value": incident_id,
-                    "type": "button",
-                    "action_ts": action_ts or f"{self.clock.now:.0f}.{next(_action_ts):06d}",
-                }
-            ],
-        }
-
-    async def click(
-        self, action_id: str, incident_id: str, user: dict[str, str] = ALICE, **more: str
-    ) -> httpx.Response:
-        return await self.send(
-            *self.signed(self.click_payload(action_id, incident_id, user, **more))
-        )
-
-    async def submit(
-        self, view: dict[str, Any], values: dict[str, Any], user: dict[str, str] = ALICE
-    ) -> httpx.Response:
-        payload = {
-            "type": "view_submission",
-            "team": {"id": "T0FAKE", "domain": "fake"},
-            "user": user,
-            "api_app_id": "A0FAKEAPP",
-            "trigger_id": self.world.slack.trigger(),
-            "view": {**view, "state": {"values": values}, "hash": "1776500000.abcdef"},
-            "response_urls": [],
-        }
-        return await self.send(*self.signed(payload))
-
-    def responses(self) -> list[dict[str, Any]]:
-        return self.world.slack.responses(self.response_url)
 
 
 @pytest.fixture

@@ -412,6 +412,21 @@ async def test_an_annotation_merges_fills_queues_and_lands_once(store: RedisStor
     assert (claimed.job.sink, claimed.job.kind) == ("slack", "update")
 
 
+async def test_an_annotation_can_make_an_open_incident_due_earlier_only(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    (claim,) = await store.claim_due(T + WAIT, 60_000, 10)
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    assert await commit(store, claim, stored.state, stored.version, next_due=T + 500_000) == "ok"
+    # A later wish never delays a look already due sooner; an earlier one brings it forward.
+    assert await store.annotate(o.incident_id, Annotation(due=T + 900_000), T + 31_000) == "ok"
+    assert await store.claim_due(T + 400_000, 60_000, 10) == []
+    assert await store.annotate(o.incident_id, Annotation(due=T + 300_000), T + 32_000) == "ok"
+    (claim,) = await store.claim_due(T + 300_000, 60_000, 10)
+    assert claim.incident_id == o.incident_id
+
+
 async def test_truncated_batches_are_recorded_once(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 7, T)
     await store.ingest([group(placed("a"))], 7, T + 1)  # an HA peer's identical copy
@@ -601,6 +616,18 @@ async def test_a_service_that_stopped_firing_starts_afresh_in_the_ranking(
     from_counts = rank_state(stored.state, {}, {"critical": 1.0}, 0.5)
     assert from_counts == rank(page.alerts, {}, {"critical": 1.0}, 0.5, T + 2)
     assert [s.service for s in from_counts.services] == ["api", "cart"]
+
+
+async def test_slots_limit_holders_in_a_sliding_window(store: RedisStore) -> None:
+    assert await store.take_slot("runs", "a", 2, 60_000, T)
+    assert await store.take_slot("runs", "a", 2, 60_000, T + 1)  # still a's: no second slot
+    assert await store.take_slot("runs", "b", 2, 60_000, T + 10_000)
+    assert not await store.take_slot("runs", "c", 2, 60_000, T + 20_000)
+    assert not await store.take_slot("runs", "c", 0, 60_000, T + 20_000)
+    # a's slot was taken a window ago: it is free for c; b's is not yet.
+    assert await store.take_slot("runs", "c", 2, 60_000, T + 60_000)
+    assert not await store.take_slot("runs", "d", 2, 60_000, T + 60_000)
+    assert await store.take_slot("other", "d", 1, 60_000, T + 60_000)
 
 
 async def test_a_lease_is_held_by_one_holder_until_it_expires(store: RedisStore) -> None:

@@ -113,6 +113,7 @@ async def a_receivers_life(store: RedisStore, clock: FakeClock, tmp_path: Path) 
         await store.release(claim, clock.ms + 1)
         (claim,) = await store.claim_due(clock.ms + 60_000, 30_000, 10)
         await store.release(claim, None)
+        assert await store.take_slot("runs", "a", 1, 60_000, clock.ms)
 
 
 async def test_every_script_touches_only_the_keys_it_was_given(

@@ -25,6 +25,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,6 +36,8 @@ from starlette.routing import Route
 from tests.support.fake_server import FakeServer, Fault, serve
 
 SECRET = "deploy-webhook-SECRET-4242"
+RESPONDERS = ["U0ALICE", "alice@example.com"]
+FIRST_ALERT = 1_776_499_800 - 30  # 2026-04-18T08:09:30Z, 2 min after the bad deploy
 PATH = "/rollback"
 
 
@@ -44,6 +47,8 @@ class Call:
     headers: dict[str, str]
     body: bytes
     status: int
+    target: str = ""
+    """The path and query as sent (still percent-encoded)."""
 
 
 @dataclass
@@ -77,14 +82,19 @@ class FakeDeploy:
     @property
     def app(self) -> Starlette:
         return Starlette(
-            routes=[Route(PATH, self._rollback, methods=["POST", "PUT", "PATCH", "DELETE"])]
+            routes=[
+                Route(path, self._rollback, methods=["POST", "PUT", "PATCH", "DELETE"])
+                for path in (PATH, PATH + "/{rest:path}")
+            ]
         )
 
     async def _rollback(self, request: Request) -> JSONResponse:
         body = await request.body()
         status, answer = self._answer(request, body)
         with self._lock:
-            self.calls.append(Call(request.method, dict(request.headers), body, status))
+            query = request.scope["query_string"].decode()
+            target = request.scope["raw_path"].decode() + (f"?{query}" if query else "")
+            self.calls.append(Call(request.method, dict(request.headers), body, status, target))
         return JSONResponse(answer, status_code=status)
 
     def _answer(self, request: Request, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -114,3 +124,51 @@ def serve_deploy(secret: str = SECRET) -> Iterator[FakeDeploy]:
     fake = FakeDeploy(secret)
     with serve(fake.app, fake.server):
         yield fake
+
+
+def journeys(tmp: Path, url: str, level: str, when: str = "") -> Path:
+    """A journeys.yaml with one journey (checkout, payment-service) at ``level`` whose
+    action ``rollback`` runs a signed webhook to ``url`` on a deploy within 15 min to one
+    service; ``when`` adds conditions (``, priorities: [P1]``)."""
+    path = tmp / "journeys.yaml"
+    path.write_text(
+        f"""
+journeys:
+  - id: checkout
+    name: Checkout
+    weight: 1.0
+    owner:
+      team: payments
+      slack_channel: "#inc-checkout"
+      jira_project: PAY
+      responders: {json.dumps(RESPONDERS)}
+    stages:
+      - id: payment
+        weight: 1.0
+        match: ['service="payment-service"']
+    actions:
+      - id: rollback
+        title: "Roll back {{service}} to {{previous_version}}"
+        when: {{change_type: deploy, within: 15m, single_service: true{when}}}
+        run:
+          webhook:
+            url: {url}
+            body:
+              {{service: "{{service}}", to: "{{previous_version}}", incident: "{{incident_id}}"}}
+            secret: {SECRET}
+            timeout: 2s
+    automation: {level}
+"""
+    )
+    return path
+
+
+def deploys(region: str = "eu") -> list[dict[str, str]]:
+    """v41 the day before, then v42 to payment-service 2 min before ``FIRST_ALERT``: the
+    rollback goes back to v41."""
+    return [
+        {"type": "deploy", "service": "payment-service", "version": "v41",
+         "at": "2026-04-17T10:00:00Z", "environment": "prod", "region": region},
+        {"type": "deploy", "service": "payment-service", "version": "v42",
+         "at": "2026-04-18T08:07:30Z", "environment": "prod", "region": region},
+    ]  # fmt: skip

@@ -70,6 +70,7 @@ def make_incident(**overrides: Any) -> Incident:
         "runbooks": [{"title": "Payment gateway errors", "url": RUNBOOK_URL}],
         "suggested_actions": [{"title": "Roll back payment-service", "because": "deploy"}],
         "automation": "recommend",
+        "actions_run": [],
         "owner": {"team": "payments"},
         "timeline": [],
         "timeline_omitted": 0,

@@ -2,13 +2,14 @@
 -- a responder's acknowledgement or resolve, silences, receipts from the world outside.
 --
 -- KEYS: 1 the incident, 2 its timeline, 3 the once-marker (or any key of the slot when
--- there is none), 4 the outbox job counter, 5 the outbox's ready set, then one queue list
--- per outbox job, in the jobs' order.
+-- there is none), 4 the outbox job counter, 5 the outbox's ready set, 6 the due set, then
+-- one queue list per outbox job, in the jobs' order.
 -- ARGV: 1 changes (JSON: {"append": {field: [records]}, "merge": {field or
 -- "field.key": {k: v}}, "fill": {same, but only keys not already set}}), 2 now (ms),
 -- 3 retention (ms), 4 timeline cap, 5 how long the once-marker lasts (ms; 0: none),
--- 6 the number of outbox jobs, that many (queue, job JSON without its id) pairs, then
--- timeline entries (JSON each).
+-- 6 when the scheduler should look at the incident again at the latest (ms; -1: no
+-- matter), 7 the number of outbox jobs, that many (queue, job JSON without its id) pairs,
+-- then timeline entries (JSON each).
 -- A once-marker makes a vendor's retried webhook land once. Returns "unknown" for an
 -- unknown incident, "repeat" when the marker was already there, else "ok".
 
@@ -53,11 +54,17 @@ end
 redis.call('HSET', KEYS[1], 'state', cjson.encode(st))
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 
-local jobs = tonumber(ARGV[6])
-local first_entry = 7 + 2 * jobs
-for i = 7, first_entry - 1, 2 do
+local due = tonumber(ARGV[6])
+if due >= 0 and st.status == 'open' then
+  -- Earlier only: a claim's lease (its score) is never cut short by more than that.
+  redis.call('ZADD', KEYS[6], 'LT', due, st.id)
+end
+
+local jobs = tonumber(ARGV[7])
+local first_entry = 8 + 2 * jobs
+for i = 8, first_entry - 1, 2 do
   local job_id = tostring(redis.call('INCR', KEYS[4]))
-  local q = KEYS[6 + (i - 7) / 2]
+  local q = KEYS[7 + (i - 8) / 2]
   redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
   redis.call('PEXPIRE', q, retention)
   redis.call('ZADD', KEYS[5], 'NX', now, ARGV[i])

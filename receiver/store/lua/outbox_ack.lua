@@ -3,7 +3,8 @@
 -- KEYS: 1 the queue's list, 2 attempts, 3 last errors, 4 the incident, 5 the ready set,
 -- 6 the lease hash.
 -- ARGV: queue, job id, claim token, now (ms), lease (ms), sink, receipt (JSON object
--- merged into the incident's sinks.<sink>).
+-- merged into the incident's sinks.<sink>; an empty one, as an action's run gives, leaves
+-- the incident alone).
 -- The receipt is kept only when the job is still the queue's head: a replica whose lease
 -- ran out must not write an older receipt over a newer one.
 -- Returns {"gone"} when the job was no longer the head, {"ok"} when nothing follows for
@@ -16,13 +17,14 @@ redis.call('LPOP', KEYS[1])
 redis.call('HDEL', KEYS[2], queue)
 redis.call('HDEL', KEYS[3], queue)
 
-local raw = redis.call('HGET', KEYS[4], 'state')
+local receipt = cjson.decode(ARGV[7])
+local raw = next(receipt) ~= nil and redis.call('HGET', KEYS[4], 'state')
 if raw then
   local st = cjson.decode(raw)
   if type(st.sinks) ~= 'table' then st.sinks = {} end
   local mine = st.sinks[ARGV[6]]
   if type(mine) ~= 'table' then mine = {} end
-  for k, v in pairs(cjson.decode(ARGV[7])) do mine[k] = v end
+  for k, v in pairs(receipt) do mine[k] = v end
   st.sinks[ARGV[6]] = mine
   redis.call('HSET', KEYS[4], 'state', cjson.encode(st))
 end

@@ -1,0 +1,85 @@
+"""Whether a run helped. Pure.
+
+After an action ran, its incident is watched for ``automation.outcome_window``: it
+*helped* when the incident resolved within the window, or when at the window's end its
+firing alerts or its worst KPI's deviation (in the KPI's bad direction) are at most half
+what they were at the run; it made things *worse* when there are more firing alerts, or
+the KPI is 10 points further off; else *no change*. The verdict is the scheduler's, kept
+once per action in ``action_outcomes``, and feeds the action's history and ``/stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from receiver.causes import span
+from receiver.store.records import (
+    ActionOutcome,
+    ActionRunRecord,
+    IncidentState,
+    KpiRecord,
+    Verdict,
+)
+
+WORSE_POINTS = 10.0
+
+
+def kpi_off(kpis: Iterable[KpiRecord]) -> float | None:
+    """How far the worst KPI is off in its bad direction (percent, 0 when none is)."""
+    offs = [
+        max(0.0, -k.deviation_pct if k.bad_when == "down" else k.deviation_pct)
+        for k in kpis
+        if k.deviation_pct is not None
+    ]
+    return max(offs) if offs else None
+
+
+def watched(state: IncidentState) -> list[ActionRunRecord]:
+    """The runs of the incident whose outcome is not told yet (the latest per action)."""
+    latest = {r.action: r for r in state.actions_run if r.status == "ran"}
+    return [r for key, r in latest.items() if key not in state.action_outcomes]
+
+
+def next_look(state: IncidentState, window_ms: int) -> int | None:
+    """When the first watched run's window ends, if any."""
+    ends = [r.at + window_ms for r in watched(state)]
+    return min(ends) if ends else None
+
+
+def judge(
+    state: IncidentState, run: ActionRunRecord, now_ms: int, window_ms: int
+) -> ActionOutcome | None:
+    """The verdict on ``run``; None while its window is open and the incident is not resolved."""
+    resolved = state.resolved_at
+    if (
+        state.status == "resolved"
+        and resolved is not None
+        and run.at <= resolved <= run.at + window_ms
+    ):
+        return ActionOutcome(
+            verdict="helped", at=now_ms, because=f"resolved {span(resolved - run.at)} after the run"
+        )
+    if now_ms < run.at + window_ms:
+        return None
+    said: list[str] = []
+    helped = worse = False
+    if run.firing is not None:
+        then, firing = run.firing, state.firing_count
+        said.append(f"firing alerts {then} → {firing}")
+        helped = firing == 0 or (then > 0 and firing * 2 <= then)
+        worse = firing > then
+    off = kpi_off(state.kpis)
+    if run.kpi_off is not None and off is not None:
+        said.append(f"worst KPI off {run.kpi_off:.0f}% → {off:.0f}%")
+        helped = helped or (run.kpi_off > 0 and off * 2 <= run.kpi_off)
+        worse = worse or off >= run.kpi_off + WORSE_POINTS
+    verdict: Verdict = "worse" if worse else "helped" if helped else "no_change"
+    window = span(window_ms)
+    because = f"{window} after the run: " + ("; ".join(said) or "nothing measured")
+    return ActionOutcome(verdict=verdict, at=now_ms, because=because)
+
+
+def judged(state: IncidentState, now_ms: int, window_ms: int) -> dict[str, ActionOutcome]:
+    """The verdicts due now, by action."""
+    found = {r.action: judge(state, r, now_ms, window_ms) for r in watched(state)}
+    return {key: verdict for key, verdict in found.items() if verdict is not None}

@@ -1,0 +1,310 @@
+"""Runs of actions: asked for, decided, carried out through the outbox, and recorded.
+
+Asked for by the receiver itself (``offer``, after each decision of an ``auto`` journey's
+notified incident) or by a person pressing Run (``press``, from Slack or the incident
+page). Each ask is decided by the journey's level (``levels.py``) and the guard rails
+(``guards.py``); what they allow becomes one outbox job (kind ``run``, sink
+``action:<id>``) written in the same atomic step as its timeline entry and the store's
+once-marker for the incident and action, so an action is queued at most once per incident,
+whoever asked and however many replicas did. The job carries who asked and the values its
+templates are filled with, fixed at that moment: every attempt sends the same request.
+
+Carried out (``execute``) by the outbox like a delivery, with the outbox's retries. The
+run's ``Idempotency-Key`` is ``<incident id>/<action id>``: a replica killed after the
+call and before its record leaves the job in its queue, the next attempt sends the same
+key, and the system acted on answers it without acting twice.
+
+Every decision (ran, failed, refused, skipped, dry_run) is recorded once: in
+``actions_run``, on the timeline, in ``journey_receiver_action_runs_total`` and, where the
+incident went, as a reply in its Slack thread and a Jira comment. A run that went through
+also makes the scheduler look again when its outcome window ends (``outcome.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from receiver.act import RunRequest, levels
+from receiver.act.guards import blocked, take_slot
+from receiver.act.levels import Person
+from receiver.act.outcome import kpi_off
+from receiver.act.webhook import WebhookExecutor
+from receiver.actions import PREVIOUS_UNKNOWN, Match, action_key, match, render
+from receiver.config import Action, AutomationConfig, Journey
+from receiver.config.actions import WebhookRun
+from receiver.retired import Retired
+from receiver.settings import ms
+from receiver.sinks._http import incident_url
+from receiver.store.base import Annotation
+from receiver.store.deliveries import Job
+from receiver.store.records import ActionRunRecord, IncidentState, RunStatus, TimelineEntry
+
+if TYPE_CHECKING:
+    from receiver.pipeline import Pipeline
+
+logger = logging.getLogger("journey_receiver.act")
+
+SINK_PREFIX = "action:"
+TIMELINE_KIND = "action"
+# Where a decision is told besides the incident itself: the Slack thread, the Jira issue.
+_POSTED = ("slack", "jira")
+# Decisions after which the receiver does not ask for the same action again by itself.
+_SETTLED = frozenset({"ran", "failed", "dry_run"})
+_WORDS: dict[RunStatus, str] = {
+    "ran": "ran",
+    "failed": "failed",
+    "refused": "refused",
+    "skipped": "not run",
+    "dry_run": "dry run (nothing called)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a person who pressed Run is told."""
+
+    status: Literal["queued", "refused", "dry_run", "already"]
+    text: str
+
+
+def idempotency_key(incident_id: str, key: str) -> str:
+    """The same for every attempt of the run of action ``key`` on the incident."""
+    return f"{incident_id}/{key}"
+
+
+class Runs:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self._executors: dict[tuple[str, str], tuple[WebhookRun, WebhookExecutor]] = {}
+        self._retired = Retired()
+
+    @property
+    def cfg(self) -> AutomationConfig:
+        return self.pipeline.settings.config.automation
+
+    async def aclose(self) -> None:
+        await self._retired.close()
+        for _, executor in self._executors.values():
+            await executor.aclose()
+
+    # -- asking ---------------------------------------------------------------------------
+
+    async def offer(self, state: IncidentState, priority: str) -> None:
+        """At ``auto``: ask for each runnable action whose conditions hold now, once the
+        incident was notified (people hear of it before or with the run)."""
+        journey = self.pipeline.settings.catalog.find(state.journey)
+        if journey.automation != "auto" or state.status != "open" or state.notified_at is None:
+            return
+        settled = {r.action for r in state.actions_run if r.status in _SETTLED}
+        for action in journey.actions:
+            if action.run is None or action_key(action) in settled:
+                continue
+            found = match(action, state, priority)
+            if isinstance(found, Match):
+                await self._ask(state, journey, found, None, None)
+
+    async def press(
+        self, state: IncidentState, key: str, person: Person, press_id: str | None
+    ) -> Answer:
+        """A person pressed Run on action ``key`` (``press_id``: the click, so that one
+        delivered twice is recorded once)."""
+        journey = self.pipeline.settings.catalog.find(state.journey)
+        action = next((a for a in journey.actions if action_key(a) == key), None)
+        if action is None:
+            why = f"the journey {journey.id} has no action {key!r} (any more)"
+            return await self._refuse(state, key, key, person, why, press_id)
+        found = match(action, state, self.pipeline.settings.impact(state).priority)
+        if isinstance(found, str):
+            why = f"its conditions do not hold now: {found}"
+            return await self._refuse(state, key, _title(action, {}), person, why, press_id)
+        return await self._ask(state, journey, found, person, press_id)
+
+    async def _ask(
+        self,
+        state: IncidentState,
+        journey: Journey,
+        found: Match,
+        person: Person | None,
+        press_id: str | None,
+    ) -> Answer:
+        key = found.key
+        values = self._values(state, found)
+        title = _title(found.action, values)
+        by = person.who if person else "auto"
+        cfg = self.cfg
+        why = levels.refusal(journey.automation, person, journey.owner.responders)
+        why = why or blocked(cfg, state, found, values)
+        if why is not None:
+            return await self._refuse(state, key, title, person, why, press_id)
+        if any(r.action == key and r.status in ("ran", "failed") for r in state.actions_run):
+            return Answer("already", f"{title} already ran for this incident")
+        if cfg.dry_run:
+            text = "automation.dry_run is on: it would have run now"
+            once = _once("dry", state.id, key, press_id if person else None)
+            await self._record(state, key, title, by, "dry_run", text, once)
+            return Answer("dry_run", f"Dry run: {title} would have run (automation.dry_run)")
+        holder = idempotency_key(state.id, key)
+        if not await take_slot(self.pipeline.store, cfg, holder, self.pipeline.now_ms()):
+            limit = cfg.max_runs_per_hour
+            why = f"automation.max_runs_per_hour ({limit}) runs started in the last hour"
+            return await self._refuse(state, key, title, person, why, press_id)
+        now = self.pipeline.now_ms()
+        job = Job(
+            incident=state.id,
+            sink=SINK_PREFIX + key,
+            kind="run",
+            due=now,
+            by=by,
+            values=values,
+        )
+        said = f"{title}: run asked by {by}"
+        outcome = await self.pipeline.store.annotate(
+            state.id,
+            Annotation(
+                timeline=[TimelineEntry(at=now, kind=TIMELINE_KIND, text=said)],
+                jobs=[job],
+                once=_once("run", state.id, key, None),
+            ),
+            now,
+        )
+        if outcome != "ok":
+            return Answer("already", f"{title} was already asked for on this incident")
+        logger.info("action %s of incident %s queued (asked by %s)", key, state.id, by)
+        return Answer("queued", f"{title}: running (asked by {by})")
+
+    async def _refuse(
+        self,
+        state: IncidentState,
+        key: str,
+        title: str,
+        person: Person | None,
+        why: str,
+        press_id: str | None,
+    ) -> Answer:
+        # The receiver's own skips are told once per reason; each refused press is told.
+        status: RunStatus = "refused" if person else "skipped"
+        once = _once(status, state.id, key, press_id if person else why)
+        await self._record(state, key, title, person.who if person else "auto", status, why, once)
+        return Answer("refused", f"{title} was not run: {why}")
+
+    # -- carrying out -----------------------------------------------------------------------
+
+    async def execute(self, job: Job, state: IncidentState) -> None:
+        """One attempt of ``job``; raises a DeliveryError for the outbox to retry or bury."""
+        key = job.sink.removeprefix(SINK_PREFIX)
+        journey = self.pipeline.settings.catalog.find(state.journey)
+        action = next((a for a in journey.actions if action_key(a) == key), None)
+        title = _title(action, job.values) if action else key
+        once = f"done:{job.id}"
+        cfg = self.cfg
+        why = None
+        if action is None or action.run is None:
+            why = "the action is no longer in journeys.yaml with a run"
+        elif not cfg.enabled:
+            why = "automation was switched off (automation.enabled: false) before it ran"
+        elif state.status == "resolved":
+            why = "the incident resolved before it ran"
+        if why is not None or action is None or action.run is None:
+            await self._record(state, key, title, job.by, "skipped", why or "", once)
+            return
+        if cfg.dry_run:
+            text = "automation.dry_run was turned on before it ran"
+            await self._record(state, key, title, job.by, "dry_run", text, once)
+            return
+        executor = self._executor(journey.id, key, action.run.webhook)
+        request = RunRequest(key, state.id, idempotency_key(state.id, key), job.values)
+        result = await executor.run(request)
+        window = ms(cfg.outcome_window)
+        now = self.pipeline.now_ms()
+        await self._record(
+            state, key, title, job.by, "ran", f"{result.status}: {result.text}", once, now + window
+        )
+
+    async def failed(self, job: Job, error: str, state: IncidentState) -> None:
+        """The outbox gave up on ``job`` (a permanent answer, or every attempt failed)."""
+        key = job.sink.removeprefix(SINK_PREFIX)
+        journey = self.pipeline.settings.catalog.find(state.journey)
+        action = next((a for a in journey.actions if action_key(a) == key), None)
+        title = _title(action, job.values) if action else key
+        await self._record(state, key, title, job.by, "failed", error, f"done:{job.id}")
+
+    def _executor(self, journey: str, key: str, run: WebhookRun) -> WebhookExecutor:
+        """The action's executor, built on first use and again when a reload changed it."""
+        kept = self._executors.get((journey, key))
+        if kept is not None and kept[0] == run:
+            return kept[1]
+        if kept is not None:
+            self._retired.add(kept[1])
+        executor = WebhookExecutor(run)
+        self._executors[(journey, key)] = (run, executor)
+        return executor
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _values(self, state: IncidentState, found: Match) -> dict[str, str]:
+        values = dict(found.values)
+        values |= {
+            "incident_id": state.id,
+            "journey": state.journey,
+            "action": found.key,
+            "priority": self.pipeline.settings.impact(state).priority,
+        }
+        url = incident_url(self.pipeline.settings.config.server.external_url, state.id)
+        if url is not None:
+            values["incident_url"] = url
+        return values
+
+    async def _record(
+        self,
+        state: IncidentState,
+        key: str,
+        title: str,
+        by: str,
+        status: RunStatus,
+        result: str,
+        once: str,
+        due: int | None = None,
+    ) -> None:
+        now = self.pipeline.now_ms()
+        record = ActionRunRecord(
+            action=key,
+            by=by,
+            at=now,
+            status=status,
+            result=result,
+            title=title,
+            firing=state.firing_count,
+            kpi_off=kpi_off(state.kpis),
+        )
+        said = f"{title}: {_WORDS[status]} (by {by})" + (f": {result}" if result else "")
+        annotation = Annotation(
+            append={"actions_run": [record.model_dump(mode="json")]},
+            timeline=[TimelineEntry(at=now, kind=TIMELINE_KIND, text=said)],
+            jobs=self._posts(state, said, now),
+            once=once,
+            due=due,
+        )
+        if await self.pipeline.store.annotate(state.id, annotation, now) == "ok":
+            self.pipeline.metrics.action_runs.labels(state.journey, key, status).inc()
+            log = logger.warning if status in ("failed", "refused") else logger.info
+            log("action %s of incident %s: %s", key, state.id, said)
+
+    def _posts(self, state: IncidentState, said: str, now: int) -> Sequence[Job]:
+        """A reply in the Slack thread and a Jira comment, where the incident went."""
+        return [
+            Job(incident=state.id, sink=sink, kind="update", changes=[said], due=now)
+            for sink in _POSTED
+            if sink in self.pipeline.sinks and sink in state.sinks
+        ]
+
+
+def _title(action: Action, values: dict[str, str]) -> str:
+    shown = {"version": "the version deployed", "previous_version": PREVIOUS_UNKNOWN}
+    return render(action.title, shown | values)
+
+
+def _once(what: str, incident_id: str, key: str, detail: str | None) -> str:
+    return f"action:{what}:{incident_id}:{key}" + (f":{detail}" if detail else "")

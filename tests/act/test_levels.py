@@ -1,0 +1,175 @@
+"""The same storm after a deploy at each automation level, and the guard rails, end to end:
+webhook in, scheduler ticks on a fake clock, runs through the outbox to a fake deploy
+system that checks signatures and idempotency keys."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FakeClock, make_alert
+from tests.support.fake_deploy import FIRST_ALERT, FakeDeploy, deploys, journeys, serve_deploy
+from tests.support.harness import Harness, harness, write_config
+
+pytestmark = pytest.mark.anyio
+
+DEPLOYS = deploys()
+
+
+@pytest.fixture
+def deploy() -> Iterator[FakeDeploy]:
+    with serve_deploy() as fake:
+        yield fake
+
+
+@contextlib.asynccontextmanager
+async def stormed(
+    tmp: Path, deploy: FakeDeploy, level: str, automation: str = "", *, when: str = ""
+) -> AsyncIterator[tuple[Harness, str]]:
+    """A receiver at ``level``, the deploys posted, then a storm of five alerts on
+    payment-service; the incident is notified (group_wait over) when this yields."""
+    text = "outbox: {backoff_initial: 1s, backoff_max: 2s, max_attempts: 3}\n" + automation
+    cfg = write_config(tmp, text, journeys=journeys(tmp, deploy.url, level, when))
+    clock = FakeClock(FIRST_ALERT - 60)
+    async with harness(cfg, clock) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(DEPLOYS))).is_success
+        clock.now = FIRST_ALERT
+        storm = [make_alert(alertname=f"Errors{i}") for i in range(5)]
+        (inc,) = (await rx.post(storm)).json()["incidents"]
+        await rx.tick(30)
+        assert rx.sink.kinds() == ["open"]
+        yield rx, inc
+
+
+async def runs(rx: Harness, inc: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = (await rx.incident(inc))["actions_run"]
+    return found
+
+
+async def test_observe_keeps_the_suggestion_on_the_incident_and_off_the_sinks(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    async with stormed(tmp_path, deploy, "observe") as (rx, inc):
+        sent = rx.sink.sent[0][2]
+        assert sent.sink_actions == []
+        detail = await rx.incident(inc)
+        assert [a["title"] for a in detail["suggested_actions"]] == [
+            "Roll back payment-service to v41"
+        ]
+        await rx.tick(300)
+        assert deploy.calls == [] and await runs(rx, inc) == []
+
+
+async def test_recommend_shows_the_suggestion_and_runs_nothing(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    async with stormed(tmp_path, deploy, "recommend") as (rx, inc):
+        [action] = rx.sink.sent[0][2].sink_actions
+        assert (action["title"], action["runnable"]) == ("Roll back payment-service to v41", True)
+        await rx.tick(300)
+        assert deploy.calls == [] and await runs(rx, inc) == []
+
+
+async def test_auto_runs_once_signed_and_keyed_and_records_it(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        [effect] = deploy.effects
+        assert effect.key == f"{inc}/rollback"
+        assert effect.body == {"service": "payment-service", "to": "v41", "incident": inc}
+        [run] = await runs(rx, inc)
+        assert (run["action"], run["by"], run["status"]) == ("rollback", "auto", "ran")
+        assert run["title"] == "Roll back payment-service to v41"
+        assert run["result"].startswith("202: ")
+        # Later decisions (more alerts, KPI looks) never run it again.
+        await rx.post([make_alert(alertname="Errors9")])
+        for _ in range(5):
+            await rx.tick(120)
+        assert len(deploy.calls) == 1
+        timeline = [e["text"] for e in (await rx.incident(inc))["timeline"]]
+        assert "Roll back payment-service to v41: run asked by auto" in timeline
+        ran = "Roll back payment-service to v41: ran (by auto): 202"
+        assert any(t.startswith(ran) for t in timeline)
+        metrics = (await rx.client.get("/metrics")).text
+        assert (
+            'journey_receiver_action_runs_total{action="rollback",journey="checkout",'
+            'status="ran"} 1.0' in metrics
+        )
+
+
+async def test_auto_under_dry_run_calls_nothing_and_says_so_once(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    async with stormed(tmp_path, deploy, "auto", "automation: {dry_run: true}\n") as (rx, inc):
+        await rx.tick(120)
+        await rx.tick(120)
+        assert deploy.calls == []
+        [run] = await runs(rx, inc)
+        assert (run["status"], run["by"]) == ("dry_run", "auto")
+
+
+async def test_the_kill_switch_stops_auto_and_is_recorded_once(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    async with stormed(tmp_path, deploy, "auto", "automation: {enabled: false}\n") as (rx, inc):
+        await rx.tick(120)
+        await rx.tick(120)
+        assert deploy.calls == []
+        [run] = await runs(rx, inc)
+        assert (run["status"], run["by"]) == ("skipped", "auto")
+        assert "automation.enabled: false" in run["result"]
+
+
+async def test_the_rate_limit_holds_over_incidents(tmp_path: Path, deploy: FakeDeploy) -> None:
+    limit = "automation: {max_runs_per_hour: 1}\n"
+    async with stormed(tmp_path, deploy, "auto", limit) as (rx, inc):
+        assert len(deploy.effects) == 1
+        # A second region's storm: the same conditions, but the hour's one run is taken.
+        rx.clock.advance(60)
+        us = [{**d, "region": "us"} for d in DEPLOYS]
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(us))).is_success
+        (other,) = (await rx.post([make_alert(region="us")])).json()["incidents"]
+        await rx.tick(30)
+        assert other != inc and len(deploy.effects) == 1
+        [run] = await runs(rx, other)
+        assert run["status"] == "skipped"
+        assert "max_runs_per_hour (1)" in run["result"]
+        # An hour later the slot is free again: the next decision runs it.
+        rx.clock.advance(3600)
+        await rx.post([make_alert(region="us", alertname="More")])
+        await rx.tick(120)
+        assert len(deploy.effects) == 2
+        assert [r["status"] for r in await runs(rx, other)] == ["skipped", "ran"]
+
+
+async def test_auto_never_runs_on_a_deploy_older_than_within(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    early = [{**DEPLOYS[0]}, {**DEPLOYS[1], "at": "2026-04-18T07:50:00Z"}]
+    cfg = write_config(tmp_path, journeys=journeys(tmp_path, deploy.url, "auto"))
+    clock = FakeClock(FIRST_ALERT - 60)
+    async with harness(cfg, clock) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(early))).is_success
+        clock.now = FIRST_ALERT
+        (inc,) = (await rx.post([make_alert()])).json()["incidents"]
+        await rx.tick(30)
+        await rx.tick(120)
+        assert deploy.calls == [] and await runs(rx, inc) == []
+
+
+async def test_a_failing_deploy_system_is_retried_then_recorded_as_failed(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    deploy.fail(400, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        [run] = await runs(rx, inc)
+        assert run["status"] == "failed"
+        assert "400" in run["result"]
+        # Failed is settled: later decisions do not try again by themselves.
+        await rx.tick(120)
+        assert len(deploy.server.seen) == 1 and deploy.effects == []
