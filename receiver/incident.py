@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from receiver.actions import suggest
 from receiver.alertmanager.links import alerts_link, silence_link
 from receiver.causes import CAUSE_CONFIDENCE, change_of, leading, span
-from receiver.config import Journey
+from receiver.config import Automation, Journey
 from receiver.scoring import Impact, badness
 from receiver.store.records import (
     AlertPage,
@@ -59,7 +59,7 @@ class Incident(BaseModel):
     probable_causes: list[dict[str, Any]]
     runbooks: list[dict[str, str]]
     suggested_actions: list[dict[str, Any]]
-    automation: str
+    automation: Automation
     actions_run: list[dict[str, Any]]
     owner: dict[str, Any]
     timeline: list[dict[str, str]]

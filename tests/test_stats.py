@@ -42,6 +42,7 @@ from receiver.store.redis import RedisStore
 from tests.conftest import PROMETHEUS_DATA, T0, FakeClock, make_alert
 from tests.store.builders import group, placed
 from tests.support.harness import Harness, harness, write_config
+from tests.support.incidents import incident_state as state
 
 pytestmark = pytest.mark.anyio
 
@@ -118,13 +119,26 @@ async def feedback(rx: Harness, incident: str, useful: bool) -> None:
     assert r.status_code == 201, r.text
 
 
+async def acted(rx: Harness, incident: str, at: float) -> None:
+    """A rollback refused to bob, then run by alice; its outcome window told it helped."""
+    ms = round(at * 1000)
+    runs = [
+        {"action": "rollback", "by": "bob", "at": ms, "status": "refused", "result": "no"},
+        {"action": "rollback", "by": "alice", "at": ms + 1, "status": "ran", "result": "202"},
+    ]
+    told = {"rollback": {"verdict": "helped", "at": ms + 900_000, "because": "resolved"}}
+    annotation = Annotation(append={"actions_run": runs}, merge={"action_outcomes": told})
+    assert await rx.receiver.store.annotate(incident, annotation, ms) == "ok"
+
+
 async def seed(rx: Harness) -> dict[str, str]:
     """The history every figure below is worked out from (times in seconds):
 
     OLD  checkout/us  T0: OldAlert from T0, notified T0+30, its alert ends T0+60, resolved
                       by its alerts T0+360 (after resolve_after).
     A    checkout/eu  T1: PaymentErrors x2 + PaymentLatency from T1-60, notified T1+30,
-                      acked T1+90, feedback useful, its alerts end T1+600, resolved by
+                      acked T1+90, feedback useful, a rollback refused to bob then run
+                      by alice at T1+120 (it helped), its alerts end T1+600, resolved by
                       them T1+900.
     B    checkout/ap  T1+3600: PaymentErrors from T1+3600, notified T1+3630, acked T1+3750,
                       resolved by a person T1+4800 (its alert keeps firing), not useful.
@@ -151,6 +165,7 @@ async def seed(rx: Harness) -> dict[str, str]:
     await rx.tick(30)
     await respond(rx, ids["a"], acknowledged_at=T1 + 90)
     await feedback(rx, ids["a"], useful=True)
+    await acted(rx, ids["a"], T1 + 120)
     rx.clock.now = T1 + 600
     await rx.post(ended(a, T1 + 600))
     await rx.tick(300)
@@ -226,8 +241,15 @@ NOTHING = {
         "revenue_at_risk_total": None,
         "change_to_detection_s_p50": None,
     },
+    "actions": {
+        "ran": 0, "failed": 0, "refused": 0, "skipped": 0, "dry_run": 0,
+        "helped": 0, "no_change": 0, "worse": 0, "helped_pct": None,
+    },
     "minutes_degraded": 0.0,
-}
+}  # fmt: skip
+ACTED = {
+    **NOTHING["actions"], "ran": 1, "refused": 1, "helped": 1, "helped_pct": 100.0,
+}  # fmt: skip
 
 
 async def test_the_week_in_figures(tmp_path: Path) -> None:
@@ -255,6 +277,8 @@ async def test_the_week_in_figures(tmp_path: Path) -> None:
         "ack_pct": 66.7,  # A, B of A, B, D notified
     }
     assert figures["business"] == NO_BUSINESS  # no KPI carries revenue
+    assert figures["actions"] == ACTED  # A's rollback: refused once, ran once, helped
+    assert figures["journeys"]["browse"]["actions"] == NOTHING["actions"]
     assert list(figures["journeys"]) == ["checkout", "browse", "unmapped"]
     checkout = figures["journeys"]["checkout"]
     assert checkout["signal"] == {
@@ -277,6 +301,19 @@ async def test_the_week_in_figures(tmp_path: Path) -> None:
     assert browse["response"] == {"mtta_s_p50": None, "mttr_s_p50": None, "ack_pct": 0.0}
     assert browse["minutes_degraded"] == 0.0  # D is P5
     assert figures["journeys"]["unmapped"] == NOTHING
+
+
+async def test_the_value_page_shows_what_actions_did(tmp_path: Path) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        rx.clock.now = NOW
+        page = await rx.client.get("/stats?window=7d")
+    assert page.status_code == 200, page.text
+    assert "1 run(s), 0 failed, 1 refused" in page.text
+    assert "100% of the runs with an outcome helped (1 helped, 0 no change" in page.text
+    table = page.text.split('id="actions-table"')[1]
+    row = table.split('<tr data-journey="checkout">')[1].split("</tr>")[0]
+    assert "<td>1</td><td>0</td><td>1</td><td>0</td><td>0</td><td>100%</td>" in row
 
 
 async def test_a_longer_window_reaches_further_back(tmp_path: Path) -> None:
@@ -305,9 +342,9 @@ async def test_one_journey(tmp_path: Path) -> None:
         "noisy_alertnames": [noisy("FlakyProbe", 1, 1, 0), noisy("SearchSlow", 1, 1, 0)],
     }
     assert figures["response"] == {"mtta_s_p50": None, "mttr_s_p50": None, "ack_pct": 0.0}
-    assert {k: v for k, v in figures.items() if k in ("signal", "response", "business")} == {
-        k: v for k, v in figures["journeys"]["browse"].items() if k != "minutes_degraded"
-    }
+    assert {
+        k: v for k, v in figures.items() if k in ("signal", "response", "business", "actions")
+    } == {k: v for k, v in figures["journeys"]["browse"].items() if k != "minutes_degraded"}
 
 
 DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
@@ -562,21 +599,6 @@ async def test_the_store_reads_a_window_by_creation_time(store: RedisStore) -> N
 MIN = 60_000
 
 
-def state(n: int = 1, **fields: Any) -> IncidentState:
-    base: dict[str, Any] = {
-        "id": f"checkout-x-{n}",
-        "key": "checkout",
-        "digest": "x",
-        "journey": "checkout",
-        "group_labels": {},
-        "status": "open",
-        "created_at": 0,
-        "updated_at": 0,
-        "first_firing_at": 0,
-    }
-    return IncidentState.model_validate({**base, **fields})
-
-
 def roll_up(*states: IncidentState, names: dict[int, list[str]] | None = None) -> Stats:
     outcomes = [Outcome(s, frozenset((names or {}).get(i, []))) for i, s in enumerate(states)]
     return compute(outcomes, 0, 60 * MIN, ["checkout"])
@@ -594,7 +616,7 @@ def test_median_and_percent() -> None:
 
 def test_no_incidents_give_nulls_not_zero_divisions() -> None:
     stats = roll_up()
-    assert stats.model_dump(include={"signal", "response", "business"}) == {
+    assert stats.model_dump(include={"signal", "response", "business", "actions"}) == {
         k: v for k, v in NOTHING.items() if k != "minutes_degraded"
     }
     assert stats.journeys["checkout"].model_dump() == NOTHING

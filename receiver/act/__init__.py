@@ -16,6 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+STATUS_WORDS: dict[str, str] = {
+    "ran": "ran",
+    "failed": "failed",
+    "refused": "refused",
+    "skipped": "not run",
+    "dry_run": "dry run (nothing called)",
+}
+"""How a run's status reads in the timeline, the sinks and the pages."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunRequest:

@@ -51,9 +51,7 @@ def blocked(
     return None
 
 
-async def take_slot(
-    store: GroupStore, config: AutomationConfig, holder: str, now_ms: int
-) -> bool:
+async def take_slot(store: GroupStore, config: AutomationConfig, holder: str, now_ms: int) -> bool:
     """One of the hour's ``max_runs_per_hour`` run slots for ``holder`` (the run: asking
     again takes no second one); False when all are taken."""
     limit = config.max_runs_per_hour

@@ -22,6 +22,11 @@ from receiver.store.records import (
 )
 
 WORSE_POINTS = 10.0
+VERDICT_WORDS: dict[str, str] = {
+    "helped": "helped",
+    "no_change": "no change",
+    "worse": "made it worse",
+}
 
 
 def kpi_off(kpis: Iterable[KpiRecord]) -> float | None:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from receiver.act import RunRequest, levels
+from receiver.act import STATUS_WORDS, RunRequest, levels
 from receiver.act.guards import blocked, take_slot
 from receiver.act.levels import Person
 from receiver.act.outcome import kpi_off
@@ -53,13 +53,8 @@ TIMELINE_KIND = "action"
 _POSTED = ("slack", "jira")
 # Decisions after which the receiver does not ask for the same action again by itself.
 _SETTLED = frozenset({"ran", "failed", "dry_run"})
-_WORDS: dict[RunStatus, str] = {
-    "ran": "ran",
-    "failed": "failed",
-    "refused": "refused",
-    "skipped": "not run",
-    "dry_run": "dry run (nothing called)",
-}
+DONE = frozenset({"ran", "failed"})
+"""Statuses after which the action runs no more on the incident, whoever asks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +134,7 @@ class Runs:
         why = why or blocked(cfg, state, found, values)
         if why is not None:
             return await self._refuse(state, key, title, person, why, press_id)
-        if any(r.action == key and r.status in ("ran", "failed") for r in state.actions_run):
+        if any(r.action == key and r.status in DONE for r in state.actions_run):
             return Answer("already", f"{title} already ran for this incident")
         if cfg.dry_run:
             text = "automation.dry_run is on: it would have run now"
@@ -279,7 +274,7 @@ class Runs:
             firing=state.firing_count,
             kpi_off=kpi_off(state.kpis),
         )
-        said = f"{title}: {_WORDS[status]} (by {by})" + (f": {result}" if result else "")
+        said = f"{title}: {STATUS_WORDS[status]} (by {by})" + (f": {result}" if result else "")
         annotation = Annotation(
             append={"actions_run": [record.model_dump(mode="json")]},
             timeline=[TimelineEntry(at=now, kind=TIMELINE_KIND, text=said)],

@@ -12,14 +12,17 @@ A past incident without alertnames on record (one from before they were kept) is
 on services and stages alone, their weights scaled up to 1. The most similar ones, at
 least ``MIN_SIMILARITY`` and at most ``SHOWN``, newest first among equals, are kept on the
 incident's ``similar`` with what their people said fixed them (the latest ``fixed_by``,
-else ``action`` of their feedback). Suggested actions then carry ``history``: "fixed 3
-of 4 similar incidents".
+else ``action`` of their feedback) and how the actions that ran there went (the verdicts
+of ``receiver/act/outcome.py``). Suggested actions then carry ``history``: "fixed 3 of 4
+similar incidents; ran on 2: helped 2".
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 
+from receiver.act.outcome import VERDICT_WORDS
 from receiver.store.base import GroupStore
 from receiver.store.records import IncidentState, SimilarRecord
 
@@ -71,6 +74,7 @@ def rank(new: IncidentState, candidates: Sequence[IncidentState]) -> list[Simila
             created_at=past.created_at,
             similarity=score,
             fixed_by=fixed_by(past),
+            outcomes={key: told.verdict for key, told in past.action_outcomes.items()},
         )
         for score, past in kept[:SHOWN]
     ]
@@ -84,8 +88,15 @@ async def find(
 
 
 def history(action_id: str, similar: Sequence[SimilarRecord]) -> str | None:
-    """ "fixed 3 of 4 similar incidents" for the action ``action_id``; None without any."""
+    """ "fixed 3 of 4 similar incidents" for the action ``action_id`` (as their people
+    said), and where it ran, how that went: "; ran on 2: helped 2"; None without any."""
     if not similar:
         return None
     fixed = sum(s.fixed_by == action_id for s in similar)
-    return f"fixed {fixed} of {len(similar)} similar incidents"
+    said = f"fixed {fixed} of {len(similar)} similar incidents"
+    verdicts = [s.outcomes[action_id] for s in similar if action_id in s.outcomes]
+    if verdicts:
+        told = Counter(verdicts)
+        parts = [f"{words} {told[v]}" for v, words in VERDICT_WORDS.items() if told[v]]
+        said += f"; ran on {len(verdicts)}: " + ", ".join(parts)
+    return said

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import statistics
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -103,10 +104,26 @@ class Business(_Figure):
     change_to_detection_s_p50: float | None
 
 
+class ActionFigures(_Figure):
+    """Action runs decided in the window's incidents (``actions_run``), by status, and the
+    verdicts of their outcome windows; ``helped_pct`` of the runs with a verdict."""
+
+    ran: int
+    failed: int
+    refused: int
+    skipped: int
+    dry_run: int
+    helped: int
+    no_change: int
+    worse: int
+    helped_pct: float | None
+
+
 class Figures(_Figure):
     signal: Signal
     response: ResponseFigures
     business: Business
+    actions: ActionFigures
 
 
 class JourneyFigures(Figures):
@@ -167,6 +184,7 @@ def compute(
         signal=overall.signal,
         response=overall.response,
         business=overall.business,
+        actions=overall.actions,
         window=window,
         since=rfc3339(since_ms) or "",
         until=rfc3339(until_ms) or "",
@@ -181,6 +199,7 @@ def _journey(outcomes: Sequence[Outcome], since_ms: int, until_ms: int) -> Journ
         signal=figures.signal,
         response=figures.response,
         business=figures.business,
+        actions=figures.actions,
         minutes_degraded=minutes_degraded(outcomes, since_ms, until_ms),
     )
 
@@ -222,6 +241,23 @@ def _figures(outcomes: Sequence[Outcome], until_ms: int) -> Figures:
                 [d for s in states if (d := change_to_detection_s(s)) is not None]
             ),
         ),
+        actions=action_figures(states),
+    )
+
+
+def action_figures(states: Sequence[IncidentState]) -> ActionFigures:
+    runs = Counter(r.status for s in states for r in s.actions_run)
+    verdicts = Counter(o.verdict for s in states for o in s.action_outcomes.values())
+    return ActionFigures(
+        ran=runs["ran"],
+        failed=runs["failed"],
+        refused=runs["refused"],
+        skipped=runs["skipped"],
+        dry_run=runs["dry_run"],
+        helped=verdicts["helped"],
+        no_change=verdicts["no_change"],
+        worse=verdicts["worse"],
+        helped_pct=pct(verdicts["helped"], verdicts.total()),
     )
 
 

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from receiver.act import STATUS_WORDS
 from receiver.incident import Incident, kpi_line
 from receiver.models import NotificationKind
 from receiver.store.records import KpiRecord
@@ -328,7 +329,7 @@ def _people(incident: Incident) -> list[str]:
     items += [f"Silenced {_span(at, ends)} by {by}" for by, at, ends in requests][-_SILENCES_SHOWN:]
     if incident.actions_run:
         last = incident.actions_run[-1]
-        said = {"skipped": "not run", "dry_run": "dry run"}.get(last["status"], last["status"])
+        said = STATUS_WORDS.get(last["status"], last["status"])
         items.append(f"{last.get('title') or last['action']}: {said} (by {last['by']})")
     # At most 9 items, within the context block's 10.
     return [clip(escape(item), _PEOPLE_ITEM_MAX) for item in items]

@@ -150,6 +150,8 @@ class SimilarRecord(_Record):
     created_at: int
     similarity: float
     fixed_by: str | None = None
+    outcomes: StrMap = Field(default_factory=dict)
+    """Action id -> the verdict of its run there (helped, no_change, worse)."""
 
 
 class ResponseRecord(_Record):

@@ -1,4 +1,4 @@
-"""``/incidents/{id}``: one incident as a chart, and its feedback form.
+"""``/incidents/{id}``: one incident as a chart, its feedback form and its Run buttons.
 
 The page reads the incident as ``GET /api/v1/incidents/{id}`` does (``store.load``, then
 ``pipeline.incident``) and records feedback as ``POST /api/v1/incidents/{id}/feedback``
@@ -6,10 +6,29 @@ does (``receiver.feedback.record_feedback``). Every label and annotation is aler
 untrusted: the template escapes it, and a link is only made of an http(s) URL
 (:func:`web_url`). The KPI charts are the one piece of markup not made by the template:
 SVG from ``receiver.web.charts``, which escapes its own text.
+
+Run (a journey at ``assist`` or ``auto``, an open incident, a runnable action) is two
+POSTs to ``/incidents/{id}/actions/{action}/run``, so it works without JavaScript: the
+first answers with a page asking to confirm, the second (``confirm=yes``) presses Run as
+Slack's button does (``receiver.runs.press``) and sends the browser back to the incident,
+told a fixed sentence per answer (``?ran=<status>``) above the recorded runs.
+
+Who pressed it: both POSTs need the write role (a session signed in with a write token,
+or writes open), else the refused page. The person is the viewer's name, lowercased as
+its only id (:func:`person_of`): the name typed at sign-in, or the trusted proxy's user.
+``press`` runs the action only when that name is one of the journey's
+``owner.responders`` (so write it there as people sign in, e.g. their e-mail address) and
+records a refusal otherwise. The name typed at sign-in is the person's word, not proven:
+anyone holding a write token can type a responder's name, so on the pages the responders
+list narrows who runs an action by mistake, and the write token is what keeps strangers
+out. A viewer known by the trusted proxy's header may read only, so presses nothing.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -19,16 +38,35 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from receiver.act import STATUS_WORDS
+from receiver.act.levels import Person, shows_run_button
+from receiver.act.outcome import VERDICT_WORDS
+from receiver.act.runs import DONE
 from receiver.feedback import Feedback, record_feedback
 from receiver.incident import Incident
+from receiver.web.auth import Viewer
 from receiver.web.pages import FormError, Visit, form, render
 from receiver.web.series import ChartUnavailable, KpiSeries, kpi_series
 
 if TYPE_CHECKING:
     from receiver.app import Receiver
 
+logger = logging.getLogger("journey_receiver.web")
+
 FIXED_OTHER = ""
 """The ``fixed_by`` choice meaning "none of the suggested actions" (the free text says)."""
+NO_NAME = "someone with no name (writes are open)"
+"""``by`` of a press from a viewer the pages know no name of: no responder is called that."""
+
+RAN: dict[str, str] = {
+    "queued": "Asked to run. It runs in a moment; its result shows under Runs.",
+    "refused": "Not run: refused. The reason is recorded under Runs.",
+    "dry_run": "Not run: automation.dry_run is on, so nothing was called. Recorded under Runs.",
+    "already": "Not run again: it already ran, or was already asked for, on this incident.",
+}
+"""What the incident page says after a confirmed Run, per ``Answer.status``: fixed text,
+so nothing of the query is ever shown."""
+_PRESS = re.compile(r"[A-Za-z0-9_-]{16}")
 
 
 def web_url(value: object) -> str | None:
@@ -63,8 +101,60 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "may_write": visit.viewer is not None and visit.viewer.may("write"),
             "thanks": request.query_params.get("thanks") == "1",
             "fixed_other": FIXED_OTHER,
+            "run_here": _runs_here(incident),
+            "runs": [_run(r) for r in reversed(incident.actions_run)],
+            "done": {r.get("action") for r in incident.actions_run if r.get("status") in DONE},
+            "ran": RAN.get(request.query_params.get("ran", "")),
         },
     )
+
+
+def person_of(viewer: Viewer | None) -> Person:
+    """The person pressing Run on a page: the viewer's name (typed at sign-in, or the
+    trusted proxy's user) is both who the incident records and, lowercased, the one id
+    matched against ``owner.responders``. A viewer with no name matches nobody."""
+    name = viewer.name if viewer is not None and viewer.name else None
+    return Person.of(name or NO_NAME, [name] if name else [])
+
+
+async def post_run(request: Request, receiver: Receiver) -> Response:
+    """Run an action: without ``confirm=yes`` the page asking to confirm, with it the press
+    (once per confirmation page: a double submit is one press) and back to the incident."""
+    incident_id = request.path_params["incident_id"]
+    key = request.path_params["action_id"]
+    fields = await form(request)
+    stored = await receiver.store.load(incident_id)
+    if stored is None:
+        return render(request, "incident_missing.html", {"incident_id": incident_id}, status=404)
+    here = f"/incidents/{quote(incident_id, safe='')}"
+    if fields.get("confirm") != "yes":
+        incident = await receiver.pipeline.incident(stored)
+        action = next((a for a in incident.suggested_actions if a.get("id") == key), None)
+        return render(
+            request,
+            "run_confirm.html",
+            {
+                "incident": incident,
+                "key": key,
+                "title": action["title"] if action else key,
+                "suggested": action is not None,
+                "back": f"{here}#actions",
+                "press": secrets.token_urlsafe(12),
+            },
+        )
+    visit: Visit = request.state.visit
+    person = person_of(visit.viewer)
+    press = fields.get("press", "")
+    press_id = f"web:{press}" if _PRESS.fullmatch(press) else None
+    answer = await receiver.runs.press(stored.state, key, person, press_id)
+    logger.info(
+        "Run of %s on incident %s pressed on its page by %s: %s",
+        key,
+        incident_id,
+        person.who,
+        answer.status,
+    )
+    return RedirectResponse(f"{here}?ran={answer.status}#runs", status_code=303)
 
 
 async def post_incident_feedback(request: Request, receiver: Receiver) -> Response:
@@ -121,6 +211,39 @@ async def _charts(receiver: Receiver, incident: Incident) -> list[KpiSeries | Ch
         for index in range(len(journey.kpis)):
             tasks.start_soon(chart, index)
     return [c for c in charts if c is not None]
+
+
+def _runs_here(incident: Incident) -> str | None:
+    """Why the page shows no Run button on this incident; None when it shows them."""
+    if not shows_run_button(incident.automation):
+        return f"The journey is at {incident.automation}: its actions are not run from here."
+    if incident.status != "open":
+        return "The incident is resolved: its actions are not run any more."
+    return None
+
+
+def _run(run: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``actions_run`` as the page shows it, its status and verdict in words."""
+    status = str(run.get("status", ""))
+    told = run.get("outcome")
+    outcome = None
+    if isinstance(told, dict):
+        verdict = str(told.get("verdict", ""))
+        outcome = {
+            "verdict": verdict,
+            "words": VERDICT_WORDS.get(verdict, verdict),
+            "because": told.get("because", ""),
+            "at": told.get("at") or "",
+        }
+    return {
+        "title": run.get("title") or run.get("action", ""),
+        "status": status,
+        "words": STATUS_WORDS.get(status, status),
+        "by": run.get("by", ""),
+        "at": run.get("at") or "",
+        "result": run.get("result", ""),
+        "outcome": outcome,
+    }
 
 
 def _moment(rfc3339: str) -> datetime:

@@ -1,4 +1,4 @@
-"""Page routes: sign-in, sign-out, the board; ``/static/`` for the style sheet.
+"""Page routes: sign-in, sign-out, the board, an incident (feedback, Run); ``/static/``.
 
 The pages read through the same store calls as the JSON API (no second query path).
 """
@@ -125,6 +125,11 @@ routes: list[BaseRoute] = [
     Route(
         "/incidents/{incident_id}/feedback",
         page(incident_page.post_incident_feedback, role="write"),
+        methods=["POST"],
+    ),
+    Route(
+        "/incidents/{incident_id}/actions/{action_id}/run",
+        page(incident_page.post_run, role="write"),
         methods=["POST"],
     ),
     Route("/signin", page(signin_form, role=None), methods=["GET"]),

@@ -152,3 +152,41 @@ async def test_a_click_that_is_not_signed_runs_nothing(
     assert (await slack.send(body, headers)).status_code == 401
     await rx.tick(1)
     assert deploy.calls == [] and await runs(rx, incident_id) == []
+
+
+async def test_a_deploy_older_than_within_is_refused_with_the_reason(
+    rx: Harness, slack: Slack, deploy: FakeDeploy
+) -> None:
+    incident_id = await opened(rx)
+    # The Run button was on the message; by the time Alice presses it the storm looks
+    # otherwise: the journeys file now wants the deploy within 1 minute.
+    path = rx.receiver.settings.config.journeys_file
+    path.write_text(path.read_text().replace("within: 15m", "within: 1m"))
+    rx.receiver.reload()
+
+    await slack.click(RUN, incident_id, ALICE)
+    await rx.tick(1)
+    assert deploy.calls == []
+    [run] = await runs(rx, incident_id)
+    assert (run["status"], run["by"]) == ("refused", "@alice (U0ALICE)")
+    assert run["result"] == (
+        "its conditions do not hold now: the deploy of payment-service was 2 min before the "
+        "first alert, more than 1 min"
+    )
+
+
+async def test_the_kill_switch_refuses_a_responder(
+    rx: Harness, slack: Slack, deploy: FakeDeploy
+) -> None:
+    incident_id = await opened(rx)
+    config = rx.receiver.config_path
+    assert config is not None
+    config.write_text(config.read_text() + "automation: {enabled: false}\n")
+    rx.receiver.reload()
+
+    await slack.click(RUN, incident_id, ALICE)
+    assert "automation is switched off" in slack.responses()[-1]["text"]
+    await rx.tick(1)
+    assert deploy.calls == []
+    [run] = await runs(rx, incident_id)
+    assert run["status"] == "refused"

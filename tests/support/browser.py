@@ -12,6 +12,7 @@ without it. ``Tab.shot(name)`` saves a screenshot: to ``docs/screenshots/`` with
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -84,6 +85,16 @@ class Site:
     def receiver(self) -> Receiver:
         receiver: Receiver = self.app.state.receiver
         return receiver
+
+    def api(self, method: str, path: str, payload: object = None) -> httpx.Response:
+        """The JSON API with the write token."""
+        return httpx.request(
+            method,
+            f"{self.url}{path}",
+            content=None if payload is None else json.dumps(payload),
+            headers={"Authorization": f"Bearer {WRITE_TOKEN}", "Content-Type": "application/json"},
+            timeout=10,
+        )
 
     def post_webhook(self, payload: bytes) -> httpx.Response:
         response = httpx.post(

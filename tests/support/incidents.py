@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.incident import Incident, rfc3339
-from receiver.store.records import KpiRecord
+from receiver.store.records import IncidentState, KpiRecord
 
 CREATED_MS = 1_776_506_400_000  # 2026-04-18T10:00:00Z
 RUNBOOK_URL = "https://runbooks.example.com/rb-17"
@@ -93,3 +93,19 @@ def make_incident(**overrides: Any) -> Incident:
         "similar": [],
     }
     return Incident(**(fields | overrides))
+
+
+def incident_state(n: int = 1, **fields: Any) -> IncidentState:
+    """A bare open checkout incident's state (times 0), with ``fields`` on top."""
+    base: dict[str, Any] = {
+        "id": f"checkout-x-{n}",
+        "key": "checkout",
+        "digest": "x",
+        "journey": "checkout",
+        "group_labels": {},
+        "status": "open",
+        "created_at": 0,
+        "updated_at": 0,
+        "first_firing_at": 0,
+    }
+    return IncidentState.model_validate(base | fields)

@@ -8,13 +8,11 @@ conversion KPI here reads it.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from playwright.sync_api import expect
@@ -65,22 +63,12 @@ def site(tmp_path: Path, clock: FakeClock, prometheus_url: str) -> Iterator[Site
         yield served
 
 
-def api(site: Site, method: str, path: str, payload: object = None) -> httpx.Response:
-    return httpx.request(
-        method,
-        f"{site.url}{path}",
-        content=None if payload is None else json.dumps(payload),
-        headers={"Authorization": f"Bearer {WRITE_TOKEN}", "Content-Type": "application/json"},
-        timeout=10,
-    )
-
-
 def open_incident(site: Site, *extra_alerts: dict[str, Any]) -> str:
     """A checkout/eu incident after a deploy of payment-service, past group_wait."""
     for version, at in (("2026.04.17-1", "06:00"), ("2026.04.18-3", "08:05")):
         event = {"type": "deploy", "service": "payment-service", "version": version}
         event |= {"environment": "prod", "region": "eu", "at": f"2026-04-18T{at}:00Z"}
-        assert api(site, "POST", "/api/v1/events", event).status_code == 202
+        assert site.api("POST", "/api/v1/events", event).status_code == 202
     site.clock.advance(60)
     answer = site.post_webhook(body([make_alert("payment-service"), *extra_alerts]))
     incident_id: str = answer.json()["incidents"][0]
@@ -90,7 +78,7 @@ def open_incident(site: Site, *extra_alerts: dict[str, Any]) -> str:
 
 
 def incident_json(site: Site, incident_id: str) -> dict[str, Any]:
-    answer = api(site, "GET", f"/api/v1/incidents/{incident_id}")
+    answer = site.api("GET", f"/api/v1/incidents/{incident_id}")
     assert answer.status_code == 200, answer.text
     data: dict[str, Any] = answer.json()
     return data
