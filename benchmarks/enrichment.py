@@ -341,6 +341,7 @@ def receiver_config(
 ) -> Path:
     cfg: dict[str, Any] = {
         "journeys_file": str(journeys),
+        "server": {"auth": {"allow_open": True}},  # in-process, no port
         "store": {"url": f"redis://127.0.0.1:{redis_port}/0", "key_prefix": f"bench-{name}"},
         "grouping": {
             "group_by": ["env", "region"],

@@ -310,6 +310,8 @@ def receiver_config(workdir: Path, redis_port: int, scheduler: bool = True) -> P
     cfg.setdefault("store", {})["url"] = f"redis://127.0.0.1:{redis_port}/0"
     cfg["store"]["key_prefix"] = "bench"
     cfg["journeys_file"] = str(EXAMPLE_JOURNEYS)
+    # Open on loopback unless WEBHOOK_TOKEN turns the example's auth on (auth_headers).
+    cfg["server"]["auth"]["allow_open"] = "WEBHOOK_TOKEN" not in os.environ
     if not scheduler:
         cfg.setdefault("scheduler", {})["tick"] = "1d"
     path = workdir / "receiver.yaml"

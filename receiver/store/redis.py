@@ -71,6 +71,7 @@ class RedisStore:
         self._p = "{" + settings.key_prefix + "}:"
         self._due = self._p + "due"
         self._idx = self._p + "idx"
+        self._alive = self._p + "alive"
         self._claims = self._p + "claims"
         self._events = self._p + "events"
         self._observe = observe or (lambda op, seconds: None)
@@ -149,7 +150,13 @@ class RedisStore:
         for _ in range(_PLAN_ATTEMPTS):
             if plan is None:
                 plan = await self._plan(fp_keys, journeys)
-            keys = [self._due, self._idx, *fp_keys, *self._planned_keys(plan, journeys)]
+            keys = [
+                self._due,
+                self._idx,
+                self._alive,
+                *fp_keys,
+                *self._planned_keys(plan, journeys),
+            ]
             raw = await self._ingest(keys=keys, args=[*args, orjson.dumps(plan)])
             if raw not in (b"retry", "retry"):
                 break
@@ -292,6 +299,7 @@ class RedisStore:
                     self._p + "seq:" + state.digest,
                     self.deliveries.job_counter,
                     self.deliveries.ready_key,
+                    self._alive,
                     *(self.deliveries.queue_key(job.queue) for job in jobs),
                 ],
                 args=[

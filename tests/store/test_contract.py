@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -638,3 +639,21 @@ async def test_a_lease_is_held_by_one_holder_until_it_expires(store: RedisStore)
     assert await store.take_lease("short", "replica-a", 1)
     await asyncio.sleep(0.01)  # a real Redis expiry: 1 ms, waited out
     assert await store.take_lease("short", "replica-b", 60_000)
+
+
+async def test_an_incident_kept_alive_past_the_retention_still_lists(store: RedisStore) -> None:
+    """The index is trimmed by when an incident was last kept alive, not by when it opened:
+    a storm longer than ``store.retention`` stays listed (and reconciled, and on the board)."""
+    day = 86_400_000
+    store.configure(replace(store.settings, retention_ms=2 * day))
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    for n in range(1, 6):  # one alert a day for five days: never two days without a change
+        await store.ingest([group(placed(f"a{n}"))], 0, T + n * day)
+    (other,) = await store.ingest([group(placed("b", region="us"), region="us")], 0, T + 5 * day)
+    assert {s.id for s in await store.list_incidents("open", None, 10)} == {
+        o.incident_id,
+        other.incident_id,
+    }
+    # Left alone for longer than the retention, an incident leaves the index with its keys.
+    await store.ingest([group(placed("b2", region="us"), region="us")], 0, T + 8 * day)
+    assert [s.id for s in await store.list_incidents("all", None, 10)] == [other.incident_id]

@@ -38,7 +38,7 @@ async def test_every_key_is_bounded_and_shares_one_hash_tag(redis_port: int) -> 
     keys = [k async for k in raw.scan_iter("*ttl*")]
     assert keys and all(k.startswith("{ttl}:") for k in keys)
     # Indexes are trimmed by score on every write; every other key expires by itself.
-    indexes = {"{ttl}:due", "{ttl}:idx", "{ttl}:events"}
+    indexes = {"{ttl}:due", "{ttl}:idx", "{ttl}:alive", "{ttl}:events"}
     for k in set(keys) - indexes:
         ttl = await raw.pttl(k)
         assert 0 < ttl <= 3_600_000, k

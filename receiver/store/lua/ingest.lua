@@ -1,7 +1,8 @@
 -- Apply one webhook batch atomically: every alert lands in the one incident of its key.
 --
 -- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
---          each given): 1 the due set, 2 the incident index, then the alerts' fp:<fp>,
+--          each given): 1 the due set, 2 the incident index, 3 the alive set, then the
+--          alerts' fp:<fp>,
 --          then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/tl
 --          keys of its current incident and of the one it would open next. The script
 --          names them the same way; it only touches what the plan foresaw.
@@ -39,6 +40,9 @@ local groups = cjson.decode(ARGV[8])
 local alerts = cjson.decode(ARGV[9])
 local due_key = KEYS[1]
 local idx_key = P .. 'idx'
+-- Incident id -> when its keys were last given a new lifetime (here or by commit.lua).
+-- The index is scored by creation, for listing; this says when an entry is gone.
+local alive_key = P .. 'alive'
 
 local CHUNK = 1000  -- unpack() has a limit on how many values it can spread
 
@@ -359,6 +363,7 @@ for _, entry in ipairs(order) do
       end
     end
     redis.call('PEXPIRE', inc_key, retention)
+    redis.call('ZADD', alive_key, now, id)
     redis.call('PEXPIRE', meta_key, retention)
     redis.call('PEXPIRE', body_key, retention)
     redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
@@ -371,6 +376,11 @@ for _, entry in ipairs(order) do
   results[#results + 1] = res
 end
 
--- Index entries of incidents long gone; the incidents themselves expire on their own.
-redis.call('ZREMRANGEBYSCORE', idx_key, '-inf', now - retention)
+-- Index entries of incidents long gone; the incidents themselves expire on their own. Not
+-- by creation time: a storm that lasts longer than the retention is still an incident.
+local gone = redis.call('ZRANGEBYSCORE', alive_key, '-inf', now - retention, 'LIMIT', 0, CHUNK)
+if #gone > 0 then
+  redis.call('ZREM', idx_key, unpack(gone))
+  redis.call('ZREM', alive_key, unpack(gone))
+end
 return cjson.encode(results)
