@@ -6,13 +6,14 @@ in one slot: the same code runs on one Redis, behind Sentinel, or on a cluster.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -52,6 +53,19 @@ _LIST_PAGE = 200
 _PLAN_ATTEMPTS = 10
 # Keys whose incident this replica remembers between batches (a storm has a few dozen).
 _INDEXES_KEPT = 10_000
+# Batches that waited for a running call go together in the next one, up to about this
+# many alerts: a script call blocks Redis for everyone while it runs.
+_ALERTS_PER_CALL = 2_000
+
+
+@dataclass
+class _Waiting:
+    """A batch waiting for the next script call, and where its outcomes go."""
+
+    groups: Sequence[AlertGroup]
+    truncated: int
+    now_ms: int
+    done: asyncio.Future[list[IngestOutcome]]
 
 
 class RedisStore:
@@ -77,6 +91,8 @@ class RedisStore:
         self._observe = observe or (lambda op, seconds: None)
         # digest -> (current incident id, id counter) as last seen here, newest last.
         self._indexes: OrderedDict[str, tuple[str | bool, str | bool]] = OrderedDict()
+        self._waiting: deque[_Waiting] = deque()
+        self._writer: asyncio.Task[None] | None = None
         self._ingest = client.register_script(script("ingest"))
         self._claim = client.register_script(script("claim"))
         self._commit = client.register_script(script("commit"))
@@ -90,13 +106,51 @@ class RedisStore:
         """Take new timers after a config reload; the key prefix stays as it was."""
         self.settings = replace(settings, key_prefix=self.settings.key_prefix)
 
-    @unavailable
     async def ingest(
         self, groups: Sequence[AlertGroup], truncated: int, now_ms: int
     ) -> list[IngestOutcome]:
+        """Apply one batch; its outcomes once it is in the store.
+
+        Batches that arrive while a script call is running wait for it and then go
+        together in the next one (group commit): under load a call carries many small
+        batches, so each incident's state is decoded and encoded once for all of them and
+        the call's fixed cost is shared; when calls do not overlap, a batch goes at once.
+        """
+        waiting = _Waiting(groups, truncated, now_ms, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await waiting.done
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            taken: list[_Waiting] = []
+            alerts = 0
+            # At least one batch, then whole batches up to the cap: a call stays short.
+            while self._waiting and (not taken or alerts < _ALERTS_PER_CALL):
+                taken.append(self._waiting.popleft())
+                alerts += sum(len(g.alerts) for g in taken[-1].groups)
+            try:
+                answers = await self._apply(taken)
+            except Exception as exc:  # every batch of the call failed with it
+                _fail(taken, exc)
+            except BaseException:
+                # Cancelled (the loop is going away): no batch may wait for ever.
+                _fail([*taken, *self._waiting], StoreUnavailable("ingest cancelled"))
+                self._waiting.clear()
+                raise
+            else:
+                for w, outcomes in zip(taken, answers, strict=True):
+                    if not w.done.done():
+                        w.done.set_result(outcomes)
+
+    @unavailable
+    async def _apply(self, batches: Sequence[_Waiting]) -> list[list[IngestOutcome]]:
+        """One ingest.lua call for ``batches``, applied in order; their outcomes."""
         cfg = self.settings
         metas = []
         records = []
+        groups = [g for b in batches for g in b.groups]
         for g in groups:
             for p in g.alerts:
                 a = p.alert
@@ -131,12 +185,12 @@ class RedisStore:
         # A handful of arguments whatever the batch size: redis-py packs each one in Python.
         args = [
             self._p,
-            now_ms,
+            max(b.now_ms for b in batches),
             cfg.group_wait_ms,
             cfg.reopen_window_ms,
             cfg.retention_ms,
             TIMELINE_CAP,
-            truncated,
+            orjson.dumps([(len(b.groups), b.truncated) for b in batches]),
             orjson.dumps(heads),
             orjson.dumps(metas),
             b"".join(records),
@@ -166,20 +220,23 @@ class RedisStore:
                 f"ingest: the store's indexes kept moving over {_PLAN_ATTEMPTS} attempts"
             )
         self._observe("ingest", time.perf_counter() - started)
-        results = orjson.loads(raw)
-        self._remember(results)
+        answers = [results or [] for results in orjson.loads(raw)]
+        self._remember([r for results in answers for r in results])
         return [
-            IngestOutcome(
-                incident_id=r["id"] or None,
-                journey=r["journey"],
-                opened=r["opened"],
-                reopened=r["reopened"],
-                changed=r["changed"],
-                duplicates=r["duplicates"],
-                ignored=r["ignored"],
-                alert_count=r["alert_count"],
-            )
-            for r in results
+            [
+                IngestOutcome(
+                    incident_id=r["id"] or None,
+                    journey=r["journey"],
+                    opened=r["opened"],
+                    reopened=r["reopened"],
+                    changed=r["changed"],
+                    duplicates=r["duplicates"],
+                    ignored=r["ignored"],
+                    alert_count=r["alert_count"],
+                )
+                for r in results
+            ]
+            for results in answers
         ]
 
     def _remembered(self, journeys: Mapping[str, str]) -> Plan | None:
@@ -455,6 +512,8 @@ class RedisStore:
         await self._r.ping()
 
     async def aclose(self) -> None:
+        if self._writer is not None:
+            await self._writer  # the batches already taken in get their answers
         await self._r.aclose()
         for helper in self._helpers:
             await helper.aclose()
@@ -507,6 +566,13 @@ def _known(digests: Sequence[str], answers: Sequence[Any]) -> Plan:
         d: (text(i) if i else False, text(q) if q else False)
         for d, i, q in zip(digests, ids, seqs, strict=True)
     }
+
+
+def _fail(batches: Sequence[_Waiting], exc: Exception) -> None:
+    for w in batches:
+        if not w.done.done():
+            w.done.set_exception(exc)
+            w.done.exception()  # retrieved: a request that went away never asks
 
 
 def _bytes(raw: bytes | str) -> bytes:

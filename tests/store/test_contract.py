@@ -657,3 +657,57 @@ async def test_an_incident_kept_alive_past_the_retention_still_lists(store: Redi
     # Left alone for longer than the retention, an incident leaves the index with its keys.
     await store.ingest([group(placed("b2", region="us"), region="us")], 0, T + 8 * day)
     assert [s.id for s in await store.list_incidents("all", None, 10)] == [other.incident_id]
+
+
+async def test_batches_that_wait_for_a_call_go_together_each_with_its_outcomes(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    script = store._ingest
+
+    async def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return await script(**kwargs)
+
+    monkeypatch.setattr(store, "_ingest", counted)
+    batches = [
+        [group(placed("a"))],
+        [group(placed("b"))],
+        [group(placed("a"))],  # a copy of the first: a duplicate by the time it is applied
+        [group(placed("u", region="us"), region="us")],
+        [group(placed("a", status="resolved"))],
+    ]
+    first, second, copy, other, resolving = await asyncio.gather(
+        *(store.ingest(b, 0, T) for b in batches)
+    )
+    assert len(calls) == 1  # all five waited for the writer: one script call
+    assert [(o.opened, o.changed, o.duplicates, o.alert_count) for o in first] == [(True, 1, 0, 1)]
+    assert [(o.opened, o.changed, o.alert_count) for o in second] == [(False, 1, 2)]
+    assert [(o.changed, o.duplicates) for o in copy] == [(0, 1)]
+    assert other[0].opened and other[0].incident_id != first[0].incident_id
+    assert [o.incident_id for o in (*second, *copy, *resolving)] == [first[0].incident_id] * 3
+    loaded = await store.load(first[0].incident_id)
+    assert loaded is not None
+    assert (loaded.state.alert_count, loaded.state.firing_count) == (2, 1)
+    # Each batch's changes are counted once: the state was written once, at the call's end.
+    assert loaded.version == 1
+    assert [(e.kind, e.text) for e in loaded.state.timeline] == [("opened", "incident opened")]
+
+
+async def test_a_call_that_fails_fails_every_batch_in_it(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def down(**kwargs: Any) -> Any:
+        raise RedisConnectionError("connection refused")
+
+    monkeypatch.setattr(store, "_ingest", down)
+    answers = await asyncio.gather(
+        *(store.ingest([group(placed(f"f{i}"))], 0, T) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert [type(a) for a in answers] == [StoreUnavailable] * 3
+    monkeypatch.undo()
+    (o,) = await store.ingest([group(placed("f0"))], 0, T)  # the next call goes as usual
+    assert o.opened

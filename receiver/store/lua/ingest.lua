@@ -1,4 +1,7 @@
--- Apply one webhook batch atomically: every alert lands in the one incident of its key.
+-- Apply webhook batches atomically, one after the other: every alert lands in the one
+-- incident of its key. Several batches go in one call when they arrived while the call
+-- before was running (receiver/store/redis.py): each incident's state is then read and
+-- written once for all of them, and the call's fixed cost is shared.
 --
 -- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
 --          each given): 1 the due set, 2 the incident index, 3 the alive set, then the
@@ -7,9 +10,11 @@
 --          keys of its current incident and of the one it would open next. The script
 --          names them the same way; it only touches what the plan foresaw.
 -- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
---          5 retention (ms)   6 timeline cap   7 truncated alerts
---          8 groups (JSON): [[key, digest, journey, {group labels}, alert count], ...]
---          9 alerts (JSON), in group order: [[fingerprint, status, starts (ms or ""),
+--          5 retention (ms)   6 timeline cap
+--          7 the batches (JSON), in order: [[groups, alerts Alertmanager left out], ...]
+--          8 groups (JSON), batch after batch: [[key, digest, journey, {group labels},
+--            alert count], ...]
+--          9 alerts (JSON), in group order, batch after batch: [[fingerprint, status, starts (ms or ""),
 --            ends (ms or ""), service, stage (or ""), region (or ""), impact class,
 --            record length in bytes], ...]
 --          10 the alerts' records (JSON each), concatenated in the same order; each is
@@ -24,10 +29,10 @@
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
 -- class" (what deduplication compares, and what the counts were taken under), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
 -- the timeline, kept out of the state document that every batch decodes and encodes.
--- Returns a JSON list, one entry per incident the batch touched (an alert may go to the
--- incident that already holds it rather than to its group): {id, journey, opened,
--- reopened, changed, duplicates, ignored, alert_count}. ``id`` is false for a group of
--- resolved alerts nobody knew.
+-- Returns a JSON list with, per batch, a list of one entry per incident the batch touched
+-- (an alert may go to the incident that already holds it rather than to its group): {id,
+-- journey, opened, reopened, changed, duplicates, ignored, alert_count}. ``id`` is false
+-- for a group of resolved alerts nobody knew.
 
 local P = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -35,7 +40,7 @@ local group_wait = tonumber(ARGV[3])
 local reopen_window = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
 local timeline_cap = tonumber(ARGV[6])
-local truncated = tonumber(ARGV[7])
+local batches = cjson.decode(ARGV[7])
 local groups = cjson.decode(ARGV[8])
 local alerts = cjson.decode(ARGV[9])
 local due_key = KEYS[1]
@@ -120,260 +125,294 @@ for digest, known in pairs(plan) do
   end
 end
 
-local live = {}  -- digest -> {key, digest, journey, group labels} of a live incident, or false
-local function live_header(digest)
-  if live[digest] == nil then
-    live[digest] = false
-    local owner_id = redis.call('GET', P .. 'key:' .. digest)
-    local raw = owner_id and redis.call('HGET', P .. 'inc:' .. owner_id, 'state')
-    if raw then
-      local o = cjson.decode(raw)
-      if o.status == 'open' or now - o.resolved_at <= reopen_window then
-        live[digest] = {o.key, digest, o.journey, o.group_labels}
-      end
-    end
-  end
-  return live[digest]
-end
-local placed, order = {}, {}
-local a_at = 0
-for _, g in ipairs(groups) do
-  for n = a_at + 1, a_at + g[5] do
-    local header = g
-    if owners[n] and owners[n] ~= g[2] then header = live_header(owners[n]) or g end
-    local entry = placed[header[2]]
-    if not entry then
-      entry = {header = header, members = {}}
-      placed[header[2]] = entry
-      order[#order + 1] = entry
-    end
-    entry.members[#entry.members + 1] = n
-  end
-  a_at = a_at + g[5]
-end
-
-local results = {}
-for _, entry in ipairs(order) do
-  local key, digest, journey, group_labels = unpack(entry.header, 1, 4)
-  local members = entry.members
-  local n_alerts = #members
-
-  local key_key = P .. 'key:' .. digest
-  local id = redis.call('GET', key_key)
-  local st = nil
-  if id then
+-- Each incident's state, decoded once per call and encoded once at its end (its id ->
+-- the state, or false for none); which incidents the call touched, in order, and which
+-- it changed.
+local states, touched, dirty = {}, {}, {}
+local function state_of(id)
+  if states[id] == nil then
     local raw = redis.call('HGET', P .. 'inc:' .. id, 'state')
-    if raw then st = cjson.decode(raw) end
+    states[id] = raw and cjson.decode(raw) or false
   end
+  return states[id] or nil
+end
 
-  local fps = {}
-  for i, n in ipairs(members) do fps[i] = alerts[n][1] end
-  local stored = st and hmget_all(P .. 'am:' .. id, fps) or {}
+-- {key, digest, journey, group labels} of the live incident of a digest, or false.
+local function live_header(digest)
+  local owner_id = redis.call('GET', P .. 'key:' .. digest)
+  local o = owner_id and state_of(owner_id)
+  if o and (o.status == 'open' or now - o.resolved_at <= reopen_window) then
+    return {o.key, digest, o.journey, o.group_labels}
+  end
+  return false
+end
 
-  -- Firing for real: not a late copy of the firing notification of an alert this
-  -- incident already holds as resolved (an HA peer lagging behind must not reopen it).
-  local has_firing = false
-  for i, n in ipairs(members) do
-    local a = alerts[n]
-    if a[2] == 'firing' then
-      local old = stored[i]
-      local o_status, o_starts
-      if old then o_status, o_starts = string.match(old, '^([^|]*)|([^|]*)|') end
-      if not (o_status == 'resolved' and o_starts == a[3]) then
-        has_firing = true
-        break
+-- One batch: groups first_group..last_group, whose alerts start after alert first_alert - 1.
+local function apply(first_group, last_group, first_alert, truncated)
+  local placed, order, live = {}, {}, {}
+  local a_at = first_alert - 1
+  for gi = first_group, last_group do
+    local g = groups[gi]
+    for n = a_at + 1, a_at + g[5] do
+      local header = g
+      local owner = owners[n]
+      if owner and owner ~= g[2] then
+        if live[owner] == nil then live[owner] = live_header(owner) end
+        header = live[owner] or g
       end
+      local entry = placed[header[2]]
+      if not entry then
+        entry = {header = header, members = {}}
+        placed[header[2]] = entry
+        order[#order + 1] = entry
+      end
+      entry.members[#entry.members + 1] = n
     end
+    a_at = a_at + g[5]
   end
 
-  -- When the batch's firing alerts started, by Alertmanager's startsAt (a missing, zero
-  -- or future one says nothing): the incident started with the earliest.
-  local batch_start = nil
-  for _, n in ipairs(members) do
-    local a = alerts[n]
-    local starts = tonumber(a[3])
-    if a[2] == 'firing' and starts and starts > 0 and starts <= now
-       and (batch_start == nil or starts < batch_start) then
-      batch_start = starts
-    end
-  end
+  local results = {}
+  for _, entry in ipairs(order) do
+    local key, digest, journey, group_labels = unpack(entry.header, 1, 4)
+    local members = entry.members
+    local n_alerts = #members
 
-  -- A resolved incident outside its reopen window is history: a new storm gets a new id.
-  if st and st.status == 'resolved' and has_firing and now - st.resolved_at > reopen_window then
-    st = nil
-    stored = {}
-  end
+    local key_key = P .. 'key:' .. digest
+    local id = redis.call('GET', key_key)
+    local st = id and state_of(id)
 
-  local res = {id = false, journey = journey, opened = false, reopened = false, changed = 0,
-               duplicates = 0, ignored = 0, alert_count = 0}
-  if not st and not has_firing then
-    -- Resolutions for alerts no incident holds (expired, or never seen): nothing to resolve.
-    res.ignored = n_alerts
-  else
-    if not st then
-      id = journey .. '-' .. digest .. '-' .. redis.call('INCR', P .. 'seq:' .. digest)
-      st = {id = id, key = key, digest = digest, journey = journey,
-            group_labels = group_labels, status = 'open', created_at = now,
-            updated_at = now, first_firing_at = now, last_change_at = now,
-            started_at = batch_start or now,
-            reopened_count = 0, alert_count = 0, firing_count = 0, pending_resolved = 0,
-            services = {}, stages = {}, regions = {}, firing_classes = {}, firing_services = {},
-            firing_severities = {}, service_starts = {},
-            truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
-      redis.call('SET', key_key, id, 'PX', retention)
-      redis.call('ZADD', idx_key, now, id)
-      redis.call('ZADD', due_key, now + group_wait, id)
-      note(id, 'opened', 'incident opened')
-      res.opened = true
-    elseif st.status == 'resolved' and has_firing then
-      st.status = 'open'
-      st.resolved_at = nil
-      st.first_firing_at = now
-      st.started_at = batch_start or now
-      st.service_starts = {}
-      st.pending_resolved = 0
-      st.reopened_count = (st.reopened_count or 0) + 1
-      st.pending = 'reopen'
-      -- A new episode: who acknowledged or resolved the last one does not answer this one.
-      st.response = nil
-      redis.call('ZADD', due_key, now + group_wait, id)
-      note(id, 'reopened', 'incident reopened: alerts firing again')
-      res.reopened = true
-    end
-    res.id = id
+    local fps = {}
+    for i, n in ipairs(members) do fps[i] = alerts[n][1] end
+    local stored = st and hmget_all(P .. 'am:' .. id, fps) or {}
 
-    if batch_start and is_set(st.started_at) and batch_start < st.started_at then
-      st.started_at = batch_start  -- an alert that started earlier joined
-    end
-    local meta_key = P .. 'am:' .. id
-    local body_key = P .. 'ab:' .. id
-    local services, stages, regions = st.services, st.stages, st.regions
-    local classes, firing_services = st.firing_classes, st.firing_services
-    -- For the upstream ranking without reading the alerts: firing alerts per service and
-    -- severity, and when each service's alerts started (Alertmanager's startsAt).
-    if type(st.firing_severities) ~= 'table' then st.firing_severities = {} end
-    if type(st.service_starts) ~= 'table' then st.service_starts = {} end
-    local severities, service_starts = st.firing_severities, st.service_starts
-    local metas, bodies, latest = {}, {}, {}
-    -- Until the first notification of this (re)opening, count the alerts that resolved:
-    -- they came and went within group_wait (blips).
-    local gathering = is_set(st.pending)
+    -- Firing for real: not a late copy of the firing notification of an alert this
+    -- incident already holds as resolved (an HA peer lagging behind must not reopen it).
+    local has_firing = false
     for i, n in ipairs(members) do
       local a = alerts[n]
-      local fp, status, starts, ends = a[1], a[2], a[3], a[4]
-      local service, stage, region, class = a[5], a[6], a[7], a[8]
-      local record = recs[n]
-      -- The same fingerprint twice in one batch: the second compares with the first.
-      local old = latest[fp] or stored[i]
-      local o_status, o_starts, o_ends, o_first, o_changed, o_class
-      if old then
-        -- The class goes last: it is JSON and may hold any character.
-        o_status, o_starts, o_ends, o_first, o_changed, o_class =
-          string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-      end
-      if old and o_status == 'resolved' and status == 'firing' and o_starts == starts then
-        -- A late copy of the firing notification of an alert already resolved.
-        res.duplicates = res.duplicates + 1
-      else
-        -- The latest wording of annotations wins, even when nothing else changed.
-        bodies[#bodies + 1] = fp
-        bodies[#bodies + 1] = record
-        if old and o_status == status and o_starts == starts and o_ends == ends
-           and o_class == class then
-          -- A retry, or an HA peer's copy.
-          res.duplicates = res.duplicates + 1
-        else
-          local changed_at = now
-          if gathering and status == 'resolved' and o_status ~= 'resolved' then
-            st.pending_resolved = (st.pending_resolved or 0) + 1
-          elseif gathering and status == 'firing' and o_status == 'resolved'
-                 and tonumber(o_changed) >= st.first_firing_at then
-            st.pending_resolved = (st.pending_resolved or 0) - 1
-          end
-          if not old then
-            st.alert_count = st.alert_count + 1
-            redis.call('SET', P .. 'fp:' .. fp, digest, 'PX', retention)
-          else
-            if o_status == 'firing' then
-              -- Take it out under the class it was counted in (a reload may change it).
-              st.firing_count = st.firing_count - 1
-              count(classes, o_class, -1)
-              count(firing_services, service, -1)
-              count(severities, service .. '|' .. severity_of(o_class), -1)
-              -- A service that stopped firing starts afresh when it fires again.
-              if not firing_services[service] then service_starts[service] = nil end
-            end
-            if o_status == status then changed_at = o_changed end
-          end
-          if status == 'firing' then
-            st.firing_count = st.firing_count + 1
-            count(classes, class, 1)
-            count(firing_services, service, 1)
-            count(severities, service .. '|' .. severity_of(class), 1)
-            local at = tonumber(starts)
-            if at and at > 0 and at <= now
-               and at < (tonumber(service_starts[service]) or math.huge) then
-              service_starts[service] = at
-            end
-          end
-          if changed_at == now then st.last_change_at = now end
-          local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
-                       '|' .. changed_at .. '|' .. class
-          latest[fp] = meta
-          metas[#metas + 1] = fp
-          metas[#metas + 1] = meta
-          if not is_set(services[service]) then
-            services[service] = now
-            if not res.opened then
-              note(id, 'service_joined', 'service ' .. service .. ' joined')
-            end
-          end
-          if stage ~= '' and not is_set(stages[stage]) then
-            stages[stage] = now
-            if not res.opened then
-              note(id, 'stage_joined', 'stage ' .. stage .. ' affected')
-            end
-          end
-          if region ~= '' and not is_set(regions[region]) then
-            regions[region] = now
-          end
-          res.changed = res.changed + 1
+      if a[2] == 'firing' then
+        local old = stored[i]
+        local o_status, o_starts
+        if old then o_status, o_starts = string.match(old, '^([^|]*)|([^|]*)|') end
+        if not (o_status == 'resolved' and o_starts == a[3]) then
+          has_firing = true
+          break
         end
       end
     end
-    hset_all(body_key, bodies)
-    hset_all(meta_key, metas)
 
-    -- Counted once: an HA peer's copy of the same batch changes nothing.
-    if truncated > 0 and res.changed > 0 then
-      st.truncated_alerts = (st.truncated_alerts or 0) + truncated
-      note(id, 'truncated', 'Alertmanager left out ' .. truncated ..
-           ' alerts of a batch (max_alerts); they arrive with later batches')
-    end
-
-    local inc_key = P .. 'inc:' .. id
-    if res.changed > 0 or res.opened or res.reopened then
-      st.updated_at = now
-      redis.call('HSET', inc_key, 'state', cjson.encode(st))
-      redis.call('HINCRBY', inc_key, 'ver', 1)
-      if st.status == 'open' and is_set(st.notified_at) and not is_set(st.pending) then
-        -- Already notified: let the scheduler judge the change now (it may hold it back
-        -- until group_interval); never push an earlier due time later.
-        redis.call('ZADD', due_key, 'LT', now, id)
+    -- When the batch's firing alerts started, by Alertmanager's startsAt (a missing, zero
+    -- or future one says nothing): the incident started with the earliest.
+    local batch_start = nil
+    for _, n in ipairs(members) do
+      local a = alerts[n]
+      local starts = tonumber(a[3])
+      if a[2] == 'firing' and starts and starts > 0 and starts <= now
+         and (batch_start == nil or starts < batch_start) then
+        batch_start = starts
       end
     end
-    redis.call('PEXPIRE', inc_key, retention)
-    redis.call('ZADD', alive_key, now, id)
-    redis.call('PEXPIRE', meta_key, retention)
-    redis.call('PEXPIRE', body_key, retention)
-    redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
-    redis.call('PEXPIRE', key_key, retention)
-    -- The id counter must outlive every incident it numbered, or a later incident of the
-    -- same key would be given an id still in use.
-    redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
-    res.alert_count = st.alert_count
+
+    -- A resolved incident outside its reopen window is history: a new storm gets a new id.
+    if st and st.status == 'resolved' and has_firing and now - st.resolved_at > reopen_window then
+      st = nil
+      stored = {}
+    end
+
+    local res = {id = false, journey = journey, opened = false, reopened = false, changed = 0,
+                 duplicates = 0, ignored = 0, alert_count = 0}
+    if not st and not has_firing then
+      -- Resolutions for alerts no incident holds (expired, or never seen): nothing to resolve.
+      res.ignored = n_alerts
+    else
+      if not st then
+        id = journey .. '-' .. digest .. '-' .. redis.call('INCR', P .. 'seq:' .. digest)
+        st = {id = id, key = key, digest = digest, journey = journey,
+              group_labels = group_labels, status = 'open', created_at = now,
+              updated_at = now, first_firing_at = now, last_change_at = now,
+              started_at = batch_start or now,
+              reopened_count = 0, alert_count = 0, firing_count = 0, pending_resolved = 0,
+              services = {}, stages = {}, regions = {}, firing_classes = {}, firing_services = {},
+              firing_severities = {}, service_starts = {},
+              truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
+        states[id] = st
+        redis.call('SET', key_key, id, 'PX', retention)
+        redis.call('ZADD', idx_key, now, id)
+        redis.call('ZADD', due_key, now + group_wait, id)
+        note(id, 'opened', 'incident opened')
+        res.opened = true
+      elseif st.status == 'resolved' and has_firing then
+        st.status = 'open'
+        st.resolved_at = nil
+        st.first_firing_at = now
+        st.started_at = batch_start or now
+        st.service_starts = {}
+        st.pending_resolved = 0
+        st.reopened_count = (st.reopened_count or 0) + 1
+        st.pending = 'reopen'
+        -- A new episode: who acknowledged or resolved the last one does not answer this one.
+        st.response = nil
+        redis.call('ZADD', due_key, now + group_wait, id)
+        note(id, 'reopened', 'incident reopened: alerts firing again')
+        res.reopened = true
+      end
+      res.id = id
+
+      if batch_start and is_set(st.started_at) and batch_start < st.started_at then
+        st.started_at = batch_start  -- an alert that started earlier joined
+      end
+      local meta_key = P .. 'am:' .. id
+      local body_key = P .. 'ab:' .. id
+      local services, stages, regions = st.services, st.stages, st.regions
+      local classes, firing_services = st.firing_classes, st.firing_services
+      -- For the upstream ranking without reading the alerts: firing alerts per service and
+      -- severity, and when each service's alerts started (Alertmanager's startsAt).
+      if type(st.firing_severities) ~= 'table' then st.firing_severities = {} end
+      if type(st.service_starts) ~= 'table' then st.service_starts = {} end
+      local severities, service_starts = st.firing_severities, st.service_starts
+      local metas, bodies, latest = {}, {}, {}
+      -- Until the first notification of this (re)opening, count the alerts that resolved:
+      -- they came and went within group_wait (blips).
+      local gathering = is_set(st.pending)
+      for i, n in ipairs(members) do
+        local a = alerts[n]
+        local fp, status, starts, ends = a[1], a[2], a[3], a[4]
+        local service, stage, region, class = a[5], a[6], a[7], a[8]
+        local record = recs[n]
+        -- The same fingerprint twice in one batch: the second compares with the first.
+        local old = latest[fp] or stored[i]
+        local o_status, o_starts, o_ends, o_first, o_changed, o_class
+        if old then
+          -- The class goes last: it is JSON and may hold any character.
+          o_status, o_starts, o_ends, o_first, o_changed, o_class =
+            string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+        end
+        if old and o_status == 'resolved' and status == 'firing' and o_starts == starts then
+          -- A late copy of the firing notification of an alert already resolved.
+          res.duplicates = res.duplicates + 1
+        else
+          -- The latest wording of annotations wins, even when nothing else changed.
+          bodies[#bodies + 1] = fp
+          bodies[#bodies + 1] = record
+          if old and o_status == status and o_starts == starts and o_ends == ends
+             and o_class == class then
+            -- A retry, or an HA peer's copy.
+            res.duplicates = res.duplicates + 1
+          else
+            local changed_at = now
+            if gathering and status == 'resolved' and o_status ~= 'resolved' then
+              st.pending_resolved = (st.pending_resolved or 0) + 1
+            elseif gathering and status == 'firing' and o_status == 'resolved'
+                   and tonumber(o_changed) >= st.first_firing_at then
+              st.pending_resolved = (st.pending_resolved or 0) - 1
+            end
+            if not old then
+              st.alert_count = st.alert_count + 1
+              redis.call('SET', P .. 'fp:' .. fp, digest, 'PX', retention)
+            else
+              if o_status == 'firing' then
+                -- Take it out under the class it was counted in (a reload may change it).
+                st.firing_count = st.firing_count - 1
+                count(classes, o_class, -1)
+                count(firing_services, service, -1)
+                count(severities, service .. '|' .. severity_of(o_class), -1)
+                -- A service that stopped firing starts afresh when it fires again.
+                if not firing_services[service] then service_starts[service] = nil end
+              end
+              if o_status == status then changed_at = o_changed end
+            end
+            if status == 'firing' then
+              st.firing_count = st.firing_count + 1
+              count(classes, class, 1)
+              count(firing_services, service, 1)
+              count(severities, service .. '|' .. severity_of(class), 1)
+              local at = tonumber(starts)
+              if at and at > 0 and at <= now
+                 and at < (tonumber(service_starts[service]) or math.huge) then
+                service_starts[service] = at
+              end
+            end
+            if changed_at == now then st.last_change_at = now end
+            local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
+                         '|' .. changed_at .. '|' .. class
+            latest[fp] = meta
+            metas[#metas + 1] = fp
+            metas[#metas + 1] = meta
+            if not is_set(services[service]) then
+              services[service] = now
+              if not res.opened then
+                note(id, 'service_joined', 'service ' .. service .. ' joined')
+              end
+            end
+            if stage ~= '' and not is_set(stages[stage]) then
+              stages[stage] = now
+              if not res.opened then
+                note(id, 'stage_joined', 'stage ' .. stage .. ' affected')
+              end
+            end
+            if region ~= '' and not is_set(regions[region]) then
+              regions[region] = now
+            end
+            res.changed = res.changed + 1
+          end
+        end
+      end
+      hset_all(body_key, bodies)
+      hset_all(meta_key, metas)
+
+      -- Counted once: an HA peer's copy of the same batch changes nothing.
+      if truncated > 0 and res.changed > 0 then
+        st.truncated_alerts = (st.truncated_alerts or 0) + truncated
+        note(id, 'truncated', 'Alertmanager left out ' .. truncated ..
+             ' alerts of a batch (max_alerts); they arrive with later batches')
+      end
+
+      if res.changed > 0 or res.opened or res.reopened then
+        st.updated_at = now
+        dirty[id] = true
+      end
+      if not touched[id] then
+        touched[id] = digest
+        touched[#touched + 1] = id
+      end
+      res.alert_count = st.alert_count
+    end
+    results[#results + 1] = res
   end
-  results[#results + 1] = res
+  return results
+end
+
+local answers = {}
+do
+  local g_at, a_at = 0, 1
+  for b, batch in ipairs(batches) do
+    answers[b] = apply(g_at + 1, g_at + batch[1], a_at, batch[2])
+    for gi = g_at + 1, g_at + batch[1] do a_at = a_at + groups[gi][5] end
+    g_at = g_at + batch[1]
+  end
+end
+
+for _, id in ipairs(touched) do
+  local st, digest = states[id], touched[id]
+  local inc_key = P .. 'inc:' .. id
+  if dirty[id] then
+    redis.call('HSET', inc_key, 'state', cjson.encode(st))
+    redis.call('HINCRBY', inc_key, 'ver', 1)
+    if st.status == 'open' and is_set(st.notified_at) and not is_set(st.pending) then
+      -- Already notified: let the scheduler judge the change now (it may hold it back
+      -- until group_interval); never push an earlier due time later.
+      redis.call('ZADD', due_key, 'LT', now, id)
+    end
+  end
+  redis.call('PEXPIRE', inc_key, retention)
+  redis.call('ZADD', alive_key, now, id)
+  redis.call('PEXPIRE', P .. 'am:' .. id, retention)
+  redis.call('PEXPIRE', P .. 'ab:' .. id, retention)
+  redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
+  redis.call('PEXPIRE', P .. 'key:' .. digest, retention)
+  -- The id counter must outlive every incident it numbered, or a later incident of the
+  -- same key would be given an id still in use.
+  redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
 end
 
 -- Index entries of incidents long gone; the incidents themselves expire on their own. Not
@@ -383,4 +422,8 @@ if #gone > 0 then
   redis.call('ZREM', idx_key, unpack(gone))
   redis.call('ZREM', alive_key, unpack(gone))
 end
-return cjson.encode(results)
+-- cjson writes an empty table as {}; a batch that touched nothing answers [].
+for b = 1, #answers do
+  if #answers[b] == 0 then answers[b] = cjson.null end
+end
+return cjson.encode(answers)
