@@ -1,6 +1,6 @@
 """Ingest benchmark: the receiver with Redis against a parse-only floor, interleaved.
 
-    .venv/bin/python -m benchmarks.ingest            # from the repository root, ~90 s
+    .venv/bin/python -m benchmarks.ingest            # from the repository root, ~3 min
 
 What it starts (and stops again, each by its PID):
 
@@ -19,6 +19,11 @@ own rounds. Redis ``INFO commandstats`` before and after each receiver round giv
 Redis commands per batch. An open-loop run sends 1,000 alerts/s (batches of 10 at 100
 requests/s) to the receiver and reports its latency, once on a fresh receiver and once
 after the rounds, when the store holds the whole storm and the scheduler works on it.
+
+All of that runs twice, with Redis placed two ways: on the load generator's core (the
+receiver process alone on its core: what the receiver's own code costs), and on the server
+core beside the receiver (receiver and Redis share one core, as on a small host: what an
+alert costs in all). ``--placement`` picks one.
 
 This is a script that prints a table, not a test; docs/benchmarks.md has a reading.
 """
@@ -57,7 +62,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config" / "receiver.yaml"
 EXAMPLE_JOURNEYS = ROOT / "config" / "journeys.yaml"
 WEBHOOK_PATH = "/webhook/alertmanager"
-DEADLINE_S = 170.0  # the whole run stays under three minutes, whatever the servers do
+DEADLINE_S = 170.0  # a placement's run stays under three minutes, whatever the servers do
+# The ratio to the floor each batch size should reach (issue 15 asks for these with Redis
+# beside the receiver on its core).
+GOALS = {1: 0.3, 100: 0.25}
+FIXED_RATE_P99_GOAL_S = 0.020  # at 1,000 alerts/s
 FOREIGN_LOAD_WARNING = 0.10
 
 # service label -> journey it lands in with config/journeys.yaml (for the reader only).
@@ -398,6 +407,11 @@ class Round:
     def alerts_per_s(self) -> float:
         return (self.requests - self.errors) * self.size / self.seconds
 
+    def cpu_us_per_alert(self, who: str) -> float:
+        """Microseconds of ``who``'s CPU per alert answered in this round."""
+        alerts = (self.requests - self.errors) * self.size
+        return self.cpu.get(who, 0.0) * self.seconds / max(1, alerts) * 1e6
+
 
 def commandstats(client: redis.Redis) -> dict[str, int]:
     stats: dict[str, Any] = client.info("commandstats")
@@ -642,7 +656,8 @@ def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
     lines = [head, "-" * len(head)]
     cpu_lines = [
         "batch | CPU, share of one core: receiver | redis | floor | load generator "
-        "(receiver / floor rounds) | foreign load on the server core"
+        "(receiver / floor rounds) | foreign load on the server core "
+        "| CPU per alert, us: receiver + redis"
     ]
     for size in sizes:
         rec = [r for r in rounds if r.size == size and r.target == "receiver"]
@@ -666,13 +681,18 @@ def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
         cpu_lines.append(
             f"{size:>5} | {_avg(rec, 'receiver'):>8.0%} | {_avg(rec, 'redis'):>4.0%} "
             f"| {_avg(flo, 'floor'):>4.0%} | {_avg(rec, 'loadgen'):>4.0%} / "
-            f"{_avg(flo, 'loadgen'):<4.0%} | {_avg(rec + flo, 'foreign'):.0%}"
+            f"{_avg(flo, 'loadgen'):<4.0%} | {_avg(rec + flo, 'foreign'):>3.0%} "
+            f"| {_per_alert(rec, 'receiver'):.1f} + {_per_alert(rec, 'redis'):.1f}"
         )
     return [*lines, "", *cpu_lines]
 
 
 def _avg(rounds: Sequence[Round], who: str) -> float:
     return statistics.fmean(r.cpu.get(who, 0.0) for r in rounds)
+
+
+def _per_alert(rounds: Sequence[Round], who: str) -> float:
+    return statistics.median(r.cpu_us_per_alert(who) for r in rounds)
 
 
 def report(
@@ -701,19 +721,23 @@ def report(
         f"{args.fixed_seconds:g} s (latency counted from each request's due time)"
     )
     for when, fixed in bench.fixed.items():
-        met = fixed["p99"] < 0.050 and not fixed["errors"]
+        met = fixed["p99"] < FIXED_RATE_P99_GOAL_S and not fixed["errors"]
         print(
             f"  {when + ':':<17} {fixed['alerts_per_s']:,.0f} alerts/s, p50 {ms(fixed['p50'])} "
             f"ms, p99 {ms(fixed['p99'])} ms, max {ms(fixed['max'])} ms, "
-            f"{fixed['errors']:.0f} errors -- goal p99 < 50 ms: {'met' if met else 'MISSED'}"
+            f"{fixed['errors']:.0f} errors -- goal p99 < {ms(FIXED_RATE_P99_GOAL_S)} ms: "
+            f"{'met' if met else 'MISSED'}"
         )
     print(f"store after the run: {bench.stored}")
-    big = max(sizes)
-    ratio = median_rate(bench.rounds, big, "receiver") / median_rate(bench.rounds, big, "floor")
-    print(
-        f"ratio at batch {big}: {ratio:.2f}x the floor -- goal >= 0.25x: "
-        f"{'met' if ratio >= 0.25 else 'MISSED'}"
-    )
+    for size, goal in GOALS.items():
+        if size in sizes:
+            ratio = median_rate(bench.rounds, size, "receiver") / median_rate(
+                bench.rounds, size, "floor"
+            )
+            print(
+                f"ratio at batch {size}: {ratio:.2f}x the floor -- goal >= {goal}x: "
+                f"{'met' if ratio >= goal else 'MISSED'}"
+            )
     busy = [r for r in bench.rounds if r.target == "floor" and r.cpu["loadgen"] > 0.85]
     if busy:
         print(
@@ -756,7 +780,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fixed-seconds", type=float, default=5.0, help="the 1,000 alerts/s run")
     p.add_argument("--server-cpu", type=int, default=0, help="core of receiver and floor")
     p.add_argument("--client-cpu", type=int, default=1, help="core of the load generator")
-    p.add_argument("--redis-cpu", type=int, default=None, help="default: the client's core")
+    p.add_argument(
+        "--placement",
+        choices=["both", "apart", "shared"],
+        default="both",
+        help="redis-server on the load generator's core (apart), on the server core "
+        "(shared), or one run of each (default)",
+    )
     p.add_argument(
         "--no-scheduler",
         action="store_true",
@@ -770,22 +800,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"that plan takes ~{planned:.0f} s; keep it under {DEADLINE_S - 40:.0f} s")
 
     header = machine()
+    places = []
     if len(os.sched_getaffinity(0)) < 2 or args.server_cpu == args.client_cpu:
-        place = Placement(None, None, None)
+        places.append(Placement(None, None, None))
     else:
-        redis_cpu = args.client_cpu if args.redis_cpu is None else args.redis_cpu
-        place = Placement(args.server_cpu, args.client_cpu, redis_cpu)
         os.sched_setaffinity(0, {args.client_cpu})
+        if args.placement in ("both", "apart"):
+            places.append(Placement(args.server_cpu, args.client_cpu, args.client_cpu))
+        if args.placement in ("both", "shared"):
+            places.append(Placement(args.server_cpu, args.client_cpu, args.server_cpu))
 
-    with contextlib.ExitStack() as stack:
-        workdir = bench_workdir(stack, args.keep)
-        procs = stack.enter_context(start(place, workdir, not args.no_scheduler))
-        client = redis.Redis(port=procs.redis_port)
-        stack.callback(client.close)
-        bench = Bench(procs, place, client, args.concurrency, args.client)
-        asyncio.run(asyncio.wait_for(measure(args, bench, sizes), DEADLINE_S - 15))
-        log = (workdir / "receiver.log").read_text(errors="replace")
-    report(args, bench, sizes, header, log)
+    for n, place in enumerate(places):
+        print(f"run {n + 1} of {len(places)}: {place.describe()}", flush=True)
+        with contextlib.ExitStack() as stack:
+            workdir = bench_workdir(stack, args.keep and args.keep / f"run-{n + 1}")
+            procs = stack.enter_context(start(place, workdir, not args.no_scheduler))
+            client = redis.Redis(port=procs.redis_port)
+            stack.callback(client.close)
+            bench = Bench(procs, place, client, args.concurrency, args.client)
+            asyncio.run(asyncio.wait_for(measure(args, bench, sizes), DEADLINE_S - 15))
+            log = (workdir / "receiver.log").read_text(errors="replace")
+        report(args, bench, sizes, header, log)
     return 0
 
 

@@ -711,3 +711,17 @@ async def test_a_call_that_fails_fails_every_batch_in_it(
     monkeypatch.undo()
     (o,) = await store.ingest([group(placed("f0"))], 0, T)  # the next call goes as usual
     assert o.opened
+
+
+async def test_lifetimes_are_renewed_once_a_64th_of_the_retention(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    raw = store._r
+    keys = [f"{store._p}{kind}:{o.incident_id}" for kind in ("inc", "am", "ab", "tl")]
+    for k in keys:
+        await raw.pexpire(k, 60_000)  # as if most of the lifetime had gone by
+    every = store.settings.retention_ms // 64
+    await store.ingest([group(placed("b"))], 0, T + every - 1)
+    assert all(0 < ttl <= 60_000 for ttl in [await raw.pttl(k) for k in keys])
+    await store.ingest([group(placed("c"))], 0, T + every)
+    renewed = [await raw.pttl(k) for k in keys]
+    assert all(ttl > store.settings.retention_ms - 60_000 for ttl in renewed)

@@ -129,13 +129,20 @@ end
 -- the state, or false for none); which incidents the call touched, in order, and which
 -- it changed.
 local states, touched, dirty = {}, {}, {}
+-- When each incident's keys were last given a new lifetime (the ``kept`` field).
+local kept = {}
 local function state_of(id)
   if states[id] == nil then
-    local raw = redis.call('HGET', P .. 'inc:' .. id, 'state')
-    states[id] = raw and cjson.decode(raw) or false
+    local got = redis.call('HMGET', P .. 'inc:' .. id, 'state', 'kept')
+    states[id] = got[1] and cjson.decode(got[1]) or false
+    kept[id] = tonumber(got[2]) or 0
   end
   return states[id] or nil
 end
+-- Renewing an incident's seven lifetimes costs more than the rest of a small batch: they
+-- are renewed when a 64th of the retention has passed since the last time, so its keys
+-- expire between 63/64 of the retention and the retention after its last change.
+local renew_every = math.floor(retention / 64)
 
 -- {key, digest, journey, group labels} of the live incident of a digest, or false.
 local function live_header(digest)
@@ -236,6 +243,7 @@ local function apply(first_group, last_group, first_alert, truncated)
               firing_severities = {}, service_starts = {},
               truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
         states[id] = st
+      kept[id] = 0
         redis.call('SET', key_key, id, 'PX', retention)
         redis.call('ZADD', idx_key, now, id)
         redis.call('ZADD', due_key, now + group_wait, id)
@@ -404,15 +412,18 @@ for _, id in ipairs(touched) do
       redis.call('ZADD', due_key, 'LT', now, id)
     end
   end
-  redis.call('PEXPIRE', inc_key, retention)
-  redis.call('ZADD', alive_key, now, id)
-  redis.call('PEXPIRE', P .. 'am:' .. id, retention)
-  redis.call('PEXPIRE', P .. 'ab:' .. id, retention)
-  redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
-  redis.call('PEXPIRE', P .. 'key:' .. digest, retention)
-  -- The id counter must outlive every incident it numbered, or a later incident of the
-  -- same key would be given an id still in use.
-  redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
+  if now - kept[id] >= renew_every then
+    redis.call('HSET', inc_key, 'kept', now)
+    redis.call('PEXPIRE', inc_key, retention)
+    redis.call('ZADD', alive_key, now, id)
+    redis.call('PEXPIRE', P .. 'am:' .. id, retention)
+    redis.call('PEXPIRE', P .. 'ab:' .. id, retention)
+    redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
+    redis.call('PEXPIRE', P .. 'key:' .. digest, retention)
+    -- The id counter must outlive every incident it numbered, or a later incident of the
+    -- same key would be given an id still in use.
+    redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
+  end
 end
 
 -- Index entries of incidents long gone; the incidents themselves expire on their own. Not
