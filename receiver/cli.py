@@ -30,6 +30,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.app import create_app
+    from receiver.store.urls import shown_url
     from receiver.web.proxy import served
 
     logging.basicConfig(
@@ -48,7 +49,7 @@ def serve(args: argparse.Namespace) -> int:
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     greeting = (
         f"journey-receiver listening on http://{host}:{port} "
-        f"(store {app.state.receiver.settings.config.store.url.split('@')[-1]}). Send it a "
+        f"(store {shown_url(app.state.receiver.settings.config.store.url)}). Send it a "
         f"deploy and a sample storm, wait group_wait, then read the incidents:\n"
         f"  curl -s -XPOST -H 'Content-Type: application/json' "
         f"--data @examples/deploy.json http://{local}:{port}/api/v1/events\n"

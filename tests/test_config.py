@@ -18,6 +18,7 @@ from receiver.config import (
 from receiver.errors import ConfigError
 from receiver.scoring import priority_for
 from receiver.settings import Settings
+from receiver.store.urls import shown_url
 
 DATA = Path(__file__).parent / "data" / "config"
 EXAMPLES = Path(__file__).parents[1] / "config"
@@ -177,7 +178,8 @@ def problems(path: Path) -> list[str]:
                 '{file}:2: server.port: expected an integer, got "http"',
                 "{file}:3: server.max_body_bytes: 0 must be greater than 0",
                 '{file}:5: store.url: unsupported store scheme "postgres": '
-                "use memory://, redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://",
+                "use memory://, redis://, rediss://, unix://, redis+sentinel://, "
+                "rediss+sentinel:// or redis+cluster://",
                 '{file}:7: store.retention: duplicate key "retention" (first at line 6)',
                 "{file}:9: prometheus.url: expected an http:// or https:// URL",
                 "{file}:11: scoring.severity_weights.critical: 2 is above the maximum 1",
@@ -447,6 +449,45 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
             "redis+sentinel://s1:26379",
             "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]",
         ),
+        ("redis+sentinel://:s3cret@s1,s2,s3/mymaster/0?sentinel_password=s3cret%26", None),
+        ("redis+sentinel://s1:26379/mymaster?sentinel_username=jr&sentinel_password=pw", None),
+        ("rediss+sentinel://s1:26379/mymaster/0?ssl_check_hostname=false", None),
+        (
+            "redis+sentinel://:s3cret@s1:26379/mymaster/0?sentinel_pasword=s3cret",
+            'unknown option "sentinel_pasword" in a redis+sentinel:// URL: use '
+            "sentinel_username, sentinel_password, ssl_ca_certs, ssl_certfile, ssl_keyfile "
+            "or ssl_check_hostname",
+        ),
+        (
+            "redis+sentinel://s1:26379/mymaster/0?sentinel_password=a&sentinel_password=b",
+            'option "sentinel_password" is given twice',
+        ),
+        (
+            "redis+sentinel://s1:26379/mymaster/0?ssl_ca_certs=/etc/ca.pem",
+            "ssl_ca_certs needs rediss+sentinel:// (TLS to the sentinels and Redis)",
+        ),
+        (
+            "rediss+sentinel://s1:26379/mymaster/0?ssl_ca_certs=/nowhere/ca.pem",
+            "ssl_ca_certs: no file /nowhere/ca.pem",
+        ),
+        (
+            "rediss+sentinel://s1:26379/mymaster/0?ssl_check_hostname=maybe",
+            'ssl_check_hostname: expected true or false, got "maybe"',
+        ),
+        (
+            "redis+sentinel://s1:26379,s2:2637x/mymaster/0",
+            '"s2:2637x" is not a sentinel host:port: redis+sentinel://host:26379/mymaster[/db]',
+        ),
+        (
+            "redis+sentinel://s1:26379/mymaster/zero",
+            '"/mymaster/zero" is not /<master name>[/<db number>]: '
+            "redis+sentinel://host:26379/mymaster[/db]",
+        ),
+        (
+            "sentinel://s1:26379/mymaster",
+            'unsupported store scheme "sentinel": use memory://, redis://, rediss://, '
+            "unix://, redis+sentinel://, rediss+sentinel:// or redis+cluster://",
+        ),
     ],
 )
 def test_store_urls(tmp_path: Path, url: str, reason: str | None) -> None:
@@ -457,7 +498,28 @@ def test_store_urls(tmp_path: Path, url: str, reason: str | None) -> None:
         assert config.store.url == url
         assert url not in repr(config)  # it may hold a password
     else:
-        assert problems(path) == [f"{path}:1: store.url: {reason}"]
+        assert problems(path) == [f"{path}:1: store.url: {reason}"]  # no password in it
+
+
+def test_a_sentinel_url_with_tls_files_that_exist(tmp_path: Path) -> None:
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("")
+    url = (
+        f"rediss+sentinel://:pw@s1:26379,s2:26379/mymaster/0?sentinel_password=spw"
+        f"&ssl_ca_certs={tmp_path}/ca.pem&ssl_certfile={tmp_path}/cert.pem"
+        f"&ssl_keyfile={tmp_path}/key.pem"
+    )
+    path = tmp_path / "receiver.yaml"
+    path.write_text(f"store: {{url: '{url}'}}\n" + OPEN)
+    assert load_receiver_config(path).store.url == url
+
+
+def test_a_store_url_as_printed_shows_no_password() -> None:
+    assert shown_url(
+        "rediss+sentinel://jr:s3cret@s1:26379,s2/mymaster/0"
+        "?sentinel_password=s3cret&ssl_ca_certs=/etc/ca.pem"
+    ) == ("rediss+sentinel://s1:26379,s2/mymaster/0?sentinel_password=…&ssl_ca_certs=/etc/ca.pem")
+    assert shown_url("redis://:s3cret@redis:6379/0") == "redis://redis:6379/0"
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from ipaddress import IPv4Network, IPv6Network
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -40,25 +39,16 @@ from receiver.config.fields import (
 )
 from receiver.config.inbound import InboundConfig
 from receiver.config.sinks import SinksConfig
+from receiver.store.urls import check_url
 
 DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
 CALLS_PER_DELIVERY = 6
 """The most HTTP calls one delivery makes (Jira: find, read, edit, comments, transitions)."""
-_STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 def _store_url(url: str) -> str:
-    # The URL may carry a password, so messages name only its scheme.
-    parts = urlsplit(url)
-    if parts.scheme not in _STORE_SCHEMES:
-        raise ValueError(
-            f'unsupported store scheme "{parts.scheme}": use memory://, redis://, rediss://, '
-            "unix://, redis+sentinel:// or redis+cluster://"
-        )
-    if parts.scheme == "redis+sentinel" and not parts.path.strip("/"):
-        raise ValueError(
-            "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]"
-        )
+    # One grammar for the store URL, the one open_store reads; its messages name no secret.
+    check_url(url)
     return url
 
 

@@ -3,13 +3,19 @@
 - ``memory://`` — an embedded server in this process: for trying the receiver out; one
   replica only, nothing survives a restart.
 - ``redis://``, ``rediss://`` — one Redis (TLS options as URL query, e.g. ``ssl_ca_certs``).
-- ``redis+sentinel://[user:pass@]host:port[,host:port…]/<master name>[/db]`` — Sentinel.
+- ``redis+sentinel://[user:pass@]host:port[,host:port…]/<master name>[/db][?options]`` —
+  Sentinel. The user info is Redis's; the sentinels' own credentials are the options
+  ``sentinel_username`` and ``sentinel_password`` (redis-py's ``sentinel_kwargs``).
+  ``rediss+sentinel://`` speaks TLS to the sentinels and to Redis alike, with the options
+  ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` and ``ssl_check_hostname``.
 - ``redis+cluster://[user:pass@]host:port`` — Redis Cluster (all keys share one hash tag).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -23,6 +29,15 @@ from receiver.store.redis import RedisStore
 # Short socket timeouts keep a Redis outage a fast 503 (Alertmanager retries), not a hang.
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SCHEMES = ("memory", "redis", "rediss", "unix", *SENTINEL_SCHEMES, "redis+cluster")
+_SENTINEL_FORM = "redis+sentinel://host:26379/mymaster[/db]"
+_AUTH_OPTIONS = ("sentinel_username", "sentinel_password")
+_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_TLS_OPTIONS = (*_TLS_FILES, "ssl_check_hostname")
+_SECRET_OPTIONS = frozenset({"sentinel_password"})
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
 
 def open_store(
     url: str,
@@ -31,6 +46,86 @@ def open_store(
 ) -> RedisStore:
     client, helpers = _client(url)
     return RedisStore(client, settings or StoreSettings(), helpers=helpers, observe=observe)
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError naming what is wrong with ``url`` (never a secret of it)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise _unsupported(scheme)
+    if scheme in SENTINEL_SCHEMES:
+        SentinelUrl.parse(url)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: without user info, secret options' values hidden."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    options = [
+        f"{name}=…" if name in _SECRET_OPTIONS else f"{name}={value}"
+        for name, _, value in (o.partition("=") for o in parts.query.split("&") if o)
+    ]
+    query = f"?{'&'.join(options)}" if options else ""
+    return f"{parts.scheme}://{hosts}{parts.path}{query}"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """What a ``redis+sentinel://`` or ``rediss+sentinel://`` URL says."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    # Redis's credentials (the URL's user info) and the sentinels' own (the options).
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    # ``ssl`` and the ``ssl_*`` options, for the sentinels and Redis alike; {} without TLS.
+    tls: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl:
+        """Raise ValueError naming the part that is wrong; its text never holds a secret."""
+        parts = urlsplit(url)
+        path = [unquote(p) for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError(f"{parts.scheme}:// needs the master name: {_SENTINEL_FORM}")
+        if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+            raise ValueError(
+                f'"{parts.path}" is not /<master name>[/<db number>]: {_SENTINEL_FORM}'
+            )
+        options = _options(parts.query, parts.scheme)
+        tls: dict[str, Any] = {}
+        if parts.scheme == "rediss+sentinel":
+            tls = {"ssl": True} | {k: v for k, v in options.items() if k in _TLS_OPTIONS}
+            if "ssl_check_hostname" in tls:
+                tls["ssl_check_hostname"] = _BOOLEANS[tls["ssl_check_hostname"]]
+        return cls(
+            sentinels=_hosts(parts.netloc.rpartition("@")[2]),
+            master=path[0],
+            db=int(path[1]) if len(path) == 2 else 0,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            sentinel_username=options.get("sentinel_username") or None,
+            sentinel_password=options.get("sentinel_password") or None,
+            tls=tls,
+        )
+
+    def client(self) -> tuple[Redis, list[Any]]:
+        """The master's client, which asks the sentinels where the master is on each new
+        connection, and the sentinels' clients (closed with it)."""
+        sentinel_auth = {"username": self.sentinel_username, "password": self.sentinel_password}
+        sentinel = Sentinel(
+            self.sentinels,
+            sentinel_kwargs=_TIMEOUTS | self.tls | _given(sentinel_auth),
+        )
+        redis_auth = {"username": self.username, "password": self.password}
+        connection: dict[str, Any] = _TIMEOUTS | self.tls | _given(redis_auth)
+        master: Redis = sentinel.master_for(
+            self.master, db=self.db, decode_responses=True, **connection
+        )
+        return master, list(sentinel.sentinels)
 
 
 def _client(url: str) -> tuple[Any, list[Any]]:
@@ -46,30 +141,65 @@ def _client(url: str) -> tuple[Any, list[Any]]:
     if scheme == "redis+cluster":
         cluster_url = "redis" + url[len("redis+cluster") :]
         return RedisCluster.from_url(cluster_url, decode_responses=True, **_TIMEOUTS), []
-    if scheme == "redis+sentinel":
-        return _sentinel_client(url)
-    raise ValueError(
-        f"unsupported store URL scheme {scheme!r}: "
-        "use memory, redis, rediss, redis+sentinel or redis+cluster"
+    if scheme in SENTINEL_SCHEMES:
+        return SentinelUrl.parse(url).client()
+    raise _unsupported(scheme)
+
+
+def _unsupported(scheme: str) -> ValueError:
+    return ValueError(
+        f'unsupported store scheme "{scheme}": use memory://, redis://, rediss://, '
+        "unix://, redis+sentinel://, rediss+sentinel:// or redis+cluster://"
     )
 
 
-def _sentinel_client(url: str) -> tuple[Redis, list[Any]]:
-    parts = urlsplit(url)
+def _hosts(netloc: str) -> tuple[tuple[str, int], ...]:
     hosts = []
-    for hostport in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = hostport.rpartition(":")
-        hosts.append((host or hostport, int(port) if host else 26379))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError(
-            "redis+sentinel:// URL needs the master name: redis+sentinel://host:26379/mymaster[/db]"
-        )
-    db = int(path[1]) if len(path) > 1 else 0
-    password = unquote(parts.password) if parts.password else None
-    username = unquote(parts.username) if parts.username else None
-    sentinel = Sentinel(hosts, **_TIMEOUTS)
-    master: Redis = sentinel.master_for(
-        path[0], db=db, password=password, username=username, decode_responses=True, **_TIMEOUTS
-    )
-    return master, list(sentinel.sentinels)
+    for hostport in netloc.split(","):
+        if hostport.startswith("["):  # [IPv6]:port
+            host, _, rest = hostport[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, colon, port = hostport.rpartition(":")
+            host, port = (host, port) if colon else (hostport, "")
+        if not host or not (port.isdigit() or port == "") or int(port or 0) > 65535:
+            raise ValueError(f'"{hostport}" is not a sentinel host:port: {_SENTINEL_FORM}')
+        hosts.append((host, int(port or 26379)))
+    return tuple(hosts)
+
+
+def _options(query: str, scheme: str) -> dict[str, str]:
+    """The URL's options, percent-decoded; each one known, given once and well-formed.
+    ``+`` stays a plus (unlike in a form), so a password needs only ``%``-escapes."""
+    known = (*_AUTH_OPTIONS, *_TLS_OPTIONS)
+    options: dict[str, str] = {}
+    for item in query.split("&"):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        name = unquote(name)
+        if name not in known:
+            raise ValueError(f'unknown option "{name}" in a {scheme}:// URL: use {_listed(known)}')
+        if name in options:
+            raise ValueError(f'option "{name}" is given twice')
+        options[name] = unquote(value)
+    for name in _TLS_OPTIONS:
+        if name in options and scheme != "rediss+sentinel":
+            raise ValueError(f"{name} needs rediss+sentinel:// (TLS to the sentinels and Redis)")
+    for name in _TLS_FILES:
+        if name in options and not os.path.isfile(options[name]):
+            raise ValueError(f"{name}: no file {options[name]}")
+    check = options.get("ssl_check_hostname")
+    if check is not None and check.lower() not in _BOOLEANS:
+        raise ValueError(f'ssl_check_hostname: expected true or false, got "{check}"')
+    if check is not None:
+        options["ssl_check_hostname"] = check.lower()
+    return options
+
+
+def _given(values: dict[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in values.items() if v}
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"

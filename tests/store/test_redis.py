@@ -1,7 +1,11 @@
-"""What only a real Redis can show: key lifetimes, one hash tag, Sentinel URLs."""
+"""What only a real Redis can show: key lifetimes, one hash tag, the store contract
+through Sentinel (with passwords, with TLS)."""
 
 from __future__ import annotations
 
+import inspect
+import itertools
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -18,9 +22,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
+from receiver.store.redis import RedisStore
 from receiver.store.scripts import unavailable
+from tests.store import test_contract as contract
 from tests.store.builders import group, placed
-from tests.support.processes import binary, free_port, redis_server, running
+from tests.support.processes import free_port, redis_server
+from tests.support.redis_sentinel import SentinelSet, redis_sentinel
 
 pytestmark = pytest.mark.anyio
 
@@ -82,30 +89,86 @@ async def test_a_commit_keeps_the_id_counter_alive_with_its_incident(redis_port:
     await store.aclose()
 
 
-async def test_sentinel_url_reaches_the_master(tmp_path: Path, redis_port: int) -> None:
-    sentinel_port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {sentinel_port}\nbind 127.0.0.1\n"
-        f"sentinel monitor jrmaster 127.0.0.1 {redis_port} 1\n"
+def _contract_cases() -> list[Callable[[RedisStore], Awaitable[None]]]:
+    """Every contract test that needs nothing but a store."""
+    return [
+        case
+        for name, case in vars(contract).items()
+        if name.startswith("test_") and list(inspect.signature(case).parameters) == ["store"]
+    ]
+
+
+@pytest.fixture(scope="module")
+def sentinels_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """Redis and the sentinels each with their own password, so that a client mixing
+    them up is refused."""
+    with redis_sentinel(
+        tmp_path_factory.mktemp("sentinel-auth"),
+        password="redis-pw+/@",  # every character a URL must escape
+        sentinel_password="sentinel-pw:&=",
+    ) as nodes:
+        yield nodes
+
+
+@pytest.fixture(scope="module")
+def sentinels_with_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """TLS only, everywhere, with a client certificate asked for; and both passwords."""
+    with redis_sentinel(
+        tmp_path_factory.mktemp("sentinel-tls"),
+        password="redis-pw",
+        sentinel_password="sentinel-pw",
+        tls=True,
+    ) as nodes:
+        yield nodes
+
+
+@pytest.fixture(params=["auth", "tls"])
+def sentinels(request: pytest.FixtureRequest) -> SentinelSet:
+    nodes: SentinelSet = request.getfixturevalue(f"sentinels_with_{request.param}")
+    return nodes
+
+
+_sentinel_prefixes = itertools.count(1)
+
+
+@pytest.mark.parametrize("case", _contract_cases(), ids=lambda case: case.__name__[5:])
+async def test_the_store_contract_holds_through_three_sentinels(
+    sentinels: SentinelSet, case: Callable[[RedisStore], Awaitable[None]]
+) -> None:
+    store = open_store(
+        sentinels.url,
+        StoreSettings(key_prefix=f"s{next(_sentinel_prefixes)}", events_retention_ms=86_400_000),
     )
-    args = [binary("redis-server"), str(conf), "--sentinel"]
-    with running(args, sentinel_port, tmp_path / "sentinel.log"):
-        store = open_store(
-            f"redis+sentinel://127.0.0.1:{sentinel_port}/jrmaster/0",
-            StoreSettings(
-                key_prefix="sentinel",
-                retention_ms=60_000,
-                events_retention_ms=60_000,
-                reopen_window_ms=60_000,
-            ),
-        )
-        (o,) = await store.ingest([group(placed("a"))], 0, T)
-        assert o.opened
-        raw = Redis(port=redis_port, decode_responses=True)
-        assert await raw.exists(f"{{sentinel}}:inc:{o.incident_id}") == 1
-        await raw.aclose()
+    try:
+        await case(store)
+    finally:
         await store.aclose()
+
+
+async def test_what_goes_through_the_sentinels_lands_on_the_master(
+    sentinels: SentinelSet,
+) -> None:
+    store = open_store(sentinels.url, StoreSettings(key_prefix="landed", retention_ms=60_000))
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    await store.aclose()
+    with sentinels.redis(sentinels.master.port) as raw:
+        assert raw.exists(f"{{landed}}:inc:{o.incident_id}") == 1
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["", "?sentinel_password=redis-pw%2B%2F%40"],  # none; Redis's, not the sentinels'
+    ids=["none", "redis-password"],
+)
+async def test_sentinels_with_a_password_refuse_a_url_without_theirs(
+    sentinels_with_auth: SentinelSet, option: str
+) -> None:
+    url = sentinels_with_auth.url.partition("?")[0] + option
+    store = open_store(url, StoreSettings(key_prefix="refused"))
+    with pytest.raises(StoreUnavailable, match="AuthenticationError") as refused:
+        await store.ingest([group(placed("a"))], 0, T)
+    await store.aclose()
+    assert "redis-pw" not in str(refused.value)  # the error names no password
 
 
 async def test_cluster_url_runs_the_scripts_on_a_real_cluster(tmp_path: Path) -> None:
