@@ -6,9 +6,11 @@ the scheduler, after group_wait.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -281,6 +283,18 @@ async def reload(request: Request, receiver: Receiver) -> Response:
     return JSONResponse({"status": "reloaded"})
 
 
+async def openapi(request: Request, receiver: Receiver) -> Response:
+    """This API as OpenAPI 3.1: ``receiver/openapi.json``, which tests/test_openapi.py holds
+    to the routes and the models. A read endpoint: it says nothing the README does not, but
+    where reads need a token, so does learning what there is to read."""
+    return Response(_openapi_document(), media_type="application/json")
+
+
+@functools.cache
+def _openapi_document() -> bytes:
+    return resources.files("receiver").joinpath("openapi.json").read_bytes()
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -341,6 +355,7 @@ routes = [
     Route("/inbound/pagerduty", _signed(inbound.pagerduty_webhook), methods=["POST"]),
     Route("/inbound/slack/interactions", _signed(inbound.slack_interactions), methods=["POST"]),
     Route("/inbound/jira", _signed(inbound.jira_webhook), methods=["POST"]),
+    Route("/openapi.json", _guarded("read", openapi), methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -61,6 +61,8 @@ def store_settings(settings: Settings) -> StoreSettings:
         events_retention_ms=ms(cfg.events.retention),
         group_wait_ms=settings.timers.group_wait_ms,
         reopen_window_ms=ms(cfg.grouping.reopen_window),
+        replica_acks=cfg.store.replica_acks,
+        replica_ack_timeout_ms=ms(cfg.store.replica_ack_timeout),
     )
 
 

@@ -1,4 +1,4 @@
-"""``journey-receiver serve | check | explain | healthcheck``."""
+"""``journey-receiver serve | check | explain | healthcheck | rules``."""
 
 from __future__ import annotations
 
@@ -122,6 +122,18 @@ def _server_section(path: Path | None) -> dict[str, Any]:
     return server if isinstance(server, dict) else {}
 
 
+def _section(path: Path | None, key: str) -> Any:
+    """``key`` of receiver.yaml as written, unvalidated; {} when absent or unreadable."""
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    found = data.get(key) if isinstance(data, dict) else None
+    return found if found is not None else {}
+
+
 def check(args: argparse.Namespace) -> int:
     cfg_path, journeys_path = _paths(args)
     if cfg_path is None and journeys_path is None:
@@ -159,6 +171,45 @@ def explain(args: argparse.Namespace) -> int:
         print(f"cannot read {args.alerts}: {exc.strerror}", file=sys.stderr)
         return 1
     print(json.dumps(report.as_json(), indent=2) if args.json else report.as_text())
+    return 0
+
+
+def rules(args: argparse.Namespace) -> int:
+    """Print Prometheus rule groups for every journey KPI (``receiver/rules/``)."""
+    from receiver.rules import RuleOptions, RulesError, rules_document, to_yaml
+
+    cfg_path, journeys_path = _paths(args)
+    try:
+        options = RuleOptions(
+            deviation_pct=args.deviation_pct,
+            for_=args.for_,
+            min_traffic_ratio=args.min_traffic_ratio,
+            severity=args.severity,
+            interval=args.interval,
+        )
+    except ValueError as exc:
+        print(f"journey-receiver rules: {exc}", file=sys.stderr)
+        return 1
+    # Only journeys.yaml is validated: rules are built in CI, where the receiver's secrets
+    # (${WEBHOOK_TOKEN}, ...) are not set; receiver.yaml lends its group_by and journeys_file.
+    grouping = _section(cfg_path, "grouping")
+    group_by = grouping.get("group_by") if isinstance(grouping, dict) else None
+    if not (isinstance(group_by, list) and all(isinstance(g, str) for g in group_by)):
+        group_by = config.GroupingConfig().group_by
+    if journeys_path is None:
+        named = _section(cfg_path, "journeys_file")
+        name = Path(named) if isinstance(named, str) and named else Path("journeys.yaml")
+        journeys_path = name if cfg_path is None else cfg_path.parent / name
+    try:
+        journeys = config.load_journeys(journeys_path)
+        document = rules_document(journeys, group_by, options)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except RulesError as exc:
+        print(f"{journeys_path}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(to_yaml(document))
     return 0
 
 
@@ -210,6 +261,35 @@ def parser() -> argparse.ArgumentParser:
         help="read the journeys' KPIs from this Prometheus now (the only network it uses)",
     )
     e.set_defaults(run=explain)
+
+    r = sub.add_parser(
+        "rules",
+        help="print Prometheus rules (seasonal baseline, bands, traffic guard, alert) for "
+        "every journey KPI",
+    )
+    files(r)
+    r.add_argument(
+        "--deviation-pct",
+        type=float,
+        default=30.0,
+        help="how far past the baseline, in percent, in the KPI's bad direction pages (default 30)",
+    )
+    r.add_argument(
+        "--for",
+        dest="for_",
+        default="10m",
+        help="how long the KPI must stay past its band before the alert fires (default 10m)",
+    )
+    r.add_argument(
+        "--min-traffic-ratio",
+        type=float,
+        default=0.25,
+        help="no page while the usual traffic at this hour is below this share of the last "
+        "day's mean (default 0.25)",
+    )
+    r.add_argument("--severity", default="critical", help="severity label (default critical)")
+    r.add_argument("--interval", help="evaluation interval of the groups (default: Prometheus')")
+    r.set_defaults(run=rules)
     return p
 
 

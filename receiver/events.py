@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -28,8 +29,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
-from receiver.webhook import payload_error
+from receiver.webhook import not_a_number, payload_error
 
 MAX_EVENTS_PER_REQUEST = 1000
 
@@ -47,10 +49,18 @@ Text = Annotated[str, StringConstraints(max_length=256)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 
 
+def _at_is_optional(schema: JsonDict) -> None:
+    # ``at`` is filled in with "now" before validation, so a body may leave it out: the
+    # published schema (receiver/openapi.json) must say so.
+    required = schema.get("required")
+    if isinstance(required, list):
+        schema["required"] = [name for name in required if name != "at"]
+
+
 class ChangeEvent(BaseModel):
     """One change, as stored and as correlated with incidents. ``at`` is in UTC."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_at_is_optional)
 
     id: Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")] = Field(
         default_factory=lambda: uuid4().hex
@@ -59,7 +69,7 @@ class ChangeEvent(BaseModel):
         str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
     ]
     service: Name
-    at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
+    at: Annotated[AwareDatetime, BeforeValidator(not_a_number), AfterValidator(_to_utc)]
     version: Text | None = None
     environment: Text | None = None
     region: Text | None = None

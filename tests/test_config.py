@@ -611,3 +611,19 @@ def test_a_kpi_condition_takes_one_bound(tmp_path: Path) -> None:
     [problem] = problems(path)
     assert "set deviation_pct_below or deviation_pct_above (one of them)" in problem
     assert ".actions[0].when.kpi" in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("memory://", "an embedded store has no replicas"),
+        ("redis+cluster://127.0.0.1:7000", "set min-replicas-to-write on the cluster's nodes"),
+    ],
+)
+def test_replica_acks_need_a_store_with_replicas(tmp_path: Path, url: str, why: str) -> None:
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(
+        f"server: {{auth: {{allow_open: true}}}}\nstore: {{url: '{url}', replica_acks: 1}}\n"
+    )
+    with pytest.raises(ConfigError, match=f"replica_acks: not available.*{why}"):
+        load_receiver_config(cfg)

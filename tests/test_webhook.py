@@ -232,6 +232,48 @@ def test_unparseable_timestamp_is_422() -> None:
     assert error.errors[0]["field"] == "alerts[0].startsAt"
 
 
+@pytest.mark.parametrize("value", [0, 1776500000, 1776500000123.5])
+def test_a_number_is_not_a_timestamp(value: float) -> None:
+    # Found by tests/test_fuzz_api.py: pydantic read a number as seconds or milliseconds,
+    # guessing which by its size, where the schema says RFC 3339 text.
+    def edit(body: dict[str, Any]) -> None:
+        body["alerts"][0]["endsAt"] = value
+
+    error = refused(firing_with(edit))
+
+    assert error.errors == [
+        {
+            "field": "alerts[0].endsAt",
+            "reason": "Input should be an RFC 3339 timestamp string, not a number",
+        }
+    ]
+
+
+@pytest.mark.parametrize("value", [False, "3", 2.0])
+def test_truncated_alerts_must_be_a_json_integer(value: object) -> None:
+    # Found by tests/test_fuzz_api.py: false was read as 0, "3" as 3.
+    def edit(body: dict[str, Any]) -> None:
+        body["truncatedAlerts"] = value
+
+    error = refused(firing_with(edit))
+
+    assert [e["field"] for e in error.errors] == ["truncatedAlerts"]
+
+
+@pytest.mark.parametrize("value", [2**53, 2**63, 2**64])
+def test_a_count_the_store_cannot_hold_is_422_not_500(value: int) -> None:
+    # Found by tests/test_fuzz_api.py: 2**63 and up reached the store and failed the
+    # request with a 500, which Alertmanager would retry for ever.
+    def edit(body: dict[str, Any]) -> None:
+        body["truncatedAlerts"] = value
+
+    error = refused(firing_with(edit))
+
+    assert error.status == 422
+    reason = f"Input should be less than or equal to {2**53 - 1}"
+    assert error.errors == [{"field": "truncatedAlerts", "reason": reason}]
+
+
 def test_reported_errors_are_capped() -> None:
     def edit(body: dict[str, Any]) -> None:
         body["alerts"][0]["labels"] = {f"l{i}": i for i in range(500)}

@@ -145,6 +145,26 @@ class StoreConfig(ConfigModel):
     url: Annotated[str, AfterValidator(_store_url)] = Field(default="memory://", repr=False)
     key_prefix: str = Field(default="jr", min_length=1)
     retention: PositiveDuration = 7 * 86400.0
+    replica_acks: int = Field(default=0, ge=0)
+    """Replicas that must hold a webhook batch before it is answered 2xx (Redis WAIT);
+    fewer within ``replica_ack_timeout`` answer 503, which Alertmanager retries."""
+    replica_ack_timeout: Annotated[PositiveDuration, Field(le=1.5)] = 1.0
+    """At most 1.5 s: the store's socket timeout (2 s) would cut a longer wait short."""
+
+    @model_validator(mode="after")
+    def _acks_need_replicas(self) -> StoreConfig:
+        scheme = self.url.partition("://")[0]
+        if self.replica_acks and scheme in ("memory", "redis+cluster"):
+            raise ValueError(
+                f"replica_acks: not available on {scheme}:// ("
+                + (
+                    "an embedded store has no replicas"
+                    if scheme == "memory"
+                    else "set min-replicas-to-write on the cluster's nodes instead"
+                )
+                + ")"
+            )
+        return self
 
 
 class PrometheusConfig(ConfigModel):

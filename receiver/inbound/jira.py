@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from receiver.sinks.jira import LABEL
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
-from receiver.webhook import parse_body
+from receiver.webhook import MAX_EXACT_INT, parse_body
 
 SOURCE = "jira"
 _PREFIX = LABEL + "-"
@@ -63,7 +63,8 @@ class Changelog(_Wire):
 
 class Event(_Wire):
     webhook_event: str = Field(alias="webhookEvent")
-    timestamp: int | None = None
+    # Recorded as the acknowledgement's or resolve's time: within what the store holds.
+    timestamp: int | None = Field(default=None, ge=0, le=MAX_EXACT_INT, strict=True)
     issue: Issue | None = None
     user: User | None = None
     changelog: Changelog | None = None

@@ -13,7 +13,6 @@ receiver or a timer, and is recorded on the timeline only.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
-from receiver.webhook import parse_body
+from receiver.webhook import Rfc3339, parse_body
 
 SOURCE = "pagerduty"
 CACHE_NAMESPACE = "pd-incident"
@@ -70,7 +69,7 @@ class EventData(_Wire):
 class Event(_Wire):
     id: str
     event_type: str
-    occurred_at: datetime
+    occurred_at: Rfc3339
     agent: Agent | None = None
     data: EventData
 

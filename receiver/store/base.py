@@ -22,6 +22,10 @@ class StoreSettings:
     events_retention_ms: int = 7 * 86_400_000
     group_wait_ms: int = 30_000
     reopen_window_ms: int = 1_800_000
+    # Replicas that must hold a batch before it is acknowledged (0: Redis's asynchronous
+    # replication), and how long to wait for them.
+    replica_acks: int = 0
+    replica_ack_timeout_ms: int = 1_000
 
 
 class PlacedAlert(NamedTuple):

@@ -211,7 +211,7 @@ class RedisStore:
                 *fp_keys,
                 *self._planned_keys(plan, journeys),
             ]
-            raw = await self._ingest(keys=keys, args=[*args, orjson.dumps(plan)])
+            raw = await self._run_ingest(keys, [*args, orjson.dumps(plan)])
             if raw not in (b"retry", "retry"):
                 break
             plan = None
@@ -238,6 +238,26 @@ class RedisStore:
             ]
             for results in answers
         ]
+
+    async def _run_ingest(self, keys: list[str], args: list[Any]) -> Any:
+        """ingest.lua's answer; with ``replica_acks``, only once that many replicas hold
+        what it wrote (else StoreUnavailable: a 503 that Alertmanager retries, and the
+        retry is deduplicated)."""
+        acks = self.settings.replica_acks
+        if not acks:
+            return await self._ingest(keys=keys, args=args)
+        # WAIT counts the replicas that hold this connection's writes, so the script and
+        # the WAIT go down one connection, in one pipeline.
+        async with self._r.pipeline(transaction=False) as pipe:
+            await self._ingest(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", acks, self.settings.replica_ack_timeout_ms)
+            raw, held = await pipe.execute()
+        if raw not in (b"retry", "retry") and int(held) < acks:
+            raise StoreUnavailable(
+                f"{held} of the {acks} replicas store.replica_acks asks for confirmed the "
+                f"write within {self.settings.replica_ack_timeout_ms} ms"
+            )
+        return raw
 
     def _remembered(self, journeys: Mapping[str, str]) -> Plan | None:
         """The plan as this replica last left these keys, if it knows them all."""

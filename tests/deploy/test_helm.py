@@ -429,3 +429,80 @@ def test_journey_receiver_check_rejects_a_rendered_config_routing_to_a_disabled_
     done = run_check(files, tmp_path)
     assert done.returncode == 1
     assert "slack" in done.stdout + done.stderr
+
+
+# --- the journeys' KPI rules (journey-receiver rules) as a second PrometheusRule ------------
+
+
+def kpi_rules() -> str:
+    from receiver.config import load_journeys
+    from receiver.rules import rules_document, to_yaml
+
+    return to_yaml(rules_document(load_journeys(EXAMPLE_JOURNEYS)))
+
+
+def journey_rule(values: dict[str, Any]) -> Manifest:
+    (rule,) = [
+        m
+        for m in of_kind(render(values), "PrometheusRule")
+        if m["metadata"]["name"] == "jr-journey-receiver-journeys"
+    ]
+    return rule
+
+
+def test_kpi_rules_are_off_by_default_and_without_prometheus_rule_enabled() -> None:
+    for values in ({}, {"prometheusRule": {"journeyRules": kpi_rules()}}):
+        assert of_kind(render(values), "PrometheusRule") == []
+
+
+def test_kpi_rules_from_set_file_render_as_printed_labels_and_templates_untouched(
+    tmp_path: Path,
+) -> None:
+    text = kpi_rules()
+    values = {
+        "prometheusRule": {"enabled": True, "labels": {"release": "kps"}, "journeyRules": text}
+    }
+    rule = journey_rule(values)
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"]["groups"] == yaml.safe_load(text)["groups"]
+    summaries = [
+        r["annotations"]["summary"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    ]
+    assert "{{ $labels.region }}" in summaries[0]
+    # What the Prometheus Operator hands to Prometheus passes promtool.
+    rendered = tmp_path / "rules.yaml"
+    rendered.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(rendered)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The receiver's own alerts stay in their PrometheusRule beside it.
+    assert len(of_kind(render(values), "PrometheusRule")) == 2
+
+
+def test_kpi_rules_as_a_mapping_lint_and_pass_yamllint() -> None:
+    values = {"prometheusRule": {"enabled": True, "journeyRules": yaml.safe_load(kpi_rules())}}
+    assert journey_rule(values)["spec"]["groups"] == yaml.safe_load(kpi_rules())["groups"]
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    (text,) = [
+        t for n, t in render_files(values).items() if n.endswith("prometheusrule-journeys.yaml")
+    ]
+    problems = list(linter.run(text.lstrip("\n"), YamlLintConfig(YAMLLINT)))
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "reason"),
+    [
+        ("groups: [unclosed", "prometheusRule.journeyRules is not YAML"),
+        ("rules: []", "needs the groups list that `journey-receiver rules"),
+    ],
+)
+def test_kpi_rules_that_are_not_a_rules_document_fail_the_render(rules: str, reason: str) -> None:
+    with pytest.raises(helm.HelmError, match=reason):
+        render({"prometheusRule": {"enabled": True, "journeyRules": rules}})

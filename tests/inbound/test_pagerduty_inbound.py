@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from receiver.errors import PayloadError
+from receiver.inbound import pagerduty
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 from tests.support.sink_world import Fakes
@@ -193,3 +195,18 @@ async def test_pagerdutys_test_ping_is_answered_and_changes_nothing(rx: Harness)
     ).encode()
     headers = {"x-pagerduty-signature": sign_pagerduty(ping, SECRET)}
     assert await webhook(rx, ping, headers) == (200, {"status": "ignored"})
+
+
+def test_a_number_is_not_when_it_happened() -> None:
+    # Found by tests/test_fuzz_api.py: occurred_at 0 was read as 1970; PagerDuty writes
+    # RFC 3339 text.
+    body = {"event": {"id": "E1", "event_type": "incident.acknowledged", "occurred_at": 0}}
+    body["event"]["data"] = {"id": "P1", "type": "incident"}
+    with pytest.raises(PayloadError) as info:
+        pagerduty.parse(json.dumps(body).encode())
+    assert info.value.errors == [
+        {
+            "field": "event.occurred_at",
+            "reason": "Input should be an RFC 3339 timestamp string, not a number",
+        }
+    ]

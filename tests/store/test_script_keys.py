@@ -13,12 +13,14 @@ import contextlib
 import hashlib
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
@@ -54,10 +56,23 @@ def monitor(port: int, out: Path) -> Iterator[Path]:
     with out.open("wb") as sink:
         proc = subprocess.Popen([binary("redis-cli"), "-p", str(port), "monitor"], stdout=sink)
     try:
+        # redis-cli subscribes, and later writes what it hears, in its own time: a marker
+        # seen in the file says it listens, and at the end that it has written everything.
+        _until_written(port, out, "monitor-listens")
         yield out
+        _until_written(port, out, "monitor-wrote-all")
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _until_written(port: int, out: Path, marker: str) -> None:
+    deadline = time.monotonic() + 20
+    with SyncRedis(port=port) as r:
+        while marker not in out.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"redis-cli monitor never wrote {marker}"
+            r.echo(marker)
+            time.sleep(0.05)
 
 
 def runs(log: str) -> list[ScriptRun]:
@@ -126,7 +141,6 @@ async def test_every_script_touches_only_the_keys_it_was_given(
     assert isinstance(store, RedisStore)
     with monitor(redis_port, tmp_path / "monitor.log") as log:
         await a_receivers_life(store, clock, tmp_path)
-        await store.ping()  # MONITOR has written everything before this answer
     await store.aclose()
 
     seen = runs(log.read_text())
