@@ -112,13 +112,7 @@ def _server_section(path: Path | None) -> dict[str, Any]:
     """``server`` of receiver.yaml as written, unvalidated: a file edited into an invalid
     state is refused by the running receiver's reload, which keeps serving, so its health
     must not hang on the file being valid."""
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    server = data.get("server") if isinstance(data, dict) else None
+    server = _section(path, "server")
     return server if isinstance(server, dict) else {}
 
 

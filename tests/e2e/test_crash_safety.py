@@ -24,8 +24,7 @@ import pytest
 from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert
 from tests.support import receiver_process as rp
 from tests.support.fake_server import Fault
-from tests.support.fake_slack import TOKEN as SLACK_TOKEN
-from tests.support.sink_world import JIRA_TOKEN, PD_KEY, Fakes, fakes
+from tests.support.sink_world import Fakes, fakes
 
 TOKEN = "crash-test-token"
 ALL = ["P1", "P2", "P3", "P4", "P5"]
@@ -67,20 +66,7 @@ def receiver_config(path: Path, *, store_url: str, key_prefix: str, world: Fakes
         grouping={"group_wait": "0s", "group_interval": "1s", "resolve_after": "1s"},
         scheduler={"tick": "100ms", "lease": "2s"},
         routing={"pagerduty": ALL, "slack": ALL, "jira": ALL},
-        sinks={
-            "pagerduty": {
-                "events_url": f"{world.pagerduty.server.url}/v2/enqueue",
-                "routing_key": PD_KEY,
-                "ca_file": str(world.ca_file),
-                "timeout": "2s",
-            },
-            "slack": {
-                "token": SLACK_TOKEN,
-                "base_url": f"{world.slack_server.url}/api/",
-                "timeout": "2s",
-            },
-            "jira": {"url": world.jira.server.url, "token": JIRA_TOKEN, "timeout": "2s"},
-        },
+        sinks=world.sinks("2s"),
         # As short as the sink timeouts allow (6 of them), so that a dead receiver's claims
         # lapse soon; the timeouts outlast HOLD's kill, so no attempt ends before it.
         outbox={"lease": "12s", "backoff_initial": "200ms", "backoff_max": "1s"},

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.support.processes import free_port, redis_args, wait_for_port
+from tests.support.processes import free_port, redis_args, stop, wait_for_port
 from tests.support.receiver_process import poll, receiver_binary
 
 READY_TIMEOUT = 40.0  # a busy 2-core machine, two other replicas and a storm beside it
@@ -29,14 +29,8 @@ START_TRIES = 3
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if proc is not None:
+        stop(proc)
 
 
 def _ready(url: str) -> bool:

@@ -41,6 +41,23 @@ class Fakes:
             "outbox: {max_attempts: 5, backoff_initial: 10s, backoff_max: 1m, lease: 30s}\n"
         )
 
+    def sinks(self, timeout: str) -> dict[str, dict[str, str]]:
+        """The ``sinks`` section pointing at these fakes, every call bounded by ``timeout``."""
+        return {
+            "pagerduty": {
+                "events_url": f"{self.pagerduty.server.url}/v2/enqueue",
+                "routing_key": PD_KEY,
+                "ca_file": str(self.ca_file),
+                "timeout": timeout,
+            },
+            "slack": {
+                "token": SLACK_TOKEN,
+                "base_url": f"{self.slack_server.url}/api/",
+                "timeout": timeout,
+            },
+            "jira": {"url": self.jira.server.url, "token": JIRA_TOKEN, "timeout": timeout},
+        }
+
 
 @contextlib.contextmanager
 def fakes(workdir: Path) -> Iterator[Fakes]:

@@ -39,10 +39,9 @@ from tests.support.fake_jira import FakeJira
 from tests.support.fake_pagerduty import serve_pagerduty
 from tests.support.fake_server import FakeServer, Fault, serve
 from tests.support.fake_slack import DEFAULT_CHANNELS, Channel, FakeSlack
-from tests.support.fake_slack import TOKEN as SLACK_TOKEN
 from tests.support.fleet import DurableRedis, Replica, durable_redis, replicas
 from tests.support.prometheus import self_signed_cert
-from tests.support.sink_world import JIRA_TOKEN, PD_KEY, Fakes
+from tests.support.sink_world import JIRA_TOKEN, Fakes
 from tests.support.soak_audit import Audit, Figures, audit, figures
 
 TOKEN = "soak-token"
@@ -195,20 +194,7 @@ def soak_config(path: Path, store_url: str, world: Fakes) -> Path:
         # A dead replica's claims lapse after the scheduler lease.
         scheduler={"tick": "100ms", "lease": "2s", "batch": 100},
         routing={sink: ALL for sink in SINKS},
-        sinks={
-            "pagerduty": {
-                "events_url": f"{world.pagerduty.server.url}/v2/enqueue",
-                "routing_key": PD_KEY,
-                "ca_file": str(world.ca_file),
-                "timeout": "1s",
-            },
-            "slack": {
-                "token": SLACK_TOKEN,
-                "base_url": f"{world.slack_server.url}/api/",
-                "timeout": "1s",
-            },
-            "jira": {"url": world.jira.server.url, "token": JIRA_TOKEN, "timeout": "1s"},
-        },
+        sinks=world.sinks("1s"),
         # The shortest lease the sink timeouts allow (6 calls of 1 s): a dead replica's
         # deliveries are taken over that soon.
         outbox={"lease": "6s", "backoff_initial": "200ms", "backoff_max": "1s"},
