@@ -1,4 +1,4 @@
-"""``journey-receiver serve | check | explain | healthcheck | rules``."""
+"""``journey-receiver serve | check | explain | healthcheck | rules | replay``."""
 
 from __future__ import annotations
 
@@ -207,6 +207,14 @@ def rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    """Replay Prometheus' ALERTS through the receiver's own code (``receiver/replay/``)."""
+    from receiver.replay.command import run
+
+    cfg_path, journeys_path = _paths(args)
+    return run(args, cfg_path, journeys_path)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="journey-receiver",
@@ -284,6 +292,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--severity", default="critical", help="severity label (default critical)")
     r.add_argument("--interval", help="evaluation interval of the groups (default: Prometheus')")
     r.set_defaults(run=rules)
+
+    from receiver.replay.command import add_arguments
+
+    y = sub.add_parser(
+        "replay",
+        help="replay ALERTS from Prometheus through grouping, blips and scoring: incidents, "
+        "pages and Alertmanager's groups per journey; --against a journeys.yaml change",
+    )
+    files(y)
+    add_arguments(y)
+    y.set_defaults(run=replay)
     return p
 
 

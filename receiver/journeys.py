@@ -22,6 +22,7 @@ class JourneyCatalog:
             owner=fallback.owner,
             group_by=fallback.group_by,
             stages=[],
+            slo=fallback.slo,
         )
         self._journeys = (*journeys.journeys, self._unmapped)
         self._by_id = {journey.id: journey for journey in self._journeys}

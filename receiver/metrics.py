@@ -244,7 +244,21 @@ class Metrics:
         )
         self.stats_minutes_degraded = Gauge(
             p + "stats_minutes_degraded",
-            "Minutes of the window in which the journey had an open P1-P3 incident.",
+            "Minutes of the window in which the journey was degraded: an open incident at "
+            "or above its slo.degraded_at (default P3), or a KPI of one out of its band.",
+            stats,
+            registry=r,
+        )
+        self.stats_slo_attainment_ratio = Gauge(
+            p + "stats_slo_attainment_ratio",
+            "Share of the window in which the journey was not degraded.",
+            stats,
+            registry=r,
+        )
+        self.stats_slo_objective_ratio = Gauge(
+            p + "stats_slo_objective_ratio",
+            "The journey's slo.objective as a ratio (only journeys that set one): alert "
+            "when stats_slo_attainment_ratio falls below it.",
             stats,
             registry=r,
         )
@@ -266,8 +280,8 @@ class Metrics:
         )
         self.journey_degraded_seconds = Gauge(
             p + "journey_degraded_seconds",
-            "Seconds since the earliest start of the journey's open P1-P3 incidents; 0 when "
-            "it has none.",
+            "Seconds since the earliest start of the journey's open incidents at or above "
+            "its slo.degraded_at (default P3); 0 when it has none.",
             ["journey"],
             registry=r,
         )

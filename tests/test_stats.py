@@ -246,7 +246,12 @@ NOTHING = {
         "helped": 0, "no_change": 0, "worse": 0, "helped_pct": None,
     },
     "minutes_degraded": 0.0,
+    "slo": {
+        "degraded_at": "P3", "objective_pct": None, "attainment_pct": 100.0,
+        "budget_remaining_pct": None,
+    },
 }  # fmt: skip
+PER_JOURNEY = ("minutes_degraded", "slo")
 ACTED = {
     **NOTHING["actions"], "ran": 1, "refused": 1, "helped": 1, "helped_pct": 100.0,
 }  # fmt: skip
@@ -344,7 +349,7 @@ async def test_one_journey(tmp_path: Path) -> None:
     assert figures["response"] == {"mtta_s_p50": None, "mttr_s_p50": None, "ack_pct": 0.0}
     assert {
         k: v for k, v in figures.items() if k in ("signal", "response", "business", "actions")
-    } == {k: v for k, v in figures["journeys"]["browse"].items() if k != "minutes_degraded"}
+    } == {k: v for k, v in figures["journeys"]["browse"].items() if k not in PER_JOURNEY}
 
 
 DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
@@ -617,7 +622,7 @@ def test_median_and_percent() -> None:
 def test_no_incidents_give_nulls_not_zero_divisions() -> None:
     stats = roll_up()
     assert stats.model_dump(include={"signal", "response", "business", "actions"}) == {
-        k: v for k, v in NOTHING.items() if k != "minutes_degraded"
+        k: v for k, v in NOTHING.items() if k not in PER_JOURNEY
     }
     assert stats.journeys["checkout"].model_dump() == NOTHING
 
@@ -776,3 +781,87 @@ async def test_viewers_asking_at_once_share_one_computation(
                 viewers.start_soon(viewer)
         assert reads.calls == 1
         assert len(answers) == 5 and all(a == answers[0] for a in answers)
+
+
+# Journey SLOs (receiver/outcomes/slo.py) on the seeded history.
+
+SLOS = {"checkout": "{degraded_at: P2, objective: 99.9}", "browse": "{degraded_at: P5}"}
+
+
+def slo_config(tmp_path: Path) -> Path:
+    cfg = config(tmp_path)
+    journeys = tmp_path / "journeys.yaml"
+    text = journeys.read_text()
+    for journey, slo in SLOS.items():
+        text = text.replace(f"  - id: {journey}\n", f"  - id: {journey}\n    slo: {slo}\n")
+    journeys.write_text(text)
+    return cfg
+
+
+async def test_each_journey_is_measured_against_its_own_slo(tmp_path: Path) -> None:
+    async with harness(slo_config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        figures = await stats(rx)
+        await refresh_metrics(rx.receiver)
+        lines = await metrics_of(rx)
+    week = 7 * 24 * 60
+    journeys = figures["journeys"]
+    # A (16 min) and B (180 min) were P2: at or above checkout's P2.
+    assert journeys["checkout"]["minutes_degraded"] == 196.0
+    assert journeys["checkout"]["slo"] == {
+        "degraded_at": "P2",
+        "objective_pct": 99.9,
+        "attainment_pct": round(100 * (1 - 196 / week), 3),  # 98.056
+        "budget_remaining_pct": round(100 * (1 - 196 / (0.001 * week)), 1),  # overspent
+    }
+    # D is P5, at browse's threshold: from T1+10800 to NOW, 60 min.
+    assert journeys["browse"]["minutes_degraded"] == 60.0
+    assert journeys["browse"]["slo"]["objective_pct"] is None
+    assert journeys["unmapped"]["slo"]["degraded_at"] == "P3"
+    attained = round(1 - 196 / week, 5)
+    assert (
+        f'journey_receiver_stats_slo_attainment_ratio{{journey="checkout",window="7d"}} {attained}'
+        in lines
+    )
+    assert (
+        'journey_receiver_stats_slo_objective_ratio{journey="checkout",window="7d"} 0.999' in lines
+    )
+    assert 'journey_receiver_stats_minutes_degraded{journey="browse",window="7d"} 60.0' in lines
+    # No objective, no series; and none for all journeys together.
+    assert not [line for line in lines if 'objective_ratio{journey="browse"' in line]
+    assert not [line for line in lines if 'slo_attainment_ratio{journey=""' in line]
+
+
+async def test_an_incident_opened_before_the_window_counts_while_open_in_it(
+    tmp_path: Path,
+) -> None:
+    async with harness(slo_config(tmp_path), FakeClock()) as rx:
+        ids = await seed(rx)
+        # The last hour (from T1+10800): B, opened at T1+3600, is still open at P2.
+        hour = await stats(rx, "?window=1h&journey=checkout")
+        read = await outcome_stats.read_outcomes(rx.receiver.store, (NOW - 3600) * 1000, None)
+    # Read with its timeline (the index holds state documents only), which the minutes
+    # rest on; a blip's is not read.
+    kinds = {o.state.id: [e.kind for e in o.state.timeline] for o in read}
+    assert kinds[ids["b"]][:2] == ["opened", "notified"]
+    assert kinds[ids["d"]][:2] == ["opened", "notified"]
+    assert set(kinds) == {ids["b"], ids["d"]}  # A and C ended before the hour
+    checkout = hour["journeys"]["checkout"]
+    assert checkout["signal"]["incidents"] == 0  # created before the hour
+    assert checkout["minutes_degraded"] == 60.0
+    assert checkout["slo"]["attainment_pct"] == 0.0
+
+
+async def test_the_value_page_shows_the_journey_slos(tmp_path: Path) -> None:
+    async with harness(slo_config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        page = await rx.client.get("/stats?window=7d")
+    assert page.status_code == 200, page.text
+    table = page.text.split('id="slo-table"')[1].split("</table>")[0]
+    row = table.split('<tr data-journey="checkout">')[1].split("</tr>")[0]
+    assert (
+        "<td>P2 or above</td><td>196 min</td><td>98.056%</td><td>99.9%</td>"
+        "<td>-1844.4%</td><td>missed</td>"
+    ) in row
+    browse = table.split('<tr data-journey="browse">')[1].split("</tr>")[0]
+    assert "<td>P5 or above</td><td>60 min</td>" in browse and "<td>—</td><td>—</td>" in browse

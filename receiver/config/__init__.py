@@ -24,6 +24,7 @@ from receiver.config.journeys_yaml import (
     Kpi,
     Owner,
     Runbook,
+    Slo,
     Stage,
     Unmapped,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "ServerConfig",
     "SinksConfig",
     "SlackSinkConfig",
+    "Slo",
     "Stage",
     "StoreConfig",
     "Thresholds",

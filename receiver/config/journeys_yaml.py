@@ -134,6 +134,16 @@ class Action(ConfigModel):
         return self
 
 
+class Slo(ConfigModel):
+    """The journey's service-level objective (receiver/outcomes/slo.py): the journey is
+    degraded while one of its incidents is open at ``degraded_at`` or above (P1 is the
+    highest), or a KPI of such an incident is outside its band; ``objective`` is the share
+    of the stats window, in percent, it should not be (99.9: about 10 minutes a week)."""
+
+    degraded_at: Priority = "P3"
+    objective: float | None = Field(default=None, gt=0, lt=100)
+
+
 class Journey(ConfigModel):
     id: Slug
     name: str = Field(min_length=1)
@@ -146,6 +156,7 @@ class Journey(ConfigModel):
     runbooks: list[Runbook] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     automation: Automation = "observe"
+    slo: Slo = Slo()
 
     @model_validator(mode="wrap")
     @classmethod
@@ -163,6 +174,7 @@ class Unmapped(ConfigModel):
     weight: Weight = 0.1
     owner: Owner = Owner(team="unowned")
     group_by: list[LabelName] | None = None
+    slo: Slo = Slo()
 
 
 class JourneysConfig(ConfigModel):

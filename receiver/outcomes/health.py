@@ -15,6 +15,7 @@ from prometheus_client import Gauge
 
 from receiver.config.fields import PRIORITIES
 from receiver.metrics import Metrics
+from receiver.outcomes.slo import DEFAULT_DEGRADED_AT, at_or_above
 from receiver.store.records import IncidentState
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
 # The journey-health gauges read at most the newest OPEN_READ open incidents.
 OPEN_READ = 10_000
-# The priorities at which a journey counts as degraded (as minutes_degraded of the stats).
-DEGRADED = frozenset({"P1", "P2", "P3"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,10 @@ class JourneyHealth:
 
 
 def journey_health(
-    incidents: Iterable[IncidentState], now_ms: int, stages: Mapping[str, Sequence[str]]
+    incidents: Iterable[IncidentState],
+    now_ms: int,
+    stages: Mapping[str, Sequence[str]],
+    degraded_at: Mapping[str, str] | None = None,
 ) -> JourneyHealth:
     """The journey-health figures of the open ``incidents`` at ``now_ms``. ``stages`` maps
     each configured journey to its stages (``unmapped`` to none): those show 0 without
@@ -44,7 +46,11 @@ def journey_health(
 
     An incident counts once its first decision gave it a priority (after group_wait), at
     the priority of its last decision; one that matched no stage counts under stage "".
+    A journey is degraded by an open incident at or above its ``slo.degraded_at``
+    (``degraded_at``, default P3), as in its minutes degraded (``slo.py``); KPI time is
+    left to those (it needs the timelines, which this once-a-minute read does not load).
     """
+    thresholds = degraded_at or {}
     counts: dict[tuple[str, str, str], int] = {
         (journey, stage, priority): 0
         for journey, ids in stages.items()
@@ -71,7 +77,9 @@ def journey_health(
             key = (journey, stage, state.priority)
             counts[key] = counts.get(key, 0) + 1
         since = degraded_since[journey]
-        if state.priority in DEGRADED and (since is None or state.started < since):
+        threshold = thresholds.get(journey, DEFAULT_DEGRADED_AT)
+        degraded = at_or_above(state.priority, threshold)
+        if degraded and (since is None or state.started < since):
             degraded_since[journey] = state.started
     return JourneyHealth(
         open_incidents=counts,
@@ -120,7 +128,9 @@ async def refresh_journey_metrics(receiver: Receiver) -> JourneyHealth:
     replica reads the same store, so every replica exports the same numbers (one may lag
     by the time between their refreshes): aggregate them with ``max``, never ``sum``."""
     incidents = await receiver.store.list_incidents("open", None, OPEN_READ)
-    stages = {j.id: [s.id for s in j.stages] for j in receiver.settings.catalog.journeys}
-    health = journey_health(incidents, receiver.pipeline.now_ms(), stages)
+    catalog = receiver.settings.catalog.journeys
+    stages = {j.id: [s.id for s in j.stages] for j in catalog}
+    thresholds = {j.id: j.slo.degraded_at for j in catalog}
+    health = journey_health(incidents, receiver.pipeline.now_ms(), stages, thresholds)
     publish_journey_health(receiver.metrics, health)
     return health

@@ -9,7 +9,9 @@ the API from it, and ``refresh_metrics``, once a minute on every replica, has on
 (the holder of that minute's lease) compute the default window for all journeys while
 every replica sets the ``journey_receiver_stats_*`` gauges (``publish``) from that one
 answer. docs/operating.md ("Figures: GET /api/v1/stats") defines each figure in words;
-this module is the same in code.
+this module is the same in code. ``minutes_degraded`` and ``slo`` of each journey come
+from ``slo.py``: they also count incidents created before the window that were still
+open in it (read up to ``CARRY_IN_MS`` back), and read each notified incident's timeline.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ from receiver.config.fields import parse_duration, show
 from receiver.errors import PayloadError
 from receiver.incident import response_times, rfc3339
 from receiver.metrics import Metrics
+from receiver.outcomes.slo import (
+    DEFAULT_DEGRADED_AT,
+    JourneySlo,
+    degraded_ms,
+    journey_slo,
+    overlaps,
+    with_timelines,
+)
 from receiver.store.base import GroupStore
 from receiver.store.records import IncidentState
 
@@ -50,7 +60,9 @@ CACHE_TTL_MS = 3 * 60_000
 # slots so that a replica whose clock lags cannot take the same slot again.
 REFRESH_SLOT_MS = 60_000
 NOISY_CAP = 10
-DEGRADED = frozenset({"P1", "P2", "P3"})
+# How far before the window an incident may have been created and still count towards
+# the minutes degraded in it (while open in the window): a week of an incident left open.
+CARRY_IN_MS = 7 * 86_400_000
 # Reading bounds: the window's newest INCIDENTS_READ incidents, and an incident's alertnames
 # from ALERTS_READ of its alerts (firing first, then the latest to change).
 INCIDENTS_READ = 20_000
@@ -63,6 +75,13 @@ class StatsQuery(NamedTuple):
     window: str
     window_ms: int
     journey: str | None
+
+
+class SloPolicy(NamedTuple):
+    """A journey's ``slo`` of journeys.yaml, as the figures use it."""
+
+    degraded_at: str = DEFAULT_DEGRADED_AT
+    objective: float | None = None
 
 
 class Outcome(NamedTuple):
@@ -128,6 +147,7 @@ class Figures(_Figure):
 
 class JourneyFigures(Figures):
     minutes_degraded: float
+    slo: JourneySlo
 
 
 class Stats(Figures):
@@ -173,12 +193,20 @@ def compute(
     *,
     window: str = DEFAULT_WINDOW,
     journey: str | None = None,
+    slos: Mapping[str, SloPolicy] | None = None,
+    carried: Sequence[IncidentState] = (),
 ) -> Stats:
     """The figures of ``outcomes`` (the incidents created in ``[since_ms, until_ms]``);
-    ``journeys`` lists the journeys to show even without incidents, in their order."""
+    ``journeys`` lists the journeys to show even without incidents, in their order.
+    ``carried`` are incidents created before the window that were open in it: they count
+    towards minutes degraded only. ``slos`` are the journeys' SLOs (default P3, none)."""
     by_journey: dict[str, list[Outcome]] = {j: [] for j in journeys}
     for outcome in outcomes:
         by_journey.setdefault(outcome.state.journey, []).append(outcome)
+    before: dict[str, list[IncidentState]] = {}
+    for state in carried:
+        before.setdefault(state.journey, []).append(state)
+    policies = slos or {}
     overall = _figures(outcomes, until_ms)
     return Stats(
         signal=overall.signal,
@@ -189,18 +217,36 @@ def compute(
         since=rfc3339(since_ms) or "",
         until=rfc3339(until_ms) or "",
         journey=journey,
-        journeys={j: _journey(group, since_ms, until_ms) for j, group in by_journey.items()},
+        journeys={
+            j: _journey(
+                group,
+                before.get(j, []),
+                policies.get(j, SloPolicy()),
+                since_ms,
+                until_ms,
+            )
+            for j, group in by_journey.items()
+        },
     )
 
 
-def _journey(outcomes: Sequence[Outcome], since_ms: int, until_ms: int) -> JourneyFigures:
+def _journey(
+    outcomes: Sequence[Outcome],
+    carried: Sequence[IncidentState],
+    policy: SloPolicy,
+    since_ms: int,
+    until_ms: int,
+) -> JourneyFigures:
     figures = _figures(outcomes, until_ms)
+    states = [*carried, *(o.state for o in outcomes)]
+    degraded = degraded_ms(states, policy.degraded_at, since_ms, until_ms)
     return JourneyFigures(
         signal=figures.signal,
         response=figures.response,
         business=figures.business,
         actions=figures.actions,
-        minutes_degraded=minutes_degraded(outcomes, since_ms, until_ms),
+        minutes_degraded=round(degraded / 60_000, 1),
+        slo=journey_slo(degraded, since_ms, until_ms, policy.degraded_at, policy.objective),
     )
 
 
@@ -332,31 +378,17 @@ def noisy_alertnames(outcomes: Sequence[Outcome]) -> list[NoisyAlertname]:
     ]
 
 
-def minutes_degraded(outcomes: Sequence[Outcome], since_ms: int, until_ms: int) -> float:
-    """Minutes of ``[since_ms, until_ms]`` with at least one of ``outcomes`` open at P1-P3
-    (blips aside), to 0.1: overlapping incidents count once."""
-    spans = sorted(
-        (max(s.started, since_ms), min(until_ms, s.resolved_at or until_ms))
-        for s in (o.state for o in outcomes)
-        if s.priority in DEGRADED and not blip(s)
-    )
-    total = 0
-    covered_to = since_ms
-    for start, end in spans:
-        start = max(start, covered_to)
-        if end > start:
-            total += end - start
-            covered_to = end
-    return round(total / 60_000, 1)
-
-
 async def read_outcomes(store: GroupStore, since_ms: int, journey: str | None) -> list[Outcome]:
-    """The incidents created since ``since_ms`` (of ``journey``), with their alertnames."""
-    states = [
-        s
-        for s in await store.incidents_since(since_ms, journey, INCIDENTS_READ)
-        if s.created_at >= since_ms
-    ]
+    """The incidents created since ``since_ms`` (of ``journey``), with their alertnames,
+    then those created up to ``CARRY_IN_MS`` before it that were open after it (without
+    alertnames: they count towards minutes degraded only); the notified ones with their
+    timelines."""
+    read = await store.incidents_since(since_ms - CARRY_IN_MS, journey, INCIDENTS_READ)
+    states = await with_timelines(
+        store, [s for s in read if s.created_at >= since_ms or overlaps(s, since_ms)]
+    )
+    carried = [Outcome(s, frozenset()) for s in states if s.created_at < since_ms]
+    states = [s for s in states if s.created_at >= since_ms]
     outcomes: list[Outcome] = []
     for start in range(0, len(states), _CONCURRENT_READS):
         chunk = states[start : start + _CONCURRENT_READS]
@@ -365,16 +397,23 @@ async def read_outcomes(store: GroupStore, since_ms: int, journey: str | None) -
             Outcome(s, frozenset(a.labels.get("alertname", "") for a in page.alerts) - {""})
             for s, page in zip(chunk, pages, strict=True)
         ]
-    return outcomes
+    return outcomes + carried
 
 
 async def read_stats(
-    store: GroupStore, query: StatsQuery, now_ms: int, journeys: Collection[str]
+    store: GroupStore,
+    query: StatsQuery,
+    now_ms: int,
+    journeys: Collection[str],
+    slos: Mapping[str, SloPolicy] | None = None,
 ) -> Stats:
-    """The figures for ``query``; ``journeys`` are the configured ones (``unmapped`` too).
-    A ``journey`` neither configured nor with incidents in the window is refused (422)."""
+    """The figures for ``query``; ``journeys`` are the configured ones (``unmapped`` too),
+    ``slos`` their SLOs. A ``journey`` neither configured nor with incidents in the window
+    is refused (422)."""
     since = now_ms - query.window_ms
-    outcomes = await read_outcomes(store, since, query.journey)
+    read = await read_outcomes(store, since, query.journey)
+    outcomes = [o for o in read if o.state.created_at >= since]
+    carried = [o.state for o in read if o.state.created_at < since]
     if query.journey is not None and query.journey not in journeys and not outcomes:
         raise PayloadError(
             422,
@@ -382,12 +421,25 @@ async def read_stats(
             [{"field": "journey", "reason": f"unknown journey {show(query.journey)}"}],
         )
     shown = list(journeys) if query.journey is None else [query.journey]
-    return compute(outcomes, since, now_ms, shown, window=query.window, journey=query.journey)
+    return compute(
+        outcomes,
+        since,
+        now_ms,
+        shown,
+        window=query.window,
+        journey=query.journey,
+        slos=slos,
+        carried=carried,
+    )
 
 
 def _gauges(m: Metrics) -> list[tuple[Gauge, Callable[[Figures], float | None]]]:
     def ratio(value: float | None) -> float | None:
         return None if value is None else value / 100
+
+    def slo_ratio(value: float | None) -> float | None:
+        # Objectives are 99.9-like: shown as 0.999, not 0.9990000000000001.
+        return None if value is None else round(value / 100, 6)
 
     return [
         (m.stats_alerts, lambda f: f.signal.alerts),
@@ -407,6 +459,14 @@ def _gauges(m: Metrics) -> list[tuple[Gauge, Callable[[Figures], float | None]]]
         (
             m.stats_minutes_degraded,
             lambda f: f.minutes_degraded if isinstance(f, JourneyFigures) else None,
+        ),
+        (
+            m.stats_slo_attainment_ratio,
+            lambda f: slo_ratio(f.slo.attainment_pct) if isinstance(f, JourneyFigures) else None,
+        ),
+        (
+            m.stats_slo_objective_ratio,
+            lambda f: slo_ratio(f.slo.objective_pct) if isinstance(f, JourneyFigures) else None,
         ),
     ]
 
@@ -483,8 +543,10 @@ async def refresh_metrics(receiver: Receiver) -> Stats | None:
 
 
 async def _computed(receiver: Receiver, query: StatsQuery, now_ms: int) -> Stats:
-    journeys = [j.id for j in receiver.settings.catalog.journeys]
-    stats = await read_stats(receiver.store, query, now_ms, journeys)
+    catalog = receiver.settings.catalog.journeys
+    journeys = [j.id for j in catalog]
+    slos = {j.id: SloPolicy(j.slo.degraded_at, j.slo.objective) for j in catalog}
+    stats = await read_stats(receiver.store, query, now_ms, journeys, slos)
     await receiver.store.cache.set(
         CACHE_NAMESPACE, _field(query), stats.model_dump_json(), CACHE_TTL_MS
     )

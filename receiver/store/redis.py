@@ -377,6 +377,8 @@ class RedisStore:
                     self.deliveries.job_counter,
                     self.deliveries.ready_key,
                     self._alive,
+                    self._p + "am:" + claim.incident_id,
+                    self._p + "ab:" + claim.incident_id,
                     *(self.deliveries.queue_key(job.queue) for job in jobs),
                 ],
                 args=[

@@ -1,6 +1,6 @@
 """The value page (``GET /stats``): the figures of ``GET /api/v1/stats`` (signal quality,
-response, business impact) per journey over 7 or 30 days, as tables and small bar charts,
-and the noisy alertnames as tuning suggestions. Read through ``cached_stats``, the API's
+response, business impact, journey SLOs) per journey over 7 or 30 days, as tables and small
+bar charts, and the noisy alertnames as tuning suggestions. Read through ``cached_stats``, the API's
 own call: no second query path.
 """
 
@@ -65,7 +65,7 @@ async def load(receiver: Receiver, asked: str | None) -> StatsPage:
         ],
         "business": [
             chart(
-                "Minutes degraded (P1–P3)",
+                "Minutes degraded",
                 lambda f: getattr(f, "minutes_degraded", None),
                 minutes,
             ),
@@ -93,6 +93,13 @@ def money(value: float | None) -> str:
 
 def minutes(value: float | None) -> str:
     return "—" if value is None else f"{value:g} min"
+
+
+def slo_status(attainment: float, objective: float | None) -> str:
+    """Whether the journey met its objective over the window; ``—`` without one."""
+    if objective is None:
+        return "—"
+    return "met" if attainment >= objective else "missed"
 
 
 def duration(value: float | None) -> str:

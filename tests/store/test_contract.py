@@ -725,3 +725,30 @@ async def test_lifetimes_are_renewed_once_a_64th_of_the_retention(store: RedisSt
     await store.ingest([group(placed("c"))], 0, T + every)
     renewed = [await raw.pttl(k) for k in keys]
     assert all(ttl > store.settings.retention_ms - 60_000 for ttl in renewed)
+
+
+async def test_a_commit_on_an_incident_that_expired_meanwhile_lets_it_go(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 30_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    for kind in ("inc", "am", "ab", "tl"):  # its retention ran out between load and commit
+        await store._r.delete(f"{store._p}{kind}:{o.incident_id}")
+    outcome = await store.commit(claim, stored.version, stored.state, {}, None, [], T + WAIT)
+    assert outcome == "lost"
+    assert await store.claim_due(T + 100 * WAIT, 30_000, 10) == []
+
+
+async def test_a_commit_keeps_the_alerts_alive_with_their_incident(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    meta, body = (f"{store._p}{kind}:{o.incident_id}" for kind in ("am", "ab"))
+    for k in (meta, body):
+        await store._r.pexpire(k, 60_000)  # its last batch was long ago
+    (claim,) = await store.claim_due(T + WAIT, 30_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    assert await store.commit(claim, stored.version, stored.state, {}, None, [], T + WAIT) == "ok"
+    renewed = [await store._r.pttl(k) for k in (meta, body)]
+    assert all(ttl > store.settings.retention_ms - 60_000 for ttl in renewed)

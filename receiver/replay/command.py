@@ -1,0 +1,145 @@
+"""``journey-receiver replay``: its options and what it prints.
+
+Exit 0 with the report; 1 when the config, the journeys or Prometheus' answer is wrong
+(the message names which). No receiver credentials are needed (``settings.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from receiver.config.fields import parse_duration
+
+DEFAULT_SINCE = "7d"
+DEFAULT_STEP = "1m"
+DEFAULT_AM_GROUP_BY = "alertname"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prometheus", metavar="URL", required=True, help="where ALERTS is kept")
+    p.add_argument(
+        "--since",
+        default=DEFAULT_SINCE,
+        help=f"start: a duration before --until (default {DEFAULT_SINCE}) or an RFC 3339 time",
+    )
+    p.add_argument("--until", help="end: an RFC 3339 time or Unix seconds (default now)")
+    p.add_argument(
+        "--against", type=Path, metavar="OLD.yaml", help="also replay this journeys file and diff"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object (for CI)")
+    p.add_argument(
+        "--step",
+        metavar="DURATION",
+        default=DEFAULT_STEP,
+        help=f"the rules' evaluation interval: ALERTS' resolution (default {DEFAULT_STEP})",
+    )
+    p.add_argument(
+        "--am-group-by",
+        metavar="LABELS",
+        default=DEFAULT_AM_GROUP_BY,
+        help="Alertmanager's group_by, comma-separated; ... = every label "
+        f"(default {DEFAULT_AM_GROUP_BY})",
+    )
+    p.add_argument(
+        "--am-group-wait",
+        metavar="DURATION",
+        help="Alertmanager's group_wait (default: the config's grouping.group_wait)",
+    )
+    p.add_argument(
+        "--am-group-interval",
+        metavar="DURATION",
+        help="Alertmanager's group_interval (default: the config's grouping.group_interval)",
+    )
+    p.add_argument(
+        "--am-repeat-interval",
+        metavar="DURATION",
+        default="4h",
+        help="Alertmanager's repeat_interval (default 4h)",
+    )
+
+
+def _instant(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    at = datetime.fromisoformat(text)
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
+def _window(since: str, until: str | None) -> tuple[int, int]:
+    end = _instant(until) if until else time.time()
+    try:
+        start = end - parse_duration(since)
+    except ValueError:
+        start = _instant(since)
+    if start >= end:
+        raise ValueError(f"--since {since} is not before --until")
+    return round(start * 1000), round(end * 1000)
+
+
+def _seconds(option: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from exc
+
+
+def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path | None) -> int:
+    from receiver.errors import ConfigError
+    from receiver.replay import (
+        HistoryError,
+        as_text,
+        diff,
+        read_firings,
+        replay,
+        replay_settings,
+        route_for,
+    )
+
+    try:
+        since_ms, until_ms = _window(args.since, args.until)
+        step = _seconds("--step", args.step)
+        group_wait = _seconds("--am-group-wait", args.am_group_wait)
+        group_interval = _seconds("--am-group-interval", args.am_group_interval)
+        repeat = _seconds("--am-repeat-interval", args.am_repeat_interval)
+    except ValueError as exc:
+        print(f"journey-receiver replay: {exc}", file=sys.stderr)
+        return 1
+    assert step is not None and repeat is not None
+    if step <= 0 or (group_interval is not None and group_interval <= 0):
+        print("journey-receiver replay: --step and --am-group-interval must be > 0",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        settings = replay_settings(config_path, journeys_path)
+        old = replay_settings(config_path, args.against) if args.against else None
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    group_by = [name.strip() for name in args.am_group_by.split(",") if name.strip()]
+    route = route_for(settings, group_by, group_wait, group_interval, repeat)
+    try:
+        firings = read_firings(args.prometheus, since_ms, until_ms, round(step * 1000))
+    except HistoryError as exc:
+        print(f"journey-receiver replay: {exc}", file=sys.stderr)
+        return 1
+    report = asyncio.run(replay(settings, firings, route, since_ms, until_ms))
+    changes = None
+    if old is not None:
+        before = asyncio.run(replay(old, firings, route, since_ms, until_ms))
+        changes = diff(report, before)
+    if args.json:
+        out = report.as_json() | (changes.as_json() if changes else {})
+        print(json.dumps(out, indent=2))
+    else:
+        sys.stdout.write(as_text(report, changes, str(args.against or "")))
+    return 0

@@ -1,0 +1,185 @@
+"""``journey-receiver replay`` against the real Prometheus, on ``ALERTS`` series
+backfilled with ``promtool tsdb create-blocks-from openmetrics`` (``storm.py``).
+
+The answers are worked out by hand in ``storm.py``: Alertmanager (group_by alertname,
+group_wait 10s, group_interval 30s) sends 11 batches in 5 groups (PaymentErrors twice,
+CartLatency twice, SearchSlow once); the receiver (group_wait 2m) makes checkout/eu (A, B,
+C: P2, paged), checkout/us (D: P5) and search/eu (E: P5) of them, and F is a blip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.cli import main
+from receiver.replay import read_firings
+from tests.replay.storm import STORM, T0, openmetrics
+from tests.support.prometheus import prometheus_server
+
+DATA = Path(__file__).resolve().parent / "data"
+MINUTE = 60_000
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("replay-prometheus")
+    history = workdir / "alerts.om"
+    history.write_text(openmetrics())
+    with prometheus_server(workdir, history) as url:
+        yield url
+
+
+def replay(url: str, *extra: str) -> list[str]:
+    return [
+        "replay",
+        "--prometheus", url,
+        "--since", "2026-04-18T07:50:00Z",
+        "--until", "2026-04-18T09:30:00Z",
+        "--config", str(DATA / "receiver.yaml"),
+        "--am-group-wait", "10s",
+        "--am-group-interval", "30s",
+        *extra,
+    ]  # fmt: skip
+
+
+def as_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, Any]:
+    assert main([*argv, "--json"]) == 0
+    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def priorities(**counts: int) -> dict[str, int]:
+    return {p: counts.get(p, 0) for p in ("P1", "P2", "P3", "P4", "P5")}
+
+
+def test_a_storm_replays_to_its_known_incidents_pages_blips_and_groups(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No WEBHOOK_TOKEN, no PD_ROUTING_KEY: the config's server and sinks are never read.
+    result = as_json(capsys, replay(prometheus))
+    assert result == {
+        "window": {"since": "2026-04-18T07:50:00.000Z", "until": "2026-04-18T09:30:00.000Z"},
+        "alerts": 6,
+        "incidents": 3,
+        "pages": 1,
+        "blips": 1,
+        "alertmanager_groups": 5,
+        "alertmanager_notifications": 11,
+        "journeys": {
+            "checkout": {
+                "incidents": 2,
+                "pages": 1,
+                "alerts": 5,
+                "blips": 1,
+                "by_priority": priorities(P2=1, P5=1),
+                "alerts_per_page": 5.0,
+                "alertmanager_groups": 4,
+            },
+            "search": {
+                "incidents": 1,
+                "pages": 0,
+                "alerts": 1,
+                "blips": 0,
+                "by_priority": priorities(P5=1),
+                "alerts_per_page": None,
+                "alertmanager_groups": 1,
+            },
+            "unmapped": {
+                "incidents": 0,
+                "pages": 0,
+                "alerts": 0,
+                "blips": 0,
+                "by_priority": priorities(),
+                "alerts_per_page": None,
+                "alertmanager_groups": 0,
+            },
+        },
+    }
+
+
+def test_the_text_report_is_a_table_per_journey_and_priority(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(replay(prometheus)) == 0
+    assert capsys.readouterr().out == (
+        "replay 2026-04-18T07:50:00.000Z → 2026-04-18T09:30:00.000Z: 6 alert firings; "
+        "Alertmanager would have sent 11 notifications in 5 groups\n"
+        "\n"
+        "journey   incidents  pages  P1  P2  P3  P4  P5  alerts  alerts/page  blips  AM groups\n"
+        "checkout          2      1   0   1   0   0   1       5          5.0      1          4\n"
+        "search            1      0   0   0   0   0   1       1            -      0          1\n"
+        "total             3      1   0   1   0   0   2       6          6.0      1          5\n"
+    )
+
+
+def test_against_shows_what_moving_a_stage_to_another_journey_does(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new, old = DATA / "journeys-new.yaml", DATA / "journeys-old.yaml"
+    argv = replay(prometheus, "--journeys", str(new), "--against", str(old))
+    result = as_json(capsys, argv)
+    # The cart alerts C (eu) and D (us) leave checkout for browse: checkout/us is gone,
+    # checkout/eu keeps its page, browse gains an incident per region.
+    assert result["diff"] == {
+        "checkout": {"incidents": -1, "pages": 0},
+        "browse": {"incidents": 2, "pages": 0},
+        "search": {"incidents": 0, "pages": 0},
+        "unmapped": {"incidents": 0, "pages": 0},
+    }
+    assert result["moved"] == [{"from": "checkout", "to": "browse", "alerts": 2}]
+    # search weighs 1.0 now: the same alert, the same incident, one priority up.
+    assert result["reprioritised"] == [
+        {"journey": "search", "key": 'search{env="prod",region="eu"}', "alerts": 1,
+         "from": "P5", "to": "P4"}
+    ]  # fmt: skip
+    assert (result["incidents"], result["pages"], result["blips"]) == (4, 1, 1)
+    assert result["journeys"]["browse"]["by_priority"] == priorities(P5=2)
+
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.endswith(
+        f"against {old}:\n"
+        "journey   incidents  pages\n"
+        "checkout         -1     +0\n"
+        "browse           +2     +0\n"
+        "  2 alert firing(s) moved from checkout to browse\n"
+        '  re-prioritised: search{env="prod",region="eu"} (1 alerts) P5 → P4\n'
+    )
+
+
+def test_json_has_the_shape_spec_gives(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    new, old = DATA / "journeys-new.yaml", DATA / "journeys-old.yaml"
+    result = as_json(capsys, replay(prometheus, "--journeys", str(new), "--against", str(old)))
+    spec = {"window", "alerts", "incidents", "pages", "blips", "alertmanager_groups",
+            "journeys", "diff"}  # fmt: skip
+    assert spec <= set(result)
+    assert set(result["window"]) == {"since", "until"}
+    for figures in result["journeys"].values():
+        assert {"incidents", "pages", "alerts", "blips", "by_priority"} <= set(figures)
+        assert list(figures["by_priority"]) == ["P1", "P2", "P3", "P4", "P5"]
+    for change in result["diff"].values():
+        assert set(change) == {"incidents", "pages"}
+    # The totals are the journeys' sums.
+    for name in ("incidents", "pages", "blips", "alerts"):
+        assert result[name] == sum(j[name] for j in result["journeys"].values())
+
+
+def test_alerts_firing_intervals_are_read_exactly_and_pending_is_left_out(
+    prometheus: str,
+) -> None:
+    since = int(T0.timestamp() * 1000) - 10 * MINUTE
+    found = read_firings(prometheus, since, since + 120 * MINUTE, MINUTE)
+    start = int(T0.timestamp() * 1000)
+    assert sorted(
+        (f.labels["service"], f.labels["region"], (f.start_ms - start) // MINUTE,
+         None if f.end_ms is None else (f.end_ms - start) // MINUTE)
+        for f in found
+    ) == sorted(
+        (service, region, first, end) for _, service, region, _, first, end in STORM
+    )  # fmt: skip
+    assert all("alertstate" not in f.labels and "__name__" not in f.labels for f in found)
