@@ -63,6 +63,7 @@ def store_settings(settings: Settings) -> StoreSettings:
         reopen_window_ms=ms(cfg.grouping.reopen_window),
         replica_acks=cfg.store.replica_acks,
         replica_ack_timeout_ms=ms(cfg.store.replica_ack_timeout),
+        max_alerts_per_incident=cfg.store.max_alerts_per_incident,
     )
 
 

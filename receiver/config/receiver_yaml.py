@@ -145,6 +145,9 @@ class StoreConfig(ConfigModel):
     url: Annotated[str, AfterValidator(_store_url)] = Field(default="memory://", repr=False)
     key_prefix: str = Field(default="jr", min_length=1)
     retention: PositiveDuration = 7 * 86400.0
+    max_alerts_per_incident: int = Field(default=10_000, ge=500)
+    """Alerts an incident keeps: beyond it, its resolved ones go, oldest first, so an
+    incident that keeps getting traffic stays bounded (pages and sinks show 500)."""
     replica_acks: int = Field(default=0, ge=0)
     """Replicas that must hold a webhook batch before it is answered 2xx (Redis WAIT);
     fewer within ``replica_ack_timeout`` answer 503, which Alertmanager retries."""

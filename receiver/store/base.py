@@ -26,6 +26,8 @@ class StoreSettings:
     # replication), and how long to wait for them.
     replica_acks: int = 0
     replica_ack_timeout_ms: int = 1_000
+    # Alerts an incident keeps; beyond it its resolved ones go, oldest first (0: no limit).
+    max_alerts_per_incident: int = 10_000
 
 
 class PlacedAlert(NamedTuple):

@@ -250,6 +250,8 @@ class IncidentState(_Record):
     )
     timeline_dropped: int = 0
     truncated_alerts: int = 0
+    alerts_dropped: int = 0
+    """Resolved alerts let go beyond ``store.max_alerts_per_incident``."""
     pending: Literal["open", "reopen"] | None = None
     notified_at: int | None = None
     last_notified: Notified | None = None

@@ -211,7 +211,9 @@ class RedisStore:
                 *fp_keys,
                 *self._planned_keys(plan, journeys),
             ]
-            raw = await self._run_ingest(keys, [*args, orjson.dumps(plan)])
+            raw = await self._run_ingest(
+                keys, [*args, orjson.dumps(plan), cfg.max_alerts_per_incident]
+            )
             if raw not in (b"retry", "retry"):
                 break
             plan = None
@@ -307,7 +309,7 @@ class RedisStore:
             if digest in journeys:
                 ids.append(f"{journeys[digest]}-{digest}-{int(seq or 0) + 1}")
             for i in ids:
-                keys += [self._p + part + i for part in ("inc:", "am:", "ab:", "tl:")]
+                keys += [self._p + part + i for part in ("inc:", "am:", "ab:", "ar:", "tl:")]
         return keys
 
     @unavailable
@@ -379,6 +381,7 @@ class RedisStore:
                     self._alive,
                     self._p + "am:" + claim.incident_id,
                     self._p + "ab:" + claim.incident_id,
+                    self._p + "ar:" + claim.incident_id,
                     *(self.deliveries.queue_key(job.queue) for job in jobs),
                 ],
                 args=[

@@ -752,3 +752,26 @@ async def test_a_commit_keeps_the_alerts_alive_with_their_incident(store: RedisS
     assert await store.commit(claim, stored.version, stored.state, {}, None, [], T + WAIT) == "ok"
     renewed = [await store._r.pttl(k) for k in (meta, body)]
     assert all(ttl > store.settings.retention_ms - 60_000 for ttl in renewed)
+
+
+async def test_an_incident_keeps_at_most_its_cap_of_alerts_dropping_old_resolved_ones(
+    store: RedisStore,
+) -> None:
+    store.configure(replace(store.settings, max_alerts_per_incident=3))
+    (o,) = await store.ingest([group(placed("a"), placed("b"), placed("c"))], 0, T)
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1)
+    await store.ingest([group(placed("b", status="resolved"))], 0, T + 2)
+    await store.ingest([group(placed("c", status="resolved"))], 0, T + 3)
+    # c fires again (a new startsAt: not a late copy): no longer one to drop.
+    await store.ingest([group(placed("c", starts_at=STARTS + timedelta(minutes=5)))], 0, T + 4)
+    await store.ingest([group(placed("d"), placed("e"))], 0, T + 5)
+    page = await store.load_alerts(o.incident_id, 10)
+    # a and b resolved first and go; c (firing again), d and e stay.
+    assert sorted(a.fp for a in page.alerts) == ["c", "d", "e"]
+    loaded = await store.load(o.incident_id)
+    assert loaded is not None
+    assert (loaded.state.alerts_dropped, loaded.state.firing_count) == (2, 3)
+    assert [e.kind for e in loaded.state.timeline].count("alerts_dropped") == 1
+    # Firing alerts are never dropped, whatever the cap.
+    await store.ingest([group(placed("f"), placed("g"))], 0, T + 6)
+    assert (await store.load_alerts(o.incident_id, 10)).total == 5

@@ -2,9 +2,9 @@
 --
 -- KEYS: 1 the due set, 2 the claims hash, 3 the incident, 4 its timeline, 5 its key's
 -- mapping (key:<digest>), 6 its key's id counter (seq:<digest>), 7 the outbox job counter,
--- 8 the outbox's ready set, 9 the alive set (see ingest.lua), 10 and 11 its alerts'
--- meta and record hashes (am:, ab:), then one queue list per outbox job, in the jobs'
--- order.
+-- 8 the outbox's ready set, 9 the alive set (see ingest.lua), 10 to 12 its alerts'
+-- meta and record hashes and resolved set (am:, ab:, ar:), then one queue list per outbox
+-- job, in the jobs' order.
 -- ARGV: 1 id, 2 claim token, 3 version read, 4 now (ms), 5 guard (JSON: field -> the value
 -- the decision relied on), 6 patch (JSON: the scheduler's fields), 7 next due (ms, or -1
 -- for none), 8 retention (ms), 9 timeline cap, 10 the number of outbox jobs, that many
@@ -64,7 +64,7 @@ end
 local retention = tonumber(ARGV[8])
 for i = 11, first_entry - 1, 2 do
   local job_id = tostring(redis.call('INCR', KEYS[7]))
-  local q = KEYS[12 + (i - 11) / 2]
+  local q = KEYS[13 + (i - 11) / 2]
   redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
   redis.call('PEXPIRE', q, retention)
   -- NX: a queue waiting out a backoff or held by a worker keeps its time; the new job
@@ -88,6 +88,7 @@ redis.call('ZADD', KEYS[9], now, id)
 -- (a resolve after resolve_after) must not leave an incident whose alerts expired.
 redis.call('PEXPIRE', KEYS[10], retention)
 redis.call('PEXPIRE', KEYS[11], retention)
+redis.call('PEXPIRE', KEYS[12], retention)
 -- The key's mapping and its id counter live as long as the incident does: an expired
 -- counter would number the next incident of this key with an id still in use.
 redis.call('PEXPIRE', KEYS[5], retention)

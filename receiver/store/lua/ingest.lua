@@ -19,6 +19,8 @@
 --            record length in bytes], ...]
 --          10 the alerts' records (JSON each), concatenated in the same order; each is
 --            stored as it is.
+--          12 the most alerts an incident keeps (resolved ones beyond it go, oldest
+--            first; 0: no limit)
 --          11 the plan (JSON): {digest: [current incident id or false, id counter or
 --            false]}, as the caller read them just before, for every digest the batch may
 --            touch (its groups', and those of the incidents already holding its alerts).
@@ -43,6 +45,7 @@ local timeline_cap = tonumber(ARGV[6])
 local batches = cjson.decode(ARGV[7])
 local groups = cjson.decode(ARGV[8])
 local alerts = cjson.decode(ARGV[9])
+local max_alerts = tonumber(ARGV[12])
 local due_key = KEYS[1]
 local idx_key = P .. 'idx'
 -- Incident id -> when its keys were last given a new lifetime (here or by commit.lua).
@@ -65,6 +68,14 @@ end
 local function hset_all(key, pairs)
   for i = 1, #pairs, 2 * CHUNK do
     redis.call('HSET', key, unpack(pairs, i, math.min(i + 2 * CHUNK - 1, #pairs)))
+  end
+end
+
+-- fn on consecutive parts of list (whole groups of ``width``), each small enough to unpack.
+local function each_chunk(list, width, fn)
+  local step = width * CHUNK
+  for i = 1, #list, step do
+    fn({unpack(list, i, math.min(i + step - 1, #list))})
   end
 end
 
@@ -279,6 +290,9 @@ local function apply(first_group, last_group, first_alert, truncated)
       if type(st.service_starts) ~= 'table' then st.service_starts = {} end
       local severities, service_starts = st.firing_severities, st.service_starts
       local metas, bodies, latest = {}, {}, {}
+      -- The incident's resolved alerts by when they resolved (ar:<id>): the ones dropped
+      -- first when it holds more than max_alerts.
+      local resolved_now, firing_again = {}, {}
       -- Until the first notification of this (re)opening, count the alerts that resolved:
       -- they came and went within group_wait (blips).
       local gathering = is_set(st.pending)
@@ -344,6 +358,12 @@ local function apply(first_group, last_group, first_alert, truncated)
             local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
                          '|' .. changed_at .. '|' .. class
             latest[fp] = meta
+            if status == 'resolved' and o_status ~= 'resolved' then
+              resolved_now[#resolved_now + 1] = changed_at
+              resolved_now[#resolved_now + 1] = fp
+            elseif status == 'firing' and o_status == 'resolved' then
+              firing_again[#firing_again + 1] = fp
+            end
             metas[#metas + 1] = fp
             metas[#metas + 1] = meta
             if not is_set(services[service]) then
@@ -367,6 +387,30 @@ local function apply(first_group, last_group, first_alert, truncated)
       end
       hset_all(body_key, bodies)
       hset_all(meta_key, metas)
+      local resolved_key = P .. 'ar:' .. id
+      each_chunk(firing_again, 1, function(part) redis.call('ZREM', resolved_key, unpack(part)) end)
+      each_chunk(resolved_now, 2, function(part) redis.call('ZADD', resolved_key, unpack(part)) end)
+      if max_alerts > 0 then
+        -- An incident that keeps getting traffic would otherwise keep every alert it ever
+        -- saw; firing alerts always stay.
+        local over = math.min(redis.call('HLEN', meta_key) - max_alerts, 10 * CHUNK)
+        if over > 0 then
+          local victims = redis.call('ZRANGE', resolved_key, 0, over - 1)
+          if #victims > 0 then
+            each_chunk(victims, 1, function(part)
+              redis.call('HDEL', meta_key, unpack(part))
+              redis.call('HDEL', body_key, unpack(part))
+              redis.call('ZREM', resolved_key, unpack(part))
+            end)
+            if (tonumber(st.alerts_dropped) or 0) == 0 then
+              note(id, 'alerts_dropped', 'more than ' .. max_alerts ..
+                   ' alerts: resolved ones are dropped, oldest first')
+            end
+            st.alerts_dropped = (tonumber(st.alerts_dropped) or 0) + #victims
+            dirty[id] = true
+          end
+        end
+      end
 
       -- Counted once: an HA peer's copy of the same batch changes nothing.
       if truncated > 0 and res.changed > 0 then
@@ -418,6 +462,7 @@ for _, id in ipairs(touched) do
     redis.call('ZADD', alive_key, now, id)
     redis.call('PEXPIRE', P .. 'am:' .. id, retention)
     redis.call('PEXPIRE', P .. 'ab:' .. id, retention)
+    redis.call('PEXPIRE', P .. 'ar:' .. id, retention)
     redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
     redis.call('PEXPIRE', P .. 'key:' .. digest, retention)
     -- The id counter must outlive every incident it numbered, or a later incident of the
