@@ -151,7 +151,12 @@ def advance(
 ) -> IncidentState:
     """The incident state after ``decision``, ready to commit; new timeline entries are
     appended after the ones loaded."""
-    state = loaded.model_copy(deep=True)
+    # A shallow copy with its own timeline and outcomes: the only containers the decision
+    # changes in place (everything else is assigned anew). A deep copy of the whole state
+    # cost more than the rest of the decision.
+    state = loaded.model_copy(
+        update={"timeline": list(loaded.timeline), "action_outcomes": dict(loaded.action_outcomes)}
+    )
     state.priority = now.priority
     state.score = now.score
 

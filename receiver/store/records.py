@@ -335,6 +335,27 @@ SCHEDULER_FIELDS = frozenset(
 )
 
 
+# The scheduler's fields that ingest never reads: kept in their own document (``view`` in
+# the incident's hash, beside ``state``) so that a batch does not decode and re-encode them.
+# They are most of the document once an incident has been notified (its score breakdown,
+# similar incidents, causes, KPIs), and every batch used to pay for them.
+VIEW_FIELDS = SCHEDULER_FIELDS - {"status", "resolved_at", "pending", "notified_at", "blips"}
+
+
+def stored_state(state: str | bytes, view: str | bytes | None) -> IncidentState:
+    """An incident from its two stored documents. The view goes last, so that it wins over
+    a copy of the same field an older version of the receiver left in the state."""
+    raw = _text(state)
+    extra = _text(view) if view is not None else "{}"
+    if extra != "{}":
+        raw = raw[:-1] + "," + extra[1:]
+    return IncidentState.model_validate_json(raw)
+
+
+def _text(raw: str | bytes) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 class StoredIncident(_Record):
     """An incident as loaded for a decision: its state and the version read."""
 

@@ -35,11 +35,13 @@ from receiver.store.deliveries import DeliveryQueue, Job
 from receiver.store.records import (
     SCHEDULER_FIELDS,
     TIMELINE_CAP,
+    VIEW_FIELDS,
     AlertPage,
     IncidentState,
     StoredAlert,
     StoredIncident,
     TimelineEntry,
+    stored_state,
 )
 from receiver.store.scripts import script, text, unavailable
 
@@ -326,13 +328,13 @@ class RedisStore:
     async def load(self, incident_id: str) -> StoredIncident | None:
         started = time.perf_counter()
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._p + "inc:" + incident_id, "state", "ver", "tl_dropped")
+            pipe.hmget(self._p + "inc:" + incident_id, "state", "view", "ver", "tl_dropped")
             pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
-            (raw_state, ver, dropped), timeline = await pipe.execute()
+            (raw_state, raw_view, ver, dropped), timeline = await pipe.execute()
         self._observe("load", time.perf_counter() - started)
         if raw_state is None:
             return None
-        state = IncidentState.model_validate_json(raw_state)
+        state = stored_state(raw_state, raw_view)
         state.timeline = [TimelineEntry.model_validate_json(e) for e in timeline]
         state.timeline_dropped = int(dropped or 0)
         return StoredIncident(state=state, version=int(ver or 0))
@@ -390,11 +392,13 @@ class RedisStore:
                     version,
                     now_ms,
                     _dumps(dict(guard)),
-                    state.model_dump_json(include=set(SCHEDULER_FIELDS)),
+                    state.model_dump_json(include=_CORE_PATCH),
                     -1 if next_due_ms is None else next_due_ms,
                     self.settings.retention_ms,
                     TIMELINE_CAP,
                     len(jobs),
+                    state.model_dump_json(include=_VIEW),
+                    _VIEW_NAMES,
                     *(part for job in jobs for part in (job.queue, job.unnumbered())),
                     *(e.model_dump_json() for e in appended),
                 ],
@@ -427,17 +431,17 @@ class RedisStore:
             start += len(page)
             async with self._r.pipeline(transaction=False) as pipe:
                 for i in ids:
-                    pipe.hget(self._p + "inc:" + i, "state")
+                    pipe.hmget(self._p + "inc:" + i, "state", "view")
                 raws = await pipe.execute()
-            gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            gone = [i for i, (raw, _) in zip(ids, raws, strict=True) if raw is None]
             if gone:
                 # The incident expired with its retention; its index entry goes with it.
                 await self._r.zrem(self._idx, *gone)
                 start -= len(gone)
-            for raw in raws:
+            for raw, view in raws:
                 if raw is None:
                     continue
-                st = IncidentState.model_validate_json(raw)
+                st = stored_state(raw, view)
                 if (status == "all" or st.status == status) and journey in (None, st.journey):
                     found.append(st)
                     if len(found) == limit:
@@ -554,17 +558,17 @@ class RedisStore:
         for start in range(0, len(ids), _LIST_PAGE):
             async with self._r.pipeline(transaction=False) as pipe:
                 for i in ids[start : start + _LIST_PAGE]:
-                    pipe.hget(self._p + "inc:" + i, "state")
+                    pipe.hmget(self._p + "inc:" + i, "state", "view")
                 raws = await pipe.execute()
             # An incident gone with its retention is skipped; list_incidents prunes the index.
-            for raw in raws:
+            for raw, view in raws:
                 if raw is None or (journey is not None and marker not in _bytes(raw)):
                     # Gone with its retention (list_incidents prunes the index), or of
                     # another journey: the scripts write the state as compact JSON, so
                     # this spares parsing every other journey's incidents.
                     continue
                 try:
-                    st = IncidentState.model_validate_json(raw)
+                    st = stored_state(raw, view)
                 except ValueError:
                     # One unreadable incident must not hide every other one.
                     logger.warning("store: incident state not readable; skipped")
@@ -575,6 +579,12 @@ class RedisStore:
                         return found
         return found
 
+
+# What commit.lua merges into the state document; the rest of the scheduler's fields are
+# the view, written whole.
+_CORE_PATCH = set(SCHEDULER_FIELDS - VIEW_FIELDS)
+_VIEW = set(VIEW_FIELDS)
+_VIEW_NAMES = " ".join(sorted(VIEW_FIELDS))
 
 # json.dumps with non-default options builds a new encoder on every call; this is reused.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

@@ -6,9 +6,12 @@
 -- meta and record hashes and resolved set (am:, ab:, ar:), then one queue list per outbox
 -- job, in the jobs' order.
 -- ARGV: 1 id, 2 claim token, 3 version read, 4 now (ms), 5 guard (JSON: field -> the value
--- the decision relied on), 6 patch (JSON: the scheduler's fields), 7 next due (ms, or -1
--- for none), 8 retention (ms), 9 timeline cap, 10 the number of outbox jobs, that many
--- (queue, job JSON without its id) pairs, then timeline entries to append (JSON each).
+-- the decision relied on), 6 patch (JSON: the scheduler's fields that ingest reads too), 7
+-- next due (ms, or -1 for none), 8 retention (ms), 9 timeline cap, 10 the number of outbox
+-- jobs, 11 the view (JSON: the scheduler's other fields, written whole into the hash's
+-- ``view``, which ingest never reads), 12 the view's field names (space-separated), then
+-- that many (queue, job JSON without its id) pairs, then timeline entries to append (JSON
+-- each).
 -- The jobs are the deliveries this decision makes due: written here, in the same atomic
 -- step as the decision, a crash right after it cannot lose them (the outbox delivers them).
 -- Batches keep landing while the scheduler decides; they change the counts, not the
@@ -38,16 +41,20 @@ for field, expected in pairs(cjson.decode(ARGV[5])) do
   if plain(st[field]) ~= plain(expected) then return 'stale' end
 end
 for field, value in pairs(cjson.decode(ARGV[6])) do st[field] = value end
+-- An incident stored before the view had its own document keeps those fields in the
+-- state: they go, or every batch would still decode them.
+for field in string.gmatch(ARGV[12], '%S+') do st[field] = nil end
 local jobs = tonumber(ARGV[10])
-local first_entry = 11 + 2 * jobs
+local first_job = 13
+local first_entry = first_job + 2 * jobs
 if jobs > 0 and type(st.sinks) ~= 'table' then st.sinks = {} end
-for i = 11, first_entry - 1, 2 do
+for i = first_job, first_entry - 1, 2 do
   -- A sink with a job queued has heard of the incident, as far as later decisions go: its
   -- resolve is queued behind its open.
   local sink = cjson.decode(ARGV[i + 1]).sink
   if type(st.sinks[sink]) ~= 'table' then st.sinks[sink] = {state = 'pending'} end
 end
-redis.call('HSET', inc_key, 'state', cjson.encode(st))
+redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11])
 local moved = redis.call('HGET', inc_key, 'ver') ~= ARGV[3]
 redis.call('HINCRBY', inc_key, 'ver', 1)
 redis.call('HDEL', KEYS[2], id)
@@ -62,9 +69,9 @@ else
   redis.call('ZREM', KEYS[1], id)
 end
 local retention = tonumber(ARGV[8])
-for i = 11, first_entry - 1, 2 do
+for i = first_job, first_entry - 1, 2 do
   local job_id = tostring(redis.call('INCR', KEYS[7]))
-  local q = KEYS[13 + (i - 11) / 2]
+  local q = KEYS[13 + (i - first_job) / 2]
   redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
   redis.call('PEXPIRE', q, retention)
   -- NX: a queue waiting out a backoff or held by a worker keeps its time; the new job
