@@ -12,9 +12,11 @@ benchmarks/ingest.py does, log sink on), both stopped again by their PIDs whatev
    ``used_memory`` and ``used_memory_dataset``, the receiver's VmRSS and VmHWM
    (``/proc/<pid>/status``) and the number of incidents at 0, 10%, 25%, 50%, 100% and 200%
    of ``--alerts``; at 100%, every key counted by kind and a sample of each kind's ``MEMORY
-   USAGE``. The scheduler is off here because on two shared cores it opens some ten
-   incidents a second: 10,000 opening notifications would take the receiver's core for a
-   quarter of an hour and measure the scheduler, not what the alerts cost.
+   USAGE``. The scheduler is off here so that the figures are what the alerts cost: 10,000
+   opening notifications take the receiver's core for about a minute on two shared cores
+   (some 140-310 openings a second, ``benchmarks/scheduler.py``; some ten a second before
+   a scheduler round shared its read of the similar past incidents) and would measure the
+   scheduler too.
 2. **Retention**, scheduler off, then 3. the same with the scheduler on (what production
    runs: its decisions give incidents new lifetimes too), ``store.retention`` =
    ``--retention``: a storm for 1.5 retentions, with a ``Watchdog`` incident whose one

@@ -1,6 +1,6 @@
 """Replay benchmark: a synthetic week of a busy shop's alerts, replayed against a floor.
 
-    .venv/bin/python -m benchmarks.replay            # from the repository root, ~3 min
+    .venv/bin/python -m benchmarks.replay            # from the repository root, ~5 min
     .venv/bin/python -m benchmarks.replay --scale 1 --prometheus --repeat 3
 
 The week (seeded, so every run replays the same one): ``--series`` alert label sets over
@@ -16,11 +16,19 @@ Per scale, in one process, one after the other, each the best of ``--repeat``:
   firing intervals, and build Alertmanager's batches (``receiver/replay/batches.py``);
 - **replay**: the floor, then those batches through the receiver's ingest and decisions on
   the virtual clock with the ``memory://`` store, and the report
-  (``journey-receiver replay`` minus the HTTP read).
+  (``journey-receiver replay`` minus the HTTP read);
+- **redis**: the same on a real Redis (``replay --store``): ``--store URL``, else a
+  ``redis-server`` of its own on a free port (``--save '' --appendonly no``, stopped by its
+  PID); ``--no-redis`` leaves it out.
 
 With ``--prometheus``, the week is also backfilled into a real Prometheus (``promtool tsdb
 create-blocks-from openmetrics``; started and stopped by its PID) and read back over HTTP
-as the command does, which is timed on its own (``read``).
+as the command does, which is timed on its own (``read``); with ``--context`` too, the
+replay on Redis is run once more with ``replay --context`` against that Prometheus
+(``context``): every decision of a journey with KPIs reads them at its virtual time (the
+week has no KPI series, so each answer is empty: the cost is the queries).
+
+``--profile FILE`` writes cProfile statistics of one replay on Redis (``python -m pstats``).
 
 The example receiver.yaml and journeys.yaml are used, with Alertmanager grouping by
 ``alertname`` on the config's timers (10 s, 1 m). This is a script that prints a table,
@@ -31,17 +39,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import json
 import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from receiver.replay import read_firings, replay_settings, route_for
 from receiver.replay.batches import plan
+from receiver.replay.context import enricher_for
 from receiver.replay.drive import drive
 from receiver.replay.history import Firing, firings
 from receiver.replay.report import summarize
@@ -149,16 +160,34 @@ def openmetrics(series: list[tuple[dict[str, str], list[int]]]) -> str:
     return "\n".join([*lines, "# EOF"]) + "\n"
 
 
-def read_back(series: list[tuple[dict[str, str], list[int]]]) -> tuple[float, int]:
+@contextlib.contextmanager
+def backfilled(series: list[tuple[dict[str, str], list[int]]]) -> Iterator[str]:
+    """A real Prometheus holding ``series``; its URL."""
     from tests.support.prometheus import prometheus_server
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "alerts.om"
         source.write_text(openmetrics(series))
         with prometheus_server(Path(tmp) / "prometheus", source) as url:
-            started = time.perf_counter()
-            found = read_firings(url, SINCE_MS, SINCE_MS + WEEK_MS, STEP_MS)
-            return time.perf_counter() - started, len(found)
+            yield url
+
+
+def read_back(url: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    found = read_firings(url, SINCE_MS, SINCE_MS + WEEK_MS, STEP_MS)
+    return time.perf_counter() - started, len(found)
+
+
+@contextlib.contextmanager
+def redis_url(given: str | None) -> Iterator[str]:
+    """``given``, else a redis-server of this run's own (stopped by its PID at the end)."""
+    if given:
+        yield given
+        return
+    from tests.support.processes import redis_server
+
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as port:
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 def main() -> int:
@@ -168,37 +197,70 @@ def main() -> int:
     p.add_argument("--firings", type=int, default=3000, help="background firings a week")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--prometheus", action="store_true", help="also read it from Prometheus")
+    p.add_argument("--context", action="store_true", help="with --prometheus: replay --context")
+    p.add_argument("--store", metavar="URL", help="the Redis of the redis column")
+    p.add_argument("--no-redis", action="store_true", help="leave the redis column out")
+    p.add_argument("--no-memory", action="store_true", help="leave the memory:// column out")
+    p.add_argument("--profile", metavar="FILE", help="cProfile one replay on Redis into FILE")
     args = p.parse_args()
     settings: Settings = replay_settings(ROOT / "config" / "receiver.yaml", None)
     route = route_for(settings, ["alertname"])
     until = SINCE_MS + WEEK_MS
     end = until + settings.timers.group_wait_ms
+    redis = not args.no_redis
+    context = args.context and args.prometheus and redis
     header = ["scale", "alerts", "AM batches", "incidents", "pages", "blips", "floor s",
-              "replay s", "ratio", *(["read s"] if args.prometheus else [])]  # fmt: skip
+              *(["replay s", "ratio"] if not args.no_memory else []),
+              *(["redis s", "ratio"] if redis else []),
+              *(["read s"] if args.prometheus else []),
+              *(["context s", "ratio"] if context else [])]  # fmt: skip
     rows = [header]
-    for scale in args.scale or [0.25, 1.0, 2.0]:
-        series = week(scale, args.series, args.firings)
-        body = answer(series)
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(redis_url(args.store)) if redis else ""
+        for scale in args.scale or [0.25, 1.0, 2.0]:
+            series = week(scale, args.series, args.firings)
+            body = answer(series)
 
-        def floor(body: bytes = body) -> tuple[list[Firing], Any]:
-            found = parse(body)
-            return found, plan(found, route, until)
+            def floor(body: bytes = body) -> tuple[list[Firing], Any]:
+                found = parse(body)
+                return found, plan(found, route, until)
 
-        def whole(body: bytes = body) -> Any:
-            found, sent = floor(body)
-            replayed = asyncio.run(drive(settings, sent.notifications, end))
-            return summarize(settings, found, sent, replayed, SINCE_MS, until), sent
+            def whole(body: bytes = body, store: str = "memory://", ctx: Any = None) -> Any:
+                found, sent = floor(body)
+                replayed = asyncio.run(
+                    drive(settings, sent.notifications, end, store_url=store,
+                          enricher=ctx(settings) if ctx else None)
+                )  # fmt: skip
+                return summarize(settings, found, sent, replayed, SINCE_MS, until), sent
 
-        floor_s, _ = best(args.repeat, floor)
-        replay_s, (report, sent) = best(args.repeat, whole)
-        row = [f"{scale:g}", str(report.alerts), str(len(sent.notifications)),
-               str(report.incidents), str(report.pages), str(report.blips), f"{floor_s:.2f}",
-               f"{replay_s:.2f}", f"{replay_s / floor_s:.1f}x"]  # fmt: skip
-        if args.prometheus:
-            read_s, _ = read_back(series)
-            row.append(f"{read_s:.2f}")
-        rows.append(row)
-        print(" | ".join(row), file=sys.stderr, flush=True)
+            floor_s, _ = best(args.repeat, floor)
+            row = [f"{scale:g}"]
+            timed: list[str] = []
+            report = sent = None
+            if not args.no_memory:
+                replay_s, (report, sent) = best(args.repeat, whole)
+                timed += [f"{replay_s:.2f}", f"{replay_s / floor_s:.1f}x"]
+            if redis:
+                redis_s, (on_redis, sent) = best(args.repeat, lambda: whole(store=url))
+                if report is not None:
+                    assert on_redis.as_json() == report.as_json(), "memory:// and Redis differ"
+                report = on_redis
+                timed += [f"{redis_s:.2f}", f"{redis_s / floor_s:.1f}x"]
+                if args.profile:
+                    cProfile.runctx("whole(store=url)", globals(), locals(), args.profile)
+            assert report is not None and sent is not None
+            row += [str(report.alerts), str(len(sent.notifications)), str(report.incidents),
+                    str(report.pages), str(report.blips), f"{floor_s:.2f}", *timed]  # fmt: skip
+            if args.prometheus:
+                with backfilled(series) as prometheus:
+                    read_s, _ = read_back(prometheus)
+                    row.append(f"{read_s:.2f}")
+                    if context:
+                        ctx = enricher_for(prometheus)
+                        context_s, _ = best(args.repeat, lambda ctx=ctx: whole(store=url, ctx=ctx))
+                        row += [f"{context_s:.2f}", f"{context_s / floor_s:.1f}x"]
+            rows.append(row)
+            print(" | ".join(row), file=sys.stderr, flush=True)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))

@@ -6,32 +6,34 @@ cannot split an incident.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class GroupKey:
-    """Journey id plus ordered (label, value) pairs; ``text`` is the human form."""
+    """Journey id plus ordered (label, value) pairs; ``text`` is the human form and
+    ``digest`` a short hash of it, both worked out once (``key_of`` hands out the same
+    key for the same values, and every batch asks for them)."""
 
     journey: str
     labels: tuple[tuple[str, str], ...]
+    text: str = field(init=False, compare=False, repr=False)
+    digest: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def text(self) -> str:
+    def __post_init__(self) -> None:
         # json.dumps quotes and escapes untrusted label values, so no value can forge
         # the shape of another key.
         inner = ",".join(
             f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in self.labels
         )
-        return f"{self.journey}{{{inner}}}"
-
-    @property
-    def digest(self) -> str:
-        """Short, stable, URL-safe hash of the key; part of the incident id."""
-        return hashlib.sha256(self.text.encode()).hexdigest()[:12]
+        text = f"{self.journey}{{{inner}}}"
+        object.__setattr__(self, "text", text)
+        # Short, stable, URL-safe: part of the incident id.
+        object.__setattr__(self, "digest", hashlib.sha256(text.encode()).hexdigest()[:12])
 
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
@@ -47,4 +49,10 @@ def group_key(journey_id: str, group_by: Sequence[str], labels: Mapping[str, str
 
 
 def key_of(journey_id: str, group_by: Sequence[str], values: tuple[str, ...]) -> GroupKey:
+    return _key(journey_id, tuple(group_by), values)
+
+
+# Bounded: label values are untrusted and may be unique per alert.
+@functools.lru_cache(maxsize=4096)
+def _key(journey_id: str, group_by: tuple[str, ...], values: tuple[str, ...]) -> GroupKey:
     return GroupKey(journey_id, tuple(zip(group_by, values, strict=True)))

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.actions import suggest
 from receiver.alertmanager.links import alerts_link, silence_link
@@ -68,6 +68,10 @@ class Incident(BaseModel):
     context_notes: list[str]
     blips: int
     truncated_alerts: int
+    alerts_dropped: int = 0
+    """Resolved alerts let go, oldest first, once the incident held more than
+    ``store.max_alerts_per_incident``: ``alert_count`` still counts them (every alert the
+    incident took), ``alerts`` and ``alerts_omitted`` only those it holds."""
     created_at: str
     started_at: str
     notified_at: str | None
@@ -81,6 +85,9 @@ class Incident(BaseModel):
     silences: list[dict[str, Any]]
     links: dict[str, str]
     similar: list[dict[str, Any]]
+    alerts_cap: int | None = Field(default=None, exclude=True)
+    """``store.max_alerts_per_incident`` when this was built, for the page's words about
+    ``alerts_dropped``; not part of the API's incident."""
 
     @property
     def sink_actions(self) -> list[dict[str, Any]]:
@@ -344,6 +351,7 @@ def build(
     impact: Impact,
     tier_label: str = "tier",
     alertmanager_url: str | None = None,
+    alerts_cap: int | None = None,
 ) -> Incident:
     owner = journey.owner
     mtta, mttr = response_times(state)
@@ -389,6 +397,7 @@ def build(
         context_notes=list(state.context_notes),
         blips=state.blips,
         truncated_alerts=state.truncated_alerts,
+        alerts_dropped=state.alerts_dropped,
         created_at=rfc3339(state.created_at) or "",
         started_at=rfc3339(state.started) or "",
         notified_at=rfc3339(state.notified_at),
@@ -414,6 +423,7 @@ def build(
             if alertmanager_url
             else {}
         ),
+        alerts_cap=alerts_cap,
     )
 
 

@@ -105,7 +105,8 @@ class Pipeline:
         journey = self.settings.catalog.find(state.journey)
         impact = impact or self.settings.impact(state)
         am = await self.store.cache.get(links.CACHE_NAMESPACE, links.CACHE_FIELD)
-        return build(state, page, journey, impact, self.settings.rules.tier_label, am)
+        cap = self.settings.config.store.max_alerts_per_incident
+        return build(state, page, journey, impact, self.settings.rules.tier_label, am, cap or None)
 
     async def flush_due(self) -> int:
         """Claim every incident due now and decide for each; returns how many were claimed."""
@@ -113,6 +114,8 @@ class Pipeline:
         await self._retired.close()
         sched = self.settings.config.scheduler
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
+        # The round's openings share one read of the past incidents they are compared with.
+        recall = similar.Recall(self.store, self.now_ms(), self._retention_ms, len(claims))
         # Side by side: one incident waiting for a slow Prometheus must not delay the rest.
         limiter = anyio.CapacityLimiter(_FLUSH_CONCURRENCY)
         unavailable: list[StoreUnavailable] = []
@@ -120,7 +123,7 @@ class Pipeline:
         async def one(claim: Claim) -> None:
             async with limiter:
                 try:
-                    await self.flush(claim)
+                    await self.flush(claim, recall)
                 except StoreUnavailable as exc:
                     unavailable.append(exc)
                 except Exception:
@@ -166,9 +169,10 @@ class Pipeline:
             notes=[reason],
         )
 
-    async def flush(self, claim: Claim) -> None:
+    async def flush(self, claim: Claim, recall: similar.Recall | None = None) -> None:
         """Decide for one claimed incident from its state alone; read its alerts only to
-        write a notification."""
+        write a notification. ``recall``: the past incidents of the round (``flush_due``);
+        without it, this opening reads its own."""
         context: Enrichment | None = None
         for _ in range(_COMMIT_ATTEMPTS):
             stored = await self.store.load(claim.incident_id)
@@ -189,7 +193,7 @@ class Pipeline:
             state.title = title(state, impact)
             state.action_outcomes |= run_outcome.judged(state, now, self._outcome_window_ms)
             if decision.notify in ("open", "reopen"):
-                await self._remember(state, now)
+                await self._remember(state, now, recall)
             jobs = [
                 Job(
                     incident=state.id,
@@ -221,12 +225,18 @@ class Pipeline:
         # A guarded field keeps changing under us: give it back, due at once, for the next tick.
         await self.store.release(claim, self.now_ms())
 
-    async def _remember(self, state: IncidentState, now_ms: int) -> None:
+    async def _remember(
+        self, state: IncidentState, now_ms: int, recall: similar.Recall | None
+    ) -> None:
         """What this episode is like, and the past incidents most like it."""
         page = await self.store.load_alerts(state.id, ALERTS_SHOWN)
         state.alertnames = sorted({a.labels.get("alertname", "") for a in page.alerts} - {""})
-        retention = ms(self.settings.config.store.retention)
-        state.similar = await similar.find(self.store, state, now_ms, retention)
+        recall = recall or similar.Recall(self.store, now_ms, self._retention_ms)
+        state.similar = await recall.find(state)
+
+    @property
+    def _retention_ms(self) -> int:
+        return ms(self.settings.config.store.retention)
 
     def _next_look(
         self, state: IncidentState, decision: lifecycle.Decision, now_ms: int

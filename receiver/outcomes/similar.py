@@ -15,12 +15,21 @@ incident's ``similar`` with what their people said fixed them (the latest ``fixe
 else ``action`` of their feedback) and how the actions that ran there went (the verdicts
 of ``receiver/act/outcome.py``). Suggested actions then carry ``history``: "fixed 3 of 4
 similar incidents; ran on 2: helped 2".
+
+The candidates are the journey's ``CANDIDATES`` newest incidents created before the new one.
+A scheduler round reads them once per journey for all the incidents it opens (``Recall``):
+a storm of openings would otherwise read and parse that many incidents per opening (on two
+cores the scheduler then opened about ten incidents a second; benchmarks/scheduler.py).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+import anyio
 
 from receiver.act.outcome import VERDICT_WORDS
 from receiver.store.base import GroupStore
@@ -39,14 +48,37 @@ def jaccard(a: Collection[str], b: Collection[str]) -> float:
 
 
 def similarity(new: IncidentState, past: IncidentState) -> float:
-    parts = {
-        "services": jaccard(new.services, past.services),
-        "stages": jaccard(new.stages, past.stages),
-    }
-    if past.alertnames:
-        parts["alertnames"] = jaccard(new.alertnames, past.alertnames)
-    total = sum(WEIGHTS[name] for name in parts)
-    return round(sum(WEIGHTS[name] * value for name, value in parts.items()) / total, 3)
+    return _Sets.of(new).similarity(_Sets.of(past))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sets:
+    """What an incident is compared on, as sets: taken once per incident, not per pair."""
+
+    services: frozenset[str]
+    stages: frozenset[str]
+    alertnames: frozenset[str]
+
+    @classmethod
+    def of(cls, state: IncidentState) -> _Sets:
+        return cls(frozenset(state.services), frozenset(state.stages), frozenset(state.alertnames))
+
+    def similarity(self, past: _Sets) -> float:
+        """Of the new incident (``self``) to ``past``: ``similarity``, in the same order of
+        operations (the same float)."""
+        parts = {
+            "services": _jaccard(self.services, past.services),
+            "stages": _jaccard(self.stages, past.stages),
+        }
+        if past.alertnames:
+            parts["alertnames"] = _jaccard(self.alertnames, past.alertnames)
+        total = sum(WEIGHTS[name] for name in parts)
+        return round(sum(WEIGHTS[name] * value for name, value in parts.items()) / total, 3)
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
 
 
 def fixed_by(past: IncidentState) -> str | None:
@@ -58,33 +90,88 @@ def fixed_by(past: IncidentState) -> str | None:
 
 
 def rank(new: IncidentState, candidates: Sequence[IncidentState]) -> list[SimilarRecord]:
-    scored = [
-        (similarity(new, past), past)
-        for past in candidates
-        if past.id != new.id and past.journey == new.journey and past.created_at < new.created_at
-    ]
-    kept = sorted(
-        ((score, past) for score, past in scored if score >= MIN_SIMILARITY),
-        key=lambda item: (-item[0], -item[1].created_at),
-    )
-    return [
-        SimilarRecord(
-            id=past.id,
-            title=past.title or past.key,
-            created_at=past.created_at,
-            similarity=score,
-            fixed_by=fixed_by(past),
-            outcomes={key: told.verdict for key, told in past.action_outcomes.items()},
-        )
-        for score, past in kept[:SHOWN]
-    ]
+    """The past incidents of ``candidates`` most like ``new``."""
+    return _Pool(candidates).rank(new, range(len(candidates)))
+
+
+class _Pool:
+    """Candidates prepared once to be ranked against many new incidents: each one's sets
+    taken once, and those that look alike (a journey's incidents often do) grouped, so that
+    a new incident is scored once per distinct look, not once per candidate."""
+
+    def __init__(self, candidates: Sequence[IncidentState]) -> None:
+        self.candidates = candidates
+        self.created = [past.created_at for past in candidates]
+        looks: dict[_Sets, int] = {}
+        self.look = [looks.setdefault(_Sets.of(past), len(looks)) for past in candidates]
+        self.looks = list(looks)
+
+    def rank(self, new: IncidentState, positions: Iterable[int]) -> list[SimilarRecord]:
+        """The most similar of the candidates at ``positions`` (in that order among
+        equals), as ``rank`` says."""
+        mine = _Sets.of(new)
+        scores: list[float | None] = [None] * len(self.looks)
+        kept: list[tuple[float, int, int, IncidentState]] = []
+        for k in positions:
+            past = self.candidates[k]
+            if self.created[k] >= new.created_at or past.id == new.id:
+                continue
+            if past.journey != new.journey:
+                continue
+            look = self.look[k]
+            score = scores[look]
+            if score is None:
+                score = scores[look] = mine.similarity(self.looks[look])
+            if score >= MIN_SIMILARITY:
+                kept.append((-score, -self.created[k], len(kept), past))
+        return [
+            SimilarRecord(
+                id=past.id,
+                title=past.title or past.key,
+                created_at=past.created_at,
+                similarity=-negated,
+                fixed_by=fixed_by(past),
+                outcomes={key: told.verdict for key, told in past.action_outcomes.items()},
+            )
+            for negated, _, _, past in heapq.nsmallest(SHOWN, kept)
+        ]
 
 
 async def find(
     store: GroupStore, new: IncidentState, now_ms: int, retention_ms: int
 ) -> list[SimilarRecord]:
-    candidates = await store.incidents_since(now_ms - retention_ms, new.journey, CANDIDATES)
-    return rank(new, candidates)
+    return await Recall(store, now_ms, retention_ms).find(new)
+
+
+class Recall:
+    """The past incidents one scheduler round compares its openings with: per journey, read
+    from the store once, at the first opening that needs them, and shared by the round's
+    other openings (they wait for that one read rather than each making their own).
+
+    ``openings``: how many incidents the round may open; that many more are read, so that
+    each of them still finds ``CANDIDATES`` incidents created before it when the newest of
+    the journey are the round's own."""
+
+    def __init__(
+        self, store: GroupStore, now_ms: int, retention_ms: int, openings: int = 0
+    ) -> None:
+        self._store = store
+        self._since = now_ms - retention_ms
+        self._limit = CANDIDATES + max(0, openings)
+        self._pools: dict[str, _Pool] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def find(self, new: IncidentState) -> list[SimilarRecord]:
+        """The past incidents most like ``new``."""
+        journey = new.journey
+        async with self._locks.setdefault(journey, anyio.Lock()):
+            if journey not in self._pools:
+                read = await self._store.incidents_since(self._since, journey, self._limit)
+                self._pools[journey] = _Pool(read)
+        pool = self._pools[journey]
+        # The store's answer is newest first: the newest CANDIDATES created before ``new``.
+        before = [k for k, at in enumerate(pool.created) if at < new.created_at]
+        return pool.rank(new, before[:CANDIDATES])
 
 
 def history(action_id: str, similar: Sequence[SimilarRecord]) -> str | None:

@@ -1,20 +1,26 @@
 """``journey-receiver replay``: its options and what it prints.
 
-Exit 0 with the report; 1 when the config, the journeys or Prometheus' answer is wrong
-(the message names which). No receiver credentials are needed (``settings.py``).
+Exit 0 with the report; 1 when the config, the journeys, Prometheus' answer or the
+``--store`` is wrong (the message names which); 130 when interrupted (a ``--store``'s
+scratch keys are deleted first). No receiver credentials are needed (``settings.py``),
+except the ``prometheus`` and ``events`` sections' with ``--context``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from receiver.config.fields import parse_duration
+
+if TYPE_CHECKING:
+    from receiver.replay.report import Report
+    from receiver.settings import Settings
 
 DEFAULT_SINCE = "7d"
 DEFAULT_STEP = "1m"
@@ -33,6 +39,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--against", type=Path, metavar="OLD.yaml", help="also replay this journeys file and diff"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (for CI)")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        default="memory://",
+        help="where the replay keeps its incidents: memory:// (default, embedded) or a "
+        "store.url of a Redis (redis://, rediss://, redis+sentinel://, redis+cluster://...), "
+        "used under a scratch key prefix of the run's own, deleted when it ends",
+    )
+    p.add_argument(
+        "--context",
+        action="store_true",
+        help="read each decision's KPIs (and the config's change feeds) at its time, from the "
+        "config's prometheus.url or else --prometheus",
+    )
     p.add_argument(
         "--step",
         metavar="DURATION",
@@ -104,6 +124,9 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
         replay_settings,
         route_for,
     )
+    from receiver.replay.context import enricher_for
+    from receiver.replay.run import interruptible
+    from receiver.replay.scratch import StoreError, check
 
     try:
         since_ms, until_ms = _window(args.since, args.until)
@@ -120,10 +143,19 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
               file=sys.stderr)  # fmt: skip
         return 1
     try:
-        settings = replay_settings(config_path, journeys_path)
-        old = replay_settings(config_path, args.against) if args.against else None
+        settings = replay_settings(config_path, journeys_path, context=args.context)
+        old = (
+            replay_settings(config_path, args.against, context=args.context)
+            if args.against
+            else None
+        )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    try:
+        check(args.store)
+    except StoreError as exc:
+        print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1
     group_by = [name.strip() for name in args.am_group_by.split(",") if name.strip()]
     route = route_for(settings, group_by, group_wait, group_interval, repeat)
@@ -132,11 +164,25 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
     except HistoryError as exc:
         print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1
-    report = asyncio.run(replay(settings, firings, route, since_ms, until_ms))
-    changes = None
-    if old is not None:
-        before = asyncio.run(replay(old, firings, route, since_ms, until_ms))
-        changes = diff(report, before)
+    context = enricher_for(args.prometheus) if args.context else None
+
+    def replayed(under: Settings) -> Report:
+        # Each replay on a scratch prefix of its own (with --store), deleted as it ends.
+        return interruptible(
+            lambda: replay(under, firings, route, since_ms, until_ms, store_url=args.store,
+                           context=context)
+        )  # fmt: skip
+
+    try:
+        report = replayed(settings)
+        before = replayed(old) if old is not None else None
+    except StoreError as exc:
+        print(f"journey-receiver replay: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("journey-receiver replay: interrupted", file=sys.stderr)
+        return 130
+    changes = diff(report, before) if before is not None else None
     if args.json:
         out = report.as_json() | (changes.as_json() if changes else {})
         print(json.dumps(out, indent=2))

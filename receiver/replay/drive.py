@@ -9,27 +9,37 @@ incident is due now, or at the end of its group_wait when it opens), a decision'
 look and a released claim — so the replay wakes exactly then, which is when the
 scheduler's one-second tick would have found the incident due, give or take that second.
 
-Nothing is delivered and no context is fetched: a decision's jobs name the sinks its
-priority is routed to (that is all a page count needs), and without KPIs a journey that has
-some scores as when Prometheus is unreachable ("no KPI measured"). Similar past incidents
-are not looked up: they are shown to people and never change a decision.
+Nothing is delivered: a decision's jobs name the sinks its priority is routed to (that is
+all a page count needs). No context is fetched unless an ``enricher`` is given (``replay
+--context``): then each decision's KPIs (and change feeds) are read at its virtual time,
+as the scheduler would have read them then; without one a journey that has KPIs scores as
+when Prometheus is unreachable ("no KPI measured"). Similar past incidents are not looked
+up: they are shown to people and never change a decision.
+
+The store is ``memory://`` unless ``store_url`` names a Redis (``scratch.py``): then the
+replay's keys live under a scratch prefix of its own, deleted when it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import heapq
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
-from fakeredis import FakeServer
-from fakeredis.aioredis import FakeRedis
 
 from receiver.app import store_settings
+from receiver.enrich.enricher import Enricher
+from receiver.errors import StoreUnavailable
 from receiver.metrics import Metrics
 from receiver.normalize import normalize
 from receiver.pipeline import Pipeline
+from receiver.replay import scratch
 from receiver.replay.batches import Notification
 from receiver.settings import Settings
 from receiver.store import Claim, CommitOutcome, IngestOutcome, StoreSettings
@@ -39,6 +49,9 @@ from receiver.store.records import IncidentState, TimelineEntry
 from receiver.store.redis import RedisStore
 
 _EVERY_INCIDENT = 10**9
+_READS_AT_ONCE = 16
+_CLEANUP_S = 60.0
+"""The longest a replay waits for its scratch keys to be deleted as it ends."""
 
 
 class VirtualClock:
@@ -61,6 +74,11 @@ class Sent:
     kind: str
     priority: str
     sinks: tuple[str, ...]
+    bad_kpis: tuple[str, ...] = ()
+    """The journey's KPIs off their baseline in the bad direction when it was decided
+    (``replay --context`` only)."""
+    notes: tuple[str, ...] = ()
+    """Its context notes then ("context unavailable: ...")."""
 
 
 @dataclass
@@ -72,14 +90,19 @@ class Replayed:
     incidents: list[IncidentState] = field(default_factory=list)
     alerts: dict[str, frozenset[str]] = field(default_factory=dict)
     flush_errors: int = 0
+    context: bool = False
+    """Whether decisions read their context (``replay --context``)."""
 
 
 class _ReplayStore(RedisStore):
-    """The ``memory://`` store, noting every due time it is given and every notification
-    it commits."""
+    """The replay's store, noting every due time it is given and every notification it
+    commits."""
 
-    def __init__(self, settings: StoreSettings, group_wait_ms: int) -> None:
-        super().__init__(FakeRedis(server=FakeServer(), decode_responses=True), settings)
+    def __init__(
+        self, client: Any, helpers: Sequence[Any], settings: StoreSettings, group_wait_ms: int
+    ) -> None:
+        super().__init__(client, settings, helpers=helpers)
+        self.client = client
         self.wakeups: list[int] = []
         self.sent: list[Sent] = []
         self._group_wait_ms = group_wait_ms
@@ -124,6 +147,8 @@ class _ReplayStore(RedisStore):
                     kind=jobs[0].kind,
                     priority=state.priority or "P5",
                     sinks=tuple(sorted(job.sink for job in jobs)),
+                    bad_kpis=tuple(k.name for k in state.kpis if k.bad),
+                    notes=tuple(state.context_notes),
                 )
             )
         return result
@@ -138,15 +163,70 @@ class _ReplayStore(RedisStore):
     ) -> list[IncidentState]:
         return []
 
+    async def settle(self) -> None:
+        """Wait for the batches already taken into a script call: after this nothing of
+        the replay writes to the store any more."""
+        if self._writer is not None:
+            # Its outcome (or failure) is for the batches it carried, not for this wait.
+            await asyncio.wait([self._writer])
 
-async def drive(settings: Settings, notifications: Sequence[Notification], end_ms: int) -> Replayed:
-    """Send ``notifications`` at their times and decide whatever is due up to ``end_ms``."""
+
+async def drive(
+    settings: Settings,
+    notifications: Sequence[Notification],
+    end_ms: int,
+    *,
+    store_url: str = scratch.MEMORY,
+    enricher: Enricher | None = None,
+) -> Replayed:
+    """Send ``notifications`` at their times and decide whatever is due up to ``end_ms``.
+
+    ``scratch.StoreError`` when the Redis of ``store_url`` cannot be used (its keys are
+    deleted all the same)."""
     start = notifications[0].at_ms if notifications else end_ms
     clock = VirtualClock(start)
     metrics = Metrics()
-    store = _ReplayStore(store_settings(settings), settings.timers.group_wait_ms)
+    memory = scratch.is_memory(store_url)
+    stored = store_settings(settings)
+    if not memory:
+        stored = dataclasses.replace(stored, key_prefix=scratch.scratch_prefix())
+    client, helpers = scratch.client_for(store_url)
+    store = _ReplayStore(client, helpers, stored, settings.timers.group_wait_ms)
+    reached = False
+    try:
+        if not memory:
+            await scratch.reachable(store_url, client)
+            reached = True
+        return await _run(settings, notifications, end_ms, clock, metrics, store, enricher)
+    except Exception as exc:
+        failure = None if memory else _unavailable(exc)
+        if failure is not None:
+            raise scratch.StoreError(f"--store {scratch.shown(store_url)}: {failure}") from exc
+        raise
+    finally:
+        # However it ends — an error, Ctrl-C, a cancelled task — the run's keys go: shielded,
+        # or a cancellation would cancel the cleanup too.
+        with anyio.move_on_after(_CLEANUP_S, shield=True) as scope:
+            await store.settle()
+            if reached:
+                await scratch.delete_scratch(store_url, client, stored.key_prefix)
+            with contextlib.suppress(Exception):
+                await store.aclose()
+        if reached and scope.cancelled_caught:
+            scratch.left_behind(store_url, stored.key_prefix, f"not done in {_CLEANUP_S:g}s")
+
+
+async def _run(
+    settings: Settings,
+    notifications: Sequence[Notification],
+    end_ms: int,
+    clock: VirtualClock,
+    metrics: Metrics,
+    store: _ReplayStore,
+    enricher: Enricher | None,
+) -> Replayed:
     # Sinks by name only: routing decides the targets, and no job is ever delivered.
-    pipeline = Pipeline(store, settings, settings.routing.keys(), metrics, clock)
+    pipeline = Pipeline(store, settings, settings.routing.keys(), metrics, clock, enricher)
     batch = settings.config.scheduler.batch
 
     async def decide_until(limit_ms: int) -> None:
@@ -172,13 +252,21 @@ async def drive(settings: Settings, notifications: Sequence[Notification], end_m
                     tg.start_soon(pipeline.ingest, normalize(n.message))
         await decide_until(end_ms)
         incidents = await store.list_incidents("all", None, _EVERY_INCIDENT)
-        alerts = {
-            st.id: frozenset(a.fp for a in (await store.load_alerts(st.id, _EVERY_INCIDENT)).alerts)
-            for st in incidents
-        }
+        alerts: dict[str, frozenset[str]] = {}
+        limiter = anyio.CapacityLimiter(_READS_AT_ONCE)
+
+        async def read_alerts(incident_id: str) -> None:
+            async with limiter:
+                page = await store.load_alerts(incident_id, _EVERY_INCIDENT)
+            alerts[incident_id] = frozenset(a.fp for a in page.alerts)
+
+        # Side by side: on a real Redis the round trips overlap.
+        async with anyio.create_task_group() as tg:
+            for st in incidents:
+                tg.start_soon(read_alerts, st.id)
     finally:
-        await pipeline.aclose()
-        await store.aclose()
+        with anyio.CancelScope(shield=True):
+            await pipeline.aclose()
     return Replayed(
         sent=store.sent,
         incidents=incidents,
@@ -186,4 +274,16 @@ async def drive(settings: Settings, notifications: Sequence[Notification], end_m
         flush_errors=int(
             metrics.registry.get_sample_value("journey_receiver_flush_errors_total") or 0
         ),
+        context=enricher is not None,
     )
+
+
+def _unavailable(exc: BaseException) -> str | None:
+    """Why the store failed, if ``exc`` is (or holds, from a task group) its failure."""
+    if isinstance(exc, StoreUnavailable):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _unavailable(inner)) is not None:
+                return found
+    return None

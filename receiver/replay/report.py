@@ -12,6 +12,9 @@
 - ``alertmanager_groups``: Alertmanager aggregation groups (one lifetime each) that
   notified: what Alertmanager alone would have sent as separate pages. A journey counts
   each group holding one of its alerts, so the journeys' figures may add up to more.
+- ``context`` (``replay --context`` only): the episodes told while a KPI of theirs was off
+  its baseline in the bad direction, per KPI (``journey/kpi``), and the context notes
+  their notifications carried (``context unavailable: ...``), each with how many episodes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Episode:
     journey: str
     priority: str
     paged: bool
+    bad_kpis: set[str] = field(default_factory=set)
+    notes: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -70,6 +75,22 @@ class Told:
 
 
 @dataclass
+class ContextFigures:
+    """What ``--context`` read: episodes told with a KPI gone bad, and notes."""
+
+    told_with_bad_kpi: int = 0
+    bad_kpis: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "told_with_bad_kpi": self.told_with_bad_kpi,
+            "bad_kpis": dict(sorted(self.bad_kpis.items())),
+            "notes": dict(self.notes.most_common()),
+        }
+
+
+@dataclass
 class Report:
     since_ms: int
     until_ms: int
@@ -80,6 +101,7 @@ class Report:
     alert_journeys: dict[str, str]
     told: dict[tuple[frozenset[str], int], Told]
     flush_errors: int = 0
+    context: ContextFigures | None = None
 
     @property
     def incidents(self) -> int:
@@ -105,7 +127,7 @@ class Report:
             "alertmanager_groups": self.alertmanager_groups,
             "alertmanager_notifications": self.alertmanager_notifications,
             "journeys": {jid: figures.as_json() for jid, figures in self.journeys.items()},
-        }
+        } | ({"context": self.context.as_json()} if self.context is not None else {})
 
 
 def _higher(a: str, b: str) -> str:
@@ -145,11 +167,18 @@ def summarize(
             episode.priority = _higher(episode.priority, sent.priority)
             episode.paged |= paged
         highest[sent.incident] = _higher(highest.get(sent.incident, "P5"), episode.priority)
+        episode.bad_kpis.update(sent.bad_kpis)
+        episode.notes.update(sent.notes)
+    context = ContextFigures() if replayed.context else None
     for episode in episodes:
         figures = journeys.setdefault(episode.journey, JourneyFigures())
         figures.incidents += 1
         figures.pages += episode.paged
         figures.by_priority[episode.priority] += 1
+        if context is not None:
+            context.told_with_bad_kpi += bool(episode.bad_kpis)
+            context.bad_kpis.update(f"{episode.journey}/{name}" for name in episode.bad_kpis)
+            context.notes.update(episode.notes)
 
     told: dict[tuple[frozenset[str], int], Told] = {}
     for state in replayed.incidents:
@@ -167,6 +196,7 @@ def summarize(
         alert_journeys=alert_journeys,
         told=told,
         flush_errors=replayed.flush_errors,
+        context=context,
     )
 
 
@@ -253,6 +283,8 @@ def as_text(report: Report, against: Diff | None = None, old_name: str = "") -> 
     lines += _table(rows)
     if report.flush_errors:
         lines.append(f"warning: {report.flush_errors} decision(s) failed; see the log above")
+    if report.context is not None:
+        lines += _context_lines(report.context, report.incidents)
     if against is not None:
         lines += ["", f"against {old_name or 'the old journeys'}:"]
         changed = [(jid, d) for jid, d in against.journeys.items() if any(d.values())]
@@ -269,6 +301,23 @@ def as_text(report: Report, against: Diff | None = None, old_name: str = "") -> 
                 f"  re-prioritised: {told.key} ({told.alerts} alerts) {was} → {told.priority}"
             )
     return "\n".join(lines) + "\n"
+
+
+_NOTES_SHOWN = 5
+
+
+def _context_lines(context: ContextFigures, incidents: int) -> list[str]:
+    bad = ", ".join(f"{name} ×{n}" for name, n in sorted(context.bad_kpis.items()))
+    lines = [
+        "",
+        f"context: {context.told_with_bad_kpi} of {incidents} incidents told with a KPI off "
+        f"its baseline" + (f" ({bad})" if bad else ""),
+    ]
+    for note, n in context.notes.most_common(_NOTES_SHOWN):
+        lines.append(f"  {n}× {note}")
+    if len(context.notes) > _NOTES_SHOWN:
+        lines.append(f"  and {len(context.notes) - _NOTES_SHOWN} more note(s) (see --json)")
+    return lines
 
 
 def _figures(f: JourneyFigures) -> list[str]:
@@ -288,4 +337,14 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
-__all__ = ["Diff", "Episode", "JourneyFigures", "Report", "Told", "as_text", "diff", "summarize"]
+__all__ = [
+    "ContextFigures",
+    "Diff",
+    "Episode",
+    "JourneyFigures",
+    "Report",
+    "Told",
+    "as_text",
+    "diff",
+    "summarize",
+]

@@ -9,6 +9,10 @@ an unset variable there is no error. ``routing`` keeps the sink names it gives w
 needing those sinks configured: nothing is delivered, the names only say where an incident
 would have gone (a page is one that reached ``pagerduty``). ``journeys.yaml`` is loaded
 and checked in full, as ``journey-receiver check`` does.
+
+With ``--context`` the ``prometheus`` and ``events`` sections are read too (their
+``${VARIABLES}`` then must be set): the replay reads KPIs and change feeds as the
+receiver does (``context.py``).
 """
 
 from __future__ import annotations
@@ -27,23 +31,28 @@ from receiver.errors import ConfigError
 from receiver.settings import Settings
 
 SECTIONS = ("grouping", "scoring", "scheduler")
+CONTEXT_SECTIONS = ("prometheus", "events")
 _ROUTING: TypeAdapter[dict[str, list[Priority]]] = TypeAdapter(dict[str, list[Priority]])
 
 
-def replay_settings(config_path: Path | None, journeys_path: Path | None) -> Settings:
+def replay_settings(
+    config_path: Path | None, journeys_path: Path | None, *, context: bool = False
+) -> Settings:
     """Settings from the used sections of ``config_path`` (defaults without one) and the
     journeys of ``journeys_path`` (else the config's ``journeys_file``); ``ConfigError``
-    naming file and line otherwise."""
+    naming file and line otherwise. ``context``: the ``prometheus`` and ``events``
+    sections too."""
+    sections = (*SECTIONS, *CONTEXT_SECTIONS) if context else SECTIONS
     data: dict[str, Any] = {}
     doc: Document | None = None
     if config_path is not None:
         doc = read_document(config_path)
-        wanted = (*SECTIONS, "routing", "journeys_file")
+        wanted = (*sections, "routing", "journeys_file")
         problems = [p for p in doc.problems if p.path.split(".")[0].split("[")[0] in wanted]
         if doc.data is None or problems:
             raise ConfigError(problems or doc.problems)
         data = doc.data if isinstance(doc.data, dict) else {}
-    taken = {name: data[name] for name in SECTIONS if name in data}
+    taken = {name: data[name] for name in sections if name in data}
     # Open on purpose: nothing listens, and the auth section is never read.
     taken["server"] = {"auth": {"allow_open": True}}
     try:
