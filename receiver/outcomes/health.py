@@ -7,25 +7,22 @@ draws them).
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
 from receiver.config.fields import PRIORITIES
 from receiver.metrics import Metrics
 from receiver.outcomes.slo import DEFAULT_DEGRADED_AT, at_or_above
-from receiver.store.base import GroupStore, IncidentStatusFilter
 from receiver.store.records import IncidentState
 
 if TYPE_CHECKING:
     from receiver.app import Receiver
 
-# The journey-health gauges read at most the newest OPEN_READ open incidents, HEALTH_PAGE
-# at a time where the store can page (``IncidentPages``).
+# The journey-health gauges read at most the newest OPEN_READ open incidents.
 OPEN_READ = 10_000
-HEALTH_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,64 +50,45 @@ def journey_health(
     (``degraded_at``, default P3), as in its minutes degraded (``slo.py``); KPI time is
     left to those (it needs the timelines, which this once-a-minute read does not load).
     """
-    tally = Tally(stages, degraded_at)
-    tally.add(incidents)
-    return tally.health(now_ms)
-
-
-class Tally:
-    """``journey_health`` taken one page of incidents at a time: what it keeps is a few
-    numbers per journey, stage and KPI, whatever the number of incidents read."""
-
-    def __init__(
-        self, stages: Mapping[str, Sequence[str]], degraded_at: Mapping[str, str] | None = None
-    ) -> None:
-        self._thresholds = degraded_at or {}
-        self.counts: dict[tuple[str, str, str], int] = {
-            (journey, stage, priority): 0
-            for journey, ids in stages.items()
-            for stage in (ids or [""])
-            for priority in PRIORITIES
-        }
-        # (journey, kpi) -> (how far it moved in its bad direction, its deviation).
-        self._worst: dict[tuple[str, str], tuple[float, float]] = {}
-        self._degraded_since: dict[str, int | None] = dict.fromkeys(stages)
-        self.read = 0
-
-    def add(self, incidents: Iterable[IncidentState]) -> None:
-        counts, worst, degraded_since = self.counts, self._worst, self._degraded_since
-        for state in incidents:
-            self.read += 1
-            if state.status != "open":
+    thresholds = degraded_at or {}
+    counts: dict[tuple[str, str, str], int] = {
+        (journey, stage, priority): 0
+        for journey, ids in stages.items()
+        for stage in (ids or [""])
+        for priority in PRIORITIES
+    }
+    # (journey, kpi) -> (how far it moved in its bad direction, its deviation).
+    worst: dict[tuple[str, str], tuple[float, float]] = {}
+    degraded_since: dict[str, int | None] = dict.fromkeys(stages)
+    for state in incidents:
+        if state.status != "open":
+            continue
+        journey = state.journey
+        degraded_since.setdefault(journey, None)
+        for kpi in state.kpis:
+            if kpi.deviation_pct is None:
                 continue
-            journey = state.journey
-            degraded_since.setdefault(journey, None)
-            for kpi in state.kpis:
-                if kpi.deviation_pct is None:
-                    continue
-                moved = -kpi.deviation_pct if kpi.bad_when == "down" else kpi.deviation_pct
-                if moved > worst.get((journey, kpi.name), (-math.inf, 0.0))[0]:
-                    worst[journey, kpi.name] = (moved, kpi.deviation_pct)
-            if state.priority is None:
-                continue
-            for stage in sorted(state.stages) or [""]:
-                key = (journey, stage, state.priority)
-                counts[key] = counts.get(key, 0) + 1
-            since = degraded_since[journey]
-            threshold = self._thresholds.get(journey, DEFAULT_DEGRADED_AT)
-            degraded = at_or_above(state.priority, threshold)
-            if degraded and (since is None or state.started < since):
-                degraded_since[journey] = state.started
-
-    def health(self, now_ms: int) -> JourneyHealth:
-        return JourneyHealth(
-            open_incidents=dict(self.counts),
-            kpi_deviation_percent={key: dev for key, (_, dev) in self._worst.items()},
-            degraded_seconds={
-                journey: 0.0 if since is None else max(0, now_ms - since) / 1000
-                for journey, since in self._degraded_since.items()
-            },
-        )
+            moved = -kpi.deviation_pct if kpi.bad_when == "down" else kpi.deviation_pct
+            if moved > worst.get((journey, kpi.name), (-math.inf, 0.0))[0]:
+                worst[journey, kpi.name] = (moved, kpi.deviation_pct)
+        if state.priority is None:
+            continue
+        for stage in sorted(state.stages) or [""]:
+            key = (journey, stage, state.priority)
+            counts[key] = counts.get(key, 0) + 1
+        since = degraded_since[journey]
+        threshold = thresholds.get(journey, DEFAULT_DEGRADED_AT)
+        degraded = at_or_above(state.priority, threshold)
+        if degraded and (since is None or state.started < since):
+            degraded_since[journey] = state.started
+    return JourneyHealth(
+        open_incidents=counts,
+        kpi_deviation_percent={key: deviation for key, (_, deviation) in worst.items()},
+        degraded_seconds={
+            journey: 0.0 if since is None else max(0, now_ms - since) / 1000
+            for journey, since in degraded_since.items()
+        },
+    )
 
 
 def publish_journey_health(metrics: Metrics, health: JourneyHealth) -> None:
@@ -145,48 +123,14 @@ def _publish(gauge: Gauge, names: Sequence[str], values: Mapping[tuple[str, ...]
         gauge.remove(*labels)
 
 
-@runtime_checkable
-class IncidentPages(Protocol):
-    """A store that reads its incidents a page at a time: ``list_incidents``' order
-    (newest first), the page after ``cursor`` (None: the first), and the cursor of the
-    next one (None after the last). ``RedisStore`` does not have it yet; with it, the
-    journey-health refresh holds one page of incidents at a time instead of all of them
-    (docs/benchmarks.md, "Memory")."""
-
-    async def list_incidents_page(
-        self, status: IncidentStatusFilter, journey: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[IncidentState], str | None]: ...
-
-
-async def open_pages(
-    store: GroupStore, total: int = OPEN_READ
-) -> AsyncIterator[list[IncidentState]]:
-    """The newest ``total`` open incidents, ``HEALTH_PAGE`` at a time where the store can
-    page (``IncidentPages``), else in one read."""
-    if not isinstance(store, IncidentPages):
-        yield await store.list_incidents("open", None, total)
-        return
-    cursor: str | None = None
-    left = total
-    while left > 0:
-        page, cursor = await store.list_incidents_page("open", None, min(HEALTH_PAGE, left), cursor)
-        left -= len(page)
-        yield page
-        if cursor is None or not page:
-            return
-
-
 async def refresh_journey_metrics(receiver: Receiver) -> JourneyHealth:
     """Recompute the journey-health gauges from the open incidents in the store. Every
     replica reads the same store, so every replica exports the same numbers (one may lag
-    by the time between their refreshes): aggregate them with ``max``, never ``sum``.
-    Each page is counted and let go before the next is read."""
+    by the time between their refreshes): aggregate them with ``max``, never ``sum``."""
+    incidents = await receiver.store.list_incidents("open", None, OPEN_READ)
     catalog = receiver.settings.catalog.journeys
     stages = {j.id: [s.id for s in j.stages] for j in catalog}
     thresholds = {j.id: j.slo.degraded_at for j in catalog}
-    tally = Tally(stages, thresholds)
-    async for page in open_pages(receiver.store):
-        tally.add(page)
-    health = tally.health(receiver.pipeline.now_ms())
+    health = journey_health(incidents, receiver.pipeline.now_ms(), stages, thresholds)
     publish_journey_health(receiver.metrics, health)
     return health

@@ -15,6 +15,7 @@ sample at each minute from ``start`` to ``end - 1``:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 T0 = datetime(2026, 4, 18, 8, 0, tzinfo=UTC)
 
@@ -41,3 +42,18 @@ def openmetrics() -> str:
             lines += [f"ALERTS{{{labels}}} 1 {start + 60 * m}" for m in minutes]
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+def replay_argv(url: str, *extra: str) -> list[str]:
+    """``journey-receiver replay`` over the storm's window, with the test receiver.yaml and
+    Alertmanager's timers short enough to show blips."""
+    return [
+        "replay",
+        "--prometheus", url,
+        "--since", "2026-04-18T07:50:00Z",
+        "--until", "2026-04-18T09:30:00Z",
+        "--config", str(Path(__file__).parent / "data" / "receiver.yaml"),
+        "--am-group-wait", "10s",
+        "--am-group-interval", "30s",
+        *extra,
+    ]  # fmt: skip

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from receiver.cli import main
-from tests.replay.storm import T0, openmetrics
+from tests.replay.storm import T0, openmetrics, replay_argv
 from tests.support.prometheus import prometheus_server
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -69,17 +69,7 @@ NO_SERIES = "KPI search_success_rate (now and at the baseline): the query return
 
 
 def replay(url: str, *extra: str) -> list[str]:
-    return [
-        "replay",
-        "--prometheus", url,
-        "--since", "2026-04-18T07:50:00Z",
-        "--until", "2026-04-18T09:30:00Z",
-        "--config", str(DATA / "receiver.yaml"),
-        "--journeys", str(DATA / "journeys-kpi.yaml"),
-        "--am-group-wait", "10s",
-        "--am-group-interval", "30s",
-        *extra,
-    ]  # fmt: skip
+    return replay_argv(url, "--journeys", str(DATA / "journeys-kpi.yaml"), *extra)
 
 
 def as_json(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> dict[str, Any]:

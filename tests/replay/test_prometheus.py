@@ -19,6 +19,7 @@ import pytest
 from receiver.cli import main
 from receiver.replay import read_firings
 from tests.replay.storm import STORM, T0, openmetrics
+from tests.replay.storm import replay_argv as replay
 from tests.support.prometheus import prometheus_server
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -32,19 +33,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     history.write_text(openmetrics())
     with prometheus_server(workdir, history) as url:
         yield url
-
-
-def replay(url: str, *extra: str) -> list[str]:
-    return [
-        "replay",
-        "--prometheus", url,
-        "--since", "2026-04-18T07:50:00Z",
-        "--until", "2026-04-18T09:30:00Z",
-        "--config", str(DATA / "receiver.yaml"),
-        "--am-group-wait", "10s",
-        "--am-group-interval", "30s",
-        *extra,
-    ]  # fmt: skip
 
 
 def as_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, Any]:

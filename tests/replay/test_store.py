@@ -26,7 +26,7 @@ from receiver.replay.drive import drive
 from receiver.replay.history import Firing
 from receiver.replay.run import interruptible
 from receiver.replay.scratch import SCRATCH_PREFIX, StoreError
-from tests.replay.storm import STORM, T0, openmetrics
+from tests.replay.storm import STORM, T0, openmetrics, replay_argv
 from tests.support.processes import free_port, redis_args, running, stop
 from tests.support.prometheus import prometheus_server
 
@@ -79,19 +79,6 @@ def calls(redis: Redis, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
-def cli(url: str, *extra: str) -> list[str]:
-    return [
-        "replay",
-        "--prometheus", url,
-        "--since", "2026-04-18T07:50:00Z",
-        "--until", "2026-04-18T09:30:00Z",
-        "--config", str(DATA / "receiver.yaml"),
-        "--am-group-wait", "10s",
-        "--am-group-interval", "30s",
-        *extra,
-    ]  # fmt: skip
-
-
 def as_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, Any]:
     assert main([*argv, "--json"]) == 0
     out, err = capsys.readouterr()
@@ -105,9 +92,9 @@ def test_on_redis_the_report_is_memorys_and_only_the_runs_own_keys_come_and_go(
 ) -> None:
     new, old = DATA / "journeys-new.yaml", DATA / "journeys-old.yaml"
     for extra, incidents in (([], 3), (["--journeys", str(new), "--against", str(old)], 4)):
-        on_memory = as_json(capsys, cli(prometheus, *extra))
+        on_memory = as_json(capsys, replay_argv(prometheus, *extra))
         scripts, unlinks = calls(redis, "evalsha"), calls(redis, "unlink")
-        on_redis = as_json(capsys, cli(prometheus, "--store", redis_url, *extra))
+        on_redis = as_json(capsys, replay_argv(prometheus, "--store", redis_url, *extra))
         assert on_redis == on_memory
         assert on_redis["incidents"] == incidents
         # The scripts ran on this Redis; what they wrote is gone with the replay (with
