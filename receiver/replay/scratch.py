@@ -22,7 +22,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from receiver.store.urls import _client, check_url, shown_url
+from receiver.store import urls
 
 MEMORY = "memory://"
 SCRATCH_PREFIX = "journey-receiver-replay:"
@@ -50,8 +50,8 @@ def client_for(url: str) -> tuple[Any, list[Any]]:
     """The client for ``url`` and its helpers (sentinels), as the receiver builds them;
     ``StoreError`` naming ``--store`` when the URL is wrong."""
     try:
-        check_url(url)
-        return _client(url)
+        urls.check_url(url)
+        return urls.client_for(url)
     except ValueError as exc:
         raise StoreError(f"--store {shown(url)}: {exc}") from exc
 
@@ -122,7 +122,7 @@ def left_behind(url: str, key_prefix: str, why: str) -> None:
 
 def shown(url: str) -> str:
     try:
-        return shown_url(url)
+        return urls.shown_url(url)
     except ValueError:
         return "(an unreadable URL)"
 

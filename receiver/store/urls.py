@@ -44,7 +44,7 @@ def open_store(
     settings: StoreSettings | None = None,
     observe: Callable[[str, float], None] | None = None,
 ) -> RedisStore:
-    client, helpers = _client(url)
+    client, helpers = client_for(url)
     return RedisStore(client, settings or StoreSettings(), helpers=helpers, observe=observe)
 
 
@@ -128,7 +128,7 @@ class SentinelUrl:
         return master, list(sentinel.sentinels)
 
 
-def _client(url: str) -> tuple[Any, list[Any]]:
+def client_for(url: str) -> tuple[Any, list[Any]]:
     """The client for ``url`` and any helper clients it depends on (closed with it)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
