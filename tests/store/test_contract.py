@@ -115,6 +115,24 @@ async def test_claims_are_exclusive_and_leased(store: RedisStore) -> None:
     assert await store.claim_due(T + 10**9, 10_000, 10) == []
 
 
+async def test_a_round_claims_more_incidents_than_one_lua_call_can_spread(
+    store: RedisStore,
+) -> None:
+    # 2,500 due (incidents that are gone by now are claimed and let go all the same): more
+    # than the script passes to one Redis command.
+    await store._r.zadd(store._due, {f"gone-{i}": T + i for i in range(2_500)})
+    await store._r.hset(store._claims, "gone-7", "other|" + str(T + 10**6))
+    claims = await store.claim_due(T + 10_000, 10_000, 5_000)
+    assert sorted(c.incident_id for c in claims) == sorted(
+        f"gone-{i}" for i in range(2_500) if i != 7
+    )
+    assert {c.due_ms for c in claims if c.incident_id == "gone-2499"} == {T + 2_499}
+    # Every one is held until its lease ends, and the one held elsewhere until that ends.
+    assert await store.claim_due(T + 19_999, 10_000, 5_000) == []
+    assert await store._r.zscore(store._due, "gone-7") == T + 10**6
+    assert len(await store.claim_due(T + 20_000, 10_000, 5_000)) == 2_499
+
+
 async def commit(
     store: RedisStore,
     claim: Claim,
@@ -744,13 +762,21 @@ async def test_a_commit_on_an_incident_that_expired_meanwhile_lets_it_go(
 async def test_a_commit_keeps_the_alerts_alive_with_their_incident(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     meta, body = (f"{store._p}{kind}:{o.incident_id}" for kind in ("am", "ab"))
-    for k in (meta, body):
-        await store._r.pexpire(k, 60_000)  # its last batch was long ago
-    (claim,) = await store.claim_due(T + WAIT, 30_000, 10)
-    stored = await store.load(claim.incident_id)
-    assert stored is not None
-    assert await store.commit(claim, stored.version, stored.state, {}, None, [], T + WAIT) == "ok"
-    renewed = [await store._r.pttl(k) for k in (meta, body)]
+    every = store.settings.retention_ms // 64
+
+    async def decide_at(now_ms: int) -> list[int]:
+        for k in (meta, body):
+            await store._r.pexpire(k, 60_000)  # its last batch was long ago
+        (claim,) = await store.claim_due(now_ms, 30_000, 10)
+        stored = await store.load(claim.incident_id)
+        assert stored is not None
+        assert await store.commit(claim, stored.version, stored.state, {}, 0, [], now_ms) == "ok"
+        return [await store._r.pttl(k) for k in (meta, body)]
+
+    # Renewed as ingest renews them: not right after a batch, once a 64th of the retention
+    # has gone by since.
+    assert all(0 < ttl <= 60_000 for ttl in await decide_at(T + every - 1))
+    renewed = await decide_at(T + every)
     assert all(ttl > store.settings.retention_ms - 60_000 for ttl in renewed)
 
 

@@ -40,6 +40,8 @@ async def test_every_key_is_bounded_and_shares_one_hash_tag(redis_port: int) -> 
         StoreSettings(key_prefix="ttl", retention_ms=3_600_000, events_retention_ms=3_600_000),
     )
     await store.ingest([group(placed("a"))], 0, T)
+    # Resolved alerts get a set of their own, made by a batch that renews no lifetime.
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1)
     await store.add_events([(T, '{"id":"e"}')], T)
     raw = Redis(port=redis_port, decode_responses=True)
     keys = [k async for k in raw.scan_iter("*ttl*")]

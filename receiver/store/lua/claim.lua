@@ -16,17 +16,39 @@ local until_ms = now + tonumber(ARGV[2])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0,
                       tonumber(ARGV[3]))
 local claimed = {}
-for i = 1, #due, 2 do
-  local id = due[i]
-  local held = redis.call('HGET', KEYS[2], id)
-  local held_until = held and tonumber(string.match(held, '|(%d+)$')) or 0
-  if held_until > now then
-    redis.call('ZADD', KEYS[1], held_until, id)
-  else
-    redis.call('ZADD', KEYS[1], until_ms, id)
-    redis.call('HSET', KEYS[2], id, ARGV[4] .. '|' .. string.format('%d', until_ms))
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = due[i + 1]
+if #due == 0 then return claimed end
+local CHUNK = 1000  -- unpack() has a limit on how many values it can spread
+-- cmd on key with the items of list as arguments, a few calls if there are many of them;
+-- returns the replies joined. width: items that must go in the same call (score, member).
+local function spread(cmd, key, list, width)
+  local out = {}
+  for i = 1, #list, width * CHUNK do
+    local part = redis.call(cmd, key, unpack(list, i, math.min(i + width * CHUNK - 1, #list)))
+    if type(part) == 'table' then
+      for j = 1, #part do out[#out + 1] = part[j] end
+    end
   end
+  return out
 end
+local ids = {}
+for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+-- One read, one due-set write and one claims write, however many incidents are due.
+local held = spread('HMGET', KEYS[2], ids, 1)
+local moved, taken = {}, {}
+local claim = ARGV[4] .. '|' .. string.format('%d', until_ms)
+for n, id in ipairs(ids) do
+  local held_until = held[n] and tonumber(string.match(held[n], '|(%d+)$')) or 0
+  if held_until > now then
+    moved[#moved + 1] = held_until
+  else
+    moved[#moved + 1] = until_ms
+    taken[#taken + 1] = id
+    taken[#taken + 1] = claim
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = due[2 * n]
+  end
+  moved[#moved + 1] = id
+end
+spread('ZADD', KEYS[1], moved, 2)
+spread('HSET', KEYS[2], taken, 2)
 return claimed

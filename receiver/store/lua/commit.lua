@@ -30,7 +30,8 @@ local function plain(v)
   if v == nil or v == cjson.null then return '' end
   return tostring(v)
 end
-local raw = redis.call('HGET', inc_key, 'state')
+local got = redis.call('HMGET', inc_key, 'state', 'ver', 'kept')
+local raw = got[1]
 if not raw then
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
@@ -54,8 +55,16 @@ for i = first_job, first_entry - 1, 2 do
   local sink = cjson.decode(ARGV[i + 1]).sink
   if type(st.sinks[sink]) ~= 'table' then st.sinks[sink] = {state = 'pending'} end
 end
-redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11])
-local moved = redis.call('HGET', inc_key, 'ver') ~= ARGV[3]
+local retention = tonumber(ARGV[8])
+-- Lifetimes are renewed as ingest.lua renews them, once a 64th of the retention has passed
+-- since the last time: a decision right after a batch (the usual case) renews nothing.
+local renew = now - (tonumber(got[3]) or 0) >= math.floor(retention / 64)
+if renew then
+  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11], 'kept', now)
+else
+  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11])
+end
+local moved = got[2] ~= ARGV[3]
 redis.call('HINCRBY', inc_key, 'ver', 1)
 redis.call('HDEL', KEYS[2], id)
 local next_due = tonumber(ARGV[7])
@@ -68,7 +77,6 @@ if next_due >= 0 then
 else
   redis.call('ZREM', KEYS[1], id)
 end
-local retention = tonumber(ARGV[8])
 for i = first_job, first_entry - 1, 2 do
   local job_id = tostring(redis.call('INCR', KEYS[7]))
   local q = KEYS[13 + (i - first_job) / 2]
@@ -87,17 +95,19 @@ if #ARGV >= first_entry then
     redis.call('LREM', tl_key, 1, '\0')
     redis.call('HINCRBY', inc_key, 'tl_dropped', 1)
   end
-  redis.call('PEXPIRE', tl_key, retention)
 end
-redis.call('PEXPIRE', inc_key, retention)
-redis.call('ZADD', KEYS[9], now, id)
--- The alerts live as long as the incident that shows them: a decision after the last batch
--- (a resolve after resolve_after) must not leave an incident whose alerts expired.
-redis.call('PEXPIRE', KEYS[10], retention)
-redis.call('PEXPIRE', KEYS[11], retention)
-redis.call('PEXPIRE', KEYS[12], retention)
--- The key's mapping and its id counter live as long as the incident does: an expired
--- counter would number the next incident of this key with an id still in use.
-redis.call('PEXPIRE', KEYS[5], retention)
-redis.call('PEXPIRE', KEYS[6], retention)
+if renew then
+  redis.call('PEXPIRE', inc_key, retention)
+  redis.call('PEXPIRE', KEYS[4], retention)
+  redis.call('ZADD', KEYS[9], now, id)
+  -- The alerts live as long as the incident that shows them: a decision after the last
+  -- batch (a resolve after resolve_after) must not leave an incident whose alerts expired.
+  redis.call('PEXPIRE', KEYS[10], retention)
+  redis.call('PEXPIRE', KEYS[11], retention)
+  redis.call('PEXPIRE', KEYS[12], retention)
+  -- The key's mapping and its id counter live as long as the incident does: an expired
+  -- counter would number the next incident of this key with an id still in use.
+  redis.call('PEXPIRE', KEYS[5], retention)
+  redis.call('PEXPIRE', KEYS[6], retention)
+end
 return 'ok'

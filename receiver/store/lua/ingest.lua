@@ -129,10 +129,23 @@ local plan = cjson.decode(ARGV[11])
 for n = 1, #owners do
   if owners[n] and plan[owners[n]] == nil then return 'retry' end
 end
-for digest, known in pairs(plan) do
-  if redis.call('GET', P .. 'key:' .. digest) ~= known[1]
-     or redis.call('GET', P .. 'seq:' .. digest) ~= known[2] then
-    return 'retry'
+-- Each digest's current incident id (or false), read once here and kept current below.
+local current = {}
+do
+  local digests, plan_keys = {}, {}
+  for digest in pairs(plan) do
+    digests[#digests + 1] = digest
+    plan_keys[#plan_keys + 1] = P .. 'key:' .. digest
+    plan_keys[#plan_keys + 1] = P .. 'seq:' .. digest
+  end
+  for i = 1, #plan_keys, CHUNK do
+    local part = redis.call('MGET', unpack(plan_keys, i, math.min(i + CHUNK - 1, #plan_keys)))
+    for j = 1, #part, 2 do
+      local digest = digests[(i + j) / 2]
+      local known = plan[digest]
+      if part[j] ~= known[1] or part[j + 1] ~= known[2] then return 'retry' end
+      current[digest] = part[j]
+    end
   end
 end
 
@@ -157,7 +170,7 @@ local renew_every = math.floor(retention / 64)
 
 -- {key, digest, journey, group labels} of the live incident of a digest, or false.
 local function live_header(digest)
-  local owner_id = redis.call('GET', P .. 'key:' .. digest)
+  local owner_id = current[digest]
   local o = owner_id and state_of(owner_id)
   if o and (o.status == 'open' or now - o.resolved_at <= reopen_window) then
     return {o.key, digest, o.journey, o.group_labels}
@@ -196,7 +209,7 @@ local function apply(first_group, last_group, first_alert, truncated)
     local n_alerts = #members
 
     local key_key = P .. 'key:' .. digest
-    local id = redis.call('GET', key_key)
+    local id = current[digest]
     local st = id and state_of(id)
 
     local fps = {}
@@ -254,8 +267,9 @@ local function apply(first_group, last_group, first_alert, truncated)
               firing_severities = {}, service_starts = {},
               truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
         states[id] = st
-      kept[id] = 0
+        kept[id] = 0
         redis.call('SET', key_key, id, 'PX', retention)
+        current[digest] = id
         redis.call('ZADD', idx_key, now, id)
         redis.call('ZADD', due_key, now + group_wait, id)
         note(id, 'opened', 'incident opened')
@@ -390,6 +404,10 @@ local function apply(first_group, last_group, first_alert, truncated)
       local resolved_key = P .. 'ar:' .. id
       each_chunk(firing_again, 1, function(part) redis.call('ZREM', resolved_key, unpack(part)) end)
       each_chunk(resolved_now, 2, function(part) redis.call('ZADD', resolved_key, unpack(part)) end)
+      if #resolved_now > 0 and now - kept[id] < renew_every then
+        -- Its first resolved alert creates the set, and no renewal below gives it a lifetime.
+        redis.call('PEXPIRE', resolved_key, retention)
+      end
       if max_alerts > 0 then
         -- An incident that keeps getting traffic would otherwise keep every alert it ever
         -- saw; firing alerts always stay.
