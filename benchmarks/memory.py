@@ -2,6 +2,7 @@
 retention brings it back down.
 
     .venv/bin/python -m benchmarks.memory            # from the repository root, ~6 min
+    .venv/bin/python -m benchmarks.memory --alerts 100000 --watch 75 --growth-only  # ~3 min
 
 Three runs, each on a fresh ``redis-server`` (free port, no persistence) and a fresh
 receiver (``journey-receiver serve``, the example receiver.yaml switched to that Redis as
@@ -16,7 +17,9 @@ benchmarks/ingest.py does, log sink on), both stopped again by their PIDs whatev
    opening notifications take the receiver's core for about a minute on two shared cores
    (some 140-310 openings a second, ``benchmarks/scheduler.py``; some ten a second before
    a scheduler round shared its read of the similar past incidents) and would measure the
-   scheduler too.
+   scheduler too. With ``--watch S``, then S seconds without traffic, the receiver's VmRSS
+   sampled every half second: its once-a-minute refreshes (the 7-day figures, the
+   journey-health gauges) read every incident, a page at a time, which a step would show.
 2. **Retention**, scheduler off, then 3. the same with the scheduler on (what production
    runs: its decisions give incidents new lifetimes too), ``store.retention`` =
    ``--retention``: a storm for 1.5 retentions, with a ``Watchdog`` incident whose one
@@ -436,6 +439,49 @@ async def growth(args: argparse.Namespace, procs: Procs) -> Growth:
     return Growth(points, kinds, load, stored)
 
 
+@dataclass(frozen=True)
+class Watch:
+    seconds: float
+    incidents: int
+    open_incidents: int
+    rss_kb: list[int]
+    hwm_before_kb: int
+    hwm_after_kb: int
+
+
+def watch(procs: Procs, seconds: float) -> Watch:
+    """The receiver's VmRSS every half second for ``seconds`` with no traffic: long enough
+    for its once-a-minute refreshes (the 7-day figures and the journey-health gauges) to
+    read every incident. They page through the store, so RSS should not step up."""
+    _, hwm_before = vm_kb(procs.receiver_pid)
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        samples.append(vm_kb(procs.receiver_pid)[0])
+        time.sleep(0.5)
+    _, hwm_after = vm_kb(procs.receiver_pid)
+    ids = [i.decode() for i in procs.redis.zrange(PREFIX + "idx", 0, -1)]
+    states = procs.redis.pipeline(transaction=False)
+    for i in ids:
+        states.hget(PREFIX + "inc:" + i, "state")
+    open_count = sum(b'"status":"open"' in (raw or b"") for raw in states.execute())
+    return Watch(seconds, len(ids), open_count, samples, hwm_before, hwm_after)
+
+
+def report_watch(w: Watch) -> None:
+    print()
+    print(
+        f"idle after the growth run, {w.seconds:g} s ({w.open_incidents:,} of {w.incidents:,} "
+        "incidents open; the figures and journey-health refreshes run once a minute):"
+    )
+    print(
+        f"receiver VmRSS {w.rss_kb[0] / 1000:,.1f} MB at the start, "
+        f"{min(w.rss_kb) / 1000:,.1f}-{max(w.rss_kb) / 1000:,.1f} MB over the watch, "
+        f"{w.rss_kb[-1] / 1000:,.1f} MB at the end; VmHWM {w.hwm_before_kb / 1000:,.1f} -> "
+        f"{w.hwm_after_kb / 1000:,.1f} MB"
+    )
+
+
 @dataclass
 class Retention:
     points: list[Point]
@@ -659,6 +705,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=4, help="connections posting")
     p.add_argument("--retention", type=float, default=20.0, help="seconds, the retention run")
     p.add_argument("--keep", type=Path, help="keep configs and server logs in this directory")
+    p.add_argument(
+        "--watch",
+        type=float,
+        default=0.0,
+        help="seconds to sample the receiver's VmRSS after the growth run, without traffic "
+        "(75 covers one round of its once-a-minute refreshes)",
+    )
+    p.add_argument("--growth-only", action="store_true", help="skip the retention runs")
     args = p.parse_args(argv)
     if args.incidents % args.spread or args.incidents // args.spread > 9999:
         p.error("--incidents must be a multiple of --spread, at most 9,999 times it")
@@ -677,9 +731,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = bench_workdir(stack, args.keep and args.keep / "growth")
         procs = stack.enter_context(start(workdir, LONG_RETENTION, False, cpus))
         grown = asyncio.run(growth(args, procs))
+        watched = watch(procs, args.watch) if args.watch > 0 else None
         log = (workdir / "receiver.log").read_text(errors="replace")
     report_growth(args, grown)
+    if watched is not None:
+        report_watch(watched)
     _errors(log)
+    if args.growth_only:
+        return 0
 
     for n, scheduler in enumerate((False, True), start=2):
         with contextlib.ExitStack() as stack:

@@ -13,7 +13,7 @@ from receiver.config import load_journeys
 from receiver.errors import ConfigError
 from receiver.lifecycle import Assessment, Decision, advance
 from receiver.outcomes.health import journey_health
-from receiver.outcomes.slo import degraded_ms, degraded_spans, journey_slo, union_ms
+from receiver.outcomes.slo import degraded_spans, journey_slo, union_ms
 from receiver.outcomes.stats import Outcome, SloPolicy, compute
 from receiver.store.records import IncidentState, KpiRecord, TimelineEntry
 from tests.support.incidents import incident_state
@@ -39,6 +39,12 @@ def incident(*timeline: TimelineEntry, start: float = 0, **fields: Any) -> Incid
         "timeline": list(timeline),
     }
     return incident_state(**(base | fields))
+
+
+def degraded_ms(states: list[IncidentState], degraded_at: str, since: int, until: int) -> int:
+    """What the figures count for a journey: the union of its incidents' degraded spans."""
+    spans = [s for state in states for s in degraded_spans(state, degraded_at, until)]
+    return union_ms(spans, since, until)
 
 
 def minutes(spans: list[tuple[int, int]]) -> list[tuple[float, float]]:

@@ -4,6 +4,7 @@ expected value worked out by hand from the history; then the pure roll-up's edge
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -447,11 +448,11 @@ class CountingReads:
         self._read = outcome_stats.read_outcomes
         monkeypatch.setattr(outcome_stats, "read_outcomes", self)
 
-    async def __call__(
-        self, store: GroupStore, since_ms: int, journey: str | None
-    ) -> list[Outcome]:
+    def __call__(
+        self, store: GroupStore, since_ms: int, journey: str | None, page_size: int
+    ) -> AsyncGenerator[list[Outcome], None]:
         self.calls += 1
-        return await self._read(store, since_ms, journey)
+        return self._read(store, since_ms, journey, page_size)
 
 
 async def one_more_incident(rx: Harness) -> None:
@@ -839,7 +840,8 @@ async def test_an_incident_opened_before_the_window_counts_while_open_in_it(
         ids = await seed(rx)
         # The last hour (from T1+10800): B, opened at T1+3600, is still open at P2.
         hour = await stats(rx, "?window=1h&journey=checkout")
-        read = await outcome_stats.read_outcomes(rx.receiver.store, (NOW - 3600) * 1000, None)
+        pages = outcome_stats.read_outcomes(rx.receiver.store, (NOW - 3600) * 1000, None)
+        read = [o async for page in pages for o in page]
     # Read with its timeline (the index holds state documents only), which the minutes
     # rest on; a blip's is not read.
     kinds = {o.state.id: [e.kind for e in o.state.timeline] for o in read}

@@ -164,14 +164,6 @@ def union_ms(spans: Iterable[Span], since_ms: int, until_ms: int) -> int:
     return total
 
 
-def degraded_ms(
-    states: Iterable[IncidentState], degraded_at: str, since_ms: int, until_ms: int
-) -> int:
-    """Milliseconds of the window in which at least one of ``states`` degraded the journey."""
-    spans = [s for state in states for s in degraded_spans(state, degraded_at, until_ms)]
-    return union_ms(spans, since_ms, until_ms)
-
-
 def journey_slo(
     degraded: int, since_ms: int, until_ms: int, degraded_at: str, objective: float | None
 ) -> JourneySlo:

@@ -2,7 +2,9 @@
 rolled up from the incidents the store keeps (SPEC "Learning from outcomes").
 
 ``compute`` is pure: the incidents created in a window, each with the alertnames it held,
-and the window's bounds in; the figures out. ``read_stats`` reads those from the store.
+and the window's bounds in; the figures out. ``read_stats`` reads those from the store a
+page at a time and adds each page up (``StatsTally``) before it reads the next: it holds
+one page of incidents at a time (and, for the medians, a number or two per incident).
 Reading is the costly part (every incident of the window and its alerts), so an answer is
 kept a minute in the cache every replica shares (``store.cache``): ``cached_stats`` answers
 the API from it, and ``refresh_metrics``, once a minute on every replica, has one replica
@@ -20,7 +22,8 @@ import asyncio
 import secrets
 import statistics
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 from weakref import WeakKeyDictionary
@@ -36,9 +39,11 @@ from receiver.metrics import Metrics
 from receiver.outcomes.slo import (
     DEFAULT_DEGRADED_AT,
     JourneySlo,
-    degraded_ms,
+    Span,
+    degraded_spans,
     journey_slo,
     overlaps,
+    union_ms,
     with_timelines,
 )
 from receiver.store.base import GroupStore
@@ -67,6 +72,8 @@ CARRY_IN_MS = 7 * 86_400_000
 # from ALERTS_READ of its alerts (firing first, then the latest to change).
 INCIDENTS_READ = 20_000
 ALERTS_READ = 500
+# Incidents read from the store at once: what the figures hold in memory at a time.
+READ_PAGE = 200
 _CONCURRENT_READS = 32
 _PARAMS = ("window", "journey")
 
@@ -200,111 +207,187 @@ def compute(
     ``journeys`` lists the journeys to show even without incidents, in their order.
     ``carried`` are incidents created before the window that were open in it: they count
     towards minutes degraded only. ``slos`` are the journeys' SLOs (default P3, none)."""
-    by_journey: dict[str, list[Outcome]] = {j: [] for j in journeys}
-    for outcome in outcomes:
-        by_journey.setdefault(outcome.state.journey, []).append(outcome)
-    before: dict[str, list[IncidentState]] = {}
-    for state in carried:
-        before.setdefault(state.journey, []).append(state)
-    policies = slos or {}
-    overall = _figures(outcomes, until_ms)
-    return Stats(
-        signal=overall.signal,
-        response=overall.response,
-        business=overall.business,
-        actions=overall.actions,
-        window=window,
-        since=rfc3339(since_ms) or "",
-        until=rfc3339(until_ms) or "",
-        journey=journey,
-        journeys={
-            j: _journey(
-                group,
-                before.get(j, []),
-                policies.get(j, SloPolicy()),
-                since_ms,
-                until_ms,
-            )
-            for j, group in by_journey.items()
-        },
-    )
+    tally = StatsTally(since_ms, until_ms, journeys, slos)
+    tally.add(outcomes)
+    tally.carry(carried)
+    return tally.stats(window, journey)
 
 
-def _journey(
-    outcomes: Sequence[Outcome],
-    carried: Sequence[IncidentState],
-    policy: SloPolicy,
-    since_ms: int,
-    until_ms: int,
-) -> JourneyFigures:
-    figures = _figures(outcomes, until_ms)
-    states = [*carried, *(o.state for o in outcomes)]
-    degraded = degraded_ms(states, policy.degraded_at, since_ms, until_ms)
-    return JourneyFigures(
-        signal=figures.signal,
-        response=figures.response,
-        business=figures.business,
-        actions=figures.actions,
-        minutes_degraded=round(degraded / 60_000, 1),
-        slo=journey_slo(degraded, since_ms, until_ms, policy.degraded_at, policy.objective),
-    )
+class StatsTally:
+    """The figures of a window, added a page of incidents at a time (``compute`` adds them
+    all at once): it keeps counts, sums, the few numbers per incident a median needs and
+    each journey's degraded spans, never the incidents themselves."""
 
+    def __init__(
+        self,
+        since_ms: int,
+        until_ms: int,
+        journeys: Sequence[str],
+        slos: Mapping[str, SloPolicy] | None = None,
+    ) -> None:
+        self._since, self._until = since_ms, until_ms
+        self._policies = slos or {}
+        self.overall = _Tally()
+        # Shown: the configured journeys, in their order, then those of the outcomes.
+        self._journeys: dict[str, _Tally] = {j: _Tally() for j in journeys}
+        self._spans: dict[str, list[Span]] = {}
 
-def _figures(outcomes: Sequence[Outcome], until_ms: int) -> Figures:
-    states = [o.state for o in outcomes]
-    alerts = sum(s.alert_count for s in states)
-    # Only a verdict on usefulness judges: "wrong cause" or "what fixed it" says nothing of it.
-    judged = [s for s in states if any(f.useful is not None for f in s.feedback)]
-    # People answer what they were told of: the response figures leave blips out.
-    notified = [s for s in states if s.notified_at is not None]
-    times = [response_times(s) for s in notified]
-    acked = [s for s in notified if s.response and s.response.acknowledged_at is not None]
-    revenue = [(s, r) for s in states if (r := revenue_per_min(s)) is not None]
-    return Figures(
-        signal=Signal(
-            alerts=alerts,
-            incidents=len(states),
-            alerts_per_incident=round(alerts / len(states), 2) if states else None,
-            blips=sum(s.blips for s in states),
-            not_useful_pct=pct(sum(map(not_useful, judged)), len(judged)),
-            noisy_alertnames=noisy_alertnames(outcomes),
-        ),
-        response=ResponseFigures(
-            mtta_s_p50=p50([a for a, _ in times if a is not None]),
-            mttr_s_p50=p50([r for _, r in times if r is not None]),
-            ack_pct=pct(len(acked), len(notified)),
-        ),
-        business=Business(
-            revenue_quantified_pct=pct(
-                sum(revenue_per_min(s) is not None for s in notified), len(notified)
+    def add(self, outcomes: Iterable[Outcome]) -> None:
+        """Incidents created in the window."""
+        for outcome in outcomes:
+            self.overall.add(outcome, self._until)
+            self._journeys.setdefault(outcome.state.journey, _Tally()).add(outcome, self._until)
+            self._degraded(outcome.state)
+
+    def carry(self, states: Iterable[IncidentState]) -> None:
+        """Incidents created before the window that were open in it."""
+        for state in states:
+            self._degraded(state)
+
+    def _degraded(self, state: IncidentState) -> None:
+        policy = self._policies.get(state.journey, SloPolicy())
+        spans = degraded_spans(state, policy.degraded_at, self._until)
+        self._spans.setdefault(state.journey, []).extend(spans)
+
+    def stats(self, window: str, journey: str | None) -> Stats:
+        overall = self.overall.figures(self._until)
+        return Stats(
+            signal=overall.signal,
+            response=overall.response,
+            business=overall.business,
+            actions=overall.actions,
+            window=window,
+            since=rfc3339(self._since) or "",
+            until=rfc3339(self._until) or "",
+            journey=journey,
+            journeys={j: self._journey(j, tally) for j, tally in self._journeys.items()},
+        )
+
+    def _journey(self, journey: str, tally: _Tally) -> JourneyFigures:
+        figures = tally.figures(self._until)
+        policy = self._policies.get(journey, SloPolicy())
+        degraded = union_ms(self._spans.get(journey, []), self._since, self._until)
+        return JourneyFigures(
+            signal=figures.signal,
+            response=figures.response,
+            business=figures.business,
+            actions=figures.actions,
+            minutes_degraded=round(degraded / 60_000, 1),
+            slo=journey_slo(
+                degraded, self._since, self._until, policy.degraded_at, policy.objective
             ),
-            revenue_at_risk_total=(
-                round(sum(r * minutes_open(s, until_ms) for s, r in revenue), 2)
-                if revenue
-                else None
-            ),
-            change_to_detection_s_p50=p50(
-                [d for s in states if (d := change_to_detection_s(s)) is not None]
-            ),
-        ),
-        actions=action_figures(states),
-    )
+        )
 
 
-def action_figures(states: Sequence[IncidentState]) -> ActionFigures:
-    runs = Counter(r.status for s in states for r in s.actions_run)
-    verdicts = Counter(o.verdict for s in states for o in s.action_outcomes.values())
-    return ActionFigures(
-        ran=runs["ran"],
-        failed=runs["failed"],
-        refused=runs["refused"],
-        skipped=runs["skipped"],
-        dry_run=runs["dry_run"],
-        helped=verdicts["helped"],
-        no_change=verdicts["no_change"],
-        worse=verdicts["worse"],
-        helped_pct=pct(verdicts["helped"], verdicts.total()),
+class _Tally:
+    """The signal, response, business and action figures of some incidents, added one at
+    a time (in the order they are read, which the revenue sum keeps)."""
+
+    def __init__(self) -> None:
+        self.incidents = 0
+        self._alerts = 0
+        self._blips = 0
+        # Only a verdict on usefulness judges: "wrong cause" or "what fixed it" says
+        # nothing of it.
+        self._judged = 0
+        self._not_useful = 0
+        # alertname -> [incidents, not useful, blips, noise (either)]
+        self._names: dict[str, list[int]] = {}
+        # People answer what they were told of: the response figures leave blips out.
+        self._notified = 0
+        self._acked = 0
+        self._quantified = 0
+        self._mtta: list[float] = []
+        self._mttr: list[float] = []
+        self._revenue = 0.0
+        self._with_revenue = 0
+        self._to_detection: list[float] = []
+        self._runs: Counter[str] = Counter()
+        self._verdicts: Counter[str] = Counter()
+
+    def add(self, outcome: Outcome, until_ms: int) -> None:
+        s = outcome.state
+        self.incidents += 1
+        self._alerts += s.alert_count
+        self._blips += s.blips
+        unwanted, blipped = not_useful(s), blip(s)
+        if any(f.useful is not None for f in s.feedback):
+            self._judged += 1
+            self._not_useful += unwanted
+        for name in outcome.alertnames:
+            c = self._names.setdefault(name, [0, 0, 0, 0])
+            c[0] += 1
+            c[1] += unwanted
+            c[2] += blipped
+            c[3] += unwanted or blipped
+        revenue = revenue_per_min(s)
+        if s.notified_at is not None:
+            self._notified += 1
+            mtta, mttr = response_times(s)
+            if mtta is not None:
+                self._mtta.append(mtta)
+            if mttr is not None:
+                self._mttr.append(mttr)
+            self._acked += s.response is not None and s.response.acknowledged_at is not None
+            self._quantified += revenue is not None
+        if revenue is not None:
+            self._revenue += revenue * minutes_open(s, until_ms)
+            self._with_revenue += 1
+        if (detection := change_to_detection_s(s)) is not None:
+            self._to_detection.append(detection)
+        self._runs.update(r.status for r in s.actions_run)
+        self._verdicts.update(o.verdict for o in s.action_outcomes.values())
+
+    def figures(self, until_ms: int) -> Figures:
+        runs, verdicts = self._runs, self._verdicts
+        return Figures(
+            signal=Signal(
+                alerts=self._alerts,
+                incidents=self.incidents,
+                alerts_per_incident=(
+                    round(self._alerts / self.incidents, 2) if self.incidents else None
+                ),
+                blips=self._blips,
+                not_useful_pct=pct(self._not_useful, self._judged),
+                noisy_alertnames=_noisy(self._names),
+            ),
+            response=ResponseFigures(
+                mtta_s_p50=p50(self._mtta),
+                mttr_s_p50=p50(self._mttr),
+                ack_pct=pct(self._acked, self._notified),
+            ),
+            business=Business(
+                revenue_quantified_pct=pct(self._quantified, self._notified),
+                revenue_at_risk_total=round(self._revenue, 2) if self._with_revenue else None,
+                change_to_detection_s_p50=p50(self._to_detection),
+            ),
+            actions=ActionFigures(
+                ran=runs["ran"],
+                failed=runs["failed"],
+                refused=runs["refused"],
+                skipped=runs["skipped"],
+                dry_run=runs["dry_run"],
+                helped=verdicts["helped"],
+                no_change=verdicts["no_change"],
+                worse=verdicts["worse"],
+                helped_pct=pct(verdicts["helped"], verdicts.total()),
+            ),
+        )
+
+
+def _noisy(counts: Mapping[str, list[int]]) -> list[NoisyAlertname]:
+    """Alertnames held by incidents that were noise (marked not useful, or blips), most
+    noisy incidents first, then the highest share of noise, then by name; at most
+    ``NOISY_CAP``. ``incidents``, ``not_useful`` and ``blips`` count incidents."""
+    ranked = sorted(
+        (name for name, c in counts.items() if c[3]),
+        key=lambda name: (-counts[name][3], -counts[name][3] / counts[name][0], name),
     )
+    return [
+        NoisyAlertname(alertname=name, incidents=c[0], not_useful=c[1], blips=c[2])
+        for name in ranked[:NOISY_CAP]
+        for c in (counts[name],)
+    ]
 
 
 def p50(values: Sequence[float]) -> float | None:
@@ -354,50 +437,44 @@ def change_to_detection_s(state: IncidentState) -> float | None:
     return (state.started - change.at) / 1000
 
 
-def noisy_alertnames(outcomes: Sequence[Outcome]) -> list[NoisyAlertname]:
-    """Alertnames held by incidents that were noise (marked not useful, or blips), most
-    noisy incidents first, then the highest share of noise, then by name; at most
-    ``NOISY_CAP``. ``incidents``, ``not_useful`` and ``blips`` count incidents."""
-    counts: dict[str, list[int]] = {}
-    for outcome in outcomes:
-        unwanted, blipped = not_useful(outcome.state), blip(outcome.state)
-        for name in outcome.alertnames:
-            c = counts.setdefault(name, [0, 0, 0, 0])
-            c[0] += 1
-            c[1] += unwanted
-            c[2] += blipped
-            c[3] += unwanted or blipped
-    ranked = sorted(
-        (name for name, c in counts.items() if c[3]),
-        key=lambda name: (-counts[name][3], -counts[name][3] / counts[name][0], name),
-    )
-    return [
-        NoisyAlertname(alertname=name, incidents=c[0], not_useful=c[1], blips=c[2])
-        for name in ranked[:NOISY_CAP]
-        for c in (counts[name],)
-    ]
-
-
-async def read_outcomes(store: GroupStore, since_ms: int, journey: str | None) -> list[Outcome]:
+async def read_outcomes(
+    store: GroupStore, since_ms: int, journey: str | None, page_size: int = READ_PAGE
+) -> AsyncGenerator[list[Outcome], None]:
     """The incidents created since ``since_ms`` (of ``journey``), with their alertnames,
     then those created up to ``CARRY_IN_MS`` before it that were open after it (without
     alertnames: they count towards minutes degraded only); the notified ones with their
-    timelines."""
-    read = await store.incidents_since(since_ms - CARRY_IN_MS, journey, INCIDENTS_READ)
+    timelines. In pages, newest first, each from one store read of at most ``page_size``
+    incidents (the newest ``INCIDENTS_READ`` in all): a reader that adds up each page
+    before it asks for the next holds one page at a time."""
+    left = INCIDENTS_READ
+    pages = store.iter_incidents_since(since_ms - CARRY_IN_MS, journey, page_size)
+    async with aclosing(pages):
+        async for page in pages:
+            read = page[:left]
+            left -= len(read)
+            outcomes = await _outcomes(store, read, since_ms)
+            if outcomes:
+                yield outcomes
+            if left <= 0:
+                break
+
+
+async def _outcomes(
+    store: GroupStore, read: Sequence[IncidentState], since_ms: int
+) -> list[Outcome]:
     states = await with_timelines(
         store, [s for s in read if s.created_at >= since_ms or overlaps(s, since_ms)]
     )
-    carried = [Outcome(s, frozenset()) for s in states if s.created_at < since_ms]
-    states = [s for s in states if s.created_at >= since_ms]
+    inside = [s for s in states if s.created_at >= since_ms]
     outcomes: list[Outcome] = []
-    for start in range(0, len(states), _CONCURRENT_READS):
-        chunk = states[start : start + _CONCURRENT_READS]
+    for start in range(0, len(inside), _CONCURRENT_READS):
+        chunk = inside[start : start + _CONCURRENT_READS]
         pages = await asyncio.gather(*(store.load_alerts(s.id, ALERTS_READ) for s in chunk))
         outcomes += [
             Outcome(s, frozenset(a.labels.get("alertname", "") for a in page.alerts) - {""})
             for s, page in zip(chunk, pages, strict=True)
         ]
-    return outcomes + carried
+    return outcomes + [Outcome(s, frozenset()) for s in states if s.created_at < since_ms]
 
 
 async def read_stats(
@@ -406,31 +483,24 @@ async def read_stats(
     now_ms: int,
     journeys: Collection[str],
     slos: Mapping[str, SloPolicy] | None = None,
+    page_size: int = READ_PAGE,
 ) -> Stats:
     """The figures for ``query``; ``journeys`` are the configured ones (``unmapped`` too),
     ``slos`` their SLOs. A ``journey`` neither configured nor with incidents in the window
-    is refused (422)."""
+    is refused (422). The incidents are read and added up ``page_size`` at a time."""
     since = now_ms - query.window_ms
-    read = await read_outcomes(store, since, query.journey)
-    outcomes = [o for o in read if o.state.created_at >= since]
-    carried = [o.state for o in read if o.state.created_at < since]
-    if query.journey is not None and query.journey not in journeys and not outcomes:
+    shown = list(journeys) if query.journey is None else [query.journey]
+    tally = StatsTally(since, now_ms, shown, slos)
+    async for page in read_outcomes(store, since, query.journey, page_size):
+        tally.add(o for o in page if o.state.created_at >= since)
+        tally.carry(o.state for o in page if o.state.created_at < since)
+    if query.journey is not None and query.journey not in journeys and not tally.overall.incidents:
         raise PayloadError(
             422,
             f"journey {show(query.journey)} is not configured and has no incidents in the window",
             [{"field": "journey", "reason": f"unknown journey {show(query.journey)}"}],
         )
-    shown = list(journeys) if query.journey is None else [query.journey]
-    return compute(
-        outcomes,
-        since,
-        now_ms,
-        shown,
-        window=query.window,
-        journey=query.journey,
-        slos=slos,
-        carried=carried,
-    )
+    return tally.stats(query.window, query.journey)
 
 
 def _gauges(m: Metrics) -> list[tuple[Gauge, Callable[[Figures], float | None]]]:

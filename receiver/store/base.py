@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
@@ -147,7 +147,20 @@ class GroupStore(Protocol):
 
     async def list_incidents(
         self, status: IncidentStatusFilter, journey: str | None, limit: int
-    ) -> list[IncidentState]: ...
+    ) -> list[IncidentState]:
+        """Up to ``limit`` incidents of ``status`` (of ``journey`` when given), newest
+        first."""
+        ...
+
+    def iter_incidents(
+        self, status: IncidentStatusFilter, journey: str | None, page_size: int
+    ) -> AsyncGenerator[list[IncidentState], None]:
+        """Every incident of ``status`` (of ``journey`` when given), newest first, in pages:
+        each page comes from one read of at most ``page_size`` incidents, so a reader that
+        aggregates as it goes holds one page at a time, however many incidents there are.
+        An incident opened while the walk is under way may be left out; one that expires
+        meanwhile may be; none is given twice."""
+        ...
 
     async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
         """Store change events given as (time ms, JSON document)."""
@@ -194,4 +207,11 @@ class GroupStore(Protocol):
         """Up to ``limit`` incidents created at or after ``since_ms`` (of ``journey`` when
         given), newest first. The index keeps an incident for ``retention`` after it was
         created, so no window reaches further back than that."""
+        ...
+
+    def iter_incidents_since(
+        self, since_ms: int, journey: str | None, page_size: int
+    ) -> AsyncGenerator[list[IncidentState], None]:
+        """Every incident created at or after ``since_ms`` (of ``journey`` when given),
+        newest first, in pages as ``iter_incidents`` gives them."""
         ...

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -416,39 +418,88 @@ class RedisStore:
             args=[claim.incident_id, claim.token, "" if due_ms is None else due_ms],
         )
 
-    @unavailable
     async def list_incidents(
         self, status: IncidentStatusFilter, journey: str | None, limit: int
     ) -> list[IncidentState]:
-        found: list[IncidentState] = []
-        seen: set[str] = set()
-        start = 0
-        while len(found) < limit:
-            page = await self._r.zrevrange(self._idx, start, start + _LIST_PAGE - 1)
-            # Incidents opened while we page push older ones down a rank: skip the repeats.
-            ids = [i for i in map(text, page) if i not in seen]
-            seen.update(ids)
-            start += len(page)
+        return await _first(self._walk(_Cursor("+inf", "-inf"), status, journey, _LIST_PAGE), limit)
+
+    async def incidents_since(
+        self, since_ms: int, journey: str | None, limit: int
+    ) -> list[IncidentState]:
+        return await _first(
+            self._walk(_Cursor("+inf", since_ms), "all", journey, _LIST_PAGE), limit
+        )
+
+    def iter_incidents(
+        self, status: IncidentStatusFilter, journey: str | None, page_size: int
+    ) -> AsyncGenerator[list[IncidentState], None]:
+        return self._walk(_Cursor("+inf", "-inf"), status, journey, page_size)
+
+    def iter_incidents_since(
+        self, since_ms: int, journey: str | None, page_size: int
+    ) -> AsyncGenerator[list[IncidentState], None]:
+        # The index is scored by creation time: the window is a range of it.
+        return self._walk(_Cursor("+inf", since_ms), "all", journey, page_size)
+
+    async def _walk(
+        self,
+        cursor: _Cursor,
+        status: IncidentStatusFilter,
+        journey: str | None,
+        page_size: int,
+    ) -> AsyncGenerator[list[IncidentState], None]:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
+        at: _Cursor | None = cursor
+        while at is not None:
+            page, at = await self._page(at, status, journey, page_size)
+            if page:
+                yield page
+
+    @unavailable
+    async def _page(
+        self,
+        cursor: _Cursor,
+        status: IncidentStatusFilter,
+        journey: str | None,
+        page_size: int,
+    ) -> tuple[list[IncidentState], _Cursor | None]:
+        """The incidents of ``status`` and ``journey`` among the next ``page_size`` of the
+        index below ``cursor``, newest first, and the cursor after them (None: the end)."""
+        # A score, not a rank: incidents opened meanwhile (scored later) and entries pruned
+        # meanwhile move no one past the cursor. The ids already read at the cursor's score
+        # (one batch opens many incidents at one time) come back first: read past them.
+        asked = len(cursor.tied) + page_size
+        rows = await self._r.zrevrangebyscore(
+            self._idx, cursor.top, cursor.floor, start=0, num=asked, withscores=True
+        )
+        fresh = [(i, s) for i, s in ((text(m), s) for m, s in rows) if i not in cursor.tied]
+        fresh = fresh[:page_size]
+        # An id names its incident's journey: another journey's state is not even read.
+        wanted = [i for i, _ in fresh if journey is None or _journey_of(i) in (None, journey)]
+        raws: list[list[Any]] = []
+        if wanted:
             async with self._r.pipeline(transaction=False) as pipe:
-                for i in ids:
+                for i in wanted:
                     pipe.hmget(self._p + "inc:" + i, "state", "view")
                 raws = await pipe.execute()
-            gone = [i for i, (raw, _) in zip(ids, raws, strict=True) if raw is None]
-            if gone:
-                # The incident expired with its retention; its index entry goes with it.
-                await self._r.zrem(self._idx, *gone)
-                start -= len(gone)
-            for raw, view in raws:
-                if raw is None:
-                    continue
-                st = stored_state(raw, view)
-                if (status == "all" or st.status == status) and journey in (None, st.journey):
-                    found.append(st)
-                    if len(found) == limit:
-                        break
-            if len(page) < _LIST_PAGE:
-                break
-        return found
+        gone = [i for i, (raw, _) in zip(wanted, raws, strict=True) if raw is None]
+        if gone:
+            # The incident expired with its retention; its index entry goes with it.
+            await self._r.zrem(self._idx, *gone)
+        found = [
+            st
+            for raw, view in raws
+            if raw is not None and (st := _readable(raw, view)) is not None
+            if (status == "all" or st.status == status) and journey in (None, st.journey)
+        ]
+        if len(rows) < asked:
+            return found, None
+        low = fresh[-1][1]
+        tied = frozenset(i for i, s in fresh if s == low)
+        if low == cursor.top:
+            tied |= cursor.tied
+        return found, _Cursor(low, cursor.floor, tied)
 
     @unavailable
     async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
@@ -547,38 +598,6 @@ class RedisStore:
         for helper in self._helpers:
             await helper.aclose()
 
-    @unavailable
-    async def incidents_since(
-        self, since_ms: int, journey: str | None, limit: int
-    ) -> list[IncidentState]:
-        # The index is scored by creation time: the window is one range read.
-        ids = [text(i) for i in await self._r.zrevrangebyscore(self._idx, "+inf", since_ms)]
-        marker = orjson.dumps({"journey": journey})[1:-1]  # b'"journey":"<id>"'
-        found: list[IncidentState] = []
-        for start in range(0, len(ids), _LIST_PAGE):
-            async with self._r.pipeline(transaction=False) as pipe:
-                for i in ids[start : start + _LIST_PAGE]:
-                    pipe.hmget(self._p + "inc:" + i, "state", "view")
-                raws = await pipe.execute()
-            # An incident gone with its retention is skipped; list_incidents prunes the index.
-            for raw, view in raws:
-                if raw is None or (journey is not None and marker not in _bytes(raw)):
-                    # Gone with its retention (list_incidents prunes the index), or of
-                    # another journey: the scripts write the state as compact JSON, so
-                    # this spares parsing every other journey's incidents.
-                    continue
-                try:
-                    st = stored_state(raw, view)
-                except ValueError:
-                    # One unreadable incident must not hide every other one.
-                    logger.warning("store: incident state not readable; skipped")
-                    continue
-                if journey in (None, st.journey):
-                    found.append(st)
-                    if len(found) == limit:
-                        return found
-        return found
-
 
 # What commit.lua merges into the state document; the rest of the scheduler's fields are
 # the view, written whole.
@@ -603,15 +622,57 @@ def _known(digests: Sequence[str], answers: Sequence[Any]) -> Plan:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """Where a walk down the index stands: what is left is scored at most ``top`` (a
+    score, or "+inf") and at least ``floor``, but for the ``tied`` ids, already read at
+    ``top``."""
+
+    top: float | str
+    floor: int | str
+    tied: frozenset[str] = frozenset()
+
+
+async def _first(
+    pages: AsyncGenerator[list[IncidentState], None], limit: int
+) -> list[IncidentState]:
+    """The first ``limit`` incidents of ``pages``; the walk stops there."""
+    found: list[IncidentState] = []
+    async with aclosing(pages):
+        async for page in pages:
+            found += page[: limit - len(found)]
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _readable(raw: bytes | str, view: bytes | str | None) -> IncidentState | None:
+    try:
+        return stored_state(raw, view)
+    except ValueError:
+        # One unreadable incident must not hide every other one.
+        logger.warning("store: incident state not readable; skipped")
+        return None
+
+
+# ingest.lua's incident ids: ``<journey>-<digest>-<n>``, the journey a slug (it may hold
+# dashes), the digest 12 hex digits; a journey is the one its incident opened under for
+# good.
+_INCIDENT_ID = re.compile(r"(.+)-[0-9a-f]{12}-[0-9]+")
+
+
+def _journey_of(incident_id: str) -> str | None:
+    """The journey an incident id names; None for an id of another shape (then the state
+    says)."""
+    named = _INCIDENT_ID.fullmatch(incident_id)
+    return named.group(1) if named else None
+
+
 def _fail(batches: Sequence[_Waiting], exc: Exception) -> None:
     for w in batches:
         if not w.done.done():
             w.done.set_exception(exc)
             w.done.exception()  # retrieved: a request that went away never asks
-
-
-def _bytes(raw: bytes | str) -> bytes:
-    return raw if isinstance(raw, bytes) else raw.encode()
 
 
 def _ms(at: datetime | None) -> str:

@@ -60,7 +60,7 @@ local retention = tonumber(ARGV[8])
 -- since the last time: a decision right after a batch (the usual case) renews nothing.
 local renew = now - (tonumber(got[3]) or 0) >= math.floor(retention / 64)
 if renew then
-  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11], 'kept', now)
+  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11], 'kept', ARGV[4])
 else
   redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11])
 end
@@ -81,7 +81,7 @@ for i = first_job, first_entry - 1, 2 do
   local job_id = tostring(redis.call('INCR', KEYS[7]))
   local q = KEYS[13 + (i - first_job) / 2]
   redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
-  redis.call('PEXPIRE', q, retention)
+  redis.call('PEXPIRE', q, ARGV[8])
   -- NX: a queue waiting out a backoff or held by a worker keeps its time; the new job
   -- waits behind the ones before it.
   redis.call('ZADD', KEYS[8], 'NX', now, ARGV[i])
@@ -97,17 +97,18 @@ if #ARGV >= first_entry then
   end
 end
 if renew then
-  redis.call('PEXPIRE', inc_key, retention)
-  redis.call('PEXPIRE', KEYS[4], retention)
-  redis.call('ZADD', KEYS[9], now, id)
+  -- ARGV[8]: the retention as given, not formatted again for every call.
+  redis.call('PEXPIRE', inc_key, ARGV[8])
+  redis.call('PEXPIRE', KEYS[4], ARGV[8])
+  redis.call('ZADD', KEYS[9], ARGV[4], id)
   -- The alerts live as long as the incident that shows them: a decision after the last
   -- batch (a resolve after resolve_after) must not leave an incident whose alerts expired.
-  redis.call('PEXPIRE', KEYS[10], retention)
-  redis.call('PEXPIRE', KEYS[11], retention)
-  redis.call('PEXPIRE', KEYS[12], retention)
+  redis.call('PEXPIRE', KEYS[10], ARGV[8])
+  redis.call('PEXPIRE', KEYS[11], ARGV[8])
+  redis.call('PEXPIRE', KEYS[12], ARGV[8])
   -- The key's mapping and its id counter live as long as the incident does: an expired
   -- counter would number the next incident of this key with an id still in use.
-  redis.call('PEXPIRE', KEYS[5], retention)
-  redis.call('PEXPIRE', KEYS[6], retention)
+  redis.call('PEXPIRE', KEYS[5], ARGV[8])
+  redis.call('PEXPIRE', KEYS[6], ARGV[8])
 end
 return 'ok'

@@ -41,6 +41,9 @@ local now = tonumber(ARGV[2])
 local group_wait = tonumber(ARGV[3])
 local reopen_window = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
+-- The same two as given, in text: a number passed to redis.call or joined into a string is
+-- formatted anew each time, which costs more than most of what a small batch does.
+local now_s, retention_s = ARGV[2], ARGV[5]
 local timeline_cap = tonumber(ARGV[6])
 local batches = cjson.decode(ARGV[7])
 local groups = cjson.decode(ARGV[8])
@@ -116,11 +119,11 @@ end
 -- or resolved within reopen_window), even when a reload changed the journey or group
 -- labels it would be placed under now: otherwise its resolution would land elsewhere and
 -- the incident that paged for it would never resolve. ``fp:<fingerprint>`` names the key.
-local fp_keys = {}
-for n = 1, #alerts do fp_keys[n] = P .. 'fp:' .. alerts[n][1] end
+-- Alert n's key is KEYS[FP0 + n], as declared: not joined anew for every alert.
+local FP0 = 3
 local owners = {}
-for i = 1, #fp_keys, CHUNK do
-  local part = redis.call('MGET', unpack(fp_keys, i, math.min(i + CHUNK - 1, #fp_keys)))
+for i = FP0 + 1, FP0 + #alerts, CHUNK do
+  local part = redis.call('MGET', unpack(KEYS, i, math.min(i + CHUNK - 1, FP0 + #alerts)))
   for j = 1, #part do owners[#owners + 1] = part[j] end
 end
 -- The plan must still hold: every incident this batch can reach is one whose keys were
@@ -268,9 +271,9 @@ local function apply(first_group, last_group, first_alert, truncated)
               truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
         states[id] = st
         kept[id] = 0
-        redis.call('SET', key_key, id, 'PX', retention)
+        redis.call('SET', key_key, id, 'PX', retention_s)
         current[digest] = id
-        redis.call('ZADD', idx_key, now, id)
+        redis.call('ZADD', idx_key, now_s, id)
         redis.call('ZADD', due_key, now + group_wait, id)
         note(id, 'opened', 'incident opened')
         res.opened = true
@@ -344,7 +347,7 @@ local function apply(first_group, last_group, first_alert, truncated)
             end
             if not old then
               st.alert_count = st.alert_count + 1
-              redis.call('SET', P .. 'fp:' .. fp, digest, 'PX', retention)
+              redis.call('SET', KEYS[FP0 + n], digest, 'PX', retention_s)
             else
               if o_status == 'firing' then
                 -- Take it out under the class it was counted in (a reload may change it).
@@ -369,11 +372,12 @@ local function apply(first_group, last_group, first_alert, truncated)
               end
             end
             if changed_at == now then st.last_change_at = now end
-            local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now) ..
-                         '|' .. changed_at .. '|' .. class
+            local changed_s = changed_at == now and now_s or changed_at
+            local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now_s) ..
+                         '|' .. changed_s .. '|' .. class
             latest[fp] = meta
             if status == 'resolved' and o_status ~= 'resolved' then
-              resolved_now[#resolved_now + 1] = changed_at
+              resolved_now[#resolved_now + 1] = changed_s
               resolved_now[#resolved_now + 1] = fp
             elseif status == 'firing' and o_status == 'resolved' then
               firing_again[#firing_again + 1] = fp
@@ -406,7 +410,7 @@ local function apply(first_group, last_group, first_alert, truncated)
       each_chunk(resolved_now, 2, function(part) redis.call('ZADD', resolved_key, unpack(part)) end)
       if #resolved_now > 0 and now - kept[id] < renew_every then
         -- Its first resolved alert creates the set, and no renewal below gives it a lifetime.
-        redis.call('PEXPIRE', resolved_key, retention)
+        redis.call('PEXPIRE', resolved_key, retention_s)
       end
       if max_alerts > 0 then
         -- An incident that keeps getting traffic would otherwise keep every alert it ever
@@ -471,21 +475,21 @@ for _, id in ipairs(touched) do
     if st.status == 'open' and is_set(st.notified_at) and not is_set(st.pending) then
       -- Already notified: let the scheduler judge the change now (it may hold it back
       -- until group_interval); never push an earlier due time later.
-      redis.call('ZADD', due_key, 'LT', now, id)
+      redis.call('ZADD', due_key, 'LT', now_s, id)
     end
   end
   if now - kept[id] >= renew_every then
-    redis.call('HSET', inc_key, 'kept', now)
-    redis.call('PEXPIRE', inc_key, retention)
-    redis.call('ZADD', alive_key, now, id)
-    redis.call('PEXPIRE', P .. 'am:' .. id, retention)
-    redis.call('PEXPIRE', P .. 'ab:' .. id, retention)
-    redis.call('PEXPIRE', P .. 'ar:' .. id, retention)
-    redis.call('PEXPIRE', P .. 'tl:' .. id, retention)
-    redis.call('PEXPIRE', P .. 'key:' .. digest, retention)
+    redis.call('HSET', inc_key, 'kept', now_s)
+    redis.call('PEXPIRE', inc_key, retention_s)
+    redis.call('ZADD', alive_key, now_s, id)
+    redis.call('PEXPIRE', P .. 'am:' .. id, retention_s)
+    redis.call('PEXPIRE', P .. 'ab:' .. id, retention_s)
+    redis.call('PEXPIRE', P .. 'ar:' .. id, retention_s)
+    redis.call('PEXPIRE', P .. 'tl:' .. id, retention_s)
+    redis.call('PEXPIRE', P .. 'key:' .. digest, retention_s)
     -- The id counter must outlive every incident it numbered, or a later incident of the
     -- same key would be given an id still in use.
-    redis.call('PEXPIRE', P .. 'seq:' .. digest, retention)
+    redis.call('PEXPIRE', P .. 'seq:' .. digest, retention_s)
   end
 end
 
