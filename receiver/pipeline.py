@@ -175,7 +175,9 @@ class Pipeline:
         without it, this opening reads its own."""
         context: Enrichment | None = None
         for _ in range(_COMMIT_ATTEMPTS):
-            stored = await self.store.load(claim.incident_id)
+            # Without its timeline: a decision only appends to it (commit.lua); reading and
+            # parsing the whole story at every look would be work for nothing.
+            stored = await self.store.load(claim.incident_id, timeline=False)
             if stored is None:
                 # Expired with its retention: nothing to decide, ever again.
                 await self.store.release(claim, None)

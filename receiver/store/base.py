@@ -115,8 +115,9 @@ class GroupStore(Protocol):
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]: ...
 
-    async def load(self, incident_id: str) -> StoredIncident | None:
-        """The state document and timeline; cheap, whatever the number of alerts."""
+    async def load(self, incident_id: str, timeline: bool = True) -> StoredIncident | None:
+        """The state document and (unless ``timeline`` is False: then it is empty) its
+        timeline; cheap, whatever the number of alerts."""
         ...
 
     async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:

@@ -327,17 +327,22 @@ class RedisStore:
         ]
 
     @unavailable
-    async def load(self, incident_id: str) -> StoredIncident | None:
+    async def load(self, incident_id: str, timeline: bool = True) -> StoredIncident | None:
         started = time.perf_counter()
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._p + "inc:" + incident_id, "state", "view", "ver", "tl_dropped")
-            pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
-            (raw_state, raw_view, ver, dropped), timeline = await pipe.execute()
+        fields = (self._p + "inc:" + incident_id, "state", "view", "ver", "tl_dropped")
+        entries: list[Any] = []
+        if timeline:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hmget(*fields)
+                pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
+                (raw_state, raw_view, ver, dropped), entries = await pipe.execute()
+        else:
+            raw_state, raw_view, ver, dropped = await self._r.hmget(*fields)
         self._observe("load", time.perf_counter() - started)
         if raw_state is None:
             return None
         state = stored_state(raw_state, raw_view)
-        state.timeline = [TimelineEntry.model_validate_json(e) for e in timeline]
+        state.timeline = [TimelineEntry.model_validate_json(e) for e in entries]
         state.timeline_dropped = int(dropped or 0)
         return StoredIncident(state=state, version=int(ver or 0))
 

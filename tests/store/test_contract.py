@@ -466,6 +466,15 @@ async def test_timeline_is_capped_keeping_its_beginning(store: RedisStore) -> No
     assert len(st.timeline) == 200 and st.timeline_dropped == 61
     assert st.timeline[0].kind == "opened"
     assert st.timeline[-1].text == "service svc-259 joined"
+    # What a decision loads: the same state and version, the story left in the store.
+    bare = await store.load(o.incident_id, timeline=False)
+    assert bare is not None
+    assert (bare.version, bare.state.timeline, bare.state.timeline_dropped) == (
+        stored.version,
+        [],
+        61,
+    )
+    assert bare.state.model_dump(exclude={"timeline"}) == st.model_dump(exclude={"timeline"})
 
 
 async def test_concurrent_copies_of_a_batch_make_one_incident(store: RedisStore) -> None:

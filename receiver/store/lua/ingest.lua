@@ -95,9 +95,16 @@ local function is_set(v)
   return v ~= nil and v ~= cjson.null
 end
 
--- The severity in an impact class, '["stage", "severity", "tier"]' as Python writes it.
+-- The severity in an impact class, '["stage", "severity", "tier"]' as Python writes it;
+-- a batch has a handful of classes for its many alerts, so each is matched once.
+local severities_of = {}
 local function severity_of(class)
-  return string.match(class, '^%[".-", "(.-)", ') or ''
+  local found = severities_of[class]
+  if not found then
+    found = string.match(class, '^%[".-", "(.-)", ') or ''
+    severities_of[class] = found
+  end
+  return found
 end
 
 local function count(map, key, by)
