@@ -478,8 +478,8 @@ class RedisStore:
         rows = await self._r.zrevrangebyscore(
             self._idx, cursor.top, cursor.floor, start=0, num=asked, withscores=True
         )
-        fresh = [(i, s) for i, s in ((text(m), s) for m, s in rows) if i not in cursor.tied]
-        fresh = fresh[:page_size]
+        unread = [(i, s) for i, s in ((text(m), s) for m, s in rows) if i not in cursor.tied]
+        fresh = unread[:page_size]
         # An id names its incident's journey: another journey's state is not even read.
         wanted = [i for i, _ in fresh if journey is None or _journey_of(i) in (None, journey)]
         raws: list[list[Any]] = []
@@ -498,7 +498,9 @@ class RedisStore:
             if raw is not None and (st := _readable(raw, view)) is not None
             if (status == "all" or st.status == status) and journey in (None, st.journey)
         ]
-        if len(rows) < asked:
+        # Short of what was asked, the range is read out, unless tied ids went from the
+        # index meanwhile (expired ones, pruned above or by ingest): then more may be left.
+        if len(rows) < asked and len(unread) <= page_size:
             return found, None
         low = fresh[-1][1]
         tied = frozenset(i for i, s in fresh if s == low)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
-from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
+from redis.exceptions import ClusterError, OutOfMemoryError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -44,6 +44,10 @@ def unavailable(
             return await fn(*args, **kwargs)
         except _DOWN as exc:
             raise StoreUnavailable(f"store unreachable: {exc}") from exc
+        except OutOfMemoryError as exc:
+            # A full Redis under noeviction (docs/operating.md) refuses a script's first
+            # write, so nothing of the call was written: a 503 that Alertmanager retries.
+            raise StoreUnavailable(f"store full: {exc}") from exc
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

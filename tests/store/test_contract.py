@@ -333,6 +333,20 @@ async def test_an_alert_stays_with_the_live_incident_that_took_it(store: RedisSt
     assert (old.state.alert_count, old.state.firing_count) == (2, 1)
 
 
+async def test_an_alert_whose_key_expired_is_claimed_again_by_the_incident_holding_it(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
+    # The incident outlived the retention its alerts' keys were set for, once.
+    await store._r.delete(f"{store._p}fp:a")
+    await store.ingest([group(placed("a"))], 0, T + 1_000)  # Alertmanager repeats it
+    assert await store._r.pttl(f"{store._p}fp:a") > 0
+    # A reload moved a's service to another journey: its resolution still reaches o.
+    resolved = group(placed("a", status="resolved"), journey="payments")
+    (moved,) = await store.ingest([resolved], 0, T + 2_000)
+    assert (moved.incident_id, moved.changed) == (o.incident_id, 1)
+
+
 async def test_a_resolved_incident_past_its_window_lets_its_alerts_go(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id

@@ -163,3 +163,16 @@ async def test_incidents_opened_or_expired_during_a_walk(store: RedisStore) -> N
 async def test_a_page_size_below_one_is_refused(store: RedisStore) -> None:
     with pytest.raises(ValueError, match="page_size must be at least 1, not 0"):
         await anext(store.iter_incidents("all", None, 0))
+
+
+async def test_expired_incidents_read_at_a_tied_score_hide_nothing_after_them(
+    store: RedisStore,
+) -> None:
+    (older,) = await open_incidents(store, T, "old")
+    await open_incidents(store, T + 1, *(f"r{i}" for i in range(4)))  # one score
+    every = [s.id for s in await store.list_incidents("all", None, 100)]
+    assert len(every) == 5 and every[-1] == older
+    # The first page's two expired with their retention; their index entries are still there.
+    for gone in every[:2]:
+        await store._r.delete(store._p + "inc:" + gone)
+    assert flat(await walked(store.iter_incidents("all", None, 2))) == every[2:]

@@ -207,6 +207,27 @@ async def test_cluster_url_runs_the_scripts_on_a_real_cluster(tmp_path: Path) ->
         await store.aclose()
 
 
+async def test_a_full_redis_is_unavailable_and_the_batch_lands_once_it_has_room(
+    redis_port: int,
+) -> None:
+    store = open_store(f"redis://127.0.0.1:{redis_port}/0", StoreSettings(key_prefix="full"))
+    raw = Redis(port=redis_port, decode_responses=True)
+    await raw.config_set("maxmemory-policy", "noeviction")
+    await raw.config_set("maxmemory", 1)  # every write is over it
+    try:
+        with pytest.raises(
+            StoreUnavailable, match="store full: command not allowed when used memory"
+        ):
+            await store.ingest([group(placed("a"))], 0, T)
+        assert [k async for k in raw.scan_iter("{full}:*")] == []  # nothing half-written
+    finally:
+        await raw.config_set("maxmemory", 0)
+    (o,) = await store.ingest([group(placed("a"))], 0, T)  # Alertmanager's retry
+    assert o.opened
+    await raw.aclose()
+    await store.aclose()
+
+
 @pytest.mark.parametrize(
     "error",
     [

@@ -327,6 +327,12 @@ local function apply(first_group, last_group, first_alert, truncated)
         local record = recs[n]
         -- The same fingerprint twice in one batch: the second compares with the first.
         local old = latest[fp] or stored[i]
+        if stored[i] and not owners[n] then
+          -- Held here, but its fp: key expired (an incident can outlive the retention, its
+          -- alerts' keys were set once): said again, or after a reload the alert's next
+          -- change could land in another incident.
+          redis.call('SET', KEYS[FP0 + n], digest, 'PX', retention_s)
+        end
         local o_status, o_starts, o_ends, o_first, o_changed, o_class
         if old then
           -- The class goes last: it is JSON and may hold any character.
