@@ -59,13 +59,15 @@ local retention = tonumber(ARGV[8])
 -- Lifetimes are renewed as ingest.lua renews them, once a 64th of the retention has passed
 -- since the last time: a decision right after a batch (the usual case) renews nothing.
 local renew = now - (tonumber(got[3]) or 0) >= math.floor(retention / 64)
+-- The version read above, one up: what an HINCRBY would write, in the same HSET.
+local ver = string.format('%d', (tonumber(got[2]) or 0) + 1)
 if renew then
-  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11], 'kept', ARGV[4])
+  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11], 'ver', ver,
+             'kept', ARGV[4])
 else
-  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11])
+  redis.call('HSET', inc_key, 'state', cjson.encode(st), 'view', ARGV[11], 'ver', ver)
 end
 local moved = got[2] ~= ARGV[3]
-redis.call('HINCRBY', inc_key, 'ver', 1)
 redis.call('HDEL', KEYS[2], id)
 local next_due = tonumber(ARGV[7])
 if moved and st.status == 'open' and (next_due < 0 or next_due > now) then
@@ -77,20 +79,29 @@ if next_due >= 0 then
 else
   redis.call('ZREM', KEYS[1], id)
 end
-for i = first_job, first_entry - 1, 2 do
-  local job_id = tostring(redis.call('INCR', KEYS[7]))
-  local q = KEYS[13 + (i - first_job) / 2]
-  redis.call('RPUSH', q, '{"id":"' .. job_id .. '",' .. string.sub(ARGV[i + 1], 2))
-  redis.call('PEXPIRE', q, ARGV[8])
+if jobs > 0 then
+  -- The jobs' ids, one counter step each, taken in one call.
+  local job_id = redis.call('INCRBY', KEYS[7], jobs) - jobs
+  local ready = {'NX'}
+  for i = first_job, first_entry - 1, 2 do
+    job_id = job_id + 1
+    local q = KEYS[13 + (i - first_job) / 2]
+    redis.call('RPUSH', q, '{"id":"' .. string.format('%d', job_id) .. '",' ..
+               string.sub(ARGV[i + 1], 2))
+    redis.call('PEXPIRE', q, ARGV[8])
+    ready[#ready + 1] = ARGV[4]
+    ready[#ready + 1] = ARGV[i]
+  end
   -- NX: a queue waiting out a backoff or held by a worker keeps its time; the new job
   -- waits behind the ones before it.
-  redis.call('ZADD', KEYS[8], 'NX', now, ARGV[i])
+  redis.call('ZADD', KEYS[8], unpack(ready))
 end
 if #ARGV >= first_entry then
   local tl_key = KEYS[4]
-  for i = first_entry, #ARGV do redis.call('RPUSH', tl_key, ARGV[i]) end
+  -- A decision appends a handful of entries: one call, and its answer is the length.
+  local length = redis.call('RPUSH', tl_key, unpack(ARGV, first_entry, #ARGV))
   -- The same cap as ingest.lua: keep the first entries and the latest ones.
-  for _ = 1, redis.call('LLEN', tl_key) - tonumber(ARGV[9]) do
+  for _ = 1, length - tonumber(ARGV[9]) do
     redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay
     redis.call('LREM', tl_key, 1, '\0')
     redis.call('HINCRBY', inc_key, 'tl_dropped', 1)

@@ -59,9 +59,9 @@ local CHUNK = 1000  -- unpack() has a limit on how many values it can spread
 
 local function note(id, kind, text)
   local tl_key = P .. 'tl:' .. id
-  redis.call('RPUSH', tl_key, cjson.encode({at = now, kind = kind, text = text}))
+  local length = redis.call('RPUSH', tl_key, cjson.encode({at = now, kind = kind, text = text}))
   -- Keep the opening of the story and its latest part; count what falls out between.
-  if redis.call('LLEN', tl_key) > timeline_cap then
+  if length > timeline_cap then
     redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay
     redis.call('LREM', tl_key, 1, '\0')
     redis.call('HINCRBY', P .. 'inc:' .. id, 'tl_dropped', 1)
@@ -165,11 +165,14 @@ end
 local states, touched, dirty = {}, {}, {}
 -- When each incident's keys were last given a new lifetime (the ``kept`` field).
 local kept = {}
+-- Each incident's version as read (0 for one opened here), written one up if it changed.
+local versions = {}
 local function state_of(id)
   if states[id] == nil then
-    local got = redis.call('HMGET', P .. 'inc:' .. id, 'state', 'kept')
+    local got = redis.call('HMGET', P .. 'inc:' .. id, 'state', 'kept', 'ver')
     states[id] = got[1] and cjson.decode(got[1]) or false
     kept[id] = tonumber(got[2]) or 0
+    versions[id] = tonumber(got[3]) or 0
   end
   return states[id] or nil
 end
@@ -278,6 +281,7 @@ local function apply(first_group, last_group, first_alert, truncated)
               truncated_alerts = 0, pending = 'open', blips = 0, feedback = {}}
         states[id] = st
         kept[id] = 0
+        versions[id] = 0
         redis.call('SET', key_key, id, 'PX', retention_s)
         current[digest] = id
         redis.call('ZADD', idx_key, now_s, id)
@@ -483,8 +487,8 @@ for _, id in ipairs(touched) do
   local st, digest = states[id], touched[id]
   local inc_key = P .. 'inc:' .. id
   if dirty[id] then
-    redis.call('HSET', inc_key, 'state', cjson.encode(st))
-    redis.call('HINCRBY', inc_key, 'ver', 1)
+    redis.call('HSET', inc_key, 'state', cjson.encode(st),
+               'ver', string.format('%d', versions[id] + 1))
     if st.status == 'open' and is_set(st.notified_at) and not is_set(st.pending) then
       -- Already notified: let the scheduler judge the change now (it may hold it back
       -- until group_interval); never push an earlier due time later.
