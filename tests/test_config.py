@@ -445,6 +445,25 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
         ("rediss://:pw@redis.example.com:6380/0", None),
         ("redis+sentinel://s1:26379,s2:26379/mymaster/0", None),
         ("redis+cluster://redis:6379", None),
+        ("redis://redis:6379/0?socket_timeout=5&health_check_interval=10&client_name=jr", None),
+        (
+            "redis://:s3cret@redis:6379/0?socket_timout=5",
+            'unknown option "socket_timout" in a redis:// URL: use redis-py\'s connection '
+            "options (socket_timeout, health_check_interval, ssl_ca_certs, …)",
+        ),
+        (
+            "redis+cluster://redis:6379?read_from_replica=true",
+            'unknown option "read_from_replica" in a redis+cluster:// URL: use redis-py\'s '
+            "connection options (socket_timeout, health_check_interval, ssl_ca_certs, …)",
+        ),
+        (
+            "redis://:s3cret@redis:6379/0?socket_timeout=soon",
+            "Invalid value for 'socket_timeout' in connection URL.",
+        ),
+        (
+            "rediss://redis:6380/0?ssl_ca_certs=/nowhere/ca.pem",
+            "ssl_ca_certs: no file /nowhere/ca.pem",
+        ),
         (
             "redis+sentinel://s1:26379",
             "redis+sentinel:// needs the master name: redis+sentinel://host:26379/mymaster[/db]",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -831,6 +831,28 @@ async def test_each_journey_is_measured_against_its_own_slo(tmp_path: Path) -> N
     # No objective, no series; and none for all journeys together.
     assert not [line for line in lines if 'objective_ratio{journey="browse"' in line]
     assert not [line for line in lines if 'slo_attainment_ratio{journey=""' in line]
+
+
+async def test_a_window_longer_than_the_retention_is_cut_to_what_the_store_shows(
+    tmp_path: Path,
+) -> None:
+    cfg = slo_config(tmp_path)
+    # Nine days: the seeded incident eight days back is still there.
+    cfg.write_text(cfg.read_text().replace("retention: 30d", "retention: 9d"))
+    async with harness(cfg, FakeClock()) as rx:
+        await seed(rx)
+        month = await stats(rx, "?window=30d")
+        week = await stats(rx, "?window=7d")
+        page = (await rx.client.get("/stats?window=30d")).text
+    assert (month["retention_limited"], week["retention_limited"]) == (True, False)
+    since, until = (datetime.fromisoformat(month[k]) for k in ("since", "until"))
+    assert (month["window"], until - since) == ("30d", timedelta(days=9))
+    # 21 days the store no longer shows are not 21 days without an incident.
+    checkout = month["journeys"]["checkout"]
+    degraded = checkout["minutes_degraded"]
+    assert degraded >= week["journeys"]["checkout"]["minutes_degraded"] > 0
+    assert checkout["slo"]["attainment_pct"] == round(100 * (1 - degraded / (9 * 24 * 60)), 3)
+    assert "cut to <code>store.retention</code>" in page
 
 
 async def test_an_incident_opened_before_the_window_counts_while_open_in_it(

@@ -122,6 +122,10 @@ def failure_reason(exc: Exception, timeout: float) -> str:
         return f"timed out after {_seconds(timeout)}"
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = str(exc)
+        if "Read timed out" in text:
+            # With retries off, requests wraps a read timeout as a ConnectionError: a
+            # Prometheus that is slow to answer is not one that cannot be reached.
+            return f"timed out after {_seconds(timeout)}"
         if "Connection refused" in text:
             return "connection refused"
         if "Name or service not known" in text or "nodename nor servname" in text:

@@ -46,6 +46,7 @@ from receiver.outcomes.slo import (
     union_ms,
     with_timelines,
 )
+from receiver.settings import ms
 from receiver.store.base import GroupStore
 from receiver.store.records import IncidentState
 
@@ -165,6 +166,10 @@ class Stats(Figures):
     until: str
     journey: str | None
     journeys: dict[str, JourneyFigures]
+    retention_limited: bool = False
+    """The window reaches back further than ``store.retention``: incidents that ended
+    before that are gone, so ``since`` is moved up to what the store can still show and
+    the figures (attainment and error budget too) cover that part only."""
 
 
 def parse_query(params: Mapping[str, str]) -> StatsQuery:
@@ -249,9 +254,10 @@ class StatsTally:
         spans = degraded_spans(state, policy.degraded_at, self._until)
         self._spans.setdefault(state.journey, []).extend(spans)
 
-    def stats(self, window: str, journey: str | None) -> Stats:
+    def stats(self, window: str, journey: str | None, retention_limited: bool = False) -> Stats:
         overall = self.overall.figures(self._until)
         return Stats(
+            retention_limited=retention_limited,
             signal=overall.signal,
             response=overall.response,
             business=overall.business,
@@ -484,11 +490,15 @@ async def read_stats(
     journeys: Collection[str],
     slos: Mapping[str, SloPolicy] | None = None,
     page_size: int = READ_PAGE,
+    retention_ms: int | None = None,
 ) -> Stats:
     """The figures for ``query``; ``journeys`` are the configured ones (``unmapped`` too),
     ``slos`` their SLOs. A ``journey`` neither configured nor with incidents in the window
-    is refused (422). The incidents are read and added up ``page_size`` at a time."""
-    since = now_ms - query.window_ms
+    is refused (422). The incidents are read and added up ``page_size`` at a time. A window
+    longer than ``retention_ms`` is cut to it (``retention_limited``): counting the time the
+    store no longer shows as time without incidents would overstate attainment."""
+    asked = now_ms - query.window_ms
+    since = asked if retention_ms is None else max(asked, now_ms - retention_ms)
     shown = list(journeys) if query.journey is None else [query.journey]
     tally = StatsTally(since, now_ms, shown, slos)
     async for page in read_outcomes(store, since, query.journey, page_size):
@@ -500,7 +510,7 @@ async def read_stats(
             f"journey {show(query.journey)} is not configured and has no incidents in the window",
             [{"field": "journey", "reason": f"unknown journey {show(query.journey)}"}],
         )
-    return tally.stats(query.window, query.journey)
+    return tally.stats(query.window, query.journey, retention_limited=since > asked)
 
 
 def _gauges(m: Metrics) -> list[tuple[Gauge, Callable[[Figures], float | None]]]:
@@ -616,7 +626,10 @@ async def _computed(receiver: Receiver, query: StatsQuery, now_ms: int) -> Stats
     catalog = receiver.settings.catalog.journeys
     journeys = [j.id for j in catalog]
     slos = {j.id: SloPolicy(j.slo.degraded_at, j.slo.objective) for j in catalog}
-    stats = await read_stats(receiver.store, query, now_ms, journeys, slos)
+    retention_ms = ms(receiver.settings.config.store.retention)
+    stats = await read_stats(
+        receiver.store, query, now_ms, journeys, slos, retention_ms=retention_ms
+    )
     await receiver.store.cache.set(
         CACHE_NAMESPACE, _field(query), stats.model_dump_json(), CACHE_TTL_MS
     )

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.sentinel import Sentinel
 
 from receiver.store.base import StoreSettings
@@ -55,6 +57,40 @@ def check_url(url: str) -> None:
         raise _unsupported(scheme)
     if scheme in SENTINEL_SCHEMES:
         SentinelUrl.parse(url)
+    elif scheme != "memory":
+        _check_options(url, scheme)
+
+
+def _check_options(url: str, scheme: str) -> None:
+    """The options of a redis://, rediss://, unix:// or redis+cluster:// URL as redis-py
+    reads them: a misspelt one would otherwise pass the config check and fail every store
+    call with a TypeError, as the first connection is made."""
+    cluster = scheme == "redis+cluster"
+    # parse_url's own ValueError names the option whose value it cannot read.
+    options: dict[str, Any] = dict(parse_url("redis" + url[len(scheme) :] if cluster else url))
+    connection = options.pop("connection_class", Connection)
+    accepted = _parameters(connection) | _parameters(ConnectionPool)
+    if cluster:
+        accepted |= _parameters(RedisCluster)
+    for name in options:
+        if name not in accepted:
+            raise ValueError(
+                f'unknown option "{name}" in a {scheme}:// URL: use redis-py\'s connection '
+                "options (socket_timeout, health_check_interval, ssl_ca_certs, …)"
+            )
+    for name in _TLS_FILES:
+        if name in options and not os.path.isfile(options[name]):
+            raise ValueError(f"{name}: no file {options[name]}")
+
+
+def _parameters(cls: type) -> set[str]:
+    """The keyword parameters of ``cls`` and of the classes it passes its options up to."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= set(inspect.signature(init).parameters) - {"self", "args", "kwargs"}
+    return names
 
 
 def shown_url(url: str) -> str:

@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 
 from receiver.config.journeys_yaml import Journey, Kpi
 from receiver.config.receiver_yaml import PrometheusConfig
 from receiver.enrich import KpiReport, KpiValue
 from receiver.enrich.prometheus import PrometheusKpis, assess
+from receiver.enrich.prometheus_answers import failure_reason
 from tests.support.processes import free_port
 from tests.support.prometheus import fake_http, self_signed_cert, silent_server
 
@@ -250,6 +252,17 @@ async def test_a_prometheus_that_never_answers_costs_at_most_the_budget() -> Non
             "(conversion, orders_per_min)",
         )
     )
+
+
+def test_a_read_timeout_reads_as_one_whichever_clock_runs_out_first() -> None:
+    # The client's own timeout may end a query before the worker's bound does (a loaded
+    # machine starts the thread late): the note says the same either way.
+    with silent_server() as port:
+        kpis = source(f"http://127.0.0.1:{port}", timeout="1s")
+        assert kpis._client is not None
+        with pytest.raises(requests.exceptions.ConnectionError) as caught:
+            kpis._client.custom_query("up", timeout=0.2)
+    assert failure_reason(caught.value, 0.2) == "timed out after 0.2s"
 
 
 async def test_each_query_has_its_own_timeout() -> None:
