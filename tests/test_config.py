@@ -446,15 +446,36 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
         ("redis+sentinel://s1:26379,s2:26379/mymaster/0", None),
         ("redis+cluster://redis:6379", None),
         ("redis://redis:6379/0?socket_timeout=5&health_check_interval=10&client_name=jr", None),
+        ("rediss://:pw@redis:6380/0?ssl_cert_reqs=none&protocol=3", None),
+        ("unix:///run/redis.sock?db=2&password=s3cret", None),
         (
             "redis://:s3cret@redis:6379/0?socket_timout=5",
-            'unknown option "socket_timout" in a redis:// URL: use redis-py\'s connection '
-            "options (socket_timeout, health_check_interval, ssl_ca_certs, …)",
+            'unknown option "socket_timout" in a redis:// URL: use one of redis-py\'s '
+            "connection options (socket_timeout, health_check_interval, client_name, …)",
+        ),
+        # An object, not text, or a setting the store cannot work with (it reads its own
+        # writes): refused, not passed on as a string that reads as true.
+        *(
+            (
+                url,
+                f'unknown option "{name}" in a {url.split(":")[0]}:// URL: use one of '
+                "redis-py's connection options (socket_timeout, health_check_interval, "
+                "client_name, …)",
+            )
+            for name, url in [
+                ("connection_class", "redis://redis:6379/0?connection_class=x"),
+                ("retry", "redis://redis:6379/0?retry=x"),
+                ("read_from_replicas", "redis+cluster://redis:6379?read_from_replicas=false"),
+                ("retry_on_timeout", "redis+cluster://redis:6379?retry_on_timeout=true"),
+            ]
         ),
         (
-            "redis+cluster://redis:6379?read_from_replica=true",
-            'unknown option "read_from_replica" in a redis+cluster:// URL: use redis-py\'s '
-            "connection options (socket_timeout, health_check_interval, ssl_ca_certs, …)",
+            "redis+cluster://redis:6379/1",
+            "a redis+cluster:// URL has no database number: a cluster has one",
+        ),
+        (
+            "redis://redis:6379/0?ssl_ca_certs=/etc/ca.pem",
+            "ssl_ca_certs needs rediss:// (TLS; not offered for a cluster)",
         ),
         (
             "redis://:s3cret@redis:6379/0?socket_timeout=soon",
@@ -463,6 +484,19 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
         (
             "rediss://redis:6380/0?ssl_ca_certs=/nowhere/ca.pem",
             "ssl_ca_certs: no file /nowhere/ca.pem",
+        ),
+        # A password with an unescaped / ? or # ends the host part early: never quoted.
+        *(
+            (
+                url,
+                "the user info cannot be read: %-escape / ? # @ in the password (%2F %3F %23 %40)",
+            )
+            for url in [
+                "rediss://:Zk3/9qPw+ab==@redis:6380/0",
+                "redis://:Qx7?vv@redis:6379/0",
+                "redis://:Wm2#kk@redis:6379/0",
+                "redis+sentinel://:Zk3/9q@s1/mymaster",
+            ]
         ),
         (
             "redis+sentinel://s1:26379",
@@ -531,6 +565,12 @@ def test_a_sentinel_url_with_tls_files_that_exist(tmp_path: Path) -> None:
     path = tmp_path / "receiver.yaml"
     path.write_text(f"store: {{url: '{url}'}}\n" + OPEN)
     assert load_receiver_config(path).store.url == url
+
+
+def test_a_store_url_as_printed_hides_a_password_option() -> None:
+    assert shown_url("unix:///run/redis.sock?password=s3cret&db=2") == (
+        "unix:///run/redis.sock?password=…&db=2"
+    )
 
 
 def test_a_store_url_as_printed_shows_no_password() -> None:

@@ -855,6 +855,18 @@ async def test_a_window_longer_than_the_retention_is_cut_to_what_the_store_shows
     assert "cut to <code>store.retention</code>" in page
 
 
+async def test_an_answer_kept_under_another_retention_is_not_given(tmp_path: Path) -> None:
+    cfg = slo_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("retention: 30d", "retention: 9d"))
+    async with harness(cfg, FakeClock()) as rx:
+        await seed(rx)
+        assert (await stats(rx, "?window=9d"))["retention_limited"] is False
+        assert (await stats(rx, "?window=30d"))["retention_limited"] is True
+        cfg.write_text(cfg.read_text().replace("retention: 9d", "retention: 60d"))
+        rx.receiver.reload()  # within the minute the answer above is kept for
+        assert (await stats(rx, "?window=30d"))["retention_limited"] is False
+
+
 async def test_an_incident_opened_before_the_window_counts_while_open_in_it(
     tmp_path: Path,
 ) -> None:

@@ -642,10 +642,16 @@ async def _kept(receiver: Receiver, query: StatsQuery) -> Stats | None:
     if raw is None:
         return None
     try:
-        return Stats.model_validate_json(raw)
+        kept = Stats.model_validate_json(raw)
     except ValidationError:
         # Kept by a replica of another version (a rolling upgrade): only a hint, so none.
         return None
+    # Computed under another store.retention (a reload, or a replica not yet reloaded or
+    # upgraded): it covers another span than this replica would, so it is not the answer.
+    span = min(query.window_ms, ms(receiver.settings.config.store.retention))
+    if _until_ms(kept) - _ms_of(kept.since) != span:
+        return None
+    return kept
 
 
 def _field(query: StatsQuery) -> str:
@@ -654,4 +660,8 @@ def _field(query: StatsQuery) -> str:
 
 
 def _until_ms(stats: Stats) -> int:
-    return round(datetime.fromisoformat(stats.until).timestamp() * 1000)
+    return _ms_of(stats.until)
+
+
+def _ms_of(rfc3339: str) -> int:
+    return round(datetime.fromisoformat(rfc3339).timestamp() * 1000)

@@ -22,7 +22,13 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection, ConnectionPool, parse_url
+from redis.asyncio.connection import (
+    URL_QUERY_ARGUMENT_PARSERS,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.sentinel import Sentinel
 
 from receiver.store.base import StoreSettings
@@ -37,7 +43,7 @@ _SENTINEL_FORM = "redis+sentinel://host:26379/mymaster[/db]"
 _AUTH_OPTIONS = ("sentinel_username", "sentinel_password")
 _TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _TLS_OPTIONS = (*_TLS_FILES, "ssl_check_hostname")
-_SECRET_OPTIONS = frozenset({"sentinel_password"})
+_SECRET_OPTIONS = frozenset({"sentinel_password", "password", "ssl_password"})
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -52,13 +58,37 @@ def open_store(
 
 def check_url(url: str) -> None:
     """Raise ValueError naming what is wrong with ``url`` (never a secret of it)."""
-    scheme = urlsplit(url).scheme
-    if scheme not in SCHEMES:
-        raise _unsupported(scheme)
-    if scheme in SENTINEL_SCHEMES:
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise _unsupported(parts.scheme)
+    if "@" not in parts.netloc and "@" in url[len(parts.scheme) + 3 + len(parts.netloc) :]:
+        # A password holding "/", "?" or "#" ends the host part early: any message quoting
+        # what follows would quote the rest of the password.
+        raise ValueError(
+            "the user info cannot be read: %-escape / ? # @ in the password (%2F %3F %23 %40)"
+        )
+    if parts.scheme in SENTINEL_SCHEMES:
         SentinelUrl.parse(url)
-    elif scheme != "memory":
-        _check_options(url, scheme)
+    elif parts.scheme != "memory":
+        _check_options(url, parts.scheme)
+
+
+# The options a URL can give redis-py: those its URL parser reads into numbers and
+# booleans, and those that take text as it is. Anything else arrives as a string where an
+# object is wanted ("false" would even read as true) and fails, or misbehaves, later.
+_URL_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
+    "client_name", "username", "password", "lib_name", "lib_version", "encoding",
+    "encoding_errors", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs",
+    "ssl_ca_path", "ssl_ca_data", "ssl_password", "ssl_ciphers",
+}  # fmt: skip
+# What parse_url reads from the URL's other parts.
+_URL_PARTS = frozenset({"host", "port", "path", "db", "username", "password"})
+_CONNECTIONS: dict[str, type] = {
+    "redis": Connection,
+    "rediss": SSLConnection,
+    "unix": UnixDomainSocketConnection,
+    "redis+cluster": RedisCluster,
+}
 
 
 def _check_options(url: str, scheme: str) -> None:
@@ -68,16 +98,22 @@ def _check_options(url: str, scheme: str) -> None:
     cluster = scheme == "redis+cluster"
     # parse_url's own ValueError names the option whose value it cannot read.
     options: dict[str, Any] = dict(parse_url("redis" + url[len(scheme) :] if cluster else url))
-    connection = options.pop("connection_class", Connection)
-    accepted = _parameters(connection) | _parameters(ConnectionPool)
-    if cluster:
-        accepted |= _parameters(RedisCluster)
+    if isinstance(options.get("connection_class"), type):
+        del options["connection_class"]  # the scheme's own (rediss://, unix://)
+    target = _CONNECTIONS[scheme]
+    accepted = _parameters(target) | ({"max_connections"} if not cluster else set())
     for name in options:
-        if name not in accepted:
+        if name in _URL_PARTS:
+            continue
+        if name.startswith("ssl") and (cluster or name not in accepted):
+            raise ValueError(f"{name} needs rediss:// (TLS; not offered for a cluster)")
+        if name not in _URL_OPTIONS or name not in accepted:
             raise ValueError(
-                f'unknown option "{name}" in a {scheme}:// URL: use redis-py\'s connection '
-                "options (socket_timeout, health_check_interval, ssl_ca_certs, …)"
+                f'unknown option "{name}" in a {scheme}:// URL: use one of redis-py\'s '
+                "connection options (socket_timeout, health_check_interval, client_name, …)"
             )
+    if cluster and (options.get("db") or options.get("path")):
+        raise ValueError("a redis+cluster:// URL has no database number: a cluster has one")
     for name in _TLS_FILES:
         if name in options and not os.path.isfile(options[name]):
             raise ValueError(f"{name}: no file {options[name]}")

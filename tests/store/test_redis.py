@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
+from receiver.store.records import TimelineEntry
 from receiver.store.redis import RedisStore
 from receiver.store.scripts import unavailable
 from tests.store import test_contract as contract
@@ -205,6 +206,25 @@ async def test_cluster_url_runs_the_scripts_on_a_real_cluster(tmp_path: Path) ->
         assert outcome == "ok"
         assert [s.id for s in await store.list_incidents("all", None, 5)] == [o.incident_id]
         await store.aclose()
+
+
+async def test_a_decision_appends_more_entries_than_one_lua_call_can_spread(
+    redis_port: int,
+) -> None:
+    store = open_store(f"redis://127.0.0.1:{redis_port}/0", StoreSettings(key_prefix="many"))
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + 30_000, 1_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored and o.incident_id
+    entries = [TimelineEntry(at=T, kind="kpi", text=f"KPI k{i} -50.0% vs 1w") for i in range(8_500)]
+    outcome = await store.commit(claim, stored.version, stored.state, {}, None, entries, T + 30_000)
+    assert outcome == "ok"
+    after = await store.load(o.incident_id)
+    assert after is not None
+    # All of them went in (the cap then keeps the first ten and the latest).
+    assert (len(after.state.timeline), after.state.timeline_dropped) == (200, 8_501 - 200)
+    assert after.state.timeline[-1].text == "KPI k8499 -50.0% vs 1w"
+    await store.aclose()
 
 
 async def test_a_full_redis_is_unavailable_and_the_batch_lands_once_it_has_room(
