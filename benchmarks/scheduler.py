@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import json
 import logging
 import os
 import sys
@@ -55,6 +54,7 @@ from receiver.store import Claim
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState
 from receiver.webhook import parse_webhook
+from tests.conftest import body as webhook_body
 from tests.support.processes import free_port, running
 from tests.support.processes import redis_args as redis_command
 
@@ -110,20 +110,7 @@ def body(tag: str, incidents: Sequence[int]) -> bytes:
                     "fingerprint": f"{tag}{i:08x}{k:02x}",
                 }
             )
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": "{}:{}",
-            "truncatedAlerts": 0,
-            "status": "firing",
-            "receiver": "journey-receiver",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": alerts,
-        }
-    ).encode()
+    return webhook_body(alerts)
 
 
 async def open_incidents(rx: Receiver, clock: Clock, tag: str, n: int, spread_s: float) -> None:
