@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ from prometheus_client import Gauge
 from receiver.config.fields import PRIORITIES
 from receiver.metrics import Metrics
 from receiver.outcomes.slo import DEFAULT_DEGRADED_AT, at_or_above
-from receiver.store.base import GroupStore
+from receiver.store.base import GroupStore, capped
 from receiver.store.records import IncidentState
 
 if TYPE_CHECKING:
@@ -124,13 +123,8 @@ async def read_journey_health(
     """The journey-health figures of the newest ``OPEN_READ`` open incidents in ``store``,
     read ``page_size`` at a time: what is held at once is one page, not every incident."""
     tally = HealthTally(stages, degraded_at)
-    left = OPEN_READ
-    async with aclosing(store.iter_incidents("open", None, page_size)) as pages:
-        async for page in pages:
-            tally.add(page[:left])
-            left -= len(page)
-            if left <= 0:
-                break
+    async for page in capped(store.iter_incidents("open", None, page_size), OPEN_READ):
+        tally.add(page)
     return tally.health(now_ms)
 
 

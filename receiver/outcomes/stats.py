@@ -23,7 +23,6 @@ import secrets
 import statistics
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 from weakref import WeakKeyDictionary
@@ -47,7 +46,7 @@ from receiver.outcomes.slo import (
     with_timelines,
 )
 from receiver.settings import ms
-from receiver.store.base import GroupStore
+from receiver.store.base import GroupStore, capped
 from receiver.store.records import IncidentState
 
 if TYPE_CHECKING:
@@ -452,17 +451,11 @@ async def read_outcomes(
     timelines. In pages, newest first, each from one store read of at most ``page_size``
     incidents (the newest ``INCIDENTS_READ`` in all): a reader that adds up each page
     before it asks for the next holds one page at a time."""
-    left = INCIDENTS_READ
     pages = store.iter_incidents_since(since_ms - CARRY_IN_MS, journey, page_size)
-    async with aclosing(pages):
-        async for page in pages:
-            read = page[:left]
-            left -= len(read)
-            outcomes = await _outcomes(store, read, since_ms)
-            if outcomes:
-                yield outcomes
-            if left <= 0:
-                break
+    async for read in capped(pages, INCIDENTS_READ):
+        outcomes = await _outcomes(store, read, since_ms)
+        if outcomes:
+            yield outcomes
 
 
 async def _outcomes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
@@ -216,3 +217,15 @@ class GroupStore(Protocol):
         """Every incident created at or after ``since_ms`` (of ``journey`` when given),
         newest first, in pages as ``iter_incidents`` gives them."""
         ...
+
+
+async def capped(
+    pages: AsyncGenerator[list[IncidentState], None], limit: int
+) -> AsyncGenerator[list[IncidentState], None]:
+    """The pages of ``pages`` (``GroupStore.iter_incidents``) up to ``limit`` incidents in
+    all, the last one cut short; the walk stops there, without reading a page more."""
+    left = limit
+    async with aclosing(pages):
+        while left > 0 and (page := await anext(pages, None)) is not None:
+            yield page[:left]
+            left -= len(page)

@@ -14,7 +14,6 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -31,6 +30,7 @@ from receiver.store.base import (
     IncidentStatusFilter,
     IngestOutcome,
     StoreSettings,
+    capped,
 )
 from receiver.store.cache import SharedCache
 from receiver.store.deliveries import DeliveryQueue, Job
@@ -643,14 +643,8 @@ class _Cursor:
 async def _first(
     pages: AsyncGenerator[list[IncidentState], None], limit: int
 ) -> list[IncidentState]:
-    """The first ``limit`` incidents of ``pages``; the walk stops there."""
-    found: list[IncidentState] = []
-    async with aclosing(pages):
-        async for page in pages:
-            found += page[: limit - len(found)]
-            if len(found) >= limit:
-                break
-    return found
+    """The first ``limit`` incidents of ``pages``."""
+    return [state async for page in capped(pages, limit) for state in page]
 
 
 def _readable(raw: bytes | str, view: bytes | str | None) -> IncidentState | None:

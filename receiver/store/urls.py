@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -114,6 +114,10 @@ def _check_options(url: str, scheme: str) -> None:
             )
     if cluster and (options.get("db") or options.get("path")):
         raise ValueError("a redis+cluster:// URL has no database number: a cluster has one")
+    _check_files(options)
+
+
+def _check_files(options: Mapping[str, Any]) -> None:
     for name in _TLS_FILES:
         if name in options and not os.path.isfile(options[name]):
             raise ValueError(f"{name}: no file {options[name]}")
@@ -258,9 +262,7 @@ def _options(query: str, scheme: str) -> dict[str, str]:
     for name in _TLS_OPTIONS:
         if name in options and scheme != "rediss+sentinel":
             raise ValueError(f"{name} needs rediss+sentinel:// (TLS to the sentinels and Redis)")
-    for name in _TLS_FILES:
-        if name in options and not os.path.isfile(options[name]):
-            raise ValueError(f"{name}: no file {options[name]}")
+    _check_files(options)
     check = options.get("ssl_check_hostname")
     if check is not None and check.lower() not in _BOOLEANS:
         raise ValueError(f'ssl_check_hostname: expected true or false, got "{check}"')

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from receiver.store.base import capped
 from receiver.store.records import IncidentState
 from receiver.store.redis import RedisStore
 from tests.store.builders import group, placed
@@ -132,6 +133,17 @@ async def test_a_reader_that_stops_early_reads_no_further(store: RedisStore) -> 
     reader, client = counted(store)
     assert len(await reader.list_incidents("all", None, 3)) == 3
     assert len(client.reads) == 1
+    # Capped where a page ends, or inside one: not a page more is read.
+    client.reads.clear()
+    assert [len(p) for p in await walked(capped(reader.iter_incidents("all", None, 4), 8))] == [
+        4,
+        4,
+    ]
+    assert [len(p) for p in await walked(capped(reader.iter_incidents("all", None, 4), 6))] == [
+        4,
+        2,
+    ]
+    assert client.reads == [4, 4, 4, 4]
 
 
 async def test_incidents_opened_or_expired_during_a_walk(store: RedisStore) -> None:

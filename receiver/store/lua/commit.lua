@@ -98,11 +98,12 @@ if jobs > 0 then
 end
 if #ARGV >= first_entry then
   local tl_key = KEYS[4]
-  -- A call per thousand entries (unpack() has a limit; a decision appends a handful);
-  -- the last answer is the length.
+  -- A call per CHUNK entries (unpack() has a limit; a decision appends a handful); the
+  -- last answer is the length.
+  local CHUNK = 1000
   local length = 0
-  for i = first_entry, #ARGV, 1000 do
-    length = redis.call('RPUSH', tl_key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  for i = first_entry, #ARGV, CHUNK do
+    length = redis.call('RPUSH', tl_key, unpack(ARGV, i, math.min(i + CHUNK - 1, #ARGV)))
   end
   -- The same cap as ingest.lua: keep the first entries and the latest ones.
   for _ = 1, length - tonumber(ARGV[9]) do
