@@ -77,6 +77,35 @@ async def test_first_notification_waits_for_group_wait_then_goes_once(rx: Harnes
     ]  # fmt: skip
 
 
+async def test_a_round_reads_every_incident_it_claimed_at_once(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = {
+        i
+        for region in ("eu", "us", "ap")
+        for i in (await rx.post(storm(region, 4))).json()["incidents"]
+    }
+    store = rx.receiver.store
+    reads: list[list[str]] = []
+    load_many, load = store.load_many, store.load
+
+    async def counted_many(incident_ids: list[str]) -> Any:
+        reads.append(list(incident_ids))
+        return await load_many(incident_ids)
+
+    async def counted_one(incident_id: str, timeline: bool = True) -> Any:
+        if not timeline:  # a decision's read (the outbox reads whole incidents to send)
+            reads.append([incident_id])
+        return await load(incident_id, timeline)
+
+    monkeypatch.setattr(store, "load_many", counted_many)
+    monkeypatch.setattr(store, "load", counted_one)
+    await rx.tick(30)
+    assert rx.sink.kinds() == ["open"] * 3
+    assert len(ids) == 3
+    assert [sorted(r) for r in reads] == [sorted(ids)], reads
+
+
 async def test_material_changes_are_rate_limited_but_priority_raises_are_not(
     tmp_path: Path, clock: FakeClock
 ) -> None:

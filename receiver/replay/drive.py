@@ -261,9 +261,13 @@ async def _run(
             # Alertmanager flushes many groups in the same second (their timers run from
             # alert starts on the rules' evaluation grid): sent side by side, as they
             # would arrive, the store applies them in one script call (its group commit).
+            batches = [normalize(n.message) for n in together]
+            if len(batches) == 1:
+                await pipeline.ingest(batches[0])
+                continue
             async with anyio.create_task_group() as tg:
-                for n in together:
-                    tg.start_soon(pipeline.ingest, normalize(n.message))
+                for b in batches:
+                    tg.start_soon(pipeline.ingest, b)
         await decide_until(end_ms)
         incidents = await store.list_incidents("all", None, _EVERY_INCIDENT)
         alerts = await store.fingerprints([st.id for st in incidents])

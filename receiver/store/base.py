@@ -121,6 +121,11 @@ class GroupStore(Protocol):
         timeline; cheap, whatever the number of alerts."""
         ...
 
+    async def load_many(self, incident_ids: Sequence[str]) -> list[StoredIncident | None]:
+        """``load(id, timeline=False)`` of each, in order, in one round trip (a scheduler
+        round reads every incident it claimed at once)."""
+        ...
+
     async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:
         """Up to ``limit`` alerts, firing first, then the latest to change."""
         ...

@@ -72,6 +72,24 @@ class _Waiting:
     done: asyncio.Future[list[IngestOutcome]]
 
 
+# What a decision reads of an incident's hash (``load``, ``load_many``).
+_LOADED_FIELDS = ("state", "view", "ver", "tl_dropped")
+
+
+def _stored(fields: Sequence[Any]) -> StoredIncident | None:
+    """An incident from its hash's ``_LOADED_FIELDS``, without its timeline; None when it
+    is gone."""
+    raw_state, raw_view, ver, dropped = fields
+    if raw_state is None:
+        return None
+    state = stored_state(raw_state, raw_view)
+    if state.timeline:
+        # Written into the document by versions before the timeline had its own list.
+        state.timeline = []
+    state.timeline_dropped = int(dropped or 0)
+    return StoredIncident(state=state, version=int(ver or 0))
+
+
 class RedisStore:
     """A GroupStore over a redis.asyncio client (or fakeredis for ``memory://``)."""
 
@@ -328,23 +346,31 @@ class RedisStore:
 
     @unavailable
     async def load(self, incident_id: str, timeline: bool = True) -> StoredIncident | None:
+        if not timeline:
+            return (await self.load_many([incident_id]))[0]
         started = time.perf_counter()
-        fields = (self._p + "inc:" + incident_id, "state", "view", "ver", "tl_dropped")
-        entries: list[Any] = []
-        if timeline:
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.hmget(*fields)
-                pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
-                (raw_state, raw_view, ver, dropped), entries = await pipe.execute()
-        else:
-            raw_state, raw_view, ver, dropped = await self._r.hmget(*fields)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hmget(self._p + "inc:" + incident_id, *_LOADED_FIELDS)
+            pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
+            fields, entries = await pipe.execute()
         self._observe("load", time.perf_counter() - started)
-        if raw_state is None:
-            return None
-        state = stored_state(raw_state, raw_view)
-        state.timeline = [TimelineEntry.model_validate_json(e) for e in entries]
-        state.timeline_dropped = int(dropped or 0)
-        return StoredIncident(state=state, version=int(ver or 0))
+        stored = _stored(fields)
+        if stored is not None:
+            stored.state.timeline = [TimelineEntry.model_validate_json(e) for e in entries]
+        return stored
+
+    @unavailable
+    async def load_many(self, incident_ids: Sequence[str]) -> list[StoredIncident | None]:
+        started = time.perf_counter()
+        if len(incident_ids) == 1:
+            found = [await self._r.hmget(self._p + "inc:" + incident_ids[0], *_LOADED_FIELDS)]
+        else:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for incident_id in incident_ids:
+                    pipe.hmget(self._p + "inc:" + incident_id, *_LOADED_FIELDS)
+                found = await pipe.execute()
+        self._observe("load", time.perf_counter() - started)
+        return [_stored(fields) for fields in found]
 
     @unavailable
     async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:

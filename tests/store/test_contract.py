@@ -491,6 +491,25 @@ async def test_timeline_is_capped_keeping_its_beginning(store: RedisStore) -> No
     assert bare.state.model_dump(exclude={"timeline"}) == st.model_dump(exclude={"timeline"})
 
 
+async def test_load_many_reads_what_load_reads_in_order_none_for_the_gone(
+    store: RedisStore,
+) -> None:
+    a, b = (
+        o.incident_id
+        for (o,) in [
+            await store.ingest([group(placed("a"))], 0, T),
+            await store.ingest([group(placed("b"), region="us")], 0, T),
+        ]
+    )
+    assert a and b and a != b
+    many = await store.load_many([b, "checkout-gone-1", a])
+    singles = [await store.load(i, timeline=False) for i in (b, "checkout-gone-1", a)]
+    assert [m.model_dump() if m else None for m in many] == [
+        s.model_dump() if s else None for s in singles
+    ]
+    assert many[1] is None and many[0] is not None and many[0].state.id == b
+
+
 async def test_concurrent_copies_of_a_batch_make_one_incident(store: RedisStore) -> None:
     batch = [group(*(placed(f"a{i}", service=f"svc-{i % 4}") for i in range(40)))]
     outcomes = await asyncio.gather(*(store.ingest(batch, 0, T) for _ in range(8)))
