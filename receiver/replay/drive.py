@@ -18,6 +18,10 @@ up: they are shown to people and never change a decision.
 
 The store is ``memory://`` unless ``store_url`` names a Redis (``scratch.py``): then the
 replay's keys live under a scratch prefix of its own, deleted when it ends.
+
+The store keeps every incident of the window however long it is (its retention is at
+least the window and a day): the report counts them all at the end, and a window longer
+than ``store.retention`` would otherwise lose the first ones before they were counted.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from receiver.store.redis import RedisStore
 from receiver.store.scripts import text
 
 _EVERY_INCIDENT = 10**9
+_DAY_MS = 86_400_000
 _READS_AT_ONCE = 1000
 _CLEANUP_S = 60.0
 """The longest a replay waits for its scratch keys to be deleted as it ends."""
@@ -201,7 +206,10 @@ async def drive(
     clock = VirtualClock(start)
     metrics = Metrics()
     memory = scratch.is_memory(store_url)
-    stored = store_settings(settings)
+    configured = store_settings(settings)
+    stored = dataclasses.replace(
+        configured, retention_ms=max(configured.retention_ms, end_ms - start + _DAY_MS)
+    )
     if not memory:
         stored = dataclasses.replace(stored, key_prefix=scratch.scratch_prefix())
     client, helpers = scratch.client_for(store_url)

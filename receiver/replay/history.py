@@ -10,6 +10,13 @@ consecutive points is one firing: it starts at its first point and ends one step
 last one (the evaluation that no longer found it firing). A run that reaches the end of the
 window is still firing.
 
+A rule evaluated less often than the step (its group's ``interval``, as Prometheus' rules
+API gives it now) leaves a point only every few steps: its alerts' runs go on across gaps
+up to that interval and end one interval after their last point, so a step shorter than
+some group's interval does not cut every firing into pieces. An alert whose rule
+Prometheus no longer lists (renamed, removed, or a server without the rules API) is read
+at the step.
+
 The window is read in chunks of ``CHUNK_STEPS`` points, every chunk on the same grid of
 multiples of the step, so runs continue across chunks (Prometheus refuses more than 11,000
 points per series in one answer). Alerts already firing at the start of the window begin
@@ -54,25 +61,32 @@ def query(step_ms: int) -> str:
 
 
 def firings(
-    points: Iterable[tuple[Mapping[str, str], Iterable[int]]], step_ms: int, last_ms: int
+    points: Iterable[tuple[Mapping[str, str], Iterable[int]]],
+    step_ms: int,
+    last_ms: int,
+    intervals: Mapping[str, int] | None = None,
 ) -> list[Firing]:
     """The firing intervals of series given as (labels, point times in ms); ``last_ms`` is
-    the last point of the window's grid. Sorted by start, then fingerprint."""
+    the last point of the window's grid; ``intervals``: alertname -> its rule's evaluation
+    interval (ms), where longer than the step. Sorted by start, then fingerprint."""
     found: list[Firing] = []
     for labels, times in points:
         alert = {k: v for k, v in labels.items() if k not in _DROPPED}
         fp = labels_fingerprint(alert)
+        every = (intervals or {}).get(alert.get("alertname", ""), step_ms)
+        # On the grid of points: the first point at or after the next evaluation.
+        gap = max(1, -(-every // step_ms)) * step_ms
         run_start: int | None = None
         previous = 0
         for t in sorted(set(times)):
-            if run_start is not None and t - previous > step_ms:
-                found.append(Firing(fp, alert, run_start, previous + step_ms))
+            if run_start is not None and t - previous > gap:
+                found.append(Firing(fp, alert, run_start, previous + gap))
                 run_start = None
             if run_start is None:
                 run_start = t
             previous = t
         if run_start is not None:
-            end = None if previous + step_ms > last_ms else previous + step_ms
+            end = None if previous + gap > last_ms else previous + gap
             found.append(Firing(fp, alert, run_start, end))
     found.sort(key=lambda f: (f.start_ms, f.fingerprint))
     return found
@@ -102,13 +116,36 @@ def read_firings(
     series: dict[tuple[tuple[str, str], ...], list[int]] = {}
     endpoint = url.rstrip("/") + "/api/v1/query_range"
     with httpx.Client(timeout=timeout, transport=transport) as client:
+        intervals = rule_intervals(client, url)
         start = first
         while start <= last:
             end = min(last, start + (CHUNK_STEPS - 1) * step_ms)
             for labels, times in _chunk(client, endpoint, query(step_ms), start, end, step_ms):
                 series.setdefault(tuple(sorted(labels.items())), []).extend(times)
             start = end + step_ms
-    return firings(((dict(k), v) for k, v in series.items()), step_ms, last)
+    return firings(((dict(k), v) for k, v in series.items()), step_ms, last, intervals)
+
+
+def rule_intervals(client: httpx.Client, url: str) -> dict[str, int]:
+    """alertname -> the evaluation interval (ms) of the rule group raising it (the longest
+    where several do), from Prometheus' rules API; empty when it gives none (an answer
+    of another shape included: the history itself is what the replay needs)."""
+    try:
+        response = client.get(url.rstrip("/") + "/api/v1/rules", params={"type": "alert"})
+        groups = response.json()["data"]["groups"] if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {}
+    found: dict[str, int] = {}
+    for group in groups if isinstance(groups, list) else []:
+        try:
+            interval = round(float(group["interval"]) * 1000)
+            names = [r["name"] for r in group["rules"] if r.get("type") == "alerting"]
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            continue
+        for name in names:
+            if isinstance(name, str) and interval > 0:
+                found[name] = max(found.get(name, 0), interval)
+    return found
 
 
 def _chunk(

@@ -100,3 +100,19 @@ async def test_the_replay_notifies_as_the_receiver_ticking_every_second_does(
     assert kinds.count("open") == 2 and "update" in kinds and "reopen" in kinds
     assert sum(st.blips for st in replayed.incidents) == 1
     assert sorted(i["key"] for i in served) == sorted(by_id.values())
+
+
+async def test_a_window_longer_than_the_retention_keeps_its_first_incidents(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, journeys=DATA / "journeys-old.yaml")
+    settings = replay_settings(config, None)
+    day = 86_400
+    assert settings.config.store.retention < 14 * day
+    # A blip on the first day, an unrelated incident twelve days later: both stay counted.
+    firings = [FIRINGS[0], firing("SearchSlow", "search-api", "eu", "warning", 12 * day,
+                                  12 * day + 300)]  # fmt: skip
+    end_ms = START_MS + 14 * day * 1000
+    replayed = await drive(settings, plan(firings, ROUTE, end_ms).notifications, end_ms)
+    assert sorted(st.journey for st in replayed.incidents) == ["checkout", "search"]
+    assert sum(st.blips for st in replayed.incidents) == 1

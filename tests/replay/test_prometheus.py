@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from receiver.cli import main
@@ -171,3 +172,79 @@ def test_alerts_firing_intervals_are_read_exactly_and_pending_is_left_out(
         (service, region, first, end) for _, service, region, _, first, end in STORM
     )  # fmt: skip
     assert all("alertstate" not in f.labels and "__name__" not in f.labels for f in found)
+
+
+_SLOW_RULES = """\
+groups:
+  - name: slow
+    interval: 2m
+    rules:
+      - alert: SlowCheck
+        expr: vector(0) > 1
+"""
+
+
+def test_a_rule_evaluated_less_often_than_the_step_keeps_its_firings_whole(
+    tmp_path: Path,
+) -> None:
+    # Two alerts with samples every other minute (0-18 and 40-42): SlowCheck's group is
+    # evaluated every 2m (the rules API says so), Unlisted's rule is gone from Prometheus.
+    start = int(T0.timestamp())
+    lines = ["# TYPE ALERTS gauge"]
+    for alertname in ("SlowCheck", "Unlisted"):
+        labels = f'alertname="{alertname}",alertstate="firing",service="search-api"'
+        lines += [f"ALERTS{{{labels}}} 1 {start + 60 * m}" for m in [*range(0, 20, 2), 40, 42]]
+    history = tmp_path / "alerts.om"
+    history.write_text("\n".join([*lines, "# EOF"]) + "\n")
+    with prometheus_server(tmp_path / "prometheus", history, _SLOW_RULES) as url:
+        since = start * 1000 - 10 * MINUTE
+        found = read_firings(url, since, since + 120 * MINUTE, MINUTE)
+    minutes = {
+        name: [
+            ((f.start_ms // 1000 - start) // 60, (f.end_ms // 1000 - start) // 60)
+            for f in found
+            if f.labels["alertname"] == name and f.end_ms is not None
+        ]
+        for name in ("SlowCheck", "Unlisted")
+    }
+    assert minutes["SlowCheck"] == [(0, 20), (40, 44)]
+    # Unknown to the rules API: read at the step, each sample a firing of its own.
+    assert minutes["Unlisted"] == [(m, m + 1) for m in [*range(0, 20, 2), 40, 42]]
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        httpx.Response(404, text="not found"),
+        httpx.Response(200, text="<html>"),
+        httpx.Response(200, json={"status": "success", "data": {"groups": "none"}}),
+        # Raw text: 1e400 is read back as an infinite float.
+        httpx.Response(
+            200,
+            text='{"status": "success", "data": {"groups": [5, '
+            '{"interval": "NaN", "rules": [{"type": "alerting", "name": "SlowCheck"}]}, '
+            '{"interval": 1e400, "rules": [{"type": "alerting", "name": "SlowCheck"}]}, '
+            '{"interval": 120, "rules": "SlowCheck"}, '
+            '{"interval": 120, "rules": [{"type": "alerting", "name": ["SlowCheck"]}]}]}}',
+        ),
+    ],
+)  # fmt: skip
+def test_a_rules_answer_of_any_other_shape_reads_at_the_step(rules: httpx.Response) -> None:
+    start = int(T0.timestamp()) * 1000
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/rules":
+            return rules
+        values = [[(start + m * MINUTE) / 1000, "1"] for m in (0, 2)]
+        metric = {"__name__": "ALERTS", "alertname": "SlowCheck", "alertstate": "firing"}
+        return httpx.Response(200, json={"status": "success", "data": {
+            "resultType": "matrix", "result": [{"metric": metric, "values": values}]}})  # fmt: skip
+
+    found = read_firings(
+        "http://prometheus", start, start + 10 * MINUTE, MINUTE,
+        transport=httpx.MockTransport(answer),
+    )  # fmt: skip
+    assert [(f.start_ms - start, f.end_ms and f.end_ms - start) for f in found] == [
+        (0, MINUTE),
+        (2 * MINUTE, 3 * MINUTE),
+    ]

@@ -8,6 +8,7 @@ are older than the (empty) head and every query names its ``time``.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import threading
@@ -35,8 +36,10 @@ scrape_configs: []
 
 
 @contextlib.contextmanager
-def prometheus_server(workdir: Path, openmetrics: Path) -> Iterator[str]:
-    """Prometheus serving the samples of ``openmetrics``; yields its base URL."""
+def prometheus_server(workdir: Path, openmetrics: Path, rules: str = "") -> Iterator[str]:
+    """Prometheus serving the samples of ``openmetrics``; yields its base URL. ``rules``:
+    a rule file's text to load too (evaluated on the empty present, so they only show in
+    the rules API)."""
     workdir.mkdir(parents=True, exist_ok=True)
     tsdb = workdir / "tsdb"
     backfill = subprocess.run(
@@ -50,6 +53,9 @@ def prometheus_server(workdir: Path, openmetrics: Path) -> Iterator[str]:
         raise RuntimeError(f"promtool backfill failed:\n{backfill.stdout}\n{backfill.stderr}")
     config = workdir / "prometheus.yml"
     config.write_text(_CONFIG)
+    if rules:
+        (workdir / "rules.yml").write_text(rules)
+        config.write_text(_CONFIG + f"rule_files: [{json.dumps(str(workdir / 'rules.yml'))}]\n")
     port = free_port()
     args = [
         binary("prometheus"),
