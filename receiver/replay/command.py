@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_SINCE = "7d"
 DEFAULT_STEP = "1m"
 DEFAULT_AM_GROUP_BY = "alertname"
+_LAST_INSTANT_S = 253402300800  # 10000-01-01: past it no date is written
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--since",
         default=DEFAULT_SINCE,
-        help=f"start: a duration before --until (default {DEFAULT_SINCE}) or an RFC 3339 time",
+        help=f"start: a duration before --until (default {DEFAULT_SINCE}), an RFC 3339 time "
+        "or Unix seconds",
     )
     p.add_argument("--until", help="end: an RFC 3339 time or Unix seconds (default now)")
     p.add_argument(
@@ -57,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--step",
         metavar="DURATION",
         default=DEFAULT_STEP,
-        help=f"the rules' evaluation interval: ALERTS' resolution (default {DEFAULT_STEP})",
+        help=f"the rules' evaluation interval: ALERTS' resolution (default {DEFAULT_STEP}); "
+        "a rule group Prometheus lists with a longer interval is read at that one",
     )
     p.add_argument(
         "--am-group-by",
@@ -84,21 +89,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _instant(text: str) -> float:
+# A plain number is Unix seconds (as --until takes it), never a duration without a unit.
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
+
+
+def _instant(option: str, text: str) -> float:
     try:
-        return float(text)
-    except ValueError:
-        pass
-    at = datetime.fromisoformat(text)
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+        if _NUMBER.fullmatch(text.strip()):
+            at = float(text)
+        else:
+            written = datetime.fromisoformat(text.strip())
+            # Without an offset it is UTC, never this machine's local time.
+            at = (written if written.tzinfo else written.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
+        at = math.nan
+    if not 0 <= at < _LAST_INSTANT_S:
+        raise ValueError(
+            f"{option} {text!r}: not an RFC 3339 time (2026-04-18T08:00:00Z) or Unix seconds"
+        )
+    return at
 
 
 def _window(since: str, until: str | None) -> tuple[int, int]:
-    end = _instant(until) if until else time.time()
-    try:
-        start = end - parse_duration(since)
-    except ValueError:
-        start = _instant(since)
+    # Never past now: an alert still firing would be read as resolving at its last sample.
+    end = min(_instant("--until", until), time.time()) if until else time.time()
+    if _NUMBER.fullmatch(since.strip()):
+        start = _instant("--since", since)
+    else:
+        try:
+            start = end - parse_duration(since)
+        except ValueError:
+            try:
+                start = _instant("--since", since)
+            except ValueError:
+                raise ValueError(
+                    f"--since {since!r}: not a duration (7d, 36h), an RFC 3339 time or Unix seconds"
+                ) from None
     if start >= end:
         raise ValueError(f"--since {since} is not before --until")
     return round(start * 1000), round(end * 1000)
@@ -164,6 +190,15 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
     except HistoryError as exc:
         print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1
+    if not firings:
+        # Exit 0 all the same (a quiet window is a real answer), but not silently: an
+        # all-zero report is also what a wrong URL or a window past the retention gives.
+        print(
+            f"journey-receiver replay: warning: no alert fired in the window at "
+            f"{args.prometheus} (check --prometheus, and that Prometheus still keeps "
+            "ALERTS that far back)",
+            file=sys.stderr,
+        )
     context = enricher_for(args.prometheus) if args.context else None
 
     def replayed(under: Settings) -> Report:

@@ -116,13 +116,14 @@ def read_firings(
     series: dict[tuple[tuple[str, str], ...], list[int]] = {}
     endpoint = url.rstrip("/") + "/api/v1/query_range"
     with httpx.Client(timeout=timeout, transport=transport) as client:
-        intervals = rule_intervals(client, url)
         start = first
         while start <= last:
             end = min(last, start + (CHUNK_STEPS - 1) * step_ms)
             for labels, times in _chunk(client, endpoint, query(step_ms), start, end, step_ms):
                 series.setdefault(tuple(sorted(labels.items())), []).extend(times)
             start = end + step_ms
+        # After the history: a Prometheus that cannot be reached has been named by then.
+        intervals = rule_intervals(client, url)
     return firings(((dict(k), v) for k, v in series.items()), step_ms, last, intervals)
 
 

@@ -295,15 +295,26 @@ def as_text(report: Report, against: Diff | None = None, old_name: str = "") -> 
         else:
             lines.append("  no journey gains or loses incidents or pages")
         for src, dst, n in against.moved:
-            lines.append(f"  {n} alert firing(s) moved from {src} to {dst}")
+            lines.append(f"  {n} alert(s) moved from {src} to {dst}")
         for told, was in against.reprioritised:
             lines.append(
-                f"  re-prioritised: {told.key} ({told.alerts} alerts) {was} → {told.priority}"
+                f"  re-prioritised: {shown(told.key)} ({told.alerts} alerts) {was} → "
+                f"{told.priority}"
             )
     return "\n".join(lines) + "\n"
 
 
 _NOTES_SHOWN = 5
+_SHOWN_MAX = 160
+
+
+def shown(text: str) -> str:
+    """``text`` (alert labels, a remote error) safe on a terminal: every character that
+    does not print (controls, C1 escapes, bidi overrides) escaped, and cut to a line."""
+    safe = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return safe if len(safe) <= _SHOWN_MAX else safe[: _SHOWN_MAX - 1] + "…"
 
 
 def _context_lines(context: ContextFigures, incidents: int) -> list[str]:
@@ -314,7 +325,7 @@ def _context_lines(context: ContextFigures, incidents: int) -> list[str]:
         f"its baseline" + (f" ({bad})" if bad else ""),
     ]
     for note, n in context.notes.most_common(_NOTES_SHOWN):
-        lines.append(f"  {n}× {note}")
+        lines.append(f"  {n}× {shown(note)}")
     if len(context.notes) > _NOTES_SHOWN:
         lines.append(f"  and {len(context.notes) - _NOTES_SHOWN} more note(s) (see --json)")
     return lines

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from receiver import config
 from receiver.config.fields import Priority
@@ -32,7 +32,20 @@ from receiver.settings import Settings
 
 SECTIONS = ("grouping", "scoring", "scheduler")
 CONTEXT_SECTIONS = ("prometheus", "events")
-_ROUTING: TypeAdapter[dict[str, list[Priority]]] = TypeAdapter(dict[str, list[Priority]])
+
+
+def _sink_name(name: str) -> str:
+    # The sinks need not be configured (nothing is delivered), but a name that is no sink
+    # at all is a typo, and would route nothing where the author meant it to.
+    known = tuple(config.SinksConfig.model_fields)
+    if name not in known:
+        raise ValueError(f"not a sink: one of {', '.join(known)}")
+    return name
+
+
+_ROUTING: TypeAdapter[dict[str, list[Priority]]] = TypeAdapter(
+    dict[Annotated[str, AfterValidator(_sink_name)], list[Priority]]
+)
 
 
 def replay_settings(
@@ -87,5 +100,7 @@ def _problems(
     # The document's own problems are of sections a replay never reads.
     known = len(where.problems)
     for error in exc.errors(include_url=False):
-        where.add((*prefix, *error["loc"]), error["msg"].removeprefix("Value error, "))
+        # A mapping's key that is wrong: the key is the place ("[key]" says nothing more).
+        loc = tuple(part for part in error["loc"] if part != "[key]")
+        where.add((*prefix, *loc), error["msg"].removeprefix("Value error, "))
     return ConfigError(where.problems[known:])

@@ -1,9 +1,10 @@
-"""``journey-receiver replay``'s refusals: each names what is wrong, exit 1, nothing else
-printed. None of these reach a Prometheus that answers."""
+"""``journey-receiver replay``'s refusals (each names what is wrong, exit 1, nothing else
+printed; none reaches a Prometheus that answers) and its warnings."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ def test_a_bad_value_in_a_section_replay_reads_is_named_by_file_and_line(
     cfg.write_text(cfg.read_text().replace("soon", "30s"))
     err = refused(capsys, "--prometheus", "http://127.0.0.1:9", "--config", str(cfg))
     assert err.startswith(f"{cfg}:5: routing.pagerduty[0]: ")
+    cfg.write_text(cfg.read_text().replace("pagerduty: [P9]", "pagerdutty: [P1]"))
+    err = refused(capsys, "--prometheus", "http://127.0.0.1:9", "--config", str(cfg))
+    assert err.startswith(f"{cfg}:5: routing.pagerdutty: not a sink: one of ")
 
 
 def test_a_journeys_file_with_an_error_is_refused_like_check_does(
@@ -75,3 +79,62 @@ def test_a_window_that_ends_before_it_starts_is_refused(
     assert err == "journey-receiver replay: --since 2026-04-18T10:00:00Z is not before --until\n"
     err = refused(capsys, "--prometheus", "http://127.0.0.1:9", "--step", "often")
     assert err.startswith("journey-receiver replay: --step: ")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--until", "yesterday", "not an RFC 3339 time (2026-04-18T08:00:00Z) or Unix seconds"),
+        ("--until", "inf", "not an RFC 3339 time (2026-04-18T08:00:00Z) or Unix seconds"),
+        ("--until", "nan", "not an RFC 3339 time (2026-04-18T08:00:00Z) or Unix seconds"),
+        (
+            "--until",
+            "99999999999999",
+            "not an RFC 3339 time (2026-04-18T08:00:00Z) or Unix seconds",
+        ),
+        ("--since", "7x", "not a duration (7d, 36h), an RFC 3339 time or Unix seconds"),
+    ],
+)
+def test_a_time_that_cannot_be_read_names_its_option(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, why: str
+) -> None:
+    err = refused(capsys, "--prometheus", "http://127.0.0.1:9", option, value)
+    assert err == f"journey-receiver replay: {option} {value!r}: {why}\n"
+
+
+def test_since_in_unix_seconds_is_an_instant_not_a_duration() -> None:
+    from receiver.replay.command import _window
+
+    assert _window("1776499200", "1776502800") == (1776499200_000, 1776502800_000)
+    assert _window("1h", "1776502800") == (1776499200_000, 1776502800_000)
+    # A window reaching into the future ends now.
+    since, until = _window("1h", "4102444800")  # 2100-01-01
+    assert until - since == 3_600_000 and abs(until / 1000 - time.time()) < 60
+    assert _window("2026-04-18T08:00:00", "2026-04-18T09:00:00Z") == (
+        1776499200_000,
+        1776502800_000,
+    )
+
+
+def test_untrusted_text_is_made_safe_for_a_terminal() -> None:
+    from receiver.replay.report import shown
+
+    evil = 'region="eu\x9b2J\u202eevil\x1b[31m"'
+    assert shown(evil) == 'region="eu\\x9b2J\\u202eevil\\x1b[31m"'
+    assert all(c.isprintable() for c in shown(evil))
+    assert shown("x" * 1000) == "x" * 159 + "…"
+
+
+def test_a_window_without_alerts_says_so_and_still_reports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})
+    with fake_http(200, empty.encode()) as prometheus:
+        assert main(["replay", "--prometheus", prometheus.url, "--since", "1h",
+                     "--journeys", str(DATA / "journeys-old.yaml")]) == 0  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "total" in out
+    assert err == (
+        f"journey-receiver replay: warning: no alert fired in the window at {prometheus.url} "
+        "(check --prometheus, and that Prometheus still keeps ALERTS that far back)\n"
+    )

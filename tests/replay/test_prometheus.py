@@ -136,7 +136,7 @@ def test_against_shows_what_moving_a_stage_to_another_journey_does(
         "journey   incidents  pages\n"
         "checkout         -1     +0\n"
         "browse           +2     +0\n"
-        "  2 alert firing(s) moved from checkout to browse\n"
+        "  2 alert(s) moved from checkout to browse\n"
         '  re-prioritised: search{env="prod",region="eu"} (1 alerts) P5 → P4\n'
     )
 
