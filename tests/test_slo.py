@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from receiver.config import load_journeys
+from receiver.enrich.enricher import Enrichment, apply
 from receiver.errors import ConfigError
 from receiver.lifecycle import Assessment, Decision, advance
 from receiver.outcomes.health import journey_health
@@ -130,6 +131,22 @@ def test_a_reopened_incident_counts_each_episode_but_not_the_gap_nor_a_blip() ->
     assert minutes(degraded_spans(state, "P3", NOW)) == [(0, 10), (60, 75)]
 
 
+def test_a_reopened_incident_keeps_its_first_episode_as_ingest_stores_it() -> None:
+    # Ingest sets started_at anew at each reopen: the first episode starts at the opening.
+    state = incident(
+        entry(0, "opened", "incident opened"),
+        told(0.5, "P2"),
+        entry(10, "resolved", "resolved: every alert resolved"),
+        entry(60, "reopened", "incident reopened: alerts firing again"),
+        told(60.5, "P1", "reopen"),
+        start=60,
+        created_at=0,
+        status="open",
+        reopened_count=1,
+    )
+    assert minutes(degraded_spans(state, "P3", NOW)) == [(0, 10), (60, 600)]
+
+
 def test_a_kpi_out_of_band_degrades_whatever_the_priority() -> None:
     bad = incident(
         told(1, "P4"),
@@ -149,6 +166,35 @@ def test_a_kpi_out_of_band_degrades_whatever_the_priority() -> None:
     assert minutes(degraded_spans(back, "P2", NOW)) == [(5, 12)]
     still = back.model_copy(update={"kpis": [KpiRecord(name="conversion", bad=True)]})
     assert minutes(degraded_spans(still, "P2", NOW)) == [(5, 600)]
+
+
+def test_kpi_time_ends_when_no_kpi_is_out_any_more() -> None:
+    state = incident(
+        told(1, "P4"),
+        entry(5, "kpi", "KPI conversion -41.0% vs last week"),
+        entry(8, "kpi", "KPI orders per min -30.5% vs last week"),
+        entry(10, "kpi_ok", "KPI conversion back in its band, -2.0% vs last week"),
+        entry(15, "kpi_ok", "KPI orders per min back in its band, +1.0% vs last week"),
+        entry(40, "kpi", "KPI conversion -50.0% vs last week"),
+        entry(45, "kpi_ok", "KPI conversion back in its band, -1.0% vs last week"),
+        # The latest look is much later: KPI time is not stretched to it.
+        enriched_at=300 * MIN,
+        kpis=[KpiRecord(name="conversion", bad=False)],
+    )
+    assert minutes(degraded_spans(state, "P2", NOW)) == [(5, 15), (40, 45)]
+
+
+def test_the_enricher_notes_a_kpi_leaving_and_coming_back() -> None:
+    def looked(state: IncidentState, at: float, deviation: float) -> IncidentState:
+        kpi = KpiRecord(name="conversion", deviation_pct=deviation, bad=deviation < -20,
+                        vs="last week")  # fmt: skip
+        return apply(state, Enrichment(kpis=[kpi], changes=[], causes=[], notes=[]), at * MIN)
+
+    state = incident(told(1, "P4"))
+    for at, deviation in [(3, -5.0), (5, -41.0), (7, -45.0), (12, -2.0), (20, -1.0)]:
+        state = looked(state, at, deviation)
+    assert [(e.at / MIN, e.kind) for e in state.timeline[1:]] == [(5, "kpi"), (12, "kpi_ok")]
+    assert minutes(degraded_spans(state, "P2", NOW)) == [(5, 12)]
 
 
 def test_priority_and_kpi_time_of_many_incidents_merge() -> None:

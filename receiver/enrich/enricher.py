@@ -215,7 +215,7 @@ class Enricher:
 
 def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentState:
     """``state`` with this context, and a timeline entry for each thing it newly shows: a
-    KPI gone bad, a change found, a source gone missing."""
+    KPI gone bad or back in its band, a change found, a source gone missing."""
     # Its own timeline, the one list changed in place; the rest is assigned anew below. A
     # deep copy of the whole state was a tenth of a decision's cost.
     updated = state.model_copy(update={"timeline": list(state.timeline)})
@@ -226,8 +226,15 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
         updated.timeline.append(TimelineEntry(at=now_ms, kind=kind, text=text))
 
     for kpi in context.kpis:
-        if kpi.bad and kpi.name not in was_bad and kpi.deviation_pct is not None:
+        if kpi.deviation_pct is None:
+            continue  # not measured: neither gone bad nor back
+        if kpi.bad and kpi.name not in was_bad:
             note("kpi", f"KPI {kpi.name} {kpi.deviation_pct:+.1f}% vs {kpi.vs}")
+        elif not kpi.bad and kpi.name in was_bad:
+            # The journey's SLO time (outcomes/slo.py) ends here, not at the next resolve.
+            note(
+                "kpi_ok", f"KPI {kpi.name} back in its band, {kpi.deviation_pct:+.1f}% vs {kpi.vs}"
+            )
     for change in context.changes:
         if change.id not in known:
             when = (

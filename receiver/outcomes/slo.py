@@ -7,7 +7,9 @@ receiver knows of that is on each incident's timeline (``receiver/lifecycle.py``
 ``receiver/enrich/enricher.py`` write it):
 
 - an episode of an incident runs from its start (Alertmanager's startsAt) or a
-  ``reopened`` entry to a ``resolved`` entry, or to now while it is open;
+  ``reopened`` entry to a ``resolved`` entry, or to now while it is open; once it was
+  reopened, the first episode runs from its opening (the incident's ``created_at``), as
+  the start it stores is its latest episode's;
 - its priority is the one each ``notified`` entry ("open P2 sent to …") told people: the
   first notification's priority holds from the episode's start (the alerts were already
   firing; group_wait only delayed the decision), each later one from its own time. So a
@@ -15,11 +17,12 @@ receiver knows of that is on each incident's timeline (``receiver/lifecycle.py``
   to group_interval after it was assessed): the figures follow what people were told;
 - an episode nobody was told of (a blip: every alert gone within group_wait) is never
   degraded, whatever its priority;
-- a ``kpi`` entry is a KPI leaving its band. The receiver reads KPIs only while an
-  incident is open and records a KPI leaving its band but not returning to it, so KPI
-  time runs from that entry to the episode's end, or, for the latest episode, to the last
-  enrichment (``enriched_at``) once that found every KPI back in its band. KPI time is
-  therefore only ever known inside an incident's episodes.
+- a ``kpi`` entry is a KPI leaving its band, a ``kpi_ok`` entry one coming back: KPI time
+  runs from the first KPI leaving to the moment none is out any more, or to the episode's
+  end. (A timeline written before returns were noted has none: there KPI time runs to the
+  episode's end, or, for the latest episode, to the last enrichment, ``enriched_at``,
+  once that found every KPI back in its band.) The receiver reads KPIs only while an
+  incident is open, so KPI time is only ever known inside an incident's episodes.
 
 An incident read without its timeline (or whose timeline holds no notification, e.g. its
 middle was dropped past ``TIMELINE_CAP``) falls back to its state: from its start to its
@@ -51,6 +54,11 @@ DEFAULT_DEGRADED_AT = "P3"
 # resolve notification ends the episode, so only these kinds set a priority.
 _NOTIFIED = re.compile(r"^(?:open|reopen|update) (P[1-5]) sent\b")
 _CONCURRENT_READS = 32
+# The enricher's entries (receiver/enrich/enricher.py ``apply``) for a KPI leaving its band
+# and coming back: "KPI conversion -41.0% vs last week", "KPI conversion back in its
+# band, -3.0% vs last week". The name is what comes before the figures.
+_KPI_LEFT = re.compile(r"^KPI (.+) [+-][0-9.]+% vs ")
+_KPI_BACK = re.compile(r"^KPI (.+) back in its band, ")
 
 
 class JourneySlo(BaseModel):
@@ -72,7 +80,21 @@ class _Episode:
     start: int
     end: int | None = None
     told: list[tuple[int, str]] = field(default_factory=list)
+    kpi_spans: list[Span] = field(default_factory=list)
+    # Since when a KPI has been out of its band (None: none is), and which ones are.
     kpi_bad_at: int | None = None
+    kpis_bad: set[str] = field(default_factory=set)
+
+    def kpi_left(self, at: int, name: str) -> None:
+        if self.kpi_bad_at is None:
+            self.kpi_bad_at = at
+        self.kpis_bad.add(name)
+
+    def kpi_back(self, at: int, name: str) -> None:
+        self.kpis_bad.discard(name)
+        if not self.kpis_bad and self.kpi_bad_at is not None:
+            self.kpi_spans.append((self.kpi_bad_at, at))
+            self.kpi_bad_at = None
 
 
 def at_or_above(priority: str | None, threshold: str) -> bool:
@@ -99,8 +121,11 @@ def degraded_spans(state: IncidentState, degraded_at: str, now_ms: int) -> list[
             for s, e, (_, p) in zip(starts, ends, episode.told, strict=True)
             if at_or_above(p, degraded_at)
         ]
+        spans += episode.kpi_spans
         if episode.kpi_bad_at is not None:
-            # The latest look at the KPIs found them all back in band: they returned by then.
+            # Still out at the episode's end, as far as the timeline says; one written before
+            # KPIs returning were noted may have had the latest look find them all back in
+            # band: they returned by then.
             back = state.enriched_at
             recovered = (
                 index == len(episodes) - 1
@@ -117,7 +142,10 @@ def degraded_spans(state: IncidentState, degraded_at: str, now_ms: int) -> list[
 
 def _episodes(state: IncidentState) -> list[_Episode]:
     episodes: list[_Episode] = []
-    current: _Episode | None = _Episode(start=state.started)
+    # ``started`` is the latest episode's start (a reopen sets it anew): once there was a
+    # reopen, the first episode starts when the incident was opened.
+    reopened = any(entry.kind == "reopened" for entry in state.timeline)
+    current: _Episode | None = _Episode(start=state.created_at if reopened else state.started)
     for entry in sorted(state.timeline, key=lambda e: e.at):
         if entry.kind == "reopened":
             if current is None:
@@ -129,8 +157,11 @@ def _episodes(state: IncidentState) -> list[_Episode]:
             if told:
                 current.told.append((entry.at, told.group(1)))
         elif entry.kind == "kpi":
-            if current.kpi_bad_at is None:
-                current.kpi_bad_at = entry.at
+            left = _KPI_LEFT.match(entry.text)
+            current.kpi_left(entry.at, left.group(1) if left else entry.text)
+        elif entry.kind == "kpi_ok":
+            back = _KPI_BACK.match(entry.text)
+            current.kpi_back(entry.at, back.group(1) if back else entry.text)
         elif entry.kind == "resolved":
             current.end = entry.at
             episodes.append(current)

@@ -10,6 +10,9 @@
                                    data: one bad week (an outage, a sale) cannot move it
 ``journey:kpi:lower_band``         baseline × (1 − deviation), baseline × (1 + deviation)
 ``journey:kpi:upper_band``
+``journey:kpi:traffic``            a ``bad_when: down`` ratio's traffic now (its denominator):
+                                   at zero the ratio is NaN, and the alert takes that as past
+                                   the band
 ``journey:kpi:traffic_baseline``   the median of the KPI's traffic 1–4 weeks ago (the usual
                                    traffic at this hour), and its mean over the last day
 ``journey:kpi:traffic_typical``
@@ -161,6 +164,11 @@ def _kpi_rules(
     worse = "<" if kpi.bad_when == "down" else ">"
     band = "lower_band" if kpi.bad_when == "down" else "upper_band"
     condition = f"journey:kpi{select} {worse} journey:kpi:{band}{select}"
+    if denominator is not None and kpi.bad_when == "down":
+        # Every request gone makes the ratio 0/0, NaN, which is past no band: the outage
+        # that matters most would never page. No traffic at all is past it.
+        rules.append({"record": "journey:kpi:traffic", "expr": denominator, "labels": ids})
+        condition = f"(\n  {condition}\n  or journey:kpi:traffic{select} == 0\n)"
     if traffic is not None:
         rules += [
             {

@@ -11,6 +11,8 @@ One scenario feeds both the shipped ``promtool test rules`` file and the real Pr
 - ap, prod: at night (00:00-06:00) only 5 checkouts a minute, 50 by day; since 02:50 none
   complete — low traffic: the usual traffic at this hour is 13% of the day's mean, silent.
 - eu, staging: since 02:50 none complete — silent, the stage matches only env="prod".
+- sa, prod: as eu without its bad week, but since 02:50 nothing at all, neither started nor
+  completed (an outage): the ratio is 0/0, no number, and it fires all the same.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ REGIONS = (
         lambda m: 0.0 if m >= DROP else (1.5 if _night(m) else 15.0),
     ),
     Region('env="staging",region="eu"', lambda m: 50.0, lambda m: 0.0 if m >= DROP else 15.0),
+    Region(
+        'env="prod",region="sa"',
+        lambda m: 0.0 if m >= DROP else 50.0,
+        lambda m: 0.0 if m >= DROP else 15.0,
+    ),
 )
 SERIES = (("checkout_started_total", "started"), ("checkout_completed_total", "completed"))
 
@@ -120,7 +127,29 @@ PROMTOOL_HEADER = """\
 # eu drops at 02:50 (a bad week two weeks ago does not move the median) and fires once the
 # drop has lasted `for: 10m`; us dips as it does every week at this hour and stays silent;
 # ap loses every completion at night, when its usual traffic is too low to judge; staging
-# is not a stage of the journey.
+# is not a stage of the journey; sa loses all its traffic at 02:50 (0/0: no ratio at all)
+# and fires as eu does.
+"""
+
+
+def _expected_alert(region: str, value: str) -> str:
+    """The firing alert of the prod ``region`` whose KPI reads ``value``."""
+    return f"""\
+          - exp_labels:
+              journey: checkout
+              kpi: conversion
+              service: payment-service
+              severity: critical
+              env: prod
+              region: {region}
+            exp_annotations:
+              summary: >-
+                checkout: conversion is {value} ratio, more than 30% below its usual level at
+                this hour (env=prod region={region})
+              description: >-
+                conversion of journey checkout (Checkout) has been past
+                journey:kpi:lower_band (the median of the same hour over the last 4 weeks,
+                ± 30%) for 10m; it lands in the journey's incident through stage payment.
 """
 
 
@@ -149,22 +178,10 @@ tests:
       - eval_time: 28d3h30m
         alertname: JourneyKpiDegraded
         exp_alerts:
-          - exp_labels:
-              journey: checkout
-              kpi: conversion
-              service: payment-service
-              severity: critical
-              env: prod
-              region: eu
-            exp_annotations:
-              summary: >-
-                checkout: conversion is 0.1 ratio, more than 30% below its usual level at
-                this hour (env=prod region=eu)
-              description: >-
-                conversion of journey checkout (Checkout) has been past
-                journey:kpi:lower_band (the median of the same hour over the last 4 weeks,
-                ± 30%) for 10m; it lands in the journey's incident through stage payment.
-    promql_expr_test:
+"""
+        + _expected_alert("eu", "0.1")
+        + _expected_alert("sa", "0")
+        + """    promql_expr_test:
       # The baselines: eu keeps 30% despite its bad week, us has its weekly 12%.
       - expr: round(journey:kpi:baseline, 0.001)
         eval_time: 28d3h30m
@@ -172,6 +189,8 @@ tests:
           - labels: '{env="prod", journey="checkout", kpi="conversion", region="ap"}'
             value: 0.3
           - labels: '{env="prod", journey="checkout", kpi="conversion", region="eu"}'
+            value: 0.3
+          - labels: '{env="prod", journey="checkout", kpi="conversion", region="sa"}'
             value: 0.3
           - labels: '{env="prod", journey="checkout", kpi="conversion", region="us"}'
             value: 0.12
