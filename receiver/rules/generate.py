@@ -21,7 +21,8 @@
                                    ``min_traffic_ratio`` of the day's mean
 =================================  ==========================================================
 
-Traffic is the denominator of a ratio KPI (``completed / started`` → started), else the KPI
+Traffic is the denominator of a ratio KPI (``completed / started`` → started; also scaled or
+complemented by a number, ``100 * a / b``, ``1 - e / r``), else the KPI
 itself when ``bad_when: down`` (orders per minute); a ``bad_when: up`` KPI that is not a ratio
 (a latency, a backlog) has no traffic to read and no guard. The guard looks at the usual
 traffic, not the current one: an outage that takes traffic to zero must still page.

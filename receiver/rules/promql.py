@@ -140,25 +140,78 @@ def without_comments(query: str) -> str:
 
 
 def top_level_denominator(query: str) -> str | None:
-    """``B`` of a query ``A / B`` (one top-level operator, a division), else None: the
-    traffic of a ratio KPI (conversions per checkout started: checkouts started)."""
-    tokens = tokenize(query)
+    """``B`` of a ratio ``A / B``, else None: the traffic of a ratio KPI (conversions per
+    checkout started: checkouts started). The ratio may be scaled or complemented by a
+    number (``100 * A / B``, ``(A / B) * 100``, ``1 - A / B``): the traffic is the same."""
+    written = tokenize(query)
+    # Positions in ``written`` of the code (no spaces, no comments): the answer is cut out
+    # of the query as written.
+    code = [i for i, t in enumerate(written) if t.kind not in ("space", "comment")]
+    tokens = [written[i] for i in code]
+    lo, hi = 0, len(tokens)
+    while lo < hi:
+        part = tokens[lo:hi]
+        split = _loosest_operator(part)
+        if split is None:
+            if part[0].text == "(" and _closing(written, code, lo) == code[hi - 1]:
+                lo, hi = lo + 1, hi - 1  # the whole in parentheses
+                continue
+            return None
+        op, left, right = part[split].text, part[:split], part[split + 1 :]
+        if not right or right[0].text in ("bool", *_VECTOR_MATCHING):
+            return None
+        if op == "/":
+            return "".join(t.text for t in written[code[lo + split + 1] : code[hi - 1] + 1])
+        # A number on one side: look at the other.
+        if op in ("*", "+", "-") and _is_number(left):
+            lo += split + 1
+        elif op in ("*", "/") and _is_number(right):
+            hi = lo + split
+        else:
+            return None
+    return None
+
+
+# PromQL's binary operators, loosest first; all but ``^`` group from the left.
+_PRECEDENCE = (
+    frozenset({"or"}),
+    frozenset({"and", "unless"}),
+    frozenset({"==", "!=", "<", ">", "<=", ">="}),
+    frozenset({"+", "-"}),
+    frozenset({"*", "/", "%"}),
+    frozenset({"^"}),
+)
+
+
+def _loosest_operator(tokens: Sequence[Token]) -> int | None:
+    """Index of the operator applied last at the top level of ``tokens`` (None: none)."""
     depth = 0
-    operators: list[int] = []
+    found: list[tuple[int, int]] = []  # (level, index)
     for i, token in enumerate(tokens):
         if token.text in ("(", "{", "["):
             depth += 1
         elif token.text in (")", "}", "]"):
             depth -= 1
-        elif depth == 0 and _binary_operator(token):
-            operators.append(i)
-    if len(operators) != 1 or tokens[operators[0]].text != "/":
+        elif depth == 0 and _binary_operator(token) and not _unary(tokens, i):
+            level = next(n for n, ops in enumerate(_PRECEDENCE) if token.text in ops)
+            found.append((level, i))
+    if not found:
         return None
-    rest = "".join(t.text for t in tokens[operators[0] + 1 :]).strip()
-    first = rest.split("(", 1)[0].strip()
-    if first in ("bool", *_VECTOR_MATCHING) or not rest:
-        return None
-    return rest
+    loosest = min(level for level, _ in found)
+    at_level = [i for level, i in found if level == loosest]
+    # Left-grouping operators are applied last at their rightmost use; ``^`` at its first.
+    return at_level[0] if loosest == len(_PRECEDENCE) - 1 else at_level[-1]
+
+
+def _unary(tokens: Sequence[Token], i: int) -> bool:
+    """A sign, not a subtraction: at the start, or after another operator or a ``(``."""
+    if tokens[i].text not in ("+", "-"):
+        return False
+    return i == 0 or tokens[i - 1].text in ("(", ",") or _binary_operator(tokens[i - 1])
+
+
+def _is_number(tokens: Sequence[Token]) -> bool:
+    return len(tokens) == 1 and tokens[0].kind == "number"
 
 
 _BINARY = frozenset({"+", "-", "*", "/", "%", "^", "==", "!=", "<", ">", "<=", ">="})

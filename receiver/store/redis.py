@@ -72,6 +72,10 @@ class _Waiting:
     done: asyncio.Future[list[IngestOutcome]]
 
 
+# How long an annotation's own marker lasts: longer than a cluster client's retries of one
+# call (ten, each up to the socket timeout) take.
+_CALL_MARKER_MS = 10 * 60_000
+
 # What a decision reads of an incident's hash (``load``, ``load_many``).
 _LOADED_FIELDS = ("state", "view", "ver", "tl_dropped")
 
@@ -579,12 +583,16 @@ class RedisStore:
         changes = {"append": annotation.append, "merge": annotation.merge, "fill": annotation.fill}
         jobs = annotation.jobs
         once = annotation.once
+        # Without a vendor's id, a marker of this call's own: a Redis Cluster client sends a
+        # script again when its answer was lost (a timeout, a failover), and feedback, a
+        # silence or a timeline entry must not land twice. It lives as long as such tries.
+        marker = once or "call:" + secrets.token_hex(8)
         result = text(
             await self._annotate(
                 keys=[
                     self._p + "inc:" + incident_id,
                     self._p + "tl:" + incident_id,
-                    self._p + "once:" + (once or incident_id),
+                    self._p + "once:" + marker,
                     self.deliveries.job_counter,
                     self.deliveries.ready_key,
                     self._due,
@@ -595,7 +603,7 @@ class RedisStore:
                     now_ms,
                     self.settings.retention_ms,
                     TIMELINE_CAP,
-                    self.settings.retention_ms if once else 0,
+                    self.settings.retention_ms if once else _CALL_MARKER_MS,
                     -1 if annotation.due is None else annotation.due,
                     len(jobs),
                     *(part for job in jobs for part in (job.queue, job.unnumbered())),
@@ -605,6 +613,8 @@ class RedisStore:
         )
         if result not in ("ok", "unknown", "repeat"):
             raise RuntimeError(f"annotate script answered {result!r}")
+        if result == "repeat" and once is None:
+            return "ok"  # the client's own retry found the first try landed
         return result  # type: ignore[return-value]
 
     @unavailable

@@ -99,11 +99,29 @@ def test_shapes_that_cannot_be_kept_apart_are_refused_with_the_reason(
         per_group(query, {})
 
 
-def test_the_traffic_of_a_ratio_is_its_denominator() -> None:
-    assert top_level_denominator("sum(a) / sum(b)") == "sum(b)"
-    assert top_level_denominator("sum(a) / sum(b) * 60") is None
-    assert top_level_denominator("sum(rate(a[5m])) * 60") is None
-    assert top_level_denominator("histogram_quantile(0.9, sum by (le) (a / b))") is None
+@pytest.mark.parametrize(
+    ("query", "traffic"),
+    [
+        ("sum(a) / sum(b)", "sum(b)"),
+        ("sum(a)\n  / sum(b)  # started", "sum(b)"),
+        # Scaled or complemented by a number: the same traffic.
+        ("sum(a) / sum(b) * 60", "sum(b)"),
+        ("100 * sum(a) / sum(b)", "sum(b)"),
+        ("(sum(a) / sum(b)) * 100", "sum(b)"),
+        ("1 - sum(e) / sum(r)", "sum(r)"),
+        ("1 - (sum(e) / sum(r))", "sum(r)"),
+        ('sum(rate(a{path="/"}[5m])) / sum(rate(b[5m]))', "sum(rate(b[5m]))"),
+        # Not a ratio: no traffic of its own.
+        ("sum(rate(a[5m])) * 60", None),
+        ("histogram_quantile(0.9, sum by (le) (a / b))", None),
+        ("a - b / c", None),
+        ("a / b or vector(0)", None),
+        ("a / b > bool 0", None),
+        ("sum(a) / on(x) sum(b)", None),
+    ],
+)
+def test_the_traffic_of_a_ratio_is_its_denominator(query: str, traffic: str | None) -> None:
+    assert top_level_denominator(query) == traffic
 
 
 @pytest.mark.parametrize(

@@ -408,6 +408,23 @@ async def test_feedback_is_appended(store: RedisStore) -> None:
     assert stored and [f.action for f in stored.state.feedback] == ["rollback"]
 
 
+async def test_an_annotation_the_client_sends_again_lands_once(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    script = store._annotate
+
+    async def answer_lost_then_retried(**kwargs: Any) -> Any:
+        await script(**kwargs)  # ran, but its answer never came back
+        return await script(**kwargs)  # what a cluster client's retry does
+
+    monkeypatch.setattr(store, "_annotate", answer_lost_then_retried)
+    assert await feedback(store, o.incident_id, {"at": 5, "useful": True}) == "ok"
+    stored = await store.load(o.incident_id)
+    assert stored and [f.at for f in stored.state.feedback] == [5]
+
+
 async def test_feedback_keeps_the_latest_fifty(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id
