@@ -4,6 +4,8 @@
   (or not in the state its last acknowledged batch reported).
 - **Decisions** are the incident's own record: each ``notified`` entry of its timeline
   (``open P2 sent to jira, pagerduty, slack``) is one decision, one outbox job per sink.
+  Held against the batches too: a wave that resolved all its alerts must have been opened
+  once and resolved once, and be resolved.
 - **Delivered exactly once**, per sink, what a person would see:
   Slack one message per incident and one thread reply per later decision (each reply
   carries its job id: a reply twice is a duplicate); Jira one issue per incident and one
@@ -96,6 +98,7 @@ def audit(
         f"dead letter {d['sink']} {d['kind']} of {d['incident']}: {d['error']}" for d in dead
     )
     _alerts(log, found)
+    _lifecycles(log, found)
     _pagerduty(world, found)
     _slack(world, channels, found)
     _jira(world, found)
@@ -131,6 +134,33 @@ def _alerts(log: Sequence[Batch], found: Audit) -> None:
             found.lost.append(f"alert {fp} of {incident_id}")
         elif stored[fp] != status:
             found.lost.append(f"alert {fp} of {incident_id} is {stored[fp]}, was sent {status}")
+
+
+def _lifecycles(log: Sequence[Batch], found: Audit) -> None:
+    """What each wave's batches call for, whatever the receiver recorded: a wave whose
+    last acknowledged batch resolved every alert is one incident that was opened once and
+    resolved once, in that order (a decision missed, or made twice by two replicas, shows)."""
+    ended: dict[str, Batch] = {}
+    for batch in log:
+        if batch.acked and len(batch.incidents) == 1:
+            ended[batch.wave] = batch
+    for wave, batch in ended.items():
+        if any(a["status"] != "resolved" for a in batch.alerts):
+            continue  # the wave was cut off before its resolve: nothing to expect yet
+        incident_id = batch.incidents[0]
+        detail = found.incidents.get(incident_id)
+        if detail is None:
+            continue  # counted as lost already
+        kinds = [d.kind for d in decisions(detail)]
+        if detail["status"] != "resolved":
+            found.undelivered.append(f"{wave}: {incident_id} is {detail['status']}, not resolved")
+        if (
+            kinds.count("open") != 1
+            or kinds.count("resolve") != 1
+            or kinds[0] != "open"
+            or (kinds[-1] != "resolve")
+        ):
+            found.other.append(f"{wave}: {incident_id} decided {kinds}, not one open … one resolve")
 
 
 def _expected(found: Audit, sink: str) -> dict[str, list[Decision]]:
