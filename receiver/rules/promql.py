@@ -101,6 +101,7 @@ def per_group(query: str, pinned: Mapping[str, Sequence[Matcher]]) -> GroupedQue
                 f"{tokens[i].text}(...) vector matching is not rewritten for a query with "
                 "placeholders: write it with aggregations that can keep the group labels"
             )
+    _same_labels_each_side(tokens, code, removed)
     inserts: dict[int, str] = {}  # token index -> text written in place of that token
     for pos, i in enumerate(code):
         token = tokens[i]
@@ -131,6 +132,48 @@ def per_group(query: str, pinned: Mapping[str, Sequence[Matcher]]) -> GroupedQue
     _drop_empty_selectors(tokens, inserts)
     text = "".join(inserts.get(i, token.text) for i, token in enumerate(tokens))
     return GroupedQuery(text, tuple(labels))
+
+
+def _same_labels_each_side(
+    tokens: Sequence[Token], code: Sequence[int], removed: Mapping[int, str]
+) -> None:
+    """Refuse a top-level arithmetic or comparison whose sides keep apart different
+    labels (``a{region="$region"} / b``, a region's share of the total): one side becomes
+    ``by (region)``, the other does not, and their series never match, so the KPI would
+    have no series at all, silently. A number on one side is fine."""
+    depth = 0
+    operands: list[list[int]] = [[]]
+    for i in code:
+        token = tokens[i]
+        if token.text in ("(", "{", "["):
+            depth += 1
+        elif token.text in (")", "}", "]"):
+            depth -= 1
+        # An operator with nothing before it in its operand is a sign.
+        if depth == 0 and token.kind == "op" and token.text in _BINARY and operands[-1]:
+            operands.append([])
+            continue
+        operands[-1].append(i)
+    sides = [
+        {label for start, label in removed.items() if part[0] <= start <= part[-1]}
+        for part in operands
+        if part and not _scalar(tokens, part)
+    ]
+    if any(side != sides[0] for side in sides):
+        uneven = sorted(set[str]().union(*sides) - sides[0].intersection(*sides[1:]))
+        raise QueryShapeError(
+            f"the sides of the expression keep apart different labels ({_names(uneven)} "
+            "not on every side), so their series could never match: write each placeholder "
+            "on every side"
+        )
+
+
+def _scalar(tokens: Sequence[Token], part: Sequence[int]) -> bool:
+    """A number, or a call giving a scalar: it goes with any labels."""
+    first = tokens[part[0]]
+    return (len(part) == 1 and first.kind == "number") or (
+        first.kind == "ident" and first.text in ("scalar", "time", "pi")
+    )
 
 
 def without_comments(query: str) -> str:

@@ -90,6 +90,9 @@ def test_a_query_without_placeholders_is_unchanged() -> None:
         ('sum(a{region="$region"}) / on() group_left sum(b)', "vector matching"),
         ('sum({region="$region"})', "left without any matcher"),
         ("sum(rate(x[$window]))", "outside a string literal"),
+        # A region's share of the total: one side by (region), the other not, never matching.
+        ('sum(a{region="$region"}) / sum(a)', "(label region not on every side)"),
+        ('sum(a{region="$region", env="$env"}) / sum(b{region="$region"})', "label env not on"),
     ],
 )
 def test_shapes_that_cannot_be_kept_apart_are_refused_with_the_reason(
