@@ -22,6 +22,7 @@ from tests.conftest import body, make_alert
 from tests.e2e.test_crash_safety import OPEN, TOKEN, incident, wait_delivered
 from tests.support import receiver_process as rp
 from tests.support.sink_world import Fakes
+from tests.support.soak_audit import comment_jobs, reply_jobs
 
 RATE = 20  # webhook batches a second: a storm, and the failover falls well inside it
 BATCHES = 240  # 12 s at RATE; per incident one new alert a batch, under the 500 the detail lists
@@ -185,3 +186,10 @@ def assert_nothing_lost(
         assert len(world.jira.with_label(f"journey-receiver-{incident_id}")) == 1, gap
     slack = {incident(process, i)["sinks"]["slack"]["ts"] for i in before}
     assert sorted(m.ts for m in world.slack.messages("#inc-checkout")) == sorted(slack), gap
+    # The later deliveries carry their job's id: none of them twice either.
+    replies = [reply_jobs(world, ts) for ts in slack]
+    comments = [comment_jobs(i) for i in world.jira.issues()]
+    twice = [(job, n) for jobs in [*replies, *comments] for job, n in jobs.items() if n > 1]
+    assert not twice, (twice, gap)
+    print(f"later deliveries: {sum(map(len, replies))} thread replies, "
+          f"{sum(map(len, comments))} comments")  # fmt: skip

@@ -212,6 +212,21 @@ def _pagerduty(world: Fakes, found: Audit) -> None:
             found.undelivered.append(f"pagerduty: {incident_id} still {opened[-1].status}")
 
 
+def reply_jobs(world: Fakes, ts: str) -> Counter[str]:
+    """How many times each job's thread reply is under the Slack message ``ts``."""
+    return Counter(
+        str((r.metadata or {}).get("event_payload", {}).get("job_id"))
+        for r in world.slack.replies(ts)
+    )
+
+
+def comment_jobs(issue: Any) -> Counter[str]:
+    """How many times each job's comment is on the Jira ``issue``."""
+    return Counter(
+        m.group(1) for c in issue.comments for m in [_JIRA_MARKER.search(str(c.body))] if m
+    )
+
+
 def _slack(world: Fakes, channels: Sequence[Channel], found: Audit) -> None:
     routed = _expected(found, "slack")
     messages: Counter[str] = Counter()
@@ -220,10 +235,7 @@ def _slack(world: Fakes, channels: Sequence[Channel], found: Audit) -> None:
         for message in world.slack.messages(channel.id):
             incident_id = str((message.metadata or {}).get("event_payload", {}).get("incident_id"))
             messages[incident_id] += 1
-            jobs = Counter(
-                str((r.metadata or {}).get("event_payload", {}).get("job_id"))
-                for r in world.slack.replies(message.ts)
-            )
+            jobs = reply_jobs(world, message.ts)
             replies[incident_id] += len(jobs)
             found.duplicates.extend(
                 f"slack: the reply of job {job} to {incident_id} {n} times"
@@ -245,9 +257,7 @@ def _jira(world: Fakes, found: Audit) -> None:
         ids = [label.removeprefix(_LABEL) for label in issue.labels if label.startswith(_LABEL)]
         incident_id = ids[0] if ids else f"(unlabelled {issue.key})"
         issues[incident_id] += 1
-        jobs = Counter(
-            m.group(1) for c in issue.comments for m in [_JIRA_MARKER.search(str(c.body))] if m
-        )
+        jobs = comment_jobs(issue)
         comments[incident_id] += len(jobs)
         found.duplicates.extend(
             f"jira: the comment of job {job} on {issue.key} {n} times"
