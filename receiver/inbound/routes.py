@@ -87,24 +87,26 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
     if not verify_pagerduty(body, request.headers.get("x-pagerduty-signature"), secrets):
         return refused(401, "X-PagerDuty-Signature does not match a signing secret", request)
     event = pagerduty.parse(body)
-    if event.event_type not in pagerduty.RECORDED:
-        # PagerDuty's test ping and events this receiver does not record: fine, not ours
-        # to refuse (a 4xx would count against the subscription).
-        return JSONResponse({"status": "ignored"})
+    # Events this receiver does not record, and those of incidents that are not its own (a
+    # shared service, another integration), are fine, not ours to refuse: a 4xx would
+    # count against the subscription, which PagerDuty retries and may turn off.
+    ignored = JSONResponse({"status": "ignored"})
     cache = receiver.store.cache
     incident_id = event.data.incident_key or ""
     pd_incident = event.pagerduty_incident
     if not incident_id and pd_incident:
+        if event.event_type not in pagerduty.RECORDED:
+            return ignored
         incident_id = await cache.get(pagerduty.CACHE_NAMESPACE, pd_incident) or ""
     state = await load_state(receiver, incident_id)
     if state is None:
-        return JSONResponse(
-            {"error": f"no incident of this receiver for PagerDuty event {event.id}"},
-            status_code=404,
-        )
+        return ignored
     if pd_incident and event.data.incident_key:
+        # Even from an event not recorded (the trigger): a later note names no key.
         retention = receiver.settings.config.store.retention
         await cache.set(pagerduty.CACHE_NAMESPACE, pd_incident, state.id, round(retention * 1000))
+    if event.event_type not in pagerduty.RECORDED:
+        return ignored
     now = receiver.pipeline.now_ms()
     return await record(receiver, state, pagerduty.annotation(event, state, now))
 
@@ -121,15 +123,23 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
     ):
         return refused(401, "neither X-Hub-Signature nor ?secret= matches inbound.jira", request)
     event = jira.parse(body)
+    found: IncidentState | None = None
     for incident_id in event.incident_ids:
         state = await load_state(receiver, incident_id)
-        if state is not None:
-            delivery = request.headers.get("x-atlassian-webhook-identifier")
-            now = receiver.pipeline.now_ms()
-            sink = receiver.settings.config.sinks.jira
-            own = (sink.username or "") if sink else ""
-            said = jira.annotation(event, state, now, delivery, own)
+        if state is None:
+            continue
+        delivery = request.headers.get("x-atlassian-webhook-identifier")
+        now = receiver.pipeline.now_ms()
+        sink = receiver.settings.config.sinks.jira
+        own = (sink.username or "") if sink else ""
+        said = jira.annotation(event, state, now, delivery, own)
+        if said is not None:
             return await record(receiver, state, said)
+        # Not this incident's issue (its receipt names another key), or nothing to record:
+        # an issue carrying several incidents' labels may still be the next one's.
+        found = found or state
+    if found is not None:
+        return JSONResponse({"status": "ignored", "incident": found.id})
     issue = event.issue.key if event.issue else "(none)"
     return JSONResponse({"error": f"issue {issue} is not an incident's"}, status_code=404)
 
@@ -174,6 +184,11 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
         stored = await receiver.store.load(action.value) if action.value else None
         if stored is None:
             return _no_incident(action.value)
+        if not interaction.on_message_of(stored.state):
+            return JSONResponse(
+                {"error": f"the button is not on the Slack message of incident {action.value!r}"},
+                status_code=404,
+            )
         pressed.append((action, stored))
     later = BackgroundTasks()
     sinks = receiver.pipeline.sinks
@@ -194,7 +209,7 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
             continue
         if action.action_id.startswith(RUN_PREFIX):
             user = interaction.user
-            person = Person.of(user.who, [user.id, f"@{user.username}", f"@{user.name}"])
+            person = Person.of(user.who, [user.id, *interaction.handles()])
             key = action.action_id.removeprefix(RUN_PREFIX)
             press = f"{action.action_ts}:{user.id}" if action.action_ts else None
             answer = await receiver.runs.press(state, key, person, press)

@@ -88,6 +88,7 @@ class User(_Wire):
     id: str
     username: str = ""
     name: str = ""
+    team_id: str = ""
 
     @property
     def who(self) -> str:
@@ -132,6 +133,17 @@ class View(_Wire):
     state: ViewState = Field(default_factory=ViewState)
 
 
+class Container(_Wire):
+    """Where a button was: for one on a message, that message."""
+
+    channel_id: str = ""
+    message_ts: str = ""
+
+
+class Team(_Wire):
+    id: str = ""
+
+
 class Interaction(_Wire):
     type: str
     user: User
@@ -139,6 +151,26 @@ class Interaction(_Wire):
     response_url: str | None = None
     actions: list[Action] = []
     view: View | None = None
+    container: Container | None = None
+    team: Team | None = None
+
+    def on_message_of(self, state: IncidentState) -> bool:
+        """Whether the button was on the incident's own Slack message, as its receipt
+        names it: an id alone would let a message of another installation sharing the
+        Slack app (whose ids may be the same) act on this one's incident. Unknown (no
+        receipt yet, or no message in the payload) is not held against it."""
+        receipt = state.sinks.get("slack") or {}
+        posted = receipt.get("ts") if isinstance(receipt, dict) else None
+        clicked = self.container.message_ts if self.container else ""
+        return not (posted and clicked) or posted == clicked
+
+    def handles(self) -> list[str]:
+        """The clicker's ``@handle``s, only for a person of the workspace the app is in:
+        a handle from another organisation (Slack Connect) proves nothing here."""
+        home = self.team.id if self.team else ""
+        if self.user.team_id and home and self.user.team_id != home:
+            return []
+        return [f"@{self.user.username}", f"@{self.user.name}"]
 
 
 def parse(body: bytes) -> Interaction:

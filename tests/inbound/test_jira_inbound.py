@@ -129,3 +129,19 @@ def test_a_timestamp_the_store_cannot_hold_is_refused(timestamp: object) -> None
     with pytest.raises(PayloadError) as info:
         jira.parse(json.dumps(body).encode())
     assert [e["field"] for e in info.value.errors] == ["timestamp"]
+
+
+async def test_an_issue_carrying_another_incidents_label_is_its_own_incidents(
+    rx: Harness, world: Fakes
+) -> None:
+    first, _ = await opened_issue(rx, world)
+    (second,) = (await rx.post([make_alert("payment-service", region="us")])).json()["incidents"]
+    await rx.tick(30)
+    (issue,) = world.jira.with_label(f"journey-receiver-{second}")
+    # Someone added the first incident's label too, ahead of the issue's own.
+    issue.labels.insert(0, f"journey-receiver-{first}")
+    world.jira.close(issue.key, "Fixed")
+    body, headers = world.jira.webhook(issue.key, "Carol Lead", SECRET, before="Open")
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": second}
+    assert (await rx.incident(first))["response"] is None

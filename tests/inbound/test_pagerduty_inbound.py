@@ -138,7 +138,8 @@ async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
         "x-pagerduty-signature": sign_pagerduty(raw, SECRET),
     }
     status, answer = await webhook(rx, raw, signed)
-    assert status == 404 and "no incident of this receiver" in str(answer)
+    # A 2xx all the same: a shared service's other incidents are not errors to PagerDuty.
+    assert (status, answer) == (200, {"status": "ignored"})
     # Signed right, but not JSON PagerDuty sends.
     junk = b'{"event": {"id": 5}}'
     status, answer = await webhook(
@@ -210,3 +211,17 @@ def test_a_number_is_not_when_it_happened() -> None:
             "reason": "Input should be an RFC 3339 timestamp string, not a number",
         }
     ]
+
+
+async def test_a_note_before_any_acknowledgement_finds_its_incident_through_the_trigger(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+    # The trigger is not recorded, but it names PagerDuty's incident with our key.
+    trigger = world.pagerduty.person("triggered", incident_id, "Bob", SECRET)
+    assert await webhook(rx, *trigger) == (200, {"status": "ignored"})
+    note = world.pagerduty.person("annotated", incident_id, "Bob", SECRET, content="looking")
+    assert (await webhook(rx, *note))[0] == 200
+    detail = await rx.incident(incident_id)
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
+    assert texts == ["note in PagerDuty by Bob: looking"]

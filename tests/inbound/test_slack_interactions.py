@@ -4,10 +4,12 @@ coming back signed, as Slack signs them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import pytest
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from receiver.inbound.slack import parse
 from receiver.sinks.slack_blocks import (
     ACK,
     FIXED,
@@ -472,3 +475,29 @@ async def test_a_crowded_hostile_message_keeps_slacks_limits(world: Fakes) -> No
     assert all(len(line) <= 120 and "<" not in line and ">" not in line for line in lines)
     assert all(line.endswith("… (truncated)") for line in lines)
     assert lines[0].startswith("Acknowledged by @&lt;!channel&gt; *bold* (U0MALLORY) yyy")
+
+
+async def test_a_button_of_another_message_does_not_act_on_the_incident(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    # Another installation sharing the Slack app may number its incidents the same way:
+    # the id alone does not say the click was on this incident's message.
+    incident_id = await opened(rx)
+    r = await slack.click(ACK, incident_id, message_ts="1776500000.999999")
+    assert r.status_code == 404
+    assert "not on the Slack message of incident" in r.json()["error"]
+    assert (await rx.incident(incident_id))["response"] is None
+    r = await slack.click(ACK, incident_id, message_ts=message(world).ts)
+    assert r.status_code == 200
+    assert (await rx.incident(incident_id))["response"]["acknowledged_by"] == "@alice (U0ALICE)"
+
+
+def test_a_handle_counts_only_for_a_person_of_the_apps_workspace() -> None:
+    def clicked(user: dict[str, str]) -> list[str]:
+        payload = {"type": "block_actions", "user": user, "team": {"id": "T0HOME"}}
+        return parse(urlencode({"payload": json.dumps(payload)}).encode()).handles()
+
+    home = {"id": "U1", "username": "alice", "name": "alice", "team_id": "T0HOME"}
+    assert clicked(home) == ["@alice", "@alice"]
+    # Slack Connect: the same handle in another organisation proves nothing here.
+    assert clicked(home | {"id": "U9", "team_id": "T0OTHER"}) == []

@@ -61,6 +61,7 @@ class Slack:
         user: dict[str, str] = ALICE,
         trigger_id: str = "",
         action_ts: str = "",
+        message_ts: str = "",
     ) -> dict[str, Any]:
         self.response_url = self.world.slack_server.url + self.world.slack.response_url()
         return {
@@ -68,7 +69,8 @@ class Slack:
             "user": user,
             "api_app_id": "A0FAKEAPP",
             "token": "legacy-verification-token",
-            "container": {"type": "message", "channel_id": "C0CHECKOUT", "is_ephemeral": False},
+            "container": {"type": "message", "channel_id": "C0CHECKOUT", "is_ephemeral": False}
+            | ({"message_ts": message_ts} if message_ts else {}),
             "trigger_id": trigger_id or self.world.slack.trigger(),
             "team": {"id": "T0FAKE", "domain": "fake"},
             "channel": {"id": "C0CHECKOUT", "name": "inc-checkout"},
