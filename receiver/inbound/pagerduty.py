@@ -105,6 +105,11 @@ def annotation(event: Event, state: IncidentState, now_ms: int) -> Annotation | 
     at = round(event.occurred_at.timestamp() * 1000)
     who = event.who
     kind = event.event_type
+    if kind in ("incident.acknowledged", "incident.resolved") and at < state.started:
+        # About an earlier episode (delivered late, or the PagerDuty incident of the last
+        # one): it says nothing of who answered this one, and a person's resolve then
+        # would stop the updates of the PagerDuty incident now open.
+        return None
     sink: dict[str, Any] = {"incident": event.pagerduty_incident}
     if event.data.html_url:
         sink["url"] = event.data.html_url

@@ -225,3 +225,16 @@ async def test_a_note_before_any_acknowledgement_finds_its_incident_through_the_
     detail = await rx.incident(incident_id)
     texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
     assert texts == ["note in PagerDuty by Bob: looking"]
+
+
+async def test_a_resolve_from_before_the_episode_began_is_not_this_episodes(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+    started = detail_time(await rx.incident(incident_id), "started_at")
+    # Delivered late, about the PagerDuty incident of an earlier episode.
+    late = world.pagerduty.person("resolved", incident_id, "Al", SECRET, at=started - 600)
+    assert await webhook(rx, *late) == (200, {"status": "ignored", "incident": incident_id})
+    detail = await rx.incident(incident_id)
+    assert detail["response"] is None
+    assert "resolved_by_person" not in detail["sinks"]["pagerduty"]
