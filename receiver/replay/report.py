@@ -25,6 +25,7 @@ from typing import Any
 
 from receiver.incident import rfc3339
 from receiver.lifecycle import PRIORITIES
+from receiver.online import clip
 from receiver.replay.batches import Plan
 from receiver.replay.drive import Replayed
 from receiver.replay.history import Firing
@@ -314,7 +315,7 @@ def shown(text: str) -> str:
     safe = "".join(
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
     )
-    return safe if len(safe) <= _SHOWN_MAX else safe[: _SHOWN_MAX - 1] + "…"
+    return clip(safe, _SHOWN_MAX)
 
 
 def _context_lines(context: ContextFigures, incidents: int) -> list[str]:
