@@ -15,20 +15,20 @@ Per scale, in one process, one after the other, each the best of ``--repeat``:
   ``query_range`` answer Prometheus would give (the week's ``ALERTS`` points as JSON) into
   firing intervals, and build Alertmanager's batches (``receiver/replay/batches.py``);
 - **replay**: the floor, then those batches through the receiver's ingest and decisions on
-  the virtual clock with the ``memory://`` store, and the report
-  (``journey-receiver replay`` minus the HTTP read);
-- **redis**: the same on a real Redis (``replay --store``): ``--store URL``, else a
-  ``redis-server`` of its own on a free port (``--save '' --appendonly no``, stopped by its
-  PID); ``--no-redis`` leaves it out.
+  the virtual clock, and the report: ``journey-receiver replay`` minus the HTTP read, on
+  the store it uses by default (a private ``redis-server`` of its own, started and stopped
+  with the run: ``receiver/replay/server.py``), or on ``--store URL``;
+- **embedded**: the same on the embedded ``memory://`` store (fakeredis), where the replay
+  runs when no redis-server is installed; ``--no-memory`` leaves it out.
 
 With ``--prometheus``, the week is also backfilled into a real Prometheus (``promtool tsdb
 create-blocks-from openmetrics``; started and stopped by its PID) and read back over HTTP
 as the command does, which is timed on its own (``read``); with ``--context`` too, the
-replay on Redis is run once more with ``replay --context`` against that Prometheus
+replay is run once more with ``replay --context`` against that Prometheus
 (``context``): every decision of a journey with KPIs reads them at its virtual time (the
 week has no KPI series, so each answer is empty: the cost is the queries).
 
-``--profile FILE`` writes cProfile statistics of one replay on Redis (``python -m pstats``).
+``--profile FILE`` writes cProfile statistics of one replay (``python -m pstats``).
 
 The example receiver.yaml and journeys.yaml are used, with Alertmanager grouping by
 ``alertname`` on the config's timers (10 s, 1 m). This is a script that prints a table,
@@ -56,6 +56,8 @@ from receiver.replay.context import enricher_for
 from receiver.replay.drive import drive
 from receiver.replay.history import Firing, firings
 from receiver.replay.report import summarize
+from receiver.replay.scratch import MEMORY
+from receiver.replay.server import AUTO, store
 from receiver.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,18 +180,6 @@ def read_back(url: str) -> tuple[float, int]:
     return time.perf_counter() - started, len(found)
 
 
-@contextlib.contextmanager
-def redis_url(given: str | None) -> Iterator[str]:
-    """``given``, else a redis-server of this run's own (stopped by its PID at the end)."""
-    if given:
-        yield given
-        return
-    from tests.support.processes import redis_server
-
-    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as port:
-        yield f"redis://127.0.0.1:{port}/0"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, action="append", help="default: 0.25, 1 and 2")
@@ -198,25 +188,24 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--prometheus", action="store_true", help="also read it from Prometheus")
     p.add_argument("--context", action="store_true", help="with --prometheus: replay --context")
-    p.add_argument("--store", metavar="URL", help="the Redis of the redis column")
-    p.add_argument("--no-redis", action="store_true", help="leave the redis column out")
-    p.add_argument("--no-memory", action="store_true", help="leave the memory:// column out")
-    p.add_argument("--profile", metavar="FILE", help="cProfile one replay on Redis into FILE")
+    p.add_argument("--store", metavar="URL", default=AUTO, help="the replay column's store")
+    p.add_argument("--no-memory", action="store_true", help="leave the embedded column out")
+    p.add_argument("--profile", metavar="FILE", help="cProfile one replay into FILE")
     args = p.parse_args()
     settings: Settings = replay_settings(ROOT / "config" / "receiver.yaml", None)
     route = route_for(settings, ["alertname"])
     until = SINCE_MS + WEEK_MS
     end = until + settings.timers.group_wait_ms
-    redis = not args.no_redis
-    context = args.context and args.prometheus and redis
+    context = args.context and args.prometheus
     header = ["scale", "alerts", "AM batches", "incidents", "pages", "blips", "floor s",
-              *(["replay s", "ratio"] if not args.no_memory else []),
-              *(["redis s", "ratio"] if redis else []),
+              "replay s", "ratio", *(["embedded s", "ratio"] if not args.no_memory else []),
               *(["read s"] if args.prometheus else []),
               *(["context s", "ratio"] if context else [])]  # fmt: skip
     rows = [header]
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(redis_url(args.store)) if redis else ""
+        url, why = stack.enter_context(store(args.store))
+        if why is not None:
+            print(f"the replay column runs embedded: {why}", file=sys.stderr)
         for scale in args.scale or [0.25, 1.0, 2.0]:
             series = week(scale, args.series, args.firings)
             body = answer(series)
@@ -225,10 +214,10 @@ def main() -> int:
                 found = parse(body)
                 return found, plan(found, route, until)
 
-            def whole(body: bytes = body, store: str = "memory://", ctx: Any = None) -> Any:
+            def whole(body: bytes = body, on: str = MEMORY, ctx: Any = None) -> Any:
                 found, sent = floor(body)
                 replayed = asyncio.run(
-                    drive(settings, sent.notifications, end, store_url=store,
+                    drive(settings, sent.notifications, end, store_url=on,
                           enricher=ctx(settings) if ctx else None)
                 )  # fmt: skip
                 return summarize(settings, found, sent, replayed, SINCE_MS, until), sent
@@ -236,19 +225,16 @@ def main() -> int:
             floor_s, _ = best(args.repeat, floor)
             row = [f"{scale:g}"]
             timed: list[str] = []
-            report = sent = None
+            replay_s, (report, sent) = best(args.repeat, lambda: whole(on=url))
+            timed += [f"{replay_s:.2f}", f"{replay_s / floor_s:.1f}x"]
+            if args.profile:
+                cProfile.runctx("whole(on=url)", globals(), locals(), args.profile)
             if not args.no_memory:
-                replay_s, (report, sent) = best(args.repeat, whole)
-                timed += [f"{replay_s:.2f}", f"{replay_s / floor_s:.1f}x"]
-            if redis:
-                redis_s, (on_redis, sent) = best(args.repeat, lambda: whole(store=url))
-                if report is not None:
-                    assert on_redis.as_json() == report.as_json(), "memory:// and Redis differ"
-                report = on_redis
-                timed += [f"{redis_s:.2f}", f"{redis_s / floor_s:.1f}x"]
-                if args.profile:
-                    cProfile.runctx("whole(store=url)", globals(), locals(), args.profile)
-            assert report is not None and sent is not None
+                embedded_s, (embedded, _) = best(args.repeat, whole)
+                assert embedded.as_json() == report.as_json(), (
+                    "the embedded store and the replay's differ"
+                )
+                timed += [f"{embedded_s:.2f}", f"{embedded_s / floor_s:.1f}x"]
             row += [str(report.alerts), str(len(sent.notifications)), str(report.incidents),
                     str(report.pages), str(report.blips), f"{floor_s:.2f}", *timed]  # fmt: skip
             if args.prometheus:
@@ -257,7 +243,7 @@ def main() -> int:
                     row.append(f"{read_s:.2f}")
                     if context:
                         ctx = enricher_for(prometheus)
-                        context_s, _ = best(args.repeat, lambda ctx=ctx: whole(store=url, ctx=ctx))
+                        context_s, _ = best(args.repeat, lambda ctx=ctx: whole(on=url, ctx=ctx))
                         row += [f"{context_s:.2f}", f"{context_s / floor_s:.1f}x"]
             rows.append(row)
             print(" | ".join(row), file=sys.stderr, flush=True)

@@ -9,11 +9,13 @@ except the ``prometheus`` and ``events`` sections' with ``--context``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,10 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         metavar="URL",
-        default="memory://",
-        help="where the replay keeps its incidents: memory:// (default, embedded) or a "
-        "store.url of a Redis (redis://, rediss://, redis+sentinel://, redis+cluster://...), "
-        "used under a scratch key prefix of the run's own, deleted when it ends",
+        default="auto",
+        help="where the replay keeps its incidents: auto (default: a redis-server of its own "
+        "if one is on PATH, else memory://), memory:// (embedded, slower) or a store.url of a "
+        "Redis (redis://, rediss://, redis+sentinel://, redis+cluster://...), used under a "
+        "scratch key prefix of the run's own, deleted when it ends",
     )
     p.add_argument(
         "--context",
@@ -139,6 +142,21 @@ def _seconds(option: str, text: str | None) -> float | None:
         raise ValueError(f"{option}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _store(given: str) -> Iterator[str]:
+    """``server.store``, saying why when ``auto`` runs embedded."""
+    from receiver.replay.server import store
+
+    with store(given) as (url, why):
+        if why is not None:
+            print(
+                f"journey-receiver replay: note: {why}, so the replay runs on the embedded "
+                "store (memory://), about three times slower",
+                file=sys.stderr,
+            )
+        yield url
+
+
 def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path | None) -> int:
     from receiver.errors import ConfigError
     from receiver.replay import (
@@ -153,6 +171,7 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
     from receiver.replay.context import enricher_for
     from receiver.replay.run import interruptible
     from receiver.replay.scratch import StoreError, check
+    from receiver.replay.server import AUTO
 
     try:
         since_ms, until_ms = _window(args.since, args.until)
@@ -179,7 +198,8 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
         print(exc, file=sys.stderr)
         return 1
     try:
-        check(args.store)
+        if args.store != AUTO:
+            check(args.store)
     except StoreError as exc:
         print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1
@@ -201,16 +221,18 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
         )
     context = enricher_for(args.prometheus) if args.context else None
 
-    def replayed(under: Settings) -> Report:
-        # Each replay on a scratch prefix of its own (with --store), deleted as it ends.
-        return interruptible(
-            lambda: replay(under, firings, route, since_ms, until_ms, store_url=args.store,
-                           context=context)
-        )  # fmt: skip
-
     try:
-        report = replayed(settings)
-        before = replayed(old) if old is not None else None
+        with _store(args.store) as store_url:
+
+            def replayed(under: Settings) -> Report:
+                # Each replay on a scratch prefix of its own (on Redis), deleted as it ends.
+                return interruptible(
+                    lambda: replay(under, firings, route, since_ms, until_ms,
+                                   store_url=store_url, context=context)
+                )  # fmt: skip
+
+            report = replayed(settings)
+            before = replayed(old) if old is not None else None
     except StoreError as exc:
         print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1

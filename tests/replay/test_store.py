@@ -92,16 +92,35 @@ def test_on_redis_the_report_is_memorys_and_only_the_runs_own_keys_come_and_go(
 ) -> None:
     new, old = DATA / "journeys-new.yaml", DATA / "journeys-old.yaml"
     for extra, incidents in (([], 3), (["--journeys", str(new), "--against", str(old)], 4)):
-        on_memory = as_json(capsys, replay_argv(prometheus, *extra))
+        on_memory = as_json(capsys, replay_argv(prometheus, "--store", "memory://", *extra))
+        # The default: a private redis-server, since the tests have one on PATH.
+        on_default = as_json(capsys, replay_argv(prometheus, *extra))
         scripts, unlinks = calls(redis, "evalsha"), calls(redis, "unlink")
         on_redis = as_json(capsys, replay_argv(prometheus, "--store", redis_url, *extra))
-        assert on_redis == on_memory
+        assert on_redis == on_default == on_memory
         assert on_redis["incidents"] == incidents
         # The scripts ran on this Redis; what they wrote is gone with the replay (with
         # --against, two replays, each its own prefix and its own cleanup).
         assert calls(redis, "evalsha") > scripts
         assert calls(redis, "unlink") >= unlinks + (2 if extra else 1)
         untouched(redis)
+
+
+def test_without_redis_server_on_path_the_default_runs_embedded_and_says_so(
+    prometheus: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with_server = as_json(capsys, replay_argv(prometheus))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main([*replay_argv(prometheus), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == with_server
+    assert err == (
+        "journey-receiver replay: note: no redis-server on PATH, so the replay runs on the "
+        "embedded store (memory://), about three times slower\n"
+    )
 
 
 def storm_firings() -> list[Firing]:
