@@ -30,7 +30,7 @@ from receiver.incident import rfc3339
 from receiver.normalize import normalize
 from receiver.outcomes import stats as outcome_stats
 from receiver.redrive import parse_redrive
-from receiver.store.deliveries import DeadLetter
+from receiver.store.deliveries import DeadLetter, Job, Waiting
 from receiver.webhook import parse_webhook
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("journey_receiver")
 Handler = Callable[[Request], Awaitable[Response]]
 _STATUSES = ("open", "resolved", "all")
+_DELIVERY_STATES = ("dead", "pending", "retrying")
 _MAX_LIMIT = 1000
 
 
@@ -240,27 +241,49 @@ async def post_silence(request: Request, receiver: Receiver) -> Response:
 async def list_deliveries(request: Request, receiver: Receiver) -> Response:
     params = request.query_params
     state = params.get("state", "dead")
-    if state != "dead":
+    if state not in _DELIVERY_STATES:
         raise PayloadError(
-            422, "state must be dead (the dead-letter list)", [{"field": "state", "reason": state}]
+            422,
+            "state must be dead, pending or retrying",
+            [{"field": "state", "reason": state}],
         )
-    letters = await receiver.outbox.dead_letters(_limit(params.get("limit", "100")))
-    return JSONResponse({"deliveries": [dead_letter_json(d) for d in letters]})
+    limit = _limit(params.get("limit", "100"))
+    if state == "dead":
+        letters = await receiver.outbox.dead_letters(limit)
+        return JSONResponse({"deliveries": [dead_letter_json(d) for d in letters]})
+    jobs = await receiver.outbox.waiting("pending" if state == "pending" else "retrying", limit)
+    return JSONResponse({"deliveries": [waiting_json(w) for w in jobs]})
 
 
-def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
-    job = letter.job
+def _job_json(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "incident": job.incident,
         "sink": job.sink,
         "kind": job.kind,
         "changes": job.changes,
+        "due_at": rfc3339(job.due),
+    }
+
+
+def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        **_job_json(letter.job),
         "state": "dead",
         "error": letter.error,
         "attempts": letter.attempts,
-        "due_at": rfc3339(job.due),
         "dead_at": rfc3339(letter.dead_at),
+    }
+
+
+def waiting_json(waiting: Waiting) -> dict[str, Any]:
+    return {
+        **_job_json(waiting.job),
+        "state": waiting.state,
+        "error": waiting.error,
+        "attempts": waiting.attempts,
+        "position": waiting.position,
+        "next_attempt_at": rfc3339(waiting.next_attempt),
     }
 
 

@@ -1,4 +1,4 @@
-"""``journey-receiver serve | check | explain | healthcheck | rules | replay``."""
+"""``journey-receiver serve | check | explain | healthcheck | rules | replay | deliveries``."""
 
 from __future__ import annotations
 
@@ -91,12 +91,7 @@ def healthcheck(args: argparse.Namespace) -> int:
     import httpx
 
     cfg_path, _ = _paths(args)
-    server = _server_section(cfg_path)
-    host = str(server.get("host") or config.ServerConfig().host)
-    written = server.get("port")
-    port = args.port or (written if isinstance(written, int) else config.ServerConfig().port)
-    host = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    url = _local_url(cfg_path, args.port) + "/healthz"
     try:
         response = httpx.get(url, timeout=args.timeout)
     except httpx.HTTPError as exc:
@@ -106,6 +101,17 @@ def healthcheck(args: argparse.Namespace) -> int:
         print(f"{url}: HTTP {response.status_code}", file=sys.stderr)
         return 1
     return 0
+
+
+def _local_url(cfg_path: Path | None, port: int | None = None) -> str:
+    """The base URL of the receiver serving ``cfg_path`` on this host (on ``port`` if
+    given: serve's ``--port``)."""
+    server = _server_section(cfg_path)
+    host = str(server.get("host") or config.ServerConfig().host)
+    written = server.get("port")
+    port = port or (written if isinstance(written, int) else config.ServerConfig().port)
+    host = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _server_section(path: Path | None) -> dict[str, Any]:
@@ -215,6 +221,16 @@ def replay(args: argparse.Namespace) -> int:
     return run(args, cfg_path, journeys_path)
 
 
+def deliveries(args: argparse.Namespace) -> int:
+    """List and redrive a running receiver's deliveries (``receiver/deliveries_command.py``)."""
+    from receiver.deliveries_command import run
+
+    cfg_path: Path | None = args.config
+    if cfg_path is None and DEFAULT_CONFIG.exists():
+        cfg_path = DEFAULT_CONFIG
+    return run(args, args.url or _local_url(cfg_path), cfg_path)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="journey-receiver",
@@ -303,6 +319,16 @@ def parser() -> argparse.ArgumentParser:
     files(y)
     add_arguments(y)
     y.set_defaults(run=replay)
+
+    from receiver.deliveries_command import add_arguments as delivery_arguments
+
+    d = sub.add_parser(
+        "deliveries",
+        help="list a running receiver's deliveries not done (dead, retrying, pending) and "
+        "redrive dead letters",
+    )
+    delivery_arguments(d, DEFAULT_CONFIG)
+    d.set_defaults(run=deliveries)
     return p
 
 

@@ -37,7 +37,14 @@ from receiver.retired import Retired
 from receiver.settings import Settings, ms
 from receiver.sinks import Delivery, Receipt, Sink
 from receiver.store import GroupStore
-from receiver.store.deliveries import ClaimedJob, DeadLetter, Job, JobKind
+from receiver.store.deliveries import (
+    ClaimedJob,
+    DeadLetter,
+    Job,
+    JobKind,
+    Waiting,
+    WaitingState,
+)
 from receiver.store.records import StoredIncident
 
 if TYPE_CHECKING:
@@ -270,6 +277,9 @@ class Outbox:
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         return await self.store.deliveries.dead_letters(limit)
+
+    async def waiting(self, state: WaitingState, limit: int) -> list[Waiting]:
+        return await self.store.deliveries.waiting(state, limit)
 
     async def redrive(self, ids: Collection[str] = (), sink: str | None = None) -> list[str]:
         """Queue dead letters again (those with ``ids``, or all; of ``sink``, or any), each

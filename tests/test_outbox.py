@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -10,7 +11,7 @@ import pytest
 
 from receiver.config import OutboxConfig
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError, StoreUnavailable
-from receiver.incident import Incident
+from receiver.incident import Incident, rfc3339
 from receiver.outbox import backoff, kind_now
 from receiver.sinks import Delivery, Receipt
 from receiver.store.redis import RedisStore
@@ -49,11 +50,11 @@ async def open_incident(rx: Harness) -> str:
     return str(incident_id)
 
 
-async def dead(rx: Harness) -> list[dict[str, object]]:
-    r = await rx.client.get("/api/v1/deliveries?state=dead")
+async def deliveries(rx: Harness, state: str) -> list[dict[str, object]]:
+    r = await rx.client.get(f"/api/v1/deliveries?state={state}")
     assert r.status_code == 200, r.text
-    letters: list[dict[str, object]] = r.json()["deliveries"]
-    return letters
+    found: list[dict[str, object]] = r.json()["deliveries"]
+    return found
 
 
 async def test_the_decision_queues_the_job_and_the_outbox_delivers_it(
@@ -151,7 +152,7 @@ async def test_a_permanent_failure_is_a_dead_letter_that_can_be_redriven(
     await rx.tick()
     await rx.tick(600)
     assert len(sink.attempts) == 1  # not retried
-    (letter,) = await dead(rx)
+    (letter,) = await deliveries(rx, "dead")
     assert letter["incident"] == incident_id
     assert letter["sink"] == "log"
     assert letter["kind"] == "open"
@@ -167,7 +168,7 @@ async def test_a_permanent_failure_is_a_dead_letter_that_can_be_redriven(
     assert r.json()["redriven"] == 1
     await rx.tick()
     assert sink.kinds() == ["open"]
-    assert await dead(rx) == []
+    assert await deliveries(rx, "dead") == []
     assert (await rx.incident(incident_id))["sinks"]["log"]["state"] == "open"
 
 
@@ -177,7 +178,7 @@ async def test_attempts_are_bounded(rx: Harness, sink: ScriptedSink) -> None:
     for _ in range(10):
         await rx.tick(60)
     assert len(sink.attempts) == 4  # max_attempts
-    (letter,) = await dead(rx)
+    (letter,) = await deliveries(rx, "dead")
     assert str(letter["error"]).startswith("gave up after 4 attempts: ")
 
 
@@ -225,7 +226,7 @@ async def test_a_job_that_never_finishes_ends_as_a_dead_letter(
         rx.clock.advance(30)
     await rx.tick()
     assert sink.attempts == []
-    (letter,) = await dead(rx)
+    (letter,) = await deliveries(rx, "dead")
     assert str(letter["error"]).startswith("no attempt finished")
 
 
@@ -312,10 +313,57 @@ async def test_a_store_outage_mid_delivery_is_reported_as_such(
     assert sink.attempts == []
 
 
+async def test_jobs_still_to_deliver_are_listed_as_pending_or_retrying(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    sink.script = [retryable()]
+    incident_id = await open_incident(rx)
+    await rx.receiver.pipeline.flush_due()
+    decided = rfc3339(rx.receiver.pipeline.now_ms())
+    (job,) = await deliveries(rx, "pending")
+    assert job == {
+        "id": job["id"], "incident": incident_id, "sink": "log", "kind": "open",
+        "changes": job["changes"], "due_at": decided, "state": "pending", "error": None,
+        "attempts": 0, "position": 0, "next_attempt_at": decided,
+    }  # fmt: skip
+    assert await deliveries(rx, "retrying") == []
+
+    await rx.receiver.outbox.deliver_due()  # attempt 1: HTTP 503
+    (retrying,) = await deliveries(rx, "retrying")
+    assert retrying["id"] == job["id"]
+    assert retrying["attempts"] == 1
+    assert retrying["error"] == "attempt 1: log: incident x: server: HTTP 503: down"
+    wait_s = (_at(retrying["next_attempt_at"]) - _at(decided)).total_seconds()
+    assert 10 <= wait_s <= 20  # backoff_initial, plus at most as much jitter
+    assert await deliveries(rx, "pending") == []
+
+    # The resolve queues behind the open that waits out its backoff: pending, after it.
+    await rx.post([resolved(ALERT)])
+    rx.clock.advance(300)  # resolve_after
+    await rx.receiver.pipeline.flush_due()
+    (behind,) = await deliveries(rx, "pending")
+    assert (behind["kind"], behind["position"], behind["attempts"]) == ("resolve", 1, 0)
+    assert behind["next_attempt_at"] is None
+    assert behind["error"] is None
+
+    await rx.tick()
+    await rx.tick()
+    assert sink.kinds() == ["open", "resolve"]
+    assert await deliveries(rx, "pending") == await deliveries(rx, "retrying") == []
+
+
+def _at(text: object) -> datetime:
+    return datetime.fromisoformat(str(text))
+
+
 async def test_the_deliveries_endpoint_checks_its_parameters(rx: Harness) -> None:
-    r = await rx.client.get("/api/v1/deliveries?state=pending")
+    r = await rx.client.get("/api/v1/deliveries?state=stuck")
     assert r.status_code == 422
-    assert r.json()["errors"] == [{"field": "state", "reason": "pending"}]
+    assert r.json()["error"] == "state must be dead, pending or retrying"
+    assert r.json()["errors"] == [{"field": "state", "reason": "stuck"}]
+    r = await rx.client.get("/api/v1/deliveries?state=pending&limit=0")
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "limit", "reason": "0"}]
     r = await rx.client.post("/api/v1/deliveries/redrive", json={"idz": ["1"]})
     assert r.status_code == 422
     assert "idz" in r.text

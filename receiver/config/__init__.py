@@ -28,7 +28,7 @@ from receiver.config.journeys_yaml import (
     Stage,
     Unmapped,
 )
-from receiver.config.loader import check, load, load_journeys, load_receiver_config
+from receiver.config.loader import check, load, load_auth, load_journeys, load_receiver_config
 from receiver.config.receiver_yaml import (
     AuthConfig,
     AutomationConfig,
@@ -92,6 +92,7 @@ __all__ = [
     "Unmapped",
     "check",
     "load",
+    "load_auth",
     "load_journeys",
     "load_receiver_config",
     "parse_duration",

@@ -10,7 +10,7 @@ from pydantic_core import ErrorDetails
 
 from receiver.config.fields import FieldIssues, Loc, show
 from receiver.config.journeys_yaml import JourneysConfig
-from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, ReceiverConfig
+from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, AuthConfig, ReceiverConfig
 from receiver.config.secret_files import read_secret_files, secret_field_names
 from receiver.config.source import Document, read_document
 from receiver.enrich import EnrichmentError
@@ -42,6 +42,30 @@ def load(
     assert config is not None
     assert journeys is not None
     return config, journeys
+
+
+def load_auth(path: Path | str) -> AuthConfig:
+    """``server.auth`` of receiver.yaml alone, ``${VAR}`` and ``*_file`` resolved: the
+    credentials a client of the receiver may use, whatever the rest of the file needs
+    (the sinks' secrets, a write credential). ``ConfigError`` for problems in it."""
+    doc = read_document(Path(path))
+    if doc.problems and doc.data is None:
+        raise ConfigError(doc.problems)
+    server = doc.data.get("server") if isinstance(doc.data, dict) else None
+    auth = server.get("auth") if isinstance(server, dict) else None
+    doc.data = {"server": {"auth": auth if auth is not None else {}}}
+    read_secret_files(doc, ReceiverConfig)
+    problems = [p for p in doc.problems if p.path.startswith("server.auth")]
+    try:
+        found = AuthConfig.model_validate(doc.data["server"]["auth"])
+    except ValidationError as exc:
+        _add_validation_problems(
+            doc, exc.errors(), secret_field_names(ReceiverConfig), ("server", "auth")
+        )
+        problems = [p for p in doc.problems if p.path.startswith("server.auth")]
+    if problems:
+        raise ConfigError(problems)
+    return found
 
 
 def check(

@@ -25,11 +25,11 @@ from typing import Any
 
 from receiver.incident import rfc3339
 from receiver.lifecycle import PRIORITIES
-from receiver.online import clip
 from receiver.replay.batches import Plan
 from receiver.replay.drive import Replayed
 from receiver.replay.history import Firing
 from receiver.settings import Settings
+from receiver.terminal import shown
 
 PAGE_SINK = "pagerduty"
 
@@ -306,16 +306,6 @@ def as_text(report: Report, against: Diff | None = None, old_name: str = "") -> 
 
 
 _NOTES_SHOWN = 5
-_SHOWN_MAX = 160
-
-
-def shown(text: str) -> str:
-    """``text`` (alert labels, a remote error) safe on a terminal: every character that
-    does not print (controls, C1 escapes, bidi overrides) escaped, and cut to a line."""
-    safe = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
-    )
-    return clip(safe, _SHOWN_MAX)
 
 
 def _context_lines(context: ContextFigures, incidents: int) -> list[str]:

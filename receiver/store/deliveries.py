@@ -20,7 +20,11 @@ from receiver.models import NotificationKind
 from receiver.store.records import StrList, StrMap
 from receiver.store.scripts import script, text, unavailable
 
+_WAITING_PAGE = 200
+"""Queues read per round trip when listing waiting jobs."""
+
 AckOutcome = Literal["gone", "ok", "next"]
+WaitingState = Literal["pending", "retrying"]
 JobKind = NotificationKind | Literal["run"]
 """A notification for a sink, or ``run``: one run of an action (sink ``action:<id>``)."""
 
@@ -64,6 +68,24 @@ class ClaimedJob:
     attempt: int
     last_error: str | None
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A job still in its queue. ``position`` 0 is the head, attempted next, at
+    ``next_attempt``; the jobs behind it go after it, in order. Retrying: the head's last
+    attempt failed (``error``); pending: the rest, the head's first attempt included, also
+    while it is under way."""
+
+    job: Job
+    position: int
+    attempts: int
+    error: str | None
+    next_attempt: int | None
+
+    @property
+    def state(self) -> WaitingState:
+        return "retrying" if self.error else "pending"
 
 
 class DeadLetter(BaseModel):
@@ -192,6 +214,41 @@ class DeliveryQueue:
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         raws = await self._r.lrange(self._dead_list, 0, limit - 1)
         return [_dead(text(raw)) for raw in raws]
+
+    @unavailable
+    async def waiting(self, state: WaitingState, limit: int) -> list[Waiting]:
+        """Up to ``limit`` jobs in ``state``, queue by queue, the queue attempted soonest
+        first. Read page by page while the outbox works: a job delivered meanwhile may still
+        show, and one whose queue was claimed meanwhile may be missed."""
+        found: list[Waiting] = []
+        start = 0
+        while len(found) < limit:
+            page = await self._r.zrange(
+                self.ready_key, start, start + _WAITING_PAGE - 1, withscores=True
+            )
+            if not page:
+                break
+            start += _WAITING_PAGE
+            queues = [text(q) for q, _ in page]
+            async with self._r.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.lrange(self.queue_key(queue), 0, limit - 1)
+                pipe.hmget(self._att, queues)
+                pipe.hmget(self._err, queues)
+                *lists, attempts, errors = await pipe.execute()
+            for (_, at), jobs, attempt, error in zip(page, lists, attempts, errors, strict=True):
+                for position, raw in enumerate(jobs):
+                    head = position == 0
+                    waiting = Waiting(
+                        job=Job.model_validate_json(raw),
+                        position=position,
+                        attempts=int(attempt or 0) if head else 0,
+                        error=(text(error) or None) if head and error else None,
+                        next_attempt=int(at) if head else None,
+                    )
+                    if waiting.state == state:
+                        found.append(waiting)
+        return found[:limit]
 
     @unavailable
     async def redrive(

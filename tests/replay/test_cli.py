@@ -117,7 +117,7 @@ def test_since_in_unix_seconds_is_an_instant_not_a_duration() -> None:
 
 
 def test_untrusted_text_is_made_safe_for_a_terminal() -> None:
-    from receiver.replay.report import shown
+    from receiver.terminal import shown
 
     evil = 'region="eu\x9b2J\u202eevil\x1b[31m"'
     assert shown(evil) == 'region="eu\\x9b2J\\u202eevil\\x1b[31m"'

@@ -1,0 +1,17 @@
+"""Untrusted text (alert labels, a vendor's error) as the CLI prints it on a terminal."""
+
+from __future__ import annotations
+
+from receiver.online import clip
+
+LINE = 160
+"""What ``shown`` cuts text to: a line of a wide terminal."""
+
+
+def shown(text: str, limit: int = LINE) -> str:
+    """``text`` safe on a terminal: every character that does not print (controls, C1
+    escapes, bidi overrides) escaped, and cut to one line of ``limit`` characters."""
+    safe = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return clip(safe, limit)

@@ -1,0 +1,194 @@
+"""``journey-receiver deliveries list | redrive`` against a real ``journey-receiver serve``
+whose Slack (the fake, with faults) first refuses its token, then answers 503: one dead
+letter, one job retrying and one pending behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from receiver.cli import main
+from receiver.deliveries_command import TOKEN_ENV
+from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert, resolved
+from tests.support import receiver_process as rp
+from tests.support.fake_server import Fault
+from tests.support.processes import free_port
+from tests.support.sink_world import Fakes, fakes
+
+WRITE, READ, ADMIN = "deliveries-write", "deliveries-read", "deliveries-admin"
+ALL = ["P1", "P2", "P3", "P4", "P5"]
+ADMIN_VARIABLE = "DELIVERIES_TEST_ADMIN_TOKEN"
+
+
+class Served:
+    def __init__(self, process: rp.ReceiverProcess, world: Fakes, config: Path) -> None:
+        self.process, self.world, self.config = process, world, config
+
+    def post(self, alert: dict[str, Any]) -> str:
+        with self.process.client() as client:
+            r = client.post(
+                "/webhook/alertmanager",
+                content=body([alert]),
+                headers={"content-type": "application/json"},
+            )
+        assert r.status_code == 200, r.text
+        (incident,) = r.json()["incidents"]
+        return str(incident)
+
+    def api(self, state: str) -> list[dict[str, Any]]:
+        r = httpx.get(
+            f"{self.process.url}/api/v1/deliveries",
+            params={"state": state},
+            headers={"Authorization": f"Bearer {READ}"},
+        )
+        assert r.status_code == 200, r.text
+        found: list[dict[str, Any]] = r.json()["deliveries"]
+        return found
+
+    def until(self, state: str, count: int) -> list[dict[str, Any]]:
+        return rp.poll(
+            lambda: self.api(state),
+            lambda found: len(found) == count,
+            what=f"{count} deliveries {state}",
+            context=self.process.tail,
+        )
+
+    def cli(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+        action, *rest = argv
+        code = main(["deliveries", action, "--config", str(self.config),
+                     "--url", self.process.url, *rest])  # fmt: skip
+        out, err = capsys.readouterr()
+        return code, out, err
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    monkeypatch.setenv(ADMIN_VARIABLE, ADMIN)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with fakes(tmp_path) as world:
+        config = rp.write_config(
+            tmp_path / "receiver.yaml",
+            store_url="memory://",
+            key_prefix="jr",
+            token=WRITE,
+            journeys_file=EXAMPLE_JOURNEYS,
+            grouping={"group_wait": "0s", "group_interval": "1s", "resolve_after": "1s"},
+            scheduler={"tick": "100ms", "lease": "2s"},
+            routing={"slack": ALL},
+            sinks={"slack": world.sinks("2s")["slack"]},
+            # A job that failed waits an hour: it stays retrying while the test looks.
+            outbox={"lease": "12s", "backoff_initial": "1h", "backoff_max": "1h"},
+            server={
+                "host": "127.0.0.1",
+                "port": 9095,
+                "auth": {
+                    "bearer_tokens": [WRITE],
+                    "read_bearer_tokens": [READ],
+                    "admin_bearer_tokens": ["${" + ADMIN_VARIABLE + "}"],
+                },
+            },
+        )
+        (tmp_path / "rx").mkdir()
+        with rp.receiver_process(config, tmp_path / "rx", WRITE) as process:
+            yield Served(process, world, config)
+
+
+def test_list_shows_what_is_not_delivered_and_redrive_sends_a_dead_letter_again(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = served.cli(capsys, "list")
+    assert (code, out, err) == (0, "no delivery dead, retrying or pending\n", "")
+
+    slack = served.world.slack_server
+    slack.inject(Fault("/api/", status=200, body={"ok": False, "error": "invalid_auth"}))
+    refused = served.post(make_alert(region="eu"))
+    (letter,) = served.until("dead", 1)
+    slack.inject(Fault("/api/", status=503, times=1000))
+    us = make_alert(region="us")
+    failing = served.post(us)
+    (head,) = served.until("retrying", 1)
+    served.post(resolved(us))
+    (behind,) = served.until("pending", 1)
+
+    code, out, err = served.cli(capsys, "list")
+    assert (code, err) == (0, "")
+    header, *rows = [line.split() for line in out.splitlines()]
+    assert header == ["state", "id", "sink", "kind", "incident", "attempts", "when", "error"]
+    assert [row[:6] for row in rows] == [
+        ["dead", letter["id"], "slack", "open", refused, "1"],
+        ["retrying", head["id"], "slack", "open", failing, "1"],
+        ["pending", behind["id"], "slack", "resolve", failing, "0"],
+    ]
+    assert rows[0][6:8] == ["dead", letter["dead_at"]]
+    assert "invalid_auth" in " ".join(rows[0][8:])
+    assert rows[1][6:8] == ["next", head["next_attempt_at"]]
+    assert " ".join(rows[1][8:]).startswith("attempt 1")
+    assert rows[2][6:] == ["after", "1", "in", "its", "queue"]
+
+    code, out, _ = served.cli(capsys, "list", "--state", "pending", "--state", "retrying",
+                              "--json")  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == {"deliveries": [head, behind]}
+
+    code, out, err = served.cli(capsys, "redrive", "--id", letter["id"])
+    assert (code, err) == (0, "")
+    assert out.startswith("redriven 1: new job ")
+    assert served.api("dead") == []
+    # Gone from the dead letters, it cannot be redriven twice.
+    code, out, err = served.cli(capsys, "redrive", "--id", letter["id"])
+    assert (code, out) == (1, "no dead letter redriven\n")
+    assert err == (
+        "journey-receiver deliveries: 1 of the 1 --id not redriven: no such dead letter, "
+        "or its incident has expired\n"
+    )
+
+
+def test_credentials_come_from_the_config_or_the_environment_and_refusals_say_which_role(
+    served: Served, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without --url: the config's server.host and server.port.
+    served.config.write_text(
+        served.config.read_text().replace("port: 9095", f"port: {served.process.port}")
+    )
+    assert main(["deliveries", "list", "--config", str(served.config)]) == 0
+    assert capsys.readouterr().out == "no delivery dead, retrying or pending\n"
+
+    monkeypatch.setenv(TOKEN_ENV, READ)
+    code, out, err = served.cli(capsys, "redrive")
+    assert (code, out) == (1, "")
+    assert err == (
+        "journey-receiver deliveries: POST /api/v1/deliveries/redrive: HTTP 403: forbidden: "
+        "this endpoint needs a credential of the admin role (server.auth.admin_bearer_tokens) "
+        f"(set {TOKEN_ENV} to a token of that role, or give --config with one)\n"
+    )
+    monkeypatch.setenv(TOKEN_ENV, "not-a-token")
+    code, _, err = served.cli(capsys, "list")
+    assert code == 1
+    assert err.startswith("journey-receiver deliveries: GET /api/v1/deliveries: HTTP 401")
+    monkeypatch.setenv(TOKEN_ENV, ADMIN)
+    assert served.cli(capsys, "redrive") == (0, "no dead letter redriven\n", "")
+
+    # The config's admin token comes from an unset variable: said, with the way out.
+    monkeypatch.delenv(TOKEN_ENV)
+    monkeypatch.delenv(ADMIN_VARIABLE)
+    code, out, err = served.cli(capsys, "redrive")
+    assert (code, out) == (1, "")
+    assert f"server.auth.admin_bearer_tokens[0]: environment variable {ADMIN_VARIABLE}" in err
+    assert err.endswith(f"journey-receiver deliveries: or set {TOKEN_ENV} to the token to use\n")
+
+
+def test_a_receiver_that_does_not_answer_is_named(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["deliveries", "list", "--url", url, "--timeout", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"journey-receiver deliveries: {url}: ")
+    assert err.endswith("(is the receiver running? --url)\n")
