@@ -283,6 +283,7 @@ def waiting_json(waiting: Waiting) -> dict[str, Any]:
         "error": waiting.error,
         "attempts": waiting.attempts,
         "position": waiting.position,
+        "sending": waiting.sending,
         "next_attempt_at": rfc3339(waiting.next_attempt),
     }
 

@@ -228,6 +228,10 @@ def deliveries(args: argparse.Namespace) -> int:
     cfg_path: Path | None = args.config
     if cfg_path is None and DEFAULT_CONFIG.exists():
         cfg_path = DEFAULT_CONFIG
+    elif cfg_path is not None and not cfg_path.is_file():
+        # Not a fall back to the defaults: they may well name another receiver.
+        print(f"journey-receiver deliveries: --config {cfg_path}: no such file", file=sys.stderr)
+        return 1
     return run(args, args.url or _local_url(cfg_path), cfg_path)
 
 

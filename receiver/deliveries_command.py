@@ -4,17 +4,19 @@ It asks the receiver (``GET /api/v1/deliveries``, ``POST /api/v1/deliveries/redr
 rather than the store, so it works on every store, ``memory://`` too, and goes through the
 same roles as any client. The credential is ``JOURNEY_RECEIVER_TOKEN`` when set (an
 operator's own token; never an argument, which ``ps`` would show), else one from the
-config's ``server.auth``: for ``list`` a read token, else an admin or write one (each may
-read), for ``redrive`` an admin token.
+config's ``server.auth``: for ``list`` a read token, else a write one, else an admin one
+(the least that may read first), for ``redrive`` an admin token.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,15 @@ from receiver.terminal import shown
 TOKEN_ENV = "JOURNEY_RECEIVER_TOKEN"  # noqa: S105 — the variable's name, not a token
 STATES = ("dead", "retrying", "pending")
 """``list``'s states, in the order it prints them: what needs someone first."""
+MAX_LIMIT = 1000
 _PREFIX = "journey-receiver deliveries"
 _COLUMNS = ("state", "id", "sink", "kind", "incident", "attempts", "when", "error")
+# The token fields each action may use, the one tried first first.
+_FIELDS = {
+    "list": ("read_bearer_tokens", "bearer_tokens", "admin_bearer_tokens"),
+    "redrive": ("admin_bearer_tokens",),
+}
+_ROLE = {"list": "a read token (or a write or admin one)", "redrive": "an admin token"}
 
 
 def add_arguments(p: argparse.ArgumentParser, default_config: Path) -> None:
@@ -53,85 +62,152 @@ def add_arguments(p: argparse.ArgumentParser, default_config: Path) -> None:
         "--state", choices=STATES, action="append", help="only these (repeatable; default all)"
     )
     listing.add_argument(
-        "--limit", type=int, default=100, help="at most this many per state (1-1000, default 100)"
+        "--limit",
+        type=_limit,
+        default=100,
+        help=f"at most this many per state (1-{MAX_LIMIT}, default 100)",
     )
-    listing.add_argument("--json", action="store_true", help='print {"deliveries": [...]}')
+    listing.add_argument(
+        "--json", action="store_true", help='print {"deliveries": [...]}, errors in full'
+    )
     redrive = actions.add_parser(
         "redrive",
         parents=[common],
         help="queue dead letters again (all, or those of --id / --sink)",
     )
-    redrive.add_argument("--id", action="append", default=[], help="a dead letter's job id")
+    redrive.add_argument(
+        "--id", action="append", default=[], help="a dead letter's job id (repeatable)"
+    )
     redrive.add_argument("--sink", help="only the dead letters of this sink")
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_LIMIT}, not {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Credential:
+    token: str | None
+    source: str
+    """Where the token came from, for messages: never the token itself."""
+
+
+class _Refused(Exception):
+    """The receiver answered, but not as asked; the message says what it said."""
 
 
 def run(args: argparse.Namespace, base_url: str, config_path: Path | None) -> int:
     try:
-        token = _token(args.action, config_path)
+        credential = _credential(args.action, config_path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         print(f"{_PREFIX}: or set {TOKEN_ENV} to the token to use", file=sys.stderr)
         return 1
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    except _Refused as exc:
+        print(f"{_PREFIX}: {exc}", file=sys.stderr)
+        return 1
+    if credential.token and not _private(base_url):
+        print(
+            f"{_PREFIX}: warning: sending {credential.source} in clear text to {shown(base_url)}",
+            file=sys.stderr,
+        )
+    headers = {"Authorization": f"Bearer {credential.token}"} if credential.token else {}
     with httpx.Client(base_url=base_url, headers=headers, timeout=args.timeout) as client:
         try:
             if args.action == "list":
-                return _list(client, args)
-            return _redrive(client, args)
+                return _list(client, args, credential)
+            return _redrive(client, args, credential)
         except _Refused as exc:
             print(f"{_PREFIX}: {exc}", file=sys.stderr)
-            return 1
         except httpx.HTTPError as exc:
-            print(f"{_PREFIX}: {base_url}: {exc} (is the receiver running? --url)", file=sys.stderr)
-            return 1
+            print(
+                f"{_PREFIX}: {shown(base_url)}: {shown(str(exc))} (is the receiver running? --url)",
+                file=sys.stderr,
+            )
+        return 1
 
 
-class _Refused(Exception):
-    """The receiver answered, but not 200; the message says what it said."""
-
-
-def _token(action: str, config_path: Path | None) -> str | None:
+def _credential(action: str, config_path: Path | None) -> _Credential:
     given = os.environ.get(TOKEN_ENV)
-    if given:
-        return given
+    if given is not None and given.strip():
+        return _Credential(_usable(given, TOKEN_ENV), TOKEN_ENV)
     if config_path is None:
-        return None
+        return _Credential(None, "no token")
     from receiver.config import load_auth
 
-    auth = load_auth(config_path)
-    roles = (
-        [auth.admin_bearer_tokens]
-        if action == "redrive"
-        else [auth.read_bearer_tokens, auth.admin_bearer_tokens, auth.bearer_tokens]
-    )
-    for tokens in roles:
+    fields = _FIELDS[action]
+    unreadable: list[ConfigError] = []
+    for name in fields:
+        # One field at a time: a role's token that does not resolve (its variable unset
+        # here) is no reason not to use the next one's.
+        try:
+            tokens = getattr(load_auth(config_path, (name,)), name)
+        except ConfigError as exc:
+            unreadable.append(exc)
+            continue
         if tokens:
-            return tokens[0].get_secret_value()
-    return None
+            where = f"server.auth.{name}[0] of {config_path}"
+            return _Credential(_usable(tokens[0].get_secret_value(), where), where)
+    if unreadable:
+        raise unreadable[0]
+    return _Credential(None, f"no token (none in server.auth.{fields[0]} of {config_path})")
 
 
-def _answer(response: httpx.Response) -> Any:
-    if response.status_code == 200:
-        return response.json()
+def _usable(token: str, where: str) -> str:
+    """``token`` as a header may carry it; the message never shows it."""
+    token = token.strip()
+    if not all(0x21 <= ord(c) <= 0x7E for c in token):
+        raise _Refused(
+            f"{where}: not a usable bearer token (it holds spaces, control or non-ASCII characters)"
+        )
+    return token
+
+
+def _private(base_url: str) -> bool:
+    """Whether a token may go to ``base_url`` without a warning: HTTPS, or this host."""
+    url = httpx.URL(base_url)
+    if url.scheme == "https" or url.host == "localhost":
+        return True
     try:
-        said = str(response.json().get("error", ""))
+        return ipaddress.ip_address(url.host).is_loopback
     except ValueError:
+        return False
+
+
+def _answer(response: httpx.Response, action: str, credential: _Credential) -> dict[str, Any]:
+    request = f"{response.request.method} {response.request.url.path}"
+    if response.status_code == 200:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise _Refused(f"{request}: not a journey-receiver answer (a wrong --url?)")
+        return answer
+    try:
+        said = response.json().get("error", "")
+    except (ValueError, AttributeError):
         said = response.text
-    why = f"{response.request.method} {response.request.url.path}: HTTP {response.status_code}"
+    why = f"{request}: HTTP {response.status_code}"
     if said:
-        why += f": {shown(said)}"
+        why += f": {shown(str(said))}"
     if response.status_code in (401, 403):
-        why += f" (set {TOKEN_ENV} to a token of that role, or give --config with one)"
+        why += f" ({action} takes {_ROLE[action]}; sent {credential.source})"
     raise _Refused(why)
 
 
-def _list(client: httpx.Client, args: argparse.Namespace) -> int:
+def _list(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
     states = [s for s in STATES if s in args.state] if args.state else list(STATES)
     found: list[dict[str, Any]] = []
     for state in states:
         wanted = {"state": state, "limit": args.limit}
-        answer = _answer(client.get("/api/v1/deliveries", params=wanted))
-        found += answer["deliveries"]
+        answer = _answer(client.get("/api/v1/deliveries", params=wanted), "list", credential)
+        deliveries = answer.get("deliveries")
+        if not isinstance(deliveries, list) or not all(isinstance(d, dict) for d in deliveries):
+            raise _Refused("GET /api/v1/deliveries: no list of deliveries in the answer")
+        found += deliveries
     if args.json:
         print(json.dumps({"deliveries": found}, indent=2))
     elif found:
@@ -143,23 +219,18 @@ def _list(client: httpx.Client, args: argparse.Namespace) -> int:
 
 
 def _row(delivery: dict[str, Any]) -> list[str]:
-    state = str(delivery["state"])
+    state = delivery.get("state")
     if state == "dead":
-        when = f"dead {delivery['dead_at']}"
-    elif delivery["position"]:
-        when = f"after {delivery['position']} in its queue"
+        when = f"dead {delivery.get('dead_at')}"
+    elif delivery.get("position"):
+        when = f"after {delivery.get('position')} in its queue"
+    elif delivery.get("sending"):
+        when = "sending now"
     else:
-        when = f"next {delivery['next_attempt_at']}"
-    return [
-        state,
-        shown(str(delivery["id"])),
-        shown(str(delivery["sink"])),
-        shown(str(delivery["kind"])),
-        shown(str(delivery["incident"])),
-        str(delivery["attempts"]),
-        when,
-        shown(str(delivery["error"] or "")),
-    ]
+        when = f"next {delivery.get('next_attempt_at')}"
+    named = [delivery.get(k) for k in ("id", "sink", "kind", "incident", "attempts")]
+    cells = [state, *named, when, delivery.get("error")]
+    return [shown("" if cell is None else str(cell)) for cell in cells]
 
 
 def _table(rows: Sequence[list[str]]) -> str:
@@ -171,23 +242,24 @@ def _table(rows: Sequence[list[str]]) -> str:
     )
 
 
-def _redrive(client: httpx.Client, args: argparse.Namespace) -> int:
+def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
+    ids = list(dict.fromkeys(args.id))
     wanted: dict[str, Any] = {}
-    if args.id:
-        wanted["ids"] = args.id
+    if ids:
+        wanted["ids"] = ids
     if args.sink:
         wanted["sink"] = args.sink
-    answer = _answer(client.post("/api/v1/deliveries/redrive", json=wanted))
-    jobs = [str(j) for j in answer["jobs"]]
+    answer = _answer(client.post("/api/v1/deliveries/redrive", json=wanted), "redrive", credential)
+    jobs = [shown(str(j)) for j in answer.get("jobs", [])]
     if jobs:
-        print(f"redriven {len(jobs)}: new job {', '.join(shown(j) for j in jobs)}")
+        print(f"redriven {len(jobs)}: new job {', '.join(jobs)}")
     else:
         print("no dead letter redriven")
-    missed = len(args.id) - len(jobs) if args.id else 0
+    missed = len(ids) - len(jobs) if ids else 0
     if missed > 0:
         of_sink = f" of sink {shown(args.sink)}" if args.sink else ""
         print(
-            f"{_PREFIX}: {missed} of the {len(args.id)} --id not redriven: no such dead "
+            f"{_PREFIX}: {missed} of the {len(ids)} --id not redriven: no such dead "
             f"letter{of_sink}, or its incident has expired",
             file=sys.stderr,
         )

@@ -279,7 +279,7 @@ class Outbox:
         return await self.store.deliveries.dead_letters(limit)
 
     async def waiting(self, state: WaitingState, limit: int) -> list[Waiting]:
-        return await self.store.deliveries.waiting(state, limit)
+        return await self.store.deliveries.waiting(state, limit, self.now_ms())
 
     async def redrive(self, ids: Collection[str] = (), sink: str | None = None) -> list[str]:
         """Queue dead letters again (those with ``ids``, or all; of ``sink``, or any), each

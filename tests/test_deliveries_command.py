@@ -18,6 +18,7 @@ from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert, resolved
 from tests.support import receiver_process as rp
 from tests.support.fake_server import Fault
 from tests.support.processes import free_port
+from tests.support.prometheus import fake_http
 from tests.support.sink_world import Fakes, fakes
 
 WRITE, READ, ADMIN = "deliveries-write", "deliveries-read", "deliveries-admin"
@@ -164,26 +165,36 @@ def test_credentials_come_from_the_config_or_the_environment_and_refusals_say_wh
     assert err == (
         "journey-receiver deliveries: POST /api/v1/deliveries/redrive: HTTP 403: forbidden: "
         "this endpoint needs a credential of the admin role (server.auth.admin_bearer_tokens) "
-        f"(set {TOKEN_ENV} to a token of that role, or give --config with one)\n"
+        f"(redrive takes an admin token; sent {TOKEN_ENV})\n"
     )
     monkeypatch.setenv(TOKEN_ENV, "not-a-token")
     code, _, err = served.cli(capsys, "list")
     assert code == 1
     assert err.startswith("journey-receiver deliveries: GET /api/v1/deliveries: HTTP 401")
-    monkeypatch.setenv(TOKEN_ENV, ADMIN)
+    assert err.endswith(f"(list takes a read token (or a write or admin one); sent {TOKEN_ENV})\n")
+    # A token pasted with its newline is taken without it; one with a space is refused,
+    # and not shown.
+    monkeypatch.setenv(TOKEN_ENV, ADMIN + "\n")
     assert served.cli(capsys, "redrive") == (0, "no dead letter redriven\n", "")
+    monkeypatch.setenv(TOKEN_ENV, "s3cr3t token")
+    assert served.cli(capsys, "list") == (
+        1, "", f"journey-receiver deliveries: {TOKEN_ENV}: not a usable bearer token (it holds "
+        "spaces, control or non-ASCII characters)\n",
+    )  # fmt: skip
 
-    # The config's admin token comes from an unset variable: said, with the way out.
+    # The admin token of the config comes from an unset variable: list, which reads the
+    # read token, does not mind; redrive says so, with the way out.
     monkeypatch.delenv(TOKEN_ENV)
     monkeypatch.delenv(ADMIN_VARIABLE)
-    code, out, err = served.cli(capsys, "redrive")
+    assert served.cli(capsys, "list", "--state", "dead")[:2] == (0, "no delivery dead\n")
+    code, out, err = served.cli(capsys, "redrive", "--sink", "jira")
     assert (code, out) == (1, "")
     assert f"server.auth.admin_bearer_tokens[0]: environment variable {ADMIN_VARIABLE}" in err
     assert err.endswith(f"journey-receiver deliveries: or set {TOKEN_ENV} to the token to use\n")
 
 
 def test_a_receiver_that_does_not_answer_is_named(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     url = f"http://127.0.0.1:{free_port()}"
@@ -192,3 +203,36 @@ def test_a_receiver_that_does_not_answer_is_named(
     assert out == ""
     assert err.startswith(f"journey-receiver deliveries: {url}: ")
     assert err.endswith("(is the receiver running? --url)\n")
+    # A --config that is not there is said, not replaced by the defaults.
+    missing = tmp_path / "receiver.yml"
+    assert main(["deliveries", "list", "--config", str(missing)]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"journey-receiver deliveries: --config {missing}: no such file\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["deliveries", "list", "--limit", "0"])
+    assert "--limit: a whole number from 1 to 1000, not '0'" in capsys.readouterr().err
+
+
+def test_what_a_wrong_or_hostile_server_answers_is_escaped_or_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    hostile = {"id": "7\x1b]0;pwn\x07", "incident": "checkout-1\u202e", "sink": "slack",
+               "kind": "open", "state": "dead", "attempts": 1, "dead_at": "\x9b2J",
+               "error": "bad\nline\x1b[31m"}  # fmt: skip
+    answer = json.dumps({"deliveries": [hostile]}).encode()
+    with fake_http(200, answer) as fake:
+        assert main(["deliveries", "list", "--url", fake.url, "--state", "dead"]) == 0
+        out = capsys.readouterr().out
+        assert all(c.isprintable() for line in out.splitlines() for c in line)
+        assert "7\\x1b]0;pwn\\x07" in out
+        assert "checkout-1\\u202e" in out
+        assert "dead \\x9b2J" in out
+        fake.body = b"<html>sign in</html>"
+        assert main(["deliveries", "list", "--url", fake.url]) == 1
+        assert capsys.readouterr().err == (
+            "journey-receiver deliveries: GET /api/v1/deliveries: not a journey-receiver "
+            "answer (a wrong --url?)\n"
+        )

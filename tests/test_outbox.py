@@ -14,6 +14,8 @@ from receiver.errors import PermanentDeliveryError, RetryableDeliveryError, Stor
 from receiver.incident import Incident, rfc3339
 from receiver.outbox import backoff, kind_now
 from receiver.sinks import Delivery, Receipt
+from receiver.store import deliveries as store_deliveries
+from receiver.store.deliveries import Waiting
 from receiver.store.redis import RedisStore
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, ScriptedSink, harness, write_config
@@ -21,6 +23,7 @@ from tests.support.harness import Harness, ScriptedSink, harness, write_config
 pytestmark = pytest.mark.anyio
 
 ALERT = make_alert("payment-service", alertname="Errors")
+REGIONS = ("eu", "us", "ap", "sa", "af")
 OUTBOX = "outbox: {max_attempts: 4, backoff_initial: 10s, backoff_max: 60s, lease: 30s}\n"
 
 
@@ -322,16 +325,16 @@ async def test_jobs_still_to_deliver_are_listed_as_pending_or_retrying(
     decided = rfc3339(rx.receiver.pipeline.now_ms())
     (job,) = await deliveries(rx, "pending")
     assert job == {
-        "id": job["id"], "incident": incident_id, "sink": "log", "kind": "open",
-        "changes": job["changes"], "due_at": decided, "state": "pending", "error": None,
-        "attempts": 0, "position": 0, "next_attempt_at": decided,
+        "id": "1", "incident": incident_id, "sink": "log", "kind": "open", "changes": [],
+        "due_at": decided, "state": "pending", "error": None, "attempts": 0, "position": 0,
+        "sending": False, "next_attempt_at": decided,
     }  # fmt: skip
     assert await deliveries(rx, "retrying") == []
 
     await rx.receiver.outbox.deliver_due()  # attempt 1: HTTP 503
     (retrying,) = await deliveries(rx, "retrying")
     assert retrying["id"] == job["id"]
-    assert retrying["attempts"] == 1
+    assert (retrying["attempts"], retrying["sending"]) == (1, False)
     assert retrying["error"] == "attempt 1: log: incident x: server: HTTP 503: down"
     wait_s = (_at(retrying["next_attempt_at"]) - _at(decided)).total_seconds()
     assert 10 <= wait_s <= 20  # backoff_initial, plus at most as much jitter
@@ -354,6 +357,54 @@ async def test_jobs_still_to_deliver_are_listed_as_pending_or_retrying(
 
 def _at(text: object) -> datetime:
     return datetime.fromisoformat(str(text))
+
+
+async def test_pending_jobs_are_listed_once_while_other_replicas_claim_their_queues(
+    rx: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_deliveries, "_WAITING_PAGE", 2)
+    alerts = [make_alert("payment-service", alertname="Errors", region=r) for r in REGIONS]
+    r = await rx.post(alerts)
+    opened = r.json()["incidents"]
+    assert len(opened) == len(REGIONS)
+    rx.clock.advance(30)  # group_wait
+    await rx.receiver.pipeline.flush_due()
+    queue = rx.receiver.store.deliveries
+    now = rx.receiver.pipeline.now_ms()
+    heads_of = queue._heads_of
+    pages: list[list[str]] = []
+
+    async def claimed_meanwhile(queues: list[str], now_ms: int, depth: int) -> list[Waiting]:
+        if not pages:
+            # Another replica claims the queue due first: its head is being sent now, and
+            # the queue moves behind the others (at the end of its lease).
+            (held,) = await queue.claim(now, 30_000, 1, "another replica")
+            assert held.job.queue == queues[0]
+        pages.append(queues)
+        return await heads_of(queues, now_ms, depth)
+
+    monkeypatch.setattr(queue, "_heads_of", claimed_meanwhile)
+    jobs = await deliveries(rx, "pending")
+    # Walked a page at a time (queues due at once all go in the page of their time), the
+    # claimed one seen again at its new time, and listed once.
+    assert len(pages) > 2
+    assert sum(len(p) for p in pages) == len(REGIONS) + 1
+    assert pages[-1] == pages[0][:1]
+    assert sorted(str(j["incident"]) for j in jobs) == sorted(opened)
+    sending = [j for j in jobs if j["sending"]]
+    assert [(j["attempts"], j["next_attempt_at"]) for j in sending] == [(1, None)]
+    monkeypatch.undo()
+
+    # The replica died holding it: once its lease is over, the job counts as retrying,
+    # with no error (nobody was left to record one).
+    rx.clock.advance(31)
+    (orphan,) = await deliveries(rx, "retrying")
+    assert orphan["id"] == sending[0]["id"]
+    assert (orphan["attempts"], orphan["error"], orphan["sending"]) == (1, None, False)
+    assert len(await deliveries(rx, "pending")) == len(REGIONS) - 1
+    # A limit smaller than a page stops the walk there.
+    r2 = await rx.client.get("/api/v1/deliveries?state=pending&limit=2")
+    assert len(r2.json()["deliveries"]) == 2
 
 
 async def test_the_deliveries_endpoint_checks_its_parameters(rx: Harness) -> None:

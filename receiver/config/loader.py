@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,27 +45,31 @@ def load(
     return config, journeys
 
 
-def load_auth(path: Path | str) -> AuthConfig:
-    """``server.auth`` of receiver.yaml alone, ``${VAR}`` and ``*_file`` resolved: the
-    credentials a client of the receiver may use, whatever the rest of the file needs
-    (the sinks' secrets, a write credential). ``ConfigError`` for problems in it."""
+def load_auth(path: Path | str, fields: Sequence[str]) -> AuthConfig:
+    """``fields`` of ``server.auth`` in receiver.yaml (token lists), ``${VAR}`` and
+    ``*_file`` resolved, the rest of ``AuthConfig`` at its defaults: the credentials a
+    client of the receiver may use, whatever the rest of the file needs (the sinks'
+    secrets, the other roles' tokens). ``ConfigError`` for problems in those fields."""
     doc = read_document(Path(path))
     if doc.problems and doc.data is None:
         raise ConfigError(doc.problems)
     server = doc.data.get("server") if isinstance(doc.data, dict) else None
     auth = server.get("auth") if isinstance(server, dict) else None
-    doc.data = {"server": {"auth": auth if auth is not None else {}}}
+    wanted = {*fields, *(f"{name}_file" for name in fields)}
+    taken = {k: v for k, v in auth.items() if k in wanted} if isinstance(auth, dict) else {}
+    doc.data = {"server": {"auth": taken}}
     read_secret_files(doc, ReceiverConfig)
-    problems = [p for p in doc.problems if p.path.startswith("server.auth")]
+    paths = tuple(f"server.auth.{name}" for name in fields)
+    found: AuthConfig | None = None
     try:
         found = AuthConfig.model_validate(doc.data["server"]["auth"])
     except ValidationError as exc:
         _add_validation_problems(
             doc, exc.errors(), secret_field_names(ReceiverConfig), ("server", "auth")
         )
-        problems = [p for p in doc.problems if p.path.startswith("server.auth")]
-    if problems:
-        raise ConfigError(problems)
+    problems = [p for p in doc.problems if p.path.startswith(paths)]
+    if problems or found is None:
+        raise ConfigError(problems or doc.problems)
     return found
 
 

@@ -22,6 +22,8 @@ from receiver.store.scripts import script, text, unavailable
 
 _WAITING_PAGE = 200
 """Queues read per round trip when listing waiting jobs."""
+WAITING_SCAN = 5_000
+"""Queues a listing of pending jobs looks at, at most: the ones attempted soonest."""
 
 AckOutcome = Literal["gone", "ok", "next"]
 WaitingState = Literal["pending", "retrying"]
@@ -72,20 +74,23 @@ class ClaimedJob:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """A job still in its queue. ``position`` 0 is the head, attempted next, at
-    ``next_attempt``; the jobs behind it go after it, in order. Retrying: the head's last
-    attempt failed (``error``); pending: the rest, the head's first attempt included, also
-    while it is under way."""
+    """A job still in its queue. ``position`` 0 is the head: ``sending`` while an attempt
+    of it is under way, else attempted next at ``next_attempt``; the jobs behind it go
+    after it, in order. ``attempts`` counts the head's attempts, one under way included.
+    Retrying: an earlier attempt of the head did not deliver it (``error`` says why, unless
+    its worker died before it could say); pending: every other job."""
 
     job: Job
     position: int
     attempts: int
     error: str | None
     next_attempt: int | None
+    sending: bool
 
     @property
     def state(self) -> WaitingState:
-        return "retrying" if self.error else "pending"
+        earlier = self.attempts - (1 if self.sending else 0)
+        return "retrying" if earlier > 0 else "pending"
 
 
 class DeadLetter(BaseModel):
@@ -216,39 +221,84 @@ class DeliveryQueue:
         return [_dead(text(raw)) for raw in raws]
 
     @unavailable
-    async def waiting(self, state: WaitingState, limit: int) -> list[Waiting]:
-        """Up to ``limit`` jobs in ``state``, queue by queue, the queue attempted soonest
-        first. Read page by page while the outbox works: a job delivered meanwhile may still
-        show, and one whose queue was claimed meanwhile may be missed."""
-        found: list[Waiting] = []
-        start = 0
-        while len(found) < limit:
-            page = await self._r.zrange(
-                self.ready_key, start, start + _WAITING_PAGE - 1, withscores=True
+    async def waiting(self, state: WaitingState, limit: int, now_ms: int) -> list[Waiting]:
+        """Up to ``limit`` jobs in ``state``, the queue attempted soonest first.
+
+        Retrying heads are found from the attempt counts (kept only for heads handed out);
+        pending jobs by walking the queues in order of their next attempt, at most
+        ``WAITING_SCAN`` queues. The outbox works meanwhile: a queue claimed during the
+        walk moves later and is not listed twice, a job delivered meanwhile may still show."""
+        if state == "retrying":
+            queues = sorted(text(q) for q in await self._r.hkeys(self._att))
+            found = [
+                w
+                for chunk in _chunks(queues, _WAITING_PAGE)
+                for w in await self._heads_of(chunk, now_ms, 1)
+                if w.state == "retrying"
+            ]
+            found.sort(key=lambda w: (w.next_attempt or 0, w.job.queue))
+            return found[:limit]
+        listed: list[Waiting] = []
+        ids: set[str] = set()
+        after: tuple[float, set[str]] = (float("-inf"), set())
+        scanned = 0
+        while len(listed) < limit and scanned < WAITING_SCAN:
+            score, at_score = after
+            answer = await self._r.zrangebyscore(
+                self.ready_key,
+                score,
+                "+inf",
+                start=0,
+                num=_WAITING_PAGE + len(at_score),
+                withscores=True,
             )
+            # Queues at the score the last page ended on were listed with it.
+            page = [(text(q), at) for q, at in answer if not (at == score and text(q) in at_score)]
             if not page:
                 break
-            start += _WAITING_PAGE
-            queues = [text(q) for q, _ in page]
-            async with self._r.pipeline(transaction=False) as pipe:
-                for queue in queues:
-                    pipe.lrange(self.queue_key(queue), 0, limit - 1)
-                pipe.hmget(self._att, queues)
-                pipe.hmget(self._err, queues)
-                *lists, attempts, errors = await pipe.execute()
-            for (_, at), jobs, attempt, error in zip(page, lists, attempts, errors, strict=True):
-                for position, raw in enumerate(jobs):
-                    head = position == 0
-                    waiting = Waiting(
+            scanned += len(page)
+            last = page[-1][1]
+            after = (
+                last,
+                {q for q, at in page if at == last} | (at_score if last == score else set()),
+            )
+            for w in await self._heads_of([q for q, _ in page], now_ms, limit - len(listed)):
+                if w.state == "pending" and w.job.id not in ids:
+                    ids.add(w.job.id)
+                    listed.append(w)
+        return listed[:limit]
+
+    async def _heads_of(self, queues: list[str], now_ms: int, depth: int) -> list[Waiting]:
+        """The first ``depth`` jobs of each of ``queues``, in one round trip."""
+        if not queues:
+            return []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.lrange(self.queue_key(queue), 0, depth - 1)
+                pipe.zscore(self.ready_key, queue)
+            pipe.hmget(self._att, queues)
+            pipe.hmget(self._err, queues)
+            pipe.hmget(self._lease, queues)
+            *per_queue, attempts, errors, leases = await pipe.execute()
+        found = []
+        for i in range(len(queues)):
+            jobs, at = per_queue[2 * i], per_queue[2 * i + 1]
+            # Held, and its lease not yet over: an attempt is under way (a lease past its
+            # end is a worker that died mid-send; the next claim takes the job over).
+            sending = leases[i] is not None and at is not None and at > now_ms
+            for position, raw in enumerate(jobs):
+                head = position == 0
+                found.append(
+                    Waiting(
                         job=Job.model_validate_json(raw),
                         position=position,
-                        attempts=int(attempt or 0) if head else 0,
-                        error=(text(error) or None) if head and error else None,
-                        next_attempt=int(at) if head else None,
+                        attempts=int(attempts[i] or 0) if head else 0,
+                        error=(text(errors[i]) or None) if head and errors[i] else None,
+                        next_attempt=int(at) if head and at is not None and not sending else None,
+                        sending=head and sending,
                     )
-                    if waiting.state == state:
-                        found.append(waiting)
-        return found[:limit]
+                )
+        return found
 
     @unavailable
     async def redrive(
@@ -270,6 +320,10 @@ class DeliveryQueue:
             pipe.llen(self._dead_list)
             pending, dead = await pipe.execute()
         return int(pending), int(dead)
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _claimed(raw: bytes | str, attempt: bytes | str, error: bytes | str, token: str) -> ClaimedJob:
