@@ -172,6 +172,7 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
     from receiver.replay.run import interruptible
     from receiver.replay.scratch import StoreError, check
     from receiver.replay.server import AUTO
+    from receiver.store.urls import shown_url
 
     try:
         since_ms, until_ms = _window(args.since, args.until)
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
         # all-zero report is also what a wrong URL or a window past the retention gives.
         print(
             f"journey-receiver replay: warning: no alert fired in the window at "
-            f"{args.prometheus} (check --prometheus, and that Prometheus still keeps "
+            f"{shown_url(args.prometheus)} (check --prometheus, and that Prometheus still keeps "
             "ALERTS that far back)",
             file=sys.stderr,
         )

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from receiver.normalize import labels_fingerprint
+from receiver.store.urls import shown_url
 
 CHUNK_STEPS = 1440
 """Points per series in one query: a day at the default one-minute step."""
@@ -158,10 +159,12 @@ def _chunk(
         "end": f"{end_ms / 1000:.3f}",
         "step": f"{step_ms / 1000:g}",
     }
+    # Named in messages without its user info: a password in --prometheus stays unprinted.
+    named = shown_url(endpoint)
     try:
         response = client.get(endpoint, params=params)
     except httpx.HTTPError as exc:
-        raise HistoryError(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
+        raise HistoryError(f"{named}: {type(exc).__name__}: {exc}") from exc
     try:
         body: Any = response.json()
     except ValueError:
@@ -169,7 +172,7 @@ def _chunk(
     if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
         why = body.get("error") if isinstance(body, dict) else None
         raise HistoryError(
-            f"{endpoint}: HTTP {response.status_code}"
+            f"{named}: HTTP {response.status_code}"
             + (f": {why}" if why else ": not a Prometheus query API answer (check --prometheus)")
         )
     result = body.get("data", {}).get("result", [])

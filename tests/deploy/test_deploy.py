@@ -19,6 +19,7 @@ import yaml
 from receiver.metrics import Metrics
 from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert
 from tests.support import receiver_process as rp
+from tests.support.github_actions import run_step
 from tests.support.processes import binary
 from tests.support.prometheus import fake_http
 
@@ -300,16 +301,6 @@ def test_the_ci_deploy_event_script_without_its_arguments_warns_and_exits_0() ->
     assert done.stderr.startswith("journey-receiver: deploy event not sent: usage: ")
 
 
-_EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-
-
-def github_expressions(text: str, values: Mapping[str, str]) -> str:
-    """``text`` with each ``${{ expression }}`` replaced by its value in ``values``, as
-    GitHub Actions does before the step runs; an expression without a value is a KeyError,
-    so a new one in the workflow cannot go untested."""
-    return _EXPRESSION.sub(lambda m: values[m.group(1)], text)
-
-
 def test_the_github_actions_step_tells_a_running_receiver_about_the_deploy(
     tmp_path: Path,
 ) -> None:
@@ -326,15 +317,7 @@ def test_the_github_actions_step_tells_a_running_receiver_about_the_deploy(
             "github.actor": "octocat",
             "github.sha": sha,
         }
-        env = {name: github_expressions(str(value), github) for name, value in step["env"].items()}
-        script = tmp_path / "step.sh"
-        script.write_text(github_expressions(step["run"], github))
-        # As GitHub runs a `run:` step on Linux (shell: bash), from the checkout's root.
-        done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-            cwd=DEPLOY.parent, env={"PATH": os.environ["PATH"], **env},
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        done = run_step(step, github, DEPLOY.parent, tmp_path / "step.sh", {})
         assert (done.returncode, done.stderr) == (0, "")
         assert json.loads(done.stdout) == {"accepted": 1}
 

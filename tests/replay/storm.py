@@ -44,16 +44,21 @@ def openmetrics() -> str:
     return "\n".join(lines) + "\n"
 
 
+WINDOW = [
+    "--since", "2026-04-18T07:50:00Z",
+    "--until", "2026-04-18T09:30:00Z",
+    "--am-group-wait", "10s",
+    "--am-group-interval", "30s",
+]  # fmt: skip
+"""The storm's window, and Alertmanager's timers short enough to show blips."""
+
+
 def replay_argv(url: str, *extra: str) -> list[str]:
-    """``journey-receiver replay`` over the storm's window, with the test receiver.yaml and
-    Alertmanager's timers short enough to show blips."""
+    """``journey-receiver replay`` over the storm's ``WINDOW`` with the test receiver.yaml."""
     return [
         "replay",
         "--prometheus", url,
-        "--since", "2026-04-18T07:50:00Z",
-        "--until", "2026-04-18T09:30:00Z",
         "--config", str(Path(__file__).parent / "data" / "receiver.yaml"),
-        "--am-group-wait", "10s",
-        "--am-group-interval", "30s",
+        *WINDOW,
         *extra,
     ]  # fmt: skip

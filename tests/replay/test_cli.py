@@ -68,7 +68,12 @@ def test_prometheus_errors_and_silence_are_named(
     )
     with fake_http(200, b"<html>", "text/html") as other:
         err = refused(capsys, "--prometheus", other.url, *journeys)
-    assert err.endswith("HTTP 200: not a Prometheus query API answer (check --prometheus)\n")
+        assert err.endswith("HTTP 200: not a Prometheus query API answer (check --prometheus)\n")
+        # A password in the URL (basic auth) is used, and never printed.
+        with_password = other.url.replace("://", "://ci:s3cret@")
+        err = refused(capsys, "--prometheus", with_password, *journeys)
+        assert err.startswith(f"journey-receiver replay: {other.url}/api/v1/query_range: HTTP 200")
+        assert other.server.seen[-1].headers["authorization"] == "Basic Y2k6czNjcmV0"
 
 
 def test_a_window_that_ends_before_it_starts_is_refused(

@@ -10,7 +10,6 @@ C: P2, paged), checkout/us (D: P5) and search/eu (E: P5) of them, and F is a bli
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,12 @@ import pytest
 
 from receiver.cli import main
 from receiver.replay import read_firings
-from tests.replay.storm import STORM, T0, openmetrics
+from tests.replay.storm import STORM, T0
 from tests.replay.storm import replay_argv as replay
 from tests.support.prometheus import prometheus_server
 
 DATA = Path(__file__).resolve().parent / "data"
 MINUTE = 60_000
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("replay-prometheus")
-    history = workdir / "alerts.om"
-    history.write_text(openmetrics())
-    with prometheus_server(workdir, history) as url:
-        yield url
 
 
 def as_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, Any]:

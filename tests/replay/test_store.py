@@ -26,9 +26,8 @@ from receiver.replay.drive import drive
 from receiver.replay.history import Firing
 from receiver.replay.run import interruptible
 from receiver.replay.scratch import SCRATCH_PREFIX, StoreError
-from tests.replay.storm import STORM, T0, openmetrics, replay_argv
+from tests.replay.storm import STORM, T0, replay_argv
 from tests.support.processes import free_port, redis_args, running, stop
-from tests.support.prometheus import prometheus_server
 
 DATA = Path(__file__).resolve().parent / "data"
 DB = 7
@@ -37,15 +36,6 @@ THEIRS = {
     "{jr}:inc:checkout-1": "a receiver's incident",
     "{" + SCRATCH_PREFIX + "0123456789abcdef}:due": "another replay's",
 }
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("replay-store")
-    history = workdir / "alerts.om"
-    history.write_text(openmetrics())
-    with prometheus_server(workdir, history) as url:
-        yield url
 
 
 @pytest.fixture
