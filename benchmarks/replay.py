@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -243,7 +244,7 @@ def main() -> int:
                     row.append(f"{read_s:.2f}")
                     if context:
                         ctx = enricher_for(prometheus)
-                        context_s, _ = best(args.repeat, lambda ctx=ctx: whole(on=url, ctx=ctx))
+                        context_s, _ = best(args.repeat, partial(whole, on=url, ctx=ctx))
                         row += [f"{context_s:.2f}", f"{context_s / floor_s:.1f}x"]
             rows.append(row)
             print(" | ".join(row), file=sys.stderr, flush=True)

@@ -79,6 +79,11 @@ def add_arguments(p: argparse.ArgumentParser, default_config: Path) -> None:
         "--id", action="append", default=[], help="a dead letter's job id (repeatable)"
     )
     redrive.add_argument("--sink", help="only the dead letters of this sink")
+    redrive.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the dead letters it would queue again (of the 1,000 newest), and queue nothing",
+    )
 
 
 def _limit(text: str) -> int:
@@ -100,6 +105,7 @@ class _Refused(Exception):
 
 def run(args: argparse.Namespace, base_url: str, config_path: Path | None) -> int:
     try:
+        shown_base = _checked(base_url)
         credential = _credential(args.action, config_path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace, base_url: str, config_path: Path | None) -> in
         return 1
     if credential.token and not _private(base_url):
         print(
-            f"{_PREFIX}: warning: sending {credential.source} in clear text to {shown(base_url)}",
+            f"{_PREFIX}: warning: sending {credential.source} in clear text to {shown_base}",
             file=sys.stderr,
         )
     headers = {"Authorization": f"Bearer {credential.token}"} if credential.token else {}
@@ -123,10 +129,25 @@ def run(args: argparse.Namespace, base_url: str, config_path: Path | None) -> in
             print(f"{_PREFIX}: {exc}", file=sys.stderr)
         except httpx.HTTPError as exc:
             print(
-                f"{_PREFIX}: {shown(base_url)}: {shown(str(exc))} (is the receiver running? --url)",
+                f"{_PREFIX}: {shown_base}: {shown(str(exc))} (is the receiver running? --url)",
                 file=sys.stderr,
             )
         return 1
+
+
+def _checked(base_url: str) -> str:
+    """``base_url`` as it may be printed (no user info, escaped); ``_Refused`` naming
+    ``--url`` when it is no http(s) URL with a host."""
+    from receiver.online import shown_url
+
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise _Refused(f"--url: not a URL ({shown(str(exc))})") from None
+    shown_base = shown(shown_url(base_url))
+    if url.scheme not in ("http", "https") or not url.host:
+        raise _Refused(f"--url {shown_base}: an http:// or https:// URL with a host")
+    return shown_base
 
 
 def _credential(action: str, config_path: Path | None) -> _Credential:
@@ -198,16 +219,22 @@ def _answer(response: httpx.Response, action: str, credential: _Credential) -> d
     raise _Refused(why)
 
 
+def _fetch(
+    client: httpx.Client, state: str, limit: int, action: str, credential: _Credential
+) -> list[dict[str, Any]]:
+    wanted: dict[str, str | int] = {"state": state, "limit": limit}
+    answer = _answer(client.get("/api/v1/deliveries", params=wanted), action, credential)
+    deliveries = answer.get("deliveries")
+    if not isinstance(deliveries, list) or not all(isinstance(d, dict) for d in deliveries):
+        raise _Refused("GET /api/v1/deliveries: no list of deliveries in the answer")
+    return deliveries
+
+
 def _list(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
     states = [s for s in STATES if s in args.state] if args.state else list(STATES)
     found: list[dict[str, Any]] = []
     for state in states:
-        wanted = {"state": state, "limit": args.limit}
-        answer = _answer(client.get("/api/v1/deliveries", params=wanted), "list", credential)
-        deliveries = answer.get("deliveries")
-        if not isinstance(deliveries, list) or not all(isinstance(d, dict) for d in deliveries):
-            raise _Refused("GET /api/v1/deliveries: no list of deliveries in the answer")
-        found += deliveries
+        found += _fetch(client, state, args.limit, "list", credential)
     if args.json:
         print(json.dumps({"deliveries": found}, indent=2))
     elif found:
@@ -244,23 +271,44 @@ def _table(rows: Sequence[list[str]]) -> str:
 
 def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
     ids = list(dict.fromkeys(args.id))
-    wanted: dict[str, Any] = {}
-    if ids:
-        wanted["ids"] = ids
-    if args.sink:
-        wanted["sink"] = args.sink
-    answer = _answer(client.post("/api/v1/deliveries/redrive", json=wanted), "redrive", credential)
-    jobs = [shown(str(j)) for j in answer.get("jobs", [])]
-    if jobs:
-        print(f"redriven {len(jobs)}: new job {', '.join(jobs)}")
+    if args.dry_run:
+        letters = [
+            d
+            for d in _fetch(client, "dead", MAX_LIMIT, "redrive", credential)
+            if (not ids or d.get("id") in ids) and (not args.sink or d.get("sink") == args.sink)
+        ]
+        if letters:
+            print(_table([_row(d) for d in letters]))
+        print(
+            f"would redrive {len(letters)} dead letter(s) (one whose incident has expired "
+            "by then is left); nothing was queued"
+        )
+        done = len(letters)
     else:
-        print("no dead letter redriven")
-    missed = len(ids) - len(jobs) if ids else 0
+        wanted: dict[str, Any] = {}
+        if ids:
+            wanted["ids"] = ids
+        if args.sink:
+            wanted["sink"] = args.sink
+        answer = _answer(
+            client.post("/api/v1/deliveries/redrive", json=wanted), "redrive", credential
+        )
+        given = answer.get("jobs")
+        if not isinstance(given, list) or not all(isinstance(j, str) for j in given):
+            raise _Refused("POST /api/v1/deliveries/redrive: no list of job ids in the answer")
+        jobs = [shown(j) for j in given]
+        if jobs:
+            print(f"redriven {len(jobs)}: new job {', '.join(jobs)}")
+        else:
+            print("no dead letter redriven")
+        done = len(jobs)
+    missed = len(ids) - done if ids else 0
     if missed > 0:
         of_sink = f" of sink {shown(args.sink)}" if args.sink else ""
+        verb = "would not be redriven" if args.dry_run else "not redriven"
         print(
-            f"{_PREFIX}: {missed} of the {len(ids)} --id not redriven: no such dead "
-            f"letter{of_sink}, or its incident has expired",
+            f"{_PREFIX}: {missed} of the {len(ids)} --id {verb}: no such dead letter{of_sink}, "
+            "or its incident has expired",
             file=sys.stderr,
         )
         return 1

@@ -8,10 +8,10 @@ LINE = 160
 """What ``shown`` cuts text to: a line of a wide terminal."""
 
 
-def shown(text: str, limit: int = LINE) -> str:
+def shown(text: str) -> str:
     """``text`` safe on a terminal: every character that does not print (controls, C1
-    escapes, bidi overrides) escaped, and cut to one line of ``limit`` characters."""
+    escapes, bidi overrides) escaped, and cut to one line of ``LINE`` characters."""
     safe = "".join(
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
     )
-    return clip(safe, limit)
+    return clip(safe, LINE)

@@ -136,6 +136,16 @@ def test_list_shows_what_is_not_delivered_and_redrive_sends_a_dead_letter_again(
     assert code == 0
     assert json.loads(out) == {"deliveries": [head, behind]}
 
+    # A dry run lists what it would queue again, and queues nothing.
+    code, out, err = served.cli(capsys, "redrive", "--id", letter["id"], "--dry-run")
+    assert (code, err) == (0, "")
+    *table, last = out.splitlines()
+    assert [line.split()[:2] for line in table] == [["state", "id"], ["dead", letter["id"]]]
+    assert last.startswith("would redrive 1 dead letter(s) ")
+    assert served.api("dead") == [letter]
+    code, out, _ = served.cli(capsys, "redrive", "--sink", "jira", "--dry-run")
+    assert (code, out.splitlines()[0].split()[:3]) == (0, ["would", "redrive", "0"])
+
     code, out, err = served.cli(capsys, "redrive", "--id", letter["id"])
     assert (code, err) == (0, "")
     assert out.startswith("redriven 1: new job ")
@@ -203,6 +213,14 @@ def test_a_receiver_that_does_not_answer_is_named(
     assert out == ""
     assert err.startswith(f"journey-receiver deliveries: {url}: ")
     assert err.endswith("(is the receiver running? --url)\n")
+    # A password in --url is not printed; what is no URL is said.
+    with_password = url.replace("://", "://ops:s3cret@")
+    assert main(["deliveries", "list", "--url", with_password, "--timeout", "2"]) == 1
+    assert capsys.readouterr().err.startswith(f"journey-receiver deliveries: {url}: ")
+    assert main(["deliveries", "list", "--url", "ftp://h"]) == 1
+    assert capsys.readouterr().err == (
+        "journey-receiver deliveries: --url ftp://h: an http:// or https:// URL with a host\n"
+    )
     # A --config that is not there is said, not replaced by the defaults.
     missing = tmp_path / "receiver.yml"
     assert main(["deliveries", "list", "--config", str(missing)]) == 1
@@ -230,6 +248,12 @@ def test_what_a_wrong_or_hostile_server_answers_is_escaped_or_refused(
         assert "7\\x1b]0;pwn\\x07" in out
         assert "checkout-1\\u202e" in out
         assert "dead \\x9b2J" in out
+        fake.body = json.dumps({"redriven": 1, "jobs": "7"}).encode()
+        assert main(["deliveries", "redrive", "--url", fake.url]) == 1
+        assert capsys.readouterr().err == (
+            "journey-receiver deliveries: POST /api/v1/deliveries/redrive: no list of job ids "
+            "in the answer\n"
+        )
         fake.body = b"<html>sign in</html>"
         assert main(["deliveries", "list", "--url", fake.url]) == 1
         assert capsys.readouterr().err == (

@@ -50,7 +50,10 @@ esac
 git rev-parse --verify --quiet "$base^{commit}" > /dev/null ||
   fail "$base: no such commit in this checkout (fetch it: actions/checkout fetch-depth)"
 
-args=(replay --prometheus "$PROMETHEUS_URL" --since 7d --journeys "$journeys")
+# The URL goes by the environment (journey-receiver reads PROMETHEUS_URL), not by the
+# command line, which anyone on the runner can read in the process list.
+export PROMETHEUS_URL
+args=(replay --since 7d --journeys "$journeys")
 if [ -n "${RECEIVER_CONFIG:-}" ]; then
   [ -f "$RECEIVER_CONFIG" ] || fail "RECEIVER_CONFIG $RECEIVER_CONFIG: no such file"
   args+=(--config "$RECEIVER_CONFIG")

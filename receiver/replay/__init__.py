@@ -2,8 +2,9 @@
 
 ``history.py`` reads Prometheus' ``ALERTS`` into firing intervals, ``batches.py`` turns
 them into the webhook batches Alertmanager would have sent, ``drive.py`` sends those
-through the receiver's ingest and decisions on a virtual clock with the ``memory://``
-store (or, ``scratch.py``, a real Redis under a scratch key prefix deleted at the end),
+through the receiver's ingest and decisions on a virtual clock, on a redis-server of the
+replay's own (``server.py``), the embedded ``memory://`` store, or any Redis under a scratch
+key prefix deleted at the end (``scratch.py``),
 ``context.py`` gives the decisions their KPIs at their virtual time (``--context``),
 ``report.py`` counts incidents, pages and blips per journey and priority and compares two
 journey files, ``settings.py`` reads the config without its secrets.

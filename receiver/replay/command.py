@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from receiver.replay.report import Report
     from receiver.settings import Settings
 
+PROMETHEUS_ENV = "PROMETHEUS_URL"
 DEFAULT_SINCE = "7d"
 DEFAULT_STEP = "1m"
 DEFAULT_AM_GROUP_BY = "alertname"
@@ -33,7 +35,12 @@ _LAST_INSTANT_S = 253402300800  # 10000-01-01: past it no date is written
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prometheus", metavar="URL", required=True, help="where ALERTS is kept")
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help=f"where ALERTS is kept (default ${PROMETHEUS_ENV}: a URL with a password stays "
+        "out of the process list)",
+    )
     p.add_argument(
         "--since",
         default=DEFAULT_SINCE,
@@ -48,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         metavar="URL",
+        # server.AUTO, written out: building the CLI's parser must not load the Redis client.
         default="auto",
         help="where the replay keeps its incidents: auto (default: a redis-server of its own "
         "if one is on PATH, else memory://), memory:// (embedded, slower) or a store.url of a "
@@ -142,6 +150,24 @@ def _seconds(option: str, text: str | None) -> float | None:
         raise ValueError(f"{option}: {exc}") from exc
 
 
+def _prometheus(text: str) -> str:
+    """``--prometheus`` (or ``$PROMETHEUS_URL``) as the replay calls it: an http(s) base URL
+    to which the API paths are added; ``ValueError`` naming the option otherwise."""
+    import httpx
+
+    if not text:
+        raise ValueError(f"--prometheus: give Prometheus' URL (or set {PROMETHEUS_ENV})")
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"--prometheus: not a URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("--prometheus: an http:// or https:// URL with a host")
+    if url.query or url.fragment:
+        raise ValueError("--prometheus: no query or fragment (the API paths are added to it)")
+    return text
+
+
 @contextlib.contextmanager
 def _store(given: str) -> Iterator[str]:
     """``server.store``, saying why when ``auto`` runs embedded."""
@@ -159,6 +185,7 @@ def _store(given: str) -> Iterator[str]:
 
 def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path | None) -> int:
     from receiver.errors import ConfigError
+    from receiver.online import shown_url
     from receiver.replay import (
         HistoryError,
         as_text,
@@ -172,9 +199,9 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
     from receiver.replay.run import interruptible
     from receiver.replay.scratch import StoreError, check
     from receiver.replay.server import AUTO
-    from receiver.store.urls import shown_url
 
     try:
+        prometheus = _prometheus(args.prometheus or os.environ.get(PROMETHEUS_ENV, ""))
         since_ms, until_ms = _window(args.since, args.until)
         step = _seconds("--step", args.step)
         group_wait = _seconds("--am-group-wait", args.am_group_wait)
@@ -207,7 +234,7 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
     group_by = [name.strip() for name in args.am_group_by.split(",") if name.strip()]
     route = route_for(settings, group_by, group_wait, group_interval, repeat)
     try:
-        firings = read_firings(args.prometheus, since_ms, until_ms, round(step * 1000))
+        firings = read_firings(prometheus, since_ms, until_ms, round(step * 1000))
     except HistoryError as exc:
         print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1
@@ -216,11 +243,11 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
         # all-zero report is also what a wrong URL or a window past the retention gives.
         print(
             f"journey-receiver replay: warning: no alert fired in the window at "
-            f"{shown_url(args.prometheus)} (check --prometheus, and that Prometheus still keeps "
+            f"{shown_url(prometheus)} (check --prometheus, and that Prometheus still keeps "
             "ALERTS that far back)",
             file=sys.stderr,
         )
-    context = enricher_for(args.prometheus) if args.context else None
+    context = enricher_for(prometheus) if args.context else None
 
     try:
         with _store(args.store) as store_url:

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from receiver.normalize import labels_fingerprint
-from receiver.store.urls import shown_url
+from receiver.online import shown_url
 
 CHUNK_STEPS = 1440
 """Points per series in one query: a day at the default one-minute step."""

@@ -18,6 +18,7 @@ from receiver.replay.scratch import MEMORY
 from receiver.settings import Settings, ms
 
 T = TypeVar("T")
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEFAULT_REPEAT_INTERVAL_S = 4 * 3600.0
 """Alertmanager's own default ``repeat_interval``."""
 
@@ -69,8 +70,10 @@ async def replay(
 
 
 def interruptible(main: Callable[[], Awaitable[T]]) -> T:
-    """``main()`` in an event loop of its own; Ctrl-C cancels it and raises
-    ``KeyboardInterrupt`` once it has wound down (a ``--store``'s keys deleted).
+    """``main()`` in an event loop of its own; Ctrl-C (and SIGTERM, SIGHUP: a CI job
+    cancelled, ``timeout``, a closed terminal) cancels it and raises ``KeyboardInterrupt``
+    once it has wound down (a ``--store``'s keys deleted, the private redis-server stopped
+    and its directory removed).
 
     Cancelled through an anyio cancel scope, which cancels every await until the replay has
     left it, not asyncio's single ``Task.cancel()``: a Redis client's timeout wrapper
@@ -86,7 +89,7 @@ def interruptible(main: Callable[[], Awaitable[T]]) -> T:
 
             async def watch() -> None:
                 nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                with anyio.open_signal_receiver(*_STOPS) as signals:
                     async for _ in signals:
                         interrupted = True
                         scope.cancel()

@@ -1,7 +1,8 @@
 """``replay --store URL``: the Redis a replay runs on, under a key prefix of its own.
 
-``memory://`` (the default) is the embedded store, gone with the process. Any other URL of
-the receiver's ``store.url`` grammar (``receiver/store/urls.py``: ``redis://``,
+``memory://`` is the embedded store, gone with the process; ``auto``, the default, is a
+redis-server of the replay's own when there is one (``server.py``), else ``memory://``.
+Any other URL of the receiver's ``store.url`` grammar (``receiver/store/urls.py``: ``redis://``,
 ``rediss://``, ``unix://``, ``redis+sentinel://``, ``rediss+sentinel://``,
 ``redis+cluster://``) is a real Redis, where the replay writes only keys under a scratch
 prefix unique to the run, ``{journey-receiver-replay:<16 hex digits>}:``, and deletes every

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import os
 import re
 import signal
 import subprocess
@@ -69,17 +69,21 @@ def private_redis(binary: str = BINARY) -> Iterator[Private]:
         argv = [path, "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
                 "--save", "", "--appendonly", "no", "--dir", tmp, "--logfile", str(log),
                 "--daemonize", "no"]  # fmt: skip
-        process = subprocess.Popen(  # noqa: S603 — redis-server from PATH, fixed arguments
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # Out of the terminal's process group: a Ctrl-C is the replay's to handle (it
-            # still needs its store while it winds down), not the server's.
-            start_new_session=True,
-            # Before any thread of the replay runs (preexec_fn is unsafe with threads).
-            preexec_fn=_die_with_parent(),
-        )
+        # What it says before its log is open (an argument it refuses) goes there too.
+        with log.open("ab") as early:
+            try:
+                process = subprocess.Popen(  # noqa: S603 — redis-server from PATH, fixed arguments
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=early,
+                    stderr=early,
+                    # Out of the terminal's process group: a Ctrl-C is the replay's to handle
+                    # (it still needs its store while it winds down), not the server's.
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent(),
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise Unavailable(f"{path} did not start: {exc}") from exc
         try:
             _wait_ready(process, socket, log)
             yield Private(f"unix://{socket}", process.pid)
@@ -143,14 +147,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _die_with_parent() -> Callable[[], None] | None:
     """What the child runs before redis-server: a parent that dies takes it along, or a
     replay killed outright would leave a server running with nobody to stop it. Looked up
-    here, before the fork: the child may only make the call."""
-    libc_name = ctypes.util.find_library("c")
-    prctl = getattr(ctypes.CDLL(libc_name), "prctl", None) if libc_name else None
+    here, before the fork: the child may only make the call.
+
+    Linux sends the signal when the *thread* that forked ends, so the server must be
+    started from the thread that outlives the replay (the main one, as ``command.py``
+    does), and before any other thread runs (``preexec_fn`` is unsafe with threads)."""
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)  # the process's own C library
     if prctl is None:  # not Linux
         return None
+    parent = os.getpid()
 
     def ask() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the replay died before the request was made
+            os._exit(1)
 
     return ask
 

@@ -76,6 +76,26 @@ def test_prometheus_errors_and_silence_are_named(
         assert other.server.seen[-1].headers["authorization"] == "Basic Y2k6czNjcmV0"
 
 
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("", "give Prometheus' URL (or set PROMETHEUS_URL)"),
+        ("http://[::1", "not a URL (Invalid port: ':1')"),
+        ("prometheus:9090", "an http:// or https:// URL with a host"),
+        ("http://p:9090/?token=s3cret", "no query or fragment (the API paths are added to it)"),
+    ],
+)
+def test_a_prometheus_url_that_cannot_be_used_is_refused_and_never_printed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, given: str, why: str
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    err = refused(capsys, "--prometheus", given)
+    assert err == f"journey-receiver replay: --prometheus: {why}\n"
+    # From the environment as from the option.
+    monkeypatch.setenv("PROMETHEUS_URL", given)
+    assert refused(capsys) == err
+
+
 def test_a_window_that_ends_before_it_starts_is_refused(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

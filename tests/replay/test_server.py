@@ -7,13 +7,18 @@ The real ``redis-server`` from ``PATH``; the reasons come from stand-in scripts 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from redis import Redis
@@ -110,24 +115,92 @@ def test_without_a_usable_server_auto_is_the_embedded_store_and_says_why(
     assert list(temporary.iterdir()) == []
 
 
-def test_a_replay_killed_outright_takes_its_server_along(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def replay_process(tmp_path: Path, script: str, **popen: Any) -> Iterator[Holder]:
+    """A Python process running ``script`` (which holds a private redis-server and prints
+    its pid first), its temporary directories under ``tmp_path``; killed if still running
+    after the block."""
     with subprocess.Popen(
-        [sys.executable, "-c",
-         "import time\n"
-         "from receiver.replay.server import private_redis\n"
-         "with private_redis() as server:\n"
-         "    print(server.pid, server.url, flush=True)\n"
-         "    time.sleep(60)\n"],
+        [sys.executable, "-c", "from receiver.replay.server import private_redis\n" + script],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
-        # Its temporary directory, left behind by a kill -9, under the test's own.
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    ) as holder:  # fmt: skip
+        env={**os.environ, "TMPDIR": str(tmp_path)}, **popen,
+    ) as process:  # fmt: skip
         try:
-            assert holder.stdout is not None
-            pid_text, url = holder.stdout.readline().split()
-            pid = int(pid_text)
-            assert alive(pid)
-            assert Path(url.removeprefix("unix://")).parent.parent == tmp_path
+            assert process.stdout is not None
+            yield Holder(process, process.stdout, int(process.stdout.readline()))
         finally:
-            holder.kill()
-    assert gone_within(pid, 5.0), f"redis-server {pid} outlived the replay that started it"
+            if process.poll() is None:
+                process.kill()
+
+
+@dataclass
+class Holder:
+    process: subprocess.Popen[str]
+    out: IO[str]
+    server_pid: int
+
+
+def test_a_replay_killed_outright_takes_its_server_along(tmp_path: Path) -> None:
+    script = (
+        "import time\n"
+        "with private_redis() as server:\n"
+        "    print(server.pid, flush=True)\n"
+        "    print(server.url, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    with replay_process(tmp_path, script) as holder:
+        assert alive(holder.server_pid)
+        assert Path(holder.out.readline().strip().removeprefix("unix://")).parent.parent == tmp_path
+        holder.process.kill()
+    assert gone_within(holder.server_pid, 5.0), "redis-server outlived the replay that started it"
+
+
+def test_a_ctrl_c_is_the_replays_and_its_server_answers_while_it_winds_down(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import time\n"
+        "from redis import Redis\n"
+        "with private_redis() as server:\n"
+        "    print(server.pid, flush=True)\n"
+        "    try:\n"
+        "        time.sleep(60)\n"
+        "    except KeyboardInterrupt:\n"
+        "        time.sleep(0.5)  # a server that took the Ctrl-C too has shut down by now\n"
+        "        print(Redis.from_url(server.url).ping(), flush=True)\n"
+    )
+    # A terminal of its own: Ctrl-C goes to every process of its foreground group.
+    with replay_process(tmp_path, script, start_new_session=True) as holder:
+        os.killpg(holder.process.pid, signal.SIGINT)
+        assert holder.out.readline() == "True\n"
+        assert holder.process.wait(10) == 0
+    assert gone_within(holder.server_pid, 5.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_replay_told_to_stop_winds_down_like_on_ctrl_c(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    script = (
+        "import anyio\n"
+        "from receiver.replay.run import interruptible\n"
+        "async def replaying():\n"
+        "    await anyio.sleep(0.3)  # its signal handlers are in place by then\n"
+        "    print('replaying', flush=True)\n"
+        "    await anyio.sleep(60)\n"
+        "with private_redis() as server:\n"
+        "    print(server.pid, flush=True)\n"
+        "    try:\n"
+        "        interruptible(replaying)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('wound down', flush=True)\n"
+    )
+    with replay_process(tmp_path, script) as holder:
+        assert holder.out.readline() == "replaying\n"
+        holder.process.send_signal(stop)
+        assert holder.out.readline() == "wound down\n"
+        assert holder.process.wait(10) == 0
+    assert gone_within(holder.server_pid, 5.0)
+    # Stopped by the replay itself, not by the kernel: its directory went with it.
+    assert list(tmp_path.iterdir()) == []
