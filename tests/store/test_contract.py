@@ -12,6 +12,7 @@ import pytest
 
 from receiver.errors import StoreUnavailable
 from receiver.store import StoreSettings, open_store
+from receiver.store import redis as redis_store
 from receiver.store.base import Annotation, Claim
 from receiver.store.deliveries import Job
 from receiver.store.records import IncidentState, Notified, TimelineEntry
@@ -60,6 +61,33 @@ async def test_one_incident_per_key_and_dedup_by_fingerprint(store: RedisStore) 
     page = await store.load_alerts(eu, 10)
     assert (page.total, sorted(a.fp for a in page.alerts)) == (2, ["a", "b"])
     assert page.alerts[0].labels["service"] in ("payment-service", "cart")
+
+
+async def test_a_page_of_a_big_incident_is_chosen_chunk_by_chunk(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "_ALERTS_SCANNED", 25)
+    fps = [f"fp{i:03d}" for i in range(300)]
+    (o,) = await store.ingest([group(*(placed(fp) for fp in fps[:150]))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(*(placed(fp) for fp in fps[150:]))], 0, T + 5)
+    await store.ingest([group(*(placed(fp, status="resolved") for fp in fps[:40]))], 0, T + 9)
+    await store.ingest([group(*(placed(fp, status="resolved") for fp in fps[290:]))], 0, T + 12)
+    client, scans = store._r, []
+    hscan = client.hscan
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        scans.append(args)
+        return await hscan(*args, **kwargs)
+
+    monkeypatch.setattr(client, "hscan", counted)
+    page = await store.load_alerts(o.incident_id, 120)
+    # Firing first, the latest to change first (then by fingerprint), read 25 at a time.
+    assert [a.fp for a in page.alerts] == fps[150:270]
+    assert page.total == 300
+    assert len(scans) >= 5
+    whole = await store.load_alerts(o.incident_id, 1000)
+    assert [a.fp for a in whole.alerts] == fps[150:290] + fps[40:150] + fps[290:] + fps[:40]
 
 
 async def test_duplicate_batch_does_not_change_the_version(store: RedisStore) -> None:
