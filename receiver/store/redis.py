@@ -53,10 +53,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _LIST_PAGE = 200
-# A batch whose plan went stale is planned again; only a storm of new keys racing it would
-# need a second try, so this many mean something is wrong.
 _ALERTS_SCANNED = 1_000
 """Alerts of an incident read per round trip when a page of them is chosen."""
+# A batch whose plan went stale is planned again; only a storm of new keys racing it would
+# need a second try, so this many mean something is wrong.
 _PLAN_ATTEMPTS = 10
 # Keys whose incident this replica remembers between batches (a storm has a few dozen).
 _INDEXES_KEPT = 10_000
@@ -382,34 +382,63 @@ class RedisStore:
     @unavailable
     async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:
         key = self._p + "am:" + incident_id
-        # Read a chunk at a time (HSCAN), keeping the best ``limit`` so far: an incident of
-        # tens of thousands of alerts holds neither Redis nor this event loop for the whole
-        # of it. Measured at 50,000 alerts: one HGETALL and its sort held the loop 130 ms at
-        # once (every webhook waited, and a round of such incidents' updates or the stats'
-        # refresh stacked them); chunk by chunk, at most ~14 ms.
+        shown = await self._scanned_alerts(key, limit)
+        if shown is None:
+            # The scan went on where the hash was not laid out as where it began (a failover,
+            # the slot moved): fields held throughout may have been skipped. Read it whole.
+            whole: dict[str, str] = await self._r.hgetall(key)
+            split = ((fp, meta.split("|", 5)) for fp, meta in whole.items())
+            shown = heapq.nsmallest(limit, ((_rank(fp, m), m) for fp, m in split), key=_by_rank)
+        fps = [rank[2] for rank, _ in shown]
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hlen(key)
+            if fps:
+                pipe.hmget(self._p + "ab:" + incident_id, fps)
+            total, *answers = await pipe.execute()
+        bodies = answers[0] if answers else []
+        alerts = [
+            _alert(rank[2], fields, body)
+            for (rank, fields), body in zip(shown, bodies, strict=True)
+            # Dropped while the page was chosen (the cap, the retention).
+            if body is not None
+        ]
+        return AlertPage(alerts=alerts, total=max(int(total), len(alerts)))
+
+    async def _scanned_alerts(self, key: str, limit: int) -> list[_Ranked] | None:
+        """The best ``limit`` alerts of the ``am:`` hash ``key`` (``_rank``), read a chunk
+        at a time (HSCAN) so that an incident of tens of thousands of alerts holds neither
+        Redis nor this event loop for the whole of it: measured at 50,000 alerts, one
+        HGETALL and its sort held the loop ~160 ms at once (every webhook waited, and a
+        round of such incidents' updates or the stats' refresh stacked them); chunk by
+        chunk, a page of 500 holds it ~14 ms at most. None when fewer fields came back than
+        the hash held at both ends of the scan: it cannot be trusted to be whole."""
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.hlen(key)
             pipe.hscan(key, 0, count=_ALERTS_SCANNED)
-            total, (cursor, found) = await pipe.execute()
-        best: dict[str, list[str]] = {}
+            before, (cursor, found) = await pipe.execute()
+        seen: set[str] = set()
+        best: dict[str, _Ranked] = {}
+        # Once trimmed to ``limit``: what a field must beat to get in.
+        cutoff: _Rank | None = None
         while True:
-            # A field HSCAN returns twice (the hash grew meanwhile) is kept once.
-            best.update((fp, meta.split("|", 5)) for fp, meta in found.items())
-            if len(best) > limit:
-                best = dict(heapq.nsmallest(limit, best.items(), key=_shown_first))
-            if not int(cursor):
+            seen.update(found)
+            for fp, meta in found.items():
+                fields = meta.split("|", 5)
+                rank = _rank(fp, fields)
+                # A field HSCAN returns again (the hash grew meanwhile): its latest value.
+                if cutoff is None or rank < cutoff or fp in best:
+                    best[fp] = (rank, fields)
+            if len(best) > 2 * limit + _ALERTS_SCANNED:
+                kept = heapq.nsmallest(limit, best.values(), key=_by_rank)
+                best = {rank[2]: (rank, fields) for rank, fields in kept}
+                cutoff = kept[-1][0] if kept else None
+            if not cursor:
                 break
             cursor, found = await self._r.hscan(key, cursor, count=_ALERTS_SCANNED)
-        shown = sorted(best.items(), key=_shown_first)
-        bodies = (
-            await self._r.hmget(self._p + "ab:" + incident_id, [fp for fp, _ in shown])
-            if shown
-            else []
-        )
-        return AlertPage(
-            alerts=[_alert(fp, m, body) for (fp, m), body in zip(shown, bodies, strict=True)],
-            total=int(total),
-        )
+        after = int(await self._r.hlen(key))
+        if len(seen) < min(int(before), after):
+            return None
+        return heapq.nsmallest(limit, best.values(), key=_by_rank)
 
     @unavailable
     async def commit(
@@ -710,15 +739,22 @@ def _readable(raw: bytes | str, view: bytes | str | None) -> IncidentState | Non
         return None
 
 
-# ingest.lua's incident ids: ``<journey>-<digest>-<n>``, the journey a slug (it may hold
-# dashes), the digest 12 hex digits; a journey is the one its incident opened under for
-# good.
-def _shown_first(item: tuple[str, list[str]]) -> tuple[bool, int, str]:
+_Rank = tuple[bool, int, str]
+_Ranked = tuple[_Rank, list[str]]
+
+
+def _rank(fp: str, meta: list[str]) -> _Rank:
     """Firing first, then the latest to change: what a reader needs when not all fit."""
-    fp, meta = item
     return (meta[0] != "firing", -int(meta[4]), fp)
 
 
+def _by_rank(ranked: _Ranked) -> _Rank:
+    return ranked[0]
+
+
+# ingest.lua's incident ids: ``<journey>-<digest>-<n>``, the journey a slug (it may hold
+# dashes), the digest 12 hex digits; a journey is the one its incident opened under for
+# good.
 _INCIDENT_ID = re.compile(r"(.+)-[0-9a-f]{12}-[0-9]+")
 
 
