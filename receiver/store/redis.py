@@ -420,7 +420,9 @@ class RedisStore:
         best: dict[str, _Ranked] = {}
         # Once trimmed to ``limit``: what a field must beat to get in.
         cutoff: _Rank | None = None
+        chunks = 0
         while True:
+            chunks += 1
             seen.update(found)
             for fp, meta in found.items():
                 fields = meta.split("|", 5)
@@ -435,8 +437,8 @@ class RedisStore:
             if not cursor:
                 break
             cursor, found = await self._r.hscan(key, cursor, count=_ALERTS_SCANNED)
-        after = int(await self._r.hlen(key))
-        if len(seen) < min(int(before), after):
+        # One HSCAN is atomic: read whole in one, the hash was seen as it was then.
+        if chunks > 1 and len(seen) < min(int(before), int(await self._r.hlen(key))):
             return None
         return heapq.nsmallest(limit, best.values(), key=_by_rank)
 
