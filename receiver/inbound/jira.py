@@ -10,6 +10,8 @@ speak for the incident.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.sinks.jira import LABEL
@@ -81,13 +83,14 @@ class Event(_Wire):
         items = self.changelog.items if self.changelog else []
         return next((i.to_string or "" for i in items if i.field == "status"), None)
 
-    def by(self, account: str) -> bool:
-        """Whether ``account`` (a username or e-mail, as the Jira sink logs in) did it."""
+    def by(self, accounts: Collection[str]) -> bool:
+        """Whether one of ``accounts`` (the names the Jira sink's account goes by: a
+        username, e-mail, key or accountId) did it."""
         user = self.user
-        if not account or user is None:
+        if user is None:
             return False
-        names = {user.name, user.email_address, user.account_id}
-        return account.casefold() in {n.casefold() for n in names if n}
+        names = {n.casefold() for n in (user.name, user.email_address, user.account_id) if n}
+        return any(a.casefold() in names for a in accounts if a)
 
     @property
     def who(self) -> str:
@@ -102,18 +105,22 @@ def parse(body: bytes) -> Event:
 
 
 def annotation(
-    event: Event, state: IncidentState, now_ms: int, delivery_id: str | None, own_user: str
+    event: Event,
+    state: IncidentState,
+    now_ms: int,
+    delivery_id: str | None,
+    own: Collection[str],
 ) -> Annotation | None:
     """What a status change adds to the incident; None for anything else, for an issue
-    that is not the incident's own, and for the Jira sink's own transitions (made as
-    ``own_user``, or a resolve of an incident already resolved here): those are the
-    receiver speaking, not a person."""
+    that is not the incident's own, and for the Jira sink's own transitions (made by the
+    account ``own`` names, or a resolve of an incident already resolved here): those are
+    the receiver speaking, not a person."""
     issue = event.issue
     status = event.new_status
     if issue is None or status is None or state.sinks.get("jira", {}).get("key") != issue.key:
         return None
     category = issue.fields.status.category.key if issue.fields.status else ""
-    if event.by(own_user) or (category == "done" and state.status == "resolved"):
+    if event.by(own) or (category == "done" and state.status == "resolved"):
         return None
     at = event.timestamp or now_ms
     who = event.who

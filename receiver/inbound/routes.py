@@ -75,6 +75,18 @@ async def record(
     return JSONResponse({"status": status, "incident": incident_id})
 
 
+async def _jira_own(receiver: Receiver) -> frozenset[str]:
+    """The names the Jira sink's own account goes by (``JiraSink.own_names``)."""
+    # Looked up by name: importing the Jira sink here would load its client library into
+    # every receiver, Jira or not.
+    own_names = getattr(receiver.outbox.sinks.get("jira"), "own_names", None)
+    if own_names is not None:
+        names: frozenset[str] = await own_names()
+        return names
+    configured = receiver.settings.config.sinks.jira
+    return frozenset({configured.username} if configured and configured.username else ())
+
+
 async def load_state(receiver: Receiver, incident_id: str) -> IncidentState | None:
     stored = await receiver.store.load(incident_id) if incident_id else None
     return stored.state if stored else None
@@ -130,9 +142,7 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
             continue
         delivery = request.headers.get("x-atlassian-webhook-identifier")
         now = receiver.pipeline.now_ms()
-        sink = receiver.settings.config.sinks.jira
-        own = (sink.username or "") if sink else ""
-        said = jira.annotation(event, state, now, delivery, own)
+        said = jira.annotation(event, state, now, delivery, await _jira_own(receiver))
         if said is not None:
             return await record(receiver, state, said)
         # Not this incident's issue (its receipt names another key), or nothing to record:

@@ -132,6 +132,23 @@ class JiraSink:
         self._cloud = config.flavor == "cloud"
         self._secrets = (config.token.get_secret_value(),)
         self._client = client(config)
+        self._own: frozenset[str] | None = None
+
+    async def own_names(self) -> frozenset[str]:
+        """The names this sink's own account goes by in Jira's webhooks: ``username`` as
+        configured and what ``myself`` says (name, key, accountId, e-mail). With a bearer
+        token there is no username, and Jira Cloud leaves the e-mail out of webhooks: only
+        ``myself`` tells the receiver's own transitions from a person's. Asked once; until
+        Jira answers, the username alone."""
+        if self._own is None:
+            configured = (self.config.username,)
+            try:
+                me: dict[str, Any] = await off_loop(self._client.myself)
+            except (JIRAError, requests.RequestException):
+                return frozenset(n for n in configured if n)
+            named = (me.get(k) for k in ("name", "key", "accountId", "emailAddress"))
+            self._own = frozenset(n for n in (*configured, *named) if isinstance(n, str) and n)
+        return self._own
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None

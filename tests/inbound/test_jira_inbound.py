@@ -107,6 +107,33 @@ async def test_the_sinks_own_resolve_is_not_a_persons(rx: Harness, world: Fakes)
     assert detail["response"] is None
 
 
+async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
+    rx: Harness, world: Fakes
+) -> None:
+    # The sink logs in with a bearer token: no username; Jira's myself names its account.
+    incident_id, key = await opened_issue(rx, world)
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(900)
+    await rx.tick(1)  # the sink moves the issue to Resolved
+    await rx.post([{**PAYMENT, "startsAt": "2026-04-18T08:30:00Z"}])  # fires again
+    await rx.tick(30)
+    await rx.tick(1)  # the sink reopens the issue
+    assert world.jira.issue(key).status == "Open"
+    body, headers = world.jira.webhook(
+        key, "journey-bot", SECRET, before="Resolved", account="journey-bot"
+    )
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+    # A person moving it is still heard.
+    body, headers = world.jira.webhook(
+        key, "Carol Lead", SECRET, before="Resolved", account="carol"
+    )
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    texts = [e["text"] for e in (await rx.incident(incident_id))["timeline"] if e["kind"] == "jira"]
+    assert texts == [f"{key} moved to Open in Jira by Carol Lead"]
+
+
 def test_a_transition_by_the_sinks_own_account_is_recognised() -> None:
     event = jira.parse(
         json.dumps(
@@ -116,9 +143,10 @@ def test_a_transition_by_the_sinks_own_account_is_recognised() -> None:
             }
         ).encode()
     )
-    assert event.by("bot@example.com")
-    assert not event.by("alice@example.com")
-    assert not event.by("")
+    assert event.by({"journey-bot", "bot@example.com"})
+    assert not event.by({"alice@example.com"})
+    assert not event.by({""})
+    assert not event.by(set())
 
 
 @pytest.mark.parametrize("timestamp", [2**63, -1, "1776500400000"])

@@ -178,10 +178,13 @@ class FakeJira:
             issue.status, issue.resolution = "Closed", resolution
             issue.transitions.append("Close Issue")
 
-    def webhook(self, key: str, who: str, secret: str, before: str) -> tuple[bytes, dict[str, str]]:
-        """The ``jira:issue_updated`` webhook Jira sends after a person moved issue ``key``
-        from status ``before`` to its status now, signed with ``secret`` like a Jira admin
-        webhook with a secret (``X-Hub-Signature: sha256=...``)."""
+    def webhook(
+        self, key: str, who: str, secret: str, before: str, account: str = ""
+    ) -> tuple[bytes, dict[str, str]]:
+        """The ``jira:issue_updated`` webhook Jira sends after a person (``who``; with
+        ``account``, a Server/DC user of that name) moved issue ``key`` from status
+        ``before`` to its status now, signed with ``secret`` like a Jira admin webhook with
+        a secret (``X-Hub-Signature: sha256=...``)."""
         with self._lock:
             issue = self._issues[key]
             self._deliveries += 1
@@ -190,7 +193,8 @@ class FakeJira:
                 "timestamp": (_EPOCH + 600) * 1000,
                 "webhookEvent": "jira:issue_updated",
                 "issue_event_type_name": "issue_generic",
-                "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": who},
+                "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": who}
+                | ({"name": account, "key": account} if account else {}),
                 "issue": {
                     "id": issue.id,
                     "key": issue.key,
