@@ -89,7 +89,10 @@ def interruptible(main: Callable[[], Awaitable[T]]) -> T:
 
             async def watch() -> None:
                 nonlocal interrupted
-                with anyio.open_signal_receiver(*_STOPS) as signals:
+                # A signal the replay was started to ignore stays ignored (``nohup``: a
+                # closed terminal must not stop it; ``&`` in a script: nor a Ctrl-C).
+                heard = [s for s in _STOPS if signal.getsignal(s) is not signal.SIG_IGN]
+                with anyio.open_signal_receiver(*heard) as signals:
                     async for _ in signals:
                         interrupted = True
                         scope.cancel()

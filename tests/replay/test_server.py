@@ -204,3 +204,25 @@ def test_a_replay_told_to_stop_winds_down_like_on_ctrl_c(
     assert gone_within(holder.server_pid, 5.0)
     # Stopped by the replay itself, not by the kernel: its directory went with it.
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_replay_started_to_ignore_hangups_keeps_running_through_one(tmp_path: Path) -> None:
+    script = (
+        "import anyio, signal\n"
+        "from receiver.replay.run import interruptible\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it\n"
+        "async def replaying():\n"
+        "    await anyio.sleep(0.3)\n"
+        "    print('replaying', flush=True)\n"
+        "    await anyio.sleep(0.6)\n"
+        "    print('done', flush=True)\n"
+        "with private_redis() as server:\n"
+        "    print(server.pid, flush=True)\n"
+        "    interruptible(replaying)\n"
+    )
+    with replay_process(tmp_path, script) as holder:
+        assert holder.out.readline() == "replaying\n"
+        holder.process.send_signal(signal.SIGHUP)
+        assert holder.out.readline() == "done\n"
+        assert holder.process.wait(10) == 0
+    assert gone_within(holder.server_pid, 5.0)
