@@ -51,6 +51,7 @@ class User(_Wire):
     account_id: str = Field(default="", alias="accountId")
     email_address: str = Field(default="", alias="emailAddress")
     name: str = ""
+    key: str = ""
 
 
 class ChangeItem(_Wire):
@@ -83,14 +84,19 @@ class Event(_Wire):
         items = self.changelog.items if self.changelog else []
         return next((i.to_string or "" for i in items if i.field == "status"), None)
 
-    def by(self, accounts: Collection[str]) -> bool:
-        """Whether one of ``accounts`` (the names the Jira sink's account goes by: a
-        username, e-mail, key or accountId) did it."""
+    def by(self, own: Collection[tuple[str, str]]) -> bool:
+        """Whether the account ``own`` names (``JiraSink.own_names``: (kind, value)) did it,
+        like compared with like: a name with a name, an accountId with an accountId; an
+        e-mail only for a user the webhook names no other way (e-mails need not be unique
+        on Jira Server)."""
         user = self.user
         if user is None:
             return False
-        names = {n.casefold() for n in (user.name, user.email_address, user.account_id) if n}
-        return any(a.casefold() in names for a in accounts if a)
+        ids = (("name", user.name), ("key", user.key), ("accountId", user.account_id))
+        theirs = {(kind, value.casefold()) for kind, value in ids if value}
+        if not theirs and user.email_address:
+            theirs = {("email", user.email_address.casefold())}
+        return any((kind, value.casefold()) in theirs for kind, value in own if value)
 
     @property
     def who(self) -> str:
@@ -109,7 +115,7 @@ def annotation(
     state: IncidentState,
     now_ms: int,
     delivery_id: str | None,
-    own: Collection[str],
+    own: Collection[tuple[str, str]],
 ) -> Annotation | None:
     """What a status change adds to the incident; None for anything else, for an issue
     that is not the incident's own, and for the Jira sink's own transitions (made by the

@@ -75,16 +75,16 @@ async def record(
     return JSONResponse({"status": status, "incident": incident_id})
 
 
-async def _jira_own(receiver: Receiver) -> frozenset[str]:
-    """The names the Jira sink's own account goes by (``JiraSink.own_names``)."""
+async def _jira_own(receiver: Receiver) -> frozenset[tuple[str, str]]:
+    """Who the Jira sink's own account is (``JiraSink.own_names``); none without the sink,
+    whose receipts are the only way an issue is an incident's."""
     # Looked up by name: importing the Jira sink here would load its client library into
     # every receiver, Jira or not.
     own_names = getattr(receiver.outbox.sinks.get("jira"), "own_names", None)
-    if own_names is not None:
-        names: frozenset[str] = await own_names()
-        return names
-    configured = receiver.settings.config.sinks.jira
-    return frozenset({configured.username} if configured and configured.username else ())
+    if own_names is None:
+        return frozenset()
+    names: frozenset[tuple[str, str]] = await own_names()
+    return names
 
 
 async def load_state(receiver: Receiver, incident_id: str) -> IncidentState | None:
@@ -135,6 +135,9 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
     ):
         return refused(401, "neither X-Hub-Signature nor ?secret= matches inbound.jira", request)
     event = jira.parse(body)
+    # Asked only for a status change of an issue of ours: Jira may be slow to say who it is.
+    moved = event.new_status is not None and event.incident_ids
+    own = await _jira_own(receiver) if moved else frozenset()
     found: IncidentState | None = None
     for incident_id in event.incident_ids:
         state = await load_state(receiver, incident_id)
@@ -142,7 +145,7 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
             continue
         delivery = request.headers.get("x-atlassian-webhook-identifier")
         now = receiver.pipeline.now_ms()
-        said = jira.annotation(event, state, now, delivery, await _jira_own(receiver))
+        said = jira.annotation(event, state, now, delivery, own)
         if said is not None:
             return await record(receiver, state, said)
         # Not this incident's issue (its receipt names another key), or nothing to record:

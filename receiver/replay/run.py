@@ -71,9 +71,9 @@ async def replay(
 
 def interruptible(main: Callable[[], Awaitable[T]]) -> T:
     """``main()`` in an event loop of its own; Ctrl-C (and SIGTERM, SIGHUP: a CI job
-    cancelled, ``timeout``, a closed terminal) cancels it and raises ``KeyboardInterrupt``
-    once it has wound down (a ``--store``'s keys deleted, the private redis-server stopped
-    and its directory removed).
+    cancelled, ``timeout``, a closed terminal; each unless the replay was started to ignore
+    it) cancels it and raises ``KeyboardInterrupt`` once it has wound down (a ``--store``'s
+    keys deleted, the private redis-server stopped and its directory removed).
 
     Cancelled through an anyio cancel scope, which cancels every await until the replay has
     left it, not asyncio's single ``Task.cancel()``: a Redis client's timeout wrapper

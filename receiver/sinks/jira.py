@@ -15,7 +15,9 @@ own retries off (``max_retries=0``: it would sleep on 429/503) and no calls at c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -98,6 +100,14 @@ class _Issue:
         )
 
 
+Identity = tuple[str, str]
+"""(kind, value) of a Jira account: kind ``name``, ``key``, ``accountId`` or ``email``."""
+_MYSELF = {"name": "name", "key": "key", "accountId": "accountId", "emailAddress": "email"}
+OWN_RETRY_S = 60.0
+"""How long after a ``myself`` that named no account the sink asks again."""
+logger = logging.getLogger("journey_receiver.sinks.jira")
+
+
 def client(config: JiraSinkConfig) -> JIRA:
     """The Jira client as the sink builds it (``check --online`` builds the same)."""
     token = config.token.get_secret_value()
@@ -132,23 +142,45 @@ class JiraSink:
         self._cloud = config.flavor == "cloud"
         self._secrets = (config.token.get_secret_value(),)
         self._client = client(config)
-        self._own: frozenset[str] | None = None
+        self._own: frozenset[Identity] | None = None
+        self._own_retry_at = 0.0
+        self._own_lock = asyncio.Lock()
 
-    async def own_names(self) -> frozenset[str]:
-        """The names this sink's own account goes by in Jira's webhooks: ``username`` as
-        configured and what ``myself`` says (name, key, accountId, e-mail). With a bearer
-        token there is no username, and Jira Cloud leaves the e-mail out of webhooks: only
-        ``myself`` tells the receiver's own transitions from a person's. Asked once; until
-        Jira answers, the username alone."""
-        if self._own is None:
-            configured = (self.config.username,)
-            try:
-                me: dict[str, Any] = await off_loop(self._client.myself)
-            except (JIRAError, requests.RequestException):
-                return frozenset(n for n in configured if n)
-            named = (me.get(k) for k in ("name", "key", "accountId", "emailAddress"))
-            self._own = frozenset(n for n in (*configured, *named) if isinstance(n, str) and n)
-        return self._own
+    async def own_names(self) -> frozenset[Identity]:
+        """Who this sink's own account is in Jira's webhooks, as (kind, value): ``username``
+        as configured (a username, or on Cloud the e-mail) and what ``myself`` says (name,
+        key, accountId, e-mail). With a bearer token there is no username, and Jira Cloud
+        leaves e-mails out of webhooks: only ``myself`` tells the receiver's own
+        transitions from a person's. Kept once Jira has named the account; until then the
+        username alone, and Jira asked again at most every ``OWN_RETRY_S``."""
+        configured = frozenset(
+            (kind, name) for name in (self.config.username,) if name for kind in ("name", "email")
+        )
+        async with self._own_lock:
+            if self._own is None and time.monotonic() >= self._own_retry_at:
+                found = await self._myself()
+                if found:
+                    self._own = configured | found
+                else:
+                    self._own_retry_at = time.monotonic() + OWN_RETRY_S
+        return self._own if self._own is not None else configured
+
+    async def _myself(self) -> frozenset[Identity]:
+        try:
+            me: object = await off_loop(self._client.myself)
+        except Exception as exc:  # down, refusing or garbled: the username alone, for now
+            logger.warning("jira: myself failed, own transitions known by username only: %s",
+                           self._clean(exc))  # fmt: skip
+            return frozenset()
+        fields = me if isinstance(me, dict) else {}
+        found = frozenset(
+            (kind, value)
+            for field, kind in _MYSELF.items()
+            if isinstance(value := fields.get(field), str) and value
+        )
+        if not found:
+            logger.warning("jira: myself named no account; own transitions known by username only")
+        return found
 
     async def deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None

@@ -12,8 +12,9 @@ import pytest
 from receiver.errors import PayloadError
 from receiver.inbound import jira
 from tests.conftest import FakeClock, make_alert, resolved
+from tests.support.fake_jira import BOT_ACCOUNT_ID
 from tests.support.harness import Harness, harness, write_config
-from tests.support.sink_world import Fakes
+from tests.support.sink_world import JIRA_TOKEN, Fakes
 from tests.support.vendor_signing import sign_jira
 
 pytestmark = pytest.mark.anyio
@@ -107,10 +108,8 @@ async def test_the_sinks_own_resolve_is_not_a_persons(rx: Harness, world: Fakes)
     assert detail["response"] is None
 
 
-async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
-    rx: Harness, world: Fakes
-) -> None:
-    # The sink logs in with a bearer token: no username; Jira's myself names its account.
+async def reopened_by_the_sink(rx: Harness, world: Fakes) -> tuple[str, str]:
+    """An incident opened, resolved and firing again: its issue reopened by the sink."""
     incident_id, key = await opened_issue(rx, world)
     await rx.post([resolved(PAYMENT)])
     await rx.tick(900)
@@ -119,6 +118,14 @@ async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
     await rx.tick(30)
     await rx.tick(1)  # the sink reopens the issue
     assert world.jira.issue(key).status == "Open"
+    return incident_id, key
+
+
+async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
+    rx: Harness, world: Fakes
+) -> None:
+    # The sink logs in with a bearer token: no username; Jira's myself names its account.
+    incident_id, key = await reopened_by_the_sink(rx, world)
     body, headers = world.jira.webhook(
         key, "journey-bot", SECRET, before="Resolved", account="journey-bot"
     )
@@ -134,6 +141,58 @@ async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
     assert texts == [f"{key} moved to Open in Jira by Carol Lead"]
 
 
+async def test_on_cloud_the_sinks_own_reopen_is_known_by_its_account_id(
+    tmp_path: Path, clock: FakeClock, world: Fakes
+) -> None:
+    jira_line = f"token: {JIRA_TOKEN}, timeout: 5s}}"
+    config = world.config().replace(jira_line, jira_line[:-1] + ", flavor: cloud}")
+    assert config.count("flavor: cloud") == 1
+    path = write_config(tmp_path, config + f"inbound: {{jira: {{secret: {SECRET}}}}}\n")
+    async with harness(path, clock, configured_sinks=True) as rx:
+        incident_id, key = await reopened_by_the_sink(rx, world)
+        mine = world.jira.webhook(key, "journey-bot", SECRET, "Resolved", account_id=BOT_ACCOUNT_ID)
+        r = await rx.client.post("/inbound/jira", content=mine[0], headers=mine[1])
+        assert r.json() == {"status": "ignored", "incident": incident_id}
+        theirs = world.jira.webhook(key, "Carol Lead", SECRET, before="Resolved")
+        r = await rx.client.post("/inbound/jira", content=theirs[0], headers=theirs[1])
+        assert r.json() == {"status": "recorded", "incident": incident_id}
+
+
+async def test_a_jira_that_does_not_say_who_the_sink_is_is_asked_again_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jira import JIRAError
+
+    from receiver.config import JiraSinkConfig
+    from receiver.sinks import jira as jira_sink
+
+    sink = jira_sink.JiraSink(
+        JiraSinkConfig(url="http://127.0.0.1:9", token="t", username="bot@example.com"), None
+    )
+    answers: list[object] = [JIRAError("HTTP 401"), [], {}, {"accountId": "5b10", "name": ""}]
+    asked: list[object] = []
+
+    def myself() -> object:
+        answer = answers[len(asked)]
+        asked.append(answer)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(sink._client, "myself", myself)
+    now = [1000.0]
+    monkeypatch.setattr(jira_sink.time, "monotonic", lambda: now[0])
+    configured = {("name", "bot@example.com"), ("email", "bot@example.com")}
+    for _ in range(3):  # refused, then answers that name no account: the username alone
+        assert await sink.own_names() == configured
+        assert await sink.own_names() == configured  # not asked again before the wait
+        now[0] += jira_sink.OWN_RETRY_S
+    assert await sink.own_names() == configured | {("accountId", "5b10")}
+    now[0] += jira_sink.OWN_RETRY_S
+    assert await sink.own_names() == configured | {("accountId", "5b10")}
+    assert len(asked) == 4  # kept once Jira named the account
+
+
 def test_a_transition_by_the_sinks_own_account_is_recognised() -> None:
     event = jira.parse(
         json.dumps(
@@ -143,10 +202,26 @@ def test_a_transition_by_the_sinks_own_account_is_recognised() -> None:
             }
         ).encode()
     )
-    assert event.by({"journey-bot", "bot@example.com"})
-    assert not event.by({"alice@example.com"})
-    assert not event.by({""})
+    assert event.by({("name", "journey-bot"), ("email", "bot@example.com")})
+    assert not event.by({("email", "alice@example.com")})
+    assert not event.by({("email", "")})
     assert not event.by(set())
+    # Like with like: a user named by the webhook is not matched by e-mail, which Jira
+    # Server does not keep unique, nor a key by a name.
+    named = jira.parse(
+        json.dumps(
+            {
+                "webhookEvent": "jira:issue_updated",
+                "user": {
+                    "name": "carol",
+                    "key": "JIRAUSER10100",
+                    "emailAddress": "ops@example.com",
+                },
+            }
+        ).encode()
+    )
+    assert not named.by({("email", "ops@example.com"), ("name", "JIRAUSER10100")})
+    assert named.by({("key", "jirauser10100")})
 
 
 @pytest.mark.parametrize("timestamp", [2**63, -1, "1776500400000"])

@@ -115,13 +115,24 @@ def test_without_a_usable_server_auto_is_the_embedded_store_and_says_why(
     assert list(temporary.iterdir()) == []
 
 
+# A replay started from a terminal hears these, even when the tests run under nohup or `&`
+# (a child inherits the signals its parent ignores).
+_HEARD = (
+    "import signal as _signal\n"
+    "_signal.signal(_signal.SIGINT, _signal.default_int_handler)\n"
+    "_signal.signal(_signal.SIGTERM, _signal.SIG_DFL)\n"
+    "_signal.signal(_signal.SIGHUP, _signal.SIG_DFL)\n"
+)
+_PRELUDE = _HEARD + "from receiver.replay.server import private_redis\n"
+
+
 @contextlib.contextmanager
 def replay_process(tmp_path: Path, script: str, **popen: Any) -> Iterator[Holder]:
     """A Python process running ``script`` (which holds a private redis-server and prints
     its pid first), its temporary directories under ``tmp_path``; killed if still running
     after the block."""
     with subprocess.Popen(
-        [sys.executable, "-c", "from receiver.replay.server import private_redis\n" + script],
+        [sys.executable, "-c", _PRELUDE + script],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "TMPDIR": str(tmp_path)}, **popen,
     ) as process:  # fmt: skip

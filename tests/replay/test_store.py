@@ -249,6 +249,15 @@ async def test_a_redis_that_dies_mid_run_is_a_store_error_naming_the_store(
     assert "could not delete the scratch keys {journey-receiver-replay:" in caplog.text
 
 
+@pytest.fixture
+def ctrl_c_heard() -> Iterator[None]:
+    """SIGINT as a terminal's replay has it, even when the tests run with it ignored (`&`)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_heard")
 def test_ctrl_c_stops_the_replay_and_its_keys_go_with_it(redis: Redis, redis_url: str) -> None:
     settings = replay_settings(DATA / "receiver.yaml", None)
     sent, until = storm_plan()

@@ -67,6 +67,9 @@ from tests.support.vendor_signing import sign_jira
 
 SUMMARY_MAX = 255
 LABEL_MAX = 255
+BOT_ACCOUNT_ID = "5b10a2844c20165700ede21g"
+"""The sink's own account on Cloud, as ``myself`` gives it."""
+PERSON_ACCOUNT_ID = "5b10ac8d82e05b22cc7d4ef5"
 CATEGORIES = {"Open": "new", "Resolved": "done", "Closed": "done"}
 READ_ONLY = frozenset({"Closed"})
 _JQL = re.compile(r"(.*?)\s*(?:ORDER\s+BY\s+created\s+(ASC|DESC))?\s*", re.IGNORECASE | re.DOTALL)
@@ -179,12 +182,18 @@ class FakeJira:
             issue.transitions.append("Close Issue")
 
     def webhook(
-        self, key: str, who: str, secret: str, before: str, account: str = ""
+        self,
+        key: str,
+        who: str,
+        secret: str,
+        before: str,
+        account: str = "",
+        account_id: str = PERSON_ACCOUNT_ID,
     ) -> tuple[bytes, dict[str, str]]:
-        """The ``jira:issue_updated`` webhook Jira sends after a person (``who``; with
-        ``account``, a Server/DC user of that name) moved issue ``key`` from status
-        ``before`` to its status now, signed with ``secret`` like a Jira admin webhook with
-        a secret (``X-Hub-Signature: sha256=...``)."""
+        """The ``jira:issue_updated`` webhook Jira sends after a person (``who``, Cloud's
+        ``account_id``; with ``account``, a Server/DC user of that name) moved issue
+        ``key`` from status ``before`` to its status now, signed with ``secret`` like a Jira
+        admin webhook with a secret (``X-Hub-Signature: sha256=...``)."""
         with self._lock:
             issue = self._issues[key]
             self._deliveries += 1
@@ -193,7 +202,7 @@ class FakeJira:
                 "timestamp": (_EPOCH + 600) * 1000,
                 "webhookEvent": "jira:issue_updated",
                 "issue_event_type_name": "issue_generic",
-                "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": who}
+                "user": {"accountId": account_id, "displayName": who}
                 | ({"name": account, "key": account} if account else {}),
                 "issue": {
                     "id": issue.id,
@@ -238,9 +247,7 @@ class FakeJira:
             return refused
         name = self._username or "journey-bot"
         if request.path_params["version"] == 3:
-            return JSONResponse(
-                {"accountId": "5b10a2844c20165700ede21g", "displayName": name, "active": True}
-            )
+            return JSONResponse({"accountId": BOT_ACCOUNT_ID, "displayName": name, "active": True})
         return JSONResponse({"name": name, "key": name, "displayName": name, "active": True})
 
     async def _statuses(self, request: Request) -> Response:
