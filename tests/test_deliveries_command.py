@@ -14,7 +14,7 @@ import pytest
 
 from receiver.cli import main
 from receiver.deliveries_command import TOKEN_ENV
-from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert, resolved
+from tests.conftest import EXAMPLE_JOURNEYS, make_alert, resolved
 from tests.support import receiver_process as rp
 from tests.support.fake_server import Fault
 from tests.support.processes import free_port
@@ -31,15 +31,8 @@ class Served:
         self.process, self.world, self.config = process, world, config
 
     def post(self, alert: dict[str, Any]) -> str:
-        with self.process.client() as client:
-            r = client.post(
-                "/webhook/alertmanager",
-                content=body([alert]),
-                headers={"content-type": "application/json"},
-            )
-        assert r.status_code == 200, r.text
-        (incident,) = r.json()["incidents"]
-        return str(incident)
+        (incident,) = self.process.post_alerts([alert])
+        return incident
 
     def api(self, state: str) -> list[dict[str, Any]]:
         r = httpx.get(

@@ -75,15 +75,16 @@ async def record(
     return JSONResponse({"status": status, "incident": incident_id})
 
 
-async def _jira_own(receiver: Receiver) -> frozenset[tuple[str, str]]:
-    """Who the Jira sink's own account is (``JiraSink.own_names``); none without the sink,
-    whose receipts are the only way an issue is an incident's."""
+def _jira_own(receiver: Receiver) -> frozenset[tuple[str, str]]:
+    """Who the Jira sink's own account is, as far as it knows (``JiraSink.own_names``: no
+    call to Jira on this request path); none without the sink, whose receipts are the only
+    way an issue is an incident's."""
     # Looked up by name: importing the Jira sink here would load its client library into
     # every receiver, Jira or not.
     own_names = getattr(receiver.outbox.sinks.get("jira"), "own_names", None)
     if own_names is None:
         return frozenset()
-    names: frozenset[tuple[str, str]] = await own_names()
+    names: frozenset[tuple[str, str]] = own_names()
     return names
 
 
@@ -135,9 +136,7 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
     ):
         return refused(401, "neither X-Hub-Signature nor ?secret= matches inbound.jira", request)
     event = jira.parse(body)
-    # Asked only for a status change of an issue of ours: Jira may be slow to say who it is.
-    moved = event.new_status is not None and event.incident_ids
-    own = await _jira_own(receiver) if moved else frozenset()
+    own = _jira_own(receiver)
     found: IncidentState | None = None
     for incident_id in event.incident_ids:
         state = await load_state(receiver, incident_id)

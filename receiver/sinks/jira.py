@@ -146,24 +146,29 @@ class JiraSink:
         self._own_retry_at = 0.0
         self._own_lock = asyncio.Lock()
 
-    async def own_names(self) -> frozenset[Identity]:
+    def own_names(self) -> frozenset[Identity]:
         """Who this sink's own account is in Jira's webhooks, as (kind, value): ``username``
-        as configured (a username, or on Cloud the e-mail) and what ``myself`` says (name,
+        as configured (a username, or on Cloud the e-mail) and what ``myself`` said (name,
         key, accountId, e-mail). With a bearer token there is no username, and Jira Cloud
         leaves e-mails out of webhooks: only ``myself`` tells the receiver's own
-        transitions from a person's. Kept once Jira has named the account; until then the
-        username alone, and Jira asked again at most every ``OWN_RETRY_S``."""
+        transitions from a person's. Never calls Jira (the inbound webhook reads it on the
+        request path): ``learn_own_names`` asks, from the outbox."""
         configured = frozenset(
             (kind, name) for name in (self.config.username,) if name for kind in ("name", "email")
         )
+        return configured | (self._own or frozenset())
+
+    async def learn_own_names(self) -> None:
+        """Ask ``myself`` who the sink is, until it answers; after each delivery (the
+        outbox, not a request path). A failed or empty answer is asked again at most every
+        ``OWN_RETRY_S``."""
         async with self._own_lock:
             if self._own is None and time.monotonic() >= self._own_retry_at:
                 found = await self._myself()
                 if found:
-                    self._own = configured | found
+                    self._own = found
                 else:
                     self._own_retry_at = time.monotonic() + OWN_RETRY_S
-        return self._own if self._own is not None else configured
 
     async def _myself(self) -> frozenset[Identity]:
         try:
@@ -183,6 +188,15 @@ class JiraSink:
         return found
 
     async def deliver(
+        self, incident: Incident, delivery: Delivery, previous: Receipt | None
+    ) -> Receipt:
+        receipt = await self._deliver(incident, delivery, previous)
+        # Once Jira took a write: the webhooks later writes cause find the sink known, and
+        # a Jira that is down or refusing is not asked one request more.
+        await self.learn_own_names()
+        return receipt
+
+    async def _deliver(
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
     ) -> Receipt:
         known = previous.refs.get("key") if previous else None

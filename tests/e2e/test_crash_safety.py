@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLE_JOURNEYS, body, make_alert
+from tests.conftest import EXAMPLE_JOURNEYS, make_alert
 from tests.support import receiver_process as rp
 from tests.support.fake_server import Fault
 from tests.support.sink_world import Fakes, fakes
@@ -86,18 +86,6 @@ def kill(process: rp.ReceiverProcess) -> None:
         os.waitpid(process.pid, 0)
 
 
-def post(process: rp.ReceiverProcess, alerts: list[dict[str, Any]]) -> list[str]:
-    with process.client() as client:
-        r = client.post(
-            "/webhook/alertmanager",
-            content=body(alerts),
-            headers={"content-type": "application/json"},
-        )
-    assert r.status_code == 200, r.text
-    incidents: list[str] = r.json()["incidents"]
-    return incidents
-
-
 def incident(process: rp.ReceiverProcess, incident_id: str) -> dict[str, Any]:
     with process.client() as client:
         data: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}").json()
@@ -144,7 +132,7 @@ def test_killed_after_the_sinks_took_the_open_and_before_the_receipts_were_recor
         fake = getattr(world, sink).server if sink != "slack" else world.slack_server
         fake.inject(Fault(path, applied=True, delay=HOLD))
     with receiver(config, tmp_path / "first") as first:
-        (incident_id,) = post(first, [make_alert("payment-service")])
+        (incident_id,) = first.post_alerts([make_alert("payment-service")])
         # Every sink has made its object; none of the answers has reached the receiver.
         until("the PagerDuty alert", lambda: bool(world.pagerduty.incidents(incident_id)))
         until("the Slack message", lambda: bool(world.slack.messages("#inc-checkout")))
@@ -172,7 +160,7 @@ def test_killed_while_its_requests_were_in_flight_and_not_yet_applied(
         fake = getattr(world, sink).server if sink != "slack" else world.slack_server
         fake.inject(Fault(path, delay=HOLD, status=503))
     with receiver(config, tmp_path / "first") as first:
-        (incident_id,) = post(first, [make_alert("payment-service")])
+        (incident_id,) = first.post_alerts([make_alert("payment-service")])
         until(
             "every sink's first request in flight",
             lambda: all(
@@ -200,7 +188,7 @@ def test_killed_at_random_moments_of_a_storm_nothing_is_lost_or_doubled(
                 for region in regions
                 for service in ("payment-service", "cart-api")
             ]
-            ids.update(post(process, alerts))
+            ids.update(process.post_alerts(alerts))
             # A real process dies at a moment of its own; this picks the moment.
             time.sleep(rng.uniform(0.0, 1.5))
             kill(process)

@@ -126,11 +126,14 @@ async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
 ) -> None:
     # The sink logs in with a bearer token: no username; Jira's myself names its account.
     incident_id, key = await reopened_by_the_sink(rx, world)
+    calls = len(world.jira.server.seen)
     body, headers = world.jira.webhook(
         key, "journey-bot", SECRET, before="Resolved", account="journey-bot"
     )
     r = await rx.client.post("/inbound/jira", content=body, headers=headers)
     assert r.json() == {"status": "ignored", "incident": incident_id}
+    # Known from the sink's deliveries: the webhook itself asked Jira nothing.
+    assert len(world.jira.server.seen) == calls
     # A person moving it is still heard.
     body, headers = world.jira.webhook(
         key, "Carol Lead", SECRET, before="Resolved", account="carol"
@@ -183,13 +186,17 @@ async def test_a_jira_that_does_not_say_who_the_sink_is_is_asked_again_later(
     now = [1000.0]
     monkeypatch.setattr(jira_sink.time, "monotonic", lambda: now[0])
     configured = {("name", "bot@example.com"), ("email", "bot@example.com")}
+    assert sink.own_names() == configured  # never asks Jira itself
+    assert asked == []
     for _ in range(3):  # refused, then answers that name no account: the username alone
-        assert await sink.own_names() == configured
-        assert await sink.own_names() == configured  # not asked again before the wait
+        await sink.learn_own_names()
+        await sink.learn_own_names()  # not asked again before the wait
+        assert sink.own_names() == configured
         now[0] += jira_sink.OWN_RETRY_S
-    assert await sink.own_names() == configured | {("accountId", "5b10")}
+    await sink.learn_own_names()
+    assert sink.own_names() == configured | {("accountId", "5b10")}
     now[0] += jira_sink.OWN_RETRY_S
-    assert await sink.own_names() == configured | {("accountId", "5b10")}
+    await sink.learn_own_names()
     assert len(asked) == 4  # kept once Jira named the account
 
 

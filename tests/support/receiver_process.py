@@ -123,6 +123,20 @@ class ReceiverProcess:
             event_hooks={"response": [no_server_error]},
         )
 
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> list[str]:
+        """Post ``alerts`` as one Alertmanager webhook (it must be taken); the incident ids."""
+        from tests.conftest import body
+
+        with self.client() as client:
+            r = client.post(
+                "/webhook/alertmanager",
+                content=body(alerts),
+                headers={"content-type": "application/json"},
+            )
+        assert r.status_code == 200, r.text
+        incidents: list[str] = r.json()["incidents"]
+        return incidents
+
     def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         """The values of one metric family from ``/metrics``, by their sorted labels."""
         response = httpx.get(f"{self.url}/metrics", timeout=5.0)
