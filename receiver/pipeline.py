@@ -85,8 +85,8 @@ class Pipeline:
         m = self.metrics
         m.batches.inc()
         firing = sum(a.status == "firing" for a in batch.alerts)
-        m.alerts_received.labels("firing").inc(firing)
-        m.alerts_received.labels("resolved").inc(len(batch.alerts) - firing)
+        m.alerts_firing.inc(firing)
+        m.alerts_resolved.inc(len(batch.alerts) - firing)
         if batch.truncated_alerts:
             m.truncated_alerts.inc(batch.truncated_alerts)
         for outcome in outcomes:

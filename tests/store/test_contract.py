@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from receiver.errors import StoreUnavailable
@@ -822,6 +823,33 @@ async def test_batches_that_wait_for_a_call_go_together_each_with_its_outcomes(
     # Each batch's changes are counted once: the state was written once, at the call's end.
     assert loaded.version == 1
     assert [(e.kind, e.text) for e in loaded.state.timeline] == [("opened", "incident opened")]
+
+
+async def test_under_load_a_batch_arriving_a_few_loop_turns_later_shares_the_call(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    script = store._ingest
+
+    async def counted(**kwargs: Any) -> Any:
+        calls.append(len(orjson.loads(kwargs["args"][6])))  # the batches the call carries
+        return await script(**kwargs)
+
+    monkeypatch.setattr(store, "_ingest", counted)
+
+    async def later(turns: int, name: str) -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await store.ingest([group(placed(name))], 0, T)
+
+    # Quiet (each call carried one batch): a batch goes at once, the next one makes its own.
+    await store.ingest([group(placed("q0"))], 0, T)
+    await asyncio.gather(store.ingest([group(placed("q1"))], 0, T), later(3, "q2"))
+    assert calls == [1, 1, 1]
+    # Busy (two batches waited for one call): the writer waits a few turns for more.
+    await asyncio.gather(*(store.ingest([group(placed(f"b{i}"))], 0, T) for i in range(2)))
+    await asyncio.gather(store.ingest([group(placed("b2"))], 0, T), later(3, "b3"))
+    assert calls[3:] == [2, 2]
 
 
 async def test_a_call_that_fails_fails_every_batch_in_it(
