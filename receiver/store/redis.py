@@ -121,6 +121,8 @@ class RedisStore:
         self._due = self._p + "due"
         self._idx = self._p + "idx"
         self._alive = self._p + "alive"
+        self._fp = (self._p + "fp:").encode()
+        self._ingest_keys = [k.encode() for k in (self._due, self._idx, self._alive)]
         self._claims = self._p + "claims"
         self._events = self._p + "events"
         self._observe = observe or (lambda op, seconds: None)
@@ -236,7 +238,8 @@ class RedisStore:
             orjson.dumps(metas),
             b"".join(records),
         ]
-        fp_keys = [self._p + "fp:" + m[0] for m in metas]
+        # As bytes: redis-py encodes a str argument in Python, one call per key.
+        fp_keys = [self._fp + m[0].encode() for m in metas]
         journeys = {g.key.digest: g.key.journey for g in groups}
         started = time.perf_counter()
         # What this replica last saw of these keys spares the read; the script checks it
@@ -246,9 +249,7 @@ class RedisStore:
             if plan is None:
                 plan = await self._plan(fp_keys, journeys)
             keys = [
-                self._due,
-                self._idx,
-                self._alive,
+                *self._ingest_keys,
                 *fp_keys,
                 *self._planned_keys(plan, journeys),
             ]
@@ -282,7 +283,7 @@ class RedisStore:
             for results in answers
         ]
 
-    async def _run_ingest(self, keys: list[str], args: list[Any]) -> Any:
+    async def _run_ingest(self, keys: list[bytes], args: list[Any]) -> Any:
         """ingest.lua's answer; with ``replica_acks``, only once that many replicas hold
         what it wrote (else StoreUnavailable: a 503 that Alertmanager retries, and the
         retry is deduplicated)."""
@@ -320,7 +321,7 @@ class RedisStore:
         while len(self._indexes) > _INDEXES_KEPT:
             self._indexes.popitem(last=False)
 
-    async def _plan(self, fp_keys: Sequence[str], journeys: Mapping[str, str]) -> Plan:
+    async def _plan(self, fp_keys: Sequence[bytes], journeys: Mapping[str, str]) -> Plan:
         """What ingest.lua will find: for the batch's digests and those of the incidents
         already holding its alerts, the current incident id and the id counter. One MGET
         (a cluster client pipelines no MGET; the keys share a slot, so one call does)."""
@@ -340,17 +341,19 @@ class RedisStore:
             plan |= _known(others, found)
         return plan
 
-    def _planned_keys(self, plan: Plan, journeys: Mapping[str, str]) -> list[str]:
+    def _planned_keys(self, plan: Plan, journeys: Mapping[str, str]) -> list[bytes]:
         """Per digest: its index and counter, and the keys of its current incident and of
-        the one it would open next (ids as ingest.lua makes them)."""
+        the one it would open next (ids as ingest.lua makes them). Bytes, as ``fp_keys``."""
+        p = self._p
         keys = []
         for digest, (current, seq) in plan.items():
-            keys += [self._p + "key:" + digest, self._p + "seq:" + digest]
+            names = [f"{p}key:{digest}", f"{p}seq:{digest}"]
             ids = [current] if isinstance(current, str) else []
             if digest in journeys:
                 ids.append(f"{journeys[digest]}-{digest}-{int(seq or 0) + 1}")
             for i in ids:
-                keys += [self._p + part + i for part in ("inc:", "am:", "ab:", "ar:", "tl:")]
+                names += [p + part + i for part in ("inc:", "am:", "ab:", "ar:", "tl:")]
+            keys += [name.encode() for name in names]
         return keys
 
     @unavailable

@@ -429,9 +429,12 @@ local function apply(first_group, last_group, first_alert, truncated)
         -- Its first resolved alert creates the set, and no renewal below gives it a lifetime.
         redis.call('PEXPIRE', resolved_key, retention_s)
       end
-      if max_alerts > 0 then
-        -- An incident that keeps getting traffic would otherwise keep every alert it ever
-        -- saw; firing alerts always stay.
+      -- An incident that keeps getting traffic would otherwise keep every alert it ever
+      -- saw; firing alerts always stay. Every field of am: was counted in alert_count and
+      -- every one taken out in alerts_dropped, so the hash is only asked for its length
+      -- once their difference is past the limit (a call fewer per incident and batch).
+      if max_alerts > 0
+         and st.alert_count - (tonumber(st.alerts_dropped) or 0) > max_alerts then
         local over = math.min(redis.call('HLEN', meta_key) - max_alerts, 10 * CHUNK)
         if over > 0 then
           local victims = redis.call('ZRANGE', resolved_key, 0, over - 1)
