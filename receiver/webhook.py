@@ -60,9 +60,11 @@ def not_a_number(value: object) -> object:
 
 
 Rfc3339 = Annotated[datetime, Strict()]
-"""A timestamp as JSON bodies carry it: RFC 3339 text, never a number. Strict, for the same
+"""A timestamp as JSON bodies carry it: text, never a JSON number. Strict, for the same
 reason as ``not_a_number`` but checked inside pydantic-core: a Python validator called for
-every timestamp of a 100-alert batch cost a sixth of its parse (benchmarks/ingest.py)."""
+every timestamp of a 100-alert batch cost a sixth of its parse (benchmarks/ingest.py).
+Strict also refuses a date without a time (lax read it as midnight); text of digits alone
+is still read as seconds since the epoch, as pydantic reads it either way."""
 
 # pydantic parses RFC 3339 with up to nanosecond fractions and truncates to microseconds.
 _Timestamp = Annotated[Rfc3339, AfterValidator(_timestamp)]

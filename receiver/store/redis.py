@@ -64,11 +64,17 @@ _INDEXES_KEPT = 10_000
 # many alerts: a script call blocks Redis for everyone while it runs.
 _ALERTS_PER_CALL = 2_000
 # Under load (the last call carried batches that had waited), the writer lets the event
-# loop turn this many times before the next call: requests whose bytes have arrived reach
-# the queue and share the call. Measured with 8 requests in flight (benchmarks/ingest.py):
-# a fifth more alerts/s at every batch size; 16 turns gain nothing more. A quiet receiver
-# (one batch per call) writes at once.
+# loop turn up to this many times, for at most _GATHER_SECONDS, before the next call:
+# requests whose bytes have arrived reach the queue and share the call. Measured with 8
+# requests in flight (benchmarks/ingest.py, A/B): a fifth more alerts/s at batch 1 and 10,
+# a tenth at 100; 16 turns gain nothing more, and stopping after two turns that brought
+# nothing loses a twentieth at batch 1. Once a call carries a single batch (quiet), the
+# next goes at once.
 _GATHER_TURNS = 8
+# A turn runs every other ready task once: slow neighbours (a page of a big incident being
+# chosen, ~14 ms a chunk) must not stretch the wait. Not less: a turn that parses a body of
+# 100 alerts takes ~1 ms, and a cap of 1–3 ms cost 5–7% at batch 100 (A/B).
+_GATHER_SECONDS = 0.005
 
 
 @dataclass
@@ -79,6 +85,7 @@ class _Waiting:
     truncated: int
     now_ms: int
     done: asyncio.Future[list[IngestOutcome]]
+    alerts: int
 
 
 # How long an annotation's own marker lasts: longer than a cluster client's retries of one
@@ -153,27 +160,30 @@ class RedisStore:
         Batches that arrive while a script call is running wait for it and then go
         together in the next one (group commit): under load a call carries many small
         batches, so each incident's state is decoded and encoded once for all of them and
-        the call's fixed cost is shared; when calls do not overlap, a batch goes at once.
+        the call's fixed cost is shared. After a call that carried several, the writer
+        waits a few loop turns for more (``_gather``); once a call carries a single batch,
+        the next goes at once.
         """
-        waiting = _Waiting(groups, truncated, now_ms, asyncio.get_running_loop().create_future())
+        done = asyncio.get_running_loop().create_future()
+        waiting = _Waiting(groups, truncated, now_ms, done, sum(len(g.alerts) for g in groups))
         self._waiting.append(waiting)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting())
+            self._writer.add_done_callback(self._writer_done)
         return await waiting.done
 
     async def _write_waiting(self) -> None:
         while self._waiting:
-            if self._busy:
-                for _ in range(_GATHER_TURNS):
-                    await asyncio.sleep(0)  # one turn of the loop, no timer
             taken: list[_Waiting] = []
-            alerts = 0
-            # At least one batch, then whole batches up to the cap: a call stays short.
-            while self._waiting and (not taken or alerts < _ALERTS_PER_CALL):
-                taken.append(self._waiting.popleft())
-                alerts += sum(len(g.alerts) for g in taken[-1].groups)
-            self._busy = len(taken) > 1
             try:
+                if self._busy:
+                    await self._gather()
+                alerts = 0
+                # At least one batch, then whole batches up to the cap: a call stays short.
+                while self._waiting and (not taken or alerts < _ALERTS_PER_CALL):
+                    taken.append(self._waiting.popleft())
+                    alerts += taken[-1].alerts
+                self._busy = len(taken) > 1
                 answers = await self._apply(taken)
             except Exception as exc:  # every batch of the call failed with it
                 _fail(taken, exc)
@@ -186,6 +196,22 @@ class RedisStore:
                 for w, outcomes in zip(taken, answers, strict=True):
                     if not w.done.done():
                         w.done.set_result(outcomes)
+
+    async def _gather(self) -> None:
+        """A few turns of the event loop (``_GATHER_TURNS``, ``_GATHER_SECONDS``), unless
+        the queue already fills a call."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + _GATHER_SECONDS
+        for _ in range(_GATHER_TURNS):
+            if loop.time() >= until or sum(w.alerts for w in self._waiting) >= _ALERTS_PER_CALL:
+                return
+            await asyncio.sleep(0)  # one turn of the loop, no timer
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        # A writer cancelled before its first step never enters its loop (nor its except).
+        if writer.cancelled() and self._waiting:
+            _fail(list(self._waiting), StoreUnavailable("ingest cancelled"))
+            self._waiting.clear()
 
     @unavailable
     async def _apply(self, batches: Sequence[_Waiting]) -> list[list[IngestOutcome]]:
@@ -699,7 +725,7 @@ class RedisStore:
         await self._r.ping()
 
     async def aclose(self) -> None:
-        if self._writer is not None:
+        if self._writer is not None and not self._writer.cancelled():
             await self._writer  # the batches already taken in get their answers
         await self._r.aclose()
         for helper in self._helpers:

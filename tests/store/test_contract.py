@@ -852,6 +852,23 @@ async def test_under_load_a_batch_arriving_a_few_loop_turns_later_shares_the_cal
     assert calls[3:] == [2, 2]
 
 
+@pytest.mark.parametrize("turns", [1, 2], ids=["before-its-first-step", "while-it-gathers"])
+async def test_a_writer_cancelled_fails_the_batches_waiting_for_it(
+    store: RedisStore, turns: int
+) -> None:
+    # Busy first (two batches in one call), so the next writer waits for more.
+    await asyncio.gather(*(store.ingest([group(placed(f"b{i}"))], 0, T) for i in range(2)))
+    waiting = asyncio.ensure_future(store.ingest([group(placed("c"))], 0, T))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    assert store._writer is not None
+    store._writer.cancel()
+    with pytest.raises(StoreUnavailable, match="ingest cancelled"):
+        await asyncio.wait_for(waiting, 10)  # not left waiting for ever
+    (o,) = await store.ingest([group(placed("c"))], 0, T)  # the next batch goes as usual
+    assert o.changed == 1
+
+
 async def test_a_call_that_fails_fails_every_batch_in_it(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
