@@ -20,6 +20,7 @@ from receiver.outcomes.stats import (
     CACHE_NAMESPACE,
     NOISY_CAP,
     REFRESH_SLOT_MS,
+    Alertnames,
     Outcome,
     Stats,
     StatsQuery,
@@ -28,10 +29,11 @@ from receiver.outcomes.stats import (
     p50,
     parse_query,
     pct,
+    read_outcomes,
     refresh_metrics,
 )
 from receiver.store import open_store
-from receiver.store.base import Annotation, GroupStore, StoreSettings
+from receiver.store.base import Annotation, GroupStore, PlacedAlert, StoreSettings
 from receiver.store.records import (
     CauseRecord,
     ChangeRecord,
@@ -41,7 +43,7 @@ from receiver.store.records import (
 )
 from receiver.store.redis import RedisStore
 from tests.conftest import PROMETHEUS_DATA, T0, FakeClock, make_alert
-from tests.store.builders import group, placed
+from tests.store.builders import STARTS, group, placed
 from tests.support.harness import Harness, harness, write_config
 from tests.support.incidents import incident_state as state
 
@@ -449,10 +451,15 @@ class CountingReads:
         monkeypatch.setattr(outcome_stats, "read_outcomes", self)
 
     def __call__(
-        self, store: GroupStore, since_ms: int, journey: str | None, page_size: int
+        self,
+        store: GroupStore,
+        since_ms: int,
+        journey: str | None,
+        page_size: int,
+        names: Alertnames | None = None,
     ) -> AsyncGenerator[list[Outcome], None]:
         self.calls += 1
-        return self._read(store, since_ms, journey, page_size)
+        return self._read(store, since_ms, journey, page_size, names)
 
 
 async def one_more_incident(rx: Harness) -> None:
@@ -539,6 +546,33 @@ async def test_one_replica_a_minute_computes_and_every_replica_publishes(
     assert 'journey_receiver_stats_incidents{journey="",window="7d"} 5.0' in both[0]
 
 
+async def test_each_minute_reads_the_alerts_of_the_incidents_that_changed_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await seed(rx)
+        reads: list[str] = []
+        load = rx.receiver.store.load_alerts
+
+        async def counted(incident_id: str, limit: int) -> Any:
+            reads.append(incident_id)
+            return await load(incident_id, limit)
+
+        monkeypatch.setattr(rx.receiver.store, "load_alerts", counted)
+        computed = CountingReads(monkeypatch)
+        first = await refresh_metrics(rx.receiver)
+        assert first is not None and len(reads) == first.signal.incidents == 4
+        rx.clock.advance(60)
+        same = await refresh_metrics(rx.receiver)  # the next minute, nothing changed
+        assert computed.calls == 2  # computed again, not taken from the cache
+        assert same is not None and same.signal == first.signal and len(reads) == 4
+        await one_more_incident(rx)
+        rx.clock.advance(60)
+        again = await refresh_metrics(rx.receiver)
+        assert again is not None and again.signal.incidents == 5
+        assert len(reads) == 5  # the new incident's alerts; the others' are kept
+
+
 async def test_a_replica_with_nothing_kept_leaves_its_gauges_as_they_were(
     tmp_path: Path, redis_port: int
 ) -> None:
@@ -598,6 +632,75 @@ async def test_the_store_reads_a_window_by_creation_time(store: RedisStore) -> N
     assert [s.id for s in await store.incidents_since(t, "checkout", 10)] == [ids[1], ids[0]]
     assert [s.id for s in await store.incidents_since(t, None, 1)] == [ids[2]]
     assert await store.incidents_since(t + 180_000, None, 10) == []
+
+
+def named(
+    fp: str, alertname: str, region: str, status: str = "firing", starts_at: datetime = STARTS
+) -> PlacedAlert:
+    p = placed(fp, status=status, region=region, starts_at=starts_at)
+    return p._replace(alert=p.alert._replace(labels={**p.alert.labels, "alertname": alertname}))
+
+
+async def test_an_incident_whose_alerts_did_not_change_is_not_read_again(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = round(T0 * 1000)
+    ids = []
+    for n, region in enumerate(["eu", "us"]):
+        (o,) = await store.ingest([group(named(f"a{n}", f"A{n}", region), region=region)], 0, t)
+        ids.append(o.incident_id)
+    reads: list[str] = []
+    load = store.load_alerts
+
+    async def counted(incident_id: str, limit: int) -> Any:
+        reads.append(incident_id)
+        return await load(incident_id, limit)
+
+    monkeypatch.setattr(store, "load_alerts", counted)
+    names = Alertnames()
+
+    async def alertnames() -> dict[str, frozenset[str]]:
+        return {
+            o.state.id: o.alertnames
+            async for page in read_outcomes(store, t, None, names=names)
+            for o in page
+        }
+
+    first = await alertnames()
+    assert first == {ids[0]: {"A0"}, ids[1]: {"A1"}} and sorted(reads) == sorted(ids)
+    assert await alertnames() == first and len(reads) == 2  # nothing changed: nothing read
+    # Another alertname joins the first incident: that one is read again, the other is not.
+    await store.ingest([group(named("b0", "B0", "eu"), region="eu")], 0, t + 1)
+    assert await alertnames() == {ids[0]: {"A0", "B0"}, ids[1]: {"A1"}}
+    assert reads[2:] == [ids[0]]
+    # So is one whose alert resolved: what a page shows is ranked by status.
+    await store.ingest([group(placed("a1", status="resolved", region="us"), region="us")], 0, t + 2)
+    await alertnames()
+    assert reads[3:] == [ids[1]]
+
+
+async def test_alerts_that_swap_status_within_one_millisecond_are_read_again(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One alert shown (ALERTS_READ), firing first: which one it is changes when X resolves
+    # and Y fires again, though the counts stay and every call falls in one millisecond.
+    monkeypatch.setattr(outcome_stats, "ALERTS_READ", 1)
+    t = round(T0 * 1000)
+    (o,) = await store.ingest([group(named("x", "AX", "eu"), named("y", "AY", "eu"))], 0, t)
+    await store.ingest([group(named("y", "AY", "eu", status="resolved"))], 0, t)
+    names = Alertnames()
+
+    async def shown() -> frozenset[str]:
+        pages = [page async for page in read_outcomes(store, t, None, names=names)]
+        return pages[0][0].alertnames
+
+    assert await shown() == {"AX"}
+    again = STARTS + timedelta(minutes=5)
+    swap = [named("x", "AX", "eu", status="resolved"), named("y", "AY", "eu", starts_at=again)]
+    await store.ingest([group(*swap)], 0, t)
+    assert await shown() == {"AY"}
+    loaded = await store.load(o.incident_id)
+    assert loaded is not None and loaded.state.updated_at == t + 2  # a millisecond a change
 
 
 # The roll-up on its own: edge cases of the arithmetic.

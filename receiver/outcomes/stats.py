@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import statistics
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -442,38 +442,78 @@ def change_to_detection_s(state: IncidentState) -> float | None:
     return (state.started - change.at) / 1000
 
 
+class Alertnames:
+    """Each incident's alertnames as last read, with what its state said of its alerts then
+    (``_alerts_stamp``): an incident whose alerts did not change is not read again. Every
+    minute's figures read every incident of the week, and choosing the alerts to name is
+    the costly part for a large one (all of its alerts are ranked). The least recently
+    used go first past ``size``."""
+
+    def __init__(self, size: int = INCIDENTS_READ) -> None:
+        self._size = size
+        self._kept: OrderedDict[str, tuple[tuple[int, ...], frozenset[str]]] = OrderedDict()
+
+    def get(self, state: IncidentState) -> frozenset[str] | None:
+        kept = self._kept.get(state.id)
+        if kept is None or kept[0] != _alerts_stamp(state):
+            return None
+        self._kept.move_to_end(state.id)
+        return kept[1]
+
+    def put(self, state: IncidentState, names: frozenset[str]) -> None:
+        self._kept[state.id] = (_alerts_stamp(state), names)
+        self._kept.move_to_end(state.id)
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+
+
+def _alerts_stamp(state: IncidentState) -> tuple[int, ...]:
+    # Ingest moves updated_at with every change to an alert it keeps (a new one, a status,
+    # a time), and alerts_dropped when it lets resolved ones go; the counts guard against
+    # two changes within one millisecond.
+    return (state.updated_at, state.alert_count, state.firing_count, state.alerts_dropped)
+
+
 async def read_outcomes(
-    store: GroupStore, since_ms: int, journey: str | None, page_size: int = READ_PAGE
+    store: GroupStore,
+    since_ms: int,
+    journey: str | None,
+    page_size: int = READ_PAGE,
+    names: Alertnames | None = None,
 ) -> AsyncGenerator[list[Outcome], None]:
     """The incidents created since ``since_ms`` (of ``journey``), with their alertnames,
     then those created up to ``CARRY_IN_MS`` before it that were open after it (without
     alertnames: they count towards minutes degraded only); the notified ones with their
     timelines. In pages, newest first, each from one store read of at most ``page_size``
     incidents (the newest ``INCIDENTS_READ`` in all): a reader that adds up each page
-    before it asks for the next holds one page at a time."""
+    before it asks for the next holds one page at a time. ``names``: the alertnames read
+    before, kept across calls."""
+    memo = names if names is not None else Alertnames()
     pages = store.iter_incidents_since(since_ms - CARRY_IN_MS, journey, page_size)
     async for read in capped(pages, INCIDENTS_READ):
-        outcomes = await _outcomes(store, read, since_ms)
+        outcomes = await _outcomes(store, read, since_ms, memo)
         if outcomes:
             yield outcomes
 
 
 async def _outcomes(
-    store: GroupStore, read: Sequence[IncidentState], since_ms: int
+    store: GroupStore, read: Sequence[IncidentState], since_ms: int, names: Alertnames
 ) -> list[Outcome]:
     states = await with_timelines(
         store, [s for s in read if s.created_at >= since_ms or overlaps(s, since_ms)]
     )
     inside = [s for s in states if s.created_at >= since_ms]
-    outcomes: list[Outcome] = []
-    for start in range(0, len(inside), _CONCURRENT_READS):
-        chunk = inside[start : start + _CONCURRENT_READS]
+    known = {s.id: kept for s in inside if (kept := names.get(s)) is not None}
+    unread = [s for s in inside if s.id not in known]
+    for start in range(0, len(unread), _CONCURRENT_READS):
+        chunk = unread[start : start + _CONCURRENT_READS]
         pages = await asyncio.gather(*(store.load_alerts(s.id, ALERTS_READ) for s in chunk))
-        outcomes += [
-            Outcome(s, frozenset(a.labels.get("alertname", "") for a in page.alerts) - {""})
-            for s, page in zip(chunk, pages, strict=True)
-        ]
-    return outcomes + [Outcome(s, frozenset()) for s in states if s.created_at < since_ms]
+        for s, page in zip(chunk, pages, strict=True):
+            known[s.id] = frozenset(a.labels.get("alertname", "") for a in page.alerts) - {""}
+            names.put(s, known[s.id])
+    return [Outcome(s, known[s.id]) for s in inside] + [
+        Outcome(s, frozenset()) for s in states if s.created_at < since_ms
+    ]
 
 
 async def read_stats(
@@ -484,17 +524,19 @@ async def read_stats(
     slos: Mapping[str, SloPolicy] | None = None,
     page_size: int = READ_PAGE,
     retention_ms: int | None = None,
+    names: Alertnames | None = None,
 ) -> Stats:
     """The figures for ``query``; ``journeys`` are the configured ones (``unmapped`` too),
     ``slos`` their SLOs. A ``journey`` neither configured nor with incidents in the window
     is refused (422). The incidents are read and added up ``page_size`` at a time. A window
     longer than ``retention_ms`` is cut to it (``retention_limited``): counting the time the
-    store no longer shows as time without incidents would overstate attainment."""
+    store no longer shows as time without incidents would overstate attainment. ``names``:
+    alertnames kept from earlier reads (``Alertnames``)."""
     asked = now_ms - query.window_ms
     since = asked if retention_ms is None else max(asked, now_ms - retention_ms)
     shown = list(journeys) if query.journey is None else [query.journey]
     tally = StatsTally(since, now_ms, shown, slos)
-    async for page in read_outcomes(store, since, query.journey, page_size):
+    async for page in read_outcomes(store, since, query.journey, page_size, names):
         tally.add(o for o in page if o.state.created_at >= since)
         tally.carry(o.state for o in page if o.state.created_at < since)
     if query.journey is not None and query.journey not in journeys and not tally.overall.incidents:
@@ -594,6 +636,7 @@ async def cached_stats(receiver: Receiver, query: StatsQuery) -> Stats:
 _COMPUTING: WeakKeyDictionary[Receiver, dict[tuple[str, str | None], asyncio.Lock]] = (
     WeakKeyDictionary()
 )
+_ALERTNAMES: WeakKeyDictionary[Receiver, Alertnames] = WeakKeyDictionary()
 
 
 async def refresh_metrics(receiver: Receiver) -> Stats | None:
@@ -620,8 +663,9 @@ async def _computed(receiver: Receiver, query: StatsQuery, now_ms: int) -> Stats
     journeys = [j.id for j in catalog]
     slos = {j.id: SloPolicy(j.slo.degraded_at, j.slo.objective) for j in catalog}
     retention_ms = ms(receiver.settings.config.store.retention)
+    names = _ALERTNAMES.setdefault(receiver, Alertnames())
     stats = await read_stats(
-        receiver.store, query, now_ms, journeys, slos, retention_ms=retention_ms
+        receiver.store, query, now_ms, journeys, slos, retention_ms=retention_ms, names=names
     )
     await receiver.store.cache.set(
         CACHE_NAMESPACE, _field(query), stats.model_dump_json(), CACHE_TTL_MS

@@ -167,12 +167,15 @@ local states, touched, dirty = {}, {}, {}
 local kept = {}
 -- Each incident's version as read (0 for one opened here), written one up if it changed.
 local versions = {}
+-- Each incident's updated_at as read (nil for one opened here).
+local updated_before = {}
 local function state_of(id)
   if states[id] == nil then
     local got = redis.call('HMGET', P .. 'inc:' .. id, 'state', 'kept', 'ver')
     states[id] = got[1] and cjson.decode(got[1]) or false
     kept[id] = tonumber(got[2]) or 0
     versions[id] = tonumber(got[3]) or 0
+    updated_before[id] = states[id] and tonumber(states[id].updated_at) or nil
   end
   return states[id] or nil
 end
@@ -462,7 +465,11 @@ local function apply(first_group, last_group, first_alert, truncated)
       end
 
       if res.changed > 0 or res.opened or res.reopened then
-        st.updated_at = now
+        -- Later than the last change even within one millisecond (two calls can share
+        -- one): the figures read an incident's alerts again only when it moves
+        -- (receiver/outcomes/stats.py).
+        local before = updated_before[id]
+        st.updated_at = (before and before >= now) and before + 1 or now
         dirty[id] = true
       end
       if not touched[id] then
