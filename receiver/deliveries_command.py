@@ -221,20 +221,53 @@ def _answer(response: httpx.Response, action: str, credential: _Credential) -> d
 
 def _fetch(
     client: httpx.Client, state: str, limit: int, action: str, credential: _Credential
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | None:
+    """The deliveries in ``state``; None when the receiver does not know the state (one
+    older than this command lists dead letters only, and refuses the others' names)."""
     wanted: dict[str, str | int] = {"state": state, "limit": limit}
-    answer = _answer(client.get("/api/v1/deliveries", params=wanted), action, credential)
+    response = client.get("/api/v1/deliveries", params=wanted)
+    if response.status_code == 422 and state != "dead" and _names_field(response, "state"):
+        return None
+    answer = _answer(response, action, credential)
     deliveries = answer.get("deliveries")
     if not isinstance(deliveries, list) or not all(isinstance(d, dict) for d in deliveries):
         raise _Refused("GET /api/v1/deliveries: no list of deliveries in the answer")
     return deliveries
 
 
+def _names_field(response: httpx.Response, name: str) -> bool:
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and e.get("field") == name for e in errors
+    )
+
+
 def _list(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
     states = [s for s in STATES if s in args.state] if args.state else list(STATES)
     found: list[dict[str, Any]] = []
+    unknown: list[str] = []
     for state in states:
-        found += _fetch(client, state, args.limit, "list", credential)
+        got = _fetch(client, state, args.limit, "list", credential)
+        if got is None and args.state:
+            raise _Refused(
+                f"this receiver does not list {state} deliveries (a version older than "
+                "this command: it lists dead ones only)"
+            )
+        if got is None:
+            unknown.append(state)
+        else:
+            found += got
+    if unknown:
+        # What it could list is still worth printing: the dead letters need someone first.
+        print(
+            f"{_PREFIX}: this receiver does not list {' or '.join(unknown)} deliveries "
+            "(a version older than this command): not shown",
+            file=sys.stderr,
+        )
+        states = [s for s in states if s not in unknown]
     if args.json:
         print(json.dumps({"deliveries": found}, indent=2))
     elif found:
@@ -275,6 +308,7 @@ def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Creden
         letters = [
             d
             for d in _fetch(client, "dead", MAX_LIMIT, "redrive", credential)
+            or ()  # dead: known to every version
             if (not ids or d.get("id") in ids) and (not args.sink or d.get("sink") == args.sink)
         ]
         if letters:

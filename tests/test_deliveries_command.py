@@ -11,12 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from receiver.cli import main
 from receiver.deliveries_command import TOKEN_ENV
 from tests.conftest import EXAMPLE_JOURNEYS, make_alert, resolved
 from tests.support import receiver_process as rp
-from tests.support.fake_server import Fault
+from tests.support.fake_server import FakeServer, Fault, serve
 from tests.support.processes import free_port
 from tests.support.prometheus import fake_http
 from tests.support.sink_world import Fakes, fakes
@@ -252,4 +256,40 @@ def test_what_a_wrong_or_hostile_server_answers_is_escaped_or_refused(
         assert capsys.readouterr().err == (
             "journey-receiver deliveries: GET /api/v1/deliveries: not a journey-receiver "
             "answer (a wrong --url?)\n"
+        )
+
+
+def test_a_receiver_older_than_the_command_still_shows_its_dead_letters(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a receiver before the retrying and pending states answered (receiver/api.py then).
+    dead = {"id": "7", "incident": "checkout-1", "sink": "slack", "kind": "open",
+            "state": "dead", "attempts": 8, "dead_at": "2026-12-04T10:00:00.000Z",
+            "error": "invalid_auth"}  # fmt: skip
+
+    async def deliveries(request: Request) -> Response:
+        state = request.query_params.get("state", "dead")
+        if state != "dead":
+            return JSONResponse(
+                {"error": "state must be dead (the dead-letter list)",
+                 "errors": [{"field": "state", "reason": state}]},
+                status_code=422,
+            )  # fmt: skip
+        return JSONResponse({"deliveries": [dead]})
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    app = Starlette(routes=[Route("/api/v1/deliveries", deliveries)])
+    with serve(app, FakeServer()) as older:
+        assert main(["deliveries", "list", "--url", older.url]) == 0
+        out, err = capsys.readouterr()
+        assert out.splitlines()[1].split()[:3] == ["dead", "7", "slack"]
+        assert err == (
+            "journey-receiver deliveries: this receiver does not list retrying or pending "
+            "deliveries (a version older than this command): not shown\n"
+        )
+        # Asked for by name, a state it does not know is an error, not an empty list.
+        assert main(["deliveries", "list", "--url", older.url, "--state", "pending"]) == 1
+        assert capsys.readouterr().err == (
+            "journey-receiver deliveries: this receiver does not list pending deliveries "
+            "(a version older than this command: it lists dead ones only)\n"
         )

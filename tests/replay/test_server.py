@@ -173,8 +173,8 @@ def test_a_ctrl_c_is_the_replays_and_its_server_answers_while_it_winds_down(
         "import time\n"
         "from redis import Redis\n"
         "with private_redis() as server:\n"
-        "    print(server.pid, flush=True)\n"
-        "    try:\n"
+        "    try:\n"  # before the pid is out: the Ctrl-C may come as soon as it is
+        "        print(server.pid, flush=True)\n"
         "        time.sleep(60)\n"
         "    except KeyboardInterrupt:\n"
         "        time.sleep(0.5)  # a server that took the Ctrl-C too has shut down by now\n"
