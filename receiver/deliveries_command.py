@@ -138,16 +138,13 @@ def run(args: argparse.Namespace, base_url: str, config_path: Path | None) -> in
 def _checked(base_url: str) -> str:
     """``base_url`` as it may be printed (no user info, escaped); ``_Refused`` naming
     ``--url`` when it is no http(s) URL with a host."""
-    from receiver.online import shown_url
+    from receiver.online import http_url, shown_url
 
     try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
-        raise _Refused(f"--url: not a URL ({shown(str(exc))})") from None
-    shown_base = shown(shown_url(base_url))
-    if url.scheme not in ("http", "https") or not url.host:
-        raise _Refused(f"--url {shown_base}: an http:// or https:// URL with a host")
-    return shown_base
+        http_url(base_url)
+    except ValueError as exc:
+        raise _Refused(f"--url: {shown(str(exc))}") from None
+    return shown(shown_url(base_url))
 
 
 def _credential(action: str, config_path: Path | None) -> _Credential:

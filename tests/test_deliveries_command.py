@@ -216,7 +216,11 @@ def test_a_receiver_that_does_not_answer_is_named(
     assert capsys.readouterr().err.startswith(f"journey-receiver deliveries: {url}: ")
     assert main(["deliveries", "list", "--url", "ftp://h"]) == 1
     assert capsys.readouterr().err == (
-        "journey-receiver deliveries: --url ftp://h: an http:// or https:// URL with a host\n"
+        "journey-receiver deliveries: --url: an http:// or https:// URL with a host\n"
+    )
+    assert main(["deliveries", "list", "--url", "http://[::1"]) == 1
+    assert capsys.readouterr().err == (
+        "journey-receiver deliveries: --url: not a URL (Invalid port: ':1')\n"
     )
     # A --config that is not there is said, not replaced by the defaults.
     missing = tmp_path / "receiver.yml"

@@ -89,6 +89,18 @@ def owner_values(journeys: cfg.JourneysConfig, attr: str) -> Iterator[tuple[str,
             yield f"{who} owner.{attr}", value
 
 
+def http_url(text: str) -> httpx.URL:
+    """``text`` as an http(s) URL with a host, for a command line option to name in its
+    error: ``ValueError`` saying what it is not, never quoting it (it may hold a password)."""
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("an http:// or https:// URL with a host")
+    return url
+
+
 def shown_url(url: str) -> str:
     """``url`` without user and password, query or fragment."""
     parts = urlsplit(url)

@@ -153,16 +153,14 @@ def _seconds(option: str, text: str | None) -> float | None:
 def _prometheus(text: str) -> str:
     """``--prometheus`` (or ``$PROMETHEUS_URL``) as the replay calls it: an http(s) base URL
     to which the API paths are added; ``ValueError`` naming the option otherwise."""
-    import httpx
+    from receiver.online import http_url
 
     if not text:
         raise ValueError(f"--prometheus: give Prometheus' URL (or set {PROMETHEUS_ENV})")
     try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"--prometheus: not a URL ({exc})") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("--prometheus: an http:// or https:// URL with a host")
+        url = http_url(text)
+    except ValueError as exc:
+        raise ValueError(f"--prometheus: {exc}") from None
     if url.query or url.fragment:
         raise ValueError("--prometheus: no query or fragment (the API paths are added to it)")
     return text

@@ -189,17 +189,24 @@ def test_a_ctrl_c_is_the_replays_and_its_server_answers_while_it_winds_down(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_replay_told_to_stop_winds_down_like_on_ctrl_c(
-    tmp_path: Path, stop: signal.Signals
-) -> None:
-    script = (
+def _replaying(then: str) -> str:
+    """A replay's stand-in for ``interruptible``: it says ``replaying`` once its signal
+    handlers are in place, then does ``then`` (one line)."""
+    return (
         "import anyio\n"
         "from receiver.replay.run import interruptible\n"
         "async def replaying():\n"
         "    await anyio.sleep(0.3)  # its signal handlers are in place by then\n"
         "    print('replaying', flush=True)\n"
-        "    await anyio.sleep(60)\n"
+        f"    {then}\n"
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_replay_told_to_stop_winds_down_like_on_ctrl_c(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    script = _replaying("await anyio.sleep(60)") + (
         "with private_redis() as server:\n"
         "    print(server.pid, flush=True)\n"
         "    try:\n"
@@ -218,15 +225,9 @@ def test_a_replay_told_to_stop_winds_down_like_on_ctrl_c(
 
 
 def test_a_replay_started_to_ignore_hangups_keeps_running_through_one(tmp_path: Path) -> None:
-    script = (
-        "import anyio, signal\n"
-        "from receiver.replay.run import interruptible\n"
+    script = _replaying("await anyio.sleep(0.6); print('done', flush=True)") + (
+        "import signal\n"
         "signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it\n"
-        "async def replaying():\n"
-        "    await anyio.sleep(0.3)\n"
-        "    print('replaying', flush=True)\n"
-        "    await anyio.sleep(0.6)\n"
-        "    print('done', flush=True)\n"
         "with private_redis() as server:\n"
         "    print(server.pid, flush=True)\n"
         "    interruptible(replaying)\n"
