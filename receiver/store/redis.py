@@ -219,6 +219,8 @@ class RedisStore:
         cfg = self.settings
         metas = []
         records = []
+        # Alerts of one rule evaluation share their startsAt: each time is converted once.
+        times = _Millis()
         groups = [g for b in batches for g in b.groups]
         for g in groups:
             for p in g.alerts:
@@ -238,8 +240,8 @@ class RedisStore:
                     (
                         a.fingerprint,
                         a.status,
-                        _ms(a.starts_at),
-                        _ms(a.ends_at),
+                        times[a.starts_at],
+                        times[a.ends_at],
                         p.service,
                         p.stage or "",
                         p.region,
@@ -817,6 +819,14 @@ def _fail(batches: Sequence[_Waiting], exc: Exception) -> None:
 
 def _ms(at: datetime | None) -> str:
     return "" if at is None else str(int(at.timestamp() * 1000))
+
+
+class _Millis(dict[datetime | None, str]):
+    """``_ms`` of each time asked for, computed once (a call's worth: never shared)."""
+
+    def __missing__(self, at: datetime | None) -> str:
+        self[at] = text = _ms(at)
+        return text
 
 
 def _alert(fp: str, meta: list[str], body: str | None) -> StoredAlert:
