@@ -1,6 +1,6 @@
-"""Ingest benchmark: the receiver with Redis against a parse-only floor, interleaved.
+"""Ingest benchmark: the receiver with Redis against a parse-only floor and a store floor.
 
-    .venv/bin/python -m benchmarks.ingest            # from the repository root, ~3 min
+    .venv/bin/python -m benchmarks.ingest            # from the repository root, ~5 min
 
 What it starts (and stops again, each by its PID):
 
@@ -8,17 +8,20 @@ What it starts (and stops again, each by its PID):
 - the receiver, ``journey-receiver serve`` with the example config switched to that Redis
   (scheduler and log sink running as usual), pinned with ``taskset`` to the server core;
 - the floor, ``benchmarks.floor_app`` under uvicorn: one POST route that only does
-  ``WebhookMessage.model_validate_json(body)``; pinned to the same server core.
+  ``WebhookMessage.model_validate_json(body)``; pinned to the same server core;
+- the store floor, ``benchmarks.store_floor_app``: the floor plus the least a
+  deduplicating store does (one script call per request: HMGET the fingerprints, HSET the
+  records that changed) in the same Redis; pinned to the same server core.
 
 The load generator (this process) pins itself to another core and posts Alertmanager
 webhook bodies of 1, 10 and 100 alerts at bounded concurrency over keep-alive connections.
-For each batch size it alternates receiver and floor rounds, so machine noise hits both;
-while one server is measured the other is stopped (SIGSTOP), so the receiver's scheduler
-cannot steal the floor's core, and the scheduler's backlog is paid for in the receiver's
-own rounds. Redis ``INFO commandstats`` before and after each receiver round gives the
-Redis commands per batch. An open-loop run sends 1,000 alerts/s (batches of 10 at 100
-requests/s) to the receiver and reports its latency, once on a fresh receiver and once
-after the rounds, when the store holds the whole storm and the scheduler works on it.
+For each batch size it alternates receiver, floor and store floor rounds, so machine noise
+hits all three; while one server is measured the others are stopped (SIGSTOP), so the
+receiver's scheduler cannot steal the floors' core, and the scheduler's backlog is paid for
+in the receiver's own rounds. Redis ``INFO commandstats`` before and after each receiver
+round gives the Redis commands per batch. An open-loop run sends 1,000 alerts/s (batches of
+10 at 100 requests/s) to the receiver and reports its latency, once on a fresh receiver and
+once after the rounds, when the store holds the whole storm and the scheduler works on it.
 
 All of that runs twice, with Redis placed two ways: on the load generator's core (the
 receiver process alone on its core: what the receiver's own code costs), and on the server
@@ -330,7 +333,7 @@ def receiver_config(workdir: Path, redis_port: int, scheduler: bool = True) -> P
 
 @dataclass(frozen=True)
 class Placement:
-    server: int | None  # receiver and floor
+    server: int | None  # receiver and both floors
     client: int | None  # this process
     redis: int | None
 
@@ -338,7 +341,7 @@ class Placement:
         if self.server is None:
             return "not pinned: fewer than two cores, everything shares them"
         return (
-            f"pinned with taskset: receiver and floor on core {self.server}, load generator "
+            f"pinned with taskset: receiver and floors on core {self.server}, load generator "
             f"on core {self.client}, redis-server on core {self.redis}; the server not being "
             "measured is SIGSTOPped"
         )
@@ -348,14 +351,20 @@ class Placement:
 class Processes:
     receiver: Server
     floor: Server
+    store_floor: Server
     redis_pid: int
     redis_port: int
+
+    @property
+    def servers(self) -> tuple[Server, Server, Server]:
+        return (self.receiver, self.floor, self.store_floor)
 
 
 @contextlib.contextmanager
 def start(place: Placement, workdir: Path, scheduler: bool) -> Iterator[Processes]:
-    """Redis, receiver and floor; each is stopped by its PID on the way out."""
+    """Redis, receiver and both floors; each is stopped by its PID on the way out."""
     redis_port, receiver_port, floor_port = free_port(), free_port(), free_port()
+    store_floor_port = free_port()
     redis_args = redis_command(redis_port, workdir)
     receiver_args = [
         sys.executable, "-m", "receiver.cli", "serve",
@@ -367,16 +376,29 @@ def start(place: Placement, workdir: Path, scheduler: bool) -> Iterator[Processe
         "--host", "127.0.0.1", "--port", str(floor_port),
         "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "120",
     ]  # fmt: skip
+    store_floor_args = [
+        sys.executable, "-m", "uvicorn", "benchmarks.store_floor_app:app",
+        "--host", "127.0.0.1", "--port", str(store_floor_port),
+        "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "120",
+    ]  # fmt: skip
+    os.environ["STORE_FLOOR_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     with (
         running(pinned(place.redis, redis_args), redis_port, workdir / "redis.log") as rds,
         running(
             pinned(place.server, receiver_args), receiver_port, workdir / "receiver.log", ROOT
         ) as rec,
         running(pinned(place.server, floor_args), floor_port, workdir / "floor.log", ROOT) as flo,
+        running(
+            pinned(place.server, store_floor_args),
+            store_floor_port,
+            workdir / "store-floor.log",
+            ROOT,
+        ) as sto,
     ):
         procs = Processes(
             Server("receiver", "127.0.0.1", receiver_port, rec.pid),
             Server("floor", "127.0.0.1", floor_port, flo.pid),
+            Server("store floor", "127.0.0.1", store_floor_port, sto.pid),
             rds.pid,
             redis_port,
         )
@@ -384,8 +406,8 @@ def start(place: Placement, workdir: Path, scheduler: bool) -> Iterator[Processe
             yield procs
         finally:
             # A stopped process would not act on the SIGTERM that ``running`` sends.
-            procs.receiver.resume()
-            procs.floor.resume()
+            for server in procs.servers:
+                server.resume()
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -440,9 +462,8 @@ class Bench:
         return [RawConnection(server.host, server.port) for _ in range(self.concurrency)]
 
     def _cpu_now(self) -> dict[str, float]:
-        now = {
-            "receiver": cpu_seconds(self.procs.receiver.pid),
-            "floor": cpu_seconds(self.procs.floor.pid),
+        now = {s.name: cpu_seconds(s.pid) for s in self.procs.servers}
+        now |= {
             "redis": cpu_seconds(self.procs.redis_pid),
             "loadgen": time.process_time(),
         }
@@ -456,8 +477,9 @@ class Bench:
         self, posters: Sequence[Poster], server: Server, payloads: Payloads, seconds: float
     ) -> Round:
         """Post as fast as ``posters`` allow for ``seconds``; one poster per worker."""
-        other = self.procs.floor if server is self.procs.receiver else self.procs.receiver
-        other.pause()
+        for other in self.procs.servers:
+            if other is not server:
+                other.pause()
         server.resume()
         # Rendering a body is two bytes.replace calls (microseconds), so it happens per
         # request: every fingerprint number is then sent, and "the previous request with
@@ -487,7 +509,7 @@ class Bench:
         delta = {k: v - stats_before.get(k, 0) for k, v in stats.items() if k != "info"}
         scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
         if "server core" in cpu:
-            ours = cpu["receiver"] + cpu["floor"]
+            ours = sum(cpu[s.name] for s in self.procs.servers)
             ours += cpu["redis"] if self.place.redis == self.place.server else 0.0
             cpu["foreign"] = max(0.0, cpu.pop("server core") - ours)
             cpu.pop("client core")
@@ -517,22 +539,24 @@ async def measure(args: argparse.Namespace, bench: Bench, sizes: Sequence[int]) 
         ready = await client.get(procs.receiver.url + "/readyz")
         if ready.status_code != 200:
             raise RuntimeError(f"receiver not ready: {ready.status_code} {ready.text}")
-        posters = {s.name: bench.connections(s, client) for s in (procs.receiver, procs.floor)}
+        posters = {s.name: bench.connections(s, client) for s in procs.servers}
         procs.floor.pause()
+        procs.store_floor.pause()
         bench.fixed["fresh"] = await fixed_rate(
             procs.receiver, 100.0, args.fixed_seconds, Payloads(10, 0xF0, 7)
         )
         try:
             for tag, size in enumerate(sizes):
+                # Each server its own fingerprints: none finds the others' in Redis.
                 payloads = {
-                    "receiver": Payloads(size, tag=2 * tag, seed=size),
-                    "floor": Payloads(size, tag=2 * tag + 1, seed=size),
+                    s.name: Payloads(size, tag=3 * tag + k, seed=size)
+                    for k, s in enumerate(procs.servers)
                 }
-                pair = (procs.receiver, procs.floor)
-                for server in pair:  # warm-up: connections, script cache, code paths
+                trio = procs.servers
+                for server in trio:  # warm-up: connections, script cache, code paths
                     await bench.round(posters[server.name], server, payloads[server.name], 0.5)
                 for i in range(args.rounds):
-                    for server in pair if i % 2 == 0 else pair[::-1]:
+                    for server in trio if i % 2 == 0 else trio[::-1]:
                         result = await bench.round(
                             posters[server.name],
                             server,
@@ -541,7 +565,7 @@ async def measure(args: argparse.Namespace, bench: Bench, sizes: Sequence[int]) 
                         )
                         bench.rounds.append(result)
                         print(
-                            f"  batch {size:>3} {server.name:<8} round {i + 1}: "
+                            f"  batch {size:>3} {server.name:<11} round {i + 1}: "
                             f"{result.alerts_per_s:>9,.0f} alerts/s, "
                             f"p99 {ms(quantile(result.latencies, 0.99)):>6} ms, "
                             f"foreign load on the server core {result.cpu.get('foreign', 0):.0%}",
@@ -552,11 +576,13 @@ async def measure(args: argparse.Namespace, bench: Bench, sizes: Sequence[int]) 
                 for poster in group:
                     await poster.aclose()
         procs.floor.pause()
+        procs.store_floor.pause()
         procs.receiver.resume()
         bench.fixed["after the rounds"] = await fixed_rate(
             procs.receiver, 100.0, args.fixed_seconds, Payloads(10, 0xF1, 8)
         )
         procs.floor.resume()
+        procs.store_floor.resume()
         bench.stored = await store_size(client, procs.receiver)
 
 
@@ -650,28 +676,31 @@ def median_rate(rounds: Sequence[Round], size: int, target: str) -> float:
 
 def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
     head = (
-        "batch | receiver alerts/s | floor alerts/s | ratio | receiver p50/p99 ms "
-        "| floor p50/p99 ms | redis calls/batch: scripts + other"
+        "batch | receiver alerts/s | floor alerts/s | ratio | store floor alerts/s | ratio "
+        "| receiver / store floor | receiver p50/p99 ms | floor p50/p99 ms "
+        "| redis calls/batch: scripts + other"
     )
     lines = [head, "-" * len(head)]
     cpu_lines = [
         "batch | CPU, share of one core: receiver | redis | floor | load generator "
         "(receiver / floor rounds) | foreign load on the server core "
-        "| CPU per alert, us: receiver + redis"
+        "| CPU per alert, us: receiver + redis | store floor + redis"
     ]
     for size in sizes:
-        rec = [r for r in rounds if r.size == size and r.target == "receiver"]
-        flo = [r for r in rounds if r.size == size and r.target == "floor"]
-        rec_rate, flo_rate = (
-            median_rate(rounds, size, "receiver"),
-            median_rate(rounds, size, "floor"),
+        rec, flo, sto = (
+            [r for r in rounds if r.size == size and r.target == name]
+            for name in ("receiver", "floor", "store floor")
+        )
+        rec_rate, flo_rate, sto_rate = (
+            median_rate(rounds, size, name) for name in ("receiver", "floor", "store floor")
         )
         rec_lat = [x for r in rec for x in r.latencies]
         flo_lat = [x for r in flo for x in r.latencies]
         batches = sum(r.requests for r in rec)
-        errors = sum(r.errors for r in rec + flo)
+        errors = sum(r.errors for r in rec + flo + sto)
         lines.append(
             f"{size:>5} | {rec_rate:>17,.0f} | {flo_rate:>14,.0f} | {rec_rate / flo_rate:>4.2f}x "
+            f"| {sto_rate:>20,.0f} | {sto_rate / flo_rate:>4.2f}x | {rec_rate / sto_rate:>21.2f}x "
             f"| {ms(quantile(rec_lat, 0.5)):>8} / {ms(quantile(rec_lat, 0.99)):<8} "
             f"| {ms(quantile(flo_lat, 0.5)):>6} / {ms(quantile(flo_lat, 0.99)):<7} "
             f"| {sum(r.scripts for r in rec) / batches:.2f} + "
@@ -682,7 +711,8 @@ def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
             f"{size:>5} | {_avg(rec, 'receiver'):>8.0%} | {_avg(rec, 'redis'):>4.0%} "
             f"| {_avg(flo, 'floor'):>4.0%} | {_avg(rec, 'loadgen'):>4.0%} / "
             f"{_avg(flo, 'loadgen'):<4.0%} | {_avg(rec + flo, 'foreign'):>3.0%} "
-            f"| {_per_alert(rec, 'receiver'):.1f} + {_per_alert(rec, 'redis'):.1f}"
+            f"| {_per_alert(rec, 'receiver'):.1f} + {_per_alert(rec, 'redis'):.1f} "
+            f"| {_per_alert(sto, 'store floor'):.1f} + {_per_alert(sto, 'redis'):.1f}"
         )
     return [*lines, "", *cpu_lines]
 
@@ -731,18 +761,18 @@ def report(
     print(f"store after the run: {bench.stored}")
     for size, goal in GOALS.items():
         if size in sizes:
-            ratio = median_rate(bench.rounds, size, "receiver") / median_rate(
-                bench.rounds, size, "floor"
-            )
+            floor = median_rate(bench.rounds, size, "floor")
+            ratio = median_rate(bench.rounds, size, "receiver") / floor
+            stored = median_rate(bench.rounds, size, "store floor") / floor
             print(
                 f"ratio at batch {size}: {ratio:.2f}x the floor -- goal >= {goal}x: "
-                f"{'met' if ratio >= goal else 'MISSED'}"
+                f"{'met' if ratio >= goal else 'MISSED'} (the store floor: {stored:.2f}x)"
             )
-    busy = [r for r in bench.rounds if r.target == "floor" and r.cpu["loadgen"] > 0.85]
+    busy = [r for r in bench.rounds if r.target != "receiver" and r.cpu["loadgen"] > 0.85]
     if busy:
         print(
             f"warning: the load generator used over 85% of its core in {len(busy)} floor "
-            "round(s): there it, not the floor, set the pace, so the floor is underestimated"
+            "round(s): there it, not the floor, set the pace, so that floor is underestimated"
         )
     foreign = _avg(bench.rounds, "foreign")
     if foreign > FOREIGN_LOAD_WARNING:
@@ -773,12 +803,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--sizes", default="1,10,100", help="batch sizes (default 1,10,100)")
-    p.add_argument("--rounds", type=int, default=5, help="receiver/floor round pairs per size")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="rounds per server (receiver, floors) and size"
+    )
     p.add_argument("--round-seconds", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client")
     p.add_argument("--fixed-seconds", type=float, default=5.0, help="the 1,000 alerts/s run")
-    p.add_argument("--server-cpu", type=int, default=0, help="core of receiver and floor")
+    p.add_argument("--server-cpu", type=int, default=0, help="core of receiver and floors")
     p.add_argument("--client-cpu", type=int, default=1, help="core of the load generator")
     p.add_argument(
         "--placement",
@@ -795,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="keep config and server logs in this directory")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    planned = len(sizes) * (1 + 2 * args.rounds * args.round_seconds) + 2 * args.fixed_seconds
+    planned = len(sizes) * (1.5 + 3 * args.rounds * args.round_seconds) + 2 * args.fixed_seconds
     if planned > DEADLINE_S - 40:
         p.error(f"that plan takes ~{planned:.0f} s; keep it under {DEADLINE_S - 40:.0f} s")
 
