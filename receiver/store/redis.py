@@ -55,6 +55,9 @@ T = TypeVar("T")
 _LIST_PAGE = 200
 _ALERTS_SCANNED = 1_000
 """Alerts of an incident read per round trip when a page of them is chosen."""
+_RECENT_KEPT = 1_000
+"""How many of an incident's latest firings ingest.lua keeps (rc:<id>): enough to choose a
+page of ALERTS_SHOWN (500) from them while at least that many of them still fire."""
 # A batch whose plan went stale is planned again; only a storm of new keys racing it would
 # need a second try, so this many mean something is wrong.
 _PLAN_ATTEMPTS = 10
@@ -282,7 +285,7 @@ class RedisStore:
                 *self._planned_keys(plan, journeys),
             ]
             raw = await self._run_ingest(
-                keys, [*args, orjson.dumps(plan), cfg.max_alerts_per_incident]
+                keys, [*args, orjson.dumps(plan), cfg.max_alerts_per_incident, _RECENT_KEPT]
             )
             if raw not in (b"retry", "retry"):
                 break
@@ -380,7 +383,7 @@ class RedisStore:
             if digest in journeys:
                 ids.append(f"{journeys[digest]}-{digest}-{int(seq or 0) + 1}")
             for i in ids:
-                names += [p + part + i for part in ("inc:", "am:", "ab:", "ar:", "tl:")]
+                names += [p + part + i for part in ("inc:", "am:", "ab:", "ar:", "tl:", "rc:")]
             keys += [name.encode() for name in names]
         return keys
 
@@ -425,7 +428,7 @@ class RedisStore:
     @unavailable
     async def load_alerts(self, incident_id: str, limit: int) -> AlertPage:
         key = self._p + "am:" + incident_id
-        shown = await self._scanned_alerts(key, limit)
+        shown = await self._chosen_alerts(incident_id, limit)
         if shown is None:
             # The scan went on where the hash was not laid out as where it began (a failover,
             # the slot moved): fields held throughout may have been skipped. Read it whole.
@@ -447,18 +450,64 @@ class RedisStore:
         ]
         return AlertPage(alerts=alerts, total=max(int(total), len(alerts)))
 
-    async def _scanned_alerts(self, key: str, limit: int) -> list[_Ranked] | None:
-        """The best ``limit`` alerts of the ``am:`` hash ``key`` (``_rank``), read a chunk
-        at a time (HSCAN) so that an incident of tens of thousands of alerts holds neither
-        Redis nor this event loop for the whole of it: measured at 50,000 alerts, one
-        HGETALL and its sort held the loop ~160 ms at once (every webhook waited, and a
-        round of such incidents' updates or the stats' refresh stacked them); chunk by
-        chunk, a page of 500 holds it ~14 ms at most. None when fewer fields came back than
-        the hash held at both ends of the scan: it cannot be trusted to be whole."""
+    async def _chosen_alerts(self, incident_id: str, limit: int) -> list[_Ranked] | None:
+        """The best ``limit`` alerts of the incident (``_rank``). A small incident comes
+        whole with the first chunk; a large one is chosen from its latest firings
+        (``_recent_alerts``) when they prove it, else ranked whole (``_scanned_alerts``).
+        None: read it whole."""
+        key = self._p + "am:" + incident_id
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.hlen(key)
             pipe.hscan(key, 0, count=_ALERTS_SCANNED)
-            before, (cursor, found) = await pipe.execute()
+            pipe.lrange(self._p + "rc:" + incident_id, 0, -1)
+            before, (cursor, found), recent = await pipe.execute()
+        if cursor and len(recent) >= limit:
+            proven = await self._recent_alerts(key, recent, limit)
+            if proven is not None:
+                return proven
+        return await self._scanned_alerts(key, limit, int(before), cursor, found)
+
+    async def _recent_alerts(
+        self, key: str, recent: Sequence[str], limit: int
+    ) -> list[_Ranked] | None:
+        """The best ``limit`` alerts of the ``am:`` hash ``key`` chosen from ``recent``
+        alone (its ``rc:`` list, ingest.lua) when that proves them the best; else None.
+
+        Ingest pushes an alert's fingerprint on the list each time it starts firing (it
+        arrives firing, or fires again), and that push's time is its ``changed_at`` while
+        it fires. Those times never go back within an incident, whatever the replicas'
+        clocks (ingest.lua stamps a change no earlier than the incident's last one). So a
+        firing alert off the list started no later than the oldest entry on it, and every
+        alert on it changed then or later: with ``limit`` firing alerts on it that changed
+        after the earliest ``changed_at`` found there, none off the list ranks among the
+        best ``limit`` (firing first, the latest change first; resolved ones after every
+        firing one)."""
+        fps = list(dict.fromkeys(recent))
+        metas: list[str | None] = await self._r.hmget(key, fps)
+        ranked = [
+            (_rank(fp, fields), fields)
+            for fp, meta in zip(fps, metas, strict=True)
+            # Dropped since (the cap keeps firing alerts), or from an older layout.
+            if meta is not None
+            for fields in (meta.split("|", 5),)
+        ]
+        if not ranked:
+            return None
+        earliest = min(int(fields[4]) for _, fields in ranked)
+        later = sum(1 for rank, fields in ranked if not rank[0] and int(fields[4]) > earliest)
+        return heapq.nsmallest(limit, ranked, key=_by_rank) if later >= limit else None
+
+    async def _scanned_alerts(
+        self, key: str, limit: int, before: int, cursor: int, found: dict[str, str]
+    ) -> list[_Ranked] | None:
+        """The best ``limit`` alerts of the ``am:`` hash ``key`` (``_rank``), read a chunk
+        at a time (HSCAN, the first chunk given with the hash's length ``before`` it) so
+        that an incident of tens of thousands of alerts holds neither Redis nor this event
+        loop for the whole of it: measured at 50,000 alerts, one HGETALL and its sort held
+        the loop ~160 ms at once (every webhook waited, and a round of such incidents'
+        updates or the stats' refresh stacked them); chunk by chunk, a page of 500 holds it
+        ~14 ms at most. None when fewer fields came back than the hash held at both ends
+        of the scan: it cannot be trusted to be whole."""
         seen: set[str] = set()
         best: dict[str, _Ranked] = {}
         # Once trimmed to ``limit``: what a field must beat to get in.
@@ -481,7 +530,7 @@ class RedisStore:
                 break
             cursor, found = await self._r.hscan(key, cursor, count=_ALERTS_SCANNED)
         # One HSCAN is atomic: read whole in one, the hash was seen as it was then.
-        if chunks > 1 and len(seen) < min(int(before), int(await self._r.hlen(key))):
+        if chunks > 1 and len(seen) < min(before, int(await self._r.hlen(key))):
             return None
         return heapq.nsmallest(limit, best.values(), key=_by_rank)
 
@@ -513,6 +562,7 @@ class RedisStore:
                     self._p + "am:" + claim.incident_id,
                     self._p + "ab:" + claim.incident_id,
                     self._p + "ar:" + claim.incident_id,
+                    self._p + "rc:" + claim.incident_id,
                     *(self.deliveries.queue_key(job.queue) for job in jobs),
                 ],
                 args=[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,6 +65,100 @@ async def test_one_incident_per_key_and_dedup_by_fingerprint(store: RedisStore) 
     assert page.alerts[0].labels["service"] in ("payment-service", "cart")
 
 
+async def _ranked_whole(store: RedisStore, incident_id: str) -> list[str]:
+    """The incident's alerts as ranking every one of them orders them (the test's own)."""
+    metas = await store._r.hgetall(f"{store._p}am:{incident_id}")
+    fields = {fp: meta.split("|") for fp, meta in metas.items()}
+    return sorted(fields, key=lambda fp: (fields[fp][0] != "firing", -int(fields[fp][4]), fp))
+
+
+def _small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 10 and a list of the 40 latest firings: a few hundred alerts make an
+    incident 'large'."""
+    monkeypatch.setattr(redis_store, "_ALERTS_SCANNED", 10)
+    monkeypatch.setattr(redis_store, "_RECENT_KEPT", 40)
+
+
+async def test_a_page_of_a_big_incident_is_chosen_from_its_latest_firings(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the alerts did (fired, resolved, fired again; calls sharing a millisecond
+    or stamped by replicas whose clocks disagree), each page is the one ranking all of
+    them gives; the list answers whenever it proves the page, and stays trimmed."""
+    _small_pages(monkeypatch)
+    rng = random.Random(15)
+    fps = [f"fp{i:03d}" for i in range(300)]
+    (o,) = await store.ingest([group(*(placed(fp) for fp in fps[:200]))], 0, T)
+    assert o.incident_id
+    answered = []
+    from_list = store._recent_alerts
+
+    async def spied(*args: Any) -> Any:
+        chosen = await from_list(*args)
+        answered.append(chosen is not None)
+        return chosen
+
+    monkeypatch.setattr(store, "_recent_alerts", spied)
+    now = T
+    for step in range(80):
+        # Some calls share a millisecond; some come from a replica whose clock is behind.
+        now += rng.choice((0, 1, 7, -3))
+        firing = rng.random() < 0.6
+        changes = [
+            placed(
+                fp,
+                status="firing" if firing == (rng.random() < 0.8) else "resolved",
+                # A new startsAt: firing again, not a late copy of an old notification.
+                starts_at=STARTS + timedelta(seconds=step),
+            )
+            for fp in rng.sample(fps, rng.randint(1, 25))
+        ]
+        await store.ingest([group(*changes)], 0, now)
+        ranked = await _ranked_whole(store, o.incident_id)
+        for limit in (5, 15):
+            page = await store.load_alerts(o.incident_id, limit)
+            assert [a.fp for a in page.alerts] == ranked[:limit]
+        assert await store._r.llen(f"{store._p}rc:{o.incident_id}") <= 40 + 40 // 5
+    # Both ways were taken: the list proved pages, and pages it could not prove were ranked
+    # from all the alerts.
+    assert any(answered) and not all(answered)
+
+
+async def test_an_alert_firing_again_or_stamped_by_a_clock_behind_keeps_its_rank(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _small_pages(monkeypatch)
+    (o,) = await store.ingest([group(*(placed(f"a{i:03d}") for i in range(200)))], 0, T)
+    assert o.incident_id
+    # a000 resolves, newer alerts come, and it fires again: it leads the page.
+    await store.ingest([group(placed("a000", status="resolved"))], 0, T + 1)
+    await store.ingest([group(*(placed(f"b{i:03d}") for i in range(20)))], 0, T + 50)
+    again = STARTS + timedelta(minutes=5)
+    await store.ingest([group(placed("a000", starts_at=again))], 0, T + 100)
+    ranked = await _ranked_whole(store, o.incident_id)
+    assert ranked[0] == "a000"
+    assert [a.fp for a in (await store.load_alerts(o.incident_id, 5)).alerts] == ranked[:5]
+    # z comes through a replica 3 ms ahead; the 65 that follow through one whose clock is
+    # behind push it off the list: they are stamped after it all the same.
+    await store.ingest([group(placed("z"))], 0, T + 103)
+    await store.ingest([group(*(placed(f"c{i:03d}") for i in range(45)))], 0, T + 101)
+    await store.ingest([group(*(placed(f"d{i:03d}") for i in range(20)))], 0, T + 102)
+    ranked = await _ranked_whole(store, o.incident_id)
+    assert ranked.index("z") > ranked.index("d019")
+    assert [a.fp for a in (await store.load_alerts(o.incident_id, 5)).alerts] == ranked[:5]
+
+
+async def test_an_incident_from_before_its_list_gets_one_with_a_lifetime(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    recent = f"{store._p}rc:{o.incident_id}"
+    await store._r.delete(recent)  # stored by a version without the list
+    await store.ingest([group(placed("b"))], 0, T + 1)  # a call that renews nothing
+    assert await store._r.lrange(recent, 0, -1) == ["b"]
+    assert 0 < await store._r.pttl(recent) <= store.settings.retention_ms
+
+
 async def test_a_page_of_a_big_incident_is_chosen_chunk_by_chunk(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,6 +177,9 @@ async def test_a_page_of_a_big_incident_is_chosen_chunk_by_chunk(
         return await hscan(*args, **kwargs)
 
     monkeypatch.setattr(client, "hscan", counted)
+    # Without its list of latest firings (an incident stored before there was one), it is
+    # ranked whole.
+    await client.delete(f"{store._p}rc:{o.incident_id}")
     page = await store.load_alerts(o.incident_id, 120)
     # Firing first, the latest to change first (then by fingerprint), read 25 at a time.
     assert [a.fp for a in page.alerts] == fps[150:270]
@@ -891,7 +989,7 @@ async def test_a_call_that_fails_fails_every_batch_in_it(
 async def test_lifetimes_are_renewed_once_a_64th_of_the_retention(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     raw = store._r
-    keys = [f"{store._p}{kind}:{o.incident_id}" for kind in ("inc", "am", "ab", "tl")]
+    keys = [f"{store._p}{kind}:{o.incident_id}" for kind in ("inc", "am", "ab", "tl", "rc")]
     for k in keys:
         await raw.pexpire(k, 60_000)  # as if most of the lifetime had gone by
     every = store.settings.retention_ms // 64
@@ -918,17 +1016,17 @@ async def test_a_commit_on_an_incident_that_expired_meanwhile_lets_it_go(
 
 async def test_a_commit_keeps_the_alerts_alive_with_their_incident(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
-    meta, body = (f"{store._p}{kind}:{o.incident_id}" for kind in ("am", "ab"))
+    kept = [f"{store._p}{kind}:{o.incident_id}" for kind in ("am", "ab", "rc")]
     every = store.settings.retention_ms // 64
 
     async def decide_at(now_ms: int) -> list[int]:
-        for k in (meta, body):
+        for k in kept:
             await store._r.pexpire(k, 60_000)  # its last batch was long ago
         (claim,) = await store.claim_due(now_ms, 30_000, 10)
         stored = await store.load(claim.incident_id)
         assert stored is not None
         assert await store.commit(claim, stored.version, stored.state, {}, 0, [], now_ms) == "ok"
-        return [await store._r.pttl(k) for k in (meta, body)]
+        return [await store._r.pttl(k) for k in kept]
 
     # Renewed as ingest renews them: not right after a batch, once a 64th of the retention
     # has gone by since.

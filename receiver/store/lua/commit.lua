@@ -2,9 +2,9 @@
 --
 -- KEYS: 1 the due set, 2 the claims hash, 3 the incident, 4 its timeline, 5 its key's
 -- mapping (key:<digest>), 6 its key's id counter (seq:<digest>), 7 the outbox job counter,
--- 8 the outbox's ready set, 9 the alive set (see ingest.lua), 10 to 12 its alerts'
--- meta and record hashes and resolved set (am:, ab:, ar:), then one queue list per outbox
--- job, in the jobs' order.
+-- 8 the outbox's ready set, 9 the alive set (see ingest.lua), 10 to 13 its alerts'
+-- meta and record hashes, resolved set and latest changes (am:, ab:, ar:, rc:), then one
+-- queue list per outbox job, in the jobs' order.
 -- ARGV: 1 id, 2 claim token, 3 version read, 4 now (ms), 5 guard (JSON: field -> the value
 -- the decision relied on), 6 patch (JSON: the scheduler's fields that ingest reads too), 7
 -- next due (ms, or -1 for none), 8 retention (ms), 9 timeline cap, 10 the number of outbox
@@ -85,7 +85,7 @@ if jobs > 0 then
   local ready = {'NX'}
   for i = first_job, first_entry - 1, 2 do
     job_id = job_id + 1
-    local q = KEYS[13 + (i - first_job) / 2]
+    local q = KEYS[14 + (i - first_job) / 2]
     redis.call('RPUSH', q, '{"id":"' .. string.format('%d', job_id) .. '",' ..
                string.sub(ARGV[i + 1], 2))
     redis.call('PEXPIRE', q, ARGV[8])
@@ -122,6 +122,7 @@ if renew then
   redis.call('PEXPIRE', KEYS[10], ARGV[8])
   redis.call('PEXPIRE', KEYS[11], ARGV[8])
   redis.call('PEXPIRE', KEYS[12], ARGV[8])
+  redis.call('PEXPIRE', KEYS[13], ARGV[8])
   -- The key's mapping and its id counter live as long as the incident does: an expired
   -- counter would number the next incident of this key with an id still in use.
   redis.call('PEXPIRE', KEYS[5], ARGV[8])

@@ -6,8 +6,8 @@
 -- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
 --          each given): 1 the due set, 2 the incident index, 3 the alive set, then the
 --          alerts' fp:<fp>,
---          then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/tl
---          keys of its current incident and of the one it would open next. The script
+--          then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
+--          tl/rc keys of its current incident and of the one it would open next. The script
 --          names them the same way; it only touches what the plan foresaw.
 -- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
 --          5 retention (ms)   6 timeline cap
@@ -24,6 +24,7 @@
 --          11 the plan (JSON): {digest: [current incident id or false, id counter or
 --            false]}, as the caller read them just before, for every digest the batch may
 --            touch (its groups', and those of the incidents already holding its alerts).
+--          13 how many of an incident's latest firings ``rc:<id>`` keeps
 -- If the plan is out of date (another batch moved an index meanwhile), nothing is written
 -- and the answer is "retry": read again, declare again.
 -- Records are never decoded here, and everything travels in a few arguments: decoding
@@ -31,6 +32,9 @@
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
 -- class" (what deduplication compares, and what the counts were taken under), ``ab:<id>`` fingerprint -> the record, and ``tl:<id>`` is
 -- the timeline, kept out of the state document that every batch decodes and encodes.
+-- ``rc:<id>`` lists the fingerprints of its latest firings (an alert that arrived firing
+-- or fired again), newest first: a page of the incident's alerts shows those first, so a
+-- reader of a large incident ranks these instead of all of them (redis.py load_alerts).
 -- Returns a JSON list with, per batch, a list of one entry per incident the batch touched
 -- (an alert may go to the incident that already holds it rather than to its group): {id,
 -- journey, opened, reopened, changed, duplicates, ignored, alert_count}. ``id`` is false
@@ -49,6 +53,7 @@ local batches = cjson.decode(ARGV[7])
 local groups = cjson.decode(ARGV[8])
 local alerts = cjson.decode(ARGV[9])
 local max_alerts = tonumber(ARGV[12])
+local recent_kept = tonumber(ARGV[13])
 local due_key = KEYS[1]
 local idx_key = P .. 'idx'
 -- Incident id -> when its keys were last given a new lifetime (here or by commit.lua).
@@ -179,7 +184,7 @@ local function state_of(id)
   end
   return states[id] or nil
 end
--- Renewing an incident's seven lifetimes costs more than the rest of a small batch: they
+-- Renewing an incident's eight lifetimes costs more than the rest of a small batch: they
 -- are renewed when a 64th of the retention has passed since the last time, so its keys
 -- expire between 63/64 of the retention and the retention after its last change.
 local renew_every = math.floor(retention / 64)
@@ -313,6 +318,14 @@ local function apply(first_group, last_group, first_alert, truncated)
       end
       local meta_key = P .. 'am:' .. id
       local body_key = P .. 'ab:' .. id
+      -- What this call's changes are stamped with: never before the incident's last change,
+      -- so that the stamps follow the order in which changes reach Redis even when the
+      -- replicas' clocks disagree (rc:<id> relies on it, redis.py _recent_alerts).
+      local stamp, stamp_s = now, now_s
+      local last_change = tonumber(st.last_change_at)
+      if last_change and last_change > now then
+        stamp, stamp_s = last_change, string.format('%d', last_change)
+      end
       local services, stages, regions = st.services, st.stages, st.regions
       local classes, firing_services = st.firing_classes, st.firing_services
       -- For the upstream ranking without reading the alerts: firing alerts per service and
@@ -324,6 +337,8 @@ local function apply(first_group, last_group, first_alert, truncated)
       -- The incident's resolved alerts by when they resolved (ar:<id>): the ones dropped
       -- first when it holds more than max_alerts.
       local resolved_now, firing_again = {}, {}
+      -- The fingerprints that fired here (new, or again), for rc:<id>.
+      local recent = {}
       -- Until the first notification of this (re)opening, count the alerts that resolved:
       -- they came and went within group_wait (blips).
       local gathering = is_set(st.pending)
@@ -358,7 +373,7 @@ local function apply(first_group, last_group, first_alert, truncated)
             -- A retry, or an HA peer's copy.
             res.duplicates = res.duplicates + 1
           else
-            local changed_at = now
+            local changed_at = stamp
             if gathering and status == 'resolved' and o_status ~= 'resolved' then
               st.pending_resolved = (st.pending_resolved or 0) + 1
             elseif gathering and status == 'firing' and o_status == 'resolved'
@@ -391,8 +406,11 @@ local function apply(first_group, last_group, first_alert, truncated)
                 service_starts[service] = at
               end
             end
-            if changed_at == now then st.last_change_at = now end
-            local changed_s = changed_at == now and now_s or changed_at
+            if changed_at == stamp then
+              st.last_change_at = stamp
+              if status == 'firing' then recent[#recent + 1] = fp end
+            end
+            local changed_s = changed_at == stamp and stamp_s or changed_at
             local meta = status .. '|' .. starts .. '|' .. ends .. '|' .. (o_first or now_s) ..
                          '|' .. changed_s .. '|' .. class
             latest[fp] = meta
@@ -431,6 +449,20 @@ local function apply(first_group, last_group, first_alert, truncated)
       if #resolved_now > 0 and now - kept[id] < renew_every then
         -- Its first resolved alert creates the set, and no renewal below gives it a lifetime.
         redis.call('PEXPIRE', resolved_key, retention_s)
+      end
+      if #recent > 0 then
+        local recent_key = P .. 'rc:' .. id
+        local length = 0
+        each_chunk(recent, 1, function(part)
+          length = redis.call('LPUSH', recent_key, unpack(part))
+        end)
+        if length == #recent and now - kept[id] < renew_every then
+          redis.call('PEXPIRE', recent_key, retention_s)  -- created here, as ar: above
+        end
+        -- Trimmed once it is a fifth past what it keeps: not at every call.
+        if length > recent_kept + recent_kept / 5 then
+          redis.call('LTRIM', recent_key, 0, recent_kept - 1)
+        end
       end
       -- An incident that keeps getting traffic would otherwise keep every alert it ever
       -- saw; firing alerts always stay. Every field of am: was counted in alert_count and
@@ -513,6 +545,7 @@ for _, id in ipairs(touched) do
     redis.call('PEXPIRE', P .. 'ab:' .. id, retention_s)
     redis.call('PEXPIRE', P .. 'ar:' .. id, retention_s)
     redis.call('PEXPIRE', P .. 'tl:' .. id, retention_s)
+    redis.call('PEXPIRE', P .. 'rc:' .. id, retention_s)
     redis.call('PEXPIRE', P .. 'key:' .. digest, retention_s)
     -- The id counter must outlive every incident it numbered, or a later incident of the
     -- same key would be given an id still in use.
