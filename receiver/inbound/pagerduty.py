@@ -9,13 +9,21 @@ remembered (``store.cache``) from the incident's earlier events.
 Only a person counts as a responder: an acknowledgement or resolve whose ``agent`` is not
 a user (our own resolve through the Events API, an auto-resolve) is PagerDuty echoing the
 receiver or a timer, and is recorded on the timeline only.
+
+An incident that resolved and fired again has a new PagerDuty incident under the same key.
+Which one an event is about, PagerDuty says in the incident's ``created_at``: one opened
+well before this episode first fired (``EPISODE_MARGIN_MS``), other than the one the
+incident's link names, belongs to an earlier episode. Its events are recorded on the
+timeline as such, but never answer for this episode nor become its PagerDuty link; the
+link comes from the current incident's events, its trigger first.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
@@ -26,8 +34,15 @@ SOURCE = "pagerduty"
 CACHE_NAMESPACE = "pd-incident"
 """``store.cache``: PagerDuty incident id -> our incident id."""
 _NOTE_MAX = 500
+_ID_SHOWN_MAX = 64
+EPISODE_MARGIN_MS = 60_000
+"""How long before an episode first fired a PagerDuty incident must have been opened to be
+an earlier episode's (at most ``resolve_after``, the least time between an episode's
+notification and the next episode). PagerDuty's clock is not ours, and it writes whole
+seconds; the current episode's incident opens after it first fired, at its notification."""
 RECORDED = frozenset(
     {
+        "incident.triggered",
         "incident.acknowledged",
         "incident.unacknowledged",
         "incident.resolved",
@@ -40,6 +55,10 @@ RECORDED = frozenset(
 
 class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class Agent(_Wire):
@@ -64,6 +83,14 @@ class EventData(_Wire):
     assignees: list[Reference] = []
     incident: Reference | None = None
     content: str | None = None
+    # When PagerDuty opened the incident (incident events), as it writes it: read leniently
+    # (``opened_ms``; anything but text as none), since refusing an event would count
+    # against the subscription.
+    created_at: Annotated[
+        str | None,
+        BeforeValidator(_text_or_none),
+        WithJsonSchema({"description": "RFC 3339 text; any other value reads as none"}),
+    ] = None
 
 
 class Event(_Wire):
@@ -79,6 +106,19 @@ class Event(_Wire):
         if self.data.type == "incident":
             return self.data.id
         return self.data.incident.id if self.data.incident else ""
+
+    @property
+    def opened_ms(self) -> int | None:
+        """When PagerDuty opened the incident this incident event is about (ms); None for
+        a note, or a time that does not read as one."""
+        text = self.data.created_at
+        if self.data.type != "incident" or not text:
+            return None
+        try:
+            opened = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return round(opened.timestamp() * 1000) if opened.tzinfo is not None else None
 
     @property
     def by_person(self) -> bool:
@@ -100,20 +140,43 @@ def parse(body: bytes) -> Event:
     return parse_body(Envelope, body).event
 
 
-def annotation(event: Event, state: IncidentState, now_ms: int) -> Annotation | None:
-    """What ``event`` adds to the incident; None when it is not worth recording."""
+def annotation(
+    event: Event, state: IncidentState, now_ms: int, margin_ms: int = EPISODE_MARGIN_MS
+) -> Annotation | None:
+    """What ``event`` adds to the incident; None when it is not worth recording.
+    ``margin_ms``: ``EPISODE_MARGIN_MS``, or ``resolve_after`` when that is shorter."""
     at = round(event.occurred_at.timestamp() * 1000)
     who = event.who
     kind = event.event_type
-    if kind in ("incident.acknowledged", "incident.resolved") and at < state.started:
+    opened = event.opened_ms
+    known = state.sinks.get("pagerduty", {}).get("incident")
+    # An earlier episode's PagerDuty incident: opened well before this episode first fired
+    # (+1 s: PagerDuty writes whole seconds), and not the one the link names (a resolve
+    # that never reached PagerDuty leaves the old one open, and the next trigger lands on
+    # it: then it is this episode's too).
+    earlier = (
+        opened is not None
+        and opened + 1000 + margin_ms <= state.first_firing_at
+        and event.pagerduty_incident != known
+    )
+    if kind in ("incident.acknowledged", "incident.resolved") and (at < state.started or earlier):
         # About an earlier episode (delivered late, or the PagerDuty incident of the last
         # one): it says nothing of who answered this one, and a person's resolve then
         # would stop the updates of the PagerDuty incident now open.
         return None
-    sink: dict[str, Any] = {"incident": event.pagerduty_incident}
-    if event.data.html_url:
-        sink["url"] = event.data.html_url
+    sink: dict[str, Any] = {}
+    # A note names only its PagerDuty incident, which may be an earlier episode's: it makes
+    # the link only when there is none yet.
+    if not earlier and not (kind == "incident.annotated" and known):
+        sink["incident"] = event.pagerduty_incident
+        if event.data.html_url:
+            sink["url"] = event.data.html_url
     fill: dict[str, dict[str, Any]] = {}
+    if kind == "incident.triggered":
+        # Our own trigger, as PagerDuty opened it: the link, nothing to tell.
+        if not sink:
+            return None
+        return Annotation(merge={"sinks.pagerduty": sink}, once=f"{SOURCE}:{event.id}")
     if kind == "incident.acknowledged":
         if not event.by_person:
             return None
@@ -130,7 +193,8 @@ def annotation(event: Event, state: IncidentState, now_ms: int) -> Annotation | 
             "unless its alerts fire again after it resolves here"
         )
     elif kind == "incident.reopened":
-        sink[PERSON_RESOLVED] = ""
+        if not earlier:
+            sink[PERSON_RESOLVED] = ""
         text = f"reopened in PagerDuty by {who}"
     elif kind == "incident.unacknowledged":
         text = "acknowledgement in PagerDuty timed out"
@@ -143,8 +207,11 @@ def annotation(event: Event, state: IncidentState, now_ms: int) -> Annotation | 
         text = f"note in PagerDuty by {who}: {clipped}"
     else:
         return None
+    if earlier:
+        shown = event.pagerduty_incident[:_ID_SHOWN_MAX]
+        text += f" (PagerDuty incident {shown}, of an earlier episode)"
     return Annotation(
-        merge={"sinks.pagerduty": sink},
+        merge={"sinks.pagerduty": sink} if sink else {},
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         once=f"{SOURCE}:{event.id}",

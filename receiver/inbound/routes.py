@@ -121,7 +121,8 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
     if event.event_type not in pagerduty.RECORDED:
         return ignored
     now = receiver.pipeline.now_ms()
-    return await record(receiver, state, pagerduty.annotation(event, state, now))
+    margin = min(pagerduty.EPISODE_MARGIN_MS, receiver.settings.timers.resolve_after_ms)
+    return await record(receiver, state, pagerduty.annotation(event, state, now, margin))
 
 
 async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from receiver.errors import PayloadError
 from receiver.inbound import pagerduty
+from receiver.store.records import IncidentState
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 from tests.support.sink_world import Fakes
@@ -217,14 +218,61 @@ async def test_a_note_before_any_acknowledgement_finds_its_incident_through_the_
     rx: Harness, world: Fakes
 ) -> None:
     incident_id = await opened(rx)
-    # The trigger is not recorded, but it names PagerDuty's incident with our key.
+    # The trigger names PagerDuty's incident with our key: the link, nothing on the
+    # timeline.
     trigger = world.pagerduty.person("triggered", incident_id, "Bob", SECRET)
-    assert await webhook(rx, *trigger) == (200, {"status": "ignored"})
+    assert await webhook(rx, *trigger) == (200, {"status": "recorded", "incident": incident_id})
+    detail = await rx.incident(incident_id)
+    assert detail["sinks"]["pagerduty"]["incident"] == "P000001"
+    assert detail["sinks"]["pagerduty"]["url"].endswith("/incidents/P000001")
     note = world.pagerduty.person("annotated", incident_id, "Bob", SECRET, content="looking")
     assert (await webhook(rx, *note))[0] == 200
     detail = await rx.incident(incident_id)
     texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
     assert texts == ["note in PagerDuty by Bob: looking"]
+
+
+async def test_the_pagerduty_incident_of_an_earlier_episode_answers_for_nothing_now(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    first = pd.person("triggered", incident_id, "PagerDuty", SECRET, at=clock.now)
+    assert (await webhook(rx, *first))[0] == 200
+    # The alerts resolve, and fire again later: a new episode, a new PagerDuty incident.
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)
+    again = {**PAYMENT, "startsAt": "2026-04-18T08:40:00Z"}
+    await rx.post([again])
+    await rx.tick(30)
+    assert [i.status for i in pd.incidents(incident_id)] == ["resolved", "triggered"]
+    trigger = pd.person("triggered", incident_id, "PagerDuty", SECRET, at=clock.now)
+    assert (await webhook(rx, *trigger))[0] == 200
+    # Then people work on the first PagerDuty incident (a postmortem note, a reassignment,
+    # a resolve delivered late), stamped now: nothing of it is this episode's.
+    clock.advance(60)
+    old: dict[str, Any] = {"which": 0, "at": clock.now, "secret": SECRET}
+    note = pd.person("annotated", incident_id, "Carol", content="root cause: DNS", **old)
+    moved = pd.person("reassigned", incident_id, "Carol", assignees=[{"summary": "Dan"}], **old)
+    done = pd.person("resolved", incident_id, "Carol", **old)
+    reopened = pd.person("reopened", incident_id, "Carol", **old)
+    for body in (note, moved, done, reopened):
+        assert (await webhook(rx, *body))[0] == 200
+    detail = await rx.incident(incident_id)
+    assert detail["sinks"]["pagerduty"]["incident"] == "P000002"
+    assert detail["sinks"]["pagerduty"]["url"].endswith("/incidents/P000002")
+    assert detail["response"] is None
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
+    earlier = " (PagerDuty incident P000001, of an earlier episode)"
+    assert texts[-3:] == [
+        "note in PagerDuty by Carol: root cause: DNS",
+        "reassigned in PagerDuty by Carol to Dan" + earlier,
+        "reopened in PagerDuty by Carol" + earlier,
+    ]
+    # The current PagerDuty incident's own acknowledgement still answers for it.
+    ack = pd.person("acknowledged", incident_id, "Erin", SECRET, at=clock.now)
+    assert (await webhook(rx, *ack))[0] == 200
+    assert (await rx.incident(incident_id))["response"]["acknowledged_by"] == "Erin"
 
 
 async def test_a_resolve_from_before_the_episode_began_is_not_this_episodes(
@@ -238,3 +286,68 @@ async def test_a_resolve_from_before_the_episode_began_is_not_this_episodes(
     detail = await rx.incident(incident_id)
     assert detail["response"] is None
     assert "resolved_by_person" not in detail["sinks"]["pagerduty"]
+
+
+# --- which episode an event is about, judged from the event alone ------------------------
+
+FIRST_FIRING = 1_776_500_000_000  # this episode first fired then (ms)
+
+
+def episode(**sinks: str) -> IncidentState:
+    """An open incident whose current episode first fired at FIRST_FIRING; ``sinks``: what
+    its PagerDuty entry holds."""
+    return IncidentState(
+        id="inc-1", key="k", digest="d", journey="checkout", group_labels={},
+        status="open", created_at=FIRST_FIRING - 3_600_000, updated_at=FIRST_FIRING,
+        first_firing_at=FIRST_FIRING, started_at=FIRST_FIRING,
+        sinks={"pagerduty": dict(sinks)} if sinks else {},
+    )  # fmt: skip
+
+
+def event(kind: str, pd_id: str, created_at: object, at_ms: int = FIRST_FIRING + 90_000) -> bytes:
+    occurred = datetime.fromtimestamp(at_ms / 1000, UTC).isoformat()
+    data = {"id": pd_id, "type": "incident", "incident_key": "inc-1", "created_at": created_at}
+    agent = {"id": "PU1", "type": "user_reference", "summary": "Pat"}
+    envelope = {"id": "E1", "event_type": kind, "occurred_at": occurred, "agent": agent}
+    return json.dumps({"event": envelope | {"data": data}}).encode()
+
+
+def test_this_episodes_incident_opened_within_the_same_second_is_this_episodes() -> None:
+    # PagerDuty opened it 300 ms after the episode first fired (group_wait 0) and wrote
+    # whole seconds: its created_at reads as 700 ms before the episode.
+    same_second = datetime.fromtimestamp((FIRST_FIRING - 700) / 1000, UTC)
+    created = same_second.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ack = pagerduty.annotation(
+        pagerduty.parse(event("incident.acknowledged", "P2", created)), episode(), FIRST_FIRING
+    )
+    assert ack is not None and ack.fill["response"]["acknowledged_by"] == "Pat"
+    assert ack.merge == {"sinks.pagerduty": {"incident": "P2"}}
+    # One opened an hour before the episode is an earlier episode's (with no link known).
+    hour_before = datetime.fromtimestamp((FIRST_FIRING - 3_600_000) / 1000, UTC).isoformat()
+    old = pagerduty.parse(event("incident.acknowledged", "P1", hour_before))
+    assert pagerduty.annotation(old, episode(), FIRST_FIRING, margin_ms=5_000) is None
+
+
+def test_an_earlier_episodes_incident_leaves_the_person_resolved_flag_and_the_link() -> None:
+    an_hour_before = datetime.fromtimestamp((FIRST_FIRING - 3_600_000) / 1000, UTC).isoformat()
+    state = episode(incident="P2", resolved_by_person="Alice")
+    reopened = pagerduty.parse(event("incident.reopened", "P1", an_hour_before))
+    said = pagerduty.annotation(reopened, state, FIRST_FIRING)
+    assert said is not None and said.merge == {}
+    assert said.timeline[0].text.endswith("(PagerDuty incident P1, of an earlier episode)")
+    # Its trigger, delivered late, is not this episode's link.
+    late = pagerduty.parse(event("incident.triggered", "P1", an_hour_before))
+    assert pagerduty.annotation(late, state, FIRST_FIRING) is None
+    # The one the link names stays this episode's however old (our resolve never reached
+    # PagerDuty, and this episode's trigger landed on it).
+    ack = pagerduty.parse(event("incident.acknowledged", "P2", an_hour_before))
+    assert pagerduty.annotation(ack, state, FIRST_FIRING) is not None
+
+
+@pytest.mark.parametrize(
+    "created_at", [None, 12345, {"at": 1}, "", "yesterday", "2026-04-18T08:00"]
+)
+def test_a_creation_time_that_is_not_one_is_read_as_none(created_at: object) -> None:
+    parsed = pagerduty.parse(event("incident.acknowledged", "P9", created_at))
+    assert parsed.opened_ms is None
+    assert pagerduty.annotation(parsed, episode(), FIRST_FIRING) is not None

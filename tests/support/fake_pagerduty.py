@@ -70,6 +70,10 @@ class PdIncident:
     dedup_key: str
     status: str = "triggered"
     events: list[dict[str, Any]] = field(default_factory=list)
+    # PagerDuty stamps an incident when the trigger arrives, in whole seconds; the fake
+    # takes the trigger's own ``payload.timestamp`` (on the tests' clock), cut to the
+    # second, as the v3 webhooks' ``created_at``.
+    created_at: str | None = None
 
 
 @dataclass
@@ -114,14 +118,16 @@ class FakePagerDuty:
         who: str,
         secret: str,
         at: float = 1_776_500_400.0,
+        which: int = -1,
         **data: Any,
     ) -> tuple[bytes, dict[str, str]]:
-        """A person does ``action`` ("acknowledged", "resolved", "annotated", ...) on the
-        latest PagerDuty incident of ``dedup_key``, in the web UI: its state changes, and
-        the v3 webhook PagerDuty would send for it comes back as (body, headers), signed
-        with ``secret`` like PagerDuty signs it."""
+        """A person does ``action`` ("acknowledged", "resolved", "annotated", ...) on a
+        PagerDuty incident of ``dedup_key`` (``which``: its index among them, oldest first;
+        the latest by default), in the web UI: its state changes, and the v3 webhook
+        PagerDuty would send for it comes back as (body, headers), signed with ``secret``
+        like PagerDuty signs it."""
         with self._lock:
-            incident = next(i for i in reversed(self._incidents) if i.dedup_key == dedup_key)
+            incident = [i for i in self._incidents if i.dedup_key == dedup_key][which]
             if action in ("acknowledged", "resolved"):
                 incident.status = action
         pd_id = f"P{incident.number:06d}"
@@ -143,6 +149,8 @@ class FakePagerDuty:
                 "incident_key": dedup_key,
                 "html_url": f"https://example.pagerduty.com/incidents/{pd_id}",
             }
+            if incident.created_at:
+                body["created_at"] = incident.created_at
         envelope = {
             "event": {
                 "id": event_id,
@@ -220,13 +228,26 @@ class FakePagerDuty:
                 None,
             )
             if action == "trigger" and (current is None or current.status == "resolved"):
-                current = PdIncident(len(self._incidents) + 1, routing_key, key)
+                current = PdIncident(
+                    len(self._incidents) + 1,
+                    routing_key,
+                    key,
+                    created_at=_whole_seconds(event.get("payload", {}).get("timestamp")),
+                )
                 self._incidents.append(current)
             elif current is None or current.status == "resolved":
                 return
             current.events.append(event)
             if action != "trigger":
                 current.status = {"acknowledge": "acknowledged", "resolve": "resolved"}[action]
+
+
+def _whole_seconds(timestamp: str | None) -> str | None:
+    """``timestamp`` as PagerDuty writes a ``created_at``: UTC, to the second."""
+    if not timestamp:
+        return None
+    at = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _problems(event: dict[str, Any], size: int) -> list[str]:
