@@ -33,6 +33,8 @@ from receiver.webhook import Rfc3339, parse_body
 SOURCE = "pagerduty"
 CACHE_NAMESPACE = "pd-incident"
 """``store.cache``: PagerDuty incident id -> our incident id."""
+OPENED_NAMESPACE = "pd-incident-opened"
+"""``store.cache``: PagerDuty incident id -> when PagerDuty opened it (ms), for its notes."""
 _NOTE_MAX = 500
 _ID_SHOWN_MAX = 64
 EPISODE_MARGIN_MS = 60_000
@@ -141,14 +143,20 @@ def parse(body: bytes) -> Event:
 
 
 def annotation(
-    event: Event, state: IncidentState, now_ms: int, margin_ms: int = EPISODE_MARGIN_MS
+    event: Event,
+    state: IncidentState,
+    now_ms: int,
+    margin_ms: int = EPISODE_MARGIN_MS,
+    opened_ms: int | None = None,
 ) -> Annotation | None:
     """What ``event`` adds to the incident; None when it is not worth recording.
-    ``margin_ms``: ``EPISODE_MARGIN_MS``, or ``resolve_after`` when that is shorter."""
+    ``margin_ms``: ``EPISODE_MARGIN_MS``, or ``resolve_after`` when that is shorter.
+    ``opened_ms``: when PagerDuty opened the incident, as an earlier event said, for an
+    event that does not say (a note)."""
     at = round(event.occurred_at.timestamp() * 1000)
     who = event.who
     kind = event.event_type
-    opened = event.opened_ms
+    opened = event.opened_ms if event.opened_ms is not None else opened_ms
     known = state.sinks.get("pagerduty", {}).get("incident")
     # An earlier episode's PagerDuty incident: opened well before this episode first fired
     # (+1 s: PagerDuty writes whole seconds), and not the one the link names (a resolve

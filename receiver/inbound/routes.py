@@ -114,15 +114,22 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
     state = await load_state(receiver, incident_id)
     if state is None:
         return ignored
+    retention_ms = round(receiver.settings.config.store.retention * 1000)
+    opened = event.opened_ms
     if pd_incident and event.data.incident_key:
-        # Even from an event not recorded (the trigger): a later note names no key.
-        retention = receiver.settings.config.store.retention
-        await cache.set(pagerduty.CACHE_NAMESPACE, pd_incident, state.id, round(retention * 1000))
+        # Even from an event not recorded: a later note names no key, nor when PagerDuty
+        # opened its incident.
+        await cache.set(pagerduty.CACHE_NAMESPACE, pd_incident, state.id, retention_ms)
+        if opened is not None:
+            await cache.set(pagerduty.OPENED_NAMESPACE, pd_incident, str(opened), retention_ms)
+    elif pd_incident and opened is None:
+        kept = await cache.get(pagerduty.OPENED_NAMESPACE, pd_incident)
+        opened = int(kept) if kept and kept.isdigit() else None
     if event.event_type not in pagerduty.RECORDED:
         return ignored
     now = receiver.pipeline.now_ms()
     margin = min(pagerduty.EPISODE_MARGIN_MS, receiver.settings.timers.resolve_after_ms)
-    return await record(receiver, state, pagerduty.annotation(event, state, now, margin))
+    return await record(receiver, state, pagerduty.annotation(event, state, now, margin, opened))
 
 
 async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Response:

@@ -265,7 +265,8 @@ async def test_the_pagerduty_incident_of_an_earlier_episode_answers_for_nothing_
     texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
     earlier = " (PagerDuty incident P000001, of an earlier episode)"
     assert texts[-3:] == [
-        "note in PagerDuty by Carol: root cause: DNS",
+        # A note says only which PagerDuty incident: when it opened, its trigger said.
+        "note in PagerDuty by Carol: root cause: DNS" + earlier,
         "reassigned in PagerDuty by Carol to Dan" + earlier,
         "reopened in PagerDuty by Carol" + earlier,
     ]
