@@ -306,8 +306,9 @@ class Server:
 
     def pause(self) -> None:
         if not self.stopped:
-            os.kill(self.pid, signal.SIGSTOP)
+            # Marked first: interrupted between the two, it is still resumed on the way out.
             self.stopped = True
+            os.kill(self.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         if self.stopped:
@@ -342,8 +343,8 @@ class Placement:
             return "not pinned: fewer than two cores, everything shares them"
         return (
             f"pinned with taskset: receiver and floors on core {self.server}, load generator "
-            f"on core {self.client}, redis-server on core {self.redis}; the server not being "
-            "measured is SIGSTOPped"
+            f"on core {self.client}, redis-server on core {self.redis}; the servers not being "
+            "measured are SIGSTOPped"
         )
 
 
@@ -526,7 +527,8 @@ class Bench:
         )
 
     def _budget(self, size: int, seconds: float) -> int:
-        # Comfortably above what either server manages here (~10k requests/s at batch 1).
+        # Comfortably above what any of the servers manages here (~20k requests/s at
+        # batch 1).
         return int(min(15_000, 500_000 / size) * seconds) + self.concurrency
 
 
@@ -676,15 +678,15 @@ def median_rate(rounds: Sequence[Round], size: int, target: str) -> float:
 
 def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
     head = (
-        "batch | receiver alerts/s | floor alerts/s | ratio | store floor alerts/s | ratio "
-        "| receiver / store floor | receiver p50/p99 ms | floor p50/p99 ms "
+        "batch | receiver alerts/s | floor alerts/s | ratio | store floor alerts/s "
+        "| store floor / floor | receiver / store floor | receiver p50/p99 ms | floor p50/p99 ms "
         "| redis calls/batch: scripts + other"
     )
     lines = [head, "-" * len(head)]
     cpu_lines = [
-        "batch | CPU, share of one core: receiver | redis | floor | load generator "
-        "(receiver / floor rounds) | foreign load on the server core "
-        "| CPU per alert, us: receiver + redis | store floor + redis"
+        "batch | CPU, share of one core: receiver | redis | floor | store floor | load generator "
+        "(receiver / floor / store floor rounds) | foreign load on the server core "
+        "| CPU per alert, us: receiver + redis | store floor + redis | floor"
     ]
     for size in sizes:
         rec, flo, sto = (
@@ -700,7 +702,7 @@ def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
         errors = sum(r.errors for r in rec + flo + sto)
         lines.append(
             f"{size:>5} | {rec_rate:>17,.0f} | {flo_rate:>14,.0f} | {rec_rate / flo_rate:>4.2f}x "
-            f"| {sto_rate:>20,.0f} | {sto_rate / flo_rate:>4.2f}x | {rec_rate / sto_rate:>21.2f}x "
+            f"| {sto_rate:>20,.0f} | {sto_rate / flo_rate:>18.2f}x | {rec_rate / sto_rate:>21.2f}x "
             f"| {ms(quantile(rec_lat, 0.5)):>8} / {ms(quantile(rec_lat, 0.99)):<8} "
             f"| {ms(quantile(flo_lat, 0.5)):>6} / {ms(quantile(flo_lat, 0.99)):<7} "
             f"| {sum(r.scripts for r in rec) / batches:.2f} + "
@@ -709,10 +711,12 @@ def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
         )
         cpu_lines.append(
             f"{size:>5} | {_avg(rec, 'receiver'):>8.0%} | {_avg(rec, 'redis'):>4.0%} "
-            f"| {_avg(flo, 'floor'):>4.0%} | {_avg(rec, 'loadgen'):>4.0%} / "
-            f"{_avg(flo, 'loadgen'):<4.0%} | {_avg(rec + flo, 'foreign'):>3.0%} "
+            f"| {_avg(flo, 'floor'):>4.0%} | {_avg(sto, 'store floor'):>4.0%} "
+            f"| {_avg(rec, 'loadgen'):>4.0%} / {_avg(flo, 'loadgen'):<4.0%} / "
+            f"{_avg(sto, 'loadgen'):<4.0%} | {_avg(rec + flo + sto, 'foreign'):>3.0%} "
             f"| {_per_alert(rec, 'receiver'):.1f} + {_per_alert(rec, 'redis'):.1f} "
-            f"| {_per_alert(sto, 'store floor'):.1f} + {_per_alert(sto, 'redis'):.1f}"
+            f"| {_per_alert(sto, 'store floor'):.1f} + {_per_alert(sto, 'redis'):.1f} "
+            f"| {_per_alert(flo, 'floor'):.1f}"
         )
     return [*lines, "", *cpu_lines]
 
@@ -778,7 +782,7 @@ def report(
     if foreign > FOREIGN_LOAD_WARNING:
         print(
             f"warning: other processes used {foreign:.0%} of the server core during the "
-            "rounds; the numbers are noisy (the interleaving spreads it over both servers)"
+            "rounds; the numbers are noisy (the interleaving spreads it over all servers)"
         )
     errors = [line for line in log.splitlines() if " ERROR " in line]
     if errors:
@@ -842,6 +846,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.placement in ("both", "shared"):
             places.append(Placement(args.server_cpu, args.client_cpu, args.server_cpu))
 
+    # A SIGTERM ends the run through its ``finally`` blocks: no server is left stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for n, place in enumerate(places):
         print(f"run {n + 1} of {len(places)}: {place.describe()}", flush=True)
         with contextlib.ExitStack() as stack:
