@@ -15,6 +15,7 @@ a sink's ``Retry-After`` honoured, at most ``outbox.max_attempts`` attempts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -106,6 +107,8 @@ class Outbox:
         self.render = render
         self.runs: Runs | None = None
         """Carries out ``run`` jobs (``receiver/act/runs.py``); set by the receiver."""
+        self.learning: asyncio.Task[None] | None = None
+        """The sinks asking who they are (``_learn_identities``), while they ask."""
 
     @property
     def cfg(self) -> OutboxConfig:
@@ -122,6 +125,9 @@ class Outbox:
         self.sinks = dict(sinks)
 
     async def aclose(self) -> None:
+        if self.learning is not None:
+            self.learning.cancel()
+            await asyncio.gather(self.learning, return_exceptions=True)
         await self._retired.close()
         for sink in self.sinks.values():
             await sink.aclose()
@@ -132,6 +138,7 @@ class Outbox:
         # Rounds run one after another: the last one, and every delivery it started on a
         # sink a reload replaced since, is over.
         await self._retired.close()
+        self._learn_identities()
         cfg = self.cfg
         total = 0
         # Claimed a few at a time, no more than can start at once: a claim waiting for a
@@ -149,6 +156,24 @@ class Outbox:
         self.metrics.outbox_pending.set(pending)
         self.metrics.dead_letters.set(dead)
         return total
+
+    def _learn_identities(self) -> None:
+        """Sinks that tell their own changes from people's in the vendor's webhooks by who
+        they are there (the Jira sink asks ``myself``) ask from the first round on, in the
+        background: a replica that has delivered nothing yet (just started, or the other
+        replicas did the deliveries) must know them when a webhook comes its way, and a
+        vendor that is slow to answer must not hold up the deliveries. Each sink asks until
+        it is answered, at most every so often (``learn_own_names``)."""
+        if self.learning is not None and not self.learning.done():
+            return
+        # Looked up by name, as the inbound routes do: only the Jira sink has it.
+        learners = [
+            learn
+            for sink in self.sinks.values()
+            if (learn := getattr(sink, "learn_own_names", None)) is not None
+        ]
+        if learners:
+            self.learning = asyncio.create_task(_learn(learners))
 
     async def _work(self, claimed: list[ClaimedJob]) -> None:
         unavailable: list[StoreUnavailable] = []
@@ -350,3 +375,12 @@ def _failure(exc: Exception) -> _Failure:
     logger.error("sink raised an unexpected error", exc_info=exc)
     detail = f"{type(exc).__name__}: {exc}"
     return _Failure("error", detail, None, permanent=False, ambiguous=True)
+
+
+async def _learn(learners: list[Callable[[], Awaitable[None]]]) -> None:
+    for learn in learners:
+        try:
+            await learn()
+        except Exception:
+            # A sink that cannot tell yet is asked again next round.
+            logger.exception("a sink failed to learn who it is")

@@ -74,6 +74,11 @@ async def test_one_incident_is_one_pd_alert_one_slack_message_one_jira_issue_all
 async def test_a_sink_that_is_down_for_a_while_gets_everything_once_it_recovers_in_order(
     rx: Harness, world: Fakes
 ) -> None:
+    # The Jira sink asks who it is from the first round on: asked before the faults, so
+    # that they all land on deliveries.
+    await rx.tick()
+    assert rx.receiver.outbox.learning is not None
+    await rx.receiver.outbox.learning
     world.pagerduty.server.inject(Fault("/v2/enqueue", status=503, times=3))
     world.jira.server.inject(Fault("/rest/api/2/", status=429, retry_after="40", times=2))
     # Slack's rate limit: HTTP 429 with error "ratelimited" and Retry-After.

@@ -144,6 +144,24 @@ async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
     assert texts == [f"{key} moved to Open in Jira by Carol Lead"]
 
 
+async def test_a_replica_that_has_delivered_nothing_yet_knows_the_sinks_own_account(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id, key = await reopened_by_the_sink(rx, world)
+    outbox = rx.receiver.outbox
+    sink = outbox.sinks["jira"]
+    # Another replica made that reopen; this one just started and has delivered nothing.
+    sink._own = None  # type: ignore[attr-defined]
+    await rx.tick()
+    assert outbox.learning is not None
+    await outbox.learning
+    body, headers = world.jira.webhook(
+        key, "journey-bot", SECRET, before="Resolved", account="journey-bot"
+    )
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+
+
 async def test_on_cloud_the_sinks_own_reopen_is_known_by_its_account_id(
     tmp_path: Path, clock: FakeClock, world: Fakes
 ) -> None:
