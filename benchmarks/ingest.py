@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -446,9 +446,19 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+class Measured(Protocol):
+    """What ``Bench`` measures: the servers it takes turns with, and Redis's PID."""
+
+    @property
+    def servers(self) -> Sequence[Server]: ...
+
+    @property
+    def redis_pid(self) -> int: ...
+
+
 @dataclass
 class Bench:
-    procs: Processes
+    procs: Measured
     place: Placement
     redis_client: redis.Redis
     concurrency: int
@@ -457,8 +467,9 @@ class Bench:
     fixed: dict[str, dict[str, float]] = field(default_factory=dict)
     stored: str = "unknown"
 
-    def connections(self, server: Server, client: httpx.AsyncClient) -> list[Poster]:
+    def connections(self, server: Server, client: httpx.AsyncClient | None) -> list[Poster]:
         if self.client_kind == "httpx":
+            assert client is not None, "the httpx client needs its AsyncClient"
             return [HttpxConnection(client, server.url)] * self.concurrency
         return [RawConnection(server.host, server.port) for _ in range(self.concurrency)]
 
@@ -526,14 +537,67 @@ class Bench:
             other=sum(delta.values()) - scripts,
         )
 
+    async def compare(
+        self,
+        servers: Sequence[Server],
+        sizes: Sequence[int],
+        rounds: int,
+        seconds: float,
+        warmup_s: float,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """For each batch size, ``interleaved`` rounds of ``servers``, each posting
+        fingerprints of its own (none finds the others' in Redis)."""
+        posters = {s.name: self.connections(s, client) for s in servers}
+        try:
+            for tag, size in enumerate(sizes):
+                payloads = {
+                    s.name: Payloads(size, tag=len(servers) * tag + k, seed=size)
+                    for k, s in enumerate(servers)
+                }
+                await self.interleaved(posters, servers, payloads, rounds, seconds, warmup_s)
+        finally:
+            for group in posters.values():
+                for poster in group:
+                    await poster.aclose()
+
+    async def interleaved(
+        self,
+        posters: Mapping[str, Sequence[Poster]],
+        servers: Sequence[Server],
+        payloads: Mapping[str, Payloads],
+        rounds: int,
+        seconds: float,
+        warmup_s: float,
+    ) -> None:
+        """A warm-up round per server, then ``rounds`` turns of one round per server, in
+        reverse order every other turn, so that machine noise hits all alike; each round
+        kept in ``self.rounds`` and printed."""
+        for server in servers:  # warm-up: connections, script cache, code paths
+            await self.round(posters[server.name], server, payloads[server.name], warmup_s)
+        for i in range(rounds):
+            for server in servers if i % 2 == 0 else servers[::-1]:
+                result = await self.round(
+                    posters[server.name], server, payloads[server.name], seconds
+                )
+                self.rounds.append(result)
+                print(
+                    f"  batch {result.size:>3} {server.name:<11} round {i + 1}: "
+                    f"{result.alerts_per_s:>9,.0f} alerts/s, "
+                    f"p99 {ms(quantile(result.latencies, 0.99)):>6} ms, "
+                    f"foreign load on the server core {result.cpu.get('foreign', 0):.0%}",
+                    flush=True,
+                )
+
     def _budget(self, size: int, seconds: float) -> int:
         # Comfortably above what any of the servers manages here (~20k requests/s at
         # batch 1).
         return int(min(15_000, 500_000 / size) * seconds) + self.concurrency
 
 
-async def measure(args: argparse.Namespace, bench: Bench, sizes: Sequence[int]) -> None:
-    procs = bench.procs
+async def measure(
+    args: argparse.Namespace, bench: Bench, procs: Processes, sizes: Sequence[int]
+) -> None:
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
     )
@@ -541,42 +605,12 @@ async def measure(args: argparse.Namespace, bench: Bench, sizes: Sequence[int]) 
         ready = await client.get(procs.receiver.url + "/readyz")
         if ready.status_code != 200:
             raise RuntimeError(f"receiver not ready: {ready.status_code} {ready.text}")
-        posters = {s.name: bench.connections(s, client) for s in procs.servers}
         procs.floor.pause()
         procs.store_floor.pause()
         bench.fixed["fresh"] = await fixed_rate(
             procs.receiver, 100.0, args.fixed_seconds, Payloads(10, 0xF0, 7)
         )
-        try:
-            for tag, size in enumerate(sizes):
-                # Each server its own fingerprints: none finds the others' in Redis.
-                payloads = {
-                    s.name: Payloads(size, tag=3 * tag + k, seed=size)
-                    for k, s in enumerate(procs.servers)
-                }
-                trio = procs.servers
-                for server in trio:  # warm-up: connections, script cache, code paths
-                    await bench.round(posters[server.name], server, payloads[server.name], 0.5)
-                for i in range(args.rounds):
-                    for server in trio if i % 2 == 0 else trio[::-1]:
-                        result = await bench.round(
-                            posters[server.name],
-                            server,
-                            payloads[server.name],
-                            args.round_seconds,
-                        )
-                        bench.rounds.append(result)
-                        print(
-                            f"  batch {size:>3} {server.name:<11} round {i + 1}: "
-                            f"{result.alerts_per_s:>9,.0f} alerts/s, "
-                            f"p99 {ms(quantile(result.latencies, 0.99)):>6} ms, "
-                            f"foreign load on the server core {result.cpu.get('foreign', 0):.0%}",
-                            flush=True,
-                        )
-        finally:
-            for group in posters.values():
-                for poster in group:
-                    await poster.aclose()
+        await bench.compare(procs.servers, sizes, args.rounds, args.round_seconds, 0.5, client)
         procs.floor.pause()
         procs.store_floor.pause()
         procs.receiver.resume()
@@ -856,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             client = redis.Redis(port=procs.redis_port)
             stack.callback(client.close)
             bench = Bench(procs, place, client, args.concurrency, args.client)
-            asyncio.run(asyncio.wait_for(measure(args, bench, sizes), DEADLINE_S - 15))
+            asyncio.run(asyncio.wait_for(measure(args, bench, procs, sizes), DEADLINE_S - 15))
             log = (workdir / "receiver.log").read_text(errors="replace")
         report(args, bench, sizes, header, log)
     return 0
