@@ -13,8 +13,9 @@ issue 15's goals are set: receiver and Redis share a core), the load generator o
 For each batch size a warm-up round each, then ``--rounds`` pairs of rounds, A then B, B
 then A; the one not measured is SIGSTOPped. The floor of each comparison is A itself: the
 table gives B's alerts/s over A's (median rounds) and each one's CPU per alert, its own and
-Redis's. Both stores start empty and grow alike, so the later rounds of both meet larger
-incidents. This is a script that prints a table, not a test.
+Redis's. Both stores start empty and grow with what each took, so the later rounds of both
+meet larger incidents. A runs on the working tree's installed dependencies. This is a
+script that prints a table, not a test.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,14 +65,24 @@ class Pair:
 
 def export(revision: str, into: Path) -> Path:
     """The tree of ``revision`` (committed files only), written under ``into``."""
-    tree = into / "base"
-    tree.mkdir()
+    tree = Path(tempfile.mkdtemp(prefix="base-", dir=into))
     archive = subprocess.run(
         [binary("git"), "-C", str(ROOT), "archive", "--format=tar", revision],
         capture_output=True,
         check=True,
     )
     subprocess.run([binary("tar"), "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    # ``python -m`` run from the tree must import the tree's receiver, not the working
+    # tree's (the editable install comes after the current directory on sys.path).
+    where = subprocess.run(
+        [sys.executable, "-c", "import receiver; print(receiver.__file__)"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(where).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"{revision}'s tree imports the receiver from {where}, not itself")
     return tree
 
 
@@ -139,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(os.sched_getaffinity(0)) < 2:
         p.error("needs two cores: the receivers and Redis on one, the load generator on another")
     where = machine()  # before pinning: it counts the cores this process may use
+    # With it set, ``python -m`` would not look in the current directory: A would run B.
+    os.environ.pop("PYTHONSAFEPATH", None)
     os.sched_setaffinity(0, {1})
     place = Placement(server=0, client=1, redis=0)
     # A SIGTERM ends the run through its ``finally`` blocks: no server is left stopped.

@@ -16,6 +16,7 @@ a sink's ``Retry-After`` honoured, at most ``outbox.max_attempts`` attempts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("journey_receiver.outbox")
 
 _CONCURRENCY = 8
+# How long closing the outbox, or a sink a reload replaced, waits for the sinks' asking
+# who they are (one call, with the sink's own timeout) before it goes on.
+_LEARN_WAIT_S = 10.0
 Clock = Callable[[], float]
 Render = Callable[[StoredIncident], Awaitable[Incident]]
 
@@ -125,6 +129,7 @@ class Outbox:
         self.sinks = dict(sinks)
 
     async def aclose(self) -> None:
+        await self._learnt()
         if self.learning is not None:
             self.learning.cancel()
             await asyncio.gather(self.learning, return_exceptions=True)
@@ -136,7 +141,10 @@ class Outbox:
         """Claim the queues whose head job may be attempted now and work each until it is
         empty or waiting; returns how many queues were claimed."""
         # Rounds run one after another: the last one, and every delivery it started on a
-        # sink a reload replaced since, is over.
+        # sink a reload replaced since, is over; a sink still asking who it is is let
+        # finish before it is closed.
+        if self._retired:
+            await self._learnt()
         await self._retired.close()
         self._learn_identities()
         cfg = self.cfg
@@ -156,6 +164,14 @@ class Outbox:
         self.metrics.outbox_pending.set(pending)
         self.metrics.dead_letters.set(dead)
         return total
+
+    async def _learnt(self) -> None:
+        """The sinks' asking who they are over, or ``_LEARN_WAIT_S`` gone by: its call runs
+        in a thread, which cancelling would not stop, and the sink's client must not be
+        closed under it."""
+        if self.learning is not None and not self.learning.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.learning), _LEARN_WAIT_S)
 
     def _learn_identities(self) -> None:
         """Sinks that tell their own changes from people's in the vendor's webhooks by who

@@ -21,6 +21,9 @@ class Retired:
     def add(self, client: Closable) -> None:
         self._clients.append(client)
 
+    def __bool__(self) -> bool:
+        return bool(self._clients)
+
     async def close(self) -> None:
         """Close every retired client (call between rounds)."""
         clients, self._clients = self._clients, []

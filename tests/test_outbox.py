@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from receiver.config import OutboxConfig
@@ -483,3 +484,44 @@ async def test_a_stale_holders_ack_between_a_claim_and_its_heads_hands_over_no_c
     monkeypatch.setattr(queue, "_heads", ack_first)
     (current,) = await queue.claim(now(), 30_000, 10, "B")
     assert (current.job.kind, current.attempt, current.last_error) == ("update", 1, None)
+
+
+class LearningSink(GatedSink):
+    """A sink that asks who it is (as the Jira sink asks ``myself``), slowly; closed, it
+    must no longer be asking."""
+
+    def __init__(self) -> None:
+        super().__init__(held=0)
+        self.asking = anyio.Event()
+        self.events: list[str] = []
+
+    async def learn_own_names(self) -> None:
+        self.asking.set()
+        await self.gate.wait()
+        self.events.append("answered")
+
+    async def aclose(self) -> None:
+        self.events.append("closed")
+
+
+async def test_a_sink_asking_who_it_is_is_let_finish_before_it_is_closed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    learning = LearningSink()
+    config = write_config(tmp_path, OUTBOX)
+    async with harness(config, clock, sinks={"log": learning}) as rx:
+        outbox = rx.receiver.outbox
+        await outbox.deliver_due()  # the first round starts the asking, in the background
+        await learning.asking.wait()
+        assert learning.events == []
+        # A reload replaces the sink while it asks: the next round waits for the answer
+        # before it closes the old one.
+        successor = LearningSink()
+        outbox.replace_sinks({"log": successor})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outbox.deliver_due)
+            for _ in range(20):  # the round gets as far as it can without the answer
+                await anyio.lowlevel.checkpoint()
+            learning.gate.set()
+        assert learning.events == ["answered", "closed"]
+        successor.gate.set()

@@ -159,9 +159,9 @@ class JiraSink:
         return configured | (self._own or frozenset())
 
     async def learn_own_names(self) -> None:
-        """Ask ``myself`` who the sink is, until it answers; after each delivery (the
-        outbox, not a request path). A failed or empty answer is asked again at most every
-        ``OWN_RETRY_S``."""
+        """Ask ``myself`` who the sink is, until it answers; from the outbox's first round
+        on, in the background, and after each delivery (never on a request path). A failed
+        or empty answer is asked again at most every ``OWN_RETRY_S``."""
         async with self._own_lock:
             if self._own is None and time.monotonic() >= self._own_retry_at:
                 found = await self._myself()
