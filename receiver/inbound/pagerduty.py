@@ -20,10 +20,17 @@ link comes from the current incident's events, its trigger first.
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
@@ -57,6 +64,9 @@ RECORDED = frozenset(
 
 class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+_TIME = TypeAdapter(Rfc3339)
 
 
 def _text_or_none(value: object) -> str | None:
@@ -117,8 +127,9 @@ class Event(_Wire):
         if self.data.type != "incident" or not text:
             return None
         try:
-            opened = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            # Read as ``occurred_at`` is, from JSON text: the same RFC 3339 rules.
+            opened = _TIME.validate_json(json.dumps(text))
+        except ValidationError:
             return None
         return round(opened.timestamp() * 1000) if opened.tzinfo is not None else None
 
