@@ -45,6 +45,7 @@ from benchmarks.ingest import (
     bench_workdir,
     machine,
     pinned,
+    script_us_per_alert,
 )
 from tests.support.processes import binary, free_port, running
 from tests.support.processes import redis_args as redis_command
@@ -109,7 +110,7 @@ async def measure(bench: Bench, pair: Pair, sizes: Sequence[int], args: argparse
 def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
     head = (
         "batch | A alerts/s | B alerts/s |  B / A | CPU per alert, us: A receiver + redis "
-        "| B receiver + redis | foreign load"
+        "| B receiver + redis | script us/alert: A / B | foreign load"
     )
     lines = [head, "-" * len(head)]
     for size in sizes:
@@ -121,7 +122,8 @@ def table(rounds: Sequence[Round], sizes: Sequence[int]) -> list[str]:
         lines.append(
             f"{size:>5} | {rate_a:>10,.0f} | {rate_b:>10,.0f} | {rate_b / rate_a:>5.3f}x "
             f"| {_per_alert(a, 'A'):>19.1f} + {_per_alert(a, 'redis'):<5.1f} "
-            f"| {_per_alert(b, 'B'):>9.1f} + {_per_alert(b, 'redis'):<6.1f} | {foreign:>4.0%}"
+            f"| {_per_alert(b, 'B'):>9.1f} + {_per_alert(b, 'redis'):<6.1f} "
+            f"| {script_us_per_alert(a):>14.1f} / {script_us_per_alert(b):<5.1f} | {foreign:>4.0%}"
             + (f"  ({errors} non-200 answers!)" if errors else "")
         )
     return lines

@@ -341,6 +341,11 @@ def census(client: redis.Redis) -> list[Kind]:
     return kinds
 
 
+def owner_entries(client: redis.Redis) -> int:
+    """The owner index's entries, over its buckets (``owners:<n>``, a retention each)."""
+    return sum(int(client.hlen(key)) for key in client.scan_iter(match=f"{PREFIX}owners:*"))
+
+
 # --- load --------------------------------------------------------------------------------
 
 
@@ -412,7 +417,8 @@ class Growth:
     points: list[Point]
     kinds: list[Kind]
     load: Load
-    stored_alerts: int  # fp: keys at --alerts (one per distinct fingerprint; none expired)
+    # Owner index entries at --alerts: one per distinct fingerprint (nothing expired).
+    stored_alerts: int
 
 
 async def growth(args: argparse.Namespace, procs: Procs) -> Growth:
@@ -435,7 +441,7 @@ async def growth(args: argparse.Namespace, procs: Procs) -> Growth:
         )
         if share == 1.0:
             kinds = census(procs.redis)
-            stored = next((k.keys for k in kinds if k.name == "fp"), 0)
+            stored = owner_entries(procs.redis)
     return Growth(points, kinds, load, stored)
 
 
@@ -655,10 +661,10 @@ def report_growth(args: argparse.Namespace, g: Growth) -> None:
     print(*kinds_table(g.kinds, full.dataset), sep="\n")
     per_incident = ("inc", "tl", "key", "seq")
     fixed = sum(k.mean_bytes for k in g.kinds if k.name in per_incident)
-    alert_part = sum(k.total for k in g.kinds if k.name in ("am", "ab", "fp"))
+    alert_part = sum(k.total for k in g.kinds if k.name in ("am", "ab", "owners"))
     print(
         f"an incident's own keys ({'+'.join(per_incident)}): {fixed:,.0f} bytes; its alerts "
-        f"(am + ab + fp): {alert_part / max(1, g.stored_alerts):,.0f} bytes per distinct "
+        f"(am + ab + owners): {alert_part / max(1, g.stored_alerts):,.0f} bytes per distinct "
         "fingerprint"
     )
 

@@ -131,7 +131,7 @@ class RedisStore:
         self._due = self._p + "due"
         self._idx = self._p + "idx"
         self._alive = self._p + "alive"
-        self._fp = (self._p + "fp:").encode()
+        self._owners = self._p + "owners:"
         self._ingest_keys = [k.encode() for k in (self._due, self._idx, self._alive)]
         self._claims = self._p + "claims"
         self._events = self._p + "events"
@@ -257,9 +257,10 @@ class RedisStore:
             for g in groups
         ]
         # A handful of arguments whatever the batch size: redis-py packs each one in Python.
+        now_ms = max(b.now_ms for b in batches)
         args = [
             self._p,
-            max(b.now_ms for b in batches),
+            now_ms,
             cfg.group_wait_ms,
             cfg.reopen_window_ms,
             cfg.retention_ms,
@@ -269,8 +270,8 @@ class RedisStore:
             orjson.dumps(metas),
             b"".join(records),
         ]
-        # As bytes: redis-py encodes a str argument in Python, one call per key.
-        fp_keys = [self._fp + m[0].encode() for m in metas]
+        fingerprints = [m[0] for m in metas]
+        owner_keys = self._owner_keys(now_ms // cfg.retention_ms)
         journeys = {g.key.digest: g.key.journey for g in groups}
         started = time.perf_counter()
         # What this replica last saw of these keys spares the read; the script checks it
@@ -278,12 +279,8 @@ class RedisStore:
         plan: Plan | None = self._remembered(journeys)
         for _ in range(_PLAN_ATTEMPTS):
             if plan is None:
-                plan = await self._plan(fp_keys, journeys)
-            keys = [
-                *self._ingest_keys,
-                *fp_keys,
-                *self._planned_keys(plan, journeys),
-            ]
+                plan = await self._plan(fingerprints, owner_keys, journeys)
+            keys = [*self._ingest_keys, *owner_keys, *self._planned_keys(plan, journeys)]
             raw = await self._run_ingest(
                 keys, [*args, orjson.dumps(plan), cfg.max_alerts_per_incident, _RECENT_KEPT]
             )
@@ -352,17 +349,28 @@ class RedisStore:
         while len(self._indexes) > _INDEXES_KEPT:
             self._indexes.popitem(last=False)
 
-    async def _plan(self, fp_keys: Sequence[bytes], journeys: Mapping[str, str]) -> Plan:
+    def _owner_keys(self, bucket: int) -> list[bytes]:
+        """The owner index's buckets ingest.lua is given: the one it unlinks, the one
+        before now's and now's (``bucket``)."""
+        return [f"{self._owners}{bucket + step}".encode() for step in (-2, -1, 0)]
+
+    async def _plan(
+        self, fingerprints: Sequence[str], owner_keys: Sequence[bytes], journeys: Mapping[str, str]
+    ) -> Plan:
         """What ingest.lua will find: for the batch's digests and those of the incidents
-        already holding its alerts, the current incident id and the id counter. One MGET
-        (a cluster client pipelines no MGET; the keys share a slot, so one call does)."""
+        already holding its alerts, the current incident id and the id counter. One round
+        trip: the two owner buckets, then each digest's index and counter (a cluster client
+        pipelines no MGET)."""
         digests = list(journeys)
-        answers = await self._r.mget(
-            [*fp_keys, *(self._p + "key:" + d for d in digests)]
-            + [self._p + "seq:" + d for d in digests]
-        )
-        owners = answers[: len(fp_keys)]
-        plan = _known(digests, answers[len(fp_keys) :])
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hmget(owner_keys[1], fingerprints)
+            pipe.hmget(owner_keys[2], fingerprints)
+            for kind in ("key:", "seq:"):
+                for d in digests:
+                    pipe.get(self._p + kind + d)
+            before, now, *answers = await pipe.execute()
+        owners = [o or b for o, b in zip(now, before, strict=True)]
+        plan = _known(digests, answers)
         # Alerts held by an incident of another key (a reload moved them): theirs too.
         others = sorted({text(o) for o in owners if o} - plan.keys())
         if others:
@@ -374,7 +382,7 @@ class RedisStore:
 
     def _planned_keys(self, plan: Plan, journeys: Mapping[str, str]) -> list[bytes]:
         """Per digest: its index and counter, and the keys of its current incident and of
-        the one it would open next (ids as ingest.lua makes them). Bytes, as ``fp_keys``."""
+        the one it would open next (ids as ingest.lua makes them). Bytes, as ``owner_keys``."""
         p = self._p
         keys = []
         for digest, (current, seq) in plan.items():

@@ -489,14 +489,36 @@ async def test_an_alert_whose_key_expired_is_claimed_again_by_the_incident_holdi
     store: RedisStore,
 ) -> None:
     (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
-    # The incident outlived the retention its alerts' keys were set for, once.
-    await store._r.delete(f"{store._p}fp:a")
+    # The incident outlived the owner index's entries for its alerts.
+    bucket = f"{store._p}owners:{T // store.settings.retention_ms}"
+    assert await store._r.hdel(bucket, "a") == 1
     await store.ingest([group(placed("a"))], 0, T + 1_000)  # Alertmanager repeats it
-    assert await store._r.pttl(f"{store._p}fp:a") > 0
+    assert await store._r.hget(bucket, "a")
     # A reload moved a's service to another journey: its resolution still reaches o.
     resolved = group(placed("a", status="resolved"), journey="payments")
     (moved,) = await store.ingest([resolved], 0, T + 2_000)
     assert (moved.incident_id, moved.changed) == (o.incident_id, 1)
+
+
+async def test_the_owner_index_keeps_an_alert_a_retention_after_it_was_last_seen(
+    store: RedisStore,
+) -> None:
+    retention = store.settings.retention_ms
+    start = (T // retention + 1) * retention  # the first instant of an index bucket
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, start)
+    # a comes again at the end of the next retention; b does not.
+    await store.ingest([group(placed("a"))], 0, start + 2 * retention - 1)
+    # A reload moved their service to another journey, a retention later still.
+    moved = [
+        group(placed("a", status="resolved"), placed("b", status="resolved"), journey="payments")
+    ]
+    outcomes = await store.ingest(moved, 0, start + 3 * retention - 2)
+    # a's resolution reaches the incident that took it; b, unseen for two retentions, is
+    # forgotten with the bucket that held it (its resolution is one nobody knew).
+    assert sorted((x.incident_id or "", x.changed, x.ignored) for x in outcomes) == sorted(
+        [("", 0, 1), (o.incident_id or "", 1, 0)]
+    )
+    assert not await store._r.exists(f"{store._p}owners:{start // retention}")
 
 
 async def test_a_resolved_incident_past_its_window_lets_its_alerts_go(store: RedisStore) -> None:

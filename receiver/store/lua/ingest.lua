@@ -4,9 +4,9 @@
 -- written once for all of them, and the call's fixed cost is shared.
 --
 -- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
---          each given): 1 the due set, 2 the incident index, 3 the alive set, then the
---          alerts' fp:<fp>,
---          then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
+--          each given): 1 the due set, 2 the incident index, 3 the alive set, 4 to 6 the
+--          owner index's buckets owners:<n-2>, owners:<n-1> and owners:<n> (n: now's
+--          bucket, see below), then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
 --          tl/rc keys of its current incident and of the one it would open next. The script
 --          names them the same way; it only touches what the plan foresaw.
 -- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
@@ -130,13 +130,27 @@ end
 -- An alert stays with the incident that first took it while that incident is live (open,
 -- or resolved within reopen_window), even when a reload changed the journey or group
 -- labels it would be placed under now: otherwise its resolution would land elsewhere and
--- the incident that paged for it would never resolve. ``fp:<fingerprint>`` names the key.
--- Alert n's key is KEYS[FP0 + n], as declared: not joined anew for every alert.
-local FP0 = 3
-local owners = {}
-for i = FP0 + 1, FP0 + #alerts, CHUNK do
-  local part = redis.call('MGET', unpack(KEYS, i, math.min(i + CHUNK - 1, FP0 + #alerts)))
-  for j = 1, #part do owners[#owners + 1] = part[j] end
+-- the incident that paged for it would never resolve. The owner index maps fingerprint ->
+-- the key's digest, in hashes of one retention each (``owners:<n>``, n = now // retention):
+-- an alert is looked up in this one and the one before, and one found only in the one
+-- before is written into this one, so an entry lasts at least a retention after the alert
+-- was last seen. The one before that is unlinked (freed off the main thread), so the index
+-- holds at most two retentions of fingerprints. A key per alert with its own lifetime, as
+-- before, cost more to write than the rest of a new alert's bookkeeping.
+local fingerprints = {}
+for n = 1, #alerts do fingerprints[n] = alerts[n][1] end
+local owners = hmget_all(KEYS[6], fingerprints)
+-- Fingerprint -> digest pairs to write into this retention's bucket at the end.
+local claimed = {}
+do
+  local before = hmget_all(KEYS[5], fingerprints)
+  for n = 1, #alerts do
+    if not owners[n] and before[n] then
+      owners[n] = before[n]
+      claimed[#claimed + 1] = fingerprints[n]
+      claimed[#claimed + 1] = before[n]
+    end
+  end
 end
 -- The plan must still hold: every incident this batch can reach is one whose keys were
 -- declared.
@@ -350,10 +364,11 @@ local function apply(first_group, last_group, first_alert, truncated)
         -- The same fingerprint twice in one batch: the second compares with the first.
         local old = latest[fp] or stored[i]
         if stored[i] and not owners[n] then
-          -- Held here, but its fp: key expired (an incident can outlive the retention, its
-          -- alerts' keys were set once): said again, or after a reload the alert's next
-          -- change could land in another incident.
-          redis.call('SET', KEYS[FP0 + n], digest, 'PX', retention_s)
+          -- Held here, but not in the index (an incident can outlive two retentions, or the
+          -- retention changed, which numbers the buckets anew): said again, or after a
+          -- reload the alert's next change could land in another incident.
+          claimed[#claimed + 1] = fp
+          claimed[#claimed + 1] = digest
         end
         local o_status, o_starts, o_ends, o_first, o_changed, o_class
         if old then
@@ -382,7 +397,8 @@ local function apply(first_group, last_group, first_alert, truncated)
             end
             if not old then
               st.alert_count = st.alert_count + 1
-              redis.call('SET', KEYS[FP0 + n], digest, 'PX', retention_s)
+              claimed[#claimed + 1] = fp
+              claimed[#claimed + 1] = digest
             else
               if o_status == 'firing' then
                 -- Take it out under the class it was counted in (a reload may change it).
@@ -551,6 +567,13 @@ for _, id in ipairs(touched) do
     -- same key would be given an id still in use.
     redis.call('PEXPIRE', P .. 'seq:' .. digest, retention_s)
   end
+end
+
+redis.call('UNLINK', KEYS[4])
+if #claimed > 0 then
+  hset_all(KEYS[6], claimed)
+  -- Unlinked two buckets on by the next call; if none comes, gone on its own.
+  redis.call('PEXPIRE', KEYS[6], 3 * retention)
 end
 
 -- Index entries of incidents long gone; the incidents themselves expire on their own. Not
