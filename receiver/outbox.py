@@ -179,14 +179,16 @@ class Outbox:
         background: a replica that has delivered nothing yet (just started, or the other
         replicas did the deliveries) must know them when a webhook comes its way, and a
         vendor that is slow to answer must not hold up the deliveries. Each sink asks until
-        it is answered, at most every so often (``learn_own_names``)."""
+        it is answered, at most every so often (``asks_own_names``, ``learn_own_names``):
+        a round starts no task when none would ask."""
         if self.learning is not None and not self.learning.done():
             return
         # Looked up by name, as the inbound routes do: only the Jira sink has it.
         learners = [
             learn
             for sink in self.sinks.values()
-            if (learn := getattr(sink, "learn_own_names", None)) is not None
+            if getattr(sink, "asks_own_names", False)
+            and (learn := getattr(sink, "learn_own_names", None)) is not None
         ]
         if learners:
             self.learning = asyncio.create_task(_learn(learners))

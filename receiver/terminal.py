@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.online import clip
+from receiver.logtext import clip
 
 LINE = 160
 """What ``shown`` cuts text to: a line of a wide terminal."""

@@ -495,6 +495,10 @@ class LearningSink(GatedSink):
         self.asking = anyio.Event()
         self.events: list[str] = []
 
+    @property
+    def asks_own_names(self) -> bool:
+        return "answered" not in self.events
+
     async def learn_own_names(self) -> None:
         self.asking.set()
         await self.gate.wait()
@@ -525,3 +529,8 @@ async def test_a_sink_asking_who_it_is_is_let_finish_before_it_is_closed(
             learning.gate.set()
         assert learning.events == ["answered", "closed"]
         successor.gate.set()
+        await outbox.learning
+        # Answered: later rounds start no more asking.
+        asked = outbox.learning
+        await outbox.deliver_due()
+        assert outbox.learning is asked

@@ -27,7 +27,8 @@ from receiver.act import RunRequest, RunResult
 from receiver.act.template import MissingValues, fields, render, strings
 from receiver.config.actions import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Body, WebhookRun
 from receiver.errors import DeliveryReason, PermanentDeliveryError, RetryableDeliveryError
-from receiver.sinks._http import clip, error_for_status, redact, retry_after
+from receiver.logtext import clip, redact
+from receiver.sinks._http import error_for_status, retry_after
 from receiver.tls import ssl_context
 
 

@@ -39,10 +39,10 @@ import httpx
 import requests
 
 from receiver import config as cfg
+from receiver.logtext import clip
 
 Level = Literal["ok", "warning", "problem"]
 _LABELS: dict[Level, str] = {"ok": "ok", "warning": "warning", "problem": "PROBLEM"}
-_TEXT_MAX = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +159,3 @@ def secrets_of(receiver: cfg.ReceiverConfig, journeys: cfg.JourneysConfig) -> It
 
 def _password(url: str | None) -> str | None:
     return urlsplit(url).password if url else None
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each of ``secrets`` (longest first, as given) blanked out."""
-    for secret in secrets:
-        text = text.replace(secret, "<redacted>")
-    return text
-
-
-def clip(text: str, limit: int = _TEXT_MAX) -> str:
-    """``text`` on one line, cut to ``limit`` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

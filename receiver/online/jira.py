@@ -8,7 +8,8 @@ import requests
 from jira import JIRA, JIRAError
 
 from receiver import config as cfg
-from receiver.online import Finding, Findings, clip, owner_values, shown_url, transport_reason
+from receiver.logtext import clip
+from receiver.online import Finding, Findings, owner_values, shown_url, transport_reason
 from receiver.sinks.jira import client as jira_client
 
 _JIRA_SAMPLE = 50

@@ -10,7 +10,8 @@ from typing import TextIO
 
 from receiver import config as cfg
 from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE
-from receiver.online import Finding, redact, secrets_of
+from receiver.logtext import redact
+from receiver.online import Finding, secrets_of
 from receiver.online.alertmanager import check_alertmanager
 from receiver.online.jira import check_jira
 from receiver.online.pagerduty import check_pagerduty

@@ -1,10 +1,11 @@
 """What every sink shares about talking HTTP: status -> retryable?, Retry-After,
-secrets kept out of error text, blocking client calls kept off the event loop."""
+blocking client calls kept off the event loop (secrets are kept out of error text with
+receiver.logtext)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import quote
@@ -17,10 +18,9 @@ from receiver.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from receiver.logtext import clip
 
 T = TypeVar("T")
-
-_DETAIL_MAX = 300
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -62,20 +62,6 @@ def error_for_status(
     if status in (408, 429) or status >= 500:
         return RetryableDeliveryError(sink, incident_id, reason, text, retry_after_s)
     return PermanentDeliveryError(sink, incident_id, reason, text)
-
-
-def clip(text: str, limit: int = _DETAIL_MAX) -> str:
-    """Error detail short enough for a log line and a dead letter."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret replaced; errors and logs never carry tokens."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return text
 
 
 async def off_loop(fn: Callable[..., T], *args: object, **kwargs: object) -> T:

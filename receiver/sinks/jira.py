@@ -31,9 +31,10 @@ from jira.resources import Issue
 from receiver.config import JiraSinkConfig
 from receiver.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from receiver.incident import Incident
+from receiver.logtext import clip, redact
 from receiver.sinks import Delivery, Receipt
 from receiver.sinks import jira_markup as markup
-from receiver.sinks._http import clip, error_for_status, incident_url, off_loop, redact, retry_after
+from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
 
 T = TypeVar("T")
 
@@ -157,6 +158,12 @@ class JiraSink:
             (kind, name) for name in (self.config.username,) if name for kind in ("name", "email")
         )
         return configured | (self._own or frozenset())
+
+    @property
+    def asks_own_names(self) -> bool:
+        """Whether ``learn_own_names`` would ask now: not answered yet, and not waiting
+        after an ask that failed."""
+        return self._own is None and time.monotonic() >= self._own_retry_at
 
     async def learn_own_names(self) -> None:
         """Ask ``myself`` who the sink is, until it answers; from the outbox's first round

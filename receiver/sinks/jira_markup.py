@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from receiver.incident import Incident, kpi_line, listing, number
-from receiver.sinks._http import clip
+from receiver.logtext import clip
 from receiver.store.records import KpiRecord
 
 _WIKI_SPECIAL = frozenset("![]^~+?%{}()*_-|@#")

@@ -33,15 +33,9 @@ from receiver.errors import (
     RetryableDeliveryError,
 )
 from receiver.incident import Incident, kpi_line
+from receiver.logtext import clip, redact
 from receiver.sinks import Delivery, Receipt
-from receiver.sinks._http import (
-    clip,
-    error_for_status,
-    incident_url,
-    off_loop,
-    redact,
-    retry_after,
-)
+from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
 from receiver.store.records import IncidentState, KpiRecord
 from receiver.tls import ssl_context
 

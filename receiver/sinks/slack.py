@@ -57,15 +57,9 @@ from receiver.errors import (
     StoreUnavailable,
 )
 from receiver.incident import Incident
+from receiver.logtext import clip, redact
 from receiver.sinks import Delivery, Receipt, Shared
-from receiver.sinks._http import (
-    clip,
-    error_for_status,
-    incident_url,
-    off_loop,
-    redact,
-    retry_after,
-)
+from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
 from receiver.sinks.slack_blocks import Message, render, reply_text
 from receiver.store.cache import LocalCache
 from receiver.tls import ssl_context
