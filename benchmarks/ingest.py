@@ -428,7 +428,8 @@ class Round:
     cpu: dict[str, float]  # share of one core during the round: each process, and "foreign"
     scripts: int = 0  # EVALSHA + EVAL calls Redis counted during the round
     other: int = 0  # every other Redis command, those run inside the scripts included
-    script_us: int = 0  # Redis's time in those calls (commandstats usec), their commands in
+    # Redis's time in those script calls (commandstats usec), the commands they ran included.
+    script_us: int = 0
 
     @property
     def alerts_per_s(self) -> float:

@@ -132,6 +132,9 @@ class RedisStore:
         self._idx = self._p + "idx"
         self._alive = self._p + "alive"
         self._owners = self._p + "owners:"
+        self._owners_width = self._owners + "width"
+        # The owner index's bucket width (ms) as Redis holds it, once read here.
+        self._width: int | None = None
         self._ingest_keys = [k.encode() for k in (self._due, self._idx, self._alive)]
         self._claims = self._p + "claims"
         self._events = self._p + "events"
@@ -271,22 +274,31 @@ class RedisStore:
             b"".join(records),
         ]
         fingerprints = [m[0] for m in metas]
-        owner_keys = self._owner_keys(now_ms // cfg.retention_ms)
         journeys = {g.key.digest: g.key.journey for g in groups}
         started = time.perf_counter()
         # What this replica last saw of these keys spares the read; the script checks it
         # all the same, and a stale guess costs one more try.
         plan: Plan | None = self._remembered(journeys)
         for _ in range(_PLAN_ATTEMPTS):
+            width = self._width or await self._index_width(now_ms)
+            owner_keys = self._owner_keys(now_ms // width)
             if plan is None:
                 plan = await self._plan(fingerprints, owner_keys, journeys)
-            keys = [*self._ingest_keys, *owner_keys, *self._planned_keys(plan, journeys)]
+            keys = [
+                *self._ingest_keys,
+                *owner_keys,
+                self._owners_width.encode(),
+                *self._planned_keys(plan, journeys),
+            ]
             raw = await self._run_ingest(
-                keys, [*args, orjson.dumps(plan), cfg.max_alerts_per_incident, _RECENT_KEPT]
+                keys,
+                [*args, orjson.dumps(plan), cfg.max_alerts_per_incident, _RECENT_KEPT, width],
             )
             if raw not in (b"retry", "retry"):
                 break
+            # The plan, or the index's width (expired with an idle index), is out of date.
             plan = None
+            self._width = None
         else:
             raise StoreUnavailable(
                 f"ingest: the store's indexes kept moving over {_PLAN_ATTEMPTS} attempts"
@@ -348,6 +360,38 @@ class RedisStore:
                 self._indexes.move_to_end(digest)
         while len(self._indexes) > _INDEXES_KEPT:
             self._indexes.popitem(last=False)
+
+    async def _index_width(self, now_ms: int) -> int:
+        """The owner index's bucket width: the retention when the index began, kept in
+        Redis (``owners:width``) so that a later change of ``store.retention`` does not
+        number the buckets anew and lose every owner. An index that begins (a new store,
+        one idle for three widths, or an upgrade) first takes over the owners that versions
+        before it kept a key each for (``fp:<fingerprint>``, ``_adopt_fp_keys``)."""
+        got = await self._r.get(self._owners_width)
+        if got is None:
+            width = self.settings.retention_ms
+            await self._adopt_fp_keys(self._owners + str(now_ms // width), width)
+            # Another replica may begin it at the same time: the first width set wins.
+            await self._r.set(self._owners_width, width, px=3 * width, nx=True)
+            got = await self._r.get(self._owners_width)
+        self._width = int(got or self.settings.retention_ms)
+        return self._width
+
+    async def _adopt_fp_keys(self, bucket: str, width: int) -> None:
+        """Owners kept by versions before the index as ``fp:<fingerprint>`` keys, copied
+        into ``bucket`` (never over an entry already there); the keys themselves expire
+        within a retention."""
+        prefix = self._p + "fp:"
+        names = [key async for key in self._r.scan_iter(match=prefix + "*", count=1_000)]
+        for at in range(0, len(names), 1_000):
+            chunk = names[at : at + 1_000]
+            digests = await self._r.mget(chunk)
+            async with self._r.pipeline(transaction=False) as pipe:
+                for name, digest in zip(chunk, digests, strict=True):
+                    if digest:
+                        pipe.hsetnx(bucket, text(name).removeprefix(prefix), digest)
+                pipe.pexpire(bucket, 3 * width)
+                await pipe.execute()
 
     def _owner_keys(self, bucket: int) -> list[bytes]:
         """The owner index's buckets ingest.lua is given: the one it unlinks, the one

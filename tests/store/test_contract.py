@@ -521,6 +521,61 @@ async def test_the_owner_index_keeps_an_alert_a_retention_after_it_was_last_seen
     assert not await store._r.exists(f"{store._p}owners:{start // retention}")
 
 
+async def test_a_replica_whose_clock_is_behind_still_finds_the_bucket_before(
+    store: RedisStore,
+) -> None:
+    width = store.settings.retention_ms
+    start = (T // width + 1) * width
+    (o,) = await store.ingest([group(placed("a"))], 0, start + width - 5)  # the end of n
+    # A replica whose clock is 20 ms ahead is already two buckets on (it unlinks the
+    # one two before its own only once a 64th of its own has passed) ...
+    await store.ingest([group(placed("b"), journey="signup")], 0, start + 2 * width + 15)
+    # ... while one on time, a retention after a came, finds a's entry.
+    moved = [group(placed("a", status="resolved"), journey="payments")]
+    (outcome,) = await store.ingest(moved, 0, start + 2 * width - 5)
+    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+
+
+async def test_a_changed_retention_keeps_the_owners(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    store.configure(replace(store.settings, retention_ms=store.settings.retention_ms // 7))
+    moved = [group(placed("a", status="resolved"), journey="payments")]
+    (outcome,) = await store.ingest(moved, 0, T + 1_000)
+    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    # The index keeps the width it began with.
+    assert int(await store._r.get(f"{store._p}owners:width")) == 7 * 86_400_000
+
+
+async def test_an_index_gone_idle_begins_again_under_a_replica_that_knew_it(
+    store: RedisStore,
+) -> None:
+    await store.ingest([group(placed("a"))], 0, T)
+    # Three widths without a batch: the index and its width expired; this replica still
+    # remembers the width.
+    raw = store._r
+    await raw.delete(*[k async for k in raw.scan_iter(match=f"{store._p}owners:*")])
+    store.configure(replace(store.settings, retention_ms=86_400_000))
+    (o,) = await store.ingest([group(placed("b"))], 0, T + 1_000)
+    assert o.changed == 1
+    assert int(await raw.get(f"{store._p}owners:width")) == 86_400_000
+    assert await raw.hget(f"{store._p}owners:{(T + 1_000) // 86_400_000}", "b")
+
+
+async def test_owners_kept_a_key_each_by_an_earlier_version_are_taken_over(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
+    # What a version before the owner index left: a key per alert, no index.
+    raw = store._r
+    await raw.delete(*[k async for k in raw.scan_iter(match=f"{store._p}owners:*")])
+    digest = group(placed("a")).key.digest
+    await raw.set(f"{store._p}fp:a", digest, px=store.settings.retention_ms)
+    store._width = None  # this process starts on the new version
+    moved = [group(placed("a", status="resolved"), journey="payments")]
+    (outcome,) = await store.ingest(moved, 0, T + 1_000)
+    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+
+
 async def test_a_resolved_incident_past_its_window_lets_its_alerts_go(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id

@@ -6,7 +6,7 @@
 -- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
 --          each given): 1 the due set, 2 the incident index, 3 the alive set, 4 to 6 the
 --          owner index's buckets owners:<n-2>, owners:<n-1> and owners:<n> (n: now's
---          bucket, see below), then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
+--          bucket, see below), 7 its width (owners:width), then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
 --          tl/rc keys of its current incident and of the one it would open next. The script
 --          names them the same way; it only touches what the plan foresaw.
 -- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
@@ -25,8 +25,10 @@
 --            false]}, as the caller read them just before, for every digest the batch may
 --            touch (its groups', and those of the incidents already holding its alerts).
 --          13 how many of an incident's latest firings ``rc:<id>`` keeps
--- If the plan is out of date (another batch moved an index meanwhile), nothing is written
--- and the answer is "retry": read again, declare again.
+--          14 the owner index's width (ms) the caller numbered its buckets by
+-- If the plan is out of date (another batch moved an index meanwhile), or the index's width
+-- is not the one given, nothing is written and the answer is "retry": read again, declare
+-- again.
 -- Records are never decoded here, and everything travels in a few arguments: decoding
 -- every alert into nested tables, or one argument per field, cost most of the time.
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
@@ -131,12 +133,17 @@ end
 -- or resolved within reopen_window), even when a reload changed the journey or group
 -- labels it would be placed under now: otherwise its resolution would land elsewhere and
 -- the incident that paged for it would never resolve. The owner index maps fingerprint ->
--- the key's digest, in hashes of one retention each (``owners:<n>``, n = now // retention):
--- an alert is looked up in this one and the one before, and one found only in the one
--- before is written into this one, so an entry lasts at least a retention after the alert
--- was last seen. The one before that is unlinked (freed off the main thread), so the index
--- holds at most two retentions of fingerprints. A key per alert with its own lifetime, as
--- before, cost more to write than the rest of a new alert's bookkeeping.
+-- the key's digest, in hashes of one width each (``owners:<n>``, n = now // width; the
+-- width is the retention when the index began, kept in ``owners:width``, so a change of
+-- the retention does not number the buckets anew): an alert is looked up in this one and
+-- the one before, and one found only in the one before is written into this one, so an
+-- entry lasts at least a width after the alert was last seen. The one before that is
+-- unlinked (freed off the main thread) once a 64th of this one has passed, so that a
+-- replica whose clock is behind by less still finds it; the index holds about two widths
+-- of fingerprints, an alert seen in both an entry in each. A key per alert with its own
+-- lifetime, as before, cost more to write than the rest of a new alert's bookkeeping.
+local width = tonumber(ARGV[14])
+if redis.call('GET', KEYS[7]) ~= ARGV[14] then return 'retry' end
 local fingerprints = {}
 for n = 1, #alerts do fingerprints[n] = alerts[n][1] end
 local owners = hmget_all(KEYS[6], fingerprints)
@@ -569,11 +576,13 @@ for _, id in ipairs(touched) do
   end
 end
 
-redis.call('UNLINK', KEYS[4])
+if now % width >= width / 64 then redis.call('UNLINK', KEYS[4]) end
 if #claimed > 0 then
   hset_all(KEYS[6], claimed)
-  -- Unlinked two buckets on by the next call; if none comes, gone on its own.
-  redis.call('PEXPIRE', KEYS[6], 3 * retention)
+  -- Unlinked two buckets on by a later call; if none comes, gone on its own, and the
+  -- index begins afresh (redis.py _index_width).
+  redis.call('PEXPIRE', KEYS[6], 3 * width)
+  redis.call('PEXPIRE', KEYS[7], 3 * width)
 end
 
 -- Index entries of incidents long gone; the incidents themselves expire on their own. Not
