@@ -865,6 +865,24 @@ def bench_workdir(stack: contextlib.ExitStack, keep: Path | None) -> Path:
     return keep
 
 
+def redis_apart(stack: contextlib.ExitStack, keep: Path | None) -> tuple[int, str]:
+    """For a benchmark that runs the store in its own process: a ``redis-server`` on a free
+    port (no persistence, its log in the work directory), stopped with ``stack``; this
+    process pinned to core 0 and Redis to core 1 when there are two. The port, and the
+    machine's description (taken before pinning: it counts the cores this process may use)."""
+    two_cores = len(os.sched_getaffinity(0)) >= 2
+    where = machine()
+    if two_cores:
+        os.sched_setaffinity(0, {0})
+    workdir = bench_workdir(stack, keep)
+    port = free_port()
+    redis = redis_command(port, workdir)
+    stack.enter_context(
+        running(pinned(1 if two_cores else None, redis), port, workdir / "redis.log")
+    )
+    return port, where
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.ingest",

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -37,12 +36,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import bench_workdir, machine, pinned
+from benchmarks.ingest import redis_apart
 from receiver.store import StoreSettings, open_store
 from receiver.store.redis import RedisStore
 from tests.store.builders import group, placed
-from tests.support.processes import free_port, running
-from tests.support.processes import redis_args as redis_command
 
 T0 = 1_776_500_000_000
 DAY_MS = 86_400_000
@@ -150,17 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--keep", type=Path, help="keep the Redis log in this directory")
     args = p.parse_args(argv)
-    two_cores = len(os.sched_getaffinity(0)) >= 2
-    where = machine()  # before pinning: it counts the cores this process may use
-    if two_cores:
-        os.sched_setaffinity(0, {0})
     with contextlib.ExitStack() as stack:
-        workdir = bench_workdir(stack, args.keep)
-        port = free_port()
-        redis = redis_command(port, workdir)
-        stack.enter_context(
-            running(pinned(1 if two_cores else None, redis), port, workdir / "redis.log")
-        )
+        port, where = redis_apart(stack, args.keep)
         lines = asyncio.run(_run(port, args))
     print(where)
     print(*lines, sep="\n")
