@@ -342,8 +342,8 @@ def census(client: redis.Redis) -> list[Kind]:
 
 
 def owner_entries(client: redis.Redis) -> int:
-    """The owner index's entries, over its buckets (``owners:<n>``, a retention each)."""
-    return sum(int(client.hlen(key)) for key in client.scan_iter(match=f"{PREFIX}owners:*"))
+    """The owner index's entries, over its buckets (``owners:<width>:<n>``)."""
+    return sum(int(client.hlen(key)) for key in client.scan_iter(match=f"{PREFIX}owners:*:*"))
 
 
 # --- load --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -132,9 +132,11 @@ class RedisStore:
         self._idx = self._p + "idx"
         self._alive = self._p + "alive"
         self._owners = self._p + "owners:"
-        self._owners_width = self._owners + "width"
-        # The owner index's bucket width (ms) as Redis holds it, once read here.
-        self._width: int | None = None
+        self._widths_key = self._owners + "widths"
+        # The owner index's other widths in use, as last read here (``_other_widths``).
+        self._widths: list[int] | None = None
+        # Set once the fp: keys of an earlier version were taken over (_adopt_fp_keys).
+        self._adopted_key = self._owners + "adopted"
         self._ingest_keys = [k.encode() for k in (self._due, self._idx, self._alive)]
         self._claims = self._p + "claims"
         self._events = self._p + "events"
@@ -280,25 +282,28 @@ class RedisStore:
         # all the same, and a stale guess costs one more try.
         plan: Plan | None = self._remembered(journeys)
         for _ in range(_PLAN_ATTEMPTS):
-            width = self._width or await self._index_width(now_ms)
-            owner_keys = self._owner_keys(now_ms // width)
+            others = self._widths if self._widths is not None else await self._other_widths(now_ms)
+            owner_keys = self._owner_keys(now_ms, cfg.retention_ms, others)
             if plan is None:
-                plan = await self._plan(fingerprints, owner_keys, journeys)
-            keys = [
-                *self._ingest_keys,
-                *owner_keys,
-                self._owners_width.encode(),
-                *self._planned_keys(plan, journeys),
-            ]
+                # Looked up newest first: this width's bucket, the one before, the others.
+                lookups = [owner_keys[2], owner_keys[1], *owner_keys[4:]]
+                plan = await self._plan(fingerprints, lookups, journeys)
+            keys = [*self._ingest_keys, *owner_keys, *self._planned_keys(plan, journeys)]
             raw = await self._run_ingest(
                 keys,
-                [*args, orjson.dumps(plan), cfg.max_alerts_per_incident, _RECENT_KEPT, width],
+                [
+                    *args,
+                    orjson.dumps(plan),
+                    cfg.max_alerts_per_incident,
+                    _RECENT_KEPT,
+                    " ".join(map(str, others)),
+                ],
             )
             if raw not in (b"retry", "retry"):
                 break
-            # The plan, or the index's width (expired with an idle index), is out of date.
+            # The plan, or the owner index's widths in use, moved meanwhile.
             plan = None
-            self._width = None
+            self._widths = None
         else:
             raise StoreUnavailable(
                 f"ingest: the store's indexes kept moving over {_PLAN_ATTEMPTS} attempts"
@@ -361,59 +366,72 @@ class RedisStore:
         while len(self._indexes) > _INDEXES_KEPT:
             self._indexes.popitem(last=False)
 
-    async def _index_width(self, now_ms: int) -> int:
-        """The owner index's bucket width: the retention when the index began, kept in
-        Redis (``owners:width``) so that a later change of ``store.retention`` does not
-        number the buckets anew and lose every owner. An index that begins (a new store,
-        one idle for three widths, or an upgrade) first takes over the owners that versions
-        before it kept a key each for (``fp:<fingerprint>``, ``_adopt_fp_keys``)."""
-        got = await self._r.get(self._owners_width)
-        if got is None:
-            width = self.settings.retention_ms
-            await self._adopt_fp_keys(self._owners + str(now_ms // width), width)
-            # Another replica may begin it at the same time: the first width set wins.
-            await self._r.set(self._owners_width, width, px=3 * width, nx=True)
-            got = await self._r.get(self._owners_width)
-        self._width = int(got or self.settings.retention_ms)
-        return self._width
+    async def _other_widths(self, now_ms: int) -> list[int]:
+        """The owner index's widths in use besides this replica's retention, as Redis
+        holds them (``owners:widths``: width -> when a call last used it). A width stays
+        in use two widths after its last call, as long as its entries matter: the buckets
+        of every width in use are read, so an owner outlives a change of ``store.retention``
+        (raised or lowered, on one replica or all). A new index (a new store, one idle for
+        three widths, an upgrade) first takes over the owners that versions before it kept
+        a key each for (``_adopt_fp_keys``), unless that was done within two retentions
+        (``owners:adopted``: by then every such key has expired)."""
+        own = self.settings.retention_ms
+        listed = await self._r.zrange(self._widths_key, 0, -1, withscores=True)
+        if not listed and not await self._r.exists(self._adopted_key):
+            await self._adopt_fp_keys(self._owner_keys(now_ms, own, [])[2], own)
+            await self._r.set(self._adopted_key, 1, px=2 * own)
+        self._widths = sorted(
+            width
+            for width, at in ((int(text(w)), float(at)) for w, at in listed)
+            if width != own and at >= now_ms - 2 * width
+        )
+        return self._widths
 
-    async def _adopt_fp_keys(self, bucket: str, width: int) -> None:
+    async def _adopt_fp_keys(self, bucket: bytes, width: int) -> None:
         """Owners kept by versions before the index as ``fp:<fingerprint>`` keys, copied
-        into ``bucket`` (never over an entry already there); the keys themselves expire
-        within a retention."""
+        into ``bucket`` a thousand at a time (never over an entry already there); the keys
+        themselves expire within a retention. A SCAN of the whole key space, on the
+        request path of the batch that begins the index: about a second per two million
+        keys, once an upgrade (the next time the index begins, what is left is small)."""
         prefix = self._p + "fp:"
-        names = [key async for key in self._r.scan_iter(match=prefix + "*", count=1_000)]
-        for at in range(0, len(names), 1_000):
-            chunk = names[at : at + 1_000]
-            digests = await self._r.mget(chunk)
+        async for names in _chunks(self._r.scan_iter(match=prefix + "*", count=1_000)):
+            digests = await self._r.mget(names)
             async with self._r.pipeline(transaction=False) as pipe:
-                for name, digest in zip(chunk, digests, strict=True):
+                for name, digest in zip(names, digests, strict=True):
                     if digest:
                         pipe.hsetnx(bucket, text(name).removeprefix(prefix), digest)
                 pipe.pexpire(bucket, 3 * width)
                 await pipe.execute()
 
-    def _owner_keys(self, bucket: int) -> list[bytes]:
-        """The owner index's buckets ingest.lua is given: the one it unlinks, the one
-        before now's and now's (``bucket``)."""
-        return [f"{self._owners}{bucket + step}".encode() for step in (-2, -1, 0)]
+    def _owner_keys(self, now_ms: int, width: int, others: Sequence[int]) -> list[bytes]:
+        """The owner index's keys ingest.lua is given: of this replica's width, the bucket
+        it unlinks, the one before now's and now's; the widths in use; then of each other
+        width in use, now's bucket and the one before."""
+        n = now_ms // width
+        keys = [f"{self._owners}{width}:{n + step}" for step in (-2, -1, 0)]
+        keys.append(self._widths_key)
+        for other in others:
+            m = now_ms // other
+            keys += [f"{self._owners}{other}:{m}", f"{self._owners}{other}:{m - 1}"]
+        return [k.encode() for k in keys]
 
     async def _plan(
-        self, fingerprints: Sequence[str], owner_keys: Sequence[bytes], journeys: Mapping[str, str]
+        self, fingerprints: Sequence[str], buckets: Sequence[bytes], journeys: Mapping[str, str]
     ) -> Plan:
         """What ingest.lua will find: for the batch's digests and those of the incidents
         already holding its alerts, the current incident id and the id counter. One round
-        trip: the two owner buckets, then each digest's index and counter (a cluster client
-        pipelines no MGET)."""
+        trip: the owner buckets (``buckets``, the first that knows an alert answers), then
+        each digest's index and counter (a cluster client pipelines no MGET)."""
         digests = list(journeys)
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.hmget(owner_keys[1], fingerprints)
-            pipe.hmget(owner_keys[2], fingerprints)
+            for bucket in buckets:
+                pipe.hmget(bucket, fingerprints)
             for kind in ("key:", "seq:"):
                 for d in digests:
                     pipe.get(self._p + kind + d)
-            before, now, *answers = await pipe.execute()
-        owners = [o or b for o, b in zip(now, before, strict=True)]
+            found = await pipe.execute()
+        looked_up, answers = found[: len(buckets)], found[len(buckets) :]
+        owners = [next((o for o in row if o), None) for row in zip(*looked_up, strict=True)]
         plan = _known(digests, answers)
         # Alerts held by an incident of another key (a reload moved them): theirs too.
         others = sorted({text(o) for o in owners if o} - plan.keys())
@@ -847,6 +865,18 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 Plan = dict[str, tuple[str | bool, str | bool]]
+
+
+async def _chunks(keys: AsyncIterator[Any], size: int = 1_000) -> AsyncIterator[list[Any]]:
+    """``keys`` a list of at most ``size`` at a time."""
+    chunk: list[Any] = []
+    async for key in keys:
+        chunk.append(key)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _known(digests: Sequence[str], answers: Sequence[Any]) -> Plan:

@@ -23,6 +23,7 @@ from receiver.topology import rank, rank_state
 from tests.store.builders import STARTS, group, placed
 
 WAIT = 30_000
+DAY_MS = 86_400_000
 pytestmark = pytest.mark.anyio
 
 T = 1_776_500_000_000
@@ -490,7 +491,8 @@ async def test_an_alert_whose_key_expired_is_claimed_again_by_the_incident_holdi
 ) -> None:
     (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
     # The incident outlived the owner index's entries for its alerts.
-    bucket = f"{store._p}owners:{T // store.settings.retention_ms}"
+    retention = store.settings.retention_ms
+    bucket = f"{store._p}owners:{retention}:{T // retention}"
     assert await store._r.hdel(bucket, "a") == 1
     await store.ingest([group(placed("a"))], 0, T + 1_000)  # Alertmanager repeats it
     assert await store._r.hget(bucket, "a")
@@ -518,7 +520,7 @@ async def test_the_owner_index_keeps_an_alert_a_retention_after_it_was_last_seen
     assert sorted((x.incident_id or "", x.changed, x.ignored) for x in outcomes) == sorted(
         [("", 0, 1), (o.incident_id or "", 1, 0)]
     )
-    assert not await store._r.exists(f"{store._p}owners:{start // retention}")
+    assert not await store._r.exists(f"{store._p}owners:{retention}:{start // retention}")
 
 
 async def test_a_replica_whose_clock_is_behind_still_finds_the_bucket_before(
@@ -536,29 +538,61 @@ async def test_a_replica_whose_clock_is_behind_still_finds_the_bucket_before(
     assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
 
 
-async def test_a_changed_retention_keeps_the_owners(store: RedisStore) -> None:
+async def test_a_lowered_retention_keeps_the_owners(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
-    store.configure(replace(store.settings, retention_ms=store.settings.retention_ms // 7))
+    # This replica restarts with a shorter retention.
+    store.configure(replace(store.settings, retention_ms=DAY_MS))
+    store._widths = None
     moved = [group(placed("a", status="resolved"), journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, T + 1_000)
+    (outcome,) = await store.ingest(moved, 0, T + 3 * DAY_MS)
     assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
-    # The index keeps the width it began with.
-    assert int(await store._r.get(f"{store._p}owners:width")) == 7 * 86_400_000
 
 
-async def test_an_index_gone_idle_begins_again_under_a_replica_that_knew_it(
+async def test_a_raised_retention_keeps_the_owners_of_alerts_that_come_again(
     store: RedisStore,
 ) -> None:
+    store.configure(replace(store.settings, retention_ms=DAY_MS))
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    store.configure(replace(store.settings, retention_ms=7 * DAY_MS))
+    # Alertmanager repeats the firing alert under the longer retention, then nothing for
+    # longer than the old one kept entries.
+    await store.ingest([group(placed("a"))], 0, T + DAY_MS // 2)
+    moved = [group(placed("a", status="resolved"), journey="payments")]
+    (outcome,) = await store.ingest(moved, 0, T + 5 * DAY_MS)
+    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+
+
+async def test_replicas_with_different_retentions_find_each_others_owners(
+    store: RedisStore,
+) -> None:
+    week, day = store.settings, replace(store.settings, retention_ms=DAY_MS)
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    # A reload reached one replica (a day's retention) and not yet the other (a week's):
+    # they take turns with the same store, each with what it last read of the index.
+    store.configure(day)
+    (c,) = await store.ingest([group(placed("c"), region="us")], 0, T + 1_000)
+    store.configure(week)
+    moved = [group(placed("c", status="resolved"), region="us", journey="payments")]
+    (outcome,) = await store.ingest(moved, 0, T + 2_000)
+    assert (outcome.incident_id, outcome.changed) == (c.incident_id, 1)
+    store.configure(day)
+    moved = [group(placed("a", status="resolved"), journey="payments")]
+    (outcome,) = await store.ingest(moved, 0, T + 3_000)
+    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    in_use = await store._r.zrange(f"{store._p}owners:widths", 0, -1)
+    assert sorted(int(w) for w in in_use) == [DAY_MS, 7 * DAY_MS]
+
+
+async def test_an_index_gone_idle_begins_again(store: RedisStore) -> None:
     await store.ingest([group(placed("a"))], 0, T)
-    # Three widths without a batch: the index and its width expired; this replica still
-    # remembers the width.
+    # Three widths without a batch: the index expired; this replica read it before.
     raw = store._r
     await raw.delete(*[k async for k in raw.scan_iter(match=f"{store._p}owners:*")])
-    store.configure(replace(store.settings, retention_ms=86_400_000))
     (o,) = await store.ingest([group(placed("b"))], 0, T + 1_000)
     assert o.changed == 1
-    assert int(await raw.get(f"{store._p}owners:width")) == 86_400_000
-    assert await raw.hget(f"{store._p}owners:{(T + 1_000) // 86_400_000}", "b")
+    retention = store.settings.retention_ms
+    assert await raw.hget(f"{store._p}owners:{retention}:{(T + 1_000) // retention}", "b")
+    assert await raw.zscore(f"{store._p}owners:widths", str(retention)) == T + 1_000
 
 
 async def test_owners_kept_a_key_each_by_an_earlier_version_are_taken_over(
@@ -570,10 +604,18 @@ async def test_owners_kept_a_key_each_by_an_earlier_version_are_taken_over(
     await raw.delete(*[k async for k in raw.scan_iter(match=f"{store._p}owners:*")])
     digest = group(placed("a")).key.digest
     await raw.set(f"{store._p}fp:a", digest, px=store.settings.retention_ms)
-    store._width = None  # this process starts on the new version
+    await raw.delete(f"{store._p}owners:adopted")
+    store._widths = None  # this process starts on the new version
     moved = [group(placed("a", status="resolved"), journey="payments")]
     (outcome,) = await store.ingest(moved, 0, T + 1_000)
     assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    # Taken over once: an index that begins again within two retentions does not look.
+    await raw.delete(*[k async for k in raw.scan_iter(match=f"{store._p}owners:*:*")])
+    await raw.delete(f"{store._p}owners:widths")
+    store._widths = None
+    again = [group(placed("a"), journey="payments")]
+    (fresh,) = await store.ingest(again, 0, T + 2_000)
+    assert fresh.incident_id != o.incident_id
 
 
 async def test_a_resolved_incident_past_its_window_lets_its_alerts_go(store: RedisStore) -> None:

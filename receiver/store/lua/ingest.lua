@@ -5,8 +5,9 @@
 --
 -- KEYS     every key the script touches, all under one {hash tag} (Redis Cluster wants
 --          each given): 1 the due set, 2 the incident index, 3 the alive set, 4 to 6 the
---          owner index's buckets owners:<n-2>, owners:<n-1> and owners:<n> (n: now's
---          bucket, see below), 7 its width (owners:width), then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
+--          owner index's buckets of this width (the retention) owners:<width>:<n-2>, <n-1>
+--          and <n> (n: now's, see below), 7 the widths in use (owners:widths), then now's
+--          bucket and the one before of each other width in use (ARGV 14), then, per digest of the plan, key:<digest>, seq:<digest> and the inc/am/ab/ar/
 --          tl/rc keys of its current incident and of the one it would open next. The script
 --          names them the same way; it only touches what the plan foresaw.
 -- ARGV     1 key prefix ("{jr}:")   2 now (ms)   3 group_wait (ms)   4 reopen_window (ms)
@@ -25,10 +26,11 @@
 --            false]}, as the caller read them just before, for every digest the batch may
 --            touch (its groups', and those of the incidents already holding its alerts).
 --          13 how many of an incident's latest firings ``rc:<id>`` keeps
---          14 the owner index's width (ms) the caller numbered its buckets by
--- If the plan is out of date (another batch moved an index meanwhile), or the index's width
--- is not the one given, nothing is written and the answer is "retry": read again, declare
--- again.
+--          14 the owner index's other widths in use (ms, space-separated), as the caller
+--            read them
+-- If the plan is out of date (another batch moved an index meanwhile), or the owner index's
+-- widths in use are not the ones given, nothing is written and the answer is "retry": read
+-- again, declare again.
 -- Records are never decoded here, and everything travels in a few arguments: decoding
 -- every alert into nested tables, or one argument per field, cost most of the time.
 -- Per incident, ``am:<id>`` maps fingerprint -> "status|starts|ends|first_seen|changed_at|
@@ -133,29 +135,52 @@ end
 -- or resolved within reopen_window), even when a reload changed the journey or group
 -- labels it would be placed under now: otherwise its resolution would land elsewhere and
 -- the incident that paged for it would never resolve. The owner index maps fingerprint ->
--- the key's digest, in hashes of one width each (``owners:<n>``, n = now // width; the
--- width is the retention when the index began, kept in ``owners:width``, so a change of
--- the retention does not number the buckets anew): an alert is looked up in this one and
--- the one before, and one found only in the one before is written into this one, so an
--- entry lasts at least a width after the alert was last seen. The one before that is
--- unlinked (freed off the main thread) once a 64th of this one has passed, so that a
--- replica whose clock is behind by less still finds it; the index holds about two widths
--- of fingerprints, an alert seen in both an entry in each. A key per alert with its own
--- lifetime, as before, cost more to write than the rest of a new alert's bookkeeping.
-local width = tonumber(ARGV[14])
-if redis.call('GET', KEYS[7]) ~= ARGV[14] then return 'retry' end
+-- the key's digest, in hashes of one width each (``owners:<width>:<n>``, n = now //
+-- width): a call uses its retention as its width, looks its alerts up in this width's
+-- bucket, the one before, and now's and the one before of every other width in use, and
+-- writes an entry found only in another bucket into this one. An entry so lasts at least a
+-- width after its alert was last seen, and a change of the retention (raised or lowered,
+-- on some replicas or all) moves the entries over as their alerts come. ``owners:widths``
+-- holds each width and when a call last used it: one is in use for two widths after that
+-- (its entries may matter that long), and the caller must have declared the buckets of
+-- every one in use. This width's bucket two before is unlinked (freed off the main thread)
+-- once a 64th of now's has passed, so that a replica whose clock is behind by less still
+-- finds it. A key per alert with its own lifetime, as before, cost more to write than the
+-- rest of a new alert's bookkeeping.
+-- When a call last said this width was in use (-inf: never).
+local widths_in_use, widest, width_used = {}, retention, -math.huge
+do
+  local declared = {}
+  for w in string.gmatch(ARGV[14], '%d+') do declared[w] = true end
+  local listed = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
+  for i = 1, #listed, 2 do
+    local w = tonumber(listed[i])
+    if listed[i] == retention_s then
+      width_used = tonumber(listed[i + 1])
+    elseif tonumber(listed[i + 1]) >= now - 2 * w then
+      if not declared[listed[i]] then return 'retry' end
+      declared[listed[i]] = nil
+      widths_in_use[#widths_in_use + 1] = listed[i]
+      if w > widest then widest = w end
+    end
+  end
+  if next(declared) then return 'retry' end
+end
 local fingerprints = {}
 for n = 1, #alerts do fingerprints[n] = alerts[n][1] end
 local owners = hmget_all(KEYS[6], fingerprints)
--- Fingerprint -> digest pairs to write into this retention's bucket at the end.
+-- Fingerprint -> digest pairs to write into this width's bucket at the end.
 local claimed = {}
-do
-  local before = hmget_all(KEYS[5], fingerprints)
-  for n = 1, #alerts do
-    if not owners[n] and before[n] then
-      owners[n] = before[n]
-      claimed[#claimed + 1] = fingerprints[n]
-      claimed[#claimed + 1] = before[n]
+-- The other buckets, newest first: this width's one before, then each other width's two.
+for b = 5, 7 + 2 * #widths_in_use do
+  if b ~= 6 and b ~= 7 then
+    local found = hmget_all(KEYS[b], fingerprints)
+    for n = 1, #alerts do
+      if not owners[n] and found[n] then
+        owners[n] = found[n]
+        claimed[#claimed + 1] = fingerprints[n]
+        claimed[#claimed + 1] = found[n]
+      end
     end
   end
 end
@@ -576,13 +601,20 @@ for _, id in ipairs(touched) do
   end
 end
 
-if now % width >= width / 64 then redis.call('UNLINK', KEYS[4]) end
 if #claimed > 0 then
   hset_all(KEYS[6], claimed)
-  -- Unlinked two buckets on by a later call; if none comes, gone on its own, and the
-  -- index begins afresh (redis.py _index_width).
-  redis.call('PEXPIRE', KEYS[6], 3 * width)
-  redis.call('PEXPIRE', KEYS[7], 3 * width)
+  -- Unlinked two buckets on by a later call; if none comes, gone on its own.
+  redis.call('PEXPIRE', KEYS[6], 3 * retention)
+end
+-- Said once a 64th of the width has passed since the last time, as the incidents' lifetimes
+-- are renewed: that this width is in use as of now (others read its buckets for two widths
+-- after, at least 2 - 1/64 widths after its last call), that the list lives as long as the
+-- widest's buckets may (a new index, redis.py _other_widths, begins once it is gone), and
+-- that this width's bucket two before goes.
+if now - width_used >= renew_every then
+  redis.call('ZADD', KEYS[7], now_s, retention_s)
+  redis.call('PEXPIRE', KEYS[7], 3 * widest)
+  if now % retention >= renew_every then redis.call('UNLINK', KEYS[4]) end
 end
 
 -- Index entries of incidents long gone; the incidents themselves expire on their own. Not
