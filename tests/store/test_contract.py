@@ -581,6 +581,11 @@ async def test_replicas_with_different_retentions_find_each_others_owners(
     assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
     in_use = await store._r.zrange(f"{store._p}owners:widths", 0, -1)
     assert sorted(int(w) for w in in_use) == [DAY_MS, 7 * DAY_MS]
+    # Every replica on a day's retention: two weeks on, the week's width is out of use.
+    later = [group(placed("d"), region="ap")]
+    await store.ingest(later, 0, T + 15 * DAY_MS)
+    in_use = await store._r.zrange(f"{store._p}owners:widths", 0, -1)
+    assert [int(w) for w in in_use] == [DAY_MS]
 
 
 async def test_an_index_gone_idle_begins_again(store: RedisStore) -> None:

@@ -147,8 +147,8 @@ end
 -- once a 64th of now's has passed, so that a replica whose clock is behind by less still
 -- finds it. A key per alert with its own lifetime, as before, cost more to write than the
 -- rest of a new alert's bookkeeping.
--- When a call last said this width was in use (-inf: never).
-local widths_in_use, widest, width_used = {}, retention, -math.huge
+-- When a call last said this width was in use (-inf: never); widths no longer in use.
+local widths_in_use, widest, width_used, widths_gone = {}, retention, -math.huge, {}
 do
   local declared = {}
   for w in string.gmatch(ARGV[14], '%d+') do declared[w] = true end
@@ -162,6 +162,8 @@ do
       declared[listed[i]] = nil
       widths_in_use[#widths_in_use + 1] = listed[i]
       if w > widest then widest = w end
+    else
+      widths_gone[#widths_gone + 1] = listed[i]
     end
   end
   if next(declared) then return 'retry' end
@@ -610,9 +612,10 @@ end
 -- are renewed: that this width is in use as of now (others read its buckets for two widths
 -- after, at least 2 - 1/64 widths after its last call), that the list lives as long as the
 -- widest's buckets may (a new index, redis.py _other_widths, begins once it is gone), and
--- that this width's bucket two before goes.
+-- that this width's bucket two before goes, and widths no longer in use with it.
 if now - width_used >= renew_every then
   redis.call('ZADD', KEYS[7], now_s, retention_s)
+  if #widths_gone > 0 then redis.call('ZREM', KEYS[7], unpack(widths_gone)) end
   redis.call('PEXPIRE', KEYS[7], 3 * widest)
   if now % retention >= renew_every then redis.call('UNLINK', KEYS[4]) end
 end
