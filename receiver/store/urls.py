@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import (
     URL_QUERY_ARGUMENT_PARSERS,
     Connection,
@@ -216,10 +217,37 @@ def client_for(url: str) -> tuple[Any, list[Any]]:
         return Redis.from_url(url, decode_responses=True, **_TIMEOUTS), []
     if scheme == "redis+cluster":
         cluster_url = "redis" + url[len("redis+cluster") :]
-        return RedisCluster.from_url(cluster_url, decode_responses=True, **_TIMEOUTS), []
+        return _Cluster.from_url(cluster_url, decode_responses=True, **_TIMEOUTS), []
     if scheme in SENTINEL_SCHEMES:
         return SentinelUrl.parse(url).client()
     raise _unsupported(scheme)
+
+
+class _Cluster(RedisCluster):
+    """A cluster client whose node an ASK redirect points to hands out the connection
+    released last first. redis-py sends the ASKING an ASK calls for as a command of its
+    own and then the redirected command, each on a connection it takes from the node: the
+    oldest free one first, so a node with more than one idle connection gets them on two,
+    the command arrives without its ASKING and is MOVED back, until the retries run out
+    (every read of a key already moved fails while the slot migrates). Taken last-first,
+    the command goes down the connection the ASKING just went down (nothing runs in
+    between: the two calls follow without a wait)."""
+
+    def get_node(
+        self, host: str | None = None, port: int | None = None, node_name: str | None = None
+    ) -> ClusterNode | None:
+        # redis-py looks the node up this way on an ASK redirect and nowhere on its hot path.
+        node = super().get_node(host, port, node_name)
+        if node is not None and not isinstance(node._free, _LastFirst):
+            node._free = _LastFirst(node._free, node._free.maxlen)
+        return node
+
+
+class _LastFirst(deque[Any]):
+    """A node's free connections, the one released last taken first (``popleft``)."""
+
+    def append(self, connection: Any) -> None:
+        self.appendleft(connection)
 
 
 def _unsupported(scheme: str) -> ValueError:
