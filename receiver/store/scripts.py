@@ -7,7 +7,14 @@ from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
-from redis.exceptions import ClusterError, OutOfMemoryError, RedisClusterException, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    OutOfMemoryError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -22,14 +29,17 @@ def script(name: str) -> str:
 
 
 # What a store that is down or failing over raises: a connection lost or timed out, and on a
-# cluster a slot with no master yet (CLUSTERDOWN, MASTERDOWN, TRYAGAIN) or no node
-# reachable. Each is a 503 that Alertmanager retries, never a 500.
+# cluster a slot with no master yet (CLUSTERDOWN, MASTERDOWN, TRYAGAIN), no node reachable,
+# or a slot moving that a transaction cannot follow (redis-py's transactions pass ASK and
+# MOVED on). Each is a 503 that Alertmanager retries, never a 500.
 _DOWN = (
     RedisConnectionError,
     RedisTimeoutError,
     OSError,
     ClusterError,
     TryAgainError,
+    AskError,
+    MovedError,
     RedisClusterException,
 )
 

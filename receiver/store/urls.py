@@ -231,7 +231,9 @@ class _Cluster(RedisCluster):
     the command arrives without its ASKING and is MOVED back, until the retries run out
     (every read of a key already moved fails while the slot migrates). Taken last-first,
     the command goes down the connection the ASKING just went down (nothing runs in
-    between: the two calls follow without a wait)."""
+    between: the two calls follow without a wait). That node keeps handing out its
+    connections last-first: under light load the ones at the back stay idle, and one a
+    server or network closed meanwhile costs a retry when a burst reaches it."""
 
     def get_node(
         self, host: str | None = None, port: int | None = None, node_name: str | None = None
