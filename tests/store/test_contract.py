@@ -529,6 +529,10 @@ async def test_a_replica_whose_clock_is_behind_still_finds_the_bucket_before(
     width = store.settings.retention_ms
     start = (T // width + 1) * width
     (o,) = await store.ingest([group(placed("a"))], 0, start + width - 5)  # the end of n
+    # Its bucket is needed until the end of the next one (and a little longer, for the
+    # replicas whose clocks are behind), not a retention from now.
+    ttl = await store._r.pttl(f"{store._p}owners:{width}:{start // width}")
+    assert width < ttl <= width + 2 * (width // 64) + 5
     # A replica whose clock is 20 ms ahead is already two buckets on (it unlinks the
     # one two before its own only once a 64th of its own has passed) ...
     await store.ingest([group(placed("b"), journey="signup")], 0, start + 2 * width + 15)

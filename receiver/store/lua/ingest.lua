@@ -605,8 +605,12 @@ end
 
 if #claimed > 0 then
   hset_all(KEYS[6], claimed)
-  -- Unlinked two buckets on by a later call; if none comes, gone on its own.
-  redis.call('PEXPIRE', KEYS[6], 3 * retention)
+  -- Needed until the end of the next bucket: unlinked then by a later call (below), or,
+  -- if none comes, gone on its own a little after (the unlink frees it off the main
+  -- thread; an expiry frees it in place). A lifetime from now, as every other one here:
+  -- ``now`` is the caller's clock, not Redis's.
+  redis.call('PEXPIRE', KEYS[6],
+             (math.floor(now / retention) + 2) * retention + 2 * renew_every - now)
 end
 -- Said once a 64th of the width has passed since the last time, as the incidents' lifetimes
 -- are renewed: that this width is in use as of now (others read its buckets for two widths
