@@ -466,7 +466,7 @@ def watch(procs: Procs, seconds: float) -> Watch:
         samples.append(vm_kb(procs.receiver_pid)[0])
         time.sleep(0.5)
     _, hwm_after = vm_kb(procs.receiver_pid)
-    ids = [i.decode() for i in procs.redis.zrange(PREFIX + "idx", 0, -1)]
+    ids = [i.decode() for i in procs.redis.zrange(PREFIX + "idx", 0, -1) if isinstance(i, bytes)]
     states = procs.redis.pipeline(transaction=False)
     for i in ids:
         states.hget(PREFIX + "inc:" + i, "state")

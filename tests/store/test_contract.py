@@ -465,6 +465,16 @@ async def test_what_resolves_before_the_first_notification_is_counted_as_blips(
     assert blipped and blipped.state.pending_resolved == 1
 
 
+async def _moved_resolution(
+    store: RedisStore, fp: str, at: int, region: str = "eu"
+) -> tuple[str | None, int]:
+    """Where the resolution of ``fp`` lands once a reload moved its service to the payments
+    journey: the incident it reached and how many alerts changed there."""
+    moved = group(placed(fp, status="resolved"), region=region, journey="payments")
+    (outcome,) = await store.ingest([moved], 0, at)
+    return outcome.incident_id, outcome.changed
+
+
 async def test_an_alert_stays_with_the_live_incident_that_took_it(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
     # A reload moved these alerts' service to another journey: same fingerprints, new key.
@@ -497,9 +507,7 @@ async def test_an_alert_whose_key_expired_is_claimed_again_by_the_incident_holdi
     await store.ingest([group(placed("a"))], 0, T + 1_000)  # Alertmanager repeats it
     assert await store._r.hget(bucket, "a")
     # A reload moved a's service to another journey: its resolution still reaches o.
-    resolved = group(placed("a", status="resolved"), journey="payments")
-    (moved,) = await store.ingest([resolved], 0, T + 2_000)
-    assert (moved.incident_id, moved.changed) == (o.incident_id, 1)
+    assert await _moved_resolution(store, "a", T + 2_000) == (o.incident_id, 1)
 
 
 async def test_the_owner_index_keeps_an_alert_a_retention_after_it_was_last_seen(
@@ -537,9 +545,7 @@ async def test_a_replica_whose_clock_is_behind_still_finds_the_bucket_before(
     # one two before its own only once a 64th of its own has passed) ...
     await store.ingest([group(placed("b"), journey="signup")], 0, start + 2 * width + 15)
     # ... while one on time, a retention after a came, finds a's entry.
-    moved = [group(placed("a", status="resolved"), journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, start + 2 * width - 5)
-    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    assert await _moved_resolution(store, "a", start + 2 * width - 5) == (o.incident_id, 1)
 
 
 async def test_a_lowered_retention_keeps_the_owners(store: RedisStore) -> None:
@@ -547,9 +553,7 @@ async def test_a_lowered_retention_keeps_the_owners(store: RedisStore) -> None:
     # This replica restarts with a shorter retention.
     store.configure(replace(store.settings, retention_ms=DAY_MS))
     store._widths = None
-    moved = [group(placed("a", status="resolved"), journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, T + 3 * DAY_MS)
-    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    assert await _moved_resolution(store, "a", T + 3 * DAY_MS) == (o.incident_id, 1)
 
 
 async def test_a_raised_retention_keeps_the_owners_of_alerts_that_come_again(
@@ -561,9 +565,7 @@ async def test_a_raised_retention_keeps_the_owners_of_alerts_that_come_again(
     # Alertmanager repeats the firing alert under the longer retention, then nothing for
     # longer than the old one kept entries.
     await store.ingest([group(placed("a"))], 0, T + DAY_MS // 2)
-    moved = [group(placed("a", status="resolved"), journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, T + 5 * DAY_MS)
-    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    assert await _moved_resolution(store, "a", T + 5 * DAY_MS) == (o.incident_id, 1)
 
 
 async def test_replicas_with_different_retentions_find_each_others_owners(
@@ -576,13 +578,9 @@ async def test_replicas_with_different_retentions_find_each_others_owners(
     store.configure(day)
     (c,) = await store.ingest([group(placed("c"), region="us")], 0, T + 1_000)
     store.configure(week)
-    moved = [group(placed("c", status="resolved"), region="us", journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, T + 2_000)
-    assert (outcome.incident_id, outcome.changed) == (c.incident_id, 1)
+    assert await _moved_resolution(store, "c", T + 2_000, region="us") == (c.incident_id, 1)
     store.configure(day)
-    moved = [group(placed("a", status="resolved"), journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, T + 3_000)
-    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    assert await _moved_resolution(store, "a", T + 3_000) == (o.incident_id, 1)
     in_use = await store._r.zrange(f"{store._p}owners:widths", 0, -1)
     assert sorted(int(w) for w in in_use) == [DAY_MS, 7 * DAY_MS]
     # Every replica on a day's retention: two weeks on, the week's width is out of use.
@@ -615,9 +613,7 @@ async def test_owners_kept_a_key_each_by_an_earlier_version_are_taken_over(
     await raw.set(f"{store._p}fp:a", digest, px=store.settings.retention_ms)
     await raw.delete(f"{store._p}owners:adopted")
     store._widths = None  # this process starts on the new version
-    moved = [group(placed("a", status="resolved"), journey="payments")]
-    (outcome,) = await store.ingest(moved, 0, T + 1_000)
-    assert (outcome.incident_id, outcome.changed) == (o.incident_id, 1)
+    assert await _moved_resolution(store, "a", T + 1_000) == (o.incident_id, 1)
     # Taken over once: an index that begins again within two retentions does not look.
     await raw.delete(*[k async for k in raw.scan_iter(match=f"{store._p}owners:*:*")])
     await raw.delete(f"{store._p}owners:widths")
