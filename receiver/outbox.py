@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,6 +47,7 @@ from receiver.store.deliveries import (
     WaitingState,
 )
 from receiver.store.records import StoredIncident
+from receiver.store.tokens import ClaimTokens
 
 if TYPE_CHECKING:
     from receiver.act.runs import Runs
@@ -113,6 +113,7 @@ class Outbox:
         """Carries out ``run`` jobs (``receiver/act/runs.py``); set by the receiver."""
         self.learning: asyncio.Task[None] | None = None
         """The sinks asking who they are (``_learn_identities``), while they ask."""
+        self._claim_tokens = ClaimTokens()
 
     @property
     def cfg(self) -> OutboxConfig:
@@ -152,10 +153,10 @@ class Outbox:
         # Claimed a few at a time, no more than can start at once: a claim waiting for a
         # free slot could outlive its lease while another replica delivers its job.
         while total < cfg.batch:
-            token = secrets.token_hex(8)
-            claimed = await self.store.deliveries.claim(
-                self.now_ms(), ms(cfg.lease), min(_CONCURRENCY, cfg.batch - total), token
-            )
+            with self._claim_tokens.token() as token:
+                claimed = await self.store.deliveries.claim(
+                    self.now_ms(), ms(cfg.lease), min(_CONCURRENCY, cfg.batch - total), token
+                )
             if not claimed:
                 break
             total += len(claimed)

@@ -130,13 +130,22 @@ class DeliveryQueue:
     def queue_key(self, queue: str) -> str:
         return self._p + "ob:q:" + queue
 
+    def _heads_answer(self, token: str) -> str:
+        return self._p + "ob:heads:" + token
+
     @unavailable
     async def claim(self, now_ms: int, lease_ms: int, limit: int, token: str) -> list[ClaimedJob]:
         started = time.perf_counter()
         queues = [
             text(q)
             for q in await self._claim(
-                keys=[self.ready_key, self._lease], args=[now_ms, lease_ms, limit, token]
+                keys=[
+                    self.ready_key,
+                    self._lease,
+                    self._p + "ob:claimed:" + token,
+                    self._heads_answer(token),
+                ],
+                args=[now_ms, lease_ms, limit, token],
             )
         ]
         flat = (
@@ -146,9 +155,10 @@ class DeliveryQueue:
                     self._lease,
                     self._att,
                     self._err,
+                    self._heads_answer(token),
                     *map(self.queue_key, queues),
                 ],
-                args=[token, *queues],
+                args=[token, now_ms, lease_ms, *queues],
             )
             if queues
             else []

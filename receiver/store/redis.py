@@ -47,6 +47,7 @@ from receiver.store.records import (
     stored_state,
 )
 from receiver.store.scripts import script, text, unavailable
+from receiver.store.tokens import ClaimTokens
 
 logger = logging.getLogger("journey_receiver.store")
 P = ParamSpec("P")
@@ -153,6 +154,7 @@ class RedisStore:
         self._release = client.register_script(script("release"))
         self._annotate = client.register_script(script("annotate"))
         self._slot = client.register_script(script("slot"))
+        self._claim_tokens = ClaimTokens()
         self.deliveries = DeliveryQueue(client, self._p, self._observe)
         self.cache = SharedCache(client, self._p)
 
@@ -459,10 +461,11 @@ class RedisStore:
 
     @unavailable
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]:
-        token = secrets.token_hex(8)
-        flat = await self._claim(
-            keys=[self._due, self._claims], args=[now_ms, lease_ms, limit, token]
-        )
+        with self._claim_tokens.token() as token:
+            flat = await self._claim(
+                keys=[self._due, self._claims, self._p + "claimed:" + token],
+                args=[now_ms, lease_ms, limit, token],
+            )
         return [
             Claim(text(flat[i]), token, int(float(flat[i + 1]))) for i in range(0, len(flat), 2)
         ]

@@ -24,8 +24,18 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+_LUA = resources.files("receiver.store").joinpath("lua")
+_USES = "-- uses: "
+
+
 def script(name: str) -> str:
-    return resources.files("receiver.store").joinpath(f"lua/{name}.lua").read_text()
+    """``lua/<name>.lua``, after the ``lua/shared/`` pieces its first line names, if it
+    starts ``-- uses: a b``: scripts cannot load one another, so what several need is
+    written once there and put in front of each."""
+    text = _LUA.joinpath(f"{name}.lua").read_text()
+    first = text.partition("\n")[0]
+    uses = first.removeprefix(_USES).split() if first.startswith(_USES) else []
+    return "".join(_LUA.joinpath(f"shared/{piece}.lua").read_text() for piece in uses) + text
 
 
 # What a store that is down or failing over raises: a connection lost or timed out, and on a

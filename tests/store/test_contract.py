@@ -375,6 +375,62 @@ async def test_release_gives_the_claim_back(store: RedisStore) -> None:
     assert again.incident_id == claim.incident_id
 
 
+async def test_a_claim_whose_reply_was_lost_is_the_next_claims_answer(store: RedisStore) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    run = store._claim
+
+    async def ran_then_lost(**kwargs: Any) -> Any:
+        await run(**kwargs)
+        raise RedisConnectionError("connection reset by peer")
+
+    store._claim = ran_then_lost  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        await store.claim_due(T + WAIT, 60_000, 10)
+    store._claim = run  # type: ignore[method-assign]
+    (claim,) = await store.claim_due(T + WAIT + 1_000, 60_000, 10)
+    assert (claim.incident_id, claim.due_ms) == (o.incident_id, T + WAIT)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    assert await commit(store, claim, stored.state, stored.version) == "ok"
+    # Answered: the next claim asks afresh, and the lost one's lease gives nothing twice.
+    assert await store.claim_due(T + WAIT + 2_000, 60_000, 10) == []
+    assert await store.claim_due(T + WAIT + 60_000, 60_000, 10) == []
+
+
+async def test_a_delivery_claim_sent_again_gets_its_first_answer(store: RedisStore) -> None:
+    """The same token again (a lost reply asked again, or a cluster client's resend):
+    the same jobs, the attempt counted once; after its lease, a claim of its own."""
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    job = Job(incident=o.incident_id, sink="slack", kind="open", due=T + 1)
+    assert await store.annotate(o.incident_id, Annotation(jobs=[job]), T + 1) == "ok"
+    (first,) = await store.deliveries.claim(T + 10, 60_000, 10, "tok")
+    assert first.attempt == 1
+    assert await store.deliveries.claim(T + 20, 60_000, 10, "tok") == [first]
+    assert await store.deliveries.claim(T + 30, 60_000, 10, "other") == []
+    (later,) = await store.deliveries.claim(T + 10 + 60_000, 60_000, 10, "tok")
+    assert (later.job.id, later.attempt) == (first.job.id, 2)
+
+
+async def test_a_delivery_claim_made_afresh_never_gets_heads_kept_from_before(
+    store: RedisStore,
+) -> None:
+    """Its queues' answer gone before its heads' (Redis's expiry clock ahead of the
+    replica's, an eviction): a new claim with the token takes its own queues' heads."""
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    slack = Job(incident=o.incident_id, sink="slack", kind="open", due=T + 1)
+    assert await store.annotate(o.incident_id, Annotation(jobs=[slack]), T + 1) == "ok"
+    (first,) = await store.deliveries.claim(T + 10, 60_000, 10, "tok")
+    pagerduty = Job(incident=o.incident_id, sink="pagerduty", kind="open", due=T + 11)
+    assert await store.annotate(o.incident_id, Annotation(jobs=[pagerduty]), T + 11) == "ok"
+    await store._r.delete(store._p + "ob:claimed:tok")
+    (second,) = await store.deliveries.claim(T + 20, 60_000, 10, "tok")
+    assert (first.job.sink, second.job.sink) == ("slack", "pagerduty")
+
+
 async def _resolve(store: RedisStore, incident_id: str, at: int) -> None:
     (claim,) = [c for c in await store.claim_due(at, 10_000, 100) if c.incident_id == incident_id]
     stored = await store.load(incident_id)

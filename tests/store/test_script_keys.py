@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
 from receiver.store import StoreSettings, open_store
 from receiver.store.redis import RedisStore
+from receiver.store.scripts import script
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import ScriptedSink, harness, write_config
 from tests.support.processes import binary
@@ -33,10 +34,10 @@ from tests.support.processes import binary
 pytestmark = pytest.mark.anyio
 
 LUA = resources.files("receiver.store").joinpath("lua")
+# As the store loads them: with the shared pieces each names in front (scripts.script).
 SCRIPTS = {
-    hashlib.sha1(f.read_bytes()).hexdigest(): f.name.removesuffix(".lua")
-    for f in LUA.iterdir()
-    if f.name.endswith(".lua")
+    hashlib.sha1(script(name).encode()).hexdigest(): name
+    for name in (f.name.removesuffix(".lua") for f in LUA.iterdir() if f.name.endswith(".lua"))
 }
 # One MONITOR line: time, [db client], then each argument in double quotes.
 _LINE = re.compile(r"^[\d.]+ \[\d+ (?P<client>[^\]]+)\] (?P<args>.*)$")

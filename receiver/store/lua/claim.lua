@@ -1,6 +1,8 @@
+-- uses: answers
 -- Claim incidents whose decision is due, so that exactly one replica acts on each.
 --
--- KEYS: 1 the due set, 2 the claims hash (incident id -> "<token>|<held until, ms>").
+-- KEYS: 1 the due set, 2 the claims hash (incident id -> "<token>|<held until, ms>"), 3
+-- this claim's answer (claimed:<token>).
 -- ARGV: now (ms), lease (ms), limit, claim token.
 -- A claimed incident's due time moves to now + lease: if this replica dies, another one
 -- picks it up when the lease runs out. An incident another replica still holds is not
@@ -9,10 +11,13 @@
 -- own hash, not in the incident, so that every key this script touches is one it was
 -- given (Redis Cluster); an incident that expired meanwhile is claimed all the same and
 -- let go by the scheduler, which finds nothing to load (release.lua without a due time).
+-- A call that claims something keeps its answer for the lease (shared/answers.lua).
 -- Returns {id, due ms} pairs, flattened.
 
 local now = tonumber(ARGV[1])
 local until_ms = now + tonumber(ARGV[2])
+local again = kept_answer(KEYS[3], now)
+if again then return again end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0,
                       tonumber(ARGV[3]))
 local claimed = {}
@@ -51,4 +56,4 @@ for n, id in ipairs(ids) do
 end
 spread('ZADD', KEYS[1], moved, 2)
 spread('HSET', KEYS[2], taken, 2)
-return claimed
+return keep_answer(KEYS[3], claimed, until_ms, ARGV[2])
