@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
+from redis.exceptions import AskError, MovedError, TryAgainError
 
 from receiver.errors import StoreUnavailable
 from receiver.store.base import (
@@ -475,10 +476,18 @@ class RedisStore:
         if not timeline:
             return (await self.load_many([incident_id]))[0]
         started = time.perf_counter()
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._p + "inc:" + incident_id, *_LOADED_FIELDS)
-            pipe.lrange(self._p + "tl:" + incident_id, 0, -1)
-            fields, entries = await pipe.execute()
+        state_key, timeline_key = self._p + "inc:" + incident_id, self._p + "tl:" + incident_id
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hmget(state_key, *_LOADED_FIELDS)
+                pipe.lrange(timeline_key, 0, -1)
+                fields, entries = await pipe.execute()
+        except (AskError, MovedError, TryAgainError):
+            # The store's slot is moving to another master (a reshard): redis-py's
+            # transactions do not follow it, a command on its own does. Read apart, the
+            # timeline may hold an entry the state does not show yet; both are as stored.
+            fields = await self._r.hmget(state_key, *_LOADED_FIELDS)
+            entries = await self._r.lrange(timeline_key, 0, -1)
         self._observe("load", time.perf_counter() - started)
         stored = _stored(fields)
         if stored is not None:
