@@ -116,7 +116,8 @@ class Metrics:
         self.peer_alerts = Counter(
             p + "alertmanager_alerts",
             "Alerts changed by what Alertmanager holds: backfilled (left out of a truncated "
-            "batch), resolved (no longer held), suppressed (newly silenced or inhibited).",
+            "batch), resolved (no longer held), suppressed (newly silenced or inhibited), "
+            "fired_again (resolved here, held again since).",
             ["change"],
             registry=r,
         )

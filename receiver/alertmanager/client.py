@@ -212,6 +212,21 @@ class AlertmanagerClient:
         """``GET /status``: ``cluster``, ``versionInfo``, ``config`` and ``uptime``."""
         return await self._call("GET", "/status", _read_status)
 
+    async def held_with_status(self) -> tuple[list[AmAlert], dict[str, Any]]:
+        """Every alert one peer holds (``alerts([])``) and that same peer's ``status()``.
+        What a peer holds says something only beside when it started (one that restarted
+        a moment ago holds nothing yet): asked of two peers, a failing one's uptime could
+        vouch for a fresh one's empty list. AlertmanagerUnavailable if the peer that
+        answered the first does not answer the second."""
+        alerts = await self.alerts([])
+        peer = self._next  # the one that answered
+        answer = await self._ask(peer, "GET", "/status", _read_status, (), None)
+        if isinstance(answer, str):
+            raise AlertmanagerUnavailable(
+                f"{self._names[peer]} answered GET /api/v2/alerts, not /status: {answer}"
+            )
+        return alerts, answer.value
+
     async def _call(
         self,
         method: str,

@@ -1,17 +1,20 @@
 """Reconcile: keeping open incidents true to what Alertmanager holds.
 
 Every ``alertmanager.reconcile_interval``, one replica (the one holding that interval's
-lease, taken by ``peer.Peer``) compares each open incident's firing alerts with every
-alert Alertmanager holds: one it no longer holds (silenced away and expired, deleted,
-Alertmanager's state lost) is resolved, and one it holds silenced or inhibited is marked
-so. Both are said on the incident's timeline. The same comparison (``compare``), scoped
-to a group's labels, decides what a back-fill resolves.
+lease, taken by ``peer.Peer``) compares each open incident's alerts, and those of the
+incidents resolved within ``reopen_window``, with every alert Alertmanager holds: a firing
+one it no longer holds (silenced away and expired, deleted, Alertmanager's state lost) is
+resolved, one it holds silenced or inhibited is marked so, and a resolved one it holds
+again since (fired again with the startsAt of before, which a webhook alone cannot tell
+from a late copy of an old notification) fires again. Each is said on the incident's
+timeline. The same comparison (``compare``), scoped to a group's labels, decides what a
+back-fill changes.
 
 An Alertmanager that started within ``alertmanager.restart_grace`` may not hold its
 alerts again yet: the round is skipped rather than resolving what it has not heard of.
 
-Resolving goes through ``Pipeline.ingest`` with a resolved copy of the alert, so counts,
-blips and the lifecycle behave exactly as if Alertmanager had sent the resolution.
+Resolving and firing again go through ``Pipeline.ingest`` with a copy of the alert, so
+counts, blips, reopening and the lifecycle behave exactly as if Alertmanager had sent it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 from receiver.alertmanager.client import AlertmanagerClient, AmAlert
 from receiver.metrics import Metrics
 from receiver.models import Alert, Batch
 from receiver.pipeline import Pipeline
+from receiver.settings import ms
 from receiver.store import GroupStore
 from receiver.store.base import Annotation
 from receiver.store.records import StoredAlert, TimelineEntry
@@ -32,7 +37,14 @@ from receiver.store.records import StoredAlert, TimelineEntry
 logger = logging.getLogger("journey_receiver.peer")
 
 ALERTS_COMPARED = 10_000
-"""An incident's firing alerts compared per round (firing ones come first)."""
+"""An incident's alerts compared per round (firing ones come first)."""
+RESOLVED_COMPARED = 500
+"""Resolved incidents looked at per round, the newest: those within ``reopen_window``."""
+CLOCKS_MS = 60_000
+"""How far Alertmanager's clock may be from ours: a resolved alert fires again only when
+Alertmanager updated it this long after we resolved it. Prometheus sends a firing alert
+again every minute (``resend_delay``), so one that fires again passes it at the next round
+or the one after; a peer that has not yet heard of the resolution does not."""
 _NAMES_SHOWN = 3
 
 
@@ -44,24 +56,30 @@ async def reconcile(
     restart_grace_s: float,
 ) -> None:
     """Compare every open incident with firing alerts to what Alertmanager holds."""
-    if await restarted_lately(client, metrics, restart_grace_s):
-        return
     since = pipeline.now_ms()
-    held = {a.fingerprint: a for a in await client.alerts([])}
+    if restart_grace_s > 0:
+        alerts, status = await client.held_with_status()
+        if _restarted_lately(status, metrics, restart_grace_s):
+            return
+    else:
+        alerts = await client.alerts([])
+    held = {a.fingerprint: a for a in alerts}
     metrics.peer_reconciles.inc()
     for state in await store.list_incidents("open", None, ALERTS_COMPARED):
-        if state.firing_count:
+        await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since)
+    window = ms(pipeline.settings.config.grouping.reopen_window)
+    for state in await store.list_incidents("resolved", None, RESOLVED_COMPARED):
+        if state.resolved_at is not None and since - state.resolved_at <= window:
             await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since)
 
 
-async def restarted_lately(
-    client: AlertmanagerClient, metrics: Metrics, restart_grace_s: float
+def _restarted_lately(
+    status: Mapping[str, object], metrics: Metrics, restart_grace_s: float
 ) -> bool:
-    """Whether an Alertmanager started within ``restart_grace`` (by the wall clock, as
-    Alertmanager's own ``uptime`` is): it may not hold its alerts again yet."""
-    if restart_grace_s <= 0:
-        return False
-    started = _started(await client.status())
+    """Whether the Alertmanager whose ``status`` this is started within ``restart_grace``
+    (by the wall clock, as Alertmanager's own ``uptime`` is): it may not hold its alerts
+    again yet."""
+    started = _started(status)
     if started is None or time.time() - started >= restart_grace_s:
         return False
     logger.info("alertmanager: reconcile skipped: it started %s ago", started)
@@ -80,35 +98,37 @@ async def compare(
     asked_ms: int,
 ) -> None:
     """Resolve the incident's firing alerts within ``scope`` (labels they carry) that
-    Alertmanager does not hold, and mark the silenced or inhibited ones. ``held`` was
-    asked at ``asked_ms``: an alert that changed since (a webhook newer than the
-    answer) is left for the next round."""
+    Alertmanager does not hold, mark the silenced or inhibited ones, and fire again the
+    resolved ones it has held again since. ``held`` was asked at ``asked_ms``: an alert
+    that changed since (a webhook newer than the answer) is left for the next round."""
     stored = await store.load(incident_id)
     if stored is None:
         return
     page = await store.load_alerts(incident_id, ALERTS_COMPARED)
-    firing = [
+    compared = [
         a
         for a in page.alerts
-        if a.status == "firing"
-        and a.changed_at < asked_ms
-        and all(a.labels.get(k) == v for k, v in scope.items())
+        if a.changed_at < asked_ms and all(a.labels.get(k) == v for k, v in scope.items())
     ]
+    firing = [a for a in compared if a.status == "firing"]
     now = pipeline.now_ms()
     gone = [a for a in firing if a.fp not in held]
+    again = [
+        a
+        for a in compared
+        if a.status == "resolved"
+        and a.fp in held
+        and ms(held[a.fp].updated_at.timestamp()) > a.changed_at + CLOCKS_MS
+    ]
     entries = []
     if gone:
-        await pipeline.ingest(
-            Batch(
-                alerts=[_resolved(a, now) for a in gone],
-                truncated_alerts=0,
-                group_key="",
-                receiver="",
-                external_url="",
-            )
-        )
+        await _ingest(pipeline, [_resolved(a, now) for a in gone])
         metrics.peer_alerts.labels("resolved").inc(len(gone))
         entries.append(f"{why}: Alertmanager no longer holds {_names(gone)}: resolved here")
+    if again:
+        await _ingest(pipeline, [_firing_again(a, held[a.fp]) for a in again])
+        metrics.peer_alerts.labels("fired_again").inc(len(again))
+        entries.append(f"{why}: Alertmanager holds {_names(again)} firing again: firing here")
     known = stored.state.suppressed
     marks: dict[str, str] = {}
     for alert in firing:
@@ -156,19 +176,39 @@ def _names(alerts: Sequence[StoredAlert]) -> str:
     return f"{len(alerts)} alert(s) ({', '.join(names)}{more})"
 
 
+async def _ingest(pipeline: Pipeline, alerts: list[Alert]) -> None:
+    batch = Batch(alerts=alerts, truncated_alerts=0, group_key="", receiver="", external_url="")
+    await pipeline.ingest(batch)
+
+
+def _firing_again(alert: StoredAlert, held: AmAlert) -> Alert:
+    return _unstarted(alert, "firing", held.annotations, None, held.generator_url)
+
+
 def _resolved(alert: StoredAlert, now_ms: int) -> Alert:
+    # The receiver's inference: the alert firing again (Alertmanager had it after all) with
+    # the startsAt it had must count, so this copy has none (``_unstarted``).
+    return _unstarted(alert, "resolved", alert.annotations, _at(now_ms), alert.generator_url)
+
+
+def _unstarted(
+    alert: StoredAlert,
+    status: Literal["firing", "resolved"],
+    annotations: Mapping[str, str],
+    ends_at: datetime | None,
+    generator_url: str,
+) -> Alert:
+    """The stored alert as ``status``, without a startsAt: ingest takes a firing copy
+    whose startsAt is that of a resolved one for a late copy of the notification of an
+    episode that ended, and ignores it."""
     return Alert(
         fingerprint=alert.fp,
-        status="resolved",
+        status=status,
         labels=dict(alert.labels),
-        annotations=dict(alert.annotations),
-        # No startsAt of its own: ingest takes a firing copy with the startsAt it had for
-        # a late copy of an alert Alertmanager resolved, and ignores it. This resolution
-        # is the receiver's inference, so the alert firing again (Alertmanager still had
-        # it after all) must count.
+        annotations=dict(annotations),
         starts_at=None,
-        ends_at=_at(now_ms),
-        generator_url=alert.generator_url,
+        ends_at=ends_at,
+        generator_url=generator_url,
     )
 
 

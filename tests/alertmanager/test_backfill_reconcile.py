@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from receiver.alertmanager.client import AmAlert, Matcher
-from tests.conftest import FakeClock, make_alert
+from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 
 pytestmark = pytest.mark.anyio
@@ -21,14 +21,18 @@ STARTS = datetime(2026, 4, 18, 8, 10, tzinfo=UTC)
 CONFIG = "alertmanager: {urls: ['http://127.0.0.1:9'], restart_grace: 0s}\n"
 
 
-def held(alert: dict[str, Any], receivers: tuple[str, ...] = ("journey-receiver",)) -> AmAlert:
+def held(
+    alert: dict[str, Any],
+    receivers: tuple[str, ...] = ("journey-receiver",),
+    updated_at: datetime = STARTS,
+) -> AmAlert:
     return AmAlert(
         fingerprint=alert["fingerprint"],
         labels=alert["labels"],
         annotations={},
         starts_at=STARTS,
         ends_at=STARTS,
-        updated_at=STARTS,
+        updated_at=updated_at,
         generator_url="",
         state="active",
         silenced_by=(),
@@ -90,6 +94,59 @@ async def test_an_alert_resolved_by_inference_fires_again_when_alertmanager_send
         am.all = [held(errors)]
         await rx.post([errors])
         assert await firing_names(rx, incident_id) == ["Errors"]
+
+
+def at(clock: FakeClock) -> datetime:
+    return datetime.fromtimestamp(clock.now, UTC)
+
+
+async def resolved_after_a_page(rx: Harness, alert: dict[str, Any]) -> str:
+    """An incident of ``alert`` notified, then resolved by Alertmanager's resolution."""
+    (incident_id,) = (await rx.post([alert])).json()["incidents"]
+    await rx.tick(10)  # group_wait: notified
+    await rx.post([resolved(alert)])
+    await rx.tick(121)  # resolve_after
+    await rx.tick(1)
+    assert (await rx.incident(incident_id))["status"] == "resolved"
+    return str(incident_id)
+
+
+async def test_an_alert_firing_again_with_its_old_startsat_reopens_at_reconcile(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        incident_id = await resolved_after_a_page(rx, errors)
+        # Prometheus was cut off from Alertmanager long enough for it to resolve the
+        # alert; back, it sends the alert with the startsAt it had, Alertmanager holds it
+        # again and notifies it: to a webhook alone, a late copy of the old notification.
+        clock.advance(60)
+        am.all = [held(errors, updated_at=at(clock))]
+        await rx.post([errors])
+        assert (await rx.incident(incident_id))["status"] == "resolved"
+        await rx.tick(60)  # reconcile: Alertmanager holds it, updated after we resolved it
+        detail = await rx.incident(incident_id)
+        assert (detail["status"], detail["reopened_count"]) == ("open", 1)
+        assert await firing_names(rx, incident_id) == ["Errors"]
+        said = "reconcile: Alertmanager holds 1 alert(s) (Errors) firing again: firing here"
+        assert said in [e["text"] for e in detail["timeline"]]
+
+
+async def test_a_peer_that_has_not_heard_of_the_resolution_fires_nothing_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        before = at(clock)  # its last update from Prometheus, before the resolution
+        incident_id = await resolved_after_a_page(rx, errors)
+        # The peer asked still holds the alert as last updated before it resolved.
+        am.all = [held(errors, updated_at=before)]
+        await rx.tick(60)
+        await rx.tick(60)
+        assert (await rx.incident(incident_id))["status"] == "resolved"
+        assert await firing_names(rx, incident_id) == []
 
 
 async def test_a_back_fill_resolves_only_what_no_route_holds(

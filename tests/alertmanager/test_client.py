@@ -274,6 +274,45 @@ async def test_the_peer_that_answered_is_asked_first(alertmanager: am.Alertmanag
         assert len(failing.requests()) == 1
 
 
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def by_path(answers: Mapping[str, bytes | None]) -> App:
+    """An Alertmanager stand-in answering each API path with its body (None: 503)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = answers[scope["path"].removeprefix("/api/v2")]
+        status = 503 if body is None else 200
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body or b""})
+
+    return app
+
+
+async def test_what_a_peer_holds_comes_with_that_peers_own_status(
+    alertmanager: am.Alertmanager,
+) -> None:
+    # Up for years, but failing on /alerts: its uptime must not vouch for the list of the
+    # peer asked next (here the real Alertmanager, started with this module).
+    veteran = by_path({"/status": b'{"uptime": "2020-01-01T00:00:00Z"}', "/alerts": None})
+    with serve(veteran, FakeServer()) as failing:
+        async with client(failing.url, alertmanager.url) as am_client:
+            _, status = await am_client.held_with_status()
+    assert "versionInfo" in status
+    assert status["uptime"] != "2020-01-01T00:00:00Z"
+
+
+async def test_a_peer_that_lists_its_alerts_but_not_its_status_is_no_answer(
+    alertmanager: am.Alertmanager,
+) -> None:
+    mute = by_path({"/alerts": b"[]", "/status": None})
+    with serve(mute, FakeServer()) as fake:
+        async with client(fake.url, alertmanager.url) as am_client:
+            with pytest.raises(AlertmanagerUnavailable, match="not /status"):
+                await am_client.held_with_status()
+
+
 async def test_a_peer_that_is_too_slow_is_passed_over(alertmanager: am.Alertmanager) -> None:
     with serve(answer_ok, FakeServer()) as slow:
         slow.inject(Fault(delay=1.0))

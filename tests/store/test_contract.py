@@ -500,6 +500,30 @@ async def test_a_late_firing_copy_does_not_reopen_a_resolved_incident(store: Red
     assert stored.state.resolved_at == T + WAIT
 
 
+async def test_a_late_resolution_of_an_earlier_episode_does_not_resolve_this_one(
+    store: RedisStore,
+) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1_000)
+    again = STARTS + timedelta(minutes=5)
+    await store.ingest([group(placed("a", starts_at=again))], 0, T + 2_000)
+    # The first episode's resolution again, late (an HA peer, a retry): its startsAt is
+    # before the one firing now.
+    (late,) = await store.ingest([group(placed("a", status="resolved"))], 0, T + 3_000)
+    assert (late.changed, late.duplicates) == (0, 1)
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    assert stored.state.firing_count == 1
+    page = await store.load_alerts(o.incident_id, 10)
+    assert [(a.fp, a.status) for a in page.alerts] == [("a", "firing")]
+    # Its own resolution (this episode's startsAt) resolves it.
+    (own,) = await store.ingest(
+        [group(placed("a", status="resolved", starts_at=again))], 0, T + 4_000
+    )
+    assert own.changed == 1
+
+
 async def test_what_resolves_before_the_first_notification_is_counted_as_blips(
     store: RedisStore,
 ) -> None:

@@ -410,8 +410,13 @@ local function apply(first_group, last_group, first_alert, truncated)
           o_status, o_starts, o_ends, o_first, o_changed, o_class =
             string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
         end
-        if old and o_status == 'resolved' and status == 'firing' and o_starts == starts then
-          -- A late copy of the firing notification of an alert already resolved.
+        if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts)
+                    or (o_status == 'firing' and status == 'resolved'
+                        and (tonumber(starts) or math.huge) < (tonumber(o_starts) or 0))) then
+          -- A late copy of the firing notification of an alert already resolved, or of the
+          -- resolution of an episode before the one firing now (by its earlier startsAt; an
+          -- HA peer lagging, a retry): neither says anything about the alert now. A
+          -- resolution without a startsAt (the receiver's own inference) still counts.
           res.duplicates = res.duplicates + 1
         else
           -- The latest wording of annotations wins, even when nothing else changed.
