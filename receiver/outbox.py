@@ -39,6 +39,8 @@ from receiver.settings import Settings, ms
 from receiver.sinks import Delivery, Receipt, Sink
 from receiver.store import GroupStore
 from receiver.store.deliveries import (
+    GONE,
+    MOVED,
     ClaimedJob,
     DeadLetter,
     Job,
@@ -46,7 +48,7 @@ from receiver.store.deliveries import (
     Waiting,
     WaitingState,
 )
-from receiver.store.records import StoredIncident
+from receiver.store.records import IncidentState, StoredIncident
 from receiver.store.tokens import ClaimTokens
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ _CONCURRENCY = 8
 # How long closing the outbox, or a sink a reload replaced, waits for the sinks' asking
 # who they are (one call, with the sink's own timeout) before it goes on.
 _LEARN_WAIT_S = 10.0
+# Reads of a dead letter's incident before its redrive gives up on one that keeps changing.
+_REDRIVE_ATTEMPTS = 5
 Clock = Callable[[], float]
 Render = Callable[[StoredIncident], Awaitable[Incident]]
 
@@ -72,14 +76,18 @@ def backoff(attempt: int, cfg: OutboxConfig) -> float:
     return float(wait(state))
 
 
-def kind_now(kind: JobKind, status: str) -> JobKind:
+def kind_now(kind: JobKind, status: str, acknowledged: bool) -> JobKind:
     """The kind a redriven job takes so that it tells the incident as it is now: an old
-    open must not re-trigger an incident that has resolved since. A run stays a run (its
-    attempt checks the incident first)."""
+    open must not re-trigger an incident that has resolved since, and an acknowledgement
+    that no longer stands (the incident reopened since: an episode nobody acknowledged)
+    must not stop the sink's escalation of it. A run stays a run (its attempt checks the
+    incident first)."""
     if kind == "run":
         return kind
     if status == "resolved":
         return "resolve"
+    if kind == "acknowledge" and not acknowledged:
+        return "update"
     return "update" if kind == "resolve" else kind
 
 
@@ -243,7 +251,7 @@ class Outbox:
             if (
                 job.kind == "update"
                 and sink.coalesces_updates
-                and await self.store.deliveries.queued(job) > 1
+                and await self.store.deliveries.superseded(job)
             ):
                 # What comes next tells the sink the incident as it is then: this one is moot.
                 self.metrics.deliveries.labels(job.sink, job.kind, "coalesced").inc()
@@ -328,27 +336,48 @@ class Outbox:
     async def redrive(self, ids: Collection[str] = (), sink: str | None = None) -> list[str]:
         """Queue dead letters again (those with ``ids``, or all; of ``sink``, or any), each
         as a new job telling its incident as it is now; returns the new job ids."""
-        now = self.now_ms()
         redriven = []
         for letter in await self.store.deliveries.dead_letters(self.cfg.dead_letters_max):
             old = letter.job
             if (ids and old.id not in ids) or (sink is not None and old.sink != sink):
                 continue
-            stored = await self.store.load(old.incident)
-            if stored is None:
-                continue
-            job = Job(
-                incident=old.incident,
-                sink=old.sink,
-                kind=kind_now(old.kind, stored.state.status),
-                changes=old.changes,
-                due=now,
-            )
-            retention = ms(self.settings.config.store.retention)
-            new_id = await self.store.deliveries.redrive(letter, job, now, retention)
+            new_id = await self._redrive(letter)
             if new_id is not None:
                 redriven.append(new_id)
         return redriven
+
+    async def _redrive(self, letter: DeadLetter) -> str | None:
+        """``letter`` queued again as a job telling its incident as it is now; its id, or
+        None when it cannot be (taken by another redrive, or the incident is gone)."""
+        old = letter.job
+        retention = ms(self.settings.config.store.retention)
+        for _ in range(_REDRIVE_ATTEMPTS):
+            stored = await self.store.load(old.incident, timeline=False)
+            if stored is None:
+                return None
+            now = self.now_ms()
+            facts = (stored.state.status, _acknowledged(stored.state))
+            job = Job(
+                incident=old.incident,
+                sink=old.sink,
+                kind=kind_now(old.kind, *facts),
+                changes=old.changes,
+                due=now,
+            )
+            # Checked again where it is written: a decision landing in between (another
+            # replica resolving it, say) would otherwise queue an open after its resolve.
+            checked = facts if old.kind != "run" else None
+            answer = await self.store.deliveries.redrive(letter, job, now, retention, checked)
+            if answer == GONE:
+                return None
+            if answer != MOVED:
+                return answer
+        logger.warning("dead letter %s not redriven: its incident kept changing", old.id)
+        return None
+
+
+def _acknowledged(state: IncidentState) -> bool:
+    return state.response is not None and state.response.acknowledged_at is not None
 
 
 def _receipt(sink: str, recorded: Mapping[str, str] | None) -> Receipt | None:

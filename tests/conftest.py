@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,13 @@ def make_alert(
 
 
 def resolved(alert: dict[str, Any]) -> dict[str, Any]:
-    return {**alert, "status": "resolved", "endsAt": "2026-04-18T08:20:00Z"}
+    """``alert`` resolved: at 08:20, or 10 minutes after it started if that was later (an
+    endsAt before the startsAt is an earlier episode's resolution)."""
+    started = str(alert.get("startsAt", ""))[:19]
+    ends = "2026-04-18T08:20:00Z"
+    if started > ends[:19]:
+        ends = (datetime.fromisoformat(started) + timedelta(minutes=10)).isoformat() + "Z"
+    return {**alert, "status": "resolved", "endsAt": ends}
 
 
 def make_batch(alerts: list[dict[str, Any]], truncated: int = 0) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -16,7 +17,8 @@ from receiver.incident import Incident, rfc3339
 from receiver.outbox import backoff, kind_now
 from receiver.sinks import Delivery, Receipt
 from receiver.store import deliveries as store_deliveries
-from receiver.store.deliveries import Waiting
+from receiver.store.base import Annotation
+from receiver.store.deliveries import Job, Waiting
 from receiver.store.redis import RedisStore
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, ScriptedSink, harness, write_config
@@ -148,6 +150,24 @@ async def test_a_backlog_of_updates_is_coalesced_for_sinks_that_send_the_whole_i
     assert await rx.receiver.store.deliveries.counts() == (0, 0)
 
 
+async def test_an_update_is_not_coalesced_away_behind_an_acknowledgement(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    sink.coalesces_updates = True
+    incident_id = await open_incident(rx)
+    await rx.tick()
+    sink.script = [retryable(retry_after=300)]
+    await rx.post([make_alert("cart-api", alertname="Cart")])
+    await rx.tick(120)  # an update (new service) is refused; the sink is back in 300s
+    # Someone acknowledges meanwhile (Slack's button): the acknowledge queues behind it.
+    ack = Job(incident=incident_id, sink="log", kind="acknowledge", due=rx.clock.ms)
+    await rx.receiver.store.annotate(incident_id, Annotation(jobs=[ack]), rx.clock.ms)
+    await rx.tick(300)
+    # An acknowledge tells nothing of the incident: the update still goes.
+    assert sink.kinds() == ["open", "update", "acknowledge"]
+    assert await rx.receiver.store.deliveries.counts() == (0, 0)
+
+
 async def test_a_permanent_failure_is_a_dead_letter_that_can_be_redriven(
     rx: Harness, sink: ScriptedSink
 ) -> None:
@@ -200,6 +220,61 @@ async def test_a_redriven_open_tells_a_since_resolved_incident_as_resolved(
     await rx.tick()
     # A late "open" would page for an incident that is over.
     assert sink.kinds() == ["resolve", "resolve"]
+
+
+async def test_a_redrive_racing_a_resolve_tells_the_incident_resolved(
+    rx: Harness, sink: ScriptedSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink.script = [PermanentDeliveryError("log", "x", "client", "HTTP 400: bad")]
+    await open_incident(rx)
+    await rx.tick()  # the open: a dead letter
+    await rx.post([resolved(ALERT)])
+    rx.clock.advance(300)  # the resolve is due, not yet decided
+    load = rx.receiver.store.load
+    raced: list[bool] = []
+
+    async def read_then_resolved_elsewhere(incident_id: str, timeline: bool = True) -> Any:
+        stored = await load(incident_id, timeline)
+        if not raced:
+            raced.append(True)
+            await rx.receiver.pipeline.flush_due()  # another replica decides meanwhile
+        return stored
+
+    monkeypatch.setattr(rx.receiver.store, "load", read_then_resolved_elsewhere)
+    r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
+    monkeypatch.undo()
+    assert (raced, r.json()["redriven"]) == ([True], 1)
+    await rx.receiver.outbox.deliver_due()
+    # Read while it was open, queued once it was resolved: an open would page again.
+    assert sink.kinds() == ["resolve", "resolve"]
+
+
+async def test_a_redriven_acknowledgement_does_not_acknowledge_a_later_episode(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    incident_id = await open_incident(rx)
+    await rx.tick()
+    # Acknowledged (the sink refuses to hear it: a dead letter), then over, then back.
+    response = {"response": {"acknowledged_at": rx.clock.ms, "acknowledged_by": "alice"}}
+    ack = Job(incident=incident_id, sink="log", kind="acknowledge", due=rx.clock.ms)
+    sink.script = [PermanentDeliveryError("log", "x", "client", "HTTP 400: bad")]
+    await rx.receiver.store.annotate(
+        incident_id, Annotation(fill=response, jobs=[ack]), rx.clock.ms
+    )
+    await rx.tick()
+    await rx.post([resolved(ALERT)])
+    await rx.tick(300)
+    await rx.post([{**ALERT, "startsAt": "2026-04-18T09:10:00Z"}])
+    await rx.tick(30)
+    await rx.tick()
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], detail["response"]) == ("open", None)
+    assert sink.kinds() == ["open", "resolve", "reopen"]
+    r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
+    assert r.json()["redriven"] == 1
+    await rx.tick()
+    # Nobody acknowledged this episode: an acknowledge would stop the sink's escalation.
+    assert sink.kinds() == ["open", "resolve", "reopen", "update"]
 
 
 async def test_a_replica_that_dies_holding_a_job_gives_it_up_after_the_lease(
@@ -453,10 +528,14 @@ def test_backoff_grows_with_jitter_up_to_the_maximum() -> None:
 
 
 def test_a_redriven_job_tells_the_incident_as_it_is_now() -> None:
-    assert kind_now("open", "resolved") == "resolve"
-    assert kind_now("update", "resolved") == "resolve"
-    assert kind_now("resolve", "open") == "update"
-    assert kind_now("reopen", "open") == "reopen"
+    assert kind_now("open", "resolved", False) == "resolve"
+    assert kind_now("update", "resolved", False) == "resolve"
+    assert kind_now("resolve", "open", False) == "update"
+    assert kind_now("reopen", "open", False) == "reopen"
+    # An acknowledgement stands while the episode it answered does.
+    assert kind_now("acknowledge", "open", True) == "acknowledge"
+    assert kind_now("acknowledge", "open", False) == "update"
+    assert kind_now("acknowledge", "resolved", True) == "resolve"
 
 
 async def test_a_stale_holders_ack_between_a_claim_and_its_heads_hands_over_no_count(

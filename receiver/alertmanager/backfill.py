@@ -68,7 +68,17 @@ async def backfill(
     matchers = [Matcher(name, value) for name, value in sorted(labels.items())]
     everywhere = {a.fingerprint: a for a in await client.alerts(matchers)}
     for incident_id in sorted(incidents):
-        await compare(pipeline, store, metrics, incident_id, everywhere, labels, "back-fill", since)
+        await compare(
+            pipeline,
+            store,
+            metrics,
+            incident_id,
+            everywhere,
+            labels,
+            "back-fill",
+            since,
+            frozenset([receiver]) if receiver else frozenset(),
+        )
 
 
 def _firing(alert: AmAlert) -> Alert:

@@ -4,7 +4,8 @@ A truncated batch (``truncated``) is kept pending by its ``groupKey`` until the 
 ``step``, which back-fills it (``backfill``) in the scheduler loop of the replica that
 took the batch. Every ``alertmanager.reconcile_interval`` the step also reconciles
 (``reconcile``), on the one replica that takes that interval's lease in the store. The
-``externalURL`` webhooks carry is kept for links (``heard``). A reload swaps the client
+``externalURL`` webhooks carry is kept for links, and the receiver names they come from for
+reconcile (``heard``). A reload swaps the client
 (``replace``); the old one is closed next round.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Sequence
 from receiver.alertmanager import links
 from receiver.alertmanager.backfill import backfill
 from receiver.alertmanager.client import AlertmanagerClient, AlertmanagerError
-from receiver.alertmanager.reconcile import reconcile
+from receiver.alertmanager.reconcile import RECEIVERS, reconcile
 from receiver.config.alertmanager import AlertmanagerConfig
 from receiver.metrics import Metrics
 from receiver.models import Batch
@@ -29,6 +30,10 @@ from receiver.store import GroupStore
 logger = logging.getLogger("journey_receiver.peer")
 
 LEASE = "reconcile"
+_RECEIVER_MAX = 200  # a longer name (untrusted text) is not kept
+# Names kept per replica: webhooks are untrusted (and may come without auth), and each
+# name is a key in the store; Alertmanager configs have a handful.
+_RECEIVERS_KEPT = 1_000
 
 
 class Peer:
@@ -50,6 +55,8 @@ class Peer:
         self._pending: dict[str, tuple[str, set[str]]] = {}
         self._retired = Retired()
         self._external_url = ""
+        # Receiver name -> when this replica last said it in the store.
+        self._receivers: dict[str, int] = {}
         self.store_retention_ms = ms(pipeline.settings.config.store.retention)
         self.config = config
         self.client = AlertmanagerClient(config) if config else None
@@ -80,12 +87,23 @@ class Peer:
             await self.client.aclose()
 
     async def heard(self, batch: Batch) -> None:
-        """Keep the ``externalURL`` Alertmanager sends, for links (when it changed)."""
+        """Keep the ``externalURL`` Alertmanager sends, for links (when it changed), and
+        the name of the receiver it sent the batch to, for reconcile (``receivers``): said
+        in the store again once half the retention has passed."""
         url = batch.external_url
+        retention = self.store_retention_ms
         if url and url != self._external_url and url.startswith(("http://", "https://")):
-            retention = self.store_retention_ms
             await self.store.cache.set(links.CACHE_NAMESPACE, links.CACHE_FIELD, url, retention)
             self._external_url = url
+        name = batch.receiver
+        now = self.pipeline.now_ms()
+        if not 0 < len(name) <= _RECEIVER_MAX or (
+            name not in self._receivers and len(self._receivers) >= _RECEIVERS_KEPT
+        ):
+            return
+        if now - self._receivers.get(name, -retention) > retention // 2:
+            await self.store.cache.set(RECEIVERS, name, "1", retention)
+            self._receivers[name] = now
 
     def truncated(self, batch: Batch, incidents: Sequence[str]) -> None:
         """Remember a batch that left alerts out, to back-fill its group next round."""

@@ -30,7 +30,7 @@ from receiver.metrics import Metrics
 from receiver.models import Alert, Batch
 from receiver.pipeline import Pipeline
 from receiver.settings import ms
-from receiver.store import GroupStore
+from receiver.store import GroupStore, IngestOutcome
 from receiver.store.base import Annotation
 from receiver.store.records import StoredAlert, TimelineEntry
 
@@ -38,8 +38,12 @@ logger = logging.getLogger("journey_receiver.peer")
 
 ALERTS_COMPARED = 10_000
 """An incident's alerts compared per round (firing ones come first)."""
-RESOLVED_COMPARED = 500
-"""Resolved incidents looked at per round, the newest: those within ``reopen_window``."""
+RESOLVED_COMPARED = 200
+"""Resolved incidents looked at per round, the newest (by when they opened): those within
+``reopen_window``."""
+RECEIVERS = "alertmanager-receiver"
+"""The store cache's namespace of the names of the receivers webhooks came from
+(``peer.Peer.heard``): an alert fires again here only if Alertmanager routes it to one."""
 CLOCKS_MS = 60_000
 """How far Alertmanager's clock may be from ours: a resolved alert fires again only when
 Alertmanager updated it this long after we resolved it. Prometheus sends a firing alert
@@ -65,12 +69,14 @@ async def reconcile(
         alerts = await client.alerts([])
     held = {a.fingerprint: a for a in alerts}
     metrics.peer_reconciles.inc()
+    names = {name for alert in alerts for name in alert.receivers}
+    ours = frozenset([name for name in names if await store.cache.get(RECEIVERS, name)])
     for state in await store.list_incidents("open", None, ALERTS_COMPARED):
-        await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since)
+        await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
     window = ms(pipeline.settings.config.grouping.reopen_window)
     for state in await store.list_incidents("resolved", None, RESOLVED_COMPARED):
         if state.resolved_at is not None and since - state.resolved_at <= window:
-            await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since)
+            await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
 
 
 def _restarted_lately(
@@ -96,11 +102,14 @@ async def compare(
     scope: Mapping[str, str],
     why: str,
     asked_ms: int,
+    ours: frozenset[str],
 ) -> None:
     """Resolve the incident's firing alerts within ``scope`` (labels they carry) that
     Alertmanager does not hold, mark the silenced or inhibited ones, and fire again the
-    resolved ones it has held again since. ``held`` was asked at ``asked_ms``: an alert
-    that changed since (a webhook newer than the answer) is left for the next round."""
+    resolved ones it has held again since, active (not silenced or inhibited) and routed
+    to a receiver of ``ours`` (those that send here). ``held`` was asked at ``asked_ms``:
+    an alert that changed since (a webhook newer than the answer) is left for the next
+    round."""
     stored = await store.load(incident_id)
     if stored is None:
         return
@@ -118,6 +127,7 @@ async def compare(
         for a in compared
         if a.status == "resolved"
         and a.fp in held
+        and _fires_here(held[a.fp], ours)
         and ms(held[a.fp].updated_at.timestamp()) > a.changed_at + CLOCKS_MS
     ]
     entries = []
@@ -126,9 +136,11 @@ async def compare(
         metrics.peer_alerts.labels("resolved").inc(len(gone))
         entries.append(f"{why}: Alertmanager no longer holds {_names(gone)}: resolved here")
     if again:
-        await _ingest(pipeline, [_firing_again(a, held[a.fp]) for a in again])
-        metrics.peer_alerts.labels("fired_again").inc(len(again))
-        entries.append(f"{why}: Alertmanager holds {_names(again)} firing again: firing here")
+        outcomes = await _ingest(pipeline, [_firing_again(a, held[a.fp]) for a in again])
+        changed = sum(o.changed for o in outcomes)
+        if changed:
+            metrics.peer_alerts.labels("fired_again").inc(changed)
+            entries.append(f"{why}: Alertmanager holds {_names(again)} firing again: firing here")
     known = stored.state.suppressed
     marks: dict[str, str] = {}
     for alert in firing:
@@ -176,9 +188,14 @@ def _names(alerts: Sequence[StoredAlert]) -> str:
     return f"{len(alerts)} alert(s) ({', '.join(names)}{more})"
 
 
-async def _ingest(pipeline: Pipeline, alerts: list[Alert]) -> None:
+async def _ingest(pipeline: Pipeline, alerts: list[Alert]) -> list[IngestOutcome]:
     batch = Batch(alerts=alerts, truncated_alerts=0, group_key="", receiver="", external_url="")
-    await pipeline.ingest(batch)
+    return await pipeline.ingest(batch)
+
+
+def _fires_here(alert: AmAlert, ours: frozenset[str]) -> bool:
+    """Active in Alertmanager, and routed to a receiver that sends here."""
+    return alert.state == "active" and not ours.isdisjoint(alert.receivers)
 
 
 def _firing_again(alert: StoredAlert, held: AmAlert) -> Alert:

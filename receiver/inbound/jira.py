@@ -129,6 +129,10 @@ def annotation(
     if event.by(own) or (category == "done" and state.status == "resolved"):
         return None
     at = event.timestamp or now_ms
+    if at < state.started:
+        # About an earlier episode (delivered late: the issue is reused when the incident
+        # reopens): it says nothing of who answered this one.
+        return None
     who = event.who
     if category == "done":
         fill = {"response": {"resolved_at": at, "resolved_by": who, "source": SOURCE}}

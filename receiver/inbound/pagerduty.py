@@ -44,6 +44,12 @@ OPENED_NAMESPACE = "pd-incident-opened"
 """``store.cache``: PagerDuty incident id -> when PagerDuty opened it (ms), for its notes."""
 _NOTE_MAX = 500
 _ID_SHOWN_MAX = 64
+OPENED_AT = "incident_opened_at"
+"""``sinks.pagerduty`` key: when (ms) the linked PagerDuty incident was opened, as its
+events said (its ``created_at``)."""
+PERSON_AT = "person_changed_at"
+"""``sinks.pagerduty`` key: when (ms, PagerDuty's clock) the resolve or reopen that last set
+``resolved_by_person`` happened; an older one delivered late must not undo it."""
 EPISODE_MARGIN_MS = 60_000
 """How long before an episode first fired a PagerDuty incident must have been opened to be
 an earlier episode's (at most ``resolve_after``, the least time between an episode's
@@ -168,7 +174,20 @@ def annotation(
     who = event.who
     kind = event.event_type
     opened = event.opened_ms if event.opened_ms is not None else opened_ms
-    known = state.sinks.get("pagerduty", {}).get("incident")
+    recorded = state.sinks.get("pagerduty", {})
+    known = recorded.get("incident")
+    # Opened after the one the link names (PagerDuty opens a new incident for a trigger
+    # after a resolve): the link moves to it, with whichever of its events comes first.
+    # One opened before never takes the link back (a late event of the last one).
+    newer = (
+        known is not None
+        and event.pagerduty_incident != known
+        and opened is not None
+        and opened > int(recorded.get(OPENED_AT) or 0)
+    )
+    # The PagerDuty incident the link names, or will: only its resolve or reopen says
+    # whether the one open now was resolved by a person.
+    linked = known is None or event.pagerduty_incident == known or newer
     # An earlier episode's PagerDuty incident: opened well before this episode first fired
     # (+1 s: PagerDuty writes whole seconds), and not the one the link names (a resolve
     # that never reached PagerDuty leaves the old one open, and the next trigger lands on
@@ -183,14 +202,21 @@ def annotation(
         # one): it says nothing of who answered this one, and a person's resolve then
         # would stop the updates of the PagerDuty incident now open.
         return None
+    last = recorded.get(PERSON_AT)
+    if kind in ("incident.resolved", "incident.reopened") and linked and last and at < int(last):
+        # Older than the resolve or reopen already applied (delivered late): it would undo it.
+        return None
     sink: dict[str, Any] = {}
-    # A note names only its PagerDuty incident, which may be an earlier episode's: it makes
-    # the link only when there is none yet.
-    if not earlier and not (kind == "incident.annotated" and known):
+    if not earlier and linked:
         sink["incident"] = event.pagerduty_incident
         if event.data.html_url:
             sink["url"] = event.data.html_url
+        if opened is not None:
+            sink[OPENED_AT] = str(opened)
+        if newer and recorded.get(PERSON_RESOLVED) and kind != "incident.resolved":
+            sink[PERSON_RESOLVED] = ""  # a new PagerDuty incident, which nobody resolved
     fill: dict[str, dict[str, Any]] = {}
+    merge: dict[str, dict[str, Any]] = {}
     if kind == "incident.triggered":
         # Our own trigger, as PagerDuty opened it: the link, nothing to tell.
         if not sink:
@@ -205,15 +231,21 @@ def annotation(
         if not event.by_person or state.status == "resolved":
             # Our own resolve coming back, or PagerDuty's auto-resolve timer.
             return None
-        sink[PERSON_RESOLVED] = who
+        if linked:
+            sink[PERSON_RESOLVED] = who
+            sink[PERSON_AT] = str(at)
         fill["response"] = {"resolved_at": at, "resolved_by": who, "source": SOURCE}
         text = (
             f"resolved in PagerDuty by {who}: PagerDuty is not triggered again for it "
             "unless its alerts fire again after it resolves here"
         )
     elif kind == "incident.reopened":
-        if not earlier:
+        if not earlier and linked:
             sink[PERSON_RESOLVED] = ""
+            sink[PERSON_AT] = str(at)
+            if state.response is not None and state.response.resolved_at is not None:
+                # The resolve it takes back no longer answers for this episode (MTTR).
+                merge["response"] = {"resolved_at": None, "resolved_by": None}
         text = f"reopened in PagerDuty by {who}"
     elif kind == "incident.unacknowledged":
         text = "acknowledgement in PagerDuty timed out"
@@ -229,8 +261,10 @@ def annotation(
     if earlier:
         shown = event.pagerduty_incident[:_ID_SHOWN_MAX]
         text += f" (PagerDuty incident {shown}, of an earlier episode)"
+    if sink:
+        merge["sinks.pagerduty"] = sink
     return Annotation(
-        merge={"sinks.pagerduty": sink} if sink else {},
+        merge=merge,
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         once=f"{SOURCE}:{event.id}",

@@ -62,9 +62,10 @@ async def record(
     incident_id = state.id
     if annotation is None:
         return JSONResponse({"status": "ignored", "incident": incident_id})
-    if "response" in annotation.fill and annotation.timeline:
-        # Someone acknowledged or resolved elsewhere: the Slack message says so (and drops
-        # its Acknowledge button) through the outbox, like any edit.
+    if ("response" in annotation.fill or "response" in annotation.merge) and annotation.timeline:
+        # Someone acknowledged, resolved or took a resolve back elsewhere: the Slack
+        # message says so (and drops its Acknowledge button) through the outbox, like any
+        # edit.
         said = annotation.timeline[0].text
         jobs = slack.edit(state, receiver.pipeline.sinks, said, receiver.pipeline.now_ms())
         annotation = replace(annotation, jobs=[*annotation.jobs, *jobs])

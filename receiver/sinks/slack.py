@@ -112,6 +112,10 @@ _MAYBE_APPLIED = frozenset({"internal_error", "fatal_error"})
 # The methods that write: failing with a doubt, they may have written.
 _WRITES = frozenset({"chat.postMessage", "chat.update"})
 _RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
+# chat.update's refusals for a message that cannot be edited any more where it is.
+_OUT_OF_REACH = frozenset(
+    {"message_not_found", "is_archived", "channel_not_found", "not_in_channel"}
+)
 # A lookup refused for these is skipped, not failed: the sink posts without it.
 _LOOKUP_REFUSALS = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})
 _BOTH_TYPES = "public_channel,private_channel"
@@ -159,6 +163,8 @@ class SlackSink:
                 # Not there: no earlier attempt posted it, nor replied in its thread.
                 unsure = unsure and found
             if not (channel and ts) or not await self._update(channel, ts, message):
+                # Out of reach where it was: any error from here on is the target's.
+                channel = None
                 channel, ts = await self._post(incident, target, message)
             elif delivery.kind != "open" and self.config.thread_updates:
                 replied = unsure and await self._replied(channel, ts, delivery.job_id)
@@ -200,8 +206,9 @@ class SlackSink:
         return channel_id, ts
 
     async def _update(self, channel: str, ts: str, message: Message) -> bool:
-        """Edit the message; False when it is gone (deleted by someone), so a new one is
-        posted rather than the incident going dark."""
+        """Edit the message; False when it is gone (deleted by someone) or out of reach
+        (its channel archived, deleted, or left by the bot), so a new one is posted in the
+        owner's channel now rather than the incident going dark there for good."""
         try:
             await self._call(
                 self._client.chat_update,
@@ -213,7 +220,7 @@ class SlackSink:
                 link_names=False,
             )
         except SlackApiError as exc:
-            if _error_code(exc) == "message_not_found":
+            if _error_code(exc) in _OUT_OF_REACH:
                 return False
             raise
         return True
@@ -391,7 +398,10 @@ class SlackSink:
             return PermanentDeliveryError(self.name, incident_id, "auth", f"{said}: {fix}")
         if code in ("channel_not_found", "not_in_channel", "is_archived"):
             fix = (
-                f"cannot post in {channel}: check the journey's owner.slack_channel or "
+                f"cannot post in {channel}: the channel is archived; set the journey's "
+                "owner.slack_channel or sinks.slack.channel to one in use"
+                if code == "is_archived"
+                else f"cannot post in {channel}: check the journey's owner.slack_channel or "
                 "sinks.slack.channel, and invite the bot to the channel (/invite @bot)"
             )
             return PermanentDeliveryError(self.name, incident_id, "client", f"{said}: {fix}")

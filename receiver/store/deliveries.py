@@ -29,6 +29,14 @@ AckOutcome = Literal["gone", "ok", "next"]
 WaitingState = Literal["pending", "retrying"]
 JobKind = NotificationKind | Literal["run"]
 """A notification for a sink, or ``run``: one run of an action (sink ``action:<id>``)."""
+_TELLS_ALL: frozenset[str] = frozenset({"open", "update", "reopen", "resolve"})
+"""The kinds of job that tell a sink the whole incident as it is when they are sent."""
+_SUPERSEDING_READ = 50
+"""Jobs behind a head an update reads to know if it is moot (``superseded``)."""
+MOVED = "moved"
+"""``redrive``'s answer when what the job's kind was chosen from changed meanwhile."""
+GONE = "gone"
+"""``redrive``'s answer when the incident expired."""
 
 
 class Job(BaseModel):
@@ -221,9 +229,13 @@ class DeliveryQueue:
         return text(answer) == "ok"
 
     @unavailable
-    async def queued(self, job: Job) -> int:
-        """Jobs in ``job``'s queue, itself included."""
-        return int(await self._r.llen(self.queue_key(job.queue)))
+    async def superseded(self, job: Job) -> bool:
+        """Whether a job queued behind ``job`` tells its sink the incident as it is then:
+        an open, update, reopen or resolve (an acknowledge tells nothing of it). Only the
+        next ``_SUPERSEDING_READ`` are read: a backlog after a long outage is read once per
+        job, and past them the answer can only miss a coalescing, never lose an update."""
+        later = await self._r.lrange(self.queue_key(job.queue), 1, _SUPERSEDING_READ)
+        return any(json.loads(raw)["kind"] in _TELLS_ALL for raw in later)
 
     @unavailable
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
@@ -312,13 +324,36 @@ class DeliveryQueue:
 
     @unavailable
     async def redrive(
-        self, letter: DeadLetter, job: Job, now_ms: int, retention_ms: int
+        self,
+        letter: DeadLetter,
+        job: Job,
+        now_ms: int,
+        retention_ms: int,
+        chosen_from: tuple[str, bool] | None,
     ) -> str | None:
-        """Replace ``letter`` by ``job`` at the end of its queue: the new job's id, or None
-        when another redrive took the letter first."""
+        """Replace ``letter`` by ``job`` at the end of its queue: the new job's id; None
+        when another redrive took the letter first; ``MOVED`` when the incident's (status,
+        acknowledged), which ``job``'s kind was chosen from, ``chosen_from``, changed
+        meanwhile (None: a run, whose kind depends on nothing); ``GONE`` when the incident
+        expired."""
+        status, acknowledged = chosen_from or ("", False)
         answer = await self._redrive(
-            keys=[self._dead_list, self.job_counter, self.queue_key(job.queue), self.ready_key],
-            args=[letter.raw, job.queue, job.unnumbered(), now_ms, retention_ms],
+            keys=[
+                self._dead_list,
+                self.job_counter,
+                self.queue_key(job.queue),
+                self.ready_key,
+                self._p + "inc:" + job.incident,
+            ],
+            args=[
+                letter.raw,
+                job.queue,
+                job.unnumbered(),
+                now_ms,
+                retention_ms,
+                status,
+                "1" if acknowledged else "0",
+            ],
         )
         return text(answer) if answer else None
 

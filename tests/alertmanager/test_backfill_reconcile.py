@@ -4,14 +4,18 @@ the answer, an inference proved wrong)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from receiver.alertmanager import peer as peer_module
 from receiver.alertmanager.client import AmAlert, Matcher
+from receiver.alertmanager.reconcile import RECEIVERS
+from receiver.models import Batch
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 
@@ -100,15 +104,17 @@ def at(clock: FakeClock) -> datetime:
     return datetime.fromtimestamp(clock.now, UTC)
 
 
-async def resolved_after_a_page(rx: Harness, alert: dict[str, Any]) -> str:
-    """An incident of ``alert`` notified, then resolved by Alertmanager's resolution."""
+async def resolved_after_a_page(rx: Harness, alert: dict[str, Any]) -> tuple[str, datetime]:
+    """An incident of ``alert`` notified, then resolved by Alertmanager's resolution; its
+    id, and when the resolution came."""
     (incident_id,) = (await rx.post([alert])).json()["incidents"]
     await rx.tick(10)  # group_wait: notified
+    came = at(rx.clock)
     await rx.post([resolved(alert)])
     await rx.tick(121)  # resolve_after
     await rx.tick(1)
     assert (await rx.incident(incident_id))["status"] == "resolved"
-    return str(incident_id)
+    return str(incident_id), came
 
 
 async def test_an_alert_firing_again_with_its_old_startsat_reopens_at_reconcile(
@@ -117,7 +123,7 @@ async def test_an_alert_firing_again_with_its_old_startsat_reopens_at_reconcile(
     async with harness(write_config(tmp_path, CONFIG), clock) as rx:
         am = await scripted(rx)
         errors = make_alert("payment-service", alertname="Errors")
-        incident_id = await resolved_after_a_page(rx, errors)
+        incident_id, _ = await resolved_after_a_page(rx, errors)
         # Prometheus was cut off from Alertmanager long enough for it to resolve the
         # alert; back, it sends the alert with the startsAt it had, Alertmanager holds it
         # again and notifies it: to a webhook alone, a late copy of the old notification.
@@ -133,20 +139,76 @@ async def test_an_alert_firing_again_with_its_old_startsat_reopens_at_reconcile(
         assert said in [e["text"] for e in detail["timeline"]]
 
 
-async def test_a_peer_that_has_not_heard_of_the_resolution_fires_nothing_again(
-    tmp_path: Path, clock: FakeClock
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a peer that has not heard of the resolution",
+        "updated within a minute of it (clocks may differ)",
+        "silenced",
+        "routed to another receiver only",
+    ],
+)
+async def test_what_alertmanager_holds_but_would_not_send_here_fires_nothing_again(
+    tmp_path: Path, clock: FakeClock, case: str
 ) -> None:
     async with harness(write_config(tmp_path, CONFIG), clock) as rx:
         am = await scripted(rx)
         errors = make_alert("payment-service", alertname="Errors")
         before = at(clock)  # its last update from Prometheus, before the resolution
-        incident_id = await resolved_after_a_page(rx, errors)
-        # The peer asked still holds the alert as last updated before it resolved.
-        am.all = [held(errors, updated_at=before)]
+        incident_id, resolved_at = await resolved_after_a_page(rx, errors)
+        clock.advance(120)
+        alert = held(errors, updated_at=at(clock))
+        if case == "a peer that has not heard of the resolution":
+            alert = held(errors, updated_at=before)
+        elif case == "updated within a minute of it (clocks may differ)":
+            alert = held(errors, updated_at=resolved_at + timedelta(seconds=30))
+        elif case == "silenced":
+            alert = dataclasses.replace(alert, state="suppressed", silenced_by=("s-1",))
+        else:
+            alert = held(errors, ("team-email",), updated_at=at(clock))
+        am.all = [alert]
         await rx.tick(60)
         await rx.tick(60)
         assert (await rx.incident(incident_id))["status"] == "resolved"
         assert await firing_names(rx, incident_id) == []
+
+
+async def test_an_alert_reconcile_resolved_fires_again_once_alertmanager_holds_it_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        (incident_id,) = (await rx.post([errors])).json()["incidents"]
+        await rx.tick(10)
+        await rx.tick(60)  # reconcile: Alertmanager holds nothing (it lost its state)
+        await rx.tick(121)
+        await rx.tick(1)
+        assert (await rx.incident(incident_id))["status"] == "resolved"
+        # Prometheus sends it again; Alertmanager, its notification log kept, does not
+        # notify it again before repeat_interval: only reconcile can bring it back.
+        am.all = [held(errors, updated_at=at(clock) + timedelta(minutes=2))]
+        await rx.tick(60)
+        detail = await rx.incident(incident_id)
+        assert (detail["status"], detail["reopened_count"]) == ("open", 1)
+        assert await firing_names(rx, incident_id) == ["Errors"]
+
+
+async def test_a_replica_keeps_a_bounded_number_of_receiver_names(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peer_module, "_RECEIVERS_KEPT", 3)
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        peer = rx.receiver.peer
+        for name in ("a", "b", "c", "d", "x" * 201):
+            batch = Batch(
+                alerts=[], truncated_alerts=0, group_key="", receiver=name, external_url=""
+            )
+            await peer.heard(batch)
+        cache = rx.receiver.store.cache
+        kept = [n for n in ("a", "b", "c", "d") if await cache.get(RECEIVERS, n)]
+        assert kept == ["a", "b", "c"]
+        assert await cache.get(RECEIVERS, "x" * 201) is None
 
 
 async def test_a_back_fill_resolves_only_what_no_route_holds(

@@ -11,6 +11,7 @@ import pytest
 
 from receiver.errors import PayloadError
 from receiver.inbound import jira
+from receiver.store.records import IncidentState
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.fake_jira import BOT_ACCOUNT_ID
 from tests.support.harness import Harness, harness, write_config
@@ -136,7 +137,7 @@ async def test_the_sinks_own_reopen_is_known_by_its_account_without_a_username(
     assert len(world.jira.server.seen) == calls
     # A person moving it is still heard.
     body, headers = world.jira.webhook(
-        key, "Carol Lead", SECRET, before="Resolved", account="carol"
+        key, "Carol Lead", SECRET, before="Resolved", account="carol", at=rx.clock.now
     )
     r = await rx.client.post("/inbound/jira", content=body, headers=headers)
     assert r.json() == {"status": "recorded", "incident": incident_id}
@@ -174,7 +175,7 @@ async def test_on_cloud_the_sinks_own_reopen_is_known_by_its_account_id(
         mine = world.jira.webhook(key, "journey-bot", SECRET, "Resolved", account_id=BOT_ACCOUNT_ID)
         r = await rx.client.post("/inbound/jira", content=mine[0], headers=mine[1])
         assert r.json() == {"status": "ignored", "incident": incident_id}
-        theirs = world.jira.webhook(key, "Carol Lead", SECRET, before="Resolved")
+        theirs = world.jira.webhook(key, "Carol Lead", SECRET, "Resolved", at=rx.clock.now)
         r = await rx.client.post("/inbound/jira", content=theirs[0], headers=theirs[1])
         assert r.json() == {"status": "recorded", "incident": incident_id}
 
@@ -247,6 +248,33 @@ def test_a_transition_by_the_sinks_own_account_is_recognised() -> None:
     )
     assert not named.by({("email", "ops@example.com"), ("name", "JIRAUSER10100")})
     assert named.by({("key", "jirauser10100")})
+
+
+def test_a_transition_from_before_the_episode_began_is_not_this_episodes() -> None:
+    # Carol closed the issue in the last episode; the delivery failed and came again after
+    # the incident reopened (the issue is reused): nobody has answered this episode.
+    started = 1_776_500_000_000
+    state = IncidentState(
+        id="inc-1", key="k", digest="d", journey="checkout", group_labels={},
+        status="open", created_at=started - 3_600_000, updated_at=started,
+        first_firing_at=started, started_at=started, sinks={"jira": {"key": "PAY-1"}},
+    )  # fmt: skip
+
+    def closed(at_ms: int) -> jira.Event:
+        issue = {"key": "PAY-1", "fields": {"status": {"statusCategory": {"key": "done"}}}}
+        changelog = {"id": "7", "items": [{"field": "status", "toString": "Done"}]}
+        body = {
+            "webhookEvent": "jira:issue_updated",
+            "timestamp": at_ms,
+            "user": {"displayName": "Carol Lead"},
+            "issue": issue,
+            "changelog": changelog,
+        }
+        return jira.parse(json.dumps(body).encode())
+
+    assert jira.annotation(closed(started - 900_000), state, started + 60_000, "d1", ()) is None
+    now = jira.annotation(closed(started + 30_000), state, started + 60_000, "d2", ())
+    assert now is not None and now.fill["response"]["resolved_by"] == "Carol Lead"
 
 
 @pytest.mark.parametrize("timestamp", [2**63, -1, "1776500400000"])

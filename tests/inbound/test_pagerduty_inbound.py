@@ -13,7 +13,7 @@ import pytest
 
 from receiver.errors import PayloadError
 from receiver.inbound import pagerduty
-from receiver.store.records import IncidentState
+from receiver.store.records import IncidentState, ResponseRecord
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 from tests.support.sink_world import Fakes
@@ -118,6 +118,28 @@ async def test_a_person_resolving_in_pagerduty_is_not_paged_again_until_a_real_r
     await rx.post([resolved(again)])
     await rx.tick(300)
     assert pd.actions(incident_id) == ["trigger", "trigger", "resolve"]
+
+
+async def test_a_reopen_in_pagerduty_takes_the_resolve_back_and_slack_hears_of_it(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    assert (await webhook(rx, *pd.person("resolved", incident_id, "Alice", SECRET, at=clock.now)))[
+        0
+    ] == 200
+    clock.advance(60)
+    assert (await webhook(rx, *pd.person("reopened", incident_id, "Alice", SECRET, at=clock.now)))[
+        0
+    ] == 200
+    detail = await rx.incident(incident_id)
+    assert detail["response"]["resolved_at"] is None and detail["mttr_s"] is None
+    assert detail["sinks"]["pagerduty"]["resolved_by_person"] == ""
+    await rx.tick()
+    (message,) = world.slack.messages("#inc-checkout")
+    replies = [r.text for r in world.slack.replies(message.ts)]
+    assert replies[-1].endswith("reopened in PagerDuty by Alice")
 
 
 async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
@@ -322,7 +344,8 @@ def test_this_episodes_incident_opened_within_the_same_second_is_this_episodes()
         pagerduty.parse(event("incident.acknowledged", "P2", created)), episode(), FIRST_FIRING
     )
     assert ack is not None and ack.fill["response"]["acknowledged_by"] == "Pat"
-    assert ack.merge == {"sinks.pagerduty": {"incident": "P2"}}
+    opened = str(round(datetime.fromisoformat(created).timestamp() * 1000))
+    assert ack.merge == {"sinks.pagerduty": {"incident": "P2", "incident_opened_at": opened}}
     # One opened an hour before the episode is an earlier episode's (with no link known).
     hour_before = datetime.fromtimestamp((FIRST_FIRING - 3_600_000) / 1000, UTC).isoformat()
     old = pagerduty.parse(event("incident.acknowledged", "P1", hour_before))
@@ -343,6 +366,66 @@ def test_an_earlier_episodes_incident_leaves_the_person_resolved_flag_and_the_li
     # PagerDuty, and this episode's trigger landed on it).
     ack = pagerduty.parse(event("incident.acknowledged", "P2", an_hour_before))
     assert pagerduty.annotation(ack, state, FIRST_FIRING) is not None
+
+
+def person_event(
+    kind: str, pd_id: str, at_ms: int, opened_ms: int = FIRST_FIRING + 60_000
+) -> pagerduty.Event:
+    """``kind`` of PagerDuty incident ``pd_id`` (opened at ``opened_ms``, in this episode)
+    by Pat at ``at_ms``, each with an id of its own (deliveries are deduplicated by id)."""
+    opened = datetime.fromtimestamp(opened_ms / 1000, UTC).isoformat()
+    body = json.loads(event(kind, pd_id, opened, at_ms))
+    body["event"]["id"] = f"E-{kind}-{pd_id}-{at_ms}"
+    return pagerduty.parse(json.dumps(body).encode())
+
+
+def test_a_resolve_delivered_after_the_reopen_that_followed_it_changes_nothing() -> None:
+    resolve_at, reopen_at = FIRST_FIRING + 90_000, FIRST_FIRING + 120_000
+    state = episode(incident="P1")
+    reopen = pagerduty.annotation(person_event("incident.reopened", "P1", reopen_at), state, 0)
+    assert reopen is not None
+    state.sinks["pagerduty"].update(reopen.merge["sinks.pagerduty"])
+    # The resolve's delivery failed and came again after the reopen's had landed.
+    late = person_event("incident.resolved", "P1", resolve_at)
+    assert pagerduty.annotation(late, state, 0) is None
+
+
+P1_OPENED, P2_OPENED = FIRST_FIRING + 60_000, FIRST_FIRING + 100_000
+
+
+def test_the_link_follows_the_newest_pagerduty_incident_whichever_event_comes_first() -> None:
+    # Pat resolved P1; before that webhook came, an update opened P2 (PagerDuty opens a
+    # new incident for a trigger after a resolve), which the link names now.
+    on_p2 = episode(incident="P2", incident_opened_at=str(P2_OPENED))
+    late = person_event("incident.resolved", "P1", FIRST_FIRING + 90_000, P1_OPENED)
+    said = pagerduty.annotation(late, on_p2, 0)
+    assert said is not None
+    assert said.merge == {}  # neither resolved_by_person nor the link moves
+    assert said.fill["response"]["resolved_by"] == "Pat"
+    # P1's trigger, delivered late, does not take the link back either.
+    trigger = person_event("incident.triggered", "P1", FIRST_FIRING + 61_000, P1_OPENED)
+    assert pagerduty.annotation(trigger, on_p2, 0) is None
+    # Linked to P1 (resolved by Pat), P2's first event moves the link, whichever it is: a
+    # trigger clears Pat's resolve of P1, a resolve of P2 by Pat is one again.
+    on_p1 = episode(incident="P1", incident_opened_at=str(P1_OPENED), resolved_by_person="Pat")
+    for kind, flag in (("incident.triggered", ""), ("incident.resolved", "Pat")):
+        moved = pagerduty.annotation(
+            person_event(kind, "P2", FIRST_FIRING + 120_000, P2_OPENED), on_p1, 0
+        )
+        assert moved is not None
+        sink = moved.merge["sinks.pagerduty"]
+        assert (sink["incident"], sink["resolved_by_person"]) == ("P2", flag)
+
+
+def test_a_reopen_in_pagerduty_takes_the_persons_resolve_back() -> None:
+    state = episode(incident="P1", resolved_by_person="Pat")
+    state.response = ResponseRecord(resolved_at=FIRST_FIRING + 90_000, resolved_by="Pat")
+    said = pagerduty.annotation(
+        person_event("incident.reopened", "P1", FIRST_FIRING + 120_000), state, 0
+    )
+    assert said is not None
+    assert said.merge["response"] == {"resolved_at": None, "resolved_by": None}
+    assert said.merge["sinks.pagerduty"]["resolved_by_person"] == ""
 
 
 @pytest.mark.parametrize(

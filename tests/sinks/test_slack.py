@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import socket
 import threading
@@ -217,6 +218,30 @@ async def test_deleted_message_is_posted_again(slack: Workspace) -> None:
 
     [message] = slack.fake.messages("#inc-checkout")
     assert receipt.refs == {"channel": "C0CHECKOUT", "ts": message.ts}
+
+
+async def test_a_message_in_an_archived_channel_is_posted_again_in_the_owners_channel(
+    slack: Workspace,
+) -> None:
+    sink = slack.sink()
+    receipt = await sink.deliver(make_incident(), delivery(), None)
+    assert receipt.refs["channel"] == "C0CHECKOUT"
+    # The team archived its channel and moved to #incidents (journeys.yaml reloaded).
+    archived = dataclasses.replace(slack.fake.channels["C0CHECKOUT"], is_archived=True)
+    slack.fake.channels["C0CHECKOUT"] = archived
+    moved = Owner(team="payments", slack_channel="#incidents")
+
+    update = await sink.deliver(make_incident(), delivery("update", owner=moved), receipt)
+
+    [message] = slack.fake.messages("#incidents")
+    assert update.refs == {"channel": "C0INCIDENTS", "ts": message.ts}
+
+    # Moved to a channel the bot cannot post in: the error names that one, not the old.
+    nowhere = Owner(team="payments", slack_channel="#nowhere")
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await sink.deliver(make_incident(), delivery("update", owner=nowhere), receipt)
+    assert "cannot post in #nowhere" in str(caught.value)
+    assert "C0CHECKOUT" not in str(caught.value)
 
 
 async def test_huge_incident_fits_slack_limits_and_says_it_was_cut(slack: Workspace) -> None:

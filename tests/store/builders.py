@@ -24,6 +24,7 @@ def placed(
     region: str = "eu",
     starts_at: datetime = STARTS,
     severity: str = "critical",
+    ends_at: datetime | None = None,
 ) -> PlacedAlert:
     labels = {"alertname": "HighErrorRate", "service": service, "region": region, "env": "prod"}
     return PlacedAlert(
@@ -33,7 +34,7 @@ def placed(
             labels=labels,
             annotations={"summary": "errors"},
             starts_at=starts_at,
-            ends_at=None,
+            ends_at=ends_at,
             generator_url="",
         ),
         stage=stage,

@@ -503,24 +503,26 @@ async def test_a_late_firing_copy_does_not_reopen_a_resolved_incident(store: Red
 async def test_a_late_resolution_of_an_earlier_episode_does_not_resolve_this_one(
     store: RedisStore,
 ) -> None:
+    ended = STARTS + timedelta(minutes=1)
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id
-    await store.ingest([group(placed("a", status="resolved"))], 0, T + 1_000)
+    await store.ingest([group(placed("a", status="resolved", ends_at=ended))], 0, T + 1_000)
     again = STARTS + timedelta(minutes=5)
     await store.ingest([group(placed("a", starts_at=again))], 0, T + 2_000)
-    # The first episode's resolution again, late (an HA peer, a retry): its startsAt is
-    # before the one firing now.
-    (late,) = await store.ingest([group(placed("a", status="resolved"))], 0, T + 3_000)
-    assert (late.changed, late.duplicates) == (0, 1)
+    # The first episode's resolution again, late (an HA peer, a retry): it ended before
+    # the one firing now started.
+    late = placed("a", status="resolved", ends_at=ended)
+    (outcome,) = await store.ingest([group(late)], 0, T + 3_000)
+    assert (outcome.changed, outcome.duplicates) == (0, 1)
     stored = await store.load(o.incident_id)
     assert stored is not None
     assert stored.state.firing_count == 1
     page = await store.load_alerts(o.incident_id, 10)
     assert [(a.fp, a.status) for a in page.alerts] == [("a", "firing")]
-    # Its own resolution (this episode's startsAt) resolves it.
-    (own,) = await store.ingest(
-        [group(placed("a", status="resolved", starts_at=again))], 0, T + 4_000
-    )
+    # This episode's resolution resolves it, even with the earlier startsAt Alertmanager
+    # keeps of two copies of one alert (an HA Prometheus pair).
+    now = placed("a", status="resolved", ends_at=again + timedelta(minutes=3))
+    (own,) = await store.ingest([group(now)], 0, T + 4_000)
     assert own.changed == 1
 
 

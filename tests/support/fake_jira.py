@@ -189,17 +189,19 @@ class FakeJira:
         before: str,
         account: str = "",
         account_id: str = PERSON_ACCOUNT_ID,
+        at: float = _EPOCH + 600,
     ) -> tuple[bytes, dict[str, str]]:
         """The ``jira:issue_updated`` webhook Jira sends after a person (``who``, Cloud's
         ``account_id``; with ``account``, a Server/DC user of that name) moved issue
-        ``key`` from status ``before`` to its status now, signed with ``secret`` like a Jira
-        admin webhook with a secret (``X-Hub-Signature: sha256=...``)."""
+        ``key`` from status ``before`` to its status now at ``at`` (seconds since the
+        epoch), signed with ``secret`` like a Jira admin webhook with a secret
+        (``X-Hub-Signature: sha256=...``)."""
         with self._lock:
             issue = self._issues[key]
             self._deliveries += 1
             delivery = f"delivery-{self._deliveries}"
             body = {
-                "timestamp": (_EPOCH + 600) * 1000,
+                "timestamp": round(at * 1000),
                 "webhookEvent": "jira:issue_updated",
                 "issue_event_type_name": "issue_generic",
                 "user": {"accountId": account_id, "displayName": who}

@@ -58,6 +58,8 @@ local groups = cjson.decode(ARGV[8])
 local alerts = cjson.decode(ARGV[9])
 local max_alerts = tonumber(ARGV[12])
 local recent_kept = tonumber(ARGV[13])
+-- How far two Prometheus servers' clocks may be apart (ms), for times compared across them.
+local CLOCKS = 60000
 local due_key = KEYS[1]
 local idx_key = P .. 'idx'
 -- Incident id -> when its keys were last given a new lifetime (here or by commit.lua).
@@ -287,6 +289,7 @@ local function apply(first_group, last_group, first_alert, truncated)
 
     -- Firing for real: not a late copy of the firing notification of an alert this
     -- incident already holds as resolved (an HA peer lagging behind must not reopen it).
+    -- Without a startsAt (reconcile's copies) nothing tells a copy: it counts.
     local has_firing = false
     for i, n in ipairs(members) do
       local a = alerts[n]
@@ -294,7 +297,7 @@ local function apply(first_group, last_group, first_alert, truncated)
         local old = stored[i]
         local o_status, o_starts
         if old then o_status, o_starts = string.match(old, '^([^|]*)|([^|]*)|') end
-        if not (o_status == 'resolved' and o_starts == a[3]) then
+        if not (o_status == 'resolved' and o_starts == a[3] and a[3] ~= '') then
           has_firing = true
           break
         end
@@ -410,13 +413,19 @@ local function apply(first_group, last_group, first_alert, truncated)
           o_status, o_starts, o_ends, o_first, o_changed, o_class =
             string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
         end
-        if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts)
+        if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts
+                     and starts ~= '')
                     or (o_status == 'firing' and status == 'resolved'
-                        and (tonumber(starts) or math.huge) < (tonumber(o_starts) or 0))) then
+                        and (tonumber(ends) or math.huge) + CLOCKS < (tonumber(o_starts) or 0)))
+        then
           -- A late copy of the firing notification of an alert already resolved, or of the
-          -- resolution of an episode before the one firing now (by its earlier startsAt; an
-          -- HA peer lagging, a retry): neither says anything about the alert now. A
-          -- resolution without a startsAt (the receiver's own inference) still counts.
+          -- resolution of an episode that ended before the one firing now started (an HA
+          -- peer lagging, a retry): neither says anything about the alert now. Compared by
+          -- the resolution's endsAt, not its startsAt: Alertmanager keeps the earliest
+          -- startsAt of two copies of one alert (an HA Prometheus pair), so this episode's
+          -- resolution may carry an earlier one than the firing stored; and with a margin
+          -- (CLOCKS), as the two times may come from two Prometheus servers' clocks.
+          -- Copies without times (reconcile's) always count.
           res.duplicates = res.duplicates + 1
         else
           -- The latest wording of annotations wins, even when nothing else changed.
