@@ -294,8 +294,8 @@ def waiting_json(waiting: Waiting) -> dict[str, Any]:
 async def redrive(request: Request, receiver: Receiver) -> Response:
     body = await _read_limited(request, receiver)
     wanted = parse_redrive(body)
-    ids = await receiver.outbox.redrive(wanted.ids, wanted.sink)
-    return JSONResponse({"redriven": len(ids), "jobs": ids})
+    done = await receiver.outbox.redrive(wanted.ids, wanted.sink)
+    return JSONResponse({"redriven": len(done.jobs), "jobs": done.jobs, "cleared": done.cleared})
 
 
 async def reload(request: Request, receiver: Receiver) -> Response:

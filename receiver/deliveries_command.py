@@ -299,6 +299,13 @@ def _table(rows: Sequence[list[str]]) -> str:
     )
 
 
+def _ids(given: object) -> list[str]:
+    """Job ids of a redrive's answer, made printable."""
+    if not isinstance(given, list) or not all(isinstance(j, str) for j in given):
+        raise _Refused("POST /api/v1/deliveries/redrive: no list of job ids in the answer")
+    return [shown(j) for j in given]
+
+
 def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
     ids = list(dict.fromkeys(args.id))
     if args.dry_run:
@@ -310,9 +317,12 @@ def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Creden
         ]
         if letters:
             print(_table([_row(d) for d in letters]))
+        runs = sum(d.get("kind") == "run" for d in letters)
         print(
-            f"would redrive {len(letters)} dead letter(s) (one whose incident has expired "
-            "by then is left); nothing was queued"
+            f"would redrive {len(letters) - runs} dead letter(s) (one whose incident has "
+            "expired by then is left)"
+            + (f" and clear {runs} action run(s), never redriven" if runs else "")
+            + "; nothing was queued"
         )
         done = len(letters)
     else:
@@ -324,15 +334,16 @@ def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Creden
         answer = _answer(
             client.post("/api/v1/deliveries/redrive", json=wanted), "redrive", credential
         )
-        given = answer.get("jobs")
-        if not isinstance(given, list) or not all(isinstance(j, str) for j in given):
-            raise _Refused("POST /api/v1/deliveries/redrive: no list of job ids in the answer")
-        jobs = [shown(j) for j in given]
+        jobs = _ids(answer.get("jobs"))
+        # An older receiver does not clear runs: no "cleared" in its answer.
+        cleared = _ids(answer.get("cleared", []))
         if jobs:
             print(f"redriven {len(jobs)}: new job {', '.join(jobs)}")
-        else:
+        elif not cleared:
             print("no dead letter redriven")
-        done = len(jobs)
+        if cleared:
+            print(f"cleared {len(cleared)} action run(s), never redriven: {', '.join(cleared)}")
+        done = len(jobs) + len(cleared)
     missed = len(ids) - done if ids else 0
     if missed > 0:
         of_sink = f" of sink {shown(args.sink)}" if args.sink else ""

@@ -333,18 +333,27 @@ class Outbox:
     async def waiting(self, state: WaitingState, limit: int) -> list[Waiting]:
         return await self.store.deliveries.waiting(state, limit, self.now_ms())
 
-    async def redrive(self, ids: Collection[str] = (), sink: str | None = None) -> list[str]:
+    async def redrive(self, ids: Collection[str] = (), sink: str | None = None) -> Redriven:
         """Queue dead letters again (those with ``ids``, or all; of ``sink``, or any), each
-        as a new job telling its incident as it is now; returns the new job ids."""
-        redriven = []
+        as a new job telling its incident as it is now; an action's run is cleared instead."""
+        jobs: list[str] = []
+        cleared: list[str] = []
         for letter in await self.store.deliveries.dead_letters(self.cfg.dead_letters_max):
             old = letter.job
             if (ids and old.id not in ids) or (sink is not None and old.sink != sink):
                 continue
+            if old.kind == "run":
+                # A run that failed is done for its incident (its record says so); sent
+                # again it would pass by the guards a run is asked under (the hour's
+                # budget, the level, who asked). Cleared, it stops counting as a dead
+                # letter (and the alert on them); run it again from the incident.
+                if await self.store.deliveries.discard(letter):
+                    cleared.append(old.id)
+                continue
             new_id = await self._redrive(letter)
             if new_id is not None:
-                redriven.append(new_id)
-        return redriven
+                jobs.append(new_id)
+        return Redriven(jobs=jobs, cleared=cleared)
 
     async def _redrive(self, letter: DeadLetter) -> str | None:
         """``letter`` queued again as a job telling its incident as it is now; its id, or
@@ -366,14 +375,21 @@ class Outbox:
             )
             # Checked again where it is written: a decision landing in between (another
             # replica resolving it, say) would otherwise queue an open after its resolve.
-            checked = facts if old.kind != "run" else None
-            answer = await self.store.deliveries.redrive(letter, job, now, retention, checked)
+            answer = await self.store.deliveries.redrive(letter, job, now, retention, facts)
             if answer == GONE:
                 return None
             if answer != MOVED:
                 return answer
         logger.warning("dead letter %s not redriven: its incident kept changing", old.id)
         return None
+
+
+@dataclass(frozen=True)
+class Redriven:
+    """What a redrive did: the new jobs' ids, and the runs' dead letters it cleared."""
+
+    jobs: list[str]
+    cleared: list[str]
 
 
 def _acknowledged(state: IncidentState) -> bool:

@@ -275,12 +275,16 @@ class Pipeline:
     ) -> int | None:
         """When to decide again. An open incident of a journey with KPIs is looked at again
         every group_interval even if no alert changes: a KPI getting worse (or Prometheus
-        coming back) may raise its priority."""
+        coming back) may raise its priority. Counted from when its context was read: a
+        decision in between (a batch) must not put the next reading off."""
         due = decision.next_due_ms
         journey = self.settings.catalog.find(state.journey)
         wanted = [due, run_outcome.next_look(state, self._outcome_window_ms)]
         if state.status == "open" and self.enricher is not None and journey.kpis:
-            wanted.append(now_ms + self.settings.timers.group_interval_ms)
+            interval = self.settings.timers.group_interval_ms
+            look = (state.enriched_at if state.enriched_at is not None else now_ms) + interval
+            # Not read when due (still gathering, say): a whole interval on, not at once.
+            wanted.append(look if look > now_ms else now_ms + interval)
         return min((d for d in wanted if d is not None), default=None)
 
     @property

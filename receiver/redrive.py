@@ -8,7 +8,8 @@ from receiver.webhook import parse_body
 
 
 class Redrive(BaseModel):
-    """An empty body (or ``{}``) redrives every dead letter; ``ids`` and ``sink`` narrow it."""
+    """An empty body (or ``{}``) redrives every dead letter; ``ids`` and ``sink`` narrow it.
+    An action's run is cleared from the dead letters rather than sent again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -128,17 +128,31 @@ async def opened(tmp_path: Path, prometheus_url: str) -> AsyncIterator[tuple[Har
         yield rx, inc
 
 
+async def due(rx: Harness, at_ms: int) -> list[str]:
+    """The incidents the scheduler would take up at ``at_ms``."""
+    return [c.incident_id for c in await rx.receiver.store.claim_due(at_ms, 1_000, 10)]
+
+
 async def test_an_open_incident_with_kpis_is_looked_at_again_every_group_interval(
     tmp_path: Path, prometheus_url: str
 ) -> None:
     async with opened(tmp_path, prometheus_url) as (rx, inc):
-        clock = rx.clock
-        store = rx.receiver.store
         # Nothing changes, yet its KPIs may: due again after group_interval (2m).
-        assert await store.claim_due(clock.ms + 119_999, 1_000, 10) == []
-        assert [c.incident_id for c in await store.claim_due(clock.ms + 120_000, 1_000, 10)] == [
-            inc
-        ]
+        assert await due(rx, rx.clock.ms + 119_999) == []
+        assert await due(rx, rx.clock.ms + 120_000) == [inc]
+
+
+async def test_a_batch_in_between_does_not_put_off_the_next_kpi_look(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    async with opened(tmp_path, prometheus_url) as (rx, inc):
+        # A second before its context is group_interval (2m) old, an alert of the same
+        # service joins: decided at once (nothing material), the next look stays put.
+        rx.clock.advance(119)
+        await rx.post([make_alert("payment-service", alertname="Another")])
+        await rx.tick()
+        assert await due(rx, rx.clock.ms) == []
+        assert await due(rx, rx.clock.ms + 1_000) == [inc]
 
 
 async def test_a_cause_found_at_a_later_look_goes_out_as_an_update(

@@ -263,6 +263,35 @@ def test_what_a_wrong_or_hostile_server_answers_is_escaped_or_refused(
         )
 
 
+def test_a_dead_run_is_said_to_be_cleared_not_redriven(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    letter = {"incident": "checkout-1", "state": "dead", "attempts": 1,
+              "dead_at": "2026-12-04T10:00:00.000Z", "error": "HTTP 503"}  # fmt: skip
+    run = letter | {"id": "8", "sink": "action:rollback", "kind": "run"}
+    update = letter | {"id": "9", "sink": "slack", "kind": "update"}
+    with fake_http(200, json.dumps({"deliveries": [run, update]}).encode()) as fake:
+        assert main(["deliveries", "redrive", "--url", fake.url, "--dry-run"]) == 0
+        *table, last = capsys.readouterr().out.splitlines()
+        assert [line.split()[1] for line in table[1:]] == ["8", "9"]
+        assert last == (
+            "would redrive 1 dead letter(s) (one whose incident has expired by then is left) "
+            "and clear 1 action run(s), never redriven; nothing was queued"
+        )
+        fake.body = json.dumps({"redriven": 1, "jobs": ["10"], "cleared": ["8"]}).encode()
+        assert main(["deliveries", "redrive", "--url", fake.url, "--id", "8", "--id", "9"]) == 0
+        assert capsys.readouterr().out == (
+            "redriven 1: new job 10\ncleared 1 action run(s), never redriven: 8\n"
+        )
+        fake.body = json.dumps({"redriven": 0, "jobs": [], "cleared": ["8"]}).encode()
+        assert main(["deliveries", "redrive", "--url", fake.url, "--id", "8"]) == 0
+        assert capsys.readouterr().out == "cleared 1 action run(s), never redriven: 8\n"
+        fake.body = json.dumps({"redriven": 0, "jobs": [], "cleared": "8"}).encode()
+        assert main(["deliveries", "redrive", "--url", fake.url]) == 1
+        assert "no list of job ids in the answer" in capsys.readouterr().err
+
+
 def test_a_receiver_older_than_the_command_still_shows_its_dead_letters(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

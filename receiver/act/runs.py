@@ -141,6 +141,11 @@ class Runs:
             once = _once("dry", state.id, key, press_id if person else None)
             await self._record(state, key, title, by, "dry_run", text, once)
             return Answer("dry_run", f"Dry run: {title} would have run (automation.dry_run)")
+        once = _once("run", state.id, key, None)
+        if await self.pipeline.store.marked(once):
+            # Asked for already (queued, or held back at its turn): the mark stands, and
+            # taking one of the hour's run slots for it would leave that slot unused.
+            return Answer("already", f"{title} was already asked for on this incident")
         holder = idempotency_key(state.id, key)
         if not await take_slot(self.pipeline.store, cfg, holder, self.pipeline.now_ms()):
             limit = cfg.max_runs_per_hour
@@ -161,7 +166,7 @@ class Runs:
             Annotation(
                 timeline=[TimelineEntry(at=now, kind=TIMELINE_KIND, text=said)],
                 jobs=[job],
-                once=_once("run", state.id, key, None),
+                once=once,
             ),
             now,
         )

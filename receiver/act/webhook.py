@@ -53,7 +53,12 @@ def render_body(body: Body | None, values: Mapping[str, str]) -> tuple[bytes, st
 
 def render_url(url: str, values: Mapping[str, str]) -> str:
     """``url`` with its fields filled, each value percent-encoded whole (a ``/``, ``?`` or
-    ``#`` in a label stays inside its own path segment or query value)."""
+    ``#`` in a label stays inside its own path segment or query value); ValueError for a
+    value of ``.`` or ``..``, which percent-encoding leaves as it is and a URL's path reads
+    as a step (``/services/../rollback`` is ``/rollback``): another endpoint."""
+    for name in fields(url):
+        if values.get(name) in (".", ".."):
+            raise ValueError(f"the URL's {{{name}}} would be {values[name]!r}, a path step")
     return render(url, {name: quote(value, safe="") for name, value in values.items()})
 
 

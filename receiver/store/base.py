@@ -195,6 +195,10 @@ class GroupStore(Protocol):
         or expired): one replica at a time does what the lease guards."""
         ...
 
+    async def marked(self, once: str) -> bool:
+        """Whether an annotation carrying ``once`` (``Annotation.once``) has landed."""
+        ...
+
     async def take_slot(
         self, name: str, holder: str, limit: int, window_ms: int, now_ms: int
     ) -> bool:

@@ -243,6 +243,12 @@ class DeliveryQueue:
         return [_dead(text(raw)) for raw in raws]
 
     @unavailable
+    async def discard(self, letter: DeadLetter) -> bool:
+        """Take ``letter`` off the dead letters without sending it; False when another
+        redrive took it first."""
+        return bool(await self._r.lrem(self._dead_list, 1, letter.raw))
+
+    @unavailable
     async def waiting(self, state: WaitingState, limit: int, now_ms: int) -> list[Waiting]:
         """Up to ``limit`` jobs in ``state``, the queue attempted soonest first.
 
@@ -329,14 +335,13 @@ class DeliveryQueue:
         job: Job,
         now_ms: int,
         retention_ms: int,
-        chosen_from: tuple[str, bool] | None,
+        chosen_from: tuple[str, bool],
     ) -> str | None:
         """Replace ``letter`` by ``job`` at the end of its queue: the new job's id; None
         when another redrive took the letter first; ``MOVED`` when the incident's (status,
         acknowledged), which ``job``'s kind was chosen from, ``chosen_from``, changed
-        meanwhile (None: a run, whose kind depends on nothing); ``GONE`` when the incident
-        expired."""
-        status, acknowledged = chosen_from or ("", False)
+        meanwhile; ``GONE`` when the incident expired."""
+        status, acknowledged = chosen_from
         answer = await self._redrive(
             keys=[
                 self._dead_list,

@@ -846,6 +846,10 @@ class RedisStore:
         return bool(await self._r.set(self._p + "lease:" + name, holder, nx=True, px=ttl_ms))
 
     @unavailable
+    async def marked(self, once: str) -> bool:
+        return bool(await self._r.exists(self._p + "once:" + once))
+
+    @unavailable
     async def take_slot(
         self, name: str, holder: str, limit: int, window_ms: int, now_ms: int
     ) -> bool:

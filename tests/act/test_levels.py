@@ -147,6 +147,55 @@ async def test_the_rate_limit_holds_over_incidents(tmp_path: Path, deploy: FakeD
         assert [r["status"] for r in await runs(rx, other)] == ["skipped", "ran"]
 
 
+async def test_a_dead_run_stays_dead_when_deliveries_are_redriven(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    deploy.fail(503, times=3)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        await rx.tick(2)
+        await rx.tick(2)
+        [run] = await runs(rx, inc)
+        assert run["status"] == "failed"
+        dead = (await rx.client.get("/api/v1/deliveries?state=dead")).json()["deliveries"]
+        assert [d["kind"] for d in dead] == ["run"]
+        # "Redrive everything" after an outage: a run would pass by the guards it was
+        # asked under (the hour's budget, the level, who asked); it is cleared instead,
+        # so the dead letters (and the alert on them) do not hold it for ever.
+        r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
+        assert r.json() == {"redriven": 0, "jobs": [], "cleared": [dead[0]["id"]]}
+        await rx.tick(2)
+        assert deploy.effects == [] and [r["status"] for r in await runs(rx, inc)] == ["failed"]
+        assert (await rx.client.get("/api/v1/deliveries?state=dead")).json()["deliveries"] == []
+        r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
+        assert r.json() == {"redriven": 0, "jobs": [], "cleared": []}
+
+
+async def test_a_run_held_back_by_the_kill_switch_holds_no_slot_of_later_hours(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    deploy.fail(503, times=1)
+    limit = "automation: {max_runs_per_hour: 1}\n"
+    async with stormed(tmp_path, deploy, "auto", limit) as (rx, inc):
+        config = rx.receiver.config_path
+        assert config is not None
+        config.write_text(config.read_text().replace(limit, "automation: {enabled: false}\n"))
+        rx.receiver.reload()
+        await rx.tick(2)  # the retry: skipped by the kill switch
+        assert [r["status"] for r in await runs(rx, inc)] == ["skipped"]
+        config.write_text(config.read_text().replace("automation: {enabled: false}\n", limit))
+        rx.receiver.reload()
+        # An hour on, a decision of that incident asks again: its mark stands, no slot.
+        rx.clock.advance(3600)
+        await rx.post([make_alert(alertname="More")])
+        await rx.tick(120)
+        # So another incident's run still gets the hour's one slot.
+        us = [{**d, "region": "us"} for d in DEPLOYS]
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(us))).is_success
+        (other,) = (await rx.post([make_alert(region="us")])).json()["incidents"]
+        await rx.tick(30)
+        assert [r["status"] for r in await runs(rx, other)] == ["ran"]
+
+
 async def test_auto_never_runs_on_a_deploy_older_than_within(
     tmp_path: Path, deploy: FakeDeploy
 ) -> None:

@@ -310,3 +310,15 @@ def test_templates_name_only_values_a_run_has(templates: dict[str, Action]) -> N
         assert named <= ALWAYS | OF_A_CHANGE, action.id
         if named & OF_A_CHANGE:
             assert action.when.change_type is not None, action.id
+
+
+@pytest.mark.parametrize("step", [".", ".."])
+def test_a_value_that_is_a_path_step_is_refused_not_sent_elsewhere(step: str) -> None:
+    # Percent-encoding leaves dots as they are, and a URL's path reads "/x/../y" as "/y".
+    url = "https://deploy.example/api/services/{service}/rollback?by={who}"
+    with pytest.raises(ValueError, match="path step"):
+        render_url(url, {"service": step, "who": "auto"})
+    # Dots within a value stay, as in any name.
+    assert render_url(url, {"service": "a..b", "who": "auto"}) == (
+        "https://deploy.example/api/services/a..b/rollback?by=auto"
+    )

@@ -118,6 +118,19 @@ local function severity_of(class)
   return found
 end
 
+-- Whether a resolution (its endsAt) is of an episode that ended before the firing one
+-- stored (its startsAt) began: over a minute before (CLOCKS: the times may come from two
+-- Prometheus servers' clocks). Not by startsAt: Alertmanager keeps the earliest startsAt
+-- of two copies of an alert (an HA Prometheus pair), so this episode's own resolution may
+-- carry an earlier one. A resolution wrongly taken is undone by Alertmanager's next
+-- notification of the alert firing; one wrongly dropped is never sent again. So one from
+-- an episode that ended less than a minute before this began (a flap) still counts.
+-- Copies without an endsAt (reconcile's) always count.
+local function earlier_episode(ends, o_starts)
+  local begun, ended = tonumber(o_starts), tonumber(ends)
+  return begun ~= nil and ended ~= nil and ended + CLOCKS < begun
+end
+
 local function count(map, key, by)
   local n = (map[key] or 0) + by
   if n > 0 then map[key] = n else map[key] = nil end
@@ -416,16 +429,10 @@ local function apply(first_group, last_group, first_alert, truncated)
         if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts
                      and starts ~= '')
                     or (o_status == 'firing' and status == 'resolved'
-                        and (tonumber(ends) or math.huge) + CLOCKS < (tonumber(o_starts) or 0)))
-        then
+                        and earlier_episode(ends, o_starts))) then
           -- A late copy of the firing notification of an alert already resolved, or of the
-          -- resolution of an episode that ended before the one firing now started (an HA
-          -- peer lagging, a retry): neither says anything about the alert now. Compared by
-          -- the resolution's endsAt, not its startsAt: Alertmanager keeps the earliest
-          -- startsAt of two copies of one alert (an HA Prometheus pair), so this episode's
-          -- resolution may carry an earlier one than the firing stored; and with a margin
-          -- (CLOCKS), as the two times may come from two Prometheus servers' clocks.
-          -- Copies without times (reconcile's) always count.
+          -- resolution of an episode before the one firing now (an HA peer lagging, a
+          -- retry): neither says anything about the alert now.
           res.duplicates = res.duplicates + 1
         else
           -- The latest wording of annotations wins, even when nothing else changed.

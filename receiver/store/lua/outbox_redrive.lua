@@ -4,7 +4,7 @@
 -- the incident.
 -- ARGV: the dead-letter entry exactly as listed, queue, the new job's JSON without its id,
 -- now (ms), retention (ms), and what the job's kind was chosen from: the incident's status
--- (empty: nothing, a run) and whether its episode is acknowledged ("1" or "0").
+-- and whether its episode is acknowledged ("1" or "0").
 -- Returns the new job's id; false when the entry is no longer in the list (another
 -- redrive took it); "moved" when the incident's status or acknowledgement is no longer
 -- the one the kind was chosen from (a decision landed meanwhile: choose again), "gone"
@@ -15,9 +15,7 @@ if not raw then return 'gone' end
 local st = cjson.decode(raw)
 local acknowledged = type(st.response) == 'table' and st.response.acknowledged_at ~= nil
                      and st.response.acknowledged_at ~= cjson.null
-if ARGV[6] ~= '' and (st.status ~= ARGV[6] or (acknowledged and '1' or '0') ~= ARGV[7]) then
-  return 'moved'
-end
+if st.status ~= ARGV[6] or (acknowledged and '1' or '0') ~= ARGV[7] then return 'moved' end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return false end
 local id = tostring(redis.call('INCR', KEYS[2]))
 redis.call('RPUSH', KEYS[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[3], 2))
