@@ -59,7 +59,7 @@ def _receiver(request: Request) -> Receiver:
 async def _body(request: Request, limit: int) -> bytes | None:
     """The body, or None when it is larger than ``limit`` (read no further than that)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks = []
     size = 0
@@ -217,7 +217,8 @@ async def post_feedback(request: Request, receiver: Receiver) -> Response:
 
 
 def _limit(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_LIMIT:
+    # ASCII only: "²" is a digit to isdigit() and none to int().
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_LIMIT:
         raise PayloadError(
             422,
             f"limit must be a whole number from 1 to {_MAX_LIMIT}",

@@ -211,6 +211,8 @@ class Receiver:
             self.pipeline.replace_enricher(enricher)
             self.enricher = enricher
             logger.info("reload: Prometheus and change feeds rebuilt")
+        if settings.timers.any_shorter_than(self.settings.timers):
+            self.pipeline.look_again = True
         self.settings = settings
         self.pipeline.settings = settings
         self.outbox.settings = settings

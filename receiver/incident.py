@@ -23,7 +23,9 @@ from receiver.store.records import (
     ChangeRecord,
     IncidentState,
     KpiRecord,
+    ResponseRecord,
     StoredAlert,
+    ToldEpisode,
 )
 
 TITLE_MAX = 120
@@ -97,21 +99,44 @@ class Incident(BaseModel):
 
 
 def response_times(state: IncidentState) -> tuple[float | None, float | None]:
-    """(MTTA, MTTR) of the incident's latest episode, in seconds: from its notification to
-    the first acknowledgement, and from its start (Alertmanager's startsAt) to the first
-    resolve, by a person or by its last alert resolving (not counting ``resolve_after``,
-    the quiet time the receiver waits out); None until there is one."""
-    response = state.response
+    """(MTTA, MTTR) of the incident's latest episode people were told of, in seconds: from
+    its notification to the first acknowledgement, and from its start (Alertmanager's
+    startsAt) to the first resolve, by a person or by its last alert resolving (not
+    counting ``resolve_after``, the quiet time the receiver waits out); None until there
+    is one. A later episode nobody was told of (a blip) does not count."""
+    told = _told_before(state)
+    if told is not None:
+        ended = told.last_change_at or told.resolved_at or 0
+        return _times(told.response, told.notified_at, ended, told.started)
+    end = (state.last_change_at or state.resolved_at or 0) if state.status == "resolved" else None
+    return _times(state.response, state.notified_at, end, state.started)
+
+
+def counted_response(state: IncidentState) -> ResponseRecord | None:
+    """What people did in the episode ``response_times`` counts."""
+    told = _told_before(state)
+    return told.response if told is not None else state.response
+
+
+def _told_before(state: IncidentState) -> ToldEpisode | None:
+    """The last episode people were told of, when the latest one is not (yet) told."""
+    told_now = state.notified_at is not None and state.notified_at >= state.first_firing_at
+    return None if told_now else state.told
+
+
+def _times(
+    response: ResponseRecord | None, notified_at: int | None, resolved: int | None, started: int
+) -> tuple[float | None, float | None]:
     acked = response.acknowledged_at if response else None
     mtta = (
-        max(0.0, (acked - state.notified_at) / 1000)
-        if acked is not None and state.notified_at is not None
+        max(0.0, (acked - notified_at) / 1000)
+        if acked is not None and notified_at is not None
         else None
     )
     ends = [response.resolved_at] if response and response.resolved_at else []
-    if state.status == "resolved":
-        ends.append(state.last_change_at or state.resolved_at or 0)
-    mttr = max(0.0, (min(ends) - state.started) / 1000) if ends else None
+    if resolved is not None:
+        ends.append(resolved)
+    mttr = max(0.0, (min(ends) - started) / 1000) if ends else None
     return mtta, mttr
 
 

@@ -14,7 +14,7 @@ The rules (SPEC "Grouping semantics"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from receiver.causes import leading
 from receiver.models import NotificationKind
@@ -29,6 +29,11 @@ class Timers:
     group_wait_ms: int
     group_interval_ms: int
     resolve_after_ms: int
+
+    def any_shorter_than(self, other: Timers) -> bool:
+        return any(
+            mine < theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True)
+        )
 
 
 @dataclass(frozen=True, slots=True)

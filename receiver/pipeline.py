@@ -64,6 +64,9 @@ class Pipeline:
         self._retired = Retired()
         self.runs: Runs | None = None
         """Asks for the runs an ``auto`` journey's decisions call for; set by the receiver."""
+        self.look_again = False
+        """Set when a reload shortened a timer: the next round first makes every incident
+        due now, since due times set under the longer timer would wait it out."""
 
     def replace_enricher(self, enricher: Enricher) -> None:
         """Enrich with ``enricher`` from now on; decisions under way finish on the old one."""
@@ -113,6 +116,10 @@ class Pipeline:
         # Rounds run one after another: nothing from the last one still enriches.
         await self._retired.close()
         sched = self.settings.config.scheduler
+        if self.look_again:
+            moved = await self.store.hasten(self.now_ms())
+            self.look_again = False
+            logger.info("a reload shortened a timer: %d incident(s) looked at again now", moved)
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         if not claims:
             return 0

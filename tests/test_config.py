@@ -532,6 +532,15 @@ def test_yaml_merge_keys_override_without_duplicate_errors(tmp_path: Path) -> No
             '"s2:2637x" is not a sentinel host:port: redis+sentinel://host:26379/mymaster[/db]',
         ),
         (
+            "redis+sentinel://s1:²/mymaster",
+            '"s1:²" is not a sentinel host:port: redis+sentinel://host:26379/mymaster[/db]',
+        ),
+        (
+            "redis+sentinel://s1:26379/mymaster/²",
+            '"/mymaster/²" is not /<master name>[/<db number>]: '
+            "redis+sentinel://host:26379/mymaster[/db]",
+        ),
+        (
             "redis+sentinel://s1:26379/mymaster/zero",
             '"/mymaster/zero" is not /<master name>[/<db number>]: '
             "redis+sentinel://host:26379/mymaster[/db]",

@@ -201,6 +201,52 @@ async def test_changes_are_timed_against_alertmanagers_start_not_the_receipt(
         assert (await rx.incident(inc))["started_at"] == sent.started_at
 
 
+async def test_a_responders_change_after_the_start_does_not_hide_the_upstream_cause(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    async with harness(config(tmp_path, prometheus_url), FakeClock(FIRST_ALERT)) as rx:
+        alerts = [
+            make_alert("payments-db", starts_at="2026-04-18T08:05:00Z"),
+            make_alert("payment-service", starts_at="2026-04-18T08:09:00Z"),
+        ]
+        (inc,) = (await rx.post(alerts)).json()["incidents"]
+        await rx.tick(30)
+        assert rx.sink.sent[0][2].probable_causes[0]["text"] == "payments-db"
+        # The on-call scales payment-service once paged: an answer, not a cause.
+        scale = {"type": "scale", "service": "payment-service", "at": "2026-04-18T08:10:30Z",
+                 "environment": "prod", "region": "eu"}  # fmt: skip
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(scale))).is_success
+        await rx.tick(120)
+        detail = await rx.incident(inc)
+        causes = [(c["kind"], c["text"]) for c in detail["probable_causes"]]
+        assert causes[0] == ("service", "payments-db")
+        assert ("change", "scale on payment-service") in causes
+        assert "cause unknown" not in detail["title"]
+
+
+async def test_a_rollback_is_what_ran_before_the_next_deploy(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    # v2 was bad and rolled back to v1 the same day; v3 went out 2 min before the alert.
+    here = {"service": "payment-service", "environment": "prod", "region": "eu"}
+    events = [
+        {"type": "deploy", "version": "v1", "at": "2026-04-15T10:00:00Z", **here},
+        {"type": "deploy", "version": "v2", "at": "2026-04-16T10:00:00Z", **here},
+        {"type": "rollback", "version": "v1", "at": "2026-04-16T10:20:00Z", **here},
+        {"type": "deploy", "version": "v3", "at": "2026-04-18T08:07:30Z", **here},
+    ]
+    clock = FakeClock(FIRST_ALERT - 600)
+    async with harness(config(tmp_path, prometheus_url), clock) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
+        clock.now = FIRST_ALERT
+        await rx.post([make_alert("payment-service")])
+        await rx.tick(30)
+        sent = rx.sink.sent[0][2]
+        (v3,) = [c for c in sent.changes if c["version"] == "v3"]
+        assert v3["previous_version"] == "v1"
+        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v1"]
+
+
 async def test_a_storm_among_changes_elsewhere_on_redis_and_prometheus(
     tmp_path: Path, prometheus_url: str, redis_port: int
 ) -> None:

@@ -229,9 +229,10 @@ def test_a_receiver_that_does_not_answer_is_named(
         capsys.readouterr().err
         == f"journey-receiver deliveries: --config {missing}: no such file\n"
     )
-    with pytest.raises(SystemExit):
-        main(["deliveries", "list", "--limit", "0"])
-    assert "--limit: a whole number from 1 to 1000, not '0'" in capsys.readouterr().err
+    for limit in ("0", "²"):
+        with pytest.raises(SystemExit):
+            main(["deliveries", "list", "--limit", limit])
+        assert f"--limit: a whole number from 1 to 1000, not {limit!r}" in capsys.readouterr().err
 
 
 def test_what_a_wrong_or_hostile_server_answers_is_escaped_or_refused(

@@ -237,3 +237,30 @@ async def test_a_storm_that_never_pauses_still_gets_its_notification(
         detail = await rx.incident(inc)
         assert "cart-api" in detail["services"]
         assert detail["alert_count"] == 1 + racing.races
+
+
+async def test_a_reload_that_shortens_a_timer_reaches_incidents_already_waiting(
+    rx: Harness,
+) -> None:
+    config = rx.receiver.config_path
+    assert config is not None
+
+    def shorten(before: str, after: str) -> None:
+        assert config is not None
+        config.write_text(config.read_text().replace(before, after))
+        rx.receiver.reload()
+
+    alert = make_alert("payment-service")
+    await rx.post([alert])
+    await rx.tick()  # looked at once: due when the 30s group_wait ends
+    shorten("group_wait: 30s", "group_wait: 5s")
+    await rx.tick(5)
+    assert rx.sink.kinds() == ["open"]
+    await rx.post([resolved(alert)])
+    await rx.tick()  # due when the 5m resolve_after ends
+    shorten("resolve_after: 5m", "resolve_after: 1m")
+    await rx.tick(60)
+    assert rx.sink.kinds() == ["open", "resolve"]
+    # A reload that shortens nothing moves nothing.
+    rx.receiver.reload()
+    assert not rx.receiver.pipeline.look_again

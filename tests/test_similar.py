@@ -4,6 +4,7 @@ history, what fixed them, and the history of each suggested action."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ def state(i: str, services: list[str], alertnames: list[str], stages: list[str])
         created_at=int(i),
         updated_at=int(i),
         first_firing_at=int(i),
+        notified_at=int(i),
         services=dict.fromkeys(services, 1),
         stages=dict.fromkeys(stages, 1),
         alertnames=alertnames,
@@ -82,29 +84,52 @@ async def storm(rx: Harness, clock: FakeClock, services: list[str], fixed: str |
     return incident_id
 
 
-async def test_a_new_incident_lists_the_similar_past_ones_and_what_fixed_them(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+@pytest.fixture
+async def rx(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
+    """A receiver with the journeys above."""
     journeys = tmp_path / "journeys.yaml"
     journeys.write_text(JOURNEYS)
-    async with harness(write_config(tmp_path, journeys=journeys), clock) as rx:
-        a = await storm(rx, clock, ["payment-service", "payments-db"], "restart-payments")
-        b = await storm(rx, clock, ["payment-service", "payments-db"], "failover-db")
-        c = await storm(rx, clock, ["payment-service"], "restart-payments")
-        await storm(rx, clock, ["cart-api"], None)  # another part of the journey
-        alerts = [
-            make_alert(s, alertname=f"{s}-errors") for s in ("payment-service", "payments-db")
-        ]
-        (new,) = (await rx.post(alerts)).json()["incidents"]
-        await rx.tick(30)  # open: the memory is taken now
-        detail = await rx.incident(new)
-        assert [(s["id"], s["similarity"], s["fixed_by"]) for s in detail["similar"]] == [
-            (b, 1.0, "failover-db"),
-            (a, 1.0, "restart-payments"),
-            (c, 0.6, "restart-payments"),
-        ]
-        histories = {s["id"]: s["history"] for s in detail["suggested_actions"]}
-        assert histories == {
-            "restart-payments": "fixed 2 of 3 similar incidents",
-            "failover-db": "fixed 1 of 3 similar incidents",
-        }
+    async with harness(write_config(tmp_path, journeys=journeys), clock) as h:
+        yield h
+
+
+async def test_a_new_incident_lists_the_similar_past_ones_and_what_fixed_them(
+    rx: Harness, clock: FakeClock
+) -> None:
+    a = await storm(rx, clock, ["payment-service", "payments-db"], "restart-payments")
+    b = await storm(rx, clock, ["payment-service", "payments-db"], "failover-db")
+    c = await storm(rx, clock, ["payment-service"], "restart-payments")
+    await storm(rx, clock, ["cart-api"], None)  # another part of the journey
+    alerts = [make_alert(s, alertname=f"{s}-errors") for s in ("payment-service", "payments-db")]
+    (new,) = (await rx.post(alerts)).json()["incidents"]
+    await rx.tick(30)  # open: the memory is taken now
+    detail = await rx.incident(new)
+    assert [(s["id"], s["similarity"], s["fixed_by"]) for s in detail["similar"]] == [
+        (b, 1.0, "failover-db"),
+        (a, 1.0, "restart-payments"),
+        (c, 0.6, "restart-payments"),
+    ]
+    histories = {s["id"]: s["history"] for s in detail["suggested_actions"]}
+    assert histories == {
+        "restart-payments": "fixed 2 of 3 similar incidents",
+        "failover-db": "fixed 1 of 3 similar incidents",
+    }
+
+
+async def test_blips_are_never_similar_and_never_crowd_out_the_same_failure(
+    rx: Harness, clock: FakeClock
+) -> None:
+    fixed = await storm(rx, clock, ["payment-service"], "restart-payments")
+    for _ in range(5):  # the same service flapping: each alert gone within group_wait
+        flaky = make_alert("payment-service", alertname="Probe")
+        (blip,) = (await rx.post([flaky])).json()["incidents"]
+        assert blip != fixed
+        clock.advance(5)
+        await rx.post([resolved(flaky)])
+        await rx.tick(30)
+        clock.advance(3600)
+    alerts = [make_alert("payment-service", alertname="payment-service-errors")]
+    (new,) = (await rx.post(alerts)).json()["incidents"]
+    await rx.tick(30)
+    detail = await rx.incident(new)
+    assert [(s["id"], s["fixed_by"]) for s in detail["similar"]] == [(fixed, "restart-payments")]

@@ -25,6 +25,8 @@ def past(n: int, rng: random.Random, journey: str = "checkout") -> IncidentState
         id=f"{journey}-{n}",
         journey=journey,
         created_at=1_000 * n,
+        status="resolved",
+        notified_at=None if n % 7 == 0 else 1_000 * n,  # every 7th a blip: never similar
         services=dict.fromkeys(rng.sample(SERVICES, rng.randint(1, 3)), 1),
         stages=dict.fromkeys(rng.sample(STAGES, rng.randint(1, 2)), 1),
         alertnames=sorted(rng.sample(NAMES, rng.randint(0, 2))),
@@ -38,7 +40,10 @@ def reference(new: IncidentState, candidates: Sequence[IncidentState]) -> list[S
     scored = [
         (similarity(new, p), p)
         for p in candidates
-        if p.id != new.id and p.journey == new.journey and p.created_at < new.created_at
+        if p.id != new.id
+        and p.journey == new.journey
+        and p.created_at < new.created_at
+        and p.notified_at is not None
     ]
     kept = sorted(
         ((s, p) for s, p in scored if s >= MIN_SIMILARITY),
@@ -99,7 +104,7 @@ async def test_a_storm_bigger_than_the_candidates_still_finds_the_history(
     monkeypatch.setattr(similar, "CANDIDATES", 5)
     same = {"services": {"payment-service": 1}, "stages": {"payment": 1}}
     history = [
-        incident_state(n, id=f"h{n}", created_at=n, alertnames=["Errors"], **same)
+        incident_state(n, id=f"h{n}", created_at=n, notified_at=n, alertnames=["Errors"], **same)
         for n in range(1, 6)
     ]
     storm = [incident_state(n, id=f"s{n}", created_at=100 + n, **same) for n in range(10)]

@@ -358,6 +358,45 @@ async def test_one_journey(tmp_path: Path) -> None:
 DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
 
 
+async def test_a_blip_after_the_resolve_leaves_the_episode_people_answered_counted(
+    tmp_path: Path,
+) -> None:
+    async with harness(config(tmp_path), FakeClock(T1)) as rx:
+        paged = [alert("payment-service", "PaymentErrors", "eu", T1 - 60)]
+        incident = await opened(rx, paged)
+        await rx.tick(30)  # told at T1+30
+        await respond(rx, incident, acknowledged_at=T1 + 90)
+        rx.clock.now = T1 + 600
+        await rx.post(ended(paged, T1 + 600))
+        await rx.tick(300)  # resolved by its alerts
+        told = {"mtta_s_p50": 60.0, "mttr_s_p50": 660.0, "ack_pct": 100.0}
+        assert (await stats(rx))["response"] == told
+        # Within reopen_window: the alert fires again for 10 s, then later a resolution
+        # comes in for an alert that fired between two of Alertmanager's flushes. Nobody
+        # is told of either.
+        for n, (at, name) in enumerate([(T1 + 1200, "PaymentErrors"), (T1 + 1500, "Latency")]):
+            rx.clock.now = at
+            again = [alert("payment-service", name, "eu", at)]
+            if n == 0:
+                await rx.post(again)
+            rx.clock.now = at + 10
+            await rx.post(ended(again, at + 10))
+            await rx.tick(30)
+            detail = await rx.incident(incident)
+            assert (detail["status"], detail["blips"]) == ("resolved", 1)
+            assert (detail["mtta_s"], detail["mttr_s"]) == (60.0, 660.0)
+            rx.clock.advance(120)  # past the kept answer's minute
+            assert (await stats(rx))["response"] == told
+        # A reopen people are told of is counted from then on, acknowledged or not.
+        rx.clock.now = T1 + 1800
+        await rx.post([alert("payment-service", "PaymentErrors", "eu", T1 + 1800)])
+        await rx.tick(30)
+        detail = await rx.incident(incident)
+        assert (detail["mtta_s"], detail["mttr_s"], detail["reopened_count"]) == (None, None, 2)
+        rx.clock.advance(120)
+        assert (await stats(rx))["response"]["ack_pct"] == 0.0
+
+
 @pytest.mark.parametrize(
     ("query", "field", "reason"),
     [

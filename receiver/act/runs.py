@@ -9,7 +9,9 @@ once-marker for the incident and action, so an action is queued at most once per
 whoever asked and however many replicas did. The job carries who asked and the values its
 templates are filled with, fixed at that moment: every attempt sends the same request.
 
-Carried out (``execute``) by the outbox like a delivery, with the outbox's retries. The
+Carried out (``execute``) by the outbox like a delivery, with the outbox's retries; each
+attempt checks again what may have changed since it was asked for (the kill switch, dry
+run, the incident resolved, the action removed, the journey's level, its conditions). The
 run's ``Idempotency-Key`` is ``<incident id>/<action id>``: a replica killed after the
 call and before its record leaves the job in its queue, the next attempt sends the same
 key, and the system acted on answers it without acting twice.
@@ -207,6 +209,9 @@ class Runs:
             why = "automation was switched off (automation.enabled: false) before it ran"
         elif state.status == "resolved":
             why = "the incident resolved before it ran"
+        else:
+            priority = self.pipeline.settings.impact(state).priority
+            why = _changed_since_asked(job, journey, action, state, priority)
         if why is not None or action is None or action.run is None:
             await self._record(state, key, title, job.by, "skipped", why or "", once)
             return
@@ -299,6 +304,20 @@ class Runs:
             for sink in _POSTED
             if sink in self.pipeline.sinks and sink in state.sinks
         ]
+
+
+def _changed_since_asked(
+    job: Job, journey: Journey, action: Action, state: IncidentState, priority: str
+) -> str | None:
+    """Why a run asked for earlier must not go ahead at this attempt (a retry may come
+    minutes later): the journey's level or the action's conditions no longer allow it."""
+    level = journey.automation
+    if level != "auto" if job.by == "auto" else not levels.shows_run_button(level):
+        return f"the journey was set to {level} before it ran"
+    found = match(action, state, priority)
+    if isinstance(found, str):
+        return f"its conditions no longer held when it was to run: {found}"
+    return None
 
 
 def _title(action: Action, values: dict[str, str]) -> str:

@@ -22,9 +22,10 @@ Ranking. For a change at ``at`` and an incident that started at ``started``, wit
 So any change to one of the incident's services before the start (>= 9.4) outranks every
 change to an unrelated service (<= 3) and every change after the start (<= 5); among
 them the closer to the start the higher. When no change touched the incident's services
-(no ``overlap``), the upstream service itself is a cause of kind ``service`` with score
-25; services that cannot be told apart (no topology, the same start, severity and alert
-count) give "one of a, b" with score 10, below the confidence: the cause is unknown.
+before the start (no ``overlap`` before it), the upstream service itself is a cause of
+kind ``service`` with score 25; services that cannot be told apart (no topology, the same
+start, severity and alert count) give "one of a, b" with score 10, below the confidence:
+the cause is unknown.
 Causes and changes are ordered by score (highest first), then time, then source and id;
 causes with the same text (one change reported by two sources) are kept once, at most
 ``MAX_CAUSES`` causes and ``MAX_CHANGES`` changes.
@@ -190,7 +191,10 @@ def correlate(
                     change_id=item.match.id,
                 )
             )
-    if ranking.services and not any(item.match.overlap for item in ranked):
+    # A responder's change after the start (a scale, a restart) explains nothing, even on
+    # one of the incident's services: the upstream service stays the cause.
+    explained = any(item.match.overlap and item.match.minutes_before >= 0 for item in ranked)
+    if ranking.services and not explained:
         causes.append(_service_cause(ranking, lookback_ms))
         causes.sort(key=lambda cause: -cause.score)  # stable: ties keep the change order
     return ChangeReport(

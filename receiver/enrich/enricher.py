@@ -35,6 +35,8 @@ from receiver.topology import Ranking
 NO_RANKING = Ranking()
 # A service's stored versions read per change: the newest ones, where what it replaced is.
 _VERSIONS_READ = 50
+# Change types after which the version they name is the one running.
+_SETS_VERSION = frozenset({"deploy", "rollback"})
 _WEEK = 7 * 86400.0
 _DAY = 86400.0
 
@@ -190,14 +192,15 @@ class Enricher:
         """The version ``change`` replaced, in the incident's scope: a version deployed
         elsewhere is not the one a rollback here would return to. A change that does not
         say which version it brought cannot say which one it replaced: the last version on
-        record may be the very one it deployed."""
+        record may be the very one it deployed. A deploy and a rollback both set the
+        version that runs: a bad version rolled back since is not the one replaced."""
         if not change.version:
             return None
         before = [
             e
             for e in events
             if e.service == change.service
-            and e.type == change.type
+            and (e.type == change.type or {e.type, change.type} <= _SETS_VERSION)
             and e.version
             and e.version != change.version
             and e.at.timestamp() * 1000 < change.at_ms

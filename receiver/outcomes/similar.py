@@ -81,6 +81,13 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / union if union else 0.0
 
 
+def _blip(past: IncidentState) -> bool:
+    """Resolved without anyone ever being told: nobody fixed it, and with no alertnames
+    recorded (they are at a notification) it would look alike on services and stages
+    alone, as alike as the same failure."""
+    return past.status == "resolved" and past.notified_at is None
+
+
 def fixed_by(past: IncidentState) -> str | None:
     """What its people said fixed it, the latest word first."""
     for record in reversed(past.feedback):
@@ -116,7 +123,7 @@ class _Pool:
             past = self.candidates[k]
             if self.created[k] >= new.created_at or past.id == new.id:
                 continue
-            if past.journey != new.journey:
+            if past.journey != new.journey or _blip(past):
                 continue
             look = self.look[k]
             score = scores[look]

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from receiver.causes import change_of, leading
 from receiver.config.fields import parse_duration, show
 from receiver.errors import PayloadError
-from receiver.incident import response_times, rfc3339
+from receiver.incident import counted_response, response_times, rfc3339
 from receiver.metrics import Metrics
 from receiver.outcomes.slo import (
     DEFAULT_DEGRADED_AT,
@@ -333,7 +333,8 @@ class _Tally:
                 self._mtta.append(mtta)
             if mttr is not None:
                 self._mttr.append(mttr)
-            self._acked += s.response is not None and s.response.acknowledged_at is not None
+            answered = counted_response(s)
+            self._acked += answered is not None and answered.acknowledged_at is not None
             self._quantified += revenue is not None
         if revenue is not None:
             self._revenue += revenue * minutes_open(s, until_ms)

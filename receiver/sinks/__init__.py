@@ -66,6 +66,9 @@ class Shared:
 
     cache: Cache | None = None
     metrics: Metrics | None = None
+    retention_ms: int = 7 * 86_400_000
+    """How long the store keeps an incident (``store.retention``): what a sink keeps in
+    ``cache`` for an incident's later deliveries must last as long."""
 
 
 class Sink(Protocol):

@@ -29,7 +29,7 @@ def retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # int() and float() take other digits, not ²
         return float(text)
     try:
         when = parsedate_to_datetime(text)

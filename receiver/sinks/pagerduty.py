@@ -10,13 +10,23 @@ A person who resolved the PagerDuty incident (``resolved_by_person`` on the rece
 are not sent, since a trigger would open a second PagerDuty incident for the same outage.
 Only a reopen (the alerts fired again after the incident resolved here) triggers again.
 
+PagerDuty deduplicates per routing key, so an incident's alert lives in the service whose
+key triggered it. The receipt names that key by a fingerprint (``routing_key_id``), and the
+key itself is kept in the store's cache (never shown) for the incident's lifetime. When a
+reload gives the journey another key, an acknowledge or resolve still goes to the alert
+where it is, and the next trigger moves it: triggered with the new key, then resolved
+with the old one. A key no longer known anywhere (the cache lost) leaves the old alert to
+be resolved by hand, and says so in the log.
+
 The client blocks, so each call runs on a worker thread, and its own retrying is switched
 off: retry policy is the outbox's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import ssl
 import time
 from collections.abc import Iterator
@@ -34,8 +44,9 @@ from receiver.errors import (
 )
 from receiver.incident import Incident, kpi_line
 from receiver.logtext import clip, redact
-from receiver.sinks import Delivery, Receipt
+from receiver.sinks import Delivery, Receipt, Shared
 from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
+from receiver.store.cache import LocalCache
 from receiver.store.records import IncidentState, KpiRecord
 from receiver.tls import ssl_context
 
@@ -47,6 +58,10 @@ CLIENT = "journey-receiver"
 PERSON_RESOLVED = "resolved_by_person"
 """Receipt key: who resolved the PagerDuty incident by hand ("" or absent: nobody)."""
 _RETRIGGER = frozenset({"open", "reopen"})
+logger = logging.getLogger("journey_receiver.sinks.pagerduty")
+KEY_ID = "routing_key_id"
+"""Receipt key: the fingerprint of the routing key the incident's alert was triggered with."""
+_KEYS_CACHED = "pagerduty-routing-key"
 
 
 def resolved_by_person(state: IncidentState) -> str:
@@ -76,9 +91,14 @@ class PagerDutySink:
     name = "pagerduty"
     coalesces_updates = True
 
-    def __init__(self, config: PagerDutySinkConfig, external_url: str | None) -> None:
+    def __init__(
+        self, config: PagerDutySinkConfig, external_url: str | None, shared: Shared | None = None
+    ) -> None:
         self.config = config
         self.external_url = external_url
+        shared = shared or Shared()
+        self._cache = shared.cache or LocalCache()
+        self._keep_ms = shared.retention_ms
         self._tls = ssl_context(config.ca_file)
         self._severity: dict[str, str] = {p: s for p, s in config.severity.items()}
         # One client per routing key (the key is bound to the client), built on first use
@@ -93,7 +113,9 @@ class PagerDutySink:
             # webhook may have changed meanwhile (a person reopening it there).
             return Receipt(sink=self.name, state=previous.state, refs={"dedup_key": incident.id})
         routing_key = self._routing_key(incident, delivery)
-        client = self._client(routing_key)
+        key_id = fingerprint(routing_key)
+        # Where the alert is: the key it was triggered with, when a reload changed it.
+        held = await self._held_key(incident.id, previous, key_id)
         event: dict[str, Any] = {}
         if delivery.kind == "resolve":
             action, state = "resolve", "resolved"
@@ -101,14 +123,72 @@ class PagerDutySink:
             action, state = "acknowledge", "acknowledged"
         else:
             action, state, event = "trigger", "triggered", self._trigger(incident, routing_key)
-        try:
-            await off_loop(client.send_event, action, dedup_key=incident.id, **event)
-        except pagerduty.Error as exc:
-            raise self._error(incident.id, routing_key, exc) from exc
+        secrets = [routing_key] + ([held] if held else [])
         refs = {"dedup_key": incident.id}
+        if action == "trigger":
+            # Kept before it is used: a follow-up after a reload must find it.
+            await self._cache.set(_KEYS_CACHED, key_id, routing_key, self._keep_ms)
+            await self._send(routing_key, action, incident.id, event, secrets)
+            if held:
+                await self._resolve_left(held, incident.id, secrets)
+            refs[KEY_ID] = key_id
+        else:
+            await self._send(held or routing_key, action, incident.id, event, secrets)
         if action == "trigger" and previous and previous.refs.get(PERSON_RESOLVED):
             refs[PERSON_RESOLVED] = ""  # a new PagerDuty incident, which nobody resolved yet
         return Receipt(sink=self.name, state=state, refs=refs)
+
+    async def _send(
+        self,
+        routing_key: str,
+        action: str,
+        dedup_key: str,
+        event: dict[str, Any],
+        secrets: list[str],
+    ) -> None:
+        try:
+            await off_loop(
+                self._client(routing_key).send_event, action, dedup_key=dedup_key, **event
+            )
+        except pagerduty.Error as exc:
+            raise self._error(dedup_key, secrets, exc) from exc
+
+    async def _resolve_left(self, held: str, incident_id: str, secrets: list[str]) -> None:
+        """The incident moved to the new key's service: the alert it left in the old one
+        must not stay open. A refusal there (the old integration deleted) is said, not
+        retried: retrying would trigger the new one again and again for nothing."""
+        try:
+            await self._send(held, "resolve", incident_id, {}, secrets)
+        except PermanentDeliveryError as exc:
+            logger.warning(
+                "incident %s moved to another PagerDuty routing key; its alert under the old "
+                "one was not resolved (resolve it in PagerDuty by hand): %s",
+                incident_id,
+                exc,
+            )
+
+    async def _held_key(
+        self, incident_id: str, previous: Receipt | None, key_id: str
+    ) -> str | None:
+        """The routing key the incident's alert was triggered with when it is not the one
+        its journey has now (a reload changed it), else None."""
+        before = previous.refs.get(KEY_ID) if previous else None
+        if not before or before == key_id:
+            return None
+        default = self.config.routing_key
+        if default is not None and fingerprint(default.get_secret_value()) == before:
+            return default.get_secret_value()
+        held = await self._cache.get(_KEYS_CACHED, before)
+        if held is None or fingerprint(held) != before:
+            logger.warning(
+                "incident %s: its PagerDuty alert was triggered with a routing key no longer "
+                "known (fingerprint %s); it is sent with the journey's key now, and the old "
+                "alert must be resolved in PagerDuty by hand",
+                incident_id,
+                before,
+            )
+            return None
+        return held
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -180,19 +260,19 @@ class PagerDutySink:
             details["omitted"] = f"{', '.join(omitted)} (too large for PagerDuty)"
         return event
 
-    def _error(self, incident_id: str, routing_key: str, exc: pagerduty.Error) -> DeliveryError:
+    def _error(self, incident_id: str, secrets: list[str], exc: pagerduty.Error) -> DeliveryError:
         response = exc.response
         if response is not None:
             return error_for_status(
                 self.name,
                 incident_id,
                 response.status_code,
-                redact(response.text, [routing_key]),
+                redact(response.text, secrets),
                 retry_after(response.headers.get("retry-after"), time.time()),
             )
         # No answer: the client raised on the first network error, which is its cause.
         cause = exc.__cause__
-        detail = clip(redact(f"{type(cause).__name__}: {cause}", [routing_key]))
+        detail = clip(redact(f"{type(cause).__name__}: {cause}", secrets))
         if any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(cause)):
             # A trust problem is configuration: another attempt fails the same way.
             return PermanentDeliveryError(
@@ -206,6 +286,11 @@ class PagerDutySink:
             "timeout" if isinstance(cause, httpx2.TimeoutException) else "server"
         )
         return RetryableDeliveryError(self.name, incident_id, reason, detail)
+
+
+def fingerprint(routing_key: str) -> str:
+    """A routing key's name in receipts and the cache: says which key, gives none of it."""
+    return hashlib.sha256(routing_key.encode()).hexdigest()[:16]
 
 
 def _details(incident: Incident, url: str | None) -> dict[str, Any]:

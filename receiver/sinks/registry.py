@@ -25,7 +25,7 @@ def _alone(sink: Callable[[Any, str | None], Sink]) -> Builder:
 
 _BUILDERS: dict[str, Builder] = {
     "log": _alone(LogSink),
-    "pagerduty": _alone(PagerDutySink),
+    "pagerduty": PagerDutySink,
     "slack": SlackSink,
     "jira": _alone(JiraSink),
 }
@@ -41,7 +41,7 @@ def build(
     """One sink per configured and enabled entry of ``sinks``; clients are built once.
     ``cache`` (the store's, seen by every replica) and ``metrics`` go to the sinks that
     use them; without them those sinks keep to themselves."""
-    shared = Shared(cache=cache, metrics=metrics)
+    shared = Shared(cache=cache, metrics=metrics, retention_ms=round(config.store.retention * 1000))
     return {
         name: _BUILDERS[name](_section(config, name), config.server.external_url, shared)
         for name in config.sinks.enabled()

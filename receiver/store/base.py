@@ -116,6 +116,11 @@ class GroupStore(Protocol):
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]: ...
 
+    async def hasten(self, until_ms: int) -> int:
+        """Every incident due after ``until_ms`` due at ``until_ms`` instead (a reload
+        shortened a timer the due times were set by); how many were moved."""
+        ...
+
     async def load(self, incident_id: str, timeline: bool = True) -> StoredIncident | None:
         """The state document and (unless ``timeline`` is False: then it is empty) its
         timeline; cheap, whatever the number of alerts."""

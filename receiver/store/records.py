@@ -166,6 +166,22 @@ class ResponseRecord(_Record):
     source: str | None = None
 
 
+class ToldEpisode(_Record):
+    """The incident's last episode that people were told of, as it ended: kept at a
+    reopen, so that one nobody is told of (a blip) does not replace its response figures."""
+
+    first_firing_at: int
+    notified_at: int
+    started_at: int | None = None
+    resolved_at: int | None = None
+    last_change_at: int = 0
+    response: Annotated[ResponseRecord | None, BeforeValidator(_empty_is_none)] = None
+
+    @property
+    def started(self) -> int:
+        return self.first_firing_at if self.started_at is None else self.started_at
+
+
 RunStatus = Literal["ran", "failed", "refused", "skipped", "dry_run"]
 Verdict = Literal["helped", "no_change", "worse"]
 
@@ -282,6 +298,7 @@ class IncidentState(_Record):
     )
     # What people and peers added (``GroupStore.annotate``).
     response: Annotated[ResponseRecord | None, BeforeValidator(_empty_is_none)] = None
+    told: Annotated[ToldEpisode | None, BeforeValidator(_empty_is_none)] = None
     silences: Annotated[list[SilenceRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )

@@ -168,7 +168,7 @@ class SentinelUrl:
         path = [unquote(p) for p in parts.path.split("/") if p]
         if not path:
             raise ValueError(f"{parts.scheme}:// needs the master name: {_SENTINEL_FORM}")
-        if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        if len(path) > 2 or (len(path) == 2 and not (path[1].isascii() and path[1].isdigit())):
             raise ValueError(
                 f'"{parts.path}" is not /<master name>[/<db number>]: {_SENTINEL_FORM}'
             )
@@ -268,7 +268,11 @@ def _hosts(netloc: str) -> tuple[tuple[str, int], ...]:
         else:
             host, colon, port = hostport.rpartition(":")
             host, port = (host, port) if colon else (hostport, "")
-        if not host or not (port.isdigit() or port == "") or int(port or 0) > 65535:
+        if (
+            not host
+            or not ((port.isascii() and port.isdigit()) or port == "")
+            or int(port or 0) > 65535
+        ):
             raise ValueError(f'"{hostport}" is not a sentinel host:port: {_SENTINEL_FORM}')
         hosts.append((host, int(port or 26379)))
     return tuple(hosts)

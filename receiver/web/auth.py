@@ -249,7 +249,7 @@ def _json(raw: bytes | None) -> dict[str, object] | None:
         return None
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # a forged cookie of 3,000 "[" is read unsigned
         return None
     return value if isinstance(value, dict) else None
 

@@ -13,12 +13,17 @@ from typing import TYPE_CHECKING
 
 from receiver.incident import rfc3339, worst_kpi
 from receiver.scoring import badness
+from receiver.store.base import capped
 from receiver.store.records import IncidentState, KpiRecord
 
 if TYPE_CHECKING:
     from receiver.app import Receiver
 
 BOARD_LIMIT = 500
+# Open incidents read for the board, at most (a storm of 10,000 is read whole), and how
+# many a store read brings.
+OPEN_READ = 20_000
+_PAGE = 500
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 NO_STAGE = "(no stage)"
 
@@ -92,7 +97,10 @@ class Line:
 class Board:
     rows: list[Row]
     incidents: list[Line]
+    """The highest-scored open incidents, at most the board's limit."""
+    open_count: int
     capped: bool
+    """More incidents are open than ``OPEN_READ``: ``open_count`` is a floor."""
 
     @property
     def regions(self) -> list[str]:
@@ -133,28 +141,30 @@ class OpenIncidents:
     FRESH_MS = 10_000
 
     def __init__(self) -> None:
-        self._read: tuple[int, int, list[IncidentState]] | None = None
+        self._read: tuple[int, list[IncidentState]] | None = None
 
-    async def get(self, receiver: Receiver, limit: int) -> list[IncidentState]:
+    async def get(self, receiver: Receiver) -> list[IncidentState]:
+        """Every open incident (up to ``OPEN_READ``): the list is ranked by score, and the
+        most urgent may be the oldest, so none can be left out before the ranking."""
         now = receiver.pipeline.now_ms()
-        if self._read is not None:
-            at, read_limit, states = self._read
-            if read_limit == limit and 0 <= now - at < self.FRESH_MS:
-                return states
-        states = await receiver.store.list_incidents("open", None, limit)
-        self._read = (now, limit, states)
+        if self._read is not None and 0 <= now - self._read[0] < self.FRESH_MS:
+            return self._read[1]
+        pages = capped(receiver.store.iter_incidents("open", None, _PAGE), OPEN_READ)
+        states = [state async for page in pages for state in page]
+        self._read = (now, states)
         return states
 
 
 async def load(receiver: Receiver, opened: OpenIncidents, limit: int = BOARD_LIMIT) -> Board:
-    """The board of the open incidents, at most ``limit`` of them (``capped`` then)."""
-    states = await opened.get(receiver, limit)
+    """The board of the open incidents, the ``limit`` highest-scored of them listed."""
+    states = await opened.get(receiver)
     return build(receiver, states, receiver.pipeline.now_ms(), limit)
 
 
 def build(
     receiver: Receiver, states: Sequence[IncidentState], now_ms: int, limit: int = BOARD_LIMIT
 ) -> Board:
+    """The grid from every one of ``states``; the list, by score, from the ``limit`` first."""
     catalog = receiver.settings.catalog
     rows: dict[str, Row] = {}
     for journey in catalog.journeys:
@@ -190,7 +200,7 @@ def build(
             )
         )
     lines.sort(key=lambda line: (-line.score, line.priority, line.id))
-    return Board(list(rows.values()), lines, len(states) >= limit)
+    return Board(list(rows.values()), lines[:limit], len(states), len(states) >= OPEN_READ)
 
 
 def _stages(state: IncidentState) -> list[str]:

@@ -132,7 +132,9 @@ def page(handler: PageHandler, *, role: Role | None = "read") -> Handler:
             viewer = identity.viewer
             nonce = request.cookies.get(NONCE_COOKIE)
             made = None if valid_nonce(nonce) else new_nonce()
-            subject = viewer.session.sid if viewer and viewer.session else (nonce or made)
+            # A nonce cookie not of ours is replaced by ``made``: the form's token must be
+            # for the cookie set with it, or the browser's next post is refused.
+            subject = viewer.session.sid if viewer and viewer.session else (made or nonce)
             assert subject is not None
             request.state.visit = Visit(viewer, await web.csrf_token(receiver, subject), made)
             try:

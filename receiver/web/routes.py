@@ -44,7 +44,7 @@ async def board(request: Request, receiver: Receiver) -> Response:
     return render(
         request,
         "board.html",
-        {"board": shown, "open_count": len(shown.incidents), "capped": shown.capped},
+        {"board": shown, "open_count": shown.open_count, "capped": shown.capped},
     )
 
 

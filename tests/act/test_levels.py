@@ -196,6 +196,32 @@ async def test_a_run_held_back_by_the_kill_switch_holds_no_slot_of_later_hours(
         assert [r["status"] for r in await runs(rx, other)] == ["ran"]
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "why"),
+    [
+        ("automation: auto", "automation: recommend", "the journey was set to recommend"),
+        ("within: 15m", "within: 1m", "its conditions no longer held when it was to run: "),
+    ],
+)
+async def test_a_retry_goes_ahead_only_while_the_level_and_conditions_still_allow_it(
+    tmp_path: Path, deploy: FakeDeploy, before: str, after: str, why: str
+) -> None:
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        # The first attempt failed; before its retry the journey is changed by a reload.
+        assert await runs(rx, inc) == []
+        path = tmp_path / "journeys.yaml"
+        path.write_text(path.read_text().replace(before, after))
+        rx.receiver.reload()
+        await rx.tick(2)
+        [run] = await runs(rx, inc)
+        assert (run["status"], run["by"]) == ("skipped", "auto")
+        assert run["result"].startswith(why)
+        assert deploy.calls == []
+        await rx.tick(60)
+        assert deploy.calls == [] and len(await runs(rx, inc)) == 1
+
+
 async def test_auto_never_runs_on_a_deploy_older_than_within(
     tmp_path: Path, deploy: FakeDeploy
 ) -> None:

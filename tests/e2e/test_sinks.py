@@ -3,15 +3,17 @@ that enforce the APIs' rules, driven by the real client libraries)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from receiver.sinks.pagerduty import KEY_ID, fingerprint
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.fake_server import Fault
 from tests.support.harness import Harness, harness, write_config
-from tests.support.sink_world import Fakes
+from tests.support.sink_world import PD_KEY, Fakes
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +68,13 @@ async def test_one_incident_is_one_pd_alert_one_slack_message_one_jira_issue_all
     assert len(issue.comments) == 5  # two changes, resolve, reopen, resolve
 
     detail = await rx.incident(incident_id)
-    assert detail["sinks"]["pagerduty"] == {"state": "resolved", "dedup_key": incident_id}
+    # The routing key the alert was triggered with, by its fingerprint, never the key.
+    assert detail["sinks"]["pagerduty"] == {
+        "state": "resolved",
+        "dedup_key": incident_id,
+        KEY_ID: fingerprint(PD_KEY),
+    }
+    assert PD_KEY not in json.dumps(detail)
     assert detail["sinks"]["slack"]["ts"] == message.ts
     assert detail["sinks"]["jira"] == {"state": "resolved", "key": issue.key}
 

@@ -15,8 +15,15 @@ from receiver.errors import PermanentDeliveryError, RetryableDeliveryError
 from receiver.incident import Incident, build
 from receiver.models import NotificationKind
 from receiver.scoring import Impact
-from receiver.sinks import Delivery, Receipt
-from receiver.sinks.pagerduty import EVENT_MAX_BYTES, SUMMARY_MAX, PagerDutySink
+from receiver.sinks import Delivery, Receipt, Shared
+from receiver.sinks.pagerduty import (
+    EVENT_MAX_BYTES,
+    KEY_ID,
+    SUMMARY_MAX,
+    PagerDutySink,
+    fingerprint,
+)
+from receiver.store.cache import LocalCache
 from receiver.store.records import (
     AlertPage,
     CauseRecord,
@@ -147,10 +154,13 @@ async def test_lifecycle_is_one_dedup_key_and_a_new_pagerduty_incident_after_a_r
 
     receipts = [await sink.deliver(i, delivery(kind), None) for i, kind in steps]
 
+    # A trigger names the routing key it went with (by fingerprint, not the key).
+    named = {"dedup_key": "checkout-eu-1", KEY_ID: fingerprint(DEFAULT_KEY)}
     assert [(r.sink, r.state, r.refs) for r in receipts] == [
-        ("pagerduty", state, {"dedup_key": "checkout-eu-1"})
+        ("pagerduty", state, named if state == "triggered" else {"dedup_key": "checkout-eu-1"})
         for state in ("triggered", "triggered", "resolved", "triggered", "resolved")
     ]
+    assert DEFAULT_KEY[:8] not in str(receipts)
     assert pd.actions("checkout-eu-1") == ["trigger", "trigger", "resolve", "trigger", "resolve"]
     incidents = pd.incidents("checkout-eu-1")
     assert [(i.status, len(i.events)) for i in incidents] == [("resolved", 3), ("resolved", 2)]
@@ -204,6 +214,48 @@ async def test_the_owner_routing_key_overrides_the_default(
     assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
         (OWNER_KEY, "resolved")
     ]
+
+
+async def test_an_alert_stays_reachable_when_a_reload_changes_its_routing_key(
+    pd: FakePagerDuty, tls: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = LocalCache()  # the store's cache, which every replica and rebuild shares
+    incident = make_incident()
+    default = PagerDutySink(config(pd, tls), EXTERNAL_URL, Shared(cache))
+    opened = await default.deliver(incident, delivery("open"), None)
+    # journeys.yaml now gives the journey its own key: an acknowledge goes to the alert
+    # where it is, under the key it was triggered with.
+    owned = Owner(team="payments", pagerduty_routing_key=OWNER_KEY)
+    acked = await default.deliver(incident, delivery("acknowledge", owned), opened)
+    assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
+        (DEFAULT_KEY, "acknowledged")
+    ]
+    # A replica rebuilt with another default key (the old one known only to the cache):
+    # the next trigger moves the alert to the owner's service and resolves the old one.
+    other = "1" * 32
+    rebuilt = PagerDutySink(config(pd, tls, routing_key=other), EXTERNAL_URL, Shared(cache))
+    previous = Receipt("pagerduty", acked.state, opened.refs | acked.refs)
+    moved = await rebuilt.deliver(incident, delivery("update", owned), previous)
+    assert moved.refs[KEY_ID] == fingerprint(OWNER_KEY)
+    assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
+        (DEFAULT_KEY, "resolved"),
+        (OWNER_KEY, "triggered"),
+    ]
+    await rebuilt.deliver(incident, delivery("resolve", owned), moved)
+    assert [i.status for i in pd.incidents(incident.id)] == ["resolved", "resolved"]
+    # A key known nowhere any more (the store's cache lost): sent with today's key, said.
+    forgetful = PagerDutySink(
+        config(pd, tls, routing_key=other), EXTERNAL_URL, Shared(LocalCache())
+    )
+    again = make_incident(id="checkout-eu-2")
+    await forgetful.deliver(
+        again, delivery("resolve"), Receipt("pagerduty", "triggered", moved.refs)
+    )
+    assert pd.events("checkout-eu-2")[0]["routing_key"] == other
+    assert "must be resolved in PagerDuty by hand" in caplog.text
+    assert OWNER_KEY not in caplog.text
+    for built in (default, rebuilt, forgetful):
+        await built.aclose()
 
 
 async def test_without_any_routing_key_the_error_names_the_fix(

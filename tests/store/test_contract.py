@@ -286,6 +286,26 @@ async def test_a_round_claims_more_incidents_than_one_lua_call_can_spread(
     assert len(await store.claim_due(T + 20_000, 10_000, 5_000)) == 2_499
 
 
+async def test_hasten_brings_every_later_due_time_forward_and_none_back(
+    store: RedisStore,
+) -> None:
+    # More than one round trip moves (1,000 each); one is due earlier already.
+    await store._r.zadd(store._due, {f"i-{i}": T + 1_000 + i for i in range(2_500)})
+    await store._r.zadd(store._due, {"early": T - 5})
+    assert await store.hasten(T) == 2_500
+    assert await store._r.zscore(store._due, "early") == T - 5
+    assert {s for _, s in await store._r.zrange(store._due, 0, -1, withscores=True)} == {
+        T - 5,
+        T,
+    }
+    assert await store.hasten(T) == 0
+    # Claimed incidents made due now stay with their holder until their lease ends.
+    assert len(await store.claim_due(T, 10_000, 5_000)) == 2_501
+    assert await store.hasten(T + 1) == 2_501
+    assert await store.claim_due(T + 1, 10_000, 5_000) == []
+    assert len(await store.claim_due(T + 10_000, 10_000, 5_000)) == 2_501
+
+
 async def commit(
     store: RedisStore,
     claim: Claim,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from receiver.store.records import KpiRecord
-from receiver.web.board import Cell, OpenIncidents, deviation
+from receiver.web.board import Cell, OpenIncidents, deviation, load
+from tests.conftest import FakeClock, make_alert
+from tests.support.harness import harness, write_config
 
 
 def test_a_cell_is_coloured_by_priority_and_marked_when_a_kpi_went_bad() -> None:
@@ -25,9 +29,11 @@ class CountingStore:
     def __init__(self) -> None:
         self.reads = 0
 
-    async def list_incidents(self, status: str, journey: object, limit: int) -> list[object]:
+    async def iter_incidents(
+        self, status: str, journey: object, page_size: int
+    ) -> AsyncIterator[list[object]]:
         self.reads += 1
-        return []
+        yield []
 
 
 class Clocked:
@@ -46,11 +52,31 @@ async def test_the_open_incidents_are_read_once_per_ten_seconds_whoever_looks() 
     receiver: Any = Clocked(store, clock)
     opened = OpenIncidents()
     for _ in range(5):  # five viewers' boards reloading at once
-        await opened.get(receiver, 500)
+        await opened.get(receiver)
     assert store.reads == 1
     clock[0] += 9_999
-    await opened.get(receiver, 500)
+    await opened.get(receiver)
     assert store.reads == 1
     clock[0] += 1
-    await opened.get(receiver, 500)
+    await opened.get(receiver)
     assert store.reads == 2
+
+
+@pytest.mark.anyio
+async def test_the_most_urgent_incident_is_listed_however_many_newer_ones_are_open(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with harness(write_config(tmp_path), clock) as rx:
+        (urgent,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        clock.advance(1)
+        noise = [
+            make_alert("batch-job", alertname="Slow", region=f"r{i}", severity="info")
+            for i in range(3)
+        ]
+        await rx.post(noise)
+        await rx.tick(31)
+        board = await load(rx.receiver, OpenIncidents(), limit=2)
+        # Listed by score from every open incident, not from the newest ones.
+        assert board.incidents[0].id == urgent
+        assert (len(board.incidents), board.open_count, board.capped) == (2, 4, False)
+        assert sum(row.incidents for row in board.rows) == 4

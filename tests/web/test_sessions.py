@@ -3,6 +3,7 @@ and ``next`` kept local: what the browser tests cannot see from outside."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from receiver.config import TrustedProxyConfig
 from receiver.store import GroupStore
 from receiver.store.cache import LocalCache
-from receiver.web.auth import SESSION_COOKIE
+from receiver.web.auth import NONCE_COOKIE, SESSION_COOKIE
 from receiver.web.keys import WEEK_S, KeyRing
 from receiver.web.pages import local_path
 from receiver.web.proxy import PEER, proxy_user
@@ -311,3 +312,40 @@ async def test_a_read_session_cannot_give_feedback_even_with_a_valid_csrf_token(
     assert answer.status_code == 403
     stored = await receiver.store.load(incident_id)
     assert stored is not None and stored.state.feedback == []
+
+
+@pytest.mark.parametrize("path", ["/", "/stats", "/incidents/x", "/signin"])
+async def test_a_forged_cookie_nested_too_deep_to_parse_is_refused_not_a_500(
+    tmp_path: Path, clock: FakeClock, path: str
+) -> None:
+    app = app_with_pages(write_config(tmp_path / "receiver.yaml", auth_with()), clock)
+    # Well under the cookie size limit: 3,000 nested JSON arrays, no key, no signature.
+    payload = base64.urlsafe_b64encode(b"[" * 3000).rstrip(b"=").decode()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pages.test") as client:
+        client.cookies.set(SESSION_COOKIE, f"{payload}.forged")
+        answer = await client.get(path, follow_redirects=False)
+    # Sent to sign in (or the sign-in form), the forged cookie cleared if anything.
+    assert answer.status_code in (200, 303), answer.status_code
+    assert answer.cookies.get(SESSION_COOKIE) in (None, "")
+
+
+async def test_a_nonce_cookie_not_of_ours_is_replaced_and_the_form_it_came_with_works(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    app = app_with_pages(write_config(tmp_path / "receiver.yaml", auth_with()), clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pages.test") as client:
+        client.cookies.set(NONCE_COOKIE, "short")
+        form = await client.get("/signin")
+        replaced = form.cookies.get(NONCE_COOKIE)
+        assert replaced and replaced != "short"
+        client.cookies.clear()
+        client.cookies.set(NONCE_COOKIE, replaced)  # what the browser sends back
+        csrf = _CSRF.search(form.text)
+        assert csrf is not None
+        answer = await client.post(
+            "/signin", data={"csrf": csrf[1], "token": READ_TOKEN, "next": "/"}
+        )
+        assert answer.status_code == 303
+        assert answer.cookies.get(SESSION_COOKIE)

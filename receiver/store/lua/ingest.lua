@@ -361,6 +361,14 @@ local function apply(first_group, last_group, first_alert, truncated)
         note(id, 'opened', 'incident opened')
         res.opened = true
       elseif st.status == 'resolved' and has_firing then
+        -- The episode ending was told to people: what its response figures are read from
+        -- is kept, for as long as the new one is not told (it may be a blip nobody hears
+        -- of). An untold episode ending keeps the last told one's.
+        if is_set(st.notified_at) and st.notified_at >= st.first_firing_at then
+          st.told = {response = st.response, started_at = st.started_at,
+                     first_firing_at = st.first_firing_at, notified_at = st.notified_at,
+                     resolved_at = st.resolved_at, last_change_at = st.last_change_at}
+        end
         st.status = 'open'
         st.resolved_at = nil
         st.first_firing_at = now
@@ -477,7 +485,9 @@ local function apply(first_group, last_group, first_alert, truncated)
                 service_starts[service] = at
               end
             end
-            if changed_at == stamp then
+            -- A resolution coming late to a resolved incident (an alert that fired and
+            -- resolved between two of Alertmanager's flushes) is not when it resolved.
+            if changed_at == stamp and (status == 'firing' or st.status ~= 'resolved') then
               st.last_change_at = stamp
               if status == 'firing' then recent[#recent + 1] = fp end
             end

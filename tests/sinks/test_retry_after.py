@@ -1,0 +1,31 @@
+"""``Retry-After`` as every HTTP sink reads it: a sink's header is untrusted text."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.sinks._http import retry_after
+
+NOW = 1_776_500_000.0
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("Sat, 18 Apr 2026 08:13:40 GMT", 20.0),
+        ("Sat, 18 Apr 2026 08:00:00 GMT", 0.0),  # a date gone by: at once
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),  # delta-seconds are whole
+        ("\u00b2", None),  # a digit to str.isdigit() (latin-1 header byte 0xB2), none to float()
+        ("\u0663", None),  # an Arabic-Indic three: not HTTP's digits
+    ],
+)
+def test_retry_after_reads_seconds_or_a_date_and_nothing_else(
+    header: str | None, wait: float | None
+) -> None:
+    assert retry_after(header, NOW) == wait
