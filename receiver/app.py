@@ -85,6 +85,7 @@ def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
             if cfg.prometheus.url
             else None
         ),
+        budget_s=cfg.prometheus.budget,
     )
 
 

@@ -171,8 +171,18 @@ def _signed(pct: float) -> str:
 
 
 def worst_kpi(state: IncidentState) -> KpiRecord | None:
-    bad = [k for k in state.kpis if k.bad and k.deviation_pct is not None]
+    bad = [k for k in state.kpis if k.bad and (k.deviation_pct is not None or k.value is not None)]
     return max(bad, key=lambda k: (badness(k), k.name)) if bad else None
+
+
+def kpi_moved(kpi: KpiRecord) -> str | None:
+    """How far it moved: ``−61%``; ``0 → 30`` from a baseline of zero, where no percentage
+    is; None when it was not measured against a baseline."""
+    if kpi.deviation_pct is not None:
+        return _signed(kpi.deviation_pct)
+    if kpi.value is None or kpi.baseline is None:
+        return None
+    return f"{number(kpi.baseline)} \u2192 {number(kpi.value)}"
 
 
 def top_change(state: IncidentState) -> ChangeRecord | None:
@@ -190,11 +200,12 @@ def kpi_line(kpi: KpiRecord) -> str | None:
     """``conversion −61% vs last week (now 0.12, at the start 0.2, then 0.31 ratio); 1,200/min
     of revenue at risk``, or None for a KPI without a deviation. "At the start" is there
     when the incident started a minute or more before the KPIs were read."""
-    if kpi.deviation_pct is None:
+    moved = kpi_moved(kpi) if kpi.deviation_pct is not None or kpi.bad else None
+    if moved is None:
         return None
     start = f", at the start {number(kpi.at_start)}" if kpi.at_start is not None else ""
     line = (
-        f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'} "
+        f"{kpi.name} {moved} vs {kpi.vs or 'baseline'} "
         f"(now {number(kpi.value)}{start}, then {number(kpi.baseline)} {kpi.unit})".rstrip()
     )
     if kpi.revenue_at_risk_per_min:
@@ -233,11 +244,8 @@ def title(state: IncidentState, impact: Impact) -> str:
         services = sorted(state.firing_services, key=lambda s: (-state.firing_services[s], s))
         what = f"{alerts_text(state.firing_count)} in "
     kpi = worst_kpi(state)
-    kpi_part = (
-        [f"{kpi.name} {_signed(kpi.deviation_pct)} vs {kpi.vs or 'baseline'}"]
-        if kpi is not None and kpi.deviation_pct is not None
-        else []
-    )
+    moved = kpi_moved(kpi) if kpi is not None else None
+    kpi_part = [f"{kpi.name} {moved} vs {kpi.vs or 'baseline'}"] if kpi and moved else []
     change = top_change(state)
     if change is not None:
         full = [_change_phrase(change)]

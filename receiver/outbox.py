@@ -259,13 +259,16 @@ class Outbox:
                     claimed, {}, self.now_ms(), ms(self.cfg.lease)
                 )
                 return following
+            # A redrive of a dead job saying the same is one more attempt of it, whose
+            # last one may have written before it failed: the sink looks its writes up.
+            again = bool(job.follows) and claimed.attempt == 1
             delivery = Delivery(
                 kind=job.kind,
-                job_id=job.id,
+                job_id=job.follows or job.id,
                 owner=self.settings.catalog.find(stored.state.journey).owner,
                 changes=tuple(job.changes),
-                attempt=claimed.attempt,
-                previous_error_ambiguous=_previous_ambiguous(claimed),
+                attempt=claimed.attempt + (1 if job.follows else 0),
+                previous_error_ambiguous=again or _previous_ambiguous(claimed),
             )
             previous = _receipt(job.sink, stored.state.sinks.get(job.sink))
             deliver = sink.deliver
@@ -366,12 +369,14 @@ class Outbox:
                 return None
             now = self.now_ms()
             facts = (stored.state.status, _acknowledged(stored.state))
+            kind = kind_now(old.kind, *facts)
             job = Job(
                 incident=old.incident,
                 sink=old.sink,
-                kind=kind_now(old.kind, *facts),
+                kind=kind,
                 changes=old.changes,
                 due=now,
+                follows=(old.follows or old.id) if kind == old.kind else "",
             )
             # Checked again where it is written: a decision landing in between (another
             # replica resolving it, say) would otherwise queue an open after its resolve.

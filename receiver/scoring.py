@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,26 +71,30 @@ def priority_for(score: float, thresholds: Mapping[str, float]) -> str:
 
 
 def badness(kpi: KpiRecord) -> float:
-    """How far, in percent, the KPI has moved in its bad direction (0 if not at all)."""
+    """How far, in percent, the KPI has moved in its bad direction (0 if not at all). One
+    that went bad from a baseline of zero (errors from none to 30 a minute) has no
+    percentage and is as bad as it gets: infinity."""
     if kpi.deviation_pct is None:
-        return 0.0
+        return math.inf if kpi.bad else 0.0
     return max(0.0, -kpi.deviation_pct if kpi.bad_when == "down" else kpi.deviation_pct)
 
 
 def kpi_factor(kpis: Sequence[KpiRecord], configured: bool) -> tuple[float, str]:
     if not configured:
         return KPI_HEALTHY, f"the journey has no KPIs: neutral, as if healthy: {KPI_HEALTHY:g}"
-    measured = [k for k in kpis if k.deviation_pct is not None]
+    measured = [k for k in kpis if k.deviation_pct is not None or k.bad]
     if not measured:
         return KPI_UNKNOWN, f"no KPI measured (no data, or none reachable): {KPI_UNKNOWN:g}"
     worst = max(measured, key=lambda k: (badness(k), k.name))
     value = round(KPI_HEALTHY + (1 - KPI_HEALTHY) * min(1.0, badness(worst) / KPI_FULL_AT_PCT), 4)
     if badness(worst) == 0:
         return value, f"every KPI at or better than its baseline: {value:g}"
-    return value, (
-        f"{worst.name} {worst.deviation_pct:+.1f}% vs baseline (bad when {worst.bad_when}): "
-        f"{value:g}"
+    moved = (
+        f"{worst.deviation_pct:+.1f}%"
+        if worst.deviation_pct is not None
+        else f"{worst.baseline:g} → {worst.value:g} (from a zero baseline)"
     )
+    return value, f"{worst.name} {moved} vs baseline (bad when {worst.bad_when}): {value:g}"
 
 
 def impact_class(stage: str | None, severity: str, tier: str | None, rules: ScoringRules) -> str:

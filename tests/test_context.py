@@ -11,8 +11,10 @@ import pytest
 
 from receiver.store import StoreSettings, open_store
 from tests.conftest import PROMETHEUS_DATA, FakeClock, make_alert
+from tests.support.fake_server import Fault
 from tests.support.harness import Harness, harness, write_config
 from tests.support.processes import free_port
+from tests.support.prometheus import fake_http, prometheus_server
 
 pytestmark = pytest.mark.anyio
 
@@ -245,6 +247,61 @@ async def test_a_rollback_is_what_ran_before_the_next_deploy(
         (v3,) = [c for c in sent.changes if c["version"] == "v3"]
         assert v3["previous_version"] == "v1"
         assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v1"]
+
+
+async def test_a_feed_slower_than_the_budget_costs_its_own_events_only(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    # The feed may take 5 s by its own timeout; the incident's context has 1 s for it.
+    with fake_http(200, b"[]") as feed:
+        feed.server.inject(Fault(delay=2.0, times=10))
+        cfg = write_config(
+            tmp_path,
+            f"prometheus: {{url: '{prometheus_url}', timeout: 1s, budget: 1s}}\n"
+            f"events: {{feeds: [{{type: json, name: deploys, url: '{feed.url}', timeout: 5s}}]}}\n",
+            journeys=PROMETHEUS_DATA / "journeys.yaml",
+        )
+        clock = FakeClock(FIRST_ALERT - 600)
+        async with harness(cfg, clock) as rx:
+            stored = [{**DEPLOYS[1], "environment": "prod", "region": "eu"}]
+            assert (await rx.client.post("/api/v1/events", content=json.dumps(stored))).is_success
+            clock.now = FIRST_ALERT
+            await rx.post([make_alert("payment-service")])
+            await rx.tick(30)
+            sent = rx.sink.sent[0][2]
+            # What Prometheus and the store answered is used; the feed is a note.
+            assert [k["name"] for k in sent.kpis] == ["conversion"]
+            assert sent.probable_causes[0]["text"] == "deploy 2026.04.18-3 to payment-service"
+            assert sent.context_notes == [
+                "context unavailable: deploys: no answer within 1s (prometheus.budget, which "
+                "the change feeds share)"
+            ]
+
+
+async def test_a_prometheus_gone_for_a_look_leaves_the_measured_kpi_and_the_priority(
+    tmp_path: Path,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(
+            prometheus_server(tmp_path / "prom", PROMETHEUS_DATA / "checkout.om")
+        )
+        async with harness(config(tmp_path, url), FakeClock(FIRST_ALERT)) as rx:
+            (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+            await rx.tick(30)
+            assert rx.sink.sent[0][2].priority == "P1"
+            measured = rx.sink.sent[0][2].kpis
+            stack.close()  # Prometheus stops answering
+            await rx.tick(120)  # the next look
+            detail = await rx.incident(inc)
+            # Unknown now is not healthy: the last measurement stands, said so.
+            assert detail["priority"] == "P1" and rx.sink.kinds() == ["open"]
+            assert [k["deviation_pct"] for k in detail["kpis"]] == [
+                k["deviation_pct"] for k in measured
+            ]
+            assert (
+                "KPI conversion: not answered now, shown as last measured"
+                in (detail["context_notes"])
+            )
 
 
 async def test_a_storm_among_changes_elsewhere_on_redis_and_prometheus(

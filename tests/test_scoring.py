@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from receiver.incident import kpi_line, worst_kpi
 from receiver.scoring import JourneyWeights, ScoringRules, assess, impact_class, priority_for
 from receiver.store.records import IncidentState, KpiRecord
 
@@ -85,6 +86,28 @@ def test_kpi_factor_reads_the_worst_kpi_in_its_bad_direction() -> None:
     assert [f.reason for f in better.factors if f.name == "kpi"] == [
         "every KPI at or better than its baseline: 0.75"
     ]
+
+
+def test_a_kpi_gone_bad_from_a_zero_baseline_is_as_bad_as_it_gets_and_said() -> None:
+    # Payment errors: none a minute last week, 30 now. No percentage exists; it is not
+    # "not measured", nor healthy beside a healthy KPI.
+    errors = KpiRecord.model_validate(
+        {"name": "payment_errors", "value": 30.0, "baseline": 0.0, "deviation_pct": None,
+         "unit": "errors/min", "bad_when": "up", "bad": True, "vs": "last week"}
+    )  # fmt: skip
+    for kpis in ([errors], [kpi(2.0), errors]):
+        impact = assess(CHECKOUT, state(PAYMENT, kpis=kpis), RULES)
+        (factor,) = [f for f in impact.factors if f.name == "kpi"]
+        assert (factor.value, factor.reason) == (
+            1.0,
+            "payment_errors 0 → 30 (from a zero baseline) vs baseline (bad when up): 1",
+        )
+    told = state(PAYMENT, kpis=[kpi(-5.0), errors])
+    assert worst_kpi(told) == errors
+    assert kpi_line(errors) == "payment_errors 0 → 30 vs last week (now 30, then 0 errors/min)"
+    # None from zero to zero, or a fall from zero where up is bad: no line, no factor.
+    flat = errors.model_copy(update={"value": 0.0, "bad": False})
+    assert kpi_line(flat) is None and worst_kpi(state(PAYMENT, kpis=[flat])) is None
 
 
 def test_a_journey_without_kpis_is_neutral_on_that_factor() -> None:

@@ -22,6 +22,7 @@ from receiver.outcomes.stats import (
     REFRESH_SLOT_MS,
     Alertnames,
     Outcome,
+    Reading,
     Stats,
     StatsQuery,
     compute,
@@ -358,6 +359,29 @@ async def test_one_journey(tmp_path: Path) -> None:
 DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
 
 
+async def test_figures_of_a_window_with_more_incidents_than_are_read_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outcome_stats, "INCIDENTS_READ", 2)  # stands for 20,000
+    async with harness(config(tmp_path), FakeClock(T1)) as rx:
+        for n, region in enumerate(["eu", "us", "ap"]):
+            rx.clock.now = T1 + n * 3600
+            await opened(rx, [alert("payment-service", "PaymentErrors", region, rx.clock.now)])
+            await rx.tick(30)
+        rx.clock.now = T1 + 4 * 3600
+        figures = await stats(rx)
+        assert (figures["signal"]["incidents"], figures["capped"]) == (2, True)
+        page = await rx.client.get("/stats")
+        assert "only the newest 20,000 incidents are counted" in page.text
+        monkeypatch.setattr(outcome_stats, "INCIDENTS_READ", 3)
+        rx.clock.advance(120)  # past the kept answer's minute
+        figures = await stats(rx)
+        assert (figures["signal"]["incidents"], figures["capped"]) == (3, True)
+        monkeypatch.setattr(outcome_stats, "INCIDENTS_READ", 4)
+        rx.clock.advance(120)
+        assert (await stats(rx))["capped"] is False
+
+
 async def test_a_blip_after_the_resolve_leaves_the_episode_people_answered_counted(
     tmp_path: Path,
 ) -> None:
@@ -496,9 +520,10 @@ class CountingReads:
         journey: str | None,
         page_size: int,
         names: Alertnames | None = None,
+        reading: Reading | None = None,
     ) -> AsyncGenerator[list[Outcome], None]:
         self.calls += 1
-        return self._read(store, since_ms, journey, page_size, names)
+        return self._read(store, since_ms, journey, page_size, names, reading)
 
 
 async def one_more_incident(rx: Harness) -> None:

@@ -317,6 +317,14 @@ def _changed_since_asked(
     found = match(action, state, priority)
     if isinstance(found, str):
         return f"its conditions no longer held when it was to run: {found}"
+    differ = sorted(k for k, v in found.values.items() if job.values.get(k, v) != v)
+    if differ:
+        # Its conditions now name another change (another service, another version): the
+        # request fixed at the ask is not the one they call for.
+        return (
+            "its conditions now name another change than the one it was asked for "
+            f"({', '.join(differ)})"
+        )
     return None
 
 

@@ -43,6 +43,9 @@ class KpiValue:
 class KpiReport:
     kpis: tuple[KpiValue, ...] = ()
     notes: tuple[str, ...] = ()
+    unavailable: tuple[str, ...] = ()
+    """KPIs Prometheus did not answer for (an error, no answer in time): unknown now,
+    which is not the same as no data."""
 
 
 @dataclass(frozen=True, slots=True)

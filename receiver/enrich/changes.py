@@ -65,15 +65,20 @@ _MINUTE = 60_000
 
 
 async def gather(
-    store_events: list[ChangeEvent], feeds: Sequence[Feed], start: datetime, end: datetime
+    store_events: list[ChangeEvent],
+    feeds: Sequence[Feed],
+    start: datetime,
+    end: datetime,
+    within_s: float | None = None,
 ) -> tuple[list[ChangeEvent], list[str]]:
     """``store_events`` (as given, unfiltered) and the events of every feed in
-    ``[start, end]``, the feeds asked all at once.
+    ``[start, end]``, the feeds asked all at once, each for ``within_s`` at most.
 
-    A feed that fails becomes the note ``context unavailable: <feed>: <reason>`` and
-    never hides the others or the stored events; a feed that left items out adds
-    ``context incomplete: <feed>: <what>``. Events are unique by (source, id), the
-    stored one first, and ordered by time, source and id. Notes follow feed order.
+    A feed that fails, or has not answered by then, becomes the note ``context
+    unavailable: <feed>: <reason>`` and never hides the others or the stored events; a
+    feed that left items out adds ``context incomplete: <feed>: <what>``. Events are
+    unique by (source, id), the stored one first, and ordered by time, source and id.
+    Notes follow feed order.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
@@ -82,7 +87,15 @@ async def gather(
 
     async def fetch(index: int, feed: Feed) -> None:
         try:
-            found = await feed.events(start, end)
+            # A feed whose own timeout is longer than the incident's context may take
+            # must not cost the incident what the others (and Prometheus) answered.
+            with anyio.move_on_after(within_s) as scope:
+                found = await feed.events(start, end)
+            if scope.cancelled_caught:
+                raise EnrichmentError(
+                    f"no answer within {within_s:g}s (prometheus.budget, which the change "
+                    "feeds share)"
+                )
         except EnrichmentError as exc:
             notes[index].append(f"context unavailable: {feed.name}: {exc}")
         except Exception as exc:  # a bug in one feed must not cost the incident the others

@@ -8,7 +8,7 @@ KPI queries and change sources run concurrently; each failure is a note, never a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import anyio
@@ -59,6 +59,8 @@ class Enrichment:
     changes: list[ChangeRecord]
     causes: list[CauseRecord]
     notes: list[str]
+    kpis_unavailable: list[str] = field(default_factory=list)
+    """KPIs Prometheus did not answer for: their last measurement stands (``apply``)."""
 
 
 class Enricher:
@@ -72,7 +74,10 @@ class Enricher:
         baseline_offset_s: float,
         scope_labels: Mapping[ScopeField, str],
         chart_source: PrometheusKpis | None = None,
+        budget_s: float | None = None,
     ) -> None:
+        """``budget_s``: how long the change feeds may take (the KPIs' budget, which the
+        pipeline's bound on the whole context leaves a second beyond)."""
         self.store = store
         self.scope_labels = dict(scope_labels)
         self.kpi_source = kpis
@@ -82,6 +87,7 @@ class Enricher:
         self.feeds = list(feeds)
         self.lookback_s = lookback_s
         self.baseline_offset_s = baseline_offset_s
+        self.budget_s = budget_s
 
     async def enrich(
         self,
@@ -129,6 +135,7 @@ class Enricher:
                 for c in change_report.causes
             ],
             notes=[*kpi_report.notes, *change_report.notes],
+            kpis_unavailable=list(kpi_report.unavailable),
         )
 
     async def _changes(
@@ -145,6 +152,7 @@ class Enricher:
             self.feeds,
             datetime.fromtimestamp(start_ms / 1000, UTC),
             datetime.fromtimestamp(now_ms / 1000, UTC),
+            self.budget_s,
         )
         report = correlate(
             events,
@@ -247,12 +255,20 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
             )
             what = f"{change.type} {change.version}" if change.version else change.type
             note("change", f"{what} to {change.service} {when}")
-    for text in context.notes:
+    # A KPI Prometheus did not answer for is unknown now, not healthy: its last
+    # measurement stands (said so), or a moment's outage would lower the priority.
+    measured = {k.name for k in context.kpis}
+    kept = [k for k in state.kpis if k.name in context.kpis_unavailable and k.name not in measured]
+    notes = list(context.notes)
+    if kept:
+        names = ", ".join(k.name for k in kept)
+        notes.append(f"KPI {names}: not answered now, shown as last measured")
+    for text in notes:
         if text not in state.context_notes:
             note("context", text)
-    updated.kpis = context.kpis
+    updated.kpis = [*context.kpis, *kept]
     updated.changes = context.changes
     updated.probable_causes = context.causes
-    updated.context_notes = context.notes
+    updated.context_notes = notes
     updated.enriched_at = now_ms
     return updated

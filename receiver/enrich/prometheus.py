@@ -142,7 +142,8 @@ class PrometheusKpis:
         for reason, names in failures.items():
             notes.append(f"{UNAVAILABLE}{reason} ({', '.join(names)})")
             logger.warning("prometheus: journey %s: %s (%s)", journey.id, reason, ", ".join(names))
-        return KpiReport(kpis=tuple(values), notes=tuple(notes))
+        unavailable = tuple(dict.fromkeys(n for names in failures.values() for n in names))
+        return KpiReport(kpis=tuple(values), notes=tuple(notes), unavailable=unavailable)
 
     async def range(
         self, query: str, start: datetime, end: datetime, step: float

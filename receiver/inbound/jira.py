@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from receiver.inbound.resolves import TAKEN_BACK, taken_back
 from receiver.sinks.jira import LABEL
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
@@ -134,17 +135,32 @@ def annotation(
         # reopens): it says nothing of who answered this one.
         return None
     who = event.who
+    merge: dict[str, dict[str, object]] = {}
     if category == "done":
-        fill = {"response": {"resolved_at": at, "resolved_by": who, "source": SOURCE}}
+        fill = {
+            "response": {
+                "resolved_at": at,
+                "resolved_by": who,
+                "resolved_via": SOURCE,
+                "source": SOURCE,
+            }
+        }
         text = f"{issue.key} moved to {status} (done) in Jira by {who}"
-    elif category == "indeterminate":
-        fill = {"response": {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}}
-        text = f"{issue.key} moved to {status} in Jira by {who}"
     else:
-        fill = {}
+        fill = (
+            {"response": {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}}
+            if category == "indeterminate"
+            else {}
+        )
         text = f"{issue.key} moved to {status} in Jira by {who}"
+        if taken_back(state, SOURCE, at):
+            # Out of done after a person's resolve in Jira: that resolve is taken back
+            # (MTTR), as a PagerDuty reopen takes back one made there.
+            merge["response"] = TAKEN_BACK
+            text += ": the resolve is taken back"
     changelog = event.changelog.id if event.changelog else ""
     return Annotation(
+        merge=merge,
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         once=f"{SOURCE}:{delivery_id or f'{issue.key}:{changelog}:{at}'}",

@@ -32,6 +32,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from receiver.inbound.resolves import TAKEN_BACK, taken_back
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
@@ -234,7 +235,12 @@ def annotation(
         if linked:
             sink[PERSON_RESOLVED] = who
             sink[PERSON_AT] = str(at)
-        fill["response"] = {"resolved_at": at, "resolved_by": who, "source": SOURCE}
+        fill["response"] = {
+            "resolved_at": at,
+            "resolved_by": who,
+            "resolved_via": SOURCE,
+            "source": SOURCE,
+        }
         text = (
             f"resolved in PagerDuty by {who}: PagerDuty is not triggered again for it "
             "unless its alerts fire again after it resolves here"
@@ -243,9 +249,9 @@ def annotation(
         if not earlier and linked:
             sink[PERSON_RESOLVED] = ""
             sink[PERSON_AT] = str(at)
-            if state.response is not None and state.response.resolved_at is not None:
+            if taken_back(state, SOURCE, at):
                 # The resolve it takes back no longer answers for this episode (MTTR).
-                merge["response"] = {"resolved_at": None, "resolved_by": None}
+                merge["response"] = TAKEN_BACK
         text = f"reopened in PagerDuty by {who}"
     elif kind == "incident.unacknowledged":
         text = "acknowledgement in PagerDuty timed out"

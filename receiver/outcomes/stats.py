@@ -23,6 +23,7 @@ import secrets
 import statistics
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 from weakref import WeakKeyDictionary
@@ -169,6 +170,9 @@ class Stats(Figures):
     """The window reaches back further than ``store.retention``: incidents that ended
     before that are gone, so ``since`` is moved up to what the store can still show and
     the figures (attainment and error budget too) cover that part only."""
+    capped: bool = False
+    """The window holds more incidents than are read (the newest 20,000): the older ones
+    are left out of every figure."""
 
 
 def parse_query(params: Mapping[str, str]) -> StatsQuery:
@@ -253,10 +257,17 @@ class StatsTally:
         spans = degraded_spans(state, policy.degraded_at, self._until)
         self._spans.setdefault(state.journey, []).extend(spans)
 
-    def stats(self, window: str, journey: str | None, retention_limited: bool = False) -> Stats:
+    def stats(
+        self,
+        window: str,
+        journey: str | None,
+        retention_limited: bool = False,
+        capped: bool = False,
+    ) -> Stats:
         overall = self.overall.figures(self._until)
         return Stats(
             retention_limited=retention_limited,
+            capped=capped,
             signal=overall.signal,
             response=overall.response,
             business=overall.business,
@@ -475,12 +486,25 @@ def _alerts_stamp(state: IncidentState) -> tuple[int, ...]:
     return (state.updated_at, state.alert_count, state.firing_count, state.alerts_dropped)
 
 
+@dataclass
+class Reading:
+    """How many incidents a read of the window took in; ``capped`` once that is all it
+    reads."""
+
+    read: int = 0
+
+    @property
+    def capped(self) -> bool:
+        return self.read >= INCIDENTS_READ
+
+
 async def read_outcomes(
     store: GroupStore,
     since_ms: int,
     journey: str | None,
     page_size: int = READ_PAGE,
     names: Alertnames | None = None,
+    reading: Reading | None = None,
 ) -> AsyncGenerator[list[Outcome], None]:
     """The incidents created since ``since_ms`` (of ``journey``), with their alertnames,
     then those created up to ``CARRY_IN_MS`` before it that were open after it (without
@@ -488,10 +512,12 @@ async def read_outcomes(
     timelines. In pages, newest first, each from one store read of at most ``page_size``
     incidents (the newest ``INCIDENTS_READ`` in all): a reader that adds up each page
     before it asks for the next holds one page at a time. ``names``: the alertnames read
-    before, kept across calls."""
+    before, kept across calls; ``reading`` counts the incidents read."""
     memo = names if names is not None else Alertnames()
     pages = store.iter_incidents_since(since_ms - CARRY_IN_MS, journey, page_size)
     async for read in capped(pages, INCIDENTS_READ):
+        if reading is not None:
+            reading.read += len(read)
         outcomes = await _outcomes(store, read, since_ms, memo)
         if outcomes:
             yield outcomes
@@ -537,7 +563,8 @@ async def read_stats(
     since = asked if retention_ms is None else max(asked, now_ms - retention_ms)
     shown = list(journeys) if query.journey is None else [query.journey]
     tally = StatsTally(since, now_ms, shown, slos)
-    async for page in read_outcomes(store, since, query.journey, page_size, names):
+    reading = Reading()
+    async for page in read_outcomes(store, since, query.journey, page_size, names, reading):
         tally.add(o for o in page if o.state.created_at >= since)
         tally.carry(o.state for o in page if o.state.created_at < since)
     if query.journey is not None and query.journey not in journeys and not tally.overall.incidents:
@@ -546,7 +573,9 @@ async def read_stats(
             f"journey {show(query.journey)} is not configured and has no incidents in the window",
             [{"field": "journey", "reason": f"unknown journey {show(query.journey)}"}],
         )
-    return tally.stats(query.window, query.journey, retention_limited=since > asked)
+    return tally.stats(
+        query.window, query.journey, retention_limited=since > asked, capped=reading.capped
+    )
 
 
 def _gauges(m: Metrics) -> list[tuple[Gauge, Callable[[Figures], float | None]]]:

@@ -12,11 +12,13 @@ Only a reopen (the alerts fired again after the incident resolved here) triggers
 
 PagerDuty deduplicates per routing key, so an incident's alert lives in the service whose
 key triggered it. The receipt names that key by a fingerprint (``routing_key_id``), and the
-key itself is kept in the store's cache (never shown) for the incident's lifetime. When a
-reload gives the journey another key, an acknowledge or resolve still goes to the alert
-where it is, and the next trigger moves it: triggered with the new key, then resolved
-with the old one. A key no longer known anywhere (the cache lost) leaves the old alert to
-be resolved by hand, and says so in the log.
+key itself is kept in the store's cache (never shown) for four times ``store.retention``
+from the last event sent with it. When a reload gives the journey another key, the
+episode's updates, acknowledgement and resolve still go to the alert where it is; the next
+episode (an open or a reopen: a new PagerDuty incident anyway) goes to the key of now.
+Replicas reloaded at different moments so never move an alert to and fro. A key no
+longer known anywhere (the cache lost) leaves the old alert to be resolved by hand, and
+says so in the log.
 
 The client blocks, so each call runs on a worker thread, and its own retrying is switched
 off: retry policy is the outbox's.
@@ -62,6 +64,7 @@ logger = logging.getLogger("journey_receiver.sinks.pagerduty")
 KEY_ID = "routing_key_id"
 """Receipt key: the fingerprint of the routing key the incident's alert was triggered with."""
 _KEYS_CACHED = "pagerduty-routing-key"
+_KEPT_RETENTIONS = 4
 
 
 def resolved_by_person(state: IncidentState) -> str:
@@ -98,7 +101,9 @@ class PagerDutySink:
         self.external_url = external_url
         shared = shared or Shared()
         self._cache = shared.cache or LocalCache()
-        self._keep_ms = shared.retention_ms
+        # Renewed at each event sent with it; an incident lives on as long as its alerts
+        # keep coming (a retention from the last), maybe with nothing sent meanwhile.
+        self._keep_ms = _KEPT_RETENTIONS * shared.retention_ms
         self._tls = ssl_context(config.ca_file)
         self._severity: dict[str, str] = {p: s for p, s in config.severity.items()}
         # One client per routing key (the key is bound to the client), built on first use
@@ -112,10 +117,15 @@ class PagerDutySink:
             # Nothing sent, nothing learnt: the receipt must not write back refs an inbound
             # webhook may have changed meanwhile (a person reopening it there).
             return Receipt(sink=self.name, state=previous.state, refs={"dedup_key": incident.id})
-        routing_key = self._routing_key(incident, delivery)
-        key_id = fingerprint(routing_key)
-        # Where the alert is: the key it was triggered with, when a reload changed it.
-        held = await self._held_key(incident.id, previous, key_id)
+        configured = self._routing_key(incident, delivery)
+        # The episode's alert is where it was triggered; a new episode goes to the key of
+        # now (PagerDuty opens a new incident for it anyway).
+        held = (
+            None
+            if delivery.kind in _RETRIGGER
+            else await self._held_key(incident, previous, configured)
+        )
+        routing_key = held or configured
         event: dict[str, Any] = {}
         if delivery.kind == "resolve":
             action, state = "resolve", "resolved"
@@ -123,68 +133,39 @@ class PagerDutySink:
             action, state = "acknowledge", "acknowledged"
         else:
             action, state, event = "trigger", "triggered", self._trigger(incident, routing_key)
-        secrets = [routing_key] + ([held] if held else [])
-        refs = {"dedup_key": incident.id}
-        if action == "trigger":
-            # Kept before it is used: a follow-up after a reload must find it.
-            await self._cache.set(_KEYS_CACHED, key_id, routing_key, self._keep_ms)
-            await self._send(routing_key, action, incident.id, event, secrets)
-            if held:
-                await self._resolve_left(held, incident.id, secrets)
-            refs[KEY_ID] = key_id
-        else:
-            await self._send(held or routing_key, action, incident.id, event, secrets)
+        key_id = fingerprint(routing_key)
+        # Kept (renewed) before it is used: a follow-up after a reload must find it.
+        await self._cache.set(_KEYS_CACHED, key_id, routing_key, self._keep_ms)
+        try:
+            await off_loop(
+                self._client(routing_key).send_event, action, dedup_key=incident.id, **event
+            )
+        except pagerduty.Error as exc:
+            raise self._error(incident.id, [routing_key, configured], exc) from exc
+        refs = {"dedup_key": incident.id, KEY_ID: key_id}
         if action == "trigger" and previous and previous.refs.get(PERSON_RESOLVED):
             refs[PERSON_RESOLVED] = ""  # a new PagerDuty incident, which nobody resolved yet
         return Receipt(sink=self.name, state=state, refs=refs)
 
-    async def _send(
-        self,
-        routing_key: str,
-        action: str,
-        dedup_key: str,
-        event: dict[str, Any],
-        secrets: list[str],
-    ) -> None:
-        try:
-            await off_loop(
-                self._client(routing_key).send_event, action, dedup_key=dedup_key, **event
-            )
-        except pagerduty.Error as exc:
-            raise self._error(dedup_key, secrets, exc) from exc
-
-    async def _resolve_left(self, held: str, incident_id: str, secrets: list[str]) -> None:
-        """The incident moved to the new key's service: the alert it left in the old one
-        must not stay open. A refusal there (the old integration deleted) is said, not
-        retried: retrying would trigger the new one again and again for nothing."""
-        try:
-            await self._send(held, "resolve", incident_id, {}, secrets)
-        except PermanentDeliveryError as exc:
-            logger.warning(
-                "incident %s moved to another PagerDuty routing key; its alert under the old "
-                "one was not resolved (resolve it in PagerDuty by hand): %s",
-                incident_id,
-                exc,
-            )
-
     async def _held_key(
-        self, incident_id: str, previous: Receipt | None, key_id: str
+        self, incident: Incident, previous: Receipt | None, configured: str
     ) -> str | None:
-        """The routing key the incident's alert was triggered with when it is not the one
-        its journey has now (a reload changed it), else None."""
+        """The routing key the episode's alert was triggered with (None when the receipt
+        does not say, or it is no longer known)."""
         before = previous.refs.get(KEY_ID) if previous else None
-        if not before or before == key_id:
+        if not before:
             return None
         default = self.config.routing_key
-        if default is not None and fingerprint(default.get_secret_value()) == before:
-            return default.get_secret_value()
+        for known in (configured, default.get_secret_value() if default else None):
+            if known is not None and fingerprint(known) == before:
+                return known
         held = await self._cache.get(_KEYS_CACHED, before)
         if held is None or fingerprint(held) != before:
             logger.warning(
                 "incident %s: its PagerDuty alert was triggered with a routing key no longer "
                 "known (fingerprint %s); it is sent with the journey's key now, and the old "
                 "alert must be resolved in PagerDuty by hand",
-                incident_id,
+                incident.id,
                 before,
             )
             return None

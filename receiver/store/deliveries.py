@@ -55,6 +55,10 @@ class Job(BaseModel):
     # request under the same key: who asked, and the values its templates are filled with.
     by: str = ""
     values: StrMap = Field(default_factory=dict)
+    follows: str = ""
+    """A redriven job saying what its dead letter said (the same kind): the first dead
+    job's id, under which a sink finds what that one may have written (a Jira comment, a
+    Slack reply) before it failed."""
 
     @property
     def queue(self) -> str:

@@ -164,6 +164,9 @@ class ResponseRecord(_Record):
     resolved_at: int | None = None
     resolved_by: str | None = None
     source: str | None = None
+    resolved_via: str | None = None
+    """Where the person's resolve was made (``pagerduty``, ``jira``): only a reopen there
+    takes it back. None on a resolve recorded before this was kept."""
 
 
 class ToldEpisode(_Record):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from receiver.incident import rfc3339, worst_kpi
+from receiver.incident import kpi_moved, rfc3339, worst_kpi
 from receiver.scoring import badness
 from receiver.store.base import capped
 from receiver.store.records import IncidentState, KpiRecord
@@ -121,10 +121,10 @@ def worse_kpi(a: KpiRecord | None, b: KpiRecord | None) -> KpiRecord | None:
 
 def deviation(kpi: KpiRecord | None) -> str:
     """``conversion −61% vs last week``, or that no KPI has moved."""
-    if kpi is None or kpi.deviation_pct is None:
+    moved = kpi_moved(kpi) if kpi is not None else None
+    if kpi is None or moved is None:
         return "no KPI deviation"
-    sign = "−" if kpi.deviation_pct < 0 else "+"
-    return f"{kpi.name} {sign}{abs(kpi.deviation_pct):.0f}% vs {kpi.vs or 'baseline'}"
+    return f"{kpi.name} {moved} vs {kpi.vs or 'baseline'}"
 
 
 def top_cause(state: IncidentState) -> str:

@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+from receiver.act.runs import _changed_since_asked
+from receiver.config import Action, Journey, Owner
+from receiver.store.deliveries import Job
+from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
 from tests.conftest import FakeClock, make_alert
 from tests.support.fake_deploy import FIRST_ALERT, FakeDeploy, deploys, journeys, serve_deploy
 from tests.support.harness import Harness, harness, write_config
@@ -248,3 +252,35 @@ async def test_a_failing_deploy_system_is_retried_then_recorded_as_failed(
         # Failed is settled: later decisions do not try again by themselves.
         await rx.tick(120)
         assert len(deploy.server.seen) == 1 and deploy.effects == []
+
+
+def test_a_retry_is_skipped_when_its_conditions_now_name_another_change() -> None:
+    action = Action.model_validate(
+        {"id": "rollback", "title": "Roll back {service}", "when": {"change_type": "deploy"}}
+    )
+    journey = Journey(
+        id="checkout", name="Checkout", weight=1.0, owner=Owner(team="p"), stages=[],
+        actions=[action], automation="auto",
+    )  # fmt: skip
+    at = 1_776_500_000_000
+    cart = ChangeRecord(id="x", type="deploy", service="cart", at=at - 300_000,
+                        minutes_before=5, overlap=True, version="2.0")  # fmt: skip
+    payments = ChangeRecord(id="y", type="deploy", service="payments", at=at - 600_000,
+                            minutes_before=10, overlap=True, version="7.1")  # fmt: skip
+    # Asked for when the cart deploy was the trusted cause: roll back cart 2.0.
+    job = Job(incident="inc-1", sink="action:rollback", kind="run", due=at, by="auto",
+              values={"service": "cart", "version": "2.0", "incident_id": "inc-1"})  # fmt: skip
+    state = IncidentState(
+        id="inc-1", key="k", digest="d", journey="checkout", group_labels={}, status="open",
+        created_at=at, updated_at=at, first_firing_at=at, changes=[cart, payments],
+        probable_causes=[
+            CauseRecord(kind="change", text="deploy 7.1 to payments", score=30, change_id="y"),
+            CauseRecord(kind="change", text="deploy 2.0 to cart", score=25, change_id="x"),
+        ],
+    )  # fmt: skip
+    # At the retry, the payments deploy ranks first: its conditions name another change.
+    assert _changed_since_asked(job, journey, action, state, "P1") == (
+        "its conditions now name another change than the one it was asked for (service, version)"
+    )
+    state.probable_causes.reverse()
+    assert _changed_since_asked(job, journey, action, state, "P1") is None

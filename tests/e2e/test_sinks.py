@@ -135,3 +135,27 @@ async def test_a_permanently_failing_sink_dead_letters_and_redrive_delivers_afte
     await rx.tick()
     assert len(world.jira.with_label(f"journey-receiver-{incident_id}")) == 1
     assert (await rx.client.get("/api/v1/deliveries")).json()["deliveries"] == []
+
+
+async def test_a_redriven_job_does_not_repeat_what_its_dead_attempt_wrote(
+    rx: Harness, world: Fakes
+) -> None:
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)
+    (issue,) = world.jira.with_label(f"journey-receiver-{incident_id}")
+    # The resolve's comment lands, but Jira's answer is a refusal: a dead letter whose
+    # comment is on the issue already.
+    path = f"/rest/api/2/issue/{issue.key}/comment"
+    world.jira.server.inject(Fault(path, status=400, body={"errorMessages": ["no"]}, applied=True))
+    await rx.post([resolved(PAYMENT)])
+    for _ in range(6):
+        await rx.tick(60)
+    dead = (await rx.client.get("/api/v1/deliveries?state=dead")).json()["deliveries"]
+    assert [(d["sink"], d["kind"]) for d in dead] == [("jira", "resolve")]
+    assert len(world.jira.issue(issue.key).comments) == 1
+    r = await rx.client.post("/api/v1/deliveries/redrive", json={"sink": "jira"})
+    assert r.json()["redriven"] == 1
+    await rx.tick()
+    # The redrive is that job once more: its comment is found, not written again.
+    assert len(world.jira.issue(issue.key).comments) == 1
+    assert world.jira.issue(issue.key).status == "Resolved"

@@ -238,7 +238,8 @@ async def test_an_unreachable_prometheus_is_a_note_within_the_budget() -> None:
     report = await report_of(kpis, journey(CONVERSION, ORDERS), {"region": "eu", "env": "prod"})
     assert time.monotonic() - started < 1.0 + 1.0
     assert report == KpiReport(
-        notes=("context unavailable: prometheus: connection refused (conversion, orders_per_min)",)
+        notes=("context unavailable: prometheus: connection refused (conversion, orders_per_min)",),
+        unavailable=("conversion", "orders_per_min"),
     )
 
 
@@ -252,7 +253,8 @@ async def test_a_prometheus_that_never_answers_costs_at_most_the_budget() -> Non
         notes=(
             "context unavailable: prometheus: no answer within the 0.5s budget "
             "(conversion, orders_per_min)",
-        )
+        ),
+        unavailable=("conversion", "orders_per_min"),
     )
 
 
@@ -276,7 +278,8 @@ async def test_each_query_has_its_own_timeout() -> None:
         report = await report_of(kpis, journey(STARTED), {"region": "eu"})
         assert time.monotonic() - started < 1.0 + 1.5
     assert report == KpiReport(
-        notes=("context unavailable: prometheus: timed out after 1s (started)",)
+        notes=("context unavailable: prometheus: timed out after 1s (started)",),
+        unavailable=("started",),
     )
 
 
@@ -326,7 +329,9 @@ async def test_a_broken_answer_is_a_short_note_without_secrets(
     with fake_http(status, body, content_type) as fake:
         kpis = source(fake.url, headers={"Authorization": secret})
         report = await report_of(kpis, journey(STARTED), {"region": "eu"})
-    assert report == KpiReport(notes=(f"context unavailable: prometheus: {reason} (started)",))
+    assert report == KpiReport(
+        notes=(f"context unavailable: prometheus: {reason} (started)",), unavailable=("started",)
+    )
     assert fake.seen_headers and all(h["authorization"] == secret for h in fake.seen_headers)
     assert "s3cr3t" not in caplog.text
     assert reason in caplog.text

@@ -56,6 +56,75 @@ async def test_a_person_closing_the_issue_is_recorded_once(rx: Harness, world: F
     assert jira_entries == [f"{key} moved to Closed (done) in Jira by Carol Lead"]
 
 
+async def test_an_issue_moved_out_of_done_takes_the_persons_resolve_back(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    clock.advance(60)
+    world.jira.close(key, "Fixed")
+    closed = world.jira.webhook(key, "Carol Lead", SECRET, before="Open", at=clock.now)
+    assert (await rx.client.post("/inbound/jira", content=closed[0], headers=closed[1])).is_success
+    assert (await rx.incident(incident_id))["mttr_s"] is not None
+    # Carol closed the wrong issue and opens it again; the alert still fires.
+    clock.advance(60)
+    world.jira.issue(key).status = "Open"
+    reopened = world.jira.webhook(key, "Carol Lead", SECRET, before="Closed", at=clock.now)
+    r = await rx.client.post("/inbound/jira", content=reopened[0], headers=reopened[1])
+    assert r.json()["status"] == "recorded"
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], detail["mttr_s"]) == ("open", None)
+    assert (detail["response"] or {}).get("resolved_at") is None
+    assert detail["timeline"][-1]["text"] == (
+        f"{key} moved to Open in Jira by Carol Lead: the resolve is taken back"
+    )
+
+
+def moved(category: str, status: str, at_ms: int) -> jira.Event:
+    """Carol Lead moving PAY-1 to ``status`` (of ``category``) at ``at_ms``."""
+    issue = {"key": "PAY-1", "fields": {"status": {"statusCategory": {"key": category}}}}
+    body = {
+        "webhookEvent": "jira:issue_updated",
+        "timestamp": at_ms,
+        "user": {"displayName": "Carol Lead"},
+        "issue": issue,
+        "changelog": {"id": "7", "items": [{"field": "status", "toString": status}]},
+    }
+    return jira.parse(json.dumps(body).encode())
+
+
+def test_a_move_out_of_done_from_before_the_resolve_takes_nothing_back() -> None:
+    started = 1_776_500_000_000
+    state = IncidentState(
+        id="inc-1", key="k", digest="d", journey="checkout", group_labels={},
+        status="open", created_at=started, updated_at=started, first_firing_at=started,
+        sinks={"jira": {"key": "PAY-1"}},
+        response={"resolved_at": started + 60_000, "resolved_by": "Carol Lead",
+                  "resolved_via": "jira"},
+    )  # fmt: skip
+
+    late = jira.annotation(
+        moved("new", "Open", started + 30_000), state, started + 90_000, "d1", ()
+    )
+    assert late is not None and late.merge == {}
+    after = jira.annotation(
+        moved("new", "Open", started + 70_000), state, started + 90_000, "d2", ()
+    )
+    assert after is not None
+    assert after.merge == {
+        "response": {"resolved_at": None, "resolved_by": None, "resolved_via": None}
+    }
+    # A resolve a person made in PagerDuty is not Jira's to take back, whether it says so
+    # or was recorded before that was kept (its first word came from PagerDuty).
+    assert state.response is not None
+    for made in ({"resolved_via": "pagerduty"}, {"resolved_via": None, "source": "pagerduty"}):
+        state.response = state.response.model_copy(update=made)
+        for category, status in (("new", "Open"), ("indeterminate", "In Progress")):
+            elsewhere = jira.annotation(
+                moved(category, status, started + 70_000), state, started + 90_000, "d3", ()
+            )
+            assert elsewhere is not None and elsewhere.merge == {}
+
+
 async def test_the_secret_may_come_in_the_url_as_older_jira_sends_it(
     rx: Harness, world: Fakes
 ) -> None:
@@ -260,20 +329,13 @@ def test_a_transition_from_before_the_episode_began_is_not_this_episodes() -> No
         first_firing_at=started, started_at=started, sinks={"jira": {"key": "PAY-1"}},
     )  # fmt: skip
 
-    def closed(at_ms: int) -> jira.Event:
-        issue = {"key": "PAY-1", "fields": {"status": {"statusCategory": {"key": "done"}}}}
-        changelog = {"id": "7", "items": [{"field": "status", "toString": "Done"}]}
-        body = {
-            "webhookEvent": "jira:issue_updated",
-            "timestamp": at_ms,
-            "user": {"displayName": "Carol Lead"},
-            "issue": issue,
-            "changelog": changelog,
-        }
-        return jira.parse(json.dumps(body).encode())
-
-    assert jira.annotation(closed(started - 900_000), state, started + 60_000, "d1", ()) is None
-    now = jira.annotation(closed(started + 30_000), state, started + 60_000, "d2", ())
+    assert (
+        jira.annotation(moved("done", "Done", started - 900_000), state, started + 60_000, "d1", ())
+        is None
+    )
+    now = jira.annotation(
+        moved("done", "Done", started + 30_000), state, started + 60_000, "d2", ()
+    )
     assert now is not None and now.fill["response"]["resolved_by"] == "Carol Lead"
 
 

@@ -419,13 +419,26 @@ def test_the_link_follows_the_newest_pagerduty_incident_whichever_event_comes_fi
 
 def test_a_reopen_in_pagerduty_takes_the_persons_resolve_back() -> None:
     state = episode(incident="P1", resolved_by_person="Pat")
-    state.response = ResponseRecord(resolved_at=FIRST_FIRING + 90_000, resolved_by="Pat")
+    # Recorded before where a resolve was made was kept: its first word's source says.
+    state.response = ResponseRecord(
+        resolved_at=FIRST_FIRING + 90_000, resolved_by="Pat", source="pagerduty"
+    )
     said = pagerduty.annotation(
         person_event("incident.reopened", "P1", FIRST_FIRING + 120_000), state, 0
     )
     assert said is not None
-    assert said.merge["response"] == {"resolved_at": None, "resolved_by": None}
+    assert said.merge["response"] == {
+        "resolved_at": None,
+        "resolved_by": None,
+        "resolved_via": None,
+    }
     assert said.merge["sinks.pagerduty"]["resolved_by_person"] == ""
+    # A resolve a person made in Jira is not PagerDuty's to take back.
+    state.response = state.response.model_copy(update={"resolved_via": "jira"})
+    said = pagerduty.annotation(
+        person_event("incident.reopened", "P1", FIRST_FIRING + 120_000), state, 0
+    )
+    assert said is not None and "response" not in said.merge
 
 
 @pytest.mark.parametrize(

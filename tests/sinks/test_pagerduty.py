@@ -154,10 +154,10 @@ async def test_lifecycle_is_one_dedup_key_and_a_new_pagerduty_incident_after_a_r
 
     receipts = [await sink.deliver(i, delivery(kind), None) for i, kind in steps]
 
-    # A trigger names the routing key it went with (by fingerprint, not the key).
+    # Each names the routing key it went with (by fingerprint, not the key).
     named = {"dedup_key": "checkout-eu-1", KEY_ID: fingerprint(DEFAULT_KEY)}
     assert [(r.sink, r.state, r.refs) for r in receipts] == [
-        ("pagerduty", state, named if state == "triggered" else {"dedup_key": "checkout-eu-1"})
+        ("pagerduty", state, named)
         for state in ("triggered", "triggered", "resolved", "triggered", "resolved")
     ]
     assert DEFAULT_KEY[:8] not in str(receipts)
@@ -216,45 +216,71 @@ async def test_the_owner_routing_key_overrides_the_default(
     ]
 
 
-async def test_an_alert_stays_reachable_when_a_reload_changes_its_routing_key(
+async def test_an_episode_stays_under_the_routing_key_it_was_triggered_with(
     pd: FakePagerDuty, tls: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = LocalCache()  # the store's cache, which every replica and rebuild shares
     incident = make_incident()
     default = PagerDutySink(config(pd, tls), EXTERNAL_URL, Shared(cache))
-    opened = await default.deliver(incident, delivery("open"), None)
-    # journeys.yaml now gives the journey its own key: an acknowledge goes to the alert
-    # where it is, under the key it was triggered with.
     owned = Owner(team="payments", pagerduty_routing_key=OWNER_KEY)
-    acked = await default.deliver(incident, delivery("acknowledge", owned), opened)
-    assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
-        (DEFAULT_KEY, "acknowledged")
-    ]
-    # A replica rebuilt with another default key (the old one known only to the cache):
-    # the next trigger moves the alert to the owner's service and resolves the old one.
+    # A replica rebuilt with another default key: the old one is known to the cache only.
     other = "1" * 32
     rebuilt = PagerDutySink(config(pd, tls, routing_key=other), EXTERNAL_URL, Shared(cache))
-    previous = Receipt("pagerduty", acked.state, opened.refs | acked.refs)
-    moved = await rebuilt.deliver(incident, delivery("update", owned), previous)
-    assert moved.refs[KEY_ID] == fingerprint(OWNER_KEY)
+    receipt: Receipt | None = None
+
+    async def send(sink: PagerDutySink, kind: NotificationKind, owner: Owner) -> None:
+        nonlocal receipt
+        got = await sink.deliver(incident, delivery(kind, owner), receipt)
+        receipt = Receipt("pagerduty", got.state, (receipt.refs if receipt else {}) | got.refs)
+
+    await send(default, "open", PAYMENTS)
+    # journeys.yaml now gives the journey its own key; replicas reload one after another.
+    # The episode's updates, acknowledgement and resolve reach its alert where it is.
+    for sink, kind in ((default, "update"), (rebuilt, "acknowledge"), (default, "update"),
+                       (rebuilt, "update"), (rebuilt, "resolve")):  # fmt: skip
+        await send(sink, kind, owned)
+    assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
+        (DEFAULT_KEY, "resolved")
+    ]
+    # The next episode goes to the key of now.
+    await send(rebuilt, "reopen", owned)
+    await send(default, "resolve", owned)
     assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
         (DEFAULT_KEY, "resolved"),
-        (OWNER_KEY, "triggered"),
+        (OWNER_KEY, "resolved"),
     ]
-    await rebuilt.deliver(incident, delivery("resolve", owned), moved)
-    assert [i.status for i in pd.incidents(incident.id)] == ["resolved", "resolved"]
+    assert receipt is not None and receipt.refs[KEY_ID] == fingerprint(OWNER_KEY)
     # A key known nowhere any more (the store's cache lost): sent with today's key, said.
     forgetful = PagerDutySink(
         config(pd, tls, routing_key=other), EXTERNAL_URL, Shared(LocalCache())
     )
     again = make_incident(id="checkout-eu-2")
-    await forgetful.deliver(
-        again, delivery("resolve"), Receipt("pagerduty", "triggered", moved.refs)
-    )
+    await forgetful.deliver(again, delivery("resolve"), receipt)
     assert pd.events("checkout-eu-2")[0]["routing_key"] == other
     assert "must be resolved in PagerDuty by hand" in caplog.text
     assert OWNER_KEY not in caplog.text
     for built in (default, rebuilt, forgetful):
+        await built.aclose()
+
+
+async def test_the_key_is_kept_while_events_are_sent_and_four_retentions_after(
+    pd: FakePagerDuty, tls: tuple[Path, Path]
+) -> None:
+    now = [0.0]
+    cache = LocalCache(clock=lambda: now[0])
+    week = Shared(cache, retention_ms=7 * 86_400_000)
+    incident = make_incident()
+    old = PagerDutySink(config(pd, tls), EXTERNAL_URL, week)
+    receipt = await old.deliver(incident, delivery("open"), None)
+    now[0] += 27 * 86_400  # a month of alerts re-sent and nothing new to tell
+    new = PagerDutySink(config(pd, tls, routing_key="1" * 32), EXTERNAL_URL, week)
+    receipt = await new.deliver(incident, delivery("update"), receipt)
+    now[0] += 27 * 86_400
+    await new.deliver(incident, delivery("resolve"), receipt)
+    assert [(i.routing_key, i.status) for i in pd.incidents(incident.id)] == [
+        (DEFAULT_KEY, "resolved")
+    ]
+    for built in (old, new):
         await built.aclose()
 
 
