@@ -160,7 +160,7 @@ class Receiver:
         if self.config_path is None:
             cfg = config.ReceiverConfig()
             journeys = (
-                config.load_journeys(self.journeys_path)
+                config.load_journeys(self.journeys_path, cfg)
                 if self.journeys_path
                 else config.JourneysConfig()
             )

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from receiver import config
+from receiver.config.source import read_document
 from receiver.errors import ConfigError, PayloadError
 
 DEFAULT_CONFIG = Path("config/receiver.yaml")
@@ -126,6 +125,8 @@ def _local_url(cfg_path: Path | None, port: int | None = None) -> str:
     server = _server_section(cfg_path)
     host = str(server.get("host") or config.ServerConfig().host)
     written = server.get("port")
+    if isinstance(written, str) and written.isascii() and written.isdigit():
+        written = int(written)  # from ${PORT}: text until validated
     port = port or (written if isinstance(written, int) else config.ServerConfig().port)
     host = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -140,13 +141,11 @@ def _server_section(path: Path | None) -> dict[str, Any]:
 
 
 def _section(path: Path | None, key: str) -> Any:
-    """``key`` of receiver.yaml as written, unvalidated; {} when absent or unreadable."""
+    """``key`` of receiver.yaml as written (``${VAR}`` read, as serve reads it),
+    unvalidated; {} when absent or unreadable."""
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
+    data = read_document(path).data
     found = data.get(key) if isinstance(data, dict) else None
     return found if found is not None else {}
 
@@ -176,6 +175,14 @@ def explain(args: argparse.Namespace) -> int:
     from receiver.explain import explain_batch
 
     cfg_path, journeys_path = _paths(args)
+    if args.prometheus is not None:
+        from receiver.online import http_url
+
+        try:
+            http_url(args.prometheus)
+        except ValueError as exc:
+            print(f"journey-receiver explain: --prometheus: {exc}", file=sys.stderr)
+            return 1
     try:
         report = explain_batch(
             args.alerts.read_bytes(), cfg_path, journeys_path, prometheus_url=args.prometheus

@@ -143,7 +143,9 @@ def explain_batch(
     run when 0); that is the only network the dry run uses."""
     if config_path is None:
         cfg = config.ReceiverConfig()
-        journeys = config.load_journeys(journeys_path) if journeys_path else config.JourneysConfig()
+        journeys = (
+            config.load_journeys(journeys_path, cfg) if journeys_path else config.JourneysConfig()
+        )
     else:
         cfg, journeys = config.load(config_path, journeys_path)
     settings = Settings.build(cfg, journeys)

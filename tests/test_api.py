@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from receiver import app as app_module
+from receiver.sinks import slack as slack_sink
 from receiver.store import StoreSettings, open_store
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch
 from tests.support.harness import harness, write_config
@@ -352,8 +356,15 @@ async def test_unknown_paths_and_methods_answer_json(tmp_path: Path, clock: Fake
         assert wrong.headers["allow"] == "POST"
 
 
+def _refusing(*args: object, **kwargs: object) -> NoReturn:
+    raise ssl.SSLError("a client that cannot be made")
+
+
 async def test_a_reload_rebuilds_the_sinks_and_refuses_ones_it_cannot_build(
-    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     routing = "routing: {log: [P1, P2, P3, P4, P5]}\n"
     cfg = write_config(tmp_path, routing + "sinks: {log: {format: json}}\n")
@@ -368,7 +379,7 @@ async def test_a_reload_rebuilds_the_sinks_and_refuses_ones_it_cannot_build(
             await rx.tick(30)
         assert "[open] checkout/eu" in caplog.text  # the new sink wrote the chart as text
 
-        # A Slack sink whose CA bundle is no certificate cannot be built: refused, kept.
+        # A Slack sink whose CA bundle is no certificate: refused as the file is read.
         bad_ca = tmp_path / "ca.pem"
         bad_ca.write_text("not a certificate\n")
         cfg.write_text(
@@ -378,6 +389,15 @@ async def test_a_reload_rebuilds_the_sinks_and_refuses_ones_it_cannot_build(
             )
         )
         r = await rx.client.post("/-/reload")
+        assert r.status_code == 400
+        assert r.json()["errors"][0]["field"] == "sinks.slack.ca_file"
+        assert rx.receiver.outbox.sinks == {"log": rebuilt}
+        # One that cannot be built all the same (its TLS refused as the client is made):
+        # refused, the running sinks kept.
+        cfg.write_text(cfg.read_text().replace(f", ca_file: {bad_ca}", ""))
+        with monkeypatch.context() as patched:
+            patched.setattr(slack_sink, "web_client", _refusing)
+            r = await rx.client.post("/-/reload")
         assert r.status_code == 400
         assert r.json()["errors"][0]["field"] == "sinks"
         assert "cannot build: SSLError" in r.json()["errors"][0]["reason"]
@@ -404,7 +424,7 @@ async def test_a_reload_rebuilds_prometheus_and_the_feeds(tmp_path: Path, clock:
 
 
 async def test_a_reload_that_cannot_build_the_alertmanager_client_keeps_everything(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = write_config(
         tmp_path,
@@ -414,13 +434,12 @@ async def test_a_reload_that_cannot_build_the_alertmanager_client_keeps_everythi
     async with harness(cfg, clock, configured_sinks=True) as rx:
         client = rx.receiver.peer.client
         sinks = dict(rx.receiver.outbox.sinks)
-        bad_ca = tmp_path / "ca.pem"
-        bad_ca.write_text("not a certificate\n")
         # Sinks change too, and are built first: the Alertmanager client then fails.
         cfg.write_text(
-            cfg.read_text().replace("restart_grace: 0s}", f"restart_grace: 0s, ca_file: {bad_ca}}}")
+            cfg.read_text().replace("restart_grace: 0s}", "restart_grace: 1s}")
             + "sinks: {log: {format: json}}\n"
         )
+        monkeypatch.setattr(app_module, "AlertmanagerClient", _refusing)
         r = await rx.client.post("/-/reload")
         assert r.status_code == 400
         assert r.json()["errors"][0]["field"] == "alertmanager"
@@ -428,6 +447,6 @@ async def test_a_reload_that_cannot_build_the_alertmanager_client_keeps_everythi
         assert rx.receiver.peer.client is client
         assert rx.receiver.outbox.sinks == sinks
         assert rx.receiver.settings.config.alertmanager is not None
-        assert rx.receiver.settings.config.alertmanager.ca_file is None
+        assert rx.receiver.settings.config.alertmanager.restart_grace == 0
         await rx.tick(1)  # the next round closes what the rejected reload built
         assert not client._client.is_closed  # type: ignore[union-attr]

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from receiver.cli import main
+from receiver.cli import _local_url, main
 from tests.conftest import (
     EXAMPLE_CONFIG,
     EXAMPLE_JOURNEYS,
@@ -78,6 +79,18 @@ def test_explain_reports_a_bad_body(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "alerts[0].labels" in result.stderr
+
+
+def test_explain_names_a_prometheus_option_that_is_no_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    storm = str(ROOT / "examples" / "storm.json")
+    code = main(["explain", "--alerts", storm, "--config", str(EXAMPLE_CONFIG),
+                 "--prometheus", "prometheus:9090"])  # fmt: skip
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "journey-receiver explain: --prometheus: an http:// or https:// URL with a host\n"
+    )
 
 
 def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
@@ -192,6 +205,18 @@ def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
     down = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)
     assert down.returncode == 1
     assert f"http://127.0.0.1:{port}/healthz" in down.stderr
+
+
+def test_the_local_url_reads_the_environment_as_serve_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (("JR_TEST_PORT", "19123"), ("JR_TEST_HOST", "127.0.0.2")):
+        monkeypatch.setenv(name, value)
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text("server: {host: '${JR_TEST_HOST}', port: '${JR_TEST_PORT}'}\n")
+    # healthcheck and deliveries call the receiver where serve listens.
+    assert _local_url(cfg) == "http://127.0.0.2:19123"
+    assert _local_url(cfg, 9999) == "http://127.0.0.2:9999"
 
 
 def exec_form(pattern: str, dockerfile: str) -> list[str]:

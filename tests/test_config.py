@@ -18,7 +18,7 @@ from receiver.config import (
 from receiver.errors import ConfigError
 from receiver.scoring import priority_for
 from receiver.settings import Settings
-from receiver.store.urls import shown_url
+from receiver.store.urls import check_url, shown_url
 
 DATA = Path(__file__).parent / "data" / "config"
 EXAMPLES = Path(__file__).parents[1] / "config"
@@ -378,10 +378,30 @@ def test_durations(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5 minutes", "1m1h", "1.5h", "h", "-5s", "inf", "1H"])
+@pytest.mark.parametrize(
+    "text", ["", "5 minutes", "1m1h", "1.5h", "h", "-5s", "inf", "1H", "\u0663\u0660s", "\u00b2"]
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="expected seconds or a duration like"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["101y", "999999999999y", 1e300])
+def test_a_duration_past_a_hundred_years_is_refused(text: str | float) -> None:
+    with pytest.raises(ValueError, match="is longer than the maximum 100y"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("value", ["2024-02-30", "!!int abc", "!!float x1"])
+def test_a_value_yaml_cannot_build_is_a_problem_naming_its_field(
+    tmp_path: Path, value: str
+) -> None:
+    (tmp_path / "journeys.yaml").write_text("journeys: []\n")
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(OPEN + f"events: {{lookback: {value}}}\n")
+    (found,) = check(cfg)
+    assert (found.line, found.path) == (2, "events.lookback")
+    assert str(found).startswith(f"{cfg}:2: events.lookback: cannot read this value: ")
 
 
 def test_load_reports_a_missing_receiver_yaml(tmp_path: Path) -> None:
@@ -580,6 +600,54 @@ def test_a_store_url_as_printed_hides_a_password_option() -> None:
     assert shown_url("unix:///run/redis.sock?password=s3cret&db=2") == (
         "unix:///run/redis.sock?password=…&db=2"
     )
+    # A "&" left in the password: what follows is no option, and is not shown.
+    assert shown_url("redis://r:6379/0?password=ab&TOPSECRET=x&db=2") == (
+        "redis://r:6379/0?password=…&…"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://s1:26379/mymaster?sentinel_password=ab&TOPSECRET",
+        "redis+sentinel://s1:26379/mymaster?sentinel_password=ab&TOPSECRET=x",
+        "redis://redis:6379/0?password=ab&TOPSECRET=x",
+        "redis://redis:6379/0?password=ab&TOPSECRET",
+    ],
+)
+def test_a_password_cut_by_an_ampersand_is_refused_without_quoting_it(url: str) -> None:
+    with pytest.raises(ValueError, match='a "&" in its value must be written %26') as caught:
+        check_url(url)
+    assert "TOPSECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ("sinks: {slack: {token: xoxb-1, ca_file: ca.pem}}", "sinks.slack.ca_file"),
+        ("sinks: {pagerduty: {routing_key: k, ca_file: ca.pem}}", "sinks.pagerduty.ca_file"),
+        ("alertmanager: {urls: ['https://am:9093'], ca_file: ca.pem}", "alertmanager.ca_file"),
+        (
+            "events: {feeds: [{type: json, name: d, url: 'https://d', ca_file: ca.pem}]}",
+            "events.feeds[0].ca_file",
+        ),
+    ],
+)
+def test_a_ca_file_that_holds_no_certificate_is_a_problem_at_check(
+    tmp_path: Path, section: str, field: str
+) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (tmp_path / "journeys.yaml").write_text("journeys: []\n")
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(OPEN + section + "\n")
+    (found,) = check(cfg)
+    assert str(found) == (f"{cfg}:2: {field}: holds no CA certificate this machine can load (PEM)")
+
+
+def test_a_hash_in_a_store_url_is_refused_not_cut_there() -> None:
+    url = "rediss+sentinel://s1:26379/mymaster?sentinel_password=a#b&ssl_ca_certs=/ca.pem"
+    with pytest.raises(ValueError, match='a "#" in a store URL must be written %23'):
+        check_url(url)
 
 
 def test_a_store_url_as_printed_shows_no_password() -> None:
@@ -639,6 +707,10 @@ def test_kpi_queries_may_only_use_the_journeys_group_labels() -> None:
         f"{path}:13: journeys[0].kpis[1].query: placeholder at column 12 is outside a string "
         'literal; a label value can only be inserted quoted, e.g. region="$region"',
     ]
+    # serve and explain with no receiver.yaml refuse what check refuses.
+    with pytest.raises(ConfigError) as refused:
+        load_journeys(path, ReceiverConfig())
+    assert [str(p) for p in refused.value.problems] == [str(p) for p in check(None, path)]
 
 
 def test_the_example_config_refuses_to_run_open_unless_told(
@@ -663,22 +735,57 @@ def test_the_example_config_refuses_to_run_open_unless_told(
     assert check(EXAMPLES / "receiver.yaml") == []
 
 
-def test_a_kpi_condition_takes_one_bound(tmp_path: Path) -> None:
+# A journeys.yaml with one journey, up to its stages: a test adds what it is about.
+CHECKOUT = (
+    "journeys:\n"
+    "  - id: checkout\n"
+    "    name: Checkout\n"
+    "    weight: 1.0\n"
+    "    owner: {team: payments}\n"
+    "    stages: [{id: payment, weight: 1.0, match: ['service=\"p\"']}]\n"
+)
+
+
+def checkout(tmp_path: Path, rest: str) -> Path:
+    """journeys.yaml of ``CHECKOUT`` and ``rest``."""
     path = tmp_path / "journeys.yaml"
-    path.write_text(
-        "journeys:\n"
-        "  - id: checkout\n"
-        "    name: Checkout\n"
-        "    weight: 1.0\n"
-        "    owner: {team: payments}\n"
-        "    stages: [{id: payment, weight: 1.0, match: ['service=\"p\"']}]\n"
+    path.write_text(CHECKOUT + rest)
+    return path
+
+
+def test_a_kpi_condition_takes_one_bound(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    kpis: [{name: conversion, query: 'sum(x)', unit: ratio, bad_when: down}]\n"
         "    actions:\n"
         "      - title: Restart\n"
-        "        when: {kpi: {name: conversion}}\n"
+        "        when: {kpi: {name: conversion}}\n",
     )
     [problem] = problems(path)
     assert "set deviation_pct_below or deviation_pct_above (one of them)" in problem
     assert ".actions[0].when.kpi" in problem
+
+
+def test_action_ids_are_unique_and_conditions_name_the_journeys_own(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    kpis: [{name: conversion, query: 'sum(x)', unit: ratio, bad_when: down,\n"
+        "            revenue_per_unit: .inf}]\n"
+        "    actions:\n"
+        "      - {id: restart, title: Restart payments}\n"
+        "      - {id: restart, title: Restart cart, when: {stages: [payment, paymnet]}}\n"
+        "      - {title: Page the DBA, when: {kpi: {name: convresion, deviation_pct_below: -5}}}\n"
+        "      - {title: Page the DBA}\n",
+    )
+    assert problems(path) == [
+        f"{path}:8: journeys[0].kpis[0].revenue_per_unit: expected a finite number, got inf",
+        f"{path}:11: journeys[0].actions[1].id: duplicate action id (or title, without an id) "
+        '"restart" (first at line 10)',
+        f'{path}:11: journeys[0].actions[1].when.stages[1]: the journey has no stage "paymnet"',
+        f'{path}:12: journeys[0].actions[2].when.kpi.name: the journey has no KPI "convresion"',
+        f"{path}:13: journeys[0].actions[3].id: duplicate action id (or title, without an id) "
+        '"Page the DBA" (first at line 12)',
+    ]
 
 
 @pytest.mark.parametrize(

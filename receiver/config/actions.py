@@ -30,10 +30,10 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, JsonValue, SecretStr, field_validator
+from pydantic import Field, JsonValue, SecretStr, field_validator
 
 from receiver.act.template import fields, strings
-from receiver.config.fields import ConfigModel, HttpUrl, PositiveDuration
+from receiver.config.fields import CaFile, ConfigModel, HttpUrl, PositiveDuration
 
 SIGNATURE_HEADER = "X-Journey-Receiver-Signature"
 """Carries ``sha256=<hex HMAC-SHA256 of the exact body bytes with run.webhook.secret>``."""
@@ -63,7 +63,7 @@ class WebhookRun(ConfigModel):
     secret: SecretStr
     timeout: PositiveDuration = 10.0
     """For the whole request, connecting included."""
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
 
     @field_validator("headers")
     @classmethod

@@ -16,10 +16,11 @@ batches, no reconciliation, no silences).
 
 from __future__ import annotations
 
-from pydantic import Field, FilePath, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from receiver.config.fields import (
     BasicAuth,
+    CaFile,
     ConfigModel,
     Duration,
     FieldIssue,
@@ -46,7 +47,7 @@ class AlertmanagerConfig(ConfigModel):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     basic_auth: BasicAuth | None = None
     bearer_token: OptionalSecret = None
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
 
     @model_validator(mode="after")
     def _one_credential(self) -> AlertmanagerConfig:

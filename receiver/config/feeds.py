@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, FilePath, PlainValidator, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, PlainValidator, SecretStr, ValidationError
 
 from receiver.config.fields import (
+    CaFile,
     ConfigModel,
     FieldIssue,
     FieldIssues,
@@ -63,7 +64,7 @@ class JsonFeedConfig(ConfigModel):
     url: HttpUrl = Field(repr=False)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: PositiveDuration = 2.0
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
     items: str = ""
     """Dotted path of the list in the response body (``data.changes``); "" = the body."""
 
@@ -91,7 +92,7 @@ class GrafanaFeedConfig(ConfigModel):
     limit: int = Field(default=500, ge=1, le=10_000)
     """Most annotations asked for at once; Grafana answers the newest first."""
     timeout: PositiveDuration = 2.0
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
 
 
 FeedConfig = JsonFeedConfig | GrafanaFeedConfig

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    FilePath,
     ModelWrapValidatorHandler,
     PlainSerializer,
     PlainValidator,
@@ -33,9 +36,11 @@ PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3", "P4", "P5")
 
 
 class ConfigModel(BaseModel):
-    """Base of every config section: unknown keys are errors, loaded config is immutable."""
+    """Base of every config section: unknown keys are errors, loaded config is immutable,
+    and no number is infinite or NaN (``.inf`` revenue per unit would make every figure
+    infinite; a NaN bound would make a condition always hold)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,13 @@ def column(data: Any, items: str, key: str) -> list[object]:
     return [_get(row, key) for row in rows] if isinstance(rows, list) else []
 
 
+def value_at(data: Any, *names: str) -> object:
+    """``data[names[0]][names[1]]…`` of raw or validated input, None where it is missing."""
+    for name in names:
+        data = _get(data, name)
+    return data
+
+
 def _get(data: Any, name: str) -> object:
     if isinstance(data, BaseModel):
         return getattr(data, name, None)
@@ -123,9 +135,12 @@ def show(value: object) -> str:
 
 # Prometheus duration syntax (model.ParseDuration): units largest first, each at most once.
 _UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
-_DURATION = re.compile("".join(rf"(?:(\d+){unit})?" for unit in _UNITS))
-_SECONDS = re.compile(r"-?\d+(?:\.\d+)?")
+# ASCII digits only, as Prometheus reads them (\d would read Arabic-Indic digits as numbers).
+_DURATION = re.compile("".join(rf"(?:([0-9]+){unit})?" for unit in _UNITS))
+_SECONDS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
+MAX_DURATION_S = 100 * _UNITS["y"]
+"""Longer than any timer means; past it a lifetime would overflow what Redis expires by."""
 
 
 def parse_duration(value: object) -> float:
@@ -140,6 +155,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{_DURATION_HELP}, got {show(value)}")
     if seconds < 0:
         raise ValueError(f"{show(value)} is below the minimum 0")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{show(value)} is longer than the maximum 100y")
     return seconds
 
 
@@ -177,6 +194,19 @@ HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written as ``30s``/``1h30m``/``7d`` or a plain number; 0 allowed."""
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+
+def _ca_bundle(path: Path) -> Path:
+    """A CA bundle the TLS clients can load: a file that holds no certificate would pass
+    the check and fail every client as it is built (serve would not start)."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError, OSError):
+        raise ValueError("holds no CA certificate this machine can load (PEM)") from None
+    return path
+
+
+CaFile = Annotated[FilePath, AfterValidator(_ca_bundle)]
 Weight = Annotated[float, Field(ge=0, le=1)]
 LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]

@@ -22,6 +22,7 @@ from receiver.config.fields import (
     check_alongside,
     column,
     raise_issues,
+    value_at,
 )
 from receiver.topology import cycle
 
@@ -161,9 +162,20 @@ class Journey(ConfigModel):
     @model_validator(mode="wrap")
     @classmethod
     def _unique_names(cls, data: Any, handler: ModelWrapValidatorHandler[Journey]) -> Journey:
+        stages, kpis = column(data, "stages", "id"), column(data, "kpis", "name")
+        # Runs, their once-per-incident marker and Idempotency-Key name an action by its
+        # id (else its title): two alike would run the first one's webhook for both.
+        keys = [
+            key or title
+            for key, title in zip(
+                column(data, "actions", "id"), column(data, "actions", "title"), strict=True
+            )
+        ]
         issues = [
-            *_duplicates("stages", "id", "stage id", column(data, "stages", "id")),
-            *_duplicates("kpis", "name", "KPI name", column(data, "kpis", "name")),
+            *_duplicates("stages", "id", "stage id", stages),
+            *_duplicates("kpis", "name", "KPI name", kpis),
+            *_duplicates("actions", "id", "action id (or title, without an id)", keys),
+            *_unknown_in_conditions(column(data, "actions", "when"), stages, kpis),
         ]
         return check_alongside(data, handler, issues)
 
@@ -226,6 +238,24 @@ def _topology_issues(raw: object) -> Iterable[FieldIssue]:
         yield FieldIssue(
             ("topology", loop[0], where), "calls go round in a cycle: " + " → ".join(loop)
         )
+
+
+def _unknown_in_conditions(
+    whens: list[object], stages: list[object], kpis: list[object]
+) -> Iterable[FieldIssue]:
+    """Stages and KPIs an action's ``when`` names that its journey does not have: the
+    action would silently never be suggested."""
+    for index, when in enumerate(whens):
+        named = value_at(when, "stages")
+        for n, stage in enumerate(named if isinstance(named, list) else []):
+            if isinstance(stage, str) and stage not in stages:
+                loc: Loc = ("actions", index, "when", "stages", n)
+                yield FieldIssue(loc, f'the journey has no stage "{stage}"')
+        kpi = value_at(when, "kpi", "name")
+        if isinstance(kpi, str) and kpi not in kpis:
+            yield FieldIssue(
+                ("actions", index, "when", "kpi", "name"), f'the journey has no KPI "{kpi}"'
+            )
 
 
 def _duplicates(items: str, key: str, what: str, values: Iterable[object]) -> Iterable[FieldIssue]:

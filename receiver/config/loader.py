@@ -27,9 +27,13 @@ def load_receiver_config(path: Path | str) -> ReceiverConfig:
     return _valid(config, doc.problems)
 
 
-def load_journeys(path: Path | str) -> JourneysConfig:
-    """Read ``journeys.yaml``; ``ConfigError`` lists every problem in it."""
+def load_journeys(path: Path | str, served_with: ReceiverConfig | None = None) -> JourneysConfig:
+    """Read ``journeys.yaml``; ``ConfigError`` lists every problem in it. ``served_with``:
+    the receiver config it runs under (its defaults, without a receiver.yaml), whose
+    group_by its KPI queries are checked against, as ``check`` does."""
     journeys, doc = _read(Path(path), JourneysConfig)
+    if journeys is not None and served_with is not None:
+        _check_kpi_queries(served_with, journeys, doc)
     return _valid(journeys, doc.problems)
 
 
@@ -215,6 +219,7 @@ _EXPECTED = {
     "int_from_float": "an integer",
     "float_parsing": "a number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_parsing": "true or false",
     "bool_type": "true or false",
     "string_type": "a string",

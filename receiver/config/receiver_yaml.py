@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     Field,
-    FilePath,
     PlainSerializer,
     PlainValidator,
     SecretStr,
@@ -25,6 +24,7 @@ from receiver.config.feeds import Feeds
 from receiver.config.fields import (
     PRIORITIES,
     BasicAuth,
+    CaFile,
     ConfigModel,
     Duration,
     FieldIssue,
@@ -180,7 +180,7 @@ class PrometheusConfig(ConfigModel):
     """Longest wait for all KPI queries of one incident; what has not answered is a note."""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     baseline_offset: PositiveDuration = 7 * 86400.0
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
 
 
 ScopeField = Literal["environment", "region"]

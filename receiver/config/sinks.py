@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from receiver.config.fields import (
+    CaFile,
     ConfigModel,
     HttpsUrl,
     HttpUrl,
@@ -61,7 +62,7 @@ class PagerDutySinkConfig(ConfigModel):
     routing_key: OptionalSecret = None
     source: str = Field(default="journey-receiver", min_length=1)
     severity: dict[Priority, PdSeverity] = Field(default_factory=lambda: dict(_PD_SEVERITY))
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
     timeout: PositiveDuration = 10.0
 
     @field_validator("events_url")
@@ -93,7 +94,7 @@ class SlackSinkConfig(ConfigModel):
     message. By default (None) shown once ``inbound.slack`` has a signing secret, i.e. the
     Slack app's Interactivity request URL points at ``/inbound/slack/interactions``: a
     button nobody answers only shows the person an error."""
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
     timeout: PositiveDuration = 10.0
 
     _token = field_validator("token")(_required_secret)
@@ -121,7 +122,7 @@ class JiraSinkConfig(ConfigModel):
     """Incident priority -> Jira priority name; a priority left out sets none."""
     labels: list[str] = Field(default_factory=list)
     """Extra labels on every issue, besides ``journey-receiver-<incident id>``."""
-    ca_file: FilePath | None = None
+    ca_file: CaFile | None = None
     timeout: PositiveDuration = 10.0
 
     _token = field_validator("token")(_required_secret)

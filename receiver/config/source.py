@@ -139,6 +139,13 @@ class _Builder:
         except yaml.constructor.ConstructorError as exc:
             self.doc.add(loc, exc.problem or "cannot read this value")
             return None
+        except (ValueError, OverflowError) as exc:
+            # PyYAML's own constructors raise these for a value of a known form that is
+            # none (2024-02-30, !!int abc): said like any bad value, never a traceback.
+            # The value itself is not quoted: it may be a secret.
+            said = str(exc).replace(node.value, "…") if node.value else str(exc)
+            self.doc.add(loc, f"cannot read this value: {said}")
+            return None
         return self.expand(value, loc) if isinstance(value, str) else value
 
     def expand(self, text: str, loc: Loc) -> str:

@@ -209,8 +209,9 @@ def run(args: argparse.Namespace, config_path: Path | None, journeys_path: Path 
         print(f"journey-receiver replay: {exc}", file=sys.stderr)
         return 1
     assert step is not None and repeat is not None
-    if step <= 0 or (group_interval is not None and group_interval <= 0):
-        print("journey-receiver replay: --step and --am-group-interval must be > 0",
+    # The replay's grid is in whole milliseconds: a step that rounds to none is none.
+    if round(step * 1000) < 1 or (group_interval is not None and round(group_interval * 1000) < 1):
+        print("journey-receiver replay: --step and --am-group-interval must be 1ms or more",
               file=sys.stderr)  # fmt: skip
         return 1
     try:

@@ -30,6 +30,7 @@ traffic, not the current one: an outage that takes traffic to zero must still pa
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,8 +74,8 @@ class RuleOptions:
     def __post_init__(self) -> None:
         if not 0 < self.deviation_pct < 100:
             raise ValueError("deviation_pct must be between 0 and 100 (exclusive)")
-        if self.min_traffic_ratio < 0:
-            raise ValueError("min_traffic_ratio must not be negative")
+        if not (math.isfinite(self.min_traffic_ratio) and self.min_traffic_ratio >= 0):
+            raise ValueError("min_traffic_ratio must be a finite number, not negative")
         for value in (self.for_, self.interval):
             if value is not None and not _PROM_DURATION.fullmatch(value):
                 raise ValueError(f"{value!r} is not a Prometheus duration like 10m or 1h30m")

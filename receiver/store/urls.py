@@ -68,10 +68,31 @@ def check_url(url: str) -> None:
         raise ValueError(
             "the user info cannot be read: %-escape / ? # @ in the password (%2F %3F %23 %40)"
         )
+    if "#" in url:
+        # It ends the URL: the rest of a password, and every option after it, would be
+        # dropped without a word (TLS options with them).
+        raise ValueError('a "#" in a store URL must be written %23')
+    _check_after_secrets(parts.query)
     if parts.scheme in SENTINEL_SCHEMES:
         SentinelUrl.parse(url)
     elif parts.scheme != "memory":
         _check_options(url, parts.scheme)
+
+
+def _check_after_secrets(query: str) -> None:
+    """Refuse what follows a secret option when it is no option: an unescaped "&" in the
+    password cut it there, and any message quoting the rest would quote the password."""
+    secret = None
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        name = unquote(name)
+        if secret is not None and (not eq or name not in _KNOWN_OPTIONS):
+            raise ValueError(
+                f'what follows option "{secret}" is no option: a "&" in its value must be '
+                "written %26"
+            )
+        if name in _SECRET_OPTIONS:
+            secret = name
 
 
 # The options a URL can give redis-py: those its URL parser reads into numbers and
@@ -84,6 +105,7 @@ _URL_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | {
 }  # fmt: skip
 # What parse_url reads from the URL's other parts.
 _URL_PARTS = frozenset({"host", "port", "path", "db", "username", "password"})
+_KNOWN_OPTIONS = _URL_OPTIONS | _URL_PARTS | set(_AUTH_OPTIONS) | set(_TLS_OPTIONS)
 _CONNECTIONS: dict[str, type] = {
     "redis": Connection,
     "rediss": SSLConnection,
@@ -138,10 +160,15 @@ def shown_url(url: str) -> str:
     """``url`` as it may be printed: without user info, secret options' values hidden."""
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
-    options = [
-        f"{name}=…" if name in _SECRET_OPTIONS else f"{name}={value}"
-        for name, _, value in (o.partition("=") for o in parts.query.split("&") if o)
-    ]
+    options = []
+    secret = False
+    for name, eq, value in (o.partition("=") for o in parts.query.split("&") if o):
+        if secret and (not eq or name not in _KNOWN_OPTIONS):
+            # No option: a stray "&" in the password before it; its rest is not shown.
+            options.append("…")
+            break
+        secret = secret or name in _SECRET_OPTIONS
+        options.append(f"{name}=…" if name in _SECRET_OPTIONS else f"{name}={value}")
     query = f"?{'&'.join(options)}" if options else ""
     return f"{parts.scheme}://{hosts}{parts.path}{query}"
 

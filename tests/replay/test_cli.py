@@ -104,6 +104,9 @@ def test_a_window_that_ends_before_it_starts_is_refused(
     assert err == "journey-receiver replay: --since 2026-04-18T10:00:00Z is not before --until\n"
     err = refused(capsys, "--prometheus", "http://127.0.0.1:9", "--step", "often")
     assert err.startswith("journey-receiver replay: --step: ")
+    # The grid is in whole milliseconds: a step that rounds to none is refused, said so.
+    err = refused(capsys, "--prometheus", "http://127.0.0.1:9", "--step", "0.0001")
+    assert err == "journey-receiver replay: --step and --am-group-interval must be 1ms or more\n"
 
 
 @pytest.mark.parametrize(

@@ -218,7 +218,10 @@ def test_options_set_the_band_for_severity_and_interval() -> None:
         ({"deviation_pct": 0}, "between 0 and 100"),
         ({"deviation_pct": 100}, "between 0 and 100"),
         ({"for_": "10"}, "not a Prometheus duration"),
-        ({"min_traffic_ratio": -1}, "must not be negative"),
+        ({"min_traffic_ratio": -1}, "not negative"),
+        # Neither fires ever: traffic >= nan * usual, or >= inf * usual.
+        ({"min_traffic_ratio": float("nan")}, "a finite number"),
+        ({"min_traffic_ratio": float("inf")}, "a finite number"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], reason: str) -> None:
