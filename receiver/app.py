@@ -71,12 +71,19 @@ CHART_THREADS = 2
 """Prometheus queries the incident pages may run at once, beside enrichment's own."""
 
 
-def enricher_for(settings: Settings, store: GroupStore) -> Enricher:
+def enricher_for(
+    settings: Settings, store: GroupStore, made: list[Closable] | None = None
+) -> Enricher:
+    """``made``: each client as it is built, for the caller to close should a later one
+    fail to build."""
     cfg = settings.config
+    made = [] if made is None else made
+    kpis = PrometheusKpis(cfg.prometheus) if cfg.prometheus.url else None
+    made.extend([kpis] if kpis else [])
     return Enricher(
         store,
-        PrometheusKpis(cfg.prometheus) if cfg.prometheus.url else None,
-        build_feeds(cfg.events.feeds),
+        kpis,
+        build_feeds(cfg.events.feeds, made=made),
         lookback_s=cfg.events.lookback,
         baseline_offset_s=cfg.prometheus.baseline_offset,
         scope_labels=cfg.events.scope_labels,
@@ -189,14 +196,16 @@ class Receiver:
         enricher = None
         try:
             if self._sinks_changed(new, old):
-                sinks = self._built("sinks", lambda: self._build_sinks(new))
+                sinks = self._built("sinks", lambda made: self._build_sinks(new, made))
                 built.extend(sinks.values())
             if (new.prometheus, new.events) != (old.prometheus, old.events):
-                enricher = self._built("prometheus", lambda: enricher_for(settings, self.store))
+                enricher = self._built(
+                    "prometheus", lambda made: enricher_for(settings, self.store, made)
+                )
                 built.append(enricher)
             if new.alertmanager != old.alertmanager and new.alertmanager is not None:
                 wanted = new.alertmanager
-                am = self._built("alertmanager", lambda: AlertmanagerClient(wanted))
+                am = self._built("alertmanager", lambda made: AlertmanagerClient(wanted))
         except ConfigError:
             for client in built:
                 self.peer.retire(client)
@@ -236,11 +245,15 @@ class Receiver:
 
         return parts(new) != parts(old)
 
-    def _built(self, section: str, build: Callable[[], T]) -> T:
-        """``build()``, or ConfigError naming ``section`` when it raises."""
+    def _built(self, section: str, build: Callable[[list[Closable]], T]) -> T:
+        """``build(made)``, or ConfigError naming ``section`` when it raises; the clients
+        it had made by then (``made``) are closed next round."""
+        made: list[Closable] = []
         try:
-            return build()
+            return build(made)
         except Exception as exc:
+            for client in made:
+                self.peer.retire(client)
             self.metrics.config_reloads.labels("failure").inc()
             self.metrics.config_last_reload_success.set(0)
             # Only the kind of failure and a file's own words: a client's message might
@@ -252,9 +265,11 @@ class Receiver:
             problem = ConfigProblem(where, None, section, f"cannot build: {why}")
             raise ConfigError([problem]) from exc
 
-    def _build_sinks(self, cfg: config.ReceiverConfig) -> dict[str, Sink]:
+    def _build_sinks(
+        self, cfg: config.ReceiverConfig, made: list[Closable] | None = None
+    ) -> dict[str, Sink]:
         # Every replica shares what the sinks learn (Slack channel ids) through the store.
-        return registry.build(cfg, cache=self.store.cache, metrics=self.metrics)
+        return registry.build(cfg, cache=self.store.cache, metrics=self.metrics, made=made)
 
     def summary(self, st: IncidentState) -> dict[str, Any]:
         """The list's view of an incident: scored and titled exactly as its detail is."""

@@ -7,11 +7,13 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
 from receiver import app as app_module
+from receiver.enrich import feed_registry
+from receiver.enrich.json_feed import JsonFeed
 from receiver.sinks import slack as slack_sink
 from receiver.store import StoreSettings, open_store
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch
@@ -421,6 +423,33 @@ async def test_a_reload_rebuilds_prometheus_and_the_feeds(tmp_path: Path, clock:
         before.aclose = aclose  # type: ignore[method-assign]
         await rx.tick(1)  # the next round: nothing can still use the old one
         assert closed == [True]
+
+
+async def test_a_rejected_reload_closes_every_client_it_had_built(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write_config(tmp_path, "prometheus: {url: 'http://127.0.0.1:9', timeout: 1s}\n")
+    async with harness(cfg, clock) as rx:
+        built: list[JsonFeed] = []
+
+        def second_refused(*args: Any, **kwargs: Any) -> JsonFeed:
+            if built:
+                _refusing()
+            built.append(JsonFeed(*args, **kwargs))
+            return built[-1]
+
+        monkeypatch.setattr(feed_registry, "JsonFeed", second_refused)
+        feeds = "[{type: json, name: a, url: 'http://127.0.0.1:9'}, " + (
+            "{type: json, name: b, url: 'http://127.0.0.1:9'}]"
+        )
+        cfg.write_text(cfg.read_text().replace("timeout: 1s}", "timeout: 2s}"))
+        cfg.write_text(cfg.read_text() + f"events: {{feeds: {feeds}}}\n")
+        r = await rx.client.post("/-/reload")
+        assert (r.status_code, r.json()["errors"][0]["field"]) == (400, "prometheus")
+        (first,) = built
+        assert not first._client.is_closed
+        await rx.tick(1)  # the next round closes what the rejected reload had made
+        assert first._client.is_closed
 
 
 async def test_a_reload_that_cannot_build_the_alertmanager_client_keeps_everything(

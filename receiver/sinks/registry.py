@@ -8,6 +8,7 @@ from typing import Any
 
 from receiver.config import ReceiverConfig
 from receiver.metrics import Metrics
+from receiver.retired import Closable
 from receiver.sinks import Shared, Sink
 from receiver.sinks.jira import JiraSink
 from receiver.sinks.log import LogSink
@@ -36,16 +37,23 @@ def names() -> frozenset[str]:
 
 
 def build(
-    config: ReceiverConfig, *, cache: Cache | None = None, metrics: Metrics | None = None
+    config: ReceiverConfig,
+    *,
+    cache: Cache | None = None,
+    metrics: Metrics | None = None,
+    made: list[Closable] | None = None,
 ) -> dict[str, Sink]:
     """One sink per configured and enabled entry of ``sinks``; clients are built once.
     ``cache`` (the store's, seen by every replica) and ``metrics`` go to the sinks that
-    use them; without them those sinks keep to themselves."""
+    use them; without them those sinks keep to themselves. ``made``: each sink as it is
+    built, for the caller to close should a later one fail to build."""
     shared = Shared(cache=cache, metrics=metrics, retention_ms=round(config.store.retention * 1000))
-    return {
-        name: _BUILDERS[name](_section(config, name), config.server.external_url, shared)
-        for name in config.sinks.enabled()
-    }
+    made = [] if made is None else made
+    sinks: dict[str, Sink] = {}
+    for name in config.sinks.enabled():
+        sinks[name] = _BUILDERS[name](_section(config, name), config.server.external_url, shared)
+        made.append(sinks[name])
+    return sinks
 
 
 def _section(config: ReceiverConfig, name: str) -> Any:
