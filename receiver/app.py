@@ -184,9 +184,18 @@ class Receiver:
             self.metrics.config_last_reload_success.set(0)
             raise
         old = self.settings.config
-        if settings.config.store != old.store:
+        moved = [
+            f
+            for f in ("url", "key_prefix")
+            if getattr(settings.config.store, f) != getattr(old.store, f)
+        ]
+        if moved:
             # The store holds every incident: it is not swapped under a running receiver.
-            logger.warning("reload: store settings changed; they take effect after a restart")
+            # Its other settings (retention, replica_acks, …) apply at once (configure).
+            logger.warning(
+                "reload: store.%s changed; it takes effect after a restart",
+                " and store.".join(moved),
+            )
         # New clients are built before anything is swapped: one that cannot be built
         # rejects the reload like an invalid file, and the running ones stay (those built
         # before it are closed with the next round's retired clients).
@@ -230,6 +239,7 @@ class Receiver:
         self._warn()
         if isinstance(self.store, RedisStore):
             self.store.configure(store_settings(settings))
+        self.peer.store_retention_ms = ms(settings.config.store.retention)
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         logger.info("reload: config and journeys reloaded")

@@ -425,6 +425,26 @@ async def test_a_reload_rebuilds_prometheus_and_the_feeds(tmp_path: Path, clock:
         assert closed == [True]
 
 
+async def test_a_reload_applies_the_stores_settings_but_not_its_address(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = write_config(tmp_path)
+    async with harness(cfg, clock) as rx:
+        text = cfg.read_text().replace(
+            "store: {url: 'memory://'}", "store: {url: 'memory://', retention: 2d}"
+        )
+        cfg.write_text(text)
+        with caplog.at_level("WARNING"):
+            assert (await rx.client.post("/-/reload")).status_code == 200
+        assert "store" not in caplog.text
+        assert rx.receiver.peer.store_retention_ms == 2 * 86_400_000
+        assert rx.receiver.store.settings.retention_ms == 2 * 86_400_000
+        cfg.write_text(text.replace("memory://", "redis://127.0.0.1:9/0"))
+        with caplog.at_level("WARNING"):
+            assert (await rx.client.post("/-/reload")).status_code == 200
+        assert "reload: store.url changed; it takes effect after a restart" in caplog.text
+
+
 async def test_a_rejected_reload_closes_every_client_it_had_built(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
