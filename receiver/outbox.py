@@ -268,7 +268,11 @@ class Outbox:
                 owner=self.settings.catalog.find(stored.state.journey).owner,
                 changes=tuple(job.changes),
                 attempt=claimed.attempt + (1 if job.follows else 0),
-                previous_error_ambiguous=again or _previous_ambiguous(claimed),
+                # A job buried before this one (its sink's receipt says "failed") may
+                # have written before it failed, its receipt never recorded.
+                previous_error_ambiguous=again
+                or _previous_ambiguous(claimed)
+                or (stored.state.sinks.get(job.sink) or {}).get("state") == "failed",
             )
             previous = _receipt(job.sink, stored.state.sinks.get(job.sink))
             deliver = sink.deliver

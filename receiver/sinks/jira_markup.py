@@ -35,6 +35,9 @@ _LINE_MARKUP = re.compile(r"\s*(?:h[1-6]|bq)\.")
 _WHITESPACE = re.compile(r"\s+")
 # Alert text can be long and services many; Jira refuses text fields over 32,767 characters.
 _CELL_MAX = 300
+# The narrative quotes alertnames whole, and wiki escaping may double it: a huge label
+# must not make the description too long for Jira to file the issue at all.
+_SUMMARY_MAX = 4_000
 _LISTED_MAX = 20
 # Characters a wiki link target must not carry: they would end or split ``[text|url]``.
 _URL_SAFE = "/:?#@!$&'()*+,;=%~-._"
@@ -206,10 +209,14 @@ def adf_text(document: Any) -> str:
 
 
 def carries(body: Any, marker: str) -> bool:
-    """Whether a comment body as Jira returns it (wiki text or ADF) holds ``marker``."""
+    """Whether a comment body as Jira returns it (wiki text or ADF) holds ``marker`` as a
+    line of its own: the marker of job 7 is no part of job 70's, nor of a line of text
+    quoting it."""
     if isinstance(body, str):
-        return escape_wiki(marker) in body
-    return marker in adf_text(body)
+        text, wanted = body, escape_wiki(marker)
+    else:
+        text, wanted = adf_text(body), marker
+    return any(line.strip() == wanted for line in text.splitlines())
 
 
 def _kpi_row(kpi: KpiRecord) -> tuple[str, ...]:
@@ -233,6 +240,11 @@ def _cause_row(cause: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, its line breaks kept."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _listing(names: Sequence[str]) -> str:
     return clip(listing(list(names), _LISTED_MAX) or "none", _CELL_MAX)
 
@@ -245,7 +257,7 @@ def description(incident: Incident, url: str | None) -> list[Block]:
     """The issue description: the narrative, then the evidence an on-call engineer needs."""
     kpis = [KpiRecord.model_validate(k) for k in incident.kpis]
     blocks: list[Block] = [
-        Paragraph((Text("Summary: ", strong=True), Text(incident.summary))),
+        Paragraph((Text("Summary: ", strong=True), Text(_cut(incident.summary, _SUMMARY_MAX)))),
         Paragraph(
             (
                 Text("Priority: ", strong=True),

@@ -156,15 +156,25 @@ class SlackSink:
         # True once a lookup found the message: no receipt names it until this attempt's
         # is recorded, so an error before that sends the next attempt looking again.
         found = False
+        looked = False
         try:
             if not (channel and ts) and (unsure or _lost(previous)):
+                looked = True
                 channel, ts = await self._find(incident, target) or (None, None)
                 found = ts is not None
                 # Not there: no earlier attempt posted it, nor replied in its thread.
                 unsure = unsure and found
-            if not (channel and ts) or not await self._update(channel, ts, message):
-                # Out of reach where it was: any error from here on is the target's.
-                channel = None
+            if channel and ts and not await self._update(channel, ts, message):
+                # Out of reach where it was: any error from here on is the target's. An
+                # earlier attempt may have posted its replacement unheard: look first.
+                channel = ts = None
+                if unsure and not looked:
+                    channel, ts = await self._find(incident, target) or (None, None)
+                    found = ts is not None
+                    unsure = found
+                    if channel and ts and not await self._update(channel, ts, message):
+                        channel = ts = None
+            if not (channel and ts):
                 channel, ts = await self._post(incident, target, message)
             elif delivery.kind != "open" and self.config.thread_updates:
                 replied = unsure and await self._replied(channel, ts, delivery.job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -177,6 +178,29 @@ async def test_retried_update_whose_comment_landed_does_not_comment_twice(
     await sink.deliver(make_incident(), job("update", "j2", "new service cart", attempt=2), opened)
 
     assert comments_for(the_issue(jira), "j2") == 1
+
+
+async def test_a_jobs_comment_is_not_mistaken_for_another_whose_id_it_begins(
+    jira: FakeJira, make_sink: Callable[..., JiraSink]
+) -> None:
+    sink = make_sink()
+    receipt = await sink.deliver(make_incident(), job("open", "6"), None)
+    # Job 70 commented; job 7, redriven (so attempt 2, told to look first), has not.
+    receipt = await sink.deliver(make_incident(), job("update", "70", "cart firing"), receipt)
+    await sink.deliver(make_incident(), job("update", "7", "priority P2 → P1", attempt=2), receipt)
+    issue = the_issue(jira)
+    assert (comments_for(issue, "70"), comments_for(issue, "7")) == (1, 1)
+
+
+async def test_a_huge_alertname_leaves_the_description_within_jiras_limit(
+    jira: FakeJira, make_sink: Callable[..., JiraSink]
+) -> None:
+    # The narrative quotes alertnames whole, and wiki escaping doubles every "-".
+    huge = make_incident(summary="Payment-Gateway-" * 2_100)
+    await make_sink().deliver(huge, job("open", "j1"), None)
+    described = the_issue(jira).description
+    size = len(described if isinstance(described, str) else json.dumps(described))
+    assert size <= 32_767
 
 
 async def test_resolve_run_again_after_it_landed_changes_nothing_more(

@@ -573,3 +573,22 @@ async def test_reply_that_landed_unheard_is_not_repeated(slack: Workspace) -> No
     await sink.deliver(make_incident(), retried, receipt)
 
     assert len(slack.fake.replies(receipt.refs["ts"])) == 1
+
+
+async def test_a_repost_that_landed_unheard_is_found_not_posted_again(slack: Workspace) -> None:
+    sink = slack.sink()
+    receipt = await sink.deliver(make_incident(), delivery(), None)
+    with slack.fake._lock:
+        slack.fake._messages.clear()  # someone deletes the incident's message
+    # The update finds it gone and posts it again; that post lands, its answer is lost.
+    slack.server.inject(Fault(POST, drop=True, applied=True))
+    update = delivery("update", changes=("+cart",), job_id="job-u1")
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await sink.deliver(make_incident(), update, receipt)
+    assert caught.value.ambiguous
+    assert len(slack.fake.messages("#inc-checkout")) == 1
+    # The retry carries the old receipt still: it looks before posting once more.
+    retried = delivery("update", changes=("+cart",), job_id="job-u1", attempt=2, ambiguous=True)
+    again = await sink.deliver(make_incident(), retried, receipt)
+    (message,) = slack.fake.messages("#inc-checkout")
+    assert again.refs["ts"] == message.ts

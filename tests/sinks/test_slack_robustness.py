@@ -184,6 +184,32 @@ async def test_a_post_slack_kept_before_failing_is_looked_for_and_not_posted_aga
     assert len(slack.fake.edits(message.ts)) == 1
 
 
+async def test_after_a_buried_open_whose_post_landed_the_next_job_finds_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    with slack_with(clock=clock) as slack:
+        # Attempt 1: the post lands, its answer is lost; attempts 2 to 4: the lookup that
+        # would find it is rate limited. The open is buried.
+        slack.server.inject(Fault(POST, drop=True, applied=True))
+        slack.server.inject(
+            Fault("/api/conversations.", status=429, retry_after="3",
+                  body={"ok": False, "error": "ratelimited"}, times=3)
+        )  # fmt: skip
+        async with receiver_with(tmp_path, clock, slack) as rx:
+            incident_id = await open_incident(rx)
+            for _ in range(8):
+                await rx.tick(15)
+            assert (await rx.incident(incident_id))["sinks"]["slack"] == {"state": "failed"}
+            assert len(await rx.receiver.outbox.dead_letters(10)) == 1
+            assert len(slack.fake.messages("#inc-checkout")) == 1  # it landed all the same
+            # The next job of that incident looks before it posts.
+            await rx.post([make_alert("cart-api", alertname="CartErrors")])
+            await rx.tick(120)
+            await rx.tick(15)
+            (message,) = slack.fake.messages("#inc-checkout")
+            assert (await rx.incident(incident_id))["sinks"]["slack"]["ts"] == message.ts
+
+
 async def test_an_update_that_is_slacks_first_news_is_posted_without_lookups(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
