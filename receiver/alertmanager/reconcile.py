@@ -38,9 +38,9 @@ logger = logging.getLogger("journey_receiver.peer")
 
 ALERTS_COMPARED = 10_000
 """An incident's alerts compared per round (firing ones come first)."""
-RESOLVED_COMPARED = 200
-"""Resolved incidents looked at per round, the newest (by when they opened): those within
-``reopen_window``."""
+RESOLVED_COMPARED = 1_000
+"""Incidents resolved within ``reopen_window`` looked at per round, however long ago they
+opened: those resolved last."""
 RECEIVERS = "alertmanager-receiver"
 """The store cache's namespace of the names of the receivers webhooks came from
 (``peer.Peer.heard``): an alert fires again here only if Alertmanager routes it to one."""
@@ -74,9 +74,8 @@ async def reconcile(
     for state in await store.list_incidents("open", None, ALERTS_COMPARED):
         await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
     window = ms(pipeline.settings.config.grouping.reopen_window)
-    for state in await store.list_incidents("resolved", None, RESOLVED_COMPARED):
-        if state.resolved_at is not None and since - state.resolved_at <= window:
-            await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
+    for state in await store.resolved_since(since - window, RESOLVED_COMPARED):
+        await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
 
 
 def _restarted_lately(

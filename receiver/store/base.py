@@ -126,6 +126,11 @@ class GroupStore(Protocol):
         timeline; cheap, whatever the number of alerts."""
         ...
 
+    async def resolved_since(self, since_ms: int, limit: int) -> list[IncidentState]:
+        """Incidents resolved at or after ``since_ms``, however long ago they were created:
+        the ``limit`` resolved last, the latest first."""
+        ...
+
     async def load_many(self, incident_ids: Sequence[str]) -> list[StoredIncident | None]:
         """``load(id, timeline=False)`` of each, in order, in one round trip (a scheduler
         round reads every incident it claimed at once)."""

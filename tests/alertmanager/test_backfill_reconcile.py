@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from receiver.alertmanager import peer as peer_module
+from receiver.alertmanager import reconcile
 from receiver.alertmanager.client import AmAlert, Matcher
 from receiver.alertmanager.reconcile import RECEIVERS
 from receiver.models import Batch
@@ -137,6 +138,30 @@ async def test_an_alert_firing_again_with_its_old_startsat_reopens_at_reconcile(
         assert await firing_names(rx, incident_id) == ["Errors"]
         said = "reconcile: Alertmanager holds 1 alert(s) (Errors) firing again: firing here"
         assert said in [e["text"] for e in detail["timeline"]]
+
+
+async def test_reconcile_finds_a_resolved_incident_however_many_opened_after_it(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile, "RESOLVED_COMPARED", 1)  # stands for a busy week's many
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        am.all = [held(errors)]
+        (first,) = (await rx.post([errors])).json()["incidents"]
+        await rx.tick(10)  # notified
+        # Another incident opens after it and resolves; the first resolves last.
+        await resolved_after_a_page(rx, make_alert("payment-service", region="us"))
+        ended = at(clock).isoformat().replace("+00:00", "Z")
+        await rx.post([{**errors, "status": "resolved", "endsAt": ended}])
+        am.all = []
+        await rx.tick(301)  # resolve_after
+        await rx.tick(1)
+        assert (await rx.incident(first))["status"] == "resolved"
+        clock.advance(60)
+        am.all = [held(errors, updated_at=at(clock))]
+        await rx.tick(60)  # reconcile: the one resolved last is looked at first
+        assert (await rx.incident(first))["status"] == "open"
 
 
 @pytest.mark.parametrize(

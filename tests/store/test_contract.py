@@ -461,6 +461,28 @@ async def _resolve(store: RedisStore, incident_id: str, at: int) -> None:
     assert await commit(store, claim, state, stored.version, now=at) == "ok"
 
 
+async def test_incidents_resolved_since_are_found_however_long_ago_they_opened(
+    store: RedisStore,
+) -> None:
+    day = 86_400_000
+    # Opened two days ago, quiet since, resolved now (its alerts were repeated meanwhile).
+    (old,) = await store.ingest([group(placed("a"))], 0, T)
+    assert old.incident_id
+    # Opened and resolved an hour ago; and one opened later, still open.
+    us = group(placed("b", region="us"), region="us")
+    (hour,) = await store.ingest([us], 0, T + 2 * day - 3_600_000)
+    assert hour.incident_id
+    await _resolve(store, hour.incident_id, T + 2 * day - 3_600_000 + WAIT)
+    await store.ingest([group(placed("c", region="ap"), region="ap")], 0, T + 2 * day - 60_000)
+    now = T + 2 * day
+    await _resolve(store, old.incident_id, now)
+    recent = await store.resolved_since(now - 30 * 60_000, 10)
+    assert [s.id for s in recent] == [old.incident_id]
+    hours = await store.resolved_since(now - 2 * 3_600_000, 10)
+    assert sorted(s.id for s in hours) == sorted([old.incident_id, hour.incident_id])
+    assert await store.resolved_since(now + 1, 10) == []
+
+
 async def test_reopen_within_window_keeps_the_id_and_after_it_a_new_one(store: RedisStore) -> None:
     (o,) = await store.ingest([group(placed("a"))], 0, T)
     assert o.incident_id
