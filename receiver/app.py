@@ -245,13 +245,14 @@ class Receiver:
         logger.info("reload: config and journeys reloaded")
 
     def _sinks_changed(self, new: config.ReceiverConfig, old: config.ReceiverConfig) -> bool:
-        """Whether the sinks must be rebuilt: their config, the links they make, or the
-        Slack buttons' default (on once inbound.slack is set) changed."""
+        """Whether the sinks must be rebuilt: their config, the links they make, the Slack
+        buttons' default (on once inbound.slack is set), or the store's retention (how long
+        PagerDuty's routing keys are kept) changed."""
         if not self._builds_sinks:
             return False
 
         def parts(c: config.ReceiverConfig) -> tuple[object, ...]:
-            return (c.sinks, c.server.external_url, c.inbound.slack)
+            return (c.sinks, c.server.external_url, c.inbound.slack, c.store.retention)
 
         return parts(new) != parts(old)
 

@@ -19,6 +19,7 @@ from receiver.store import StoreSettings, open_store
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch
 from tests.support.harness import harness, write_config
 from tests.support.processes import free_port
+from tests.support.sink_world import Fakes
 
 pytestmark = pytest.mark.anyio
 
@@ -443,6 +444,19 @@ async def test_a_reload_applies_the_stores_settings_but_not_its_address(
         with caplog.at_level("WARNING"):
             assert (await rx.client.post("/-/reload")).status_code == 200
         assert "reload: store.url changed; it takes effect after a restart" in caplog.text
+
+
+async def test_a_reload_of_the_retention_reaches_how_long_pagerduty_keys_are_kept(
+    tmp_path: Path, clock: FakeClock, world: Fakes
+) -> None:
+    day = 86_400_000
+    cfg = write_config(tmp_path, world.config())
+    async with harness(cfg, clock, configured_sinks=True) as rx:
+        assert rx.receiver.outbox.sinks["pagerduty"]._keep_ms == 4 * 7 * day  # type: ignore[attr-defined]
+        memory = "store: {url: 'memory://'}"
+        cfg.write_text(cfg.read_text().replace(memory, memory[:-1] + ", retention: 60d}"))
+        assert (await rx.client.post("/-/reload")).status_code == 200
+        assert rx.receiver.outbox.sinks["pagerduty"]._keep_ms == 4 * 60 * day  # type: ignore[attr-defined]
 
 
 async def test_a_rejected_reload_closes_every_client_it_had_built(

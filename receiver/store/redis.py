@@ -99,9 +99,6 @@ _CALL_MARKER_MS = 10 * 60_000
 
 # What a decision reads of an incident's hash (``load``, ``load_many``).
 _LOADED_FIELDS = ("state", "view", "ver", "tl_dropped")
-# Incidents touched lately that ``resolved_since`` reads at most (those renewed within a
-# 64th of the retention before the time asked: a few hours' worth).
-_RECENT_READ = 20_000
 # Due times moved per round trip when a reload shortens a timer.
 _HASTEN_CHUNK = 1_000
 
@@ -142,6 +139,7 @@ class RedisStore:
         self._due = self._p + "due"
         self._idx = self._p + "idx"
         self._alive = self._p + "alive"
+        self._resolutions = self._p + "resolutions"
         self._owners = self._p + "owners:"
         self._widths_key = self._owners + "widths"
         # The owner index's other widths in use, as last read here (``_other_widths``).
@@ -519,19 +517,16 @@ class RedisStore:
 
     @unavailable
     async def resolved_since(self, since_ms: int, limit: int) -> list[IncidentState]:
-        # The alive set holds each incident at its last renewal, and a decision renews one
-        # once a 64th of the retention has passed: one resolved since ``since_ms`` is there
-        # no earlier than that much before it.
-        floor = since_ms - self.settings.retention_ms // 64
-        ids = await self._r.zrevrangebyscore(self._alive, "+inf", floor, start=0, num=_RECENT_READ)
+        ids = await self._r.zrevrangebyscore(
+            self._resolutions, "+inf", since_ms, start=0, num=limit
+        )
         found: list[IncidentState] = []
         for start in range(0, len(ids), _LIST_PAGE):
             chunk = [text(i) for i in ids[start : start + _LIST_PAGE]]
             states = [s.state for s in await self.load_many(chunk) if s is not None]
+            # Reopened since (or expired): no longer resolved.
             found += [s for s in states if s.status == "resolved" and _since(s, since_ms)]
-        # Renewals are that coarse: the order that counts is when each resolved.
-        found.sort(key=lambda s: -(s.resolved_at or 0))
-        return found[:limit]
+        return found
 
     @unavailable
     async def load_many(self, incident_ids: Sequence[str]) -> list[StoredIncident | None]:
@@ -684,6 +679,7 @@ class RedisStore:
                     self._p + "ab:" + claim.incident_id,
                     self._p + "ar:" + claim.incident_id,
                     self._p + "rc:" + claim.incident_id,
+                    self._resolutions,
                     *(self.deliveries.queue_key(job.queue) for job in jobs),
                 ],
                 args=[

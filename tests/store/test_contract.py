@@ -479,8 +479,20 @@ async def test_incidents_resolved_since_are_found_however_long_ago_they_opened(
     recent = await store.resolved_since(now - 30 * 60_000, 10)
     assert [s.id for s in recent] == [old.incident_id]
     hours = await store.resolved_since(now - 2 * 3_600_000, 10)
-    assert sorted(s.id for s in hours) == sorted([old.incident_id, hour.incident_id])
+    assert [s.id for s in hours] == [old.incident_id, hour.incident_id]  # latest first
+    assert [s.id for s in await store.resolved_since(now - 2 * 3_600_000, 1)] == [old.incident_id]
     assert await store.resolved_since(now + 1, 10) == []
+    # A reload that shortens the retention, or incidents touched since, change nothing.
+    store.configure(replace(store.settings, retention_ms=day))
+    many = [group(placed(f"s{i}", region=f"r{i}"), region=f"r{i}") for i in range(50)]
+    await store.ingest(many, 0, now + 60_000)
+    assert [s.id for s in await store.resolved_since(now - 30 * 60_000, 10)] == [old.incident_id]
+    # One that reopened since is no longer resolved.
+    later = placed("a", starts_at=STARTS + timedelta(days=2))
+    (again,) = await store.ingest([group(later)], 0, now + 120_000)
+    assert (again.incident_id, again.reopened) == (old.incident_id, True)
+    hours = await store.resolved_since(now - 2 * 3_600_000, 10)
+    assert [s.id for s in hours] == [hour.incident_id]
 
 
 async def test_reopen_within_window_keeps_the_id_and_after_it_a_new_one(store: RedisStore) -> None:

@@ -3,8 +3,9 @@
 -- KEYS: 1 the due set, 2 the claims hash, 3 the incident, 4 its timeline, 5 its key's
 -- mapping (key:<digest>), 6 its key's id counter (seq:<digest>), 7 the outbox job counter,
 -- 8 the outbox's ready set, 9 the alive set (see ingest.lua), 10 to 13 its alerts'
--- meta and record hashes, resolved set and latest changes (am:, ab:, ar:, rc:), then one
--- queue list per outbox job, in the jobs' order.
+-- meta and record hashes, resolved set and latest changes (am:, ab:, ar:, rc:), 14 the
+-- resolutions set (incident id by when it resolved), then one queue list per outbox job,
+-- in the jobs' order.
 -- ARGV: 1 id, 2 claim token, 3 version read, 4 now (ms), 5 guard (JSON: field -> the value
 -- the decision relied on), 6 patch (JSON: the scheduler's fields that ingest reads too), 7
 -- next due (ms, or -1 for none), 8 retention (ms), 9 timeline cap, 10 the number of outbox
@@ -79,13 +80,19 @@ if next_due >= 0 then
 else
   redis.call('ZREM', KEYS[1], id)
 end
+if st.status == 'resolved' and type(st.resolved_at) == 'number' then
+  -- By when it resolved, for reconcile (resolved_since), however long ago it opened. A
+  -- reopened one stays until it is a retention old: readers check its status.
+  redis.call('ZADD', KEYS[14], st.resolved_at, id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[14], '-inf', '(' .. string.format('%d', now - retention))
+end
 if jobs > 0 then
   -- The jobs' ids, one counter step each, taken in one call.
   local job_id = redis.call('INCRBY', KEYS[7], jobs) - jobs
   local ready = {'NX'}
   for i = first_job, first_entry - 1, 2 do
     job_id = job_id + 1
-    local q = KEYS[14 + (i - first_job) / 2]
+    local q = KEYS[15 + (i - first_job) / 2]
     redis.call('RPUSH', q, '{"id":"' .. string.format('%d', job_id) .. '",' ..
                string.sub(ARGV[i + 1], 2))
     redis.call('PEXPIRE', q, ARGV[8])
