@@ -184,18 +184,21 @@ class Receiver:
             self.metrics.config_last_reload_success.set(0)
             raise
         old = self.settings.config
-        moved = [
-            f
-            for f in ("url", "key_prefix")
-            if getattr(settings.config.store, f) != getattr(old.store, f)
-        ]
-        if moved:
-            # The store holds every incident: it is not swapped under a running receiver.
-            # Its other settings (retention, replica_acks, …) apply at once (configure).
-            logger.warning(
-                "reload: store.%s changed; it takes effect after a restart",
-                " and store.".join(moved),
+        # The store holds every incident: it is not swapped under a running receiver (its
+        # other settings, retention and the like, apply at once: configure below); nor is
+        # the socket the server listens on.
+        later = [
+            f"{section}.{name}"
+            for section, names in (
+                ("store", ("url", "key_prefix")),
+                ("server", ("host", "port", "keepalive_timeout")),
             )
+            for name in names
+            if getattr(getattr(settings.config, section), name)
+            != getattr(getattr(old, section), name)
+        ]
+        if later:
+            logger.warning("reload: %s changed: takes effect after a restart", ", ".join(later))
         # New clients are built before anything is swapped: one that cannot be built
         # rejects the reload like an invalid file, and the running ones stay (those built
         # before it are closed with the next round's retired clients).

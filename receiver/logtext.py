@@ -12,7 +12,12 @@ DETAIL_MAX = 300
 
 def clip(text: str, limit: int = DETAIL_MAX) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
-    text = " ".join(text.split())
+    return cut(" ".join(text.split()), limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, its last one "…" when it is cut; line breaks
+    are kept."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

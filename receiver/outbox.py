@@ -353,7 +353,7 @@ class Outbox:
                 # A run that failed is done for its incident (its record says so); sent
                 # again it would pass by the guards a run is asked under (the hour's
                 # budget, the level, who asked). Cleared, it stops counting as a dead
-                # letter (and the alert on them); run it again from the incident.
+                # letter (and the alert on them); its failure stays on its incident.
                 if await self.store.deliveries.discard(letter):
                     cleared.append(old.id)
                 continue

@@ -443,7 +443,13 @@ async def test_a_reload_applies_the_stores_settings_but_not_its_address(
         cfg.write_text(text.replace("memory://", "redis://127.0.0.1:9/0"))
         with caplog.at_level("WARNING"):
             assert (await rx.client.post("/-/reload")).status_code == 200
-        assert "reload: store.url changed; it takes effect after a restart" in caplog.text
+        assert "reload: store.url changed: takes effect after a restart" in caplog.text
+        caplog.clear()
+        opened = "server: {auth: {allow_open: true}}"
+        cfg.write_text(cfg.read_text().replace(opened, opened[:-1] + ", port: 9999}"))
+        with caplog.at_level("WARNING"):
+            assert (await rx.client.post("/-/reload")).status_code == 200
+        assert "reload: server.port changed: takes effect after a restart" in caplog.text
 
 
 async def test_a_reload_of_the_retention_reaches_how_long_pagerduty_keys_are_kept(

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from receiver.matchers import Matcher, parse_matcher
+from receiver.tls import ssl_context
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -200,7 +201,7 @@ def _ca_bundle(path: Path) -> Path:
     """A CA bundle the TLS clients can load: a file that holds no certificate would pass
     the check and fail every client as it is built (serve would not start)."""
     try:
-        ssl.create_default_context(cafile=str(path))
+        ssl_context(path)  # as every client builds it
     except (ssl.SSLError, ValueError, OSError):
         raise ValueError("holds no CA certificate this machine can load (PEM)") from None
     return path

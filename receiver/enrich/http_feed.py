@@ -23,6 +23,7 @@ from tenacity import (
 
 from receiver.config.fields import show
 from receiver.enrich import EnrichmentError
+from receiver.logtext import clip
 from receiver.tls import ssl_context
 
 SUMMARY_MAX = 1000
@@ -132,8 +133,7 @@ def summary(text: object) -> str | None:
     """Untrusted text on one line, cut to ``SUMMARY_MAX``; escaping is the sinks' job."""
     if not isinstance(text, str):
         return None
-    line = " ".join(text.split())
-    return line if len(line) <= SUMMARY_MAX else line[: SUMMARY_MAX - 1] + "…"
+    return clip(text, SUMMARY_MAX)
 
 
 def skipped(count: int, what: str) -> list[str]:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from receiver.inbound.resolves import TAKEN_BACK, taken_back
+from receiver.logtext import cut
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
@@ -260,7 +261,7 @@ def annotation(
         text = f"reassigned in PagerDuty by {who} to {names}"
     elif kind == "incident.annotated":
         note = (event.data.content or "").strip()
-        clipped = note if len(note) <= _NOTE_MAX else note[: _NOTE_MAX - 1] + "…"
+        clipped = cut(note, _NOTE_MAX)
         text = f"note in PagerDuty by {who}: {clipped}"
     else:
         return None

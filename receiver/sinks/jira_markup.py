@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from receiver.incident import Incident, kpi_line, listing, number
-from receiver.logtext import clip
+from receiver.logtext import clip, cut
 from receiver.store.records import KpiRecord
 
 _WIKI_SPECIAL = frozenset("![]^~+?%{}()*_-|@#")
@@ -240,11 +240,6 @@ def _cause_row(cause: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _cut(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, its line breaks kept."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _listing(names: Sequence[str]) -> str:
     return clip(listing(list(names), _LISTED_MAX) or "none", _CELL_MAX)
 
@@ -257,7 +252,7 @@ def description(incident: Incident, url: str | None) -> list[Block]:
     """The issue description: the narrative, then the evidence an on-call engineer needs."""
     kpis = [KpiRecord.model_validate(k) for k in incident.kpis]
     blocks: list[Block] = [
-        Paragraph((Text("Summary: ", strong=True), Text(_cut(incident.summary, _SUMMARY_MAX)))),
+        Paragraph((Text("Summary: ", strong=True), Text(cut(incident.summary, _SUMMARY_MAX)))),
         Paragraph(
             (
                 Text("Priority: ", strong=True),

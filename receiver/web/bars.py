@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from receiver.logtext import cut
 from receiver.web.charts import escape
 
 WIDTH = 320
@@ -31,7 +32,7 @@ def bar_chart(title: str, bars: Sequence[Bar]) -> str:
         y = 2 + i * ROW
         parts.append(
             f'<text class="bar-chart-label" x="{LABEL_W - 4:.1f}" y="{y + 12:.1f}" '
-            f'text-anchor="end">{escape(_cut(label, 18))}</text>'
+            f'text-anchor="end">{escape(cut(label, 18))}</text>'
         )
         width = room * value / top if value is not None and top > 0 and value > 0 else 0.0
         if width:
@@ -50,7 +51,3 @@ def bar_chart(title: str, bars: Sequence[Bar]) -> str:
         f'font-family="sans-serif" font-size="10" fill="currentColor">'
         f"<title>{summary}</title>{''.join(parts)}</svg>"
     )
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
