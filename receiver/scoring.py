@@ -70,6 +70,12 @@ def priority_for(score: float, thresholds: Mapping[str, float]) -> str:
     return "P5"
 
 
+def measured(kpi: KpiRecord) -> bool:
+    """Whether the KPI was read now and at its baseline. One with a baseline of zero has no
+    percentage, yet is measured: errors none last week and none now is healthy."""
+    return kpi.deviation_pct is not None or (kpi.value is not None and kpi.baseline is not None)
+
+
 def badness(kpi: KpiRecord) -> float:
     """How far, in percent, the KPI has moved in its bad direction (0 if not at all). One
     that went bad from a baseline of zero (errors from none to 30 a minute) has no
@@ -82,10 +88,10 @@ def badness(kpi: KpiRecord) -> float:
 def kpi_factor(kpis: Sequence[KpiRecord], configured: bool) -> tuple[float, str]:
     if not configured:
         return KPI_HEALTHY, f"the journey has no KPIs: neutral, as if healthy: {KPI_HEALTHY:g}"
-    measured = [k for k in kpis if k.deviation_pct is not None or k.bad]
-    if not measured:
+    read = [k for k in kpis if measured(k)]
+    if not read:
         return KPI_UNKNOWN, f"no KPI measured (no data, or none reachable): {KPI_UNKNOWN:g}"
-    worst = max(measured, key=lambda k: (badness(k), k.name))
+    worst = max(read, key=lambda k: (badness(k), k.name))
     value = round(KPI_HEALTHY + (1 - KPI_HEALTHY) * min(1.0, badness(worst) / KPI_FULL_AT_PCT), 4)
     if badness(worst) == 0:
         return value, f"every KPI at or better than its baseline: {value:g}"

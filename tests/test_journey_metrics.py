@@ -4,6 +4,7 @@ and the samples ``GET /metrics`` exports, each worked out by hand."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from receiver.metrics import Metrics
 from receiver.outcomes.health import journey_health, publish_journey_health
 from receiver.outcomes.health import refresh_journey_metrics as refresh
-from receiver.store.records import IncidentState
+from receiver.store.records import IncidentState, KpiRecord
 from tests.conftest import FakeClock, make_alert
 from tests.support.harness import Harness, harness, write_config
 
@@ -252,3 +253,22 @@ def test_a_journey_or_stage_no_longer_configured_shows_while_it_has_open_inciden
         ("checkout", "payment", p): 0.0 for p in ("P1", "P2", "P3", "P4", "P5")
     }
     assert samples(text, DEGRADED, "journey") == {("checkout",): 0.0}
+
+
+def test_a_kpi_gone_bad_from_a_zero_baseline_is_infinitely_off_in_its_bad_direction() -> None:
+    metrics = Metrics()
+    errors = KpiRecord(name="errors", value=30.0, baseline=0.0, bad_when="up", bad=True)
+    # The same KPI in another incident of the journey, 50% off: the zero baseline's is worse.
+    also = KpiRecord(name="errors", value=3.0, baseline=2.0, deviation_pct=50.0, bad_when="up")
+    calm = KpiRecord(name="latency", value=0.0, baseline=0.0, bad_when="up")
+    incidents = [
+        state(1, "checkout", ["payment"], "P2", 1_000).model_copy(update={"kpis": [also]}),
+        state(2, "checkout", ["payment"], "P1", 2_000).model_copy(update={"kpis": [errors, calm]}),
+    ]
+    publish_journey_health(metrics, journey_health(incidents, 10_000, {"checkout": ["payment"]}))
+    text = generate_latest(metrics.registry).decode()
+    # None last week and none now: measured, and not moved at all.
+    assert samples(text, KPI, "journey", "kpi") == {
+        ("checkout", "errors"): math.inf,
+        ("checkout", "latency"): 0.0,
+    }

@@ -108,6 +108,10 @@ def test_a_kpi_gone_bad_from_a_zero_baseline_is_as_bad_as_it_gets_and_said() -> 
     # None from zero to zero, or a fall from zero where up is bad: no line, no factor.
     flat = errors.model_copy(update={"value": 0.0, "bad": False})
     assert kpi_line(flat) is None and worst_kpi(state(PAYMENT, kpis=[flat])) is None
+    # Yet none then and none now was measured: healthy, not "no KPI measured".
+    (factor,) = [f for f in assess(CHECKOUT, state(PAYMENT, kpis=[flat]), RULES).factors
+                 if f.name == "kpi"]  # fmt: skip
+    assert (factor.value, factor.reason) == (0.75, "every KPI at or better than its baseline: 0.75")
 
 
 def test_a_journey_without_kpis_is_neutral_on_that_factor() -> None:

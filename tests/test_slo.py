@@ -197,6 +197,23 @@ def test_the_enricher_notes_a_kpi_leaving_and_coming_back() -> None:
     assert minutes(degraded_spans(state, "P2", NOW)) == [(5, 12)]
 
 
+def test_a_kpi_gone_bad_from_a_zero_baseline_is_noted_and_counts_as_kpi_time() -> None:
+    def looked(state: IncidentState, at: float, now: float) -> IncidentState:
+        # Payment errors a minute: none last week, so no percentage exists.
+        kpi = KpiRecord(name="payment errors", value=now, baseline=0.0, bad_when="up",
+                        bad=now > 0, vs="last week")  # fmt: skip
+        return apply(state, Enrichment(kpis=[kpi], changes=[], causes=[], notes=[]), at * MIN)
+
+    state = incident(told(1, "P4"))
+    for at, now in [(3, 0.0), (5, 30.0), (7, 45.0), (12, 0.0)]:
+        state = looked(state, at, now)
+    assert [(e.at / MIN, e.text) for e in state.timeline[1:]] == [
+        (5, "KPI payment errors 0 → 30 vs last week"),
+        (12, "KPI payment errors back in its band, 0 → 0 vs last week"),
+    ]
+    assert minutes(degraded_spans(state, "P2", NOW)) == [(5, 12)]
+
+
 def test_priority_and_kpi_time_of_many_incidents_merge() -> None:
     states = [
         incident(told(0.5, "P2"), entry(10, "resolved"), status="resolved", resolved_at=10 * MIN),

@@ -10,9 +10,11 @@ once per action in ``action_outcomes``, and feeds the action's history and ``/st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from receiver.causes import span
+from receiver.scoring import badness, measured
 from receiver.store.records import (
     ActionOutcome,
     ActionRunRecord,
@@ -30,13 +32,14 @@ VERDICT_WORDS: dict[str, str] = {
 
 
 def kpi_off(kpis: Iterable[KpiRecord]) -> float | None:
-    """How far the worst KPI is off in its bad direction (percent, 0 when none is)."""
-    offs = [
-        max(0.0, -k.deviation_pct if k.bad_when == "down" else k.deviation_pct)
-        for k in kpis
-        if k.deviation_pct is not None
-    ]
+    """How far the worst KPI is off in its bad direction (percent, 0 when none is; infinite
+    for one gone bad from a zero baseline, which has no percentage)."""
+    offs = [badness(k) for k in kpis if measured(k)]
     return max(offs) if offs else None
+
+
+def _off_words(off: float) -> str:
+    return "bad from a zero baseline" if math.isinf(off) else f"{off:.0f}%"
 
 
 def watched(state: IncidentState) -> list[ActionRunRecord]:
@@ -75,9 +78,15 @@ def judge(
         worse = firing > then
     off = kpi_off(state.kpis)
     if run.kpi_off is not None and off is not None:
-        said.append(f"worst KPI off {run.kpi_off:.0f}% → {off:.0f}%")
-        helped = helped or (run.kpi_off > 0 and off * 2 <= run.kpi_off)
-        worse = worse or off >= run.kpi_off + WORSE_POINTS
+        said.append(f"worst KPI off {_off_words(run.kpi_off)} → {_off_words(off)}")
+        if math.isinf(run.kpi_off) or math.isinf(off):
+            # No percentage to halve: only leaving a zero baseline's badness (back to at or
+            # better than baseline) helped, and only entering it made things worse.
+            helped = helped or (math.isinf(run.kpi_off) and off == 0)
+            worse = worse or not math.isinf(run.kpi_off)
+        else:
+            helped = helped or (run.kpi_off > 0 and off * 2 <= run.kpi_off)
+            worse = worse or off >= run.kpi_off + WORSE_POINTS
     verdict: Verdict = "worse" if worse else "helped" if helped else "no_change"
     window = span(window_ms)
     because = f"{window} after the run: " + ("; ".join(said) or "nothing measured")

@@ -22,6 +22,8 @@ from receiver.enrich.feeds import Feed
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.enrich.scope import contradiction
 from receiver.events import ChangeEvent
+from receiver.incident import number
+from receiver.scoring import measured
 from receiver.store import GroupStore
 from receiver.store.records import (
     CauseRecord,
@@ -237,15 +239,19 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
         updated.timeline.append(TimelineEntry(at=now_ms, kind=kind, text=text))
 
     for kpi in context.kpis:
-        if kpi.deviation_pct is None:
+        if not measured(kpi):
             continue  # not measured: neither gone bad nor back
+        # From a baseline of zero there is no percentage: "0 → 30" says how far.
+        moved = (
+            f"{kpi.deviation_pct:+.1f}%"
+            if kpi.deviation_pct is not None
+            else f"{number(kpi.baseline)} → {number(kpi.value)}"
+        )
         if kpi.bad and kpi.name not in was_bad:
-            note("kpi", f"KPI {kpi.name} {kpi.deviation_pct:+.1f}% vs {kpi.vs}")
+            note("kpi", f"KPI {kpi.name} {moved} vs {kpi.vs}")
         elif not kpi.bad and kpi.name in was_bad:
             # The journey's SLO time (outcomes/slo.py) ends here, not at the next resolve.
-            note(
-                "kpi_ok", f"KPI {kpi.name} back in its band, {kpi.deviation_pct:+.1f}% vs {kpi.vs}"
-            )
+            note("kpi_ok", f"KPI {kpi.name} back in its band, {moved} vs {kpi.vs}")
     for change in context.changes:
         if change.id not in known:
             when = (
@@ -257,8 +263,8 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
             note("change", f"{what} to {change.service} {when}")
     # A KPI Prometheus did not answer for is unknown now, not healthy: its last
     # measurement stands (said so), or a moment's outage would lower the priority.
-    measured = {k.name for k in context.kpis}
-    kept = [k for k in state.kpis if k.name in context.kpis_unavailable and k.name not in measured]
+    answered = {k.name for k in context.kpis}
+    kept = [k for k in state.kpis if k.name in context.kpis_unavailable and k.name not in answered]
     notes = list(context.notes)
     if kept:
         names = ", ".join(k.name for k in kept)

@@ -56,8 +56,9 @@ _NOTIFIED = re.compile(r"^(?:open|reopen|update) (P[1-5]) sent\b")
 _CONCURRENT_READS = 32
 # The enricher's entries (receiver/enrich/enricher.py ``apply``) for a KPI leaving its band
 # and coming back: "KPI conversion -41.0% vs last week", "KPI conversion back in its
-# band, -3.0% vs last week". The name is what comes before the figures.
-_KPI_LEFT = re.compile(r"^KPI (.+) [+-][0-9.]+% vs ")
+# band, -3.0% vs last week"; from a zero baseline "KPI errors 0 → 30 vs last week". The
+# name is what comes before the figures.
+_KPI_LEFT = re.compile(r"^KPI (.+) (?:[+-][0-9.]+%|\S+ → \S+) vs ")
 _KPI_BACK = re.compile(r"^KPI (.+) back in its band, ")
 
 

@@ -7,9 +7,10 @@ tell an empty array from an empty object, so list fields accept ``{}`` as ``[]``
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
 
 # The store keeps a timeline's first entries (how it began) and its latest ones; what falls
 # out between is counted in ``timeline_dropped``. The Lua scripts keep the first 10.
@@ -203,6 +204,12 @@ class ActionRunRecord(_Record):
     # bad direction (percent; None without a measured KPI).
     firing: int | None = None
     kpi_off: float | None = None
+    """Infinite for a KPI gone bad from a zero baseline (no percentage): JSON has no
+    infinity, so it is written as the string "Infinity", which reads back as one."""
+
+    @field_serializer("kpi_off", when_used="json")
+    def _finite_in_json(self, value: float | None) -> float | str | None:
+        return "Infinity" if value == math.inf else value
 
 
 class ActionOutcome(_Record):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from receiver.act.outcome import judge, judged, kpi_off, next_look
@@ -29,6 +31,21 @@ def ran(firing: int | None = 4, off: float | None = None) -> ActionRunRecord:
 
 def conversion(deviation: float) -> KpiRecord:
     return KpiRecord(name="conversion", deviation_pct=deviation, bad_when="down")
+
+
+def errors(now: float) -> KpiRecord:
+    """An errors-a-minute KPI whose baseline last week was none."""
+    return KpiRecord(name="errors", value=now, baseline=0.0, bad_when="up", bad=now > 0)
+
+
+def test_a_run_under_a_kpi_gone_bad_from_a_zero_baseline_keeps_that_through_json() -> None:
+    st = state(firing_count=4, kpis=[errors(30.0)])
+    record = ran(off=kpi_off(st.kpis))
+    assert record.kpi_off == math.inf
+    assert ActionRunRecord.model_validate_json(record.model_dump_json()).kpi_off == math.inf
+    as_json = orjson.dumps(record.model_dump(mode="json"))  # as an annotation is written
+    assert ActionRunRecord.model_validate_json(as_json).kpi_off == math.inf
+    assert ran(off=12.5).model_dump(mode="json")["kpi_off"] == 12.5
 
 
 def test_resolved_within_the_window_helped_at_once() -> None:
@@ -54,6 +71,11 @@ def test_nothing_is_told_while_the_window_is_open() -> None:
         (4, [conversion(-55.0)], 40.0, "worse", "worst KPI off 40% → 55%"),
         # A KPI that went up while it is bad when down is not off at all.
         (4, [conversion(+10.0)], 40.0, "helped", "worst KPI off 40% → 0%"),
+        # Gone bad from a zero baseline (errors from none to 30 a minute): no percentage,
+        # so only leaving it (back to none) helped and only entering it made it worse.
+        (4, [errors(0.0)], math.inf, "helped", "off bad from a zero baseline → 0%"),
+        (4, [errors(30.0)], math.inf, "no_change", "zero baseline → bad from a zero baseline"),
+        (4, [errors(30.0)], 20.0, "worse", "worst KPI off 20% → bad from a zero baseline"),
     ],
 )  # fmt: skip
 def test_at_the_windows_end_alerts_and_kpis_decide(
