@@ -19,7 +19,9 @@ from typing import Any
 
 from receiver.causes import change_of, span, trusted
 from receiver.config import Action, ActionCondition, Journey
+from receiver.events import SETS_VERSION
 from receiver.outcomes.similar import history
+from receiver.scoring import deviation
 from receiver.store.records import ChangeRecord, IncidentState
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -40,6 +42,30 @@ def _fits(change: ChangeRecord, change_type: str, within_min: float | None) -> b
     return within_min is None or change.minutes_before <= within_min
 
 
+def _replaced_by(change: ChangeRecord, state: IncidentState) -> ChangeRecord | None:
+    """The first later deploy or rollback of the same service before the incident started,
+    when ``change`` set a version: what it brought runs no more."""
+    if change.type not in SETS_VERSION:
+        return None
+    later = [
+        c
+        for c in state.changes
+        if c.service == change.service
+        and c.type in SETS_VERSION
+        and c.at > change.at
+        and c.minutes_before >= 0
+    ]
+    return min(later, key=lambda c: c.at, default=None)
+
+
+def _what(change: ChangeRecord) -> str:
+    return (
+        f"{change.type} {change.version} of {change.service}"
+        if change.version
+        else (f"{change.type} of {change.service}")
+    )
+
+
 def _unmet(when: ActionCondition, state: IncidentState, priority: str | None) -> str | None:
     """Why the conditions besides the change do not hold (one service, the stages, the
     priority, a KPI); None when they do."""
@@ -52,7 +78,7 @@ def _unmet(when: ActionCondition, state: IncidentState, priority: str | None) ->
         return f"only at {', '.join(when.priorities)}; the incident is {priority or 'unscored'}"
     if when.kpi is not None:
         kpi = next((k for k in state.kpis if k.name == when.kpi.name), None)
-        value = kpi.deviation_pct if kpi else None
+        value = deviation(kpi) if kpi else None
         below, above = when.kpi.deviation_pct_below, when.kpi.deviation_pct_above
         if value is None:
             return f"the KPI {when.kpi.name} has no deviation now"
@@ -90,10 +116,23 @@ def _change(when: ActionCondition, state: IncidentState) -> ChangeRecord | str:
     assert when.change_type is not None
     within = None if when.within is None else when.within / 60
     kind = when.change_type
+    replaced: ChangeRecord | None = None
     for cause in trusted(state):
         change = change_of(state, cause)
-        if change is not None and _fits(change, kind, within):
+        if change is None or not _fits(change, kind, within):
+            continue
+        later = _replaced_by(change, state)
+        if later is None:
             return change
+        replaced = replaced or change
+    if replaced is not None:
+        # Rolling back what no longer runs would put back what runs already.
+        later = _replaced_by(replaced, state)
+        assert later is not None
+        return (
+            f"the {_what(replaced)} no longer runs: {_what(later)} replaced it "
+            f"{span(later.at - replaced.at)} later, before the incident started"
+        )
     seen = [c for c in state.changes if c.type == kind and c.overlap and c.minutes_before >= 0]
     if not seen:
         # Changes scoped to another env or region never reach the incident (events.scope_labels).

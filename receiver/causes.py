@@ -33,7 +33,14 @@ def change_of(state: IncidentState, cause: CauseRecord) -> ChangeRecord | None:
     """The change a "change" cause stands for."""
     if cause.kind != "change" or cause.change_id is None:
         return None
-    return next((c for c in state.changes if c.id == cause.change_id), None)
+    return next(
+        (
+            c
+            for c in state.changes
+            if c.id == cause.change_id and cause.change_source in (None, c.source)
+        ),
+        None,
+    )
 
 
 def span(ms: int | float) -> str:

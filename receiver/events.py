@@ -57,6 +57,16 @@ def _at_is_optional(schema: JsonDict) -> None:
         schema["required"] = [name for name in required if name != "at"]
 
 
+SETS_VERSION = frozenset({"deploy", "rollback"})
+"""Change types after which the version they name is the one running."""
+
+ChangeType = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
+]
+"""A change's type (deploy, config, ...), trimmed and lower-cased wherever it is read, so
+that an action's ``when.change_type: Deploy`` matches the deploys events bring."""
+
+
 class ChangeEvent(BaseModel):
     """One change, as stored and as correlated with incidents. ``at`` is in UTC."""
 
@@ -65,9 +75,7 @@ class ChangeEvent(BaseModel):
     id: Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")] = Field(
         default_factory=lambda: uuid4().hex
     )
-    type: Annotated[
-        str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64)
-    ]
+    type: ChangeType
     service: Name
     at: Annotated[AwareDatetime, BeforeValidator(not_a_number), AfterValidator(_to_utc)]
     version: Text | None = None

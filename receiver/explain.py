@@ -23,6 +23,7 @@ from receiver.placement import place
 from receiver.settings import Settings
 from receiver.store import AlertGroup
 from receiver.store.records import AlertPage, IncidentState, StoredAlert
+from receiver.topology import Ranking
 from receiver.webhook import parse_webhook
 
 
@@ -112,24 +113,32 @@ def incident_of(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPag
     return state, AlertPage(alerts=alerts, total=len(alerts))
 
 
-async def _kpis(
-    settings: Settings, states: list[IncidentState], url: str, at_ms: int
+async def _context(
+    settings: Settings,
+    states: list[IncidentState],
+    rankings: list[Ranking],
+    url: str | None,
+    at_ms: int,
 ) -> list[IncidentState]:
-    """Each incident with its journey's KPIs from the Prometheus at ``url``."""
-    source = PrometheusKpis(settings.config.prometheus.model_copy(update={"url": url}))
+    """Each incident with its context as the live enrichment makes it: the upstream
+    service ranked as a cause, and, with ``url``, its journey's KPIs from that Prometheus."""
+    prometheus = settings.config.prometheus.model_copy(update={"url": url})
+    source = PrometheusKpis(prometheus) if url else None
     try:
-        # No store and no feeds: KPIs only; a dry run knows no change events.
+        # No store and no feeds: a dry run knows no change events (so its lookback is 0:
+        # no evidence may say no change came before).
         enricher = Enricher(
             None, source, [], lookback_s=0,
             baseline_offset_s=settings.config.prometheus.baseline_offset,
             scope_labels=settings.config.events.scope_labels,
         )  # fmt: skip
         return [
-            apply(st, await enricher.enrich(st, settings.catalog.find(st.journey), at_ms), at_ms)
-            for st in states
+            apply(st, await enricher.enrich(st, settings.catalog.find(st.journey), at_ms, r), at_ms)
+            for st, r in zip(states, rankings, strict=True)
         ]
     finally:
-        await source.aclose()
+        if source is not None:
+            await source.aclose()
 
 
 def explain_batch(
@@ -166,14 +175,13 @@ def explain_batch(
     at_ms = now_ms or round(time.time() * 1000)
     made = [incident_of(g, at_ms) for g in groups]
     states = [state for state, _ in made]
-    if prometheus_url:
-        states = anyio.run(_kpis, settings, states, prometheus_url, at_ms)
+    rankings = [settings.rank_services(page.alerts, at_ms) for _, page in made]
+    states = anyio.run(_context, settings, states, rankings, prometheus_url, at_ms)
     incidents = []
-    for g, state, (_, page) in zip(groups, states, made, strict=True):
+    for g, state, (_, page), ranking in zip(groups, states, made, rankings, strict=True):
         impact = settings.impact(state)
         journey = settings.catalog.find(g.key.journey)
         incident = build(state, page, journey, impact, settings.rules.tier_label)
-        ranking = settings.rank_services(page.alerts, at_ms)
         incidents.append(
             {
                 "key": g.key.text,

@@ -76,6 +76,16 @@ def measured(kpi: KpiRecord) -> bool:
     return kpi.deviation_pct is not None or (kpi.value is not None and kpi.baseline is not None)
 
 
+def deviation(kpi: KpiRecord) -> float | None:
+    """Its signed deviation in percent; from a baseline of zero, 0 when it did not move and
+    an infinite one in the direction it moved (errors from none to 30: +inf); None when not
+    measured."""
+    if kpi.deviation_pct is not None or not measured(kpi):
+        return kpi.deviation_pct
+    assert kpi.value is not None and kpi.baseline is not None
+    return 0.0 if kpi.value == kpi.baseline else math.copysign(math.inf, kpi.value - kpi.baseline)
+
+
 def badness(kpi: KpiRecord) -> float:
     """How far, in percent, the KPI has moved in its bad direction (0 if not at all). One
     that went bad from a baseline of zero (errors from none to 30 a minute) has no

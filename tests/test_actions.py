@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.actions import PREVIOUS_UNKNOWN, render, suggest
+from receiver.actions import PREVIOUS_UNKNOWN, match, render, suggest
 from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config import Action, ActionCondition, Journey, Owner
 from receiver.config.journeys_yaml import KpiCondition
@@ -139,3 +139,45 @@ def test_conditions_on_services_stages_priority_and_a_kpi_all_must_hold() -> Non
     mild = [KpiRecord(name="conversion", deviation_pct=-10.0)]
     assert titles(base.model_copy(update={"kpis": mild})) == []
     assert titles(base.model_copy(update={"kpis": []})) == []  # not measured: no
+
+
+def test_a_kpi_condition_reads_a_zero_baseline_as_infinitely_off() -> None:
+    # Payment errors a minute: none last week. Gone up to 30, it is past any "above".
+    spike = Action(
+        title="Page the payments provider",
+        when=ActionCondition(kpi=KpiCondition(name="errors", deviation_pct_above=50.0)),
+    )
+    journey = JOURNEY.model_copy(update={"actions": [spike]})
+
+    def titles(now: float) -> list[str]:
+        errors = KpiRecord(name="errors", value=now, baseline=0.0, bad_when="up", bad=now > 0)
+        state = incident().model_copy(update={"kpis": [errors]})
+        return [a["title"] for a in suggest(journey, state, "P1")]
+
+    assert titles(30.0) == ["Page the payments provider"]
+    assert titles(0.0) == []
+
+
+def test_change_type_is_read_as_events_are_whatever_its_case() -> None:
+    # Events' types are trimmed and lower-cased as they come in; so is the condition's.
+    when = ActionCondition.model_validate({"change_type": " Deploy ", "within": 900})
+    assert when.change_type == "deploy"
+    journey = JOURNEY.model_copy(update={"actions": [ROLLBACK.model_copy(update={"when": when})]})
+    (rollback,) = suggest(journey, incident((change(2), 90.0)))
+    assert rollback["title"] == "Roll back payment-service to 2026.04.17-9 in eu"
+
+
+def test_a_deploy_replaced_before_the_start_is_not_rolled_back() -> None:
+    # v2 went out 10 min before the first alert and was rolled back 3 min later: rolling
+    # v2 back would put back what runs already. A deploy after the start replaces nothing.
+    deploy = change(10, version="v2", previous="v1").model_copy(update={"at": 0})
+    rollback = change(7, type="rollback", version="v1").model_copy(update={"at": 180_000})
+    ranked = incident((rollback, 60.0), (deploy, 50.0))
+    assert suggest(JOURNEY, ranked) == [ALWAYS]
+    assert match(ROLLBACK, ranked) == (
+        "the deploy v2 of payment-service no longer runs: rollback v1 of payment-service "
+        "replaced it 3 min later, before the incident started"
+    )
+    late = change(-2, version="v3").model_copy(update={"at": 720_000})
+    (rollback_v2, _) = suggest(JOURNEY, incident((deploy, 50.0), (late, 10.0)))
+    assert rollback_v2["title"] == "Roll back payment-service to v1 in eu"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from receiver.store import StoreSettings, open_store
-from tests.conftest import PROMETHEUS_DATA, FakeClock, make_alert
+from tests.conftest import PROMETHEUS_DATA, T0, FakeClock, make_alert
 from tests.support.fake_server import Fault
 from tests.support.harness import Harness, harness, write_config
 from tests.support.processes import free_port
@@ -226,16 +226,36 @@ async def test_a_responders_change_after_the_start_does_not_hide_the_upstream_ca
         assert "cause unknown" not in detail["title"]
 
 
-async def test_a_rollback_is_what_ran_before_the_next_deploy(
-    tmp_path: Path, prometheus_url: str
+@pytest.mark.parametrize(
+    ("history", "latest", "suggested"),
+    [
+        # v2 was bad and rolled back to v1 the same day; v3 went out 2 min before the alert.
+        (
+            [("deploy", "v2", "2026-04-16T10:00:00Z"), ("rollback", "v1", "2026-04-16T10:20:00Z"),
+             ("deploy", "v3", "2026-04-18T08:07:30Z")],
+            ("v3", "v1"),
+            ["Roll back payment-service to v1"],
+        ),
+        # v2 went out 10 min before the alert and was rolled back to v1 three minutes later:
+        # v1 runs, so rolling v2 "back to v1" would put back what runs already.
+        (
+            [("deploy", "v2", "2026-04-18T07:59:20Z"), ("rollback", "v1", "2026-04-18T08:02:20Z")],
+            ("v1", "v2"),
+            [],
+        ),
+    ],
+)  # fmt: skip
+async def test_a_rollback_puts_back_what_ran_before_what_runs_now(
+    tmp_path: Path,
+    prometheus_url: str,
+    history: list[tuple[str, str, str]],
+    latest: tuple[str, str],
+    suggested: list[str],
 ) -> None:
-    # v2 was bad and rolled back to v1 the same day; v3 went out 2 min before the alert.
     here = {"service": "payment-service", "environment": "prod", "region": "eu"}
     events = [
         {"type": "deploy", "version": "v1", "at": "2026-04-15T10:00:00Z", **here},
-        {"type": "deploy", "version": "v2", "at": "2026-04-16T10:00:00Z", **here},
-        {"type": "rollback", "version": "v1", "at": "2026-04-16T10:20:00Z", **here},
-        {"type": "deploy", "version": "v3", "at": "2026-04-18T08:07:30Z", **here},
+        *({"type": kind, "version": v, "at": at, **here} for kind, v, at in history),
     ]
     clock = FakeClock(FIRST_ALERT - 600)
     async with harness(config(tmp_path, prometheus_url), clock) as rx:
@@ -244,9 +264,35 @@ async def test_a_rollback_is_what_ran_before_the_next_deploy(
         await rx.post([make_alert("payment-service")])
         await rx.tick(30)
         sent = rx.sink.sent[0][2]
-        (v3,) = [c for c in sent.changes if c["version"] == "v3"]
-        assert v3["previous_version"] == "v1"
-        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v1"]
+        # The latest change, and the version it replaced.
+        assert (sent.changes[0]["version"], sent.changes[0]["previous_version"]) == latest
+        assert [a["title"] for a in sent.suggested_actions] == suggested
+
+
+async def test_a_cause_is_its_own_change_when_another_source_uses_the_same_id(
+    tmp_path: Path,
+) -> None:
+    # Ids are unique within one source: the deploy log's deploy 7 and the config
+    # pipeline's run 7 (posted to the API) are two changes, each its own cause.
+    here = {"service": "payment-service", "environment": "prod", "region": "eu"}
+    deploys = [{"id": 7, "type": "deploy", "version": "v3", "at": "2026-04-18T08:08:00Z", **here}]
+    config = {"id": "7", "type": "config", "at": "2026-04-18T08:12:00Z", **here}
+    with fake_http(200, json.dumps(deploys).encode()) as feed:
+        cfg = write_config(
+            tmp_path, f"events: {{feeds: [{{type: json, name: deploys, url: '{feed.url}'}}]}}\n"
+        )
+        async with harness(cfg, FakeClock(T0)) as rx:
+            assert (await rx.client.post("/api/v1/events", content=json.dumps(config))).is_success
+            await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
+            await rx.tick(31)
+            sent = rx.sink.sent[0][2]
+            causes = [(c["text"], c["change_id"], c["change_source"]) for c in sent.probable_causes]
+            assert causes[:2] == [
+                ("config on payment-service", "7", "api"),
+                ("deploy v3 to payment-service", "7", "deploys"),
+            ]
+            titles = [a["title"] for a in sent.suggested_actions]
+            assert titles == ["Roll back payment-service to its previous version (unknown)"]
 
 
 async def test_a_feed_slower_than_the_budget_costs_its_own_events_only(

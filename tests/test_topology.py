@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
+from receiver.explain import explain_batch
 from receiver.store.records import StoredAlert
 from receiver.topology import callers, cycle, rank
-from tests.conftest import body, make_alert
+from tests.conftest import EXAMPLE_CONFIG, T0, FakeClock, body, make_alert
+from tests.support.harness import harness, write_config
 
 NOW = 1_776_500_000_000
 MINUTE = 60_000
@@ -142,6 +145,34 @@ def test_explain_shows_the_upstream_service(tmp_path: Path) -> None:
             "checkout-service, payment-service depend on payments-db (journeys.yaml topology)"
         ],
     }
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "services",
+    [
+        ("cart-api", "fraud-check"),  # no topology between them, same start: a tie
+        ("payment-service", "payments-db"),  # payment-service calls payments-db
+    ],
+)
+async def test_explain_tells_the_cause_as_the_live_incident_does(
+    tmp_path: Path, services: tuple[str, str]
+) -> None:
+    # No change event anywhere: the cause comes from the ranking of the services alone,
+    # which the dry run knows as well as the live receiver.
+    alerts = [make_alert(s, starts_at="2026-04-18T08:13:00Z") for s in services]
+    clock = FakeClock(T0)
+    async with harness(write_config(tmp_path), clock) as rx:
+        (inc,) = (await rx.post(alerts)).json()["incidents"]
+        await rx.tick(31)
+        live = await rx.incident(inc)
+    # The dry run runs its own event loop, as the CLI does: a thread of its own here.
+    report = await anyio.to_thread.run_sync(
+        lambda: explain_batch(body(alerts), EXAMPLE_CONFIG, None, now_ms=clock.ms)
+    )
+    (dry,) = report.incidents
+    assert (dry["title"], dry["summary"]) == (live["title"], live["summary"])
+    assert "cause unknown" in live["title"] or "Probable cause: payments-db" in live["summary"]
 
 
 def test_alerts_without_a_service_are_no_candidate() -> None:

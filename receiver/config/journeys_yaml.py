@@ -24,6 +24,7 @@ from receiver.config.fields import (
     raise_issues,
     value_at,
 )
+from receiver.events import ChangeType
 from receiver.topology import cycle
 
 UNMAPPED = "unmapped"
@@ -103,7 +104,7 @@ class KpiCondition(ConfigModel):
 class ActionCondition(ConfigModel):
     """When an action is worth suggesting; every condition that is set must hold."""
 
-    change_type: str | None = None
+    change_type: ChangeType | None = None
     """Type of a correlated change event: deploy, config, feature_flag, rollback, ..."""
     within: PositiveDuration | None = None
     """How long before the incident started that change may have happened."""

@@ -74,6 +74,7 @@ class Cause:
     score: float
     evidence: tuple[str, ...] = field(default_factory=tuple)
     change_id: str | None = None  # the change a "change" cause is (its ChangeMatch.id)
+    change_source: str | None = None  # and its source: ids are unique within one source only
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,9 @@ Ranking. For a change at ``at`` and an incident that started at ``started``, wit
 So any change to one of the incident's services before the start (>= 9.4) outranks every
 change to an unrelated service (<= 3) and every change after the start (<= 5); among
 them the closer to the start the higher. When no change touched the incident's services
-before the start (no ``overlap`` before it), the upstream service itself is a cause of
-kind ``service`` with score 25; services that cannot be told apart (no topology, the same
+before the start (no ``overlap`` before it), or none of those scores the confidence
+(``receiver/causes.py``: a guess), the upstream service itself is a cause of kind
+``service`` with score 25; services that cannot be told apart (no topology, the same
 start, severity and alert count) give "one of a, b" with score 10, below the confidence:
 the cause is unknown.
 Causes and changes are ordered by score (highest first), then time, then source and id;
@@ -41,7 +42,7 @@ from datetime import datetime
 
 import anyio
 
-from receiver.causes import span
+from receiver.causes import CAUSE_CONFIDENCE, span
 from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import Cause, ChangeMatch, ChangeReport, EnrichmentError
 from receiver.enrich.feeds import Feed, FeedEvents, source_of
@@ -202,13 +203,15 @@ def correlate(
                     score=item.score,
                     evidence=item.evidence,
                     change_id=item.match.id,
+                    change_source=item.match.source,
                 )
             )
     # A responder's change after the start (a scale, a restart) explains nothing, even on
-    # one of the incident's services: the upstream service stays the cause.
-    explained = any(item.match.overlap and item.match.minutes_before >= 0 for item in ranked)
-    if ranking.services and not explained:
-        causes.append(_service_cause(ranking, lookback_ms))
+    # one of the incident's services: the upstream service stays the cause. Nor does a
+    # change too weak to be trusted: a guess must not erase what the services' ranking says.
+    touched = [i for i in ranked if i.match.overlap and i.match.minutes_before >= 0]
+    if ranking.services and not any(i.score >= CAUSE_CONFIDENCE for i in touched):
+        causes.append(_service_cause(ranking, lookback_ms, guessed=bool(touched)))
         causes.sort(key=lambda cause: -cause.score)  # stable: ties keep the change order
     return ChangeReport(
         changes=tuple(item.match for item in ranked[:MAX_CHANGES]),
@@ -238,13 +241,15 @@ def _relevance(
     return UNRELATED, f"{service} is not one of the incident's services"
 
 
-def _service_cause(ranking: Ranking, lookback_ms: int) -> Cause:
+def _service_cause(ranking: Ranking, lookback_ms: int, guessed: bool = False) -> Cause:
+    """``guessed``: changes to the incident's services came before it, none trusted."""
     top = ranking.services[0]
     evidence = ranking.evidence()
     if lookback_ms >= _MINUTE:
         window = span(lookback_ms)
         evidence.append(
             f"no change to the incident's services in the {window} before the first alert"
+            + (" close enough to it to be trusted" if guessed else "")
         )
     if ranking.tied:
         tied = sorted(s.service for s in ranking.services if s.key == top.key)

@@ -21,7 +21,7 @@ from receiver.enrich.changes import correlate, gather
 from receiver.enrich.feeds import Feed
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.enrich.scope import contradiction
-from receiver.events import ChangeEvent
+from receiver.events import SETS_VERSION, ChangeEvent
 from receiver.incident import number
 from receiver.scoring import measured
 from receiver.store import GroupStore
@@ -37,8 +37,6 @@ from receiver.topology import Ranking
 NO_RANKING = Ranking()
 # A service's stored versions read per change: the newest ones, where what it replaced is.
 _VERSIONS_READ = 50
-# Change types after which the version they name is the one running.
-_SETS_VERSION = frozenset({"deploy", "rollback"})
 _WEEK = 7 * 86400.0
 _DAY = 86400.0
 
@@ -133,6 +131,7 @@ class Enricher:
                     score=c.score,
                     evidence=list(c.evidence),
                     change_id=c.change_id,
+                    change_source=c.change_source,
                 )
                 for c in change_report.causes
             ],
@@ -145,8 +144,8 @@ class Enricher:
     ) -> tuple[ChangeReport, list[ChangeEvent]]:
         """Correlated changes, and every event seen (to find what a change replaced)."""
         start_ms = state.started - round(self.lookback_s * 1000)
-        if self.store is None and not self.feeds:
-            return ChangeReport(), []
+        # Without a store or feeds (explain's dry run) no change is known, yet the
+        # services are still ranked: the upstream one is a cause, as in the live incident.
         docs = [] if self.store is None else await self.store.events_between(start_ms, now_ms)
         stored = [ChangeEvent.from_json(doc) for doc in docs]
         events, notes = await gather(
@@ -210,7 +209,7 @@ class Enricher:
             e
             for e in events
             if e.service == change.service
-            and (e.type == change.type or {e.type, change.type} <= _SETS_VERSION)
+            and (e.type == change.type or {e.type, change.type} <= SETS_VERSION)
             and e.version
             and e.version != change.version
             and e.at.timestamp() * 1000 < change.at_ms
@@ -233,7 +232,7 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
     # deep copy of the whole state was a tenth of a decision's cost.
     updated = state.model_copy(update={"timeline": list(state.timeline)})
     was_bad = {k.name for k in state.kpis if k.bad}
-    known = {c.id for c in state.changes}
+    known = {(c.source, c.id) for c in state.changes}
 
     def note(kind: str, text: str) -> None:
         updated.timeline.append(TimelineEntry(at=now_ms, kind=kind, text=text))
@@ -253,7 +252,7 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
             # The journey's SLO time (outcomes/slo.py) ends here, not at the next resolve.
             note("kpi_ok", f"KPI {kpi.name} back in its band, {moved} vs {kpi.vs}")
     for change in context.changes:
-        if change.id not in known:
+        if (change.source, change.id) not in known:
             when = (
                 f"{span(change.minutes_before * 60_000)} before the first alert"
                 if change.minutes_before >= 0

@@ -25,9 +25,10 @@ def contradiction(
 ) -> str | None:
     """Why ``event`` is out of the incident's scope (``environment staging, not prod``), or
     None when it is in scope."""
-    said = {label: getattr(event, field) for field, label in scope_labels.items()}
-    said |= event.labels
-    for label, value in said.items():
+    # Each field and each label is checked on its own: a label of the same name as a
+    # field's (``labels: {env: prod}`` beside ``environment: staging``) must not hide it.
+    said = [(label, getattr(event, field)) for field, label in scope_labels.items()]
+    for label, value in [*said, *event.labels.items()]:
         theirs = group_labels.get(label)
         if value and theirs and value != theirs:
             return f"{label} {value}, not {theirs}"

@@ -16,7 +16,7 @@ from prometheus_client import Gauge
 from receiver.config.fields import PRIORITIES
 from receiver.metrics import Metrics
 from receiver.outcomes.slo import DEFAULT_DEGRADED_AT, at_or_above
-from receiver.scoring import measured
+from receiver.scoring import deviation
 from receiver.store.base import GroupStore, capped
 from receiver.store.records import IncidentState
 
@@ -86,17 +86,12 @@ class HealthTally:
             journey = state.journey
             degraded_since.setdefault(journey, None)
             for kpi in state.kpis:
-                if not measured(kpi):
+                signed = deviation(kpi)
+                if signed is None:
                     continue
-                if kpi.deviation_pct is not None:
-                    deviation = kpi.deviation_pct
-                    moved = -deviation if kpi.bad_when == "down" else deviation
-                else:
-                    # A zero baseline: not moved, or gone bad infinitely far (no percentage).
-                    moved = math.inf if kpi.bad else 0.0
-                    deviation = 0.0 if not kpi.bad else -moved if kpi.bad_when == "down" else moved
+                moved = -signed if kpi.bad_when == "down" else signed
                 if moved > worst.get((journey, kpi.name), (-math.inf, 0.0))[0]:
-                    worst[journey, kpi.name] = (moved, deviation)
+                    worst[journey, kpi.name] = (moved, signed)
             if state.priority is None:
                 continue
             for stage in sorted(state.stages) or [""]:

@@ -124,6 +124,9 @@ class CauseRecord(_Record):
     score: float
     evidence: StrList = Field(default_factory=list)
     change_id: str | None = None
+    change_source: str | None = None
+    """The change's source (``api``, a feed's name): ids are unique within one source
+    only. None in records from before it was kept: the id alone then."""
 
 
 class FeedbackRecord(_Record):

@@ -169,6 +169,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "payment-service is the probable upstream service of the incident",
             ),
             change_id="deploy-payment-service-2",
+            change_source="api",
         ),
         Cause(
             kind="change",
@@ -179,6 +180,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "cart is one of the incident's services",
             ),
             change_id="deploy-cart-1",
+            change_source="api",
         ),
         Cause(
             kind="change",
@@ -189,6 +191,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "labelled journey=checkout, not on the incident's services",
             ),
             change_id="feature_flag-checkout-web-4",
+            change_source="api",
         ),
         Cause(
             kind="change",
@@ -199,6 +202,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "payment-service is the probable upstream service of the incident",
             ),
             change_id="config-payment-service--5",
+            change_source="api",
         ),
         Cause(
             kind="change",
@@ -209,6 +213,7 @@ def test_ranking_and_exact_evidence() -> None:
                 "search is not one of the incident's services",
             ),
             change_id="deploy-search-1",
+            change_source="api",
         ),
     )
     assert [match.service for match in report(events).changes] == [
@@ -237,15 +242,25 @@ def test_any_overlapping_change_before_the_start_outranks_unrelated_and_later_on
 
     causes = report([unrelated_at_start, right_after, oldest_overlap]).causes
 
+    # The overlapping change is a guess (30 min before, not upstream): the services'
+    # ranking still names the upstream one, and says why no change is trusted.
     assert [cause.text for cause in causes] == [
+        "payment-service",
         "deploy 1 to cart",
         "deploy 3 to payment-service",
         "deploy 2 to search",
     ]
-    assert causes[0].evidence[0] == "deploy 1 to cart 30 min before the first alert"
-    assert (
-        causes[1].evidence[0] == "deploy 3 to payment-service less than 1 min after the first alert"
+    assert causes[0].evidence[-1] == (
+        "no change to the incident's services in the 30 min before the first alert close "
+        "enough to it to be trusted"
     )
+    assert causes[1].evidence[0] == "deploy 1 to cart 30 min before the first alert"
+    assert causes[1].score < CAUSE_CONFIDENCE <= causes[0].score
+    assert (
+        causes[2].evidence[0] == "deploy 3 to payment-service less than 1 min after the first alert"
+    )
+    # A trusted overlapping change needs no such help.
+    assert report([change(2, "cart", version="1")]).causes[0].text == "deploy 1 to cart"
 
 
 def test_the_earliest_firing_service_is_the_cause_when_no_change_overlaps() -> None:

@@ -95,6 +95,14 @@ elsewhere = st.one_of(
     st.fixed_dictionaries(
         {"environment": st.sampled_from(["staging", "prod"]), "region": st.just("us")}
     ),
+    # A label of the same name as a field's agreeing with the incident hides nothing.
+    st.fixed_dictionaries(
+        {
+            "environment": st.just("staging"),
+            "labels": st.sampled_from([{"env": "prod"}, {"env": "prod", "region": "eu"}]),
+        }
+    ),
+    st.fixed_dictionaries({"region": st.just("us"), "labels": st.just({"region": "eu"})}),
 )
 out_of_scope = st.builds(
     lambda scope, service, kind, minutes, version, n: ChangeEvent(
