@@ -43,6 +43,17 @@ def change_of(state: IncidentState, cause: CauseRecord) -> ChangeRecord | None:
     )
 
 
+def change_to_detection(state: IncidentState) -> float | None:
+    """Seconds from the change the incident names as its probable cause (the leading,
+    trusted cause, when it is a change) to the incident's start; None without one, or
+    when that change came after the start."""
+    cause = leading(state)
+    change = change_of(state, cause) if cause is not None else None
+    if change is None or change.at > state.started:
+        return None
+    return (state.started - change.at) / 1000
+
+
 def span(ms: int | float) -> str:
     """Whole minutes, rounded half up: ``2 min``; under 30 s is ``less than 1 min``. Every
     text that says how long before or after uses it, so no two say it differently."""

@@ -20,6 +20,7 @@ from receiver.config import Automation, Journey
 from receiver.scoring import Impact, badness
 from receiver.store.records import (
     AlertPage,
+    CauseRecord,
     ChangeRecord,
     IncidentState,
     KpiRecord,
@@ -104,7 +105,7 @@ def response_times(state: IncidentState) -> tuple[float | None, float | None]:
     startsAt) to the first resolve, by a person or by its last alert resolving (not
     counting ``resolve_after``, the quiet time the receiver waits out); None until there
     is one. A later episode nobody was told of (a blip) does not count."""
-    told = _told_before(state)
+    told = told_before(state)
     if told is not None:
         ended = told.last_change_at or told.resolved_at or 0
         return _times(told.response, told.notified_at, ended, told.started)
@@ -114,11 +115,11 @@ def response_times(state: IncidentState) -> tuple[float | None, float | None]:
 
 def counted_response(state: IncidentState) -> ResponseRecord | None:
     """What people did in the episode ``response_times`` counts."""
-    told = _told_before(state)
+    told = told_before(state)
     return told.response if told is not None else state.response
 
 
-def _told_before(state: IncidentState) -> ToldEpisode | None:
+def told_before(state: IncidentState) -> ToldEpisode | None:
     """The last episode people were told of, when the latest one is not (yet) told."""
     told_now = state.notified_at is not None and state.notified_at >= state.first_firing_at
     return None if told_now else state.told
@@ -340,16 +341,21 @@ def summary(
             f"{label}: {cause.text}" + (f" ({cause.evidence[0]})." if cause.evidence else ".")
         )
     elif state.probable_causes:
-        guess = state.probable_causes[0]
-        lines.append(
-            f"Cause unknown: the best candidate, {guess.text}, scores {guess.score:g}, below "
-            f"the confidence of {CAUSE_CONFIDENCE:g}."
-        )
+        lines.append(f"{guessed(state.probable_causes[0])}.")
     lines.append(f"Owner: {journey.owner.team}.")
     lines.extend(f"({note})" for note in state.context_notes)
     if state.status == "resolved":
         lines.append(f"Resolved at {rfc3339(state.resolved_at)}.")
     return " ".join(lines)
+
+
+def guessed(guess: CauseRecord) -> str:
+    """The best candidate below the confidence, said to be a guess: the summary's words,
+    and the board's."""
+    return (
+        f"Cause unknown: the best candidate, {guess.text}, scores {guess.score:g}, below "
+        f"the confidence of {CAUSE_CONFIDENCE:g}"
+    )
 
 
 def _alert_json(a: StoredAlert, suppressed: Mapping[str, str]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import astuple, dataclass
 
 from receiver.causes import leading
 from receiver.models import NotificationKind
+from receiver.outcomes import revenue
 from receiver.sinks.pagerduty import resolved_by_person
 from receiver.store.records import IncidentState, Notified, TimelineEntry
 
@@ -172,6 +173,8 @@ def advance(
         state.blips += decision.blips
         note("blip", f"{decision.blips} alert(s) fired and resolved within group_wait (blip)")
     if decision.resolve:
+        # The episode's revenue at risk is counted to here; a reopen counts from its start.
+        state.revenue_at_risk, state.revenue_counted_to = revenue.closed(state, now_ms)
         state.status = "resolved"
         state.resolved_at = now_ms
         state.pending = None
@@ -186,6 +189,11 @@ def advance(
             # When this episode's people were told (MTTA counts from it), as started_at
             # is when it started.
             state.notified_at = now_ms
+        if decision.notify in ("open", "reopen"):
+            # The revenue at risk is counted from the episode's start once it is told.
+            state.revenue_at_risk, state.revenue_counted_to = revenue.count(
+                state, state.kpis, now_ms
+            )
         state.last_notified = Notified(
             at=now_ms,
             kind=decision.notify,

@@ -16,6 +16,7 @@ import anyio
 from receiver import lifecycle
 from receiver.act import outcome as run_outcome
 from receiver.alertmanager import links
+from receiver.causes import change_to_detection
 from receiver.enrich.enricher import Enricher, Enrichment, apply
 from receiver.errors import StoreUnavailable
 from receiver.incident import Incident, build, title
@@ -230,6 +231,7 @@ class Pipeline:
             state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
             state.title = title(state, impact)
+            state.change_to_detection_s = change_to_detection(state)
             state.action_outcomes |= run_outcome.judged(state, now, self._outcome_window_ms)
             if decision.notify in ("open", "reopen"):
                 await self._remember(state, now, recall)

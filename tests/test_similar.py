@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,22 +33,28 @@ journeys:
 """
 
 
-def state(i: str, services: list[str], alertnames: list[str], stages: list[str]) -> IncidentState:
-    return IncidentState(
-        id=i,
-        key=i,
-        digest="d",
-        journey="checkout",
-        group_labels={},
-        status="resolved",
-        created_at=int(i),
-        updated_at=int(i),
-        first_firing_at=int(i),
-        notified_at=int(i),
-        services=dict.fromkeys(services, 1),
-        stages=dict.fromkeys(stages, 1),
-        alertnames=alertnames,
-    )
+def state(
+    i: str, services: list[str], alertnames: list[str], stages: list[str], **fields: Any
+) -> IncidentState:
+    """A resolved incident its people were told of (through the log sink); ``fields`` on
+    top."""
+    told: dict[str, Any] = {
+        "id": i,
+        "key": i,
+        "digest": "d",
+        "journey": "checkout",
+        "group_labels": {},
+        "status": "resolved",
+        "created_at": int(i),
+        "updated_at": int(i),
+        "first_firing_at": int(i),
+        "notified_at": int(i),
+        "sinks": {"log": {"state": "pending"}},
+        "services": dict.fromkeys(services, 1),
+        "stages": dict.fromkeys(stages, 1),
+        "alertnames": alertnames,
+    }
+    return IncidentState.model_validate(told | fields)
 
 
 def test_similarity_weighs_services_alertnames_and_stages() -> None:
@@ -65,6 +72,27 @@ def test_similarity_weighs_services_alertnames_and_stages() -> None:
     ranked = rank(new, [other, half, same, unknown_names])
     # Equals are newest first; below 0.3 is left out.
     assert [(r.id, r.similarity) for r in ranked] == [("4", 1.0), ("1", 1.0), ("2", 0.6)]
+
+
+def test_only_incidents_over_and_told_to_someone_are_past_ones() -> None:
+    look = (["payment-service"], ["Errors"], ["payment"])
+    new = state("100", *look, status="open", notified_at=None, sinks={})
+    past = state("1", *look)
+    ranked = rank(
+        new,
+        [
+            past,
+            # The same outage elsewhere, still open: not a past one, nobody fixed it yet.
+            state("99", *look, status="open"),
+            # Told of, but routing sent its priority to no sink: nobody heard of it.
+            state("2", *look, sinks={}),
+            # A blip: nobody was told.
+            state("3", *look, notified_at=None, sinks={}),
+            new,
+            state("101", *look),  # created after it
+        ],
+    )
+    assert [r.id for r in ranked] == ["1"]
 
 
 async def storm(rx: Harness, clock: FakeClock, services: list[str], fixed: str | None) -> str:
@@ -133,3 +161,64 @@ async def test_blips_are_never_similar_and_never_crowd_out_the_same_failure(
     await rx.tick(30)
     detail = await rx.incident(new)
     assert [(s["id"], s["fixed_by"]) for s in detail["similar"]] == [(fixed, "restart-payments")]
+
+
+async def test_the_other_regions_of_an_outage_under_way_never_crowd_out_the_past_one(
+    rx: Harness, clock: FakeClock
+) -> None:
+    past = await storm(rx, clock, ["payment-service"], "restart-payments")
+    # The same failure in six regions at once (grouped by region: six incidents).
+    opened = []
+    for region in ("eu", "us", "ap", "sa", "af", "me"):
+        alert = make_alert("payment-service", alertname="payment-service-errors", region=region)
+        (incident,) = (await rx.post([alert])).json()["incidents"]
+        opened.append(incident)
+        clock.advance(1)
+    await rx.tick(30)  # all six open: their memory is taken now
+    for incident in opened:
+        detail = await rx.incident(incident)
+        # The five others are this outage, still open and unfixed: not past incidents.
+        similar = [(s["id"], s["similarity"], s["fixed_by"]) for s in detail["similar"]]
+        assert similar == [(past, 1.0, "restart-payments")]
+        history = {a["id"]: a["history"] for a in detail["suggested_actions"]}
+        assert history["restart-payments"] == "fixed 1 of 1 similar incidents"
+
+
+def errors(region: str) -> dict[str, object]:
+    return make_alert(
+        "payment-service",
+        alertname="payment-service-errors",
+        region=region,
+        fingerprint=f"errors-{region}",
+    )
+
+
+async def test_a_reopened_incident_learns_from_the_incidents_since_it_first_opened(
+    rx: Harness, clock: FakeClock
+) -> None:
+    eu = errors("eu")
+    (first,) = (await rx.post([eu])).json()["incidents"]
+    await rx.tick(30)  # open
+    await rx.post([resolved(eu)])
+    await rx.tick(300)  # resolved by its alerts
+    clock.advance(60)
+    # Meanwhile the same failure in us: opened, fixed by restarting payments, resolved.
+    us = errors("us")
+    (fixed,) = (await rx.post([us])).json()["incidents"]
+    await rx.tick(30)
+    said = {"useful": True, "fixed_by": "restart-payments"}
+    r = await rx.client.post(f"/api/v1/incidents/{fixed}/feedback", content=json.dumps(said))
+    assert r.status_code == 201
+    await rx.post([resolved(us)])
+    await rx.tick(300)
+    assert (await rx.incident(fixed))["status"] == "resolved"
+    # Within reopen_window eu fires again: the first incident reopens, people are told.
+    clock.advance(60)
+    (again,) = (await rx.post([{**eu, "startsAt": "2026-04-18T08:40:00Z"}])).json()["incidents"]
+    await rx.tick(30)
+    detail = await rx.incident(again)
+    assert (again, detail["status"], detail["reopened_count"]) == (first, "open", 1)
+    similar = [(s["id"], s["similarity"], s["fixed_by"]) for s in detail["similar"]]
+    assert similar == [(fixed, 1.0, "restart-payments")]  # never itself
+    history = {a["id"]: a["history"] for a in detail["suggested_actions"]}
+    assert history["restart-payments"] == "fixed 1 of 1 similar incidents"

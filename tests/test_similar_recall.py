@@ -17,16 +17,33 @@ pytestmark = pytest.mark.anyio
 SERVICES = ("payment-service", "payments-db", "cart-api", "checkout-service")
 NAMES = ("Errors", "Latency", "Saturation")
 STAGES = ("payment", "cart", "checkout")
+TOLD = {"log": {"state": "pending"}}
+"""``sinks`` of an incident people were told of (through the log sink)."""
+
+
+SAME = {"services": {"payment-service": 1}, "stages": {"payment": 1}}
+"""What every incident of the storm tests has, so that each is as alike as the others."""
+
+
+def over(n: int, **fields: object) -> IncidentState:
+    """A past incident ``h<n>`` created at ``n``: resolved, and people were told of it."""
+    return incident_state(
+        n, id=f"h{n}", created_at=n, status="resolved", notified_at=n, sinks=TOLD,
+        **SAME, **fields,
+    )  # fmt: skip
 
 
 def past(n: int, rng: random.Random, journey: str = "checkout") -> IncidentState:
+    blip = n % 7 == 0  # every 7th a blip, every 9th routed to no sink: never similar
     return incident_state(
         n,
         id=f"{journey}-{n}",
         journey=journey,
         created_at=1_000 * n,
-        status="resolved",
-        notified_at=None if n % 7 == 0 else 1_000 * n,  # every 7th a blip: never similar
+        first_firing_at=1_000 * n,
+        status="open" if n % 5 == 0 else "resolved",  # every 5th still open: not past yet
+        notified_at=None if blip else 1_000 * n,
+        sinks={} if blip or n % 9 == 0 else TOLD,
         services=dict.fromkeys(rng.sample(SERVICES, rng.randint(1, 3)), 1),
         stages=dict.fromkeys(rng.sample(STAGES, rng.randint(1, 2)), 1),
         alertnames=sorted(rng.sample(NAMES, rng.randint(0, 2))),
@@ -42,8 +59,9 @@ def reference(new: IncidentState, candidates: Sequence[IncidentState]) -> list[S
         for p in candidates
         if p.id != new.id
         and p.journey == new.journey
-        and p.created_at < new.created_at
-        and p.notified_at is not None
+        and p.created_at < new.first_firing_at
+        and p.status == "resolved"
+        and p.sinks
     ]
     kept = sorted(
         ((s, p) for s, p in scored if s >= MIN_SIMILARITY),
@@ -102,19 +120,29 @@ async def test_a_storm_bigger_than_the_candidates_still_finds_the_history(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(similar, "CANDIDATES", 5)
-    same = {"services": {"payment-service": 1}, "stages": {"payment": 1}}
-    history = [
-        incident_state(n, id=f"h{n}", created_at=n, notified_at=n, alertnames=["Errors"], **same)
-        for n in range(1, 6)
+    history = [over(n, alertnames=["Errors"]) for n in range(1, 6)]
+    # The round's openings, the newest of the journey: open, so never each other's past.
+    storm = [
+        incident_state(n, id=f"s{n}", created_at=100 + n, first_firing_at=100 + n, **SAME)
+        for n in range(10)
     ]
-    storm = [incident_state(n, id=f"s{n}", created_at=100 + n, **same) for n in range(10)]
     store = CountingStore(history + storm)
     first = storm[0]  # the oldest of the storm: the 5 newest are all its siblings
     alone = await find(store, first, 1_000, 1_000)  # type: ignore[arg-type]
     assert alone == []
     recall = Recall(store, 1_000, 1_000, openings=len(storm))  # type: ignore[arg-type]
-    assert [s.id for s in await recall.find(first)] == ["h5", "h4", "h3", "h2", "h1"]
-    # A later one compares with its 5 newest predecessors (alone it would have had the 4
-    # of them among the 5 newest of the journey).
-    assert [s.id for s in await recall.find(storm[9])] == ["s8", "s7", "s6", "s5", "s4"]
-    assert len(await find(store, storm[9], 1_000, 1_000)) == 4  # type: ignore[arg-type]
+    for opening in (first, storm[9]):
+        assert [s.id for s in await recall.find(opening)] == ["h5", "h4", "h3", "h2", "h1"]
+
+
+async def test_an_opening_compares_only_the_newest_past_incidents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(similar, "CANDIDATES", 5)
+    history = [over(n) for n in range(1, 9)]
+    new = incident_state(0, id="new", created_at=100, first_firing_at=100, **SAME)
+    store = CountingStore([*history, new])
+    recall = Recall(store, 1_000, 1_000, openings=4)  # type: ignore[arg-type]
+    # All 8 are read (5 + 4 openings); the 3 oldest are as alike, but not compared.
+    assert [s.id for s in await recall.find(new)] == ["h8", "h7", "h6", "h5", "h4"]
+    assert store.reads == [("checkout", 9)]

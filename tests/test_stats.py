@@ -421,13 +421,67 @@ async def test_a_blip_after_the_resolve_leaves_the_episode_people_answered_count
         assert (await stats(rx))["response"]["ack_pct"] == 0.0
 
 
+async def test_a_blip_after_the_resolve_leaves_the_change_to_detection_people_were_told(
+    tmp_path: Path,
+) -> None:
+    async with harness(config(tmp_path), FakeClock(T1 - 600)) as rx:
+        deploy = {"type": "deploy", "service": "payment-service", "at": iso(T1 - 120)}
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(deploy))).is_success
+        rx.clock.now = T1
+        paged = [alert("payment-service", "PaymentErrors", "eu", T1, fingerprint="f1")]
+        incident = await opened(rx, paged)
+        await rx.tick(30)  # told at T1+30: a deploy to payment-service 2 min before
+        rx.clock.now = T1 + 600
+        await rx.post(ended(paged, T1 + 600))
+        await rx.tick(300)  # resolved by its alerts
+        assert (await stats(rx))["business"]["change_to_detection_s_p50"] == 120.0
+        # Within reopen_window the alert fires for 10 s: a blip nobody is told of, whose
+        # context is read against its own start, 22 min after the deploy.
+        rx.clock.now = T1 + 1200
+        again = [alert("payment-service", "PaymentErrors", "eu", T1 + 1200, fingerprint="f1")]
+        await rx.post(again)
+        rx.clock.now = T1 + 1210
+        await rx.post(ended(again, T1 + 1210))
+        await rx.tick(30)
+        detail = await rx.incident(incident)
+        assert (detail["status"], detail["blips"], detail["reopened_count"]) == ("resolved", 1, 1)
+        rx.clock.advance(120)  # past the kept answer's minute
+        assert (await stats(rx))["business"]["change_to_detection_s_p50"] == 120.0
+
+
+async def test_an_incident_routed_to_no_sink_is_not_counted_as_told(tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS)
+    # P4 and P5 go nowhere: the usual way to keep low priorities off people.
+    cfg = write_config(tmp_path, "routing: {log: [P1, P2, P3]}\n", journeys=journeys)
+    async with harness(cfg, FakeClock(T1)) as rx:
+        paged = await opened(rx, [alert("payment-service", "PaymentErrors", "eu", T1)])
+        quiet = await opened(rx, [alert("search-api", "SearchSlow", "eu", T1)])
+        await rx.tick(30)
+        await respond(rx, paged, acknowledged_at=T1 + 90)
+        detail = await rx.incident(quiet)
+        assert (detail["priority"], detail["notified_at"] is not None) == ("P5", True)
+        assert detail["timeline"][-1]["text"] == "open P5 sent to no sink (routing matched none)"
+        assert [kind for kind, _, _ in rx.sink.sent] == ["open"]  # the P2's alone
+        rx.clock.advance(60)
+        figures = await stats(rx)
+    # Nobody heard of the P5, so nobody could acknowledge it: the one told of was.
+    assert figures["response"]["ack_pct"] == 100.0
+    assert figures["business"]["revenue_quantified_pct"] == 0.0  # of the P2 alone
+    assert figures["journeys"]["browse"]["response"]["ack_pct"] is None
+    assert figures["journeys"]["browse"]["business"]["revenue_quantified_pct"] is None
+
+
 @pytest.mark.parametrize(
     ("query", "field", "reason"),
     [
         ("?window=soon", "window", f'{DURATION_HELP}, got "soon"'),
         ("?window=", "window", f'{DURATION_HELP}, got ""'),
         ("?window=0s", "window", '"0s" must be longer than 0s'),
+        ("?window=0.0001", "window", '"0.0001" must be longer than 0s'),  # 0 ms
         ("?window=91d", "window", '"91d" is longer than the maximum 90d'),
+        # Past the maximum of durations anywhere: still this endpoint's own.
+        ("?window=9999999999999d", "window", '"9999999999999d" is longer than the maximum 90d'),
         ("?window=-1", "window", '"-1" is below the minimum 0'),
         ("?windw=7d", "windw", "unknown query parameter"),
         ("?journey=nope", "journey", 'unknown journey "nope"'),
@@ -653,21 +707,26 @@ async def test_a_replica_with_nothing_kept_leaves_its_gauges_as_they_were(
         assert await metrics_of(rx) == set()
 
 
-async def test_revenue_and_the_change_before_it_end_to_end(
-    tmp_path: Path, prometheus_url: str
-) -> None:
-    # tests/data/prometheus: conversion in eu is 0.2 against 0.5 a week before at 08:10Z,
-    # and the deploy below is 2 min before the alert starts.
+def priced(tmp_path: Path, prometheus: str) -> Path:
+    """The checkout journey's conversion at 1,000 a unit: 0.2 against 0.5 is 300/min."""
     journeys = tmp_path / "journeys.yaml"
     journeys.write_text(
         (PROMETHEUS_DATA / "journeys.yaml")
         .read_text()
         .replace("bad_when: down\n", "bad_when: down\n        revenue_per_unit: 1000\n")
     )
-    prometheus = f"prometheus: {{url: '{prometheus_url}', timeout: 1s, budget: 2s}}\n"
+    source = f"prometheus: {{url: '{prometheus}', timeout: 1s, budget: 2s}}\n"
+    return write_config(tmp_path, source, journeys=journeys)
+
+
+async def test_revenue_and_the_change_before_it_end_to_end(
+    tmp_path: Path, prometheus_url: str
+) -> None:
+    # tests/data/prometheus: conversion in eu is 0.2 against 0.5 a week before at 08:10Z,
+    # and the deploy below is 2 min before the alert starts.
     first = 1_776_499_800 - 30  # 08:09:30Z
     clock = FakeClock(first - 600)
-    async with harness(write_config(tmp_path, prometheus, journeys=journeys), clock) as rx:
+    async with harness(priced(tmp_path, prometheus_url), clock) as rx:
         deploy = {"type": "deploy", "service": "payment-service", "at": iso(first - 120)}
         assert (await rx.client.post("/api/v1/events", content=json.dumps(deploy))).is_success
         clock.now = first
@@ -795,23 +854,28 @@ def test_no_incidents_give_nulls_not_zero_divisions() -> None:
     assert stats.journeys["checkout"].model_dump() == NOTHING
 
 
-def test_revenue_takes_each_incidents_largest_figure_for_as_long_as_it_was_open() -> None:
+def test_revenue_adds_what_each_incident_counted_running_on_while_open() -> None:
     def kpi(name: str, per_min: float | None) -> KpiRecord:
         return KpiRecord(name=name, revenue_at_risk_per_min=per_min)
 
+    told = {"notified_at": 1, "sinks": {"log": {"state": "sent"}}}
     stats = roll_up(
-        # 100/min (the larger of two views of one loss) from minute 10 to its resolve at 40.
-        state(1, started_at=10 * MIN, resolved_at=40 * MIN, status="resolved", notified_at=1,
-              kpis=[kpi("orders", 100.0), kpi("conversion", 40.0)]),
-        # 2.5/min, open from minute 20 to the end of the window at 60.
-        state(2, started_at=20 * MIN, notified_at=1, kpis=[kpi("orders", 2.5)]),
-        # Notified, but no KPI carries revenue.
-        state(3, notified_at=1, kpis=[kpi("latency", None)]),
-        # A blip is not counted in the share: nobody was told of it.
-        state(4, status="resolved", resolved_at=1),
+        # 3,000 counted to its resolve, though its last look found nothing at risk.
+        state(1, status="resolved", resolved_at=40 * MIN, revenue_at_risk=3_000.0,
+              revenue_counted_to=40 * MIN, kpis=[kpi("orders", 0.0)], **told),
+        # Open: 250 counted to minute 20, then 2.5/min (the larger of two views of one
+        # loss) to the end of the window at 60.
+        state(2, first_firing_at=10 * MIN, revenue_at_risk=250.0, revenue_counted_to=20 * MIN,
+              kpis=[kpi("orders", 2.5), kpi("conversion", 1.0)], **told),
+        # Told, but no KPI carries revenue.
+        state(3, kpis=[kpi("latency", None)], **told),
+        # Counted, but routing sent it to no sink: money, but nobody told, so not a share.
+        state(4, notified_at=1, revenue_at_risk=10.0, revenue_counted_to=1),
+        # A blip is never counted: nobody was told of it.
+        state(5, status="resolved", resolved_at=1, kpis=[kpi("orders", 9.0)]),
     )  # fmt: skip
-    assert stats.business.revenue_at_risk_total == 100 * 30 + 2.5 * 40
-    assert stats.business.revenue_quantified_pct == 66.7
+    assert stats.business.revenue_at_risk_total == 3_000 + 250 + 2.5 * 40 + 10
+    assert stats.business.revenue_quantified_pct == 66.7  # 1 and 2 of 1, 2, 3
 
 
 def test_change_to_detection_is_from_the_trusted_leading_change() -> None:

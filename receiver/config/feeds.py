@@ -74,7 +74,9 @@ class GrafanaFeedConfig(ConfigModel):
 
     An annotation is a change of the service named by its ``service:<name>`` tag (one
     event per such tag; annotations without one are skipped), of type ``type:<type>``
-    (else ``annotation``) and version ``version:<v>``. Only annotations carrying every
+    (else ``annotation``) and version ``version:<v>``, in the environment ``env:<e>`` and
+    region ``region:<r>`` (its scope: a staging annotation is no cause of a prod
+    incident; without those tags it applies everywhere). Only annotations carrying every
     tag in ``tags`` are asked for. ``token`` is a service-account token (``token_file``
     works too), sent as ``Authorization: Bearer``; without it Grafana must allow
     anonymous reads.
@@ -89,6 +91,8 @@ class GrafanaFeedConfig(ConfigModel):
     service_tag_prefix: str = Field(default="service:", min_length=1)
     type_tag_prefix: str = Field(default="type:", min_length=1)
     version_tag_prefix: str = Field(default="version:", min_length=1)
+    environment_tag_prefix: str = Field(default="env:", min_length=1)
+    region_tag_prefix: str = Field(default="region:", min_length=1)
     limit: int = Field(default=500, ge=1, le=10_000)
     """Most annotations asked for at once; Grafana answers the newest first."""
     timeout: PositiveDuration = 2.0

@@ -140,12 +140,13 @@ _UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s":
 _DURATION = re.compile("".join(rf"(?:([0-9]+){unit})?" for unit in _UNITS))
 _SECONDS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _DURATION_HELP = "expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w"
-MAX_DURATION_S = 100 * _UNITS["y"]
+MAX_DURATION = "100y"
 """Longer than any timer means; past it a lifetime would overflow what Redis expires by."""
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a Prometheus-style duration (``1h30m``) or a plain number of seconds."""
+def parse_duration(value: object, maximum: str = MAX_DURATION) -> float:
+    """Seconds from a Prometheus-style duration (``1h30m``) or a plain number of seconds,
+    at most ``maximum`` (a duration: what the message names)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str):
@@ -156,8 +157,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{_DURATION_HELP}, got {show(value)}")
     if seconds < 0:
         raise ValueError(f"{show(value)} is below the minimum 0")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"{show(value)} is longer than the maximum 100y")
+    if seconds > _parse_duration_text(maximum):
+        raise ValueError(f"{show(value)} is longer than the maximum {maximum}")
     return seconds
 
 

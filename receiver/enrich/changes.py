@@ -208,9 +208,12 @@ def correlate(
             )
     # A responder's change after the start (a scale, a restart) explains nothing, even on
     # one of the incident's services: the upstream service stays the cause. Nor does a
-    # change too weak to be trusted: a guess must not erase what the services' ranking says.
+    # change too weak to be trusted, where the ranking tells one of several services: a
+    # guess must not erase what it says. (A lone service says nothing more than its
+    # alerts: there the guess stays the best candidate, and the cause unknown.)
     touched = [i for i in ranked if i.match.overlap and i.match.minutes_before >= 0]
-    if ranking.services and not any(i.score >= CAUSE_CONFIDENCE for i in touched):
+    informs = not touched or len(ranking.services) > 1
+    if ranking.services and informs and not any(i.score >= CAUSE_CONFIDENCE for i in touched):
         causes.append(_service_cause(ranking, lookback_ms, guessed=bool(touched)))
         causes.sort(key=lambda cause: -cause.score)  # stable: ties keep the change order
     return ChangeReport(

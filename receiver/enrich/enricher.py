@@ -23,6 +23,7 @@ from receiver.enrich.prometheus import PrometheusKpis
 from receiver.enrich.scope import contradiction
 from receiver.events import SETS_VERSION, ChangeEvent
 from receiver.incident import number
+from receiver.outcomes import revenue
 from receiver.scoring import measured
 from receiver.store import GroupStore
 from receiver.store.records import (
@@ -272,6 +273,12 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
         if text not in state.context_notes:
             note("context", text)
     updated.kpis = [*context.kpis, *kept]
+    if state.pending is None:
+        # An episode not yet told is counted from its first notification (the look for it
+        # is this one), so that a blip is not counted at all (receiver/outcomes/revenue.py).
+        updated.revenue_at_risk, updated.revenue_counted_to = revenue.count(
+            state, updated.kpis, now_ms
+        )
     updated.changes = context.changes
     updated.probable_causes = context.causes
     updated.context_notes = notes

@@ -86,6 +86,8 @@ class GrafanaFeed(HttpFeed):
         common = {
             "type": next(_tagged(tags, self._config.type_tag_prefix), "annotation"),
             "version": next(_tagged(tags, self._config.version_tag_prefix), None),
+            "environment": next(_tagged(tags, self._config.environment_tag_prefix), None),
+            "region": next(_tagged(tags, self._config.region_tag_prefix), None),
             "summary": summary(item.get("text")) or None,
             "source": self.name,
         }

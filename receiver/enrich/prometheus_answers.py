@@ -57,9 +57,10 @@ def read_pair(result: object, then_ts: float, now_ts: float) -> Pair | Failed:
     if any(not isinstance(s.get("values"), list) for s in result):
         return Failed("unexpected response (not a range query result)")
 
-    def at(ts: float) -> Outcome:
+    def at(ts: float) -> tuple[Outcome, object]:
+        """The point at ``ts``, and the labels of the series it came from."""
         found = [
-            point[1]
+            (point[1], series.get("metric"))
             for series in result
             for point in series["values"]
             if isinstance(point, list)
@@ -68,14 +69,26 @@ def read_pair(result: object, then_ts: float, now_ts: float) -> Pair | Failed:
             and abs(point[0] - ts) < 0.01
         ]
         if not found:
-            return Sample(None, "the query returned no series")
-        sample = _number(found[0])
+            return Sample(None, "the query returned no series"), None
+        value, labels = found[0]
+        sample = _number(value)
         if len(found) > 1 and isinstance(sample, Sample):
             many = f"the query returned {len(found)} series; a KPI must return one, used the first"
-            return Sample(sample.value, many if sample.note is None else f"{many}, {sample.note}")
-        return sample
+            sample = Sample(sample.value, many if sample.note is None else f"{many}, {sample.note}")
+        return sample, labels
 
-    return Pair(at(then_ts), at(now_ts))
+    (then, then_labels), (now, now_labels) = at(then_ts), at(now_ts)
+    if (
+        isinstance(now, Sample)
+        and now.value is not None
+        and then_labels is not None
+        and now_labels is not None
+        and then_labels != now_labels
+    ):
+        # One series then and another now (a label that changed): not one KPI moving.
+        differ = "the series now is not the one at the baseline (its labels differ)"
+        now = Sample(now.value, differ if now.note is None else f"{now.note}, {differ}")
+    return Pair(then, now)
 
 
 def read(result: object) -> Outcome:

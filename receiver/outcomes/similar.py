@@ -16,7 +16,9 @@ else ``action`` of their feedback) and how the actions that ran there went (the 
 of ``receiver/act/outcome.py``). Suggested actions then carry ``history``: "fixed 3 of 4
 similar incidents; ran on 2: helped 2".
 
-The candidates are the journey's ``CANDIDATES`` newest incidents created before the new one.
+The candidates are the journey's ``CANDIDATES`` newest past incidents: created before the
+new one (re)opened, resolved, and told to someone (``_past``); the other incidents of an
+outage still under way are the same failure, not a past one that was fixed.
 A scheduler round reads them once per journey for all the incidents it opens (``Recall``):
 a storm of openings would otherwise read and parse that many incidents per opening (on two
 cores the scheduler then opened about ten incidents a second; benchmarks/scheduler.py).
@@ -81,11 +83,19 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / union if union else 0.0
 
 
-def _blip(past: IncidentState) -> bool:
-    """Resolved without anyone ever being told: nobody fixed it, and with no alertnames
-    recorded (they are at a notification) it would look alike on services and stages
-    alone, as alike as the same failure."""
-    return past.status == "resolved" and past.notified_at is None
+def _past(past: IncidentState, new: IncidentState) -> bool:
+    """Whether ``past`` is a past incident to learn from for ``new``: another one, over
+    (resolved: one still open is this same outage seen elsewhere, not yet fixed), and one
+    somebody was told of. Nobody fixed an incident nobody heard of, whether a blip or one
+    routing sent to no sink; and a blip has no alertnames on record (they are taken at a
+    notification), so it would look alike on services and stages alone, as alike as the
+    same failure."""
+    return (
+        past.id != new.id
+        and past.status == "resolved"
+        and past.journey == new.journey
+        and past.sent_anywhere
+    )
 
 
 def fixed_by(past: IncidentState) -> str | None:
@@ -98,7 +108,8 @@ def fixed_by(past: IncidentState) -> str | None:
 
 def rank(new: IncidentState, candidates: Sequence[IncidentState]) -> list[SimilarRecord]:
     """The past incidents of ``candidates`` most like ``new``."""
-    return _Pool(candidates).rank(new, range(len(candidates)))
+    pool = _Pool(candidates)
+    return pool.rank(new, pool.past_of(new))
 
 
 class _Pool:
@@ -113,6 +124,17 @@ class _Pool:
         self.look = [looks.setdefault(_Sets.of(past), len(looks)) for past in candidates]
         self.looks = list(looks)
 
+    def past_of(self, new: IncidentState) -> list[int]:
+        """The positions of the candidates ``new`` learns from (``_past``) that were
+        created before it (re)opened, in the candidates' order: a reopened incident also
+        learns from those since its first opening."""
+        opened = new.first_firing_at
+        return [
+            k
+            for k, past in enumerate(self.candidates)
+            if self.created[k] < opened and _past(past, new)
+        ]
+
     def rank(self, new: IncidentState, positions: Iterable[int]) -> list[SimilarRecord]:
         """The most similar of the candidates at ``positions`` (in that order among
         equals), as ``rank`` says."""
@@ -121,10 +143,6 @@ class _Pool:
         kept: list[tuple[float, int, int, IncidentState]] = []
         for k in positions:
             past = self.candidates[k]
-            if self.created[k] >= new.created_at or past.id == new.id:
-                continue
-            if past.journey != new.journey or _blip(past):
-                continue
             look = self.look[k]
             score = scores[look]
             if score is None:
@@ -156,8 +174,9 @@ class Recall:
     other openings (they wait for that one read rather than each making their own).
 
     ``openings``: how many incidents the round may open; that many more are read, so that
-    each of them still finds ``CANDIDATES`` incidents created before it when the newest of
-    the journey are the round's own."""
+    each of them still finds ``CANDIDATES`` past incidents when the newest of the journey
+    are the round's own (open, so not compared). Other incidents still open among those
+    read (an outage's earlier openings) leave that many fewer to compare."""
 
     def __init__(
         self, store: GroupStore, now_ms: int, retention_ms: int, openings: int = 0
@@ -176,9 +195,8 @@ class Recall:
                 read = await self._store.incidents_since(self._since, journey, self._limit)
                 self._pools[journey] = _Pool(read)
         pool = self._pools[journey]
-        # The store's answer is newest first: the newest CANDIDATES created before ``new``.
-        before = [k for k, at in enumerate(pool.created) if at < new.created_at]
-        return pool.rank(new, before[:CANDIDATES])
+        # The store's answer is newest first: the newest CANDIDATES past incidents.
+        return pool.rank(new, pool.past_of(new)[:CANDIDATES])
 
 
 def history(action_id: str, similar: Sequence[SimilarRecord]) -> str | None:

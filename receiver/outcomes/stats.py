@@ -31,11 +31,12 @@ from weakref import WeakKeyDictionary
 from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from receiver.causes import change_of, leading
+from receiver.causes import change_to_detection
 from receiver.config.fields import parse_duration, show
 from receiver.errors import PayloadError
-from receiver.incident import counted_response, response_times, rfc3339
+from receiver.incident import counted_response, response_times, rfc3339, told_before
 from receiver.metrics import Metrics
+from receiver.outcomes import revenue
 from receiver.outcomes.slo import (
     DEFAULT_DEGRADED_AT,
     JourneySlo,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from receiver.app import Receiver
 
 DEFAULT_WINDOW = "7d"
-MAX_WINDOW_S = 90 * 86_400
+MAX_WINDOW = "90d"
 # Answers kept in ``store.cache`` under CACHE_NAMESPACE, one field per (window, journey).
 # One serves the same question again while its ``until`` is less than FRESH_MS behind the
 # receiver's clock; the store drops it after CACHE_TTL_MS, so that a replica whose turn
@@ -186,14 +187,13 @@ def parse_query(params: Mapping[str, str]) -> StatsQuery:
         )
     window = params.get("window", DEFAULT_WINDOW).strip()
     try:
-        seconds = parse_duration(window)
+        window_ms = round(parse_duration(window, MAX_WINDOW) * 1000)
     except ValueError as exc:
         raise _bad_window(str(exc)) from exc
-    if seconds <= 0:
+    # In whole milliseconds, as the clock: a window under half of one is none at all.
+    if window_ms <= 0:
         raise _bad_window(f"{show(window)} must be longer than 0s")
-    if seconds > MAX_WINDOW_S:
-        raise _bad_window(f"{show(window)} is longer than the maximum 90d")
-    return StatsQuery(window, round(seconds * 1000), params.get("journey") or None)
+    return StatsQuery(window, window_ms, params.get("journey") or None)
 
 
 def _bad_window(reason: str) -> PayloadError:
@@ -309,8 +309,9 @@ class _Tally:
         self._not_useful = 0
         # alertname -> [incidents, not useful, blips, noise (either)]
         self._names: dict[str, list[int]] = {}
-        # People answer what they were told of: the response figures leave blips out.
-        self._notified = 0
+        # People answer what they were told of: the response figures leave out blips
+        # and incidents routing sent to no sink.
+        self._told = 0
         self._acked = 0
         self._quantified = 0
         self._mtta: list[float] = []
@@ -336,9 +337,9 @@ class _Tally:
             c[1] += unwanted
             c[2] += blipped
             c[3] += unwanted or blipped
-        revenue = revenue_per_min(s)
-        if s.notified_at is not None:
-            self._notified += 1
+        money = revenue.at_risk(s, until_ms)
+        if s.sent_anywhere:
+            self._told += 1
             mtta, mttr = response_times(s)
             if mtta is not None:
                 self._mtta.append(mtta)
@@ -346,9 +347,9 @@ class _Tally:
                 self._mttr.append(mttr)
             answered = counted_response(s)
             self._acked += answered is not None and answered.acknowledged_at is not None
-            self._quantified += revenue is not None
-        if revenue is not None:
-            self._revenue += revenue * minutes_open(s, until_ms)
+            self._quantified += money is not None
+        if money is not None:
+            self._revenue += money
             self._with_revenue += 1
         if (detection := change_to_detection_s(s)) is not None:
             self._to_detection.append(detection)
@@ -371,10 +372,10 @@ class _Tally:
             response=ResponseFigures(
                 mtta_s_p50=p50(self._mtta),
                 mttr_s_p50=p50(self._mttr),
-                ack_pct=pct(self._acked, self._notified),
+                ack_pct=pct(self._acked, self._told),
             ),
             business=Business(
-                revenue_quantified_pct=pct(self._quantified, self._notified),
+                revenue_quantified_pct=pct(self._quantified, self._told),
                 revenue_at_risk_total=round(self._revenue, 2) if self._with_revenue else None,
                 change_to_detection_s_p50=p50(self._to_detection),
             ),
@@ -428,30 +429,12 @@ def blip(state: IncidentState) -> bool:
     return state.status == "resolved" and state.notified_at is None
 
 
-def revenue_per_min(state: IncidentState) -> float | None:
-    """The largest revenue-at-risk figure of the incident's KPIs (they measure one loss
-    from several sides, so they are not added up); None when none carries one."""
-    figures = [
-        k.revenue_at_risk_per_min for k in state.kpis if k.revenue_at_risk_per_min is not None
-    ]
-    return max(figures) if figures else None
-
-
-def minutes_open(state: IncidentState, until_ms: int) -> float:
-    """From its start (Alertmanager's startsAt) to its resolve, or to ``until_ms``."""
-    end = until_ms if state.resolved_at is None else state.resolved_at
-    return max(0, end - state.started) / 60_000
-
-
 def change_to_detection_s(state: IncidentState) -> float | None:
-    """Seconds from the change the incident names as its probable cause (the leading,
-    trusted cause, when it is a change) to the incident's start; None without one, or
-    when that change came after the start."""
-    cause = leading(state)
-    change = change_of(state, cause) if cause is not None else None
-    if change is None or change.at > state.started:
-        return None
-    return (state.started - change.at) / 1000
+    """``causes.change_to_detection`` of the incident's latest episode people were told
+    of: a later one nobody was told of (a blip) reads the context again against its own
+    start, and leaves the told one's as it was."""
+    told = told_before(state)
+    return change_to_detection(state) if told is None else told.change_to_detection_s
 
 
 class Alertnames:

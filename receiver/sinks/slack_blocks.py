@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from receiver.act import STATUS_WORDS
+from receiver.causes import CAUSE_CONFIDENCE
 from receiver.incident import Incident, kpi_line
 from receiver.models import NotificationKind
 from receiver.store.records import KpiRecord
@@ -194,7 +195,15 @@ def _listing(title: str, lines: list[str]) -> str:
 
 def _cause(cause: dict[str, Any]) -> str:
     evidence = "; ".join(str(e) for e in cause.get("evidence", [])[:2])
-    return str(cause.get("text", "")) + (f" ({evidence})" if evidence else "")
+    score = float(cause.get("score", 0.0))
+    # The list has no score column (Jira's and the page's have): a guess must say so.
+    guess = (
+        f"a guess: score {score:g}, below {CAUSE_CONFIDENCE:g}; "
+        if score < CAUSE_CONFIDENCE
+        else ""
+    )
+    said = f"{guess}{evidence}".rstrip("; ")
+    return str(cause.get("text", "")) + (f" ({said})" if said else "")
 
 
 def _action(action: dict[str, Any]) -> str:

@@ -175,7 +175,9 @@ class ResponseRecord(_Record):
 
 class ToldEpisode(_Record):
     """The incident's last episode that people were told of, as it ended: kept at a
-    reopen, so that one nobody is told of (a blip) does not replace its response figures."""
+    reopen, so that one nobody is told of (a blip) does not replace its figures: the
+    response, and how long before its start the change it named as the cause came (the
+    blip's context is read against the blip's own start)."""
 
     first_firing_at: int
     notified_at: int
@@ -183,6 +185,7 @@ class ToldEpisode(_Record):
     resolved_at: int | None = None
     last_change_at: int = 0
     response: Annotated[ResponseRecord | None, BeforeValidator(_empty_is_none)] = None
+    change_to_detection_s: float | None = None
 
     @property
     def started(self) -> int:
@@ -306,9 +309,17 @@ class IncidentState(_Record):
     )
     context_notes: StrList = Field(default_factory=list)
     enriched_at: int | None = None
+    # The revenue at risk its KPI looks have counted over its time, and up to when
+    # (``receiver/outcomes/revenue.py``): None before any look had a figure.
+    revenue_at_risk: float | None = None
+    revenue_counted_to: int | None = None
     feedback: Annotated[list[FeedbackRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+    # Seconds from the change named as the probable cause to the start, as the last
+    # decision found it (``receiver.causes.change_to_detection``): in the state, not the
+    # view, for ingest to keep it in ``told`` at a reopen.
+    change_to_detection_s: float | None = None
     # What people and peers added (``GroupStore.annotate``).
     response: Annotated[ResponseRecord | None, BeforeValidator(_empty_is_none)] = None
     told: Annotated[ToldEpisode | None, BeforeValidator(_empty_is_none)] = None
@@ -338,6 +349,14 @@ class IncidentState(_Record):
         """When the incident started, by Alertmanager's clock where it had one."""
         return self.first_firing_at if self.started_at is None else self.started_at
 
+    @property
+    def sent_anywhere(self) -> bool:
+        """Whether a notification of it went to a sink, so that someone could hear of it
+        (the commit marks each sink it queues a job for). ``notified_at`` alone does not
+        say: a decision to notify sets it whatever routing said, and routing may send a
+        priority nowhere (``open P5 sent to no sink``)."""
+        return bool(self.sinks)
+
 
 # What the scheduler decides and writes; everything else in the state is ingest's, except
 # ``sinks``: the commit marks the sinks it queues jobs for, the outbox records receipts.
@@ -358,9 +377,12 @@ SCHEDULER_FIELDS = frozenset(
         "probable_causes",
         "context_notes",
         "enriched_at",
+        "revenue_at_risk",
+        "revenue_counted_to",
         "alertnames",
         "similar",
         "action_outcomes",
+        "change_to_detection_s",
     }
 )
 
@@ -369,7 +391,14 @@ SCHEDULER_FIELDS = frozenset(
 # the incident's hash, beside ``state``) so that a batch does not decode and re-encode them.
 # They are most of the document once an incident has been notified (its score breakdown,
 # similar incidents, causes, KPIs), and every batch used to pay for them.
-VIEW_FIELDS = SCHEDULER_FIELDS - {"status", "resolved_at", "pending", "notified_at", "blips"}
+VIEW_FIELDS = SCHEDULER_FIELDS - {
+    "status",
+    "resolved_at",
+    "pending",
+    "notified_at",
+    "blips",
+    "change_to_detection_s",
+}
 
 
 def stored_state(state: str | bytes, view: str | bytes | None) -> IncidentState:

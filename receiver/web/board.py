@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from receiver.incident import kpi_moved, rfc3339, worst_kpi
+from receiver.causes import leading
+from receiver.incident import guessed, kpi_moved, rfc3339, worst_kpi
 from receiver.scoring import badness
 from receiver.store.base import capped
 from receiver.store.records import IncidentState, KpiRecord
@@ -128,10 +129,11 @@ def deviation(kpi: KpiRecord | None) -> str:
 
 
 def top_cause(state: IncidentState) -> str:
-    """The top probable cause as the incident's chart names it (a guess said to be one)."""
+    """The top probable cause as the incident's summary names it (a guess said to be one)."""
     if not state.probable_causes:
         return "not known yet" if state.pending else "none found"
-    return state.probable_causes[0].text
+    cause = leading(state)
+    return guessed(state.probable_causes[0]) if cause is None else cause.text
 
 
 class OpenIncidents:

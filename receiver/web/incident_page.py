@@ -43,7 +43,7 @@ from receiver.act.levels import Person, shows_run_button
 from receiver.act.outcome import VERDICT_WORDS
 from receiver.act.runs import DONE
 from receiver.feedback import Feedback, record_feedback
-from receiver.incident import Incident
+from receiver.incident import Incident, number
 from receiver.web.auth import Viewer
 from receiver.web.pages import FormError, Visit, form, render
 from receiver.web.series import ChartUnavailable, KpiSeries, kpi_series
@@ -105,6 +105,7 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "runs": [_run(r) for r in reversed(incident.actions_run)],
             "done": {r.get("action") for r in incident.actions_run if r.get("status") in DONE},
             "ran": RAN.get(request.query_params.get("ran", "")),
+            "number": number,
         },
     )
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import jinja2
@@ -28,6 +28,7 @@ from receiver.auth import Role
 from receiver.errors import StoreUnavailable
 from receiver.web.auth import (
     NONCE_COOKIE,
+    ROLES,
     SESSION_COOKIE,
     Viewer,
     WebAuth,
@@ -117,12 +118,26 @@ class Visit:
     csrf_token: str
     new_nonce: str | None
     """A CSRF nonce made for this visitor, to be set as a cookie with the answer."""
+    back: str
+    """The page signing in leads back to: this one, or for a form's POST the page the form
+    is on (the POST's own address answers nothing else)."""
 
 
-def page(handler: PageHandler, *, role: Role | None = "read") -> Handler:
+def page(
+    handler: PageHandler,
+    *,
+    role: Role | None = "read",
+    form_on: str = "/",
+    csrf: Literal["always", "live session"] = "always",
+) -> Handler:
     """A page: the visitor identified (and sent to sign in when ``role`` is needed and
     missing), a POST's CSRF token checked before ``handler`` runs, store outages shown as
-    a 503 page."""
+    a 503 page.
+
+    ``form_on``: for a POST, the page its form is on, as a path template of the route's
+    parameters (``/incidents/{incident_id}``); a visitor sent to sign in comes back there.
+    ``csrf="live session"``: the token is checked only when a valid session comes with the
+    POST, for a form that can do nothing but end it (sign-out)."""
 
     async def endpoint(request: Request) -> Response:
         receiver = receiver_of(request)
@@ -136,11 +151,23 @@ def page(handler: PageHandler, *, role: Role | None = "read") -> Handler:
             # for the cookie set with it, or the browser's next post is refused.
             subject = viewer.session.sid if viewer and viewer.session else (made or nonce)
             assert subject is not None
-            request.state.visit = Visit(viewer, await web.csrf_token(receiver, subject), made)
+            token = await web.csrf_token(receiver, subject)
+            request.state.visit = Visit(viewer, token, made, _back(request, form_on))
+            live = viewer is not None and viewer.session is not None
+            answer: Response
             try:
-                if role is not None and (viewer is None or not viewer.may(role)):
+                if role is not None and _cookie_held_back(request, viewer):
+                    # A link followed from Slack, PagerDuty or Jira: the browser kept the
+                    # SameSite=Strict cookie back. Our own page reloading the same address
+                    # is same-site, so it gets the cookie, and is not held back again.
+                    answer = render(request, "continue.html", {"here": _here(request)})
+                elif role is not None and (viewer is None or not viewer.may(role)):
                     answer = _refused(request, viewer, role, identity.stale)
-                elif request.method == "POST" and not await _csrf_ok(request, receiver, subject):
+                elif (
+                    request.method == "POST"
+                    and (csrf == "always" or live)
+                    and not await _csrf_ok(request, receiver, subject)
+                ):
                     answer = render(request, "refused.html", {"reason": "csrf"}, status=403)
                 else:
                     answer = await handler(request, receiver)
@@ -156,17 +183,28 @@ def page(handler: PageHandler, *, role: Role | None = "read") -> Handler:
     return endpoint
 
 
+def _cookie_held_back(request: Request, viewer: Viewer | None) -> bool:
+    """Whether the browser may hold a session it did not send: a GET from another site,
+    from a visitor known by no session (nobody, or an open reader while some role is not
+    open, so a session could add to it)."""
+    if request.method != "GET" or request.headers.get("sec-fetch-site") != "cross-site":
+        return False
+    return viewer is None or (viewer.via == "open" and viewer.roles != frozenset(ROLES))
+
+
 def _refused(request: Request, viewer: Viewer | None, role: Role, stale: bool) -> Response:
     if viewer is not None:
         return render(request, "refused.html", {"reason": "role", "role": role}, status=403)
-    if request.method == "GET" and request.headers.get("sec-fetch-site") == "cross-site":
-        # A link followed from Slack, PagerDuty or Jira: the browser kept the SameSite=Strict
-        # cookie back. Our own page reloading the same address is same-site, and gets it.
-        return render(request, "continue.html", {"here": _here(request)})
-    target = "/signin?next=" + quote(_here(request), safe="/")
+    target = _signin_url(request)
     if stale:
         target += "&why=expired"
     return RedirectResponse(target, status_code=303)
+
+
+def _signin_url(request: Request) -> str:
+    """Sign-in, leading back to this visit's page. Only under :func:`page`."""
+    visit: Visit = request.state.visit
+    return "/signin?next=" + quote(visit.back, safe="/")
 
 
 def _sets_cookie(response: Response, name: str) -> bool:
@@ -197,6 +235,7 @@ def render(
             "viewer": visit.viewer,
             "csrf_token": visit.csrf_token,
             "path": request.url.path,
+            "signin_url": _signin_url(request),
         }
     )
     response = HTMLResponse(html, status_code=status)
@@ -284,3 +323,10 @@ def local_path(target: str | None, default: str = "/") -> str:
 def _here(request: Request) -> str:
     query = request.url.query
     return local_path(request.url.path + (f"?{query}" if query else ""))
+
+
+def _back(request: Request, form_on: str) -> str:
+    if request.method != "POST":
+        return _here(request)
+    shown = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
+    return local_path(form_on.format_map(shown))

@@ -118,23 +118,27 @@ def _signin_page(
     return answer
 
 
+INCIDENT_PAGE = "/incidents/{incident_id}"
+
 routes: list[BaseRoute] = [
     Route("/", page(board), methods=["GET"]),
     Route("/stats", page(stats), methods=["GET"]),
-    Route("/incidents/{incident_id}", page(incident_page.incident_page), methods=["GET"]),
+    Route(INCIDENT_PAGE, page(incident_page.incident_page), methods=["GET"]),
     Route(
         "/incidents/{incident_id}/feedback",
-        page(incident_page.post_incident_feedback, role="write"),
+        page(incident_page.post_incident_feedback, role="write", form_on=INCIDENT_PAGE),
         methods=["POST"],
     ),
     Route(
         "/incidents/{incident_id}/actions/{action_id}/run",
-        page(incident_page.post_run, role="write"),
+        page(incident_page.post_run, role="write", form_on=INCIDENT_PAGE),
         methods=["POST"],
     ),
     Route("/signin", page(signin_form, role=None), methods=["GET"]),
     Route("/signin", page(signin, role=None), methods=["POST"]),
-    Route("/signout", page(signout, role=None), methods=["POST"]),
+    # Signing out a session that has ended (or ended in another tab) just says signed out:
+    # its form's CSRF token was for that session, and there is nothing left to end.
+    Route("/signout", page(signout, role=None, csrf="live session"), methods=["POST"]),
     Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
 ]
 

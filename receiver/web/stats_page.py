@@ -1,7 +1,8 @@
 """The value page (``GET /stats``): the figures of ``GET /api/v1/stats`` (signal quality,
-response, business impact, journey SLOs) per journey over 7 or 30 days, as tables and small
-bar charts, and the noisy alertnames as tuning suggestions. Read through ``cached_stats``, the API's
-own call: no second query path.
+response, business impact, journey SLOs) per journey over 7 or 30 days (its tabs) or any
+window the API takes, as tables and small bar charts, and the noisy alertnames as tuning
+suggestions. Read through ``parse_query`` and ``cached_stats``, the API's own calls: no
+second query path.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from receiver.outcomes.stats import Figures, Stats, cached_stats, parse_query
+from receiver.errors import PayloadError
+from receiver.outcomes.stats import (
+    DEFAULT_WINDOW,
+    Figures,
+    Stats,
+    StatsQuery,
+    cached_stats,
+    parse_query,
+)
 from receiver.web.bars import Bar, bar_chart
 
 if TYPE_CHECKING:
@@ -20,7 +29,6 @@ _Pick = Callable[[Figures], float | None]
 _Text = Callable[[float | None], str]
 
 WINDOWS = ("7d", "30d")
-DEFAULT = "7d"
 
 
 @dataclass(frozen=True)
@@ -36,16 +44,24 @@ class StatsPage:
     stats: Stats
     names: dict[str, str]
     charts: dict[str, list[Chart]]
+    refused: str | None
+    """Why the window asked for is not the one shown (the default), as the API says it."""
 
 
-def window_of(asked: str | None) -> str:
-    """The window asked for when it is one the page offers, else the default."""
-    return asked if asked in WINDOWS else DEFAULT
+def query_of(asked: str | None) -> tuple[StatsQuery, str | None]:
+    """The window asked for, read as ``GET /api/v1/stats`` reads it (any duration up to its
+    maximum); else the default, and why."""
+    if not asked:
+        return parse_query({}), None
+    try:
+        return parse_query({"window": asked}), None
+    except PayloadError as exc:
+        return parse_query({}), f"{exc.message}; showing {DEFAULT_WINDOW}"
 
 
 async def load(receiver: Receiver, asked: str | None) -> StatsPage:
-    window = window_of(asked)
-    stats = await cached_stats(receiver, parse_query({"window": window}))
+    query, refused = query_of(asked)
+    stats = await cached_stats(receiver, query)
     catalog = receiver.settings.catalog
     names = {j: catalog.find(j).name if catalog.find(j).id == j else j for j in stats.journeys}
     rows = list(stats.journeys.items())
@@ -72,7 +88,7 @@ async def load(receiver: Receiver, asked: str | None) -> StatsPage:
             chart("Revenue at risk", lambda f: f.business.revenue_at_risk_total, money),
         ],
     }
-    return StatsPage(window, WINDOWS, stats, names, charts)
+    return StatsPage(query.window, WINDOWS, stats, names, charts, refused)
 
 
 def count(value: float | None) -> str:

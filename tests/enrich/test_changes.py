@@ -261,6 +261,9 @@ def test_any_overlapping_change_before_the_start_outranks_unrelated_and_later_on
     )
     # A trusted overlapping change needs no such help.
     assert report([change(2, "cart", version="1")]).causes[0].text == "deploy 1 to cart"
+    # A lone service is no news: its weak change stays the best candidate, a guess.
+    [guess] = report([change(30, version="1")], {"payment-service": START_MS}).causes
+    assert (guess.text, guess.score < CAUSE_CONFIDENCE) == ("deploy 1 to payment-service", True)
 
 
 def test_the_earliest_firing_service_is_the_cause_when_no_change_overlaps() -> None:

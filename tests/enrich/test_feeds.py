@@ -223,6 +223,8 @@ async def test_grafana_annotations_become_change_events(
                     "service:payment-service",
                     "type:deploy",
                     "version:2026.04.18-3",
+                    "env:prod",
+                    "region:eu",
                 ],
                 "Deploy <b>2026.04.18-3</b>\n by CI ",
             ),
@@ -242,10 +244,11 @@ async def test_grafana_annotations_become_change_events(
     assert route.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
     assert isinstance(found, FeedEvents)
     assert found.notes == ("1 malformed annotation skipped",)
-    assert [(e.id, e.type, e.service, e.version) for e in found] == [
-        ("1124", "deploy", "payment-service", "2026.04.18-3"),
-        ("1122:cart", "annotation", "cart", None),
-        ("1122:payment-service", "annotation", "payment-service", None),
+    # env: and region: tags scope the event; without them it applies everywhere.
+    assert [(e.id, e.type, e.service, e.version, e.environment, e.region) for e in found] == [
+        ("1124", "deploy", "payment-service", "2026.04.18-3", "prod", "eu"),
+        ("1122:cart", "annotation", "cart", None, None, None),
+        ("1122:payment-service", "annotation", "payment-service", None, None, None),
     ]
     assert found[0].summary == "Deploy <b>2026.04.18-3</b> by CI"
     assert found[0].at == START + timedelta(minutes=28)

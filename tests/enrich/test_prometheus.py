@@ -24,7 +24,7 @@ from receiver.config.journeys_yaml import Journey, Kpi
 from receiver.config.receiver_yaml import PrometheusConfig
 from receiver.enrich import KpiReport, KpiValue
 from receiver.enrich.prometheus import PrometheusKpis, assess
-from receiver.enrich.prometheus_answers import failure_reason
+from receiver.enrich.prometheus_answers import Pair, Sample, failure_reason, read_pair
 from tests.support.processes import free_port
 from tests.support.prometheus import fake_http, self_signed_cert, silent_server
 
@@ -225,8 +225,10 @@ async def test_a_kpi_must_be_one_series(prometheus_url: str) -> None:
     report = await report_of(source(prometheus_url), journey(per_region), {"region": "eu"})
     (kpi,) = report.kpis
     assert kpi.value is not None
+    # The first series of now is not the first of last week (a region more now).
     assert report.notes == (
-        "KPI per_region (now): the query returned 3 series; a KPI must return one, used the first",
+        "KPI per_region (now): the query returned 3 series; a KPI must return one, used the "
+        "first, the series now is not the one at the baseline (its labels differ)",
         "KPI per_region (at the baseline): the query returned 2 series; "
         "a KPI must return one, used the first",
     )
@@ -413,3 +415,18 @@ def test_missing_or_zero_baselines_give_no_deviation() -> None:
     assert (from_zero.deviation_pct, from_zero.bad) == (None, True)
     assert from_zero.revenue_at_risk_per_min is None
     assert assess(kpi("down"), 0.0, 0.0).bad is False
+
+
+def test_a_series_at_the_baseline_and_another_now_are_not_one_kpi_moving() -> None:
+    # A label changed between then and now (a new pod, a renamed job): each time has one
+    # series, but not the same one. The values are used, and the note says so.
+    def series(pod: str, ts: float, value: str) -> dict[str, object]:
+        return {"metric": {"pod": pod}, "values": [[ts, value]]}
+
+    pair = read_pair([series("a", 100.0, "0.5"), series("b", 200.0, "0.2")], 100.0, 200.0)
+    assert pair == Pair(
+        Sample(0.5),
+        Sample(0.2, "the series now is not the one at the baseline (its labels differ)"),
+    )
+    same = read_pair([{"metric": {}, "values": [[100.0, "0.5"], [200.0, "0.2"]]}], 100.0, 200.0)
+    assert same == Pair(Sample(0.5), Sample(0.2))

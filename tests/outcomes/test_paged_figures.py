@@ -7,9 +7,12 @@ import math
 
 import pytest
 
+from receiver.enrich.enricher import Enrichment, apply
+from receiver.lifecycle import Assessment, Decision, advance
 from receiver.outcomes.health import journey_health, read_journey_health
 from receiver.outcomes.stats import SloPolicy, Stats, parse_query, read_stats
 from receiver.store.base import Annotation
+from receiver.store.deliveries import Job
 from receiver.store.records import TimelineEntry
 from receiver.store.redis import RedisStore
 from tests.store.builders import group, placed
@@ -52,28 +55,28 @@ async def decided_history(store: RedisStore) -> int:
         told = state.created_at + WAIT
         notified = c % 5 != 4
         resolved = c % 3 == 0
-        update: dict[str, object] = {
-            "priority": priority,
-            "pending": None,
-            "kpis": [
-                conversion(
-                    deviation_pct=-10.0 * (c % 6),
-                    revenue_at_risk_per_min=None if c % 2 else 100.0 + c,
-                    bad=c % 6 > 2,
-                )
-            ],
-        }
-        appended = []
+        kpi = conversion(
+            deviation_pct=-10.0 * (c % 6),
+            revenue_at_risk_per_min=None if c % 2 else 100.0 + c,
+            bad=c % 6 > 2,
+        )
+        new = apply(state, Enrichment(kpis=[kpi], changes=[], causes=[], notes=[]), told)
+        jobs: list[Job] = []
         if notified:
-            update |= {"notified_at": told}
-            appended.append(TimelineEntry(at=told, kind="notified", text=f"open {priority} sent"))
+            # As the scheduler tells it at the end of group_wait (revenue counts from then).
+            opening = Decision("open", None, False, 0, ())
+            new = advance(new, opening, Assessment(priority, 50.0), told, ["log"])
+            jobs.append(Job(incident=state.id, sink="log", kind="open", due=told))
+        update: dict[str, object] = {"priority": priority, "pending": None}
+        appended = new.timeline[len(state.timeline) :]
         if resolved:
             update |= {"status": "resolved", "resolved_at": told + 20 * MIN}
             appended.append(TimelineEntry(at=told + 20 * MIN, kind="resolved", text="resolved"))
         if not notified:
             update |= {"blips": 1}
-        new = state.model_copy(update=update)
-        assert await store.commit(claim, stored.version, new, {}, None, appended, NOW) == "ok"
+        new = new.model_copy(update=update)
+        committed = await store.commit(claim, stored.version, new, {}, None, appended, NOW, jobs)
+        assert committed == "ok"
         if c % 4 == 1:
             feedback = {"feedback": [{"at": told, "useful": False}]}
             outcome = await store.annotate(claim.incident_id, Annotation(append=feedback), NOW)
@@ -118,6 +121,7 @@ async def test_figures_read_in_pages_are_what_one_read_gives(store: RedisStore, 
     journeys = one_read.journeys.values()
     assert any(j.minutes_degraded for j in journeys)
     assert one_read.business.revenue_at_risk_total is not None
+    assert one_read.response.ack_pct is not None
     assert one_read.signal.not_useful_pct is not None
     for size in (1, 3, 4):
         assert (await figures(store, query, size)).model_dump() == one_read.model_dump()

@@ -183,6 +183,11 @@ async def test_message_shows_kpis_causes_facts_and_links(slack: Workspace) -> No
         ("Payment gateway errors", RUNBOOK_URL),
         ("Incident details", "https://receiver.example/incidents/inc-7f3a"),
     ]
+    # A cause below the confidence is a guess, and the list (no score column) says so.
+    guess = {"kind": "change", "text": "config on cart", "score": 12.5, "evidence": ["9 min"]}
+    await slack.sink().deliver(make_incident(id="inc-2", probable_causes=[guess]), delivery(), None)
+    texts = "\n".join(mrkdwn_texts(slack.fake.messages("#inc-checkout")[-1]))
+    assert "• config on cart (a guess: score 12.5, below 20; 9 min)" in texts
 
 
 async def test_owner_without_channel_uses_the_default(slack: Workspace) -> None:

@@ -518,6 +518,28 @@ async def test_reopen_within_window_keeps_the_id_and_after_it_a_new_one(store: R
     assert fresh.incident_id and fresh.incident_id.endswith("-2")
 
 
+async def test_a_reopen_keeps_the_told_episode_for_its_figures(store: RedisStore) -> None:
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    told = {"pending": None, "notified_at": T + WAIT, "change_to_detection_s": 120.5}
+    assert await commit(store, claim, stored.state.model_copy(update=told), stored.version) == "ok"
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + WAIT + 1_000)
+    await _resolve(store, o.incident_id, T + 400_000)
+    again = placed("a", starts_at=placed("a").alert.starts_at.replace(hour=9))
+    await store.ingest([group(again)], 0, T + 500_000)
+    reopened = await store.load(o.incident_id)
+    assert reopened is not None and reopened.state.told is not None
+    kept = reopened.state.told
+    assert (kept.notified_at, kept.resolved_at, kept.change_to_detection_s) == (
+        T + WAIT,
+        T + 400_000,
+        120.5,
+    )
+
+
 async def test_empty_lists_survive_the_scripts_json_round_trip(store: RedisStore) -> None:
     # Lua's cjson writes an empty array back as {}: every list field must read it again.
     (o,) = await store.ingest([group(placed("a", stage=None), journey="unmapped")], 0, T)

@@ -121,6 +121,45 @@ def test_sign_out_ends_the_session_even_for_a_copy_of_the_cookie(tab: Tab, site:
     expect(tab.page).to_have_url(re.compile(r"/signin\?next=/&why=expired$"))
 
 
+def test_signing_out_after_the_session_ended_just_signs_out(tab: Tab, site: Site) -> None:
+    sign_in(tab, site, name="Dana")
+    expect(tab.page.locator("h1")).to_have_text("Board")
+
+    site.clock.advance(TWELVE_HOURS + 1)  # the session ends; the board is still on screen
+    with tab.page.expect_navigation() as landed:
+        tab.page.click("text=Sign out")
+    answer = landed.value
+    assert answer is not None
+    # What the person asked for, not "This form was refused": the form's CSRF token was for
+    # the session that ended, and there is nothing left to end.
+    assert (answer.url, answer.status) == (f"{site.url}/signin?why=signedout", 200)
+    expect(tab.page.locator("h1")).to_have_text("Sign in")
+    expect(tab.page.locator("[role=status]")).to_have_text("You are signed out.")
+    assert tab.cookie(SESSION_COOKIE) is None
+
+
+def test_a_form_sent_after_the_session_ended_leads_back_to_its_page(tab: Tab, site: Site) -> None:
+    incident_id = site.post_webhook(body([make_alert("payment-service")])).json()["incidents"][0]
+    here = f"{site.url}/incidents/{incident_id}"
+    tab.page.goto(here)
+    tab.page.fill("#token", WRITE_TOKEN)
+    tab.page.fill("#name", "Dana")
+    tab.page.click("button[type=submit]")
+    expect(tab.page).to_have_url(here)
+
+    site.clock.advance(TWELVE_HOURS + 1)  # the session ends while the page is open
+    tab.page.check("input[name=useful][value=yes]")
+    tab.page.click("form.feedback button[type=submit]")
+    expect(tab.page).to_have_url(re.compile(r"/signin\?next=.*&why=expired$"))
+    tab.page.fill("#token", WRITE_TOKEN)
+    with tab.page.expect_navigation() as landed:
+        tab.page.click("button[type=submit]")
+    answer = landed.value
+    # Back on the incident, whose form can be sent again: not the form's POST-only address.
+    assert answer is not None and (answer.url, answer.status) == (here, 200)
+    expect(tab.page.locator("form.feedback fieldset")).to_be_enabled()
+
+
 def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(tab: Tab, site: Site) -> None:
     sign_in(tab, site)
     expect(tab.page.locator("h1")).to_have_text("Board")
@@ -170,23 +209,55 @@ def test_hostile_text_is_shown_as_text_and_never_runs(tab: Tab, site: Site) -> N
     assert tab.page.title() != "owned"
 
 
+def from_another_site(tab: Tab, url: str) -> int:
+    """Follow a link to ``url`` from a chat's page (another site); how many HTML answers
+    came before (those on the way there follow, once the page shows)."""
+
+    def chat(route: Route) -> None:
+        route.fulfill(content_type="text/html", body=f'<a id="go" href="{url}">P1</a>')
+
+    tab.page.route("http://chat.example/**", chat)
+    tab.page.goto("http://chat.example/channel")
+    seen = len(tab.html)
+    tab.page.click("#go")
+    expect(tab.page).to_have_url(url)
+    return seen
+
+
 def test_a_link_from_another_site_keeps_the_session(tab: Tab, site: Site) -> None:
     """Links in Slack or PagerDuty are cross-site: the browser holds back a SameSite=Strict
     cookie on them, and the page gets it by reloading itself."""
     sign_in(tab, site)
     expect(tab.page.locator("h1")).to_have_text("Board")
 
-    def partner(route: Route) -> None:
-        route.fulfill(content_type="text/html", body=f'<a id="go" href="{site.url}/">incident</a>')
-
-    tab.page.route("http://chat.example/**", partner)
-    tab.page.goto("http://chat.example/channel")
-    seen = len(tab.html)
-    tab.page.click("#go")
-    expect(tab.page).to_have_url(f"{site.url}/")
+    seen = from_another_site(tab, f"{site.url}/")
     expect(tab.page.locator("h1")).to_have_text("Board")
     # The way there: the cookie held back, a page that reloads itself, then the board.
     assert [(r.url, r.status) for r in tab.html[seen:]] == [(f"{site.url}/", 200)] * 2
+
+
+def test_a_link_from_another_site_keeps_the_session_when_reads_are_open(
+    tab: Tab, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Reads open: without the cookie the page would show a writer as an anonymous reader,
+    so it reloads itself as when reads need a token."""
+    config = write_config(tmp_path / "receiver.yaml", {"bearer_tokens": [WRITE_TOKEN]})
+    with serve(config, clock) as site:
+        incident_id = site.post_webhook(body([make_alert()])).json()["incidents"][0]
+        here = f"{site.url}/incidents/{incident_id}"
+        tab.page.goto(f"{site.url}/signin?next=/incidents/{incident_id}")
+        tab.page.fill("#token", WRITE_TOKEN)
+        tab.page.fill("#name", "Dana")
+        tab.page.click("button[type=submit]")
+        expect(tab.page).to_have_url(here)
+        expect(tab.page.locator(".who .user")).to_have_text("Dana")
+
+        seen = from_another_site(tab, here)
+        expect(tab.page.locator("h1#title")).to_be_visible()
+        expect(tab.page.locator(".who .user")).to_have_text("Dana")
+        expect(tab.page.locator("form.feedback fieldset")).to_be_enabled()
+        # The page that reloads itself, then the incident: once, no loop.
+        assert [(r.url, r.status) for r in tab.html[seen:]] == [(here, 200)] * 2
 
 
 def test_the_trusted_proxy_header_signs_in_from_its_cidrs(
@@ -233,6 +304,40 @@ def test_with_no_read_token_the_pages_are_open(tab: Tab, tmp_path: Path, clock: 
         expect(tab.page).to_have_url(f"{site.url}/")
         expect(tab.page.locator("h1")).to_have_text("Board")
         expect(tab.page.locator("#open-count")).to_contain_text("0")
+
+
+def test_with_reads_open_a_reader_is_offered_to_sign_in_to_write(
+    tab: Tab, tmp_path: Path, clock: FakeClock
+) -> None:
+    config = write_config(tmp_path / "receiver.yaml", {"bearer_tokens": [WRITE_TOKEN]})
+    with serve(config, clock) as site:
+        incident_id = site.post_webhook(body([make_alert()])).json()["incidents"][0]
+        here = f"/incidents/{incident_id}"
+        tab.page.goto(f"{site.url}{here}")
+        why = tab.page.locator("#feedback-why")
+        # Not "signed in to read only": an open reader is not signed in at all.
+        expect(why).to_have_text(
+            "Giving feedback needs the write role: sign in with a write or admin token."
+        )
+        expect(why.locator("a")).to_have_attribute("href", f"/signin?next={here}")
+        expect(tab.page.locator(".who a")).to_have_text("Sign in")
+
+        # A form sent anyway is refused with the same way out, not "Sign out".
+        csrf = tab.page.locator("form.feedback input[name=csrf]").get_attribute("value")
+        url = f"{site.url}{here}/feedback"
+        refused = tab.context.request.post(url, form={"csrf": csrf or "", "useful": "yes"})
+        assert refused.status == 403
+        assert "Sign out" not in refused.text()
+        assert f'<a href="/signin?next={here}">sign in</a>' in refused.text()
+
+        why.locator("a").click()
+        tab.page.fill("#token", WRITE_TOKEN)
+        tab.page.fill("#name", "Dana")
+        tab.page.click("button[type=submit]")
+        expect(tab.page).to_have_url(f"{site.url}{here}")
+        expect(tab.page.locator(".who .user")).to_have_text("Dana")
+        expect(tab.page.locator("#feedback-why")).to_have_count(0)
+        expect(tab.page.locator("form.feedback fieldset")).to_be_enabled()
 
 
 def test_every_page_carries_the_safety_headers(tab: Tab, site: Site) -> None:

@@ -221,9 +221,15 @@ def test_stats_show_the_three_buckets_and_switch_window(
     expect(page.locator("#window")).to_contain_text("(30d, cut to store.retention")
     expect(page.locator('#signal tr[data-journey="browse"] td').nth(3)).to_have_text("2")
 
-    # A window the page does not offer falls back to the default.
+    # A window the API does not take falls back to the default, and the page says why.
     page.goto(f"{site.url}/stats?window=<b>9y</b>")
     expect(page.locator("#window")).to_contain_text("(7d)")
+    expect(page.locator("#window-refused")).to_contain_text('got "<b>9y</b>"; showing 7d')
+    expect(page.locator("main b")).to_have_count(0)  # shown as text
+    page.goto(f"{site.url}/stats?window=91d")
+    expect(page.locator("#window-refused")).to_have_text(
+        'window: "91d" is longer than the maximum 90d; showing 7d'
+    )
 
     phone = open_tab(browser, viewport=PHONE, is_mobile=True)
     try:
@@ -233,6 +239,26 @@ def test_stats_show_the_three_buckets_and_switch_window(
         check_tab(phone)
     finally:
         phone.context.close()
+
+
+def test_any_window_the_api_takes_is_the_window_shown(tab: Tab, site: Site) -> None:
+    seed_history(site)
+    figures = api(site, "/api/v1/stats?window=14d")
+    assert figures["window"] == "14d"
+
+    tab.page.goto(f"{site.url}/stats?window=14d")
+    expect(tab.page).to_have_url(re.compile(r"/signin\?next="))
+    tab.page.fill("#token", READ_TOKEN)
+    tab.page.click("button[type=submit]")
+    expect(tab.page).to_have_url(f"{site.url}/stats?window=14d")
+    window = tab.page.locator("#window")
+    expect(window).to_contain_text(f"{figures['since']} to {figures['until']} (14d")
+    expect(window.locator("code").last).to_have_text("GET /api/v1/stats?window=14d")
+    expect(tab.page.locator("#window-refused")).to_have_count(0)
+    expect(tab.page.locator(".tabs a[aria-current=page]")).to_have_count(0)  # neither tab
+    incidents = figures["journeys"]["checkout"]["signal"]["incidents"]
+    cell = tab.page.locator('#signal tr[data-journey="checkout"] td').nth(1)
+    expect(cell).to_have_text(str(incidents))
 
 
 def test_writers_token_is_not_needed_for_the_pages(site: Site) -> None:

@@ -1,13 +1,17 @@
-"""A board cell's colour: the worst priority of its open incidents, and a bad KPI on top."""
+"""A board cell's colour: the worst priority of its open incidents, and a bad KPI on top;
+the listed incidents' top cause, a guess said to be one."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from receiver.causes import CAUSE_CONFIDENCE
+from receiver.incident import UNKNOWN_CAUSE
 from receiver.store.records import KpiRecord
 from receiver.web.board import Cell, OpenIncidents, deviation, load
 from tests.conftest import FakeClock, make_alert
@@ -80,3 +84,35 @@ async def test_the_most_urgent_incident_is_listed_however_many_newer_ones_are_op
         assert board.incidents[0].id == urgent
         assert (len(board.incidents), board.open_count, board.capped) == (2, 4, False)
         assert sum(row.incidents for row in board.rows) == 4
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("deployed", ["07:48", "08:08"])
+async def test_the_top_cause_is_listed_as_the_summary_tells_it(
+    tmp_path: Path, clock: FakeClock, deployed: str
+) -> None:
+    """A deploy 25 min before the first alert scores below the confidence: the incident's
+    title says the cause is unknown and its summary calls the deploy a candidate, so the
+    board's top cause says the same, not the deploy as if it were the cause. One 5 min
+    before is trusted: the board names it."""
+    deploy = {
+        "type": "deploy", "service": "payment-service", "version": "v2",
+        "at": f"2026-04-18T{deployed}:00Z", "environment": "prod", "region": "eu",
+    }  # fmt: skip
+    async with harness(write_config(tmp_path), clock) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(deploy))).is_success
+        (inc,) = (
+            await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
+        ).json()["incidents"]
+        await rx.tick(31)
+        detail = await rx.incident(inc)
+        top = detail["probable_causes"][0]
+        (line,) = (await load(rx.receiver, OpenIncidents())).incidents
+        if top["score"] >= CAUSE_CONFIDENCE:
+            assert deployed == "08:08" and line.cause == top["text"]
+            return
+        assert deployed == "07:48"
+        assert detail["title"].endswith(UNKNOWN_CAUSE), detail["title"]
+        assert line.cause.startswith("Cause unknown: the best candidate, ")
+        assert top["text"] in line.cause
+        assert f"{line.cause}." in detail["summary"]  # one story: the summary's words

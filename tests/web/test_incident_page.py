@@ -34,23 +34,25 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def journeys_with_conversion(path: Path) -> Path:
-    """The example journeys, the checkout conversion KPI reading the test's history."""
+def journeys_with_conversion(path: Path, **kpi: str) -> Path:
+    """The example journeys, the checkout conversion KPI (and ``kpi``'s fields) reading the
+    test's history."""
     journeys = yaml.safe_load(EXAMPLE_JOURNEYS.read_text())
     checkout = next(j for j in journeys["journeys"] if j["id"] == "checkout")
     checkout["kpis"] = [
-        {"name": "conversion", "query": CONVERSION_QUERY, "unit": "ratio", "bad_when": "down"}
+        {"name": "conversion", "query": CONVERSION_QUERY, "unit": "ratio", "bad_when": "down"} | kpi
     ]
     path.write_text(yaml.safe_dump(journeys, sort_keys=False))
     return path
 
 
-def config(tmp_path: Path, **extra: Any) -> Path:
+def config(tmp_path: Path, kpi: dict[str, str] | None = None, **extra: Any) -> Path:
     path = tmp_path / "receiver.yaml"
+    journeys = journeys_with_conversion(tmp_path / "journeys.yaml", **(kpi or {}))
     document = {
         "server": {"auth": auth_with()},
         "store": {"url": "memory://"},
-        "journeys_file": str(journeys_with_conversion(tmp_path / "journeys.yaml")),
+        "journeys_file": str(journeys),
         **extra,
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -118,6 +120,22 @@ def test_the_incident_page_shows_the_chart(tab: Tab, site: Site) -> None:
     expect(page.locator("#mtta")).to_have_text("—")
     expect(page.locator("#feedback-why")).to_have_count(0)
     tab.shot("incident")
+
+
+def test_a_kpi_without_a_baseline_is_listed_as_no_data(
+    tab: Tab, tmp_path: Path, clock: FakeClock, prometheus_url: str
+) -> None:
+    # Prometheus holds no sample a day before the incident: no baseline.
+    document = config(tmp_path, {"baseline_offset": "1d"}, prometheus={"url": prometheus_url})
+    with serve(document, clock) as site:
+        incident_id = open_incident(site)
+        [kpi] = incident_json(site, incident_id)["kpis"]
+        assert (kpi["baseline"], kpi["value"]) == (None, pytest.approx(0.41))
+        sign_in(tab, site, f"/incidents/{incident_id}")
+        # Worded as the sinks word it (4 significant digits, "no data"), never Python's None.
+        expect(tab.page.locator(".kpi-values li")).to_have_text(
+            f"conversion: {kpi['value']:.4g} ratio vs no data"
+        )
 
 
 def test_feedback_given_in_the_browser_is_recorded(tab: Tab, site: Site) -> None:

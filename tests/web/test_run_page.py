@@ -180,6 +180,31 @@ def test_a_writer_who_is_not_a_responder_is_refused(
     ] * 2
 
 
+def test_a_confirm_sent_after_the_session_ended_leads_back_to_the_incident(
+    tab: Tab, site: Site, deploy: FakeDeploy
+) -> None:
+    incident_id = opened(site)
+    here = f"/incidents/{incident_id}"
+    sign_in(tab, site, here, "alice@example.com")
+    page = tab.page
+    page.click("#actions li[data-action=rollback] form.run-form button")
+    expect(page.locator("#confirm-run")).to_be_visible()
+
+    site.clock.advance(12 * 3600 + 1)  # the session ends on the confirmation page
+    page.click("#confirm-run")
+    expect(page).to_have_url(re.compile(r"/signin\?next=.*&why=expired$"))
+    page.fill("#token", WRITE_TOKEN)
+    page.fill("#name", "alice@example.com")
+    with page.expect_navigation() as landed:
+        page.click("button[type=submit]")
+    answer = landed.value
+    # The incident, where Run… can be pressed again: not the POST-only address of the form.
+    assert answer is not None and (answer.url, answer.status) == (f"{site.url}{here}", 200)
+    expect(page.locator("#actions li[data-action=rollback] form.run-form")).to_have_count(1)
+    site.tick(1)
+    assert deploy.calls == [] and runs(site, incident_id) == []
+
+
 def test_a_reader_sees_no_run_button(tab: Tab, site: Site, deploy: FakeDeploy) -> None:
     incident_id = opened(site)
     sign_in(tab, site, f"/incidents/{incident_id}", "alice@example.com", token=READ_TOKEN)

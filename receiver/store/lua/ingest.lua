@@ -361,13 +361,14 @@ local function apply(first_group, last_group, first_alert, truncated)
         note(id, 'opened', 'incident opened')
         res.opened = true
       elseif st.status == 'resolved' and has_firing then
-        -- The episode ending was told to people: what its response figures are read from
-        -- is kept, for as long as the new one is not told (it may be a blip nobody hears
-        -- of). An untold episode ending keeps the last told one's.
+        -- The episode ending was told to people: what its figures are read from is kept,
+        -- for as long as the new one is not told (it may be a blip nobody hears of). An
+        -- untold episode ending keeps the last told one's.
         if is_set(st.notified_at) and st.notified_at >= st.first_firing_at then
           st.told = {response = st.response, started_at = st.started_at,
                      first_firing_at = st.first_firing_at, notified_at = st.notified_at,
-                     resolved_at = st.resolved_at, last_change_at = st.last_change_at}
+                     resolved_at = st.resolved_at, last_change_at = st.last_change_at,
+                     change_to_detection_s = st.change_to_detection_s}
         end
         st.status = 'open'
         st.resolved_at = nil

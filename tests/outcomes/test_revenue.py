@@ -1,0 +1,133 @@
+"""Revenue at risk over an incident's time, through the real scheduler and a real
+Prometheus: each look's figure per minute counted until the next look, from the start of
+each episode people were told of to its resolve, never a blip, never the time between."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from receiver.outcomes.stats import Business, parse_query, read_stats
+from tests.conftest import FakeClock
+from tests.support.harness import Harness, harness
+from tests.support.prometheus import prometheus_server
+from tests.test_stats import alert, ended, opened, priced
+
+pytestmark = pytest.mark.anyio
+
+WEEK = 7 * 86_400
+START = 1_776_498_900  # 07:55Z on 2026-04-18; the baseline is the same hour a week before
+FIRST = 1_776_499_800 - 30  # 08:09:30Z: the alert starts
+MIN = 60
+
+
+def history() -> str:
+    """Checkouts, 07:55Z to 08:55Z on the incident day and a week before: 100 started a
+    minute, 50 completed (conversion 0.5), except on the incident day 20 (0.2) in eu
+    from 08:00Z to 08:14Z, and in us from 08:00Z on."""
+    bad = {"eu": range(5, 19), "us": range(5, 61)}
+    lines = ["# TYPE checkout_started counter"]
+    for region in bad:
+        for day in (START - WEEK, START):
+            lines += [
+                f'checkout_started_total{{region="{region}",env="prod"}} {10_000 + 100 * m} '
+                f"{day + 60 * m}"
+                for m in range(61)
+            ]
+    lines.append("# TYPE checkout_completed counter")
+    for region, minutes in bad.items():
+        for day in (START - WEEK, START):
+            total = 10_000
+            for m in range(61):
+                series = f'checkout_completed_total{{region="{region}",env="prod"}}'
+                lines.append(f"{series} {total} {day + 60 * m}")
+                total += 20 if day == START and m in minutes else 50
+    return "\n".join([*lines, "# EOF"]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("prometheus-revenue")
+    (work / "checkouts.om").write_text(history())
+    with prometheus_server(work / "server", work / "checkouts.om") as url:
+        yield url
+
+
+async def at_risk(rx: Harness) -> Business:
+    """The business figures of the last day now, as the stats endpoint computes them
+    (without the minute it keeps an answer)."""
+    query = parse_query({"window": "1d"})
+    return (await read_stats(rx.receiver.store, query, rx.clock.ms, ["checkout"])).business
+
+
+async def test_what_was_at_risk_stays_counted_once_the_kpi_is_back(
+    tmp_path: Path, prometheus: str
+) -> None:
+    clock = FakeClock(FIRST)
+    async with harness(priced(tmp_path, prometheus), clock) as rx:
+        paged = [alert("payment-service", "PaymentErrors", "eu", FIRST)]
+        incident = await opened(rx, paged)
+        await rx.tick(30)  # told at 08:10Z, 300/min: counted from its start, 30 s before
+        assert (await rx.incident(incident))["kpis"][0]["revenue_at_risk_per_min"] == 300.0
+        assert (await at_risk(rx)).revenue_at_risk_total == 150.0
+        per_min = []
+        for _ in range(4):  # a look every group_interval: 08:12Z, 08:14Z, 08:16Z, 08:18Z
+            await rx.tick(120)
+            per_min.append((await rx.incident(incident))["kpis"][0]["revenue_at_risk_per_min"])
+        # Prometheus's 5-minute rates as the checkouts recover from 08:14Z.
+        assert per_min == [300.0, 300.0, 180.0, 60.0]
+        clock.now = FIRST + 600
+        await rx.post(ended(paged, FIRST + 600))  # 08:19:30Z
+        for wait in (30, 120, 120):  # looks at 08:20Z, 08:22Z, 08:24Z: nothing at risk
+            await rx.tick(wait)
+        await rx.tick(30)  # resolved at 08:24:30Z, resolve_after past the last alert
+        detail = await rx.incident(incident)
+        assert (detail["status"], detail["kpis"][0]["revenue_at_risk_per_min"]) == (
+            "resolved",
+            0.0,
+        )
+        business = await at_risk(rx)
+    # 300/min from 08:09:30Z to 08:16Z, 180 to 08:18Z, 60 to 08:20Z, nothing since.
+    assert business.revenue_at_risk_total == 300 * 6.5 + 180 * 2 + 60 * 2
+    assert business.revenue_quantified_pct == 100.0
+
+
+async def test_each_told_episode_counts_and_neither_a_blip_nor_the_time_between(
+    tmp_path: Path, prometheus: str
+) -> None:
+    clock = FakeClock(FIRST)
+    async with harness(priced(tmp_path, prometheus), clock) as rx:
+        # us loses 300/min all along; the incident is open 08:09:30Z to 08:17Z.
+        paged = [alert("payment-service", "PaymentErrors", "us", FIRST, fingerprint="f1")]
+        incident = await opened(rx, paged)
+        await rx.tick(30)  # told at 08:10Z
+        await rx.tick(120)  # 08:12Z
+        await rx.post(ended(paged, FIRST + 150))
+        for wait in (120, 120, 60):  # looks at 08:14Z and 08:16Z, resolved at 08:17Z
+            await rx.tick(wait)
+        assert (await rx.incident(incident))["status"] == "resolved"
+        first = 300 * 7.5
+        assert (await at_risk(rx)).revenue_at_risk_total == first
+        # At 08:20Z a blip: the alert fires for 10 s, nobody is told.
+        clock.now = FIRST + 630
+        blip = [alert("payment-service", "PaymentErrors", "us", FIRST + 630, fingerprint="f1")]
+        await rx.post(blip)
+        clock.now = FIRST + 640
+        await rx.post(ended(blip, FIRST + 640))
+        await rx.tick(20)
+        detail = await rx.incident(incident)
+        assert (detail["status"], detail["blips"]) == ("resolved", 1)
+        assert (await at_risk(rx)).revenue_at_risk_total == first
+        # At 08:27Z it fires again and people are told at 08:27:30Z.
+        clock.now = FIRST + 1050
+        again = [alert("payment-service", "PaymentErrors", "us", FIRST + 1050, fingerprint="f1")]
+        await rx.post(again)
+        await rx.tick(30)
+        detail = await rx.incident(incident)
+        assert (detail["status"], detail["reopened_count"]) == ("open", 2)
+        clock.advance(120)  # 08:29:30Z
+        business = await at_risk(rx)
+    # The first episode's 7.5 min, and 2.5 min of this one: not 08:17Z to 08:27Z.
+    assert business.revenue_at_risk_total == first + 300 * 2.5
