@@ -1,7 +1,7 @@
 # journey-receiver: the Alertmanager webhook receiver, as a non-root container.
 #
 #   docker build -t journey-receiver .
-#   docker run -p 9095:9095 -v "$PWD/config:/etc/journey-receiver:ro" journey-receiver
+#   docker run -p 9095:9095 -e WEBHOOK_TOKEN=... -v "$PWD/config:/etc/journey-receiver:ro" journey-receiver
 #
 # Config is read from /etc/journey-receiver/receiver.yaml (journeys.yaml beside it); mount
 # your own there. Secrets come from the environment (${VAR}) or mounted files (*_file).

@@ -301,14 +301,17 @@ async def redrive(request: Request, receiver: Receiver) -> Response:
 
 async def reload(request: Request, receiver: Receiver) -> Response:
     try:
-        receiver.reload()
+        later = receiver.reload()
     except ConfigError as exc:
+        # In the log as well as in the answer, as a rejected SIGHUP is: the person who
+        # asked may not be the one who reads the log.
+        logger.error("reload (POST /-/reload) rejected, running config kept:\n%s", exc)
         return error(
             400,
             "config rejected; the running config is kept",
             [{"field": p.path, "reason": str(p)} for p in exc.problems],
         )
-    return JSONResponse({"status": "reloaded"})
+    return JSONResponse({"status": "reloaded", "restart_needed": later})
 
 
 async def openapi(request: Request, receiver: Receiver) -> Response:

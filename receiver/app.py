@@ -175,8 +175,9 @@ class Receiver:
             cfg, journeys = config.load(self.config_path, self.journeys_path)
         return Settings.build(cfg, journeys)
 
-    def reload(self) -> None:
-        """Re-read both files; on any error raise ConfigError and keep the running config."""
+    def reload(self) -> list[str]:
+        """Re-read both files; on any error raise ConfigError and keep the running config.
+        The fields that changed but take effect only after a restart."""
         try:
             settings = self._load()
         except ConfigError:
@@ -246,6 +247,7 @@ class Receiver:
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         logger.info("reload: config and journeys reloaded")
+        return later
 
     def _sinks_changed(self, new: config.ReceiverConfig, old: config.ReceiverConfig) -> bool:
         """Whether the sinks must be rebuilt: their config, the links they make, the Slack

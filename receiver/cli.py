@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import json
 import logging
 import socket
@@ -26,6 +27,15 @@ def _paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return cfg, args.journeys
 
 
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -38,6 +48,16 @@ def serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     cfg_path, journeys_path = _paths(args)
+    if cfg_path is None and not _loopback(args.host):
+        # Without a receiver.yaml there is no credential, and no allow_open to say that
+        # running open is meant: open, then, only where nobody else can reach it.
+        print(
+            "no receiver.yaml (--config), so no credential: refusing to listen open on "
+            f"{args.host or 'every address'}; pass --config, or --host 127.0.0.1 to try it "
+            "on this machine",
+            file=sys.stderr,
+        )
+        return 1
     try:
         app = create_app(cfg_path, journeys_path, handle_sighup=True)
     except ConfigError as exc:
@@ -47,17 +67,30 @@ def serve(args: argparse.Namespace) -> int:
     host = args.host or server.host
     port = args.port or server.port
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    cfg = app.state.receiver.settings.config
     greeting = (
-        f"journey-receiver listening on http://{host}:{port} "
-        f"(store {shown_url(app.state.receiver.settings.config.store.url)}). Send it a "
-        f"deploy and a sample storm, wait group_wait, then read the incidents:\n"
-        f"  curl -s -XPOST -H 'Content-Type: application/json' "
-        f"--data @examples/deploy.json http://{local}:{port}/api/v1/events\n"
-        f'  sed "s/2026-04-18T10:02:11.482910331Z/$(date -u +%FT%TZ)/" examples/storm.json | '
-        f"curl -s -XPOST -H 'Content-Type: application/json' "
-        f"--data @- http://{local}:{port}/webhook/alertmanager\n"
-        f"  curl -s http://{local}:{port}/api/v1/incidents"
+        f"journey-receiver listening on http://{host}:{port} (store {shown_url(cfg.store.url)})"
     )
+    if cfg.store.url.startswith("memory://"):
+        # A trial on the embedded store: how to try it, with the credentials it asks for.
+        auth = cfg.server.auth
+        write = (
+            " -H 'Authorization: Bearer <write token>'"
+            if auth.bearer_tokens
+            else " -u '<user>:<password>'"
+            if auth.basic
+            else ""
+        )
+        read = " -H 'Authorization: Bearer <read token>'" if auth.read_bearer_tokens else ""
+        greeting += (
+            ". Send it a deploy and a sample storm, wait group_wait, then read the incidents:\n"
+            f"  curl -s -XPOST{write} -H 'Content-Type: application/json' "
+            f"--data @examples/deploy.json http://{local}:{port}/api/v1/events\n"
+            f'  sed "s/2026-04-18T10:02:11.482910331Z/$(date -u +%FT%TZ)/" examples/storm.json | '
+            f"curl -s -XPOST{write} -H 'Content-Type: application/json' "
+            f"--data @- http://{local}:{port}/webhook/alertmanager\n"
+            f"  curl -s{read} http://{local}:{port}/api/v1/incidents"
+        )
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -150,12 +183,27 @@ def _section(path: Path | None, key: str) -> Any:
     return found if found is not None else {}
 
 
+def _group_by(cfg_path: Path | None) -> list[str]:
+    """receiver.yaml's ``grouping.group_by`` as written, unvalidated; the default without."""
+    grouping = _section(cfg_path, "grouping")
+    group_by = grouping.get("group_by") if isinstance(grouping, dict) else None
+    if isinstance(group_by, list) and all(isinstance(g, str) for g in group_by):
+        return group_by
+    return config.GroupingConfig().group_by
+
+
 def check(args: argparse.Namespace) -> int:
     cfg_path, journeys_path = _paths(args)
     if cfg_path is None and journeys_path is None:
         print("nothing to check: pass --config and/or --journeys", file=sys.stderr)
         return 1
-    problems = config.check(cfg_path, journeys_path)
+    if args.config is None and journeys_path is not None:
+        # A team lead checks their file alone, without the operators' secrets: the
+        # receiver.yaml found lends its group_by only, as for `rules`.
+        problems = config.check(None, journeys_path, _group_by(cfg_path))
+        cfg_path = None
+    else:
+        problems = config.check(cfg_path, journeys_path)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -216,14 +264,16 @@ def rules(args: argparse.Namespace) -> int:
         return 1
     # Only journeys.yaml is validated: rules are built in CI, where the receiver's secrets
     # (${WEBHOOK_TOKEN}, ...) are not set; receiver.yaml lends its group_by and journeys_file.
-    grouping = _section(cfg_path, "grouping")
-    group_by = grouping.get("group_by") if isinstance(grouping, dict) else None
-    if not (isinstance(group_by, list) and all(isinstance(g, str) for g in group_by)):
-        group_by = config.GroupingConfig().group_by
+    group_by = _group_by(cfg_path)
     if journeys_path is None:
+        # As read, a journeys_file named in receiver.yaml is already relative to it.
         named = _section(cfg_path, "journeys_file")
-        name = Path(named) if isinstance(named, str) and named else Path("journeys.yaml")
-        journeys_path = name if cfg_path is None else cfg_path.parent / name
+        if isinstance(named, str) and named:
+            journeys_path = Path(named)
+        else:
+            journeys_path = (
+                Path("journeys.yaml") if cfg_path is None else cfg_path.parent / "journeys.yaml"
+            )
     try:
         journeys = config.load_journeys(journeys_path)
         document = rules_document(journeys, group_by, options)

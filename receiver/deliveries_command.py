@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from receiver.errors import ConfigError
+from receiver.redrive import Redrive
 from receiver.terminal import shown
 
 TOKEN_ENV = "JOURNEY_RECEIVER_TOKEN"  # noqa: S105 — the variable's name, not a token
@@ -308,6 +310,13 @@ def _ids(given: object) -> list[str]:
 
 def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Credential) -> int:
     ids = list(dict.fromkeys(args.id))
+    try:
+        # The API's own check, so that a dry run refuses a misspelt sink as the API does.
+        Redrive(sink=args.sink)
+    except ValidationError as exc:
+        (error,) = exc.errors()
+        why = error.get("ctx", {}).get("error", error["msg"])
+        raise _Refused(f"--sink {shown(args.sink)}: {why}") from exc
     if args.dry_run:
         letters = [
             d

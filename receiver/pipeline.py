@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -182,7 +183,15 @@ class Pipeline:
         try:
             with anyio.fail_after(self.settings.context_budget_s):
                 ranking = self.settings.rank_incident(state)
-                return await self.enricher.enrich(state, journey, now_ms, ranking)
+                found = await self.enricher.enrich(state, journey, now_ms, ranking)
+            if state.firing_count == 0 and state.notified_at is not None:
+                # Every alert resolved (resolve_after is being waited out): no service
+                # fires to rank, and a responder's rollback since is no cause. The story
+                # people were told stands; only the KPIs are read again (back in band?).
+                return replace(
+                    found, changes=list(state.changes), causes=list(state.probable_causes)
+                )
+            return found
         except TimeoutError:
             reason = f"context unavailable: no answer within {self.settings.context_budget_s:g}s"
         except Exception as exc:

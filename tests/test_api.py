@@ -218,16 +218,20 @@ async def test_feedback_is_recorded_on_the_incident(tmp_path: Path, clock: FakeC
 
 
 async def test_reload_rejects_a_bad_file_and_keeps_the_running_config(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     journeys = tmp_path / "journeys.yaml"
     journeys.write_text(EXAMPLE_JOURNEYS.read_text())
     async with harness(write_config(tmp_path, journeys=journeys), clock) as rx:
         journeys.write_text("journeys:\n  - id: checkout\n    weight: 7\n")
-        r = await rx.client.post("/-/reload")
+        with caplog.at_level("ERROR"):
+            r = await rx.client.post("/-/reload")
         assert r.status_code == 400
         assert "running config is kept" in r.json()["error"]
         assert any("weight" in e["reason"] for e in r.json()["errors"])
+        # In the log too, as a rejected SIGHUP is: whoever reads it learns why.
+        assert "reload (POST /-/reload) rejected, running config kept:" in caplog.text
+        assert f"{journeys}:3: journeys[0].weight" in caplog.text
         (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
         assert inc.startswith("checkout-")
 
@@ -436,13 +440,16 @@ async def test_a_reload_applies_the_stores_settings_but_not_its_address(
         )
         cfg.write_text(text)
         with caplog.at_level("WARNING"):
-            assert (await rx.client.post("/-/reload")).status_code == 200
+            answer = await rx.client.post("/-/reload")
+        assert answer.json() == {"status": "reloaded", "restart_needed": []}
         assert "store" not in caplog.text
         assert rx.receiver.peer.store_retention_ms == 2 * 86_400_000
         assert rx.receiver.store.settings.retention_ms == 2 * 86_400_000
         cfg.write_text(text.replace("memory://", "redis://127.0.0.1:9/0"))
         with caplog.at_level("WARNING"):
-            assert (await rx.client.post("/-/reload")).status_code == 200
+            answer = await rx.client.post("/-/reload")
+        # Said to the one who asked, and in the log.
+        assert answer.json() == {"status": "reloaded", "restart_needed": ["store.url"]}
         assert "reload: store.url changed: takes effect after a restart" in caplog.text
         caplog.clear()
         opened = "server: {auth: {allow_open: true}}"

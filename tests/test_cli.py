@@ -24,6 +24,7 @@ from tests.conftest import (
     make_alert,
 )
 from tests.support.processes import free_port, running
+from tests.support.receiver_process import poll
 
 CLI = str(Path(sys.executable).parent / "journey-receiver")
 DATA = Path(__file__).parent / "data" / "config"
@@ -49,6 +50,30 @@ def test_check_names_file_line_and_field(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"{journeys}:7: journeys[0].stages[0].weight: -1 is below the minimum 0" in result.stderr
+
+
+def test_a_team_lead_checks_journeys_alone_without_the_operators_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # From a checkout whose config/receiver.yaml needs ${WEBHOOK_TOKEN} (unset here) and
+    # groups by region only: the journeys file is checked against that group_by alone.
+    conf = tmp_path / "config"
+    conf.mkdir()
+    (conf / "receiver.yaml").write_text(
+        "server: {auth: {bearer_tokens: ['${WEBHOOK_TOKEN:-}']}}\ngrouping: {group_by: [region]}\n"
+    )
+    journeys = conf / "journeys.yaml"
+    team = (Path(__file__).parent / "rules" / "data" / "journeys.yaml").read_text()
+    journeys.write_text(team.replace("    group_by: [env, region]\n", ""))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ALLOW_OPEN", raising=False)
+    assert main(["check", "--journeys", "config/journeys.yaml"]) == 1
+    assert "uses $env, which is not among the journey's group_by labels (region)" in (
+        capsys.readouterr().err
+    )
+    (conf / "receiver.yaml").write_text("grouping: {group_by: [env, region]}\n")
+    assert main(["check", "--journeys", "config/journeys.yaml"]) == 0
+    assert capsys.readouterr().out == "config OK\n"
 
 
 def test_explain_shows_keys_scores_and_sinks() -> None:
@@ -172,6 +197,48 @@ def test_serve_with_no_journeys_says_every_alert_will_be_unmapped(tmp_path: Path
     assert "every alert will be filed under the built-in 'unmapped' journey" in text
 
 
+def served_config(tmp_path: Path, auth: str) -> tuple[Path, int]:
+    """A receiver.yaml serving the example journeys on loopback and a free port, with
+    ``auth`` (``server.auth``'s inside), on the memory:// store."""
+    port = free_port()
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(
+        f"server: {{host: 127.0.0.1, port: {port}, auth: {{{auth}}}}}\n"
+        f"journeys_file: {EXAMPLE_JOURNEYS}\nstore: {{url: 'memory://'}}\n"
+    )
+    return cfg, port
+
+
+def test_the_greeting_shows_a_trial_with_the_credentials_it_asks_for(tmp_path: Path) -> None:
+    cfg, port = served_config(tmp_path, "bearer_tokens: [w-token], read_bearer_tokens: [r-token]")
+    log = tmp_path / "serve.log"
+    with running([CLI, "serve", "--config", str(cfg)], port, log):
+        poll(log.read_text, lambda t: "listening" in t, what="the greeting")
+    lines = log.read_text().splitlines()
+    start = next(k for k, line in enumerate(lines) if "listening" in line)
+    deploy, storm, read = lines[start + 1 : start + 4]
+    assert "curl -s -XPOST -H 'Authorization: Bearer <write token>' " in deploy
+    assert "curl -s -XPOST -H 'Authorization: Bearer <write token>' " in storm
+    assert (
+        read
+        == f"  curl -s -H 'Authorization: Bearer <read token>' http://127.0.0.1:{port}/api/v1/incidents"
+    )
+    assert "w-token" not in log.read_text() and "r-token" not in log.read_text()
+
+
+def test_serve_without_a_config_listens_open_only_on_loopback(tmp_path: Path) -> None:
+    # No --config, and no config/receiver.yaml in the working directory: no credential.
+    result = subprocess.run(
+        [CLI, "serve", "--port", str(free_port())],
+        capture_output=True, text=True, check=False, timeout=30, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "no receiver.yaml (--config), so no credential: refusing to listen open on every "
+        "address; pass --config, or --host 127.0.0.1 to try it on this machine\n"
+    )
+
+
 def test_serve_says_listening_only_once_the_port_is_bound(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -187,12 +254,7 @@ def test_serve_says_listening_only_once_the_port_is_bound(tmp_path: Path) -> Non
 
 
 def test_healthcheck_follows_the_configured_port(tmp_path: Path) -> None:
-    port = free_port()
-    cfg = tmp_path / "receiver.yaml"
-    cfg.write_text(
-        f"server: {{host: 127.0.0.1, port: {port}, auth: {{allow_open: true}}}}\n"
-        f"journeys_file: {EXAMPLE_JOURNEYS}\nstore: {{url: 'memory://'}}\n"
-    )
+    cfg, port = served_config(tmp_path, "allow_open: true")
     health = [CLI, "healthcheck", "--config", str(cfg)]
     with running([CLI, "serve", "--config", str(cfg)], port, tmp_path / "serve.log"):
         up = subprocess.run(health, capture_output=True, text=True, check=False, timeout=30)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from receiver.store import StoreSettings, open_store
-from tests.conftest import PROMETHEUS_DATA, T0, FakeClock, make_alert
+from tests.conftest import PROMETHEUS_DATA, T0, FakeClock, make_alert, resolved
 from tests.support.fake_server import Fault
 from tests.support.harness import Harness, harness, write_config
 from tests.support.processes import free_port
@@ -267,6 +267,36 @@ async def test_a_rollback_puts_back_what_ran_before_what_runs_now(
         # The latest change, and the version it replaced.
         assert (sent.changes[0]["version"], sent.changes[0]["previous_version"]) == latest
         assert [a["title"] for a in sent.suggested_actions] == suggested
+
+
+async def test_the_cause_people_were_told_stands_while_the_incident_resolves(
+    tmp_path: Path,
+) -> None:
+    # payments-db is upstream of payment-service (journeys.yaml topology): the cause. Once
+    # every alert resolved no service fires to rank, and a rollback the on-call made
+    # meanwhile explains nothing: the resolve tells the same story as the open.
+    alerts = [
+        make_alert("payments-db", starts_at="2026-04-18T08:13:00Z"),
+        make_alert("payment-service", starts_at="2026-04-18T08:13:00Z"),
+    ]
+    clock = FakeClock(T0)
+    async with harness(write_config(tmp_path), clock) as rx:
+        (inc,) = (await rx.post(alerts)).json()["incidents"]
+        await rx.tick(31)
+        (kind, _, opened) = rx.sink.sent[-1]
+        assert kind == "open" and opened.probable_causes[0]["text"] == "payments-db"
+        clock.advance(120)
+        await rx.post([resolved(a) for a in alerts])
+        rollback = {"type": "rollback", "service": "payment-service", "at": "2026-04-18T08:15:30Z",
+                    "environment": "prod", "region": "eu"}  # fmt: skip
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(rollback))).is_success
+        for _ in range(4):
+            await rx.tick(120)
+        (kind, _, told) = rx.sink.sent[-1]
+        assert kind == "resolve"
+        assert told.probable_causes == opened.probable_causes
+        assert "cause unknown" not in told.title
+        assert (await rx.incident(inc))["status"] == "resolved"
 
 
 async def test_a_cause_is_its_own_change_when_another_source_uses_the_same_id(

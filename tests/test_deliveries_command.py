@@ -133,6 +133,15 @@ def test_list_shows_what_is_not_delivered_and_redrive_sends_a_dead_letter_again(
     assert code == 0
     assert json.loads(out) == {"deliveries": [head, behind]}
 
+    # A misspelt sink is refused (dry run or not), not taken for "nothing to redrive".
+    for dry in ([], ["--dry-run"]):
+        code, out, err = served.cli(capsys, "redrive", "--sink", "slak", *dry)
+        assert (code, out) == (1, "")
+        assert err == (
+            "journey-receiver deliveries: --sink slak: no such sink: one of jira, "
+            "log, pagerduty, slack, or action:<action id>\n"
+        )
+
     # A dry run lists what it would queue again, and queues nothing.
     code, out, err = served.cli(capsys, "redrive", "--id", letter["id"], "--dry-run")
     assert (code, err) == (0, "")

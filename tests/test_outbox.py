@@ -187,6 +187,14 @@ async def test_a_permanent_failure_is_a_dead_letter_that_can_be_redriven(
     assert m.dead_letters_total.labels("log")._value.get() == 1
     assert m.dead_letters._value.get() == 1
 
+    # A misspelt sink is refused, naming the field, not taken for "nothing to redrive".
+    r = await rx.client.post("/api/v1/deliveries/redrive", json={"sink": "lgo"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [
+        {"field": "sink", "reason": "no such sink: one of jira, log, pagerduty, slack, or "
+         "action:<action id>"}
+    ]  # fmt: skip
+    assert len(await deliveries(rx, "dead")) == 1
     r = await rx.client.post("/api/v1/deliveries/redrive", json={"ids": [letter["id"]]})
     assert r.status_code == 200, r.text
     assert r.json()["redriven"] == 1

@@ -85,9 +85,14 @@ def _restarted_lately(
     (by the wall clock, as Alertmanager's own ``uptime`` is): it may not hold its alerts
     again yet."""
     started = _started(status)
-    if started is None or time.time() - started >= restart_grace_s:
+    if started is None or (up := time.time() - started) >= restart_grace_s:
         return False
-    logger.info("alertmanager: reconcile skipped: it started %s ago", started)
+    logger.info(
+        "alertmanager: reconcile skipped: it started %.0f s ago, within the restart grace of "
+        "%.0f s (it may not hold its alerts again yet)",
+        up,
+        restart_grace_s,
+    )
     metrics.peer_reconciles_skipped.inc()
     return True
 

@@ -78,14 +78,21 @@ def load_auth(path: Path | str, fields: Sequence[str]) -> AuthConfig:
 
 
 def check(
-    config_path: Path | str | None, journeys_path: Path | str | None = None
+    config_path: Path | str | None,
+    journeys_path: Path | str | None = None,
+    group_by: list[str] | None = None,
 ) -> list[ConfigProblem]:
     """Problems of both files, none when they are valid; without ``config_path`` the
-    defaults of receiver.yaml are checked with ``journeys_path`` (or ./journeys.yaml)."""
+    defaults of receiver.yaml (``group_by`` when given) are checked with ``journeys_path``
+    (or ./journeys.yaml)."""
     if config_path is None:
         journeys, doc = _read(_path(journeys_path) or DEFAULT_JOURNEYS_FILE, JourneysConfig)
         if journeys is not None:
-            _check_kpi_queries(ReceiverConfig(), journeys, doc)
+            served = ReceiverConfig()
+            if group_by is not None:
+                grouping = served.grouping.model_copy(update={"group_by": group_by})
+                served = served.model_copy(update={"grouping": grouping})
+            _check_kpi_queries(served, journeys, doc)
         return doc.problems
     return _read_both(Path(config_path), _path(journeys_path))[2]
 

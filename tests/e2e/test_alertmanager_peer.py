@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -288,10 +289,11 @@ def test_a_truncated_storm_is_backfilled_and_its_truncated_resolution_resolves(
 
 
 async def test_an_alertmanager_that_just_started_is_not_taken_at_its_word(
-    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A restarted Alertmanager holds nothing until Prometheus sends its alerts again:
     within restart_grace, reconcile resolves nothing."""
+    caplog.set_level(logging.INFO, logger="journey_receiver")
     alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
     with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
         started = datetime.now(UTC)
@@ -308,6 +310,16 @@ async def test_an_alertmanager_that_just_started_is_not_taken_at_its_word(
             assert (incident["firing_count"], am_lines(incident)) == (2, [])
             counts = await peer_counts(rx)
             assert (counts["reconciles"], counts["reconciles_skipped"]) == (0, 2)
+            # How long ago it started, in seconds: not the epoch time it started at.
+            said = [m for r in caplog.records if "reconcile skipped" in (m := r.getMessage())]
+            assert said and all(
+                re.fullmatch(
+                    r"alertmanager: reconcile skipped: it started \d{1,2} s ago, within the "
+                    r"restart grace of 3600 s \(it may not hold its alerts again yet\)",
+                    line,
+                )
+                for line in said
+            ), said
 
 
 async def test_reconcile_resolves_what_alertmanager_no_longer_holds(

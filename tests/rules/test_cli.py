@@ -66,3 +66,23 @@ def test_bad_options_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == (
         "journey-receiver rules: '10' is not a Prometheus duration like 10m or 1h30m\n"
     )
+
+
+@pytest.mark.parametrize("named", ["journeys_file: team.yaml\n", ""])
+def test_a_relative_config_path_finds_its_journeys_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    named: str,
+) -> None:
+    # As the README runs it, from the repository root: `rules --config config/receiver.yaml`.
+    conf = tmp_path / "config"
+    conf.mkdir()
+    (conf / ("team.yaml" if named else "journeys.yaml")).write_text(
+        (DATA / "journeys.yaml").read_text()
+    )
+    (conf / "receiver.yaml").write_text(named or "grouping: {group_by: [env, region]}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["rules", "--config", "config/receiver.yaml"]) == 0, capsys.readouterr().err
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert [group["name"] for group in doc["groups"]] == ["journey-receiver:checkout"]
