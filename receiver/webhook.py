@@ -31,6 +31,7 @@ to here, and one beyond 2**63 made the ingest fail with a 500 (found by fuzzing)
 
 NOT_A_NUMBER = "Input should be an RFC 3339 timestamp string, not a number"
 _ROOT = "(body)"
+_TIMESTAMP_ERRORS = frozenset({"datetime_parsing", "datetime_from_date_parsing", "timezone_aware"})
 _ROOT_TYPE_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type", "list_type"})
 _JSON_KINDS = {
     ord("{"): "an object",
@@ -161,6 +162,9 @@ def _reason(error: ErrorDetails, body: bytes, expected: str) -> str:
         return "unknown field"
     if error["type"] == "datetime_type" and _is_number(error.get("input")):
         return NOT_A_NUMBER
+    if error["type"] in _TIMESTAMP_ERRORS:
+        # pydantic names what is wrong, not what is wanted.
+        return f"{error['msg']}: expected an RFC 3339 timestamp, such as 2026-04-18T08:13:00Z"
     # A ValueError raised in a validator is already worded for the sender.
     return error["msg"].removeprefix("Value error, ")
 

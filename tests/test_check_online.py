@@ -333,6 +333,22 @@ def test_a_kpi_query_that_errors_is_a_problem_naming_journey_and_kpi(prometheus_
     )
 
 
+def test_slack_down_is_one_problem_and_nothing_else_is_printed(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/api/"
+    slack = {"token": SLACK_TOKEN, "base_url": closed, "timeout": 2}
+    path = write(tmp_path, {"sinks": {"slack": slack}}, journeys_doc())
+
+    result = subprocess.run(
+        [CLI, "check", "--config", str(path), "--online"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert [line.split(":")[0] for line in lines(result.stdout, "PROBLEM")] == ["PROBLEM slack"]
+    # The SDK's own "Failed to send a request" line is not printed beside the finding.
+    assert result.stderr == "", result.stderr
+
+
 def test_prometheus_down_is_a_problem() -> None:
     url = f"http://127.0.0.1:{free_port()}"
 

@@ -48,6 +48,15 @@ def problems(path: Path) -> list[str]:
         ),
         ("receiver_unknown_field", ["{file}:3: server.keepalive: unknown field"]),
         (
+            "journeys_misspelt_field",
+            [
+                "{file}:2: journeys[0].weight: is required",
+                "{file}:4: journeys[0].wieght: unknown field (did you mean weight?)",
+                "{file}:7: journeys[0].stages[0].match: is required",
+                "{file}:8: journeys[0].stages[0].mach: unknown field (did you mean match?)",
+            ],
+        ),
+        (
             "journeys_bad_matcher",
             [
                 "{file}:11: journeys[0].stages[0].match[1]: "
@@ -80,7 +89,8 @@ def problems(path: Path) -> list[str]:
             "receiver_yaml_syntax",
             [
                 "{file}:3: YAML syntax error: "
-                "expected <block end>, but found '<block mapping start>'"
+                "expected <block end>, but found '<block mapping start>' "
+                "(is this line, or the one before it, indented wrong?)"
             ],
         ),
         (

@@ -103,7 +103,14 @@ def test_naive_at_is_refused() -> None:
     error = refused({**DEPLOY, "at": "2026-04-18T10:00:00"})
 
     assert error.status == 422
-    assert error.errors == [{"field": "at", "reason": "Input should have timezone info"}]
+    wanted = "expected an RFC 3339 timestamp, such as 2026-04-18T08:13:00Z"
+    assert error.errors == [{"field": "at", "reason": f"Input should have timezone info: {wanted}"}]
+    # A word for a time says what is wanted too, not only what is wrong.
+    (said,) = refused({**DEPLOY, "at": "yesterday"}).errors
+    assert said == {
+        "field": "at",
+        "reason": f"Input should be a valid datetime or date, input is too short: {wanted}",
+    }
 
 
 def test_type_is_trimmed_and_lowercased_and_must_not_be_empty() -> None:

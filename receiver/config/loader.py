@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from pydantic_core import ErrorDetails
 from receiver.config.fields import FieldIssues, Loc, show
 from receiver.config.journeys_yaml import JourneysConfig
 from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, AuthConfig, ReceiverConfig
-from receiver.config.secret_files import read_secret_files, secret_field_names
+from receiver.config.secret_files import models_in, read_secret_files, secret_field_names
 from receiver.config.source import Document, read_document
 from receiver.enrich import EnrichmentError
 from receiver.enrich.promql import placeholders
@@ -69,7 +70,11 @@ def load_auth(path: Path | str, fields: Sequence[str]) -> AuthConfig:
         found = AuthConfig.model_validate(doc.data["server"]["auth"])
     except ValidationError as exc:
         _add_validation_problems(
-            doc, exc.errors(), secret_field_names(ReceiverConfig), ("server", "auth")
+            doc,
+            exc.errors(),
+            ReceiverConfig,
+            secret_field_names(ReceiverConfig),
+            ("server", "auth"),
         )
     problems = [p for p in doc.problems if p.path.startswith(paths)]
     if problems or found is None:
@@ -182,7 +187,7 @@ def _read(path: Path, model: type[M]) -> tuple[M | None, Document]:
     try:
         result = model.model_validate(doc.data)
     except ValidationError as exc:
-        _add_validation_problems(doc, exc.errors(), secret_field_names(model))
+        _add_validation_problems(doc, exc.errors(), model, secret_field_names(model))
     doc.problems.sort(key=lambda problem: problem.line or 0)
     return (None if doc.problems else result), doc
 
@@ -194,14 +199,18 @@ def _valid(config: M | None, problems: list[ConfigProblem]) -> M:
 
 
 def _add_validation_problems(
-    doc: Document, errors: list[ErrorDetails], secrets: frozenset[str], prefix: Loc = ()
+    doc: Document,
+    errors: list[ErrorDetails],
+    model: type[BaseModel],
+    secrets: frozenset[str],
+    prefix: Loc = (),
 ) -> None:
     for error in errors:
         loc: Loc = (*prefix, *error["loc"])
         cause = error.get("ctx", {}).get("error")
         if isinstance(cause, FieldIssues):
             if cause.field_errors is not None:
-                _add_validation_problems(doc, cause.field_errors.errors(), secrets, loc)
+                _add_validation_problems(doc, cause.field_errors.errors(), model, secrets, loc)
             for issue in cause.issues:
                 reason = issue.reason
                 if issue.first is not None:
@@ -217,7 +226,27 @@ def _add_validation_problems(
             doc.add(loc, "is required", line=doc.line(loc[:-1]))
         else:
             secret = any(part in secrets for part in loc)
-            doc.add(loc, _reason(error, secret), key=kind == "extra_forbidden")
+            reason = _reason(error, secret)
+            if kind == "extra_forbidden" and isinstance(loc[-1], str):
+                reason += _did_you_mean(loc[-1], _fields_at(model, loc[:-1]))
+            doc.add(loc, reason, key=kind == "extra_forbidden")
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> set[str]:
+    """The field names the models at ``loc`` under ``model`` have (list indexes and
+    mapping keys pass through to their items' models)."""
+    models = [model]
+    for part in loc:
+        annotations = [m.model_fields[part].annotation for m in models if part in m.model_fields]
+        if annotations:
+            models = [found for a in annotations for found in models_in(a)]
+    return {name for m in models for name in m.model_fields}
+
+
+def _did_you_mean(given: str, known: set[str]) -> str:
+    """`` (did you mean weight?)`` for a misspelt field name, else nothing."""
+    close = difflib.get_close_matches(given, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 _EXPECTED = {

@@ -32,7 +32,7 @@ def secret_field_names(model: type[BaseModel]) -> frozenset[str]:
     for name, info in model.model_fields.items():
         if _mentions_secret(info.annotation):
             names.add(name)
-        for sub in _models_in(info.annotation):
+        for sub in models_in(info.annotation):
             names |= secret_field_names(sub)
     return frozenset(names)
 
@@ -111,12 +111,13 @@ def _members(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+def models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The models an annotation holds: itself, a union's members, a list's or dict's items."""
     for member in _members(annotation):
         if isinstance(member, type) and issubclass(member, BaseModel):
             yield member
         elif get_origin(member) in (list, dict):
-            yield from _models_in(get_args(member)[-1])
+            yield from models_in(get_args(member)[-1])
 
 
 def _pick(annotation: Any, value: Any) -> Any:

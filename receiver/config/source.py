@@ -73,6 +73,13 @@ def read_document(path: Path) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if (
+            problem.startswith("expected <block end>")
+            or "mapping values are not allowed" in problem
+        ):
+            # What the parser says of a line indented wrong, or of a "key: value" inside a
+            # value: people read its words as noise.
+            problem += " (is this line, or the one before it, indented wrong?)"
         doc.add((), f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None)
     finally:
         loader.dispose()

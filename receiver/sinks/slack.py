@@ -67,7 +67,10 @@ from receiver.tls import ssl_context
 EVENT_TYPE = "journey_receiver_incident"
 logger = logging.getLogger("journey_receiver.sinks.slack")
 _SDK_LOGGER = logging.getLogger("journey_receiver.slack_sdk")
-_SDK_LOGGER.setLevel(logging.INFO)
+# Every failure the SDK logs it also raises, and the sink (with the job) and `check
+# --online` (with the field) report each: at ERROR the SDK said each again, without either
+# (or, in `check --online`, as a stray line after the summary).
+_SDK_LOGGER.setLevel(logging.CRITICAL)
 REPLY_EVENT_TYPE = "journey_receiver_update"
 # Slack's clocks and ours differ; the message was posted after the incident was created.
 _LOOKBACK_SLACK_S = 300
@@ -89,7 +92,7 @@ def web_client(config: SlackSinkConfig, timeout: float | None = None) -> WebClie
         ssl=ssl_context(config.ca_file),
         retry_handlers=[],
         # The SDK logs every answer's body at DEBUG, and an answer may quote what it was
-        # sent: its logger stays at INFO whatever the root level.
+        # sent: its logger stays quiet whatever the root level.
         logger=_SDK_LOGGER,
     )
 
