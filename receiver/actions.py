@@ -80,12 +80,18 @@ def _unmet(when: ActionCondition, state: IncidentState, priority: str | None) ->
         kpi = next((k for k in state.kpis if k.name == when.kpi.name), None)
         value = deviation(kpi) if kpi else None
         below, above = when.kpi.deviation_pct_below, when.kpi.deviation_pct_above
-        if value is None:
+        if kpi is None or value is None:
             return f"the KPI {when.kpi.name} has no deviation now"
+        # From a baseline of zero there is no percentage: say how far it went instead.
+        off = (
+            f"off {value:+.0f}%"
+            if kpi.deviation_pct is not None
+            else f"at {kpi.baseline:g} → {kpi.value:g} from a zero baseline"
+        )
         if below is not None and value > below:
-            return f"the KPI {when.kpi.name} is off {value:+.0f}%, not below {below:+.0f}%"
+            return f"the KPI {when.kpi.name} is {off}, not below {below:+.0f}%"
         if above is not None and value < above:
-            return f"the KPI {when.kpi.name} is off {value:+.0f}%, not above {above:+.0f}%"
+            return f"the KPI {when.kpi.name} is {off}, not above {above:+.0f}%"
     return None
 
 

@@ -113,6 +113,8 @@ class Receiver:
         self.clock = clock
         self.metrics = Metrics()
         self.settings = self._load()
+        # What a reload cannot change under a running receiver is what it started with.
+        self._started_with = self.settings.config
         self.auth = authenticator(self.settings)
         self.store: GroupStore = store or open_store(
             self.settings.config.store.url,
@@ -187,7 +189,9 @@ class Receiver:
         old = self.settings.config
         # The store holds every incident: it is not swapped under a running receiver (its
         # other settings, retention and the like, apply at once: configure below); nor is
-        # the socket the server listens on.
+        # the socket the server listens on. Against what runs, so that a second reload
+        # says it again, and one that puts the value back says nothing.
+        running = self._started_with
         later = [
             f"{section}.{name}"
             for section, names in (
@@ -196,7 +200,7 @@ class Receiver:
             )
             for name in names
             if getattr(getattr(settings.config, section), name)
-            != getattr(getattr(old, section), name)
+            != getattr(getattr(running, section), name)
         ]
         if later:
             logger.warning("reload: %s changed: takes effect after a restart", ", ".join(later))

@@ -197,9 +197,10 @@ def check(args: argparse.Namespace) -> int:
     if cfg_path is None and journeys_path is None:
         print("nothing to check: pass --config and/or --journeys", file=sys.stderr)
         return 1
-    if args.config is None and journeys_path is not None:
+    if args.config is None and journeys_path is not None and not args.online:
         # A team lead checks their file alone, without the operators' secrets: the
-        # receiver.yaml found lends its group_by only, as for `rules`.
+        # receiver.yaml found lends its group_by only, as for `rules`. (--online calls
+        # what receiver.yaml sets up: that needs all of it.)
         problems = config.check(None, journeys_path, _group_by(cfg_path))
         cfg_path = None
     else:

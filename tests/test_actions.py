@@ -156,6 +156,15 @@ def test_a_kpi_condition_reads_a_zero_baseline_as_infinitely_off() -> None:
 
     assert titles(30.0) == ["Page the payments provider"]
     assert titles(0.0) == []
+    # Why not, in words: how far it went, as no percentage exists.
+    drop = Action(
+        title="Warm the cache",
+        when=ActionCondition(kpi=KpiCondition(name="errors", deviation_pct_below=-30.0)),
+    )
+    errors = KpiRecord(name="errors", value=30.0, baseline=0.0, bad_when="up", bad=True)
+    assert match(drop, incident().model_copy(update={"kpis": [errors]}), "P1") == (
+        "the KPI errors is at 0 → 30 from a zero baseline, not below -30%"
+    )
 
 
 def test_change_type_is_read_as_events_are_whatever_its_case() -> None:

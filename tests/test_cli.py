@@ -74,6 +74,11 @@ def test_a_team_lead_checks_journeys_alone_without_the_operators_secrets(
     (conf / "receiver.yaml").write_text("grouping: {group_by: [env, region]}\n")
     assert main(["check", "--journeys", "config/journeys.yaml"]) == 0
     assert capsys.readouterr().out == "config OK\n"
+    # Online, what receiver.yaml sets up is called: all of it is read, secrets and all.
+    assert main(["check", "--journeys", "config/journeys.yaml", "--online"]) == 1
+    assert "server.auth.bearer_tokens: no write credential is configured" in (
+        capsys.readouterr().err
+    )
 
 
 def test_explain_shows_keys_scores_and_sinks() -> None:

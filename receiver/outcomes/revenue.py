@@ -36,6 +36,10 @@ def at_risk(state: IncidentState, until_ms: int) -> float | None:
     episode people were told of is open; None when no count had a figure."""
     rate = per_min(state.kpis)
     counted_to = state.revenue_counted_to
+    if _stored_before(state):
+        # Counted as the version that wrote it did: the last figure over its whole time.
+        end = until_ms if state.resolved_at is None else state.resolved_at
+        return None if rate is None else rate * max(0, end - state.started) / _MINUTE_MS
     if rate is None or counted_to is None or not _running(state):
         return state.revenue_at_risk
     return (state.revenue_at_risk or 0.0) + rate * max(0, until_ms - counted_to) / _MINUTE_MS
@@ -47,7 +51,7 @@ def count(state: IncidentState, kpis: Sequence[KpiRecord], now_ms: int) -> tuple
     episode's first notification), the new figure from the episode's start."""
     counted = at_risk(state, now_ms)
     rate = per_min(kpis)
-    if rate is not None and not _running(state):
+    if rate is not None and not _running(state) and not _stored_before(state):
         # Not from before the last episode's count ended: a reopen's alert may say it
         # started before that resolve.
         since = max(state.started, state.revenue_counted_to or state.started)
@@ -58,9 +62,20 @@ def count(state: IncidentState, kpis: Sequence[KpiRecord], now_ms: int) -> tuple
 def closed(state: IncidentState, now_ms: int) -> tuple[float | None, int | None]:
     """``revenue_at_risk`` and ``revenue_counted_to`` as the episode resolves at
     ``now_ms``: the last figure counted to the resolve, and no further."""
-    if state.revenue_counted_to is None:
+    if state.revenue_counted_to is None and not _stored_before(state):
         return state.revenue_at_risk, None
     return at_risk(state, now_ms), now_ms
+
+
+def _stored_before(state: IncidentState) -> bool:
+    """Told of, yet never counted: written by a version that kept no count (every told
+    episode's first notification starts one now). It is read as that version read it,
+    until its next count."""
+    return (
+        state.revenue_counted_to is None
+        and state.revenue_at_risk is None
+        and state.notified_at is not None
+    )
 
 
 def _running(state: IncidentState) -> bool:

@@ -197,12 +197,8 @@ def _cause(cause: dict[str, Any]) -> str:
     evidence = "; ".join(str(e) for e in cause.get("evidence", [])[:2])
     score = float(cause.get("score", 0.0))
     # The list has no score column (Jira's and the page's have): a guess must say so.
-    guess = (
-        f"a guess: score {score:g}, below {CAUSE_CONFIDENCE:g}; "
-        if score < CAUSE_CONFIDENCE
-        else ""
-    )
-    said = f"{guess}{evidence}".rstrip("; ")
+    guess = f"a guess: score {score:g}, below {CAUSE_CONFIDENCE:g}"
+    said = "; ".join(part for part in (guess if score < CAUSE_CONFIDENCE else "", evidence) if part)
     return str(cause.get("text", "")) + (f" ({said})" if said else "")
 
 

@@ -4,12 +4,15 @@ each episode people were told of to its resolve, never a blip, never the time be
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from receiver.outcomes.stats import Business, parse_query, read_stats
+from receiver.outcomes import revenue
+from receiver.outcomes.stats import Business, Outcome, compute, parse_query, read_stats
+from receiver.store.records import stored_state
 from tests.conftest import FakeClock
 from tests.support.harness import Harness, harness
 from tests.support.prometheus import prometheus_server
@@ -21,6 +24,7 @@ WEEK = 7 * 86_400
 START = 1_776_498_900  # 07:55Z on 2026-04-18; the baseline is the same hour a week before
 FIRST = 1_776_499_800 - 30  # 08:09:30Z: the alert starts
 MIN = 60
+MIN_MS = MIN * 1000
 
 
 def history() -> str:
@@ -131,3 +135,30 @@ async def test_each_told_episode_counts_and_neither_a_blip_nor_the_time_between(
         business = await at_risk(rx)
     # The first episode's 7.5 min, and 2.5 min of this one: not 08:17Z to 08:27Z.
     assert business.revenue_at_risk_total == first + 300 * 2.5
+
+
+def test_an_incident_stored_before_the_count_keeps_its_revenue() -> None:
+    # As the previous version left it: told, resolved after 40 minutes, its last look
+    # 100/min at risk; no revenue_at_risk or revenue_counted_to in either document.
+    state = {
+        "id": "checkout-x-1", "key": "checkout", "digest": "x", "journey": "checkout",
+        "group_labels": {}, "status": "resolved", "created_at": 0, "updated_at": 40 * MIN_MS,
+        "first_firing_at": 0, "resolved_at": 40 * MIN_MS, "notified_at": 30_000,
+        "sinks": {"log": {"state": "sent"}},
+    }  # fmt: skip
+    view = {"kpis": [{"name": "orders", "revenue_at_risk_per_min": 100.0}]}
+    old = stored_state(json.dumps(state), json.dumps(view))
+    stats = compute([Outcome(old, frozenset())], 0, 60 * MIN_MS, ["checkout"])
+    # As that version counted it: its last figure over its 40 minutes.
+    assert stats.business.revenue_quantified_pct == 100.0
+    assert stats.business.revenue_at_risk_total == 4_000.0
+    # Open at the upgrade: its next count goes on from there, counting no minute twice.
+    still = stored_state(
+        json.dumps({**state, "status": "open", "resolved_at": None}), json.dumps(view)
+    )
+    counted, to = revenue.count(still, still.kpis, 40 * MIN_MS)
+    assert (counted, to) == (4_000.0, 40 * MIN_MS)
+    went_on = still.model_copy(update={"revenue_at_risk": counted, "revenue_counted_to": to})
+    assert revenue.closed(went_on, 50 * MIN_MS) == (5_000.0, 50 * MIN_MS)
+    # Resolved before its next look: closed as that version would have counted it.
+    assert revenue.closed(still, 45 * MIN_MS) == (4_500.0, 45 * MIN_MS)
