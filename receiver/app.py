@@ -305,7 +305,7 @@ class Receiver:
             "alert_count": st.alert_count,
             "firing_count": st.firing_count,
             "created_at": rfc3339(st.created_at),
-            "updated_at": rfc3339(st.updated_at),
+            "updated_at": rfc3339(st.changed_at),
         }
 
     async def aclose(self) -> None:

@@ -276,7 +276,7 @@ def rules(args: argparse.Namespace) -> int:
                 Path("journeys.yaml") if cfg_path is None else cfg_path.parent / "journeys.yaml"
             )
     try:
-        journeys = config.load_journeys(journeys_path)
+        journeys = config.load_journeys(journeys_path, offline=True)
         document = rules_document(journeys, group_by, options)
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -153,7 +153,9 @@ def explain_batch(
     if config_path is None:
         cfg = config.ReceiverConfig()
         journeys = (
-            config.load_journeys(journeys_path, cfg) if journeys_path else config.JourneysConfig()
+            config.load_journeys(journeys_path, cfg, offline=True)
+            if journeys_path
+            else config.JourneysConfig()
         )
     else:
         cfg, journeys = config.load(config_path, journeys_path)

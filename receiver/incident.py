@@ -440,7 +440,7 @@ def build(
         created_at=rfc3339(state.created_at) or "",
         started_at=rfc3339(state.started) or "",
         notified_at=rfc3339(state.notified_at),
-        updated_at=rfc3339(state.updated_at) or "",
+        updated_at=rfc3339(state.changed_at) or "",
         resolved_at=rfc3339(state.resolved_at),
         reopened_count=state.reopened_count,
         feedback=[{**f.model_dump(exclude_none=True), "at": rfc3339(f.at)} for f in state.feedback],

@@ -14,9 +14,10 @@ import pytest
 from receiver import app as app_module
 from receiver.enrich import feed_registry
 from receiver.enrich.json_feed import JsonFeed
+from receiver.incident import rfc3339
 from receiver.sinks import slack as slack_sink
 from receiver.store import StoreSettings, open_store
-from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert, make_batch, resolved
 from tests.support.harness import harness, write_config
 from tests.support.processes import free_port
 from tests.support.sink_world import Fakes
@@ -80,6 +81,31 @@ async def test_bad_input_gets_the_documented_status_and_loses_nothing(
         metrics = (await rx.client.get("/metrics")).text
         assert 'journey_receiver_webhook_requests_total{code="413"} 2.0' in metrics
         assert 'journey_receiver_webhook_requests_total{code="422"} 3.0' in metrics
+
+
+async def test_updated_at_says_when_anything_about_the_incident_changed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # A client polling for what changed since it last looked must see feedback and the
+    # resolve, not only changes to the alerts.
+    async with harness(write_config(tmp_path), clock) as rx:
+        alert = make_alert("payment-service")
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)  # group_wait: opened and notified
+        told = await rx.incident(inc)
+        assert told["updated_at"] == told["notified_at"] > told["created_at"]
+        clock.advance(60)
+        fed = await rx.client.post(f"/api/v1/incidents/{inc}/feedback", json={"useful": True})
+        assert fed.status_code < 300, fed.text
+        assert (await rx.incident(inc))["updated_at"] == rfc3339(clock.ms)
+        clock.advance(60)
+        await rx.post([resolved(alert)])
+        await rx.tick(300)  # resolve_after
+        detail = await rx.incident(inc)
+        assert detail["status"] == "resolved"
+        assert detail["updated_at"] == detail["resolved_at"]
+        (summary,) = (await rx.client.get("/api/v1/incidents?status=resolved")).json()["incidents"]
+        assert summary["updated_at"] == detail["resolved_at"]
 
 
 async def test_read_endpoints_have_their_own_token(tmp_path: Path, clock: FakeClock) -> None:

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from receiver.cli import _local_url, main
+from receiver.config import load_journeys
+from receiver.errors import ConfigError
 from tests.conftest import (
     EXAMPLE_CONFIG,
     EXAMPLE_JOURNEYS,
@@ -79,6 +81,29 @@ def test_a_team_lead_checks_journeys_alone_without_the_operators_secrets(
     assert "server.auth.bearer_tokens: no write credential is configured" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("command", ["rules", "explain", "check"])
+def test_commands_that_send_nothing_need_no_routing_key_in_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    # As SPEC's reference journeys.yaml writes it: "${PD_KEY_PAYMENTS}", no default. A team
+    # lead's CI (or a fork's pull request) has no such secret; these commands use none.
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(
+        EXAMPLE_JOURNEYS.read_text().replace("${PD_KEY_PAYMENTS:-}", "${JR_TEST_PD_KEY}")
+    )
+    assert "${JR_TEST_PD_KEY}" in journeys.read_text()
+    monkeypatch.delenv("JR_TEST_PD_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)  # no config/receiver.yaml to fall back on
+    extra = ["--alerts", str(ROOT / "examples" / "storm.json")] if command == "explain" else []
+    assert main([command, "--journeys", str(journeys), *extra]) == 0, capsys.readouterr().err
+    # Serving it is another matter: the key would be used.
+    with pytest.raises(ConfigError, match="environment variable JR_TEST_PD_KEY is not set"):
+        load_journeys(journeys)
 
 
 def test_explain_shows_keys_scores_and_sinks() -> None:

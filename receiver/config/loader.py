@@ -28,11 +28,14 @@ def load_receiver_config(path: Path | str) -> ReceiverConfig:
     return _valid(config, doc.problems)
 
 
-def load_journeys(path: Path | str, served_with: ReceiverConfig | None = None) -> JourneysConfig:
+def load_journeys(
+    path: Path | str, served_with: ReceiverConfig | None = None, *, offline: bool = False
+) -> JourneysConfig:
     """Read ``journeys.yaml``; ``ConfigError`` lists every problem in it. ``served_with``:
     the receiver config it runs under (its defaults, without a receiver.yaml), whose
-    group_by its KPI queries are checked against, as ``check`` does."""
-    journeys, doc = _read(Path(path), JourneysConfig)
+    group_by its KPI queries are checked against, as ``check`` does. ``offline``: for a
+    command that sends nothing, an unset ``${PD_KEY}`` (a routing key) reads as empty."""
+    journeys, doc = _read(Path(path), JourneysConfig, offline)
     if journeys is not None and served_with is not None:
         _check_kpi_queries(served_with, journeys, doc)
     return _valid(journeys, doc.problems)
@@ -91,7 +94,9 @@ def check(
     defaults of receiver.yaml (``group_by`` when given) are checked with ``journeys_path``
     (or ./journeys.yaml)."""
     if config_path is None:
-        journeys, doc = _read(_path(journeys_path) or DEFAULT_JOURNEYS_FILE, JourneysConfig)
+        # Checked alone, as a team lead does (the secrets it names are the operators').
+        path = _path(journeys_path) or DEFAULT_JOURNEYS_FILE
+        journeys, doc = _read(path, JourneysConfig, offline=True)
         if journeys is not None:
             served = ReceiverConfig()
             if group_by is not None:
@@ -176,8 +181,8 @@ def _next_to(config_path: Path) -> Path:
     return config_path.parent / DEFAULT_JOURNEYS_FILE
 
 
-def _read(path: Path, model: type[M]) -> tuple[M | None, Document]:
-    doc = read_document(path)
+def _read(path: Path, model: type[M], offline: bool = False) -> tuple[M | None, Document]:
+    doc = read_document(path, unset_is_empty=offline)
     if doc.problems and doc.data is None:  # unreadable or not YAML
         return None, doc
     if doc.data is None:  # a file holding only `null` or comments

@@ -57,8 +57,10 @@ class Document:
         )
 
 
-def read_document(path: Path) -> Document:
-    """Read and compose ``path``; problems are collected on the document, never raised."""
+def read_document(path: Path, *, unset_is_empty: bool = False) -> Document:
+    """Read and compose ``path``; problems are collected on the document, never raised.
+    ``unset_is_empty``: an unset ``${VAR}`` reads as empty, no problem (for the commands
+    that use no secret: ``rules``, ``explain``, ``replay``, a team lead's ``check``)."""
     doc = Document(file=str(path), base=path.parent)
     try:
         text = path.read_text(encoding="utf-8")
@@ -69,7 +71,8 @@ def read_document(path: Path) -> Document:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        doc.data = {} if root is None else _Builder(loader, doc).value(root, ())
+        builder = _Builder(loader, doc, unset_is_empty)
+        doc.data = {} if root is None else builder.value(root, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -87,9 +90,10 @@ def read_document(path: Path) -> Document:
 
 
 class _Builder:
-    def __init__(self, loader: yaml.SafeLoader, doc: Document) -> None:
+    def __init__(self, loader: yaml.SafeLoader, doc: Document, unset_is_empty: bool) -> None:
         self.loader = loader
         self.doc = doc
+        self.unset_is_empty = unset_is_empty
         self.active: set[int] = set()
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
@@ -168,7 +172,8 @@ class _Builder:
             if default is not None:
                 return value or default  # like the shell: unset or empty takes the default
             if value is None:
-                self.doc.add(loc, f"environment variable {name} is not set")
+                if not self.unset_is_empty:
+                    self.doc.add(loc, f"environment variable {name} is not set")
                 return ""
             return value
 

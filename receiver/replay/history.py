@@ -25,7 +25,7 @@ at its first point: the replay cannot know when they really started.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,20 +61,41 @@ def query(step_ms: int) -> str:
     return f'last_over_time(ALERTS{{alertstate="firing"}}[{step_ms - 1}ms])'
 
 
+@dataclass(frozen=True, slots=True)
+class RuleInterval:
+    """An alerting rule as Prometheus' rules API lists it: its alertname, its static
+    labels and its group's evaluation interval (ms)."""
+
+    name: str
+    labels: Mapping[str, str]
+    interval_ms: int
+
+
+def interval_of(alert: Mapping[str, str], rules: Sequence[RuleInterval], step_ms: int) -> int:
+    """The evaluation interval of the rule that raised ``alert``: of those with its
+    alertname, the ones whose static labels it carries (teams reuse alertnames in groups
+    of their own, at their own intervals); the longest where several do, or where none
+    does (a label templated from the query's); the step for an alertname none raises."""
+    named = [r for r in rules if r.name == alert.get("alertname")]
+    carried = [r for r in named if all(alert.get(k) == v for k, v in r.labels.items())]
+    return max((r.interval_ms for r in carried or named), default=step_ms)
+
+
 def firings(
     points: Iterable[tuple[Mapping[str, str], Iterable[int]]],
     step_ms: int,
     last_ms: int,
-    intervals: Mapping[str, int] | None = None,
+    rules: Sequence[RuleInterval] = (),
 ) -> list[Firing]:
     """The firing intervals of series given as (labels, point times in ms); ``last_ms`` is
-    the last point of the window's grid; ``intervals``: alertname -> its rule's evaluation
-    interval (ms), where longer than the step. Sorted by start, then fingerprint."""
+    the last point of the window's grid; ``rules``: the alerting rules, whose evaluation
+    interval reads their alerts where longer than the step. Sorted by start, then
+    fingerprint."""
     found: list[Firing] = []
     for labels, times in points:
         alert = {k: v for k, v in labels.items() if k not in _DROPPED}
         fp = labels_fingerprint(alert)
-        every = (intervals or {}).get(alert.get("alertname", ""), step_ms)
+        every = interval_of(alert, rules, step_ms)
         # On the grid of points: the first point at or after the next evaluation.
         gap = max(1, -(-every // step_ms)) * step_ms
         run_start: int | None = None
@@ -124,29 +145,31 @@ def read_firings(
                 series.setdefault(tuple(sorted(labels.items())), []).extend(times)
             start = end + step_ms
         # After the history: a Prometheus that cannot be reached has been named by then.
-        intervals = rule_intervals(client, url)
-    return firings(((dict(k), v) for k, v in series.items()), step_ms, last, intervals)
+        rules = rule_intervals(client, url)
+    return firings(((dict(k), v) for k, v in series.items()), step_ms, last, rules)
 
 
-def rule_intervals(client: httpx.Client, url: str) -> dict[str, int]:
-    """alertname -> the evaluation interval (ms) of the rule group raising it (the longest
-    where several do), from Prometheus' rules API; empty when it gives none (an answer
-    of another shape included: the history itself is what the replay needs)."""
+def rule_intervals(client: httpx.Client, url: str) -> list[RuleInterval]:
+    """Every alerting rule with its group's evaluation interval, from Prometheus' rules
+    API; empty when it gives none (an answer of another shape included: the history
+    itself is what the replay needs)."""
     try:
         response = client.get(url.rstrip("/") + "/api/v1/rules", params={"type": "alert"})
         groups = response.json()["data"]["groups"] if response.status_code == 200 else []
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return {}
-    found: dict[str, int] = {}
+        return []
+    found: list[RuleInterval] = []
     for group in groups if isinstance(groups, list) else []:
         try:
             interval = round(float(group["interval"]) * 1000)
-            names = [r["name"] for r in group["rules"] if r.get("type") == "alerting"]
+            rules = [r for r in group["rules"] if r.get("type") == "alerting"]
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
-        for name in names:
-            if isinstance(name, str) and interval > 0:
-                found[name] = max(found.get(name, 0), interval)
+        for rule in rules:
+            name, labels = rule.get("name"), rule.get("labels") or {}
+            if isinstance(name, str) and isinstance(labels, dict) and interval > 0:
+                static = {k: v for k, v in labels.items() if isinstance(v, str)}
+                found.append(RuleInterval(name, static, interval))
     return found
 
 

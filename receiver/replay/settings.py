@@ -76,7 +76,7 @@ def replay_settings(
         routing = _ROUTING.validate_python(data.get("routing", cfg.routing))
     except ValidationError as exc:
         raise _problems(exc, ("routing",), doc, config_path) from exc
-    journeys = config.load_journeys(_journeys_file(journeys_path, config_path, data))
+    journeys = config.load_journeys(_journeys_file(journeys_path, config_path, data), offline=True)
     settings = Settings.build(cfg, journeys)
     return dataclasses.replace(
         settings, routing={sink: frozenset(prios) for sink, prios in routing.items()}

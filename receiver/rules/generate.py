@@ -189,9 +189,12 @@ def _kpi_rules(
                 "labels": ids,
             },
         ]
+        # Usual traffic at this hour, not only no less than a share of the day's: a region
+        # that never had any (counters at 0 in a standby one) has nothing to fall from.
         condition += (
             f"\nand journey:kpi:traffic_baseline{select}"
             f"\n  >= {_num(options.min_traffic_ratio)} * journey:kpi:traffic_typical{select}"
+            f"\nand journey:kpi:traffic_baseline{select} > 0"
         )
     # Alert labels are Go templates too (annotations are): each value is kept as written.
     labels = {k: _text(v) for k, v in way.labels.items() if k != "alertname"}

@@ -350,6 +350,29 @@ class IncidentState(_Record):
         return self.first_firing_at if self.started_at is None else self.started_at
 
     @property
+    def changed_at(self) -> int:
+        """When anything about it last changed, as the API's ``updated_at`` says: its
+        alerts (``updated_at`` as stored is ingest's alone, which the figures read), a
+        decision (a notification, the resolve, a look at its context) or what people did
+        (a response, feedback, a run, a silence), so that a client polling for changes
+        sees the resolve."""
+        response = self.response or ResponseRecord()
+        last = [
+            entries[-1].at
+            for entries in (self.feedback, self.actions_run, self.silences)
+            if entries
+        ]
+        stamps = (
+            self.resolved_at,
+            self.enriched_at,
+            self.last_notified.at if self.last_notified else None,
+            response.acknowledged_at,
+            response.resolved_at,
+            *last,
+        )
+        return max([self.updated_at, *(at for at in stamps if at is not None)])
+
+    @property
     def sent_anywhere(self) -> bool:
         """Whether a notification of it went to a sink, so that someone could hear of it
         (the commit marks each sink it queues a job for). ``notified_at`` alone does not

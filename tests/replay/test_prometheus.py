@@ -202,6 +202,47 @@ def test_a_rule_evaluated_less_often_than_the_step_keeps_its_firings_whole(
     assert minutes["Unlisted"] == [(m, m + 1) for m in [*range(0, 20, 2), 40, 42]]
 
 
+_SHARED_NAME_RULES = """\
+groups:
+  - name: payments
+    interval: 1m
+    rules:
+      - alert: HighErrorRate
+        expr: vector(0) > 1
+        labels: {team: payments}
+  - name: batch-jobs
+    interval: 5m
+    rules:
+      - alert: HighErrorRate
+        expr: vector(0) > 1
+        labels: {team: batch}
+"""
+
+
+def test_an_alertname_two_groups_raise_is_read_at_the_interval_of_its_own_rule(
+    tmp_path: Path,
+) -> None:
+    # Teams reuse alertnames: the payments team's 1m rule and another team's 5m rule both
+    # raise HighErrorRate. The payments alert fires 0-10 and 14-20 (one sample a minute):
+    # two firings, not one read at the other group's 5m.
+    start = int(T0.timestamp())
+    labels = (
+        'alertname="HighErrorRate",alertstate="firing",service="payment-service",team="payments"'
+    )
+    lines = ["# TYPE ALERTS gauge"]
+    lines += [f"ALERTS{{{labels}}} 1 {start + 60 * m}" for m in [*range(0, 10), *range(14, 20)]]
+    history = tmp_path / "alerts.om"
+    history.write_text("\n".join([*lines, "# EOF"]) + "\n")
+    with prometheus_server(tmp_path / "prometheus", history, _SHARED_NAME_RULES) as url:
+        since = start * 1000 - 10 * MINUTE
+        found = read_firings(url, since, since + 60 * MINUTE, MINUTE)
+    assert [
+        ((f.start_ms // 1000 - start) // 60, (f.end_ms // 1000 - start) // 60)
+        for f in found
+        if f.end_ms is not None
+    ] == [(0, 10), (14, 20)]
+
+
 @pytest.mark.parametrize(
     "rules",
     [

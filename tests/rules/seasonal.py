@@ -13,6 +13,8 @@ One scenario feeds both the shipped ``promtool test rules`` file and the real Pr
 - eu, staging: since 02:50 none complete — silent, the stage matches only env="prod".
 - sa, prod: as eu without its bad week, but since 02:50 nothing at all, neither started nor
   completed (an outage): the ratio is 0/0, no number, and it fires all the same.
+- dr, prod: a standby region whose counters were set to 0 up front (as Prometheus advises)
+  and never moved: no traffic now, none ever: nothing fell, silent.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ REGIONS = (
         lambda m: 0.0 if m >= DROP else 50.0,
         lambda m: 0.0 if m >= DROP else 15.0,
     ),
+    Region('env="prod",region="dr"', lambda m: 0.0, lambda m: 0.0),
 )
 SERIES = (("checkout_started_total", "started"), ("checkout_completed_total", "completed"))
 
@@ -128,7 +131,7 @@ PROMTOOL_HEADER = """\
 # drop has lasted `for: 10m`; us dips as it does every week at this hour and stays silent;
 # ap loses every completion at night, when its usual traffic is too low to judge; staging
 # is not a stage of the journey; sa loses all its traffic at 02:50 (0/0: no ratio at all)
-# and fires as eu does.
+# and fires as eu does; dr, a standby region, never had any traffic and stays silent.
 """
 
 
@@ -182,8 +185,9 @@ tests:
         + _expected_alert("eu", "0.1")
         + _expected_alert("sa", "0")
         + """    promql_expr_test:
-      # The baselines: eu keeps 30% despite its bad week, us has its weekly 12%.
-      - expr: round(journey:kpi:baseline, 0.001)
+      # The baselines: eu keeps 30% despite its bad week, us has its weekly 12%; dr has
+      # none (0/0 every week: no number, left out here).
+      - expr: round(journey:kpi:baseline > -1, 0.001)
         eval_time: 28d3h30m
         exp_samples:
           - labels: '{env="prod", journey="checkout", kpi="conversion", region="ap"}'
