@@ -7,6 +7,8 @@ import gc
 import ipaddress
 import json
 import logging
+import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -413,7 +415,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`replay --json | head`): no traceback, and Python's exit
+        # must not flush into the closed pipe again. The shell's code for SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return code
 
 

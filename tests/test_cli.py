@@ -106,6 +106,19 @@ def test_commands_that_send_nothing_need_no_routing_key_in_the_environment(
         load_journeys(journeys)
 
 
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    # `journey-receiver rules | head -1`, the reader gone before the rules are written.
+    with subprocess.Popen(
+        [CLI, "rules", "--journeys", str(EXAMPLE_JOURNEYS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=30) == 128 + signal.SIGPIPE
+    assert err == ""
+
+
 def test_explain_shows_keys_scores_and_sinks() -> None:
     result = subprocess.run(
         [CLI, "explain", "--alerts", str(ROOT / "examples" / "storm.json"),

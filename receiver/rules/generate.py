@@ -39,6 +39,8 @@ from typing import Any
 import yaml
 
 from receiver.config import Journey, JourneysConfig, Kpi
+from receiver.enrich import EnrichmentError
+from receiver.enrich.promql import substitute
 from receiver.rules.promql import (
     QueryShapeError,
     per_group,
@@ -99,7 +101,7 @@ def rules_document(
             where = f"journeys[{index}] {journey.id}, kpis[{kpi_index}] {kpi.name}"
             try:
                 rules.extend(_kpi_rules(journeys, journey, kpi, default_group_by, options))
-            except (QueryShapeError, UnroutableError) as exc:
+            except (QueryShapeError, UnroutableError, EnrichmentError) as exc:
                 raise RulesError(f"{where}: {exc}") from None
         if rules:
             group: dict[str, Any] = {"name": f"journey-receiver:{journey.id}"}
@@ -135,7 +137,9 @@ def _kpi_rules(
             f"({', '.join(group_by) or 'none'})"
         )
     way = route(journeys, journey, own, kept_apart, default_group_by)
-    query = per_group(written, way.pinned).query
+    # Pinned, no placeholder is left; a `$$` (label_replace's `$$1`) is then read as the
+    # receiver reads it, a literal `$`, so that the rule asks what the KPI asks.
+    query = substitute(per_group(written, way.pinned).query, {})
     denominator = top_level_denominator(query)
     traffic = denominator if denominator is not None else query if kpi.bad_when == "down" else None
     ids = {"journey": journey.id, "kpi": kpi.name}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from receiver.config import JourneysConfig, load_journeys
+from receiver.enrich.promql import substitute
 from receiver.journeys import JourneyCatalog
 from receiver.matchers import parse_matcher
 from receiver.rules import ALERTNAME, RuleOptions, RulesError, rules_document, to_yaml
@@ -193,6 +194,23 @@ def test_a_kpi_that_is_bad_when_up_alerts_above_its_upper_band_without_a_traffic
     )
     assert "traffic" not in alert["expr"]
     assert not rules_of(doc, "record", "journey:kpi:traffic_baseline")
+
+
+def test_a_literal_dollar_asks_prometheus_what_the_receiver_asks() -> None:
+    # label_replace's group $1, written $$1 (a $ of its own, not a placeholder): the
+    # receiver sends "$1", and so must the rule, or Prometheus writes the text "$1".
+    query = (
+        'sum(label_replace(rate(orders_total{region="$region"}[5m]), "r", "$$1", "region", "(.*)"))'
+    )
+    (kpi,) = rules_of(
+        rules_document(make_journeys(make_journey(query=query))), "record", "journey:kpi"
+    )
+    assert kpi["expr"] == (
+        'sum by (region) (label_replace(rate(orders_total[5m]), "r", "$1", "region", "(.*)"))'
+    )
+    assert substitute(query, {"region": "eu"}) == (
+        'sum(label_replace(rate(orders_total{region="eu"}[5m]), "r", "$1", "region", "(.*)"))'
+    )
 
 
 def test_a_ratio_bad_when_up_is_guarded_by_its_denominator() -> None:
