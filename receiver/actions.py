@@ -69,10 +69,11 @@ def _what(change: ChangeRecord) -> str:
 def _unmet(when: ActionCondition, state: IncidentState, priority: str | None) -> str | None:
     """Why the conditions besides the change do not hold (one service, the stages, the
     priority, a KPI); None when they do."""
-    if when.single_service is not None and (len(state.services) == 1) != when.single_service:
+    services = state.shown_services  # as told: a blip's service is none of them
+    if when.single_service is not None and (len(services) == 1) != when.single_service:
         wanted = "one service" if when.single_service else "several services"
-        return f"it needs {wanted}; the incident has {len(state.services)}"
-    if when.stages is not None and not set(when.stages) & set(state.stages):
+        return f"it needs {wanted}; the incident has {len(services)}"
+    if when.stages is not None and not set(when.stages) & set(state.shown_stages):
         return f"only for the stages {', '.join(when.stages)}"
     if when.priorities is not None and priority not in when.priorities:
         return f"only at {', '.join(when.priorities)}; the incident is {priority or 'unscored'}"
@@ -159,8 +160,8 @@ def match(action: Action, state: IncidentState, priority: str | None = None) -> 
     if unmet is not None:
         return unmet
     values = dict(state.group_labels)
-    if len(state.services) == 1:
-        values["service"] = next(iter(state.services))
+    if len(shown := state.shown_services) == 1:
+        values["service"] = shown[0]
     if when.change_type is None:
         return Match(action, values, "", previous_known=True)
     change = _change(when, state)

@@ -215,6 +215,18 @@ def check(args: argparse.Namespace) -> int:
             print("online check skipped: fix the config first", file=sys.stderr)
         return 1
     print("config OK")
+    if cfg_path is not None:
+        journeys = config.load(cfg_path, journeys_path)[1]
+    else:
+        assert journeys_path is not None
+        journeys = config.load_journeys(journeys_path, offline=True)
+    if not journeys.journeys:
+        # Valid, and yet what serve warns of loudly: say it before a deploy, not after.
+        print(
+            "warning: no journeys configured: every alert would be filed under the built-in "
+            "'unmapped' journey",
+            file=sys.stderr,
+        )
     if not args.online:
         return 0
     from receiver.online.runner import run

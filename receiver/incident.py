@@ -234,11 +234,11 @@ def title(state: IncidentState, impact: Impact) -> str:
         # that looked final would be read as the verdict.
         return f"{head}{alerts_text(state.alert_count)}, gathering until group_wait ends"
     if state.status == "resolved":
-        services = sorted(state.services)
+        services = state.shown_services
         what = f"resolved: {alerts_text(state.alert_count)} in "
     elif state.firing_count == 0:
         # Everything resolved, waiting out resolve_after: no firing service to name.
-        services = sorted(state.services)
+        services = state.shown_services
         what = f"resolving: {alerts_text(state.alert_count)} in "
     else:
         # The busiest first: what is failing most is what the reader needs first.
@@ -320,11 +320,12 @@ def summary(
     lines = [
         f"{journey.name} ({state.journey}) in {where}, since {rfc3339(state.started)}: "
         f"{state.firing_count} of {state.alert_count} alert(s) firing across "
-        f"{listing(sorted(state.services), 6)}."
+        f"{listing(state.shown_services, 6)}."
     ]
     if state.firing_count and any(a.status == "firing" for a in alerts):
         lines.append(f"What broke: {what_broke(alerts)}.")
-    whom = [f"stages {', '.join(sorted(state.stages))}" if state.stages else "no stage matched"]
+    stages = state.shown_stages
+    whom = [f"stages {', '.join(stages)}" if stages else "no stage matched"]
     tiers = sorted({t for a in alerts if a.status == "firing" and (t := a.labels.get(tier_label))})
     if tiers:
         whom.append(f"customer {tier_label} {', '.join(tiers)}")
@@ -383,6 +384,23 @@ def _runbooks(journey: Journey, alerts: list[StoredAlert]) -> list[dict[str, str
     ]
 
 
+def _without_blips(state: IncidentState, page: AlertPage) -> AlertPage:
+    """``page`` without the alerts of the episode that fired and resolved before its first
+    notification (blips: never told), once that went out."""
+    told = state.notified_at
+    if told is None or told < state.first_firing_at:
+        return page
+    kept = [
+        a
+        for a in page.alerts
+        if not (a.status == "resolved" and state.first_firing_at <= a.changed_at < told)
+    ]
+    if len(kept) == len(page.alerts):
+        return page
+    gone = len(page.alerts) - len(kept)
+    return page.model_copy(update={"alerts": kept, "total": page.total - gone})
+
+
 def build(
     state: IncidentState,
     page: AlertPage,
@@ -394,12 +412,13 @@ def build(
 ) -> Incident:
     owner = journey.owner
     mtta, mttr = response_times(state)
+    page = _without_blips(state, page)
     return Incident(
         id=state.id,
         key=state.key,
         journey=state.journey,
         journey_name=journey.name,
-        stages=sorted(state.stages),
+        stages=state.shown_stages,
         status=state.status,
         priority=impact.priority,
         score=impact.score,
@@ -407,7 +426,7 @@ def build(
         title=title(state, impact),
         summary=summary(state, journey, impact, page.alerts, tier_label),
         group_labels=state.group_labels,
-        services=sorted(state.services),
+        services=state.shown_services,
         regions=sorted(state.regions),
         alerts=[_alert_json(a, state.suppressed) for a in page.alerts],
         alerts_omitted=page.total - len(page.alerts),

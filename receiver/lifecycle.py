@@ -84,10 +84,10 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     reasons = []
     if now.priority != last.priority:
         reasons.append(f"priority {last.priority} → {now.priority}")
-    new_services = sorted(set(state.services) - set(last.services))
+    new_services = sorted(set(state.shown_services) - set(last.services))
     if new_services:
         reasons.append("new services: " + ", ".join(new_services))
-    new_stages = sorted(set(state.stages) - set(last.stages))
+    new_stages = sorted(set(state.shown_stages) - set(last.stages))
     if new_stages:
         reasons.append("new stages: " + ", ".join(new_stages))
     # What a later look at the context found: a change it now trusts as the cause, a KPI
@@ -185,6 +185,12 @@ def advance(
         if last is not None and last.priority != now.priority and decision.notify != "resolve":
             note("priority", f"priority {last.priority} → {now.priority}")
         state.pending = None
+        if decision.notify in ("open", "reopen"):
+            # What fired and resolved within group_wait is a blip, never told: its services
+            # and stages are left out of what people are told (and scored) from now on,
+            # unless they fire again. Worked out while the episode is not yet told.
+            state.blipped_services = sorted(set(state.services) - set(state.shown_services))
+            state.blipped_stages = sorted(set(state.stages) - set(state.shown_stages))
         if state.notified_at is None or decision.notify == "reopen":
             # When this episode's people were told (MTTA counts from it), as started_at
             # is when it started.
@@ -199,12 +205,17 @@ def advance(
             kind=decision.notify,
             priority=now.priority,
             score=now.score,
-            services=sorted(state.services),
-            stages=sorted(state.stages),
+            services=state.shown_services,
+            stages=state.shown_stages,
             firing_count=state.firing_count,
             cause=_change_cause(state),
             bad_kpis=sorted(_bad_kpis(state)),
         )
+        # Told now: no longer a blip, whatever comes after (it resolving included).
+        state.blipped_services = sorted(
+            set(state.blipped_services) - set(state.last_notified.services)
+        )
+        state.blipped_stages = sorted(set(state.blipped_stages) - set(state.last_notified.stages))
         why = f" ({'; '.join(decision.reasons)})" if decision.reasons else ""
         target = ", ".join(sinks) if sinks else "no sink (routing matched none)"
         note("notified", f"{decision.notify} {now.priority} sent to {target}{why}")

@@ -151,7 +151,7 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
     worst = max(classes, key=product)[0] if classes else None
     # No alert, no impact: an empty incident must not score as if every factor were neutral.
     stage_w, severity_w, tier_w = weights(worst) if worst else (0.0, 0.0, 0.0)
-    services, regions = len(state.services), len(state.regions)
+    services, regions = len(state.shown_services), len(state.regions)
     blast = min(
         1.0,
         _BLAST_BASE

@@ -54,6 +54,22 @@ def test_check_names_file_line_and_field(tmp_path: Path) -> None:
     assert f"{journeys}:7: journeys[0].stages[0].weight: -1 is below the minimum 0" in result.stderr
 
 
+def test_check_warns_of_a_journeys_file_without_journeys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "journeys.yaml"
+    empty.write_text("# nothing yet\njourneys: []\n")
+    assert main(["check", "--journeys", str(empty)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "config OK\n"
+    assert err == (
+        "warning: no journeys configured: every alert would be filed under the built-in "
+        "'unmapped' journey\n"
+    )
+    assert main(["check", "--config", str(EXAMPLE_CONFIG)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_team_lead_checks_journeys_alone_without_the_operators_secrets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

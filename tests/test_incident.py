@@ -32,6 +32,7 @@ def chart(**fields: object) -> IncidentState:
         "services": {"payment-service": T, "cart": T},
         "stages": {"payment": T, "cart": T},
         "firing_services": {"payment-service": 9, "cart": 3},
+        "firing_classes": {'["payment", "critical", ""]': 9, '["cart", "critical", ""]': 3},
         "kpis": [conversion(revenue_at_risk_per_min=1234.5)],
         "changes": [
             ChangeRecord(

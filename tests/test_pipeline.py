@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from receiver.store import open_store
 from receiver.store.redis import RedisStore
+from receiver.web import board
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 
@@ -163,6 +165,113 @@ async def test_a_blip_is_recorded_and_never_sent(rx: Harness) -> None:
     assert any(e["kind"] == "blip" for e in detail["timeline"])
     metrics = (await rx.client.get("/metrics")).text
     assert 'journey_receiver_blips_total{journey="checkout"} 1.0' in metrics
+
+
+async def test_blips_beside_a_firing_alert_are_neither_told_nor_scored(rx: Harness) -> None:
+    # Five services blip beside one warning in payment-service: the first page is the one
+    # warning alone, at the priority it has without them; a blipped service that fires
+    # again later is news.
+    firing = make_alert("payment-service", alertname="Slow", severity="warning")
+    blips = [
+        make_alert(s, alertname="Blip", severity="warning")
+        for s in ("cart", "cart-api", "checkout-service", "fraud-check", "payments-db")
+    ]
+    (inc,) = (await rx.post([firing, *blips])).json()["incidents"]
+    await rx.tick(5)
+    await rx.post([resolved(b) for b in blips])
+    await rx.tick(25)
+    assert (await rx.incident(inc))["blips"] == 5
+    (kind, _, sent) = rx.sink.sent[0]
+    assert kind == "open"
+    assert (sent.priority, sent.services, sent.stages) == ("P4", ["payment-service"], ["payment"])
+    assert [a["labels"]["service"] for a in sent.alerts] == ["payment-service"]
+    assert "across payment-service." in sent.summary
+    await rx.tick(120)
+    assert rx.sink.kinds() == ["open"]  # nothing new to tell
+    again = make_alert("cart-api", alertname="Blip", severity="warning", fingerprint="again")
+    await rx.post([again])
+    await rx.tick(120)
+    (kind, _, update) = rx.sink.sent[-1]
+    assert kind == "update" and update.services == ["cart-api", "payment-service"]
+
+
+async def cart_blipped(rx: Harness) -> tuple[str, dict[str, object]]:
+    """An incident opened on a payment-service warning, a cart alert blipping beside it."""
+    firing = make_alert("payment-service", alertname="Slow", severity="warning")
+    blip = make_alert("cart", alertname="Blip", severity="warning")
+    (inc,) = (await rx.post([firing, blip])).json()["incidents"]
+    await rx.tick(5)
+    await rx.post([resolved(blip)])
+    await rx.tick(25)
+    assert rx.sink.kinds() == ["open"] and rx.sink.sent[0][2].services == ["payment-service"]
+    return inc, firing
+
+
+async def test_a_blipped_service_told_later_stays_told(rx: Harness) -> None:
+    _, firing = await cart_blipped(rx)
+    again = make_alert("cart", alertname="CartDown", severity="warning")
+    await rx.post([again])
+    await rx.tick(120)
+    assert [(k, i.services) for k, _, i in rx.sink.sent[1:]] == [
+        ("update", ["cart", "payment-service"])
+    ]
+    await rx.post([resolved(firing), resolved(again)])
+    await rx.tick(300)
+    (kind, _, closing) = rx.sink.sent[-1]
+    assert (kind, closing.services) == ("resolve", ["cart", "payment-service"])
+
+
+async def test_a_reopen_keeps_what_its_earlier_episode_told(rx: Harness) -> None:
+    pay = make_alert("payment-service", alertname="Pay")
+    cart = make_alert("cart", alertname="Cart")
+    (inc,) = (await rx.post([pay, cart])).json()["incidents"]
+    await rx.tick(30)
+    await rx.post([resolved(pay), resolved(cart)])
+    await rx.tick(300)
+    await rx.post([{**pay, "startsAt": "2026-04-18T09:00:00Z"}])
+    await rx.tick(30)
+    assert rx.sink.kinds() == ["open", "resolve", "reopen"]
+    assert rx.sink.sent[-1][2].services == ["cart", "payment-service"]
+    state = (await rx.incident(inc), await rx.receiver.store.load(inc, False))[1]
+    assert state is not None
+    assert (state.state.blipped_services, state.state.blipped_stages) == ([], [])
+
+
+async def test_a_blipped_service_is_no_ground_for_a_cause_nor_the_board(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    clock.now = 1_776_499_800 - 30
+    async with harness(write_config(tmp_path), clock) as rx:
+        deploy = {"type": "deploy", "service": "cart", "version": "9.9",
+                  "at": "2026-04-18T08:07:30Z"}  # fmt: skip
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(deploy))).is_success
+        await cart_blipped(rx)
+        sent = rx.sink.sent[0][2]
+        assert "cart" not in sent.title
+        # The deploy to cart is as unrelated as a deploy to any service not in the incident.
+        assert [(c["text"], c["evidence"][-1]) for c in sent.probable_causes] == [
+            ("payment-service", "no change to the incident's services in the 30 min before "
+             "the first alert"),
+            ("deploy 9.9 to cart", "cart is not one of the incident's services"),
+        ]  # fmt: skip
+        assert sent.suggested_actions == []
+        (line,) = (await board.load(rx.receiver, board.OpenIncidents())).incidents
+        assert line.stages == ["payment"]
+
+
+async def test_blips_survive_a_commit_of_a_replica_that_does_not_know_them(
+    rx: Harness,
+) -> None:
+    # Replicas are rolled one at a time: one of the version before writes the view whole,
+    # from a model without blipped_*. Kept in the state, they are not lost with it.
+    inc, _ = await cart_blipped(rx)
+    store = rx.receiver.store
+    assert isinstance(store, RedisStore)
+    key = store._p + "inc:" + inc
+    state, view = (json.loads(v) for v in await store._r.hmget(key, ["state", "view"]))
+    assert (state["blipped_services"], "blipped_services" in view) == (["cart"], False)
+    await rx.tick(300)
+    assert rx.sink.kinds() == ["open"]
 
 
 async def test_truncated_batches_show_on_the_incident_and_in_metrics(rx: Harness) -> None:

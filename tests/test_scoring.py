@@ -51,6 +51,7 @@ def state(
         alert_count=len(firing),
         firing_count=len(firing),
         services={f"s{i}": 0 for i in range(services)},
+        firing_services={f"s{i}": 1 for i in range(services)} if firing else {},
         regions={f"r{i}": 0 for i in range(regions)},
         firing_classes=dict(classes),
         kpis=kpis or [],

@@ -158,7 +158,8 @@ class Enricher:
         )
         report = correlate(
             events,
-            services=state.services,
+            # As people are told them: a blip's service is no ground for a cause.
+            services={s: state.services[s] for s in state.shown_services},
             ranking=ranking,
             journey_id=state.journey,
             group_labels=state.group_labels,

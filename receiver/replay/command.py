@@ -109,7 +109,8 @@ def _instant(option: str, text: str) -> float:
         if _NUMBER.fullmatch(text.strip()):
             at = float(text)
         else:
-            written = datetime.fromisoformat(text.strip())
+            # RFC 3339 allows a lowercase t and z; Python reads only the capitals.
+            written = datetime.fromisoformat(text.strip().upper())
             # Without an offset it is UTC, never this machine's local time.
             at = (written if written.tzinfo else written.replace(tzinfo=UTC)).timestamp()
     except (ValueError, OverflowError):

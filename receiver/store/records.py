@@ -7,6 +7,7 @@ tell an empty array from an empty object, so list fields accept ``{}`` as ``[]``
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -316,6 +317,11 @@ class IncidentState(_Record):
     feedback: Annotated[list[FeedbackRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+    # Services and stages whose every alert was a blip at the episode's first notification
+    # (fired and resolved within group_wait): never told, so not shown nor scored while none
+    # of their alerts fires again.
+    blipped_services: StrList = Field(default_factory=list)
+    blipped_stages: StrList = Field(default_factory=list)
     # Seconds from the change named as the probable cause to the start, as the last
     # decision found it (``receiver.causes.change_to_detection``): in the state, not the
     # view, for ingest to keep it in ``told`` at a reopen.
@@ -348,6 +354,39 @@ class IncidentState(_Record):
     def started(self) -> int:
         """When the incident started, by Alertmanager's clock where it had one."""
         return self.first_firing_at if self.started_at is None else self.started_at
+
+    def _told_now(self) -> bool:
+        return self.notified_at is not None and self.notified_at >= self.first_firing_at
+
+    def _blips(self, stages: bool = False) -> set[str]:
+        """Names (of services, or of stages) to leave out unless they fire: those recorded
+        as blips once the episode is told; before, every one that fires no more (when
+        something fires: an incident of blips alone is never told, and reads whole)."""
+        if self._told_now():
+            return set(self.blipped_stages if stages else self.blipped_services)
+        if not self.firing_count:
+            return set()
+        # What an earlier episode told stays told (a reopen's services before it fired).
+        told = self.last_notified
+        earlier = set((told.stages if stages else told.services) if told else ())
+        return set(self.stages if stages else self.services) - earlier
+
+    def firing_stages(self) -> set[str]:
+        """The stages of its firing alerts (from ``firing_classes``)."""
+        return {json.loads(c)[0] for c, n in self.firing_classes.items() if n > 0} - {""}
+
+    @property
+    def shown_services(self) -> list[str]:
+        """Its services as people are told them: not those whose every alert was a blip
+        (before the episode's first notification, any that fires no more will be one)."""
+        firing = {s for s, n in self.firing_services.items() if n > 0}
+        return sorted(s for s in self.services if s in firing or s not in self._blips())
+
+    @property
+    def shown_stages(self) -> list[str]:
+        """Its stages as people are told them, as ``shown_services``."""
+        firing = self.firing_stages()
+        return sorted(s for s in self.stages if s in firing or s not in self._blips(stages=True))
 
     @property
     def changed_at(self) -> int:
@@ -402,6 +441,8 @@ SCHEDULER_FIELDS = frozenset(
         "enriched_at",
         "revenue_at_risk",
         "revenue_counted_to",
+        "blipped_services",
+        "blipped_stages",
         "alertnames",
         "similar",
         "action_outcomes",
@@ -421,6 +462,10 @@ VIEW_FIELDS = SCHEDULER_FIELDS - {
     "notified_at",
     "blips",
     "change_to_detection_s",
+    # In the state, not the view: a replica of a version before them rewrites the view
+    # whole at its commit, and would drop them; the state is merged field by field.
+    "blipped_services",
+    "blipped_stages",
 }
 
 

@@ -142,6 +142,11 @@ def test_since_in_unix_seconds_is_an_instant_not_a_duration() -> None:
         1776499200_000,
         1776502800_000,
     )
+    # RFC 3339 allows a lowercase t and z.
+    assert _window("2026-04-18t08:00:00z", "2026-04-18t09:00:00z") == (
+        1776499200_000,
+        1776502800_000,
+    )
 
 
 def test_untrusted_text_is_made_safe_for_a_terminal() -> None:
