@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import json
 import logging
 import os
@@ -29,15 +28,6 @@ def _paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return cfg, args.journeys
 
 
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -49,8 +39,10 @@ def serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    from receiver.deliveries_command import loopback
+
     cfg_path, journeys_path = _paths(args)
-    if cfg_path is None and not _loopback(args.host):
+    if cfg_path is None and not loopback(args.host):
         # Without a receiver.yaml there is no credential, and no allow_open to say that
         # running open is meant: open, then, only where nobody else can reach it.
         print(

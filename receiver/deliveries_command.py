@@ -188,10 +188,15 @@ def _usable(token: str, where: str) -> str:
 def _private(base_url: str) -> bool:
     """Whether a token may go to ``base_url`` without a warning: HTTPS, or this host."""
     url = httpx.URL(base_url)
-    if url.scheme == "https" or url.host == "localhost":
+    return url.scheme == "https" or loopback(url.host)
+
+
+def loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine only: ``localhost`` or a loopback address."""
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(url.host).is_loopback
+        return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

@@ -22,7 +22,7 @@ from receiver.enrich.feeds import Feed
 from receiver.enrich.prometheus import PrometheusKpis
 from receiver.enrich.scope import contradiction
 from receiver.events import SETS_VERSION, ChangeEvent
-from receiver.incident import number
+from receiver.incident import kpi_moved
 from receiver.outcomes import revenue
 from receiver.scoring import measured
 from receiver.store import GroupStore
@@ -243,11 +243,8 @@ def apply(state: IncidentState, context: Enrichment, now_ms: int) -> IncidentSta
         if not measured(kpi):
             continue  # not measured: neither gone bad nor back
         # From a baseline of zero there is no percentage: "0 → 30" says how far.
-        moved = (
-            f"{kpi.deviation_pct:+.1f}%"
-            if kpi.deviation_pct is not None
-            else f"{number(kpi.baseline)} → {number(kpi.value)}"
-        )
+        # The percentage to a tenth, as outcomes/slo.py reads it back.
+        moved = f"{kpi.deviation_pct:+.1f}%" if kpi.deviation_pct is not None else kpi_moved(kpi)
         if kpi.bad and kpi.name not in was_bad:
             note("kpi", f"KPI {kpi.name} {moved} vs {kpi.vs}")
         elif not kpi.bad and kpi.name in was_bad:
