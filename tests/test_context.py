@@ -437,3 +437,39 @@ async def test_a_storm_among_changes_elsewhere_on_redis_and_prometheus(
         for elsewhere in ("v9-staging", "s-1", "config", "k2-7"):
             assert elsewhere not in told, elsewhere
         assert (await rx.incident(inc))["changes"] == sent.changes
+
+
+async def test_an_alert_held_back_for_days_joins_without_moving_the_start(
+    tmp_path: Path,
+) -> None:
+    # A cart alert has fired for three days under a silence; the silence expires while the
+    # incident of a deploy is open, and Alertmanager sends it with its startsAt of three
+    # days ago. It joins the incident, but the incident did not start three days ago: the
+    # deploy 2 min before the first alert stays the cause, and cart is not upstream for
+    # having "started first".
+    clock = FakeClock(FIRST_ALERT - 600)
+    async with harness(write_config(tmp_path), clock) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(DEPLOYS))).is_success
+        clock.now = FIRST_ALERT
+        (inc,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        await rx.tick(30)
+        (_, _, opened) = rx.sink.sent[-1]
+        assert opened.probable_causes[0]["text"] == "deploy 2026.04.18-3 to payment-service"
+        clock.advance(300)
+        held = make_alert(
+            "cart", alertname="CartErrors", severity="critical",
+            starts_at="2026-04-15T08:00:00Z",
+        )  # fmt: skip
+        await rx.post([held])
+        await rx.tick(120)
+        detail = await rx.incident(inc)
+        assert detail["started_at"] == opened.started_at
+        assert detail["services"] == ["cart", "payment-service"]
+        causes = [c["text"] for c in detail["probable_causes"]]
+        assert causes[0] == "deploy 2026.04.18-3 to payment-service"
+        assert "cart" not in causes
+        # One that started just before the first alert and came late (Alertmanager's
+        # group_interval) is early news, not old news: the start moves back to it.
+        early = make_alert("cart-api", alertname="Slow", starts_at="2026-04-18T08:06:00Z")
+        await rx.post([early])
+        assert (await rx.incident(inc))["started_at"] == "2026-04-18T08:06:00.000Z"

@@ -1070,7 +1070,8 @@ async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
     await store.ingest([group(placed("b", starts_at=STARTS))], 0, T + 1)
     assert await started() == at  # an alert that started earlier joined
     await store.ingest([group(placed("c", starts_at=STARTS - timedelta(days=999)))], 0, T + 2)
-    assert await started() == at - 999 * 86_400_000  # long ago is a real time
+    # Long ago is a real time (nobody was told of the incident yet: it is how it began).
+    assert await started() == at - 999 * 86_400_000
     # A zero or future startsAt says nothing: the receipt time stands in for it.
     (zero,) = await store.ingest(
         [group(placed("z", starts_at=datetime(1, 1, 1, tzinfo=UTC)), region="us")], 0, T
@@ -1081,6 +1082,40 @@ async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
     for incident in (zero, ahead):
         stored = await store.load(incident.incident_id or "")
         assert stored is not None and stored.state.started == T
+
+
+async def test_an_alert_that_comes_late_to_a_told_episode_counts_from_when_it_came(
+    store: RedisStore,
+) -> None:
+    """Once people were told, an alert that arrives more than LATE_MS after its startsAt
+    (a silence expired) moves neither the start nor its service's place in the ranking;
+    one that started earlier and came soon after (Alertmanager's group_interval) does."""
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    (claim,) = await store.claim_due(T + WAIT, 10_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    told = stored.state.model_copy(update={"pending": None, "notified_at": T + WAIT})
+    assert await commit(store, claim, told, stored.version) == "ok"
+
+    async def state() -> IncidentState:
+        loaded = await store.load(o.incident_id or "")
+        assert loaded is not None
+        return loaded.state
+
+    came = T + WAIT + 60_000
+    held = placed("held", service="cart", starts_at=STARTS - timedelta(days=3))
+    await store.ingest([group(held)], 0, came)
+    assert (await state()).started == STARTS.timestamp() * 1000
+    assert (await state()).service_starts["cart"] == came
+    early = STARTS - timedelta(minutes=5)
+    await store.ingest([group(placed("early", service="cart-api", starts_at=early))], 0, came + 1)
+    now = await state()
+    assert now.started == early.timestamp() * 1000
+    page = await store.load_alerts(o.incident_id or "", 100)
+    weights = {"critical": 1.0}
+    from_counts = rank_state(now, {}, weights, 0.5)
+    assert from_counts == rank(page.alerts, {}, weights, 0.5, came + 1, told_ms=T + WAIT)
+    assert [s.service for s in from_counts.services] == ["cart-api", "payment-service", "cart"]
 
 
 async def test_the_upstream_ranking_from_the_incidents_counts_matches_its_alerts(

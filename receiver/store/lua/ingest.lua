@@ -60,6 +60,13 @@ local max_alerts = tonumber(ARGV[12])
 local recent_kept = tonumber(ARGV[13])
 -- How far two Prometheus servers' clocks may be apart (ms), for times compared across them.
 local CLOCKS = 60000
+-- How long after its startsAt an alert may reach an episode already told and still be news
+-- of how it began (ms; receiver/topology.py LATE_MS): Prometheus's evaluation, then
+-- Alertmanager's group_wait for a new group or group_interval for one under way. One that
+-- came later was held back elsewhere (a silence expired, an inhibition ended, a route or
+-- journeys.yaml changed): it joins, but it counts from when it came, or a warning of three
+-- days would move the start three days back and take the cause with it.
+local LATE = 900000
 local due_key = KEYS[1]
 local idx_key = P .. 'idx'
 -- Incident id -> when its keys were last given a new lifetime (here or by commit.lua).
@@ -386,9 +393,9 @@ local function apply(first_group, last_group, first_alert, truncated)
       end
       res.id = id
 
-      if batch_start and is_set(st.started_at) and batch_start < st.started_at then
-        st.started_at = batch_start  -- an alert that started earlier joined
-      end
+      -- Whether this episode's people were told: from then on an alert that comes late
+      -- (LATE) counts from when it came.
+      local told = is_set(st.notified_at) and st.notified_at >= st.first_firing_at
       local meta_key = P .. 'am:' .. id
       local body_key = P .. 'ab:' .. id
       -- What this call's changes are stamped with: never before the incident's last change,
@@ -481,9 +488,16 @@ local function apply(first_group, last_group, first_alert, truncated)
               count(firing_services, service, 1)
               count(severities, service .. '|' .. severity_of(class), 1)
               local at = tonumber(starts)
-              if at and at > 0 and at <= now
-                 and at < (tonumber(service_starts[service]) or math.huge) then
-                service_starts[service] = at
+              if at and at > 0 and at <= now then
+                local came = tonumber(changed_at)
+                if told and came >= st.notified_at and came - at > LATE then
+                  at = came
+                elseif is_set(st.started_at) and at < st.started_at then
+                  st.started_at = at  -- an alert that started earlier joined
+                end
+                if at < (tonumber(service_starts[service]) or math.huge) then
+                  service_starts[service] = at
+                end
               end
             end
             -- A resolution coming late to a resolved incident (an alert that fired and
