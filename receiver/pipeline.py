@@ -239,6 +239,7 @@ class Pipeline:
             targets = self._targets(loaded, decision.notify, impact.priority)
             state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
+            state.stage_weights = dict(impact.stage_weights)
             state.title = title(state, impact)
             state.change_to_detection_s = change_to_detection(state)
             state.action_outcomes |= run_outcome.judged(state, now, self._outcome_window_ms)

@@ -17,7 +17,7 @@ import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from receiver.store.records import IncidentState, KpiRecord, ScoreFactor
 
@@ -61,6 +61,9 @@ class Impact:
     score: float
     priority: str
     factors: tuple[ScoreFactor, ...]
+    # The weight of each of the incident's stages as scored now (kept on the incident:
+    # ``IncidentState.stage_weights``).
+    stage_weights: Mapping[str, float] = field(default_factory=dict)
 
 
 def priority_for(score: float, thresholds: Mapping[str, float]) -> str:
@@ -134,12 +137,19 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
     with nothing firing keeps the score it had (resolved is not harmless in hindsight)."""
     classes = [(json.loads(c), n) for c, n in state.firing_classes.items() if n > 0]
     if not classes and state.score is not None and state.priority is not None:
-        return Impact(state.score, state.priority, tuple(state.score_breakdown))
+        return kept(state)
+    # A stage the journey no longer has (a reload renamed or removed it) weighs what it did
+    # when the incident was last scored; one never weighed, as no stage at all.
+    stage_weights = {
+        s: w
+        for s in sorted({*state.stages, *(cls[0] for cls, _ in classes)} - {""})
+        if (w := journey.stage_weights.get(s, state.stage_weights.get(s))) is not None
+    }
 
     def weights(cls: list[str]) -> tuple[float, float, float]:
         stage, sev, tier = cls
         return (
-            journey.stage_weights.get(stage, 1.0) if stage else 1.0,
+            stage_weights.get(stage, 1.0) if stage else 1.0,
             rules.severity_weights.get(sev, rules.default_severity_weight),
             rules.tier_weights.get(tier, rules.default_tier_weight),
         )
@@ -169,6 +179,12 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
             if stage
             else "no stage matched: neutral"
         )
+        if stage and stage not in journey.stage_weights:
+            stage_why += (
+                ", as when last scored: journeys.yaml no longer has it"
+                if stage in stage_weights
+                else ": a stage the journey no longer has, neutral"
+            )
         severity_why = (
             f"worst severity firing is {sev} (weight {severity_w:g})"
             if sev != "other"
@@ -196,4 +212,17 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
     )
     raw = 100.0 * journey.weight * stage_w * severity_w * tier_w * blast * kpi
     score = round(min(max(raw, 0.0), 100.0), 1)
-    return Impact(score=score, priority=priority_for(score, rules.thresholds), factors=factors)
+    return Impact(
+        score=score,
+        priority=priority_for(score, rules.thresholds),
+        factors=factors,
+        stage_weights=stage_weights,
+    )
+
+
+def kept(state: IncidentState) -> Impact:
+    """The score the incident was last given (it has one)."""
+    assert state.score is not None and state.priority is not None
+    return Impact(
+        state.score, state.priority, tuple(state.score_breakdown), dict(state.stage_weights)
+    )

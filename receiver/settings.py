@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from receiver.config import UNMAPPED, JourneysConfig, ReceiverConfig
 from receiver.journeys import JourneyCatalog
 from receiver.lifecycle import Timers
-from receiver.scoring import Impact, JourneyWeights, ScoringRules, assess
+from receiver.scoring import Impact, JourneyWeights, ScoringRules, assess, kept
 from receiver.store.records import IncidentState, StoredAlert
 from receiver.topology import Ranking, rank, rank_state
 
@@ -34,9 +34,14 @@ class Settings:
         return self.config.prometheus.budget + 1.0
 
     def impact(self, state: IncidentState) -> Impact:
-        """The incident's score, with the weights of its journey (or of ``unmapped`` for a
-        journey a reload removed)."""
-        return assess(self.weights.get(state.journey) or self.weights[UNMAPPED], state, self.rules)
+        """The incident's score, with the weights of its journey. One whose journey a reload
+        removed or renamed keeps the score it was last given (the weights it was scored
+        with are gone: ``unmapped``'s would demote a live outage, or raise it); one never
+        scored takes ``unmapped``'s."""
+        weights = self.weights.get(state.journey)
+        if weights is None and state.score is not None and state.priority is not None:
+            return kept(state)
+        return assess(weights or self.weights[UNMAPPED], state, self.rules)
 
     def rank_incident(self, state: IncidentState) -> Ranking:
         """The incident's firing services, the probable upstream one first."""

@@ -180,6 +180,7 @@ def test_a_resolved_incident_keeps_its_score_and_an_empty_one_scores_zero() -> N
             "score": scored.score,
             "priority": scored.priority,
             "score_breakdown": list(scored.factors),
+            "stage_weights": dict(scored.stage_weights),
         }
     )
     assert assess(CHECKOUT, gone, RULES) == scored
@@ -227,3 +228,19 @@ def test_a_heavier_journey_never_lowers_the_score(
     lo = assess(JourneyWeights("j", "J", light, {}), state(firing), RULES).score
     hi = assess(JourneyWeights("j", "J", heavy, {}), state(firing), RULES).score
     assert hi >= lo
+
+
+def test_a_stage_a_reload_took_away_weighs_what_it_did_when_last_scored() -> None:
+    live = state([("cart", "critical", None)])
+    scored = assess(CHECKOUT, live, RULES)
+    assert scored.stage_weights == {"cart": 0.6}
+    renamed = replace(CHECKOUT, stage_weights={"payment": 1.0, "basket": 0.6})
+    remembered = live.model_copy(update={"stage_weights": dict(scored.stage_weights)})
+    again = assess(renamed, remembered, RULES)
+    stage = next(f for f in again.factors if f.name == "stage")
+    assert (stage.value, again.score, again.priority) == (0.6, scored.score, scored.priority)
+    assert stage.reason.endswith("as when last scored: journeys.yaml no longer has it")
+    assert again.stage_weights == {"cart": 0.6}  # kept for the next look
+    # Never scored with it (stored by an older version): no weight to go by, neutral.
+    forgotten = assess(renamed, live, RULES)
+    assert next(f for f in forgotten.factors if f.name == "stage").value == 1.0

@@ -33,6 +33,7 @@ def _empty_array_is_dict(value: Any) -> Any:
 StrList = Annotated[list[str], BeforeValidator(_empty_object_is_list)]
 StrMap = Annotated[dict[str, str], BeforeValidator(_empty_array_is_dict)]
 IntMap = Annotated[dict[str, int], BeforeValidator(_empty_array_is_dict)]
+FloatMap = Annotated[dict[str, float], BeforeValidator(_empty_array_is_dict)]
 
 
 class _Record(BaseModel):
@@ -295,6 +296,9 @@ class IncidentState(_Record):
     score_breakdown: Annotated[list[ScoreFactor], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+    # The weight of each of its stages when it was last scored: a stage a reload renamed or
+    # removed weighs what it did (its alerts keep the class they were counted under).
+    stage_weights: FloatMap = Field(default_factory=dict)
     sinks: Annotated[dict[str, dict[str, str]], BeforeValidator(_empty_array_is_dict)] = Field(
         default_factory=dict
     )
@@ -434,6 +438,7 @@ SCHEDULER_FIELDS = frozenset(
         "score",
         "title",
         "score_breakdown",
+        "stage_weights",
         "kpis",
         "changes",
         "probable_causes",

@@ -298,7 +298,11 @@ class RedisStore:
                 # Looked up newest first: this width's bucket, the one before, the others.
                 lookups = [owner_keys[2], owner_keys[1], *owner_keys[4:]]
                 plan = await self._plan(fingerprints, lookups, journeys)
-            keys = [*self._ingest_keys, *owner_keys, *self._planned_keys(plan, journeys)]
+            keys = [
+                *self._ingest_keys,
+                *owner_keys,
+                *self._planned_keys(plan, journeys, now_ms),
+            ]
             raw = await self._run_ingest(
                 keys,
                 [
@@ -452,16 +456,18 @@ class RedisStore:
             plan |= _known(others, found)
         return plan
 
-    def _planned_keys(self, plan: Plan, journeys: Mapping[str, str]) -> list[bytes]:
+    def _planned_keys(self, plan: Plan, journeys: Mapping[str, str], now_ms: int) -> list[bytes]:
         """Per digest: its index and counter, and the keys of its current incident and of
-        the one it would open next (ids as ingest.lua makes them). Bytes, as ``owner_keys``."""
+        the one it would open next (ids as ingest.lua makes them: the counter's next, or now
+        in seconds when there is none). Bytes, as ``owner_keys``."""
         p = self._p
         keys = []
         for digest, (current, seq) in plan.items():
             names = [f"{p}key:{digest}", f"{p}seq:{digest}"]
             ids = [current] if isinstance(current, str) else []
             if digest in journeys:
-                ids.append(f"{journeys[digest]}-{digest}-{int(seq or 0) + 1}")
+                n = int(seq) + 1 if seq else now_ms // 1000
+                ids.append(f"{journeys[digest]}-{digest}-{n}")
             for i in ids:
                 names += [p + part + i for part in ("inc:", "am:", "ab:", "ar:", "tl:", "rc:")]
             keys += [name.encode() for name in names]

@@ -349,7 +349,18 @@ local function apply(first_group, last_group, first_alert, truncated)
       res.ignored = n_alerts
     else
       if not st then
-        id = journey .. '-' .. digest .. '-' .. redis.call('INCR', P .. 'seq:' .. digest)
+        local seq_key = P .. 'seq:' .. digest
+        local n = redis.call('INCR', seq_key)
+        if n == 1 then
+          -- A counter that is not there (none yet, or it expired with the last incident it
+          -- numbered) starts at now, in seconds: an id is never given twice, even a
+          -- retention after the last one is gone from here, for PagerDuty's dedup_key, the
+          -- Jira label and an action's Idempotency-Key remember it for good
+          -- (redis.py _planned_keys foresees it).
+          n = math.floor(now / 1000)
+          redis.call('SET', seq_key, string.format('%d', n))
+        end
+        id = journey .. '-' .. digest .. '-' .. string.format('%d', n)
         st = {id = id, key = key, digest = digest, journey = journey,
               group_labels = group_labels, status = 'open', created_at = now,
               updated_at = now, first_firing_at = now, last_change_at = now,
@@ -441,6 +452,12 @@ local function apply(first_group, last_group, first_alert, truncated)
           -- The class goes last: it is JSON and may hold any character.
           o_status, o_starts, o_ends, o_first, o_changed, o_class =
             string.match(old, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+          -- An alert the incident holds keeps the stage and class it was counted under
+          -- there: a reload that renamed or moved its stage, or moved its service to
+          -- another journey, applies to new alerts, and must not re-score (and re-page)
+          -- the incident that paged for it when Alertmanager repeats it.
+          class = o_class
+          stage = string.match(o_class, '^%["(.-)", ') or ''
         end
         if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts
                      and starts ~= '')

@@ -1,0 +1,140 @@
+"""Reload while incidents are live: what a team lead's edit of journeys.yaml does to them."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, make_alert
+from tests.support.harness import Harness, harness, write_config
+
+pytestmark = pytest.mark.anyio
+
+_prefixes = itertools.count(1)
+Config = Callable[[Path], Path]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def config_for(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """receiver.yaml (short timers, one recording sink) with ``journeys`` on the embedded
+    store or on a real redis-server, each test under its own key prefix."""
+
+    def make(journeys: Path) -> Path:
+        cfg = write_config(tmp_path, journeys=journeys)
+        if request.param == "redis":
+            port = request.getfixturevalue("redis_port")
+            store = (
+                f"store: {{url: 'redis://127.0.0.1:{port}/0', key_prefix: hunt{next(_prefixes)}}}\n"
+            )
+            cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", store))
+        return cfg
+
+    return make
+
+
+async def _reload(rx: Harness) -> None:
+    r = await rx.client.post("/-/reload")
+    assert r.status_code == 200, r.text
+
+
+def _journeys(tmp_path: Path) -> Path:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(EXAMPLE_JOURNEYS.read_text())
+    return path
+
+
+async def test_renaming_a_stage_does_not_raise_the_priority_of_its_live_incident(
+    tmp_path: Path, clock: FakeClock, config_for: Config
+) -> None:
+    journeys = _journeys(tmp_path)
+    async with harness(config_for(journeys), clock) as rx:
+        # A critical cart alert: checkout 1.0 x cart 0.6 x critical 1 x 0.8 x KPIs unknown
+        # 0.85 = 40.8, P3.
+        (inc,) = (await rx.post([make_alert("cart-api", alertname="CartSlow")])).json()["incidents"]
+        await rx.tick(30)
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")]
+
+        # The team lead renames the stage, nothing else: same services, same weight.
+        journeys.write_text(journeys.read_text().replace("- id: cart\n", "- id: basket\n"))
+        await _reload(rx)
+
+        # Nothing about the outage changed; the incident is looked at again (its KPIs are
+        # read every group_interval).
+        await rx.tick(120)
+        detail = await rx.incident(inc)
+        stage = next(f for f in detail["score_breakdown"] if f["name"] == "stage")
+        # No page for a rename: no "update" raising it to P2 (PagerDuty's routing).
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")], stage
+        assert (detail["priority"], stage["value"]) == ("P3", 0.6), stage
+
+
+async def test_an_alert_a_reload_moved_to_another_journey_is_not_rescored_in_its_old_incident(
+    tmp_path: Path, clock: FakeClock, config_for: Config
+) -> None:
+    journeys = _journeys(tmp_path)
+    async with harness(config_for(journeys), clock) as rx:
+        alert = make_alert("cart-api", alertname="CartSlow")
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")]
+
+        # The team lead gives the cart its own journey: cart-api now matches its "items"
+        # stage (weight 0.5) instead of checkout's "cart" stage.
+        text = journeys.read_text().replace(
+            "journeys:\n",
+            "journeys:\n"
+            "  - id: basket\n"
+            "    name: Basket\n"
+            "    weight: 0.5\n"
+            "    owner: {team: basket}\n"
+            "    stages:\n"
+            "      - {id: items, weight: 0.5, match: ['service=\"cart-api\"']}\n",
+            1,
+        )
+        journeys.write_text(text)
+        await _reload(rx)
+
+        # Alertmanager repeats the alert, unchanged (repeat_interval, or another alert of
+        # its group). It stays with the checkout incident that paged for it...
+        assert (await rx.post([alert])).json()["incidents"] == [inc]
+        await rx.tick(1)
+        detail = await rx.incident(inc)
+        # ...but is now counted there under the other journey's stage, which checkout does
+        # not have: weighed 1.0, so the same outage is raised P3 -> P2 and paged again,
+        # and "items" is announced as a new stage of checkout.
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")], [
+            e["text"] for e in detail["timeline"][-2:]
+        ]
+        assert detail["stages"] == ["cart"]
+        assert detail["priority"] == "P3"
+
+
+async def test_renaming_a_journey_id_does_not_demote_its_live_incident(
+    tmp_path: Path, clock: FakeClock, config_for: Config
+) -> None:
+    journeys = _journeys(tmp_path)
+    async with harness(config_for(journeys), clock) as rx:
+        # Payments failing at checkout: 1.0 x 1.0 x 1 x 1 x 0.8 x KPIs unknown 0.85 = 68, P2.
+        alert = make_alert("payment-service", alertname="PaymentsFailing")
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P2")]
+
+        # The team lead renames the journey's id (say, to match a new dashboard): same
+        # stages, same weights, same owner.
+        journeys.write_text(journeys.read_text().replace("- id: checkout\n", "- id: purchase\n"))
+        await _reload(rx)
+
+        # Payments are still failing; Alertmanager repeats the alert a while later.
+        clock.advance(300)
+        assert (await rx.post([alert])).json()["incidents"] == [inc]
+        await rx.tick(1)
+        detail = await rx.incident(inc)
+        journey = next(f for f in detail["score_breakdown"] if f["name"] == "journey")
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P2")], [
+            e["text"] for e in detail["timeline"][-2:]
+        ]
+        assert (detail["priority"], journey["value"]) == ("P2", 1.0), journey
