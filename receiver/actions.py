@@ -8,10 +8,16 @@ at most ``when.within`` before the incident started (any time before, without
 and the incident's group labels (``{region}``...).
 An action without conditions is always suggested. Nothing is executed: the journey's
 ``automation`` level is recorded with each suggestion for what comes later.
+
+What a Run button and the incident page's confirmation showed of an action travels with
+the press (``shown``), so that the press runs what the person confirmed or nothing: the
+probable cause may have moved between the two (``changed``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -212,3 +218,43 @@ def suggest(
             }
         )
     return suggested
+
+
+def shown_by_id(
+    journey: Journey, state: IncidentState, priority: str | None = None
+) -> dict[str, str]:
+    """``shown`` of each suggested action, by its id (``action_key``)."""
+    return {found.key: shown(found.values) for found in matches(journey, state, priority)}
+
+
+# Each compared on its own, so that a refused press can say which moved; the rest of the
+# values (the group labels, fixed for an incident) as one.
+_CHANGE_VALUES = ("service", "version", "previous_version")
+_Part = str | None | list[tuple[str, str]]
+
+
+def shown(values: Mapping[str, str]) -> str:
+    """What a Run button or a confirmation carries of the action it shows, made of the
+    action's values (``Match.values``: the change's service and versions, the group
+    labels): a short digest of each value of the change and one of the group labels,
+    35 characters however many labels there are."""
+    return ".".join(_digest(part) for _, part in _parts(values))
+
+
+def changed(then: str, values: Mapping[str, str]) -> list[str]:
+    """The names of the values that differ from those ``then`` (a ``shown``) was made of."""
+    pieces = then.split(".")
+    return [
+        name
+        for at, (name, part) in enumerate(_parts(values))
+        if at >= len(pieces) or pieces[at] != _digest(part)
+    ]
+
+
+def _parts(values: Mapping[str, str]) -> list[tuple[str, _Part]]:
+    labels = sorted((k, v) for k, v in values.items() if k not in _CHANGE_VALUES)
+    return [*((name, values.get(name)) for name in _CHANGE_VALUES), ("group labels", labels)]
+
+
+def _digest(part: _Part) -> str:
+    return hashlib.sha256(json.dumps(part).encode()).hexdigest()[:8]

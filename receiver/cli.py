@@ -186,6 +186,17 @@ def _group_by(cfg_path: Path | None) -> list[str]:
     return config.GroupingConfig().group_by
 
 
+def _lease(cfg_path: Path | None) -> float | None:
+    """receiver.yaml's ``outbox.lease`` as written; None without, or when it is not a
+    lease at all (the operators' own check says so)."""
+    outbox = _section(cfg_path, "outbox")
+    try:
+        lease = config.parse_duration(outbox.get("lease") if isinstance(outbox, dict) else None)
+    except ValueError:
+        return None
+    return lease if lease > 0 else None
+
+
 def check(args: argparse.Namespace) -> int:
     cfg_path, journeys_path = _paths(args)
     if cfg_path is None and journeys_path is None:
@@ -193,9 +204,9 @@ def check(args: argparse.Namespace) -> int:
         return 1
     if args.config is None and journeys_path is not None and not args.online:
         # A team lead checks their file alone, without the operators' secrets: the
-        # receiver.yaml found lends its group_by only, as for `rules`. (--online calls
-        # what receiver.yaml sets up: that needs all of it.)
-        problems = config.check(None, journeys_path, _group_by(cfg_path))
+        # receiver.yaml found lends its group_by (as for `rules`) and outbox.lease only.
+        # (--online calls what receiver.yaml sets up: that needs all of it.)
+        problems = config.check(None, journeys_path, _group_by(cfg_path), _lease(cfg_path))
         cfg_path = None
     else:
         problems = config.check(cfg_path, journeys_path)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from receiver.actions import suggest
+from receiver.actions import shown_by_id, suggest
 from receiver.alertmanager.links import alerts_link, silence_link
 from receiver.causes import CAUSE_CONFIDENCE, change_of, leading, span
 from receiver.config import Automation, Journey
@@ -91,6 +91,9 @@ class Incident(BaseModel):
     alerts_cap: int | None = Field(default=None, exclude=True)
     """``store.max_alerts_per_incident`` when this was built, for the page's words about
     ``alerts_dropped``; not part of the API's incident."""
+    shown_values: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """What each suggested action's Run button and confirmation carry of it, by id
+    (``receiver.actions.shown``); not part of the API's incident."""
 
     @property
     def sink_actions(self) -> list[dict[str, Any]]:
@@ -437,6 +440,7 @@ def build(
         probable_causes=[c.model_dump() for c in state.probable_causes],
         runbooks=_runbooks(journey, page.alerts),
         suggested_actions=suggest(journey, state, impact.priority),
+        shown_values=shown_by_id(journey, state, impact.priority),
         automation=journey.automation,
         actions_run=_runs_json(state),
         owner={

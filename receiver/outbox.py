@@ -26,6 +26,7 @@ import anyio
 import tenacity
 
 from receiver.config import OutboxConfig
+from receiver.config.receiver_yaml import ATTEMPT_SHARE
 from receiver.errors import (
     DeliveryError,
     PermanentDeliveryError,
@@ -283,7 +284,7 @@ class Outbox:
 
         try:
             # A bound below the lease: past it another replica could take the job over.
-            with anyio.fail_after(self.cfg.lease * 0.8):
+            with anyio.fail_after(self.cfg.lease * ATTEMPT_SHARE):
                 receipt = await take()
         except StoreUnavailable:
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.actions import PREVIOUS_UNKNOWN, match, render, suggest
+from receiver.actions import PREVIOUS_UNKNOWN, changed, match, render, shown, suggest
 from receiver.causes import CAUSE_CONFIDENCE
 from receiver.config import Action, ActionCondition, Journey, Owner
 from receiver.config.journeys_yaml import KpiCondition
@@ -190,3 +190,17 @@ def test_a_deploy_replaced_before_the_start_is_not_rolled_back() -> None:
     late = change(-2, version="v3").model_copy(update={"at": 720_000})
     (rollback_v2, _) = suggest(JOURNEY, incident((deploy, 50.0), (late, 10.0)))
     assert rollback_v2["title"] == "Roll back payment-service to v1 in eu"
+
+
+def test_what_a_run_button_showed_tells_which_values_moved_since() -> None:
+    then = {"env": "prod", "region": "eu", "service": "payment-service", "version": "v42",
+            "previous_version": "v41"}  # fmt: skip
+    assert len(shown(then)) == 35
+    assert len(shown(then | {f"label{i}": "x" * 100 for i in range(50)})) == 35
+    assert changed(shown(then), dict(reversed(then.items()))) == []
+    later = then | {"version": "v42.1", "previous_version": "v42"}
+    assert changed(shown(then), later) == ["version", "previous_version"]
+    unknown = {k: v for k, v in then.items() if k != "previous_version"}
+    assert changed(shown(unknown), then) == ["previous_version"]
+    assert changed(shown(then), then | {"region": "us"}) == ["group labels"]
+    assert changed("", then) == ["service", "version", "previous_version", "group labels"]

@@ -99,6 +99,36 @@ def test_a_team_lead_checks_journeys_alone_without_the_operators_secrets(
     )
 
 
+def test_check_reports_a_run_timeout_the_outbox_lease_would_cut_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The timeout is the team lead's (journeys.yaml), the lease the operators'
+    # (receiver.yaml): both checks say it, the team lead's with the lease of the file found.
+    conf = tmp_path / "config"
+    conf.mkdir()
+    (conf / "receiver.yaml").write_text("server: {auth: {allow_open: true}}\noutbox: {lease: 2s}\n")
+    (conf / "journeys.yaml").write_text(
+        "journeys:\n"
+        "  - id: checkout\n"
+        "    name: Checkout\n"
+        "    weight: 1.0\n"
+        "    owner: {team: payments}\n"
+        "    stages: [{id: pay, weight: 1.0, match: ['service=\"payment\"']}]\n"
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: Roll back\n"
+        "        run: {webhook: {url: 'https://deploy.example/rb', secret: s, timeout: 10s}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    said = (
+        "config/journeys.yaml:10: journeys[0].actions[0].run.webhook.timeout: 10s does not fit "
+        "in outbox.lease 2s (receiver.yaml)"
+    )
+    for args in (["--config", "config/receiver.yaml"], ["--journeys", "config/journeys.yaml"]):
+        assert main(["check", *args]) == 1
+        assert said in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["rules", "explain", "check"])
 def test_commands_that_send_nothing_need_no_routing_key_in_the_environment(
     tmp_path: Path,

@@ -798,6 +798,42 @@ def test_action_ids_are_unique_and_conditions_name_the_journeys_own(tmp_path: Pa
     ]
 
 
+def test_a_runs_timeout_must_fit_in_the_outbox_lease(tmp_path: Path) -> None:
+    """The outbox cuts each attempt of a run at 0.8 x ``outbox.lease``: a
+    ``run.webhook.timeout`` past it would have a run that was answered within its own
+    timeout recorded as one that may have run, and sent again."""
+    journeys = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: Roll back\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: https://deploy.example/rollback\n"
+        "            secret: s3cret\n"
+        "            timeout: 10s\n",
+    )
+    receiver = tmp_path / "receiver.yaml"
+    receiver.write_text(OPEN + "outbox: {lease: 2s}\n")
+    expected = [
+        f"{journeys}:14: journeys[0].actions[0].run.webhook.timeout: 10s does not fit in "
+        "outbox.lease 2s (receiver.yaml): the outbox cuts each attempt at 1.6s, and a run cut "
+        "short is sent again as one that may have happened; set outbox.lease to at least "
+        "20s, or a shorter timeout"
+    ]
+    with pytest.raises(ConfigError) as refused:
+        load(receiver)
+    assert [str(p) for p in refused.value.problems] == expected
+    assert [str(p) for p in check(receiver)] == expected
+    # A team lead's check, lent the lease of the receiver.yaml found (see test_cli.py).
+    assert [str(p) for p in check(None, journeys, lease=2.0)] == expected
+    # Served without a receiver.yaml: the default lease, 60s, fits it.
+    assert load_journeys(journeys, ReceiverConfig()).journeys[0].actions[0].run is not None
+
+    receiver.write_text(OPEN + "outbox: {lease: 20s}\n")
+    assert check(receiver) == []
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [

@@ -2,11 +2,12 @@
 
 Asked for by the receiver itself (``offer``, after each decision of an ``auto`` journey's
 notified incident) or by a person pressing Run (``press``, from Slack or the incident
-page). Each ask is decided by the journey's level (``levels.py``) and the guard rails
-(``guards.py``); what they allow becomes one outbox job (kind ``run``, sink
-``action:<id>``) written in the same atomic step as its timeline entry and the store's
-once-marker for the incident and action, so an action is queued at most once per incident,
-whoever asked and however many replicas did. The job carries who asked and the values its
+page; it goes ahead only while the action names the change its confirmation showed,
+``receiver.actions.shown``). Each ask is decided by the journey's level (``levels.py``)
+and the guard rails (``guards.py``); what they allow becomes one outbox job (kind ``run``,
+sink ``action:<id>``) written in the same atomic step as its timeline entry and the
+store's once-marker for the incident and action, so an action is queued at most once per
+incident, whoever asked and however many replicas did. The job carries who asked and the values its
 templates are filled with, fixed at that moment: every attempt sends the same request.
 
 Carried out (``execute``) by the outbox like a delivery, with the outbox's retries; each
@@ -34,7 +35,7 @@ from receiver.act.guards import blocked, take_slot
 from receiver.act.levels import Person
 from receiver.act.outcome import kpi_off
 from receiver.act.webhook import WebhookExecutor
-from receiver.actions import PREVIOUS_UNKNOWN, Match, action_key, match, render
+from receiver.actions import PREVIOUS_UNKNOWN, Match, action_key, changed, match, render
 from receiver.config import Action, AutomationConfig, Journey
 from receiver.config.actions import WebhookRun
 from receiver.retired import Retired
@@ -104,10 +105,17 @@ class Runs:
                 await self._ask(state, journey, found, None, None)
 
     async def press(
-        self, state: IncidentState, key: str, person: Person, press_id: str | None
+        self,
+        state: IncidentState,
+        key: str,
+        person: Person,
+        press_id: str | None,
+        shown: str | None,
     ) -> Answer:
         """A person pressed Run on action ``key`` (``press_id``: the click, so that one
-        delivered twice is recorded once)."""
+        delivered twice is recorded once) after confirming it as ``shown``
+        (``receiver.actions.shown``; None when the button or page did not say): it runs
+        only while the action still names what was shown."""
         journey = self.pipeline.settings.catalog.find(state.journey)
         action = next((a for a in journey.actions if action_key(a) == key), None)
         if action is None:
@@ -117,6 +125,10 @@ class Runs:
         if isinstance(found, str):
             why = f"its conditions do not hold now: {found}"
             return await self._refuse(state, key, _title(action, {}), person, why, press_id)
+        moved = _not_as_shown(found, shown)
+        if moved is not None:
+            title = _title(action, self._values(state, found))
+            return await self._refuse(state, key, title, person, moved, press_id)
         return await self._ask(state, journey, found, person, press_id)
 
     async def _ask(
@@ -324,6 +336,28 @@ def _changed_since_asked(
         return (
             "its conditions now name another change than the one it was asked for "
             f"({', '.join(differ)})"
+        )
+    return None
+
+
+def _not_as_shown(found: Match, shown: str | None) -> str | None:
+    """Why a press must not run ``found``: the person confirmed it as ``shown``, and the
+    probable cause has moved since (a later deploy, say, and the message not yet edited),
+    so it would act on a change nobody confirmed."""
+    if shown is None:
+        # A Slack message posted before Run buttons carried what they show (its next edit
+        # brings one that does, and this refusal makes that edit), or a confirmation page
+        # shown while the action was not suggested.
+        return (
+            "the Run pressed does not say which change it was confirmed for: press Run again "
+            "where the action is shown as it is now"
+        )
+    differ = changed(shown, found.values)
+    if differ:
+        return (
+            "it now names another change than the one you confirmed: "
+            f"{', '.join(differ)} differ from what was shown; look again and press Run on it "
+            "as it is shown now"
         )
     return None
 

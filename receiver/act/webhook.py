@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -30,6 +31,10 @@ from receiver.errors import DeliveryReason, PermanentDeliveryError, RetryableDel
 from receiver.logtext import clip, redact
 from receiver.sinks._http import error_for_status, retry_after
 from receiver.tls import ssl_context
+
+# Control characters, tab aside (RFC 9110: a field value holds visible characters, spaces
+# and tabs).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -63,12 +68,20 @@ def render_url(url: str, values: Mapping[str, str]) -> str:
 
 
 def render_headers(headers: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
-    """The headers with their fields filled; ValueError when a filled value would break
-    the header (a line break from a label)."""
+    """The headers with their fields filled; ValueError naming the header when a filled
+    value is not one HTTP carries as it is: a line break or another control character
+    (tab aside), or a character that is not ASCII (a label's ``é``). Refused here, so the
+    run fails for good with nothing sent: the HTTP client's own errors for these read as
+    a run that may have happened, and would be tried again."""
     filled = {name: render(value, values) for name, value in headers.items()}
     for name, value in filled.items():
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise ValueError(f"header {name} would carry a line break from a value")
+        # The value may hold a token: the error says what kind of character, never which.
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} would carry a line break")
+        if _CONTROL.search(value):
+            raise ValueError(f"header {name} would carry a control character")
+        if not value.isascii():
+            raise ValueError(f"header {name} would carry a character that is not ASCII")
     return filled
 
 

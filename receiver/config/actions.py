@@ -19,10 +19,11 @@ run:
 In the URL, fields may stand in the path and the query only (never in the scheme or host,
 which a label must not choose) and each value is percent-encoded whole, so a ``/`` or ``?``
 in a label stays inside its segment. A header's value is filled as written; one that would
-carry a line break fails the run. In the body, a string is sent as written once its
-fields are filled; a mapping or list is sent as JSON, built *after* each string in it is
-filled, so a value (a label an alert chose) is always data inside a JSON string and never
-JSON syntax. Keys are not templated.
+carry a line break, another control character (tab aside) or a character that is not ASCII
+fails the run. In the body, a string is sent as written once its fields are filled; a
+mapping or list is sent as JSON, built *after* each string in it is filled, so a value (a
+label an alert chose) is always data inside a JSON string and never JSON syntax. Keys are
+not templated.
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ from pydantic_core import ErrorDetails
 
 from receiver.config.fields import FieldIssues, Loc, show
 from receiver.config.journeys_yaml import JourneysConfig
-from receiver.config.receiver_yaml import DEFAULT_JOURNEYS_FILE, AuthConfig, ReceiverConfig
+from receiver.config.receiver_yaml import (
+    ATTEMPT_SHARE,
+    DEFAULT_JOURNEYS_FILE,
+    RUN_TIMEOUTS_PER_LEASE,
+    AuthConfig,
+    ReceiverConfig,
+)
 from receiver.config.secret_files import models_in, read_secret_files, secret_field_names
 from receiver.config.source import Document, read_document
 from receiver.enrich import EnrichmentError
@@ -37,7 +43,7 @@ def load_journeys(
     command that sends nothing, an unset ``${PD_KEY}`` (a routing key) reads as empty."""
     journeys, doc = _read(Path(path), JourneysConfig, offline)
     if journeys is not None and served_with is not None:
-        _check_kpi_queries(served_with, journeys, doc)
+        _check_served(served_with, journeys, doc)
     return _valid(journeys, doc.problems)
 
 
@@ -89,10 +95,11 @@ def check(
     config_path: Path | str | None,
     journeys_path: Path | str | None = None,
     group_by: list[str] | None = None,
+    lease: float | None = None,
 ) -> list[ConfigProblem]:
     """Problems of both files, none when they are valid; without ``config_path`` the
-    defaults of receiver.yaml (``group_by`` when given) are checked with ``journeys_path``
-    (or ./journeys.yaml)."""
+    defaults of receiver.yaml (``group_by`` and ``outbox.lease`` when given) are checked
+    with ``journeys_path`` (or ./journeys.yaml)."""
     if config_path is None:
         # Checked alone, as a team lead does (the secrets it names are the operators').
         path = _path(journeys_path) or DEFAULT_JOURNEYS_FILE
@@ -102,7 +109,10 @@ def check(
             if group_by is not None:
                 grouping = served.grouping.model_copy(update={"group_by": group_by})
                 served = served.model_copy(update={"grouping": grouping})
-            _check_kpi_queries(served, journeys, doc)
+            if lease is not None:
+                outbox = served.outbox.model_copy(update={"lease": lease})
+                served = served.model_copy(update={"outbox": outbox})
+            _check_served(served, journeys, doc)
         return doc.problems
     return _read_both(Path(config_path), _path(journeys_path))[2]
 
@@ -123,10 +133,40 @@ def _read_both(
         journeys_path = Path(named) if isinstance(named, str) and named else _next_to(config_path)
     journeys, journeys_doc = _read(journeys_path, JourneysConfig)
     if config is not None and journeys is not None:
-        _check_kpi_queries(config, journeys, journeys_doc)
+        _check_served(config, journeys, journeys_doc)
         if journeys_doc.problems:
             journeys = None
     return config, journeys, doc.problems + journeys_doc.problems
+
+
+def _check_served(config: ReceiverConfig, journeys: JourneysConfig, doc: Document) -> None:
+    """What ``journeys`` may hold under the receiver.yaml that serves it; its problems
+    go on ``doc``, the journeys file, at the line to change."""
+    _check_kpi_queries(config, journeys, doc)
+    _check_run_timeouts(config, journeys, doc)
+    doc.problems.sort(key=lambda problem: problem.line or 0)
+
+
+def _check_run_timeouts(config: ReceiverConfig, journeys: JourneysConfig, doc: Document) -> None:
+    """A run is an outbox job, each attempt cut at ATTEMPT_SHARE of ``outbox.lease``: with
+    a ``run.webhook.timeout`` past that, a run answered within its own timeout could be cut
+    short, recorded as one that may have happened, and sent again."""
+    lease = config.outbox.lease
+    for i, journey in enumerate(journeys.journeys):
+        for j, action in enumerate(journey.actions):
+            if action.run is None:
+                continue
+            timeout = action.run.webhook.timeout
+            if lease >= RUN_TIMEOUTS_PER_LEASE * timeout:
+                continue
+            doc.add(
+                ("journeys", i, "actions", j, "run", "webhook", "timeout"),
+                f"{show(timeout)}s does not fit in outbox.lease {show(lease)}s (receiver.yaml): "
+                f"the outbox cuts each attempt at {show(round(ATTEMPT_SHARE * lease, 3))}s, "
+                "and a run cut short is sent again as one that may have happened; set "
+                f"outbox.lease to at least {show(RUN_TIMEOUTS_PER_LEASE * timeout)}s, or a "
+                "shorter timeout",
+            )
 
 
 def _check_kpi_queries(config: ReceiverConfig, journeys: JourneysConfig, doc: Document) -> None:
@@ -153,7 +193,6 @@ def _check_kpi_queries(config: ReceiverConfig, journeys: JourneysConfig, doc: Do
                         f"uses {names}, which is not among the journey's group_by labels "
                         f"({', '.join(group_by) or 'none'}): an incident would not have it",
                     )
-    doc.problems.sort(key=lambda problem: problem.line or 0)
 
 
 def _read_receiver(path: Path) -> tuple[ReceiverConfig | None, Document]:

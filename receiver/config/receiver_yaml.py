@@ -44,6 +44,13 @@ from receiver.store.urls import check_url
 DEFAULT_JOURNEYS_FILE = Path("journeys.yaml")
 CALLS_PER_DELIVERY = 6
 """The most HTTP calls one delivery makes (Jira: find, read, edit, comments, transitions)."""
+ATTEMPT_SHARE = 0.8
+"""The share of ``outbox.lease`` one attempt of a job may take: cut there, it ends before
+another replica may take the job over."""
+RUN_TIMEOUTS_PER_LEASE = 2
+"""``outbox.lease`` is at least this many times an action's ``run.webhook.timeout``: a run
+is one call, and of twice its timeout, cut at ``ATTEMPT_SHARE``, the call gets all it may
+take and the rest is left for reading the incident and recording the run."""
 
 
 def _store_url(url: str) -> str:
@@ -274,7 +281,8 @@ class OutboxConfig(ConfigModel):
     """Longest wait between attempts (a sink's Retry-After may ask for longer)."""
     lease: PositiveDuration = 60.0
     """How long one replica may hold a job before another may take it over; longer than
-    the slowest sink call (sink timeouts are 10s by default)."""
+    the slowest delivery (up to 6 sink calls; sink timeouts are 10s by default) and at
+    least twice the slowest action's ``run.webhook.timeout`` (``config/loader.py``)."""
     batch: int = Field(default=50, ge=1)
     """Queues (one per incident and sink) claimed per tick by each replica."""
     dead_letters_max: int = Field(default=10_000, ge=1)

@@ -3,9 +3,12 @@
 Jira sends ``jira:issue_updated`` with the issue (its labels name our incident: the Jira
 sink labels every issue ``journey-receiver-<incident id>``), the user who changed it and a
 ``changelog``. A status change into the "done" category is a resolve by that person; into
-"indeterminate" (In Progress and the like), an acknowledgement. The issue's key must be
-the one the incident's Jira receipt holds, so a label copied onto another issue does not
-speak for the incident.
+"indeterminate" (In Progress and the like), an acknowledgement, unless the incident had
+resolved here by then (``resolves.after_the_end``: then it is on the timeline only). The
+issue's key must be the one the incident's Jira receipt holds, so a label copied onto
+another issue does not speak for the incident. Jira retries a failed delivery later, out of
+order: a move older than the last one applied (``resolves.superseded``) neither resolves
+nor takes a resolve back.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from collections.abc import Collection
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from receiver.inbound.resolves import TAKEN_BACK, taken_back
+from receiver.inbound.resolves import (
+    PERSON_AT,
+    TAKEN_BACK,
+    after_the_end,
+    superseded,
+    taken_back,
+)
 from receiver.sinks.jira import LABEL
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
@@ -124,7 +133,8 @@ def annotation(
     the receiver speaking, not a person."""
     issue = event.issue
     status = event.new_status
-    if issue is None or status is None or state.sinks.get("jira", {}).get("key") != issue.key:
+    recorded = state.sinks.get(SOURCE, {})
+    if issue is None or status is None or recorded.get("key") != issue.key:
         return None
     category = issue.fields.status.category.key if issue.fields.status else ""
     if event.by(own) or (category == "done" and state.status == "resolved"):
@@ -134,30 +144,38 @@ def annotation(
         # About an earlier episode (delivered late: the issue is reused when the incident
         # reopens): it says nothing of who answered this one.
         return None
+    # In progress is an acknowledgement, unless the incident had resolved by then: the
+    # issue taken up for follow-up work answers nothing.
+    acknowledged = category == "indeterminate" and not after_the_end(state, at)
+    late = superseded(recorded, at)
+    if late and not acknowledged:
+        # Older than the move already applied (Jira retries a failed delivery later, out of
+        # order): the issue has moved since, and applying this would undo that move.
+        return None
     who = event.who
     merge: dict[str, dict[str, object]] = {}
+    fill: dict[str, dict[str, object]] = {}
     if category == "done":
-        fill = {
-            "response": {
-                "resolved_at": at,
-                "resolved_by": who,
-                "resolved_via": SOURCE,
-                "source": SOURCE,
-            }
+        fill["response"] = {
+            "resolved_at": at,
+            "resolved_by": who,
+            "resolved_via": SOURCE,
+            "source": SOURCE,
         }
         text = f"{issue.key} moved to {status} (done) in Jira by {who}"
     else:
-        fill = (
-            {"response": {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}}
-            if category == "indeterminate"
-            else {}
-        )
         text = f"{issue.key} moved to {status} in Jira by {who}"
-        if taken_back(state, SOURCE, at):
+        if acknowledged:
+            fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
+        elif category == "indeterminate":
+            text += " after the incident resolved"
+        if not late and taken_back(state, SOURCE, at):
             # Out of done after a person's resolve in Jira: that resolve is taken back
             # (MTTR), as a PagerDuty reopen takes back one made there.
             merge["response"] = TAKEN_BACK
             text += ": the resolve is taken back"
+    if not late:
+        merge[f"sinks.{SOURCE}"] = {PERSON_AT: str(at)}
     changelog = event.changelog.id if event.changelog else ""
     return Annotation(
         merge=merge,

@@ -8,7 +8,8 @@ remembered (``store.cache``) from the incident's earlier events.
 
 Only a person counts as a responder: an acknowledgement or resolve whose ``agent`` is not
 a user (our own resolve through the Events API, an auto-resolve) is PagerDuty echoing the
-receiver or a timer, and is recorded on the timeline only.
+receiver or a timer, and is recorded on the timeline only. So is a person's acknowledgement
+made after the incident resolved here: the incident was over (``resolves.after_the_end``).
 
 An incident that resolved and fired again has a new PagerDuty incident under the same key.
 Which one an event is about, PagerDuty says in the incident's ``created_at``: one opened
@@ -32,7 +33,13 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from receiver.inbound.resolves import TAKEN_BACK, taken_back
+from receiver.inbound.resolves import (
+    PERSON_AT,
+    TAKEN_BACK,
+    after_the_end,
+    superseded,
+    taken_back,
+)
 from receiver.logtext import cut
 from receiver.sinks.pagerduty import PERSON_RESOLVED
 from receiver.store.base import Annotation
@@ -49,9 +56,6 @@ _ID_SHOWN_MAX = 64
 OPENED_AT = "incident_opened_at"
 """``sinks.pagerduty`` key: when (ms) the linked PagerDuty incident was opened, as its
 events said (its ``created_at``)."""
-PERSON_AT = "person_changed_at"
-"""``sinks.pagerduty`` key: when (ms, PagerDuty's clock) the resolve or reopen that last set
-``resolved_by_person`` happened; an older one delivered late must not undo it."""
 EPISODE_MARGIN_MS = 60_000
 """How long before an episode first fired a PagerDuty incident must have been opened to be
 an earlier episode's (at most ``resolve_after``, the least time between an episode's
@@ -204,8 +208,7 @@ def annotation(
         # one): it says nothing of who answered this one, and a person's resolve then
         # would stop the updates of the PagerDuty incident now open.
         return None
-    last = recorded.get(PERSON_AT)
-    if kind in ("incident.resolved", "incident.reopened") and linked and last and at < int(last):
+    if kind in ("incident.resolved", "incident.reopened") and linked and superseded(recorded, at):
         # Older than the resolve or reopen already applied (delivered late): it would undo it.
         return None
     sink: dict[str, Any] = {}
@@ -227,8 +230,11 @@ def annotation(
     if kind == "incident.acknowledged":
         if not event.by_person:
             return None
-        fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
         text = f"acknowledged in PagerDuty by {who}"
+        if after_the_end(state, at):
+            text += " after the incident resolved"
+        else:
+            fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
     elif kind == "incident.resolved":
         if not event.by_person or state.status == "resolved":
             # Our own resolve coming back, or PagerDuty's auto-resolve timer.

@@ -1,12 +1,26 @@
 """A person's resolve made in PagerDuty or Jira, and taking it back when they reopen it
-there: the one rule both sources keep."""
+there: the rules both sources keep.
+
+- A reopen takes back only a resolve made where it was (``taken_back``).
+- Vendors deliver at least once and retry out of order, so a resolve or reopen older than
+  the one last applied (``superseded``, by ``PERSON_AT`` in the incident's
+  ``sinks.<source>``) is a late delivery, and applying it would undo the newer one.
+- An acknowledgement made after the incident resolved here (``after_the_end``) is follow-up
+  work, not an answer to the incident: it is recorded on the timeline only, as Slack's
+  Acknowledge pressed after the resolve is, so that MTTA and ``/stats`` do not count it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from receiver.store.records import IncidentState
 
 TAKEN_BACK: dict[str, object] = {"resolved_at": None, "resolved_by": None, "resolved_via": None}
 """The ``response`` keys a reopen clears (an annotation's ``merge``)."""
+PERSON_AT = "person_changed_at"
+"""``sinks.<source>`` key: when (ms, the vendor's clock) the person's resolve or reopen last
+applied from there happened."""
 
 
 def taken_back(state: IncidentState, source: str, at_ms: int) -> bool:
@@ -20,3 +34,21 @@ def taken_back(state: IncidentState, source: str, at_ms: int) -> bool:
         return False
     made = response.resolved_via or response.source
     return made == source and at_ms > response.resolved_at
+
+
+def superseded(recorded: Mapping[str, str], at_ms: int) -> bool:
+    """Whether a resolve or reopen made at ``at_ms`` is older than the one last applied from
+    the same source (``recorded``: the incident's ``sinks.<source>``, whose ``PERSON_AT``
+    the applied one set)."""
+    last = recorded.get(PERSON_AT)
+    if not last:
+        return False
+    return at_ms < int(last)
+
+
+def after_the_end(state: IncidentState, at_ms: int) -> bool:
+    """Whether an acknowledgement made at ``at_ms`` came after the incident resolved here.
+    One made before the resolve and delivered late still answered the incident."""
+    if state.status != "resolved":
+        return False
+    return state.resolved_at is None or at_ms >= state.resolved_at

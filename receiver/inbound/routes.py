@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from starlette.background import BackgroundTasks
 from starlette.requests import Request
@@ -27,7 +28,14 @@ from receiver.alertmanager.silences import silence_incident
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
-from receiver.sinks.slack_blocks import ACTIONS, FIXED, RUN_PREFIX, SILENCE, SILENCE_S
+from receiver.sinks.slack_blocks import (
+    ACTIONS,
+    FIXED,
+    RUN_PREFIX,
+    SILENCE,
+    SILENCE_S,
+    button_value,
+)
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, StoredIncident
 
@@ -133,16 +141,24 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
     return await record(receiver, state, pagerduty.annotation(event, state, now, margin, opened))
 
 
+def _url_secret(request: Request) -> list[str | None]:
+    """``?secret=`` read both ways: form-decoded ('+' as a space, as ``query_params`` reads
+    it) and percent-decoded only ('+' as itself): Jira sends the URL as the admin typed it,
+    and a base64 secret often holds a '+' (an encoded one, ``%2B``, reads the same both
+    ways)."""
+    query: bytes = request.scope["query_string"]
+    pairs = (part.partition("=") for part in query.decode("latin-1").split("&"))
+    written = [unquote(value) for name, _, value in pairs if unquote(name) == "secret"]
+    # The last, as query_params keeps it: both readings are then of the same text.
+    return [request.query_params.get("secret"), written[-1] if written else None]
+
+
 async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Response:
     secrets = receiver.settings.config.inbound.jira.all_secrets()
     if not secrets:
         return not_configured("Jira", "jira.secret")
-    if not verify_jira(
-        body,
-        request.query_params.get("secret") or request.headers.get("x-webhook-secret"),
-        request.headers.get("x-hub-signature"),
-        secrets,
-    ):
+    shared = [*_url_secret(request), request.headers.get("x-webhook-secret")]
+    if not verify_jira(body, shared, request.headers.get("x-hub-signature"), secrets):
         return refused(401, "neither X-Hub-Signature nor ?secret= matches inbound.jira", request)
     event = jira.parse(body)
     own = _jira_own(receiver)
@@ -198,24 +214,25 @@ async def slack_interactions(request: Request, receiver: Receiver, body: bytes) 
 
 async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> Response:
     # Every incident first: a click naming none changes nothing at all.
-    pressed: list[tuple[slack.Action, StoredIncident]] = []
+    pressed: list[tuple[slack.Action, StoredIncident, str | None]] = []
     for action in interaction.actions:
         if action.action_id not in ACTIONS and not action.action_id.startswith(RUN_PREFIX):
             continue  # a link button (runbook, incident details): Slack wants a 200
-        stored = await receiver.store.load(action.value) if action.value else None
+        incident_id, shown = button_value(action.value)
+        stored = await receiver.store.load(incident_id) if incident_id else None
         if stored is None:
-            return _no_incident(action.value)
+            return _no_incident(incident_id)
         if not interaction.on_message_of(stored.state):
             return JSONResponse(
-                {"error": f"the button is not on the Slack message of incident {action.value!r}"},
+                {"error": f"the button is not on the Slack message of incident {incident_id!r}"},
                 status_code=404,
             )
-        pressed.append((action, stored))
+        pressed.append((action, stored, shown))
     later = BackgroundTasks()
     sinks = receiver.pipeline.sinks
     slack_sink = receiver.settings.config.sinks.slack
     ca_file = slack_sink.ca_file if slack_sink else None
-    for action, stored in pressed:
+    for action, stored, shown in pressed:
         state = stored.state
         if action.action_id == FIXED:
             why = "no Slack token is configured here (sinks.slack)"
@@ -233,10 +250,18 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
             person = Person.of(user.who, [user.id, *interaction.handles()])
             key = action.action_id.removeprefix(RUN_PREFIX)
             press = f"{action.action_ts}:{user.id}" if action.action_ts else None
-            answer = await receiver.runs.press(state, key, person, press)
+            answer = await receiver.runs.press(state, key, person, press, shown)
             later.add_task(slack.tell, interaction.response_url, answer.text, ca_file)
             continue
         now = receiver.pipeline.now_ms()
+        if action.action_id == SILENCE:
+            responders = receiver.settings.catalog.find(state.journey).owner.responders
+            if not slack.may_silence(interaction, responders):
+                refusal = slack.silence_refused(interaction, action, now)
+                if await receiver.store.annotate(state.id, refusal, now) == "unknown":
+                    return _no_incident(state.id)
+                later.add_task(slack.tell, interaction.response_url, slack.SILENCE_REFUSED, ca_file)
+                continue
         annotation = slack.pressed(interaction, action, state, sinks, now)
         if annotation is None:
             continue

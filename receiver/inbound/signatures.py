@@ -11,7 +11,8 @@
 - Jira: a webhook registered with a secret carries ``X-Hub-Signature: sha256=<hex
   HMAC-SHA256 of the raw body>`` (developer.atlassian.com, "Secure admin webhooks"; the
   same on Data Center, confluence.atlassian.com "Managing webhooks"). Setups without it put
-  a shared secret in the URL, which is compared as it is.
+  a shared secret in the URL (or a header), which is compared as it is; the caller offers
+  every reading of the URL's text (a '+' as itself and as a space), each compared.
 
 The checks are pure: raw body bytes and header values in, a verdict out; the caller
 passes the time. Every configured secret is tried against every offered signature with
@@ -98,11 +99,12 @@ def verify_slack(
 
 def verify_jira(
     body: bytes,
-    query_secret: str | None,
+    shared_secrets: Sequence[str | None],
     header_signature: str | None,
     secrets: Sequence[str],
 ) -> bool:
-    """True if ``X-Hub-Signature: sha256=<hex>`` or the secret given in the URL matches.
+    """True if ``X-Hub-Signature: sha256=<hex>`` or one of ``shared_secrets`` (the secret
+    given in the URL, as each reading of it gives it, or in a header) matches.
 
     Either is enough: whoever knows the URL secret could sign a body with it too.
     Jira sends one signature, so a list of them is not a signature.
@@ -114,9 +116,7 @@ def verify_jira(
     if header_signature is not None and header_signature.startswith(_JIRA_METHOD):
         offered = _ascii_lower(header_signature[len(_JIRA_METHOD) :])
         signed = _any_equal([offered], [_hmac_hex(key, body) for key in keys])
-    shared = False
-    if query_secret:
-        shared = _any_equal([_utf8(query_secret)], keys)
+    shared = _any_equal([_utf8(secret) for secret in shared_secrets if secret], keys)
     return signed or shared
 
 

@@ -16,7 +16,8 @@ What each button adds to the incident, as one ``Annotation``:
   about 3 s) lists the suggested actions and takes free text; its submission appends
   ``feedback`` with ``fixed_by``, and an edit;
 - Silence 2h: a timeline entry at once; the silences are made after the answer (see
-  ``silence_outcome``), since Alertmanager may be slow.
+  ``silence_outcome``), since Alertmanager may be slow. A Slack Connect guest from another
+  organisation is refused unless named by user id in ``owner.responders`` (``may_silence``).
 
 Slack does not retry interactions, and a double click is two deliveries with different
 ``action_ts``: ``once`` keeps a delivery that does arrive twice from landing twice.
@@ -78,6 +79,12 @@ _MODAL_TEXT_MAX = 600
 _VIEWS_TIMEOUT_S = 2
 _VIEWS_DEADLINE_S = 2.2
 _TELL_TIMEOUT_S = 5.0
+SILENCE_REFUSED = (
+    "Silence 2h refused: you are from another Slack organisation (Slack Connect). Members "
+    "of this workspace may silence the incident's alerts, and people the journey's "
+    "owner.responders names by Slack user id."
+)
+"""Said to the person only, when ``may_silence`` refuses them."""
 
 
 class _Wire(BaseModel):
@@ -141,6 +148,16 @@ class Container(_Wire):
 
 
 class Team(_Wire):
+    """The workspace the click came from; on Enterprise Grid, with its organisation's id."""
+
+    id: str = ""
+    enterprise_id: str = ""
+
+
+class Enterprise(_Wire):
+    """The Enterprise Grid organisation of an app installed on it (``is_enterprise_install``
+    payloads may carry no ``team`` at all)."""
+
     id: str = ""
 
 
@@ -153,6 +170,7 @@ class Interaction(_Wire):
     view: View | None = None
     container: Container | None = None
     team: Team | None = None
+    enterprise: Enterprise | None = None
 
     def on_message_of(self, state: IncidentState) -> bool:
         """Whether the button was on the incident's own Slack message, as its receipt
@@ -164,11 +182,24 @@ class Interaction(_Wire):
         clicked = self.container.message_ts if self.container else ""
         return not (posted and clicked) or posted == clicked
 
+    def from_home(self) -> bool:
+        """Whether the clicker belongs to where the app is: ``user.team_id`` is the
+        workspace's ``team.id`` or, on Enterprise Grid (where Slack reports the
+        organisation's E… id there instead), the organisation's (``team.enterprise_id``,
+        ``enterprise.id``). Anyone else is a Slack Connect guest from another organisation.
+        A payload that does not say is not held against them."""
+        theirs = self.user.team_id
+        home = {self.team.id, self.team.enterprise_id} if self.team else set()
+        if self.enterprise:
+            home.add(self.enterprise.id)
+        home.discard("")
+        return not theirs or not home or theirs in home
+
     def handles(self) -> list[str]:
-        """The clicker's ``@handle``s, only for a person of the workspace the app is in:
-        a handle from another organisation (Slack Connect) proves nothing here."""
-        home = self.team.id if self.team else ""
-        if self.user.team_id and home and self.user.team_id != home:
+        """The clicker's ``@handle``s, only for a person of the workspace (or Enterprise
+        Grid organisation) the app is in: a handle from another organisation (Slack
+        Connect) proves nothing here."""
+        if not self.from_home():
             return []
         return [f"@{self.user.username}", f"@{self.user.name}"]
 
@@ -237,12 +268,36 @@ def pressed(
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         jobs=jobs,
-        once=(
-            f"{SOURCE}:{action.action_ts}:{interaction.user.id}:{kind}"
-            if action.action_ts
-            else None
-        ),
+        once=_once(interaction, action),
     )
+
+
+def may_silence(interaction: Interaction, responders: Collection[str]) -> bool:
+    """Whether the clicker may press Silence 2h: a silence hides the incident's alerts from
+    everyone, so, as for Run, a Slack Connect guest from another organisation (a shared
+    channel lets them in) may only when the journey's ``owner.responders`` names their user
+    id; members of the workspace (or Enterprise Grid organisation) the app is in may."""
+    named = {r.strip().lower() for r in responders}
+    return interaction.from_home() or interaction.user.id.lower() in named
+
+
+def silence_refused(interaction: Interaction, action: Action, now_ms: int) -> Annotation:
+    """A Silence 2h ``may_silence`` refused, on the timeline, as Run's refusals are."""
+    text = (
+        f"Silence 2h asked in Slack by {interaction.user.who} refused: "
+        "from another Slack organisation, not named in owner.responders"
+    )
+    return Annotation(
+        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+        once=_once(interaction, action),
+    )
+
+
+def _once(interaction: Interaction, action: Action) -> str | None:
+    # Slack does not retry, but a delivery that arrives twice must land once.
+    if not action.action_ts:
+        return None
+    return f"{SOURCE}:{action.action_ts}:{interaction.user.id}:{action.action_id}"
 
 
 def fixed(

@@ -10,9 +10,10 @@ folded so that a value cannot start a line of its own (a fake heading or quote).
 escaped first and clipped after, never inside an entity.
 
 With ``buttons`` the message carries the interactive buttons (``ACTIONS``; each button's
-``value`` is the incident id), answered by ``/inbound/slack/interactions``; a context
-line says what people did (acknowledged, useful or not, wrong cause, what fixed it,
-silenced), whatever the buttons.
+``value`` is the incident id, a Run button's also what it shows of its action:
+``run_value``), answered by ``/inbound/slack/interactions``; a context line says what
+people did (acknowledged, useful or not, wrong cause, what fixed it, silenced), whatever
+the buttons.
 
 Limits (docs.slack.dev, Block Kit reference): at most 50 blocks; header text 150; text
 objects 3000; context elements 10; actions elements 25; button text 75, button URL 3000,
@@ -160,6 +161,20 @@ def reply_text(kind: NotificationKind, priority: str, changes: tuple[str, ...]) 
     return clip(f"*{_REPLY_LABELS[kind]}* ({priority})" + (f": {what}" if what else ""), TEXT_MAX)
 
 
+def run_value(incident_id: str, shown: str) -> str:
+    """A Run button's ``value``: the incident id and, after a space (no id has one), what
+    the button shows of its action (``receiver.actions.shown``, 35 characters: the value
+    stays far below Slack's 2000)."""
+    return f"{incident_id} {shown}"
+
+
+def button_value(value: str) -> tuple[str, str | None]:
+    """The incident id a button's ``value`` names and, for a Run button, what it showed
+    of its action; None for a Run button from before it carried that."""
+    incident_id, space, shown = value.partition(" ")
+    return incident_id, shown if space else None
+
+
 def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text}
 
@@ -268,16 +283,18 @@ def _run_buttons(incident: Incident) -> list[dict[str, Any]]:
     if incident.status == "resolved" or incident.automation not in ("assist", "auto"):
         return []
     buttons = []
-    for action in incident.sink_actions[:_RUN_BUTTONS]:
-        if not action.get("runnable"):
-            continue
+    # The runnable ones first, then the cap: actions done by hand take no Run button's room.
+    runnable = [action for action in incident.sink_actions if action.get("runnable")]
+    for action in runnable[:_RUN_BUTTONS]:
+        key = str(action["id"])
         title = " ".join(str(action.get("title", "")).split())
         buttons.append(
             {
                 "type": "button",
-                "action_id": RUN_PREFIX + str(action["id"]),
+                "action_id": RUN_PREFIX + key,
                 "text": _plain(clip(f"Run: {title}", BUTTON_TEXT_MAX)),
-                "value": incident.id,
+                # What it shows, for the press to run that or nothing (Runs.press).
+                "value": run_value(incident.id, incident.shown_values[key]),
                 "style": "danger",
                 "confirm": {
                     "title": _plain("Run this action?"),

@@ -11,7 +11,9 @@ Run (a journey at ``assist`` or ``auto``, an open incident, a runnable action) i
 POSTs to ``/incidents/{id}/actions/{action}/run``, so it works without JavaScript: the
 first answers with a page asking to confirm, the second (``confirm=yes``) presses Run as
 Slack's button does (``receiver.runs.press``) and sends the browser back to the incident,
-told a fixed sentence per answer (``?ran=<status>``) above the recorded runs.
+told a fixed sentence per answer (``?ran=<status>``) above the recorded runs. The
+confirmation carries what it showed of the action (``shown``): a press runs that or
+nothing, as the probable cause may move while the page is open.
 
 Who pressed it: both POSTs need the write role (a session signed in with a write token,
 or writes open), else the refused page. The person is the viewer's name, lowercased as
@@ -139,6 +141,7 @@ async def post_run(request: Request, receiver: Receiver) -> Response:
                 "key": key,
                 "title": action["title"] if action else key,
                 "suggested": action is not None,
+                "shown": incident.shown_values.get(key),
                 "back": f"{here}#actions",
                 "press": secrets.token_urlsafe(12),
             },
@@ -147,7 +150,8 @@ async def post_run(request: Request, receiver: Receiver) -> Response:
     person = person_of(visit.viewer)
     press = fields.get("press", "")
     press_id = f"web:{press}" if _PRESS.fullmatch(press) else None
-    answer = await receiver.runs.press(stored.state, key, person, press_id)
+    shown = fields.get("shown")
+    answer = await receiver.runs.press(stored.state, key, person, press_id, shown)
     logger.info(
         "Run of %s on incident %s pressed on its page by %s: %s",
         key,

@@ -14,6 +14,7 @@ import pytest
 from receiver.sinks.slack_blocks import RUN_PREFIX
 from tests.conftest import FakeClock, make_alert
 from tests.support.fake_deploy import FIRST_ALERT, FakeDeploy, deploys, journeys, serve_deploy
+from tests.support.fake_server import Fault
 from tests.support.fake_slack import Message
 from tests.support.harness import Harness, harness, write_config
 from tests.support.sink_world import Fakes
@@ -70,6 +71,11 @@ def run_button(posted: Message) -> dict[str, Any]:
     return button
 
 
+def shown(world: Fakes) -> str:
+    """The Run button's ``value`` on the message as it is now: what a click on it sends."""
+    return str(run_button(message(world))["value"])
+
+
 async def runs(rx: Harness, incident_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = (await rx.incident(incident_id))["actions_run"]
     return found
@@ -84,7 +90,7 @@ async def test_a_responder_runs_it_once_and_everyone_hears(
     assert button["confirm"]["confirm"]["text"] == "Run"  # Slack asks before it sends
     assert deploy.calls == []  # assist: nothing runs by itself
 
-    r = await slack.click(RUN, incident_id, ALICE)
+    r = await slack.click(RUN, shown(world), ALICE)
     assert (r.status_code, r.content) == (200, b"")
     assert slack.responses()[-1]["text"].startswith("Roll back payment-service to v41: running")
     await rx.tick(1)
@@ -94,7 +100,7 @@ async def test_a_responder_runs_it_once_and_everyone_hears(
     assert (run["status"], run["by"]) == ("ran", "@alice (U0ALICE)")
 
     # A second press (or a double click) runs nothing more.
-    await slack.click(RUN, incident_id, ALICE)
+    await slack.click(RUN, shown(world), ALICE)
     assert "already ran" in slack.responses()[-1]["text"]
     await rx.tick(1)
     assert len(deploy.calls) == 1 and len(await runs(rx, incident_id)) == 1
@@ -113,7 +119,7 @@ async def test_someone_not_a_responder_is_refused_and_the_refusal_recorded(
 ) -> None:
     incident_id = await opened(rx)
 
-    r = await slack.click(RUN, incident_id, BOB)
+    r = await slack.click(RUN, shown(world), BOB)
     assert r.status_code == 200
     assert (
         "@bob (U0BOB) is not one of the journey's owner.responders" in slack.responses()[-1]["text"]
@@ -176,7 +182,7 @@ async def test_a_deploy_older_than_within_is_refused_with_the_reason(
 
 
 async def test_the_kill_switch_refuses_a_responder(
-    rx: Harness, slack: Slack, deploy: FakeDeploy
+    rx: Harness, slack: Slack, world: Fakes, deploy: FakeDeploy
 ) -> None:
     incident_id = await opened(rx)
     config = rx.receiver.config_path
@@ -184,9 +190,96 @@ async def test_the_kill_switch_refuses_a_responder(
     config.write_text(config.read_text() + "automation: {enabled: false}\n")
     rx.receiver.reload()
 
-    await slack.click(RUN, incident_id, ALICE)
+    await slack.click(RUN, shown(world), ALICE)
     assert "automation is switched off" in slack.responses()[-1]["text"]
     await rx.tick(1)
     assert deploy.calls == []
     [run] = await runs(rx, incident_id)
     assert run["status"] == "refused"
+
+
+async def test_a_press_runs_the_change_its_button_showed_or_nothing(
+    rx: Harness, slack: Slack, world: Fakes, deploy: FakeDeploy
+) -> None:
+    """The Run button and Slack's confirmation say "Roll back payment-service to v41". When
+    the probable cause moves before the click (a late deploy event; the message's edit held
+    back by Slack's rate limit, as in a storm), the click must not roll back to v42, a
+    version nobody confirmed: it is refused, saying what changed."""
+    incident_id = await opened(rx)
+    button = run_button(message(world))
+    assert button["text"]["text"] == "Run: Roll back payment-service to v41"
+    world.slack_server.inject(Fault("/api/chat.update", status=429, retry_after="60", times=5))
+    late = [{"type": "deploy", "service": "payment-service", "version": "v42.1",
+             "at": "2026-04-18T08:08:30Z", "environment": "prod", "region": "eu"}]  # fmt: skip
+    assert (await rx.client.post("/api/v1/events", content=json.dumps(late))).is_success
+    rx.clock.advance(120)
+    await rx.post([make_alert(alertname="Latency")])
+    await rx.tick(1)
+    assert run_button(message(world))["text"]["text"] == "Run: Roll back payment-service to v41"
+    [now] = (await rx.incident(incident_id))["suggested_actions"]
+    assert now["title"] == "Roll back payment-service to v42"
+
+    # Alice confirms "Roll back payment-service to v41".
+    await slack.click(RUN, button["value"], ALICE)
+    assert slack.responses()[-1]["text"] == (
+        "Roll back payment-service to v42 was not run: it now names another change than the "
+        "one you confirmed: version, previous_version differ from what was shown; look again "
+        "and press Run on it as it is shown now"
+    )
+    await rx.tick(1)
+    assert deploy.calls == []
+    [run] = await runs(rx, incident_id)
+    assert (run["status"], run["by"]) == ("refused", "@alice (U0ALICE)")
+
+    # Once Slack takes the edit, the button shows v42, and confirming that runs it.
+    for _ in range(10):
+        await rx.tick(61)
+    button = run_button(message(world))
+    assert button["text"]["text"] == "Run: Roll back payment-service to v42"
+    await slack.click(RUN, button["value"], ALICE)
+    await rx.tick(1)
+    assert [e.body["to"] for e in deploy.effects] == ["v42"]
+
+
+async def test_a_run_button_from_before_it_said_what_it_showed_runs_nothing_and_is_replaced(
+    rx: Harness, slack: Slack, world: Fakes, deploy: FakeDeploy
+) -> None:
+    """A message posted by an older receiver carries Run buttons whose value is the
+    incident id alone: what the person confirmed is not known, so the click runs nothing;
+    the refusal edits the message, whose new button runs."""
+    incident_id = await opened(rx)
+
+    await slack.click(RUN, incident_id, ALICE)
+    assert slack.responses()[-1]["text"] == (
+        "Roll back payment-service to v41 was not run: the Run pressed does not say which "
+        "change it was confirmed for: press Run again where the action is shown as it is now"
+    )
+    await rx.tick(1)
+    assert deploy.calls == []
+    assert shown(world).startswith(f"{incident_id} ")
+    await slack.click(RUN, shown(world), ALICE)
+    await rx.tick(1)
+    assert [e.body["to"] for e in deploy.effects] == ["v41"]
+
+
+async def test_a_runnable_action_gets_its_run_button_whatever_comes_before_it(
+    tmp_path: Path, world: Fakes, deploy: FakeDeploy
+) -> None:
+    """Run buttons are capped at five, counted among the runnable actions: a journey that
+    lists five hand-done suggestions before its rollback still shows the rollback's."""
+    path = journeys(tmp_path, deploy.url, "assist")
+    by_hand = "".join(f"      - title: Check dashboard {i}\n" for i in range(5))
+    path.write_text(path.read_text().replace("    actions:\n", "    actions:\n" + by_hand))
+    extra = f"inbound: {{slack: {{signing_secret: {SECRET}}}}}\n"
+    config = write_config(tmp_path, world.config() + extra, journeys=path)
+    async with harness(config, FakeClock(FIRST_ALERT - 60), configured_sinks=True) as rx:
+        incident_id = await opened(rx)
+        suggested = (await rx.incident(incident_id))["suggested_actions"]
+        assert [a["runnable"] for a in suggested] == [False] * 5 + [True]
+        ids = [
+            e.get("action_id")
+            for b in message(world).blocks
+            if b["type"] == "actions"
+            for e in b["elements"]
+        ]
+        assert [i for i in ids if str(i).startswith(RUN_PREFIX)] == [RUN]

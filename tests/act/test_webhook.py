@@ -228,6 +228,24 @@ async def test_a_line_break_from_a_label_in_a_header_fails_and_nothing_is_sent(
 
 
 @pytest.mark.parametrize(
+    ("region", "carried"),
+    [("são-paulo", "a character that is not ASCII"), ("eu\x0bwest", "a control character")],
+    ids=["not-ascii", "vertical-tab"],
+)
+async def test_a_label_a_header_cannot_carry_fails_the_run_at_once_and_sends_nothing(
+    deploy: FakeDeploy, region: str, carried: str
+) -> None:
+    """Not ASCII, or a control character other than a line break: permanent, as a line
+    break is, not an error of the HTTP client (taken for "it may have run", and retried)."""
+    headers = {"X-Reason": "incident in {region}"}
+
+    with pytest.raises(PermanentDeliveryError, match=f"X-Reason would carry {carried}"):
+        await run_once(config(deploy, headers=headers), request(region=region))
+
+    assert deploy.calls == []
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"url": "http://{region}.deploy.example/rollback"}, "not in the host"),

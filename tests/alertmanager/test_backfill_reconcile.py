@@ -291,3 +291,38 @@ async def test_an_alert_newer_than_alertmanagers_answer_is_left_for_the_next_rou
         am.during_alerts = None
         await rx.tick(60)  # the next round asks again: Latency is truly not held
         assert await firing_names(rx, incident_id) == ["Errors"]
+
+
+async def test_a_new_episode_newer_than_alertmanagers_answer_is_not_resolved(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The receiver was down when Errors resolved: it still holds it firing (the episode
+    of 08:10). Errors fires again just after a reconcile round asked Alertmanager, and its
+    webhook lands before the round reaches the incident: a firing alert with a new
+    startsAt changed then (``changed_at``), so the round's older answer leaves it alone."""
+    config = "alertmanager: {urls: ['http://127.0.0.1:9'], restart_grace: 0s}\n"
+    async with harness(write_config(tmp_path, config), clock) as rx:
+        am = await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        other = make_alert("payment-service", alertname="Latency")
+        (incident_id,) = (await rx.post([errors, other])).json()["incidents"]
+        am.all = [held(errors), held(other)]
+        await rx.tick(10)
+        # Errors resolved at 08:20 while the receiver was down; Alertmanager dropped it.
+        am.all = [held(other)]
+
+        async def new_episode_in_between() -> None:
+            clock.advance(1)
+            began = datetime.fromtimestamp(clock.now - 0.5, UTC).isoformat()
+            again = {**errors, "startsAt": began.replace("+00:00", "Z")}
+            response = await rx.post([again])
+            assert response.status_code == 200
+
+        clock.advance(60)
+        am.during_alerts = new_episode_in_between
+        await rx.tick()
+        detail = await rx.incident(incident_id)
+        state = {a["labels"]["alertname"]: a["status"] for a in detail["alerts"]}
+        assert state == {"Errors": "firing", "Latency": "firing"}, [
+            e["text"] for e in detail["timeline"] if e["kind"] == "alertmanager"
+        ]

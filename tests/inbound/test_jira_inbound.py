@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -56,19 +57,27 @@ async def test_a_person_closing_the_issue_is_recorded_once(rx: Harness, world: F
     assert jira_entries == [f"{key} moved to Closed (done) in Jira by Carol Lead"]
 
 
+def close_then_reopen(
+    world: Fakes, clock: FakeClock, key: str
+) -> tuple[tuple[bytes, dict[str, str]], tuple[bytes, dict[str, str]]]:
+    """Carol moves ``key`` to Closed, and a minute later to Open again: the two webhooks."""
+    clock.advance(60)
+    world.jira.close(key, "Fixed")
+    closed = world.jira.webhook(key, "Carol Lead", SECRET, before="Open", at=clock.now)
+    clock.advance(60)
+    world.jira.issue(key).status = "Open"
+    reopened = world.jira.webhook(key, "Carol Lead", SECRET, before="Closed", at=clock.now)
+    return closed, reopened
+
+
 async def test_an_issue_moved_out_of_done_takes_the_persons_resolve_back(
     rx: Harness, world: Fakes, clock: FakeClock
 ) -> None:
     incident_id, key = await opened_issue(rx, world)
-    clock.advance(60)
-    world.jira.close(key, "Fixed")
-    closed = world.jira.webhook(key, "Carol Lead", SECRET, before="Open", at=clock.now)
+    # Carol closed the wrong issue and opens it again; the alert still fires.
+    closed, reopened = close_then_reopen(world, clock, key)
     assert (await rx.client.post("/inbound/jira", content=closed[0], headers=closed[1])).is_success
     assert (await rx.incident(incident_id))["mttr_s"] is not None
-    # Carol closed the wrong issue and opens it again; the alert still fires.
-    clock.advance(60)
-    world.jira.issue(key).status = "Open"
-    reopened = world.jira.webhook(key, "Carol Lead", SECRET, before="Closed", at=clock.now)
     r = await rx.client.post("/inbound/jira", content=reopened[0], headers=reopened[1])
     assert r.json()["status"] == "recorded"
     detail = await rx.incident(incident_id)
@@ -77,6 +86,23 @@ async def test_an_issue_moved_out_of_done_takes_the_persons_resolve_back(
     assert detail["timeline"][-1]["text"] == (
         f"{key} moved to Open in Jira by Carol Lead: the resolve is taken back"
     )
+
+
+async def test_a_done_delivered_after_the_reopen_that_followed_it_changes_nothing(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    # Carol closes the issue by mistake and opens it again a minute later; the alert still
+    # fires. Jira delivers the close late (a retry), after the reopen landed.
+    closed, reopened = close_then_reopen(world, clock, key)
+    r = await rx.client.post("/inbound/jira", content=reopened[0], headers=reopened[1])
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    r = await rx.client.post("/inbound/jira", content=closed[0], headers=closed[1])
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], detail["response"], detail["mttr_s"]) == ("open", None, None)
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "jira"]
+    assert texts == [f"{key} moved to Open in Jira by Carol Lead"]
 
 
 def moved(category: str, status: str, at_ms: int) -> jira.Event:
@@ -105,13 +131,15 @@ def test_a_move_out_of_done_from_before_the_resolve_takes_nothing_back() -> None
     late = jira.annotation(
         moved("new", "Open", started + 30_000), state, started + 90_000, "d1", ()
     )
-    assert late is not None and late.merge == {}
+    assert late is not None and "response" not in late.merge
     after = jira.annotation(
         moved("new", "Open", started + 70_000), state, started + 90_000, "d2", ()
     )
     assert after is not None
-    assert after.merge == {
-        "response": {"resolved_at": None, "resolved_by": None, "resolved_via": None}
+    assert after.merge["response"] == {
+        "resolved_at": None,
+        "resolved_by": None,
+        "resolved_via": None,
     }
     # A resolve a person made in PagerDuty is not Jira's to take back, whether it says so
     # or was recorded before that was kept (its first word came from PagerDuty).
@@ -122,7 +150,34 @@ def test_a_move_out_of_done_from_before_the_resolve_takes_nothing_back() -> None
             elsewhere = jira.annotation(
                 moved(category, status, started + 70_000), state, started + 90_000, "d3", ()
             )
-            assert elsewhere is not None and elsewhere.merge == {}
+            assert elsewhere is not None and "response" not in elsewhere.merge
+
+
+def test_a_move_older_than_the_last_applied_undoes_nothing() -> None:
+    # Carol closed PAY-1 at +60 s, opened it at +70 s and closed it again at +80 s; the
+    # closes landed, and the reopen is delivered last (a retry).
+    started = 1_776_500_000_000
+    state = IncidentState(
+        id="inc-1", key="k", digest="d", journey="checkout", group_labels={},
+        status="open", created_at=started, updated_at=started, first_firing_at=started,
+        sinks={"jira": {"key": "PAY-1", "person_changed_at": str(started + 80_000)}},
+        response={"resolved_at": started + 60_000, "resolved_by": "Carol Lead",
+                  "resolved_via": "jira"},
+    )  # fmt: skip
+    now = started + 90_000
+    assert jira.annotation(moved("new", "Open", started + 70_000), state, now, "d1", ()) is None
+    assert jira.annotation(moved("done", "Done", started + 70_000), state, now, "d2", ()) is None
+    # Taken up then, it still is the acknowledgement it was, and takes nothing back.
+    taken = jira.annotation(
+        moved("indeterminate", "In Progress", started + 70_000), state, now, "d3", ()
+    )
+    assert taken is not None and taken.merge == {}
+    assert taken.fill["response"]["acknowledged_at"] == started + 70_000
+    # A newer move applies, and is the one later moves are judged by.
+    newer = jira.annotation(moved("new", "Open", started + 85_000), state, now, "d4", ())
+    assert newer is not None
+    assert newer.merge["sinks.jira"] == {"person_changed_at": str(started + 85_000)}
+    assert newer.merge["response"]["resolved_at"] is None
 
 
 async def test_the_secret_may_come_in_the_url_as_older_jira_sends_it(
@@ -134,6 +189,37 @@ async def test_the_secret_may_come_in_the_url_as_older_jira_sends_it(
     unsigned = {k: v for k, v in headers.items() if k != "x-hub-signature"}
     r = await rx.client.post(f"/inbound/jira?secret={SECRET}", content=body, headers=unsigned)
     assert r.json() == {"status": "recorded", "incident": incident_id}
+
+
+PLUS_SECRET = "q3V+7kx/Zr0Tn1Uw4bPq9A=="  # what `openssl rand -base64 16` gives
+
+
+async def test_a_url_secret_with_a_plus_sign_verifies_as_written(
+    tmp_path: Path, clock: FakeClock, world: Fakes
+) -> None:
+    # Jira sends the URL as the admin typed it; read form-decoded, its '+' is a space.
+    inbound = f"inbound: {{jira: {{secret: '{PLUS_SECRET}'}}}}\n"
+    async with harness(
+        write_config(tmp_path, world.config() + inbound), clock, configured_sinks=True
+    ) as rx:
+        incident_id, key = await opened_issue(rx, world)
+        world.jira.close(key, "Fixed")
+        body, headers = world.jira.webhook(key, "Dan", "not-the-secret", before="Open")
+        unsigned = {k: v for k, v in headers.items() if k != "x-hub-signature"}
+        for url in (
+            f"/inbound/jira?secret={PLUS_SECRET}",
+            f"/inbound/jira?secret={quote(PLUS_SECRET)}",
+        ):
+            r = await rx.client.post(url, content=body, headers=unsigned)
+            assert r.status_code == 200, r.json()
+        r = await rx.client.post(
+            "/inbound/jira", content=body, headers=unsigned | {"x-webhook-secret": PLUS_SECRET}
+        )
+        assert r.json() == {"status": "already recorded", "incident": incident_id}
+        near = PLUS_SECRET.replace("+", " ")
+        for url in (f"/inbound/jira?secret={quote(near)}", "/inbound/jira?secret=q3V"):
+            assert (await rx.client.post(url, content=body, headers=unsigned)).status_code == 401
+        assert (await rx.incident(incident_id))["response"]["resolved_by"] == "Dan"
 
 
 async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
@@ -176,6 +262,42 @@ async def test_the_sinks_own_resolve_is_not_a_persons(rx: Harness, world: Fakes)
     assert r.json() == {"status": "ignored", "incident": incident_id}
     detail = await rx.incident(incident_id)
     assert detail["response"] is None
+
+
+def in_progress(webhook: tuple[bytes, dict[str, str]]) -> tuple[bytes, dict[str, str]]:
+    """A fake-Jira webhook, its issue moved to "In Progress" (category indeterminate)
+    instead, signed again."""
+    body = json.loads(webhook[0])
+    body["issue"]["fields"]["status"] = {
+        "name": "In Progress",
+        "statusCategory": {"key": "indeterminate"},
+    }
+    body["changelog"]["items"][0]["toString"] = "In Progress"
+    raw = json.dumps(body).encode()
+    return raw, {**webhook[1], "x-hub-signature": sign_jira(raw, SECRET)}
+
+
+async def test_an_issue_taken_up_after_the_incident_resolved_is_no_acknowledgement(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    # Nobody acknowledged; the alerts resolved and so did the incident (the sink moved the
+    # issue to done). Next morning Dan reopens it into In Progress for the follow-up work.
+    incident_id, key = await opened_issue(rx, world)
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(900)
+    await rx.tick(1)
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], world.jira.issue(key).status) == ("resolved", "Resolved")
+    clock.advance(12 * 3600)
+    world.jira.issue(key).status = "Open"
+    moved = in_progress(world.jira.webhook(key, "Dan Dev", SECRET, before="Open", at=clock.now))
+    r = await rx.client.post("/inbound/jira", content=moved[0], headers=moved[1])
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert (detail["response"], detail["mtta_s"]) == (None, None)
+    assert detail["timeline"][-1]["text"] == (
+        f"{key} moved to In Progress in Jira by Dan Dev after the incident resolved"
+    )
 
 
 async def reopened_by_the_sink(rx: Harness, world: Fakes) -> tuple[str, str]:

@@ -311,6 +311,33 @@ async def test_a_resolve_from_before_the_episode_began_is_not_this_episodes(
     assert "resolved_by_person" not in detail["sinks"]["pagerduty"]
 
 
+async def test_an_acknowledgement_after_the_incident_resolved_is_on_the_timeline_only(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    # Nobody acknowledged; the alerts resolve, and so does the incident.
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], detail["response"]) == ("resolved", None)
+    ended = clock.now  # resolved by this tick
+    # Next morning Bob acknowledges the PagerDuty incident (our resolve never reached it):
+    # the incident was over, so it is no acknowledgement of it (MTTA, /stats).
+    clock.advance(12 * 3600)
+    ack = world.pagerduty.person("acknowledged", incident_id, "Bob", SECRET, at=clock.now)
+    assert await webhook(rx, *ack) == (200, {"status": "recorded", "incident": incident_id})
+    detail = await rx.incident(incident_id)
+    assert (detail["response"], detail["mtta_s"]) == (None, None)
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
+    assert texts == ["acknowledged in PagerDuty by Bob after the incident resolved"]
+    # Alice's, made while it was open and delivered only now, still answered it.
+    late = world.pagerduty.person("acknowledged", incident_id, "Alice", SECRET, at=ended - 60)
+    assert (await webhook(rx, *late))[0] == 200
+    detail = await rx.incident(incident_id)
+    assert detail["response"]["acknowledged_by"] == "Alice"
+    assert detail["mtta_s"] is not None
+
+
 # --- which episode an event is about, judged from the event alone ------------------------
 
 FIRST_FIRING = 1_776_500_000_000  # this episode first fired then (ms)

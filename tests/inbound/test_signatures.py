@@ -310,52 +310,58 @@ def test_slack_malformed_signature(signature: str) -> None:
 
 
 def test_jira_hand_vector_verifies() -> None:
-    assert verify_jira(JIRA_BODY, None, f"sha256={JIRA_NEW_HEX}", [JIRA_NEW])
+    assert verify_jira(JIRA_BODY, [], f"sha256={JIRA_NEW_HEX}", [JIRA_NEW])
 
 
 def test_jira_secret_in_the_url_verifies() -> None:
-    assert verify_jira(JIRA_BODY, JIRA_NEW, None, [JIRA_NEW])
+    assert verify_jira(JIRA_BODY, [JIRA_NEW], None, [JIRA_NEW])
+
+
+def test_jira_any_reading_of_the_shared_secret_offered_may_match() -> None:
+    # The URL's secret as form-decoded and as written, then the header: one match is enough.
+    assert verify_jira(JIRA_BODY, ["jira secret new", JIRA_NEW, None], None, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, ["jira secret new", None, ""], None, [JIRA_NEW])
 
 
 def test_jira_either_proof_is_enough() -> None:
-    assert verify_jira(JIRA_BODY, JIRA_NEW, f"sha256={'0' * 64}", [JIRA_NEW])
-    assert verify_jira(JIRA_BODY, "wrong", f"sha256={JIRA_NEW_HEX}", [JIRA_NEW])
+    assert verify_jira(JIRA_BODY, [JIRA_NEW], f"sha256={'0' * 64}", [JIRA_NEW])
+    assert verify_jira(JIRA_BODY, ["wrong"], f"sha256={JIRA_NEW_HEX}", [JIRA_NEW])
 
 
 def test_jira_bad_signature() -> None:
-    assert not verify_jira(JIRA_BODY, None, flip_last(f"sha256={JIRA_NEW_HEX}"), [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [], flip_last(f"sha256={JIRA_NEW_HEX}"), [JIRA_NEW])
 
 
 def test_jira_wrong_secret() -> None:
-    assert not verify_jira(JIRA_BODY, None, f"sha256={JIRA_NEW_HEX}", ["other"])
-    assert not verify_jira(JIRA_BODY, "other", None, [JIRA_NEW])
-    assert not verify_jira(JIRA_BODY, JIRA_NEW + "x", None, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [], f"sha256={JIRA_NEW_HEX}", ["other"])
+    assert not verify_jira(JIRA_BODY, ["other"], None, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [JIRA_NEW + "x"], None, [JIRA_NEW])
 
 
 def test_jira_body_changed_after_signing() -> None:
-    assert not verify_jira(JIRA_BODY + b"\n", None, f"sha256={JIRA_NEW_HEX}", [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY + b"\n", [], f"sha256={JIRA_NEW_HEX}", [JIRA_NEW])
 
 
 def test_jira_rotation_only_the_old_configured_secret_matches() -> None:
-    assert verify_jira(JIRA_BODY, None, f"sha256={JIRA_OLD_HEX}", [JIRA_NEW, JIRA_OLD])
-    assert verify_jira(JIRA_BODY, JIRA_OLD, None, [JIRA_NEW, JIRA_OLD])
+    assert verify_jira(JIRA_BODY, [], f"sha256={JIRA_OLD_HEX}", [JIRA_NEW, JIRA_OLD])
+    assert verify_jira(JIRA_BODY, [JIRA_OLD], None, [JIRA_NEW, JIRA_OLD])
 
 
 def test_jira_sends_one_signature_so_a_list_is_refused() -> None:
     # WebSub's X-Hub-Signature is a single method=signature pair.
     header = f"sha256={'0' * 64},sha256={JIRA_NEW_HEX}"
 
-    assert not verify_jira(JIRA_BODY, None, header, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [], header, [JIRA_NEW])
 
 
 def test_jira_no_secrets_refuse_everything() -> None:
-    assert not verify_jira(JIRA_BODY, JIRA_NEW, f"sha256={JIRA_NEW_HEX}", [])
-    assert not verify_jira(JIRA_BODY, "", sign_jira(JIRA_BODY, ""), [""])
-    assert not verify_jira(JIRA_BODY, "", None, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [JIRA_NEW], f"sha256={JIRA_NEW_HEX}", [])
+    assert not verify_jira(JIRA_BODY, [""], sign_jira(JIRA_BODY, ""), [""])
+    assert not verify_jira(JIRA_BODY, [""], None, [JIRA_NEW])
 
 
 def test_jira_missing_proof() -> None:
-    assert not verify_jira(JIRA_BODY, None, None, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [], None, [JIRA_NEW])
 
 
 @pytest.mark.parametrize(
@@ -372,4 +378,4 @@ def test_jira_missing_proof() -> None:
     ],
 )
 def test_jira_malformed_header(header: str) -> None:
-    assert not verify_jira(JIRA_BODY, None, header, [JIRA_NEW])
+    assert not verify_jira(JIRA_BODY, [], header, [JIRA_NEW])

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver.inbound.slack import parse
+from receiver.act.levels import Person, refusal
+from receiver.inbound.slack import SILENCE_REFUSED, Interaction, may_silence, parse
 from receiver.sinks.slack_blocks import (
     ACK,
     FIXED,
@@ -323,6 +324,34 @@ async def test_silence_2h_silences_in_alertmanager_after_the_answer_and_shows_wh
     assert people(message(world)) == ["Silenced 2h by @alice (U0ALICE)"]
 
 
+GUEST = {"id": "U0GUEST", "username": "alice", "name": "alice", "team_id": "T0PARTNER"}
+"""A Slack Connect guest: a person of another organisation in the shared channel."""
+
+
+async def test_silence_2h_from_a_slack_connect_guest_is_refused_and_said_to_them_only(
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager
+) -> None:
+    incident_id = await opened(rx)
+
+    r = await slack.click(SILENCE, incident_id, GUEST)
+
+    assert (r.status_code, r.content) == (200, b"")
+    assert alertmanager.fake.silences == []
+    (said,) = slack.responses()
+    assert (said["response_type"], said["text"]) == ("ephemeral", SILENCE_REFUSED)
+    detail = await rx.incident(incident_id)
+    assert detail["silences"] == []
+    assert slack_timeline(detail) == [
+        "Silence 2h asked in Slack by @alice (U0GUEST) refused: "
+        "from another Slack organisation, not named in owner.responders"
+    ]
+    await rx.tick()
+    assert world.slack.edits(message(world).ts) == []
+    # A member of the workspace still may.
+    assert (await slack.click(SILENCE, incident_id, BOB)).status_code == 200
+    assert len(alertmanager.fake.silences) == 1
+
+
 async def test_a_silence_that_fails_is_recorded_and_said_to_the_person(
     rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager
 ) -> None:
@@ -492,12 +521,50 @@ async def test_a_button_of_another_message_does_not_act_on_the_incident(
     assert (await rx.incident(incident_id))["response"]["acknowledged_by"] == "@alice (U0ALICE)"
 
 
-def test_a_handle_counts_only_for_a_person_of_the_apps_workspace() -> None:
-    def clicked(user: dict[str, str]) -> list[str]:
-        payload = {"type": "block_actions", "user": user, "team": {"id": "T0HOME"}}
-        return parse(urlencode({"payload": json.dumps(payload)}).encode()).handles()
+def clicked(user: dict[str, str], **where: Any) -> Interaction:
+    """A click by ``user``, from the workspace T0HOME unless ``where`` says otherwise
+    (``team``, ``enterprise``)."""
+    payload = {"type": "block_actions", "user": user, "team": {"id": "T0HOME"}} | where
+    return parse(urlencode({"payload": json.dumps(payload)}).encode())
 
+
+def test_a_handle_counts_only_for_a_person_of_the_apps_workspace() -> None:
     home = {"id": "U1", "username": "alice", "name": "alice", "team_id": "T0HOME"}
-    assert clicked(home) == ["@alice", "@alice"]
+    assert clicked(home).handles() == ["@alice", "@alice"]
     # Slack Connect: the same handle in another organisation proves nothing here.
-    assert clicked(home | {"id": "U9", "team_id": "T0OTHER"}) == []
+    assert clicked(home | {"id": "U9", "team_id": "T0OTHER"}).handles() == []
+
+
+def test_on_enterprise_grid_a_member_of_the_organisation_keeps_their_handle() -> None:
+    # There Slack reports user.team_id as the organisation's id (E...), while team is the
+    # workspace, with its enterprise_id (docs.slack.dev, "block_actions payload").
+    alice = {"id": "W0ALICE", "username": "alice", "name": "alice", "team_id": "E0GRID"}
+    grid = {
+        "team": {"id": "T0HOME", "domain": "acme-prod", "enterprise_id": "E0GRID"},
+        "enterprise": {"id": "E0GRID", "name": "Acme"},
+    }
+    member = clicked(alice, **grid)
+    person = Person.of(member.user.who, [member.user.id, *member.handles()])
+    assert refusal("assist", person, ["@alice"]) is None
+    # Installed on the whole organisation, a payload may name no workspace at all.
+    org_wide = clicked(alice, team=None, enterprise={"id": "E0GRID"})
+    assert org_wide.handles() == ["@alice", "@alice"]
+    # A guest from another organisation, on Enterprise Grid or not, is still a guest.
+    for theirs in ("E0OTHER", "T0OTHER"):
+        assert clicked(alice | {"team_id": theirs}, **grid).handles() == []
+        assert (
+            clicked(alice | {"team_id": theirs}, team=None, enterprise={"id": "E0GRID"}).handles()
+            == []
+        )
+
+
+def test_a_slack_connect_guest_may_silence_only_when_named_by_user_id() -> None:
+    guest = clicked(GUEST)
+    # As for Run, a guest's @handle proves nothing; their user id does.
+    assert not may_silence(guest, [])
+    assert not may_silence(guest, ["@alice", "alice@example.com"])
+    assert may_silence(guest, [" u0guest "])
+    # Members of the workspace or its Enterprise Grid organisation need not be named.
+    assert may_silence(clicked(GUEST | {"team_id": "T0HOME"}), [])
+    grid = {"team": {"id": "T0HOME", "enterprise_id": "E0GRID"}}
+    assert may_silence(clicked(GUEST | {"team_id": "E0GRID"}, **grid), [])

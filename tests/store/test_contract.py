@@ -148,6 +148,11 @@ async def test_an_alert_firing_again_or_stamped_by_a_clock_behind_keeps_its_rank
     ranked = await _ranked_whole(store, o.incident_id)
     assert ranked.index("z") > ranked.index("d019")
     assert [a.fp for a in (await store.load_alerts(o.incident_id, 5)).alerts] == ranked[:5]
+    # a001 fires with a new startsAt, its resolution never having come (the receiver was
+    # down): a new episode, news now, and it leads the page as one that fired again.
+    await store.ingest([group(placed("a001", starts_at=again))], 0, T + 200)
+    (first,) = (await store.load_alerts(o.incident_id, 1)).alerts
+    assert (first.fp, first.changed_at) == ("a001", T + 200)
 
 
 async def test_an_incident_from_before_its_list_gets_one_with_a_lifetime(

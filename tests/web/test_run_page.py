@@ -30,6 +30,7 @@ FIRST_ALERT = 1_776_499_800 - 30  # 2026-04-18T08:09:30Z
 TITLE = "Roll back payment-service to v41"
 HOSTILE = "<img src=x onerror=alert(1)>"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
 
 
 def deploys(previous: str = "v41") -> list[dict[str, str]]:
@@ -271,3 +272,34 @@ def test_a_run_post_for_an_unknown_incident_is_a_404(site: Site) -> None:
     with signed_in(site) as (client, csrf):
         answer = client.post(target, data={"csrf": csrf, "confirm": "yes"})
     assert answer.status_code == 404
+
+
+def test_a_confirmation_runs_what_it_showed_or_nothing(site: Site, deploy: FakeDeploy) -> None:
+    """The confirmation page says "Roll back payment-service to v41"; a deploy event that
+    comes in while it is open moves the probable cause: confirming runs nothing, and the
+    refusal says what changed."""
+    incident_id = opened(site)
+    target = f"/incidents/{incident_id}/actions/rollback/run"
+    with signed_in(site) as (client, csrf):
+        asked = client.post(target, data={"csrf": csrf})
+        assert f"Run {TITLE} on incident" in asked.text
+        confirm = dict(_HIDDEN.findall(asked.text))  # as the browser would send it
+        late = [{"type": "deploy", "service": "payment-service", "version": "v42.1",
+                 "at": "2026-04-18T08:08:30Z", "environment": "prod", "region": "eu"}]  # fmt: skip
+        assert site.api("POST", "/api/v1/events", late).is_success
+        site.clock.advance(120)
+        site.post_webhook(body([make_alert(alertname="Latency")]))
+        site.tick(1)
+
+        answer = client.post(target, data=confirm)
+        assert (answer.status_code, answer.headers["location"]) == (
+            303,
+            f"/incidents/{incident_id}?ran=refused#runs",
+        )
+    site.tick(1)
+    assert deploy.calls == []
+    [run] = runs(site, incident_id)
+    assert (run["status"], run["title"]) == ("refused", "Roll back payment-service to v42")
+    assert run["result"].startswith(
+        "it now names another change than the one you confirmed: version, previous_version"
+    )

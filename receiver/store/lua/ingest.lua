@@ -497,7 +497,12 @@ local function apply(first_group, last_group, first_alert, truncated)
                 -- A service that stopped firing starts afresh when it fires again.
                 if not firing_services[service] then service_starts[service] = nil end
               end
-              if o_status == status then changed_at = o_changed end
+              -- Its status held: it changed when it last did. Unless it fires with another
+              -- startsAt: a new episode whose resolution never came (the receiver was
+              -- down), news now; a reconcile answer read before it must not resolve it.
+              if o_status == status and (status ~= 'firing' or o_starts == starts) then
+                changed_at = o_changed
+              end
             end
             if status == 'firing' then
               st.firing_count = st.firing_count + 1
