@@ -307,9 +307,9 @@ class Outbox:
         if claimed.attempt >= self.cfg.max_attempts:
             await self._bury(claimed, f"gave up after {claimed.attempt} attempts: {failure.detail}")
             return
-        wait = backoff(claimed.attempt, self.cfg)
-        if failure.retry_after is not None:
-            wait = failure.retry_after
+        # A vendor's Retry-After is the least to wait, never more than the backoff allows
+        # for: a second's rate limit in a storm would spend every attempt in seconds.
+        wait = max(backoff(claimed.attempt, self.cfg), failure.retry_after or 0.0)
         logger.warning(
             "delivery of job %s (%s to %s) failed, attempt %d; next in %.1fs: %s",
             job.id, job.kind, job.sink, claimed.attempt, wait, failure.detail,
@@ -346,7 +346,9 @@ class Outbox:
         as a new job telling its incident as it is now; an action's run is cleared instead."""
         jobs: list[str] = []
         cleared: list[str] = []
-        for letter in await self.store.deliveries.dead_letters(self.cfg.dead_letters_max):
+        # Oldest first (the list is newest first): each goes to the end of its queue, so
+        # an incident's open is sent before the acknowledge buried after it.
+        for letter in reversed(await self.store.deliveries.dead_letters(self.cfg.dead_letters_max)):
             old = letter.job
             if (ids and old.id not in ids) or (sink is not None and old.sink != sink):
                 continue

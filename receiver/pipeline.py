@@ -20,6 +20,7 @@ from receiver.alertmanager import links
 from receiver.causes import change_to_detection
 from receiver.enrich.enricher import Enricher, Enrichment, apply
 from receiver.errors import StoreUnavailable
+from receiver.inbound.resolves import before_this_episode
 from receiver.incident import Incident, build, title
 from receiver.metrics import Metrics
 from receiver.models import Batch
@@ -317,9 +318,14 @@ class Pipeline:
         # The end goes to whoever heard of the incident, and only to them; an update also
         # reaches a sink its new priority is routed to, which then hears of it first.
         wanted = told if kind == "resolve" else self.settings.sinks_for(priority) | told
-        if kind in ("update", "resolve") and resolved_by_person(state):
+        closed = resolved_by_person(state) and not before_this_episode(
+            state.sinks.get("pagerduty", {}), state
+        )
+        if kind in ("update", "resolve") and closed:
             # A trigger would open a second PagerDuty incident for the outage a person
-            # closed there; only a reopen pages again.
+            # closed there; only a reopen pages again. A resolve made before this episode
+            # reopened was of the last PagerDuty incident: the reopen triggers a new one,
+            # whose receipt may not be back yet (PagerDuty retried), and it must end too.
             wanted.discard("pagerduty")
         return tuple(sorted(n for n in wanted if n in self.sinks))
 

@@ -6,9 +6,11 @@ is the probable upstream cause: its failure explains theirs. The ranking, in ord
 
 1. how many of the other firing services depend on it (more first);
 2. when its alerts started, by Alertmanager's ``startsAt`` (earlier first; a missing, zero
-   or future ``startsAt`` counts as when the receiver first saw the alert, and so does one
-   that came more than ``LATE_MS`` after it once the episode was told: held back by a
-   silence, an inhibition or a route, it is old news, not the first sign);
+   or future ``startsAt`` counts as when the receiver first saw the alert; in the counts
+   ingest keeps, so does one that came more than 15 minutes after it once the episode was
+   told — held back by a silence, an inhibition or a route, it is old news, not the first
+   sign: ``ingest.lua`` LATE; ``rank`` reads alerts of an episode nobody was told of,
+   ``explain``'s);
 3. its worst firing severity (by ``scoring.severity_weights``), then its firing alert
    count (more first).
 
@@ -29,10 +31,6 @@ from receiver.models import UNKNOWN_SERVICE
 from receiver.store.records import IncidentState, StoredAlert
 
 Calls = Mapping[str, Sequence[str]]
-
-LATE_MS = 15 * 60_000
-"""How long after its ``startsAt`` an alert may reach a told episode and still count from
-it (ingest.lua's ``LATE``, which moves the incident's start by the same rule)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +90,8 @@ def rank(
     severity_weights: Mapping[str, float],
     default_severity: float,
     now_ms: int,
-    told_ms: int | None = None,
 ) -> Ranking:
-    """Rank the services of the firing ``alerts`` (see the module docstring); ``told_ms``:
-    when their episode was first told, if it was."""
+    """Rank the services of the firing ``alerts`` (see the module docstring)."""
     started: dict[str, int] = {}
     severity: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -104,13 +100,7 @@ def rank(
             continue
         at = alert.starts_at
         # Alertmanager's time, unless it is missing, zero or ahead of us.
-        came = alert.changed_at
-        if at is None or not 0 < at <= now_ms:
-            when = alert.first_seen
-        elif told_ms is not None and came >= told_ms and came - at > LATE_MS:
-            when = came
-        else:
-            when = at
+        when = at if at is not None and 0 < at <= now_ms else alert.first_seen
         name = alert.service
         started[name] = min(started.get(name, when), when)
         weight = severity_weights.get(alert.severity, default_severity)

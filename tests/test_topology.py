@@ -4,7 +4,6 @@ alert count; never the services' names."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from receiver.explain import explain_batch
 from receiver.store.records import StoredAlert
-from receiver.topology import LATE_MS, callers, cycle, rank
+from receiver.topology import callers, cycle, rank
 from tests.conftest import EXAMPLE_CONFIG, T0, FakeClock, body, make_alert
 from tests.support.harness import harness, write_config
 
@@ -102,35 +101,6 @@ def test_a_missing_zero_or_future_start_counts_as_first_seen() -> None:
         # Seen 3 minutes ago, against a proper start 5 minutes ago: the proper one leads.
         assert order([alert("x", bad, seen=NOW - 3 * MINUTE), alert("y")])[0] == "y"
     assert order([alert("x", None, seen=NOW - 9 * MINUTE), alert("y")])[0] == "x"
-
-
-def test_an_alert_that_came_late_to_a_told_episode_counts_from_when_it_came() -> None:
-    told = NOW - 20 * MINUTE
-    # Three days old, seen 2 minutes ago, after the episode was told: a silence expired.
-    held = alert("db", NOW - 3 * 1440 * MINUTE, seen=NOW - 2 * MINUTE)
-    assert [s.service for s in rank([held, alert("api")], {}, WEIGHTS, 0.5, NOW).services] == [
-        "db",
-        "api",
-    ]  # nobody was told: how it began
-    ranked = rank([held, alert("api")], {}, WEIGHTS, 0.5, NOW, told_ms=told)
-    assert [(s.service, s.started_ms) for s in ranked.services] == [
-        ("api", NOW - 5 * MINUTE),
-        ("db", NOW - 2 * MINUTE),
-    ]
-    # Within LATE_MS of its start, or there before the episode was told: a real start.
-    soon = alert("db", NOW - 10 * MINUTE - LATE_MS, seen=NOW - 10 * MINUTE)
-    before = alert("db", NOW - 3 * 1440 * MINUTE, seen=told - 1)
-    for early in (soon, before):
-        assert (
-            rank([early, alert("api")], {}, WEIGHTS, 0.5, NOW, told_ms=told).services[0].service
-            == "db"
-        )
-
-
-def test_ingest_counts_a_late_alert_by_the_same_bound() -> None:
-    script = (Path(__file__).parents[1] / "receiver/store/lua/ingest.lua").read_text()
-    (late,) = re.findall(r"^local LATE = (\d+)$", script, re.MULTILINE)
-    assert int(late) == LATE_MS
 
 
 def test_resolved_alerts_do_not_rank() -> None:

@@ -5,8 +5,13 @@ Its group is read back from its ``groupKey`` and asked of Alertmanager: the grou
 alerts the batch left out are ingested like any other, and the alerts of the incidents
 the batch reached that belong to that group but that Alertmanager no longer holds are
 resolved (by ``reconcile.compare``). So a truncated storm fills its incident, and a
-truncated resolution resolves it. Back-fills run in the scheduler loop of the replica
-that took the batch (``peer.Peer`` keeps them pending until its next step); one lost in
+truncated resolution resolves it. An Alertmanager that started within
+``alertmanager.restart_grace`` may not hold the group's alerts again yet (Prometheus sends
+them again one rule evaluation at a time, while the restarted peer already sends the
+group, truncated): what it holds is taken in, but nothing is resolved for being absent
+from it, as reconcile skips its round (``reconcile.held_unless_restarted``: the status of
+the peer whose list decides what is gone). Back-fills run in the scheduler loop of the
+replica that took the batch (``peer.Peer`` keeps them pending until its next step); one lost in
 a crash is made good by the next reconcile (resolutions) and by Alertmanager's next send
 of the group (which is truncated again, and back-filled).
 
@@ -19,7 +24,7 @@ from __future__ import annotations
 import logging
 
 from receiver.alertmanager.client import AlertmanagerClient, AmAlert, Matcher, parse_group_key
-from receiver.alertmanager.reconcile import compare
+from receiver.alertmanager.reconcile import compare, held_unless_restarted
 from receiver.metrics import Metrics
 from receiver.models import Alert, Batch
 from receiver.pipeline import Pipeline
@@ -36,9 +41,11 @@ async def backfill(
     group_key: str,
     receiver: str,
     incidents: set[str],
+    restart_grace_s: float,
 ) -> None:
     """Back-fill the group of ``group_key`` (sent to ``receiver``), whose truncated batch
-    reached ``incidents``."""
+    reached ``incidents``; resolving nothing when the Alertmanager asked started within
+    ``restart_grace_s``."""
     labels = parse_group_key(group_key)
     if not labels and not group_key.endswith(":{}"):
         logger.warning("back-fill: cannot read the group of groupKey %r; skipped", group_key)
@@ -66,7 +73,12 @@ async def backfill(
     # receiver or group Alertmanager routes it to: an incident may hold alerts of
     # other routes, which this group's list does not show.
     matchers = [Matcher(name, value) for name, value in sorted(labels.items())]
-    everywhere = {a.fingerprint: a for a in await client.alerts(matchers)}
+    carrying = await held_unless_restarted(
+        client, matchers, restart_grace_s, f"back-fill of {group_key!r} resolves nothing"
+    )
+    if carrying is None:
+        return
+    everywhere = {a.fingerprint: a for a in carrying}
     for incident_id in sorted(incidents):
         await compare(
             pipeline,

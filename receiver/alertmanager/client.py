@@ -212,13 +212,16 @@ class AlertmanagerClient:
         """``GET /status``: ``cluster``, ``versionInfo``, ``config`` and ``uptime``."""
         return await self._call("GET", "/status", _read_status)
 
-    async def held_with_status(self) -> tuple[list[AmAlert], dict[str, Any]]:
-        """Every alert one peer holds (``alerts([])``) and that same peer's ``status()``.
-        What a peer holds says something only beside when it started (one that restarted
-        a moment ago holds nothing yet): asked of two peers, a failing one's uptime could
-        vouch for a fresh one's empty list. AlertmanagerUnavailable if the peer that
-        answered the first does not answer the second."""
-        alerts = await self.alerts([])
+    async def held_with_status(
+        self, matchers: Sequence[Matcher] = ()
+    ) -> tuple[list[AmAlert], dict[str, Any]]:
+        """The alerts one peer holds matching every matcher (``alerts(matchers)``; all of
+        them without) and that same peer's ``status()``. What a peer holds says something
+        only beside when it started (one that restarted a moment ago holds nothing yet):
+        asked of two peers, a failing one's uptime could vouch for a fresh one's empty list.
+        AlertmanagerUnavailable if the peer that answered the first does not answer the
+        second."""
+        alerts = await self.alerts(matchers)
         peer = self._next  # the one that answered
         answer = await self._ask(peer, "GET", "/status", _read_status, (), None)
         if isinstance(answer, str):

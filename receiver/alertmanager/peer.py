@@ -123,7 +123,14 @@ class Peer:
         pending, self._pending = self._pending, {}
         for group_key, (receiver, incidents) in pending.items():
             work = backfill(
-                client, self.pipeline, self.store, self.metrics, group_key, receiver, incidents
+                client,
+                self.pipeline,
+                self.store,
+                self.metrics,
+                group_key,
+                receiver,
+                incidents,
+                self.restart_grace_s,
             )
             done += await self._guarded("back-fill", work)
         now = self.pipeline.now_ms()

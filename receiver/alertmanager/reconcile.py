@@ -11,7 +11,8 @@ timeline. The same comparison (``compare``), scoped to a group's labels, decides
 back-fill changes.
 
 An Alertmanager that started within ``alertmanager.restart_grace`` may not hold its
-alerts again yet: the round is skipped rather than resolving what it has not heard of.
+alerts again yet: the round is skipped rather than resolving what it has not heard of
+(``held_unless_restarted``, which a back-fill asks too).
 
 Resolving and firing again go through ``Pipeline.ingest`` with a copy of the alert, so
 counts, blips, reopening and the lifecycle behave exactly as if Alertmanager had sent it.
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from receiver.alertmanager.client import AlertmanagerClient, AmAlert
+from receiver.alertmanager.client import AlertmanagerClient, AmAlert, Matcher
 from receiver.metrics import Metrics
 from receiver.models import Alert, Batch
 from receiver.pipeline import Pipeline
@@ -61,12 +62,10 @@ async def reconcile(
 ) -> None:
     """Compare every open incident with firing alerts to what Alertmanager holds."""
     since = pipeline.now_ms()
-    if restart_grace_s > 0:
-        alerts, status = await client.held_with_status()
-        if _restarted_lately(status, metrics, restart_grace_s):
-            return
-    else:
-        alerts = await client.alerts([])
+    alerts = await held_unless_restarted(client, [], restart_grace_s, "reconcile skipped")
+    if alerts is None:
+        metrics.peer_reconciles_skipped.inc()
+        return
     held = {a.fingerprint: a for a in alerts}
     metrics.peer_reconciles.inc()
     names = {name for alert in alerts for name in alert.receivers}
@@ -78,23 +77,27 @@ async def reconcile(
         await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
 
 
-def _restarted_lately(
-    status: Mapping[str, object], metrics: Metrics, restart_grace_s: float
-) -> bool:
-    """Whether the Alertmanager whose ``status`` this is started within ``restart_grace``
+async def held_unless_restarted(
+    client: AlertmanagerClient, matchers: Sequence[Matcher], restart_grace_s: float, what: str
+) -> list[AmAlert] | None:
+    """The alerts Alertmanager holds matching every matcher, or None (logged with ``what``,
+    the conclusion left out) when the peer that answered started within ``restart_grace``
     (by the wall clock, as Alertmanager's own ``uptime`` is): it may not hold its alerts
-    again yet."""
+    again yet, so its answer cannot tell that an alert is gone."""
+    if restart_grace_s <= 0:
+        return await client.alerts(matchers)
+    alerts, status = await client.held_with_status(matchers)
     started = _started(status)
     if started is None or (up := time.time() - started) >= restart_grace_s:
-        return False
+        return alerts
     logger.info(
-        "alertmanager: reconcile skipped: it started %.0f s ago, within the restart grace of "
-        "%.0f s (it may not hold its alerts again yet)",
+        "alertmanager: %s: it started %.0f s ago, within the restart grace of %.0f s (it may "
+        "not hold its alerts again yet)",
+        what,
         up,
         restart_grace_s,
     )
-    metrics.peer_reconciles_skipped.inc()
-    return True
+    return None
 
 
 async def compare(
@@ -138,13 +141,15 @@ async def compare(
     if gone:
         await _ingest(pipeline, [_resolved(a, now) for a in gone])
         metrics.peer_alerts.labels("resolved").inc(len(gone))
-        entries.append(f"{why}: Alertmanager no longer holds {_names(gone)}: resolved here")
+        entries.append(f"{why}: Alertmanager no longer holds {alert_names(gone)}: resolved here")
     if again:
         outcomes = await _ingest(pipeline, [_firing_again(a, held[a.fp]) for a in again])
         changed = sum(o.changed for o in outcomes)
         if changed:
             metrics.peer_alerts.labels("fired_again").inc(changed)
-            entries.append(f"{why}: Alertmanager holds {_names(again)} firing again: firing here")
+            entries.append(
+                f"{why}: Alertmanager holds {alert_names(again)} firing again: firing here"
+            )
     known = stored.state.suppressed
     marks: dict[str, str] = {}
     for alert in firing:
@@ -155,7 +160,7 @@ async def compare(
     newly = [a for a in firing if marks.get(a.fp)]
     if newly:
         metrics.peer_alerts.labels("suppressed").inc(len(newly))
-        entries.append(f"{why}: {_names(newly)} {marks[newly[0].fp]} in Alertmanager")
+        entries.append(f"{why}: {alert_names(newly)} {marks[newly[0].fp]} in Alertmanager")
     if marks or entries:
         await store.annotate(
             incident_id,
@@ -186,7 +191,8 @@ def _suppression(alert: AmAlert) -> str:
     return "inhibited by " + ", ".join(alert.inhibited_by) if alert.inhibited_by else "suppressed"
 
 
-def _names(alerts: Sequence[StoredAlert]) -> str:
+def alert_names(alerts: Sequence[StoredAlert]) -> str:
+    """``2 alert(s) (Errors, Latency)``, for the timeline: the first few alertnames."""
     names = [a.labels.get("alertname") or a.fp for a in alerts[:_NAMES_SHOWN]]
     more = f" +{len(alerts) - _NAMES_SHOWN} more" if len(alerts) > _NAMES_SHOWN else ""
     return f"{len(alerts)} alert(s) ({', '.join(names)}{more})"

@@ -1,23 +1,36 @@
 """Silencing an incident's alerts in Alertmanager, from the API or a Slack button.
 
-One silence per firing alert, matching all of its labels exactly: a silence on the labels
-the alerts share (say ``alertname`` and ``region``) would also mute alerts of other
-services and incidents that happen to share them. The silence ids are kept on the
-incident's ``silences`` with who asked, until when and why, and said on its timeline.
+One silence per firing alert, matching that alert alone: a silence on the labels the
+alerts share (say ``alertname`` and ``region``) would also mute alerts of other services
+and incidents that happen to share them. All of its labels are not enough either, as a
+silence matches every alert carrying them: one on an aggregate alert without a ``service``
+label would mute each per-service alert with the same labels and more. So before each
+silence Alertmanager is asked which alerts its labels match, and each other one is left
+out by an absent-label matcher (``name=""``: Alertmanager reads a missing label as the
+empty value) for each label it has and this alert lacks. The silence is exact for the
+alerts Alertmanager holds at that moment; one that fires later with this alert's labels
+and more is muted too.
+
+The silence ids are kept on the incident's ``silences`` with who asked, until when and
+why, and said on its timeline; when Alertmanager fails partway, those made before are
+kept and said too (with the alerts left unsilenced, and why), so that they can be found
+and expired from the incident, and the error says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from receiver.alertmanager.client import Matcher
+from receiver.alertmanager.client import AlertmanagerClient, AlertmanagerError, Matcher
+from receiver.alertmanager.reconcile import alert_names
 from receiver.config.fields import parse_duration
 from receiver.errors import PayloadError
 from receiver.store.base import Annotation
-from receiver.store.records import TimelineEntry
+from receiver.store.records import StoredAlert, TimelineEntry
 from receiver.webhook import parse_body
 
 if TYPE_CHECKING:
@@ -27,6 +40,15 @@ MAX_SILENCED = 100
 """At most this many alerts are silenced in one request (one silence each)."""
 MAX_DURATION_S = 7 * 86400.0
 _ALERTS_READ = MAX_SILENCED + 1
+_NOT_ALONE = (
+    "its labels match another alert Alertmanager holds, which has no label this one lacks: "
+    "a silence of it would mute that one too"
+)
+
+
+class NotAllSilenced(AlertmanagerError):
+    """Alertmanager failed before every alert was silenced; the message says how many
+    were (kept on the incident) and which were not, and why."""
 
 
 class SilenceRequest(BaseModel):
@@ -58,7 +80,9 @@ async def silence_incident(
 ) -> list[str] | None:
     """Silence the incident's firing alerts for ``seconds``; the new silence ids, or None
     for an unknown incident. Raises ``PayloadError`` 409/422 when there is nothing (or too
-    much) to silence or no Alertmanager configured, and lets ``AlertmanagerError`` through."""
+    much) to silence or no Alertmanager configured, 409 when an alert cannot be silenced
+    alone, and ``AlertmanagerError`` (``NotAllSilenced``) when Alertmanager failed; the
+    silences made before either are kept on the incident, and the message says how many."""
     client = receiver.alertmanager
     if client is None:
         raise PayloadError(409, "no alertmanager configured in receiver.yaml (alertmanager.urls)")
@@ -77,29 +101,64 @@ async def silence_incident(
     starts = datetime.fromtimestamp(now_ms / 1000, UTC)
     ends = starts + timedelta(seconds=seconds)
     why = comment or f"journey-receiver incident {incident_id}"
-    ids = []
-    for alert in firing:
-        matchers = [Matcher(name, value) for name, value in sorted(alert.labels.items())]
-        ids.append(await client.create_silence(matchers, starts, ends, by, why))
-    ends_ms = round(ends.timestamp() * 1000)
-    records = [
-        {"id": silence_id, "at": now_ms, "by": by, "ends_at": ends_ms, "comment": why}
-        for silence_id in ids
-    ]
+    ids: list[str] = []
+    refused: list[StoredAlert] = []
+    failed: tuple[list[StoredAlert], AlertmanagerError] | None = None
+    for done, alert in enumerate(firing):
+        try:
+            matchers = await _matching_only(client, alert.labels)
+            if matchers is None:
+                refused.append(alert)
+                continue
+            ids.append(await client.create_silence(matchers, starts, ends, by, why))
+        except AlertmanagerError as exc:
+            # Every peer failed (or refused, as all would): the next alerts would only
+            # wait for them again.
+            failed = (firing[done:], exc)
+            break
+    left_out = [f"{alert_names(refused)} not silenced: {_NOT_ALONE}"] if refused else []
+    if failed is not None:
+        left_out.append(f"{alert_names(failed[0])} not silenced: {failed[1]}")
     hours = seconds / 3600
     span = f"{hours:g}h" if hours >= 1 else f"{seconds / 60:g}m"
-    await receiver.store.annotate(
-        incident_id,
-        Annotation(
-            append={"silences": records},
-            timeline=[
-                TimelineEntry(
-                    at=now_ms,
-                    kind="alertmanager",
-                    text=f"{len(ids)} alert(s) silenced in Alertmanager for {span} by {by}",
-                )
-            ],
-        ),
-        now_ms,
-    )
-    return ids
+    if ids:
+        ends_ms = round(ends.timestamp() * 1000)
+        records = [
+            {"id": silence_id, "at": now_ms, "by": by, "ends_at": ends_ms, "comment": why}
+            for silence_id in ids
+        ]
+        said = [f"{len(ids)} alert(s) silenced in Alertmanager for {span} by {by}", *left_out]
+        await receiver.store.annotate(
+            incident_id,
+            Annotation(
+                append={"silences": records},
+                timeline=[TimelineEntry(at=now_ms, kind="alertmanager", text=t) for t in said],
+            ),
+            now_ms,
+        )
+    if not left_out:
+        return ids
+    kept = ", kept on the incident's silences" if ids else ""
+    message = "; ".join([f"{len(ids)} of {len(firing)} alert(s) silenced{kept}", *left_out])
+    if failed is not None:
+        raise NotAllSilenced(message) from failed[1]
+    raise PayloadError(409, message)
+
+
+async def _matching_only(
+    client: AlertmanagerClient, labels: Mapping[str, str]
+) -> list[Matcher] | None:
+    """Matchers that match the alert of ``labels`` and no other alert Alertmanager holds
+    now, or None when another one has no label this one lacks (nothing can leave it out).
+    Alertmanager keeps no label with an empty value, so the alert it holds with the
+    non-empty ones of ``labels`` is this one."""
+    wanted = dict(labels)
+    own = {name: value for name, value in labels.items() if value}
+    for other in await client.alerts([Matcher(n, v) for n, v in sorted(labels.items())]):
+        if other.labels == own:
+            continue
+        more = [name for name, value in other.labels.items() if value and not labels.get(name)]
+        if not more:
+            return None
+        wanted.update(dict.fromkeys(more, ""))
+    return [Matcher(name, value) for name, value in sorted(wanted.items())]

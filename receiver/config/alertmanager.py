@@ -41,9 +41,9 @@ class AlertmanagerConfig(ConfigModel):
     """Longest wait for one peer's answer; then the next peer is asked."""
     reconcile_interval: PositiveDuration = 60.0
     restart_grace: Duration = 120.0
-    """After an Alertmanager (re)started, how long reconcile waits before resolving what
-    it does not hold: a restarted Alertmanager has lost its alerts until Prometheus sends
-    them again (within an evaluation interval or two)."""
+    """After an Alertmanager (re)started, how long reconcile and back-fill wait before
+    resolving what it does not hold: a restarted Alertmanager has lost its alerts until
+    Prometheus sends them again (within an evaluation interval or two)."""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     basic_auth: BasicAuth | None = None
     bearer_token: OptionalSecret = None

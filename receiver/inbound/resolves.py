@@ -5,9 +5,10 @@ there: the rules both sources keep.
 - Vendors deliver at least once and retry out of order, so a resolve or reopen older than
   the one last applied (``superseded``, by ``PERSON_AT`` in the incident's
   ``sinks.<source>``) is a late delivery, and applying it would undo the newer one.
-- An acknowledgement made after the incident resolved here (``after_the_end``) is follow-up
-  work, not an answer to the incident: it is recorded on the timeline only, as Slack's
-  Acknowledge pressed after the resolve is, so that MTTA and ``/stats`` do not count it.
+- An acknowledgement or a reopen made after the incident resolved here (``after_the_end``)
+  is follow-up work, not an answer to the incident: it is recorded on the timeline only, as
+  Slack's Acknowledge pressed after the resolve is, so that MTTA, MTTR and ``/stats`` do not
+  move after the fact.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def taken_back(state: IncidentState, source: str, at_ms: int) -> bool:
     if response is None or response.resolved_at is None:
         return False
     made = response.resolved_via or response.source
-    return made == source and at_ms > response.resolved_at
+    # A reopen after the incident resolved here is follow-up work: the incident's time to
+    # resolve is settled, and must not move after the fact.
+    return made == source and at_ms > response.resolved_at and not after_the_end(state, at_ms)
 
 
 def superseded(recorded: Mapping[str, str], at_ms: int) -> bool:
@@ -47,8 +50,16 @@ def superseded(recorded: Mapping[str, str], at_ms: int) -> bool:
 
 
 def after_the_end(state: IncidentState, at_ms: int) -> bool:
-    """Whether an acknowledgement made at ``at_ms`` came after the incident resolved here.
-    One made before the resolve and delivered late still answered the incident."""
+    """Whether what a person did at ``at_ms`` (an acknowledgement, a reopen) came after the
+    incident resolved here. One made before the resolve and delivered late still counts."""
     if state.status != "resolved":
         return False
     return state.resolved_at is None or at_ms >= state.resolved_at
+
+
+def before_this_episode(recorded: Mapping[str, str], state: IncidentState) -> bool:
+    """Whether the person's resolve or reopen last applied from a source (``recorded``: the
+    incident's ``sinks.<source>``) came before its current episode began: that episode's
+    reopen opens anew there, so the resolve was of the last one."""
+    last = recorded.get(PERSON_AT)
+    return last is not None and last != "" and int(last) < state.first_firing_at

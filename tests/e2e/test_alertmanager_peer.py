@@ -59,6 +59,15 @@ def checkout(alertname: str, instance: str, region: str = "eu") -> Labels:
     }
 
 
+def three_of_a_group() -> list[Labels]:
+    """Three alerts of one Alertmanager group (a ``max_alerts: 2`` route truncates it)."""
+    return [
+        checkout("HighErrorRate", "p-1"),
+        checkout("HighLatency", "p-2"),
+        checkout("SLOBurn", "p-3"),
+    ]
+
+
 def ended(labels: Labels, started: datetime) -> dict[str, Any]:
     """``labels`` posted again, ending now: Alertmanager stops holding it."""
     now = datetime.now(UTC)
@@ -322,14 +331,55 @@ async def test_an_alertmanager_that_just_started_is_not_taken_at_its_word(
             ), said
 
 
+@pytest.mark.timeout(60)
+async def test_a_back_fill_from_an_alertmanager_that_just_started_resolves_nothing(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alertmanager restarts (a rolling update): it keeps silences and its notification log,
+    not alerts. Prometheus sends its rule groups' alerts again one evaluation at a time, so
+    the restarted Alertmanager holds HighErrorRate and HighLatency but not yet SLOBurn, and
+    sends the group truncated (max_alerts). Within restart_grace the back-fill takes in
+    what it holds, and resolves nothing for its not holding SLOBurn, still firing."""
+    caplog.set_level(logging.INFO, logger="journey_receiver")
+    port = free_port()
+    alerts = three_of_a_group()
+    started = datetime.now(UTC)
+    with alertmanager_to(hooks, tmp_path / "before", port=port) as before:
+        before.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        whole = webhook(hooks, "/before", lambda m: len(m["alerts"]) == 3)
+    config = peer_config(tmp_path, f"http://127.0.0.1:{port}", grace="1h")
+    async with harness(config, clock) as rx:
+        [incident_id] = await relay(rx, whole)
+        await rx.tick()  # the first reconcile: skipped (no Alertmanager answers)
+        # Restarted, its alerts lost; Prometheus has sent two of the three again so far.
+        with alertmanager_to(hooks, tmp_path / "after", max_alerts=1, port=port) as after:
+            after.post_alerts([am.alert(lb, starts_at=started) for lb in alerts[:2]])
+            truncated = webhook(hooks, "/after", lambda m: m["truncatedAlerts"] == 1)
+            assert set(held(after)) == {"p-1", "p-2"}
+            await relay(rx, truncated)
+            await rx.tick(1)  # the back-fill (the reconcile is not due)
+            incident = await rx.incident(incident_id)
+        counts = await peer_counts(rx)
+    assert am_lines(incident) == []
+    assert {n: a["status"] for n, a in by_name(incident).items()} == {
+        "HighErrorRate": "firing",
+        "HighLatency": "firing",
+        "SLOBurn": "firing",
+    }
+    assert (counts["backfills"], counts["errors"]) == (1, 1)
+    said = [m for r in caplog.records if "back-fill" in (m := r.getMessage())]
+    assert len(said) == 1 and re.fullmatch(
+        r"alertmanager: back-fill of '.+:\{region=\"eu\"\}' resolves nothing: it started "
+        r"\d{1,2} s ago, within the restart grace of 3600 s \(it may not hold its alerts "
+        r"again yet\)",
+        said[0],
+    ), said
+
+
 async def test_reconcile_resolves_what_alertmanager_no_longer_holds(
     tmp_path: Path, hooks: FakeServer, clock: FakeClock
 ) -> None:
-    alerts = [
-        checkout("HighErrorRate", "p-1"),
-        checkout("HighLatency", "p-2"),
-        checkout("SLOBurn", "p-3"),
-    ]
+    alerts = three_of_a_group()
     with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
         started = datetime.now(UTC)
         alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
@@ -459,6 +509,44 @@ async def test_silences_from_the_api_are_seen_by_alertmanager_and_reconciled(
             assert len(am_lines(await rx.incident(incident_id))) == 2
 
 
+async def test_a_silence_leaves_out_an_alert_with_the_same_labels_and_more(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """An SRE silences a noisy unmapped incident: an aggregate HighErrorRate over every
+    service of eu/prod (no service label). A silence on its labels alone would match every
+    alert carrying them: the payments team's per-service HighErrorRate in the checkout
+    incident (the same labels plus service and instance) too. Absent-label matchers
+    (``service=""``, ``instance=""``) leave it out."""
+    aggregate = {
+        "alertname": "HighErrorRate",
+        "env": "prod",
+        "region": "eu",
+        "severity": "critical",
+    }
+    payments = checkout("HighErrorRate", "p-1")  # the same four labels, and more
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in (aggregate, payments)])
+        raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 2)
+        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+            ids = await relay(rx, raw)
+            assert len(ids) == 2
+            journeys = {(await rx.incident(i))["journey"]: i for i in ids}
+            assert set(journeys) == {"unmapped", "checkout"}
+            response = await rx.client.post(f"/api/v1/incidents/{journeys['unmapped']}/silence")
+            assert response.status_code == 201, response.text
+            [silence_id] = response.json()["silences"]
+            holds = {a["labels"].get("service", "-"): a for a in alertmanager.alerts()}
+            assert holds["-"]["status"]["silencedBy"] == [silence_id]
+            # The checkout incident's alert was not asked to be silenced.
+            assert holds["payment-service"]["status"]["silencedBy"] == []
+            matchers = alertmanager.silence(silence_id)["matchers"]
+    assert sorted((m["name"], m["value"], m["isRegex"], m["isEqual"]) for m in matchers) == sorted(
+        [(k, v, False, True) for k, v in aggregate.items()]
+        + [("instance", "", False, True), ("service", "", False, True)]
+    )
+
+
 async def test_one_of_two_receivers_on_one_store_reconciles_per_interval(
     tmp_path: Path, hooks: FakeServer, clock: FakeClock, redis_port: int
 ) -> None:
@@ -504,11 +592,7 @@ async def test_an_alertmanager_that_is_down_changes_nothing_and_the_next_round_w
     tmp_path: Path, hooks: FakeServer, clock: FakeClock
 ) -> None:
     port = free_port()
-    alerts = [
-        checkout("HighErrorRate", "p-1"),
-        checkout("HighLatency", "p-2"),
-        checkout("SLOBurn", "p-3"),
-    ]
+    alerts = three_of_a_group()
     started = datetime.now(UTC)
     with alertmanager_to(hooks, tmp_path / "am-1", max_alerts=2, port=port) as alertmanager:
         alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])

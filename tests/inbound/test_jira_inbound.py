@@ -300,6 +300,28 @@ async def test_an_issue_taken_up_after_the_incident_resolved_is_no_acknowledgeme
     )
 
 
+async def test_an_issue_reopened_after_the_incident_resolved_takes_no_resolve_back(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    # Carol resolved the issue while the alert fired; it resolved, and so did the incident.
+    # Next morning she reopens the issue for the follow-up: its time to resolve is settled.
+    incident_id, key = await opened_issue(rx, world)
+    closed, _ = close_then_reopen(world, clock, key)
+    assert (await rx.client.post("/inbound/jira", content=closed[0], headers=closed[1])).is_success
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(900)
+    told = await rx.incident(incident_id)
+    assert (told["status"], told["response"]["resolved_by"]) == ("resolved", "Carol Lead")
+    clock.advance(12 * 3600)
+    world.jira.issue(key).status = "Open"
+    later = world.jira.webhook(key, "Carol Lead", SECRET, before="Resolved", at=clock.now)
+    r = await rx.client.post("/inbound/jira", content=later[0], headers=later[1])
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert (detail["response"], detail["mttr_s"]) == (told["response"], told["mttr_s"])
+    assert detail["timeline"][-1]["text"] == f"{key} moved to Open in Jira by Carol Lead"
+
+
 async def reopened_by_the_sink(rx: Harness, world: Fakes) -> tuple[str, str]:
     """An incident opened, resolved and firing again: its issue reopened by the sink."""
     incident_id, key = await opened_issue(rx, world)

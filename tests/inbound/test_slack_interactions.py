@@ -62,15 +62,16 @@ journeys:
 
 
 class FakeAlertmanager:
-    """Alertmanager's ``POST /api/v2/silences``, and nothing else: a reconcile asking
-    for alerts is refused (503), which changes nothing."""
+    """Alertmanager's ``POST /api/v2/silences``, and the alerts a silence's labels match
+    (none but its own alert, so none); a reconcile asking for every alert is refused (503),
+    which changes nothing."""
 
     def __init__(self) -> None:
         self.silences: list[dict[str, Any]] = []
         self.app = Starlette(
             routes=[
                 Route("/api/v2/silences", self._silence, methods=["POST"]),
-                Route("/api/v2/alerts", self._unavailable, methods=["GET"]),
+                Route("/api/v2/alerts", self._alerts, methods=["GET"]),
                 Route("/api/v2/alerts/groups", self._unavailable, methods=["GET"]),
             ]
         )
@@ -78,6 +79,11 @@ class FakeAlertmanager:
     async def _silence(self, request: Request) -> JSONResponse:
         self.silences.append(await request.json())
         return JSONResponse({"silenceID": f"silence-{len(self.silences)}"})
+
+    async def _alerts(self, request: Request) -> JSONResponse:
+        if "filter" in request.query_params:
+            return JSONResponse([])
+        return await self._unavailable(request)
 
     async def _unavailable(self, request: Request) -> JSONResponse:
         return JSONResponse({"error": "not in this fake"}, status_code=503)
@@ -371,6 +377,29 @@ async def test_a_silence_that_fails_is_recorded_and_said_to_the_person(
     assert "500" in said["text"]
     await rx.tick()
     assert world.slack.edits(message(world).ts) == []
+
+
+async def test_a_silence_that_fails_partway_keeps_what_was_made_and_says_how_many(
+    rx: Harness, slack: Slack, alertmanager: Alertmanager
+) -> None:
+    latency = make_alert("payment-service", alertname="PaymentLatency")
+    incident_id = await opened(rx, PAYMENT, latency)
+    # The first silence passes (a fault that changes nothing), the second fails.
+    alertmanager.server.inject(Fault(path="/api/v2/silences"))
+    alertmanager.server.inject(Fault(path="/api/v2/silences", status=500))
+
+    assert (await slack.click(SILENCE, incident_id, BOB)).status_code == 200
+
+    detail = await rx.incident(incident_id)
+    assert [s["id"] for s in detail["silences"]] == ["silence-1"]
+    made, left = [e["text"] for e in detail["timeline"] if e["kind"] == "alertmanager"]
+    assert made == "1 alert(s) silenced in Alertmanager for 2h by @bob (U0BOB)"
+    assert left.startswith("1 alert(s) (") and " not silenced: " in left
+    (said,) = slack.responses()
+    assert said["text"] == (
+        "Silence 2h failed: Alertmanager: 1 of 2 alert(s) silenced, kept on the incident's "
+        f"silences; {left}"
+    )
 
 
 async def test_refusals_change_nothing(

@@ -47,7 +47,8 @@ CROWDED = (*(Channel(f"C1{i:07d}", f"other-{i}") for i in range(450)), *DEFAULT_
 
 
 def rate_limited() -> Fault:
-    return Fault(POST, status=429, retry_after="7", body={"ok": False, "error": "ratelimited"})
+    """Slack's 429, asking for longer than the outbox's backoff (10 s, up to 10 s jitter)."""
+    return Fault(POST, status=429, retry_after="25", body={"ok": False, "error": "ratelimited"})
 
 
 @dataclass
@@ -130,7 +131,9 @@ async def test_a_rate_limited_post_with_only_chat_write_is_posted_once_without_l
             incident_id = await open_incident(rx)
             await rx.tick()
             assert slack.fake.messages("#inc-checkout") == []
-            await rx.tick(7)  # Retry-After
+            await rx.tick(24)
+            assert slack.fake.messages("#inc-checkout") == []  # Retry-After is not over
+            await rx.tick(1)
             sinks = (await rx.incident(incident_id))["sinks"]
 
     [message] = slack.fake.messages("#inc-checkout")
@@ -189,7 +192,8 @@ async def test_after_a_buried_open_whose_post_landed_the_next_job_finds_it(
 ) -> None:
     with slack_with(clock=clock) as slack:
         # Attempt 1: the post lands, its answer is lost; attempts 2 to 4: the lookup that
-        # would find it is rate limited. The open is buried.
+        # would find it is rate limited (asking for less than the backoff: the backoff is
+        # waited). The open is buried.
         slack.server.inject(Fault(POST, drop=True, applied=True))
         slack.server.inject(
             Fault("/api/conversations.", status=429, retry_after="3",
@@ -197,7 +201,7 @@ async def test_after_a_buried_open_whose_post_landed_the_next_job_finds_it(
         )  # fmt: skip
         async with receiver_with(tmp_path, clock, slack) as rx:
             incident_id = await open_incident(rx)
-            for _ in range(8):
+            for _ in range(10):  # attempts 10-20 s, 20-30 s and 40-50 s apart
                 await rx.tick(15)
             assert (await rx.incident(incident_id))["sinks"]["slack"] == {"state": "failed"}
             assert len(await rx.receiver.outbox.dead_letters(10)) == 1

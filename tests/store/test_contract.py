@@ -1135,11 +1135,76 @@ async def test_an_alert_that_comes_late_to_a_told_episode_counts_from_when_it_ca
     await store.ingest([group(placed("early", service="cart-api", starts_at=early))], 0, came + 1)
     now = await state()
     assert now.started == early.timestamp() * 1000
-    page = await store.load_alerts(o.incident_id or "", 100)
+    ranked = rank_state(now, {}, {"critical": 1.0}, 0.5)
+    assert [s.service for s in ranked.services] == ["cart-api", "payment-service", "cart"]
+
+
+async def _told_two_services(store: RedisStore, at: int) -> str:
+    """An incident of payment-service and cart, told at ``at``."""
+    (o,) = await store.ingest(
+        [
+            group(
+                placed("a", service="payment-service", starts_at=STARTS - timedelta(hours=1)),
+                placed("b", service="cart", starts_at=STARTS - timedelta(minutes=30)),
+            )
+        ],
+        0,
+        T,
+    )
+    (claim,) = await store.claim_due(at, 10_000, 10)
+    stored = await store.load(claim.incident_id)
+    assert stored is not None
+    told = stored.state.model_copy(update={"pending": None, "notified_at": at})
+    assert await commit(store, claim, told, stored.version, now=at) == "ok"
+    assert o.incident_id
+    return o.incident_id
+
+
+async def _state_of(store: RedisStore, incident_id: str) -> IncidentState:
+    loaded = await store.load(incident_id)
+    assert loaded is not None
+    return loaded.state
+
+
+async def test_an_ha_peers_copy_with_another_starts_at_does_not_move_the_upstream(
+    store: RedisStore,
+) -> None:
+    """Two Alertmanager peers may hold one firing alert under startsAt's a few seconds
+    apart (one restarted, or heard the other Prometheus of an HA pair first). Their copies
+    alternate; neither says the alert began now. payment-service fired first (1 h ago),
+    cart 30 min ago: payment-service is the probable upstream before and after the copy."""
+    incident_id = await _told_two_services(store, T + WAIT)
     weights = {"critical": 1.0}
-    from_counts = rank_state(now, {}, weights, 0.5)
-    assert from_counts == rank(page.alerts, {}, weights, 0.5, came + 1, told_ms=T + WAIT)
-    assert [s.service for s in from_counts.services] == ["cart-api", "payment-service", "cart"]
+    before = rank_state(await _state_of(store, incident_id), {}, weights, 0.5)
+    assert before.services[0].service == "payment-service"
+    # The other peer's copy of the same firing alert: its startsAt 20 s later.
+    flipped = placed(
+        "a",
+        service="payment-service",
+        starts_at=STARTS - timedelta(hours=1) + timedelta(seconds=20),
+    )
+    await store.ingest([group(flipped)], 0, T + WAIT + 60_000)
+    state = await _state_of(store, incident_id)
+    after = rank_state(state, {}, weights, 0.5)
+    assert after.services[0].service == "payment-service", f"service_starts={state.service_starts}"
+
+
+async def test_a_late_alert_taken_by_a_replica_whose_clock_is_behind_still_counts_as_late(
+    store: RedisStore,
+) -> None:
+    """Replica A notified the incident at T+WAIT by its clock; replica B, whose clock is
+    20 s behind A's (within the minute the store allows elsewhere: ingest.lua's CLOCKS),
+    takes the batch that brings an alert a silence held back for three days, 10 s after
+    the notification. It came after people were told, and long after its startsAt: it must
+    not date the incident three days back (README "since when")."""
+    incident_id = await _told_two_services(store, T + WAIT)
+    started = (await _state_of(store, incident_id)).started
+    held = placed("held", service="cart", starts_at=STARTS - timedelta(days=3))
+    await store.ingest([group(held)], 0, T + WAIT + 10_000 - 20_000)
+    state = await _state_of(store, incident_id)
+    assert state.started == started, (
+        f"started moved {(started - state.started) / 86_400_000:.1f} days back"
+    )
 
 
 async def test_the_upstream_ranking_from_the_incidents_counts_matches_its_alerts(

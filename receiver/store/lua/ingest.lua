@@ -61,7 +61,7 @@ local recent_kept = tonumber(ARGV[13])
 -- How far two Prometheus servers' clocks may be apart (ms), for times compared across them.
 local CLOCKS = 60000
 -- How long after its startsAt an alert may reach an episode already told and still be news
--- of how it began (ms; receiver/topology.py LATE_MS): Prometheus's evaluation, then
+-- of how it began (ms): Prometheus's evaluation, then
 -- Alertmanager's group_wait for a new group or group_interval for one under way. One that
 -- came later was held back elsewhere (a silence expired, an inhibition ended, a route or
 -- journeys.yaml changed): it joins, but it counts from when it came, or a warning of three
@@ -511,8 +511,11 @@ local function apply(first_group, last_group, first_alert, truncated)
               count(severities, service .. '|' .. severity_of(class), 1)
               local at = tonumber(starts)
               if at and at > 0 and at <= now then
-                local came = tonumber(changed_at)
-                if told and came >= st.notified_at and came - at > LATE then
+                -- When it reached the incident: one firing already (an HA peer's copy
+                -- with another startsAt) is judged by its arrival then; one arriving now
+                -- came after people were told, whatever the replicas' clocks say.
+                local came = tonumber(o_status == 'firing' and o_changed or changed_at)
+                if told and (came == stamp or came >= st.notified_at) and came - at > LATE then
                   at = came
                 elseif is_set(st.started_at) and at < st.started_at then
                   st.started_at = at  -- an alert that started earlier joined

@@ -1,0 +1,144 @@
+"""The outbox against the vendors' fakes: the order an incident's dead letters go in again, a
+reopen's trigger PagerDuty took late, and a short rate limit in a storm."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from receiver.sinks.slack_blocks import ACK
+from tests.conftest import FakeClock, make_alert, resolved
+from tests.support.fake_server import Fault
+from tests.support.harness import Harness, harness, write_config
+from tests.support.sink_world import Fakes
+from tests.support.slack_clicks import ALICE, SECRET, Slack
+
+pytestmark = pytest.mark.anyio
+
+PAYMENT = make_alert("payment-service", alertname="PaymentErrors")
+
+
+@pytest.fixture
+async def rx(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Harness]:
+    extra = f"inbound: {{slack: {{signing_secret: {SECRET}}}}}\n"
+    config = write_config(tmp_path, world.config() + extra)
+    async with harness(config, clock, configured_sinks=True) as h:
+        yield h
+
+
+async def test_redriving_an_incidents_dead_letters_keeps_their_order(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """PagerDuty is down longer than max_attempts (5) lasts: the open is buried. Alice
+    acknowledges in Slack meanwhile; PagerDuty's acknowledge is buried too. PagerDuty is
+    back and the operator redrives everything, as the README says to."""
+    pd = world.pagerduty
+    pd.server.inject(Fault("/v2/enqueue", status=503, times=10))
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)  # group_wait: the open (Slack gets it, PagerDuty refuses)
+    for _ in range(6):
+        await rx.tick(70)
+    clock.advance(10)
+    slack = Slack(rx, world, clock)
+    assert (await slack.click(ACK, incident_id, ALICE)).status_code == 200
+    for _ in range(7):
+        await rx.tick(70)
+    dead = await rx.receiver.outbox.dead_letters(10)
+    assert sorted(d.job.kind for d in dead if d.job.sink == "pagerduty") == [
+        "acknowledge", "open"
+    ]  # fmt: skip
+    assert pd.actions(incident_id) == []  # PagerDuty heard nothing yet
+
+    r = await rx.client.post("/api/v1/deliveries/redrive", json={"sink": "pagerduty"})
+    assert r.json()["redriven"] == 2, r.text
+    await rx.tick()
+    await rx.tick()
+
+    # The incident was acknowledged by a person: its PagerDuty incident must not page.
+    assert pd.actions(incident_id) == ["trigger", "acknowledge"]
+    assert [i.status for i in pd.incidents(incident_id)] == ["acknowledged"]
+
+
+PD_SECRET = "pd-webhook-secret-hunt"
+
+
+@pytest.fixture
+async def rx_defaults(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Harness]:
+    """The fakes with the outbox's default retry policy (10 attempts, 2s doubling to 5m)
+    and PagerDuty's webhooks signed."""
+    short = "outbox: {max_attempts: 5, backoff_initial: 10s, backoff_max: 1m, lease: 30s}"
+    assert short in world.config()
+    text = world.config().replace(
+        short, "outbox: {max_attempts: 10, backoff_initial: 2s, backoff_max: 5m, lease: 30s}"
+    )
+    text += f"inbound: {{pagerduty: {{signing_secrets: [{PD_SECRET}]}}}}\n"
+    config = write_config(tmp_path, text)
+    async with harness(config, clock, configured_sinks=True) as h:
+        yield h
+
+
+async def test_a_reopen_trigger_delivered_late_is_resolved_when_the_episode_ends(
+    rx_defaults: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """Alice resolved the last PagerDuty incident by hand. The alerts fire again: the
+    reopen triggers a new PagerDuty incident, but PagerDuty answers 503 for a few minutes,
+    so the trigger is still retrying when the alerts resolve again and resolve_after ends.
+    The trigger lands; the resolve must follow it, or that PagerDuty incident pages on."""
+    rx, pd = rx_defaults, world.pagerduty
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)  # the open: triggered
+    clock.advance(60)
+    body, headers = pd.person("resolved", incident_id, "Alice", PD_SECRET, at=clock.now)
+    r = await rx.client.post("/inbound/pagerduty", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)  # resolved here; PagerDuty is not told (Alice did it there)
+    assert pd.actions(incident_id) == ["trigger"]
+
+    pd.server.inject(Fault("/v2/enqueue", status=503, times=8))
+    again = {**PAYMENT, "startsAt": "2026-04-18T08:40:00Z"}
+    await rx.post([again])
+    await rx.tick(30)  # the reopen: PagerDuty refuses its trigger, retried
+    await rx.post([resolved(again)])
+    for _ in range(90):  # 15 minutes: resolve_after ends, PagerDuty comes back
+        await rx.tick(10)
+
+    assert (await rx.incident(incident_id))["status"] == "resolved"
+    assert pd.actions(incident_id)[:2] == ["trigger", "trigger"]  # the reopen landed
+    # The second PagerDuty incident is over too: nobody is paged for a resolved incident.
+    assert [i.status for i in pd.incidents(incident_id)] == ["resolved", "resolved"]
+
+
+async def test_a_few_seconds_of_slack_rate_limiting_does_not_bury_the_open(
+    rx_defaults: Harness, world: Fakes
+) -> None:
+    """An alert storm: Slack rate-limits chat.postMessage (one message a second per
+    channel) and answers 429 with Retry-After: 1, again and again. Each attempt waits at
+    least its backoff (2s doubling to 5m, 10 attempts, about 13 minutes in all): a
+    Retry-After of 1s must not spend the ten in ten seconds."""
+    rx = rx_defaults
+    world.slack_server.inject(
+        Fault(
+            "/api/chat.postMessage",
+            status=429,
+            retry_after="1",
+            body={"ok": False, "error": "ratelimited"},
+            times=12,
+        )
+    )
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)  # group_wait: the open
+    for _ in range(60):  # a minute, the scheduler ticking every second
+        await rx.tick(1)
+
+    dead = [d for d in await rx.receiver.outbox.dead_letters(10) if d.job.sink == "slack"]
+    assert dead == [], dead[0].error
+    (waiting,) = [
+        w for w in await rx.receiver.outbox.waiting("retrying", 10) if w.job.sink == "slack"
+    ]
+    # Attempts at 0 s and about 2, 6, 14 and 30 s after (the backoff, up to 2 s of jitter
+    # each): five in the minute; the sixth waits past it.
+    assert waiting.attempts == 5
+    assert waiting.job.incident == incident_id
