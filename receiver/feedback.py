@@ -12,7 +12,11 @@ from receiver.webhook import parse_body
 
 MAX_FEEDBACK_TEXT = 4000
 
-FeedbackText = Annotated[str, StringConstraints(max_length=MAX_FEEDBACK_TEXT)]
+# Stripped, and refused when blank: a blank "fixed_by", the latest word, would hide the
+# fix an earlier one named.
+FeedbackText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_FEEDBACK_TEXT)
+]
 
 
 class Feedback(BaseModel):

@@ -57,10 +57,14 @@ def next_look(state: IncidentState, window_ms: int) -> int | None:
 def judge(
     state: IncidentState, run: ActionRunRecord, now_ms: int, window_ms: int
 ) -> ActionOutcome | None:
-    """The verdict on ``run``; None while its window is open and the incident is not resolved."""
+    """The verdict on ``run``; None while its window is open and the incident is not resolved.
+    A run made when nothing fired any more (a retry, or Run pressed while ``resolve_after``
+    was waited out) is not credited with the resolve that was coming anyway."""
     resolved = state.resolved_at
+    after_the_alerts = run.firing == 0
     if (
-        state.status == "resolved"
+        not after_the_alerts
+        and state.status == "resolved"
         and resolved is not None
         and run.at <= resolved <= run.at + window_ms
     ):
@@ -71,10 +75,12 @@ def judge(
         return None
     said: list[str] = []
     helped = worse = False
+    if after_the_alerts:
+        said.append("nothing was firing at the run")
     if run.firing is not None:
         then, firing = run.firing, state.firing_count
         said.append(f"firing alerts {then} → {firing}")
-        helped = firing == 0 or (then > 0 and firing * 2 <= then)
+        helped = then > 0 and (firing == 0 or firing * 2 <= then)
         worse = firing > then
     off = kpi_off(state.kpis)
     if run.kpi_off is not None and off is not None:

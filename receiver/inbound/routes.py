@@ -296,6 +296,7 @@ async def _silence_from_slack(
     on failure a timeline entry and a word to the person who asked."""
     who = interaction.user.who
     failure: str | None = None
+    asked = receiver.pipeline.now_ms()
     try:
         made = await silence_incident(
             receiver, incident_id, SILENCE_S, who, f"silenced from Slack by {who}"
@@ -320,7 +321,8 @@ async def _silence_from_slack(
         state = await load_state(receiver, incident_id)
         if state is not None:
             now = receiver.pipeline.now_ms()
-            outcome = slack.silence_outcome(state, who, failure, receiver.pipeline.sinks, now)
+            sinks = receiver.pipeline.sinks
+            outcome = slack.silence_outcome(state, who, failure, sinks, now, asked)
             await receiver.store.annotate(incident_id, outcome, now)
     except StoreUnavailable as exc:
         logger.warning("slack: Silence 2h of incident %s not recorded: %s", incident_id, exc)

@@ -311,7 +311,8 @@ def fixed(
         return {TEXT_BLOCK: "Pick a suggested action, or say in a few words what fixed it."}
     who = interaction.user.who
     fixed_by = clip(chosen or written, _FIXED_MAX, "…")
-    record = _feedback(now_ms, who, useful=True, fixed_by=fixed_by)
+    # Says what fixed it, not whether the page was worth it: no verdict for /stats.
+    record = _feedback(now_ms, who, fixed_by=fixed_by)
     if chosen and written:
         record["note"] = clip(written, _FIXED_MAX, "…")
     return Annotation(
@@ -323,14 +324,25 @@ def fixed(
 
 
 def silence_outcome(
-    state: IncidentState, who: str, failure: str | None, sinks: Collection[str], now_ms: int
+    state: IncidentState,
+    who: str,
+    failure: str | None,
+    sinks: Collection[str],
+    now_ms: int,
+    asked_ms: int,
 ) -> Annotation:
-    """After Silence 2h: an edit that shows the silence (``silence_incident`` recorded it),
-    or the reason it failed on the timeline."""
+    """After Silence 2h (asked at ``asked_ms``): an edit that shows the silence
+    (``silence_incident`` recorded it), or the reason it failed on the timeline, with the
+    edit too when some alerts were silenced before it failed (they are on the incident, and
+    the message must show them)."""
     if failure is None:
         return Annotation(jobs=edit(state, sinks, f"silenced for 2h by {who}", now_ms))
     text = f"Silence 2h asked in Slack by {who} failed: {failure}"
-    return Annotation(timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)])
+    made = any(s.at >= asked_ms and s.by == who for s in state.silences)
+    return Annotation(
+        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+        jobs=edit(state, sinks, f"silenced in part for 2h by {who}", now_ms) if made else [],
+    )
 
 
 def edit(state: IncidentState, sinks: Collection[str], change: str, now_ms: int) -> list[Job]:

@@ -101,8 +101,9 @@ def _past(past: IncidentState, new: IncidentState) -> bool:
 def fixed_by(past: IncidentState) -> str | None:
     """What its people said fixed it, the latest word first."""
     for record in reversed(past.feedback):
-        if record.fixed_by or record.action:
-            return record.fixed_by or record.action
+        said = (record.fixed_by or "").strip() or (record.action or "").strip()
+        if said:
+            return said
     return None
 
 

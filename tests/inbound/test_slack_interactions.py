@@ -281,7 +281,9 @@ async def test_what_fixed_it_opens_a_modal_of_the_suggested_actions_and_records_
     # The action as journeys.yaml names it (its id, else its title as written), so that
     # similar incidents' history can count it whatever this incident's labels were.
     assert record["fixed_by"] == "Restart payment-service in {region}"
-    assert (record["useful"], record["by"], record["source"]) == (True, "@alice (U0ALICE)", "slack")
+    # What fixed it, not a verdict on the page (/stats' not_useful_pct).
+    assert "useful" not in record
+    assert (record["by"], record["source"]) == ("@alice (U0ALICE)", "slack")
     await rx.tick()
     (line,) = people(message(world))
     assert line == "Fixed by: Restart payment-service in {region} (says @alice (U0ALICE))"
@@ -380,7 +382,7 @@ async def test_a_silence_that_fails_is_recorded_and_said_to_the_person(
 
 
 async def test_a_silence_that_fails_partway_keeps_what_was_made_and_says_how_many(
-    rx: Harness, slack: Slack, alertmanager: Alertmanager
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager
 ) -> None:
     latency = make_alert("payment-service", alertname="PaymentLatency")
     incident_id = await opened(rx, PAYMENT, latency)
@@ -400,6 +402,9 @@ async def test_a_silence_that_fails_partway_keeps_what_was_made_and_says_how_man
         "Silence 2h failed: Alertmanager: 1 of 2 alert(s) silenced, kept on the incident's "
         f"silences; {left}"
     )
+    # The message shows what was silenced, as after a whole silence.
+    await rx.tick()
+    assert people(message(world)) == ["Silenced 2h by @bob (U0BOB)"]
 
 
 async def test_refusals_change_nothing(

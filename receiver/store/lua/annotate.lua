@@ -35,11 +35,31 @@ local function table_at(path)
   return st[field][key]
 end
 
+local function said(v)
+  return v ~= nil and v ~= cjson.null and v ~= false
+end
+
+-- A feedback record that is only a "useful" vote: what fixed it, a "not useful", a wrong
+-- cause or grouping and a note are what the figures and the next similar incident read.
+local function plain_vote(r)
+  return type(r) == 'table' and r.useful == true and not (said(r.fixed_by) or said(r.action)
+    or said(r.cause) or said(r.note) or said(r.wrong_cause) or said(r.wrong_grouping))
+end
+
 for field, records in pairs(changes.append or {}) do
   local list = table_at(field)
   for _, record in ipairs(records) do list[#list + 1] = record end
-  -- Every batch decodes the state document: keep the latest 50 records of each list.
-  while #list > 50 do table.remove(list, 1) end
+  -- Every batch decodes the state document: keep the latest 50 records of each list; of
+  -- feedback, the oldest plain vote goes first (the oldest record when there is none).
+  while #list > 50 do
+    local drop = 1
+    if field == 'feedback' then
+      for i = 1, #list - 1 do
+        if plain_vote(list[i]) then drop = i break end
+      end
+    end
+    table.remove(list, drop)
+  end
 end
 for path, values in pairs(changes.merge or {}) do
   local t = table_at(path)
