@@ -290,6 +290,9 @@ class Metrics:
         self._store_ops: dict[str, Histogram] = {}
 
     def observe_store(self, op: str, seconds: float) -> None:
+        """A store operation that reached the store (the scheduler's too, not only the
+        requests', so that store_up is true in a quiet hour)."""
+        self.store_up.set(1)
         child = self._store_ops.get(op)
         if child is None:
             child = self._store_ops[op] = self.store_latency.labels(op)

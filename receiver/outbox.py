@@ -226,7 +226,12 @@ class Outbox:
         job = claimed.job
         sink = self.sinks.get(job.sink)
         if sink is None and (job.kind != "run" or self.runs is None):
-            await self._bury(claimed, f'sink "{job.sink}" is not configured')
+            # Not here, which need not be nowhere: replicas of a rolling change (or a
+            # config reloaded a minute apart) may disagree, and a replica that has the sink
+            # takes the job at its next try. One really removed still goes to the dead
+            # letters, once the attempts are spent.
+            detail = f'sink "{job.sink}" is not configured on this replica'
+            await self._failed(claimed, _Failure("unconfigured", detail, None, permanent=False))
             return None
         if claimed.attempt > self.cfg.max_attempts:
             # Every attempt so far ended without an answer (the replica died mid-send).

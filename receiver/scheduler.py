@@ -26,17 +26,20 @@ async def tick(pipeline: Pipeline, outbox: Outbox, peer: Peer | None = None) -> 
     running receiver gives it a loop of its own, see ``run``)."""
     batch = pipeline.settings.config.scheduler.batch
     if peer is not None:
-        await _step("alertmanager", peer.step)
-    claimed = await _step("decide", pipeline.flush_due)
+        await _step(pipeline, "alertmanager", peer.step)
+    claimed = await _step(pipeline, "decide", pipeline.flush_due)
     # Right after the decisions, so a notification goes out in the tick that decided it.
-    queues = await _step("deliver", outbox.deliver_due)
+    queues = await _step(pipeline, "deliver", outbox.deliver_due)
     return claimed >= batch or queues >= outbox.cfg.batch
 
 
-async def _step(name: str, step: Callable[[], Awaitable[int]]) -> int:
+async def _step(pipeline: Pipeline, name: str, step: Callable[[], Awaitable[int]]) -> int:
     try:
         return await step()
     except StoreUnavailable as exc:
+        # Said on store_up too: in a quiet hour no request would, while nothing is decided
+        # nor delivered.
+        pipeline.metrics.store_up.set(0)
         logger.warning("scheduler: %s: %s; retrying next tick", name, exc)
     except Exception:
         # One bad incident or job must not stop every later one.
@@ -61,7 +64,7 @@ async def run(
 
 async def _peer_loop(pipeline: Pipeline, peer: Peer, stop: anyio.Event) -> None:
     while not stop.is_set():
-        await _step("alertmanager", peer.step)
+        await _step(pipeline, "alertmanager", peer.step)
         await _pause(pipeline, stop)
 
 

@@ -219,13 +219,17 @@ def _empty_is_none(value: object) -> object:
 
 
 def _drop_empty(tokens: list[SecretStr]) -> list[SecretStr]:
-    return [token for token in tokens if token.get_secret_value()]
+    # Trimmed: a token is never blank-edged (RFC 6750's token68), a request's header is
+    # read trimmed, and a secret made with `echo tok > file` into ${VAR} ends in a newline
+    # that no request could ever present.
+    trimmed = (token.get_secret_value().strip() for token in tokens)
+    return [SecretStr(token) for token in trimmed if token]
 
 
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_none)]
 """A secret that may be absent; ``"${VAR:-}"`` with VAR unset means absent."""
 Tokens = Annotated[list[SecretStr], AfterValidator(_drop_empty)]
-"""Bearer tokens; empty entries (``"${VAR:-}"`` with VAR unset) are dropped."""
+"""Bearer tokens, trimmed; empty entries (``"${VAR:-}"`` with VAR unset) are dropped."""
 
 
 def _to_matcher(value: Any) -> Matcher:

@@ -12,7 +12,9 @@ from redis.exceptions import (
     ClusterError,
     MovedError,
     OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,6 +44,7 @@ def script(name: str) -> str:
 # cluster a slot with no master yet (CLUSTERDOWN, MASTERDOWN, TRYAGAIN), no node reachable,
 # or a slot moving that a transaction cannot follow (redis-py's transactions pass ASK and
 # MOVED on). Each is a 503 that Alertmanager retries, never a 500.
+_REFUSED = frozenset({"MISCONF", "BUSY"})
 _DOWN = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -68,6 +71,16 @@ def unavailable(
             # A full Redis under noeviction (docs/operating.md) refuses a script's first
             # write, so nothing of the call was written: a 503 that Alertmanager retries.
             raise StoreUnavailable(f"store full: {exc}") from exc
+        except ReadOnlyError as exc:
+            # store.url reaches a replica (a primary demoted by a failover behind a fixed
+            # address): every write is refused before it is made, as a full Redis's.
+            raise StoreUnavailable(f"store read-only (a replica): {exc}") from exc
+        except ResponseError as exc:
+            # Refusals before anything is written, as above: writes stopped after a failed
+            # save (MISCONF), or a script running too long (BUSY).
+            if str(exc).split(" ", 1)[0] in _REFUSED:
+                raise StoreUnavailable(f"store refuses writes: {exc}") from exc
+            raise
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

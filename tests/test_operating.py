@@ -1,0 +1,155 @@
+"""What an operator relies on: a store that refuses writes is a counted 503, a token from
+the environment works as written, store_up tells the scheduler's view too, and replicas
+that disagree on their sinks during a rolling change lose no delivery."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from receiver import config
+from receiver.app import create_app
+from receiver.errors import RetryableDeliveryError
+from tests.conftest import FakeClock, body, make_alert
+from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
+from tests.support.processes import free_port, redis_server
+
+pytestmark = pytest.mark.anyio
+
+
+def _metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_a_read_only_redis_is_a_counted_503_not_an_uncounted_500(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # store.url points at a node that has become a replica (a managed Redis's primary
+    # endpoint after a failover, a plain redis:// at a demoted master): PING works, every
+    # write is refused with READONLY. Alertmanager must get the documented 503 for "store
+    # down", and the metrics the shipped alert rules read (webhook_requests_total{code=~"5.."},
+    # store_up) must say so.
+    with redis_server(tmp_path / "replica", "--replicaof", "127.0.0.1", str(free_port())) as port:
+        cfg = write_config(tmp_path)
+        cfg.write_text(cfg.read_text().replace("memory://", f"redis://127.0.0.1:{port}/0"))
+        app = create_app(cfg, clock=clock, sinks={"log": RecordingSink()}, run_scheduler=False)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://rx") as client,
+        ):
+            r = await client.post(
+                "/webhook/alertmanager",
+                content=body([make_alert()]),
+                headers={"content-type": "application/json"},
+            )
+            metrics = (await client.get("/metrics")).text
+    assert r.status_code == 503, (r.status_code, r.headers.get("content-type"), r.text)
+    assert _metric(metrics, 'journey_receiver_webhook_requests_total{code="503"}') == 1.0
+    assert _metric(metrics, "journey_receiver_store_up") == 0.0
+
+
+async def test_a_token_from_the_environment_with_a_trailing_newline_is_trimmed(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Kubernetes Secret made with `kubectl create secret --from-file` from `echo tok > f`
+    # carries the newline into the environment. An HTTP header cannot carry it, and the
+    # receiver strips the header's credentials (as it strips *_file tokens): so this token
+    # matches no request ever, every Alertmanager send is a 401 (never retried: the alerts
+    # are lost), while `journey-receiver check` says "config OK". Either trim it as the
+    # *_file tokens are trimmed: trimmed.
+    monkeypatch.setenv("WEBHOOK_TOKEN", "s3cret-token\n")
+    cfg = write_config(tmp_path, 'server:\n  auth:\n    bearer_tokens: ["${WEBHOOK_TOKEN}"]\n')
+    assert config.check(cfg) == []
+    async with harness(cfg, clock) as rx:
+        r = await rx.post([make_alert()], authorization="Bearer s3cret-token")
+        assert r.status_code == 200, (r.status_code, r.text)
+
+
+async def test_store_up_is_1_once_the_scheduler_has_reached_the_store(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # docs/operating.md: store_up is "1 if the last store operation reached Redis", and
+    # deploy/alerting-rules.yaml pages on min(store_up) == 0 for 2m. A replica that started
+    # in a quiet hour (no webhook yet) and is not probed on /readyz (the image's HEALTHCHECK
+    # calls /healthz) has reached its store on every scheduler tick, yet exports 0: a
+    # false "cannot reach its Redis store" page.
+    async with harness(write_config(tmp_path), clock) as rx:
+        await rx.tick(1)
+        await rx.tick(1)
+        metrics = (await rx.client.get("/metrics")).text
+    assert _metric(metrics, "journey_receiver_store_up") == 1.0
+
+
+async def test_store_up_drops_when_the_scheduler_cannot_reach_the_store(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # The other way round: Redis dies in a quiet period with notifications queued. Every
+    # scheduler tick fails (nothing is decided or delivered), yet store_up keeps the 1 the
+    # last webhook left, so JourneyReceiverStoreDown never fires.
+    with redis_server(tmp_path / "redis") as port:
+        cfg = write_config(tmp_path)
+        cfg.write_text(cfg.read_text().replace("memory://", f"redis://127.0.0.1:{port}/0"))
+        async with harness(cfg, clock) as rx:
+            assert (await rx.post([make_alert()])).status_code == 200
+            # Redis goes away (SHUTDOWN; the fixture leaves an exited server alone).
+            admin = Redis(port=port)
+            with contextlib.suppress(RedisError):
+                await admin.shutdown(nosave=True)
+            with contextlib.suppress(RedisError):
+                await admin.aclose()
+            await rx.tick(31)  # group_wait over: a decision is due, and fails
+            await rx.tick(1)
+            metrics = (await rx.client.get("/metrics")).text
+    assert _metric(metrics, "journey_receiver_store_up") == 0.0
+
+
+async def test_a_replica_without_a_sink_does_not_dead_letter_the_jobs_of_replicas_with_it(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # A rolling change that adds Slack (new pods, or a ConfigMap that reaches each pod's
+    # reload up to a minute apart): for a while replicas on one Redis disagree on the sinks.
+    # Slack answers 429 in a storm; whichever replica ticks first after the retry is due
+    # claims the queue. One that has no Slack gives the job back (it is not a dead letter:
+    # that would page JourneyReceiverDeadLetters and never reach Slack), and a replica that
+    # has Slack delivers it at its next try.
+    prefix = f"mixed{uuid.uuid4().hex[:8]}"
+    store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {prefix}}}\n"
+    routing = "routing: {log: [P1, P2, P3, P4, P5]%s}\n"
+    new_dir, old_dir = tmp_path / "new", tmp_path / "old"
+    new_dir.mkdir()
+    old_dir.mkdir()
+    new_cfg = write_config(
+        new_dir,
+        store + "sinks: {slack: {token: xoxb-test}}\n" + routing % ", slack: [P1, P2, P3, P4, P5]",
+    )
+    old_cfg = write_config(old_dir, store + routing % "")
+    for cfg in (new_cfg, old_cfg):
+        cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
+    slack = ScriptedSink(
+        "slack", script=[RetryableDeliveryError("slack", "x", "rate_limited", "429", 1.0)]
+    )
+    async with (
+        harness(new_cfg, clock, sinks={"log": ScriptedSink("log"), "slack": slack}) as new,
+        harness(old_cfg, clock, sinks={"log": ScriptedSink("log")}) as old,
+    ):
+        (inc,) = (await new.post([make_alert()])).json()["incidents"]
+        await new.tick(30)  # the new replica decides; Slack's first attempt is a 429
+        assert [a.kind for a in slack.attempts] == ["open"]
+        clock.advance(600)  # well past the backoff
+        await old.tick()  # the old replica happens to tick first: it gives the job back
+        clock.advance(60)  # its backoff
+        await new.tick()
+        dead = (await new.client.get("/api/v1/deliveries?state=dead")).json()["deliveries"]
+        assert dead == [], [d["error"] for d in dead]
+        assert slack.kinds() == ["open"]
+        assert (await new.incident(inc))["sinks"]["slack"]["state"] != "failed"
