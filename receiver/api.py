@@ -179,9 +179,8 @@ async def list_incidents(request: Request, receiver: Receiver) -> Response:
     params = request.query_params
     status = params.get("status", "all")
     if status not in _STATUSES:
-        raise PayloadError(
-            422, "status must be open, resolved or all", [{"field": "status", "reason": status}]
-        )
+        reason = "must be open, resolved or all"
+        raise PayloadError(422, f"status {reason}", [{"field": "status", "reason": reason}])
     states = await receiver.store.list_incidents(
         status,  # type: ignore[arg-type]  # checked against _STATUSES above
         params.get("journey"),
@@ -219,11 +218,8 @@ async def post_feedback(request: Request, receiver: Receiver) -> Response:
 def _limit(raw: str) -> int:
     # ASCII only: "²" is a digit to isdigit() and none to int().
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_LIMIT:
-        raise PayloadError(
-            422,
-            f"limit must be a whole number from 1 to {_MAX_LIMIT}",
-            [{"field": "limit", "reason": raw}],
-        )
+        reason = f"must be a whole number from 1 to {_MAX_LIMIT}"
+        raise PayloadError(422, f"limit {reason}", [{"field": "limit", "reason": reason}])
     return int(raw)
 
 
@@ -246,11 +242,8 @@ async def list_deliveries(request: Request, receiver: Receiver) -> Response:
     params = request.query_params
     state = params.get("state", "dead")
     if state not in _DELIVERY_STATES:
-        raise PayloadError(
-            422,
-            "state must be dead, pending or retrying",
-            [{"field": "state", "reason": state}],
-        )
+        reason = "must be dead, pending or retrying"
+        raise PayloadError(422, f"state {reason}", [{"field": "state", "reason": reason}])
     limit = _limit(params.get("limit", "100"))
     if state == "dead":
         letters = await receiver.outbox.dead_letters(limit)

@@ -240,6 +240,8 @@ class Receiver:
             logger.info("reload: Prometheus and change feeds rebuilt")
         if settings.timers.any_shorter_than(self.settings.timers):
             self.pipeline.look_again = True
+        if (settings.rules, settings.weights) != (self.settings.rules, self.settings.weights):
+            self.pipeline.rescore = True
         self.settings = settings
         self.pipeline.settings = settings
         self.outbox.settings = settings

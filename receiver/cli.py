@@ -391,6 +391,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--for",
         dest="for_",
+        metavar="DURATION",
         default="10m",
         help="how long the KPI must stay past its band before the alert fires (default 10m)",
     )

@@ -5,17 +5,27 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from receiver.store.base import Annotation, GroupStore
 from receiver.webhook import parse_body
 
 MAX_FEEDBACK_TEXT = 4000
 
-# Stripped, and refused when blank: a blank "fixed_by", the latest word, would hide the
-# fix an earlier one named.
+
+def _not_blank(text: str) -> str:
+    # A blank "fixed_by", the latest word, would hide the fix an earlier one named.
+    if not text:
+        raise PydanticCustomError("blank", "must not be blank")
+    return text
+
+
+# Stripped, and refused when blank.
 FeedbackText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_FEEDBACK_TEXT)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=MAX_FEEDBACK_TEXT),
+    AfterValidator(_not_blank),
 ]
 
 
@@ -36,7 +46,14 @@ class Feedback(BaseModel):
     """Alerts were grouped into this incident that did not belong together (or apart)."""
     fixed_by: FeedbackText | None = None
     """A suggested action's id, or what fixed it in words."""
-    by: Annotated[str, StringConstraints(max_length=200)] | None = None
+    by: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=200),
+            AfterValidator(_not_blank),
+        ]
+        | None
+    ) = None
 
 
 def parse_feedback(body: bytes) -> Feedback:

@@ -41,6 +41,7 @@ logger = logging.getLogger("journey_receiver.pipeline")
 
 _COMMIT_ATTEMPTS = 3
 _FLUSH_CONCURRENCY = 8
+_RESCORED_PAGE = 200  # open incidents read at a time when a reload changed the scoring
 # Alerts written into one notification or API read; the counts always cover all of them.
 ALERTS_SHOWN = 500
 
@@ -68,6 +69,9 @@ class Pipeline:
         self.runs: Runs | None = None
         """Asks for the runs an ``auto`` journey's decisions call for; set by the receiver."""
         self.look_again = False
+        # A reload changed the scoring (weights, severities, tiers, thresholds): every open
+        # incident is scored again at the next round, those that would wait for a change too.
+        self.rescore = False
         """Set when a reload shortened a timer: the next round first makes every incident
         due now, since due times set under the longer timer would wait it out."""
 
@@ -123,6 +127,12 @@ class Pipeline:
             moved = await self.store.hasten(self.now_ms())
             self.look_again = False
             logger.info("a reload shortened a timer: %d incident(s) looked at again now", moved)
+        if self.rescore:
+            self.rescore = False
+            moved = 0
+            async for page in self.store.iter_incidents("open", None, _RESCORED_PAGE):
+                moved += await self.store.look_at([s.id for s in page], self.now_ms())
+            logger.info("a reload changed the scoring: %d open incident(s) scored again", moved)
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         if not claims:
             return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -121,8 +122,8 @@ def test_check_reports_a_run_timeout_the_outbox_lease_would_cut_short(
     )
     monkeypatch.chdir(tmp_path)
     said = (
-        "config/journeys.yaml:10: journeys[0].actions[0].run.webhook.timeout: 10s does not fit "
-        "in outbox.lease 2s (receiver.yaml)"
+        "config/journeys.yaml:10: journeys[0].actions[0].run.webhook.timeout: 10s needs "
+        "outbox.lease (receiver.yaml, 2s) to be at least 2 times it, 20s"
     )
     for args in (["--config", "config/receiver.yaml"], ["--journeys", "config/journeys.yaml"]):
         assert main(["check", *args]) == 1
@@ -182,6 +183,19 @@ def test_explain_shows_keys_scores_and_sinks() -> None:
     eu = by_key['checkout{env="prod",region="eu"}']
     assert (eu["priority"], eu["alert_count"], eu["sinks"]) == ("P1", 8, ["log"])
     assert by_key['unmapped{env="prod",region="eu"}']["priority"] == "P5"
+
+
+def test_explain_needs_no_credential_nor_secret_it_would_never_use() -> None:
+    # A dry run listens on nothing and sends nothing: the example config as it is, with
+    # neither WEBHOOK_TOKEN nor ALLOW_OPEN set (serve and check refuse it so).
+    env = {k: v for k, v in os.environ.items() if k not in ("ALLOW_OPEN", "WEBHOOK_TOKEN")}
+    result = subprocess.run(
+        [CLI, "explain", "--alerts", str(ROOT / "examples" / "storm.json"),
+         "--config", str(EXAMPLE_CONFIG)],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("10 alert(s) → 3 incident(s)")
 
 
 def test_explain_reports_a_bad_body(tmp_path: Path) -> None:

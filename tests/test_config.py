@@ -816,10 +816,11 @@ def test_a_runs_timeout_must_fit_in_the_outbox_lease(tmp_path: Path) -> None:
     receiver = tmp_path / "receiver.yaml"
     receiver.write_text(OPEN + "outbox: {lease: 2s}\n")
     expected = [
-        f"{journeys}:14: journeys[0].actions[0].run.webhook.timeout: 10s does not fit in "
-        "outbox.lease 2s (receiver.yaml): the outbox cuts each attempt at 1.6s, and a run cut "
-        "short is sent again as one that may have happened; set outbox.lease to at least "
-        "20s, or a shorter timeout"
+        f"{journeys}:14: journeys[0].actions[0].run.webhook.timeout: 10s needs outbox.lease "
+        "(receiver.yaml, 2s) to be at least 2 times it, 20s: the outbox cuts each attempt at "
+        "0.8 of the lease, which must hold the call and room to read the incident and record "
+        "the run; a run cut short is sent again as one that may have happened. Raise "
+        "outbox.lease, or shorten the timeout"
     ]
     with pytest.raises(ConfigError) as refused:
         load(receiver)

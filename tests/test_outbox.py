@@ -495,12 +495,15 @@ async def test_the_deliveries_endpoint_checks_its_parameters(rx: Harness) -> Non
     r = await rx.client.get("/api/v1/deliveries?state=stuck")
     assert r.status_code == 422
     assert r.json()["error"] == "state must be dead, pending or retrying"
-    assert r.json()["errors"] == [{"field": "state", "reason": "stuck"}]
+    assert r.json()["errors"] == [{"field": "state", "reason": "must be dead, pending or retrying"}]
     for limit in ("0", "²"):  # "²" is a digit to str.isdigit(), and none to int()
         for path in ("deliveries?state=pending&", "incidents?"):
             r = await rx.client.get(f"/api/v1/{path}limit={limit}")
             assert r.status_code == 422
-            assert r.json()["errors"] == [{"field": "limit", "reason": limit}]
+            reason = "must be a whole number from 1 to 1000"
+            assert r.json()["errors"] == [{"field": "limit", "reason": reason}]
+    r = await rx.client.get("/api/v1/incidents?status=bogus")
+    assert r.json()["errors"] == [{"field": "status", "reason": "must be open, resolved or all"}]
     r = await rx.client.post("/api/v1/deliveries/redrive", json={"idz": ["1"]})
     assert r.status_code == 422
     assert "idz" in r.text

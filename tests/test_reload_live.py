@@ -46,16 +46,21 @@ def _journeys(tmp_path: Path) -> Path:
     return path
 
 
+async def cart_told(rx: Harness) -> str:
+    """A critical cart alert, told: checkout 1.0 x cart 0.6 x critical 1 x 0.8 x KPIs
+    unknown 0.85 = 40.8, P3. Its incident's id."""
+    (inc,) = (await rx.post([make_alert("cart-api", alertname="CartSlow")])).json()["incidents"]
+    await rx.tick(30)
+    assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")]
+    return str(inc)
+
+
 async def test_renaming_a_stage_does_not_raise_the_priority_of_its_live_incident(
     tmp_path: Path, clock: FakeClock, config_for: Config
 ) -> None:
     journeys = _journeys(tmp_path)
     async with harness(config_for(journeys), clock) as rx:
-        # A critical cart alert: checkout 1.0 x cart 0.6 x critical 1 x 0.8 x KPIs unknown
-        # 0.85 = 40.8, P3.
-        (inc,) = (await rx.post([make_alert("cart-api", alertname="CartSlow")])).json()["incidents"]
-        await rx.tick(30)
-        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")]
+        inc = await cart_told(rx)
 
         # The team lead renames the stage, nothing else: same services, same weight.
         journeys.write_text(journeys.read_text().replace("- id: cart\n", "- id: basket\n"))
@@ -138,3 +143,23 @@ async def test_renaming_a_journey_id_does_not_demote_its_live_incident(
             e["text"] for e in detail["timeline"][-2:]
         ]
         assert (detail["priority"], journey["value"]) == ("P2", 1.0), journey
+
+
+async def test_a_weight_raised_by_a_reload_raises_a_live_incident_at_once(
+    tmp_path: Path, clock: FakeClock, config_for: Config
+) -> None:
+    journeys = _journeys(tmp_path)
+    async with harness(config_for(journeys), clock) as rx:
+        inc = await cart_told(rx)
+        clock.advance(10)
+        # The team lead weighs the cart stage as much as the payment: no alert changes, and
+        # this journey has no KPI to look at again, yet the raise goes out at once.
+        journeys.write_text(
+            journeys.read_text().replace(
+                "      - id: cart\n        weight: 0.6", "      - id: cart\n        weight: 1.0"
+            )
+        )
+        await _reload(rx)
+        await rx.tick(1)
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3"), ("update", "P2")]
+        assert (await rx.incident(inc))["priority"] == "P2"

@@ -23,7 +23,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 from receiver.alertmanager.client import AlertmanagerClient, AlertmanagerError, Matcher
 from receiver.alertmanager.reconcile import alert_names
@@ -38,7 +46,7 @@ if TYPE_CHECKING:
 
 MAX_SILENCED = 100
 """At most this many alerts are silenced in one request (one silence each)."""
-MAX_DURATION_S = 7 * 86400.0
+MAX_DURATION = "7d"
 _ALERTS_READ = MAX_SILENCED + 1
 _NOT_ALONE = (
     "its labels match another alert Alertmanager holds, which has no label this one lacks: "
@@ -54,18 +62,22 @@ class NotAllSilenced(AlertmanagerError):
 class SilenceRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    duration: str = "2h"
+    # A duration ("2h", "1h30m") or a number of seconds, as the config files take them.
+    duration: StrictStr | StrictInt | StrictFloat = "2h"
     comment: Annotated[str, StringConstraints(max_length=1000)] = ""
     by: Annotated[str, StringConstraints(max_length=200)] | None = Field(default=None)
     """Who asks (shown in Alertmanager as ``createdBy``); the API caller by default."""
 
     def seconds(self) -> float:
         try:
-            seconds = parse_duration(self.duration)
+            seconds = parse_duration(self.duration, maximum=MAX_DURATION)
         except ValueError as exc:
-            raise PayloadError(422, str(exc), [{"field": "duration", "reason": str(exc)}]) from exc
-        if not 0 < seconds <= MAX_DURATION_S:
-            reason = "must be more than 0 and at most 7d"
+            reason = str(exc)
+            raise PayloadError(
+                422, f"duration: {reason}", [{"field": "duration", "reason": reason}]
+            ) from exc
+        if seconds <= 0:
+            reason = "must be more than 0"
             raise PayloadError(422, f"duration {reason}", [{"field": "duration", "reason": reason}])
         return seconds
 

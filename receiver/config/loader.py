@@ -48,10 +48,12 @@ def load_journeys(
 
 
 def load(
-    config_path: Path | str, journeys_path: Path | str | None = None
+    config_path: Path | str, journeys_path: Path | str | None = None, *, offline: bool = False
 ) -> tuple[ReceiverConfig, JourneysConfig]:
-    """Read both files (journeys from ``journeys_file`` unless given); problems of both."""
-    config, journeys, problems = _read_both(Path(config_path), _path(journeys_path))
+    """Read both files (journeys from ``journeys_file`` unless given); problems of both.
+    ``offline``: for a command that neither listens nor sends (``explain``), an unset
+    ``${VAR}`` reads as empty and a receiver.yaml with no write credential is no problem."""
+    config, journeys, problems = _read_both(Path(config_path), _path(journeys_path), offline)
     if problems:
         raise ConfigError(problems)
     assert config is not None
@@ -122,16 +124,16 @@ def _path(path: Path | str | None) -> Path | None:
 
 
 def _read_both(
-    config_path: Path, journeys_path: Path | None
+    config_path: Path, journeys_path: Path | None, offline: bool = False
 ) -> tuple[ReceiverConfig | None, JourneysConfig | None, list[ConfigProblem]]:
-    config, doc = _read_receiver(config_path)
+    config, doc = _read_receiver(config_path, offline)
     if journeys_path is None and config is not None:
         journeys_path = config.journeys_file
     elif journeys_path is None:
         # receiver.yaml is invalid, but the journeys file it names is still worth checking.
         named = doc.data.get("journeys_file") if isinstance(doc.data, dict) else None
         journeys_path = Path(named) if isinstance(named, str) and named else _next_to(config_path)
-    journeys, journeys_doc = _read(journeys_path, JourneysConfig)
+    journeys, journeys_doc = _read(journeys_path, JourneysConfig, offline)
     if config is not None and journeys is not None:
         _check_served(config, journeys, journeys_doc)
         if journeys_doc.problems:
@@ -161,11 +163,12 @@ def _check_run_timeouts(config: ReceiverConfig, journeys: JourneysConfig, doc: D
                 continue
             doc.add(
                 ("journeys", i, "actions", j, "run", "webhook", "timeout"),
-                f"{show(timeout)}s does not fit in outbox.lease {show(lease)}s (receiver.yaml): "
-                f"the outbox cuts each attempt at {show(round(ATTEMPT_SHARE * lease, 3))}s, "
-                "and a run cut short is sent again as one that may have happened; set "
-                f"outbox.lease to at least {show(RUN_TIMEOUTS_PER_LEASE * timeout)}s, or a "
-                "shorter timeout",
+                f"{show(timeout)}s needs outbox.lease (receiver.yaml, {show(lease)}s) to be at "
+                f"least {show(RUN_TIMEOUTS_PER_LEASE)} times it, "
+                f"{show(RUN_TIMEOUTS_PER_LEASE * timeout)}s: the outbox cuts each attempt "
+                f"at {show(ATTEMPT_SHARE)} of the lease, which must hold the call and room "
+                "to read the incident and record the run; a run cut short is sent again as "
+                "one that may have happened. Raise outbox.lease, or shorten the timeout",
             )
 
 
@@ -195,9 +198,9 @@ def _check_kpi_queries(config: ReceiverConfig, journeys: JourneysConfig, doc: Do
                     )
 
 
-def _read_receiver(path: Path) -> tuple[ReceiverConfig | None, Document]:
-    config, doc = _read(path, ReceiverConfig)
-    if config is not None and _open_by_mistake(config):
+def _read_receiver(path: Path, offline: bool = False) -> tuple[ReceiverConfig | None, Document]:
+    config, doc = _read(path, ReceiverConfig, offline)
+    if config is not None and not offline and _open_by_mistake(config):
         doc.add(
             ("server", "auth", "bearer_tokens"),
             "no write credential is configured (an unset ${WEBHOOK_TOKEN:-}?): anyone who "

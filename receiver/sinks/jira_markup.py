@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from receiver.incident import Incident, kpi_line, listing, number
-from receiver.logtext import clip, cut
+from receiver.logtext import clip, cut, unturned
 from receiver.store.records import KpiRecord
 
 _WIKI_SPECIAL = frozenset("![]^~+?%{}()*_-|@#")
@@ -85,8 +85,9 @@ Block = Paragraph | Heading | Bullets | Table
 
 
 def _collapse(text: str) -> str:
-    """Whitespace runs as one space, edges kept: parts of a line are joined as they are."""
-    return _WHITESPACE.sub(" ", text)
+    """Whitespace runs as one space, edges kept: parts of a line are joined as they are;
+    bidirectional controls shown (``logtext.unturned``)."""
+    return unturned(_WHITESPACE.sub(" ", text))
 
 
 def escape_wiki(text: str) -> str:

@@ -18,6 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from receiver.causes import CAUSE_CONFIDENCE
+from receiver.logtext import unturned
 from receiver.sinks import Delivery, Receipt
 from receiver.sinks._http import incident_url
 
@@ -33,8 +34,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def _line(text: str) -> str:
     """One line of plain text: no line breaks, and no control characters a terminal would
-    obey (cursor moves, colours, bells) from alert text."""
-    return _CONTROL.sub("?", " ".join(text.split()))
+    obey (cursor moves, colours, bells) or that would turn the line around, from alert
+    text."""
+    return unturned(_CONTROL.sub("?", " ".join(text.split())))
 
 
 def _owner(owner: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from receiver.act import STATUS_WORDS
 from receiver.causes import CAUSE_CONFIDENCE
 from receiver.incident import Incident, kpi_line
+from receiver.logtext import unturned
 from receiver.models import NotificationKind
 from receiver.store.records import KpiRecord
 
@@ -89,7 +90,7 @@ class Message:
 def escape(text: str) -> str:
     """``text`` as literal mrkdwn: Slack's three control characters as entities, on one
     line."""
-    folded = " ".join(text.split())
+    folded = unturned(" ".join(text.split()))
     return folded.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

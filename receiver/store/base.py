@@ -116,6 +116,11 @@ class GroupStore(Protocol):
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]: ...
 
+    async def look_at(self, incident_ids: Sequence[str], at_ms: int) -> int:
+        """Make each of ``incident_ids`` due at ``at_ms`` at the latest (due later, or not
+        due at all: a reload changed how they are scored); how many moved."""
+        ...
+
     async def hasten(self, until_ms: int) -> int:
         """Every incident due after ``until_ms`` due at ``until_ms`` instead (a reload
         shortened a timer the due times were set by); how many were moved."""

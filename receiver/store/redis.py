@@ -488,6 +488,15 @@ class RedisStore:
         return moved
 
     @unavailable
+    async def look_at(self, incident_ids: Sequence[str], at_ms: int) -> int:
+        if not incident_ids:
+            return 0
+        # LT, as hasten: a decision committing meanwhile keeps the earlier due time.
+        return int(
+            await self._r.zadd(self._due, dict.fromkeys(incident_ids, at_ms), lt=True, ch=True)
+        )
+
+    @unavailable
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[Claim]:
         with self._claim_tokens.token() as token:
             flat = await self._claim(

@@ -264,6 +264,8 @@ def _alert(alert: dict[str, Any]) -> dict[str, Any]:
         "labels": sorted(labels.items()),
         "annotations": sorted((alert.get("annotations") or {}).items()),
         "url": web_url(alert.get("generatorURL")),
+        # Why Alertmanager holds it quiet (silenced, inhibited), as the last reconcile found.
+        "suppressed": alert.get("suppressed") or "",
     }
 
 

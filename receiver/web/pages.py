@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver import __version__
 from receiver.auth import Role
 from receiver.errors import StoreUnavailable
+from receiver.logtext import unturned
 from receiver.web.auth import (
     NONCE_COOKIE,
     ROLES,
@@ -60,12 +61,21 @@ HTML_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+_OUTAGE_RETRY_S = 30
+
+
+def _unturned(value: object) -> object:
+    return unturned(value) if isinstance(value, str) else value
+
+
 environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Every value printed, alert text above all: its bidirectional controls shown.
+    finalize=_unturned,
 )
 
 PageHandler = Callable[[Request, "Receiver"], Awaitable[Response]]
@@ -175,7 +185,13 @@ def page(
                 answer = render(request, "refused.html", {"reason": "form"}, status=exc.status)
         except StoreUnavailable as exc:
             logger.warning("page %s: %s", request.url.path, exc)
-            return error_page(request, 503, "store")
+            outage = error_page(request, 503, "store")
+            if request.method == "GET":
+                # A board on a wall screen reloads itself: it must come back on its own
+                # once the store does (a form's answer is not sent again).
+                outage.headers["Refresh"] = str(_OUTAGE_RETRY_S)
+                outage.headers["Retry-After"] = str(_OUTAGE_RETRY_S)
+            return outage
         if identity.stale and not _sets_cookie(answer, SESSION_COOKIE):
             answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return answer

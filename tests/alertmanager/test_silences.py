@@ -1,7 +1,7 @@
 """Silencing an incident (``receiver/alertmanager/silences.py``) with Alertmanager's answers
 scripted: the failures the real Alertmanager cannot be made to show on cue (a peer failing
 partway, an answer no silence can be made exact for). The real one is asked in
-``tests/e2e/test_alertmanager_peer.py``."""
+``tests/e2e/test_alertmanager_peer.py``. Also what a silence request may ask for."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from receiver.alertmanager.client import AlertmanagerClient
+from receiver.alertmanager.silences import parse_silence
+from receiver.errors import PayloadError
 from tests.conftest import FakeClock, make_alert
 from tests.support.harness import Harness, harness, write_config
 
@@ -155,3 +157,31 @@ async def test_each_silence_leaves_out_the_alerts_carrying_its_labels_and_more(
     assert response.json() == {
         "error": f"2 of 3 alert(s) silenced, kept on the incident's silences; {refusal}"
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "seconds"),
+    [(b"", 7200.0), (b"{}", 7200.0), (b'{"duration": "1h30m"}', 5400.0),
+     (b'{"duration": 600}', 600.0), (b'{"duration": "600"}', 600.0),
+     (b'{"duration": "7d"}', 604800.0)],
+)  # fmt: skip
+def test_a_silence_lasts_a_duration_or_a_number_of_seconds(body: bytes, seconds: float) -> None:
+    assert parse_silence(body).seconds() == seconds
+
+
+@pytest.mark.parametrize(
+    ("duration", "reason"),
+    [('"8d"', '"8d" is longer than the maximum 7d'),
+     ('"200y"', '"200y" is longer than the maximum 7d'),
+     ("0", "must be more than 0"),
+     ('"soon"', 'expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w, got "soon"')],
+)  # fmt: skip
+def test_a_silence_longer_than_a_week_or_of_no_time_is_refused_naming_why(
+    duration: str, reason: str
+) -> None:
+    with pytest.raises(PayloadError) as refused:
+        parse_silence(f'{{"duration": {duration}}}'.encode()).seconds()
+    assert (refused.value.status, refused.value.errors) == (
+        422,
+        [{"field": "duration", "reason": reason}],
+    )
