@@ -12,6 +12,7 @@ service scores less.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
@@ -20,8 +21,10 @@ CAUSE_CONFIDENCE = 20.0
 
 
 def trusted(state: IncidentState) -> Iterator[CauseRecord]:
-    """The causes at or above the confidence, best first (enrichment ranks them so)."""
-    return (c for c in state.probable_causes if c.score >= CAUSE_CONFIDENCE)
+    """The causes at or above the confidence, best first (enrichment ranks them so), up to
+    the first that is not: one that says the best are tied ("one of …") leads, and nothing
+    after it is trusted in their place."""
+    return itertools.takewhile(lambda c: c.score >= CAUSE_CONFIDENCE, state.probable_causes)
 
 
 def leading(state: IncidentState) -> CauseRecord | None:

@@ -180,13 +180,20 @@ class Pipeline:
             return {}
 
     def _needs_context(self, state: IncidentState, now_ms: int) -> bool:
-        """Open, past group_wait, and its context older than group_interval (or none)."""
+        """Open, past group_wait, and its context older than group_interval, none, or read
+        before this episode began (a reopen is told against its own start: the last
+        episode's changes and causes may be rolled back since)."""
         timers = self.settings.timers
         if self.enricher is None or state.status != "open":
             return False
         if state.pending is not None and now_ms < state.first_firing_at + timers.group_wait_ms:
             return False
-        return state.enriched_at is None or now_ms - state.enriched_at >= timers.group_interval_ms
+        read = state.enriched_at
+        return (
+            read is None
+            or read < state.first_firing_at
+            or now_ms - read >= timers.group_interval_ms
+        )
 
     async def _context(self, state: IncidentState, now_ms: int) -> Enrichment:
         assert self.enricher is not None

@@ -24,7 +24,7 @@ firing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from receiver.causes import span
 from receiver.models import UNKNOWN_SERVICE
@@ -55,6 +55,10 @@ class Ranking:
 
     services: tuple[ServiceSignal, ...] = ()
     tied: bool = False
+    # Services the firing ones call (journeys.yaml topology) that fire nothing themselves,
+    # each with the firing services that call it: a change to one may be the cause though
+    # it raised no alert.
+    quiet_callees: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def upstream(self) -> ServiceSignal | None:
@@ -156,7 +160,12 @@ def _order(
         key=lambda s: s.key,
     )
     tied = len(signals) > 1 and signals[0].key == signals[1].key
-    return Ranking(tuple(signals), tied)
+    quiet: dict[str, set[str]] = {}
+    for caller in firing:
+        for callee in calls.get(caller, ()):
+            if callee not in firing:
+                quiet.setdefault(callee, set()).add(caller)
+    return Ranking(tuple(signals), tied, {k: frozenset(v) for k, v in quiet.items()})
 
 
 def callers(service: str, calls: Calls) -> set[str]:

@@ -15,6 +15,8 @@ Ranking. For a change at ``at`` and an incident that started at ``started``, wit
                       (receiver/topology.py: the one the others depend on, then the first
                       whose alerts started, by Alertmanager's startsAt)
                 0.7   it is one of the incident's other services
+                0.5   one of its firing services calls it (journeys.yaml ``topology``)
+                      and it raised no alert itself (a database migration, say)
                 0.3   it is labelled ``journey=<the incident's journey>``
                 0.03  anything else
     score     = round(100 * relevance * proximity, 1)            (0-100)
@@ -26,7 +28,9 @@ before the start (no ``overlap`` before it), or none of those scores the confide
 (``receiver/causes.py``: a guess), the upstream service itself is a cause of kind
 ``service`` with score 25; services that cannot be told apart (no topology, the same
 start, severity and alert count) give "one of a, b" with score 10, below the confidence:
-the cause is unknown.
+the cause is unknown. So do trusted changes to different services that score alike (a
+release train: "one of deploy … to a, deploy … to b"): which one is not known, and their
+ids, which order equals, must not say.
 Causes and changes are ordered by score (highest first), then time, then source and id;
 causes with the same text (one change reported by two sources) are kept once, at most
 ``MAX_CAUSES`` causes and ``MAX_CHANGES`` changes.
@@ -57,10 +61,15 @@ MAX_CAUSES = 5
 AFTER_START = 0.05
 UPSTREAM = 1.0
 IN_INCIDENT = 0.7
+# A service one of the incident's firing services calls (journeys.yaml topology), itself
+# quiet: a migration of the database a failing service calls is no less a suspect for
+# raising no alert of its own, if less than a change to the failing service itself.
+CALLED = 0.5
 IN_JOURNEY = 0.3
 UNRELATED = 0.03
 SERVICE_CAUSE = 25.0
-# Below receiver.causes.CAUSE_CONFIDENCE: services that cannot be told apart are no answer.
+# Below receiver.causes.CAUSE_CONFIDENCE: services, or changes to several services, that
+# cannot be told apart are no answer (nor a ground for an action).
 TIED_SERVICES = 10.0
 _MINUTE = 60_000
 
@@ -182,7 +191,7 @@ def correlate(
             source=source_of(event),
         )
         proximity = math.exp(-before / tau) if before >= 0 else AFTER_START * math.exp(before / tau)
-        relevance, why = _relevance(event, services, upstream, journey_id)
+        relevance, why = _relevance(event, services, upstream, journey_id, ranking)
         text = describe(event)
         timing = (
             f"{text} {span(abs(before))} {'before' if before >= 0 else 'after'} the first alert"
@@ -193,9 +202,11 @@ def correlate(
 
     causes: list[Cause] = []
     texts: set[str] = set()
+    leaders: list[_Ranked] = []
     for item in ranked:
         if item.text not in texts:
             texts.add(item.text)
+            leaders.append(item)
             causes.append(
                 Cause(
                     kind="change",
@@ -206,6 +217,9 @@ def correlate(
                     change_source=item.match.source,
                 )
             )
+    tie = _tied_changes(leaders)
+    if tie is not None:
+        causes = [tie, *(c for c in causes if c.score != leaders[0].score)]
     # A responder's change after the start (a scale, a restart) explains nothing, even on
     # one of the incident's services: the upstream service stays the cause. Nor does a
     # change too weak to be trusted, where the ranking tells one of several services: a
@@ -230,7 +244,11 @@ def describe(event: ChangeEvent) -> str:
 
 
 def _relevance(
-    event: ChangeEvent, services: Mapping[str, int], upstream: str | None, journey_id: str
+    event: ChangeEvent,
+    services: Mapping[str, int],
+    upstream: str | None,
+    journey_id: str,
+    ranking: Ranking,
 ) -> tuple[float, str]:
     service = event.service
     if service == upstream and len(services) == 1:
@@ -239,9 +257,35 @@ def _relevance(
         return UPSTREAM, f"{service} is the probable upstream service of the incident"
     if service in services:
         return IN_INCIDENT, f"{service} is one of the incident's services"
+    callers = ranking.quiet_callees.get(service)
+    if callers:
+        return CALLED, (
+            f"{', '.join(sorted(callers))} calls {service} (journeys.yaml topology), which "
+            "raised no alert"
+        )
     if event.labels.get("journey") == journey_id:
         return IN_JOURNEY, f"labelled journey={journey_id}, not on the incident's services"
     return UNRELATED, f"{service} is not one of the incident's services"
+
+
+def _tied_changes(leaders: Sequence[_Ranked]) -> Cause | None:
+    """One cause for the trusted changes at the top that score alike and touch different
+    services (a release train: one pipeline deploys two services in the same second):
+    which one it is, is not known, and their ids (what orders equals) must not say."""
+    if len(leaders) < 2 or leaders[0].score < CAUSE_CONFIDENCE:
+        return None
+    equal = [i for i in leaders if i.score == leaders[0].score]
+    if len({i.match.service for i in equal}) < 2:
+        return None
+    texts = sorted(i.text for i in equal)
+    evidence = (
+        f"{' and '.join(texts)} score alike ({leaders[0].score:g}): which one is the cause is "
+        "not known",
+        *equal[0].evidence,
+    )
+    return Cause(
+        kind="change", text="one of " + ", ".join(texts), score=TIED_SERVICES, evidence=evidence
+    )
 
 
 def _service_cause(ranking: Ranking, lookback_ms: int, guessed: bool = False) -> Cause:

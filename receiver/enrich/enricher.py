@@ -18,9 +18,9 @@ from receiver.config import Journey
 from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import ChangeMatch, ChangeReport, KpiReport
 from receiver.enrich.changes import correlate, gather
-from receiver.enrich.feeds import Feed
+from receiver.enrich.feeds import Feed, source_of
 from receiver.enrich.prometheus import PrometheusKpis
-from receiver.enrich.scope import contradiction
+from receiver.enrich.scope import contradiction, named_scope
 from receiver.events import SETS_VERSION, ChangeEvent
 from receiver.incident import kpi_moved
 from receiver.outcomes import revenue
@@ -200,24 +200,32 @@ class Enricher:
     def _previous(
         self, change: ChangeMatch, events: list[ChangeEvent], state: IncidentState
     ) -> str | None:
-        """The version ``change`` replaced, in the incident's scope: a version deployed
-        elsewhere is not the one a rollback here would return to. A change that does not
-        say which version it brought cannot say which one it replaced: the last version on
-        record may be the very one it deployed. A deploy and a rollback both set the
-        version that runs: a bad version rolled back since is not the one replaced."""
+        """The version ``change`` replaced, in the incident's scope and in the change's own
+        (its cluster, its region): a version deployed elsewhere is not the one a rollback
+        here would return to. A change that does not say which version it brought cannot
+        say which one it replaced: the last version on record may be the very one it
+        deployed. A deploy and a rollback both set the version that runs: a bad version
+        rolled back since is not the one replaced, and after a rollback that named no
+        version (``kubectl rollout undo``) what ran is not known."""
         if not change.version:
             return None
+        own = next((e for e in events if e.id == change.id and source_of(e) == change.source), None)
+        where = named_scope(own, self.scope_labels) if own is not None else {}
+        sets = change.type in SETS_VERSION
         before = [
             e
             for e in events
             if e.service == change.service
-            and (e.type == change.type or {e.type, change.type} <= SETS_VERSION)
-            and e.version
+            and (e.type == change.type or (sets and e.type in SETS_VERSION))
+            and (e.version or (sets and e.type in SETS_VERSION))
             and e.version != change.version
             and e.at.timestamp() * 1000 < change.at_ms
             and contradiction(e, state.group_labels, self.scope_labels) is None
+            and contradiction(e, where, self.scope_labels) is None
         ]
-        return max(before, key=lambda e: e.at).version if before else None
+        if not before:
+            return None
+        return max(before, key=lambda e: e.at).version or None
 
     async def aclose(self) -> None:
         for source in (self.kpi_source, self.chart_source):

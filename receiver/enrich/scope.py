@@ -33,3 +33,14 @@ def contradiction(
         if value and theirs and value != theirs:
             return f"{label} {value}, not {theirs}"
     return None
+
+
+def named_scope(event: ChangeEvent, scope_labels: Mapping[ScopeField, str]) -> dict[str, str]:
+    """The labels ``event``'s own scope names (its fields under their incident labels, then
+    its labels), to hold another event against as ``contradiction`` holds an incident."""
+    named = {
+        label: value for field, label in scope_labels.items() if (value := getattr(event, field))
+    }
+    for label, value in event.labels.items():
+        named.setdefault(label, value)
+    return named

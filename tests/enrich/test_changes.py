@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from receiver.causes import CAUSE_CONFIDENCE
+from receiver.causes import CAUSE_CONFIDENCE, leading
 from receiver.config.receiver_yaml import ScopeField
 from receiver.enrich import Cause, ChangeReport
 from receiver.enrich.changes import MAX_CAUSES, MAX_CHANGES, correlate, describe
 from receiver.enrich.feeds import FeedEvent
 from receiver.events import ChangeEvent
-from receiver.store.records import StoredAlert
+from receiver.store.records import IncidentState, StoredAlert
 from receiver.topology import Ranking, rank
 
 START = datetime(2026, 4, 18, 8, 13, 20, tzinfo=UTC)
@@ -392,3 +393,37 @@ def test_services_that_cannot_be_told_apart_are_no_answer() -> None:
     assert (cause.kind, cause.text) == ("service", "one of cart, payment-service")
     assert cause.score == 10.0
     assert cause.score < CAUSE_CONFIDENCE
+
+
+def test_trusted_changes_to_two_services_that_score_alike_are_one_unknown_cause() -> None:
+    # cart and cart-api, released together 2 min before the start, both firing since it;
+    # a config change to cart 5 min before scores less, yet enough to be trusted alone.
+    services = {"cart": START_MS, "cart-api": START_MS}
+    events = [
+        change(2, "cart", version="c-7", id="b"),
+        change(2, "cart-api", version="a-7", id="a"),
+        change(5, "cart", type="config"),
+    ]
+    found = report(events, services)
+    top = found.causes[0]
+    assert (top.kind, top.text, top.change_id) == (
+        "change",
+        "one of deploy a-7 to cart-api, deploy c-7 to cart",
+        None,
+    )
+    assert top.score < CAUSE_CONFIDENCE
+    assert top.evidence[0].endswith("score alike (61.3): which one is the cause is not known")
+    # Nothing after it leads in their place: the config change is no cause on its own.
+    state = IncidentState.model_validate(
+        {"id": "i", "key": "k", "digest": "d", "journey": "checkout", "group_labels": {},
+         "status": "open", "created_at": 0, "updated_at": 0, "first_firing_at": 0,
+         "probable_causes": [asdict(c) for c in found.causes]}
+    )  # fmt: skip
+    assert found.causes[1].score >= CAUSE_CONFIDENCE
+    assert leading(state) is None
+    # The same ids swapped: the same story.
+    swapped = [
+        change(2, "cart", version="c-7", id="a"),
+        change(2, "cart-api", version="a-7", id="b"),
+    ]
+    assert report(swapped + events[2:], services).causes[0].text == top.text

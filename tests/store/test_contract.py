@@ -1071,10 +1071,15 @@ async def test_each_services_versions_are_found_without_the_history(store: Redis
     assert [[json.loads(d)["id"] for d in docs] for docs in found] == [["pay-2"], ["cart-3"], []]
     (everything,) = await store.versions_before(["pay"], [T + 10**9], 10)
     assert [json.loads(d)["id"] for d in everything] == ["pay-5", "pay-2", "pay-1"]
+    # A rollback sets the version even when it names none (what ran is then not known).
+    undo = json.dumps({"id": "pay-6", "service": "pay", "type": "rollback"})
+    await store.add_events([(T + 6 * 60_000, undo)], T + 6 * 60_000)
+    (latest,) = await store.versions_before(["pay"], [T + 10**9], 1)
+    assert [json.loads(d)["id"] for d in latest] == ["pay-6"]
     # Trimmed with the events' retention (a day in these tests), like the events.
     await store.add_events([deploy(24 * 60 + 3)], T + (24 * 60 + 3) * 60_000)
     (kept,) = await store.versions_before(["pay"], [T + 10**10], 10)
-    assert [json.loads(d)["id"] for d in kept] == ["pay-1443", "pay-5"]
+    assert [json.loads(d)["id"] for d in kept] == ["pay-1443", "pay-6", "pay-5"]
 
 
 async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
