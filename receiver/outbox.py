@@ -231,7 +231,11 @@ class Outbox:
             # takes the job at its next try. One really removed still goes to the dead
             # letters, once the attempts are spent.
             detail = f'sink "{job.sink}" is not configured on this replica'
-            await self._failed(claimed, _Failure("unconfigured", detail, None, permanent=False))
+            # Nothing was sent now: whether an earlier attempt's write may have landed
+            # still stands, for the replica that has the sink to look for it.
+            unsure = _previous_ambiguous(claimed)
+            failure = _Failure("unconfigured", detail, None, permanent=False, ambiguous=unsure)
+            await self._failed(claimed, failure)
             return None
         if claimed.attempt > self.cfg.max_attempts:
             # Every attempt so far ended without an answer (the replica died mid-send).

@@ -128,10 +128,11 @@ class Pipeline:
             self.look_again = False
             logger.info("a reload shortened a timer: %d incident(s) looked at again now", moved)
         if self.rescore:
-            self.rescore = False
             moved = 0
             async for page in self.store.iter_incidents("open", None, _RESCORED_PAGE):
                 moved += await self.store.look_at([s.id for s in page], self.now_ms())
+            # Once walked: a store that failed on the way leaves it for the next round.
+            self.rescore = False
             logger.info("a reload changed the scoring: %d open incident(s) scored again", moved)
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         if not claims:

@@ -167,3 +167,27 @@ async def test_a_bad_version_rolled_back_without_naming_a_version_is_not_the_tar
         assert sent.changes[0]["previous_version"] in (None, "v2")
         titles = [a["title"] for a in sent.suggested_actions]
         assert "Roll back payment-service to v3" not in titles
+
+
+async def test_a_deploys_own_commit_label_does_not_lose_the_version_it_replaced(
+    tmp_path: Path,
+) -> None:
+    # CI posts each deploy with its commit as a label: no incident groups by it, so it
+    # contradicts no incident (README, Scope). Held as the deploy's "own scope", each
+    # earlier deploy's other commit contradicts it: v3 replaced nothing on record, and the
+    # rollback loses its target (it said "to v2" before this change).
+    here = {"service": "payment-service", "environment": "prod", "region": "eu"}
+    events = [
+        {"type": "deploy", "version": "v2", "at": "2026-04-17T10:00:00Z", **here,
+         "labels": {"commit": "1a2b3c"}},
+        {"type": "deploy", "version": "v3", "at": "2026-04-18T08:11:00Z", **here,
+         "labels": {"commit": "4d5e6f"}},
+    ]  # fmt: skip
+    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
+        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
+        await rx.tick(31)
+        sent = rx.sink.sent[0][2]
+        assert sent.probable_causes[0]["text"] == "deploy v3 to payment-service"
+        assert sent.changes[0]["previous_version"] == "v2"
+        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]

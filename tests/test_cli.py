@@ -198,6 +198,33 @@ def test_explain_needs_no_credential_nor_secret_it_would_never_use() -> None:
     assert result.stdout.startswith("10 alert(s) → 3 incident(s)")
 
 
+def test_explain_needs_none_of_the_sinks_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A production receiver.yaml on a team lead's laptop: its tokens are ${VAR}s not set
+    # there, or files not there. Nothing is sent: none of them is needed.
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(
+        f"journeys_file: {ROOT / 'config' / 'journeys.yaml'}\n"
+        'server: {auth: {bearer_tokens: ["${WEBHOOK_TOKEN}"]}}\n'
+        'sinks:\n  slack: {token: "${SLACK_TOKEN}"}\n'
+        f"  pagerduty: {{routing_key_file: {tmp_path / 'absent'}}}\n"
+        "routing: {slack: [P1, P2], pagerduty: [P1]}\n"
+    )
+    for name in ("WEBHOOK_TOKEN", "SLACK_TOKEN", "ALLOW_OPEN"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(
+        ["explain", "--config", str(cfg), "--alerts", str(ROOT / "examples" / "storm.json")]
+    )
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert out.startswith("10 alert(s) → 3 incident(s)")
+    assert "pagerduty, slack" in out  # the P1's sinks, as routing picks them
+    # serve and check still refuse it so.
+    assert main(["check", "--config", str(cfg)]) == 1
+    assert "SLACK_TOKEN is not set" in capsys.readouterr().err
+
+
 def test_explain_reports_a_bad_body(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"alerts": [{"status": "firing"}]}')

@@ -4,8 +4,10 @@ that disagree on their sinks during a rolling change lose no delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,8 @@ from redis.exceptions import RedisError
 from receiver import config
 from receiver.app import create_app
 from receiver.errors import RetryableDeliveryError
+from receiver.incident import Incident
+from receiver.sinks import Delivery, Receipt
 from tests.conftest import FakeClock, body, make_alert
 from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
 from tests.support.processes import free_port, redis_server
@@ -30,6 +34,23 @@ def _metric(text: str, name: str) -> float | None:
     return None
 
 
+@contextlib.asynccontextmanager
+async def client_on(
+    tmp_path: Path, clock: FakeClock, port: int
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A receiver on the redis-server at ``port`` (no scheduler), and a client of it that
+    gets its 5xx answers as a client would."""
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("memory://", f"redis://127.0.0.1:{port}/0"))
+    app = create_app(cfg, clock=clock, sinks={"log": RecordingSink()}, run_scheduler=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://rx") as client,
+    ):
+        yield client
+
+
 async def test_a_read_only_redis_is_a_counted_503_not_an_uncounted_500(
     tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -39,14 +60,7 @@ async def test_a_read_only_redis_is_a_counted_503_not_an_uncounted_500(
     # down", and the metrics the shipped alert rules read (webhook_requests_total{code=~"5.."},
     # store_up) must say so.
     with redis_server(tmp_path / "replica", "--replicaof", "127.0.0.1", str(free_port())) as port:
-        cfg = write_config(tmp_path)
-        cfg.write_text(cfg.read_text().replace("memory://", f"redis://127.0.0.1:{port}/0"))
-        app = create_app(cfg, clock=clock, sinks={"log": RecordingSink()}, run_scheduler=False)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://rx") as client,
-        ):
+        async with client_on(tmp_path, clock, port) as client:
             r = await client.post(
                 "/webhook/alertmanager",
                 content=body([make_alert()]),
@@ -113,15 +127,9 @@ async def test_store_up_drops_when_the_scheduler_cannot_reach_the_store(
     assert _metric(metrics, "journey_receiver_store_up") == 0.0
 
 
-async def test_a_replica_without_a_sink_does_not_dead_letter_the_jobs_of_replicas_with_it(
-    tmp_path: Path, clock: FakeClock, redis_port: int
-) -> None:
-    # A rolling change that adds Slack (new pods, or a ConfigMap that reaches each pod's
-    # reload up to a minute apart): for a while replicas on one Redis disagree on the sinks.
-    # Slack answers 429 in a storm; whichever replica ticks first after the retry is due
-    # claims the queue. One that has no Slack gives the job back (it is not a dead letter:
-    # that would page JourneyReceiverDeadLetters and never reach Slack), and a replica that
-    # has Slack delivers it at its next try.
+def rolling_change(tmp_path: Path, redis_port: int) -> tuple[Path, Path]:
+    """The configs of two replicas on one Redis during a rolling change that adds Slack:
+    the new one's, with Slack routed every priority, and the old one's, without it."""
     prefix = f"mixed{uuid.uuid4().hex[:8]}"
     store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {prefix}}}\n"
     routing = "routing: {log: [P1, P2, P3, P4, P5]%s}\n"
@@ -135,6 +143,19 @@ async def test_a_replica_without_a_sink_does_not_dead_letter_the_jobs_of_replica
     old_cfg = write_config(old_dir, store + routing % "")
     for cfg in (new_cfg, old_cfg):
         cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
+    return new_cfg, old_cfg
+
+
+async def test_a_replica_without_a_sink_does_not_dead_letter_the_jobs_of_replicas_with_it(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # A rolling change that adds Slack (new pods, or a ConfigMap that reaches each pod's
+    # reload up to a minute apart): for a while replicas on one Redis disagree on the sinks.
+    # Slack answers 429 in a storm; whichever replica ticks first after the retry is due
+    # claims the queue. One that has no Slack gives the job back (it is not a dead letter:
+    # that would page JourneyReceiverDeadLetters and never reach Slack), and a replica that
+    # has Slack delivers it at its next try.
+    new_cfg, old_cfg = rolling_change(tmp_path, redis_port)
     slack = ScriptedSink(
         "slack", script=[RetryableDeliveryError("slack", "x", "rate_limited", "429", 1.0)]
     )
@@ -153,3 +174,72 @@ async def test_a_replica_without_a_sink_does_not_dead_letter_the_jobs_of_replica
         assert dead == [], [d["error"] for d in dead]
         assert slack.kinds() == ["open"]
         assert (await new.incident(inc))["sinks"]["slack"]["state"] != "failed"
+
+
+async def test_a_replica_without_the_sink_keeps_the_last_attempts_no_answer(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # Slack's first attempt got no answer (a dropped connection: the message may be posted).
+    # During a rolling change a replica without Slack claims the retry and gives it back;
+    # the next attempt, on a replica with Slack, must still look for that message before
+    # posting it again (previous_error_ambiguous), or the channel gets it twice.
+    class Slack:
+        name = "slack"
+        coalesces_updates = False
+
+        def __init__(self) -> None:
+            self.seen: list[bool] = []
+
+        async def deliver(
+            self, incident: Incident, delivery: Delivery, previous: Receipt | None
+        ) -> Receipt:
+            self.seen.append(delivery.previous_error_ambiguous)
+            if len(self.seen) == 1:
+                raise RetryableDeliveryError("slack", incident.id, "network", "reset",
+                                             ambiguous=True)  # fmt: skip
+            return Receipt(sink="slack", state=incident.status, refs={"ts": "1"})
+
+        async def aclose(self) -> None:
+            return None
+
+    new_cfg, old_cfg = rolling_change(tmp_path, redis_port)
+    slack = Slack()
+    async with (
+        harness(new_cfg, clock, sinks={"log": ScriptedSink("log"), "slack": slack}) as new,
+        harness(old_cfg, clock, sinks={"log": ScriptedSink("log")}) as old,
+    ):
+        await new.post([make_alert()])
+        await new.tick(30)  # attempt 1: no answer
+        clock.advance(600)
+        await old.tick()  # attempt 2: no Slack here, given back
+        clock.advance(600)
+        await new.tick()  # attempt 3
+    assert slack.seen == [False, True], slack.seen
+
+
+async def test_a_redis_that_stopped_writes_after_a_failed_save_is_a_503_for_change_events(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # MISCONF (stop-writes-on-bgsave-error after a failed save) is "a counted 503, not an
+    # uncounted 500". A write made in a MULTI/EXEC (POST /api/v1/events: add_events) gets
+    # it as redis-py's "Command # 1 (...) of pipeline caused error: MISCONF ...", whose
+    # first word is "Command": a 500, and a CI pipeline's deploy event is not retried.
+    # Snapshots go to /proc, where nothing can be written: the next save fails.
+    with redis_server(tmp_path / "redis", "--save", "3600 1", "--dir", "/proc") as port:
+        admin = Redis(port=port)
+        await admin.bgsave()
+        for _ in range(50):
+            if (await admin.info("persistence"))["rdb_last_bgsave_status"] == "err":
+                break
+            await asyncio.sleep(0.1)
+        await admin.aclose()
+        async with client_on(tmp_path, clock, port) as client:
+            r = await client.post(
+                "/api/v1/events",
+                json={"type": "deploy", "service": "payment-service", "version": "v3"},
+            )
+        # No save at shutdown (it would fail, and the server would wait for it).
+        admin = Redis(port=port)
+        await admin.config_set("save", "")
+        await admin.aclose()
+    assert r.status_code == 503, (r.status_code, r.text[:300])

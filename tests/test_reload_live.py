@@ -163,3 +163,34 @@ async def test_a_weight_raised_by_a_reload_raises_a_live_incident_at_once(
         await rx.tick(1)
         assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3"), ("update", "P2")]
         assert (await rx.incident(inc))["priority"] == "P2"
+
+
+async def test_a_rescore_the_store_could_not_start_is_done_at_the_next_round(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # README: "A changed weight ... re-score[s] every open incident at the scheduler's next
+    # round: a raise is sent at once". The round right after the reload meets a store blip
+    # (the scheduler logs it and retries next tick); the rescore must not be forgotten.
+    from receiver.errors import StoreUnavailable
+
+    journeys = _journeys(tmp_path)
+    async with harness(write_config(tmp_path, journeys=journeys), clock) as rx:
+        await cart_told(rx)
+        clock.advance(10)
+        journeys.write_text(
+            journeys.read_text().replace(
+                "      - id: cart\n        weight: 0.6", "      - id: cart\n        weight: 1.0"
+            )
+        )
+        await _reload(rx)
+        store = rx.receiver.pipeline.store
+        real = store.iter_incidents
+
+        def blip(*args: object, **kwargs: object) -> object:
+            store.iter_incidents = real  # type: ignore[method-assign]
+            raise StoreUnavailable("connection reset")
+
+        store.iter_incidents = blip  # type: ignore[method-assign]
+        await rx.tick(1)  # the store blips: retried next tick
+        await rx.tick(1)
+        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3"), ("update", "P2")]

@@ -229,7 +229,7 @@ def _read(path: Path, model: type[M], offline: bool = False) -> tuple[M | None, 
         return None, doc
     if doc.data is None:  # a file holding only `null` or comments
         doc.data = {}
-    read_secret_files(doc, model)
+    read_secret_files(doc, model, offline=offline and model is ReceiverConfig)
     result: M | None = None
     try:
         result = model.model_validate(doc.data)

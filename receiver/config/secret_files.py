@@ -21,9 +21,15 @@ from receiver.config.source import Document
 _Kind = Literal["one", "lines"]
 
 
-def read_secret_files(doc: Document, model: type[BaseModel]) -> None:
-    """Replace every ``X_file`` key of ``doc.data`` by ``X`` read from that file."""
-    _walk(doc, doc.data, model, ())
+OFFLINE_STAND_IN = "(not read: offline)"
+"""A secret's value for a command that neither listens nor sends (``explain``): the config
+must load whatever secrets the operators keep, and none is ever used."""
+
+
+def read_secret_files(doc: Document, model: type[BaseModel], offline: bool = False) -> None:
+    """Replace every ``X_file`` key of ``doc.data`` by ``X`` read from that file; ``offline``:
+    every secret not set (an unset ``${VAR}``, an unreadable file) by ``OFFLINE_STAND_IN``."""
+    _walk(doc, doc.data, model, (), offline)
 
 
 def secret_field_names(model: type[BaseModel]) -> frozenset[str]:
@@ -37,15 +43,21 @@ def secret_field_names(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _walk(doc: Document, data: Any, model: type[BaseModel], loc: Loc) -> None:
+def _walk(doc: Document, data: Any, model: type[BaseModel], loc: Loc, offline: bool) -> None:
     if not isinstance(data, dict):
         return  # validation reports the wrong shape
     for name, info in model.model_fields.items():
         kind = _secret_kind(info.annotation)
         if kind is not None and f"{name}_file" in data:
-            _read_into(doc, data, name, kind, loc)
+            if offline:
+                data.pop(f"{name}_file")
+                data.setdefault(name, "")
+            else:
+                _read_into(doc, data, name, kind, loc)
+        if offline and kind == "one" and data.get(name) == "":
+            data[name] = OFFLINE_STAND_IN
         for sub, item, item_loc in _nested(info.annotation, data.get(name), (*loc, name)):
-            _walk(doc, item, sub, item_loc)
+            _walk(doc, item, sub, item_loc, offline)
 
 
 def _read_into(doc: Document, data: dict[str, Any], name: str, kind: _Kind, loc: Loc) -> None:

@@ -217,9 +217,6 @@ def correlate(
                     change_source=item.match.source,
                 )
             )
-    tie = _tied_changes(leaders)
-    if tie is not None:
-        causes = [tie, *(c for c in causes if c.score != leaders[0].score)]
     # A responder's change after the start (a scale, a restart) explains nothing, even on
     # one of the incident's services: the upstream service stays the cause. Nor does a
     # change too weak to be trusted, where the ranking tells one of several services: a
@@ -230,6 +227,12 @@ def correlate(
     if ranking.services and informs and not any(i.score >= CAUSE_CONFIDENCE for i in touched):
         causes.append(_service_cause(ranking, lookback_ms, guessed=bool(touched)))
         causes.sort(key=lambda cause: -cause.score)  # stable: ties keep the change order
+    tie = _tied_changes(leaders)
+    if tie is not None:
+        # At the head, whatever scores below the tied changes: nothing is trusted in their
+        # place (receiver.causes.trusted stops at it).
+        tied = leaders[0].score
+        causes = [tie, *(c for c in causes if not (c.kind == "change" and c.score == tied))]
     return ChangeReport(
         changes=tuple(item.match for item in ranked[:MAX_CHANGES]),
         causes=tuple(causes[:MAX_CAUSES]),

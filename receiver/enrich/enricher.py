@@ -20,7 +20,7 @@ from receiver.enrich import ChangeMatch, ChangeReport, KpiReport
 from receiver.enrich.changes import correlate, gather
 from receiver.enrich.feeds import Feed, source_of
 from receiver.enrich.prometheus import PrometheusKpis
-from receiver.enrich.scope import contradiction, named_scope
+from receiver.enrich.scope import PLACE_LABELS, contradiction, named_scope
 from receiver.events import SETS_VERSION, ChangeEvent
 from receiver.incident import kpi_moved
 from receiver.outcomes import revenue
@@ -210,7 +210,8 @@ class Enricher:
         if not change.version:
             return None
         own = next((e for e in events if e.id == change.id and source_of(e) == change.source), None)
-        where = named_scope(own, self.scope_labels) if own is not None else {}
+        places = PLACE_LABELS | set(state.group_labels)
+        where = named_scope(own, self.scope_labels, places) if own is not None else {}
         sets = change.type in SETS_VERSION
         before = [
             e

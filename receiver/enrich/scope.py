@@ -12,7 +12,7 @@ nothing: an event with no scope applies everywhere. Values are compared as given
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from receiver.config.receiver_yaml import ScopeField
 from receiver.events import ChangeEvent
@@ -35,12 +35,22 @@ def contradiction(
     return None
 
 
-def named_scope(event: ChangeEvent, scope_labels: Mapping[ScopeField, str]) -> dict[str, str]:
-    """The labels ``event``'s own scope names (its fields under their incident labels, then
-    its labels), to hold another event against as ``contradiction`` holds an incident."""
+# Event labels that say where a change ran, beside the incident's own group labels: a
+# deploy's other labels (its commit, its pipeline run) differ from one deploy to the next
+# and say nothing of place.
+PLACE_LABELS = frozenset({"cluster", "namespace"})
+
+
+def named_scope(
+    event: ChangeEvent, scope_labels: Mapping[ScopeField, str], places: Collection[str]
+) -> dict[str, str]:
+    """Where ``event``'s own scope says it ran (its fields under their incident labels, then
+    those of its labels named in ``places``), to hold another event against as
+    ``contradiction`` holds an incident."""
     named = {
         label: value for field, label in scope_labels.items() if (value := getattr(event, field))
     }
     for label, value in event.labels.items():
-        named.setdefault(label, value)
+        if label in places:
+            named.setdefault(label, value)
     return named

@@ -43,6 +43,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from receiver.config import SlackSinkConfig
 from receiver.errors import PayloadError
 from receiver.incident import Incident
+from receiver.logtext import unturned
 from receiver.sinks.slack import web_client
 from receiver.sinks.slack_blocks import (
     ACK,
@@ -365,9 +366,11 @@ def fixed_modal(incident: Incident) -> dict[str, Any]:
     for action in incident.sink_actions:
         title = " ".join(str(action.get("title", "")).split())
         value = clip(str(action.get("id") or title), _OPTION_VALUE_MAX, "…")
+        # Shown, not the value: the value names the action as journeys.yaml does.
+        shown = unturned(title)
         if title and value not in values and len(options) < _OPTIONS_MAX:
             values.add(value)
-            options.append({"text": _plain(clip(title, _OPTION_TEXT_MAX, "…")), "value": value})
+            options.append({"text": _plain(clip(shown, _OPTION_TEXT_MAX, "…")), "value": value})
     left_out = len(incident.sink_actions) - len(options)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": _mrkdwn(clip(escape(incident.title), _MODAL_TEXT_MAX))}

@@ -54,8 +54,10 @@ class LogSink:
         self.external_url = external_url
 
     def chart(self, incident: Incident, delivery: Delivery) -> dict[str, Any]:
-        # The leading cause, as the title and summary tell it: none below the confidence.
-        cause = next((c for c in incident.probable_causes if c["score"] >= CAUSE_CONFIDENCE), None)
+        # The leading cause, as the title and summary tell it (receiver.causes.leading): the
+        # first, and none when it is below the confidence (a guess, or "one of" a tie).
+        first = incident.probable_causes[:1]
+        cause = next((c for c in first if c["score"] >= CAUSE_CONFIDENCE), None)
         return {
             "event": "incident_notification",
             "sink": self.name,

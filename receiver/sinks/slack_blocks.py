@@ -124,7 +124,7 @@ def render(incident: Incident, incident_url: str | None, *, buttons: bool = Fals
         incident.title if named else f"{incident.priority} {incident.title}"
     )
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(clip(" ".join(head.split()), HEADER_MAX))}
+        {"type": "header", "text": _plain(clip(unturned(" ".join(head.split())), HEADER_MAX))}
     ]
     if resolved:
         when = f" at {escape(incident.resolved_at)}" if incident.resolved_at else ""
@@ -288,7 +288,7 @@ def _run_buttons(incident: Incident) -> list[dict[str, Any]]:
     runnable = [action for action in incident.sink_actions if action.get("runnable")]
     for action in runnable[:_RUN_BUTTONS]:
         key = str(action["id"])
-        title = " ".join(str(action.get("title", "")).split())
+        title = unturned(" ".join(str(action.get("title", "")).split()))
         buttons.append(
             {
                 "type": "button",

@@ -78,7 +78,9 @@ def unavailable(
         except ResponseError as exc:
             # Refusals before anything is written, as above: writes stopped after a failed
             # save (MISCONF), or a script running too long (BUSY).
-            if str(exc).split(" ", 1)[0] in _REFUSED:
+            # A pipeline's command says it after "Command # n (...) of pipeline caused error: ".
+            said = str(exc).rpartition(" of pipeline caused error: ")[2]
+            if said.split(" ", 1)[0] in _REFUSED:
                 raise StoreUnavailable(f"store refuses writes: {exc}") from exc
             raise
 

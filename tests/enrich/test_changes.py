@@ -427,3 +427,36 @@ def test_trusted_changes_to_two_services_that_score_alike_are_one_unknown_cause(
         change(2, "cart-api", version="a-7", id="b"),
     ]
     assert report(swapped + events[2:], services).causes[0].text == top.text
+
+
+def test_tied_changes_to_quiet_callees_are_not_outranked_by_a_lesser_cause() -> None:
+    # cart alone fires; it calls cart-db and cart-cache (journeys.yaml topology), which a
+    # release train migrated in the same second 2 min before. A deploy labelled with the
+    # journey, to a service outside the incident, came 3 min before: trusted, but less.
+    alert = StoredAlert(
+        fp="a", status="firing", labels={}, annotations={}, starts_at=START_MS,
+        service="cart", severity="critical", first_seen=START_MS, changed_at=START_MS,
+    )  # fmt: skip
+    ranking = rank([alert], {"cart": ["cart-db", "cart-cache"]}, {"critical": 1.0}, 0.5, START_MS)
+    found = correlate(
+        [
+            change(2, "cart-db", version="m-1", id="m"),
+            change(2, "cart-cache", version="c-1", id="c"),
+            change(3, "search", version="s-9", labels={"journey": "checkout"}),
+        ],
+        services={"cart": START_MS},
+        ranking=ranking,
+        journey_id="checkout",
+        group_labels={},
+        scope_labels={},
+        started_ms=START_MS,
+        lookback_ms=30 * MINUTE,
+        now_ms=START_MS + 10 * MINUTE,
+    )
+    scores = {c.text: c.score for c in found.causes}
+    assert scores["deploy s-9 to search"] >= CAUSE_CONFIDENCE  # trusted on its own
+    # The README: trusted changes to different services that score alike leave the cause
+    # unknown ("one of …"), and nothing after it is trusted in their place.
+    assert found.causes[0].text == "one of deploy c-1 to cart-cache, deploy m-1 to cart-db", [
+        (c.text, c.score) for c in found.causes
+    ]

@@ -85,3 +85,23 @@ async def test_alert_text_cannot_steer_the_terminal(caplog: pytest.LogCaptureFix
     text = await notify(caplog, "text", None, summary="db\x1b[1A\x1b[2K[resolve] all clear\x07")
     (summary,) = [line for line in text.splitlines() if line.startswith("  summary:")]
     assert summary == "  summary:  db?[1A?[2K[resolve] all clear?"
+
+
+def test_the_log_sink_names_no_cause_behind_a_tie() -> None:
+    # Enrichment put "one of …" (10) first and a config change (40) after it: the title,
+    # the summary and leading() say the cause is unknown; the log sink names the config
+    # change ("The leading cause, as the title and summary tell it").
+    from receiver.config import LogSinkConfig, Owner
+    from receiver.sinks import Delivery
+    from receiver.sinks.log import LogSink
+    from tests.support.incidents import make_incident
+
+    tie = {"kind": "change", "text": "one of deploy a-7 to cart-api, deploy c-7 to cart",
+           "score": 10.0, "evidence": []}  # fmt: skip
+    config = {"kind": "change", "text": "config on cart", "score": 40.0, "evidence": []}
+    sink = LogSink(LogSinkConfig(format="json"), None)
+    chart = sink.chart(
+        make_incident(probable_causes=[tie, config]),
+        Delivery("open", "job-1", Owner(team="payments")),
+    )
+    assert chart["top_cause"] is None, chart["top_cause"]

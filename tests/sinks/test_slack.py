@@ -597,3 +597,16 @@ async def test_a_repost_that_landed_unheard_is_found_not_posted_again(slack: Wor
     again = await sink.deliver(make_incident(), retried, receipt)
     (message,) = slack.fake.messages("#inc-checkout")
     assert again.refs["ts"] == message.ts
+
+
+def test_the_slack_header_shows_a_bidi_override_as_an_escape() -> None:
+    # "bidirectional controls in alert text are shown as escapes on pages and in every
+    # sink": the header block (plain_text, the title as Slack shows it biggest) is not.
+    from receiver.sinks.slack_blocks import render
+    from tests.support.incidents import make_incident
+
+    title = "checkout/eu\u202e P1 — 1 alert in payment-service"
+    message = render(make_incident(title=title), None)
+    header = message.blocks[0]
+    assert header["type"] == "header"
+    assert "\u202e" not in header["text"]["text"], header["text"]["text"]
