@@ -191,3 +191,25 @@ async def test_a_deploys_own_commit_label_does_not_lose_the_version_it_replaced(
         assert sent.probable_causes[0]["text"] == "deploy v3 to payment-service"
         assert sent.changes[0]["previous_version"] == "v2"
         assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]
+
+
+async def test_a_deploy_reported_again_without_its_version_keeps_the_rollback_target(
+    tmp_path: Path,
+) -> None:
+    # CI posts v3 with its version; a second source (a Grafana annotation, say) reports the
+    # same deploy without one. Only a rollback that names no version makes what ran before
+    # unknown: this is no such thing, and the rollback still goes back to v2.
+    here = {"service": "payment-service", "environment": "prod", "region": "eu"}
+    events = [
+        {"type": "deploy", "version": "v2", "at": "2026-04-17T10:00:00Z", **here},
+        {"type": "deploy", "version": "v3", "at": "2026-04-18T08:11:00Z", **here},
+        {"type": "deploy", "at": "2026-04-18T08:10:58Z", **here, "summary": "annotation"},
+    ]
+    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
+        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
+        await rx.tick(31)
+        sent = rx.sink.sent[0][2]
+        v3 = next(c for c in sent.changes if c.get("version") == "v3")
+        assert v3["previous_version"] == "v2"
+        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]

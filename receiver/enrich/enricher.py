@@ -218,7 +218,10 @@ class Enricher:
             for e in events
             if e.service == change.service
             and (e.type == change.type or (sets and e.type in SETS_VERSION))
-            and (e.version or (sets and e.type in SETS_VERSION))
+            # A rollback that names no version (``kubectl rollout undo``) leaves what runs
+            # unknown; a deploy that names none is most often another source's report of
+            # one named elsewhere (a Grafana annotation beside CI's event): passed over.
+            and (e.version or (sets and e.type == "rollback"))
             and e.version != change.version
             and e.at.timestamp() * 1000 < change.at_ms
             and contradiction(e, state.group_labels, self.scope_labels) is None

@@ -193,8 +193,8 @@ class GroupStore(Protocol):
     async def versions_before(
         self, services: Sequence[str], before_ms: Sequence[int], limit: int
     ) -> list[list[str]]:
-        """Per service, its stored change events that carry a version or set one (deploys and
-        rollbacks, named or not), at most ``limit``,
+        """Per service, its stored change events that carry a version, and its rollbacks that
+        name none, at most ``limit``,
         newest first, from before the matching ``before_ms``: what a change replaced is
         found without reading the whole history."""
         ...

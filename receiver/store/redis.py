@@ -23,7 +23,6 @@ import orjson
 from redis.exceptions import AskError, MovedError, TryAgainError
 
 from receiver.errors import StoreUnavailable
-from receiver.events import SETS_VERSION
 from receiver.store.base import (
     AlertGroup,
     AnnotateOutcome,
@@ -816,12 +815,12 @@ class RedisStore:
     @unavailable
     async def add_events(self, events: Sequence[tuple[int, str]], now_ms: int) -> None:
         oldest = now_ms - self.settings.events_retention_ms
-        # Each service's changes that name or set its version also go to its own index,
-        # trimmed alike: a rollback that names none says what ran before it is not known.
+        # Each service's changes that name a version also go to its own index, trimmed
+        # alike, and its rollbacks that name none: after one, what runs is not known.
         versioned: dict[str, dict[str, int]] = {}
         for at, doc in events:
             fields = orjson.loads(doc)
-            if fields.get("version") or fields.get("type") in SETS_VERSION:
+            if fields.get("version") or fields.get("type") == "rollback":
                 versioned.setdefault(fields["service"], {})[doc] = at
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.zadd(self._events, {doc: at for at, doc in events})
