@@ -138,6 +138,14 @@ local function earlier_episode(ends, o_starts)
   return begun ~= nil and ended ~= nil and ended + CLOCKS < begun
 end
 
+-- Whether a firing alert's startsAt says it began again: later than the one stored by more
+-- than two Prometheus servers' clocks may be apart (CLOCKS); an HA peer's copy of the same
+-- episode differs by seconds, and must not churn the alert's changes.
+local function new_episode(starts, o_starts)
+  local now_at, then_at = tonumber(starts), tonumber(o_starts)
+  return now_at ~= nil and then_at ~= nil and now_at > then_at + CLOCKS
+end
+
 local function count(map, key, by)
   local n = (map[key] or 0) + by
   if n > 0 then map[key] = n else map[key] = nil end
@@ -326,11 +334,17 @@ local function apply(first_group, last_group, first_alert, truncated)
 
     -- When the batch's firing alerts started, by Alertmanager's startsAt (a missing, zero
     -- or future one says nothing): the incident started with the earliest.
+    -- A late copy of an alert held resolved (above) says nothing of when this began.
     local batch_start = nil
-    for _, n in ipairs(members) do
+    for i, n in ipairs(members) do
       local a = alerts[n]
       local starts = tonumber(a[3])
-      if a[2] == 'firing' and starts and starts > 0 and starts <= now
+      local copy = false
+      if stored[i] and a[3] ~= '' then
+        local o_status, o_starts = string.match(stored[i], '^([^|]*)|([^|]*)|')
+        copy = o_status == 'resolved' and o_starts == a[3]
+      end
+      if a[2] == 'firing' and not copy and starts and starts > 0 and starts <= now
          and (batch_start == nil or starts < batch_start) then
         batch_start = starts
       end
@@ -456,8 +470,9 @@ local function apply(first_group, last_group, first_alert, truncated)
           -- there: a reload that renamed or moved its stage, or moved its service to
           -- another journey, applies to new alerts, and must not re-score (and re-page)
           -- the incident that paged for it when Alertmanager repeats it.
-          class = o_class
+          -- Only its stage: a severity or tier scoring.* weighs now (a reload) is weighed.
           stage = string.match(o_class, '^%["(.-)", ') or ''
+          class = '["' .. stage .. '", ' .. (string.match(class, '^%[".-", (.*)$') or '"", ""]')
         end
         if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts
                      and starts ~= '')
@@ -500,7 +515,8 @@ local function apply(first_group, last_group, first_alert, truncated)
               -- Its status held: it changed when it last did. Unless it fires with another
               -- startsAt: a new episode whose resolution never came (the receiver was
               -- down), news now; a reconcile answer read before it must not resolve it.
-              if o_status == status and (status ~= 'firing' or o_starts == starts) then
+              -- (An HA peer's copy of the same episode says a startsAt seconds apart: no news.)
+              if o_status == status and (status ~= 'firing' or not new_episode(starts, o_starts)) then
                 changed_at = o_changed
               end
             end
