@@ -9,24 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from receiver.store.base import Claim
-from receiver.store.records import IncidentState
 from receiver.store.redis import RedisStore
 from receiver.topology import rank_state
 from tests.conftest import FakeClock, make_alert
 from tests.store.builders import STARTS, group, placed
+from tests.store.test_contract import WAIT, T, _resolve, _state_of, commit
 from tests.support.harness import harness, write_config
 
 pytestmark = pytest.mark.anyio
-
-WAIT = 30_000
-T = 1_776_500_000_000  # 2026-04-18 08:13:20 UTC, three minutes after STARTS
-
-
-async def _commit(
-    store: RedisStore, claim: Claim, state: IncidentState, version: int, at: int
-) -> str:
-    return await store.commit(claim, version, state, {}, None, [], at)
 
 
 async def _tell(store: RedisStore, incident_id: str, at: int) -> None:
@@ -35,23 +25,7 @@ async def _tell(store: RedisStore, incident_id: str, at: int) -> None:
     stored = await store.load(incident_id)
     assert stored is not None
     told = stored.state.model_copy(update={"pending": None, "notified_at": at})
-    assert await _commit(store, claim, told, stored.version, at) == "ok"
-
-
-async def _resolve(store: RedisStore, incident_id: str, at: int) -> None:
-    (claim,) = [c for c in await store.claim_due(at, 10_000, 100) if c.incident_id == incident_id]
-    stored = await store.load(incident_id)
-    assert stored is not None
-    state = stored.state.model_copy(
-        update={"status": "resolved", "resolved_at": at, "pending": None}
-    )
-    assert await _commit(store, claim, state, stored.version, at) == "ok"
-
-
-async def _state(store: RedisStore, incident_id: str) -> IncidentState:
-    loaded = await store.load(incident_id)
-    assert loaded is not None
-    return loaded.state
+    assert await commit(store, claim, told, stored.version, now=at) == "ok"
 
 
 async def test_ha_peers_copies_alternating_twice_do_not_move_the_upstream(
@@ -79,14 +53,14 @@ async def test_ha_peers_copies_alternating_twice_do_not_move_the_upstream(
     assert o.incident_id
     await _tell(store, o.incident_id, T + WAIT)
     weights = {"critical": 1.0}
-    before = rank_state(await _state(store, o.incident_id), {}, weights, 0.5)
+    before = rank_state(await _state_of(store, o.incident_id), {}, weights, 0.5)
     assert before.services[0].service == "payment-service"
 
     other_peer = placed("a", service="payment-service", starts_at=s_a + timedelta(seconds=20))
     first_peer = placed("a", service="payment-service", starts_at=s_a)
     await store.ingest([group(other_peer)], 0, T + WAIT + 60_000)  # flip (the existing test)
     await store.ingest([group(first_peer)], 0, T + WAIT + 5 * 60_000)  # and back
-    state = await _state(store, o.incident_id)
+    state = await _state_of(store, o.incident_id)
     after = rank_state(state, {}, weights, 0.5)
     assert after.services[0].service == "payment-service", (
         f"upstream flipped to {after.services[0].service}; service_starts={state.service_starts}"
@@ -151,7 +125,7 @@ async def test_a_reopen_does_not_start_at_a_stale_copy_of_an_alert_that_resolved
         [group(placed("a", starts_at=s_a), placed("c", service="cart", starts_at=s_c))], 0, now
     )
     assert (re.incident_id, re.reopened, re.duplicates) == (o.incident_id, True, 1)
-    state = await _state(store, o.incident_id)
+    state = await _state_of(store, o.incident_id)
     assert state.started_at == s_c.timestamp() * 1000, (
         f"the reopen starts {(s_c.timestamp() * 1000 - state.started_at) / 60_000:.0f} min "
         "before its first alert"
