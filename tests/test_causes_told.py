@@ -9,12 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from receiver.incident import Incident
 from tests.conftest import T0, FakeClock, make_alert, resolved
 from tests.support.harness import harness, write_config
 
 pytestmark = pytest.mark.anyio
 
 HERE = {"service": "payment-service", "environment": "prod", "region": "eu"}
+
+
+async def first_told(tmp_path: Path, events: object, **labels: str) -> Incident:
+    """What the first notification tells of a payment-service alert that started at
+    08:13:00 after ``events`` were posted (``labels``: the alert's own)."""
+    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
+        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z", **labels)])
+        await rx.tick(31)
+        return rx.sink.sent[0][2]
 
 
 async def test_a_reopen_names_its_own_cause_not_the_last_episodes(tmp_path: Path) -> None:
@@ -78,15 +89,10 @@ async def test_the_rollback_goes_back_to_what_ran_in_the_deploys_own_cluster(
         {"type": "deploy", "version": "v3", "at": "2026-04-18T08:11:00Z", **HERE,
          "labels": {"cluster": "k2"}},
     ]  # fmt: skip
-    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
-        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
-        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z",
-                                  cluster="k2")])  # fmt: skip
-        await rx.tick(31)
-        sent = rx.sink.sent[0][2]
-        assert sent.probable_causes[0]["text"] == "deploy v3 to payment-service"
-        assert (sent.changes[0]["version"], sent.changes[0]["previous_version"]) == ("v3", "v2")
-        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]
+    sent = await first_told(tmp_path, events, cluster="k2")
+    assert sent.probable_causes[0]["text"] == "deploy v3 to payment-service"
+    assert (sent.changes[0]["version"], sent.changes[0]["previous_version"]) == ("v3", "v2")
+    assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]
 
 
 async def test_a_release_train_of_two_services_is_not_settled_by_the_event_ids(
@@ -124,18 +130,13 @@ async def test_a_deploy_to_a_dependency_that_does_not_alert_is_not_passed_over(
 ) -> None:
     # journeys.yaml: payment-service calls payments-db. A schema migration (a deploy of
     # payments-db) goes out 1 min before payment-service starts failing; payments-db
-    # itself has no alert. The receiver knows payment-service depends on it, yet names
-    # payment-service itself the trusted cause ("no change to the incident's services")
-    # and ranks the migration as "not one of the incident's services".
+    # itself has no alert. payment-service depends on it (topology): the migration, not
+    # payment-service itself ("no change to the incident's services"), leads the causes.
     db = {"type": "deploy", "service": "payments-db", "version": "m-42",
           "environment": "prod", "region": "eu", "at": "2026-04-18T08:12:00Z"}  # fmt: skip
-    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
-        assert (await rx.client.post("/api/v1/events", content=json.dumps(db))).is_success
-        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
-        await rx.tick(31)
-        sent = rx.sink.sent[0][2]
-        causes = [(c["kind"], c["text"], c["score"]) for c in sent.probable_causes]
-        assert causes[0][:2] == ("change", "deploy m-42 to payments-db"), (sent.title, causes)
+    sent = await first_told(tmp_path, db)
+    causes = [(c["kind"], c["text"], c["score"]) for c in sent.probable_causes]
+    assert causes[0][:2] == ("change", "deploy m-42 to payments-db"), (sent.title, causes)
 
 
 @pytest.mark.parametrize(
@@ -158,39 +159,30 @@ async def test_a_bad_version_rolled_back_without_naming_a_version_is_not_the_tar
         {"type": "rollback", "at": undo_at, **HERE},
         {"type": "deploy", "version": "v4", "at": "2026-04-18T08:11:00Z", **HERE},
     ]
-    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
-        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
-        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
-        await rx.tick(31)
-        sent = rx.sink.sent[0][2]
-        assert sent.probable_causes[0]["text"] == "deploy v4 to payment-service"
-        assert sent.changes[0]["previous_version"] in (None, "v2")
-        titles = [a["title"] for a in sent.suggested_actions]
-        assert "Roll back payment-service to v3" not in titles
+    sent = await first_told(tmp_path, events)
+    assert sent.probable_causes[0]["text"] == "deploy v4 to payment-service"
+    assert sent.changes[0]["previous_version"] is None
+    titles = [a["title"] for a in sent.suggested_actions]
+    assert "Roll back payment-service to v3" not in titles
 
 
 async def test_a_deploys_own_commit_label_does_not_lose_the_version_it_replaced(
     tmp_path: Path,
 ) -> None:
     # CI posts each deploy with its commit as a label: no incident groups by it, so it
-    # contradicts no incident (README, Scope). Held as the deploy's "own scope", each
-    # earlier deploy's other commit contradicts it: v3 replaced nothing on record, and the
-    # rollback loses its target (it said "to v2" before this change).
-    here = {"service": "payment-service", "environment": "prod", "region": "eu"}
+    # contradicts no incident (README, Scope), nor says where a deploy ran: an earlier
+    # deploy's other commit does not keep v2 from being what v3 replaced.
+    here = HERE
     events = [
         {"type": "deploy", "version": "v2", "at": "2026-04-17T10:00:00Z", **here,
          "labels": {"commit": "1a2b3c"}},
         {"type": "deploy", "version": "v3", "at": "2026-04-18T08:11:00Z", **here,
          "labels": {"commit": "4d5e6f"}},
     ]  # fmt: skip
-    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
-        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
-        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
-        await rx.tick(31)
-        sent = rx.sink.sent[0][2]
-        assert sent.probable_causes[0]["text"] == "deploy v3 to payment-service"
-        assert sent.changes[0]["previous_version"] == "v2"
-        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]
+    sent = await first_told(tmp_path, events)
+    assert sent.probable_causes[0]["text"] == "deploy v3 to payment-service"
+    assert sent.changes[0]["previous_version"] == "v2"
+    assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]
 
 
 async def test_a_deploy_reported_again_without_its_version_keeps_the_rollback_target(
@@ -205,11 +197,7 @@ async def test_a_deploy_reported_again_without_its_version_keeps_the_rollback_ta
         {"type": "deploy", "version": "v3", "at": "2026-04-18T08:11:00Z", **here},
         {"type": "deploy", "at": "2026-04-18T08:10:58Z", **here, "summary": "annotation"},
     ]
-    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
-        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
-        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
-        await rx.tick(31)
-        sent = rx.sink.sent[0][2]
-        v3 = next(c for c in sent.changes if c.get("version") == "v3")
-        assert v3["previous_version"] == "v2"
-        assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]
+    sent = await first_told(tmp_path, events)
+    v3 = next(c for c in sent.changes if c.get("version") == "v3")
+    assert v3["previous_version"] == "v2"
+    assert [a["title"] for a in sent.suggested_actions] == ["Roll back payment-service to v2"]

@@ -91,7 +91,7 @@ async def test_a_severity_newly_weighed_by_a_reload_rescores_the_live_incident(
         r = await rx.client.post("/-/reload")
         assert r.status_code == 200, r.text
         await rx.tick(1)
-        # Alertmanager repeats the alert too (repeat_interval): still nothing.
+        # Alertmanager repeats the alert (repeat_interval): its severity is weighed now.
         clock.advance(300)
         assert (await rx.post([alert])).json()["incidents"] == [inc]
         await rx.tick(1)

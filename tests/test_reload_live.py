@@ -27,7 +27,7 @@ def config_for(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
         if request.param == "redis":
             port = request.getfixturevalue("redis_port")
             store = (
-                f"store: {{url: 'redis://127.0.0.1:{port}/0', key_prefix: hunt{next(_prefixes)}}}\n"
+                f"store: {{url: 'redis://127.0.0.1:{port}/0', key_prefix: rl{next(_prefixes)}}}\n"
             )
             cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", store))
         return cfg
@@ -46,13 +46,14 @@ def _journeys(tmp_path: Path) -> Path:
     return path
 
 
-async def cart_told(rx: Harness) -> str:
+async def cart_told(rx: Harness) -> tuple[str, dict[str, object]]:
     """A critical cart alert, told: checkout 1.0 x cart 0.6 x critical 1 x 0.8 x KPIs
-    unknown 0.85 = 40.8, P3. Its incident's id."""
-    (inc,) = (await rx.post([make_alert("cart-api", alertname="CartSlow")])).json()["incidents"]
+    unknown 0.85 = 40.8, P3. Its incident's id, and the alert (to repeat it)."""
+    alert = make_alert("cart-api", alertname="CartSlow")
+    (inc,) = (await rx.post([alert])).json()["incidents"]
     await rx.tick(30)
     assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")]
-    return str(inc)
+    return str(inc), alert
 
 
 async def test_renaming_a_stage_does_not_raise_the_priority_of_its_live_incident(
@@ -60,7 +61,7 @@ async def test_renaming_a_stage_does_not_raise_the_priority_of_its_live_incident
 ) -> None:
     journeys = _journeys(tmp_path)
     async with harness(config_for(journeys), clock) as rx:
-        inc = await cart_told(rx)
+        inc, _ = await cart_told(rx)
 
         # The team lead renames the stage, nothing else: same services, same weight.
         journeys.write_text(journeys.read_text().replace("- id: cart\n", "- id: basket\n"))
@@ -81,10 +82,7 @@ async def test_an_alert_a_reload_moved_to_another_journey_is_not_rescored_in_its
 ) -> None:
     journeys = _journeys(tmp_path)
     async with harness(config_for(journeys), clock) as rx:
-        alert = make_alert("cart-api", alertname="CartSlow")
-        (inc,) = (await rx.post([alert])).json()["incidents"]
-        await rx.tick(30)
-        assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3")]
+        inc, alert = await cart_told(rx)
 
         # The team lead gives the cart its own journey: cart-api now matches its "items"
         # stage (weight 0.5) instead of checkout's "cart" stage.
@@ -150,7 +148,7 @@ async def test_a_weight_raised_by_a_reload_raises_a_live_incident_at_once(
 ) -> None:
     journeys = _journeys(tmp_path)
     async with harness(config_for(journeys), clock) as rx:
-        inc = await cart_told(rx)
+        inc, _ = await cart_told(rx)
         clock.advance(10)
         # The team lead weighs the cart stage as much as the payment: no alert changes, and
         # this journey has no KPI to look at again, yet the raise goes out at once.

@@ -61,7 +61,7 @@ async def test_redriving_an_incidents_dead_letters_keeps_their_order(
     assert [i.status for i in pd.incidents(incident_id)] == ["acknowledged"]
 
 
-PD_SECRET = "pd-webhook-secret-hunt"
+PD_SECRET = "pd-webhook-secret-outbox"
 
 
 @pytest.fixture
