@@ -39,6 +39,26 @@ class GroupKey:
         return dict(self.labels)
 
 
+_VALUE = json.JSONDecoder()
+
+
+def key_label_names(text: str) -> list[str]:
+    """The label names of a key's ``text`` (``checkout{env="prod",region="eu"}``) in the
+    order of the group_by it was made under; [] for a text that does not read so."""
+    names: list[str] = []
+    at = text.find("{") + 1
+    try:
+        while 0 < at < len(text) and text[at] != "}":
+            eq = text.index("=", at)
+            names.append(text[at:eq])
+            _, at = _VALUE.raw_decode(text, eq + 1)
+            if text[at] == ",":
+                at += 1
+    except (ValueError, IndexError):
+        return []
+    return names
+
+
 def group_values(group_by: Sequence[str], labels: Mapping[str, str]) -> tuple[str, ...]:
     """A missing group_by label counts as the empty value, as in Alertmanager's grouping."""
     return tuple([labels.get(name, "") for name in group_by])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from receiver.fingerprint import group_key
+from receiver.fingerprint import group_key, key_label_names
 
 
 def test_key_is_journey_plus_group_label_values_in_group_by_order() -> None:
@@ -33,3 +33,10 @@ def test_a_label_value_cannot_forge_another_key() -> None:
     honest = group_key("checkout", ["env", "region"], {"env": "prod", "region": "eu"})
     assert forged.text != honest.text
     assert forged.digest != honest.digest
+
+
+def test_a_keys_label_names_read_back_in_group_by_order_whatever_the_values() -> None:
+    labels = {"env": 'a"b,c=d}', "region": "{x}", "cluster": "ü\\n", "zone": ""}
+    key = group_key("checkout", ["env", "region", "cluster", "zone"], labels)
+    assert key_label_names(key.text) == ["env", "region", "cluster", "zone"]
+    assert key_label_names("not a key") == []

@@ -12,7 +12,7 @@ import pytest
 from receiver.store import open_store
 from receiver.store.redis import RedisStore
 from receiver.web import board
-from tests.conftest import FakeClock, make_alert, resolved
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
 
 pytestmark = pytest.mark.anyio
@@ -372,3 +372,31 @@ async def test_a_reload_that_shortens_a_timer_reaches_incidents_already_waiting(
     # A reload that shortens nothing moves nothing.
     rx.receiver.reload()
     assert not rx.receiver.pipeline.look_again
+
+
+async def test_where_an_incident_is_reads_in_group_by_order(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The group labels go through the store's Lua, in a table, which has no order: they
+    are read back in group_by's order, so the title and summary sent, the API and the
+    pages all say "unmapped/staging/eu/c1"."""
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text(
+        f"journeys_file: {EXAMPLE_JOURNEYS}\n"
+        "store: {url: 'memory://'}\n"
+        "grouping: {group_by: [env, region, cluster], group_wait: 30s}\n"
+        "server: {auth: {allow_open: true}}\n"
+    )
+    async with harness(cfg, clock) as rx:
+        alert = make_alert("legacy-batch", env="staging", region="eu", cluster="c1")
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        sent = rx.sink.sent[-1][2]
+        assert sent.title.startswith("unmapped/staging/eu/c1 P"), sent.title
+        assert " in env staging, region eu, cluster c1, since " in sent.summary
+        detail = await rx.incident(inc)
+        assert list(detail["group_labels"]) == ["env", "region", "cluster"]
+        # The incident page and the API say what the sinks were told.
+        assert detail["title"] == sent.title
+        (listed,) = await rx.incidents()
+        assert listed["title"].startswith("unmapped/staging/eu/c1 P")

@@ -152,15 +152,22 @@ async def compare(
             )
     known = stored.state.suppressed
     marks: dict[str, str] = {}
-    for alert in firing:
+    for alert in compared:
         am = held.get(alert.fp)
-        reason = _suppression(am) if am is not None else ""
+        # A resolved alert is not held quiet: its mark (from while it fired) goes.
+        reason = _suppression(am) if am is not None and alert.status == "firing" else ""
         if reason != known.get(alert.fp, ""):
             marks[alert.fp] = reason
     newly = [a for a in firing if marks.get(a.fp)]
     if newly:
         metrics.peer_alerts.labels("suppressed").inc(len(newly))
-        entries.append(f"{why}: {alert_names(newly)} {marks[newly[0].fp]} in Alertmanager")
+        entries += _suppressed_lines(why, newly, marks)
+    # Firing, held and no longer quiet: a silence expired or deleted, an inhibition ended.
+    active = [a for a in firing if a.fp in marks and not marks[a.fp] and a.fp in held]
+    if active:
+        entries.append(
+            f"{why}: {alert_names(active)} no longer silenced or inhibited in Alertmanager"
+        )
     if marks or entries:
         await store.annotate(
             incident_id,
@@ -181,6 +188,26 @@ def _started(status: Mapping[str, object]) -> float | None:
         return datetime.fromisoformat(uptime.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _suppressed_lines(
+    why: str, alerts: Sequence[StoredAlert], marks: Mapping[str, str]
+) -> list[str]:
+    """A line per way the alerts are held quiet (silenced, inhibited), naming every
+    silence or inhibiting alert of theirs, not the first alert's alone."""
+    kinds: dict[str, tuple[list[StoredAlert], dict[str, None]]] = {}
+    for alert in alerts:
+        kind, _, by = marks[alert.fp].partition(" by ")
+        quiet, ids = kinds.setdefault(kind, ([], {}))
+        quiet.append(alert)
+        ids.update(dict.fromkeys(i for i in by.split(", ") if i))
+    lines = []
+    for kind, (quiet, ids) in kinds.items():
+        shown = list(ids)[:_NAMES_SHOWN]
+        more = f" +{len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else ""
+        by = f" by {', '.join(shown)}{more}" if shown else ""
+        lines.append(f"{why}: {alert_names(quiet)} {kind}{by} in Alertmanager")
+    return lines
 
 
 def _suppression(alert: AmAlert) -> str:

@@ -76,8 +76,10 @@ class SilenceRequest(BaseModel):
             raise PayloadError(
                 422, f"duration: {reason}", [{"field": "duration", "reason": reason}]
             ) from exc
-        if seconds <= 0:
-            reason = "must be more than 0"
+        # Alertmanager keeps times in whole milliseconds and refuses a silence that ends
+        # as it starts; a second is the least that means anything.
+        if seconds < 1:
+            reason = "must be at least 1s"
             raise PayloadError(422, f"duration {reason}", [{"field": "duration", "reason": reason}])
         return seconds
 

@@ -11,7 +11,16 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_serializer,
+    model_validator,
+)
+
+from receiver.fingerprint import key_label_names
 
 # The store keeps a timeline's first entries (how it began) and its latest ones; what falls
 # out between is counted in ``timeline_dropped``. The Lua scripts keep the first 10.
@@ -353,6 +362,17 @@ class IncidentState(_Record):
     action_outcomes: Annotated[dict[str, ActionOutcome], BeforeValidator(_empty_array_is_dict)] = (
         Field(default_factory=dict)
     )
+
+    @model_validator(mode="after")
+    def _group_labels_in_key_order(self) -> IncidentState:
+        # The store's Lua keeps them in a table, which has no order: they come back in its
+        # hash order, so the title and summary ("checkout/staging/eu") follow the key's.
+        labels = self.group_labels
+        if len(labels) > 1:
+            order = key_label_names(self.key)
+            if set(order) == set(labels) and list(labels) != order:
+                self.group_labels = {name: labels[name] for name in order}
+        return self
 
     @property
     def started(self) -> int:

@@ -173,7 +173,9 @@ def test_a_silence_lasts_a_duration_or_a_number_of_seconds(body: bytes, seconds:
     ("duration", "reason"),
     [('"8d"', '"8d" is longer than the maximum 7d'),
      ('"200y"', '"200y" is longer than the maximum 7d'),
-     ("0", "must be more than 0"),
+     ("0", "must be at least 1s"),
+     ("0.0001", "must be at least 1s"),
+     ('"500ms"', "must be at least 1s"),
      ('"soon"', 'expected seconds or a duration like 500ms, 30s, 2m, 1h30m, 7d, 1w, got "soon"')],
 )  # fmt: skip
 def test_a_silence_longer_than_a_week_or_of_no_time_is_refused_naming_why(
@@ -185,3 +187,23 @@ def test_a_silence_longer_than_a_week_or_of_no_time_is_refused_naming_why(
         422,
         [{"field": "duration", "reason": reason}],
     )
+
+
+async def test_every_silence_made_for_a_large_incident_is_kept_on_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """An incident of 60 firing alerts (within the 100 one request may silence): 60
+    silences are made and answered, and each is kept on the incident's ``silences`` so it
+    can be found and expired from there, as the README promises."""
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        posts: list[dict[str, Any]] = []
+        await with_client(rx, alertmanager(posts))
+        alerts = [make_alert("payment-service", instance=f"p-{i}") for i in range(60)]
+        (incident_id,) = (await rx.post(alerts)).json()["incidents"]
+        response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
+        incident = await rx.incident(incident_id)
+    assert response.status_code == 201, response.text
+    made = response.json()["silences"]
+    kept = [s["id"] for s in incident["silences"]]
+    assert len(posts) == len(made) == 60
+    assert sorted(kept) == sorted(made), f"{len(made)} made, {len(kept)} kept"

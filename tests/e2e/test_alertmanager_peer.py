@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -498,10 +498,10 @@ async def test_silences_from_the_api_are_seen_by_alertmanager_and_reconciled(
                 name: f"silenced by {silence_id}" for name, silence_id in silence_of.items()
             }
             names = ", ".join(a["labels"]["alertname"] for a in incident["alerts"])
+            each = ", ".join(silence_of[a["labels"]["alertname"]] for a in incident["alerts"])
             assert am_lines(incident) == [
                 said,
-                f"reconcile: 2 alert(s) ({names}) {incident['alerts'][0]['suppressed']} "
-                "in Alertmanager",
+                f"reconcile: 2 alert(s) ({names}) silenced by {each} in Alertmanager",
             ]
             assert (await peer_counts(rx))["suppressed"] == 2
             # Said once: the next reconcile finds nothing new.
@@ -673,3 +673,78 @@ async def test_reload_points_the_receiver_at_other_alertmanagers(
             response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
             assert response.status_code == 409
             assert "no alertmanager configured" in response.json()["error"]
+
+
+def expire(alertmanager: am.Alertmanager, silence_id: str) -> None:
+    """A person expires (deletes) the silence in Alertmanager."""
+    httpx.delete(f"{alertmanager.url}/api/v2/silence/{silence_id}").raise_for_status()
+
+
+@contextlib.asynccontextmanager
+async def silenced_pair(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> AsyncIterator[tuple[Harness, am.Alertmanager, str, list[str], datetime]]:
+    """Two checkout alerts silenced from the API, and reconciled (marked) since: the
+    receiver, Alertmanager, the incident id, the silence ids and when the alerts began."""
+    alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 2)
+        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+            response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
+            assert response.status_code == 201, response.text
+            await rx.tick(60)
+            marked = by_name(await rx.incident(incident_id))
+            assert all(a["suppressed"] for a in marked.values())
+            yield rx, alertmanager, incident_id, response.json()["silences"], started
+
+
+async def test_a_silence_expired_in_alertmanager_is_said_on_the_timeline(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """A person expires the receiver's silences in Alertmanager: the next reconcile takes
+    the mark off the alerts, and the timeline, which said they were silenced, says they
+    are not any more (or a reader takes them for silenced still), once."""
+    async with silenced_pair(tmp_path, hooks, clock) as silenced:
+        rx, alertmanager, incident_id, ids, _ = silenced
+        for silence_id in ids:
+            expire(alertmanager, silence_id)
+        await rx.tick(60)
+        incident = await rx.incident(incident_id)
+        await rx.tick(60)
+        again = await rx.incident(incident_id)
+    assert {n: a["suppressed"] for n, a in by_name(incident).items()} == {
+        "HighErrorRate": None,
+        "HighLatency": None,
+    }
+    names = ", ".join(a["labels"]["alertname"] for a in incident["alerts"])
+    assert am_lines(incident)[-1] == (
+        f"reconcile: 2 alert(s) ({names}) no longer silenced or inhibited in Alertmanager"
+    )
+    assert am_lines(again) == am_lines(incident)
+
+
+async def test_a_resolved_alert_does_not_keep_its_silenced_mark(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """A silenced alert whose silence ends and which then resolves, Alertmanager's
+    resolution coming before the next reconcile: it is not shown silenced beside its
+    resolved status for ever after."""
+    async with silenced_pair(tmp_path, hooks, clock) as silenced:
+        rx, alertmanager, incident_id, ids, started = silenced
+        for silence_id in ids:
+            expire(alertmanager, silence_id)
+        latency = by_name(await rx.incident(incident_id))["HighLatency"]["labels"]
+        alertmanager.post_alerts([ended(latency, started)])
+        resolved = webhook(
+            hooks, "/am", lambda m: any(a["status"] == "resolved" for a in m["alerts"])
+        )
+        await relay(rx, resolved)
+        await rx.tick(60)
+        await rx.tick(60)
+        incident = await rx.incident(incident_id)
+    alert = by_name(incident)["HighLatency"]
+    assert (alert["status"], alert["suppressed"]) == ("resolved", None)

@@ -1467,3 +1467,27 @@ async def test_an_incident_keeps_at_most_its_cap_of_alerts_dropping_old_resolved
     # Firing alerts are never dropped, whatever the cap.
     await store.ingest([group(placed("f"), placed("g"))], 0, T + 6)
     assert (await store.load_alerts(o.incident_id, 10)).total == 5
+
+
+async def test_a_repeated_resolution_of_an_alert_let_go_is_a_duplicate(
+    store: RedisStore,
+) -> None:
+    """Over its cap, an incident lets its oldest resolved alerts go. Alertmanager's HA peer
+    or next flush sending those resolutions again does not take one in as a new alert: it
+    would count twice in alert_count and alerts_dropped and move last_change_at, putting
+    the resolve off by resolve_after at every repeat."""
+    store.configure(replace(store.settings, max_alerts_per_incident=2))
+    (o,) = await store.ingest([group(placed("a"), placed("b"), placed("c"))], 0, T)
+    done = [group(*(placed(f, status="resolved") for f in "abc"))]
+    await store.ingest(done, 0, T + 1_000)
+    before = await store.load(o.incident_id)
+    assert before is not None
+    assert (before.state.alert_count, before.state.alerts_dropped) == (3, 1)
+    (copy,) = await store.ingest(done, 0, T + 2_000)  # the HA peer's copy
+    (again,) = await store.ingest(done, 0, T + 3_000)  # and Alertmanager's next flush
+    after = await store.load(o.incident_id)
+    assert after is not None
+    assert (copy.duplicates, again.duplicates) == (3, 3)
+    assert (after.state.alert_count, after.state.alerts_dropped) == (3, 1)
+    assert after.state.last_change_at == before.state.last_change_at == T + 1_000
+    assert after.version == before.version

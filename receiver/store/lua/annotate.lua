@@ -51,7 +51,17 @@ for field, records in pairs(changes.append or {}) do
   for _, record in ipairs(records) do list[#list + 1] = record end
   -- Every batch decodes the state document: keep the latest 50 records of each list; of
   -- feedback, the oldest plain vote goes first (the oldest record when there is none).
-  while #list > 50 do
+  -- A silence still in force is kept beyond 50 (up to 200, the oldest going first): its id
+  -- is how it is found and expired from the incident; ended ones go first.
+  if field == 'silences' then
+    local i = 1
+    while #list > 50 and i <= #list do
+      local ends = type(list[i]) == 'table' and tonumber(list[i].ends_at) or nil
+      if ends == nil or ends <= now then table.remove(list, i) else i = i + 1 end
+    end
+    while #list > 200 do table.remove(list, 1) end
+  end
+  while field ~= 'silences' and #list > 50 do
     local drop = 1
     if field == 'feedback' then
       for i = 1, #list - 1 do

@@ -474,13 +474,18 @@ local function apply(first_group, last_group, first_alert, truncated)
           stage = string.match(o_class, '^%["(.-)", ') or ''
           class = '["' .. stage .. '", ' .. (string.match(class, '^%[".-", (.*)$') or '"", ""]')
         end
-        if old and ((o_status == 'resolved' and status == 'firing' and o_starts == starts
-                     and starts ~= '')
-                    or (o_status == 'firing' and status == 'resolved'
-                        and earlier_episode(ends, o_starts))) then
+        -- A resolution of an alert this incident let go (max_alerts): the owner index
+        -- still names this key for it. Taken in again it would be counted twice and move
+        -- last_change_at, putting the resolve off at every repeat by Alertmanager.
+        local dropped = not old and status == 'resolved' and owners[n] == digest
+                        and (tonumber(st.alerts_dropped) or 0) > 0
+        if dropped or (old and ((o_status == 'resolved' and status == 'firing'
+                                 and o_starts == starts and starts ~= '')
+                                or (o_status == 'firing' and status == 'resolved'
+                                    and earlier_episode(ends, o_starts)))) then
           -- A late copy of the firing notification of an alert already resolved, or of the
           -- resolution of an episode before the one firing now (an HA peer lagging, a
-          -- retry): neither says anything about the alert now.
+          -- retry), or of one let go: none says anything about the alert now.
           res.duplicates = res.duplicates + 1
         else
           -- The latest wording of annotations wins, even when nothing else changed.
