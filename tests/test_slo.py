@@ -197,6 +197,30 @@ def test_the_enricher_notes_a_kpi_leaving_and_coming_back() -> None:
     assert minutes(degraded_spans(state, "P2", NOW)) == [(5, 12)]
 
 
+def test_a_kpi_still_out_of_its_band_through_a_reopen_counts_in_the_reopened_episode() -> None:
+    # The enricher notes a KPI leaving only when the incident had it in its band: the
+    # reopened episode's looks, finding it out still, write nothing new.
+    def looked(state: IncidentState, at: float) -> IncidentState:
+        kpi = KpiRecord(name="conversion", deviation_pct=-41.0, bad=True, vs="last week")
+        return apply(state, Enrichment(kpis=[kpi], changes=[], causes=[], notes=[]), at * MIN)
+
+    state = looked(incident(told(1, "P4")), 5)
+    state = state.model_copy(
+        update={
+            "timeline": [
+                *state.timeline,
+                entry(10, "resolved", "resolved: every alert resolved"),
+                entry(30, "reopened", "incident reopened: alerts firing again"),
+                told(30.5, "P4", "reopen"),
+            ],
+            "reopened_count": 1,
+        }
+    )
+    state = looked(state, 32)
+    assert [e.kind for e in state.timeline].count("kpi") == 1
+    assert minutes(degraded_spans(state, "P2", NOW)) == [(5, 10), (30, 600)]
+
+
 def test_a_kpi_gone_bad_from_a_zero_baseline_is_noted_and_counts_as_kpi_time() -> None:
     def looked(state: IncidentState, at: float, now: float) -> IncidentState:
         # Payment errors a minute: none last week, so no percentage exists.
@@ -274,6 +298,9 @@ def test_attainment_and_error_budget() -> None:
     }  # fmt: skip
     over = journey_slo(round(20.16 * MIN), 0, week, "P2", 99.9)
     assert (over.attainment_pct, over.budget_remaining_pct) == (99.8, -100.0)
+    # 99.8998%, rounded down: an overspent budget never reads as the objective met.
+    just = journey_slo(606_000, 0, week, "P2", 99.9)
+    assert (just.attainment_pct, just.budget_remaining_pct) == (99.899, -0.2)
     none = journey_slo(0, 0, week, "P3", None)
     assert (none.attainment_pct, none.objective_pct, none.budget_remaining_pct) == (
         100.0,

@@ -19,9 +19,12 @@ receiver knows of that is on each incident's timeline (``receiver/lifecycle.py``
   degraded, whatever its priority;
 - a ``kpi`` entry is a KPI leaving its band, a ``kpi_ok`` entry one coming back: KPI time
   runs from the first KPI leaving to the moment none is out any more, or to the episode's
-  end. (A timeline written before returns were noted has none: there KPI time runs to the
-  episode's end, or, for the latest episode, to the last enrichment, ``enriched_at``,
-  once that found every KPI back in its band.) The receiver reads KPIs only while an
+  end. A KPI still out when an episode ended is out from the reopen on, until its
+  ``kpi_ok`` (the enricher notes a KPI leaving only when the incident had it in its
+  band, so a reopen's looks write no new ``kpi`` for it). (A timeline written before
+  returns were noted has none: there KPI time runs to the episode's end, or, for the
+  latest episode, to the last enrichment, ``enriched_at``, once that found every KPI back
+  in its band.) The receiver reads KPIs only while an
   incident is open, so KPI time is only ever known inside an incident's episodes.
 
 An incident read without its timeline (or whose timeline holds no notification, e.g. its
@@ -151,6 +154,13 @@ def _episodes(state: IncidentState) -> list[_Episode]:
         if entry.kind == "reopened":
             if current is None:
                 current = _Episode(start=entry.at)
+                ended = episodes[-1] if episodes else None
+                if ended is not None and ended.kpis_bad:
+                    # Out of band as the last episode ended: the enricher notes a KPI
+                    # leaving only when the incident had it in its band, so one still
+                    # out is out from the reopen on, until its ``kpi_ok``.
+                    current.kpis_bad = set(ended.kpis_bad)
+                    current.kpi_bad_at = entry.at
         elif current is None:
             continue
         elif entry.kind == "notified":
@@ -205,7 +215,9 @@ def journey_slo(
     return JourneySlo(
         degraded_at=degraded_at,
         objective_pct=objective,
-        attainment_pct=round(100 * (1 - degraded / window), 3),
+        # Rounded down (in whole milliseconds, exactly): an attainment rounded up to the
+        # objective would read as met while the budget is overspent.
+        attainment_pct=max(0, window - degraded) * 100_000 // window / 1000,
         budget_remaining_pct=None if budget is None else round(100 * (1 - degraded / budget), 1),
     )
 

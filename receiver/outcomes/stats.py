@@ -432,9 +432,12 @@ def blip(state: IncidentState) -> bool:
 def change_to_detection_s(state: IncidentState) -> float | None:
     """``causes.change_to_detection`` of the incident's latest episode people were told
     of: a later one nobody was told of (a blip) reads the context again against its own
-    start, and leaves the told one's as it was."""
+    start, and leaves the told one's as it was. An incident never told of (a blip, or one
+    still within group_wait) has none."""
     told = told_before(state)
-    return change_to_detection(state) if told is None else told.change_to_detection_s
+    if told is not None:
+        return told.change_to_detection_s
+    return None if state.notified_at is None else change_to_detection(state)
 
 
 class Alertnames:
@@ -471,14 +474,26 @@ def _alerts_stamp(state: IncidentState) -> tuple[int, ...]:
 
 @dataclass
 class Reading:
-    """How many incidents a read of the window took in; ``capped`` once that is all it
-    reads."""
+    """How many incidents a read of the window took in, and when the oldest of them was
+    created; ``capped`` once that is all it reads and the window's own incidents may be
+    cut (the cap reached only among those before it, carried in, leaves the window
+    whole)."""
 
+    since_ms: int = 0
     read: int = 0
+    oldest_ms: int | None = None
+
+    def took(self, states: Sequence[IncidentState]) -> None:
+        self.read += len(states)
+        if states:
+            oldest = min(s.created_at for s in states)
+            self.oldest_ms = oldest if self.oldest_ms is None else min(self.oldest_ms, oldest)
 
     @property
     def capped(self) -> bool:
-        return self.read >= INCIDENTS_READ
+        return self.read >= INCIDENTS_READ and (
+            self.oldest_ms is None or self.oldest_ms >= self.since_ms
+        )
 
 
 async def read_outcomes(
@@ -500,7 +515,7 @@ async def read_outcomes(
     pages = store.iter_incidents_since(since_ms - CARRY_IN_MS, journey, page_size)
     async for read in capped(pages, INCIDENTS_READ):
         if reading is not None:
-            reading.read += len(read)
+            reading.took(read)
         outcomes = await _outcomes(store, read, since_ms, memo)
         if outcomes:
             yield outcomes
@@ -546,7 +561,7 @@ async def read_stats(
     since = asked if retention_ms is None else max(asked, now_ms - retention_ms)
     shown = list(journeys) if query.journey is None else [query.journey]
     tally = StatsTally(since, now_ms, shown, slos)
-    reading = Reading()
+    reading = Reading(since)
     async for page in read_outcomes(store, since, query.journey, page_size, names, reading):
         tally.add(o for o in page if o.state.created_at >= since)
         tally.carry(o.state for o in page if o.state.created_at < since)

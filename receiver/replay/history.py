@@ -77,7 +77,8 @@ def interval_of(alert: Mapping[str, str], rules: Sequence[RuleInterval], step_ms
     of their own, at their own intervals); the longest where several do, or where none
     does (a label templated from the query's); the step for an alertname none raises."""
     named = [r for r in rules if r.name == alert.get("alertname")]
-    carried = [r for r in named if all(alert.get(k) == v for k, v in r.labels.items())]
+    # A label set to "" is one the alert does not carry (Prometheus drops empty labels).
+    carried = [r for r in named if all(alert.get(k, "") == v for k, v in r.labels.items())]
     return max((r.interval_ms for r in carried or named), default=step_ms)
 
 
@@ -168,7 +169,9 @@ def rule_intervals(client: httpx.Client, url: str) -> list[RuleInterval]:
         for rule in rules:
             name, labels = rule.get("name"), rule.get("labels") or {}
             if isinstance(name, str) and isinstance(labels, dict) and interval > 0:
-                static = {k: v for k, v in labels.items() if isinstance(v, str)}
+                # A templated value ("{{ if ... }}critical{{ end }}") is not what its
+                # alerts carry: it says nothing of which rule raised one.
+                static = {k: v for k, v in labels.items() if isinstance(v, str) and "{{" not in v}
                 found.append(RuleInterval(name, static, interval))
     return found
 

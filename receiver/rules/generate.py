@@ -43,6 +43,7 @@ from receiver.enrich import EnrichmentError
 from receiver.enrich.promql import substitute
 from receiver.rules.promql import (
     QueryShapeError,
+    is_scalar,
     per_group,
     top_level_denominator,
     without_comments,
@@ -83,7 +84,11 @@ class RuleOptions:
                 raise ValueError(f"{value!r} is not a Prometheus duration like 10m or 1h30m")
 
 
-_PROM_DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
+# Prometheus' model.ParseDuration: each unit at most once, largest first ("1h30m", never
+# "30m1h"), or a bare 0.
+_PROM_DURATION = re.compile(
+    r"0|(?=[0-9])" + "".join(f"(?:[0-9]+{unit})?" for unit in ("y", "w", "d", "h", "m", "s", "ms"))
+)
 
 
 def rules_document(
@@ -140,6 +145,10 @@ def _kpi_rules(
     # Pinned, no placeholder is left; a `$$` (label_replace's `$$1`) is then read as the
     # receiver reads it, a literal `$`, so that the rule asks what the KPI asks.
     query = substitute(per_group(written, way.pinned).query, {})
+    if is_scalar(query):
+        # One number, no series (the enricher reads it so): a rule records a vector, and
+        # the weeks ago and the day's mean are subqueries, which take no scalar.
+        query = f"vector({query})"
     denominator = top_level_denominator(query)
     traffic = denominator if denominator is not None else query if kpi.bad_when == "down" else None
     ids = {"journey": journey.id, "kpi": kpi.name}

@@ -185,7 +185,8 @@ def without_comments(query: str) -> str:
 def top_level_denominator(query: str) -> str | None:
     """``B`` of a ratio ``A / B``, else None: the traffic of a ratio KPI (conversions per
     checkout started: checkouts started). The ratio may be scaled or complemented by a
-    number (``100 * A / B``, ``(A / B) * 100``, ``1 - A / B``): the traffic is the same."""
+    number (``100 * A / B``, ``(A / B) * 100``, ``A / B / 1000``, ``1 - A / B``): the traffic
+    is the same."""
     written = tokenize(query)
     # Positions in ``written`` of the code (no spaces, no comments): the answer is cut out
     # of the query as written.
@@ -203,12 +204,12 @@ def top_level_denominator(query: str) -> str | None:
         op, left, right = part[split].text, part[:split], part[split + 1 :]
         if not right or right[0].text in ("bool", *_VECTOR_MATCHING):
             return None
-        if op == "/":
+        if op == "/" and not _is_scalar(right):
             return "".join(t.text for t in written[code[lo + split + 1] : code[hi - 1] + 1])
-        # A number on one side: look at the other.
-        if op in ("*", "+", "-") and _is_number(left):
+        # A number (or a scalar: no series, no traffic to read) on one side: the other.
+        if op in ("*", "+", "-") and _is_scalar(left):
             lo += split + 1
-        elif op in ("*", "/") and _is_number(right):
+        elif op in ("*", "/") and _is_scalar(right):
             hi = lo + split
         else:
             return None
@@ -255,6 +256,58 @@ def _unary(tokens: Sequence[Token], i: int) -> bool:
 
 def _is_number(tokens: Sequence[Token]) -> bool:
     return len(tokens) == 1 and tokens[0].kind == "number"
+
+
+_SCALARS = frozenset({"scalar", "time", "pi"})
+
+
+def _is_scalar(tokens: Sequence[Token]) -> bool:
+    """A number, or one call of ``scalar()``, ``time()`` or ``pi()``: a scalar, which a
+    subquery (the rules' weeks ago and day's mean) cannot take."""
+    return _is_number(tokens) or (
+        len(tokens) >= 3
+        and tokens[0].kind == "ident"
+        and tokens[0].text in _SCALARS
+        and _wrapped(tokens[1:])
+    )
+
+
+def is_scalar(query: str) -> bool:
+    """Whether ``query`` gives a scalar, not a vector (``scalar(sum(x))``, ``time()``,
+    ``scalar(a) / scalar(b)``, a number): the enricher reads one, a subquery cannot."""
+    tokens = [t for t in tokenize(query) if t.kind not in ("space", "comment")]
+    return bool(tokens) and _scalar_tokens(tokens)
+
+
+def _scalar_tokens(tokens: Sequence[Token]) -> bool:
+    while tokens and tokens[0].text in ("+", "-"):
+        tokens = tokens[1:]  # a sign
+    if not tokens:
+        return False
+    split = _loosest_operator(tokens)
+    if split is not None:
+        left, right = tokens[:split], tokens[split + 1 :]
+        if right and right[0].text == "bool":
+            right = right[1:]
+        return _scalar_tokens(left) and _scalar_tokens(right)
+    if _wrapped(tokens):
+        return _scalar_tokens(tokens[1:-1])
+    return _is_scalar(tokens)
+
+
+def _wrapped(tokens: Sequence[Token]) -> bool:
+    """The first token is a parenthesis, which closes at the last token."""
+    if not tokens or tokens[0].text != "(":
+        return False
+    depth = 0
+    for i, token in enumerate(tokens):
+        if token.text == "(":
+            depth += 1
+        elif token.text == ")":
+            depth -= 1
+            if depth == 0:
+                return i == len(tokens) - 1
+    return False
 
 
 _BINARY = frozenset({"+", "-", "*", "/", "%", "^", "==", "!=", "<", ">", "<=", ">="})

@@ -95,12 +95,20 @@ def count(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
 
 
+def plain(value: float) -> str:
+    """A figure as people write it: its digits (the API's rounding, at most 3 decimals),
+    thousands separated, never in scientific notation (``:g`` writes -9999900 as
+    -9.9999e+06)."""
+    text = f"{value:,.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}"
+    return "—" if value is None else plain(value)
 
 
 def percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}%"
+    return "—" if value is None else f"{plain(value)}%"
 
 
 def money(value: float | None) -> str:
@@ -108,7 +116,7 @@ def money(value: float | None) -> str:
 
 
 def minutes(value: float | None) -> str:
-    return "—" if value is None else f"{value:g} min"
+    return "—" if value is None else f"{plain(value)} min"
 
 
 def slo_status(attainment: float, objective: float | None) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from receiver.cli import main
 from receiver.replay import read_firings
+from receiver.replay.history import RuleInterval, interval_of
 from tests.replay.storm import STORM, T0
 from tests.replay.storm import replay_argv as replay
 from tests.support.prometheus import prometheus_server
@@ -219,21 +220,34 @@ groups:
 """
 
 
+# The payments rule templates its severity from the value, as many rules do.
+_TEMPLATED_RULES = _SHARED_NAME_RULES.replace(
+    "labels: {team: payments}",
+    "labels: {severity: '{{ if gt $value 10.0 }}critical{{ else }}warning{{ end }}'}",
+)
+
+
+@pytest.mark.parametrize(
+    ("rules", "carried"),
+    [
+        (_SHARED_NAME_RULES, 'team="payments"'),
+        # A label templated from the value: no alert carries the template's text.
+        (_TEMPLATED_RULES, 'severity="critical"'),
+    ],
+)
 def test_an_alertname_two_groups_raise_is_read_at_the_interval_of_its_own_rule(
-    tmp_path: Path,
+    rules: str, carried: str, tmp_path: Path
 ) -> None:
     # Teams reuse alertnames: the payments team's 1m rule and another team's 5m rule both
     # raise HighErrorRate. The payments alert fires 0-10 and 14-20 (one sample a minute):
     # two firings, not one read at the other group's 5m.
     start = int(T0.timestamp())
-    labels = (
-        'alertname="HighErrorRate",alertstate="firing",service="payment-service",team="payments"'
-    )
+    labels = f'alertname="HighErrorRate",alertstate="firing",service="payment-service",{carried}'
     lines = ["# TYPE ALERTS gauge"]
     lines += [f"ALERTS{{{labels}}} 1 {start + 60 * m}" for m in [*range(0, 10), *range(14, 20)]]
     history = tmp_path / "alerts.om"
     history.write_text("\n".join([*lines, "# EOF"]) + "\n")
-    with prometheus_server(tmp_path / "prometheus", history, _SHARED_NAME_RULES) as url:
+    with prometheus_server(tmp_path / "prometheus", history, rules) as url:
         since = start * 1000 - 10 * MINUTE
         found = read_firings(url, since, since + 60 * MINUTE, MINUTE)
     assert [
@@ -279,3 +293,13 @@ def test_a_rules_answer_of_any_other_shape_reads_at_the_step(rules: httpx.Respon
         (0, MINUTE),
         (2 * MINUTE, 3 * MINUTE),
     ]
+
+
+def test_a_rule_label_set_to_empty_is_one_its_alerts_carry() -> None:
+    # `labels: {team: ""}` removes the label (Prometheus drops empty labels): the rule's
+    # alerts carry no `team`, which is what "" means; they are still that rule's.
+    rules = [
+        RuleInterval("HighErrorRate", {"team": ""}, 60_000),
+        RuleInterval("HighErrorRate", {"team": "batch"}, 300_000),
+    ]
+    assert interval_of({"alertname": "HighErrorRate"}, rules, 60_000) == 60_000

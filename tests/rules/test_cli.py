@@ -61,10 +61,12 @@ def test_a_kpi_query_that_cannot_be_kept_apart_exits_1_naming_journey_and_kpi(
     assert "can become by (zone)" in err
 
 
-def test_bad_options_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["rules", "--journeys", str(DATA / "journeys.yaml"), "--for", "10"]) == 1
+# Prometheus' durations name each unit once, largest first (model.ParseDuration).
+@pytest.mark.parametrize("duration", ["10", "30m1h", "1m1m", "5s10m", "1h 30m"])
+def test_bad_options_exit_1(duration: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "--journeys", str(DATA / "journeys.yaml"), "--for", duration]) == 1
     assert capsys.readouterr().err == (
-        "journey-receiver rules: '10' is not a Prometheus duration like 10m or 1h30m\n"
+        f"journey-receiver rules: {duration!r} is not a Prometheus duration like 10m or 1h30m\n"
     )
 
 

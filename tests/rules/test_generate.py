@@ -114,6 +114,11 @@ def test_shapes_that_cannot_be_kept_apart_are_refused_with_the_reason(
         ("(sum(a) / sum(b)) * 100", "sum(b)"),
         ("1 - sum(e) / sum(r)", "sum(r)"),
         ("1 - (sum(e) / sum(r))", "sum(r)"),
+        ("sum(a) / sum(b) / 1000", "sum(b)"),
+        ("(sum(a) / sum(b)) / 100", "sum(b)"),
+        # Over a scalar: no series, so no traffic to read.
+        ("sum(a) / scalar(sum(b))", None),
+        ("sum(a) / 60", None),
         ('sum(rate(a{path="/"}[5m])) / sum(rate(b[5m]))', "sum(rate(b[5m]))"),
         # Not a ratio: no traffic of its own.
         ("sum(rate(a[5m])) * 60", None),
