@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from receiver.sinks import Delivery, Receipt
 from tests.conftest import FakeClock, body, make_alert
 from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
 from tests.support.processes import free_port, redis_server
+from tests.support.vendor_signing import sign_jira, sign_slack
 
 pytestmark = pytest.mark.anyio
 
@@ -87,6 +90,40 @@ async def test_a_token_from_the_environment_with_a_trailing_newline_is_trimmed(
     async with harness(cfg, clock) as rx:
         r = await rx.post([make_alert()], authorization="Bearer s3cret-token")
         assert r.status_code == 200, (r.status_code, r.text)
+
+
+async def test_vendor_secrets_from_the_environment_with_a_trailing_newline_are_trimmed(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same newline in Slack's signing secret and Jira's webhook secret: no vendor signs
+    # with it, so every button press and every issue update was refused (401).
+    monkeypatch.setenv("SLACK_SECRET", "8f742231b10e8888abcd99yyyzzz85a5\n")
+    monkeypatch.setenv("JIRA_SECRET", "jira-webhook-secret\n")
+    inbound = (
+        "inbound: {slack: {signing_secret: '${SLACK_SECRET}'}, jira: {secret: '${JIRA_SECRET}'}}\n"
+    )
+    async with harness(write_config(tmp_path, inbound), clock) as rx:
+        press = {"type": "block_actions", "user": {"id": "U0ALICE"},
+                 "actions": [{"action_id": "jr_ack", "value": "checkout-nope-1"}]}  # fmt: skip
+        raw = urlencode({"payload": json.dumps(press)}).encode()
+        stamp = str(int(clock.now))
+        slack = await rx.client.post(
+            "/inbound/slack/interactions",
+            content=raw,
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "x-slack-request-timestamp": stamp,
+                "x-slack-signature": sign_slack(raw, "8f742231b10e8888abcd99yyyzzz85a5", stamp),
+            },
+        )
+        update = json.dumps({"webhookEvent": "jira:issue_updated"}).encode()
+        jira = await rx.client.post(
+            "/inbound/jira",
+            content=update,
+            headers={"x-hub-signature": sign_jira(update, "jira-webhook-secret")},
+        )
+    # Past the signature: no such incident, no such issue.
+    assert (slack.status_code, jira.status_code) == (404, 404), (slack.text, jira.text)
 
 
 async def test_store_up_is_1_once_the_scheduler_has_reached_the_store(

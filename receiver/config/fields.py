@@ -214,7 +214,13 @@ LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
-def _empty_is_none(value: object) -> object:
+def _trimmed_or_none(value: object) -> object:
+    # Trimmed as Tokens are: a secret put in ${VAR} from a file made with `echo s > file`
+    # ends in a newline no vendor signed with nor any header carries.
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        value = value.strip()
     return value or None
 
 
@@ -226,8 +232,8 @@ def _drop_empty(tokens: list[SecretStr]) -> list[SecretStr]:
     return [SecretStr(token) for token in trimmed if token]
 
 
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_none)]
-"""A secret that may be absent; ``"${VAR:-}"`` with VAR unset means absent."""
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_trimmed_or_none)]
+"""A secret that may be absent, trimmed; ``"${VAR:-}"`` with VAR unset means absent."""
 Tokens = Annotated[list[SecretStr], AfterValidator(_drop_empty)]
 """Bearer tokens, trimmed; empty entries (``"${VAR:-}"`` with VAR unset) are dropped."""
 

@@ -21,6 +21,7 @@ from receiver.inbound.resolves import (
     PERSON_AT,
     TAKEN_BACK,
     after_the_end,
+    as_read,
     superseded,
     taken_back,
 )
@@ -66,6 +67,7 @@ class User(_Wire):
 
 class ChangeItem(_Wire):
     field: str = ""
+    from_string: str | None = Field(default=None, alias="fromString")
     to_string: str | None = Field(default=None, alias="toString")
 
 
@@ -93,6 +95,13 @@ class Event(_Wire):
         """The status the issue moved to, when this update moved it."""
         items = self.changelog.items if self.changelog else []
         return next((i.to_string or "" for i in items if i.field == "status"), None)
+
+    @property
+    def moved_from(self) -> str | None:
+        """The key the issue had before this update moved it to another project (Jira
+        gives it a new key, and keeps its id and labels), when it did."""
+        items = self.changelog.items if self.changelog else []
+        return next((i.from_string for i in items if i.field.casefold() == "key"), None)
 
     def by(self, own: Collection[tuple[str, str]]) -> bool:
         """Whether the account ``own`` names (``JiraSink.own_names``: (kind, value)) did it,
@@ -134,8 +143,24 @@ def annotation(
     issue = event.issue
     status = event.new_status
     recorded = state.sinks.get(SOURCE, {})
-    if issue is None or status is None or recorded.get("key") != issue.key:
+    if issue is None:
         return None
+    known = recorded.get("key")
+    # Moved to another project: a new key for the same issue, which the receipt follows
+    # (the sink's next delivery reads it under the new key too).
+    rekeyed = known is not None and known != issue.key and event.moved_from == known
+    if known != issue.key and not rekeyed:
+        return None
+    if status is None:
+        if not rekeyed:
+            return None
+        text = f"{known} moved to {issue.key} in Jira by {event.who}"
+        changelog = event.changelog.id if event.changelog else ""
+        return Annotation(
+            merge={f"sinks.{SOURCE}": {"key": issue.key}},
+            timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+            once=f"{SOURCE}:{delivery_id or f'{issue.key}:{changelog}'}",
+        )
     category = issue.fields.status.category.key if issue.fields.status else ""
     if event.by(own) or (category == "done" and state.status == "resolved"):
         return None
@@ -176,10 +201,15 @@ def annotation(
             text += ": the resolve is taken back"
     if not late:
         merge[f"sinks.{SOURCE}"] = {PERSON_AT: str(at)}
+    if rekeyed:
+        merge.setdefault(f"sinks.{SOURCE}", {})["key"] = issue.key
     changelog = event.changelog.id if event.changelog else ""
     return Annotation(
         merge=merge,
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         once=f"{SOURCE}:{delivery_id or f'{issue.key}:{changelog}:{at}'}",
+        # Decided against the last move as read: another replica (or request) may have
+        # applied a newer one since.
+        expect=None if late else as_read(SOURCE, recorded),
     )

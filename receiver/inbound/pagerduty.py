@@ -37,6 +37,7 @@ from receiver.inbound.resolves import (
     PERSON_AT,
     TAKEN_BACK,
     after_the_end,
+    as_read,
     superseded,
     taken_back,
 )
@@ -69,6 +70,8 @@ RECORDED = frozenset(
         "incident.resolved",
         "incident.reopened",
         "incident.reassigned",
+        "incident.delegated",
+        "incident.escalated",
         "incident.annotated",
     }
 )
@@ -96,6 +99,19 @@ class Reference(_Wire):
     summary: str = ""
 
 
+class ResolveReason(_Wire):
+    """Why PagerDuty resolved the incident, when not a plain resolve: ``merge_resolve_reason``
+    when a person merged it into ``incident`` (its alerts, our dedup_key's among them, move
+    there and stay open)."""
+
+    type: str = ""
+    incident: Reference | None = None
+
+
+def _object_or_none(value: object) -> object:
+    return value if isinstance(value, dict) else None
+
+
 class EventData(_Wire):
     """``incident`` events: the incident itself; ``incident_note`` events: the note and a
     reference to its incident."""
@@ -105,8 +121,14 @@ class EventData(_Wire):
     incident_key: str | None = None
     html_url: str | None = None
     assignees: list[Reference] = []
+    escalation_policy: Reference | None = None
     incident: Reference | None = None
     content: str | None = None
+    resolve_reason: Annotated[
+        ResolveReason | None,
+        BeforeValidator(_object_or_none),
+        WithJsonSchema({"description": "an object; any other value reads as none"}),
+    ] = None
     # When PagerDuty opened the incident (incident events), as it writes it: read leniently
     # (``opened_ms``; anything but text as none), since refusing an event would count
     # against the subscription.
@@ -144,6 +166,14 @@ class Event(_Wire):
         except ValidationError:
             return None
         return round(opened.timestamp() * 1000) if opened.tzinfo is not None else None
+
+    @property
+    def merged_into(self) -> str | None:
+        """The PagerDuty incident this one was merged into (resolved by the merge), if so."""
+        reason = self.data.resolve_reason
+        if reason is None or "merge" not in reason.type:
+            return None
+        return reason.incident.id if reason.incident else ""
 
     @property
     def by_person(self) -> bool:
@@ -235,6 +265,12 @@ def annotation(
             text += " after the incident resolved"
         else:
             fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
+    elif kind == "incident.resolved" and event.merged_into is not None:
+        # Merged into another PagerDuty incident: our alert lives on there, unresolved.
+        # Nobody resolved the outage, and the receiver's resolve must still reach it.
+        sink.pop(PERSON_RESOLVED, None)
+        into = event.merged_into[:_ID_SHOWN_MAX] or "another incident"
+        text = f"merged in PagerDuty by {who} into {into}"
     elif kind == "incident.resolved":
         if not event.by_person or state.status == "resolved":
             # Our own resolve coming back, or PagerDuty's auto-resolve timer.
@@ -265,6 +301,15 @@ def annotation(
     elif kind == "incident.reassigned":
         names = ", ".join(a.summary for a in event.data.assignees if a.summary) or "nobody"
         text = f"reassigned in PagerDuty by {who} to {names}"
+    elif kind == "incident.delegated":
+        # Reassigned to another escalation policy (PagerDuty's Reassign dialog, a team).
+        policy = event.data.escalation_policy.summary if event.data.escalation_policy else ""
+        people = ", ".join(a.summary for a in event.data.assignees if a.summary)
+        names = (f"{policy} ({people})" if people else policy) if policy else people
+        text = f"reassigned in PagerDuty by {who} to {names or 'another escalation policy'}"
+    elif kind == "incident.escalated":
+        names = ", ".join(a.summary for a in event.data.assignees if a.summary) or "nobody"
+        text = f"escalated in PagerDuty to {names}"
     elif kind == "incident.annotated":
         note = (event.data.content or "").strip()
         clipped = cut(note, _NOTE_MAX)
@@ -281,4 +326,7 @@ def annotation(
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         once=f"{SOURCE}:{event.id}",
+        # Decided against the last move as read: another replica (or request) may have
+        # applied a newer one since.
+        expect=as_read(SOURCE, recorded) if PERSON_AT in sink else None,
     )

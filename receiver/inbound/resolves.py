@@ -4,7 +4,9 @@ there: the rules both sources keep.
 - A reopen takes back only a resolve made where it was (``taken_back``).
 - Vendors deliver at least once and retry out of order, so a resolve or reopen older than
   the one last applied (``superseded``, by ``PERSON_AT`` in the incident's
-  ``sinks.<source>``) is a late delivery, and applying it would undo the newer one.
+  ``sinks.<source>``) is a late delivery, and applying it would undo the newer one. Two
+  delivered at once are each decided against the last one as read (``as_read``): the
+  store refuses the second to land if the first changed it, and it is decided again.
 - An acknowledgement or a reopen made after the incident resolved here (``after_the_end``)
   is follow-up work, not an answer to the incident: it is recorded on the timeline only, as
   Slack's Acknowledge pressed after the resolve is, so that MTTA, MTTR and ``/stats`` do not
@@ -47,6 +49,15 @@ def superseded(recorded: Mapping[str, str], at_ms: int) -> bool:
     if not last:
         return False
     return at_ms < int(last)
+
+
+def as_read(source: str, recorded: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """An annotation's ``expect`` for a resolve or reopen from ``source``: the last one
+    applied, as ``recorded`` (the incident's ``sinks.<source>``) read it. Whether it is
+    superseded, or takes a resolve back, was decided against that: two deliveries read at
+    once (two replicas) must not both land as decided."""
+    last = recorded.get(PERSON_AT)
+    return (f"sinks.{source}", PERSON_AT, None if last is None else str(last))
 
 
 def after_the_end(state: IncidentState, at_ms: int) -> bool:

@@ -14,6 +14,7 @@ button's silences and messages to the person are made after the answer is sent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -64,24 +65,47 @@ def not_configured(vendor: str, field: str) -> JSONResponse:
     )
 
 
+# How often a vendor's move is decided again when another one landed between the read and
+# the write; beyond that the vendor is asked to retry (it does, on any 5xx).
+_DECISIONS = 5
+
+
 async def record(
-    receiver: Receiver, state: IncidentState, annotation: Annotation | None
+    receiver: Receiver,
+    state: IncidentState,
+    annotation: Annotation | None,
+    decide: Callable[[IncidentState], Annotation | None],
 ) -> JSONResponse:
+    """Land ``annotation``, decided on ``state``; when the store answers that what it was
+    decided against has changed since (``Annotation.expect``), read again and ``decide``
+    again."""
     incident_id = state.id
-    if annotation is None:
-        return JSONResponse({"status": "ignored", "incident": incident_id})
-    if ("response" in annotation.fill or "response" in annotation.merge) and annotation.timeline:
-        # Someone acknowledged, resolved or took a resolve back elsewhere: the Slack
-        # message says so (and drops its Acknowledge button) through the outbox, like any
-        # edit.
-        said = annotation.timeline[0].text
-        jobs = slack.edit(state, receiver.pipeline.sinks, said, receiver.pipeline.now_ms())
-        annotation = replace(annotation, jobs=[*annotation.jobs, *jobs])
-    outcome = await receiver.store.annotate(incident_id, annotation, receiver.pipeline.now_ms())
-    if outcome == "unknown":
-        return JSONResponse({"error": "no such incident"}, status_code=404)
-    status = "recorded" if outcome == "ok" else "already recorded"
-    return JSONResponse({"status": status, "incident": incident_id})
+    for _ in range(_DECISIONS):
+        if annotation is None:
+            return JSONResponse({"status": "ignored", "incident": incident_id})
+        if (
+            "response" in annotation.fill or "response" in annotation.merge
+        ) and annotation.timeline:
+            # Someone acknowledged, resolved or took a resolve back elsewhere: the Slack
+            # message says so (and drops its Acknowledge button) through the outbox, like
+            # any edit.
+            said = annotation.timeline[0].text
+            jobs = slack.edit(state, receiver.pipeline.sinks, said, receiver.pipeline.now_ms())
+            annotation = replace(annotation, jobs=[*annotation.jobs, *jobs])
+        now = receiver.pipeline.now_ms()
+        outcome = await receiver.store.annotate(incident_id, annotation, now)
+        if outcome == "unknown":
+            return JSONResponse({"error": "no such incident"}, status_code=404)
+        if outcome != "stale":
+            status = "recorded" if outcome == "ok" else "already recorded"
+            return JSONResponse({"status": status, "incident": incident_id})
+        fresh = await load_state(receiver, incident_id)
+        if fresh is None:
+            return JSONResponse({"error": "no such incident"}, status_code=404)
+        state, annotation = fresh, decide(fresh)
+    return JSONResponse(
+        {"error": "the incident kept changing while this was recorded: retry"}, status_code=503
+    )
 
 
 def _jira_own(receiver: Receiver) -> frozenset[tuple[str, str]]:
@@ -138,7 +162,11 @@ async def pagerduty_webhook(request: Request, receiver: Receiver, body: bytes) -
         return ignored
     now = receiver.pipeline.now_ms()
     margin = min(pagerduty.EPISODE_MARGIN_MS, receiver.settings.timers.resolve_after_ms)
-    return await record(receiver, state, pagerduty.annotation(event, state, now, margin, opened))
+
+    def decide(state: IncidentState) -> Annotation | None:
+        return pagerduty.annotation(event, state, now, margin, opened)
+
+    return await record(receiver, state, decide(state), decide)
 
 
 def _url_secret(request: Request) -> list[str | None]:
@@ -162,16 +190,20 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
         return refused(401, "neither X-Hub-Signature nor ?secret= matches inbound.jira", request)
     event = jira.parse(body)
     own = _jira_own(receiver)
+    delivery = request.headers.get("x-atlassian-webhook-identifier")
+    now = receiver.pipeline.now_ms()
+
+    def decide(state: IncidentState) -> Annotation | None:
+        return jira.annotation(event, state, now, delivery, own)
+
     found: IncidentState | None = None
     for incident_id in event.incident_ids:
         state = await load_state(receiver, incident_id)
         if state is None:
             continue
-        delivery = request.headers.get("x-atlassian-webhook-identifier")
-        now = receiver.pipeline.now_ms()
-        said = jira.annotation(event, state, now, delivery, own)
+        said = decide(state)
         if said is not None:
-            return await record(receiver, state, said)
+            return await record(receiver, state, said, decide)
         # Not this incident's issue (its receipt names another key), or nothing to record:
         # an issue carrying several incidents' labels may still be the next one's.
         found = found or state

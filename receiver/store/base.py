@@ -96,9 +96,14 @@ class Annotation:
     jobs: Sequence[Job] = ()
     once: str | None = None
     due: int | None = None
+    expect: tuple[str, str, str | None] | None = None
+    """``(path, key, value)``: lands only while ``path``'s ``key`` (as ``merge`` names
+    them) still holds ``value`` as read (None: not set); else nothing lands and the answer
+    is ``stale``: what was decided on it (a vendor's move against the last one applied) is
+    to be decided again on a fresh read."""
 
 
-AnnotateOutcome = Literal["ok", "unknown", "repeat"]
+AnnotateOutcome = Literal["ok", "unknown", "repeat", "stale"]
 CommitOutcome = Literal["ok", "lost", "stale"]
 IncidentStatusFilter = Literal["open", "resolved", "all"]
 

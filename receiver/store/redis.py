@@ -855,7 +855,13 @@ class RedisStore:
     async def annotate(
         self, incident_id: str, annotation: Annotation, now_ms: int
     ) -> AnnotateOutcome:
-        changes = {"append": annotation.append, "merge": annotation.merge, "fill": annotation.fill}
+        changes: dict[str, object] = {
+            "append": annotation.append,
+            "merge": annotation.merge,
+            "fill": annotation.fill,
+        }
+        if annotation.expect is not None:
+            changes["expect"] = list(annotation.expect)
         jobs = annotation.jobs
         once = annotation.once
         # Without a vendor's id, a marker of this call's own: a Redis Cluster client sends a
@@ -886,7 +892,7 @@ class RedisStore:
                 ],
             )
         )
-        if result not in ("ok", "unknown", "repeat"):
+        if result not in ("ok", "unknown", "repeat", "stale"):
             raise RuntimeError(f"annotate script answered {result!r}")
         if result == "repeat" and once is None:
             return "ok"  # the client's own retry found the first try landed

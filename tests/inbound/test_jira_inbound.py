@@ -507,3 +507,26 @@ async def test_an_issue_carrying_another_incidents_label_is_its_own_incidents(
     r = await rx.client.post("/inbound/jira", content=body, headers=headers)
     assert r.json() == {"status": "recorded", "incident": second}
     assert (await rx.incident(first))["response"] is None
+
+
+async def test_an_issue_moved_to_another_project_is_still_the_incidents(
+    rx: Harness, world: Fakes
+) -> None:
+    """Triage moves the issue from PAY to OPS: Jira gives it a new key (same id and
+    labels), and a person closes it there. That close is the incident's resolve."""
+    incident_id, key = await opened_issue(rx, world)
+    new_key = world.jira.move(key, "OPS")
+    body, headers = world.jira.webhook(new_key, "Carol Lead", SECRET, before=None)
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    world.jira.close(new_key, "Fixed")
+    body, headers = world.jira.webhook(new_key, "Carol Lead", SECRET, before="Open")
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert detail["response"]["resolved_by"] == "Carol Lead"
+    assert detail["sinks"]["jira"]["key"] == new_key
+    assert [e["text"] for e in detail["timeline"] if e["kind"] == "jira"] == [
+        f"{key} moved to {new_key} in Jira by Carol Lead",
+        f"{new_key} moved to Closed (done) in Jira by Carol Lead",
+    ]

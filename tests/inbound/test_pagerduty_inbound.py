@@ -13,6 +13,8 @@ import pytest
 
 from receiver.errors import PayloadError
 from receiver.inbound import pagerduty
+from receiver.inbound.routes import record
+from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, ResponseRecord
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.harness import Harness, harness, write_config
@@ -475,3 +477,91 @@ def test_a_creation_time_that_is_not_one_is_read_as_none(created_at: object) -> 
     parsed = pagerduty.parse(event("incident.acknowledged", "P9", created_at))
     assert parsed.opened_ms is None
     assert pagerduty.annotation(parsed, episode(), FIRST_FIRING) is not None
+
+
+async def test_a_merge_into_another_incident_is_no_persons_resolve(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """A responder merges our PagerDuty incident into another: PagerDuty resolves ours
+    (``merge_resolve_reason``) and moves its alert, our dedup_key, into the other. Nobody
+    resolved the outage: MTTR does not count the merge, and the receiver's resolve still
+    goes out when the alerts resolve, or the merged alert stays triggered for good."""
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    reason = {
+        "type": "merge_resolve_reason",
+        "incident": {"id": "PTARGET", "type": "incident_reference"},
+    }
+    merged = pd.person(
+        "resolved", incident_id, "Alice", SECRET, at=clock.now, resolve_reason=reason
+    )
+    assert await webhook(rx, *merged) == (200, {"status": "recorded", "incident": incident_id})
+    detail = await rx.incident(incident_id)
+    assert detail["response"] is None
+    assert detail["timeline"][-1]["text"] == "merged in PagerDuty by Alice into PTARGET"
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)
+    await rx.tick(1)
+    assert (await rx.incident(incident_id))["status"] == "resolved"
+    assert pd.actions(incident_id) == ["trigger", "resolve"]
+
+
+async def test_a_reassignment_to_a_team_and_an_escalation_are_recorded(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """Reassigning to an escalation policy (another team) is ``incident.delegated``, an
+    escalation ``incident.escalated``: reassignments the README says are recorded."""
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    dan = [{"id": "PDBA", "summary": "Dan DBA", "type": "user_reference"}]
+    team = {"id": "PEP2", "summary": "Database team", "type": "escalation_policy_reference"}
+    delegated = pd.person(
+        "delegated", incident_id, "Carol", SECRET, at=clock.now, assignees=dan,
+        escalation_policy=team,
+    )  # fmt: skip
+    assert (await webhook(rx, *delegated))[1] == {"status": "recorded", "incident": incident_id}
+    clock.advance(60)
+    erin = [{"id": "PBOSS", "summary": "Erin Lead", "type": "user_reference"}]
+    escalated = pd.person(
+        "escalated", incident_id, "PagerDuty", SECRET, at=clock.now, assignees=erin
+    )
+    assert (await webhook(rx, *escalated))[1] == {"status": "recorded", "incident": incident_id}
+    timeline = (await rx.incident(incident_id))["timeline"]
+    assert [e["text"] for e in timeline if e["kind"] == "pagerduty"] == [
+        "reassigned in PagerDuty by Carol to Database team (Dan DBA)",
+        "escalated in PagerDuty to Erin Lead",
+    ]
+
+
+@pytest.mark.parametrize("landed_first", ["reopened", "resolved"])
+async def test_a_resolve_and_its_reopen_read_at_once_land_as_they_happened(
+    landed_first: str, rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """Alice resolves by mistake and reopens seconds later; PagerDuty sends both at once
+    and two replicas each read the incident before either wrote. Whichever lands second
+    was decided on a read the first has changed: it is decided again, so the reopen wins
+    either way (the resolve landing last would have set resolved_by_person on a PagerDuty
+    incident open again, which then heard nothing more from the receiver; the reopen
+    landing last would have left the resolve standing)."""
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    moves = {"resolved": pd.person("resolved", incident_id, "Alice", SECRET, at=clock.now)}
+    clock.advance(5)
+    moves["reopened"] = pd.person("reopened", incident_id, "Alice", SECRET, at=clock.now)
+    stored = await rx.receiver.store.load(incident_id)
+    assert stored is not None
+    assert (await webhook(rx, *moves[landed_first]))[0] == 200
+    # The other replica, with what it read before the first landed.
+    event = pagerduty.parse(moves["resolved" if landed_first == "reopened" else "reopened"][0])
+    now = rx.receiver.pipeline.now_ms()
+
+    def decide(state: IncidentState) -> Annotation | None:
+        return pagerduty.annotation(event, state, now)
+
+    await record(rx.receiver, stored.state, decide(stored.state), decide)
+    detail = await rx.incident(incident_id)
+    assert detail["sinks"]["pagerduty"]["resolved_by_person"] == ""
+    assert (detail["response"] or {}).get("resolved_at") is None and detail["mttr_s"] is None

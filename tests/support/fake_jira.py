@@ -110,6 +110,8 @@ class FakeIssue:
     comments: list[FakeComment] = field(default_factory=list)
     transitions: list[str] = field(default_factory=list)
     """Names of the transitions taken, in order (people's included)."""
+    moved_from: list[str] = field(default_factory=list)
+    """Keys it had before a move to another project: Jira still finds it under them."""
 
 
 def _error(status: int, messages: list[str], errors: dict[str, str] | None = None) -> Response:
@@ -145,6 +147,7 @@ class FakeJira:
         self._auth = f"Basic {base64.b64encode(secret).decode()}" if username else f"Bearer {token}"
         self._lock = threading.Lock()
         self._issues: dict[str, FakeIssue] = {}
+        self._told_moves: set[str] = set()
         self._ids = itertools.count(10001)
         base = "/rest/api/{version:int}/"
         self.app = Starlette(
@@ -171,33 +174,61 @@ class FakeJira:
         return [i for i in self.issues() if label in i.labels]
 
     def issue(self, key: str) -> FakeIssue:
-        with self._lock:
-            return self._issues[key]
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        return found
 
     def close(self, key: str, resolution: str) -> None:
         """Close the issue with ``resolution``, as a person would in the UI."""
+        issue = self.issue(key)
         with self._lock:
-            issue = self._issues[key]
             issue.status, issue.resolution = "Closed", resolution
             issue.transitions.append("Close Issue")
+
+    def move(self, key: str, project: str) -> str:
+        """Move the issue to ``project``, as a person would: it gets a key there (its new
+        key, returned), keeps its id, labels and status."""
+        issue = self.issue(key)
+        with self._lock:
+            number = sum(i.project == project for i in self._issues.values()) + 1
+            issue.moved_from.append(issue.key)
+            issue.key, issue.project = f"{project}-{number}", project
+            return issue.key
 
     def webhook(
         self,
         key: str,
         who: str,
         secret: str,
-        before: str,
+        before: str | None,
         account: str = "",
         account_id: str = PERSON_ACCOUNT_ID,
         at: float = _EPOCH + 600,
     ) -> tuple[bytes, dict[str, str]]:
         """The ``jira:issue_updated`` webhook Jira sends after a person (``who``, Cloud's
         ``account_id``; with ``account``, a Server/DC user of that name) moved issue
-        ``key`` from status ``before`` to its status now at ``at`` (seconds since the
-        epoch), signed with ``secret`` like a Jira admin webhook with a secret
-        (``X-Hub-Signature: sha256=...``)."""
+        ``key`` from status ``before`` to its status now (None: its status did not change)
+        at ``at`` (seconds since the epoch), signed with ``secret`` like a Jira admin
+        webhook with a secret (``X-Hub-Signature: sha256=...``). An issue moved to another
+        project since the last one (``move``) says so too, as Jira's changelog does."""
+        issue = self.issue(key)
         with self._lock:
-            issue = self._issues[key]
+            items = []
+            if issue.moved_from and issue.moved_from[-1] not in self._told_moves:
+                self._told_moves.add(issue.moved_from[-1])
+                items += [
+                    {"field": "project", "fieldtype": "jira",
+                     "fromString": issue.moved_from[-1].split("-")[0],
+                     "toString": issue.project},
+                    {"field": "Key", "fieldtype": "jira", "fromString": issue.moved_from[-1],
+                     "toString": issue.key},
+                ]  # fmt: skip
+            if before is not None:
+                items.append(
+                    {"field": "status", "fieldtype": "jira", "fromString": before,
+                     "toString": issue.status}
+                )  # fmt: skip
             self._deliveries += 1
             delivery = f"delivery-{self._deliveries}"
             body = {
@@ -217,13 +248,7 @@ class FakeJira:
                         },
                     },
                 },
-                "changelog": {
-                    "id": delivery,
-                    "items": [
-                        {"field": "status", "fieldtype": "jira", "fromString": before,
-                         "toString": issue.status}
-                    ],
-                },
+                "changelog": {"id": delivery, "items": items},
             }  # fmt: skip
         raw = json.dumps(body).encode()
         return raw, {
@@ -445,7 +470,14 @@ class FakeJira:
 
     def _find(self, key_or_id: str) -> FakeIssue | None:
         with self._lock:
-            return next((i for i in self._issues.values() if key_or_id in (i.key, i.id)), None)
+            return next(
+                (
+                    i
+                    for i in self._issues.values()
+                    if key_or_id in (i.key, i.id) or key_or_id in i.moved_from
+                ),
+                None,
+            )
 
     def _field_problems(
         self, fields: dict[str, Any], version: int, *, creating: bool

@@ -11,18 +11,34 @@
 -- matter), 7 the number of outbox jobs, that many (queue, job JSON without its id) pairs,
 -- then timeline entries (JSON each).
 -- A once-marker makes a vendor's retried webhook land once. Returns "unknown" for an
--- unknown incident, "repeat" when the marker was already there, else "ok".
+-- unknown incident, "repeat" when the marker was already there, "stale" when the value
+-- ``changes.expect`` names ([path, key, value or null]) is no longer the one given, else
+-- "ok".
 
 local raw = redis.call('HGET', KEYS[1], 'state')
 if not raw then return 'unknown' end
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local once_ms = tonumber(ARGV[5])
+local st = cjson.decode(raw)
+local changes = cjson.decode(ARGV[1])
+-- Decided on a value another replica (or request) has changed since it was read (a
+-- vendor's newer move applied meanwhile): nothing lands, not even the once-marker, so
+-- that the caller reads again and decides again.
+if type(changes.expect) == 'table' then
+  local path, key, want = changes.expect[1], changes.expect[2], changes.expect[3]
+  local dot = string.find(path, '.', 1, true)
+  local t = st[dot and string.sub(path, 1, dot - 1) or path]
+  if dot and type(t) == 'table' then t = t[string.sub(path, dot + 1)] end
+  local have = type(t) == 'table' and t[key] or nil
+  if have == cjson.null then have = nil end
+  if want == cjson.null then want = nil end
+  if have ~= nil then have = tostring(have) end
+  if have ~= want then return 'stale' end
+end
 if once_ms > 0 then
   if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', once_ms) then return 'repeat' end
 end
-local st = cjson.decode(raw)
-local changes = cjson.decode(ARGV[1])
 
 -- The table at "field" or "field.key", made if missing (cjson reads {} back as a table).
 local function table_at(path)
