@@ -159,15 +159,22 @@ def _change(when: ActionCondition, state: IncidentState) -> ChangeRecord | str:
     return f"no {kind} is a trusted probable cause of the incident"
 
 
+def incident_values(state: IncidentState) -> dict[str, str]:
+    """What an action's templates may name of the incident itself, whatever the change:
+    its group labels, and its service when it has one alone."""
+    values = dict(state.group_labels)
+    if len(shown := state.shown_services) == 1:
+        values["service"] = shown[0]
+    return values
+
+
 def match(action: Action, state: IncidentState, priority: str | None = None) -> Match | str:
     """``action`` matched against the incident now, or why its conditions do not hold."""
     when = action.when
     unmet = _unmet(when, state, priority or state.priority)
     if unmet is not None:
         return unmet
-    values = dict(state.group_labels)
-    if len(shown := state.shown_services) == 1:
-        values["service"] = shown[0]
+    values = incident_values(state)
     if when.change_type is None:
         return Match(action, values, "", previous_known=True)
     change = _change(when, state)

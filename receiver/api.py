@@ -28,6 +28,7 @@ from receiver.events import parse_events
 from receiver.feedback import parse_feedback, record_feedback
 from receiver.inbound import routes as inbound
 from receiver.incident import rfc3339
+from receiver.logtext import printable
 from receiver.normalize import normalize
 from receiver.outcomes import stats as outcome_stats
 from receiver.redrive import parse_redrive
@@ -89,7 +90,12 @@ def _guarded(role: Role, handler: Callable[[Request, Receiver], Awaitable[Respon
             )
             client = request.client.host if request.client else "unknown client"
             logger.warning(
-                "%d on %s %s from %s: %s", status, request.method, request.url.path, client, why
+                "%d on %s %s from %s: %s",
+                status,
+                request.method,
+                printable(request.url.path),
+                client,
+                why,
             )
             if handler is webhook:
                 receiver.metrics.webhook_requests.labels(str(status)).inc()
@@ -289,7 +295,14 @@ async def redrive(request: Request, receiver: Receiver) -> Response:
     body = await _read_limited(request, receiver)
     wanted = parse_redrive(body)
     done = await receiver.outbox.redrive(wanted.ids, wanted.sink)
-    return JSONResponse({"redriven": len(done.jobs), "jobs": done.jobs, "cleared": done.cleared})
+    return JSONResponse(
+        {
+            "redriven": len(done.jobs),
+            "jobs": done.jobs,
+            "cleared": done.cleared,
+            "expired": done.expired,
+        }
+    )
 
 
 async def reload(request: Request, receiver: Receiver) -> Response:
@@ -330,7 +343,7 @@ async def readyz(request: Request) -> Response:
     except StoreUnavailable as exc:
         receiver.metrics.store_up.set(0)
         return error(503, f"not ready: {exc}")
-    receiver.metrics.store_up.set(1)
+    # No store_up 1 here: a PING is answered by a Redis that refuses writes (READONLY).
     return JSONResponse({"status": "ready"})
 
 

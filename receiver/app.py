@@ -242,6 +242,11 @@ class Receiver:
             self.pipeline.look_again = True
         if (settings.rules, settings.weights) != (self.settings.rules, self.settings.weights):
             self.pipeline.rescore = True
+        if _acting(settings) != _acting(self.settings):
+            # A journey now at auto (or an action, or the guard rails, changed): its open
+            # incidents are decided again now, so a run whose conditions hold is asked for
+            # without waiting for the next alert.
+            self.pipeline.rescore = True
         self.settings = settings
         self.pipeline.settings = settings
         self.outbox.settings = settings
@@ -397,3 +402,9 @@ def _reload_quietly(receiver: Receiver) -> None:
         receiver.reload()
     except ConfigError as exc:
         logger.error("SIGHUP reload rejected, running config kept:\n%s", exc)
+
+
+def _acting(settings: Settings) -> tuple[object, ...]:
+    """What decides whether the receiver runs an action by itself."""
+    journeys = settings.journeys.journeys
+    return (settings.config.automation, [(j.id, j.automation, j.actions) for j in journeys])

@@ -334,7 +334,7 @@ def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Creden
         runs = sum(d.get("kind") == "run" for d in letters)
         print(
             f"would redrive {len(letters) - runs} dead letter(s) (one whose incident has "
-            "expired by then is left)"
+            "expired by then is dropped)"
             + (f" and clear {runs} action run(s), never redriven" if runs else "")
             + "; nothing was queued"
         )
@@ -351,12 +351,19 @@ def _redrive(client: httpx.Client, args: argparse.Namespace, credential: _Creden
         jobs = _ids(answer.get("jobs"))
         # An older receiver does not clear runs: no "cleared" in its answer.
         cleared = _ids(answer.get("cleared", []))
+        # Nor does it drop the dead letters of incidents that expired: no "expired".
+        expired = _ids(answer.get("expired", []))
         if jobs:
             print(f"redriven {len(jobs)}: new job {', '.join(jobs)}")
-        elif not cleared:
+        elif not cleared and not expired:
             print("no dead letter redriven")
         if cleared:
             print(f"cleared {len(cleared)} action run(s), never redriven: {', '.join(cleared)}")
+        if expired:
+            print(
+                f"dropped {len(expired)} dead letter(s) whose incident has expired: "
+                f"{', '.join(expired)}"
+            )
         done = len(jobs) + len(cleared)
     missed = len(ids) - done if ids else 0
     if missed > 0:

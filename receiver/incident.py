@@ -237,11 +237,11 @@ def title(state: IncidentState, impact: Impact) -> str:
         # that looked final would be read as the verdict.
         return f"{head}{alerts_text(state.alert_count)}, gathering until group_wait ends"
     if state.status == "resolved":
-        services = state.shown_services
+        services = state.services_busiest_first()
         what = f"resolved: {alerts_text(state.alert_count)} in "
     elif state.firing_count == 0:
-        # Everything resolved, waiting out resolve_after: no firing service to name.
-        services = state.shown_services
+        # Everything resolved, waiting out resolve_after: led by what was failing most.
+        services = state.services_busiest_first()
         what = f"resolving: {alerts_text(state.alert_count)} in "
     else:
         # The busiest first: what is failing most is what the reader needs first.

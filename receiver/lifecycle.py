@@ -205,7 +205,7 @@ def advance(
             kind=decision.notify,
             priority=now.priority,
             score=now.score,
-            services=state.shown_services,
+            services=state.services_busiest_first(),
             stages=state.shown_stages,
             firing_count=state.firing_count,
             cause=_change_cause(state),

@@ -30,6 +30,23 @@ def unturned(text: str) -> str:
     return type(text)(_BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` from a client (a request's path) fit for a log line: every control
+    character (line breaks, ESC) shown as its escape, so it can neither start a line of
+    its own nor steer the terminal that shows the log."""
+    return unturned(
+        _CONTROL.sub(
+            lambda m: (
+                f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"
+            ),
+            text,
+        )
+    )
+
+
 def cut(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, its last one "…" when it is cut; line breaks
     are kept."""

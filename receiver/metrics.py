@@ -15,6 +15,10 @@ _NOTIFY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
+_READ_OPS = frozenset({"load"})
+"""Store operations that only read: they do not show that the store takes writes."""
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -291,8 +295,12 @@ class Metrics:
 
     def observe_store(self, op: str, seconds: float) -> None:
         """A store operation that reached the store (the scheduler's too, not only the
-        requests', so that store_up is true in a quiet hour)."""
-        self.store_up.set(1)
+        requests', so that store_up is true in a quiet hour). Only a write says the store
+        is up: a replica Redis (READONLY) or one that stopped writes (MISCONF) answers
+        reads, and the reads of probes and dashboards would reset store_up to 1 between
+        the failing webhooks and ticks."""
+        if op not in _READ_OPS:
+            self.store_up.set(1)
         child = self._store_ops.get(op)
         if child is None:
             child = self._store_ops[op] = self.store_latency.labels(op)

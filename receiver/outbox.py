@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
@@ -355,6 +355,7 @@ class Outbox:
         as a new job telling its incident as it is now; an action's run is cleared instead."""
         jobs: list[str] = []
         cleared: list[str] = []
+        expired: list[str] = []
         # Oldest first (the list is newest first): each goes to the end of its queue, so
         # an incident's open is sent before the acknowledge buried after it.
         for letter in reversed(await self.store.deliveries.dead_letters(self.cfg.dead_letters_max)):
@@ -370,19 +371,25 @@ class Outbox:
                     cleared.append(old.id)
                 continue
             new_id = await self._redrive(letter)
-            if new_id is not None:
+            if new_id == GONE:
+                # Its incident expired: nothing can ever deliver it. Left on the list it
+                # would keep dead_letters_current (and the alert on it) up for good.
+                if await self.store.deliveries.discard(letter):
+                    expired.append(old.id)
+            elif new_id is not None:
                 jobs.append(new_id)
-        return Redriven(jobs=jobs, cleared=cleared)
+        return Redriven(jobs=jobs, cleared=cleared, expired=expired)
 
     async def _redrive(self, letter: DeadLetter) -> str | None:
-        """``letter`` queued again as a job telling its incident as it is now; its id, or
-        None when it cannot be (taken by another redrive, or the incident is gone)."""
+        """``letter`` queued again as a job telling its incident as it is now; its id,
+        ``GONE`` when its incident expired, or None when it cannot be (taken by another
+        redrive, or the incident kept changing)."""
         old = letter.job
         retention = ms(self.settings.config.store.retention)
         for _ in range(_REDRIVE_ATTEMPTS):
             stored = await self.store.load(old.incident, timeline=False)
             if stored is None:
-                return None
+                return GONE
             now = self.now_ms()
             facts = (stored.state.status, _acknowledged(stored.state))
             kind = kind_now(old.kind, *facts)
@@ -397,8 +404,6 @@ class Outbox:
             # Checked again where it is written: a decision landing in between (another
             # replica resolving it, say) would otherwise queue an open after its resolve.
             answer = await self.store.deliveries.redrive(letter, job, now, retention, facts)
-            if answer == GONE:
-                return None
             if answer != MOVED:
                 return answer
         logger.warning("dead letter %s not redriven: its incident kept changing", old.id)
@@ -407,10 +412,12 @@ class Outbox:
 
 @dataclass(frozen=True)
 class Redriven:
-    """What a redrive did: the new jobs' ids, and the runs' dead letters it cleared."""
+    """What a redrive did: the new jobs' ids, the runs' dead letters it cleared, and the
+    dead letters it dropped because their incident had expired."""
 
     jobs: list[str]
     cleared: list[str]
+    expired: list[str] = field(default_factory=list)
 
 
 def _acknowledged(state: IncidentState) -> bool:

@@ -133,7 +133,9 @@ class Pipeline:
                 moved += await self.store.look_at([s.id for s in page], self.now_ms())
             # Once walked: a store that failed on the way leaves it for the next round.
             self.rescore = False
-            logger.info("a reload changed the scoring: %d open incident(s) scored again", moved)
+            logger.info(
+                "a reload changed the scoring or automation: %d open incident(s) looked at", moved
+            )
         claims = await self.store.claim_due(self.now_ms(), ms(sched.lease), sched.batch)
         if not claims:
             return 0
@@ -333,9 +335,17 @@ class Pipeline:
         if kind is None:
             return ()
         told = set(state.sinks) if kind in ("update", "resolve", "reopen") else set()
+        routed = self.settings.sinks_for(priority)
+        if "pagerduty" not in routed and kind in ("update", "reopen"):
+            # A trigger after PagerDuty's alert resolved opens a new PagerDuty incident: a
+            # page. A reopen (or an update of the reopened episode) at a priority routing
+            # keeps from PagerDuty must not page; its alert from an earlier episode is over.
+            last = state.sinks.get("pagerduty", {}).get("state")
+            if kind == "reopen" or last == "resolved":
+                told.discard("pagerduty")
         # The end goes to whoever heard of the incident, and only to them; an update also
         # reaches a sink its new priority is routed to, which then hears of it first.
-        wanted = told if kind == "resolve" else self.settings.sinks_for(priority) | told
+        wanted = told if kind == "resolve" else routed | told
         closed = resolved_by_person(state) and not before_this_episode(
             state.sinks.get("pagerduty", {}), state
         )

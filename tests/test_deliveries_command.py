@@ -286,7 +286,7 @@ def test_a_dead_run_is_said_to_be_cleared_not_redriven(
         *table, last = capsys.readouterr().out.splitlines()
         assert [line.split()[1] for line in table[1:]] == ["8", "9"]
         assert last == (
-            "would redrive 1 dead letter(s) (one whose incident has expired by then is left) "
+            "would redrive 1 dead letter(s) (one whose incident has expired by then is dropped) "
             "and clear 1 action run(s), never redriven; nothing was queued"
         )
         fake.body = json.dumps({"redriven": 1, "jobs": ["10"], "cleared": ["8"]}).encode()

@@ -7,22 +7,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+import yaml
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from receiver import config
 from receiver.app import create_app
+from receiver.cli import main
 from receiver.errors import RetryableDeliveryError
 from receiver.incident import Incident
 from receiver.sinks import Delivery, Receipt
 from tests.conftest import FakeClock, body, make_alert
+from tests.support.fake_jira import serve_jira
+from tests.support.fake_server import FakeServer, serve
 from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
 from tests.support.processes import free_port, redis_server
 from tests.support.vendor_signing import sign_jira, sign_slack
@@ -69,6 +79,11 @@ async def test_a_read_only_redis_is_a_counted_503_not_an_uncounted_500(
                 content=body([make_alert()]),
                 headers={"content-type": "application/json"},
             )
+            # The kubelet's probe PINGs it and a dashboard reads from it: a replica answers
+            # both, and neither says it takes writes (nor may reset store_up between the
+            # failing webhooks, or the alert on it, min == 0 for 2m, never fires).
+            await client.get("/readyz")
+            await client.get("/api/v1/incidents")
             metrics = (await client.get("/metrics")).text
     assert r.status_code == 503, (r.status_code, r.headers.get("content-type"), r.text)
     assert _metric(metrics, 'journey_receiver_webhook_requests_total{code="503"}') == 1.0
@@ -280,3 +295,123 @@ async def test_a_redis_that_stopped_writes_after_a_failed_save_is_a_503_for_chan
         await admin.config_set("save", "")
         await admin.aclose()
     assert r.status_code == 503, (r.status_code, r.text[:300])
+
+
+def _write(tmp_path: Path, config: dict[str, Any], journeys: dict[str, Any] | None = None) -> Path:
+    (tmp_path / "journeys.yaml").write_text(yaml.safe_dump(journeys or {"journeys": []}))
+    path = tmp_path / "receiver.yaml"
+    path.write_text(yaml.safe_dump({"server": {"auth": {"allow_open": True}}, **config}))
+    return path
+
+
+def test_a_jira_token_from_the_environment_with_a_trailing_newline_is_trimmed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same `echo tok > file` Secret put in ${JIRA_TOKEN}: the README says sink tokens
+    # are trimmed, but the Jira sink sent "Bearer tok\n" (refused by requests).
+    token = "jira-s3cret-token-0123456789"
+    monkeypatch.setenv("JIRA_TOKEN", token + "\n")
+    with serve_jira(token=token) as jira:
+        sink = {"url": jira.server.url, "token": "${JIRA_TOKEN}", "timeout": 5}
+        path = _write(tmp_path, {"sinks": {"jira": sink}})
+        main(["check", "--config", str(path), "--online"])
+    out = capsys.readouterr().out
+    assert "ok      jira: myself: logged in as" in out, out
+
+
+def test_a_prometheus_header_from_the_environment_with_a_trailing_newline_is_trimmed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `prometheus.headers: {Authorization: "Bearer ${PROM_TOKEN}"}` with the Secret's
+    # newline: check --online said "unexpected response (not Prometheus API JSON)" and serve
+    # put "context unavailable" on every incident; the header was never sent.
+    async def buildinfo(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != "Bearer prom-token":
+            return JSONResponse({"status": "error"}, status_code=401)
+        return JSONResponse({"status": "success", "data": {"version": "2.99.0"}})
+
+    app = Starlette(routes=[Route("/api/v1/status/buildinfo", buildinfo)])
+    monkeypatch.setenv("PROM_TOKEN", "prom-token\n")
+    with serve(app, FakeServer()) as server:
+        prometheus = {"url": server.url, "headers": {"Authorization": "Bearer ${PROM_TOKEN}"}}
+        main(["check", "--config", str(_write(tmp_path, {"prometheus": prometheus})), "--online"])
+    out = capsys.readouterr().out
+    assert "is Prometheus 2.99.0" in out, out
+
+
+async def test_a_token_file_saved_with_a_bom_and_crlf_still_authenticates(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # A token file written on Windows (Notepad's "UTF-8 with BOM", CRLF line ends): `check`
+    # says "config OK", and every Alertmanager send is then a 401 (never retried): the BOM
+    # stayed glued to the token, which no request header carries.
+    (tmp_path / "tokens").write_bytes("\ufeffs3cret-token\r\nother-token\r\n".encode())
+    cfg = write_config(tmp_path, "server:\n  auth:\n    bearer_tokens_file: tokens\n")
+    assert config.check(cfg) == []
+    async with harness(cfg, clock) as rx:
+        r = await rx.post([make_alert()], authorization="Bearer s3cret-token")
+        assert r.status_code == 200, (r.status_code, r.text)
+
+
+def test_an_empty_token_file_is_an_error_naming_the_file_field_not_open_reads(
+    tmp_path: Path,
+) -> None:
+    # A Secret key created empty (`--from-literal=read-token="$READ_TOKEN"` with the
+    # variable unset) mounted as read_bearer_tokens_file: `check` said "config OK" and the
+    # receiver served every read endpoint (incidents, alert labels, deliveries) to anyone,
+    # without a word; an empty password_file was blamed on "an unset ${ENV}" at password.
+    (tmp_path / "empty").write_text("\n")
+    cfg = _write(tmp_path, {})
+    cfg.write_text(
+        "journeys_file: journeys.yaml\n"
+        "server:\n  auth:\n    bearer_tokens: [w-token]\n"
+        "    read_bearer_tokens_file: empty\n"
+        "    basic: {username: u, password_file: empty}\n"
+    )
+    problems = [(p.path, p.reason) for p in config.check(cfg)]
+    assert [path for path, _ in problems] == [
+        "server.auth.read_bearer_tokens_file",
+        "server.auth.basic.password_file",
+    ], problems
+    assert all("is empty" in reason and "ENV" not in reason for _, reason in problems), problems
+
+
+async def test_a_refused_request_cannot_forge_a_log_line_through_its_path(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Anyone who reaches the port, with no credential, writes the path into the 401 line;
+    # a %0a in it starts a line of their own (here a fake "reload rejected").
+    cfg = write_config(
+        tmp_path,
+        "server:\n  auth:\n    bearer_tokens: [w-token]\n    read_bearer_tokens: [r-token]\n",
+    )
+    forged = "x%0a2026-01-01 00:00:00,000 ERROR journey_receiver reload rejected%1b[2J"
+    async with harness(cfg, clock) as rx:
+        with caplog.at_level(logging.WARNING, logger="journey_receiver"):
+            r = await rx.client.get(f"/api/v1/incidents/{forged}")
+    assert r.status_code == 401
+    said = [rec.getMessage() for rec in caplog.records if "401 on" in rec.getMessage()]
+    assert said, caplog.text
+    for message in said:
+        assert "\n" not in message and "\x1b" not in message, repr(message)
+
+
+def test_every_secret_from_the_environment_is_trimmed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's promise for the `echo tok > file` newline, field by field.
+    monkeypatch.setenv("TOK", "tok\n")
+    cfg = write_config(
+        tmp_path,
+        "sinks: {slack: {token: '${TOK}'}, jira: {url: 'https://jira.example.com', "
+        "token: '${TOK}'}}\n"
+        "prometheus: {url: 'http://127.0.0.1:9', headers: {Authorization: 'Bearer ${TOK}'}}\n",
+    )
+    loaded, _ = config.load(cfg)
+    assert loaded.sinks.slack is not None and loaded.sinks.jira is not None
+    assert loaded.prometheus is not None
+    assert [
+        loaded.sinks.slack.token.get_secret_value(),
+        loaded.sinks.jira.token.get_secret_value(),
+        loaded.prometheus.headers["Authorization"].get_secret_value(),
+    ] == ["tok", "tok", "Bearer tok"]

@@ -626,3 +626,28 @@ async def test_a_sink_asking_who_it_is_is_let_finish_before_it_is_closed(
         asked = outbox.learning
         await outbox.deliver_due()
         assert outbox.learning is asked
+
+
+async def test_a_dead_letter_whose_incident_expired_is_dropped_by_redrive(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    """A delivery died (a Jira project that did not exist yet) and nobody redrove it before
+    its incident's retention ran out. Nothing can ever deliver it: redrive takes it off the
+    list, or dead_letters_current, and the shipped alert on it, stay up for good."""
+    sink.script = [PermanentDeliveryError("log", "x", "client", "HTTP 400: bad")]
+    incident_id = await open_incident(rx)
+    await rx.tick()
+    (letter,) = await rx.receiver.outbox.dead_letters(10)
+    assert letter.job.incident == incident_id
+    # A retention of quiet later: the incident's keys expired (as Redis expires them).
+    store = rx.receiver.store
+    raw, prefix = store._r, store._p  # type: ignore[attr-defined]
+    await raw.delete(*[k async for k in raw.scan_iter(match=f"{prefix}*{incident_id}*")])
+    assert await store.load(incident_id) is None
+
+    r = await rx.client.post("/api/v1/deliveries/redrive", json={})
+    assert r.status_code == 200, r.text
+    assert (r.json()["redriven"], r.json()["expired"]) == (0, [letter.job.id])
+    assert await rx.receiver.outbox.dead_letters(10) == []
+    await rx.tick()
+    assert rx.receiver.metrics.dead_letters._value.get() == 0

@@ -400,3 +400,25 @@ async def test_where_an_incident_is_reads_in_group_by_order(
         assert detail["title"] == sent.title
         (listed,) = await rx.incidents()
         assert listed["title"].startswith("unmapped/staging/eu/c1 P")
+
+
+async def test_a_resolved_title_still_leads_with_what_was_failing_most(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Three payment alerts and one in cart: the open leads with payment-service, and so do
+    the resolve and the resolved incident's page, not whichever service sorts first."""
+    async with harness(write_config(tmp_path), clock) as rx:
+        alerts = [make_alert("payment-service", instance=f"p-{n}") for n in range(3)]
+        alerts.append(make_alert("cart-api"))
+        (incident_id,) = (await rx.post(alerts)).json()["incidents"]
+        await rx.tick(30)
+        await rx.post([resolved(a) for a in alerts])
+        await rx.tick(300)
+        await rx.tick(1)
+        titles = [delivery.title for _, i, delivery in rx.sink.sent if i == incident_id]
+        detail = await rx.incident(incident_id)
+    assert [t.split(" — ")[1].split(";")[0] for t in titles] == [
+        "4 alerts in payment-service, cart-api",
+        "resolved: 4 alerts in payment-service, cart-api",
+    ]
+    assert detail["title"] == titles[-1]

@@ -84,7 +84,7 @@ def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         events, webhook, listing = outputs(done.stdout)
-        chart = block_after("after the log line's time and logger name):")
+        chart = block_after("after the log line's time, level and logger name):")
         text = poll(
             log.read_text,
             lambda t: chart[-2] in t,

@@ -36,6 +36,8 @@ base="$1"
 shift
 name="${BASE_NAME:-$base}"
 [ -n "${PROMETHEUS_URL:-}" ] || fail "PROMETHEUS_URL is not set"
+command -v journey-receiver > /dev/null ||
+  fail "journey-receiver is not on PATH (in a checkout: source .venv/bin/activate)"
 for arg in "$@"; do
   case "$arg" in
     --journeys|--journeys=*|--against|--against=*)

@@ -44,7 +44,9 @@ def blocked(
     wanted = needed(run.webhook)
     if PREVIOUS in wanted and not found.previous_known:
         return "the version before the change is unknown, so there is nothing known to roll back to"
-    missing = sorted(wanted - set(values))
+    # An empty value is one the incident lacks: a group label its alerts do not carry
+    # reads as "" (as in Alertmanager's grouping), and a run must not act on "".
+    missing = sorted(name for name in wanted if not values.get(name))
     if missing:
         names = ", ".join("{" + name + "}" for name in missing)
         return f"the run names {names}, which the incident has no value for"

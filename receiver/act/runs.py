@@ -35,7 +35,15 @@ from receiver.act.guards import blocked, take_slot
 from receiver.act.levels import Person
 from receiver.act.outcome import kpi_off
 from receiver.act.webhook import WebhookExecutor
-from receiver.actions import PREVIOUS_UNKNOWN, Match, action_key, changed, match, render
+from receiver.actions import (
+    PREVIOUS_UNKNOWN,
+    Match,
+    action_key,
+    changed,
+    incident_values,
+    match,
+    render,
+)
 from receiver.config import Action, AutomationConfig, Journey
 from receiver.config.actions import WebhookRun
 from receiver.retired import Retired
@@ -52,6 +60,7 @@ logger = logging.getLogger("journey_receiver.act")
 
 SINK_PREFIX = "action:"
 TIMELINE_KIND = "action"
+_ASKED = ": run asked by "
 # Where a decision is told besides the incident itself: the Slack thread, the Jira issue.
 _POSTED = ("slack", "jira")
 # Decisions after which the receiver does not ask for the same action again by itself.
@@ -124,7 +133,8 @@ class Runs:
         found = match(action, state, self.pipeline.settings.impact(state).priority)
         if isinstance(found, str):
             why = f"its conditions do not hold now: {found}"
-            return await self._refuse(state, key, _title(action, {}), person, why, press_id)
+            title = _unmatched_title(action, state)
+            return await self._refuse(state, key, title, person, why, press_id)
         moved = _not_as_shown(found, shown)
         if moved is not None:
             title = _title(action, self._values(state, found))
@@ -144,26 +154,44 @@ class Runs:
         title = _title(found.action, values)
         by = person.who if person else "auto"
         cfg = self.cfg
+        once = _once("run", state.id, key, None)
+        if person is None and await self.pipeline.store.marked(once):
+            # The receiver asked already (its job queued, or held back at its turn): each
+            # attempt of that job tells what stops it; asking again tells nothing new.
+            return Answer("already", f"{title} was already asked for on this incident")
         why = levels.refusal(journey.automation, person, journey.owner.responders)
         why = why or blocked(cfg, state, found, values)
         if why is not None:
             return await self._refuse(state, key, title, person, why, press_id)
-        if any(r.action == key and r.status in DONE for r in state.actions_run):
+        done = next((r for r in state.actions_run if r.action == key and r.status in DONE), None)
+        if done is not None:
+            if done.status == "failed":
+                # Nothing may have happened: never say it ran.
+                return Answer(
+                    "already",
+                    f"{title} failed on this incident and is not tried again "
+                    "(an action runs at most once per incident)",
+                )
             return Answer("already", f"{title} already ran for this incident")
         if cfg.dry_run:
             text = "automation.dry_run is on: it would have run now"
             once = _once("dry", state.id, key, press_id if person else None)
             await self._record(state, key, title, by, "dry_run", text, once)
             return Answer("dry_run", f"Dry run: {title} would have run (automation.dry_run)")
-        once = _once("run", state.id, key, None)
         if await self.pipeline.store.marked(once):
             # Asked for already (queued, or held back at its turn): the mark stands, and
             # taking one of the hour's run slots for it would leave that slot unused.
-            return Answer("already", f"{title} was already asked for on this incident")
+            return _asked_already(state, key, title)
         holder = idempotency_key(state.id, key)
         if not await take_slot(self.pipeline.store, cfg, holder, self.pipeline.now_ms()):
             limit = cfg.max_runs_per_hour
             why = f"automation.max_runs_per_hour ({limit}) runs started in the last hour"
+            if person is None and limit > 0:
+                # Held back until a slot frees: the incident is looked at again every
+                # group_interval meanwhile, so the run is asked for then, without waiting
+                # for an alert to change.
+                again = self.pipeline.now_ms() + self.pipeline.settings.timers.group_interval_ms
+                await self.pipeline.store.look_at([state.id], again)
             return await self._refuse(state, key, title, person, why, press_id)
         now = self.pipeline.now_ms()
         job = Job(
@@ -174,7 +202,7 @@ class Runs:
             by=by,
             values=values,
         )
-        said = f"{title}: run asked by {by}"
+        said = f"{title}{_ASKED}{by}"
         outcome = await self.pipeline.store.annotate(
             state.id,
             Annotation(
@@ -365,6 +393,39 @@ def _not_as_shown(found: Match, shown: str | None) -> str | None:
 def _title(action: Action, values: dict[str, str]) -> str:
     shown = {"version": "the version deployed", "previous_version": PREVIOUS_UNKNOWN}
     return render(action.title, shown | values)
+
+
+def _asked_already(state: IncidentState, key: str, title: str) -> Answer:
+    """What a press is told when the action was asked for on the incident before: under
+    way, or held back at its turn (then it is not run, and never will be here)."""
+    # The latest ask of any action (the timeline says when); a skip of this one since then
+    # is its asked run's, held back at its turn (an earlier skip, the hour's runs taken
+    # say, came before it was asked for).
+    asks = [e.at for e in state.timeline if e.kind == TIMELINE_KIND and _ASKED in e.text]
+    last = next(
+        (r for r in reversed(state.actions_run) if r.action == key and r.status == "skipped"),
+        None,
+    )
+    if last is not None and asks and last.at >= max(asks):
+        return Answer(
+            "already",
+            f"{title} was asked for on this incident and not run ({last.result}); "
+            "an action is asked for at most once per incident",
+        )
+    return Answer("already", f"{title} was already asked for on this incident")
+
+
+def _unmatched_title(action: Action, state: IncidentState) -> str:
+    """The title of an action whose conditions do not hold (no change to fill it with):
+    the incident's own values, and neutral words for the change's, never a raw
+    ``{service}`` or a claim that the version before is unknown."""
+    neutral = {
+        "service": "its service",
+        "version": "the version deployed",
+        "previous_version": "the version before",
+    }
+    values = {k: v for k, v in incident_values(state).items() if v}
+    return render(action.title, neutral | values | {"incident_id": state.id})
 
 
 def _once(what: str, incident_id: str, key: str, detail: str | None) -> str:

@@ -5,9 +5,10 @@ The request carries ``Idempotency-Key: <the run's key>``, the same on every atte
 sent with ``run.webhook.secret``, so the receiving system can check that the request is
 the receiver's and act once per key. Answers are read as a sink reads them
 (``receiver/sinks/_http.py``): 2xx is done; 408, 429 and 5xx are worth another attempt
-(a 5xx may have acted, so it is ambiguous); any other answer, redirects included, is
-permanent; no answer at all (a timeout, a dropped connection) is retryable and ambiguous,
-unless the connection was never made.
+(a 5xx may have acted, so it is ambiguous), and so is 409, the Idempotency-Key draft's
+answer to a retry while the first request is still being processed; any other answer,
+redirects included, is permanent; no answer at all (a timeout, a dropped connection) is
+retryable and ambiguous, unless the connection was never made.
 """
 
 from __future__ import annotations
@@ -158,6 +159,14 @@ class WebhookExecutor:
         if response.is_success:
             return RunResult(response.status_code, text)
         wait = retry_after(response.headers.get("retry-after"), time.time())
+        if response.status_code == 409:
+            # The Idempotency-Key draft's answer to a retry that comes while the request
+            # with the same key is still being processed (an attempt that timed out here
+            # and acts there): the run may be under way, so it is asked about again.
+            detail = f"HTTP 409: {clip(text)}"
+            raise RetryableDeliveryError(
+                name, request.incident_id, "client", detail, wait, ambiguous=True
+            )
         error = error_for_status(name, request.incident_id, response.status_code, text, wait)
         if isinstance(error, RetryableDeliveryError):
             error.ambiguous = response.status_code >= 500

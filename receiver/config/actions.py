@@ -34,7 +34,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, JsonValue, SecretStr, field_validator
 
 from receiver.act.template import fields, strings
-from receiver.config.fields import CaFile, ConfigModel, HttpUrl, PositiveDuration
+from receiver.config.fields import (
+    CaFile,
+    ConfigModel,
+    HttpUrl,
+    PositiveDuration,
+    RequiredSecret,
+    SecretHeaders,
+)
 
 SIGNATURE_HEADER = "X-Journey-Receiver-Signature"
 """Carries ``sha256=<hex HMAC-SHA256 of the exact body bytes with run.webhook.secret>``."""
@@ -59,9 +66,9 @@ class WebhookRun(ConfigModel):
 
     url: HttpUrl = Field(repr=False)
     method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: SecretHeaders = Field(default_factory=dict)
     body: Body | None = None
-    secret: SecretStr
+    secret: RequiredSecret
     timeout: PositiveDuration = 10.0
     """For the whole request, connecting included."""
     ca_file: CaFile | None = None
@@ -99,13 +106,6 @@ class WebhookRun(ConfigModel):
         for text in strings(body) if body is not None else ():
             fields(text)
         return body
-
-    @field_validator("secret")
-    @classmethod
-    def _secret_set(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("is empty (an unset ${ENV}?)")
-        return value
 
 
 class ActionRun(ConfigModel):

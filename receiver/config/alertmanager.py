@@ -16,7 +16,7 @@ batches, no reconciliation, no silences).
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from receiver.config.fields import (
     BasicAuth,
@@ -27,6 +27,7 @@ from receiver.config.fields import (
     HttpUrl,
     OptionalSecret,
     PositiveDuration,
+    SecretHeaders,
     raise_issues,
 )
 
@@ -44,7 +45,7 @@ class AlertmanagerConfig(ConfigModel):
     """After an Alertmanager (re)started, how long reconcile and back-fill wait before
     resolving what it does not hold: a restarted Alertmanager has lost its alerts until
     Prometheus sends them again (within an evaluation interval or two)."""
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: SecretHeaders = Field(default_factory=dict)
     basic_auth: BasicAuth | None = None
     bearer_token: OptionalSecret = None
     ca_file: CaFile | None = None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, PlainValidator, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, PlainValidator, ValidationError
 
 from receiver.config.fields import (
     CaFile,
@@ -36,6 +36,7 @@ from receiver.config.fields import (
     Loc,
     OptionalSecret,
     PositiveDuration,
+    SecretHeaders,
     Slug,
     raise_issues,
     show,
@@ -62,7 +63,7 @@ class JsonFeedConfig(ConfigModel):
     type: Literal["json"]
     name: FeedName
     url: HttpUrl = Field(repr=False)
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: SecretHeaders = Field(default_factory=dict)
     timeout: PositiveDuration = 2.0
     ca_file: CaFile | None = None
     items: str = ""

@@ -232,6 +232,31 @@ def _drop_empty(tokens: list[SecretStr]) -> list[SecretStr]:
     return [SecretStr(token) for token in trimmed if token]
 
 
+def _trimmed_headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    # Trimmed as the secrets are: "Bearer ${TOKEN}" from `echo tok > file` ends in a
+    # newline, and no HTTP client sends such a header (every call failed, misreported).
+    trimmed: dict[str, SecretStr] = {}
+    for name, value in headers.items():
+        text = value.get_secret_value().strip()
+        if "\r" in text or "\n" in text:
+            raise ValueError(f"{name}: a header value cannot hold a line break")
+        trimmed[name] = SecretStr(text)
+    return trimmed
+
+
+SecretHeaders = Annotated[dict[str, SecretStr], AfterValidator(_trimmed_headers)]
+"""HTTP headers whose values may be credentials: trimmed, never quoted in an error."""
+
+
+def _required(value: SecretStr) -> SecretStr:
+    trimmed = value.get_secret_value().strip()
+    if not trimmed:
+        raise ValueError("is empty (an unset ${ENV}?)")
+    return SecretStr(trimmed)
+
+
+RequiredSecret = Annotated[SecretStr, AfterValidator(_required)]
+"""A secret that must be set, trimmed as the others are."""
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_trimmed_or_none)]
 """A secret that may be absent, trimmed; ``"${VAR:-}"`` with VAR unset means absent."""
 Tokens = Annotated[list[SecretStr], AfterValidator(_drop_empty)]

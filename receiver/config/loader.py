@@ -205,7 +205,8 @@ def _read_receiver(path: Path, offline: bool = False) -> tuple[ReceiverConfig | 
             ("server", "auth", "bearer_tokens"),
             "no write credential is configured (an unset ${WEBHOOK_TOKEN:-}?): anyone who "
             "can reach the port could post alerts and events. Set a token (or basic), or "
-            "server.auth.allow_open: true to run open on purpose",
+            "server.auth.allow_open: true to run open on purpose (the example config reads "
+            "it from ${ALLOW_OPEN})",
         )
         return None, doc
     if config is not None and "journeys_file" not in config.model_fields_set:

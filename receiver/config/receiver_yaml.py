@@ -30,8 +30,10 @@ from receiver.config.fields import (
     FieldIssue,
     HttpUrl,
     LabelName,
+    OptionalSecret,
     PositiveDuration,
     Priority,
+    SecretHeaders,
     Tokens,
     Weight,
     raise_issues,
@@ -119,7 +121,7 @@ class AuthConfig(ConfigModel):
     """Pages: people signed in by a reverse proxy in front of the receiver."""
     session_ttl: PositiveDuration = 12 * 3600.0
     """Pages: how long a browser's sign-in (with a token) lasts."""
-    session_secret: SecretStr | None = None
+    session_secret: OptionalSecret = None
     """Pages: the key that signs session cookies and CSRF tokens, the same on every replica
     (``${SESSION_SECRET}`` or ``session_secret_file``). Unset: random keys kept in the store,
     shared by every replica, a new one each week (``receiver/web/keys.py``)."""
@@ -185,7 +187,7 @@ class PrometheusConfig(ConfigModel):
     """Longest wait for one query."""
     budget: PositiveDuration = 2.0
     """Longest wait for all KPI queries of one incident; what has not answered is a note."""
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: SecretHeaders = Field(default_factory=dict)
     baseline_offset: PositiveDuration = 7 * 86400.0
     ca_file: CaFile | None = None
 

@@ -75,10 +75,21 @@ def _read_into(doc: Document, data: dict[str, Any], name: str, kind: _Kind, loc:
         doc.add(where, "expected a file path")
         return
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a file saved "UTF-8 with BOM" (Windows) must not glue it to the secret.
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         doc.add(where, f"cannot read {path}: {reason}")
+        return
+    if not text.strip():
+        # Never "none configured": an empty Secret mounted here is a mistake, and an empty
+        # read_bearer_tokens_file would open every read endpoint without a word.
+        doc.add(
+            where,
+            f"{path} is empty: put the {name.removesuffix('s')} in it, one a line"
+            if kind == "lines"
+            else f"{path} is empty: put the {name} in it",
+        )
         return
     if kind == "lines":
         data[name] = [line.strip() for line in text.splitlines() if line.strip()]

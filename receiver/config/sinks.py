@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from receiver.config.fields import (
     CaFile,
@@ -18,6 +18,7 @@ from receiver.config.fields import (
     OptionalSecret,
     PositiveDuration,
     Priority,
+    RequiredSecret,
 )
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -37,12 +38,6 @@ _JIRA_PRIORITIES: dict[Priority, str] = {
     "P4": "Low",
     "P5": "Lowest",
 }
-
-
-def _required_secret(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value():
-        raise ValueError("is empty (an unset ${ENV}?)")
-    return value
 
 
 class LogSinkConfig(ConfigModel):
@@ -84,7 +79,7 @@ class SlackSinkConfig(ConfigModel):
     ``owner.slack_channel`` takes precedence."""
 
     enabled: bool = True
-    token: SecretStr
+    token: RequiredSecret
     base_url: HttpUrl = "https://slack.com/api/"
     channel: str = Field(default="#incidents", min_length=1)
     thread_updates: bool = True
@@ -97,8 +92,6 @@ class SlackSinkConfig(ConfigModel):
     ca_file: CaFile | None = None
     timeout: PositiveDuration = 10.0
 
-    _token = field_validator("token")(_required_secret)
-
 
 class JiraSinkConfig(ConfigModel):
     """Jira Server/Data Center (``flavor: server``, REST v2, wiki markup) or Cloud
@@ -110,7 +103,7 @@ class JiraSinkConfig(ConfigModel):
     url: HttpUrl
     flavor: Literal["server", "cloud"] = "server"
     username: str | None = None
-    token: SecretStr
+    token: RequiredSecret
     project: str = Field(default="OPS", min_length=1)
     issue_type: str = Field(default="Incident", min_length=1)
     done_transition: str = Field(default="Resolve Issue", min_length=1)
@@ -124,8 +117,6 @@ class JiraSinkConfig(ConfigModel):
     """Extra labels on every issue, besides ``journey-receiver-<incident id>``."""
     ca_file: CaFile | None = None
     timeout: PositiveDuration = 10.0
-
-    _token = field_validator("token")(_required_secret)
 
     @field_validator("labels")
     @classmethod

@@ -139,7 +139,8 @@ def annotation(
     """What a status change adds to the incident; None for anything else, for an issue
     that is not the incident's own, and for the Jira sink's own transitions (made by the
     account ``own`` names, or a resolve of an incident already resolved here): those are
-    the receiver speaking, not a person."""
+    the receiver speaking, not a person. An issue moved to another project is followed
+    whatever the rest of the update says."""
     issue = event.issue
     status = event.new_status
     recorded = state.sinks.get(SOURCE, {})
@@ -151,24 +152,34 @@ def annotation(
     rekeyed = known is not None and known != issue.key and event.moved_from == known
     if known != issue.key and not rekeyed:
         return None
-    if status is None:
-        if not rekeyed:
-            return None
-        text = f"{known} moved to {issue.key} in Jira by {event.who}"
-        changelog = event.changelog.id if event.changelog else ""
-        return Annotation(
+    changelog = event.changelog.id if event.changelog else ""
+    # What the move alone adds, whatever becomes of the rest of the update (Jira's move
+    # wizard changes the status in the same update, of an issue closed long ago, say).
+    moved = (
+        Annotation(
             merge={f"sinks.{SOURCE}": {"key": issue.key}},
-            timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+            timeline=[
+                TimelineEntry(
+                    at=now_ms,
+                    kind=SOURCE,
+                    text=f"{known} moved to {issue.key} in Jira by {event.who}",
+                )
+            ],
             once=f"{SOURCE}:{delivery_id or f'{issue.key}:{changelog}'}",
         )
+        if rekeyed
+        else None
+    )
+    if status is None:
+        return moved
     category = issue.fields.status.category.key if issue.fields.status else ""
     if event.by(own) or (category == "done" and state.status == "resolved"):
-        return None
+        return moved
     at = event.timestamp or now_ms
     if at < state.started:
         # About an earlier episode (delivered late: the issue is reused when the incident
         # reopens): it says nothing of who answered this one.
-        return None
+        return moved
     # In progress is an acknowledgement, unless the incident had resolved by then: the
     # issue taken up for follow-up work answers nothing.
     acknowledged = category == "indeterminate" and not after_the_end(state, at)
@@ -176,7 +187,7 @@ def annotation(
     if late and not acknowledged:
         # Older than the move already applied (Jira retries a failed delivery later, out of
         # order): the issue has moved since, and applying this would undo that move.
-        return None
+        return moved
     who = event.who
     merge: dict[str, dict[str, object]] = {}
     fill: dict[str, dict[str, object]] = {}
@@ -203,7 +214,6 @@ def annotation(
         merge[f"sinks.{SOURCE}"] = {PERSON_AT: str(at)}
     if rekeyed:
         merge.setdefault(f"sinks.{SOURCE}", {})["key"] = issue.key
-    changelog = event.changelog.id if event.changelog else ""
     return Annotation(
         merge=merge,
         fill=fill,

@@ -267,8 +267,8 @@ def annotation(
             fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
     elif kind == "incident.resolved" and event.merged_into is not None:
         # Merged into another PagerDuty incident: our alert lives on there, unresolved.
-        # Nobody resolved the outage, and the receiver's resolve must still reach it.
-        sink.pop(PERSON_RESOLVED, None)
+        # Nobody resolved the outage (no person-resolved flag, no response), and the
+        # receiver's resolve must still reach it.
         into = event.merged_into[:_ID_SHOWN_MAX] or "another incident"
         text = f"merged in PagerDuty by {who} into {into}"
     elif kind == "incident.resolved":

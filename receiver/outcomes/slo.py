@@ -215,8 +215,8 @@ def journey_slo(
     return JourneySlo(
         degraded_at=degraded_at,
         objective_pct=objective,
-        # Rounded down (in whole milliseconds, exactly): an attainment rounded up to the
-        # objective would read as met while the budget is overspent.
+        # Rounded down to 0.001 (in integers, so exactly): an attainment rounded up to
+        # the objective would read as met while the budget is overspent.
         attainment_pct=max(0, window - degraded) * 100_000 // window / 1000,
         budget_remaining_pct=None if budget is None else round(100 * (1 - degraded / budget), 1),
     )

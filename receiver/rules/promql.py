@@ -204,12 +204,12 @@ def top_level_denominator(query: str) -> str | None:
         op, left, right = part[split].text, part[:split], part[split + 1 :]
         if not right or right[0].text in ("bool", *_VECTOR_MATCHING):
             return None
-        if op == "/" and not _is_scalar(right):
+        if op == "/" and not _scalar_tokens(right):
             return "".join(t.text for t in written[code[lo + split + 1] : code[hi - 1] + 1])
         # A number (or a scalar: no series, no traffic to read) on one side: the other.
-        if op in ("*", "+", "-") and _is_scalar(left):
+        if op in ("*", "+", "-") and _scalar_tokens(left):
             lo += split + 1
-        elif op in ("*", "/") and _is_scalar(right):
+        elif op in ("*", "/") and _scalar_tokens(right):
             hi = lo + split
         else:
             return None

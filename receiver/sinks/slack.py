@@ -115,9 +115,18 @@ _MAYBE_APPLIED = frozenset({"internal_error", "fatal_error"})
 # The methods that write: failing with a doubt, they may have written.
 _WRITES = frozenset({"chat.postMessage", "chat.update"})
 _RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
-# chat.update's refusals for a message that cannot be edited any more where it is.
+# chat.update's refusals for a message that cannot be edited any more where it is: gone,
+# its channel out of reach, or posted by another app's bot (the token changed to a new
+# Slack app: ``cant_update_message``) or past the workspace's edit window.
 _OUT_OF_REACH = frozenset(
-    {"message_not_found", "is_archived", "channel_not_found", "not_in_channel"}
+    {
+        "message_not_found",
+        "is_archived",
+        "channel_not_found",
+        "not_in_channel",
+        "cant_update_message",
+        "edit_window_closed",
+    }
 )
 # A lookup refused for these is skipped, not failed: the sink posts without it.
 _LOOKUP_REFUSALS = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})

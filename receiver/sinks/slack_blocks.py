@@ -314,6 +314,9 @@ def _run_buttons(incident: Incident) -> list[dict[str, Any]]:
     return buttons
 
 
+_ACTED = frozenset({"ran", "failed", "dry_run"})
+
+
 def _people(incident: Incident) -> list[str]:
     """What people did, one context item each: "Acknowledged by X", "Marked useful by Y",
     "Silenced 2h by Z"... The latest verdict of each person counts."""
@@ -351,7 +354,10 @@ def _people(incident: Incident) -> list[str]:
     )
     items += [f"Silenced {_span(at, ends)} by {by}" for by, at, ends in requests][-_SILENCES_SHOWN:]
     if incident.actions_run:
-        last = incident.actions_run[-1]
+        # What was done outweighs a later refusal or skip (a stranger pressing Run after
+        # it ran): the channel must not read that a rollback which ran was refused.
+        done = [r for r in incident.actions_run if r.get("status") in _ACTED]
+        last = (done or incident.actions_run)[-1]
         said = STATUS_WORDS.get(last["status"], last["status"])
         items.append(f"{last.get('title') or last['action']}: {said} (by {last['by']})")
     # At most 9 items, within the context block's 10.

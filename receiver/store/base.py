@@ -80,13 +80,14 @@ class Claim:
 class Annotation:
     """What people and peers add to an incident between decisions, in one atomic step.
 
-    ``append``: records added to a list field (``feedback``, ``silences``; the latest 50
-    are kept, and silences still in force beyond them, up to 200). ``merge``: keys set in
-    a mapping field, or in ``"sinks.<name>"``. ``fill``: the same, but only keys not set
-    yet (the first acknowledgement is the one that counts). ``jobs`` go to the outbox
-    like a decision's. ``once``: an id (a vendor's delivery id) under which this
-    annotation lands once, whatever the retries. ``due``: the scheduler looks at the
-    (open) incident again by then (ms) at the latest.
+    ``append``: records added to a list field (``feedback``, ``silences``,
+    ``actions_run``; the latest 50 are kept: of feedback, plain votes go first, of
+    actions_run, refusals and skips; silences still in force stay beyond 50, up to 200).
+    ``merge``: keys set in a mapping field, or in ``"sinks.<name>"``. ``fill``: the same,
+    but only keys not set yet (the first acknowledgement is the one that counts).
+    ``jobs`` go to the outbox like a decision's. ``once``: an id (a vendor's delivery id)
+    under which this annotation lands once, whatever the retries. ``due``: the scheduler
+    looks at the (open) incident again by then (ms) at the latest.
     """
 
     append: Mapping[str, Sequence[Mapping[str, object]]] = field(default_factory=dict)

@@ -406,6 +406,17 @@ class IncidentState(_Record):
         firing = {s for s, n in self.firing_services.items() if n > 0}
         return sorted(s for s in self.services if s in firing or s not in self._blips())
 
+    def services_busiest_first(self) -> list[str]:
+        """``shown_services`` as a title leads with them: by firing alerts while any fire;
+        once none does, in the order the last notification named them (the busiest first
+        then), so that a resolved incident still leads with what was failing most."""
+        told = self.last_notified.services if self.last_notified else []
+        rank = {service: n for n, service in enumerate(told)}
+        return sorted(
+            self.shown_services,
+            key=lambda s: (-self.firing_services.get(s, 0), rank.get(s, len(rank)), s),
+        )
+
     @property
     def shown_stages(self) -> list[str]:
         """Its stages as people are told them, as ``shown_services``."""

@@ -64,7 +64,9 @@ RAN: dict[str, str] = {
     "queued": "Asked to run. It runs in a moment; its result shows under Runs.",
     "refused": "Not run: refused. The reason is recorded under Runs.",
     "dry_run": "Not run: automation.dry_run is on, so nothing was called. Recorded under Runs.",
-    "already": "Not run again: it already ran, or was already asked for, on this incident.",
+    "already": (
+        "Not run again: it already ran, failed, or was already asked for, on this incident."
+    ),
 }
 """What the incident page says after a confirmed Run, per ``Answer.status``: fixed text,
 so nothing of the query is ever shown."""
@@ -105,7 +107,11 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "fixed_other": FIXED_OTHER,
             "run_here": _runs_here(incident),
             "runs": [_run(r) for r in reversed(incident.actions_run)],
-            "done": {r.get("action") for r in incident.actions_run if r.get("status") in DONE},
+            "done": {
+                r.get("action"): r.get("status")
+                for r in incident.actions_run
+                if r.get("status") in DONE
+            },
             "ran": RAN.get(request.query_params.get("ran", "")),
             "number": number,
         },

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver import __version__
 from receiver.auth import Role
 from receiver.errors import StoreUnavailable
-from receiver.logtext import unturned
+from receiver.logtext import printable, unturned
 from receiver.web.auth import (
     NONCE_COOKIE,
     ROLES,
@@ -184,7 +184,7 @@ def page(
             except FormError as exc:
                 answer = render(request, "refused.html", {"reason": "form"}, status=exc.status)
         except StoreUnavailable as exc:
-            logger.warning("page %s: %s", request.url.path, exc)
+            logger.warning("page %s: %s", printable(request.url.path), exc)
             outage = error_page(request, 503, "store")
             if request.method == "GET":
                 # A board on a wall screen reloads itself: it must come back on its own

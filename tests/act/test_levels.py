@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from receiver.act.levels import Person
 from receiver.act.runs import _changed_since_asked
+from receiver.actions import shown_by_id
 from receiver.config import Action, Journey, Owner
 from receiver.store.deliveries import Job
 from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
@@ -23,6 +25,7 @@ from tests.support.harness import Harness, harness, write_config
 pytestmark = pytest.mark.anyio
 
 DEPLOYS = deploys()
+ALICE = Person.of("alice", ["alice@example.com"])
 
 
 @pytest.fixture
@@ -166,12 +169,12 @@ async def test_a_dead_run_stays_dead_when_deliveries_are_redriven(
         # asked under (the hour's budget, the level, who asked); it is cleared instead,
         # so the dead letters (and the alert on them) do not hold it for ever.
         r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
-        assert r.json() == {"redriven": 0, "jobs": [], "cleared": [dead[0]["id"]]}
+        assert r.json() == {"redriven": 0, "jobs": [], "cleared": [dead[0]["id"]], "expired": []}
         await rx.tick(2)
         assert deploy.effects == [] and [r["status"] for r in await runs(rx, inc)] == ["failed"]
         assert (await rx.client.get("/api/v1/deliveries?state=dead")).json()["deliveries"] == []
         r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
-        assert r.json() == {"redriven": 0, "jobs": [], "cleared": []}
+        assert r.json() == {"redriven": 0, "jobs": [], "cleared": [], "expired": []}
 
 
 async def test_a_run_held_back_by_the_kill_switch_holds_no_slot_of_later_hours(
@@ -284,3 +287,124 @@ def test_a_retry_is_skipped_when_its_conditions_now_name_another_change() -> Non
     )
     state.probable_causes.reverse()
     assert _changed_since_asked(job, journey, action, state, "P1") is None
+
+
+async def test_a_journey_reloaded_to_auto_runs_on_its_open_incident(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # The team moves the journey to auto during the outage; the alerts keep firing and
+    # nothing new arrives: the run goes ahead now, not at some next alert.
+    async with stormed(tmp_path, deploy, "recommend") as (rx, inc):
+        assert deploy.calls == []
+        path = tmp_path / "journeys.yaml"
+        path.write_text(path.read_text().replace("automation: recommend", "automation: auto"))
+        rx.receiver.reload()
+        await rx.tick(1)
+        await rx.tick(1)
+        assert len(deploy.effects) == 1, await runs(rx, inc)
+
+
+async def test_a_run_held_back_by_the_hours_limit_runs_once_a_slot_is_free(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # A second region's storm within the hour: its run is held back, and its alerts keep
+    # firing with nothing new coming in. Once the hour's slot is free, it runs.
+    async with stormed(tmp_path, deploy, "auto", "automation: {max_runs_per_hour: 1}\n") as (
+        rx,
+        _,
+    ):
+        assert len(deploy.effects) == 1
+        us = [{**d, "region": "us"} for d in deploys()]
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(us))).is_success
+        (other,) = (await rx.post([make_alert(region="us")])).json()["incidents"]
+        await rx.tick(30)
+        assert [r["status"] for r in await runs(rx, other)] == ["skipped"]
+        for _ in range(8):
+            await rx.tick(600)
+        assert len(deploy.effects) == 2, await runs(rx, other)
+        # Told once, however often it was asked for again meanwhile.
+        assert [r["status"] for r in await runs(rx, other)] == ["skipped", "ran"]
+
+
+async def test_a_queued_run_held_by_the_kill_switch_is_told_once(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        # Asked for; its first attempt got a 503, so a retry is queued.
+        assert await runs(rx, inc) == []
+        cfg = tmp_path / "receiver.yaml"
+        cfg.write_text(cfg.read_text() + "automation: {enabled: false}\n")
+        rx.receiver.reload()
+        await rx.post([make_alert(alertname="More")])  # a new decision of the incident
+        await rx.tick(2)  # ... and the retry's attempt
+        await rx.tick(2)
+        told = [r["status"] for r in await runs(rx, inc)]
+        assert told == ["skipped"]
+        assert deploy.effects == []
+
+
+async def test_a_run_naming_a_group_label_the_alerts_lack_is_not_sent_empty(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # Grouped by [env, region], the action's URL names {region}, and the alerts carry no
+    # region: the incident's region is "" (as in Alertmanager's grouping), a value it lacks.
+    # A rollback to ".../" could mean every region: it is not sent.
+    cfg = write_config(tmp_path, journeys=journeys(tmp_path, deploy.url + "/{region}", "auto"))
+    clock = FakeClock(FIRST_ALERT - 60)
+    async with harness(cfg, clock) as rx:
+        everywhere = [{k: v for k, v in d.items() if k != "region"} for d in deploys()]
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(everywhere))).is_success
+        clock.now = FIRST_ALERT
+        alert = make_alert()
+        del alert["labels"]["region"]
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        await rx.tick(2)
+        assert (await rx.incident(inc))["group_labels"] == {"env": "prod", "region": ""}
+        assert deploy.calls == []
+        [run] = await runs(rx, inc)
+        assert run["status"] == "skipped" and "{region}" in run["result"]
+
+
+async def test_a_refusal_names_the_action_as_people_saw_it(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # The condition no longer holds (a reload narrowed `within`): the refusal's title is
+    # the action's as shown, never "{service}" or "its previous version (unknown)".
+    async with stormed(tmp_path, deploy, "assist") as (rx, inc):
+        path = tmp_path / "journeys.yaml"
+        path.write_text(path.read_text().replace("within: 15m", "within: 1m"))
+        rx.receiver.reload()
+        stored = await rx.receiver.store.load(inc)
+        assert stored is not None
+        answer = await rx.receiver.runs.press(stored.state, "rollback", ALICE, "p1", "x")
+        [run] = await runs(rx, inc)
+    assert answer.status == "refused"
+    assert run["title"] == "Roll back payment-service to the version before"
+    assert run["title"] in answer.text
+
+
+async def test_a_press_after_the_receivers_run_was_skipped_is_told_it_did_not_run(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # The receiver asked at auto; its first attempt got a 503, and before the retry the
+    # team moved the journey back to assist: the retry is skipped. Alice, pressing Run, is
+    # not told it "was already asked for", as if it were under way.
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        path = tmp_path / "journeys.yaml"
+        path.write_text(path.read_text().replace("automation: auto", "automation: assist"))
+        rx.receiver.reload()
+        await rx.tick(2)
+        [run] = await runs(rx, inc)
+        assert run["status"] == "skipped"
+        stored = await rx.receiver.store.load(inc)
+        assert stored is not None
+        journey = rx.receiver.settings.catalog.find(stored.state.journey)
+        priority = rx.receiver.settings.impact(stored.state).priority
+        shown = shown_by_id(journey, stored.state, priority)["rollback"]
+        answer = await rx.receiver.runs.press(stored.state, "rollback", ALICE, "p1", shown)
+        await rx.tick(2)
+    assert deploy.effects == []
+    assert "was asked for on this incident and not run" in answer.text, answer.text

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from receiver.act.levels import Person
 from receiver.sinks.slack_blocks import RUN_PREFIX
 from tests.conftest import FakeClock, make_alert
 from tests.support.fake_deploy import FIRST_ALERT, FakeDeploy, deploys, journeys, serve_deploy
@@ -283,3 +284,69 @@ async def test_a_runnable_action_gets_its_run_button_whatever_comes_before_it(
             for e in b["elements"]
         ]
         assert [i for i in ids if str(i).startswith(RUN_PREFIX)] == [RUN]
+
+
+def context_texts(world: Fakes) -> str:
+    return " ".join(
+        e.get("text", "")
+        for b in message(world).blocks
+        if b["type"] == "context"
+        for e in b["elements"]
+    )
+
+
+async def test_a_refused_press_after_the_run_leaves_the_message_saying_it_ran(
+    rx: Harness, slack: Slack, world: Fakes, deploy: FakeDeploy
+) -> None:
+    incident_id = await opened(rx)
+    await slack.click(RUN, shown(world), ALICE)
+    await rx.tick(1)
+    await rx.tick(1)
+    ran = "Roll back payment-service to v41: ran (by @alice (U0ALICE))"
+    assert ran in context_texts(world)
+    # Bob, not a responder, presses the Run button still on the message.
+    await slack.click(RUN, shown(world), BOB)
+    for _ in range(3):
+        await rx.tick(1)
+    assert [r["status"] for r in await runs(rx, incident_id)] == ["ran", "refused"]
+    assert ran in context_texts(world)
+    assert len(deploy.effects) == 1
+
+
+async def test_a_press_after_a_failed_run_is_told_it_failed_and_so_is_the_page(
+    rx: Harness, slack: Slack, world: Fakes, deploy: FakeDeploy
+) -> None:
+    deploy.fail(400, times=1)  # the deploy system refuses: nothing rolled back
+    incident_id = await opened(rx)
+    await slack.click(RUN, shown(world), ALICE)
+    await rx.tick(1)
+    assert [r["status"] for r in await runs(rx, incident_id)] == ["failed"]
+    await slack.click(RUN, shown(world), ALICE)
+    told = slack.responses()[-1]["text"]
+    assert told == (
+        "Roll back payment-service to v41 failed on this incident and is not tried again "
+        "(an action runs at most once per incident)"
+    )
+    page = (await rx.client.get(f"/incidents/{incident_id}")).text
+    assert "It has run on this incident" not in page
+    assert "It was tried on this incident and failed (see Runs)" in page
+    assert deploy.effects == []
+
+
+async def test_refused_presses_never_push_the_record_of_a_run_off_the_incident(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    # Anyone in the channel may press Run, and each refusal is recorded; the incident keeps
+    # its latest 50 records, but the run that ran stays among them, and is judged.
+    incident_id = await opened(rx)
+    await slack.click(RUN, shown(world), ALICE)
+    await rx.tick(1)
+    stored = await rx.receiver.store.load(incident_id)
+    assert stored is not None
+    mallory = Person.of("@mallory (U0MAL)", ["U0MAL", "@mallory"])
+    for n in range(60):
+        await rx.receiver.runs.press(stored.state, "rollback", mallory, f"{n}:U0MAL", "x")
+    kept = await runs(rx, incident_id)
+    assert len(kept) == 50 and kept[0]["status"] == "ran"
+    await rx.tick(900)  # the outcome window's end
+    assert "outcome" in (await runs(rx, incident_id))[0]

@@ -125,6 +125,18 @@ async def test_a_429_is_retryable_after_its_retry_after(deploy: FakeDeploy) -> N
     assert not caught.value.ambiguous
 
 
+async def test_a_409_is_retryable_and_may_be_under_way(deploy: FakeDeploy) -> None:
+    # The Idempotency-Key draft's answer to a retry that comes while the first request
+    # with the key is still being processed: the run may be acting there.
+    deploy.fail(409)
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await run_once(config(deploy))
+
+    assert caught.value.ambiguous
+    assert "HTTP 409" in str(caught.value)
+
+
 async def test_a_400_is_permanent(deploy: FakeDeploy) -> None:
     deploy.fail(400)
 

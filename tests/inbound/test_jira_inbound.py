@@ -530,3 +530,24 @@ async def test_an_issue_moved_to_another_project_is_still_the_incidents(
         f"{key} moved to {new_key} in Jira by Carol Lead",
         f"{new_key} moved to Closed (done) in Jira by Carol Lead",
     ]
+
+
+async def test_an_issue_closed_and_moved_after_the_incident_resolved_is_followed(
+    rx: Harness, world: Fakes
+) -> None:
+    """Follow-up triage, after the incident resolved: the issue is closed and moved to OPS
+    in one update. The close says nothing (the incident was over), the move is followed,
+    so the issue's later updates, under its new key, are still the incident's."""
+    incident_id, key = await opened_issue(rx, world)
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)
+    await rx.tick()
+    assert (await rx.incident(incident_id))["status"] == "resolved"
+    world.jira.close(key, "Fixed")
+    new_key = world.jira.move(key, "OPS")
+    body, headers = world.jira.webhook(new_key, "Carol Lead", SECRET, before="Open")
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert detail["sinks"]["jira"]["key"] == new_key
+    assert detail["response"] is None  # the close after the end is no one's resolve

@@ -152,10 +152,13 @@ def test_a_report_is_fenced_past_any_backticks_it_holds(checkout: Path, tmp_path
          "RECEIVER_CONFIG none.yaml: no such file"),
         (["refs/base"], {"PROMETHEUS_URL": "http://127.0.0.1:9", "JOURNEYS_FILE": "/etc/j.yaml"},
          "JOURNEYS_FILE /etc/j.yaml: give it relative to the checkout, as git names it"),
+        (["refs/base"], {"PROMETHEUS_URL": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"},
+         "journey-receiver is not on PATH (in a checkout: source .venv/bin/activate)"),
         # Prometheus does not answer: the replay says why, the script that it failed.
         (["refs/base"], {"PROMETHEUS_URL": "http://127.0.0.1:9"}, "the replay failed"),
     ],
-    ids=["no-prometheus", "no-base", "files-given", "no-config", "absolute", "replay-failed"],
+    ids=["no-prometheus", "no-base", "files-given", "no-config", "absolute", "no-command",
+         "replay-failed"],
 )  # fmt: skip
 def test_what_keeps_it_from_running_is_said_and_fails_the_step(
     checkout: Path, tmp_path: Path, argv: list[str], env: dict[str, str], why: str

@@ -118,6 +118,8 @@ def test_shapes_that_cannot_be_kept_apart_are_refused_with_the_reason(
         ("(sum(a) / sum(b)) / 100", "sum(b)"),
         # Over a scalar: no series, so no traffic to read.
         ("sum(a) / scalar(sum(b))", None),
+        ("sum(a) / (scalar(sum(b)))", None),
+        ("sum(a) / (scalar(sum(b)) * 100)", None),
         ("sum(a) / 60", None),
         ('sum(rate(a{path="/"}[5m])) / sum(rate(b[5m]))', "sum(rate(b[5m]))"),
         # Not a ratio: no traffic of its own.

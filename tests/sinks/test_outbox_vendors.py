@@ -142,3 +142,97 @@ async def test_a_few_seconds_of_slack_rate_limiting_does_not_bury_the_open(
     # each): five in the minute; the sixth waits past it.
     assert waiting.attempts == 5
     assert waiting.job.incident == incident_id
+
+
+@pytest.fixture
+async def rx_routed(tmp_path: Path, clock: FakeClock, world: Fakes) -> AsyncIterator[Harness]:
+    """PagerDuty pages for P1 and P2 only, as the README's routing example."""
+    routing = "routing: {pagerduty: [P1, P2], slack: [P1, P2, P3, P4, P5], jira: [P1, P2, P3]}"
+    text = world.config()
+    config = write_config(tmp_path, text.replace(text.splitlines()[0], routing))
+    async with harness(config, clock, configured_sinks=True) as h:
+        yield h
+
+
+async def test_a_low_priority_reopen_does_not_page_pagerduty_again(
+    rx_routed: Harness, world: Fakes
+) -> None:
+    """routing sends P1 and P2 to PagerDuty only. A P2 outage pages, then resolves. Twenty
+    minutes later one info alert of the same journey fires (P5): the incident reopens, which
+    is right, but a trigger to PagerDuty opens a new PagerDuty incident: someone is paged
+    for a P5 that routing says must not page. Nor may a later P5 update page. Once the
+    priority climbs back into PagerDuty's routing, it pages as any update would."""
+    rx, pd = rx_routed, world.pagerduty
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)  # the open: P2, PagerDuty pages
+    await rx.tick()
+    assert (await rx.incident(incident_id))["priority"] == "P2"
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)
+    await rx.tick()
+    assert [i.status for i in pd.incidents(incident_id)] == ["resolved"]
+
+    low = make_alert("cart-web", alertname="SlowCart", severity="info",
+                     starts_at="2026-04-18T08:40:00Z")  # fmt: skip
+    await rx.post([low])
+    await rx.tick(30)
+    await rx.tick()
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], detail["priority"], detail["reopened_count"]) == ("open", "P5", 1)
+    # Slack's message and Jira's issue hear of it (the same message, the same issue) ...
+    assert world.slack.calls("chat.update")
+    # ... but PagerDuty opens no new incident for a P5.
+    assert pd.actions(incident_id) == ["trigger", "resolve"]
+    assert [i.status for i in pd.incidents(incident_id)] == ["resolved"]
+
+    # A material change that keeps it at P5 (a new service) does not page either.
+    other = make_alert("cart-api", alertname="SlowCartApi", severity="info",
+                       starts_at="2026-04-18T08:41:00Z")  # fmt: skip
+    await rx.post([other])
+    await rx.tick(120)
+    await rx.tick()
+    assert (await rx.incident(incident_id))["priority"] == "P5"
+    assert pd.actions(incident_id) == ["trigger", "resolve"]
+
+    # Back to P2: routed to PagerDuty, it pages, and its resolve ends that page.
+    again = {**PAYMENT, "startsAt": "2026-04-18T08:44:00Z", "fingerprint": "00000000000000aa"}
+    await rx.post([again])
+    await rx.tick(1)
+    await rx.tick()
+    assert (await rx.incident(incident_id))["priority"] == "P2"
+    assert pd.actions(incident_id) == ["trigger", "resolve", "trigger"]
+    await rx.post([resolved(a) for a in (low, other, again)])
+    await rx.tick(300)
+    await rx.tick()
+    assert (await rx.incident(incident_id))["status"] == "resolved"
+    assert [i.status for i in pd.incidents(incident_id)] == ["resolved", "resolved"]
+
+
+async def test_a_message_the_bot_may_no_longer_edit_is_posted_again(
+    rx: Harness, world: Fakes
+) -> None:
+    """The team moved the receiver to a new Slack app (a new bot token, reloaded). The open
+    incidents' messages were posted by the old app's bot, and Slack answers chat.update
+    with ``cant_update_message`` ("Authenticated user does not have permission to update
+    this message", chat.update's documented errors). Like a deleted message or an archived
+    channel, the message is out of reach: a new one must show the incident, or every
+    update and the resolve are dead letters, redriven in vain, and the channel shows a P2
+    firing for good."""
+    slack = world.slack
+    (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+    await rx.tick(30)
+    await rx.tick()
+    (first,) = slack.messages("C0CHECKOUT")
+    world.slack_server.inject(
+        Fault("/api/chat.update", status=200,
+              body={"ok": False, "error": "cant_update_message"}, times=100)
+    )  # fmt: skip
+    await rx.post([resolved(PAYMENT)])
+    await rx.tick(300)
+    await rx.tick()
+    dead = [d for d in await rx.receiver.outbox.dead_letters(10) if d.job.sink == "slack"]
+    assert dead == [], dead[0].error
+    messages = slack.messages("C0CHECKOUT")
+    assert len(messages) == 2 and messages[0].ts == first.ts
+    sinks = (await rx.incident(incident_id))["sinks"]["slack"]
+    assert (sinks["state"], sinks["ts"]) == ("resolved", messages[1].ts)

@@ -1491,3 +1491,22 @@ async def test_a_repeated_resolution_of_an_alert_let_go_is_a_duplicate(
     assert (after.state.alert_count, after.state.alerts_dropped) == (3, 1)
     assert after.state.last_change_at == before.state.last_change_at == T + 1_000
     assert after.version == before.version
+
+
+async def test_actions_run_keeps_what_ran_or_failed_when_capped(store: RedisStore) -> None:
+    """Refusals (anyone may press Run) and skips go first: the record of a run that ran is
+    what the incident, its outcome and its page are about."""
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+
+    def record(n: int, status: str) -> Annotation:
+        run = {"action": "rollback", "by": "x", "at": n, "status": status, "result": ""}
+        return Annotation(append={"actions_run": [run]})
+
+    assert await store.annotate(o.incident_id, record(0, "ran"), T) == "ok"
+    for n in range(1, 60):
+        assert await store.annotate(o.incident_id, record(n, "refused"), T) == "ok"
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    kept = stored.state.actions_run
+    assert [(r.at, r.status) for r in kept[:2]] == [(0, "ran"), (11, "refused")]
+    assert [r.at for r in kept] == [0, *range(11, 60)]

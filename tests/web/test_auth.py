@@ -58,7 +58,7 @@ def test_a_read_token_signs_in_and_the_board_shows(tab: Tab, site: Site) -> None
     expect(tab.page.locator("h1")).to_have_text("Board")
     expect(tab.page.locator("#open-count")).to_have_text(re.compile(r"^\s*1\s+open incident\s*$"))
     expect(tab.page.locator(".who .user")).to_have_text("Dana")
-    tab.shot("board")
+    tab.shot("board-signed-in")
 
 
 def test_the_session_cookie_is_httponly_and_samesite_strict(tab: Tab, site: Site) -> None:
@@ -381,7 +381,7 @@ def test_the_pages_fit_a_phone(browser: Browser, site: Site) -> None:
         expect(tab.page.locator("h1")).to_have_text("Board")
         fits = "document.documentElement.scrollWidth <= window.innerWidth"
         assert tab.page.evaluate(fits)
-        tab.shot("board-phone")
+        tab.shot("board-phone-signed-in")
         check_tab(tab)
     finally:
         tab.context.close()

@@ -66,7 +66,8 @@ for field, records in pairs(changes.append or {}) do
   local list = table_at(field)
   for _, record in ipairs(records) do list[#list + 1] = record end
   -- Every batch decodes the state document: keep the latest 50 records of each list; of
-  -- feedback, the oldest plain vote goes first (the oldest record when there is none).
+  -- feedback, the oldest plain vote goes first (the oldest record when there is none); of
+  -- actions_run, the oldest that did not run or fail.
   -- A silence still in force is kept beyond 50 (up to 200, the oldest going first): its id
   -- is how it is found and expired from the incident; ended ones go first.
   if field == 'silences' then
@@ -82,6 +83,13 @@ for field, records in pairs(changes.append or {}) do
     if field == 'feedback' then
       for i = 1, #list - 1 do
         if plain_vote(list[i]) then drop = i break end
+      end
+    elseif field == 'actions_run' then
+      -- A run that ran or failed is what the incident, its outcome and its page are
+      -- about: refusals (anyone in the channel may click Run) and skips go first.
+      for i = 1, #list - 1 do
+        local status = type(list[i]) == 'table' and list[i].status or nil
+        if status ~= 'ran' and status ~= 'failed' then drop = i break end
       end
     end
     table.remove(list, drop)
