@@ -263,6 +263,7 @@ class Pipeline:
             state.stage_weights = dict(impact.stage_weights)
             state.title = title(state, impact)
             state.change_to_detection_s = change_to_detection(state)
+            state.action_outcomes = run_outcome.standing(state, self._outcome_window_ms)
             state.action_outcomes |= run_outcome.judged(state, now, self._outcome_window_ms)
             if decision.notify in ("open", "reopen"):
                 await self._remember(state, now, recall)

@@ -4,8 +4,10 @@ After an action ran, its incident is watched for ``automation.outcome_window``: 
 *helped* when the incident resolved within the window, or when at the window's end its
 firing alerts or its worst KPI's deviation (in the KPI's bad direction) are at most half
 what they were at the run; it made things *worse* when there are more firing alerts, or
-the KPI is 10 points further off; else *no change*. The verdict is the scheduler's, kept
-once per action in ``action_outcomes``, and feeds the action's history and ``/stats``.
+the KPI is 10 points further off; else *no change*. A resolve within the window is told
+at once, and taken back should the incident reopen within the window (``standing``). The
+verdict is the scheduler's, kept once per action in ``action_outcomes``, and feeds the
+action's history and ``/stats``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,27 @@ def judge(
     window = span(window_ms)
     because = f"{window} after the run: " + ("; ".join(said) or "nothing measured")
     return ActionOutcome(verdict=verdict, at=now_ms, because=because)
+
+
+def standing(state: IncidentState, window_ms: int) -> dict[str, ActionOutcome]:
+    """The verdicts told that still stand. "Helped" is told at once when the incident
+    resolved within the window; should it fire again (reopen) before the window's end,
+    the fix did not hold: that verdict is taken back, and the run is watched to the
+    window's end like any other."""
+    runs = {r.action: r for r in state.actions_run if r.status == "ran"}
+    kept: dict[str, ActionOutcome] = {}
+    for key, told in state.action_outcomes.items():
+        run = runs.get(key)
+        if (
+            run is not None
+            and told.verdict == "helped"
+            and told.at < run.at + window_ms
+            and state.status == "open"
+            and run.at < state.first_firing_at <= run.at + window_ms
+        ):
+            continue
+        kept[key] = told
+    return kept
 
 
 def judged(state: IncidentState, now_ms: int, window_ms: int) -> dict[str, ActionOutcome]:

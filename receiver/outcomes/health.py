@@ -94,7 +94,9 @@ class HealthTally:
                     worst[journey, kpi.name] = (moved, signed)
             if state.priority is None:
                 continue
-            for stage in sorted(state.stages) or [""]:
+            # As people were told them (the board's): a stage whose alerts were all blips
+            # lights nothing.
+            for stage in state.shown_stages or [""]:
                 key = (journey, stage, state.priority)
                 counts[key] = counts.get(key, 0) + 1
             since = degraded_since[journey]

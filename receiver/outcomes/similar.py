@@ -29,12 +29,13 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import anyio
 
 from receiver.act.outcome import VERDICT_WORDS
-from receiver.store.base import GroupStore
+from receiver.store.base import GroupStore, capped
 from receiver.store.records import IncidentState, SimilarRecord
 
 WEIGHTS = {"services": 0.4, "alertnames": 0.4, "stages": 0.2}
@@ -42,6 +43,10 @@ MIN_SIMILARITY = 0.3
 SHOWN = 5
 CANDIDATES = 500
 """The newest past incidents of the journey compared."""
+READ_AT_MOST = 20_000
+"""Incidents of a journey read, at most, to find its ``CANDIDATES`` newest when blips and
+incidents sent nowhere are among them (a flapping alert's blips)."""
+_PAGE = 500
 
 
 def jaccard(a: Collection[str], b: Collection[str]) -> float:
@@ -194,10 +199,32 @@ class Recall:
         async with self._locks.setdefault(journey, anyio.Lock()):
             if journey not in self._pools:
                 read = await self._store.incidents_since(self._since, journey, self._limit)
+                if len(read) >= self._limit and any(map(_never_past, read)):
+                    # Blips and incidents sent nowhere are never anyone's past: they take
+                    # no candidate's room (a flapping alert leaves hundreds of blips).
+                    read = await self._without_the_never_past(journey)
                 self._pools[journey] = _Pool(read)
         pool = self._pools[journey]
         # The store's answer is newest first: the newest CANDIDATES past incidents.
         return pool.rank(new, pool.past_of(new)[:CANDIDATES])
+
+    async def _without_the_never_past(self, journey: str) -> list[IncidentState]:
+        """The journey's newest incidents but blips and those sent nowhere, up to the
+        limit, among the ``READ_AT_MOST`` newest."""
+        found: list[IncidentState] = []
+        pages = self._store.iter_incidents_since(self._since, journey, _PAGE)
+        async with aclosing(capped(pages, READ_AT_MOST)) as walk:
+            async for page in walk:
+                found += [state for state in page if not _never_past(state)]
+                if len(found) >= self._limit:
+                    break
+        return found[: self._limit]
+
+
+def _never_past(state: IncidentState) -> bool:
+    """Over, and nobody was told of it (a blip, or routing sent it to no sink): never a
+    past incident to learn from (``_past``)."""
+    return state.status == "resolved" and not state.sent_anywhere
 
 
 def history(action_id: str, similar: Sequence[SimilarRecord]) -> str | None:

@@ -419,9 +419,20 @@ def pct(part: int, whole: int) -> float | None:
 
 
 def not_useful(state: IncidentState) -> bool:
-    """Someone said the incident was not useful (whatever anyone else said); a record
-    about something else (``useful`` None: the cause was wrong) is no such word."""
-    return any(f.useful is False for f in state.feedback)
+    """Someone said the incident was not useful (whatever anyone else said), and did not
+    take it back: a person's later verdict replaces their earlier one, as the Slack
+    message counts them (a record with no ``by`` names nobody, so nothing replaces it); a
+    record about something else (``useful`` None: the cause was wrong) is no such word."""
+    latest: dict[str, bool] = {}
+    for f in state.feedback:
+        if f.useful is None:
+            continue
+        if f.by is None:
+            if f.useful is False:
+                return True
+            continue
+        latest[f.by] = f.useful
+    return False in latest.values()
 
 
 def blip(state: IncidentState) -> bool:
@@ -436,8 +447,20 @@ def change_to_detection_s(state: IncidentState) -> float | None:
     still within group_wait) has none."""
     told = told_before(state)
     if told is not None:
-        return told.change_to_detection_s
-    return None if state.notified_at is None else change_to_detection(state)
+        wrong = _cause_called_wrong(state, told.first_firing_at, state.first_firing_at)
+        return None if wrong else told.change_to_detection_s
+    if state.notified_at is None or _cause_called_wrong(state, state.first_firing_at):
+        return None
+    return change_to_detection(state)
+
+
+def _cause_called_wrong(state: IncidentState, since_ms: int, until_ms: int | None = None) -> bool:
+    """Someone said the probable cause was wrong during the episode from ``since_ms`` (to
+    ``until_ms``, the next one's start): its change is then not the change behind it."""
+    return any(
+        f.wrong_cause and since_ms <= f.at and (until_ms is None or f.at < until_ms)
+        for f in state.feedback
+    )
 
 
 class Alertnames:

@@ -57,17 +57,40 @@ end
 
 -- A feedback record that is only a "useful" vote: what fixed it, a "not useful", a wrong
 -- cause or grouping and a note are what the figures and the next similar incident read.
+local function verdict_only(r)
+  return type(r) == 'table' and type(r.useful) == 'boolean' and not (said(r.fixed_by)
+    or said(r.action) or said(r.cause) or said(r.note) or said(r.wrong_cause)
+    or said(r.wrong_grouping))
+end
 local function plain_vote(r)
-  return type(r) == 'table' and r.useful == true and not (said(r.fixed_by) or said(r.action)
-    or said(r.cause) or said(r.note) or said(r.wrong_cause) or said(r.wrong_grouping))
+  return verdict_only(r) and r.useful == true
+end
+
+-- A person's latest verdict is theirs (the figures and the Slack message count it): a
+-- bare verdict the same person gave again later goes first, as it counts nowhere; a
+-- plain vote that took back the person's earlier "not useful" is kept as long as that.
+local function said_again(list, i, later)
+  local by = list[i].by
+  if type(by) ~= 'string' then return false end
+  local from, to = i + 1, #list
+  if not later then from, to = 1, i - 1 end
+  for j = from, to do
+    local r = list[j]
+    if type(r) == 'table' and r.by == by and type(r.useful) == 'boolean'
+      and (later or r.useful == false) then
+      return true
+    end
+  end
+  return false
 end
 
 for field, records in pairs(changes.append or {}) do
   local list = table_at(field)
   for _, record in ipairs(records) do list[#list + 1] = record end
   -- Every batch decodes the state document: keep the latest 50 records of each list; of
-  -- feedback, the oldest plain vote goes first (the oldest record when there is none); of
-  -- actions_run, the oldest that did not run or fail.
+  -- feedback, a bare verdict its person replaced goes first, then the oldest plain vote
+  -- (the oldest record when there is none); of actions_run, the oldest that did not run
+  -- or fail.
   -- A silence still in force is kept beyond 50 (up to 200, the oldest going first): its id
   -- is how it is found and expired from the incident; ended ones go first.
   if field == 'silences' then
@@ -81,8 +104,15 @@ for field, records in pairs(changes.append or {}) do
   while field ~= 'silences' and #list > 50 do
     local drop = 1
     if field == 'feedback' then
+      local found = false
       for i = 1, #list - 1 do
-        if plain_vote(list[i]) then drop = i break end
+        if verdict_only(list[i]) and said_again(list, i, true) then
+          drop, found = i, true
+          break
+        end
+      end
+      for i = 1, found and 0 or #list - 1 do
+        if plain_vote(list[i]) and not said_again(list, i, false) then drop = i break end
       end
     elseif field == 'actions_run' then
       -- A run that ran or failed is what the incident, its outcome and its page are
