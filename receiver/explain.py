@@ -17,7 +17,7 @@ import anyio
 from receiver import config
 from receiver.enrich.enricher import Enricher, apply
 from receiver.enrich.prometheus import PrometheusKpis
-from receiver.incident import build
+from receiver.incident import build, number
 from receiver.normalize import normalize
 from receiver.placement import place
 from receiver.settings import Settings
@@ -51,7 +51,13 @@ class ExplainReport:
             for f in inc["score_breakdown"]:
                 out.append(f"    {f['name']:<13} {f['value']:<6g} {f['reason']}")
             for k in inc["kpis"]:
-                dev = "no data" if k["deviation_pct"] is None else f"{k['deviation_pct']:+.1f}%"
+                if k["deviation_pct"] is not None:
+                    dev = f"{k['deviation_pct']:+.1f}%"
+                elif k["value"] is not None and k["baseline"] is not None:
+                    # From a baseline of zero there is no percentage, yet it was measured.
+                    dev = f"{number(k['baseline'])} \u2192 {number(k['value'])}"
+                else:
+                    dev = "no data"
                 out.append(f"  kpi:      {k['name']} {dev} vs {k['vs']}")
             upstream = inc["upstream"]
             if upstream["ranking"]:
@@ -71,8 +77,9 @@ def incident_of(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPag
             status=p.alert.status,
             labels=p.alert.labels,
             annotations=p.alert.annotations,
-            starts_at=round(p.alert.starts_at.timestamp() * 1000) if p.alert.starts_at else None,
-            ends_at=round(p.alert.ends_at.timestamp() * 1000) if p.alert.ends_at else None,
+            # Milliseconds as the store keeps them: truncated (receiver/store/redis.py _ms).
+            starts_at=int(p.alert.starts_at.timestamp() * 1000) if p.alert.starts_at else None,
+            ends_at=int(p.alert.ends_at.timestamp() * 1000) if p.alert.ends_at else None,
             generator_url=p.alert.generator_url,
             stage=p.stage,
             service=p.service,
@@ -176,6 +183,9 @@ def explain_batch(
         for p in g.alerts
     ]
     at_ms = now_ms or round(time.time() * 1000)
+    # As serve's ingest: resolutions of alerts no incident holds open nothing (a dry run
+    # holds none), so a group with nothing firing is no incident, no score, no sink.
+    groups = [g for g in groups if any(p.alert.status == "firing" for p in g.alerts)]
     made = [incident_of(g, at_ms) for g in groups]
     states = [state for state, _ in made]
     rankings = [settings.rank_services(page.alerts, at_ms) for _, page in made]

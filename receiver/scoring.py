@@ -119,23 +119,28 @@ def kpi_factor(kpis: Sequence[KpiRecord], configured: bool) -> tuple[float, str]
 def impact_class(stage: str | None, severity: str, tier: str | None, rules: ScoringRules) -> str:
     """The class an alert is counted under: what its score depends on, and no more.
 
-    Severities and tiers the rules do not weigh fold into "other", so untrusted label
-    values cannot grow the counts; an absent tier is "".
+    Severities and tiers the rules do not weigh fold into one class, ``null`` (no label
+    value can be it, not even one called "other"), so untrusted label values cannot grow
+    the counts; an absent tier is "".
     """
-    sev = severity if severity in rules.severity_weights else "other"
-    known_tier = tier if tier in rules.tier_weights else "other"
+    sev = severity if severity in rules.severity_weights else None
+    known_tier = tier if tier in rules.tier_weights else None
     return _class_key(stage or "", sev, "" if tier is None else known_tier)
 
 
 @functools.lru_cache(maxsize=1024)  # its arguments come from the config: a bounded set
-def _class_key(stage: str, severity: str, tier: str) -> str:
+def _class_key(stage: str, severity: str | None, tier: str | None) -> str:
     return json.dumps([stage, severity, tier])
+
+
+# Written by earlier versions for an unlisted severity or tier: read as unlisted.
+_LEGACY_UNLISTED = "other"
 
 
 def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -> Impact:
     """The incident's impact from the firing alerts' classes in its state; an incident
     with nothing firing keeps the score it had (resolved is not harmless in hindsight)."""
-    classes = [(json.loads(c), n) for c, n in state.firing_classes.items() if n > 0]
+    classes = [(_read_class(c, rules), n) for c, n in state.firing_classes.items() if n > 0]
     if not classes and state.score is not None and state.priority is not None:
         return kept(state)
     # A stage the journey no longer has (a reload renamed or removed it) weighs what it did
@@ -146,17 +151,21 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
         if (w := journey.stage_weights.get(s, state.stage_weights.get(s))) is not None
     }
 
-    def weights(cls: list[str]) -> tuple[float, float, float]:
+    def weights(cls: _Class) -> tuple[float, float, float]:
         stage, sev, tier = cls
         return (
             stage_weights.get(stage, 1.0) if stage else 1.0,
-            rules.severity_weights.get(sev, rules.default_severity_weight),
-            rules.tier_weights.get(tier, rules.default_tier_weight),
+            rules.default_severity_weight
+            if sev is None
+            else rules.severity_weights.get(sev, rules.default_severity_weight),
+            rules.default_tier_weight
+            if tier is None
+            else rules.tier_weights.get(tier, rules.default_tier_weight),
         )
 
-    def product(item: tuple[list[str], int]) -> tuple[float, list[str]]:
+    def product(item: tuple[_Class, int]) -> tuple[float, str]:
         s, v, t = weights(item[0])
-        return (s * v * t, item[0])
+        return (s * v * t, json.dumps(item[0]))  # ties: by the class, None and all
 
     worst = max(classes, key=product)[0] if classes else None
     # No alert, no impact: an empty incident must not score as if every factor were neutral.
@@ -187,13 +196,15 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
             )
         severity_why = (
             f"worst severity firing is {sev} (weight {severity_w:g})"
-            if sev != "other"
+            if sev is not None
             else f"severity not in scoring.severity_weights: default weight {severity_w:g}"
         )
-        tier_why = {
-            "": f"no {rules.tier_label} label: default weight {tier_w:g}",
-            "other": f"{rules.tier_label} not in scoring.tier.weights: default weight {tier_w:g}",
-        }.get(tier, f"customer tier {tier} (weight {tier_w:g})")
+        if tier == "":
+            tier_why = f"no {rules.tier_label} label: default weight {tier_w:g}"
+        elif tier is None:
+            tier_why = f"{rules.tier_label} not in scoring.tier.weights: default weight {tier_w:g}"
+        else:
+            tier_why = f"customer tier {tier} (weight {tier_w:g})"
     factors = (
         ScoreFactor(
             name="journey",
@@ -217,6 +228,21 @@ def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -
         priority=priority_for(score, rules.thresholds),
         factors=factors,
         stage_weights=stage_weights,
+    )
+
+
+_Class = tuple[str, str | None, str | None]
+
+
+def _read_class(key: str, rules: ScoringRules) -> _Class:
+    """An impact class as stored: [stage, severity, tier], unlisted ones None (earlier
+    versions wrote "other" for them, which is read so unless a tier or severity of that
+    name is listed)."""
+    stage, sev, tier = json.loads(key)
+    return (
+        stage,
+        None if sev == _LEGACY_UNLISTED and sev not in rules.severity_weights else sev,
+        None if tier == _LEGACY_UNLISTED and tier not in rules.tier_weights else tier,
     )
 
 

@@ -12,22 +12,30 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from receiver.cli import _local_url, main
 from receiver.config import load_journeys
 from receiver.errors import ConfigError
+from receiver.explain import explain_batch
 from tests.conftest import (
     EXAMPLE_CONFIG,
     EXAMPLE_JOURNEYS,
     PROMETHEUS_DATA,
     ROOT,
+    T0,
+    FakeClock,
     body,
     make_alert,
+    resolved,
 )
+from tests.support.harness import harness, write_config
 from tests.support.processes import free_port, running
+from tests.support.prometheus import fake_http
 from tests.support.receiver_process import poll
+from tests.test_slo import JOURNEY
 
 CLI = str(Path(sys.executable).parent / "journey-receiver")
 DATA = Path(__file__).parent / "data" / "config"
@@ -424,3 +432,79 @@ def test_the_container_healthcheck_reads_the_config_it_serves() -> None:
     check = exec_form(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])$", dockerfile)
     assert serve[:2] == ["serve", "--config"]
     assert check == ["journey-receiver", "healthcheck", "--config", serve[2]]
+
+
+# explain against serve: the same batch, the same incidents.
+
+
+async def _served(cfg: Path, alerts: list[dict[str, object]]) -> dict[str, tuple[str, float]]:
+    """What serve tells, per incident key, once group_wait is over: (priority, score)."""
+    async with harness(cfg, FakeClock(T0)) as rx:
+        r = await rx.post(alerts)
+        assert r.status_code == 200, r.text
+        await rx.tick(31)
+        return {inc.key: (inc.priority, inc.score) for _kind, _id, inc in rx.sink.sent}
+
+
+def test_explain_opens_no_incident_for_resolutions_serve_ignores(tmp_path: Path) -> None:
+    # Resolutions of alerts nobody knew (the receiver restarted on memory://, or the
+    # incident expired) open nothing in serve; the dry run must not show an incident,
+    # a priority and sinks for them.
+    cfg = write_config(tmp_path)
+    alerts = [
+        make_alert("payment-service", region="eu"),
+        resolved(make_alert("payment-service", region="us", fingerprint="a2")),
+    ]
+    served = anyio.run(_served, cfg, alerts)
+    report = explain_batch(body(alerts), cfg, None, round(T0 * 1000))
+    explained = {i["key"]: (i["priority"], i["score"]) for i in report.incidents}
+    assert explained == served
+
+
+async def _told(cfg: Path, alerts: list[dict[str, object]], at: float) -> dict[str, str]:
+    async with harness(cfg, FakeClock(at)) as rx:
+        r = await rx.post(alerts)
+        assert r.status_code == 200, r.text
+        await rx.tick(31)
+        return {inc.key: f"{inc.title}\n{inc.summary}" for _kind, _id, inc in rx.sink.sent}
+
+
+def test_explain_dates_the_incident_to_the_millisecond_serve_does(tmp_path: Path) -> None:
+    # Alertmanager's startsAt has nanoseconds (10:02:11.482910331Z); serve keeps
+    # milliseconds by truncating them, and the dry run must tell the same "since".
+    cfg = write_config(tmp_path)
+    storm = json.loads((ROOT / "examples" / "storm.json").read_text())
+    at = 1_776_506_700.0  # 10:05:00Z, after the storm's startsAt
+    served = anyio.run(_told, cfg, storm["alerts"], at)
+    report = explain_batch(body(storm["alerts"]), cfg, None, round(at * 1000) + 31_000)
+    explained = {i["key"]: f"{i['title']}\n{i['summary']}" for i in report.incidents}
+    assert explained == served
+
+
+JOURNEYS_WITH_ERRORS = (
+    JOURNEY
+    + """    kpis:
+      - {name: errors, query: 'sum(rate(errors_total{region="$region"}[5m]))', unit: "/s",
+         bad_when: up}
+"""
+)
+
+
+def test_explain_text_shows_a_kpi_gone_bad_from_zero_not_no_data(tmp_path: Path) -> None:
+    # Errors from none last week to 30 now: measured, fully bad (the KPI factor is 1), and
+    # "0 → 30" everywhere else; the dry run's text must not call it "no data".
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS_WITH_ERRORS)
+    now_s = 1_776_499_830  # 30 s after the alert's startsAt (08:10:00Z)
+    then_s = now_s - 7 * 86400
+    matrix = json.dumps(
+        {"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {}, "values": [[then_s, "0"], [now_s, "30"]]}]}}
+    ).encode()  # fmt: skip
+    alert = make_alert("payment-service", starts_at="2026-04-18T08:10:00Z")
+    with fake_http(200, matrix) as fake:
+        report = explain_batch(body([alert]), None, journeys, now_s * 1000, fake.url)
+    (incident,) = report.incidents
+    assert {f["name"]: f["value"] for f in incident["score_breakdown"]}["kpi"] == 1.0
+    kpi_lines = [line for line in report.as_text().splitlines() if "kpi:" in line]
+    assert kpi_lines == ["  kpi:      errors 0 → 30 vs last week"]

@@ -35,9 +35,13 @@ def kpi(deviation: float | None, bad_when: str = "down") -> KpiRecord:
 
 
 def state(
-    firing: list[Firing], services: int = 1, regions: int = 1, kpis: list[KpiRecord] | None = None
+    firing: list[Firing],
+    services: int = 1,
+    regions: int = 1,
+    kpis: list[KpiRecord] | None = None,
+    rules: ScoringRules = RULES,
 ) -> IncidentState:
-    classes = Counter(impact_class(stage, sev, tier, RULES) for stage, sev, tier in firing)
+    classes = Counter(impact_class(stage, sev, tier, rules) for stage, sev, tier in firing)
     return IncidentState(
         id="i",
         key="k",
@@ -155,8 +159,31 @@ def test_each_factor_moves_the_score_by_exactly_its_weight(
     assert score(**changed) / score() == pytest.approx(ratio, rel=2e-3), factor
 
 
+def test_an_unlisted_tier_weighs_the_default_even_beside_a_tier_called_other() -> None:
+    # "trial" is not listed: it weighs scoring.tier.default, not what a tier named
+    # "other" weighs.
+    rules = replace(RULES, tier_weights={"enterprise": 1.0, "other": 0.2})
+    trial = assess(CHECKOUT, state([("payment", "critical", "trial")], rules=rules), rules)
+    assert {f.name: f.value for f in trial.factors}["tier"] == 1.0
+    other = assess(CHECKOUT, state([("payment", "critical", "other")], rules=rules), rules)
+    tier = {f.name: f for f in other.factors}["tier"]
+    assert (tier.value, tier.reason) == (0.2, "customer tier other (weight 0.2)")
+
+
+def test_an_unlisted_severity_weighs_the_default_even_beside_a_severity_called_other() -> None:
+    rules = replace(RULES, severity_weights={"critical": 1.0, "other": 0.1})
+    page = assess(CHECKOUT, state([("payment", "page", None)], rules=rules), rules)
+    assert {f.name: f.value for f in page.factors}["severity"] == 0.5
+    other = assess(CHECKOUT, state([("payment", "other", None)], rules=rules), rules)
+    severity = {f.name: f for f in other.factors}["severity"]
+    assert (severity.value, severity.reason) == (
+        0.1, "worst severity firing is other (weight 0.1)"
+    )  # fmt: skip
+
+
 def test_untrusted_severities_and_tiers_fold_into_other() -> None:
-    assert impact_class("cart", "EXTREME!!", "whale", RULES) == '["cart", "other", "other"]'
+    # One class for every unlisted value: null, which no label value (not even "other") is.
+    assert impact_class("cart", "EXTREME!!", "whale", RULES) == '["cart", null, null]'
     impact = assess(CHECKOUT, state([("cart", "EXTREME!!", "whale")]), RULES)
     reasons = {f.name: f.reason for f in impact.factors}
     assert reasons["severity"] == "severity not in scoring.severity_weights: default weight 0.5"

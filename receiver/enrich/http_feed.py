@@ -87,7 +87,9 @@ class HttpFeed:
         if response.status_code != 200:
             raise EnrichmentError(_status_reason(response.status_code))
         try:
-            return response.json()
+            # On a worker thread: a body of megabytes (an endpoint answering its whole
+            # history) must hold neither the event loop nor the incident past its budget.
+            return await anyio.to_thread.run_sync(response.json, abandon_on_cancel=True)
         except ValueError:
             raise EnrichmentError("response is not JSON") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from receiver.enrich import EnrichmentError
 from receiver.enrich.changes import gather
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.feeds import Feed, FeedEvent, FeedEvents, source_of
+from receiver.enrich.json_feed import JsonFeed
 from receiver.errors import ConfigError
 from receiver.events import ChangeEvent
 from tests.support.prometheus import fake_http, self_signed_cert
@@ -477,3 +479,28 @@ def test_a_secret_that_is_not_a_string_is_not_echoed(tmp_path: Path) -> None:
         load_receiver_config(path)
 
     assert str(info.value) == f"{path}:6: events.feeds[0].token: expected a string"
+
+
+async def test_a_feed_answering_its_whole_history_keeps_to_the_budget() -> None:
+    # A deploy log that ignores since/until (the feed re-applies the window for such
+    # endpoints) and answers years of history: 300,000 items, all outside the window.
+    # Reading them is off the event loop, so the budget (0.5 s) cuts it short with a note
+    # (it took seconds on the loop, where no deadline could interrupt it).
+    items = [
+        {"type": "deploy", "service": f"svc-{i % 500}", "version": f"v{i}",
+         "at": "2025-01-01T00:00:00Z"}
+        for i in range(300_000)
+    ]  # fmt: skip
+    start = datetime(2026, 4, 18, 7, 40, tzinfo=UTC)
+    config = {"type": "json", "name": "deploys", "timeout": "10s"}
+    with fake_http(200, json.dumps(items).encode()) as fake:
+        feed = JsonFeed(JsonFeedConfig.model_validate({**config, "url": fake.url}))
+        try:
+            began = time.monotonic()
+            events, notes = await gather([], [feed], start, start + timedelta(minutes=40), 0.5)
+            took = time.monotonic() - began
+        finally:
+            await feed.aclose()
+    assert events == []
+    # A deadline, not a benchmark: generous for a loaded 2-core machine.
+    assert took < 1.5, (took, notes)

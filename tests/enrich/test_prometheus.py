@@ -6,9 +6,12 @@ eu checkout conversion is 0.2 against 0.5 a week earlier; us is flat at 0.5.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -430,3 +433,71 @@ def test_a_series_at_the_baseline_and_another_now_are_not_one_kpi_moving() -> No
     )
     same = read_pair([{"metric": {}, "values": [[100.0, "0.5"], [200.0, "0.2"]]}], 100.0, 200.0)
     assert same == Pair(Sample(0.5), Sample(0.2))
+
+
+@contextlib.contextmanager
+def trickling_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """Answers 200 with a long body it sends a byte at a time, one byte every 100 ms: a
+    read timeout (per socket read) never fires. Yields its port and the connections."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def trickle(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+            while not stop.wait(0.1):
+                conn.sendall(b" ")
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = listener.accept()
+                conns.append(conn)
+                threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], conns
+    finally:
+        stop.set()
+        thread.join()
+        for conn in conns:
+            conn.close()
+        listener.close()
+
+
+async def test_queries_abandoned_on_a_trickling_prometheus_stay_within_max_threads() -> None:
+    # "max_threads bounds the worker threads (and so the connections) in use at once":
+    # a query given up at its timeout whose thread still reads a trickle (a proxy that
+    # drips) must keep counting, or every look at every incident adds a thread and a
+    # connection for as long as the drip lasts.
+    started = Journey.model_validate(
+        {"id": "checkout", "name": "Checkout", "weight": 1.0, "owner": {"team": "p"},
+         "stages": [{"id": "payment", "weight": 1.0, "match": ['env="prod"']}],
+         "kpis": [{"name": "started", "query": 'sum(x{region="$region"})', "unit": "n",
+                   "bad_when": "down"}]}
+    )  # fmt: skip
+    at = datetime(2026, 4, 18, 8, 10, tzinfo=UTC)
+
+    async def looks(port: int) -> list[tuple[str, ...]]:
+        config = PrometheusConfig.model_validate(
+            {"url": f"http://127.0.0.1:{port}", "timeout": "300ms", "budget": "1s"}
+        )
+        kpis = PrometheusKpis(config, max_threads=2)
+        try:
+            return [(await kpis.kpis(started, {"region": "eu"}, at)).notes for _ in range(6)]
+        finally:
+            await kpis.aclose()
+
+    with trickling_server() as (port, conns):
+        notes = await looks(port)
+        opened = len(conns)
+    assert all(n and n[0].startswith("context unavailable: prometheus: ") for n in notes), notes
+    assert opened <= 2, (opened, notes)
