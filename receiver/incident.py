@@ -30,6 +30,7 @@ from receiver.store.records import (
 )
 
 TITLE_MAX = 120
+_WHERE_MAX = 40
 UNKNOWN_CAUSE = "cause unknown"
 _QUIET_ENVS = frozenset({"prod", "production"})
 
@@ -229,7 +230,9 @@ def title(state: IncidentState, impact: Impact) -> str:
     that is longer than TITLE_MAX it gives up detail in a fixed order (fewer
     service names, none when the change names one, the change's version, the change)
     rather than cutting words."""
-    where = location(state.group_labels)
+    # Group label values are alert text of any length: never so long that the priority
+    # and what fails are cut out of the title.
+    where = clip_words(location(state.group_labels), _WHERE_MAX)
     head = f"{state.journey}/{where}" if where else state.journey
     head += f" {impact.priority} — "
     if state.pending is not None and state.status == "open":
@@ -284,6 +287,9 @@ def number(value: float | None, unit: str = "") -> str:
 _NAMES_SHOWN = 3
 _SUMMARIES_SHOWN = 3
 _SUMMARY_CHARS = 120
+# A cause that names every one of many tied services must not push the owner out of a
+# sink's summary (Slack shows 2,000 characters of it).
+_CAUSE_CHARS = 300
 
 
 def what_broke(alerts: Sequence[StoredAlert]) -> str:
@@ -325,8 +331,15 @@ def summary(
         f"{state.firing_count} of {state.alert_count} alert(s) firing across "
         f"{listing(state.shown_services, 6)}."
     ]
-    if state.firing_count and any(a.status == "firing" for a in alerts):
-        lines.append(f"What broke: {what_broke(alerts)}.")
+    read = sum(a.status == "firing" for a in alerts)
+    if state.firing_count and read:
+        # A storm larger than the alerts read: the counts are of those read, and say so.
+        among = (
+            f" (the latest {read} of {state.firing_count} firing)"
+            if read < state.firing_count
+            else ""
+        )
+        lines.append(f"What broke{among}: {what_broke(alerts)}.")
     stages = state.shown_stages
     whom = [f"stages {', '.join(stages)}" if stages else "no stage matched"]
     tiers = sorted({t for a in alerts if a.status == "firing" and (t := a.labels.get(tier_label))})
@@ -341,9 +354,8 @@ def summary(
     cause = leading(state)
     if cause is not None:
         label = "What changed" if cause.kind == "change" else "Probable cause"
-        lines.append(
-            f"{label}: {cause.text}" + (f" ({cause.evidence[0]})." if cause.evidence else ".")
-        )
+        evidence = f" ({clip_words(cause.evidence[0], _CAUSE_CHARS)})." if cause.evidence else "."
+        lines.append(f"{label}: {clip_words(cause.text, _CAUSE_CHARS)}{evidence}")
     elif state.probable_causes:
         lines.append(f"{guessed(state.probable_causes[0])}.")
     lines.append(f"Owner: {journey.owner.team}.")
@@ -357,7 +369,8 @@ def guessed(guess: CauseRecord) -> str:
     """The best candidate below the confidence, said to be a guess: the summary's words,
     and the board's."""
     return (
-        f"Cause unknown: the best candidate, {guess.text}, scores {guess.score:g}, below "
+        f"Cause unknown: the best candidate, {clip_words(guess.text, _CAUSE_CHARS)}, "
+        f"scores {guess.score:g}, below "
         f"the confidence of {CAUSE_CONFIDENCE:g}"
     )
 

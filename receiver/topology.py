@@ -70,7 +70,7 @@ class Ranking:
             return []
         top, rest = self.services[0], self.services[1:]
         if not rest:
-            return [f"{top.service} is the only service in the incident"]
+            return [f"{top.service} is the only service firing in the incident"]
         if self.tied:
             # Sorted to read well; the names decided nothing.
             names = ", ".join(sorted(s.service for s in self.services if s.key == top.key))

@@ -226,6 +226,7 @@ def test_a_channel_without_the_bot_is_a_warning(
             **journeys["journeys"][0],
             "id": "search",
             "owner": {"team": "x", "slack_channel": "#nope"},
+            "stages": [{"id": "search", "weight": 1.0, "match": ['service="search"']}],
         }
     )
     code = main(["check", "--config", str(write(tmp_path, config, journeys)), "--online"])
@@ -315,7 +316,7 @@ def test_a_kpi_query_that_errors_is_a_problem_naming_journey_and_kpi(prometheus_
     journeys = JourneysConfig.model_validate(
         journeys_doc(
             kpi("started", STARTED),
-            kpi("broken", 'sum(rate(checkout_started_total{region="$region"}[5m])'),
+            kpi("broken", 'sum(rate(checkout_started_total{region="$region"}[5m])) by'),
             kpi("gone", 'sum(rate(checkout_finished_total{region="$region"}[5m]))'),
         )
     )

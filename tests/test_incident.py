@@ -153,7 +153,8 @@ def test_summary_reads_as_a_chart() -> None:
     assert text == (
         "Checkout (checkout) in env prod, region eu, since 2026-04-18T10:00:00.000Z: 12 of 12 "
         "alert(s) firing across cart, payment-service. "
-        "What broke: 2× GatewayErrors, 1× Latency, 1× Replication +1 more — "
+        "What broke (the latest 5 of 12 firing): 2× GatewayErrors, 1× Latency, "
+        "1× Replication +1 more — "
         '"Card declines above 40%"; "p99 above 2s"; "<!channel> lag"; +1 more. '
         "For whom: stages cart, payment; customer tier gold, platinum. "
         "How bad: conversion \u221261% vs last week (now 0.012, then 0.031 ratio); "

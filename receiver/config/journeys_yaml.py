@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, field_validator, model_validator
 
 from receiver.config.actions import ActionRun
 from receiver.config.fields import (
     ConfigModel,
     FieldIssue,
+    HttpUrl,
     LabelName,
     Loc,
     MatcherField,
@@ -22,8 +23,11 @@ from receiver.config.fields import (
     check_alongside,
     column,
     raise_issues,
+    show,
     value_at,
 )
+from receiver.enrich import EnrichmentError
+from receiver.enrich.promql import check_brackets
 from receiver.events import ChangeType
 from receiver.topology import cycle
 
@@ -63,6 +67,16 @@ class Kpi(ConfigModel):
     revenue_per_unit: float | None = Field(default=None, ge=0)
     revenue_query: str | None = None
 
+    @field_validator("query", "revenue_query")
+    @classmethod
+    def _brackets_pair_up(cls, query: str | None) -> str | None:
+        if query is not None:
+            try:
+                check_brackets(query)
+            except EnrichmentError as exc:
+                raise ValueError(f"{exc}: Prometheus would refuse the query") from None
+        return query
+
     @model_validator(mode="after")
     def _one_revenue_source(self) -> Kpi:
         if self.revenue_per_unit is not None and self.revenue_query is not None:
@@ -74,7 +88,9 @@ class Kpi(ConfigModel):
 
 class Runbook(ConfigModel):
     title: str = Field(min_length=1)
-    url: str = Field(min_length=1)
+    url: HttpUrl
+    """A web link: Slack, PagerDuty, Jira and the incident page link http(s) URLs only
+    (anything else would be left out of every one of them, without a word)."""
     match: list[MatcherField] = Field(default_factory=list)
     """Show the runbook only for alerts matching all of these; none = every alert."""
 
@@ -98,6 +114,31 @@ class KpiCondition(ConfigModel):
                     )
                 ]
             )
+        # deviation_pct_below: 30 holds for a KPI 5% down, or flat: almost always. The
+        # bound is a signed percent, below the baseline is negative.
+        below, above = self.deviation_pct_below, self.deviation_pct_above
+        if below is not None and below > 0:
+            raise_issues(
+                [
+                    FieldIssue(
+                        ("deviation_pct_below",),
+                        f"{show(below)} holds for a KPI anywhere up to {show(below)}% above its "
+                        "baseline, a healthy one too; 30% below it is written -30 "
+                        f"(did you mean {show(-below)}?)",
+                    )
+                ]
+            )
+        if above is not None and above < 0:
+            raise_issues(
+                [
+                    FieldIssue(
+                        ("deviation_pct_above",),
+                        f"{show(above)} holds for a KPI anywhere down to {show(-above)}% below its "
+                        "baseline, a healthy one too; 30% above it is written 30 "
+                        f"(did you mean {show(-above)}?)",
+                    )
+                ]
+            )
         return self
 
 
@@ -116,6 +157,21 @@ class ActionCondition(ConfigModel):
     """Only at these priorities."""
     kpi: KpiCondition | None = None
     """Only when this journey KPI is off by at least so much."""
+
+    @model_validator(mode="after")
+    def _within_a_change(self) -> ActionCondition:
+        if self.within is not None and self.change_type is None:
+            # Else ignored: the action would be suggested (or run) on every incident.
+            raise_issues(
+                [
+                    FieldIssue(
+                        ("within",),
+                        "is how long before the incident a change_type change happened: it "
+                        "needs change_type (without it the action holds on every incident)",
+                    )
+                ]
+            )
+        return self
 
 
 class Action(ConfigModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,14 @@ class Document:
         )
 
 
-def read_document(path: Path, *, unset_is_empty: bool = False) -> Document:
+def read_document(
+    path: Path, *, unset_is_empty: bool = False, verbatim: Callable[[Loc], bool] | None = None
+) -> Document:
     """Read and compose ``path``; problems are collected on the document, never raised.
     ``unset_is_empty``: an unset ``${VAR}`` reads as empty, no problem (for the commands
-    that use no secret: ``rules``, ``explain``, ``replay``, a team lead's ``check``)."""
+    that use no secret: ``rules``, ``explain``, ``replay``, a team lead's ``check``).
+    ``verbatim``: the values whose ``${...}`` is not an environment variable (a KPI
+    query's ``${region}`` is the incident's group label)."""
     doc = Document(file=str(path), base=path.parent)
     try:
         text = path.read_text(encoding="utf-8")
@@ -71,7 +76,7 @@ def read_document(path: Path, *, unset_is_empty: bool = False) -> Document:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        builder = _Builder(loader, doc, unset_is_empty)
+        builder = _Builder(loader, doc, unset_is_empty, verbatim)
         doc.data = {} if root is None else builder.value(root, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -90,10 +95,17 @@ def read_document(path: Path, *, unset_is_empty: bool = False) -> Document:
 
 
 class _Builder:
-    def __init__(self, loader: yaml.SafeLoader, doc: Document, unset_is_empty: bool) -> None:
+    def __init__(
+        self,
+        loader: yaml.SafeLoader,
+        doc: Document,
+        unset_is_empty: bool,
+        verbatim: Callable[[Loc], bool] | None = None,
+    ) -> None:
         self.loader = loader
         self.doc = doc
         self.unset_is_empty = unset_is_empty
+        self.verbatim = verbatim
         self.active: set[int] = set()
 
     def value(self, node: yaml.Node, loc: Loc) -> Any:
@@ -157,7 +169,9 @@ class _Builder:
             said = str(exc).replace(node.value, "…") if node.value else str(exc)
             self.doc.add(loc, f"cannot read this value: {said}")
             return None
-        return self.expand(value, loc) if isinstance(value, str) else value
+        if not isinstance(value, str) or (self.verbatim is not None and self.verbatim(loc)):
+            return value
+        return self.expand(value, loc)
 
     def expand(self, text: str, loc: Loc) -> str:
         def substitute(found: re.Match[str]) -> str:

@@ -105,6 +105,41 @@ def placeholders(query: str) -> frozenset[str]:
     return frozenset(names)
 
 
+_CLOSES = {")": "(", "]": "[", "}": "{"}
+
+
+def check_brackets(query: str) -> None:
+    """Raise ``EnrichmentError`` when the brackets of ``query`` outside its strings and
+    comments do not pair up: Prometheus would refuse it at every read (the KPI lost in
+    the middle of an incident), and ``rules`` would cut a broken rule from it. A query
+    whose strings cannot be split is left to ``placeholders``, which says why."""
+    try:
+        parts = list(_parts(query))
+    except EnrichmentError:
+        return
+    opened: list[tuple[str, int]] = []
+    at = 0
+    for part in parts:
+        text = part.text if isinstance(part, _Code) else part.quote + part.body + part.quote
+        if isinstance(part, _Code) and not text.startswith(("#", "`")):
+            for offset, ch in enumerate(text):
+                column = at + offset + 1
+                if ch in "([{":
+                    opened.append((ch, column))
+                elif ch in _CLOSES:
+                    if not opened:
+                        raise EnrichmentError(f"unmatched {ch} at column {column}")
+                    bracket, where = opened.pop()
+                    if bracket != _CLOSES[ch]:
+                        raise EnrichmentError(
+                            f"{ch} at column {column} closes the {bracket} at column {where}"
+                        )
+        at += len(text)
+    if opened:
+        bracket, where = opened[-1]
+        raise EnrichmentError(f"unclosed {bracket} at column {where}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Code:
     text: str

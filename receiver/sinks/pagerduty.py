@@ -31,6 +31,7 @@ import json
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,10 @@ logger = logging.getLogger("journey_receiver.sinks.pagerduty")
 KEY_ID = "routing_key_id"
 """Receipt key: the fingerprint of the routing key the incident's alert was triggered with."""
 _KEYS_CACHED = "pagerduty-routing-key"
+# Incident id -> "<job id> <key fingerprint>": the key a trigger of a new episode was last
+# sent with, written before it is sent, so that a retry of that job after an attempt that
+# got no answer reaches the alert the attempt may have made, whatever the key is now.
+_TRIED = "pagerduty-trigger-key"
 _KEPT_RETENTIONS = 4
 
 
@@ -119,12 +124,18 @@ class PagerDutySink:
             return Receipt(sink=self.name, state=previous.state, refs={"dedup_key": incident.id})
         configured = self._routing_key(incident, delivery)
         # The episode's alert is where it was triggered; a new episode goes to the key of
-        # now (PagerDuty opens a new incident for it anyway).
-        held = (
-            None
-            if delivery.kind in _RETRIGGER
-            else await self._held_key(incident, previous, configured)
-        )
+        # now (PagerDuty opens a new incident for it anyway), unless an earlier attempt of
+        # this very job may have triggered it unheard: then where that attempt sent it (a
+        # reload or a replica of a rolling change may have another key by now).
+        if delivery.kind in _RETRIGGER:
+            held = (
+                await self._tried_key(incident, delivery, configured)
+                if delivery.previous_error_ambiguous
+                else None
+            )
+        else:
+            before = previous.refs.get(KEY_ID) if previous else None
+            held = await self._known_key(incident, before, configured)
         routing_key = held or configured
         event: dict[str, Any] = {}
         if delivery.kind == "resolve":
@@ -136,6 +147,9 @@ class PagerDutySink:
         key_id = fingerprint(routing_key)
         # Kept (renewed) before it is used: a follow-up after a reload must find it.
         await self._cache.set(_KEYS_CACHED, key_id, routing_key, self._keep_ms)
+        if delivery.kind in _RETRIGGER:
+            tried = f"{delivery.job_id} {key_id}"
+            await self._cache.set(_TRIED, incident.id, tried, self._keep_ms)
         try:
             await off_loop(
                 self._client(routing_key).send_event, action, dedup_key=incident.id, **event
@@ -147,12 +161,22 @@ class PagerDutySink:
             refs[PERSON_RESOLVED] = ""  # a new PagerDuty incident, which nobody resolved yet
         return Receipt(sink=self.name, state=state, refs=refs)
 
-    async def _held_key(
-        self, incident: Incident, previous: Receipt | None, configured: str
+    async def _tried_key(
+        self, incident: Incident, delivery: Delivery, configured: str
     ) -> str | None:
-        """The routing key the episode's alert was triggered with (None when the receipt
-        does not say, or it is no longer known)."""
-        before = previous.refs.get(KEY_ID) if previous else None
+        """The routing key an earlier attempt of this job sent its trigger with (None when
+        none is recorded for it)."""
+        tried = await self._cache.get(_TRIED, incident.id)
+        job_id, _, before = (tried or "").partition(" ")
+        if job_id != delivery.job_id:
+            return None
+        return await self._known_key(incident, before, configured)
+
+    async def _known_key(
+        self, incident: Incident, before: str | None, configured: str
+    ) -> str | None:
+        """The routing key whose fingerprint is ``before``, the one the episode's alert was
+        triggered with (None when the receipt does not say, or it is no longer known)."""
         if not before:
             return None
         default = self.config.routing_key
@@ -223,8 +247,9 @@ class PagerDutySink:
         }
         if incident.updated_at:
             payload["timestamp"] = incident.updated_at
-        if incident.services:
-            payload["component"] = clip(incident.services[0], SUMMARY_MAX)
+        component = _component(incident)
+        if component:
+            payload["component"] = clip(component, SUMMARY_MAX)
         event: dict[str, Any] = {
             "payload": payload,
             "links": _links(incident, url),
@@ -266,7 +291,9 @@ class PagerDutySink:
         reason: DeliveryReason = (
             "timeout" if isinstance(cause, httpx2.TimeoutException) else "server"
         )
-        return RetryableDeliveryError(self.name, incident_id, reason, detail)
+        # No answer: the event may have landed all the same (a trigger's retry must then
+        # go where it went, see ``_tried_key``).
+        return RetryableDeliveryError(self.name, incident_id, reason, detail, ambiguous=True)
 
 
 def fingerprint(routing_key: str) -> str:
@@ -293,6 +320,19 @@ def _details(incident: Incident, url: str | None) -> dict[str, Any]:
     if url:
         details["incident_url"] = url
     return details
+
+
+def _component(incident: Incident) -> str | None:
+    """The service the title leads with: the one with the most firing alerts (by name
+    among equals), not the first by name, which may have stopped firing."""
+    firing = Counter(
+        str(a["service"])
+        for a in incident.alerts
+        if a.get("status") == "firing" and a.get("service")
+    )
+    if firing:
+        return min(firing, key=lambda s: (-firing[s], s))
+    return incident.services[0] if incident.services else None
 
 
 def _kpi_text(kpi: KpiRecord) -> str:

@@ -105,6 +105,10 @@ def is_channel_id(target: str) -> bool:
 # The store's cache: channel name (no "#") -> ID, or "" for a name no listing found.
 CHANNELS = "slack:channel-id"
 CHANNEL_TTL_MS = 86_400_000
+# The store's cache: incident id -> the channel its message was last posted to (written
+# before the post), where a lookup after a post that got no answer looks first: the owner's
+# channel may have changed since (a reload, or a replica of a rolling change).
+POSTED_IN = "slack:posted-in"
 NOT_FOUND_TTL_MS = 600_000
 _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
@@ -147,6 +151,7 @@ class SlackSink:
         shared = shared or Shared()
         self._cache = shared.cache or LocalCache()
         self._metrics = shared.metrics
+        self._keep_ms = shared.retention_ms
 
     async def aclose(self) -> None:
         """Nothing to release: urllib opens a connection per request."""
@@ -208,6 +213,7 @@ class SlackSink:
         return await off_loop(method, **params)
 
     async def _post(self, incident: Incident, target: str, message: Message) -> tuple[str, str]:
+        await self._cache.set(POSTED_IN, incident.id, target, self._keep_ms)
         response = await self._call(
             self._client.chat_postMessage,
             channel=target,
@@ -265,7 +271,17 @@ class SlackSink:
 
     async def _find(self, incident: Incident, target: str) -> tuple[str, str] | None:
         """The channel ID and ts of the incident's message, posted by an attempt whose
-        answer was lost; None when there is none, or Slack would not let the sink look."""
+        answer was lost; None when there is none, or Slack would not let the sink look.
+        Looked for first where the last post went, then in ``target``."""
+        with contextlib.suppress(StoreUnavailable):
+            posted = await self._cache.get(POSTED_IN, incident.id)
+            if posted and posted != target:
+                found = await self._find_in(incident, posted)
+                if found is not None:
+                    return found
+        return await self._find_in(incident, target)
+
+    async def _find_in(self, incident: Incident, target: str) -> tuple[str, str] | None:
         channel = await self._channel_id(target)
         if channel is None:
             return None

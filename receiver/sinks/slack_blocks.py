@@ -241,9 +241,12 @@ def _facts(incident: Incident) -> list[str]:
 
 def _actions(incident: Incident) -> list[dict[str, Any]]:
     """The interactive buttons: on a resolved incident only Useful, Not useful and What
-    fixed it; Acknowledge only until someone has; Wrong cause only when a cause is named."""
+    fixed it; Acknowledge only until someone has (or resolved it by hand); Wrong cause
+    only when a cause is named."""
     live = incident.status != "resolved"
-    acknowledged = bool((incident.response or {}).get("acknowledged_at"))
+    response = incident.response or {}
+    # A person's resolve (in PagerDuty, in Jira) answered it: nobody is asked to take it up.
+    acknowledged = bool(response.get("acknowledged_at") or response.get("resolved_at"))
     wanted: list[tuple[str, str, str | None]] = []
     if live and not acknowledged:
         wanted.append((ACK, "Acknowledge", "primary"))

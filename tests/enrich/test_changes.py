@@ -289,7 +289,7 @@ def test_a_lone_service_is_said_to_be_alone() -> None:
     [service] = report([], alone).causes
     [deploy] = report([change(3, version="9")], alone).causes
 
-    assert service.evidence[0] == "payment-service is the only service in the incident"
+    assert service.evidence[0] == "payment-service is the only service firing in the incident"
     assert deploy.evidence == (
         "deploy 9 to payment-service 3 min before the first alert",
         "payment-service is the only service in the incident",

@@ -202,7 +202,7 @@ async def test_an_escaped_value_matches_exactly_its_own_series(prometheus_url: s
 
 
 async def test_one_failing_kpi_leaves_the_others(prometheus_url: str) -> None:
-    broken = {**STARTED, "name": "broken", "query": "sum(rate(x[5m]) by"}
+    broken = {**STARTED, "name": "broken", "query": "sum(rate(x[5m]) by)"}
     unknown_label = {**STARTED, "name": "per_cluster", "query": 'sum(x{cluster="$cluster"})'}
     report = await report_of(
         source(prometheus_url),

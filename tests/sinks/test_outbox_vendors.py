@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from receiver.sinks.slack_blocks import ACK
-from tests.conftest import FakeClock, make_alert, resolved
+from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, make_alert, resolved
 from tests.support.fake_server import Fault
 from tests.support.harness import Harness, harness, write_config
 from tests.support.sink_world import Fakes
@@ -236,3 +236,78 @@ async def test_a_message_the_bot_may_no_longer_edit_is_posted_again(
     assert len(messages) == 2 and messages[0].ts == first.ts
     sinks = (await rx.incident(incident_id))["sinks"]["slack"]
     assert (sinks["state"], sinks["ts"]) == ("resolved", messages[1].ts)
+
+
+# An open that landed unheard, then a reload that moves where the journey is told.
+
+NEW_KEY = "N3WR0UT1NGKEY0123456789abcdefABC"
+
+
+def _journeys(tmp_path: Path) -> Path:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(EXAMPLE_JOURNEYS.read_text())
+    return path
+
+
+async def _reload(rx: Harness) -> None:
+    r = await rx.client.post("/-/reload")
+    assert r.status_code == 200, r.text
+
+
+async def test_an_open_pagerduty_took_unheard_is_not_triggered_again_under_a_reloaded_key(
+    tmp_path: Path, clock: FakeClock, world: Fakes
+) -> None:
+    """The open's trigger lands in PagerDuty but the connection drops before the answer
+    (or the replica is stopped mid-send: SIGTERM with a drain shorter than the sink's
+    timeout). Before the retry, journeys.yaml gives the journey its own routing key (a
+    reload, or the next replica of a rolling change). The retry must reach the alert the
+    first attempt made: a trigger under the new key is a second page, and the first
+    PagerDuty incident is never resolved."""
+    pd = world.pagerduty
+    journeys = _journeys(tmp_path)
+    config = write_config(tmp_path, world.config(), journeys=journeys)
+    async with harness(config, clock, configured_sinks=True) as rx:
+        pd.server.inject(Fault("/v2/enqueue", drop=True, applied=True))
+        (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+        await rx.tick(30)  # group_wait: the open; PagerDuty takes it, no answer comes
+        assert len(pd.incidents(incident_id)) == 1
+
+        journeys.write_text(journeys.read_text().replace('"${PD_KEY_PAYMENTS:-}"', f'"{NEW_KEY}"'))
+        await _reload(rx)
+        await rx.tick(70)  # the open's retry
+
+        await rx.post([resolved(PAYMENT)])
+        for _ in range(8):
+            await rx.tick(60)  # resolve_after, then the resolve's delivery
+        assert (await rx.incident(incident_id))["status"] == "resolved"
+        # One outage, one page, and it is over.
+        assert [(i.routing_key == NEW_KEY, i.status) for i in pd.incidents(incident_id)] == [
+            (False, "resolved")
+        ]
+
+
+async def test_a_slack_open_posted_unheard_is_not_posted_again_in_a_reloaded_channel(
+    tmp_path: Path, clock: FakeClock, world: Fakes
+) -> None:
+    """The open's message lands in #inc-checkout but the answer is lost; before the retry
+    the team lead moves the journey to #incidents. The retry must find the message where
+    it was posted, not post the incident a second time elsewhere."""
+    slack = world.slack
+    journeys = _journeys(tmp_path)
+    config = write_config(tmp_path, world.config(), journeys=journeys)
+    async with harness(config, clock, configured_sinks=True) as rx:
+        world.slack_server.inject(Fault("/api/chat.postMessage", drop=True, applied=True))
+        (incident_id,) = (await rx.post([PAYMENT])).json()["incidents"]
+        await rx.tick(30)
+        assert len(slack.messages("#inc-checkout")) == 1
+
+        journeys.write_text(
+            journeys.read_text().replace(
+                'slack_channel: "#inc-checkout"', 'slack_channel: "#incidents"'
+            )
+        )
+        await _reload(rx)
+        await rx.tick(70)  # the open's retry
+        detail = await rx.incident(incident_id)
+        assert detail["sinks"]["slack"]["state"] == "open", detail["sinks"]
+        assert (len(slack.messages("#inc-checkout")), len(slack.messages("#incidents"))) == (1, 0)

@@ -1,0 +1,227 @@
+"""A team lead's journeys.yaml, checked at load: what `check` accepts is what serve runs,
+and a mistake that would only show in the middle of an incident is said at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.config import ReceiverConfig, check, load, load_journeys
+from receiver.errors import ConfigError
+
+OPEN = "server: {auth: {allow_open: true}}\n"
+CHECKOUT = (
+    "journeys:\n"
+    "  - id: checkout\n"
+    "    name: Checkout\n"
+    "    weight: 1.0\n"
+    "    owner: {team: payments}\n"
+    "    stages: [{id: payment, weight: 1.0, match: ['service=\"p\"']}]\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_label_named_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("region", "env", "cluster"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def checkout(tmp_path: Path, rest: str) -> Path:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(CHECKOUT + rest)
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    """What serve (and a reload) refuses, checked against a team lead's `check`."""
+    with pytest.raises(ConfigError) as refused:
+        load_journeys(path, ReceiverConfig())
+    said = [str(p) for p in refused.value.problems]
+    assert [str(p) for p in check(None, path)] == said
+    return said
+
+
+# -- ${name} in a KPI query is a group label, as the README says, not an environment variable
+
+
+def test_a_braced_kpi_placeholder_is_a_group_label_not_an_environment_variable(
+    tmp_path: Path,
+) -> None:
+    query = 'sum(rate(orders_total{region="${region}"}[5m]))'
+    journeys = checkout(
+        tmp_path, f"    kpis: [{{name: orders, query: '{query}', unit: x, bad_when: down}}]\n"
+    )
+    receiver = tmp_path / "receiver.yaml"
+    receiver.write_text(OPEN)
+    # A team lead's check, serve (and a reload), the rules and explain agree on the query.
+    assert check(None, journeys) == []
+    assert check(receiver) == []
+    assert load(receiver)[1].journeys[0].kpis[0].query == query
+    assert load_journeys(journeys, offline=True).journeys[0].kpis[0].query == query
+
+
+def test_an_environment_variable_elsewhere_is_still_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JR_HUNT_CHANNEL", "#inc-pay")
+    path = tmp_path / "journeys.yaml"
+    path.write_text(
+        CHECKOUT.replace("{team: payments}", '{team: t, slack_channel: "${JR_HUNT_CHANNEL}"}')
+    )
+    assert load_journeys(path).journeys[0].owner.slack_channel == "#inc-pay"
+
+
+# -- run templates: a field no run has fails every run, at the worst moment
+
+
+def test_a_run_template_naming_a_field_no_run_has_is_refused_at_load(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: Roll back\n"
+        "        when: {change_type: deploy, within: 15m}\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: https://deploy.example/api/{servce}\n"
+        "            body: {to: '{previous_version}', zone: '{zone}'}\n"
+        "            secret: s3cret\n",
+    )
+    said = problems(path)
+    assert len(said) == 2, said
+    assert said[0].startswith(f"{path}:13: journeys[0].actions[0].run.webhook.url: ")
+    assert "{servce}" in said[0] and "(did you mean {service}?)" in said[0]
+    assert said[1].startswith(f"{path}:14: journeys[0].actions[0].run.webhook.body: ")
+    assert "{zone}" in said[1]
+
+
+def test_a_run_naming_the_changes_fields_needs_a_change_type(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: Roll back\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: https://deploy.example/api/rollback\n"
+        "            body: {to: '{previous_version}'}\n"
+        "            secret: s3cret\n",
+    )
+    [said] = problems(path)
+    assert "journeys[0].actions[0].run.webhook.body" in said
+    assert "when.change_type" in said
+
+
+def test_a_run_naming_what_every_run_has_is_valid(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: 'Roll back {service} in {region} to {previous_version}'\n"
+        "        when: {change_type: deploy, within: 15m}\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: 'https://deploy.example/api/{service}?incident={incident_id}'\n"
+        "            headers: {X-Priority: '{priority}'}\n"
+        "            body: {to: '{previous_version}', from: '{version}', region: '{region}',\n"
+        "                   env: '{env}', journey: '{journey}', action: '{action}',\n"
+        "                   link: '{incident_url}', literal: '{{x}}'}\n"
+        "            secret: s3cret\n"
+        "      - id: restart\n"
+        "        title: Restart\n"
+        "        when: {single_service: true}\n"
+        "        run: {webhook: {url: 'https://ops.example/restart/{service}', secret: s}}\n",
+    )
+    assert check(None, path) == []
+    assert load_journeys(path, ReceiverConfig()).journeys[0].actions[0].run is not None
+
+
+def test_a_title_naming_an_unknown_field_is_refused(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - title: 'Roll back {servce} to {previous_version}'\n"
+        "        when: {change_type: deploy}\n",
+    )
+    [said] = problems(path)
+    assert said.startswith(f"{path}:8: journeys[0].actions[0].title: ")
+    assert "{servce}" in said
+
+
+# -- KPI queries Prometheus could never parse
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ('sum(rate(x{region="$region"[5m]))', ") at column 32 closes the { at column 11"),
+        ('sum(rate(x{region="$region"}[5m])', "unclosed ( at column 4"),
+        ('sum(rate(x{region="$region"}[5m])))', "unmatched ) at column 35"),
+        ('sum(rate(x{region="$region"}[5m)])', ") at column 32 closes the [ at column 29"),
+    ],
+)
+def test_a_kpi_query_with_unbalanced_brackets_is_refused_at_load(
+    tmp_path: Path, query: str, reason: str
+) -> None:
+    path = checkout(
+        tmp_path, f"    kpis: [{{name: orders, query: '{query}', unit: x, bad_when: down}}]\n"
+    )
+    [said] = problems(path)
+    assert said.startswith(f"{path}:7: journeys[0].kpis[0].query: "), said
+    assert reason in said
+    # `rules` loads the file the same way: it never prints a broken rule.
+    with pytest.raises(ConfigError):
+        load_journeys(path, offline=True)
+
+
+def test_brackets_inside_strings_and_comments_do_not_count(tmp_path: Path) -> None:
+    query = 'sum(rate(x{path=~"/a(b|c", q="}]"}[5m])) # ( [ {'
+    path = checkout(
+        tmp_path, f"    kpis: [{{name: orders, query: '{query}', unit: x, bad_when: down}}]\n"
+    )
+    assert check(None, path) == []
+
+
+# -- runbook links that no sink or page would ever show as a link
+
+
+@pytest.mark.parametrize(
+    "url", ["runbooks.example.com/checkout", "/wiki/rb-17", "javascript:alert(1)"]
+)
+def test_a_runbook_url_that_is_not_http_is_refused(tmp_path: Path, url: str) -> None:
+    path = checkout(tmp_path, f"    runbooks: [{{title: Payments, url: '{url}'}}]\n")
+    [said] = problems(path)
+    assert "journeys[0].runbooks[0].url: expected an http:// or https:// URL" in said
+
+
+# -- action conditions that silently always hold
+
+
+def test_within_without_a_change_type_is_refused(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    actions:\n      - title: Roll back\n        when: {within: 15m}\n",
+    )
+    [said] = problems(path)
+    assert "journeys[0].actions[0].when.within" in said
+    assert "change_type" in said
+
+
+@pytest.mark.parametrize(
+    ("bound", "hint"),
+    [("deviation_pct_below: 30", "-30"), ("deviation_pct_above: -20", "20")],
+)
+def test_a_kpi_bound_on_the_wrong_side_of_zero_is_refused(
+    tmp_path: Path, bound: str, hint: str
+) -> None:
+    path = checkout(
+        tmp_path,
+        "    kpis: [{name: conversion, query: 'sum(x)', unit: ratio, bad_when: down}]\n"
+        "    actions:\n"
+        "      - title: Roll back\n"
+        f"        when: {{kpi: {{name: conversion, {bound}}}}}\n",
+    )
+    [said] = problems(path)
+    assert "journeys[0].actions[0].when.kpi." in said
+    assert f"(did you mean {hint}?)" in said
