@@ -119,13 +119,18 @@ def kpi_factor(kpis: Sequence[KpiRecord], configured: bool) -> tuple[float, str]
 def impact_class(stage: str | None, severity: str, tier: str | None, rules: ScoringRules) -> str:
     """The class an alert is counted under: what its score depends on, and no more.
 
-    Severities and tiers the rules do not weigh fold into one class, ``null`` (no label
-    value can be it, not even one called "other"), so untrusted label values cannot grow
-    the counts; an absent tier is "".
+    Severities and tiers the rules do not weigh fold into one class, so untrusted label
+    values cannot grow the counts: "other", as every version has written it (replicas of
+    two versions side by side read each other's counts), or ``null`` where the rules weigh
+    a severity or tier of that name; an absent tier is "".
     """
-    sev = severity if severity in rules.severity_weights else None
-    known_tier = tier if tier in rules.tier_weights else None
+    sev = severity if severity in rules.severity_weights else _unlisted(rules.severity_weights)
+    known_tier = tier if tier in rules.tier_weights else _unlisted(rules.tier_weights)
     return _class_key(stage or "", sev, "" if tier is None else known_tier)
+
+
+def _unlisted(weights: Mapping[str, float]) -> str | None:
+    return None if _UNLISTED in weights else _UNLISTED
 
 
 @functools.lru_cache(maxsize=1024)  # its arguments come from the config: a bounded set
@@ -133,8 +138,8 @@ def _class_key(stage: str, severity: str | None, tier: str | None) -> str:
     return json.dumps([stage, severity, tier])
 
 
-# Written by earlier versions for an unlisted severity or tier: read as unlisted.
-_LEGACY_UNLISTED = "other"
+# An unlisted severity or tier, as written unless the rules weigh one of that name.
+_UNLISTED = "other"
 
 
 def assess(journey: JourneyWeights, state: IncidentState, rules: ScoringRules) -> Impact:
@@ -235,14 +240,13 @@ _Class = tuple[str, str | None, str | None]
 
 
 def _read_class(key: str, rules: ScoringRules) -> _Class:
-    """An impact class as stored: [stage, severity, tier], unlisted ones None (earlier
-    versions wrote "other" for them, which is read so unless a tier or severity of that
-    name is listed)."""
+    """An impact class as stored: [stage, severity, tier], unlisted ones None ("other"
+    unless the rules weigh one of that name, then ``null``)."""
     stage, sev, tier = json.loads(key)
     return (
         stage,
-        None if sev == _LEGACY_UNLISTED and sev not in rules.severity_weights else sev,
-        None if tier == _LEGACY_UNLISTED and tier not in rules.tier_weights else tier,
+        None if sev == _UNLISTED and sev not in rules.severity_weights else sev,
+        None if tier == _UNLISTED and tier not in rules.tier_weights else tier,
     )
 
 

@@ -305,3 +305,18 @@ async def test_the_feedback_cap_keeps_a_persons_latest_verdict(
         assert alice[-1] is True
         h.clock.advance(120)
         assert (await h.client.get("/api/v1/stats")).json()["signal"]["not_useful_pct"] == 0.0
+
+
+async def test_a_by_less_not_useful_taken_back_is_counted_as_slack_shows_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The API (no "by") says not useful, then useful: one voice, whose latest word
+    counts, in /stats as in the Slack message ("Marked useful by the API")."""
+    async with harness(write_config(tmp_path), clock) as h:
+        (inc,) = (await h.post([make_alert()])).json()["incidents"]
+        await h.tick(30)
+        url = f"/api/v1/incidents/{inc}/feedback"
+        assert (await h.client.post(url, json={"useful": False})).status_code == 201
+        assert (await h.client.post(url, json={"useful": True})).status_code == 201
+        h.clock.advance(120)
+        assert (await h.client.get("/api/v1/stats")).json()["signal"]["not_useful_pct"] == 0.0

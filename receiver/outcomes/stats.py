@@ -420,18 +420,13 @@ def pct(part: int, whole: int) -> float | None:
 
 def not_useful(state: IncidentState) -> bool:
     """Someone said the incident was not useful (whatever anyone else said), and did not
-    take it back: a person's later verdict replaces their earlier one, as the Slack
-    message counts them (a record with no ``by`` names nobody, so nothing replaces it); a
-    record about something else (``useful`` None: the cause was wrong) is no such word."""
-    latest: dict[str, bool] = {}
+    take it back: a person's later verdict replaces their earlier one, and records with no
+    ``by`` are one voice, the API's, as the Slack message counts them; a record about
+    something else (``useful`` None: the cause was wrong) is no such word."""
+    latest: dict[str | None, bool] = {}
     for f in state.feedback:
-        if f.useful is None:
-            continue
-        if f.by is None:
-            if f.useful is False:
-                return True
-            continue
-        latest[f.by] = f.useful
+        if f.useful is not None:
+            latest[f.by] = f.useful
     return False in latest.values()
 
 

@@ -128,11 +128,9 @@ class PagerDutySink:
         # this very job may have triggered it unheard: then where that attempt sent it (a
         # reload or a replica of a rolling change may have another key by now).
         if delivery.kind in _RETRIGGER:
-            held = (
-                await self._tried_key(incident, delivery, configured)
-                if delivery.previous_error_ambiguous
-                else None
-            )
+            # Whatever the last attempt's error: a first attempt that went unheard keeps
+            # its doubt through a later refusal (a 429), and the record is this job's only.
+            held = await self._tried_key(incident, delivery, configured)
         else:
             before = previous.refs.get(KEY_ID) if previous else None
             held = await self._known_key(incident, before, configured)

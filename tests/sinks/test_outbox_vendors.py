@@ -254,15 +254,16 @@ async def _reload(rx: Harness) -> None:
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize("refused_once", [False, True])
 async def test_an_open_pagerduty_took_unheard_is_not_triggered_again_under_a_reloaded_key(
-    tmp_path: Path, clock: FakeClock, world: Fakes
+    tmp_path: Path, clock: FakeClock, world: Fakes, refused_once: bool
 ) -> None:
     """The open's trigger lands in PagerDuty but the connection drops before the answer
     (or the replica is stopped mid-send: SIGTERM with a drain shorter than the sink's
     timeout). Before the retry, journeys.yaml gives the journey its own routing key (a
-    reload, or the next replica of a rolling change). The retry must reach the alert the
-    first attempt made: a trigger under the new key is a second page, and the first
-    PagerDuty incident is never resolved."""
+    reload, or the next replica of a rolling change). The retries (one refused with a 429
+    on the way, too) must reach the alert the first attempt made: a trigger under the new
+    key is a second page, and the first PagerDuty incident is never resolved."""
     pd = world.pagerduty
     journeys = _journeys(tmp_path)
     config = write_config(tmp_path, world.config(), journeys=journeys)
@@ -274,7 +275,10 @@ async def test_an_open_pagerduty_took_unheard_is_not_triggered_again_under_a_rel
 
         journeys.write_text(journeys.read_text().replace('"${PD_KEY_PAYMENTS:-}"', f'"{NEW_KEY}"'))
         await _reload(rx)
-        await rx.tick(70)  # the open's retry
+        if refused_once:
+            pd.server.inject(Fault("/v2/enqueue", status=429, retry_after="1"))
+        for _ in range(4):
+            await rx.tick(70)  # the open's retries
 
         await rx.post([resolved(PAYMENT)])
         for _ in range(8):
