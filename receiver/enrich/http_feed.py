@@ -9,7 +9,9 @@ reason that never carries a token, a header or the URL (which may hold credentia
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -42,6 +44,17 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
+T = TypeVar("T")
+
+# Reads of one feed's answers that may run on worker threads at once: a read given up at
+# the budget goes on until it ends, and those must not pile up beside the event loop.
+READS_AT_ONCE = 2
+
+
+class _Busy(Exception):
+    """Every worker place of the feed is still taken by a read given up earlier."""
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -66,6 +79,8 @@ class HttpFeed:
         self._client = httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(timeout), verify=ssl_context(ca_file)
         )
+        # Held by a worker thread until it ends, even once the caller gave up on it.
+        self._reading = threading.BoundedSemaphore(READS_AT_ONCE)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -88,10 +103,29 @@ class HttpFeed:
             raise EnrichmentError(_status_reason(response.status_code))
         try:
             # On a worker thread: a body of megabytes (an endpoint answering its whole
-            # history) must hold neither the event loop nor the incident past its budget.
-            return await anyio.to_thread.run_sync(response.json, abandon_on_cancel=True)
+            # history) must not hold the incident past its budget.
+            return await self.off_loop(response.json)
         except ValueError:
             raise EnrichmentError("response is not JSON") from None
+
+    async def off_loop(self, work: Callable[[], T]) -> T:
+        """``work()`` on a worker thread the caller may give up on (its deadline), within
+        ``READS_AT_ONCE`` of this feed's still running."""
+
+        def guarded() -> T:
+            if not self._reading.acquire(blocking=False):
+                raise _Busy
+            try:
+                return work()
+            finally:
+                self._reading.release()
+
+        try:
+            return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
+        except _Busy:
+            raise EnrichmentError(
+                f"{READS_AT_ONCE} earlier reads of its answers have not ended yet"
+            ) from None
 
     async def _get(self, url: str, params: list[tuple[str, str]]) -> httpx.Response:
         retrying = AsyncRetrying(

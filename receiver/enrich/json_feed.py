@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import anyio
 from pydantic import ValidationError
 
 from receiver.config.feeds import JsonFeedConfig
@@ -44,9 +43,7 @@ class JsonFeed(HttpFeed):
         # Validating items costs microseconds each, and an endpoint that ignores since and
         # until answers its whole history: on a worker thread, so that the caller's
         # deadline holds and the event loop keeps serving.
-        return await anyio.to_thread.run_sync(
-            partial(self._read, items, start, end), abandon_on_cancel=True
-        )
+        return await self.off_loop(partial(self._read, items, start, end))
 
     def _read(self, items: list[Any], start: datetime, end: datetime) -> FeedEvents:
         events: list[ChangeEvent] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from receiver.enrich import EnrichmentError
 from receiver.enrich.changes import gather
 from receiver.enrich.feed_registry import build_feeds
 from receiver.enrich.feeds import Feed, FeedEvent, FeedEvents, source_of
+from receiver.enrich.http_feed import READS_AT_ONCE
 from receiver.enrich.json_feed import JsonFeed
 from receiver.errors import ConfigError
 from receiver.events import ChangeEvent
@@ -504,3 +506,31 @@ async def test_a_feed_answering_its_whole_history_keeps_to_the_budget() -> None:
     assert events == []
     # A deadline, not a benchmark: generous for a loaded 2-core machine.
     assert took < 1.5, (took, notes)
+
+
+async def test_reads_given_up_at_the_budget_stay_within_their_places() -> None:
+    # A read given up at the budget goes on in its worker thread until it ends: at most
+    # READS_AT_ONCE of them per feed, then a look is told so at once instead of adding one.
+    feed = JsonFeed(
+        JsonFeedConfig.model_validate(
+            {"type": "json", "name": "deploys", "url": "http://127.0.0.1:9", "timeout": "1s"}
+        )
+    )
+    done = threading.Event()
+    try:
+        for _ in range(READS_AT_ONCE):
+            with anyio.move_on_after(0.05):
+                await feed.off_loop(done.wait)
+        with pytest.raises(EnrichmentError, match="earlier reads of its answers have not ended"):
+            await feed.off_loop(lambda: 1)
+        done.set()
+        with anyio.fail_after(5):
+            while True:  # the given-up reads end, and their places are free again
+                try:
+                    assert await feed.off_loop(lambda: 1) == 1
+                    break
+                except EnrichmentError:
+                    await anyio.sleep(0.01)
+    finally:
+        done.set()
+        await feed.aclose()
