@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from receiver.act.template import TITLE_FIELD
 from receiver.causes import change_of, span, trusted
 from receiver.config import Action, ActionCondition, Journey
 from receiver.events import SETS_VERSION
@@ -30,7 +30,6 @@ from receiver.outcomes.similar import history
 from receiver.scoring import deviation
 from receiver.store.records import ChangeRecord, IncidentState
 
-_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # What {previous_version} says when no version history in the incident's scope names it:
 # never a guess, which could be the bad version itself.
 PREVIOUS_UNKNOWN = "its previous version (unknown)"
@@ -39,7 +38,7 @@ PREVIOUS_UNKNOWN = "its previous version (unknown)"
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fill ``{name}`` fields; unknown names stay as written. Only plain names are read,
     so a template cannot reach attributes the way ``str.format`` can."""
-    return _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    return TITLE_FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def _fits(change: ChangeRecord, change_type: str, within_min: float | None) -> bool:

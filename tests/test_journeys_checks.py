@@ -9,28 +9,15 @@ import pytest
 
 from receiver.config import ReceiverConfig, check, load, load_journeys
 from receiver.errors import ConfigError
+from tests.test_config import CHECKOUT, checkout
 
 OPEN = "server: {auth: {allow_open: true}}\n"
-CHECKOUT = (
-    "journeys:\n"
-    "  - id: checkout\n"
-    "    name: Checkout\n"
-    "    weight: 1.0\n"
-    "    owner: {team: payments}\n"
-    "    stages: [{id: payment, weight: 1.0, match: ['service=\"p\"']}]\n"
-)
 
 
 @pytest.fixture(autouse=True)
 def _no_label_named_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("region", "env", "cluster"):
         monkeypatch.delenv(name, raising=False)
-
-
-def checkout(tmp_path: Path, rest: str) -> Path:
-    path = tmp_path / "journeys.yaml"
-    path.write_text(CHECKOUT + rest)
-    return path
 
 
 def problems(path: Path) -> list[str]:

@@ -29,6 +29,11 @@ class MissingValues(KeyError):
         return f"the template names {shown}, which this incident has no value for"
 
 
+TITLE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""A ``{name}`` of an action's title: filled where known, else left as written (a title
+is words for people, not a template that must parse)."""
+
+
 def fields(template: str) -> list[str]:
     """The names ``template`` uses, in order; ValueError on a stray brace or a field that
     is not a plain name."""

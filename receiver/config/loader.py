@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,8 +10,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from receiver.act.template import TITLE_FIELD, strings
 from receiver.act.template import fields as template_fields
-from receiver.act.template import strings
 from receiver.config.fields import FieldIssues, Loc, show
 from receiver.config.journeys_yaml import JourneysConfig
 from receiver.config.receiver_yaml import (
@@ -157,7 +156,6 @@ def _check_served(config: ReceiverConfig, journeys: JourneysConfig, doc: Documen
 # server.external_url, which the operators set), and what only an action about a change has.
 _RUN_FIELDS = frozenset({"incident_id", "incident_url", "journey", "action", "priority"})
 _CHANGE_FIELDS = frozenset({"service", "version", "previous_version"})
-_TITLE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _check_action_templates(
@@ -173,7 +171,7 @@ def _check_action_templates(
         labels = ", ".join("{" + name + "}" for name in group_by) or "none"
         for j, action in enumerate(journey.actions):
             at: Loc = ("journeys", i, "actions", j)
-            title = sorted(set(_TITLE_FIELD.findall(action.title)) - shown)
+            title = sorted(set(TITLE_FIELD.findall(action.title)) - shown)
             if title:
                 doc.add(
                     (*at, "title"),
