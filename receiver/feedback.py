@@ -3,6 +3,7 @@ incident page's form both record it with :func:`record_feedback`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StringConstraints
@@ -69,3 +70,21 @@ async def record_feedback(
     record = {"at": now_ms, **feedback.model_dump(exclude_none=True)}
     outcome = await store.annotate(incident_id, Annotation(append={"feedback": [record]}), now_ms)
     return "unknown" if outcome == "unknown" else "recorded"
+
+
+def latest_verdicts(said: Iterable[tuple[str | None, object]]) -> dict[str | None, bool]:
+    """Each voice's latest "useful" verdict from ``(by, useful)`` in the order received,
+    the voice that changed its mind last coming last.
+
+    The one rule the Slack message, the figures and the store's cap (annotate.lua) share:
+    a person's later verdict replaces their earlier one; records with no ``by`` are one
+    voice, the API's; a record whose ``useful`` is not a boolean (only a wrong cause, or
+    what fixed it, said in Slack) is no verdict. A verdict given beside a wrong cause or a
+    fix (the incident page's form) is one.
+    """
+    latest: dict[str | None, bool] = {}
+    for by, useful in said:
+        if isinstance(useful, bool):
+            latest.pop(by, None)
+            latest[by] = useful
+    return latest

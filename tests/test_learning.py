@@ -283,26 +283,29 @@ async def test_a_flapping_alerts_blips_never_crowd_the_fixed_incident_out_of_mem
         assert similar == [(fixed, "rollback-deploy")]
 
 
+@pytest.mark.parametrize("who", ["alice", None], ids=["alice", "the-API"])
 @pytest.mark.parametrize("first", [{"useful": False}, {"useful": False, "note": "noise"}])
 async def test_the_feedback_cap_keeps_a_persons_latest_verdict(
-    tmp_path: Path, clock: FakeClock, first: dict[str, object]
+    tmp_path: Path, clock: FakeClock, first: dict[str, object], who: str | None
 ) -> None:
-    """Alice said "not useful", then took it back with a plain "useful"; 49 others press
-    Useful. The cap (50) let the oldest plain vote go first: Alice's "useful", leaving her
-    "not useful" as her word (the Slack message then says so, and /stats counts it)."""
+    """Alice (or the API, records with no "by": one voice) said "not useful", then took it
+    back with a plain "useful"; 49 others press Useful. The cap (50) let the oldest plain
+    vote go first: that "useful", leaving "not useful" as the word (the Slack message then
+    says so, and /stats counts it)."""
+    by = {"by": who} if who else {}
     async with harness(write_config(tmp_path), clock) as h:
         (inc,) = (await h.post([make_alert()])).json()["incidents"]
         await h.tick(30)
         url = f"/api/v1/incidents/{inc}/feedback"
-        assert (await h.client.post(url, json={**first, "by": "alice"})).status_code == 201
-        assert (await h.client.post(url, json={"useful": True, "by": "alice"})).status_code == 201
+        assert (await h.client.post(url, json={**first, **by})).status_code == 201
+        assert (await h.client.post(url, json={"useful": True, **by})).status_code == 201
         for i in range(49):
             r = await h.client.post(url, json={"useful": True, "by": f"u{i}"})
             assert r.status_code == 201
         feedback = (await h.incident(inc))["feedback"]
         assert len(feedback) == 50
-        alice = [f["useful"] for f in feedback if f.get("by") == "alice"]
-        assert alice[-1] is True
+        said = [f["useful"] for f in feedback if f.get("by") == who]
+        assert said[-1] is True
         h.clock.advance(120)
         assert (await h.client.get("/api/v1/stats")).json()["signal"]["not_useful_pct"] == 0.0
 

@@ -46,6 +46,10 @@ RESERVED_FEED_NAME = "api"
 """The source name of events posted to ``/api/v1/events``; no feed may take it."""
 
 
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""A feed's default ``max_body_bytes``: tens of thousands of events, far more than a
+lookback window holds."""
+
 FeedName = Annotated[Slug, Field(max_length=64)]
 
 
@@ -66,6 +70,8 @@ class JsonFeedConfig(ConfigModel):
     headers: SecretHeaders = Field(default_factory=dict)
     timeout: PositiveDuration = 2.0
     ca_file: CaFile | None = None
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    """Longest answer read (decompressed); a longer one is a note on the incident."""
     items: str = ""
     """Dotted path of the list in the response body (``data.changes``); "" = the body."""
 
@@ -98,6 +104,8 @@ class GrafanaFeedConfig(ConfigModel):
     """Most annotations asked for at once; Grafana answers the newest first."""
     timeout: PositiveDuration = 2.0
     ca_file: CaFile | None = None
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0)
+    """Longest answer read (decompressed); a longer one is a note on the incident."""
 
 
 FeedConfig = JsonFeedConfig | GrafanaFeedConfig

@@ -37,6 +37,7 @@ class GrafanaFeed(HttpFeed):
             headers={"Authorization": f"Bearer {token}"} if token else {},
             timeout=config.timeout,
             ca_file=str(config.ca_file) if config.ca_file else None,
+            max_body_bytes=config.max_body_bytes,
             attempts=attempts,
             backoff=backoff,
         )

@@ -3,14 +3,17 @@
 Each fetch makes up to ``attempts`` requests, retrying quickly with jitter on connection
 errors and 5xx answers, never on 4xx, and all of them together take at most the feed's
 ``timeout``: enrichment runs once ``group_wait`` is over and must not hold the incident.
-A fetch that fails, or whose response is not JSON, raises a short ``EnrichmentError``
-reason that never carries a token, a header or the URL (which may hold credentials).
+A fetch that fails, whose response is not JSON, or whose body (decompressed) is longer
+than the feed's ``max_body_bytes``, raises a short ``EnrichmentError`` reason that never
+carries a token, a header or the URL (which may hold credentials).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -51,6 +54,10 @@ T = TypeVar("T")
 READS_AT_ONCE = 2
 
 
+class _TooLarge(Exception):
+    """The body went past the feed's ``max_body_bytes``."""
+
+
 class _Busy(Exception):
     """Every worker place of the feed is still taken by a read given up earlier."""
 
@@ -69,11 +76,13 @@ class HttpFeed:
         headers: dict[str, str],
         timeout: float,
         ca_file: str | None,
+        max_body_bytes: int,
         attempts: int,
         backoff: float,
     ) -> None:
         self.name = name
         self._timeout = timeout
+        self._max_body_bytes = max_body_bytes
         self._attempts = attempts
         self._backoff = backoff
         self._client = httpx.AsyncClient(
@@ -88,23 +97,27 @@ class HttpFeed:
     async def _get_json(self, url: str, params: list[tuple[str, str]]) -> Any:
         try:
             with anyio.fail_after(self._timeout):
-                response = await self._get(url, params)
+                status, body = await self._get(url, params)
         except TimeoutError:
             raise EnrichmentError(f"timed out after {_seconds(self._timeout)}") from None
         except _ServerError as exc:
             raise EnrichmentError(f"HTTP {exc.status} after {self._attempts} attempts") from None
+        except _TooLarge:
+            raise EnrichmentError(
+                f"answer larger than {self._max_body_bytes} bytes (max_body_bytes)"
+            ) from None
         except httpx.TimeoutException:
             raise EnrichmentError(f"timed out after {_seconds(self._timeout)}") from None
         except httpx.ConnectError:
             raise EnrichmentError(f"cannot connect ({self._attempts} attempts)") from None
         except httpx.HTTPError as exc:
             raise EnrichmentError(f"request failed ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise EnrichmentError(_status_reason(response.status_code))
+        if status != 200:
+            raise EnrichmentError(_status_reason(status))
         try:
             # On a worker thread: a body of megabytes (an endpoint answering its whole
             # history) must not hold the incident past its budget.
-            return await self.off_loop(response.json)
+            return await self.off_loop(partial(json.loads, body))
         except ValueError:
             raise EnrichmentError("response is not JSON") from None
 
@@ -127,7 +140,8 @@ class HttpFeed:
                 f"{READS_AT_ONCE} earlier reads of its answers have not ended yet"
             ) from None
 
-    async def _get(self, url: str, params: list[tuple[str, str]]) -> httpx.Response:
+    async def _get(self, url: str, params: list[tuple[str, str]]) -> tuple[int, bytes]:
+        """The status of the last attempt, and its body when that is 200."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=self._backoff, max=1.0)
@@ -137,11 +151,34 @@ class HttpFeed:
         )
         async for attempt in retrying:
             with attempt:
-                response = await self._client.get(httpx.URL(url).copy_merge_params(tuple(params)))
-                if response.status_code >= 500:
-                    raise _ServerError(response.status_code)
-                return response
+                request = self._client.build_request(
+                    "GET", httpx.URL(url).copy_merge_params(tuple(params))
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    if response.status_code >= 500:
+                        raise _ServerError(response.status_code)
+                    if response.status_code != 200:
+                        return response.status_code, b""
+                    return 200, await self._body(response)
+                finally:
+                    await response.aclose()
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _body(self, response: httpx.Response) -> bytes:
+        # Counted as it arrives, decompressed: an endpoint that ignores since/until, or a
+        # small gzip that inflates to gigabytes, stops at the limit instead of filling RAM.
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body_bytes:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _status_reason(status: int) -> str:

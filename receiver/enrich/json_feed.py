@@ -31,6 +31,7 @@ class JsonFeed(HttpFeed):
             headers={key: value.get_secret_value() for key, value in config.headers.items()},
             timeout=config.timeout,
             ca_file=str(config.ca_file) if config.ca_file else None,
+            max_body_bytes=config.max_body_bytes,
             attempts=attempts,
             backoff=backoff,
         )

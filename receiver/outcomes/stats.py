@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from receiver.causes import change_to_detection
 from receiver.config.fields import parse_duration, show
 from receiver.errors import PayloadError
+from receiver.feedback import latest_verdicts
 from receiver.incident import counted_response, response_times, rfc3339, told_before
 from receiver.metrics import Metrics
 from receiver.outcomes import revenue
@@ -423,11 +424,7 @@ def not_useful(state: IncidentState) -> bool:
     take it back: a person's later verdict replaces their earlier one, and records with no
     ``by`` are one voice, the API's, as the Slack message counts them; a record about
     something else (``useful`` None: the cause was wrong) is no such word."""
-    latest: dict[str | None, bool] = {}
-    for f in state.feedback:
-        if f.useful is not None:
-            latest[f.by] = f.useful
-    return False in latest.values()
+    return False in latest_verdicts((f.by, f.useful) for f in state.feedback).values()
 
 
 def blip(state: IncidentState) -> bool:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from receiver.act import STATUS_WORDS
 from receiver.causes import CAUSE_CONFIDENCE
+from receiver.feedback import latest_verdicts
 from receiver.incident import Incident, kpi_line
 from receiver.logtext import unturned
 from receiver.models import NotificationKind
@@ -329,20 +330,17 @@ def _people(incident: Incident) -> list[str]:
         items.append(f"Acknowledged by {response['acknowledged_by']}")
     if response.get("resolved_by"):
         items.append(f"Resolved by {response['resolved_by']}")
-    verdicts: dict[str, bool] = {}
     wrong: dict[str, None] = {}
     fixes: list[str] = []
     for record in incident.feedback:
-        who = str(record.get("by") or "the API")
+        who = _voice(record.get("by"))
         if record.get("fixed_by"):
             fixes.append(f"Fixed by: {record['fixed_by']} (says {who})")
-        elif record.get("wrong_cause"):
+        if record.get("wrong_cause"):
             wrong[who] = None
-        elif record.get("useful") is not None:
-            verdicts.pop(who, None)
-            verdicts[who] = bool(record["useful"])
-    useful = [who for who, said in verdicts.items() if said]
-    not_useful = [who for who, said in verdicts.items() if not said]
+    verdicts = latest_verdicts((r.get("by"), r.get("useful")) for r in incident.feedback)
+    useful = [_voice(who) for who, said in verdicts.items() if said]
+    not_useful = [_voice(who) for who, said in verdicts.items() if not said]
     if useful:
         items.append("Marked useful by " + ", ".join(useful))
     if not_useful:
@@ -365,6 +363,10 @@ def _people(incident: Incident) -> list[str]:
         items.append(f"{last.get('title') or last['action']}: {said} (by {last['by']})")
     # At most 9 items, within the context block's 10.
     return [clip(escape(item), _PEOPLE_ITEM_MAX) for item in items]
+
+
+def _voice(by: object) -> str:
+    return str(by) if by else "the API"
 
 
 def _span(start: str, end: str) -> str:

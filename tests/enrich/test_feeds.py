@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ import anyio
 import httpx
 import pytest
 import respx
+from starlette.types import Receive, Scope, Send
 
 from receiver.config import load_receiver_config
 from receiver.config.feeds import GrafanaFeedConfig, JsonFeedConfig
@@ -25,6 +27,7 @@ from receiver.enrich.http_feed import READS_AT_ONCE
 from receiver.enrich.json_feed import JsonFeed
 from receiver.errors import ConfigError
 from receiver.events import ChangeEvent
+from tests.support.fake_server import FakeServer, serve
 from tests.support.prometheus import fake_http, self_signed_cert
 
 pytestmark = pytest.mark.anyio
@@ -506,6 +509,57 @@ async def test_a_feed_answering_its_whole_history_keeps_to_the_budget() -> None:
     assert events == []
     # A deadline, not a benchmark: generous for a loaded 2-core machine.
     assert took < 1.5, (took, notes)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["declared", "streamed", "inflated"],
+    ids=["content-length", "chunked", "gzip-bomb"],
+)
+async def test_an_answer_past_max_body_bytes_is_a_note_read_no_further(shape: str) -> None:
+    # 300,000 deploys in the window (~32 MB), said up front (Content-Length), streamed in
+    # chunks with no length, or gzipped into less than the limit: each is cut at the
+    # feed's limit (1 MB here) instead of being held and parsed whole.
+    item = json.dumps(deploy(1, version="2026.04.18-3")).encode()
+    whole = b"[" + b",".join([item] * 300_000) + b"]"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body, headers = whole, [(b"content-type", b"application/json")]
+        if shape == "declared":
+            headers.append((b"content-length", str(len(whole)).encode()))
+        elif shape == "inflated":
+            body = gzip.compress(whole)
+            assert len(body) < 1_000_000 < len(whole)
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for at in range(0, len(body), 65_536):  # no length given: sent chunked
+            more = at + 65_536 < len(body)
+            await send({"type": "http.response.body", "body": body[at : at + 65_536],
+                        "more_body": more})  # fmt: skip
+
+    with serve(app, FakeServer()) as fake:
+        config = {"type": "json", "name": "deploys", "url": fake.url}
+        feed = JsonFeed(JsonFeedConfig.model_validate({**config, "max_body_bytes": 1_000_000}))
+        try:
+            events, notes = await gather([], [feed], START, END)
+        finally:
+            await feed.aclose()
+
+    assert events == []
+    assert no_secret(notes) == [
+        "context unavailable: deploys: answer larger than 1000000 bytes (max_body_bytes)"
+    ]
+
+
+async def test_an_answer_within_max_body_bytes_is_read() -> None:
+    answer = json.dumps([deploy(1, id="a")]).encode()
+    with fake_http(200, answer) as fake:
+        config = {"type": "json", "name": "deploys", "url": fake.url}
+        feed = JsonFeed(JsonFeedConfig.model_validate({**config, "max_body_bytes": len(answer)}))
+        try:
+            assert [e.id for e in await feed.events(START, END)] == ["a"]
+        finally:
+            await feed.aclose()
 
 
 async def test_reads_given_up_at_the_budget_stay_within_their_places() -> None:

@@ -236,6 +236,31 @@ async def test_useful_not_useful_and_wrong_cause_are_recorded_with_who(
     assert world.pagerduty.actions(incident_id) == ["trigger"]
 
 
+async def test_a_verdict_given_with_a_wrong_cause_or_a_fix_is_on_the_message_as_counted(
+    rx: Harness, slack: Slack, world: Fakes, clock: FakeClock
+) -> None:
+    # The incident page's form sends a verdict with a wrong cause or what fixed it in one
+    # record. /stats counts Alice's "not useful"; the message showed only her wrong cause.
+    incident_id = await opened(rx)
+    url = f"/api/v1/incidents/{incident_id}/feedback"
+    for said in (
+        {"useful": False, "wrong_cause": True, "by": "alice"},
+        {"useful": True, "fixed_by": "restarted the pod", "by": "dave"},
+    ):
+        assert (await rx.client.post(url, json=said)).status_code == 201
+    assert (await slack.click(ACK, incident_id, BOB)).status_code == 200  # edits the message
+    await rx.tick()
+    assert people(message(world)) == [
+        "Acknowledged by @bob (U0BOB)",
+        "Marked useful by dave",
+        "Marked not useful by alice",
+        "Wrong cause, says alice",
+        "Fixed by: restarted the pod (says dave)",
+    ]
+    clock.advance(120)
+    assert (await rx.client.get("/api/v1/stats")).json()["signal"]["not_useful_pct"] == 100.0
+
+
 async def test_what_fixed_it_opens_a_modal_of_the_suggested_actions_and_records_the_answer(
     rx: Harness, slack: Slack, world: Fakes
 ) -> None:

@@ -66,17 +66,21 @@ local function plain_vote(r)
   return verdict_only(r) and r.useful == true
 end
 
--- A person's latest verdict is theirs (the figures and the Slack message count it): a
--- bare verdict the same person gave again later goes first, as it counts nowhere; a
--- plain vote that took back the person's earlier "not useful" is kept as long as that.
+-- A person's latest verdict is theirs, records with no "by" being one voice, the API's
+-- (receiver.feedback.latest_verdicts: the figures and the Slack message count it so): a
+-- bare verdict the same voice gave again later goes first, as it counts nowhere; a plain
+-- vote that took back the voice's earlier "not useful" is kept as long as that.
+local function voice(r)
+  if type(r.by) == 'string' then return r.by end
+  return false
+end
 local function said_again(list, i, later)
-  local by = list[i].by
-  if type(by) ~= 'string' then return false end
+  local by = voice(list[i])
   local from, to = i + 1, #list
   if not later then from, to = 1, i - 1 end
   for j = from, to do
     local r = list[j]
-    if type(r) == 'table' and r.by == by and type(r.useful) == 'boolean'
+    if type(r) == 'table' and voice(r) == by and type(r.useful) == 'boolean'
       and (later or r.useful == false) then
       return true
     end
