@@ -186,17 +186,6 @@ def _group_by(cfg_path: Path | None) -> list[str]:
     return config.GroupingConfig().group_by
 
 
-def _lease(cfg_path: Path | None) -> float | None:
-    """receiver.yaml's ``outbox.lease`` as written; None without, or when it is not a
-    lease at all (the operators' own check says so)."""
-    outbox = _section(cfg_path, "outbox")
-    try:
-        lease = config.parse_duration(outbox.get("lease") if isinstance(outbox, dict) else None)
-    except ValueError:
-        return None
-    return lease if lease > 0 else None
-
-
 def check(args: argparse.Namespace) -> int:
     cfg_path, journeys_path = _paths(args)
     if cfg_path is None and journeys_path is None:
@@ -206,12 +195,16 @@ def check(args: argparse.Namespace) -> int:
         # A team lead checks their file alone, without the operators' secrets: the
         # receiver.yaml found lends its group_by (as for `rules`) and outbox.lease only.
         # (--online calls what receiver.yaml sets up: that needs all of it.)
-        problems = config.check(None, journeys_path, _group_by(cfg_path), _lease(cfg_path))
+        lease = config.written_lease(_section(cfg_path, "outbox"))
+        problems, warnings = config.review(None, journeys_path, _group_by(cfg_path), lease)
         cfg_path = None
     else:
-        problems = config.check(cfg_path, journeys_path)
+        problems, warnings = config.review(cfg_path, journeys_path)
     for problem in problems:
         print(problem, file=sys.stderr)
+    for warning in warnings:
+        # Valid, so not a problem (exit 0): serve would run it, and misbehave quietly.
+        print(f"warning: {warning}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
         if args.online:

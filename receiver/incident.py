@@ -290,6 +290,8 @@ _SUMMARY_CHARS = 120
 # A cause that names every one of many tied services must not push the owner out of a
 # sink's summary (Slack shows 2,000 characters of it).
 _CAUSE_CHARS = 300
+_TIERS_SHOWN = 6
+_TIER_CHARS = 40
 
 
 def what_broke(alerts: Sequence[StoredAlert]) -> str:
@@ -344,7 +346,10 @@ def summary(
     whom = [f"stages {', '.join(stages)}" if stages else "no stage matched"]
     tiers = sorted({t for a in alerts if a.status == "firing" and (t := a.labels.get(tier_label))})
     if tiers:
-        whom.append(f"customer {tier_label} {', '.join(tiers)}")
+        # Label values: a tier label that carries customer ids instead of tiers would
+        # otherwise list thousands of them ahead of how bad it is and who owns it.
+        shown = [clip_words(" ".join(t.split()), _TIER_CHARS) for t in tiers]
+        whom.append(f"customer {tier_label} {listing(shown, _TIERS_SHOWN)}")
     lines.append(f"For whom: {'; '.join(whom)}.")
     severity = next((f.reason for f in impact.factors if f.name == "severity"), None)
     bad = [severity] if severity and state.firing_count else []

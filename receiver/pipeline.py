@@ -278,12 +278,19 @@ class Pipeline:
                 for sink in targets
                 if decision.notify is not None
             ]
+            next_look = self._next_look(state, decision, now)
+            if self.runs is not None and await self.runs.unasked(state, impact.priority):
+                # Asked for after the commit: should this replica stop, or the store fail,
+                # in between, nothing else would look at the incident again (no alert may
+                # change), and the run would never be asked for.
+                again = now + ms(self.settings.config.scheduler.lease)
+                next_look = again if next_look is None else min(next_look, again)
             committed = await self.store.commit(
                 claim,
                 stored.version,
                 state,
                 lifecycle.guard(loaded, decision),
-                self._next_look(state, decision, now),
+                next_look,
                 state.timeline[len(stored.state.timeline) :],
                 now,
                 jobs,

@@ -35,6 +35,7 @@ from tests.support.harness import harness, write_config
 from tests.support.processes import free_port, running
 from tests.support.prometheus import fake_http
 from tests.support.receiver_process import poll
+from tests.test_config import checkout
 from tests.test_slo import JOURNEY
 
 CLI = str(Path(sys.executable).parent / "journey-receiver")
@@ -77,6 +78,29 @@ def test_check_warns_of_a_journeys_file_without_journeys(
     )
     assert main(["check", "--config", str(EXAMPLE_CONFIG)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_check_warns_of_what_is_valid_but_almost_surely_a_mistake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journeys = checkout(
+        tmp_path,
+        "    runbooks: [{title: Pay, url: 'https://r.example/p', match: [service='payment']}]\n"
+        "    slo: {objective: 0.999}\n",
+    )
+    assert main(["check", "--journeys", str(journeys)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "config OK\n"
+    assert err.splitlines() == [
+        f"warning: {journeys}:7: journeys[0].runbooks[0].match[0]: service=\"'payment'\" "
+        "compares the label with 'payment', quotes included (did you mean service=\"payment\"?)",
+        f"warning: {journeys}:8: journeys[0].slo.objective: is in percent: 0.999 lets the "
+        "journey be degraded 99.001% of the window and still meet it (did you mean 99.9?)",
+    ]
+    receiver = tmp_path / "receiver.yaml"
+    receiver.write_text("server: {auth: {allow_open: true}}\n")
+    assert main(["check", "--config", str(receiver)]) == 0
+    assert capsys.readouterr().err.count("warning: ") == 2
 
 
 def test_a_team_lead_checks_journeys_alone_without_the_operators_secrets(

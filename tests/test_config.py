@@ -183,6 +183,31 @@ def problems(path: Path) -> list[str]:
             ],
         ),
         (
+            # Each says what the file shows, not only what YAML 1.1 made of it ("got 8").
+            "journeys_yaml_surprises",
+            [
+                "{file}:4: journeys[0].name: expected a string, got 2026-04-18 "
+                '(YAML reads 2026-04-18 as a date; write "2026-04-18" for the text)',
+                "{file}:7: journeys[0].owner.team: expected a string, got null "
+                '(YAML reads #payments after a space as a comment; write "#payments" for the text)',
+                "{file}:8: journeys[0].owner.jira_project: expected a string, got false "
+                '(YAML reads NO as false; write "NO" for the text)',
+                "{file}:9: journeys[0].group_by[1]: expected a string, got true "
+                '(YAML reads on as true; write "on" for the text)',
+                "{file}:11: journeys[0].stages[0].id: expected a string, got 8 "
+                '(YAML reads 010 as the number 8; write "010" for the text)',
+                '{file}:15: journeys[0].kpis[0].bad_when: expected "down" or "up", got false '
+                '(YAML reads no as false; write "no" for the text)',
+            ],
+        ),
+        (
+            "journeys_tab",
+            [
+                "{file}:4: YAML syntax error: found character '\\t' that cannot start any "
+                "token (YAML does not allow tabs for indentation or after a value: use spaces)"
+            ],
+        ),
+        (
             "receiver_many_problems",
             [
                 '{file}:2: server.port: expected an integer, got "http"',
@@ -412,6 +437,24 @@ def test_a_value_yaml_cannot_build_is_a_problem_naming_its_field(
     (found,) = check(cfg)
     assert (found.line, found.path) == (2, "events.lookback")
     assert str(found).startswith(f"{cfg}:2: events.lookback: cannot read this value: ")
+
+
+@pytest.mark.parametrize(
+    ("written", "reason"),
+    [
+        ("~", "expected a string, got null"),
+        ("null", "expected a string, got null"),
+        ("false", "expected a string, got false"),
+        ("10", "expected a string, got 10"),
+    ],
+)
+def test_a_value_written_as_yaml_reads_it_is_said_without_a_hint(
+    tmp_path: Path, written: str, reason: str
+) -> None:
+    # Only what YAML read behind the author's back (NO, 010, #channel) is explained.
+    path = checkout(tmp_path, "")
+    path.write_text(CHECKOUT.replace("{team: payments}", f"{{team: {written}}}"))
+    assert problems(path) == [f"{path}:5: journeys[0].owner.team: {reason}"]
 
 
 def test_load_reports_a_missing_receiver_yaml(tmp_path: Path) -> None:

@@ -165,6 +165,17 @@ def test_summary_reads_as_a_chart() -> None:
     )
 
 
+def test_customer_tiers_are_listed_like_services() -> None:
+    # A tier label that carries customer ids: 200 distinct values, one of them 5,000
+    # characters long with a line break, would come before how bad it is and the owner.
+    alerts = [firing("GatewayErrors", "", f"cust-{n:03}", n) for n in range(200)]
+    alerts.append(firing("GatewayErrors", "", "a\n" + "x" * 5000, 200))
+    text = summary(chart(), CHECKOUT, P1, alerts)
+    assert "For whom: stages cart, payment; customer tier a " + "x" * 37 + "…, cust-000, " in text
+    assert "cust-004 +195 more. How bad:" in text
+    assert len(text) < 1000
+
+
 def test_an_incident_waiting_out_resolve_after_says_so() -> None:
     quiet = chart(firing_count=0, firing_services={}, kpis=[], probable_causes=[])
     assert title(quiet, P1) == "checkout/eu P1 — resolving: 12 alerts in cart, payment-service"

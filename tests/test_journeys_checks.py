@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from receiver.config import ReceiverConfig, check, load, load_journeys
+from receiver.config import ReceiverConfig, check, load, load_journeys, review
 from receiver.errors import ConfigError
+from tests.conftest import ROOT
 from tests.test_config import CHECKOUT, checkout
 
 OPEN = "server: {auth: {allow_open: true}}\n"
@@ -212,3 +213,109 @@ def test_a_kpi_bound_on_the_wrong_side_of_zero_is_refused(
     [said] = problems(path)
     assert "journeys[0].actions[0].when.kpi." in said
     assert f"(did you mean {hint}?)" in said
+
+
+# -- valid, and yet almost surely a mistake: warned of by `check`, never refused
+
+
+# A second journey, up to its stages' items.
+PAYMENTS = (
+    "  - id: payments\n"
+    "    name: Payments\n"
+    "    weight: 0.9\n"
+    "    owner: {team: payments}\n"
+    "    stages:\n"
+)
+
+
+def warnings(path: Path) -> list[str]:
+    """What `check` warns of in a file serve (and a reload) still accepts."""
+    load_journeys(path, ReceiverConfig())
+    problems, said = review(None, path)
+    assert problems == []
+    return [str(w) for w in said]
+
+
+def test_a_stage_an_earlier_stage_takes_every_alert_of_is_warned_of(tmp_path: Path) -> None:
+    # Two journeys claim the payment alerts; a catch-all stage swallows the one after it.
+    path = checkout(
+        tmp_path,
+        PAYMENTS + "      - {id: gateway, weight: 1, match: ['service=\"p\"', 'env=\"prod\"']}\n"
+        "      - {id: prod, weight: 1, match: ['env!=\"staging\"']}\n"
+        "      - {id: cart, weight: 1, match: ['service=\"cart\"', 'env=\"prod\"']}\n"
+        "      - {id: staging, weight: 1, match: ['service=\"cart\"', 'env=\"staging\"']}\n",
+    )
+    assert warnings(path) == [
+        f"{path}:12: journeys[1].stages[0].match: no alert can reach this stage: every alert "
+        "it matches is taken first by checkout/payment (line 6), as an alert belongs to the "
+        "first stage in file order whose matchers all match",
+        f"{path}:14: journeys[1].stages[2].match: no alert can reach this stage: every alert "
+        "it matches is taken first by payments/prod (line 13), as an alert belongs to the "
+        "first stage in file order whose matchers all match",
+    ]
+
+
+def test_a_stage_whose_matchers_contradict_each_other_is_warned_of(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        PAYMENTS + "      - {id: a, weight: 1,\n"
+        "         match: ['env=\"prod\"', 'service=\"a\"', 'env=\"staging\"']}\n"
+        "      - {id: b, weight: 1, match: ['service=\"b\"', 'service!~\"a|b\"']}\n"
+        "      - {id: c, weight: 1, match: ['service=\"c\"', 'service=~\"c|d\"']}\n",
+    )
+    assert warnings(path) == [
+        f"{path}:13: journeys[1].stages[0].match: no alert can reach this stage: "
+        'env="prod" and env="staging" cannot both hold',
+        f"{path}:14: journeys[1].stages[1].match: no alert can reach this stage: "
+        'service="b" and service!~"a|b" cannot both hold',
+    ]
+
+
+def test_a_matcher_value_that_keeps_its_quotes_is_warned_of(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    runbooks:\n"
+        "      - title: Cart\n"
+        "        url: https://runbooks.example.com/cart\n"
+        '        match: [service=\'cart\', \'service=~"\\"cart.*\\""\', "tier=\'gold"]\n',
+    )
+    path.write_text(path.read_text().replace("'service=\"p\"'", "service='p'"))
+    assert warnings(path) == [
+        f"{path}:6: journeys[0].stages[0].match[0]: service=\"'p'\" compares the label with "
+        "'p', quotes included (did you mean service=\"p\"?)",
+        f"{path}:10: journeys[0].runbooks[0].match[0]: service=\"'cart'\" compares the label "
+        "with 'cart', quotes included (did you mean service=\"cart\"?)",
+        f'{path}:10: journeys[0].runbooks[0].match[1]: service=~"\\"cart.*\\"" compares '
+        'the label with "cart.*", quotes included (did you mean service=~"cart.*"?)',
+    ]
+
+
+def test_an_slo_objective_written_as_a_ratio_is_warned_of(tmp_path: Path) -> None:
+    path = checkout(tmp_path, "    slo: {degraded_at: P2, objective: 0.999}\n")
+    path.write_text(path.read_text() + "unmapped: {slo: {objective: 99.5}}\n")
+    assert warnings(path) == [
+        f"{path}:7: journeys[0].slo.objective: is in percent: 0.999 lets the journey be "
+        "degraded 99.001% of the window and still meet it (did you mean 99.9?)"
+    ]
+
+
+def test_a_value_a_hash_turned_into_a_comment_is_warned_of(tmp_path: Path) -> None:
+    # Valid (the channel is optional), and the journey's incidents would go to the
+    # default Slack channel.
+    path = checkout(tmp_path, "")
+    path.write_text(
+        path.read_text().replace(
+            "owner: {team: payments}",
+            "owner:\n      team: payments  # the payments squad\n      slack_channel: #inc-pay",
+        )
+    )
+    assert load_journeys(path).journeys[0].owner.slack_channel is None
+    assert warnings(path) == [
+        f"{path}:7: journeys[0].owner.slack_channel: has no value: YAML reads a # after a "
+        "space as the start of a comment, so the text after it is dropped; quote the value "
+        'to keep it ("#…")'
+    ]
+
+
+def test_the_example_journeys_give_no_warning() -> None:
+    assert review(None, ROOT / "config" / "journeys.yaml") == ([], [])

@@ -113,6 +113,23 @@ class Runs:
             if isinstance(found, Match):
                 await self._ask(state, journey, found, None, None)
 
+    async def unasked(self, state: IncidentState, priority: str) -> bool:
+        """Whether ``offer`` would ask for a run that was neither asked for (its mark) nor
+        turned down by the receiver (its record) on the incident yet."""
+        journey = self.pipeline.settings.catalog.find(state.journey)
+        if journey.automation != "auto" or state.status != "open" or state.notified_at is None:
+            return False
+        told = {r.action for r in state.actions_run if r.by == "auto" or r.status in _SETTLED}
+        for action in journey.actions:
+            key = action_key(action)
+            if action.run is None or key in told:
+                continue
+            if isinstance(match(action, state, priority), Match) and not (
+                await self.pipeline.store.marked(_once("run", state.id, key, None))
+            ):
+                return True
+        return False
+
     async def press(
         self,
         state: IncidentState,
@@ -241,6 +258,10 @@ class Runs:
         action = next((a for a in journey.actions if action_key(a) == key), None)
         title = _title(action, job.values) if action else key
         once = f"done:{job.id}"
+        if await self.pipeline.store.marked(once):
+            # Decided and recorded by an attempt whose replica lost the store before the
+            # job left its queue: a system that ignores Idempotency-Key would act again.
+            return
         cfg = self.cfg
         why = None
         if action is None or action.run is None:

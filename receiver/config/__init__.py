@@ -28,7 +28,15 @@ from receiver.config.journeys_yaml import (
     Stage,
     Unmapped,
 )
-from receiver.config.loader import check, load, load_auth, load_journeys, load_receiver_config
+from receiver.config.loader import (
+    check,
+    load,
+    load_auth,
+    load_journeys,
+    load_receiver_config,
+    review,
+    written_lease,
+)
 from receiver.config.receiver_yaml import (
     AuthConfig,
     AutomationConfig,
@@ -96,4 +104,6 @@ __all__ = [
     "load_journeys",
     "load_receiver_config",
     "parse_duration",
+    "review",
+    "written_lease",
 ]

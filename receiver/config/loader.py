@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,8 +13,9 @@ from pydantic_core import ErrorDetails
 
 from receiver.act.template import TITLE_FIELD, strings
 from receiver.act.template import fields as template_fields
-from receiver.config.fields import FieldIssues, Loc, show
+from receiver.config.fields import FieldIssues, Loc, parse_duration, show
 from receiver.config.journeys_yaml import JourneysConfig
+from receiver.config.mistakes import mistakes
 from receiver.config.receiver_yaml import (
     ATTEMPT_SHARE,
     DEFAULT_JOURNEYS_FILE,
@@ -55,7 +57,10 @@ def load(
     """Read both files (journeys from ``journeys_file`` unless given); problems of both.
     ``offline``: for a command that neither listens nor sends (``explain``), an unset
     ``${VAR}`` reads as empty and a receiver.yaml with no write credential is no problem."""
-    config, journeys, problems = _read_both(Path(config_path), _path(journeys_path), offline)
+    config, journeys, doc, journeys_doc = _read_both(
+        Path(config_path), _path(journeys_path), offline
+    )
+    problems = doc.problems + journeys_doc.problems
     if problems:
         raise ConfigError(problems)
     assert config is not None
@@ -104,6 +109,29 @@ def check(
     """Problems of both files, none when they are valid; without ``config_path`` the
     defaults of receiver.yaml (``group_by`` and ``outbox.lease`` when given) are checked
     with ``journeys_path`` (or ./journeys.yaml)."""
+    return review(config_path, journeys_path, group_by, lease)[0]
+
+
+def written_lease(outbox: object) -> float | None:
+    """``outbox.lease`` as a receiver.yaml's ``outbox`` section (``outbox``) writes it, for
+    checking journeys without the rest of that file; None without one, or when it is no
+    lease at all (the operators' own check says so)."""
+    try:
+        lease = parse_duration(outbox.get("lease") if isinstance(outbox, dict) else None)
+    except ValueError:
+        return None
+    return lease if lease > 0 else None
+
+
+def review(
+    config_path: Path | str | None,
+    journeys_path: Path | str | None = None,
+    group_by: list[str] | None = None,
+    lease: float | None = None,
+) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
+    """``check``'s problems, and its warnings: what the files may hold but almost surely
+    do not mean (``receiver/config/mistakes.py``). Said by ``check``, never refused: a
+    file that loaded before still loads."""
     if config_path is None:
         # Checked alone, as a team lead does (the secrets it names are the operators').
         path = _path(journeys_path) or DEFAULT_JOURNEYS_FILE
@@ -117,8 +145,17 @@ def check(
                 outbox = served.outbox.model_copy(update={"lease": lease})
                 served = served.model_copy(update={"outbox": outbox})
             _check_served(served, journeys, doc)
-        return doc.problems
-    return _read_both(Path(config_path), _path(journeys_path))[2]
+        docs = [doc]
+    else:
+        _, journeys, receiver_doc, doc = _read_both(Path(config_path), _path(journeys_path))
+        docs = [receiver_doc, doc]
+    if journeys is not None and not doc.problems:
+        mistakes(journeys, doc)
+    problems = [p for d in docs for p in d.problems]
+    refused = {(p.file, p.path) for p in problems}
+    # A value that is also refused is said once, with the error.
+    warnings = [w for d in docs for w in d.warnings if (w.file, w.path) not in refused]
+    return problems, sorted(warnings, key=lambda w: (w.file, w.line or 0))
 
 
 def _path(path: Path | str | None) -> Path | None:
@@ -127,7 +164,7 @@ def _path(path: Path | str | None) -> Path | None:
 
 def _read_both(
     config_path: Path, journeys_path: Path | None, offline: bool = False
-) -> tuple[ReceiverConfig | None, JourneysConfig | None, list[ConfigProblem]]:
+) -> tuple[ReceiverConfig | None, JourneysConfig | None, Document, Document]:
     config, doc = _read_receiver(config_path, offline)
     if journeys_path is None and config is not None:
         journeys_path = config.journeys_file
@@ -140,7 +177,7 @@ def _read_both(
         _check_served(config, journeys, journeys_doc)
         if journeys_doc.problems:
             journeys = None
-    return config, journeys, doc.problems + journeys_doc.problems
+    return config, journeys, doc, journeys_doc
 
 
 def _check_served(config: ReceiverConfig, journeys: JourneysConfig, doc: Document) -> None:
@@ -359,6 +396,9 @@ def _add_validation_problems(
         else:
             secret = any(part in secrets for part in loc)
             reason = _reason(error, secret)
+            written = doc.written.get(loc)
+            if not secret and written is not None and kind in _WANTS_TEXT:
+                reason += _as_written(written, error["input"])
             if kind == "extra_forbidden" and isinstance(loc[-1], str):
                 reason += _did_you_mean(loc[-1], _fields_at(model, loc[:-1]))
             doc.add(loc, reason, key=kind == "extra_forbidden")
@@ -379,6 +419,27 @@ def _did_you_mean(given: str, known: set[str]) -> str:
     """`` (did you mean weight?)`` for a misspelt field name, else nothing."""
     close = difflib.get_close_matches(given, sorted(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+# What a value YAML did not read as text fails with when the field wants text: a string,
+# one of some words, or a matcher string.
+_WANTS_TEXT = frozenset({"string_type", "literal_error", "value_error"})
+
+
+def _as_written(text: str, value: object) -> str:
+    """`` (YAML reads NO as false; write "NO" for the text)``: the error names the value
+    YAML made, which is not what the file shows."""
+    if value is None:
+        return f" (YAML reads {text} after a space as a comment; write {show(text)} for the text)"
+    if isinstance(value, date):
+        made = "a date"
+    elif text == show(value):
+        return ""  # written as shown: nothing YAML did behind the author's back
+    elif isinstance(value, bool):
+        made = show(value)
+    else:
+        made = f"the number {show(value)}"
+    return f" (YAML reads {text} as {made}; write {show(text)} for the text)"
 
 
 _EXPECTED = {

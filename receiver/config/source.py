@@ -34,6 +34,11 @@ class Document:
     key_lines: dict[Loc, int] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
     problem_locs: set[Loc] = field(default_factory=set)
+    warnings: list[ConfigProblem] = field(default_factory=list)
+    """What is valid but almost surely a mistake: said by ``check``, never refused."""
+    written: dict[Loc, str] = field(default_factory=dict)
+    """The text of a value YAML read as something other than what it shows: ``NO`` read
+    as false, ``010`` as 8, a date, or a ``#channel`` read as a comment (no value)."""
 
     def line(self, loc: Loc, *, key: bool = False) -> int | None:
         """Line of the value at ``loc`` (of its key with ``key``), else of its nearest parent."""
@@ -48,6 +53,9 @@ class Document:
         found = line if line is not None else self.line(loc, key=key)
         self.problems.append(ConfigProblem(self.file, found, field_path(loc), reason))
         self.problem_locs.add(loc)
+
+    def warn(self, loc: Loc, reason: str) -> None:
+        self.warnings.append(ConfigProblem(self.file, self.line(loc), field_path(loc), reason))
 
     def covers(self, loc: Loc) -> bool:
         """True when a problem was already reported at ``loc`` or one of its parents, or at
@@ -88,6 +96,9 @@ def read_document(
             # What the parser says of a line indented wrong, or of a "key: value" inside a
             # value: people read its words as noise.
             problem += " (is this line, or the one before it, indented wrong?)"
+        elif "'\\t'" in problem:
+            # An editor's tab: the parser names the character, not the rule it breaks.
+            problem += " (YAML does not allow tabs for indentation or after a value: use spaces)"
         doc.add((), f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None)
     finally:
         loader.dispose()
@@ -169,9 +180,32 @@ class _Builder:
             said = str(exc).replace(node.value, "…") if node.value else str(exc)
             self.doc.add(loc, f"cannot read this value: {said}")
             return None
+        if node.style is None and not isinstance(value, str):
+            self.unquoted(node, value, loc)
         if not isinstance(value, str) or (self.verbatim is not None and self.verbatim(loc)):
             return value
         return self.expand(value, loc)
+
+    def unquoted(self, node: yaml.ScalarNode, value: object, loc: Loc) -> None:
+        """Note the text of a plain scalar that YAML did not read as text (YAML 1.1 reads
+        ``NO`` as false and ``010`` as 8), so that a field wanting text can say why it got
+        none; and warn of a value a ``#`` turned into a comment (``#inc-checkout``)."""
+        if node.value:
+            if value is not None:  # null and ~ say what YAML makes of them
+                self.doc.written[loc] = node.value
+            return
+        mark = node.start_mark
+        line = mark.buffer[mark.pointer :].split("\n", 1)[0] if mark.buffer else ""
+        rest = line.lstrip(" \t")
+        # "# note" is a comment; "#inc-checkout" right after the colon is a value someone
+        # forgot to quote, and the field silently gets none.
+        if len(rest) > 1 and rest[0] == "#" and not rest[1].isspace() and line != rest:
+            self.doc.written[loc] = rest.split(" #", 1)[0].rstrip()
+            self.doc.warn(
+                loc,
+                "has no value: YAML reads a # after a space as the start of a comment, so "
+                'the text after it is dropped; quote the value to keep it ("#…")',
+            )
 
     def expand(self, text: str, loc: Loc) -> str:
         def substitute(found: re.Match[str]) -> str:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from starlette.background import BackgroundTasks
+from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -30,6 +30,7 @@ from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
 from receiver.sinks.slack_blocks import (
+    ACK,
     ACTIONS,
     FIXED,
     RUN_PREFIX,
@@ -37,7 +38,7 @@ from receiver.sinks.slack_blocks import (
     SILENCE_S,
     button_value,
 )
-from receiver.store.base import Annotation
+from receiver.store.base import AnnotateOutcome, Annotation
 from receiver.store.records import IncidentState, StoredIncident
 
 if TYPE_CHECKING:
@@ -245,6 +246,13 @@ async def slack_interactions(request: Request, receiver: Receiver, body: bytes) 
 
 
 async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> Response:
+    slack_sink = receiver.settings.config.sinks.slack
+    ca_file = slack_sink.ca_file if slack_sink else None
+
+    def told(text: str) -> BackgroundTask:
+        # Slack shows the person a refused click as a bare error: the reason goes to them.
+        return BackgroundTask(slack.tell, interaction.response_url, text, ca_file)
+
     # Every incident first: a click naming none changes nothing at all.
     pressed: list[tuple[slack.Action, StoredIncident, str | None]] = []
     for action in interaction.actions:
@@ -253,17 +261,15 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
         incident_id, shown = button_value(action.value)
         stored = await receiver.store.load(incident_id) if incident_id else None
         if stored is None:
-            return _no_incident(incident_id)
+            return _no_incident(incident_id, told(slack.no_incident(incident_id)))
         if not interaction.on_message_of(stored.state):
             return JSONResponse(
                 {"error": f"the button is not on the Slack message of incident {incident_id!r}"},
                 status_code=404,
+                background=told(slack.not_its_message(incident_id)),
             )
         pressed.append((action, stored, shown))
     later = BackgroundTasks()
-    sinks = receiver.pipeline.sinks
-    slack_sink = receiver.settings.config.sinks.slack
-    ca_file = slack_sink.ca_file if slack_sink else None
     for action, stored, shown in pressed:
         state = stored.state
         if action.action_id == FIXED:
@@ -291,18 +297,49 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
             if not slack.may_silence(interaction, responders):
                 refusal = slack.silence_refused(interaction, action, now)
                 if await receiver.store.annotate(state.id, refusal, now) == "unknown":
-                    return _no_incident(state.id)
+                    return _no_incident(state.id, told(slack.no_incident(state.id)))
                 later.add_task(slack.tell, interaction.response_url, slack.SILENCE_REFUSED, ca_file)
                 continue
-        annotation = slack.pressed(interaction, action, state, sinks, now)
-        if annotation is None:
+        landed = await _press(receiver, interaction, action, state)
+        if landed is None:
             continue
-        outcome = await receiver.store.annotate(state.id, annotation, now)
+        outcome, decided = landed
         if outcome == "unknown":
-            return _no_incident(state.id)
+            return _no_incident(state.id, told(slack.no_incident(state.id)))
+        if outcome == "stale":
+            return JSONResponse(
+                {"error": "the incident kept changing while this was recorded: retry"},
+                status_code=503,
+            )
+        late = slack.acknowledged_late(decided) if action.action_id == ACK else None
+        if outcome == "ok" and late is not None:
+            later.add_task(slack.tell, interaction.response_url, late, ca_file)
         if action.action_id == SILENCE and outcome == "ok":
             later.add_task(_silence_from_slack, receiver, state.id, interaction)
     return Response(background=later)
+
+
+async def _press(
+    receiver: Receiver, interaction: slack.Interaction, action: slack.Action, state: IncidentState
+) -> tuple[AnnotateOutcome, IncidentState] | None:
+    """Land what pressing ``action`` adds, decided on ``state``; decided again on a fresh
+    read when what it was decided on changed before it landed (``Annotation.expect``).
+    The store's answer and the state last decided on; None for a button that adds
+    nothing."""
+    outcome: AnnotateOutcome = "stale"
+    for _ in range(_DECISIONS):
+        now = receiver.pipeline.now_ms()
+        annotation = slack.pressed(interaction, action, state, receiver.pipeline.sinks, now)
+        if annotation is None:
+            return None
+        outcome = await receiver.store.annotate(state.id, annotation, now)
+        if outcome != "stale":
+            return outcome, state
+        fresh = await load_state(receiver, state.id)
+        if fresh is None:
+            return "unknown", state
+        state = fresh
+    return outcome, state
 
 
 async def _slack_submission(receiver: Receiver, interaction: slack.Interaction) -> Response:
@@ -367,8 +404,9 @@ async def _silence_from_slack(
         )
 
 
-def _no_incident(incident_id: str) -> JSONResponse:
+def _no_incident(incident_id: str, told: BackgroundTask | None = None) -> JSONResponse:
     return JSONResponse(
         {"error": f"no incident {incident_id!r} in this receiver (from a Slack button)"},
         status_code=404,
+        background=told,
     )

@@ -42,7 +42,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from receiver.config import SlackSinkConfig
 from receiver.errors import PayloadError
-from receiver.incident import Incident
+from receiver.incident import Incident, rfc3339
 from receiver.logtext import unturned
 from receiver.sinks.slack import web_client
 from receiver.sinks.slack_blocks import (
@@ -86,6 +86,39 @@ SILENCE_REFUSED = (
     "owner.responders names by Slack user id."
 )
 """Said to the person only, when ``may_silence`` refuses them."""
+_ID_SHOWN_MAX = 100
+
+
+def no_incident(incident_id: str) -> str:
+    """Said to the person only, for a button of an incident this receiver does not keep:
+    Slack shows a refused click as a bare error, with no reason."""
+    return (
+        f"Nothing was recorded: journey-receiver has no incident {clip(incident_id, _ID_SHOWN_MAX)}"
+        " (an incident is kept for store.retention after its last change)."
+    )
+
+
+def not_its_message(incident_id: str) -> str:
+    """Said to the person only, for a button on a message that is not the incident's own
+    (``Interaction.on_message_of``)."""
+    return (
+        "Nothing was recorded: this is not the Slack message of incident "
+        f"{clip(incident_id, _ID_SHOWN_MAX)} that journey-receiver keeps (the incident was "
+        "posted again since, or the message is another installation's): press the button "
+        "on the incident's current message."
+    )
+
+
+def acknowledged_late(state: IncidentState) -> str | None:
+    """Said to the person only, when their Acknowledge came after the incident resolved
+    (it is on the timeline, and no acknowledgement); None otherwise."""
+    if state.status != "resolved":
+        return None
+    when = f" at {rfc3339(state.resolved_at)}" if state.resolved_at is not None else ""
+    return (
+        f"Not recorded as an acknowledgement: the incident resolved{when} (every alert "
+        "resolved), before you pressed Acknowledge."
+    )
 
 
 class _Wire(BaseModel):
@@ -234,6 +267,7 @@ def pressed(
     fill: dict[str, dict[str, object]] = {}
     append: dict[str, list[dict[str, object]]] = {}
     jobs: list[Job] = []
+    expect: tuple[str, str, str | None] | None = None
     kind = action.action_id
     if kind == ACK:
         first = state.response.acknowledged_by if state.response else None
@@ -245,6 +279,9 @@ def pressed(
         else:
             fill["response"] = {"acknowledged_at": now_ms, "acknowledged_by": who, "source": SOURCE}
             text, change = f"acknowledged in Slack by {who}", f"acknowledged by {who}"
+            # Someone else's press (or PagerDuty's) may land between this read and the
+            # write: then theirs is the acknowledgement, and this one is decided again.
+            expect = ("response", "acknowledged_by", None)
             if "pagerduty" in sinks and "pagerduty" in state.sinks:
                 jobs.append(
                     Job(incident=state.id, sink="pagerduty", kind="acknowledge", due=now_ms)
@@ -270,6 +307,7 @@ def pressed(
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         jobs=jobs,
         once=_once(interaction, action),
+        expect=expect,
     )
 
 

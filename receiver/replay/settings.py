@@ -8,7 +8,8 @@ models; the rest (server, store, sinks, prometheus, alertmanager, ...) is never 
 an unset variable there is no error. ``routing`` keeps the sink names it gives without
 needing those sinks configured: nothing is delivered, the names only say where an incident
 would have gone (a page is one that reached ``pagerduty``). ``journeys.yaml`` is loaded
-and checked in full, as ``journey-receiver check`` does.
+and checked in full, as ``journey-receiver check --journeys`` does: against that
+``grouping`` and, as written, ``outbox.lease``.
 
 With ``--context`` the ``prometheus`` and ``events`` sections are read too (their
 ``${VARIABLES}`` then must be set): the replay reads KPIs and change feeds as the
@@ -76,11 +77,23 @@ def replay_settings(
         routing = _ROUTING.validate_python(data.get("routing", cfg.routing))
     except ValidationError as exc:
         raise _problems(exc, ("routing",), doc, config_path) from exc
-    journeys = config.load_journeys(_journeys_file(journeys_path, config_path, data), offline=True)
+    journeys = config.load_journeys(
+        _journeys_file(journeys_path, config_path, data), _served(cfg, data), offline=True
+    )
     settings = Settings.build(cfg, journeys)
     return dataclasses.replace(
         settings, routing={sink: frozenset(prios) for sink, prios in routing.items()}
     )
+
+
+def _served(cfg: config.ReceiverConfig, data: dict[str, Any]) -> config.ReceiverConfig:
+    """What the journeys are checked against, as ``check --journeys`` does: the group_by
+    a KPI query may use, and the ``outbox.lease`` a run's timeout must fit in (read as
+    written; an invalid one is the operators' check to refuse)."""
+    lease = config.written_lease(data.get("outbox"))
+    if lease is None:
+        return cfg
+    return cfg.model_copy(update={"outbox": cfg.outbox.model_copy(update={"lease": lease})})
 
 
 def _journeys_file(given: Path | None, config_path: Path | None, data: dict[str, Any]) -> Path:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from starlette.requests import HTTPConnection
 
 from receiver.auth import Role
-from receiver.web.keys import NAMESPACE, Key, KeyRing, b64, mac, unb64
+from receiver.web.keys import CLOCK_SKEW_S, NAMESPACE, Key, KeyRing, b64, mac, unb64
 from receiver.web.proxy import proxy_user
 
 if TYPE_CHECKING:
@@ -144,8 +144,9 @@ class WebAuth:
             return None
         now = receiver.clock()
         ttl = receiver.settings.config.server.auth.session_ttl
-        # A session made under a longer session_ttl lasts no longer than the current one.
-        if not now < session.expires_at <= now + ttl:
+        # A session made under a longer session_ttl lasts no longer than the current one;
+        # one made a moment ago on a replica whose clock is ahead is not such a session.
+        if not now < session.expires_at <= now + ttl + CLOCK_SKEW_S:
             return None
         credential = fields.get("c")
         if not isinstance(credential, str) or not _still_configured(receiver, key, credential):

@@ -9,7 +9,8 @@ so a sign-in lasts its ``session_ttl`` across the change. A key lost with the st
 ``memory://`` store at restart, a flushed Redis) only means people sign in again.
 
 Each key has an id (``kid``) carried in the clear next to what it signs; a verifier accepts
-only the ids above: the configured secret's, or the current or previous period's.
+only the ids above: the configured secret's, or the current or previous period's (or the
+next one's, within ``CLOCK_SKEW_S`` of it: a replica whose clock is ahead signs with it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ WEEK_S = 7 * 86400.0
 KEY_BYTES = 32
 MEMO_S = 60.0
 NAMESPACE = "web"
+CLOCK_SKEW_S = 60.0
+"""How far apart replicas' clocks may be: what one whose clock is ahead signs (a session
+ending later, a key of the next period) is still good on the others."""
 
 
 def b64(raw: bytes) -> str:
@@ -93,6 +97,9 @@ class KeyRing:
         slot = _slot(now, session_ttl)
         if kid == f"r{slot}":
             return await self.signing(configured, cache, now, session_ttl)
+        if kid == f"r{slot + 1}" and _slot(now + CLOCK_SKEW_S, session_ttl) == slot + 1:
+            # Made by a replica whose clock has passed into the next period already.
+            return await self._stored(kid, slot + 1, cache, now, session_ttl, make=False)
         if kid != f"r{slot - 1}":
             return None
         return await self._stored(kid, slot, cache, now, session_ttl, make=False)

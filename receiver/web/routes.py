@@ -44,7 +44,14 @@ async def board(request: Request, receiver: Receiver) -> Response:
     return render(
         request,
         "board.html",
-        {"board": shown, "open_count": shown.open_count, "capped": shown.capped},
+        {
+            "board": shown,
+            "open_count": shown.open_count,
+            "capped": shown.capped,
+            # A wall screen reloads the board every 30 s; a person reading it with a keyboard
+            # or a screen reader is sent back to the top by each reload, so may turn it off.
+            "refresh": request.query_params.get("refresh") != "off",
+        },
     )
 
 

@@ -16,6 +16,7 @@ from receiver.act.levels import Person
 from receiver.act.runs import _changed_since_asked
 from receiver.actions import shown_by_id
 from receiver.config import Action, Journey, Owner
+from receiver.errors import StoreUnavailable
 from receiver.store.deliveries import Job
 from receiver.store.records import CauseRecord, ChangeRecord, IncidentState
 from tests.conftest import FakeClock, make_alert
@@ -302,6 +303,71 @@ async def test_a_journey_reloaded_to_auto_runs_on_its_open_incident(
         await rx.tick(1)
         await rx.tick(1)
         assert len(deploy.effects) == 1, await runs(rx, inc)
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(
+    tmp: Path, deploy: FakeDeploy, redis_port: int
+) -> AsyncIterator[tuple[Harness, Harness, str]]:
+    """Two replicas at ``auto`` on one Redis; the deploys and the storm posted to the
+    first, nothing decided yet."""
+    store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {tmp.name}}}\n"
+    cfg = write_config(tmp, store, journeys=journeys(tmp, deploy.url, "auto"))
+    cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
+    clock = FakeClock(FIRST_ALERT - 60)
+    async with harness(cfg, clock) as first, harness(cfg, clock, first.sink) as second:
+        assert (await first.client.post("/api/v1/events", content=json.dumps(DEPLOYS))).is_success
+        clock.now = FIRST_ALERT
+        storm = [make_alert(alertname=f"Errors{i}") for i in range(5)]
+        (inc,) = (await first.post(storm)).json()["incidents"]
+        yield first, second, inc
+
+
+async def test_a_replica_lost_right_after_the_open_leaves_the_run_to_another(
+    tmp_path: Path, deploy: FakeDeploy, redis_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The replica that decides the open loses the store's answer to its commit (a
+    # failover), which landed: the incident is notified, and nothing new arrives. The run
+    # it would have asked for next is asked for by the other replica.
+    async with two_replicas(tmp_path, deploy, redis_port) as (first, second, inc):
+        commit = first.receiver.store.commit
+
+        async def answer_lost(*args: Any, **kwargs: Any) -> Any:
+            await commit(*args, **kwargs)
+            raise StoreUnavailable("store unreachable: Connection reset by peer")
+
+        monkeypatch.setattr(first.receiver.store, "commit", answer_lost)
+        await first.tick(30)
+        assert first.sink.kinds() == ["open"] and await runs(first, inc) == []
+        for _ in range(3):
+            await second.tick(30)
+        assert len(deploy.effects) == 1, await runs(second, inc)
+        assert [r["status"] for r in await runs(second, inc)] == ["ran"]
+
+
+async def test_a_run_recorded_before_its_job_was_dropped_is_not_sent_again(
+    tmp_path: Path, deploy: FakeDeploy, redis_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The replica that runs the rollback records it, then loses the store before the job
+    # leaves its queue. The other replica takes the job over after the lease: the run is
+    # done and recorded, so it calls nothing (GitHub, say, ignores Idempotency-Key).
+    async with two_replicas(tmp_path, deploy, redis_port) as (first, second, inc):
+        deliveries = first.receiver.store.deliveries
+
+        async def gone(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable("store unreachable: Connection reset by peer")
+
+        monkeypatch.setattr(deliveries, "ack", gone)
+        await first.tick(30)
+        assert len(deploy.calls) == 1
+        assert [r["status"] for r in await runs(first, inc)] == ["ran"]
+        for _ in range(3):
+            await second.tick(61)
+        assert len(deploy.calls) == 1
+        assert [r["status"] for r in await runs(second, inc)] == ["ran"]
+        assert (await second.client.get("/api/v1/deliveries?state=pending")).json()[
+            "deliveries"
+        ] == []
 
 
 async def test_a_run_held_back_by_the_hours_limit_runs_once_a_slot_is_free(

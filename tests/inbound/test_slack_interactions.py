@@ -4,8 +4,9 @@ coming back signed, as Slack signs them."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from receiver.sinks.slack_blocks import (
     WRONG_CAUSE,
     render,
 )
-from tests.conftest import FakeClock, make_alert
+from receiver.store import StoreSettings, open_store
+from receiver.store.redis import RedisStore
+from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.fake_server import FakeServer, Fault, serve
 from tests.support.fake_slack import TOKEN as SLACK_TOKEN
 from tests.support.fake_slack import Message
@@ -201,6 +204,112 @@ async def test_acknowledge_tells_pagerduty_records_who_and_edits_the_message(
         "Acknowledge pressed in Slack by @bob (U0BOB); @alice (U0ALICE) had acknowledged it"
     )
     assert pd.actions(incident_id) == ["trigger", "acknowledge"]
+
+
+class PressedMeanwhile:
+    """The real store, with another press landing between a click's read of the incident
+    and its write: two people pressing Acknowledge at once, or on two replicas."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+        self.meanwhile: Callable[[], Awaitable[object]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def annotate(self, *args: Any) -> Any:
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            await meanwhile()
+        return await self.inner.annotate(*args)
+
+
+_prefixes = itertools.count()
+
+
+async def test_two_people_pressing_acknowledge_at_once_make_one_acknowledgement(
+    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
+) -> None:
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS)
+    extra = f"inbound: {{slack: {{signing_secret: {SECRET}}}}}\n"
+    config = write_config(tmp_path, world.config() + extra, journeys=journeys)
+    settings = StoreSettings(key_prefix=f"slackack{next(_prefixes)}")
+    racing = PressedMeanwhile(open_store(f"redis://127.0.0.1:{redis_port}/0", settings))
+    async with harness(config, clock, configured_sinks=True, store=racing) as rx:
+        slack = Slack(rx, world, clock)
+        incident_id = await opened(rx)
+        # Bob's press lands after Alice's was read and before it is written.
+        racing.meanwhile = lambda: slack.click(ACK, incident_id, BOB)
+
+        r = await slack.click(ACK, incident_id, ALICE)
+
+        assert (r.status_code, r.content) == (200, b"")
+        detail = await rx.incident(incident_id)
+        assert detail["response"]["acknowledged_by"] == "@bob (U0BOB)"
+        assert slack_timeline(detail) == [
+            "acknowledged in Slack by @bob (U0BOB)",
+            "Acknowledge pressed in Slack by @alice (U0ALICE); @bob (U0BOB) had acknowledged it",
+        ]
+        await rx.tick()
+        # PagerDuty hears one acknowledgement; the thread does not say Alice's was one.
+        assert world.pagerduty.actions(incident_id) == ["trigger", "acknowledge"]
+        replies = [reply.text for reply in world.slack.replies(message(world).ts)]
+        assert [text.split(": ", 1)[1] for text in replies] == [
+            "acknowledged by @bob (U0BOB)",
+            "already acknowledged by @bob (U0BOB)",
+        ]
+
+
+async def test_acknowledge_pressed_after_the_resolve_is_told_to_the_person(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+    assert (await rx.post([resolved(PAYMENT)])).status_code == 200
+    await rx.tick(300)  # resolve_after
+    detail = await rx.incident(incident_id)
+    assert detail["status"] == "resolved"
+
+    # From the message as it was: its edit to "resolved" was still on its way to Slack.
+    r = await slack.click(ACK, incident_id, ALICE)
+
+    assert (r.status_code, r.content) == (200, b"")
+    (said,) = slack.responses()
+    assert said["response_type"] == "ephemeral"
+    assert said["text"] == (
+        f"Not recorded as an acknowledgement: the incident resolved at {detail['resolved_at']} "
+        "(every alert resolved), before you pressed Acknowledge."
+    )
+    after = await rx.incident(incident_id)
+    assert after["response"] is None
+    assert slack_timeline(after) == [
+        "Acknowledge pressed in Slack by @alice (U0ALICE) after the incident resolved"
+    ]
+    assert world.pagerduty.actions(incident_id) == ["trigger", "resolve"]
+
+
+async def test_a_press_that_changes_nothing_for_want_of_its_incident_says_why(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    incident_id = await opened(rx)
+
+    # An incident this receiver does not keep (it expired after store.retention, say).
+    r = await slack.click(USEFUL, "checkout-0000000000000000-1", ALICE)
+    assert r.status_code == 404
+    (said,) = slack.responses()
+    assert said["response_type"] == "ephemeral"
+    assert said["text"] == (
+        "Nothing was recorded: journey-receiver has no incident checkout-0000000000000000-1 "
+        "(an incident is kept for store.retention after its last change)."
+    )
+    # A message that is not the incident's own.
+    r = await slack.click(USEFUL, incident_id, ALICE, message_ts="1776500000.999999")
+    assert r.status_code == 404
+    (said,) = slack.responses()
+    assert said["text"].startswith(
+        f"Nothing was recorded: this is not the Slack message of incident {incident_id} "
+    )
+    assert (await rx.incident(incident_id))["feedback"] == []
 
 
 async def test_useful_not_useful_and_wrong_cause_are_recorded_with_who(

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from receiver.cli import main
+from receiver.config import check
+from receiver.replay import replay_settings
 from tests.support.processes import free_port
 from tests.support.prometheus import fake_http
+from tests.test_config import checkout
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -51,6 +54,45 @@ def test_a_journeys_file_with_an_error_is_refused_like_check_does(
     err = refused(capsys, "--prometheus", "http://127.0.0.1:9", "--journeys", str(bad))
     assert err.startswith(f"{bad}:")
     assert "journeys[0]" in err
+
+
+def test_a_journeys_file_check_refuses_for_the_receiver_it_runs_under_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Valid alone, but its KPI uses a label the receiver.yaml's group_by does not give
+    # incidents, and its title a field no suggestion has: a reload would refuse it.
+    cfg = tmp_path / "receiver.yaml"
+    cfg.write_text("grouping: {group_by: [region]}\noutbox: {lease: 10m}\n")
+    journeys = checkout(
+        tmp_path,
+        "    kpis:\n"
+        "      - {name: orders, query: 'sum(x{env=\"$env\"})', unit: x, bad_when: down}\n"
+        "    actions:\n"
+        "      - {title: 'Roll back {servce}', when: {change_type: deploy}}\n",
+    )
+    argv = ("--prometheus", "http://127.0.0.1:9", "--config", str(cfg), "--journeys")
+    err = refused(capsys, *argv, str(journeys))
+    assert err.splitlines()[0].startswith(f"{journeys}:8: journeys[0].kpis[0].query: uses $env")
+    assert err.splitlines()[1].startswith(f"{journeys}:10: journeys[0].actions[0].title: ")
+    assert "--against" not in err
+    err = refused(capsys, *argv, str(DATA / "journeys-new.yaml"), "--against", str(journeys))
+    assert err.startswith(f"{journeys}:8: journeys[0].kpis[0].query: uses $env")
+    # A run's timeout is measured against receiver.yaml's outbox.lease, as check does.
+    journeys.write_text(
+        journeys.read_text()
+        .replace('{env="$env"}', '{region="$region"}')
+        .replace("{servce}", "{service}")
+        .replace(
+            "when: {change_type: deploy}}",
+            "when: {change_type: deploy}, id: rollback,\n"
+            "         run: {webhook: {url: 'https://deploy.example/x', secret: s, timeout: 2m}}}",
+        )
+    )
+    assert check(None, journeys, ["region"], 600.0) == []
+    assert replay_settings(cfg, journeys).journeys.journeys[0].actions[0].id == "rollback"
+    cfg.write_text("grouping: {group_by: [region]}\n")
+    err = refused(capsys, *argv, str(journeys))
+    assert "journeys[0].actions[0].run.webhook.timeout: 120s needs outbox.lease" in err
 
 
 def test_prometheus_errors_and_silence_are_named(

@@ -139,6 +139,32 @@ def test_the_board_ranks_open_incidents_and_colours_each_stage(
         phone.context.close()
 
 
+def test_a_keyboard_or_screen_reader_user_can_stop_the_board_reloading(
+    tab: Tab, site: Site
+) -> None:
+    seed_board(site, hostile=False)
+    sign_in(tab, site)
+    page = tab.page
+    refresh = page.locator("meta[http-equiv=refresh]")
+    expect(refresh).to_have_attribute("content", "30")  # the wall screen's board
+
+    # Each reload sends keyboard focus and a screen reader back to the top of the page,
+    # every 30 s, however far down the list of incidents they were (WCAG 2.2.1).
+    stop = page.get_by_role("link", name="Stop refreshing")
+    stop.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{site.url}/?refresh=off")
+    expect(refresh).to_have_count(0)
+    expect(page.locator("#incidents tr.incident")).to_have_count(3)
+    expect(page.locator("#refresh")).to_have_text(
+        "Not refreshing by itself: Refresh every 30 seconds."
+    )
+
+    page.get_by_role("link", name="Refresh every 30 seconds").click()
+    expect(page).to_have_url(f"{site.url}/")
+    expect(refresh).to_have_attribute("content", "30")
+
+
 def test_hostile_labels_show_as_text_and_run_nothing(tab: Tab, site: Site) -> None:
     dialogs: list[str] = []
 
@@ -257,6 +283,23 @@ def test_any_window_the_api_takes_is_the_window_shown(tab: Tab, site: Site) -> N
     incidents = figures["journeys"]["checkout"]["signal"]["incidents"]
     cell = tab.page.locator('#signal tr[data-journey="checkout"] td').nth(1)
     expect(cell).to_have_text(str(incidents))
+
+
+def test_the_stats_charts_fit_a_small_phone(site: Site, browser: Browser) -> None:
+    seed_history(site)
+    phone = open_tab(browser, viewport={"width": 360, "height": 740}, is_mobile=True)
+    try:
+        sign_in(phone, site, "/stats")
+        figures = phone.page.locator("main figure")
+        expect(figures).to_have_count(6)
+        # Each chart's column was at least 22rem: wider than a 360 px screen less its margins.
+        rights = figures.evaluate_all("fs => fs.map(f => f.getBoundingClientRect().right)")
+        width = phone.page.evaluate("document.documentElement.clientWidth")
+        assert [r for r in rights if r > width] == []
+        assert phone.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        check_tab(phone)
+    finally:
+        phone.context.close()
 
 
 def test_writers_token_is_not_needed_for_the_pages(site: Site) -> None:

@@ -15,15 +15,29 @@ from typing import Any
 
 import pytest
 import yaml
-from playwright.sync_api import expect
+from playwright.sync_api import Browser, expect
 
 from tests.conftest import EXAMPLE_JOURNEYS, FakeClock, body, make_alert
-from tests.support.browser import READ_TOKEN, WRITE_TOKEN, Site, Tab, auth_with, serve
+from tests.support.browser import (
+    READ_TOKEN,
+    WRITE_TOKEN,
+    Site,
+    Tab,
+    auth_with,
+    check_tab,
+    open_tab,
+    serve,
+)
 from tests.support.prometheus import DATA, prometheus_server
 
 HOSTILE_LABEL = "<script>alert(1)</script>"
 HOSTILE_ANNOTATION = "<img src=x onerror=alert(1)>"
 CONVERSION_QUERY = 'avg(journey_conversion_ratio{region="$region"})'
+SMALL_PHONE = {"width": 360, "height": 740}
+# Whatever of ``selector`` reaches past the right edge of the screen, as "tag#id right=x".
+PAST_THE_EDGE = """selector => [...document.querySelectorAll(selector)]
+    .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth)
+    .map(e => `${e.tagName.toLowerCase()}#${e.id} right=${e.getBoundingClientRect().right}`)"""
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +245,38 @@ def test_without_prometheus_the_chart_says_why(tab: Tab, tmp_path: Path, clock: 
             "chart unavailable: prometheus: not configured (prometheus.url)"
         )
         expect(tab.page.locator("#kpis svg")).to_have_count(0)
+
+
+def test_the_feedback_form_fits_a_phone(browser: Browser, site: Site) -> None:
+    incident_id = open_incident(site)
+    [action] = incident_json(site, incident_id)["suggested_actions"]
+    assert action["title"] == "Roll back payment-service to 2026.04.17-1"  # a plain title
+    phone = open_tab(browser, viewport=SMALL_PHONE, is_mobile=True)
+    try:
+        sign_in(phone, site, f"/incidents/{incident_id}")
+        page = phone.page
+        expect(page.locator("#fixed_by option")).to_have_count(2)
+        # The select as wide as the action's title widened the fieldset past the screen:
+        # the text box and "Send feedback" were half off it, reached only by scrolling sideways.
+        form = "#feedback fieldset, #feedback fieldset *"
+        assert page.evaluate(PAST_THE_EDGE, form) == []
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        phone.shot("incident-feedback-phone")
+        check_tab(phone)
+    finally:
+        phone.context.close()
+
+
+def test_the_kpi_charts_fit_a_phone(browser: Browser, site: Site) -> None:
+    incident_id = open_incident(site)
+    phone = open_tab(browser, viewport=SMALL_PHONE, is_mobile=True)
+    try:
+        sign_in(phone, site, f"/incidents/{incident_id}")
+        page = phone.page
+        expect(page.locator("#kpis svg.kpi-chart")).to_have_count(1)
+        # Each chart's column was at least 22rem, wider than a 360 px screen less its margins.
+        assert page.evaluate(PAST_THE_EDGE, "#kpis figure, #kpis svg") == []
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        check_tab(phone)
+    finally:
+        phone.context.close()

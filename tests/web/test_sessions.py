@@ -85,6 +85,19 @@ async def test_a_session_made_on_one_replica_works_on_another(
     assert await board_status(client_for(replica(config, clock)), cookie) == 303
 
 
+async def test_a_session_made_on_a_replica_whose_clock_is_ahead_works_at_once_on_another(
+    tmp_path: Path, clock: FakeClock, client_for: Any
+) -> None:
+    config = write_config(tmp_path / "receiver.yaml", auth_with())
+    ahead = replica(config, clock)
+    behind = replica(config, FakeClock(clock.now - 3), ahead.state.receiver.store)
+
+    cookie = await sign_in(client_for(ahead))
+
+    # The redirect after signing in may well land on the other replica.
+    assert await board_status(client_for(behind), cookie) == 200
+
+
 async def test_a_configured_secret_needs_no_shared_store(
     tmp_path: Path, clock: FakeClock, client_for: Any
 ) -> None:
@@ -172,6 +185,17 @@ async def test_keys_rotate_weekly_and_the_last_one_still_verifies() -> None:
     assert await other.verifying(signer.kid, None, cache, now + 2 * WEEK_S, 12 * 3600) is None
     assert await other.verifying("r12345", None, cache, now, 12 * 3600) is None
     assert await other.verifying("s-anything", None, cache, now, 12 * 3600) is None
+
+
+async def test_a_key_a_replica_whose_clock_is_ahead_made_for_the_next_week_verifies() -> None:
+    cache = LocalCache(clock=lambda: 0.0)
+    turn = 101 * WEEK_S
+    ahead = await KeyRing().signing(None, cache, turn + 1, 12 * 3600)
+
+    behind = KeyRing()
+    assert await behind.verifying(ahead.kid, None, cache, turn - 2, 12 * 3600) == ahead
+    # Not a week's key from further on than clocks are apart.
+    assert await behind.verifying(ahead.kid, None, cache, turn - 3600, 12 * 3600) is None
 
 
 async def test_a_key_the_store_lost_is_followed_within_a_minute() -> None:
