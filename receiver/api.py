@@ -214,7 +214,11 @@ async def post_feedback(request: Request, receiver: Receiver) -> Response:
     body = await _read_limited(request, receiver)
     feedback = parse_feedback(body)
     outcome = await record_feedback(
-        receiver.store, request.path_params["incident_id"], feedback, receiver.pipeline.now_ms()
+        receiver.store,
+        receiver.pipeline.sinks,
+        request.path_params["incident_id"],
+        feedback,
+        receiver.pipeline.now_ms(),
     )
     if outcome == "unknown":
         return error(404, "no such incident")

@@ -23,6 +23,7 @@ from receiver.placement import place
 from receiver.settings import Settings
 from receiver.store import AlertGroup
 from receiver.store.records import AlertPage, IncidentState, StoredAlert
+from receiver.terminal import escaped
 from receiver.topology import Ranking
 from receiver.webhook import parse_webhook
 
@@ -66,7 +67,9 @@ class ExplainReport:
             for note in inc["context_notes"]:
                 out.append(f"  note:     {note}")
             out.append(f"  sinks:    {', '.join(inc['sinks']) or 'none (routing matched none)'}")
-        return "\n".join(out)
+        # Alert text fills most lines: none may break into a line of its own or steer the
+        # terminal. Escaped line by line, so the report's own line breaks stay.
+        return "\n".join(map(escaped, out))
 
 
 def incident_of(group: AlertGroup, now_ms: int) -> tuple[IncidentState, AlertPage]:

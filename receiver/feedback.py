@@ -3,16 +3,20 @@ incident page's form both record it with :func:`record_feedback`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from receiver.inbound import slack
+from receiver.logtext import clip
 from receiver.store.base import Annotation, GroupStore
 from receiver.webhook import parse_body
 
 MAX_FEEDBACK_TEXT = 4000
+# What fixed it, as the Slack thread says it: the whole text is on the incident.
+_FIX_SAID_MAX = 200
 
 
 def _not_blank(text: str) -> str:
@@ -63,28 +67,34 @@ def parse_feedback(body: bytes) -> Feedback:
 
 
 async def record_feedback(
-    store: GroupStore, incident_id: str, feedback: Feedback, now_ms: int
+    store: GroupStore,
+    sinks: Collection[str],
+    incident_id: str,
+    feedback: Feedback,
+    now_ms: int,
+    once: str | None = None,
 ) -> Literal["recorded", "unknown"]:
     """``feedback`` appended to the incident's ``feedback``, with when it was received;
-    "unknown" when there is no such incident."""
+    "unknown" when there is no such incident. The incident's Slack message (``sinks``: the
+    sinks configured) is edited, as after a click on it: its line of what people did
+    shows the verdict, a wrong cause or the fix, and its thread says who said so.
+    ``once``: the form this came from, recorded once however often it is sent."""
+    stored = await store.load(incident_id, timeline=False)
+    if stored is None:
+        return "unknown"
     record = {"at": now_ms, **feedback.model_dump(exclude_none=True)}
-    outcome = await store.annotate(incident_id, Annotation(append={"feedback": [record]}), now_ms)
+    jobs = slack.edit(stored.state, sinks, _said(feedback), now_ms)
+    annotation = Annotation(append={"feedback": [record]}, jobs=jobs, once=once)
+    outcome = await store.annotate(incident_id, annotation, now_ms)
     return "unknown" if outcome == "unknown" else "recorded"
 
 
-def latest_verdicts(said: Iterable[tuple[str | None, object]]) -> dict[str | None, bool]:
-    """Each voice's latest "useful" verdict from ``(by, useful)`` in the order received,
-    the voice that changed its mind last coming last.
-
-    The one rule the Slack message, the figures and the store's cap (annotate.lua) share:
-    a person's later verdict replaces their earlier one; records with no ``by`` are one
-    voice, the API's; a record whose ``useful`` is not a boolean (only a wrong cause, or
-    what fixed it, said in Slack) is no verdict. A verdict given beside a wrong cause or a
-    fix (the incident page's form) is one.
-    """
-    latest: dict[str | None, bool] = {}
-    for by, useful in said:
-        if isinstance(useful, bool):
-            latest.pop(by, None)
-            latest[by] = useful
-    return latest
+def _said(feedback: Feedback) -> str:
+    words = ["marked useful" if feedback.useful else "marked not useful"]
+    if feedback.wrong_cause:
+        words.append("probable cause called wrong")
+    if feedback.wrong_grouping:
+        words.append("grouping called wrong")
+    if feedback.fixed_by:
+        words.append(f"fixed by {clip(feedback.fixed_by, _FIX_SAID_MAX)}")
+    return f"{', '.join(words)} by {feedback.by or 'the API'}"

@@ -7,7 +7,7 @@ applies to old incidents too. Wording is deterministic: tests assert on it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -533,3 +533,21 @@ def _response_json(state: IncidentState) -> dict[str, Any] | None:
         "acknowledged_at": rfc3339(r.acknowledged_at),
         "resolved_at": rfc3339(r.resolved_at),
     }
+
+
+def latest_verdicts(said: Iterable[tuple[str | None, object]]) -> dict[str | None, bool]:
+    """Each voice's latest "useful" verdict from ``(by, useful)`` in the order received,
+    the voice that changed its mind last coming last.
+
+    The one rule the Slack message, the figures and the store's cap (annotate.lua) share:
+    a person's later verdict replaces their earlier one; records with no ``by`` are one
+    voice, the API's; a record whose ``useful`` is not a boolean (only a wrong cause, or
+    what fixed it, said in Slack) is no verdict. A verdict given beside a wrong cause or a
+    fix (the incident page's form) is one.
+    """
+    latest: dict[str | None, bool] = {}
+    for by, useful in said:
+        if isinstance(useful, bool):
+            latest.pop(by, None)
+            latest[by] = useful
+    return latest

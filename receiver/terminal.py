@@ -8,10 +8,15 @@ LINE = 160
 """What ``shown`` cuts text to: a line of a wide terminal."""
 
 
-def shown(text: str) -> str:
-    """``text`` safe on a terminal: every character that does not print (controls, C1
-    escapes, bidi overrides) escaped, and cut to one line of ``LINE`` characters."""
-    safe = "".join(
+def escaped(text: str) -> str:
+    """``text`` safe on a terminal at any length: every character that does not print
+    (controls, line breaks, C1 escapes, bidi overrides) escaped."""
+    return "".join(
         c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
     )
-    return clip(safe, LINE)
+
+
+def shown(text: str) -> str:
+    """``text`` safe on a terminal (``escaped``) and cut to one line of ``LINE``
+    characters."""
+    return clip(escaped(text), LINE)

@@ -166,6 +166,34 @@ async def test_a_bad_version_rolled_back_without_naming_a_version_is_not_the_tar
     assert "Roll back payment-service to v3" not in titles
 
 
+async def test_a_rollback_without_a_version_stored_before_the_upgrade_is_still_no_target(
+    tmp_path: Path,
+) -> None:
+    # As above (yesterday's undo), but the events were posted to the version before, which
+    # kept a rollback that names no version in the events alone, not in the service's
+    # index the rollback target is read from: after the upgrade v3 is still no target.
+    events = [
+        {"type": "deploy", "version": "v2", "at": "2026-04-16T10:00:00Z", **HERE},
+        {"type": "deploy", "version": "v3", "at": "2026-04-17T15:00:00Z", **HERE},
+        {"type": "rollback", "at": "2026-04-17T15:05:00Z", **HERE},
+        {"type": "deploy", "version": "v4", "at": "2026-04-18T08:11:00Z", **HERE},
+    ]
+    async with harness(write_config(tmp_path), FakeClock(T0)) as rx:
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(events))).is_success
+        store = rx.receiver.store
+        index = f"{store._p}ver:payment-service"
+        indexed = await store._r.zrange(index, 0, -1)
+        undone = [d for d in indexed if json.loads(d)["type"] == "rollback"]
+        assert len(undone) == 1
+        await store._r.zrem(index, *undone)
+        await rx.post([make_alert("payment-service", starts_at="2026-04-18T08:13:00Z")])
+        await rx.tick(31)
+        sent = rx.sink.sent[0][2]
+    assert sent.probable_causes[0]["text"] == "deploy v4 to payment-service"
+    assert sent.changes[0]["previous_version"] is None
+    assert "Roll back payment-service to v3" not in [a["title"] for a in sent.suggested_actions]
+
+
 async def test_a_deploys_own_commit_label_does_not_lose_the_version_it_replaced(
     tmp_path: Path,
 ) -> None:

@@ -514,6 +514,21 @@ JOURNEYS_WITH_ERRORS = (
 )
 
 
+def test_explain_text_keeps_alert_text_on_its_line_and_off_the_terminals_controls() -> None:
+    # The body is one Alertmanager sent: its labels and annotations are anyone's text.
+    forged = "cart\nIncident forged{}\n  priority: P1 (score 99/100)\x1b]0;owned\x07\u202e"
+    alert = make_alert(
+        "payment-service", alertname=forged, annotations={"summary": forged}, region=forged
+    )
+    text = explain_batch(body([alert]), None, EXAMPLE_JOURNEYS).as_text()
+    lines = text.splitlines()
+    assert all(c.isprintable() for line in lines for c in line), text
+    forged_lines = ("Incident forged", "  priority: P1 (score 99")
+    assert not any(line.startswith(forged_lines) for line in lines)
+    # Still there to read, escaped.
+    assert "cart\\nIncident forged{}" in text and "\\x1b]0;owned\\x07\\u202e" in text
+
+
 def test_explain_text_shows_a_kpi_gone_bad_from_zero_not_no_data(tmp_path: Path) -> None:
     # Errors from none last week to 30 now: measured, fully bad (the KPI factor is 1), and
     # "0 → 30" everywhere else; the dry run's text must not call it "no data".

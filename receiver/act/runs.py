@@ -46,6 +46,7 @@ from receiver.actions import (
 )
 from receiver.config import Action, AutomationConfig, Journey
 from receiver.config.actions import WebhookRun
+from receiver.logtext import printable
 from receiver.retired import Retired
 from receiver.settings import ms
 from receiver.sinks._http import incident_url
@@ -65,6 +66,8 @@ _ASKED = ": run asked by "
 _POSTED = ("slack", "jira")
 # Decisions after which the receiver does not ask for the same action again by itself.
 _SETTLED = frozenset({"ran", "failed", "dry_run"})
+UNKNOWN_ACTION = "unknown"
+"""The ``action`` label of a decision about an action journeys.yaml does not name."""
 DONE = frozenset({"ran", "failed"})
 """Statuses after which the action runs no more on the incident, whoever asks."""
 
@@ -354,9 +357,17 @@ class Runs:
             due=due,
         )
         if await self.pipeline.store.annotate(state.id, annotation, now) == "ok":
-            self.pipeline.metrics.action_runs.labels(state.journey, key, status).inc()
+            journey = self.pipeline.settings.catalog.find(state.journey)
+            # A key pressed on a page is the URL's: one journeys.yaml does not name is
+            # counted as "unknown", or each would add a series to /metrics.
+            named = any(action_key(a) == key for a in journey.actions)
+            counted = key if named else UNKNOWN_ACTION
+            self.pipeline.metrics.action_runs.labels(state.journey, counted, status).inc()
             log = logger.warning if status in ("failed", "refused") else logger.info
-            log("action %s of incident %s: %s", key, state.id, said)
+            # The title is filled from alert labels and change events, the result is the
+            # deploy system's answer and a key pressed on a page is the URL's: none may
+            # start a log line of its own or steer the terminal showing it.
+            log("action %s of incident %s: %s", printable(key), state.id, printable(said))
 
     def _posts(self, state: IncidentState, said: str, now: int) -> Sequence[Job]:
         """A reply in the Slack thread and a Jira comment, where the incident went."""

@@ -139,9 +139,15 @@ async def compare(
     ]
     entries = []
     if gone:
-        await _ingest(pipeline, [_resolved(a, now) for a in gone])
-        metrics.peer_alerts.labels("resolved").inc(len(gone))
-        entries.append(f"{why}: Alertmanager no longer holds {alert_names(gone)}: resolved here")
+        # Counted and said by what changed: a back-fill or another replica comparing at the
+        # same moment may have resolved them first.
+        outcomes = await _ingest(pipeline, [_resolved(a, now) for a in gone])
+        changed = sum(o.changed for o in outcomes)
+        if changed:
+            metrics.peer_alerts.labels("resolved").inc(changed)
+            entries.append(
+                f"{why}: Alertmanager no longer holds {alert_names(gone)}: resolved here"
+            )
     if again:
         outcomes = await _ingest(pipeline, [_firing_again(a, held[a.fp]) for a in again])
         changed = sum(o.changed for o in outcomes)

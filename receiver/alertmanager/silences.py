@@ -37,6 +37,7 @@ from receiver.alertmanager.client import AlertmanagerClient, AlertmanagerError, 
 from receiver.alertmanager.reconcile import alert_names
 from receiver.config.fields import parse_duration
 from receiver.errors import PayloadError
+from receiver.inbound import slack
 from receiver.store.base import Annotation
 from receiver.store.records import StoredAlert, TimelineEntry
 from receiver.webhook import parse_body
@@ -100,7 +101,8 @@ async def silence_incident(
     client = receiver.alertmanager
     if client is None:
         raise PayloadError(409, "no alertmanager configured in receiver.yaml (alertmanager.urls)")
-    if await receiver.store.load(incident_id) is None:
+    stored = await receiver.store.load(incident_id, timeline=False)
+    if stored is None:
         return None
     page = await receiver.store.load_alerts(incident_id, _ALERTS_READ)
     firing = [a for a in page.alerts if a.status == "firing"]
@@ -142,11 +144,14 @@ async def silence_incident(
             for silence_id in ids
         ]
         said = [f"{len(ids)} alert(s) silenced in Alertmanager for {span} by {by}", *left_out]
+        # The Slack message lists the silences people made, wherever they made them.
+        change = f"silenced{' in part' if left_out else ''} for {span} by {by}"
         await receiver.store.annotate(
             incident_id,
             Annotation(
                 append={"silences": records},
                 timeline=[TimelineEntry(at=now_ms, kind="alertmanager", text=t) for t in said],
+                jobs=slack.edit(stored.state, receiver.pipeline.sinks, change, now_ms),
             ),
             now_ms,
         )

@@ -361,11 +361,11 @@ async def _slack_submission(receiver: Receiver, interaction: slack.Interaction) 
 async def _silence_from_slack(
     receiver: Receiver, incident_id: str, interaction: slack.Interaction
 ) -> None:
-    """Silence 2h, after Slack has its answer: the silences, an edit of the message, and
-    on failure a timeline entry and a word to the person who asked."""
+    """Silence 2h, after Slack has its answer: the silences and an edit of the message
+    (``silence_incident``), and on failure a timeline entry and a word to the person who
+    asked."""
     who = interaction.user.who
     failure: str | None = None
-    asked = receiver.pipeline.now_ms()
     try:
         made = await silence_incident(
             receiver, incident_id, SILENCE_S, who, f"silenced from Slack by {who}"
@@ -382,26 +382,20 @@ async def _silence_from_slack(
         # After the answer nobody else would hear of it.
         logger.exception("slack: Silence 2h of incident %s failed", incident_id)
         failure = "an unexpected error (the receiver's log has it)"
-    if failure is not None:
-        logger.warning(
-            "slack: Silence 2h of incident %s by %s failed: %s", incident_id, who, failure
-        )
+    if failure is None:
+        return
+    logger.warning("slack: Silence 2h of incident %s by %s failed: %s", incident_id, who, failure)
     try:
-        state = await load_state(receiver, incident_id)
-        if state is not None:
-            now = receiver.pipeline.now_ms()
-            sinks = receiver.pipeline.sinks
-            outcome = slack.silence_outcome(state, who, failure, sinks, now, asked)
-            await receiver.store.annotate(incident_id, outcome, now)
+        now = receiver.pipeline.now_ms()
+        await receiver.store.annotate(incident_id, slack.silence_failed(who, failure, now), now)
     except StoreUnavailable as exc:
         logger.warning("slack: Silence 2h of incident %s not recorded: %s", incident_id, exc)
-    if failure is not None:
-        slack_sink = receiver.settings.config.sinks.slack
-        await slack.tell(
-            interaction.response_url,
-            f"Silence 2h failed: {failure}",
-            slack_sink.ca_file if slack_sink else None,
-        )
+    slack_sink = receiver.settings.config.sinks.slack
+    await slack.tell(
+        interaction.response_url,
+        f"Silence 2h failed: {failure}",
+        slack_sink.ca_file if slack_sink else None,
+    )
 
 
 def _no_incident(incident_id: str, told: BackgroundTask | None = None) -> JSONResponse:

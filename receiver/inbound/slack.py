@@ -273,6 +273,10 @@ def pressed(
         first = state.response.acknowledged_by if state.response else None
         if state.status == "resolved":
             text, change = f"Acknowledge pressed in Slack by {who} after the incident resolved", ""
+        elif first == who:
+            # Their own second press (a double click, or a message not edited yet): the
+            # edit their first one queued is all the message needs.
+            text, change = f"Acknowledge pressed in Slack again by {who}", ""
         elif first:
             text = f"Acknowledge pressed in Slack by {who}; {first} had acknowledged it"
             change = f"already acknowledged by {first}"
@@ -362,26 +366,11 @@ def fixed(
     )
 
 
-def silence_outcome(
-    state: IncidentState,
-    who: str,
-    failure: str | None,
-    sinks: Collection[str],
-    now_ms: int,
-    asked_ms: int,
-) -> Annotation:
-    """After Silence 2h (asked at ``asked_ms``): an edit that shows the silence
-    (``silence_incident`` recorded it), or the reason it failed on the timeline, with the
-    edit too when some alerts were silenced before it failed (they are on the incident, and
-    the message must show them)."""
-    if failure is None:
-        return Annotation(jobs=edit(state, sinks, f"silenced for 2h by {who}", now_ms))
+def silence_failed(who: str, failure: str, now_ms: int) -> Annotation:
+    """After Silence 2h failed: the reason, on the timeline (``silence_incident`` recorded
+    the silences made before it failed, with an edit of the message showing them)."""
     text = f"Silence 2h asked in Slack by {who} failed: {failure}"
-    made = any(s.at >= asked_ms and s.by == who for s in state.silences)
-    return Annotation(
-        timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
-        jobs=edit(state, sinks, f"silenced in part for 2h by {who}", now_ms) if made else [],
-    )
+    return Annotation(timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)])
 
 
 def edit(state: IncidentState, sinks: Collection[str], change: str, now_ms: int) -> list[Job]:

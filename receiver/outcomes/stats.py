@@ -34,8 +34,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from receiver.causes import change_to_detection
 from receiver.config.fields import parse_duration, show
 from receiver.errors import PayloadError
-from receiver.feedback import latest_verdicts
-from receiver.incident import counted_response, response_times, rfc3339, told_before
+from receiver.incident import (
+    counted_response,
+    latest_verdicts,
+    response_times,
+    rfc3339,
+    told_before,
+)
 from receiver.metrics import Metrics
 from receiver.outcomes import revenue
 from receiver.outcomes.slo import (

@@ -5,9 +5,10 @@
 way the chart holds the title, the summary, the top probable cause, the suggested actions,
 the runbooks, the owner and the link.
 
-Alert text is untrusted: in JSON, ``json.dumps`` escapes control characters; in text, every
-value is folded onto one line and its control characters replaced, so no label or
-annotation can forge a log line of its own or steer the terminal that shows it.
+Alert text is untrusted: in JSON, every character that does not print is escaped
+(``\\uXXXX``: the value is unchanged for whoever parses it); in text, every value is folded
+onto one line and its control characters replaced, so no label or annotation can forge a
+log line of its own or steer the terminal that shows it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ def _line(text: str) -> str:
     obey (cursor moves, colours, bells) or that would turn the line around, from alert
     text."""
     return unturned(_CONTROL.sub("?", " ".join(text.split())))
+
+
+def _json_line(chart: dict[str, Any]) -> str:
+    """``chart`` as one line of JSON, readable (not every non-ASCII letter escaped) yet
+    with every character that does not print escaped as ``\\uXXXX``: ``json.dumps``
+    escapes C0 controls only, and a C1 control (U+009B opens a terminal command), a bidi
+    override or a line separator from alert text would reach the terminal as it is.
+    Outside strings JSON is printable ASCII, so only string contents change, not their
+    value."""
+    text = json.dumps(chart, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _json_escape(c) for c in text)
+
+
+def _json_escape(char: str) -> str:
+    # Beyond the BMP a surrogate pair, as JSON writes it.
+    units = char.encode("utf-16-be", "surrogatepass")
+    return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
 
 
 def _owner(owner: dict[str, Any]) -> str:
@@ -87,7 +107,7 @@ class LogSink:
     ) -> Receipt:
         chart = self.chart(incident, delivery)
         if self.format == "json":
-            logger.info(json.dumps(chart, ensure_ascii=False))
+            logger.info(_json_line(chart))
         else:
             logger.info("%s", self.text(chart))
         return Receipt(sink=self.name, state=incident.status)

@@ -33,8 +33,7 @@ from urllib.parse import urlsplit
 
 from receiver.act import STATUS_WORDS
 from receiver.causes import CAUSE_CONFIDENCE
-from receiver.feedback import latest_verdicts
-from receiver.incident import Incident, kpi_line
+from receiver.incident import Incident, kpi_line, latest_verdicts
 from receiver.logtext import unturned
 from receiver.models import NotificationKind
 from receiver.store.records import KpiRecord

@@ -149,6 +149,9 @@ class RedisStore:
         self._ingest_keys = [k.encode() for k in (self._due, self._idx, self._alive)]
         self._claims = self._p + "claims"
         self._events = self._p + "events"
+        # Whether the rollbacks a version before left out of their services' indexes were
+        # indexed by this process (``_index_unnamed_rollbacks``).
+        self._rollbacks_indexed = False
         self._observe = observe or (lambda op, seconds: None)
         # digest -> (current incident id, id counter) as last seen here, newest last.
         self._indexes: OrderedDict[str, tuple[str | bool, str | bool]] = OrderedDict()
@@ -475,8 +478,10 @@ class RedisStore:
 
     @unavailable
     async def hasten(self, until_ms: int) -> int:
-        # In chunks, each two plain commands: ZADD LT never puts a due time later, so a
-        # decision committing in between keeps the earlier of its own and this one.
+        # In chunks, each two plain commands: ZADD LT never puts a due time later. A decision
+        # committing after this sets its own next due time (commit.lua): it was claimed
+        # before the reload and decided under the timers it had, so the incident waits for
+        # that time, as it would have without the reload.
         later = (f"({until_ms}", "+inf")
         chunks = await self._r.zcount(self._due, *later) // _HASTEN_CHUNK + 2
         moved = 0
@@ -491,7 +496,7 @@ class RedisStore:
     async def look_at(self, incident_ids: Sequence[str], at_ms: int) -> int:
         if not incident_ids:
             return 0
-        # LT, as hasten: a decision committing meanwhile keeps the earlier due time.
+        # LT, as hasten (and, as there, a decision committing after this sets its own).
         return int(
             await self._r.zadd(self._due, dict.fromkeys(incident_ids, at_ms), lt=True, ch=True)
         )
@@ -841,11 +846,35 @@ class RedisStore:
     ) -> list[list[str]]:
         if not services:
             return []
+        if not self._rollbacks_indexed:
+            await self._index_unnamed_rollbacks()
+            self._rollbacks_indexed = True
         async with self._r.pipeline(transaction=False) as pipe:
             for service, before in zip(services, before_ms, strict=True):
                 pipe.zrevrangebyscore(self._versions(service), f"({before}", "-inf", 0, limit)
             found = await pipe.execute()
         return [[text(doc) for doc in docs] for docs in found]
+
+    async def _index_unnamed_rollbacks(self) -> None:
+        """Put the stored rollbacks that name no version in their services' indexes, as
+        ``add_events`` does now: versions before it indexed only the changes that name one,
+        and without them a version a rollback undid would read as the one a later deploy
+        replaced (the target of "roll back"). Once per process, at its first look, so that
+        each replica of this version indexes what replicas of the one before took until
+        then (a rolling upgrade); one read of the events (a retention's), a page at a time."""
+        found: dict[str, dict[Any, float]] = {}
+        async for doc, at in self._r.zscan_iter(self._events, count=_LIST_PAGE):
+            fields = orjson.loads(doc)
+            if fields.get("type") == "rollback" and not fields.get("version"):
+                found.setdefault(fields["service"], {})[doc] = at
+        if not found:
+            return
+        async with self._r.pipeline(transaction=False) as pipe:
+            for service, docs in found.items():
+                key = self._versions(service)
+                pipe.zadd(key, docs)
+                pipe.pexpire(key, self.settings.events_retention_ms)
+            await pipe.execute()
 
     @unavailable
     async def events_between(self, start_ms: int, end_ms: int) -> list[str]:

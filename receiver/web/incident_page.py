@@ -46,6 +46,7 @@ from receiver.act.outcome import VERDICT_WORDS
 from receiver.act.runs import DONE
 from receiver.feedback import Feedback, record_feedback
 from receiver.incident import Incident, number
+from receiver.logtext import printable
 from receiver.web.auth import Viewer
 from receiver.web.pages import FormError, Visit, form, render
 from receiver.web.series import ChartUnavailable, KpiSeries, kpi_series
@@ -85,6 +86,18 @@ def web_url(value: object) -> str | None:
     return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+def _change_url(incident: Incident, cause: dict[str, Any]) -> str | None:
+    """The link of the change a cause names (the deploy's page, say), when its event gave
+    one: what on-call opens first."""
+    if cause.get("kind") != "change":
+        return None
+    for change in incident.changes:
+        same_source = cause.get("change_source") in (None, change.get("source"))
+        if change.get("id") == cause.get("change_id") and same_source:
+            return web_url(change.get("url"))
+    return None
+
+
 async def incident_page(request: Request, receiver: Receiver) -> Response:
     incident_id = request.path_params["incident_id"]
     stored = await receiver.store.load(incident_id)
@@ -101,10 +114,14 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "alerts": [_alert(a) for a in incident.alerts],
             "sink_links": _sink_links(receiver, incident),
             "alertmanager_url": web_url(incident.links.get("alertmanager")),
+            "cause_urls": [_change_url(incident, cause) for cause in incident.probable_causes],
             "silences": [{**s, "url": web_url(s.get("url"))} for s in incident.silences],
             "may_write": visit.viewer is not None and visit.viewer.may("write"),
             "thanks": request.query_params.get("thanks") == "1",
             "fixed_other": FIXED_OTHER,
+            # One per page shown: a form sent twice (a double click, a resend after a
+            # slow answer) is recorded once, and its Slack thread told once.
+            "sent": secrets.token_urlsafe(12),
             "run_here": _runs_here(incident),
             "runs": [_run(r) for r in reversed(incident.actions_run)],
             "done": {
@@ -160,7 +177,7 @@ async def post_run(request: Request, receiver: Receiver) -> Response:
     answer = await receiver.runs.press(stored.state, key, person, press_id, shown)
     logger.info(
         "Run of %s on incident %s pressed on its page by %s: %s",
-        key,
+        printable(key),  # the URL's: any action a writer types, line breaks included
         incident_id,
         person.who,
         answer.status,
@@ -188,8 +205,15 @@ async def post_incident_feedback(request: Request, receiver: Receiver) -> Respon
         )
     except ValidationError as exc:
         raise FormError(422) from exc
+    sent = fields.get("sent", "")
+    once = f"web:feedback:{sent}" if _PRESS.fullmatch(sent) else None
     outcome = await record_feedback(
-        receiver.store, incident_id, feedback, receiver.pipeline.now_ms()
+        receiver.store,
+        receiver.pipeline.sinks,
+        incident_id,
+        feedback,
+        receiver.pipeline.now_ms(),
+        once,
     )
     if outcome == "unknown":
         return render(request, "incident_missing.html", {"incident_id": incident_id}, status=404)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,22 @@ def deploy() -> Iterator[FakeDeploy]:
 
 @contextlib.asynccontextmanager
 async def stormed(
-    tmp: Path, deploy: FakeDeploy, level: str, automation: str = "", *, when: str = ""
+    tmp: Path,
+    deploy: FakeDeploy,
+    level: str,
+    automation: str = "",
+    *,
+    when: str = "",
+    changes: list[dict[str, str]] = DEPLOYS,
 ) -> AsyncIterator[tuple[Harness, str]]:
-    """A receiver at ``level``, the deploys posted, then a storm of five alerts on
-    payment-service; the incident is notified (group_wait over) when this yields."""
+    """A receiver at ``level``, the deploys (``changes``) posted, then a storm of five
+    alerts on payment-service; the incident is notified (group_wait over) when this
+    yields."""
     text = "outbox: {backoff_initial: 1s, backoff_max: 2s, max_attempts: 3}\n" + automation
     cfg = write_config(tmp, text, journeys=journeys(tmp, deploy.url, level, when))
     clock = FakeClock(FIRST_ALERT - 60)
     async with harness(cfg, clock) as rx:
-        assert (await rx.client.post("/api/v1/events", content=json.dumps(DEPLOYS))).is_success
+        assert (await rx.client.post("/api/v1/events", content=json.dumps(changes))).is_success
         clock.now = FIRST_ALERT
         storm = [make_alert(alertname=f"Errors{i}") for i in range(5)]
         (inc,) = (await rx.post(storm)).json()["incidents"]
@@ -108,6 +116,24 @@ async def test_auto_runs_once_signed_and_keyed_and_records_it(
             'journey_receiver_action_runs_total{action="rollback",journey="checkout",'
             'status="ran"} 1.0' in metrics
         )
+
+
+async def test_a_change_events_text_cannot_forge_a_line_of_the_receivers_log(
+    tmp_path: Path, deploy: FakeDeploy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The version a deploy event names fills the action's title ("Roll back {service} to
+    # {previous_version}"), which the receiver logs with each decision about the run.
+    forged = "v41\n2026-04-18 08:14:00,000 INFO journey_receiver.act all clear\x1b[2K"
+    changes = [{**DEPLOYS[0], "version": forged}, DEPLOYS[1]]
+    caplog.set_level(logging.INFO, logger="journey_receiver.act")
+    async with stormed(tmp_path, deploy, "auto", changes=changes) as (rx, inc):
+        [run] = await runs(rx, inc)
+        assert run["status"] == "ran"
+    said = [r.getMessage() for r in caplog.records if r.name == "journey_receiver.act"]
+    [ran] = [line for line in said if line.startswith(f"action rollback of incident {inc}: ")]
+    # The version is still there to read, on the one line, and steers no terminal.
+    assert "to v41\\x0a2026-04-18 08:14:00,000 INFO" in ran, ran
+    assert all("\n" not in line and "\x1b" not in line for line in said), said
 
 
 async def test_auto_under_dry_run_calls_nothing_and_says_so_once(

@@ -101,6 +101,31 @@ async def test_an_alert_resolved_by_inference_fires_again_when_alertmanager_send
         assert await firing_names(rx, incident_id) == ["Errors"]
 
 
+async def test_alerts_another_replica_resolved_first_are_not_counted_or_said_again(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two replicas (or a back-fill and a reconcile) compare at the same moment: both find
+    # the alert gone from Alertmanager, the other resolves it first.
+    async with harness(write_config(tmp_path, CONFIG), clock) as rx:
+        await scripted(rx)
+        errors = make_alert("payment-service", alertname="Errors")
+        (incident_id,) = (await rx.post([errors])).json()["incidents"]
+        ingest = reconcile._ingest
+
+        async def resolved_first(pipeline: Any, alerts: list[Any]) -> Any:
+            await ingest(pipeline, alerts)  # the other replica's, a moment before
+            return await ingest(pipeline, alerts)
+
+        monkeypatch.setattr(reconcile, "_ingest", resolved_first)
+        counted = rx.receiver.metrics.peer_alerts.labels("resolved")
+        before = counted._value.get()
+        await rx.tick(60)  # reconcile: Alertmanager holds nothing
+        assert await firing_names(rx, incident_id) == []
+        assert counted._value.get() == before
+        said = [e["text"] for e in (await rx.incident(incident_id))["timeline"]]
+        assert not [t for t in said if t.endswith("resolved here")], said
+
+
 def at(clock: FakeClock) -> datetime:
     return datetime.fromtimestamp(clock.now, UTC)
 

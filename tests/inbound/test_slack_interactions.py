@@ -193,6 +193,15 @@ async def test_acknowledge_tells_pagerduty_records_who_and_edits_the_message(
     (reply,) = world.slack.replies(posted.ts)
     assert reply.text.endswith("acknowledged by @alice (U0ALICE)")
 
+    # Alice again (a double click): on the timeline, and nothing more in the thread.
+    clock.advance(5)
+    assert (await slack.click(ACK, incident_id, ALICE)).status_code == 200
+    await rx.tick()
+    assert slack_timeline(await rx.incident(incident_id))[-1] == (
+        "Acknowledge pressed in Slack again by @alice (U0ALICE)"
+    )
+    assert (len(world.slack.replies(posted.ts)), len(world.slack.edits(posted.ts))) == (1, 1)
+
     # Bob, from a message that still showed the button: the first acknowledgement stands,
     # PagerDuty is not told again.
     clock.advance(30)
@@ -345,26 +354,33 @@ async def test_useful_not_useful_and_wrong_cause_are_recorded_with_who(
     assert world.pagerduty.actions(incident_id) == ["trigger"]
 
 
-async def test_a_verdict_given_with_a_wrong_cause_or_a_fix_is_on_the_message_as_counted(
+async def test_feedback_given_elsewhere_is_on_the_message_as_counted(
     rx: Harness, slack: Slack, world: Fakes, clock: FakeClock
 ) -> None:
-    # The incident page's form sends a verdict with a wrong cause or what fixed it in one
-    # record. /stats counts Alice's "not useful"; the message showed only her wrong cause.
+    # Feedback from the API or the incident page edits the message as a click on it does
+    # (it waited for the next change). The page's form sends a verdict with a wrong cause
+    # or what fixed it in one record: /stats counts Alice's "not useful", and so does the
+    # message now (it showed only her wrong cause).
     incident_id = await opened(rx)
     url = f"/api/v1/incidents/{incident_id}/feedback"
     for said in (
         {"useful": False, "wrong_cause": True, "by": "alice"},
         {"useful": True, "fixed_by": "restarted the pod", "by": "dave"},
+        {"useful": True, "wrong_grouping": True},
     ):
         assert (await rx.client.post(url, json=said)).status_code == 201
-    assert (await slack.click(ACK, incident_id, BOB)).status_code == 200  # edits the message
     await rx.tick()
-    assert people(message(world)) == [
-        "Acknowledged by @bob (U0BOB)",
-        "Marked useful by dave",
+    posted = message(world)
+    assert people(posted) == [
+        "Marked useful by dave, the API",
         "Marked not useful by alice",
         "Wrong cause, says alice",
         "Fixed by: restarted the pod (says dave)",
+    ]
+    assert [r.text for r in world.slack.replies(posted.ts)] == [
+        "*Updated* (P2): marked not useful, probable cause called wrong by alice",
+        "*Updated* (P2): marked useful, fixed by restarted the pod by dave",
+        "*Updated* (P2): marked useful, grouping called wrong by the API",
     ]
     clock.advance(120)
     assert (await rx.client.get("/api/v1/stats")).json()["signal"]["not_useful_pct"] == 100.0
@@ -464,6 +480,20 @@ async def test_silence_2h_silences_in_alertmanager_after_the_answer_and_shows_wh
     assert slack.responses() == []
     await rx.tick()
     assert people(message(world)) == ["Silenced 2h by @alice (U0ALICE)"]
+
+
+async def test_a_silence_made_through_the_api_is_on_the_message(
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager
+) -> None:
+    incident_id = await opened(rx)
+    url = f"/api/v1/incidents/{incident_id}/silence"
+    r = await rx.client.post(url, json={"duration": "30m", "by": "carol"})
+    assert r.status_code == 201, r.text
+    await rx.tick()
+    posted = message(world)
+    assert people(posted) == ["Silenced 30m by carol"]
+    (reply,) = world.slack.replies(posted.ts)
+    assert reply.text.endswith("silenced for 30m by carol")
 
 
 GUEST = {"id": "U0GUEST", "username": "alice", "name": "alice", "team_id": "T0PARTNER"}

@@ -87,6 +87,18 @@ async def test_alert_text_cannot_steer_the_terminal(caplog: pytest.LogCaptureFix
     assert summary == "  summary:  db?[1A?[2K[resolve] all clear?"
 
 
+async def test_alert_text_cannot_steer_the_terminal_through_the_json_chart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # JSON escapes only C0 controls: a C1 CSI (U+009B) clears the screen of a terminal
+    # showing `kubectl logs`, a bidi override turns the rest of the line around.
+    hostile = "db\x9b2J\x9b1A[resolve] all clear\u202eP5\u2028"
+    line = await notify(caplog, "json", None, summary=hostile)
+    assert all(c.isprintable() for c in line), line
+    # The same value for the log pipeline that parses it.
+    assert json.loads(line)["summary"] == hostile
+
+
 def test_the_log_sink_names_no_cause_behind_a_tie() -> None:
     # Enrichment put "one of …" (10) first and a config change (40) after it: the title,
     # the summary and leading() say the cause is unknown; the log sink names the config

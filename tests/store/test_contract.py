@@ -1082,6 +1082,23 @@ async def test_each_services_versions_are_found_without_the_history(store: Redis
     assert [json.loads(d)["id"] for d in kept] == ["pay-1443", "pay-6", "pay-5"]
 
 
+async def test_rollbacks_naming_no_version_stored_by_a_version_before_are_found(
+    store: RedisStore,
+) -> None:
+    # A version before kept a rollback that names no version in the events alone, not in
+    # its service's index: after the upgrade it must still make what ran before unknown,
+    # or v2, the version it undid, would read as the one v3 replaced.
+    deploys = [
+        (T + n * 60_000, json.dumps({"id": f"pay-{n}", "service": "pay", "version": f"v{n}"}))
+        for n in (1, 2)
+    ]
+    await store.add_events(deploys, T + 2 * 60_000)
+    undo = json.dumps({"id": "pay-3", "service": "pay", "type": "rollback"})
+    await store._r.zadd(f"{store._p}events", {undo: T + 3 * 60_000})
+    (latest,) = await store.versions_before(["pay"], [T + 10**9], 1)
+    assert [json.loads(d)["id"] for d in latest] == ["pay-3"]
+
+
 async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
     store: RedisStore,
 ) -> None:

@@ -79,11 +79,13 @@ def site(tmp_path: Path, clock: FakeClock, prometheus_url: str) -> Iterator[Site
         yield served
 
 
-def open_incident(site: Site, *extra_alerts: dict[str, Any]) -> str:
-    """A checkout/eu incident after a deploy of payment-service, past group_wait."""
+def open_incident(site: Site, *extra_alerts: dict[str, Any], url: str | None = None) -> str:
+    """A checkout/eu incident after a deploy of payment-service (its event linking
+    ``url``), past group_wait."""
     for version, at in (("2026.04.17-1", "06:00"), ("2026.04.18-3", "08:05")):
         event = {"type": "deploy", "service": "payment-service", "version": version}
         event |= {"environment": "prod", "region": "eu", "at": f"2026-04-18T{at}:00Z"}
+        event |= {"url": url} if url and version == "2026.04.18-3" else {}
         assert site.api("POST", "/api/v1/events", event).status_code == 202
     site.clock.advance(60)
     answer = site.post_webhook(body([make_alert("payment-service"), *extra_alerts]))
@@ -136,6 +138,15 @@ def test_the_incident_page_shows_the_chart(tab: Tab, site: Site) -> None:
     tab.shot("incident")
 
 
+def test_a_change_cause_links_the_change(tab: Tab, site: Site) -> None:
+    # What on-call opens first: the deploy's own page, when its event gave one.
+    incident_id = open_incident(site, url="https://deploys.example/runs/8812")
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    link = tab.page.locator("#causes li").first.locator("a.change-link")
+    expect(link).to_have_attribute("href", "https://deploys.example/runs/8812")
+    expect(link).to_have_text("the change")
+
+
 def test_a_kpi_without_a_baseline_is_listed_as_no_data(
     tab: Tab, tmp_path: Path, clock: FakeClock, prometheus_url: str
 ) -> None:
@@ -176,6 +187,27 @@ def test_feedback_given_in_the_browser_is_recorded(tab: Tab, site: Site) -> None
         "note": "rolled back at 08:20",
         "by": "Dana",
     }
+
+
+def test_a_feedback_form_sent_twice_is_recorded_once(tab: Tab, site: Site) -> None:
+    # A double click, or a resend after a slow answer: one record, one word in Slack.
+    incident_id = open_incident(site)
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    page = tab.page
+    form = {
+        name: page.locator(f"#feedback input[name={name}]").get_attribute("value") or ""
+        for name in ("csrf", "sent")
+    }
+    url = f"{site.url}/incidents/{incident_id}/feedback"
+    for _ in range(2):  # the browser's cookies, the same form
+        sent = page.request.post(url, form={**form, "useful": "no"}, max_redirects=0)
+        assert sent.status == 303
+    assert [f["useful"] for f in incident_json(site, incident_id)["feedback"]] == [False]
+    page.reload()  # a page shown again is a new form
+    page.check("input[name=useful][value=yes]")
+    page.click("#feedback button[type=submit]")
+    expect(page.locator("#thanks")).to_contain_text("Thank you")
+    assert [f["useful"] for f in incident_json(site, incident_id)["feedback"]] == [False, True]
 
 
 def test_a_wrong_csrf_token_is_refused_and_changes_nothing(tab: Tab, site: Site) -> None:

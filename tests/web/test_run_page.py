@@ -11,6 +11,7 @@ The checkout journey is at ``assist`` with one runnable action, ``rollback``, wh
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,6 +266,29 @@ def test_a_run_post_without_its_csrf_token_runs_nothing(site: Site, deploy: Fake
         assert asked.status_code == 200 and 'name="confirm" value="yes"' in asked.text
     site.tick(1)
     assert deploy.calls == [] and runs(site, incident_id) == []
+
+
+def test_an_action_named_in_the_url_cannot_forge_a_line_of_the_receivers_log(
+    site: Site, deploy: FakeDeploy, caplog: pytest.LogCaptureFixture
+) -> None:
+    incident_id = opened(site)
+    caplog.set_level(logging.INFO, logger="journey_receiver")
+    forged = "x%0A2026-04-18 08:14:00,000 INFO journey_receiver.act all clear%1B[2K"
+    target = f"/incidents/{incident_id}/actions/{forged}/run"
+    with signed_in(site) as (client, csrf):
+        answer = client.post(target, data={"csrf": csrf, "confirm": "yes"})
+        metrics = client.get("/metrics").text
+    assert answer.headers["location"] == f"/incidents/{incident_id}?ran=refused#runs"
+    # Nor a series of /metrics of its own: any URL would add one.
+    runs = [
+        line for line in metrics.splitlines() if line.startswith("journey_receiver_action_runs")
+    ]
+    assert runs and all('action="unknown"' in line for line in runs), runs
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("journey_receiver")]
+    pressed = [line for line in said if line.startswith("Run of x")]
+    assert pressed, said
+    assert all("\n" not in line and "\x1b" not in line for line in said), said
+    assert deploy.calls == []
 
 
 def test_a_run_post_for_an_unknown_incident_is_a_404(site: Site) -> None:

@@ -67,7 +67,7 @@ local function plain_vote(r)
 end
 
 -- A person's latest verdict is theirs, records with no "by" being one voice, the API's
--- (receiver.feedback.latest_verdicts: the figures and the Slack message count it so): a
+-- (receiver.incident.latest_verdicts: the figures and the Slack message count it so): a
 -- bare verdict the same voice gave again later goes first, as it counts nowhere; a plain
 -- vote that took back the voice's earlier "not useful" is kept as long as that.
 local function voice(r)
