@@ -97,9 +97,17 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     cause = _change_cause(state)
     if cause is not None and cause != last.cause:
         reasons.append(f"probable cause: {cause}")
-    newly_bad = sorted(_bad_kpis(state) - set(last.bad_kpis))
+    bad = _bad_kpis(state)
+    newly_bad = sorted(bad - set(last.bad_kpis))
     if newly_bad:
         reasons.append("KPIs degraded: " + ", ".join(newly_bad))
+    # A KPI read again and back in band: the title and summary people were told still say
+    # it is down, and recovery is what they wait for. One no longer read (Prometheus away,
+    # the KPI removed from journeys.yaml) did not recover.
+    read = {k.name for k in state.kpis if k.value is not None}
+    recovered = sorted((set(last.bad_kpis) - bad) & read)
+    if recovered:
+        reasons.append("KPIs back in band: " + ", ".join(recovered))
     return reasons
 
 

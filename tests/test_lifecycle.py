@@ -150,3 +150,20 @@ def test_a_notification_from_before_the_story_was_kept_is_not_news_again() -> No
     )
     d = decide(recorded, P2, T + 600_000, TIMERS)
     assert d.reasons == ("probable cause: deploy v2 to pay", "KPIs degraded: conversion")
+
+
+def test_a_kpi_back_in_band_is_told_within_group_interval() -> None:
+    """People were told "conversion -40%"; the KPI read again is back in band. The title
+    and summary they have still say it is down until something else changes."""
+    told = notified(T + 30_000)
+    last = told["last_notified"]
+    assert isinstance(last, Notified)
+    told["last_notified"] = last.model_copy(update={"bad_kpis": ["conversion", "orders"]})
+    back = KpiRecord(name="conversion", value=0.031, deviation_pct=-2.0, bad=False)
+    unread = KpiRecord(name="orders", value=None, bad=False)  # Prometheus did not answer
+    inc = incident(kpis=[back, unread], **told)
+    assert decide(inc, P2, T + 60_000, TIMERS).next_due_ms == T + 150_000
+    d = decide(inc, P2, T + 150_000, TIMERS)
+    assert (d.notify, d.reasons) == ("update", ("KPIs back in band: conversion",))
+    quiet = incident(kpis=[unread], **told)
+    assert decide(quiet, P2, T + 150_000, TIMERS).notify is None

@@ -112,7 +112,8 @@ class JiraSinkConfig(ConfigModel):
     """An issue closed with one of these resolutions is left closed when the incident
     reopens (a comment says so)."""
     priorities: dict[Priority, str] = Field(default_factory=lambda: dict(_JIRA_PRIORITIES))
-    """Incident priority -> Jira priority name; a priority left out sets none."""
+    """Incident priority -> Jira priority name; a priority left out sets none (an issue
+    whose incident moves to one keeps the priority it had: Jira cannot unset it)."""
     labels: list[str] = Field(default_factory=list)
     """Extra labels on every issue, besides ``journey-receiver-<incident id>``."""
     ca_file: CaFile | None = None
