@@ -58,6 +58,57 @@ def test_the_alerting_rules_pass_promtool_and_their_unit_tests() -> None:
     assert "SUCCESS" in run(binary("promtool"), "test", "rules", "alerting-rules.test.yaml")
 
 
+def test_an_alert_fires_when_no_receiver_is_scraped(tmp_path: Path) -> None:
+    # Every replica down (a bad image, a crash loop) or unscraped: Alertmanager's sends
+    # fail, nothing is paged, and every rule on the receiver's own metrics goes quiet.
+    (tmp_path / "alerting-rules.yaml").write_text((DEPLOY / "alerting-rules.yaml").read_text())
+    (tmp_path / "down.test.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["alerting-rules.yaml"],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {"series": 'journey_receiver_store_up{pod="a"}', "values": "1x5"}
+                        ],
+                        "alert_rule_test": [
+                            {"eval_time": "5m", "alertname": "JourneyReceiverDown"},
+                            {
+                                "eval_time": "20m",
+                                "alertname": "JourneyReceiverDown",
+                                "exp_alerts": [
+                                    {
+                                        "exp_labels": {"severity": "critical"},
+                                        "exp_annotations": down_annotations(),
+                                    }
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = subprocess.run(
+        [binary("promtool"), "test", "rules", "down.test.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def down_annotations() -> dict[str, str]:
+    rules = yaml.safe_load((DEPLOY / "alerting-rules.yaml").read_text())
+    found = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "JourneyReceiverDown"]
+    assert found, "no JourneyReceiverDown rule in deploy/alerting-rules.yaml"
+    annotations: dict[str, str] = found[0]["annotations"]
+    return annotations
+
+
 def test_the_alerting_rules_query_only_metrics_the_receiver_exports() -> None:
     queried = set(_METRIC.findall((DEPLOY / "alerting-rules.yaml").read_text()))
     assert queried

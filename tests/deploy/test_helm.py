@@ -506,3 +506,118 @@ def test_kpi_rules_as_a_mapping_lint_and_pass_yamllint() -> None:
 def test_kpi_rules_that_are_not_a_rules_document_fail_the_render(rules: str, reason: str) -> None:
     with pytest.raises(helm.HelmError, match=reason):
         render({"prometheusRule": {"enabled": True, "journeyRules": rules}})
+
+
+# --- the memory:// store is one pod's --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"config": {"store": {"url": "memory://"}}},
+        {
+            "config": {"store": {"url": "memory://"}},
+            "replicaCount": 1,
+            "autoscaling": {"enabled": True},
+        },
+    ],
+    ids=["two-replicas", "autoscaling"],
+)
+def test_the_memory_store_is_refused_with_more_than_one_pod(values: dict[str, Any]) -> None:
+    # Each pod would hold its own incidents: Alertmanager's sends split between them, and
+    # each pages on its own for the same outage.
+    with pytest.raises(helm.HelmRenderError, match=r"memory://.*replicaCount: 1"):
+        render(values)
+
+
+def test_the_memory_store_renders_for_one_pod_and_passes_check(tmp_path: Path) -> None:
+    manifests = render({"config": {"store": {"url": "memory://"}}, "replicaCount": 1})
+    receiver = yaml.safe_load(configmap(manifests, "-receiver")["receiver.yaml"])
+    assert receiver["store"]["url"] == "memory://"
+    files = {**configmap(manifests, "-receiver"), **configmap(manifests, "-journeys")}
+    done = run_check(files, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- secrets and files beyond the chart's five: extraEnv, extraVolumes ----------------------
+
+
+def test_more_secrets_and_a_redis_ca_reach_the_receiver_and_its_config_check() -> None:
+    # A Redis with a private CA (rediss://...?ssl_ca_certs=), tokens for the admin and read
+    # roles, a journey's own PagerDuty key: each from a Secret, none in a ConfigMap.
+    values = {
+        "config": {
+            "server": {
+                "auth": {
+                    "admin_bearer_tokens": ["${ADMIN_TOKEN}"],
+                    "read_bearer_tokens": ["${READ_TOKEN}"],
+                }
+            }
+        },
+        "extraEnv": [
+            {
+                "name": name,
+                "valueFrom": {"secretKeyRef": {"name": "jr-more", "key": name.lower()}},
+            }
+            for name in ("ADMIN_TOKEN", "READ_TOKEN", "PD_KEY_PAYMENTS")
+        ],
+        "extraVolumes": [{"name": "redis-tls", "secret": {"secretName": "redis-tls"}}],
+        "extraVolumeMounts": [
+            {"name": "redis-tls", "mountPath": "/etc/redis-tls", "readOnly": True}
+        ],
+    }
+    manifests = render(values)
+    spec = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    for container in spec["initContainers"] + spec["containers"]:
+        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in container["env"]}
+        assert refs["ADMIN_TOKEN"] == {"name": "jr-more", "key": "admin_token"}, container["name"]
+        assert refs["PD_KEY_PAYMENTS"] == {"name": "jr-more", "key": "pd_key_payments"}
+        assert "WEBHOOK_TOKEN" in refs and "REDIS_URL" in refs
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts["/etc/redis-tls"] == "redis-tls", container["name"]
+        assert mounts["/etc/journey-receiver"] == "config"
+    assert {"name": "redis-tls", "secret": {"secretName": "redis-tls"}} in spec["volumes"]
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
+    receiver = configmap(manifests, "-receiver")["receiver.yaml"]
+    assert "${ADMIN_TOKEN}" in receiver and "jr-more" not in receiver
+
+
+def test_extra_env_entries_are_typed_by_the_schema() -> None:
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(
+            chart.merge_values({"extraEnv": [{"name": "JIRA_USER", "value": "a"}]})
+        )
+        for bad in ({"extraEnv": [{"value": "no name"}]}, {"extraVolumeMounts": [{"name": "x"}]}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema(chart.merge_values(bad))
+
+
+# --- /metrics behind a read token ------------------------------------------------------------
+
+
+def test_the_service_monitor_sends_a_read_token_when_metrics_need_one() -> None:
+    credentials = {"name": "journey-receiver-secrets", "key": "read-token"}
+    values = {
+        "config": {
+            "server": {
+                "auth": {"read_bearer_tokens": ["${READ_TOKEN}"], "metrics_need_read_token": True}
+            }
+        },
+        "serviceMonitor": {
+            "enabled": True,
+            "authorization": {"type": "Bearer", "credentials": credentials},
+        },
+    }
+    (endpoint,) = one(render(values), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": credentials}
+    # Without one, every scrape would be a 401 and the receiver unmonitored.
+    del values["serviceMonitor"]["authorization"]
+    with pytest.raises(helm.HelmRenderError, match=r"metrics_need_read_token.*authorization"):
+        render(values)
+    assert (
+        "authorization"
+        not in one(render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")["spec"][
+            "endpoints"
+        ][0]
+    )

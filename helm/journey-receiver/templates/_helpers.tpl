@@ -94,6 +94,9 @@ ${VAR} references to environment variables filled from the Secret.
   "sinks" $sinks
 }}
 {{- $cfg := mergeOverwrite $defaults (deepCopy .Values.config) }}
+{{- if and (hasPrefix "memory://" (toString $cfg.store.url)) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
+{{- fail (printf "config.store.url memory:// keeps the incidents inside each pod: with %s Alertmanager's sends would be split between pods that each page on their own; set replicaCount: 1 (and autoscaling.enabled false) to try it out, or use Redis (redis.enabled, or REDIS_URL in the Secret)" (ternary "autoscaling" (printf "replicaCount %v" .Values.replicaCount) .Values.autoscaling.enabled)) }}
+{{- end }}
 {{- $_ := set $cfg.server "host" "0.0.0.0" }}
 {{- $_ := set $cfg.server "port" 9095 }}
 {{- $scheduler := get $cfg "scheduler" | default dict }}
@@ -103,7 +106,7 @@ ${VAR} references to environment variables filled from the Secret.
 {{- toYaml $cfg }}
 {{- end }}
 
-{{/* Environment of the receiver and its config check: every secret from the Secret. */}}
+{{/* Environment of the receiver and its config check: every secret from a Secret. */}}
 {{- define "journey-receiver.env" -}}
 {{- $secret := include "journey-receiver.secretName" . -}}
 - name: WEBHOOK_TOKEN
@@ -128,5 +131,20 @@ ${VAR} references to environment variables filled from the Secret.
 - name: JIRA_TOKEN
   valueFrom:
     secretKeyRef: {name: {{ $secret }}, key: {{ .Values.secrets.keys.jiraToken }}}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Mounts of the receiver and its config check: the same files for both. */}}
+{{- define "journey-receiver.volumeMounts" -}}
+- name: config
+  mountPath: /etc/journey-receiver
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
