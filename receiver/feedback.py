@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from receiver.inbound import slack
 from receiver.logtext import clip
+from receiver.sinks.slack import edit_job
 from receiver.store.base import Annotation, GroupStore
 from receiver.webhook import parse_body
 
@@ -83,7 +83,7 @@ async def record_feedback(
     if stored is None:
         return "unknown"
     record = {"at": now_ms, **feedback.model_dump(exclude_none=True)}
-    jobs = slack.edit(stored.state, sinks, _said(feedback), now_ms)
+    jobs = edit_job(stored.state, sinks, _said(feedback), now_ms)
     annotation = Annotation(append={"feedback": [record]}, jobs=jobs, once=once)
     outcome = await store.annotate(incident_id, annotation, now_ms)
     return "unknown" if outcome == "unknown" else "recorded"

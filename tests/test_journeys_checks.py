@@ -290,6 +290,24 @@ def test_a_matcher_value_that_keeps_its_quotes_is_warned_of(tmp_path: Path) -> N
     ]
 
 
+def test_a_quoted_regex_that_is_none_without_its_quotes_is_warned_of_all_the_same(
+    tmp_path: Path,
+) -> None:
+    # 'error\' (its closing quote escaped) is a regex of the quoted word; without its
+    # quotes it ends in a lone backslash, which is no regex: there is nothing to suggest.
+    path = checkout(
+        tmp_path,
+        "    runbooks:\n"
+        "      - title: Errors\n"
+        "        url: https://runbooks.example.com/errors\n"
+        "        match: ['message=~\"''error\\\\''\"']\n",
+    )
+    assert warnings(path) == [
+        f"{path}:10: journeys[0].runbooks[0].match[0]: message=~\"'error\\\\'\" compares the "
+        "label with 'error\\', quotes included"
+    ]
+
+
 def test_an_slo_objective_written_as_a_ratio_is_warned_of(tmp_path: Path) -> None:
     path = checkout(tmp_path, "    slo: {degraded_at: P2, objective: 0.999}\n")
     path.write_text(path.read_text() + "unmapped: {slo: {objective: 99.5}}\n")
@@ -319,3 +337,17 @@ def test_a_value_a_hash_turned_into_a_comment_is_warned_of(tmp_path: Path) -> No
 
 def test_the_example_journeys_give_no_warning() -> None:
     assert review(None, ROOT / "config" / "journeys.yaml") == ([], [])
+
+
+def test_an_assist_journey_whose_actions_nobody_may_run_is_warned_of(tmp_path: Path) -> None:
+    hook = "{url: 'https://deploy.example/rollback', secret: s3cret}"
+    action = f"{{id: rb, title: Roll back, run: {{webhook: {hook}}}}}"
+    rest = f"    automation: assist\n    actions: [{action}]\n"
+    path = checkout(tmp_path, rest)
+    assert warnings(path) == [
+        f"{path}:7: journeys[0].automation: assist offers Run to owner.responders only, and "
+        "it names no one: every press is refused (name the Slack user ids or e-mails of who "
+        "may run them)"
+    ]
+    path.write_text(path.read_text().replace("{team: payments}", "{team: p, responders: [U1]}"))
+    assert warnings(path) == []

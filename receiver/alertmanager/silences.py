@@ -37,7 +37,7 @@ from receiver.alertmanager.client import AlertmanagerClient, AlertmanagerError, 
 from receiver.alertmanager.reconcile import alert_names
 from receiver.config.fields import parse_duration
 from receiver.errors import PayloadError
-from receiver.inbound import slack
+from receiver.sinks.slack import edit_job
 from receiver.store.base import Annotation
 from receiver.store.records import StoredAlert, TimelineEntry
 from receiver.webhook import parse_body
@@ -151,7 +151,7 @@ async def silence_incident(
             Annotation(
                 append={"silences": records},
                 timeline=[TimelineEntry(at=now_ms, kind="alertmanager", text=t) for t in said],
-                jobs=slack.edit(stored.state, receiver.pipeline.sinks, change, now_ms),
+                jobs=edit_job(stored.state, receiver.pipeline.sinks, change, now_ms),
             ),
             now_ms,
         )

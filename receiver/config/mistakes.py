@@ -4,7 +4,8 @@ Each is valid, so a file that loaded before still loads, and serve runs it as wr
 but as written it misbehaves without a word: a stage no alert can reach (an earlier stage
 takes all its alerts, or its own matchers contradict each other), a matcher value that
 keeps its quotes (``service='payment'`` compares the label with ``'payment'``), an SLO
-objective written as a ratio (``0.999``, where the field is in percent).
+objective written as a ratio (``0.999``, where the field is in percent), an ``assist``
+journey whose runnable actions nobody may run (no ``owner.responders``).
 """
 
 from __future__ import annotations
@@ -35,17 +36,24 @@ def mistakes(journeys: JourneysConfig, doc: Document) -> None:
             for k, matcher in enumerate(runbook.match):
                 _quoted(matcher, ("journeys", i, "runbooks", j, "match", k), doc)
         _objective(journey.slo, ("journeys", i, "slo", "objective"), doc)
+        runnable = any(action.run is not None for action in journey.actions)
+        if journey.automation == "assist" and runnable and not journey.owner.responders:
+            doc.warn(
+                ("journeys", i, "automation"),
+                "assist offers Run to owner.responders only, and it names no one: every "
+                "press is refused (name the Slack user ids or e-mails of who may run them)",
+            )
     _objective(journeys.unmapped.slo, ("unmapped", "slo", "objective"), doc)
 
 
 def _quoted(matcher: Matcher, loc: Loc, doc: Document) -> None:
     value = matcher.value
     if len(value) >= 2 and value[0] == value[-1] and value[0] in _QUOTES:
-        meant = Matcher(matcher.name, matcher.op, value[1:-1])
-        doc.warn(
-            loc,
-            f"{matcher} compares the label with {value}, quotes included (did you mean {meant}?)",
-        )
+        try:
+            meant = f" (did you mean {Matcher(matcher.name, matcher.op, value[1:-1])}?)"
+        except ValueError:  # a regex whose closing quote is escaped ('error\'): none left
+            meant = ""
+        doc.warn(loc, f"{matcher} compares the label with {value}, quotes included{meant}")
 
 
 def _contradiction(matchers: Sequence[Matcher]) -> str | None:

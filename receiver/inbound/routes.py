@@ -29,6 +29,7 @@ from receiver.alertmanager.silences import silence_incident
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
+from receiver.sinks.slack import edit_job
 from receiver.sinks.slack_blocks import (
     ACK,
     ACTIONS,
@@ -77,36 +78,61 @@ async def record(
     annotation: Annotation | None,
     decide: Callable[[IncidentState], Annotation | None],
 ) -> JSONResponse:
+    """Land ``annotation``, decided on ``state``, as ``_land`` does; the vendor's answer."""
+    incident_id = state.id
+
+    def edited(state: IncidentState, annotation: Annotation | None) -> Annotation | None:
+        if (
+            annotation is None
+            or not ("response" in annotation.fill or "response" in annotation.merge)
+            or not annotation.timeline
+        ):
+            return annotation
+        # Someone acknowledged, resolved or took a resolve back elsewhere: the Slack
+        # message says so (and drops its Acknowledge button) through the outbox, like
+        # any edit.
+        said = annotation.timeline[0].text
+        jobs = edit_job(state, receiver.pipeline.sinks, said, receiver.pipeline.now_ms())
+        return replace(annotation, jobs=[*annotation.jobs, *jobs])
+
+    landed = await _land(
+        receiver, state, edited(state, annotation), lambda fresh: edited(fresh, decide(fresh))
+    )
+    if landed is None:
+        return JSONResponse({"status": "ignored", "incident": incident_id})
+    outcome = landed[0]
+    if outcome == "unknown":
+        return JSONResponse({"error": "no such incident"}, status_code=404)
+    if outcome == "stale":
+        return JSONResponse(
+            {"error": "the incident kept changing while this was recorded: retry"}, status_code=503
+        )
+    status = "recorded" if outcome == "ok" else "already recorded"
+    return JSONResponse({"status": status, "incident": incident_id})
+
+
+async def _land(
+    receiver: Receiver,
+    state: IncidentState,
+    annotation: Annotation | None,
+    decide: Callable[[IncidentState], Annotation | None],
+) -> tuple[AnnotateOutcome, IncidentState] | None:
     """Land ``annotation``, decided on ``state``; when the store answers that what it was
     decided against has changed since (``Annotation.expect``), read again and ``decide``
-    again."""
-    incident_id = state.id
+    again. The store's answer and the state last decided on; None when a decision adds
+    nothing."""
+    outcome: AnnotateOutcome = "stale"
     for _ in range(_DECISIONS):
         if annotation is None:
-            return JSONResponse({"status": "ignored", "incident": incident_id})
-        if (
-            "response" in annotation.fill or "response" in annotation.merge
-        ) and annotation.timeline:
-            # Someone acknowledged, resolved or took a resolve back elsewhere: the Slack
-            # message says so (and drops its Acknowledge button) through the outbox, like
-            # any edit.
-            said = annotation.timeline[0].text
-            jobs = slack.edit(state, receiver.pipeline.sinks, said, receiver.pipeline.now_ms())
-            annotation = replace(annotation, jobs=[*annotation.jobs, *jobs])
-        now = receiver.pipeline.now_ms()
-        outcome = await receiver.store.annotate(incident_id, annotation, now)
-        if outcome == "unknown":
-            return JSONResponse({"error": "no such incident"}, status_code=404)
+            return None
+        outcome = await receiver.store.annotate(state.id, annotation, receiver.pipeline.now_ms())
         if outcome != "stale":
-            status = "recorded" if outcome == "ok" else "already recorded"
-            return JSONResponse({"status": status, "incident": incident_id})
-        fresh = await load_state(receiver, incident_id)
+            return outcome, state
+        fresh = await load_state(receiver, state.id)
         if fresh is None:
-            return JSONResponse({"error": "no such incident"}, status_code=404)
+            return "unknown", state
         state, annotation = fresh, decide(fresh)
-    return JSONResponse(
-        {"error": "the incident kept changing while this was recorded: retry"}, status_code=503
-    )
+    return outcome, state
 
 
 def _jira_own(receiver: Receiver) -> frozenset[tuple[str, str]]:
@@ -322,24 +348,14 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
 async def _press(
     receiver: Receiver, interaction: slack.Interaction, action: slack.Action, state: IncidentState
 ) -> tuple[AnnotateOutcome, IncidentState] | None:
-    """Land what pressing ``action`` adds, decided on ``state``; decided again on a fresh
-    read when what it was decided on changed before it landed (``Annotation.expect``).
-    The store's answer and the state last decided on; None for a button that adds
+    """What pressing ``action`` adds, landed (``_land``); None for a button that adds
     nothing."""
-    outcome: AnnotateOutcome = "stale"
-    for _ in range(_DECISIONS):
+
+    def decide(state: IncidentState) -> Annotation | None:
         now = receiver.pipeline.now_ms()
-        annotation = slack.pressed(interaction, action, state, receiver.pipeline.sinks, now)
-        if annotation is None:
-            return None
-        outcome = await receiver.store.annotate(state.id, annotation, now)
-        if outcome != "stale":
-            return outcome, state
-        fresh = await load_state(receiver, state.id)
-        if fresh is None:
-            return "unknown", state
-        state = fresh
-    return outcome, state
+        return slack.pressed(interaction, action, state, receiver.pipeline.sinks, now)
+
+    return await _land(receiver, state, decide(state), decide)
 
 
 async def _slack_submission(receiver: Receiver, interaction: slack.Interaction) -> Response:

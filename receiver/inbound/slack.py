@@ -44,7 +44,7 @@ from receiver.config import SlackSinkConfig
 from receiver.errors import PayloadError
 from receiver.incident import Incident, rfc3339
 from receiver.logtext import unturned
-from receiver.sinks.slack import web_client
+from receiver.sinks.slack import edit_job, web_client
 from receiver.sinks.slack_blocks import (
     ACK,
     FIXED,
@@ -304,7 +304,7 @@ def pressed(
     else:
         return None
     if change:
-        jobs += edit(state, sinks, change, now_ms)
+        jobs += edit_job(state, sinks, change, now_ms)
     return Annotation(
         append=append,
         fill=fill,
@@ -361,7 +361,7 @@ def fixed(
     return Annotation(
         append={"feedback": [record]},
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=f"fixed by: {fixed_by} (says {who})")],
-        jobs=edit(state, sinks, f"fixed by {fixed_by} (says {who})", now_ms),
+        jobs=edit_job(state, sinks, f"fixed by {fixed_by} (says {who})", now_ms),
         once=f"{SOURCE}:view:{view.id}:{interaction.user.id}" if view.id else None,
     )
 
@@ -371,13 +371,6 @@ def silence_failed(who: str, failure: str, now_ms: int) -> Annotation:
     the silences made before it failed, with an edit of the message showing them)."""
     text = f"Silence 2h asked in Slack by {who} failed: {failure}"
     return Annotation(timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)])
-
-
-def edit(state: IncidentState, sinks: Collection[str], change: str, now_ms: int) -> list[Job]:
-    """The job that edits the incident's message (and says ``change`` in its thread)."""
-    if SOURCE not in sinks or SOURCE not in state.sinks:
-        return []
-    return [Job(incident=state.id, sink=SOURCE, kind="update", changes=[change], due=now_ms)]
 
 
 def _feedback(now_ms: int, who: str, **said: object) -> dict[str, object]:

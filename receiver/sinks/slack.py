@@ -41,7 +41,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,8 @@ from receiver.sinks import Delivery, Receipt, Shared
 from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
 from receiver.sinks.slack_blocks import Message, render, reply_text
 from receiver.store.cache import LocalCache
+from receiver.store.deliveries import Job
+from receiver.store.records import IncidentState
 from receiver.tls import ssl_context
 
 EVENT_TYPE = "journey_receiver_incident"
@@ -135,6 +137,16 @@ _OUT_OF_REACH = frozenset(
 # A lookup refused for these is skipped, not failed: the sink posts without it.
 _LOOKUP_REFUSALS = frozenset({"missing_scope", "not_in_channel", "channel_not_found"})
 _BOTH_TYPES = "public_channel,private_channel"
+
+
+def edit_job(state: IncidentState, sinks: Collection[str], change: str, now_ms: int) -> list[Job]:
+    """The job that edits the incident's Slack message and says ``change`` in its thread,
+    when this replica has the sink (``sinks``) and the incident a message; else none.
+    What people did anywhere (a click, a vendor's webhook, the API, a page) shows there."""
+    name = SlackSink.name
+    if name not in sinks or name not in state.sinks:
+        return []
+    return [Job(incident=state.id, sink=name, kind="update", changes=[change], due=now_ms)]
 
 
 class SlackSink:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
+import anyio
 import orjson
 from redis.exceptions import AskError, MovedError, TryAgainError
 
@@ -152,6 +153,7 @@ class RedisStore:
         # Whether the rollbacks a version before left out of their services' indexes were
         # indexed by this process (``_index_unnamed_rollbacks``).
         self._rollbacks_indexed = False
+        self._rollbacks_indexing = anyio.Lock()
         self._observe = observe or (lambda op, seconds: None)
         # digest -> (current incident id, id counter) as last seen here, newest last.
         self._indexes: OrderedDict[str, tuple[str | bool, str | bool]] = OrderedDict()
@@ -847,8 +849,13 @@ class RedisStore:
         if not services:
             return []
         if not self._rollbacks_indexed:
-            await self._index_unnamed_rollbacks()
-            self._rollbacks_indexed = True
+            async with self._rollbacks_indexing:
+                if not self._rollbacks_indexed:
+                    # Shielded: it runs within an incident's context budget, and one given
+                    # up halfway would be begun again, and given up again, at every look.
+                    with anyio.CancelScope(shield=True):
+                        await self._index_unnamed_rollbacks()
+                    self._rollbacks_indexed = True
         async with self._r.pipeline(transaction=False) as pipe:
             for service, before in zip(services, before_ms, strict=True):
                 pipe.zrevrangebyscore(self._versions(service), f"({before}", "-inf", 0, limit)

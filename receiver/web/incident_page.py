@@ -44,9 +44,11 @@ from receiver.act import STATUS_WORDS
 from receiver.act.levels import Person, shows_run_button
 from receiver.act.outcome import VERDICT_WORDS
 from receiver.act.runs import DONE
+from receiver.causes import change_of
 from receiver.feedback import Feedback, record_feedback
 from receiver.incident import Incident, number
 from receiver.logtext import printable
+from receiver.store.records import CauseRecord, IncidentState
 from receiver.web.auth import Viewer
 from receiver.web.pages import FormError, Visit, form, render
 from receiver.web.series import ChartUnavailable, KpiSeries, kpi_series
@@ -86,16 +88,11 @@ def web_url(value: object) -> str | None:
     return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def _change_url(incident: Incident, cause: dict[str, Any]) -> str | None:
+def _change_url(state: IncidentState, cause: CauseRecord) -> str | None:
     """The link of the change a cause names (the deploy's page, say), when its event gave
     one: what on-call opens first."""
-    if cause.get("kind") != "change":
-        return None
-    for change in incident.changes:
-        same_source = cause.get("change_source") in (None, change.get("source"))
-        if change.get("id") == cause.get("change_id") and same_source:
-            return web_url(change.get("url"))
-    return None
+    change = change_of(state, cause)
+    return web_url(change.url) if change is not None else None
 
 
 async def incident_page(request: Request, receiver: Receiver) -> Response:
@@ -114,7 +111,7 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "alerts": [_alert(a) for a in incident.alerts],
             "sink_links": _sink_links(receiver, incident),
             "alertmanager_url": web_url(incident.links.get("alertmanager")),
-            "cause_urls": [_change_url(incident, cause) for cause in incident.probable_causes],
+            "cause_urls": [_change_url(stored.state, c) for c in stored.state.probable_causes],
             "silences": [{**s, "url": web_url(s.get("url"))} for s in incident.silences],
             "may_write": visit.viewer is not None and visit.viewer.may("write"),
             "thanks": request.query_params.get("thanks") == "1",

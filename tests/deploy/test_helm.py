@@ -349,6 +349,8 @@ def test_in_cluster_redis_keeps_an_aof_on_a_volume_and_the_store_points_at_it() 
     args = " ".join(container["args"])
     assert "--appendonly yes" in args
     assert "--appendfsync everysec" in args
+    # Full, it refuses writes (a 503 Alertmanager retries) rather than being OOM-killed.
+    assert "--maxmemory 600mb --maxmemory-policy noeviction" in args
     (claim,) = redis["spec"]["volumeClaimTemplates"]
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert claim["metadata"]["name"] == "data"

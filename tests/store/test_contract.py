@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
@@ -1097,6 +1098,36 @@ async def test_rollbacks_naming_no_version_stored_by_a_version_before_are_found(
     await store._r.zadd(f"{store._p}events", {undo: T + 3 * 60_000})
     (latest,) = await store.versions_before(["pay"], [T + 10**9], 1)
     assert [json.loads(d)["id"] for d in latest] == ["pay-3"]
+
+
+async def test_rollbacks_of_a_version_before_are_indexed_even_when_the_first_look_is_given_up(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first look reads a retention of events within an incident's context budget; a
+    # deadline reached halfway (a slow feed took most of the budget, a week of events) must
+    # not leave the index to be begun again, and given up again, at every later look.
+    undo = json.dumps({"id": "pay-3", "service": "pay", "type": "rollback"})
+    noise = {
+        json.dumps({"id": f"e{n}", "service": "cart", "type": "scale"}): T + n for n in range(500)
+    }
+    await store._r.zadd(f"{store._p}events", {**noise, undo: T + 3 * 60_000})
+    scan = store._r.zscan_iter
+
+    def given_up(*args: Any, **kwargs: Any) -> Any:
+        async def read() -> Any:
+            async for found in scan(*args, **kwargs):
+                scope.cancel()  # the incident's deadline, reached during the read
+                yield found
+
+        return read()
+
+    monkeypatch.setattr(store._r, "zscan_iter", given_up)
+    for _ in range(3):
+        with anyio.CancelScope() as scope:
+            await store.versions_before(["pay"], [T + 10**9], 1)
+    # Every look given up the same way: the first one's read still went to its end.
+    indexed = await store._r.zrange(f"{store._p}ver:pay", 0, -1)
+    assert [json.loads(d)["id"] for d in indexed] == ["pay-3"]
 
 
 async def test_an_incident_starts_when_alertmanager_says_its_alerts_started(
