@@ -41,6 +41,12 @@ logger = logging.getLogger("journey_receiver.pipeline")
 
 _COMMIT_ATTEMPTS = 3
 _FLUSH_CONCURRENCY = 8
+# Which sinks each replica has, for the others (``Pipeline._elsewhere``): said every half
+# minute, remembered two minutes, so a replica that stopped or dropped a sink leaves the
+# list within that.
+_SINKS_NAMESPACE = "sinks"
+SINKS_SAID_EVERY_MS = 30_000
+SINKS_SAID_FOR_MS = 120_000
 _RESCORED_PAGE = 200  # open incidents read at a time when a reload changed the scoring
 # Alerts written into one notification or API read; the counts always cover all of them.
 ALERTS_SHOWN = 500
@@ -69,6 +75,7 @@ class Pipeline:
         self.runs: Runs | None = None
         """Asks for the runs an ``auto`` journey's decisions call for; set by the receiver."""
         self.look_again = False
+        self._sinks_said_ms: int | None = None
         # A reload changed the scoring (weights, severities, tiers, thresholds): every open
         # incident is scored again at the next round, those that would wait for a change too.
         self.rescore = False
@@ -257,7 +264,8 @@ class Pipeline:
             impact = self.settings.impact(loaded)
             assessment = lifecycle.Assessment(impact.priority, impact.score)
             decision = lifecycle.decide(loaded, assessment, now, self.settings.timers)
-            targets = self._targets(loaded, decision.notify, impact.priority)
+            elsewhere = await self._elsewhere(loaded, decision.notify)
+            targets = self._targets(loaded, decision.notify, impact.priority, elsewhere)
             state = lifecycle.advance(loaded, decision, assessment, now, list(targets))
             state.score_breakdown = list(impact.factors)
             state.stage_weights = dict(impact.stage_weights)
@@ -339,7 +347,33 @@ class Pipeline:
     def _outcome_window_ms(self) -> int:
         return ms(self.settings.config.automation.outcome_window)
 
-    def _targets(self, state: IncidentState, kind: str | None, priority: str) -> tuple[str, ...]:
+    async def say_sinks(self) -> int:
+        """Tell the other replicas which sinks this one has (``_elsewhere``), every
+        ``SINKS_SAID_EVERY_MS``; how many were said."""
+        now = self.now_ms()
+        if self._sinks_said_ms is not None and now - self._sinks_said_ms < SINKS_SAID_EVERY_MS:
+            return 0
+        for name in sorted(self.sinks):
+            await self.store.cache.set(_SINKS_NAMESPACE, name, "1", SINKS_SAID_FOR_MS)
+        self._sinks_said_ms = now
+        return len(self.sinks)
+
+    async def _elsewhere(self, state: IncidentState, kind: str | None) -> frozenset[str]:
+        """The sinks that heard of the incident which this replica lacks but another one
+        has (a rolling change that adds a sink): the end goes to them too, through the
+        outbox, which gives their jobs to a replica that has them. A sink removed from
+        every replica is said by none: its end is not queued to fail."""
+        lacking = set(state.sinks) - self.sinks if kind == "resolve" else set()
+        found = [n for n in sorted(lacking) if await self.store.cache.get(_SINKS_NAMESPACE, n)]
+        return frozenset(found)
+
+    def _targets(
+        self,
+        state: IncidentState,
+        kind: str | None,
+        priority: str,
+        elsewhere: frozenset[str] = frozenset(),
+    ) -> tuple[str, ...]:
         if kind is None:
             return ()
         told = set(state.sinks) if kind in ("update", "resolve", "reopen") else set()
@@ -363,7 +397,7 @@ class Pipeline:
             # reopened was of the last PagerDuty incident: the reopen triggers a new one,
             # whose receipt may not be back yet (PagerDuty retried), and it must end too.
             wanted.discard("pagerduty")
-        return tuple(sorted(n for n in wanted if n in self.sinks))
+        return tuple(sorted(n for n in wanted if n in self.sinks or n in elsewhere))
 
     def _count(self, state: IncidentState, decision: lifecycle.Decision, priority: str) -> None:
         m = self.metrics

@@ -30,6 +30,7 @@ async def tick(pipeline: Pipeline, outbox: Outbox, peer: Peer | None = None) -> 
     claimed = await _step(pipeline, "decide", pipeline.flush_due)
     # Right after the decisions, so a notification goes out in the tick that decided it.
     queues = await _step(pipeline, "deliver", outbox.deliver_due)
+    await _step(pipeline, "say which sinks are here", pipeline.say_sinks)
     return claimed >= batch or queues >= outbox.cfg.batch
 
 

@@ -49,7 +49,18 @@ def _timestamp(value: datetime) -> datetime | None:
         return None
     # Go always writes an offset; a naive time can only come from another sender and is
     # taken as UTC so that every timestamp downstream compares with every other.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if value.year == 9999:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            # Past the year 9999 in UTC (9999-12-31T23:00:00-05:00): no RFC 3339 text can
+            # say it, and the incident holding it could be neither read nor sent. Refusing
+            # it would lose the batch (Alertmanager never retries a 4xx); as a far-future
+            # time it says nothing, as a missing one.
+            return None
+    return value
 
 
 def not_a_number(value: object) -> object:

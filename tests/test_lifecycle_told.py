@@ -1,10 +1,11 @@
 """What on-call is told as an incident lives: HA peers' copies of one alert with startsAt
 seconds apart change nothing, a severity a reload weighs now is weighed at the alert's next
-repeat, and a reopen starts at its own first alert, not at a stale copy of a resolved one."""
+repeat, and a reopen starts at its own first alert, not at a stale copy of a resolved one nor
+at one held back for hours."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,40 @@ async def test_a_reopen_does_not_start_at_a_stale_copy_of_an_alert_that_resolved
         f"the reopen starts {(s_c.timestamp() * 1000 - state.started_at) / 60_000:.0f} min "
         "before its first alert"
     )
+
+
+async def test_a_reopen_by_an_alert_held_back_for_hours_starts_when_it_came(
+    store: RedisStore,
+) -> None:
+    """The incident (alert a) was told and resolved. Ten minutes later an inhibition ends
+    and Alertmanager sends cart's alert c, firing under it for three hours: it reopens the
+    incident, and it came late as it would have to the episode told ("Since when"): the
+    reopen starts when it came, not three hours back, before the episode told had even
+    ended (its causes searched there, its time to resolve hours long). So does another
+    such alert joining the reopen before it is told; one that started a minute before it
+    came moves the start back to it."""
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+    assert o.incident_id
+    await _tell(store, o.incident_id, T + WAIT)
+    await store.ingest([group(placed("a", status="resolved"))], 0, T + 60_000)
+    await _resolve(store, o.incident_id, T + 60_000 + 300_000)
+
+    now = T + 15 * 60_000
+    held = placed("c", service="cart", starts_at=STARTS - timedelta(hours=3))
+    (re,) = await store.ingest([group(held)], 0, now)
+    assert (re.incident_id, re.reopened) == (o.incident_id, True)
+    state = await _state_of(store, o.incident_id)
+    assert state.started_at == now, (
+        f"the reopen starts {(now - (state.started_at or now)) / 60_000:.0f} min before it came"
+    )
+    assert state.service_starts == {"cart": now}
+
+    later = placed("d", service="cart-api", starts_at=STARTS - timedelta(hours=2))
+    await store.ingest([group(later)], 0, now + 10_000)
+    state = await _state_of(store, o.incident_id)
+    assert (state.started_at, state.service_starts["cart-api"]) == (now, now + 10_000)
+
+    fresh = now + 20_000 - 60_000
+    recent = placed("e", service="cart-api", starts_at=datetime.fromtimestamp(fresh / 1000, UTC))
+    await store.ingest([group(recent)], 0, now + 20_000)
+    assert (await _state_of(store, o.incident_id)).started_at == fresh

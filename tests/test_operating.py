@@ -30,7 +30,7 @@ from receiver.cli import main
 from receiver.errors import RetryableDeliveryError
 from receiver.incident import Incident
 from receiver.sinks import Delivery, Receipt
-from tests.conftest import FakeClock, body, make_alert
+from tests.conftest import FakeClock, body, make_alert, resolved
 from tests.support.fake_jira import serve_jira
 from tests.support.fake_server import FakeServer, serve
 from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
@@ -226,6 +226,57 @@ async def test_a_replica_without_a_sink_does_not_dead_letter_the_jobs_of_replica
         assert dead == [], [d["error"] for d in dead]
         assert slack.kinds() == ["open"]
         assert (await new.incident(inc))["sinks"]["slack"]["state"] != "failed"
+
+
+async def test_the_resolve_a_replica_without_the_sink_decides_still_reaches_it(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # During a rolling change that adds Slack, a new replica posts the incident to Slack;
+    # an old one, without Slack, happens to decide the resolve. The message must still
+    # say resolved: the job goes to the queue, and a replica with Slack delivers it.
+    new_cfg, old_cfg = rolling_change(tmp_path, redis_port)
+    slack = ScriptedSink("slack")
+    async with (
+        harness(new_cfg, clock, sinks={"log": ScriptedSink("log"), "slack": slack}) as new,
+        harness(old_cfg, clock, sinks={"log": ScriptedSink("log")}) as old,
+    ):
+        alert = make_alert()
+        (inc,) = (await new.post([alert])).json()["incidents"]
+        await new.tick(30)
+        await old.post([resolved(alert)])
+        await old.tick(301)  # resolve_after: the old replica decides, and tells its log
+        assert (await old.incident(inc))["status"] == "resolved"
+        await old.tick(60)  # its outbox gives Slack's job back, as it lacks the sink
+        await new.tick(60)
+        assert [a.kind for a in slack.delivered] == ["open", "resolve"]
+        dead = (await new.client.get("/api/v1/deliveries?state=dead")).json()["deliveries"]
+        assert dead == []
+
+
+async def test_the_end_of_an_incident_a_sink_removed_everywhere_heard_of_is_not_queued(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # Slack taken out of every replica's config: no replica says it has it any more, so
+    # the resolve of an incident posted there before is not queued to fail into the dead
+    # letters (and page JourneyReceiverDeadLetters for a week).
+    with_slack, without = rolling_change(tmp_path, redis_port)
+    async with harness(
+        with_slack, clock, sinks={"log": ScriptedSink("log"), "slack": ScriptedSink("slack")}
+    ) as before:
+        alert = make_alert()
+        (inc,) = (await before.post([alert])).json()["incidents"]
+        await before.tick(30)
+        said = before.receiver.store.cache.key("sinks", "slack")
+    admin = Redis(port=redis_port)
+    await admin.delete(said)  # two minutes on: what it said has expired
+    await admin.aclose()
+    async with harness(without, clock, sinks={"log": ScriptedSink("log")}) as after:
+        await after.post([resolved(alert)])
+        await after.tick(301)
+        assert (await after.incident(inc))["status"] == "resolved"
+        for state in ("pending", "retrying", "dead"):
+            url = f"/api/v1/deliveries?state={state}"
+            assert (await after.client.get(url)).json()["deliveries"] == [], state
 
 
 async def test_a_replica_without_the_sink_keeps_the_last_attempts_no_answer(

@@ -152,6 +152,21 @@ async def test_resolve_after_quiet_then_reopen_keeps_the_id(rx: Harness) -> None
     assert (detail["status"], detail["reopened_count"]) == ("open", 1)
 
 
+async def test_an_alert_dated_past_the_year_9999_in_utc_is_told_and_read(rx: Harness) -> None:
+    # A sender's startsAt of 9999-12-31T23:00:00-05:00 is 10000-01-01 in UTC, which no
+    # RFC 3339 text says: the incident's notification failed at every attempt and its
+    # reads answered 500, for the alerts beside it too.
+    odd = make_alert("cart", starts_at="9999-12-31T23:00:00-05:00")
+    (incident_id,) = (await rx.post([make_alert(), odd])).json()["incidents"]
+    await rx.tick(30)
+
+    assert rx.sink.kinds(incident_id) == ["open"]
+    detail = await rx.incident(incident_id)
+    assert detail["started_at"] == "2026-04-18T08:10:00.123Z"
+    assert {a["startsAt"] for a in detail["alerts"]} == {"2026-04-18T08:10:00.123Z", None}
+    assert (await rx.client.get(f"/incidents/{incident_id}")).status_code == 200
+
+
 async def test_a_blip_is_recorded_and_never_sent(rx: Harness) -> None:
     alert = make_alert("payment-service", alertname="Flap")
     (inc,) = (await rx.post([alert])).json()["incidents"]

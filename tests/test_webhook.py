@@ -123,6 +123,19 @@ def test_any_offset_is_accepted() -> None:
     assert msg.alerts[0].ends_at == datetime(2026, 4, 18, 3, 0, 0, 500000, tzinfo=tz)
 
 
+def test_a_time_past_the_year_9999_in_utc_is_not_set() -> None:
+    # 10000-01-01T04:00:00Z once in UTC: no RFC 3339 text says it. Taken as given, it made
+    # every read and every notification of the incident holding it fail.
+    def edit(body: dict[str, Any]) -> None:
+        body["alerts"][0]["startsAt"] = "9999-12-31T23:00:00-05:00"
+        body["alerts"][1]["startsAt"] = "9999-12-31T23:00:00+05:00"
+
+    msg = parse_webhook(firing_with(edit))
+
+    tz = timezone(timedelta(hours=5))
+    assert [a.starts_at for a in msg.alerts] == [None, datetime(9999, 12, 31, 23, tzinfo=tz)]
+
+
 def test_malformed_json_is_400() -> None:
     error = refused(load("firing.json")[:-20])
 

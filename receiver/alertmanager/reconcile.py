@@ -145,8 +145,9 @@ async def compare(
         changed = sum(o.changed for o in outcomes)
         if changed:
             metrics.peer_alerts.labels("resolved").inc(changed)
+            done = "" if changed == len(gone) else f" ({changed}; the others already were)"
             entries.append(
-                f"{why}: Alertmanager no longer holds {alert_names(gone)}: resolved here"
+                f"{why}: Alertmanager no longer holds {alert_names(gone)}: resolved here{done}"
             )
     if again:
         outcomes = await _ingest(pipeline, [_firing_again(a, held[a.fp]) for a in again])

@@ -101,29 +101,44 @@ async def test_an_alert_resolved_by_inference_fires_again_when_alertmanager_send
         assert await firing_names(rx, incident_id) == ["Errors"]
 
 
-async def test_alerts_another_replica_resolved_first_are_not_counted_or_said_again(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("first", "counted", "said"),
+    [
+        (2, 0, []),
+        (1, 1, [": resolved here (1; the others already were)"]),
+    ],
+    ids=["all", "one"],
+)
+async def test_resolutions_another_replica_made_first_are_not_counted_or_said_again(
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    first: int,
+    counted: int,
+    said: list[str],
 ) -> None:
     # Two replicas (or a back-fill and a reconcile) compare at the same moment: both find
-    # the alert gone from Alertmanager, the other resolves it first.
+    # the alerts gone from Alertmanager, and the other resolves ``first`` of them first.
     async with harness(write_config(tmp_path, CONFIG), clock) as rx:
         await scripted(rx)
         errors = make_alert("payment-service", alertname="Errors")
-        (incident_id,) = (await rx.post([errors])).json()["incidents"]
+        latency = make_alert("payment-service", alertname="Latency")
+        (incident_id,) = (await rx.post([errors, latency])).json()["incidents"]
         ingest = reconcile._ingest
 
         async def resolved_first(pipeline: Any, alerts: list[Any]) -> Any:
-            await ingest(pipeline, alerts)  # the other replica's, a moment before
+            await ingest(pipeline, alerts[:first])  # the other replica's, a moment before
             return await ingest(pipeline, alerts)
 
         monkeypatch.setattr(reconcile, "_ingest", resolved_first)
-        counted = rx.receiver.metrics.peer_alerts.labels("resolved")
-        before = counted._value.get()
+        resolved_here = rx.receiver.metrics.peer_alerts.labels("resolved")
+        before = resolved_here._value.get()
         await rx.tick(60)  # reconcile: Alertmanager holds nothing
         assert await firing_names(rx, incident_id) == []
-        assert counted._value.get() == before
-        said = [e["text"] for e in (await rx.incident(incident_id))["timeline"]]
-        assert not [t for t in said if t.endswith("resolved here")], said
+        assert resolved_here._value.get() == before + counted
+        timeline = [e["text"] for e in (await rx.incident(incident_id))["timeline"]]
+        lines = [t.partition(" (Errors, Latency)")[2] for t in timeline if "resolved here" in t]
+        assert lines == said, timeline
 
 
 def at(clock: FakeClock) -> datetime:

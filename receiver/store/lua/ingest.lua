@@ -335,10 +335,17 @@ local function apply(first_group, last_group, first_alert, truncated)
     -- When the batch's firing alerts started, by Alertmanager's startsAt (a missing, zero
     -- or future one says nothing): the incident started with the earliest.
     -- A late copy of an alert held resolved (above) says nothing of when this began.
+    -- Reopening an incident people were told of, an alert that comes late (LATE) was held
+    -- back elsewhere, as it would be in the episode told: it counts from when it came, or
+    -- the new episode would start before the last one ended, its causes searched hours
+    -- back.
+    local reopens_told = st and st.status == 'resolved' and is_set(st.notified_at)
+                         and is_set(st.resolved_at) and now - st.resolved_at <= reopen_window
     local batch_start = nil
     for i, n in ipairs(members) do
       local a = alerts[n]
       local starts = tonumber(a[3])
+      if reopens_told and starts and starts > 0 and now - starts > LATE then starts = now end
       local copy = false
       if stored[i] and a[3] ~= '' then
         local o_status, o_starts = string.match(stored[i], '^([^|]*)|([^|]*)|')
@@ -418,9 +425,10 @@ local function apply(first_group, last_group, first_alert, truncated)
       end
       res.id = id
 
-      -- Whether this episode's people were told: from then on an alert that comes late
-      -- (LATE) counts from when it came.
-      local told = is_set(st.notified_at) and st.notified_at >= st.first_firing_at
+      -- Whether this episode's people were told, or, for a reopen not yet told, the last
+      -- episode's: from then on an alert that comes late (LATE) counts from when it came.
+      local told = is_set(st.notified_at)
+                   and (st.notified_at >= st.first_firing_at or st.pending == 'reopen')
       local meta_key = P .. 'am:' .. id
       local body_key = P .. 'ab:' .. id
       -- What this call's changes are stamped with: never before the incident's last change,
