@@ -28,6 +28,21 @@ def _paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return cfg, args.journeys
 
 
+# HTTP clients that log every request at INFO with its whole URL: a feed's or Alertmanager's
+# may carry a credential in its query, and a reconcile every minute is noise, not news.
+_QUIET_CLIENTS = ("httpx", "httpcore")
+
+
+def log_to_stderr(level: str) -> None:
+    """The receiver's log: one line per record at ``level``; the HTTP clients' own request
+    lines only from WARNING."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for name in _QUIET_CLIENTS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -35,10 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     from receiver.store.urls import shown_url
     from receiver.web.proxy import served
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    log_to_stderr(args.log_level)
     from receiver.deliveries_command import loopback
 
     cfg_path, journeys_path = _paths(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import anyio
 import httpx
 import pytest
 
-from receiver.cli import _local_url, main
+from receiver.cli import _local_url, log_to_stderr, main
 from receiver.config import load_journeys
 from receiver.errors import ConfigError
 from receiver.explain import explain_batch
@@ -547,3 +548,20 @@ def test_explain_text_shows_a_kpi_gone_bad_from_zero_not_no_data(tmp_path: Path)
     assert {f["name"]: f["value"] for f in incident["score_breakdown"]}["kpi"] == 1.0
     kpi_lines = [line for line in report.as_text().splitlines() if "kpi:" in line]
     assert kpi_lines == ["  kpi:      errors 0 → 30 vs last week"]
+
+
+def test_serve_keeps_the_http_clients_request_lines_out_of_its_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # httpx logs every request at INFO with its whole URL: a feed's token in its query, and
+    # a line per Alertmanager call every reconcile.
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    try:
+        log_to_stderr("info")  # as serve sets it up
+        caplog.set_level(logging.INFO)
+        with fake_http(200, b"[]") as fake, httpx.Client() as client:
+            assert client.get(f"{fake.url}/changes?token=s3cr3t").status_code == 200
+        assert "s3cr3t" not in caplog.text
+    finally:
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)

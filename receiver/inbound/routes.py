@@ -214,7 +214,8 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
         return not_configured("Jira", "jira.secret")
     shared = [*_url_secret(request), request.headers.get("x-webhook-secret")]
     if not verify_jira(body, shared, request.headers.get("x-hub-signature"), secrets):
-        return refused(401, "neither X-Hub-Signature nor ?secret= matches inbound.jira", request)
+        why = "neither X-Hub-Signature, ?secret= nor X-Webhook-Secret matches inbound.jira"
+        return refused(401, why, request)
     event = jira.parse(body)
     own = _jira_own(receiver)
     delivery = request.headers.get("x-atlassian-webhook-identifier")

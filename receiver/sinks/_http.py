@@ -23,19 +23,24 @@ from receiver.logtext import clip
 T = TypeVar("T")
 
 
+RETRY_AFTER_MAX_S = 3600.0
+"""The longest ``Retry-After`` waited out: a year asked by a misbehaving proxy would park
+the delivery (and the incident's later ones behind it) for that long."""
+
+
 def retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date
-    (RFC 9110 §10.2.3); None when absent or unreadable."""
+    (RFC 9110 §10.2.3), at most ``RETRY_AFTER_MAX_S``; None when absent or unreadable."""
     if not value:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():  # int() and float() take other digits, not ²
-        return float(text)
+        return min(float(text), RETRY_AFTER_MAX_S)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when.timestamp() - now), RETRY_AFTER_MAX_S)
 
 
 def reason_for(status: int) -> DeliveryReason:

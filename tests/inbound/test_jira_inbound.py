@@ -230,6 +230,9 @@ async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
     assert r.status_code == 401
     wrong = await rx.client.post("/inbound/jira?secret=guess", content=body, headers={})
     assert wrong.status_code == 401
+    # Every way a Jira sender may prove itself is named, the header senders that cannot
+    # sign use too.
+    assert "X-Webhook-Secret" in wrong.json()["error"]
     # Signed right, but the issue carries the label of an incident we do not have.
     event = json.loads(body)
     event["issue"]["fields"]["labels"] = ["journey-receiver-checkout-ffff-1"]

@@ -16,6 +16,8 @@ NOW = 1_776_500_000.0
         (" 120 ", 120.0),
         ("Sat, 18 Apr 2026 08:13:40 GMT", 20.0),
         ("Sat, 18 Apr 2026 08:00:00 GMT", 0.0),  # a date gone by: at once
+        ("31536000", 3600.0),  # a year: an hour at most
+        ("Sun, 18 Apr 2027 08:13:20 GMT", 3600.0),
         (None, None),
         ("", None),
         ("soon", None),
