@@ -5,8 +5,9 @@ The rules (SPEC "Grouping semantics"):
 - An incident whose alerts all resolved within that wait is a blip: it is resolved without
   any notification, and its alerts are recorded as blips.
 - After that, a material change (new service, new stage, priority change, a new trusted
-  probable cause or a KPI newly degraded, found when the context is looked at again) is
-  sent at most every ``group_interval``, except a priority raise, which goes out at once.
+  probable cause, a KPI newly degraded or, once an episode, back in band, found when the
+  context is looked at again) is sent at most every ``group_interval``, except a priority
+  raise, which goes out at once.
 - The incident resolves once every alert is resolved and ``resolve_after`` passed with no
   alert changing state; firing again within ``reopen_window`` reopens it (the store does
   that on ingest and sets ``pending = "reopen"``).
@@ -97,18 +98,24 @@ def material_changes(state: IncidentState, now: Assessment) -> list[str]:
     cause = _change_cause(state)
     if cause is not None and cause != last.cause:
         reasons.append(f"probable cause: {cause}")
-    bad = _bad_kpis(state)
-    newly_bad = sorted(bad - set(last.bad_kpis))
+    # One told back in band that dips again flaps around its baseline: told each flip, it
+    # would be an update every group_interval for as long as the incident lasts (how bad
+    # it gets still moves the score, and a priority change is told).
+    newly_bad = sorted(_bad_kpis(state) - set(last.bad_kpis) - set(last.kpis_back or ()))
     if newly_bad:
         reasons.append("KPIs degraded: " + ", ".join(newly_bad))
-    # A KPI read again and back in band: the title and summary people were told still say
-    # it is down, and recovery is what they wait for. One no longer read (Prometheus away,
-    # the KPI removed from journeys.yaml) did not recover.
-    read = {k.name for k in state.kpis if k.value is not None}
-    recovered = sorted((set(last.bad_kpis) - bad) & read)
+    recovered = sorted(_recovered(state, last))
     if recovered:
         reasons.append("KPIs back in band: " + ", ".join(recovered))
     return reasons
+
+
+def _recovered(state: IncidentState, last: Notified) -> set[str]:
+    """The KPIs ``last`` called bad, read again and back in band: the title and summary
+    people were told still say they are down, and recovery is what they wait for. One no
+    longer read (Prometheus away, the KPI removed from journeys.yaml) did not recover."""
+    read = {k.name for k in state.kpis if k.value is not None}
+    return (set(last.bad_kpis or ()) - _bad_kpis(state)) & read
 
 
 def _change_cause(state: IncidentState) -> str | None:
@@ -190,6 +197,13 @@ def advance(
             note("resolved", "resolved without notification: " + "; ".join(decision.reasons))
     if decision.notify is not None:
         last = state.last_notified
+        kpis_back = (
+            set(last.kpis_back or ()) | _recovered(state, last)
+            if last is not None
+            and last.bad_kpis is not None
+            and decision.notify not in ("open", "reopen")
+            else set()
+        )
         if last is not None and last.priority != now.priority and decision.notify != "resolve":
             note("priority", f"priority {last.priority} → {now.priority}")
         state.pending = None
@@ -218,6 +232,7 @@ def advance(
             firing_count=state.firing_count,
             cause=_change_cause(state),
             bad_kpis=sorted(_bad_kpis(state)),
+            kpis_back=sorted(kpis_back),
         )
         # Told now: no longer a blip, whatever comes after (it resolving included).
         state.blipped_services = sorted(

@@ -156,6 +156,8 @@ class Outbox:
         if self._retired:
             await self._learnt()
         await self._retired.close()
+        if self.runs is not None:
+            await self.runs.between_rounds()
         self._learn_identities()
         cfg = self.cfg
         total = 0

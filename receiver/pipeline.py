@@ -8,6 +8,7 @@ flush:  load → enrich → score → decide (lifecycle) → commit, with the de
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -43,7 +44,8 @@ _COMMIT_ATTEMPTS = 3
 _FLUSH_CONCURRENCY = 8
 # Which sinks each replica has, for the others (``Pipeline._elsewhere``): said every half
 # minute, remembered two minutes, so a replica that stopped or dropped a sink leaves the
-# list within that.
+# list within that. Each says it with its own token: what a replica said itself before a
+# reload dropped the sink (or the only one, on the memory store) is no other one having it.
 _SINKS_NAMESPACE = "sinks"
 SINKS_SAID_EVERY_MS = 30_000
 SINKS_SAID_FOR_MS = 120_000
@@ -76,6 +78,7 @@ class Pipeline:
         """Asks for the runs an ``auto`` journey's decisions call for; set by the receiver."""
         self.look_again = False
         self._sinks_said_ms: int | None = None
+        self._sinks_said_as = secrets.token_hex(8)
         # A reload changed the scoring (weights, severities, tiers, thresholds): every open
         # incident is scored again at the next round, those that would wait for a change too.
         self.rescore = False
@@ -354,7 +357,9 @@ class Pipeline:
         if self._sinks_said_ms is not None and now - self._sinks_said_ms < SINKS_SAID_EVERY_MS:
             return 0
         for name in sorted(self.sinks):
-            await self.store.cache.set(_SINKS_NAMESPACE, name, "1", SINKS_SAID_FOR_MS)
+            await self.store.cache.set(
+                _SINKS_NAMESPACE, name, self._sinks_said_as, SINKS_SAID_FOR_MS
+            )
         self._sinks_said_ms = now
         return len(self.sinks)
 
@@ -364,7 +369,11 @@ class Pipeline:
         outbox, which gives their jobs to a replica that has them. A sink removed from
         every replica is said by none: its end is not queued to fail."""
         lacking = set(state.sinks) - self.sinks if kind == "resolve" else set()
-        found = [n for n in sorted(lacking) if await self.store.cache.get(_SINKS_NAMESPACE, n)]
+        found = set()
+        for name in lacking:
+            said_by = await self.store.cache.get(_SINKS_NAMESPACE, name)
+            if said_by is not None and said_by != self._sinks_said_as:
+                found.add(name)
         return frozenset(found)
 
     def _targets(

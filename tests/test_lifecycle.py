@@ -167,3 +167,26 @@ def test_a_kpi_back_in_band_is_told_within_group_interval() -> None:
     assert (d.notify, d.reasons) == ("update", ("KPIs back in band: conversion",))
     quiet = incident(kpis=[unread], **told)
     assert decide(quiet, P2, T + 150_000, TIMERS).notify is None
+
+
+def test_a_kpi_flapping_around_its_baseline_is_not_an_update_at_every_look() -> None:
+    """Told "conversion -40%", the KPI then reads +0.3%, -0.2%, +0.1%, ... vs last week at
+    every look (a KPI the outage barely touched, or one recovering): its coming back is told
+    once, not each flip as another update (a Slack reply, a Jira comment) every
+    group_interval for as long as the incident lasts."""
+    told = notified(T + 30_000)
+    last = told["last_notified"]
+    assert isinstance(last, Notified)
+    told["last_notified"] = last.model_copy(update={"bad_kpis": ["conversion"]})
+    state = incident(**told)
+    sent: list[tuple[str, ...]] = []
+    for look in range(1, 11):
+        now = T + 30_000 + look * TIMERS.group_interval_ms
+        deviation = -0.2 if look % 2 == 0 else 0.3
+        kpi = KpiRecord(name="conversion", value=0.03, deviation_pct=deviation, bad=deviation < 0)
+        state = state.model_copy(update={"kpis": [kpi]})
+        decision = decide(state, P2, now, TIMERS)
+        if decision.notify is not None:
+            sent.append(decision.reasons)
+        state = advance(state, decision, P2, now, ["log"])
+    assert sent == [("KPIs back in band: conversion",)]

@@ -35,6 +35,7 @@ from tests.support.fake_jira import serve_jira
 from tests.support.fake_server import FakeServer, serve
 from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
 from tests.support.processes import free_port, redis_server
+from tests.support.sink_world import Fakes
 from tests.support.vendor_signing import sign_jira, sign_slack
 
 pytestmark = pytest.mark.anyio
@@ -277,6 +278,33 @@ async def test_the_end_of_an_incident_a_sink_removed_everywhere_heard_of_is_not_
         for state in ("pending", "retrying", "dead"):
             url = f"/api/v1/deliveries?state={state}"
             assert (await after.client.get(url)).json()["deliveries"] == [], state
+
+
+async def test_a_sink_a_reload_removed_from_the_only_replica_is_told_no_more_ends(
+    tmp_path: Path, clock: FakeClock, world: Fakes
+) -> None:
+    # One replica (the memory store) posted the incident to Slack; Slack is then taken out
+    # of receiver.yaml and reloaded. What it said of its sinks before the reload is still
+    # in the store for two minutes: it is no other replica having Slack. The resolve must
+    # not be queued to a sink nobody has, to die into the dead letters.
+    cfg = write_config(tmp_path, world.config())
+    async with harness(cfg, clock, configured_sinks=True) as rx:
+        alert = make_alert()
+        (inc,) = (await rx.post([alert])).json()["incidents"]
+        await rx.tick(30)
+        assert "slack" in (await rx.incident(inc))["sinks"]
+        text = cfg.read_text().replace(", slack: [P1, P2, P3, P4, P5]", "")
+        cfg.write_text("\n".join(x for x in text.splitlines() if "slack" not in x) + "\n")
+        assert (await rx.client.post("/-/reload")).status_code == 200
+        assert rx.receiver.pipeline.sinks == {"log", "pagerduty", "jira"}
+        await rx.post([resolved(alert)])
+        await rx.tick(301)
+        assert (await rx.incident(inc))["status"] == "resolved"
+        for _ in range(8):
+            await rx.tick(70)
+        for state in ("pending", "retrying", "dead"):
+            url = f"/api/v1/deliveries?state={state}"
+            assert (await rx.client.get(url)).json()["deliveries"] == [], state
 
 
 async def test_a_replica_without_the_sink_keeps_the_last_attempts_no_answer(

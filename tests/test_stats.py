@@ -3,6 +3,8 @@ expected value worked out by hand from the history; then the pure roll-up's edge
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
@@ -1017,6 +1019,20 @@ async def test_viewers_asking_at_once_share_one_computation(
                 viewers.start_soon(viewer)
         assert reads.calls == 1
         assert len(answers) == 5 and all(a == answers[0] for a in answers)
+
+
+async def test_questions_asked_once_leave_nothing_behind(tmp_path: Path) -> None:
+    # The window is the request's own text: every spelling of every duration is another
+    # question, and what shares one computation must not outlive its askers.
+    async with harness(config(tmp_path), FakeClock()) as rx:
+        await stats(rx, "?window=7d")
+        gc.collect()
+        before = sum(isinstance(o, asyncio.Lock) for o in gc.get_objects())
+        for n in range(300):
+            await stats(rx, f"?window={3600 + n}")
+        gc.collect()
+        after = sum(isinstance(o, asyncio.Lock) for o in gc.get_objects())
+    assert after - before < 10
 
 
 # Journey SLOs (receiver/outcomes/slo.py) on the seeded history.

@@ -100,6 +100,22 @@ class Runs:
         for _, executor in self._executors.values():
             await executor.aclose()
 
+    async def between_rounds(self) -> None:
+        """Close the executors a reload replaced or removed; call when no run is under way
+        (between outbox rounds). Otherwise each one would hold its HTTP client, and maybe
+        a connection, until the receiver stops: one more per reload that changed a run."""
+        wanted = {
+            (journey.id, action_key(action)): action.run.webhook
+            for journey in self.pipeline.settings.catalog.journeys
+            for action in journey.actions
+            if action.run is not None
+        }
+        for where, (run, executor) in list(self._executors.items()):
+            if wanted.get(where) != run:
+                del self._executors[where]
+                self._retired.add(executor)
+        await self._retired.close()
+
     # -- asking ---------------------------------------------------------------------------
 
     async def offer(self, state: IncidentState, priority: str) -> None:

@@ -23,7 +23,7 @@ import secrets
 import statistics
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 from weakref import WeakKeyDictionary
@@ -671,17 +671,32 @@ async def cached_stats(receiver: Receiver, query: StatsQuery) -> Stats:
         return kept
     # One computation per question on this replica: viewers asking at once wait for it
     # and read what it kept, rather than each reading the whole window.
-    locks = _COMPUTING.setdefault(receiver, {})
-    lock = locks.setdefault((query.window, query.journey), asyncio.Lock())
-    async with lock:
-        kept = await _kept(receiver, query)
-        if kept is not None and now - _until_ms(kept) < FRESH_MS:
-            return kept
-        return await _computed(receiver, query, now)
+    asked = _COMPUTING.setdefault(receiver, {})
+    key = (query.window, query.journey)
+    question = asked.setdefault(key, _Question())
+    question.askers += 1
+    try:
+        async with question.lock:
+            kept = await _kept(receiver, query)
+            if kept is not None and now - _until_ms(kept) < FRESH_MS:
+                return kept
+            return await _computed(receiver, query, now)
+    finally:
+        # The window is the request's own text, so questions are unbounded: one is kept
+        # only while someone asks it.
+        question.askers -= 1
+        if not question.askers:
+            del asked[key]
+
+
+@dataclass
+class _Question:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    askers: int = 0
 
 
 # Per receiver (tests run several, each on its own event loop).
-_COMPUTING: WeakKeyDictionary[Receiver, dict[tuple[str, str | None], asyncio.Lock]] = (
+_COMPUTING: WeakKeyDictionary[Receiver, dict[tuple[str, str | None], _Question]] = (
     WeakKeyDictionary()
 )
 _ALERTNAMES: WeakKeyDictionary[Receiver, Alertnames] = WeakKeyDictionary()

@@ -88,6 +88,9 @@ class Notified(_Record):
     # is compared with nothing (an upgrade must not page everyone again).
     cause: str | None = None
     bad_kpis: StrList | None = None
+    kpis_back: StrList | None = None
+    """The KPIs this episode's notifications said were back in band (None: none yet, or a
+    notification from before these were kept): one dipping again is no news on its own."""
 
 
 class ScoreFactor(_Record):

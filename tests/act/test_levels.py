@@ -5,8 +5,10 @@ system that checks signatures and idempotency keys."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 from receiver.act.levels import Person
 from receiver.act.runs import _changed_since_asked
+from receiver.act.webhook import WebhookExecutor
 from receiver.actions import shown_by_id
 from receiver.config import Action, Journey, Owner
 from receiver.errors import StoreUnavailable
@@ -500,3 +503,33 @@ async def test_a_press_after_the_receivers_run_was_skipped_is_told_it_did_not_ru
         await rx.tick(2)
     assert deploy.effects == []
     assert "was asked for on this incident and not run" in answer.text, answer.text
+
+
+async def test_executors_a_reload_replaced_are_closed_and_dropped(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # Each reload that changes an action's run gives it a new executor (an HTTP client
+    # and its TLS context); the one it replaced must go once its round is over, not
+    # when the receiver stops weeks later.
+    async with stormed(tmp_path, deploy, "auto") as (rx, _):
+        path = tmp_path / "journeys.yaml"
+        for n in range(6):
+            timeout = f"timeout: {n + 3}s"
+            path.write_text(re.sub(r"timeout: \d+s", timeout, path.read_text()))
+            rx.receiver.reload()
+            region = f"r{n}"
+            moved = [{**d, "region": region} for d in DEPLOYS]
+            assert (await rx.client.post("/api/v1/events", content=json.dumps(moved))).is_success
+            (inc,) = (await rx.post([make_alert(region=region)])).json()["incidents"]
+            await rx.tick(30)
+            assert [r["status"] for r in await runs(rx, inc)] == ["ran"]
+        # Removed from journeys.yaml, its executor goes too.
+        actions = re.compile(r"    actions:\n(.|\n)*?timeout: \d+s\n")
+        gone = actions.sub("    actions: []\n", path.read_text())
+        path.write_text(gone.replace("automation: auto", "automation: observe"))
+        rx.receiver.reload()
+        await rx.tick(1)
+        gc.collect()
+        executors = [o for o in gc.get_objects() if isinstance(o, WebhookExecutor)]
+        assert executors == []
+        assert len(deploy.calls) == 7
