@@ -175,6 +175,10 @@ class Receiver:
             )
         else:
             cfg, journeys = config.load(self.config_path, self.journeys_path)
+            # What `check` warns of, said where operators look: valid, so it runs as
+            # written (an unreachable stage, a matcher keeping its quotes, ...).
+            for warning in config.review(self.config_path, self.journeys_path)[1]:
+                logger.warning("config: %s", warning)
         return Settings.build(cfg, journeys)
 
     def reload(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,3 +193,19 @@ async def test_a_rescore_the_store_could_not_start_is_done_at_the_next_round(
         await rx.tick(1)  # the store blips: retried next tick
         await rx.tick(1)
         assert [(k, i.priority) for k, _, i in rx.sink.sent] == [("open", "P3"), ("update", "P2")]
+
+
+async def test_what_check_warns_of_is_logged_when_a_file_brings_it(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Valid, so served as written: operators who never run check see it in the log.
+    journeys = _journeys(tmp_path)
+    caplog.set_level(logging.WARNING, logger="journey_receiver")
+    async with harness(write_config(tmp_path, journeys=journeys), clock) as rx:
+        assert not [r for r in caplog.records if r.getMessage().startswith("config: ")]
+        quoted = journeys.read_text().replace("""'env="prod"'""", """"env='prod'\"""", 1)
+        assert quoted != journeys.read_text()
+        journeys.write_text(quoted)
+        await _reload(rx)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config: ")]
+    assert len(said) == 1 and "compares the label with 'prod', quotes included" in said[0]
