@@ -7,7 +7,10 @@ round is the first moment the old ones are surely idle.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
+
+logger = logging.getLogger("journey_receiver.reload")
 
 
 class Closable(Protocol):
@@ -28,4 +31,9 @@ class Retired:
         """Close every retired client (call between rounds)."""
         clients, self._clients = self._clients, []
         for client in clients:
-            await client.aclose()
+            try:
+                await client.aclose()
+            except Exception:
+                # The rest still close, and the round that called this still runs: a
+                # client failing to close is no reason to skip a round of decisions.
+                logger.exception("closing a client a reload replaced failed")
