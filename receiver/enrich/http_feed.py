@@ -11,7 +11,6 @@ carries a token, a header or the URL (which may hold credentials).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from tenacity import (
 
 from receiver.config.fields import show
 from receiver.enrich import EnrichmentError
+from receiver.enrich.worker_threads import Busy, WorkerThreads
 from receiver.logtext import clip
 from receiver.tls import ssl_context
 
@@ -58,10 +58,6 @@ class _TooLarge(Exception):
     """The body went past the feed's ``max_body_bytes``."""
 
 
-class _Busy(Exception):
-    """Every worker place of the feed is still taken by a read given up earlier."""
-
-
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -88,8 +84,7 @@ class HttpFeed:
         self._client = httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(timeout), verify=ssl_context(ca_file)
         )
-        # Held by a worker thread until it ends, even once the caller gave up on it.
-        self._reading = threading.BoundedSemaphore(READS_AT_ONCE)
+        self._reading = WorkerThreads(READS_AT_ONCE)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -125,17 +120,9 @@ class HttpFeed:
         """``work()`` on a worker thread the caller may give up on (its deadline), within
         ``READS_AT_ONCE`` of this feed's still running."""
 
-        def guarded() -> T:
-            if not self._reading.acquire(blocking=False):
-                raise _Busy
-            try:
-                return work()
-            finally:
-                self._reading.release()
-
         try:
-            return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
-        except _Busy:
+            return await self._reading.run(work)
+        except Busy:
             raise EnrichmentError(
                 f"{READS_AT_ONCE} earlier reads of its answers have not ended yet"
             ) from None

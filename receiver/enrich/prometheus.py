@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -64,6 +63,7 @@ from receiver.enrich.prometheus_answers import (
     read_pair,
 )
 from receiver.enrich.promql import substitute
+from receiver.enrich.worker_threads import Busy, WorkerThreads
 
 # A start this close to now would only repeat the value now.
 _START_APART = timedelta(minutes=1)
@@ -83,10 +83,9 @@ class PrometheusKpis:
         self._config = config
         self._max_threads = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
-        # Held by a worker thread for as long as it runs, even once its query was given up
-        # (a read timeout is per socket read: an answer that drips in keeps it reading), so
-        # that threads and connections stay within ``max_threads``.
-        self._running = threading.BoundedSemaphore(max_threads)
+        # A query given up keeps its thread (a read timeout is per socket read: an answer
+        # that drips in keeps it reading): threads and connections stay within it.
+        self._running = WorkerThreads(max_threads)
         self._client: PrometheusConnect | None = None
         if config.url is not None:
             session = requests.Session()
@@ -216,23 +215,11 @@ class PrometheusKpis:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._max_threads)
         timeout = self._config.timeout
-        busy = Failed(f"{self._max_threads} earlier queries have not ended yet")
-
-        def guarded() -> object:
-            if not self._running.acquire(blocking=False):
-                return busy
-            try:
-                return fetch()
-            finally:
-                self._running.release()
-
         try:
             with anyio.fail_after(timeout):
-                # Abandoned on cancel; the thread keeps its place in ``_running`` until
-                # it ends.
-                result = await anyio.to_thread.run_sync(
-                    guarded, abandon_on_cancel=True, limiter=self._limiter
-                )
+                result = await self._running.run(fetch, self._limiter)
+        except Busy:
+            return Failed(f"{self._max_threads} earlier queries have not ended yet")
         except TimeoutError:
             return Failed(f"timed out after {_seconds(timeout)}")
         except Exception as exc:  # whatever the client raises is a reason, never a crash

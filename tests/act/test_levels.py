@@ -9,7 +9,7 @@ import gc
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +352,18 @@ async def two_replicas(
         yield first, second, inc
 
 
+def answer_lost(landed: Callable[..., Awaitable[Any]] | None = None) -> Callable[..., Any]:
+    """A store call whose answer never comes back (a failover): ``landed`` runs first,
+    when the call itself reached Redis."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        if landed is not None:
+            await landed(*args, **kwargs)
+        raise StoreUnavailable("store unreachable: Connection reset by peer")
+
+    return call
+
+
 async def test_a_replica_lost_right_after_the_open_leaves_the_run_to_another(
     tmp_path: Path, deploy: FakeDeploy, redis_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -359,13 +371,8 @@ async def test_a_replica_lost_right_after_the_open_leaves_the_run_to_another(
     # failover), which landed: the incident is notified, and nothing new arrives. The run
     # it would have asked for next is asked for by the other replica.
     async with two_replicas(tmp_path, deploy, redis_port) as (first, second, inc):
-        commit = first.receiver.store.commit
-
-        async def answer_lost(*args: Any, **kwargs: Any) -> Any:
-            await commit(*args, **kwargs)
-            raise StoreUnavailable("store unreachable: Connection reset by peer")
-
-        monkeypatch.setattr(first.receiver.store, "commit", answer_lost)
+        store = first.receiver.store
+        monkeypatch.setattr(store, "commit", answer_lost(store.commit))
         await first.tick(30)
         assert first.sink.kinds() == ["open"] and await runs(first, inc) == []
         for _ in range(3):
@@ -381,12 +388,7 @@ async def test_a_run_recorded_before_its_job_was_dropped_is_not_sent_again(
     # leaves its queue. The other replica takes the job over after the lease: the run is
     # done and recorded, so it calls nothing (GitHub, say, ignores Idempotency-Key).
     async with two_replicas(tmp_path, deploy, redis_port) as (first, second, inc):
-        deliveries = first.receiver.store.deliveries
-
-        async def gone(*args: Any, **kwargs: Any) -> Any:
-            raise StoreUnavailable("store unreachable: Connection reset by peer")
-
-        monkeypatch.setattr(deliveries, "ack", gone)
+        monkeypatch.setattr(first.receiver.store.deliveries, "ack", answer_lost())
         await first.tick(30)
         assert len(deploy.calls) == 1
         assert [r["status"] for r in await runs(first, inc)] == ["ran"]

@@ -11,7 +11,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from receiver.enrich import KpiReport, KpiValue
 from receiver.enrich.prometheus import PrometheusKpis, assess
 from receiver.enrich.prometheus_answers import Pair, Sample, failure_reason, read_pair
 from tests.support.processes import free_port
-from tests.support.prometheus import fake_http, self_signed_cert, silent_server
+from tests.support.prometheus import fake_http, self_signed_cert, silent_server, tcp_server
 
 pytestmark = pytest.mark.anyio
 
@@ -435,42 +435,15 @@ def test_a_series_at_the_baseline_and_another_now_are_not_one_kpi_moving() -> No
     assert same == Pair(Sample(0.5), Sample(0.2))
 
 
-@contextlib.contextmanager
-def trickling_server() -> Iterator[tuple[int, list[socket.socket]]]:
-    """Answers 200 with a long body it sends a byte at a time, one byte every 100 ms: a
-    read timeout (per socket read) never fires. Yields its port and the connections."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.05)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
-
-    def trickle(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100000\r\n\r\n")  # fmt: skip
-            while not stop.wait(0.1):
-                conn.sendall(b" ")
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = listener.accept()
-                conns.append(conn)
-                threading.Thread(target=trickle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], conns
-    finally:
-        stop.set()
-        thread.join()
-        for conn in conns:
-            conn.close()
-        listener.close()
+def trickle(conn: socket.socket, stop: threading.Event) -> None:
+    """Answers 200 with a long body sent a byte at a time, one byte every 100 ms: a read
+    timeout (per socket read) never fires."""
+    with contextlib.suppress(OSError):
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n")  # fmt: skip
+        while not stop.wait(0.1):
+            conn.sendall(b" ")
 
 
 async def test_queries_abandoned_on_a_trickling_prometheus_stay_within_max_threads() -> None:
@@ -496,7 +469,7 @@ async def test_queries_abandoned_on_a_trickling_prometheus_stay_within_max_threa
         finally:
             await kpis.aclose()
 
-    with trickling_server() as (port, conns):
+    with tcp_server(trickle) as (port, conns):
         notes = await looks(port)
         opened = len(conns)
     assert all(n and n[0].startswith("context unavailable: prometheus: ") for n in notes), notes

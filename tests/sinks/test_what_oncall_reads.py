@@ -76,15 +76,23 @@ async def test_a_long_group_label_does_not_cut_the_priority_out_of_the_title(
         assert "payment-service" in sent.title, sent.title
 
 
-async def test_the_cause_does_not_say_only_service_when_the_incident_shows_two(
-    rx: Harness, world: Fakes
-) -> None:
+async def cart_resolved_after_the_open(rx: Harness) -> str:
+    """An incident of a payment-service warning and a critical cart-api alert, told; then
+    the cart alert resolves and an update goes out (the priority fell, only
+    payment-service fires). Its id."""
     pay = make_alert("payment-service", alertname="PaymentErrors", severity="warning")
     cart = make_alert("cart-api", alertname="CartErrors")
     (incident_id,) = (await rx.post([pay, cart])).json()["incidents"]
     await rx.tick(30)
     await rx.post([resolved(cart)])
-    await rx.tick(120)  # an update: the priority fell, only payment-service fires
+    await rx.tick(120)
+    return str(incident_id)
+
+
+async def test_the_cause_does_not_say_only_service_when_the_incident_shows_two(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id = await cart_resolved_after_the_open(rx)
     (issue,) = world.jira.issues()
     detail = await rx.incident(incident_id)
     assert detail["services"] == ["cart-api", "payment-service"]
@@ -96,12 +104,7 @@ async def test_the_cause_does_not_say_only_service_when_the_incident_shows_two(
 
 
 async def test_pagerduty_component_is_a_service_that_fires(rx: Harness, world: Fakes) -> None:
-    pay = make_alert("payment-service", alertname="PaymentErrors", severity="warning")
-    cart = make_alert("cart-api", alertname="CartErrors")
-    (incident_id,) = (await rx.post([pay, cart])).json()["incidents"]
-    await rx.tick(30)
-    await rx.post([resolved(cart)])
-    await rx.tick(120)  # an update: the priority fell, only payment-service fires
+    incident_id = await cart_resolved_after_the_open(rx)
     last = world.pagerduty.events(incident_id)[-1]
     assert last["event_action"] == "trigger"
     payload = last["payload"]

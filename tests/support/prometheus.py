@@ -12,7 +12,7 @@ import json
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +86,12 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers; yields the port.
+def tcp_server(
+    handle: Callable[[socket.socket, threading.Event], None] | None = None,
+) -> Iterator[tuple[int, list[socket.socket]]]:
+    """A TCP port on 127.0.0.1 that accepts connections and gives each to ``handle`` (with
+    the event set on exit) on a thread of its own; without ``handle`` none is answered.
+    Yields the port and the connections accepted so far.
 
     On exit every accepted connection is closed, so clients still reading give up.
     """
@@ -103,17 +107,26 @@ def silent_server() -> Iterator[int]:
             with contextlib.suppress(TimeoutError):
                 conn, _ = listener.accept()
                 accepted.append(conn)
+                if handle is not None:
+                    threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
 
-    thread = threading.Thread(target=accept, name="silent-server", daemon=True)
+    thread = threading.Thread(target=accept, name="tcp-server", daemon=True)
     thread.start()
     try:
-        yield listener.getsockname()[1]
+        yield listener.getsockname()[1], accepted
     finally:
         stop.set()
         thread.join()
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers; yields the port."""
+    with tcp_server() as (port, _):
+        yield port
 
 
 @dataclass
