@@ -277,6 +277,27 @@ async def test_reload_rejects_a_bad_file_and_keeps_the_running_config(
         assert "journey_receiver_config_last_reload_successful 1.0" in metrics
 
 
+async def test_a_reload_reads_a_rotated_secret_file_again(tmp_path: Path, clock: FakeClock) -> None:
+    # A Kubernetes Secret mounted as a volume (no subPath) is updated in place; the Helm
+    # chart's README counts on a reload reading its new content (an env var never changes).
+    tokens = tmp_path / "webhook-tokens"
+    tokens.write_text("old-token\n")
+    cfg = write_config(
+        tmp_path,
+        f"server:\n  auth:\n    bearer_tokens_file: {tokens}\n"
+        "    admin_bearer_tokens: [admin-token]\n",
+    )
+    old, new = {"authorization": "Bearer old-token"}, {"authorization": "Bearer new-token"}
+    async with harness(cfg, clock) as rx:
+        assert (await rx.post([make_alert("cart")], **old)).status_code == 200
+        tokens.write_text("new-token\n")
+        assert (await rx.post([make_alert("cart")], **new)).status_code == 401
+        reload = await rx.client.post("/-/reload", headers={"authorization": "Bearer admin-token"})
+        assert reload.status_code == 200
+        assert (await rx.post([make_alert("cart")], **new)).status_code == 200
+        assert (await rx.post([make_alert("cart")], **old)).status_code == 401
+
+
 def test_open_write_endpoints_are_announced(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

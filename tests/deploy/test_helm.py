@@ -39,7 +39,14 @@ rules:
   line-length: disable
   indentation: {spaces: consistent, indent-sequences: whatever}
 """
-SECRET_ENV = ("WEBHOOK_TOKEN", "REDIS_URL", "PD_ROUTING_KEY", "SLACK_TOKEN", "JIRA_TOKEN")
+SECRET_ENV = (
+    "WEBHOOK_TOKEN",
+    "REDIS_URL",
+    "PD_ROUTING_KEY",
+    "SLACK_TOKEN",
+    "JIRA_TOKEN",
+    "READ_TOKEN",  # full-values.yaml's, through extraEnv
+)
 
 Manifest = dict[str, Any]
 
@@ -163,8 +170,9 @@ def test_full_values_render_every_optional_object() -> None:
         "NetworkPolicy",
         "ServiceMonitor",
         "PrometheusRule",
+        "Ingress",
     } <= kinds
-    assert not {"Secret", "StatefulSet", "HorizontalPodAutoscaler", "NetworkPolicy"} & {
+    assert not {"Secret", "StatefulSet", "HorizontalPodAutoscaler", "NetworkPolicy", "Ingress"} & {
         m["kind"] for m in render()
     }
 
@@ -372,14 +380,18 @@ def test_pdb_only_with_more_than_one_replica_and_no_fixed_replicas_under_an_hpa(
     assert hpa["spec"]["scaleTargetRef"]["name"] == one(manifests, "Deployment")["metadata"]["name"]
 
 
-def test_network_policy_admits_alertmanager_and_prometheus_on_9095_only() -> None:
+def test_network_policy_admits_alertmanager_prometheus_and_the_ingress_on_9095_only() -> None:
     policies = {m["metadata"]["name"]: m for m in of_kind(render(full_values()), "NetworkPolicy")}
     receiver = policies["jr-journey-receiver"]
     assert receiver["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = receiver["spec"]["ingress"]
     assert rule["ports"] == [{"port": 9095, "protocol": "TCP"}]
     pods = [peer["podSelector"]["matchLabels"] for peer in rule["from"] if "podSelector" in peer]
-    assert {p["app.kubernetes.io/name"] for p in pods} == {"alertmanager", "prometheus"}
+    assert {p["app.kubernetes.io/name"] for p in pods} == {
+        "alertmanager",
+        "prometheus",
+        "ingress-nginx",
+    }
     assert {} not in rule["from"]
     assert "jr-journey-receiver-redis" in policies
 
@@ -541,6 +553,16 @@ def test_the_memory_store_renders_for_one_pod_and_passes_check(tmp_path: Path) -
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_memory_store_is_replaced_not_rolled() -> None:
+    # A rolling update would run the new pod beside the old one, each with incidents of its
+    # own: the overlap the replica check forbids, at every upgrade.
+    manifests = render({"config": {"store": {"url": "memory://"}}, "replicaCount": 1})
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
+    assert one(render(), "Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
 # --- secrets and files beyond the chart's five: extraEnv, extraVolumes ----------------------
 
 
@@ -623,3 +645,177 @@ def test_the_service_monitor_sends_a_read_token_when_metrics_need_one() -> None:
             "endpoints"
         ][0]
     )
+
+
+# --- from outside: the Ingress -----------------------------------------------------------------
+
+
+INGRESS = {
+    "enabled": True,
+    "className": "nginx",
+    "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+    "hosts": ["journeys.example.com"],
+    "tls": [{"secretName": "journeys-tls", "hosts": ["journeys.example.com"]}],
+}
+READ_TOKENS = {"server": {"auth": {"read_bearer_tokens": ["${READ_TOKEN}"]}}}
+
+
+def receiver_paths() -> dict[str, str]:
+    """One concrete request path per route of the receiver, and whose route it is: the
+    API's (``api``), an inbound webhook's (``inbound``) or a page's (``page``)."""
+    from starlette.routing import Mount
+
+    from receiver import api
+    from receiver.web import routes as web
+
+    def sample(route: Any) -> str:
+        path = str(route.path).replace("{incident_id}", "x").replace("{action_id}", "y")
+        return f"{path}/style.css" if isinstance(route, Mount) else path
+
+    paths = {
+        sample(r): "inbound" if str(r.path).startswith("/inbound/") else "api" for r in api.routes
+    }
+    paths.update({sample(r): "page" for r in web.routes})
+    return paths
+
+
+def routed(ingress: Manifest, path: str) -> bool:
+    """Whether the Ingress sends ``path`` to the receiver (Exact, or Prefix by path element)."""
+    for rule in ingress["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            prefix = p["path"].rstrip("/")
+            if p["pathType"] == "Exact" and path == p["path"]:
+                return True
+            if p["pathType"] == "Prefix" and (path == prefix or path.startswith(prefix + "/")):
+                return True
+    return False
+
+
+def test_the_ingress_is_off_by_default() -> None:
+    assert of_kind(render(), "Ingress") == []
+
+
+def test_the_ingress_routes_the_inbound_webhooks_and_the_pages_only() -> None:
+    manifests = render({"ingress": INGRESS, "config": READ_TOKENS})
+    ingress = one(manifests, "Ingress")
+    kubernetes_validate.validate(ingress, KUBE_VERSION, strict=True)
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["metadata"]["annotations"] == INGRESS["annotations"]
+    assert ingress["spec"]["tls"] == INGRESS["tls"]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "journeys.example.com"
+    service = one(manifests, "Service")["metadata"]["name"]
+    for p in rule["http"]["paths"]:
+        assert p["backend"] == {"service": {"name": service, "port": {"name": "http"}}}
+    # Everything is served on one port: the paths alone keep Alertmanager's webhook, the
+    # API, /-/reload and /metrics inside the cluster.
+    paths = receiver_paths()
+    assert {"/webhook/alertmanager", "/metrics", "/-/reload", "/inbound/slack/interactions"} <= set(
+        paths
+    )
+    assert {p: w for p, w in paths.items() if routed(ingress, p)} == {
+        p: w for p, w in paths.items() if w != "api"
+    }
+
+
+def test_the_ingress_takes_its_own_paths_and_any_host() -> None:
+    values = {
+        "ingress": {"enabled": True, "paths": [{"path": "/", "pathType": "Prefix"}]},
+        "config": READ_TOKENS,
+    }
+    ingress = one(render(values), "Ingress")
+    kubernetes_validate.validate(ingress, KUBE_VERSION, strict=True)
+    (rule,) = ingress["spec"]["rules"]
+    assert "host" not in rule
+    assert "ingressClassName" not in ingress["spec"]
+    assert all(routed(ingress, p) for p in receiver_paths())
+    with helm.Chart.load(CHART) as chart:
+        for bad in (
+            {"ingress": {"paths": []}},
+            {"ingress": {"paths": [{"path": "inbound", "pathType": "Prefix"}]}},
+            {"ingress": {"paths": [{"path": "/inbound", "pathType": "Glob"}]}},
+            {"ingress": {"hosts": ["Not A Host"]}},
+        ):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema(chart.merge_values(bad))
+
+
+def test_the_network_policy_admits_the_ingress_controller_when_there_is_an_ingress() -> None:
+    def peers(values: dict[str, Any]) -> list[str]:
+        policy = one(render(values), "NetworkPolicy")  # no in-cluster Redis: no second one
+        (rule,) = policy["spec"]["ingress"]
+        return [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]]
+
+    assert "ingress-nginx" not in peers({"networkPolicy": {"enabled": True}})
+    assert "ingress-nginx" in peers(
+        {"networkPolicy": {"enabled": True}, "ingress": INGRESS, "config": READ_TOKENS}
+    )
+
+
+def test_an_ingress_to_the_pages_needs_read_tokens() -> None:
+    # Without read tokens reads are open, and the pages would show every incident (alert
+    # text, owners, revenue at risk) to whoever finds the host.
+    with pytest.raises(
+        helm.HelmRenderError, match=r"ingress.paths .* route the pages.*read_bearer_tokens"
+    ):
+        render({"ingress": INGRESS})
+    inbound_only = {**INGRESS, "paths": [{"path": "/inbound", "pathType": "Prefix"}]}
+    assert of_kind(render({"ingress": inbound_only}), "Ingress")
+    from_a_file = {"server": {"auth": {"read_bearer_tokens_file": "/etc/jr/read-tokens"}}}
+    assert of_kind(render({"ingress": INGRESS, "config": from_a_file}), "Ingress")
+
+
+# --- rolling updates: no request in flight refused -----------------------------------------------
+
+
+def test_a_prestop_sleep_keeps_the_pod_serving_until_the_endpoints_drop_it() -> None:
+    spec = one(render(), "Deployment")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}
+    # The grace period covers the sleep, then the drain after SIGTERM.
+    assert spec["terminationGracePeriodSeconds"] > 5 + 20
+    spec = one(render({"shutdown": {"preStopSleepSeconds": 0}}), "Deployment")["spec"]
+    assert "lifecycle" not in spec["template"]["spec"]["containers"][0]
+    with pytest.raises(helm.HelmRenderError, match=r"preStopSleepSeconds.*drainSeconds"):
+        render({"shutdown": {"preStopSleepSeconds": 10}})
+
+
+# --- secrets: a rotation reaches the pods -------------------------------------------------------
+
+
+def test_a_changed_chart_made_secret_rolls_the_pods() -> None:
+    trial = {"secrets": {"create": True, "values": {"webhookToken": "one"}}}
+    base = checksums(trial)
+    assert "checksum/secret" in base
+    trial["secrets"]["values"] = {"webhookToken": "two"}
+    assert checksums(trial)["checksum/secret"] != base["checksum/secret"]
+    # An existing Secret is not the chart's to read: the README says how it rolls.
+    assert "checksum/secret" not in checksums({})
+
+
+def test_deployment_annotations_are_on_the_deployment_for_a_reloader() -> None:
+    reload = {"secret.reloader.stakater.com/reload": "journey-receiver-secrets"}
+    deployment = one(render({"deploymentAnnotations": reload}), "Deployment")
+    assert deployment["metadata"]["annotations"] == reload
+    assert "annotations" not in one(render(), "Deployment")["metadata"]
+
+
+# --- no values that contradict each other ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"podDisruptionBudget": {"minAvailable": 2}}, r"minAvailable \(2\).*replicas \(2\)"),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}},
+            r"minReplicas \(3\).*maxReplicas \(2\)",
+        ),
+    ],
+    ids=["pdb-blocks-every-drain", "hpa-min-above-max"],
+)
+def test_replica_counts_that_contradict_each_other_fail_the_render(
+    values: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=reason):
+        render(values)

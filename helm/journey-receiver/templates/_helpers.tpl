@@ -70,8 +70,9 @@ keys the chart itself depends on (port, drain, journeys_file). Secrets appear on
 ${VAR} references to environment variables filled from the Secret.
 */}}
 {{- define "journey-receiver.receiverConfig" -}}
-{{- if ge (int .Values.shutdown.drainSeconds) (int .Values.terminationGracePeriodSeconds) }}
-{{- fail (printf "shutdown.drainSeconds (%v) must be below terminationGracePeriodSeconds (%v)" .Values.shutdown.drainSeconds .Values.terminationGracePeriodSeconds) }}
+{{- $stopping := add .Values.shutdown.preStopSleepSeconds .Values.shutdown.drainSeconds }}
+{{- if ge (int $stopping) (int .Values.terminationGracePeriodSeconds) }}
+{{- fail (printf "shutdown.preStopSleepSeconds (%v) + shutdown.drainSeconds (%v) must be below terminationGracePeriodSeconds (%v): the grace period counts from the preStop hook, and the pod is killed when it ends" .Values.shutdown.preStopSleepSeconds .Values.shutdown.drainSeconds .Values.terminationGracePeriodSeconds) }}
 {{- end }}
 {{- $storeUrl := "${REDIS_URL}" }}
 {{- if .Values.redis.enabled }}
