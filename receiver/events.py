@@ -57,6 +57,8 @@ def _at_is_optional(schema: JsonDict) -> None:
         schema["required"] = [name for name in required if name != "at"]
 
 
+DOCUMENTED_TYPES = ("deploy", "config", "feature_flag", "rollback", "scale")
+"""The change types the API names; any other is accepted too (a tool's own word)."""
 SETS_VERSION = frozenset({"deploy", "rollback"})
 """Change types after which the version they name is the one running."""
 

@@ -92,6 +92,10 @@ def kind_now(kind: JobKind, status: str, acknowledged: bool) -> JobKind:
     return "update" if kind == "resolve" else kind
 
 
+class _NotHere(Exception):
+    """A run this replica leaves to another (``Runs.execute``): why."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Failure:
     reason: str
@@ -158,6 +162,9 @@ class Outbox:
         await self._retired.close()
         if self.runs is not None:
             await self.runs.between_rounds()
+            # Before any job is claimed: a replica just started or reloaded is known to
+            # define its actions as it does before another one gives it a run.
+            await self.runs.say()
         self._learn_identities()
         cfg = self.cfg
         total = 0
@@ -256,7 +263,9 @@ class Outbox:
             async def take() -> dict[str, str]:
                 # Recorded by ``Runs`` before the job is dropped, so a replica killed in
                 # between attempts it again under the same Idempotency-Key.
-                await runs.execute(job, stored.state)
+                elsewhere = await runs.execute(job, stored.state)
+                if elsewhere is not None:
+                    raise _NotHere(elsewhere)
                 return {}
 
         else:
@@ -299,6 +308,12 @@ class Outbox:
                 receipt = await take()
         except StoreUnavailable:
             raise
+        except _NotHere as exc:
+            # Given back, as a job for a sink this replica lacks is: nothing was sent.
+            unsure = _previous_ambiguous(claimed)
+            failure = _Failure("unconfigured", str(exc), None, permanent=False, ambiguous=unsure)
+            await self._failed(claimed, failure)
+            return None
         except Exception as exc:
             await self._failed(claimed, _failure(exc))
             return None

@@ -46,7 +46,9 @@ _FLUSH_CONCURRENCY = 8
 # minute, remembered two minutes, so a replica that stopped or dropped a sink leaves the
 # list within that. Each says it with its own token: what a replica said itself before a
 # reload dropped the sink (or the only one, on the memory store) is no other one having it.
-_SINKS_NAMESPACE = "sinks"
+# A sorted set of who says it (``SharedCache.say``), so that no replica's saying hides
+# another's; under a name of its own, as releases before kept one token under "sinks".
+_SINKS_NAMESPACE = "sinks-here"
 SINKS_SAID_EVERY_MS = 30_000
 SINKS_SAID_FOR_MS = 120_000
 _RESCORED_PAGE = 200  # open incidents read at a time when a reload changed the scoring
@@ -357,8 +359,8 @@ class Pipeline:
         if self._sinks_said_ms is not None and now - self._sinks_said_ms < SINKS_SAID_EVERY_MS:
             return 0
         for name in sorted(self.sinks):
-            await self.store.cache.set(
-                _SINKS_NAMESPACE, name, self._sinks_said_as, SINKS_SAID_FOR_MS
+            await self.store.cache.say(
+                _SINKS_NAMESPACE, name, self._sinks_said_as, now, SINKS_SAID_FOR_MS
             )
         self._sinks_said_ms = now
         return len(self.sinks)
@@ -369,10 +371,11 @@ class Pipeline:
         outbox, which gives their jobs to a replica that has them. A sink removed from
         every replica is said by none: its end is not queued to fail."""
         lacking = set(state.sinks) - self.sinks if kind == "resolve" else set()
+        now = self.now_ms()
         found = set()
         for name in lacking:
-            said_by = await self.store.cache.get(_SINKS_NAMESPACE, name)
-            if said_by is not None and said_by != self._sinks_said_as:
+            said_by = await self.store.cache.sayers(_SINKS_NAMESPACE, name, now, SINKS_SAID_FOR_MS)
+            if said_by - {self._sinks_said_as}:
                 found.add(name)
         return frozenset(found)
 

@@ -129,7 +129,7 @@ def file_issue(jira: FakeJira, project: str, *, resolve: bool = False) -> str:
 
 
 def jira_sink(jira: FakeJira, **fields: Any) -> dict[str, Any]:
-    return {"url": jira.server.url, "token": JIRA_TOKEN, "timeout": 5} | fields
+    return {"url": jira.server.url, "token": JIRA_TOKEN, "timeout": "5s"} | fields
 
 
 def test_all_good_is_ok_lines_and_exit_0(
@@ -146,13 +146,13 @@ def test_all_good_is_ok_lines_and_exit_0(
         file_issue(jira, project, resolve=True)
     config = {
         "sinks": {
-            "slack": {"token": SLACK_TOKEN, "base_url": slack[1], "timeout": 5},
+            "slack": {"token": SLACK_TOKEN, "base_url": slack[1], "timeout": "5s"},
             "jira": jira_sink(jira),
             "pagerduty": {
                 "events_url": f"{pagerduty.server.url}/v2/enqueue",
                 "routing_key": PD_KEY,
                 "ca_file": str(tls[0]),
-                "timeout": 5,
+                "timeout": "5s",
             },
         },
         "prometheus": {"url": prometheus_url, "timeout": "5s"},
@@ -336,7 +336,7 @@ def test_a_kpi_query_that_errors_is_a_problem_naming_journey_and_kpi(prometheus_
 
 def test_slack_down_is_one_problem_and_nothing_else_is_printed(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}/api/"
-    slack = {"token": SLACK_TOKEN, "base_url": closed, "timeout": 2}
+    slack = {"token": SLACK_TOKEN, "base_url": closed, "timeout": "2s"}
     path = write(tmp_path, {"sinks": {"slack": slack}}, journeys_doc())
 
     result = subprocess.run(
@@ -389,7 +389,7 @@ def test_no_secret_is_printed(pagerduty: FakePagerDuty, tls: tuple[Path, Path]) 
                     "ca_file": str(tls[0]),
                 }
             },
-            "alertmanager": {"urls": [f"http://am:pa55word@127.0.0.1:{port}"], "timeout": 2},
+            "alertmanager": {"urls": [f"http://am:pa55word@127.0.0.1:{port}"], "timeout": "2s"},
         }
     )
 

@@ -14,6 +14,7 @@ from receiver.config import (
     load_journeys,
     load_receiver_config,
     parse_duration,
+    review,
 )
 from receiver.errors import ConfigError
 from receiver.scoring import priority_for
@@ -68,6 +69,15 @@ def problems(path: Path) -> list[str]:
         (
             "journeys_duplicate_id",
             ['{file}:8: journeys[1].id: duplicate journey id "checkout" (first at line 2)'],
+        ),
+        (
+            # PyYAML would keep the last one without a word: every one is named, with the
+            # line of the first.
+            "journeys_duplicate_key",
+            [
+                '{file}:10: journeys[0].stages[0].match: duplicate key "match" (first at line 9)',
+                '{file}:13: topology.checkout: duplicate key "checkout" (first at line 12)',
+            ],
         ),
         (
             "journeys_missing_field",
@@ -714,7 +724,13 @@ def test_a_store_url_as_printed_shows_no_password() -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path = tmp_path / "journeys.yaml"
     path.write_text("- id: checkout\n")
-    assert problems(path) == [f"{path}:1: expected a mapping, got a list"]
+    # The list a team lead wrote is the journeys, without the key that holds them.
+    assert problems(path) == [
+        f"{path}:1: expected a mapping, got a list (the list of journeys goes under journeys:)"
+    ]
+    receiver = path.with_name("receiver.yaml")
+    receiver.write_text("- server: {}\n")
+    assert problems(receiver) == [f"{receiver}:1: expected a mapping, got a list"]
 
 
 @pytest.mark.parametrize(
@@ -892,3 +908,25 @@ def test_replica_acks_need_a_store_with_replicas(tmp_path: Path, url: str, why: 
     )
     with pytest.raises(ConfigError, match=f"replica_acks: not available.*{why}"):
         load_receiver_config(cfg)
+
+
+def test_a_duration_without_a_unit_is_warned_of_in_receiver_yaml(tmp_path: Path) -> None:
+    # Read as seconds, as before: reopen_window: 30 is half a minute, not the 30m default
+    # it looks like. Alertmanager refuses group_wait: 30 outright.
+    path = tmp_path / "receiver.yaml"
+    path.write_text(
+        OPEN + "grouping: {group_wait: 30, reopen_window: '30', resolve_after: 0}\n"
+        "events: {lookback: 30m}\noutbox: {lease: 120}\n"
+    )
+    (tmp_path / "journeys.yaml").write_text("journeys: []\n")
+    assert load_receiver_config(path).grouping.reopen_window == 30
+    problems, warnings = review(path)
+    assert problems == []
+    assert [str(w) for w in warnings] == [
+        f"{path}:2: grouping.group_wait: 30 is read as 30 seconds: write 30s, or the unit "
+        "meant (30m, 30h, 30d), as Prometheus and Alertmanager ask",
+        f'{path}:2: grouping.reopen_window: "30" is read as 30 seconds: write 30s, or the '
+        "unit meant (30m, 30h, 30d), as Prometheus and Alertmanager ask",
+        f"{path}:4: outbox.lease: 120 is read as 120 seconds: write 2m, or the unit meant, "
+        "as Prometheus and Alertmanager ask",
+    ]

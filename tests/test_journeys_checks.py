@@ -351,3 +351,190 @@ def test_an_assist_journey_whose_actions_nobody_may_run_is_warned_of(tmp_path: P
     ]
     path.write_text(path.read_text().replace("{team: payments}", "{team: p, responders: [U1]}"))
     assert warnings(path) == []
+
+
+def test_a_change_type_that_is_a_misspelt_known_type_is_warned_of(tmp_path: Path) -> None:
+    # Event types are open (a tool may send its own words), so any type is valid; one a
+    # letter off a type the API documents is a typo that no event will ever match.
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - {title: Roll back, when: {change_type: deploi, within: 15m}}\n"
+        "      - {title: Flip it back, when: {change_type: feature-flag}}\n"
+        "      - {title: Undo the migration, when: {change_type: migration}}\n"
+        "      - {title: Roll back again, when: {change_type: Deploy}}\n",
+    )
+    assert warnings(path) == [
+        f'{path}:8: journeys[0].actions[0].when.change_type: no change event is of type "deploi" '
+        "unless a tool sends that word: the action waits for one (did you mean deploy?)",
+        f"{path}:9: journeys[0].actions[1].when.change_type: no change event is of type "
+        '"feature-flag" unless a tool sends that word: the action waits for one '
+        "(did you mean feature_flag?)",
+    ]
+
+
+def test_a_placeholder_written_the_way_of_another_template_language_is_warned_of(
+    tmp_path: Path,
+) -> None:
+    # Each is valid and sent or shown as written: {{service}} is a literal {service} in a
+    # run (and its value in braces in a title), $service and { service } are text.
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: 'Roll back { service } to $previous_version in {{region}}'\n"
+        "        when: {change_type: deploy}\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: 'https://deploy.example/api/{{service}}'\n"
+        "            body: {to: '{previous_version}', literal: '{{x}} $5'}\n"
+        "            secret: s3cret\n",
+    )
+    fix = "a field is written {%s}"
+    assert warnings(path) == [
+        f"{path}:9: journeys[0].actions[0].title: {{ service }} is shown as written: "
+        + fix % "service",
+        f"{path}:9: journeys[0].actions[0].title: $previous_version is shown as written "
+        "($name is how a KPI query names a label): " + fix % "previous_version",
+        f"{path}:9: journeys[0].actions[0].title: {{{{region}}}} is shown as its value in "
+        "braces: " + fix % "region",
+        f"{path}:13: journeys[0].actions[0].run.webhook.url: {{{{service}}}} is sent as the "
+        "text {service} (double braces are a literal brace): " + fix % "service",
+    ]
+
+
+def test_an_environment_variable_named_like_a_field_is_refused_by_a_team_leads_check_too(
+    tmp_path: Path,
+) -> None:
+    # ${previous_version} is read from the environment when the file is loaded: serve
+    # refuses it (unset), and a team lead's check, where unset reads as empty, did not.
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: 'Roll back to ${previous_version}'\n"
+        "        when: {change_type: deploy}\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: 'https://deploy.example/api/rollback'\n"
+        "            body: {to: '${previous_version}', token: '${JR_HUNT_TOKEN}'}\n"
+        "            secret: s3cret\n",
+    )
+    with pytest.raises(ConfigError):
+        load_journeys(path, ReceiverConfig())
+    reason = (
+        "${previous_version} is an environment variable, read once when the file is "
+        "loaded: a field is written {previous_version}"
+    )
+    assert [str(p) for p in check(None, path)] == [
+        f"{path}:9: journeys[0].actions[0].title: {reason}",
+        f"{path}:14: journeys[0].actions[0].run.webhook.body.to: {reason}",
+    ]
+
+
+def test_a_placeholder_in_a_field_that_is_not_templated_is_warned_of(tmp_path: Path) -> None:
+    path = checkout(
+        tmp_path,
+        "    runbooks:\n"
+        "      - title: 'Errors in {service}'\n"
+        "        url: 'https://runbooks.example.com/{service}'\n",
+    )
+    path.write_text(
+        path.read_text().replace("{team: payments}", "{team: p, slack_channel: '#inc-{env}'}")
+    )
+    assert warnings(path) == [
+        f"{path}:5: journeys[0].owner.slack_channel: {{env}} is sent as written: "
+        "slack_channel is not a template",
+        f"{path}:8: journeys[0].runbooks[0].title: {{service}} is shown as written: "
+        "a runbook's title is not a template",
+        f"{path}:9: journeys[0].runbooks[0].url: {{service}} is sent as written: "
+        "a runbook's url is not a template",
+    ]
+
+
+def test_a_weight_of_zero_is_warned_of(tmp_path: Path) -> None:
+    # A product: a zero weight makes every incident of the journey (or stage) score 0.
+    path = checkout(
+        tmp_path,
+        "    kpis: [{name: orders, query: 'sum(x)', unit: x, bad_when: down,\n"
+        "            revenue_per_unit: 0}]\n",
+    )
+    path.write_text(
+        path.read_text()
+        .replace("weight: 1.0\n", "weight: 0\n")
+        .replace("weight: 1.0, match", "weight: 0.0, match")
+    )
+    assert warnings(path) == [
+        f"{path}:4: journeys[0].weight: 0 scores every incident of the journey 0, the "
+        "lowest priority, however bad: a weight says how much it matters, 1 the most, and "
+        "the score is a product of weights",
+        f"{path}:6: journeys[0].stages[0].weight: 0 scores the stage's alerts 0: an "
+        "incident of them alone gets the lowest priority, however bad: a weight says how "
+        "much it matters, 1 the most, and the score is a product of weights",
+        f"{path}:8: journeys[0].kpis[0].revenue_per_unit: 0 puts no revenue at risk, "
+        "however far the KPI falls (leave it out if the KPI earns nothing)",
+    ]
+
+
+def test_a_label_name_in_the_wrong_case_is_warned_of(tmp_path: Path) -> None:
+    # Prometheus label names are case-sensitive: Service never matches service=payment.
+    path = checkout(tmp_path, "    group_by: [Region]\n")
+    path.write_text(path.read_text().replace("'service=\"p\"'", "'Service=\"p\"', 'Team=\"x\"'"))
+    assert warnings(path) == [
+        f'{path}:6: journeys[0].stages[0].match[0]: label names are case-sensitive: Service="p" '
+        "never matches an alert's service label (did you mean service?)",
+        f"{path}:7: journeys[0].group_by[0]: label names are case-sensitive: Region never "
+        "groups by an alert's region label (did you mean region?)",
+    ]
+
+
+def test_a_regex_matcher_without_any_regex_is_warned_of(tmp_path: Path) -> None:
+    # Alertmanager anchors regexes: =~"payment" matches the value payment only.
+    path = checkout(tmp_path, "")
+    path.write_text(
+        path.read_text().replace(
+            "'service=\"p\"'", "'service=~\"payment\"', 'env!~\"staging\"', 'tier=~\"a|b\"'"
+        )
+    )
+    assert warnings(path) == [
+        f'{path}:6: journeys[0].stages[0].match[0]: service=~"payment" matches the value '
+        'payment only: regexes are anchored, as in Alertmanager (service=~"payment.*" '
+        "for every value that starts with it)",
+        f'{path}:6: journeys[0].stages[0].match[1]: env!~"staging" excludes the value '
+        'staging only: regexes are anchored, as in Alertmanager (env!~"staging.*" '
+        "for every value that starts with it)",
+    ]
+
+
+def test_a_duration_without_a_unit_is_warned_of(tmp_path: Path) -> None:
+    # Read as seconds: within: 15 is 15 seconds, never 15 minutes. Prometheus and
+    # Alertmanager refuse a duration without its unit.
+    path = checkout(
+        tmp_path,
+        "    kpis: [{name: orders, query: 'sum(x)', unit: x, bad_when: down,\n"
+        "            baseline_offset: '7'}]\n"
+        "    actions: [{title: Roll back, when: {change_type: deploy, within: 15}},\n"
+        "              {title: Restart, when: {change_type: deploy, within: 0.5}}]\n",
+    )
+    assert load_journeys(path).journeys[0].actions[0].when.within == 15
+    assert warnings(path) == [
+        f'{path}:8: journeys[0].kpis[0].baseline_offset: "7" is read as 7 seconds: write '
+        "7s, or the unit meant (7m, 7h, 7d), as Prometheus and Alertmanager ask",
+        f"{path}:9: journeys[0].actions[0].when.within: 15 is read as 15 seconds: write "
+        "15s, or the unit meant (15m, 15h, 15d), as Prometheus and Alertmanager ask",
+        f"{path}:10: journeys[0].actions[1].when.within: 0.5 is read as 0.5 seconds: write "
+        "500ms, or the unit meant, as Prometheus and Alertmanager ask",
+    ]
+
+
+def test_a_kpi_query_naming_a_label_the_way_of_an_action_is_warned_of(tmp_path: Path) -> None:
+    # A KPI query names a group label $region (or ${region}); {region} is sent to
+    # Prometheus as written, matches no series, and the KPI is never measured.
+    query = 'sum(rate(x{region="{region}", env="${env}", code=~"5.{2}"}[5m]))'
+    path = checkout(
+        tmp_path, f"    kpis: [{{name: orders, query: '{query}', unit: x, bad_when: down}}]\n"
+    )
+    assert warnings(path) == [
+        f"{path}:7: journeys[0].kpis[0].query: {{region}} is sent to Prometheus as written: "
+        'a KPI query names a label of the incident as $region (region="$region")'
+    ]

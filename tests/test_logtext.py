@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from receiver.logtext import DETAIL_MAX, clip, redact, unturned
+from receiver.logtext import DETAIL_MAX, clip, one_line, printable, redact, unturned
 from receiver.sinks.jira_markup import Paragraph, Text, adf, escape_wiki
 from receiver.sinks.slack_blocks import escape
 
@@ -40,3 +40,21 @@ def test_bidirectional_controls_are_shown_never_obeyed_wherever_alert_text_goes(
     assert isinstance(unturned(Markup("<b>eu\u202e</b>")), Markup)
     plain = "checkout/eu P2"
     assert unturned(plain) is plain
+
+
+def test_what_is_not_text_is_shown_as_its_escape_lines_kept_where_asked() -> None:
+    # NUL (PostgreSQL under Jira refuses it), ESC and a C1 CSI (terminals obey them), DEL,
+    # a line separator, a lone surrogate (UTF-8 cannot carry it), non-characters.
+    text = "a\x00b\x1b[31mc\x7fd\x9b2Je\u2028f\ud800g\ufffeh\U0010ffff\u202e"
+    shown = "a\\x00b\\x1b[31mc\\x7fd\\x9b2Je\\u2028f\\ud800g\\ufffeh\\U0010ffff\\u202e"
+    assert printable(text) == shown
+    assert clip(text) == shown.replace("\\u2028", " ")  # a line separator is whitespace
+    assert printable("one\r\n\ttwo\rthree\n") == "one\\x0d\\x0a\\x09two\\x0dthree\\x0a"
+    # A field of several lines keeps its lines and tabs, CRLF read as a line break.
+    assert printable(f"one\r\n\ttwo\rthree {text}\n", lines=True) == (
+        f"one\n\ttwo\\x0dthree {shown}\n"
+    )
+    # One line: whitespace (a line separator among it) folded, the rest shown.
+    assert one_line(" a\n\x00 \u2028 b ") == "a \\x00 b"
+    plain = "checkout/eu P1 — ünïcödé 🙂"
+    assert printable(plain) is plain

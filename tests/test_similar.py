@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from receiver.outcomes.similar import jaccard, rank, similarity
 from receiver.store.records import IncidentState
@@ -222,3 +223,32 @@ async def test_a_reopened_incident_learns_from_the_incidents_since_it_first_open
     assert similar == [(fixed, 1.0, "restart-payments")]  # never itself
     history = {a["id"]: a["history"] for a in detail["suggested_actions"]}
     assert history["restart-payments"] == "fixed 1 of 1 similar incidents"
+
+
+async def test_the_page_names_a_similar_incident_no_longer_kept_without_a_link(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # A similar incident is taken at the opening and kept as long as the new one; the
+    # past one, older, goes first, its store.retention over: a link to it would lead to
+    # "no such incident".
+    journeys = tmp_path / "journeys.yaml"
+    journeys.write_text(JOURNEYS)
+    prefix = f"similar-{tmp_path.name}"
+    store = f"{{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {prefix}}}"
+    cfg = write_config(tmp_path, journeys=journeys)
+    cfg.write_text(cfg.read_text().replace("{url: 'memory://'}", store))
+    async with harness(cfg, clock) as rx:
+        kept = await storm(rx, clock, ["payment-service"], "restart-payments")
+        gone = await storm(rx, clock, ["payment-service"], "failover-db")
+        (new,) = (await rx.post([make_alert("payment-service")])).json()["incidents"]
+        await rx.tick(30)
+        assert {s["id"] for s in (await rx.incident(new))["similar"]} == {kept, gone}
+        admin = Redis(port=redis_port)
+        await admin.delete(f"{{{prefix}}}:inc:{gone}")  # its retention ran out
+        await admin.aclose()
+        page = await rx.client.get(f"/incidents/{new}")
+    assert page.status_code == 200, page.text
+    similar = page.text.split('id="similar-h"')[1].split("</section>")[0]
+    assert f'href="/incidents/{kept}"' in similar
+    assert f'href="/incidents/{gone}"' not in similar
+    assert "no longer kept" in similar, similar

@@ -4,9 +4,10 @@ expected value worked out by hand from the history; then the pure roll-up's edge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1251,3 +1252,65 @@ async def test_a_blip_nobody_was_told_of_has_no_change_to_detection(tmp_path: Pa
         figures["business"],
         detail["probable_causes"],
     )
+
+
+# Replicas whose clocks are a few seconds apart, on one store.
+
+SKEW = 5.0
+
+
+@contextlib.asynccontextmanager
+async def skewed_replicas(
+    tmp_path: Path, redis_port: int, cfg: Path | None = None, start: float = T1
+) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Two replicas on one Redis: ``behind`` on the true time (``start`` to begin with),
+    ``ahead`` SKEW seconds ahead of it (``true_time`` sets both)."""
+
+    def shared() -> RedisStore:
+        return open_store(
+            f"redis://127.0.0.1:{redis_port}/0",
+            StoreSettings(key_prefix=f"skew-{tmp_path.name}", retention_ms=30 * DAY * 1000),
+        )
+
+    cfg = cfg or config(tmp_path)
+    async with (
+        harness(cfg, FakeClock(start), store=shared()) as behind,
+        harness(cfg, FakeClock(start + SKEW), store=shared()) as ahead,
+    ):
+        yield behind, ahead
+
+
+def true_time(replicas: tuple[Harness, Harness], t: float) -> None:
+    """True time ``t`` on both replicas' clocks."""
+    behind, ahead = replicas
+    behind.clock.now, ahead.clock.now = t, t + SKEW
+
+
+async def test_a_reopen_just_after_a_resolve_on_a_replica_behind_keeps_its_degraded_time(
+    tmp_path: Path, redis_port: int
+) -> None:
+    # The replica ahead resolves the incident; seconds later (true time) its alert fires
+    # again and lands on the replica behind, whose clock still reads before that resolve.
+    # The reopened episode is P2 like the first, and open since: checkout was degraded
+    # the whole hour, not only the first six minutes.
+    async with skewed_replicas(tmp_path, redis_port) as replicas:
+        behind, ahead = replicas
+        a = [alert("payment-service", "PaymentErrors", "eu", T1)]
+        incident = await opened(behind, a)
+        true_time(replicas, T1 + 30)
+        await ahead.tick()  # open P2, told
+        true_time(replicas, T1 + 60)
+        await behind.post(ended(a, T1 + 60))
+        true_time(replicas, T1 + 360)
+        await ahead.tick()  # resolved at T1+365 by its clock
+        true_time(replicas, T1 + 362)
+        again = [alert("payment-service", "PaymentErrors", "eu", T1 + 362)]
+        assert await opened(behind, again) == incident  # reopened at T1+362 by its clock
+        true_time(replicas, T1 + 400)
+        await ahead.tick()  # reopen P2, told
+        true_time(replicas, T1 + 3600)
+        timeline = (await behind.incident(incident))["timeline"]
+        figures = await stats(behind, "?window=1d")
+    kinds = [e["kind"] for e in timeline]
+    assert kinds == ["opened", "notified", "notified", "resolved", "reopened", "notified"]
+    assert figures["journeys"]["checkout"]["minutes_degraded"] == 60.0, timeline

@@ -11,11 +11,15 @@ incident, whoever asked and however many replicas did. The job carries who asked
 templates are filled with, fixed at that moment: every attempt sends the same request.
 
 Carried out (``execute``) by the outbox like a delivery, with the outbox's retries; each
-attempt checks again what may have changed since it was asked for (the kill switch, dry
-run, the incident resolved, the action removed, the journey's level, its conditions). The
-run's ``Idempotency-Key`` is ``<incident id>/<action id>``: a replica killed after the
-call and before its record leaves the job in its queue, the next attempt sends the same
-key, and the system acted on answers it without acting twice.
+attempt checks again, under the config of the replica making it, what may have changed
+since it was asked for (the kill switch, dry run, ``max_runs_per_hour``, the incident
+resolved, the action removed, the journey's level, who may run it, its conditions, what
+its run asks for: ``definition.py``). A replica whose ``journeys.yaml`` defines the action
+otherwise than the job says (a rolling change, a reload) leaves the job to another one
+that still says it defines it as asked (``say``), and, when none does, decides under its
+own. The run's ``Idempotency-Key`` is ``<incident id>/<action id>``: a replica killed
+after the call and before its record leaves the job in its queue, the next attempt sends
+the same key, and the system acted on answers it without acting twice.
 
 Every decision (ran, failed, refused, skipped, dry_run) is recorded once: in
 ``actions_run``, on the timeline, in ``journey_receiver_action_runs_total`` and, where the
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from receiver.act import STATUS_WORDS, RunRequest, levels
+from receiver.act.definition import RESPONDERS, RUN_PARTS, Defined, definition, moved
 from receiver.act.guards import blocked, take_slot
 from receiver.act.levels import Person
 from receiver.act.outcome import kpi_off
@@ -90,6 +95,7 @@ class Runs:
         self.pipeline = pipeline
         self._executors: dict[tuple[str, str], tuple[WebhookRun, WebhookExecutor]] = {}
         self._retired = Retired()
+        self._defined = Defined(pipeline.store.cache)
 
     @property
     def cfg(self) -> AutomationConfig:
@@ -115,6 +121,12 @@ class Runs:
                 del self._executors[where]
                 self._retired.add(executor)
         await self._retired.close()
+
+    async def say(self) -> int:
+        """Tell the other replicas which definitions of its actions this one has
+        (``definition.Defined``); how many were said."""
+        catalog = self.pipeline.settings.catalog
+        return await self._defined.say(catalog.journeys, self.pipeline.now_ms())
 
     # -- asking ---------------------------------------------------------------------------
 
@@ -190,6 +202,7 @@ class Runs:
         title = _title(found.action, values)
         by = person.who if person else "auto"
         cfg = self.cfg
+        defined = definition(journey, found.action)
         once = _once("run", state.id, key, None)
         if person is None and await self.pipeline.store.marked(once):
             # The receiver asked already (its job queued, or held back at its turn): each
@@ -198,7 +211,7 @@ class Runs:
         why = levels.refusal(journey.automation, person, journey.owner.responders)
         why = why or blocked(cfg, state, found, values)
         if why is not None:
-            return await self._refuse(state, key, title, person, why, press_id)
+            return await self._refuse(state, key, title, person, why, press_id, defined)
         done = next((r for r in state.actions_run if r.action == key and r.status in DONE), None)
         if done is not None:
             if done.status == "failed":
@@ -212,7 +225,7 @@ class Runs:
         if cfg.dry_run:
             text = "automation.dry_run is on: it would have run now"
             once = _once("dry", state.id, key, press_id if person else None)
-            await self._record(state, key, title, by, "dry_run", text, once)
+            await self._record(state, key, title, by, "dry_run", text, once, defined=defined)
             return Answer("dry_run", f"Dry run: {title} would have run (automation.dry_run)")
         if await self.pipeline.store.marked(once):
             # Asked for already (queued, or held back at its turn): the mark stands, and
@@ -228,7 +241,7 @@ class Runs:
                 # for an alert to change.
                 again = self.pipeline.now_ms() + self.pipeline.settings.timers.group_interval_ms
                 await self.pipeline.store.look_at([state.id], again)
-            return await self._refuse(state, key, title, person, why, press_id)
+            return await self._refuse(state, key, title, person, why, press_id, defined)
         now = self.pipeline.now_ms()
         job = Job(
             incident=state.id,
@@ -236,7 +249,9 @@ class Runs:
             kind="run",
             due=now,
             by=by,
+            asked_as=sorted(person.ids) if person else [],
             values=values,
+            definition=defined,
         )
         said = f"{title}{_ASKED}{by}"
         outcome = await self.pipeline.store.annotate(
@@ -261,17 +276,21 @@ class Runs:
         person: Person | None,
         why: str,
         press_id: str | None,
+        defined: str = "",
     ) -> Answer:
         # The receiver's own skips are told once per reason; each refused press is told.
         status: RunStatus = "refused" if person else "skipped"
         once = _once(status, state.id, key, press_id if person else why)
-        await self._record(state, key, title, person.who if person else "auto", status, why, once)
+        who = person.who if person else "auto"
+        await self._record(state, key, title, who, status, why, once, defined=defined)
         return Answer("refused", f"{title} was not run: {why}")
 
     # -- carrying out -----------------------------------------------------------------------
 
-    async def execute(self, job: Job, state: IncidentState) -> None:
-        """One attempt of ``job``; raises a DeliveryError for the outbox to retry or bury."""
+    async def execute(self, job: Job, state: IncidentState) -> str | None:
+        """One attempt of ``job``; raises a DeliveryError for the outbox to retry or bury.
+        Returns why the job is left to another replica (nothing done, nothing recorded),
+        else None."""
         key = job.sink.removeprefix(SINK_PREFIX)
         journey = self.pipeline.settings.catalog.find(state.journey)
         action = next((a for a in journey.actions if action_key(a) == key), None)
@@ -280,33 +299,68 @@ class Runs:
         if await self.pipeline.store.marked(once):
             # Decided and recorded by an attempt whose replica lost the store before the
             # job left its queue: a system that ignores Idempotency-Key would act again.
-            return
+            return None
         cfg = self.cfg
+        run = action.run if action is not None else None
+        here = definition(journey, action) if action is not None and run is not None else None
+        # A job from a release before definitions says none: the checks below stand alone.
+        differ = moved(job.definition, here) if job.definition else []
+        if job.by == "auto":
+            # Who may press Run is nothing to the receiver's own run.
+            differ = [part for part in differ if part != RESPONDERS]
+        defined = job.definition or here or ""
         why = None
-        if action is None or action.run is None:
-            why = "the action is no longer in journeys.yaml with a run"
-        elif not cfg.enabled:
+        if not cfg.enabled:
             why = "automation was switched off (automation.enabled: false) before it ran"
         elif state.status == "resolved":
             why = "the incident resolved before it ran"
+        elif differ and await self._defined.elsewhere(
+            state.journey, key, job.definition, self.pipeline.now_ms()
+        ):
+            # Replicas disagree (a rolling change, reloads a minute apart): the one whose
+            # journeys.yaml defines the action as it was asked for carries it out. Asked by
+            # the incident's journey id: one this replica lacks finds the unmapped one.
+            return (
+                f"action {key} is defined otherwise on this replica ({', '.join(differ)}); "
+                "left to a replica that defines it as it was asked for"
+            )
+        elif action is None or run is None:
+            why = "the action is no longer in journeys.yaml with a run"
         else:
             priority = self.pipeline.settings.impact(state).priority
             why = _changed_since_asked(job, journey, action, state, priority)
-        if why is not None or action is None or action.run is None:
-            await self._record(state, key, title, job.by, "skipped", why or "", once)
-            return
+            redefined = [part for part in differ if part in RUN_PARTS]
+            if why is None and redefined:
+                why = (
+                    "its run.webhook in journeys.yaml changed since it was asked for "
+                    f"({', '.join(redefined)}): a request nobody decided on is not sent"
+                )
+        if (
+            why is None
+            and not cfg.dry_run
+            and not await take_slot(
+                self.pipeline.store, cfg, idempotency_key(state.id, key), self.pipeline.now_ms()
+            )
+        ):
+            # Its slot was taken when it was asked for, and is kept: none now means the limit
+            # here is 0, or the hour it was asked in is over and the new hour's runs taken.
+            limit = cfg.max_runs_per_hour
+            why = f"automation.max_runs_per_hour ({limit}) runs started in the last hour"
+        if why is not None or run is None:
+            text = why or ""
+            await self._record(state, key, title, job.by, "skipped", text, once, defined=defined)
+            return None
         if cfg.dry_run:
             text = "automation.dry_run was turned on before it ran"
-            await self._record(state, key, title, job.by, "dry_run", text, once)
-            return
-        executor = self._executor(journey.id, key, action.run.webhook)
+            await self._record(state, key, title, job.by, "dry_run", text, once, defined=defined)
+            return None
+        executor = self._executor(journey.id, key, run.webhook)
         request = RunRequest(key, state.id, idempotency_key(state.id, key), job.values)
         result = await executor.run(request)
-        window = ms(cfg.outcome_window)
-        now = self.pipeline.now_ms()
-        await self._record(
-            state, key, title, job.by, "ran", f"{result.status}: {result.text}", once, now + window
-        )
+        due = self.pipeline.now_ms() + ms(cfg.outcome_window)
+        said = f"{result.status}: {result.text}"
+        await self._record(state, key, title, job.by, "ran", said, once, due, defined=defined)
+        return None
 
     async def failed(self, job: Job, error: str, state: IncidentState) -> None:
         """The outbox gave up on ``job`` (a permanent answer, or every attempt failed)."""
@@ -314,7 +368,8 @@ class Runs:
         journey = self.pipeline.settings.catalog.find(state.journey)
         action = next((a for a in journey.actions if action_key(a) == key), None)
         title = _title(action, job.values) if action else key
-        await self._record(state, key, title, job.by, "failed", error, f"done:{job.id}")
+        once = f"done:{job.id}"
+        await self._record(state, key, title, job.by, "failed", error, once, defined=job.definition)
 
     def _executor(self, journey: str, key: str, run: WebhookRun) -> WebhookExecutor:
         """The action's executor, built on first use and again when a reload changed it."""
@@ -352,6 +407,8 @@ class Runs:
         result: str,
         once: str,
         due: int | None = None,
+        *,
+        defined: str = "",
     ) -> None:
         now = self.pipeline.now_ms()
         record = ActionRunRecord(
@@ -361,6 +418,7 @@ class Runs:
             status=status,
             result=result,
             title=title,
+            definition=defined,
             firing=state.firing_count,
             kpi_off=kpi_off(state.kpis),
         )
@@ -402,6 +460,12 @@ def _changed_since_asked(
     level = journey.automation
     if level != "auto" if job.by == "auto" else not levels.shows_run_button(level):
         return f"the journey was set to {level} before it ran"
+    if job.by != "auto" and job.asked_as:
+        # Who may run it is asked again too: one taken out of owner.responders since.
+        person = Person(job.by, frozenset(job.asked_as))
+        why = levels.refusal(level, person, journey.owner.responders)
+        if why is not None:
+            return f"by the time it was to run, {why}"
     found = match(action, state, priority)
     if isinstance(found, str):
         return f"its conditions no longer held when it was to run: {found}"

@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from receiver.act.template import TITLE_FIELD, strings
-from receiver.act.template import fields as template_fields
+from receiver.config.action_templates import check_action_templates
 from receiver.config.fields import FieldIssues, Loc, parse_duration, show
 from receiver.config.journeys_yaml import JourneysConfig
 from receiver.config.mistakes import mistakes
@@ -25,6 +24,7 @@ from receiver.config.receiver_yaml import (
 )
 from receiver.config.secret_files import models_in, read_secret_files, secret_field_names
 from receiver.config.source import Document, read_document
+from receiver.config.units import unitless_durations
 from receiver.enrich import EnrichmentError
 from receiver.enrich.promql import placeholders
 from receiver.errors import ConfigError, ConfigProblem
@@ -147,9 +147,12 @@ def review(
             _check_served(served, journeys, doc)
         docs = [doc]
     else:
-        _, journeys, receiver_doc, doc = _read_both(Path(config_path), _path(journeys_path))
+        config, journeys, receiver_doc, doc = _read_both(Path(config_path), _path(journeys_path))
+        if config is not None:
+            unitless_durations(config, receiver_doc)
         docs = [receiver_doc, doc]
     if journeys is not None and not doc.problems:
+        unitless_durations(journeys, doc)
         mistakes(journeys, doc)
     problems = [p for d in docs for p in d.problems]
     refused = {(p.file, p.path) for p in problems}
@@ -185,77 +188,8 @@ def _check_served(config: ReceiverConfig, journeys: JourneysConfig, doc: Documen
     go on ``doc``, the journeys file, at the line to change."""
     _check_kpi_queries(config, journeys, doc)
     _check_run_timeouts(config, journeys, doc)
-    _check_action_templates(config, journeys, doc)
+    check_action_templates(config, journeys, doc)
     doc.problems.sort(key=lambda problem: problem.line or 0)
-
-
-# What every run has (docs/actions.md "Template fields"; {incident_url} only with
-# server.external_url, which the operators set), and what only an action about a change has.
-_RUN_FIELDS = frozenset({"incident_id", "incident_url", "journey", "action", "priority"})
-_CHANGE_FIELDS = frozenset({"service", "version", "previous_version"})
-
-
-def _check_action_templates(
-    config: ReceiverConfig, journeys: JourneysConfig, doc: Document
-) -> None:
-    """Fields an action names that it never has a value for: a run refuses to send a
-    half-filled request (every run fails, the first time at an incident), and a title
-    shows the field as written. Said here, where the typo is."""
-    for i, journey in enumerate(journeys.journeys):
-        group_by = journey.group_by if journey.group_by is not None else config.grouping.group_by
-        shown = _CHANGE_FIELDS | set(group_by)  # what a suggestion's title is filled with
-        known = _RUN_FIELDS | shown
-        labels = ", ".join("{" + name + "}" for name in group_by) or "none"
-        for j, action in enumerate(journey.actions):
-            at: Loc = ("journeys", i, "actions", j)
-            title = sorted(set(TITLE_FIELD.findall(action.title)) - shown)
-            if title:
-                doc.add(
-                    (*at, "title"),
-                    f"names {_fields_said(title, shown)}, which a suggestion has no value for: "
-                    "the title would show it as written. A title may name the change's "
-                    f"{{service}}, {{version}}, {{previous_version}} and the journey's group "
-                    f"labels ({labels})",
-                )
-            if action.run is None:
-                continue
-            run = action.run.webhook
-            texts: list[tuple[Loc, list[str]]] = [(("url",), [run.url])]
-            texts += [(("headers", k), [v.get_secret_value()]) for k, v in run.headers.items()]
-            texts.append((("body",), list(strings(run.body)) if run.body is not None else []))
-            # The change's fields exist only with when.change_type; the service also for
-            # an incident of one service, or when it is a group label.
-            of_a_change = {"version", "previous_version"}
-            if not (action.when.single_service or "service" in group_by):
-                of_a_change.add("service")
-            for where, parts in texts:
-                named = {name for text in parts for name in template_fields(text)}
-                loc: Loc = (*at, "run", "webhook", *where)
-                unknown = sorted(named - known)
-                if unknown:
-                    doc.add(
-                        loc,
-                        f"names {_fields_said(unknown, known)}, which no run has a value for: "
-                        "every run would be refused. A run has {incident_id}, {incident_url}, "
-                        "{journey}, {action}, {priority}, the change's {service}, {version}, "
-                        f"{{previous_version}} and the journey's group labels ({labels})",
-                    )
-                changed = sorted(named & of_a_change) if action.when.change_type is None else []
-                if changed:
-                    doc.add(
-                        loc,
-                        f"names {', '.join('{' + n + '}' for n in changed)}, which only an action "
-                        "with when.change_type has a value for: without it every run would be "
-                        "refused",
-                    )
-
-
-def _fields_said(names: list[str], known: set[str] | frozenset[str]) -> str:
-    said = []
-    for name in names:
-        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
-        said.append("{" + name + "}" + (f" (did you mean {{{close[0]}}}?)" if close else ""))
-    return ", ".join(said)
 
 
 def _check_run_timeouts(config: ReceiverConfig, journeys: JourneysConfig, doc: Document) -> None:
@@ -401,6 +335,8 @@ def _add_validation_problems(
                 reason += _as_written(written, error["input"])
             if kind == "extra_forbidden" and isinstance(loc[-1], str):
                 reason += _did_you_mean(loc[-1], _fields_at(model, loc[:-1]))
+            if model is JourneysConfig and not loc and isinstance(error["input"], list):
+                reason += " (the list of journeys goes under journeys:)"
             doc.add(loc, reason, key=kind == "extra_forbidden")
 
 

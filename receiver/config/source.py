@@ -36,6 +36,8 @@ class Document:
     problem_locs: set[Loc] = field(default_factory=set)
     warnings: list[ConfigProblem] = field(default_factory=list)
     """What is valid but almost surely a mistake: said by ``check``, never refused."""
+    references: dict[Loc, list[str]] = field(default_factory=dict)
+    """The ``${NAME}`` environment variables each value named, set or not."""
     written: dict[Loc, str] = field(default_factory=dict)
     """The text of a value YAML read as something other than what it shows: ``NO`` read
     as false, ``010`` as 8, a date, or a ``#channel`` read as a comment (no value)."""
@@ -216,6 +218,7 @@ class _Builder:
                 )
                 return ""
             name, default = ref.groups()
+            self.doc.references.setdefault(loc, []).append(name)
             value = os.environ.get(name)
             if default is not None:
                 return value or default  # like the shell: unset or empty takes the default

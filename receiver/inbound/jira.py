@@ -8,7 +8,8 @@ resolved here by then (``resolves.after_the_end``: then it is on the timeline on
 issue's key must be the one the incident's Jira receipt holds, so a label copied onto
 another issue does not speak for the incident. Jira retries a failed delivery later, out of
 order: a move older than the last one applied (``resolves.superseded``) neither resolves
-nor takes a resolve back.
+nor takes a resolve back. ``jira:issue_deleted`` of the incident's issue is recorded, and
+the Jira sink files nothing more for the incident until it reopens (``DELETED_BY``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from receiver.inbound.resolves import (
     superseded,
     taken_back,
 )
-from receiver.sinks.jira import LABEL
+from receiver.sinks.jira import DELETED_BY, LABEL
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
 from receiver.webhook import MAX_EXACT_INT, parse_body
 
 SOURCE = "jira"
+DELETED = "jira:issue_deleted"
 _PREFIX = LABEL + "-"
 
 
@@ -153,6 +155,17 @@ def annotation(
     if known != issue.key and not rekeyed:
         return None
     changelog = event.changelog.id if event.changelog else ""
+    if event.webhook_event == DELETED:
+        # A person deleted it: filed again at the next change, it would be deleted again.
+        text = (
+            f"{issue.key} deleted in Jira by {event.who}: nothing more goes to Jira for "
+            "this episode; a reopen files a new issue"
+        )
+        return Annotation(
+            merge={f"sinks.{SOURCE}": {"state": "deleted", DELETED_BY: event.who}},
+            timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
+            once=f"{SOURCE}:{delivery_id or f'{issue.key}:deleted'}",
+        )
     # What the move alone adds, whatever becomes of the rest of the update (Jira's move
     # wizard changes the status in the same update, of an issue closed long ago, say).
     moved = (

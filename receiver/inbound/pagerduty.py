@@ -72,6 +72,7 @@ RECORDED = frozenset(
         "incident.reassigned",
         "incident.delegated",
         "incident.escalated",
+        "incident.priority_updated",
         "incident.annotated",
     }
 )
@@ -122,6 +123,12 @@ class EventData(_Wire):
     html_url: str | None = None
     assignees: list[Reference] = []
     escalation_policy: Reference | None = None
+    # The incident's priority (``incident.priority_updated``); null when taken off.
+    priority: Annotated[
+        Reference | None,
+        BeforeValidator(_object_or_none),
+        WithJsonSchema({"description": "an object; any other value reads as none"}),
+    ] = None
     incident: Reference | None = None
     content: str | None = None
     resolve_reason: Annotated[
@@ -310,6 +317,14 @@ def annotation(
     elif kind == "incident.escalated":
         names = ", ".join(a.summary for a in event.data.assignees if a.summary) or "nobody"
         text = f"escalated in PagerDuty to {names}"
+    elif kind == "incident.priority_updated":
+        # PagerDuty's own priority, which the Events API never sets: a person's call.
+        shown = event.data.priority.summary if event.data.priority else ""
+        text = (
+            f"priority set to {cut(shown, _ID_SHOWN_MAX)} in PagerDuty by {who}"
+            if shown
+            else f"priority taken off in PagerDuty by {who}"
+        )
     elif kind == "incident.annotated":
         note = (event.data.content or "").strip()
         clipped = cut(note, _NOTE_MAX)

@@ -4,7 +4,10 @@ Each runs in this order: the vendor configured (else 404: a webhook nobody can v
 changes nothing), the body within ``server.max_body_bytes`` (413), the signature (401),
 the JSON (400/422), the incident (404); then one atomic ``annotate`` in the store, once per
 vendor delivery id (vendors deliver at least once). Every refusal is a JSON error and
-changes nothing.
+changes nothing; but Slack shows a person any answer other than a 200 as a bare error, and
+retries none, so a Slack click refused past its JSON (an incident not kept, a button not
+on its message, a press that cannot land) is answered 200 and the reason is said to the
+person alone (for a form sent: in the form).
 
 Slack wants its answer within 3 seconds, so its handler does store calls only, and
 ``views.open`` (which must land while the click's ``trigger_id`` lives); the Silence 2h
@@ -25,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.act.levels import Person
 from receiver.alertmanager.client import AlertmanagerError
-from receiver.alertmanager.silences import silence_incident
+from receiver.alertmanager.silences import AlreadySilenced, SilenceUnderWay, silence_incident
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
@@ -40,7 +43,7 @@ from receiver.sinks.slack_blocks import (
     button_value,
 )
 from receiver.store.base import AnnotateOutcome, Annotation
-from receiver.store.records import IncidentState, StoredIncident
+from receiver.store.records import IncidentState, StoredIncident, TimelineEntry
 
 if TYPE_CHECKING:
     from receiver.app import Receiver
@@ -268,17 +271,26 @@ async def slack_interactions(request: Request, receiver: Receiver, body: bytes) 
     if interaction.type == "view_submission":
         return await _slack_submission(receiver, interaction)
     if interaction.type == "block_actions":
-        return await _slack_actions(receiver, interaction)
+        arrived: float = request.state.arrived
+        return await _slack_actions(receiver, interaction, arrived + slack.VIEWS_DEADLINE_S)
     return Response()
 
 
-async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> Response:
+async def _slack_actions(
+    receiver: Receiver, interaction: slack.Interaction, views_deadline: float
+) -> Response:
+    """The buttons pressed; ``views_deadline`` (``anyio.current_time()``) is when a
+    ``views.open`` must have been answered, for the answer to reach Slack in time."""
     slack_sink = receiver.settings.config.sinks.slack
     ca_file = slack_sink.ca_file if slack_sink else None
 
-    def told(text: str) -> BackgroundTask:
-        # Slack shows the person a refused click as a bare error: the reason goes to them.
-        return BackgroundTask(slack.tell, interaction.response_url, text, ca_file)
+    def told(text: str) -> Response:
+        # A refused click: Slack shows the person any answer but a 200 as a bare error
+        # (and does not retry), so the answer is a 200 and the reason goes to them alone.
+        logger.info("slack: a click by %s refused: %s", interaction.user.id, text)
+        return Response(
+            background=BackgroundTask(slack.tell, interaction.response_url, text, ca_file)
+        )
 
     # Every incident first: a click naming none changes nothing at all.
     pressed: list[tuple[slack.Action, StoredIncident, str | None]] = []
@@ -286,15 +298,12 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
         if action.action_id not in ACTIONS and not action.action_id.startswith(RUN_PREFIX):
             continue  # a link button (runbook, incident details): Slack wants a 200
         incident_id, shown = button_value(action.value)
-        stored = await receiver.store.load(incident_id) if incident_id else None
+        # No timeline: no button needs it, and the reading counts against Slack's 3 s.
+        stored = await receiver.store.load(incident_id, timeline=False) if incident_id else None
         if stored is None:
-            return _no_incident(incident_id, told(slack.no_incident(incident_id)))
+            return told(slack.no_incident(incident_id))
         if not interaction.on_message_of(stored.state):
-            return JSONResponse(
-                {"error": f"the button is not on the Slack message of incident {incident_id!r}"},
-                status_code=404,
-                background=told(slack.not_its_message(incident_id)),
-            )
+            return told(slack.not_its_message(incident_id))
         pressed.append((action, stored, shown))
     later = BackgroundTasks()
     for action, stored, shown in pressed:
@@ -303,7 +312,8 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
             why = "no Slack token is configured here (sinks.slack)"
             if slack_sink is not None:
                 modal = slack.fixed_modal(await receiver.pipeline.incident(stored))
-                why = await slack.open_modal(slack_sink, interaction.trigger_id, modal) or ""
+                trigger = interaction.trigger_id
+                why = await slack.open_modal(slack_sink, trigger, modal, views_deadline) or ""
             if why:
                 logger.warning("slack: the What fixed it? modal did not open: %s", why)
                 later.add_task(
@@ -324,7 +334,7 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
             if not slack.may_silence(interaction, responders):
                 refusal = slack.silence_refused(interaction, action, now)
                 if await receiver.store.annotate(state.id, refusal, now) == "unknown":
-                    return _no_incident(state.id, told(slack.no_incident(state.id)))
+                    return told(slack.no_incident(state.id))
                 later.add_task(slack.tell, interaction.response_url, slack.SILENCE_REFUSED, ca_file)
                 continue
         landed = await _press(receiver, interaction, action, state)
@@ -332,12 +342,9 @@ async def _slack_actions(receiver: Receiver, interaction: slack.Interaction) -> 
             continue
         outcome, decided = landed
         if outcome == "unknown":
-            return _no_incident(state.id, told(slack.no_incident(state.id)))
+            return told(slack.no_incident(state.id))
         if outcome == "stale":
-            return JSONResponse(
-                {"error": "the incident kept changing while this was recorded: retry"},
-                status_code=503,
-            )
+            return told(slack.KEPT_CHANGING)
         late = slack.acknowledged_late(decided) if action.action_id == ACK else None
         if outcome == "ok" and late is not None:
             later.add_task(slack.tell, interaction.response_url, late, ca_file)
@@ -363,15 +370,18 @@ async def _slack_submission(receiver: Receiver, interaction: slack.Interaction) 
     view = interaction.view
     if view is None or view.callback_id != FIXED:
         return Response()
+    # Said in the form, which stays open (Slack shows any answer but a 200 there as a
+    # bare error, and the submission carries no response_url).
+    gone = {slack.TEXT_BLOCK: slack.no_incident(view.private_metadata)}
     state = await load_state(receiver, view.private_metadata)
     if state is None:
-        return _no_incident(view.private_metadata)
+        return JSONResponse({"response_action": "errors", "errors": gone})
     now = receiver.pipeline.now_ms()
     result = slack.fixed(interaction, view, state, receiver.pipeline.sinks, now)
     if isinstance(result, dict):
         return JSONResponse({"response_action": "errors", "errors": result})
     if await receiver.store.annotate(state.id, result, now) == "unknown":
-        return _no_incident(state.id)
+        return JSONResponse({"response_action": "errors", "errors": gone})
     return Response()
 
 
@@ -380,15 +390,29 @@ async def _silence_from_slack(
 ) -> None:
     """Silence 2h, after Slack has its answer: the silences and an edit of the message
     (``silence_incident``), and on failure a timeline entry and a word to the person who
-    asked."""
+    asked. An alert a silence made for the incident holds is not silenced again, and
+    nothing is while another press silences the incident: the person is told whose
+    silence holds, or is under way."""
     who = interaction.user.who
     failure: str | None = None
+    slack_sink = receiver.settings.config.sinks.slack
+    ca_file = slack_sink.ca_file if slack_sink else None
     try:
         made = await silence_incident(
-            receiver, incident_id, SILENCE_S, who, f"silenced from Slack by {who}"
+            receiver, incident_id, SILENCE_S, who, f"silenced from Slack by {who}", again=False
         )
         if made is None:
             failure = "the incident is gone"
+    except (AlreadySilenced, SilenceUnderWay) as exc:
+        said, told = slack.silenced_already(exc, who)
+        now = receiver.pipeline.now_ms()
+        annotation = Annotation(timeline=[TimelineEntry(at=now, kind=slack.SOURCE, text=said)])
+        try:
+            await receiver.store.annotate(incident_id, annotation, now)
+        except StoreUnavailable as unavailable:
+            logger.warning("slack: Silence 2h of incident %s: %s", incident_id, unavailable)
+        await slack.tell(interaction.response_url, told, ca_file)
+        return
     except PayloadError as exc:
         failure = exc.message
     except AlertmanagerError as exc:
@@ -407,17 +431,4 @@ async def _silence_from_slack(
         await receiver.store.annotate(incident_id, slack.silence_failed(who, failure, now), now)
     except StoreUnavailable as exc:
         logger.warning("slack: Silence 2h of incident %s not recorded: %s", incident_id, exc)
-    slack_sink = receiver.settings.config.sinks.slack
-    await slack.tell(
-        interaction.response_url,
-        f"Silence 2h failed: {failure}",
-        slack_sink.ca_file if slack_sink else None,
-    )
-
-
-def _no_incident(incident_id: str, told: BackgroundTask | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": f"no incident {incident_id!r} in this receiver (from a Slack button)"},
-        status_code=404,
-        background=told,
-    )
+    await slack.tell(interaction.response_url, f"Silence 2h failed: {failure}", ca_file)

@@ -40,10 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from receiver.alertmanager.silences import AlreadySilenced, SilenceUnderWay
 from receiver.config import SlackSinkConfig
 from receiver.errors import PayloadError
 from receiver.incident import Incident, rfc3339
-from receiver.logtext import unturned
+from receiver.logtext import printable
 from receiver.sinks.slack import edit_job, web_client
 from receiver.sinks.slack_blocks import (
     ACK,
@@ -54,6 +55,7 @@ from receiver.sinks.slack_blocks import (
     WRONG_CAUSE,
     clip,
     escape,
+    units,
 )
 from receiver.store.base import Annotation
 from receiver.store.deliveries import Job
@@ -76,9 +78,12 @@ _OPTION_VALUE_MAX = 150
 _LABEL_MAX = 2000
 _MODAL_TEXT_MAX = 600
 # views.open must land while the trigger_id lives (3 s from the click); the answer to Slack
-# is due in the same 3 s. The SDK takes whole seconds.
+# is due in the same 3 s, both counted from the click's arrival. The SDK takes whole seconds.
 _VIEWS_TIMEOUT_S = 2
-_VIEWS_DEADLINE_S = 2.2
+VIEWS_DEADLINE_S = 2.2
+"""From the click's arrival, when views.open must have answered (the rest of Slack's 3 s
+is for the answer to reach it)."""
+_VIEWS_LEAST_S = 0.2  # less than this left: views.open would not land in time
 _TELL_TIMEOUT_S = 5.0
 SILENCE_REFUSED = (
     "Silence 2h refused: you are from another Slack organisation (Slack Connect). Members "
@@ -96,6 +101,13 @@ def no_incident(incident_id: str) -> str:
         f"Nothing was recorded: journey-receiver has no incident {clip(incident_id, _ID_SHOWN_MAX)}"
         " (an incident is kept for store.retention after its last change)."
     )
+
+
+KEPT_CHANGING = (
+    "Nothing was recorded: the incident kept changing while your press was recorded "
+    "(other people's presses, or its alerts): press the button again."
+)
+"""Said to the person only, when their press could not land for others landing first."""
 
 
 def not_its_message(incident_id: str) -> str:
@@ -347,22 +359,44 @@ def fixed(
     interaction: Interaction, view: View, state: IncidentState, sinks: Collection[str], now_ms: int
 ) -> Annotation | dict[str, str]:
     """What the submitted "What fixed it?" modal adds; or, when neither a suggested action
-    was picked nor anything written, the errors to show in the modal (block_id -> text)."""
+    was picked nor anything written, or more written than the field takes, the errors to
+    show in the modal (block_id -> text)."""
     chosen = view.state.read(CHOICE_BLOCK, CHOICE)
     written = view.state.read(TEXT_BLOCK, TEXT)
     if not chosen and not written:
         return {TEXT_BLOCK: "Pick a suggested action, or say in a few words what fixed it."}
+    if units(written) > _FIXED_MAX:
+        # Said in the form, where the person can still cut it: never cut here unseen.
+        return {TEXT_BLOCK: f"At most {_FIXED_MAX} characters, please (this is {units(written)})."}
     who = interaction.user.who
     fixed_by = clip(chosen or written, _FIXED_MAX, "…")
     # Says what fixed it, not whether the page was worth it: no verdict for /stats.
     record = _feedback(now_ms, who, fixed_by=fixed_by)
     if chosen and written:
-        record["note"] = clip(written, _FIXED_MAX, "…")
+        record["note"] = written
     return Annotation(
         append={"feedback": [record]},
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=f"fixed by: {fixed_by} (says {who})")],
         jobs=edit_job(state, sinks, f"fixed by {fixed_by} (says {who})", now_ms),
         once=f"{SOURCE}:view:{view.id}:{interaction.user.id}" if view.id else None,
+    )
+
+
+def silenced_already(exc: AlreadySilenced | SilenceUnderWay, who: str) -> tuple[str, str]:
+    """A Silence 2h that made no silence, since one holds or is under way: the timeline's
+    line, and what the person who pressed is told."""
+    if isinstance(exc, SilenceUnderWay):
+        return (
+            f"Silence 2h asked in Slack by {who} made no new silence: one asked by {exc.by} "
+            "was under way",
+            f"Silence 2h is already being made for this incident (asked by {exc.by} just "
+            "before you): no second silence was made; the message will show it.",
+        )
+    holds = f"silenced until {rfc3339(exc.until_ms)} by {', '.join(exc.by)}"
+    return (
+        f"Silence 2h asked in Slack by {who} made no new silence: every firing alert is {holds}",
+        f"Already silenced: every firing alert of this incident is {holds}; no new silence "
+        "was made (to change it, edit the silence in Alertmanager).",
     )
 
 
@@ -387,7 +421,7 @@ def fixed_modal(incident: Incident) -> dict[str, Any]:
         title = " ".join(str(action.get("title", "")).split())
         value = clip(str(action.get("id") or title), _OPTION_VALUE_MAX, "…")
         # Shown, not the value: the value names the action as journeys.yaml does.
-        shown = unturned(title)
+        shown = printable(title)
         if title and value not in values and len(options) < _OPTIONS_MAX:
             values.add(value)
             options.append({"text": _plain(clip(shown, _OPTION_TEXT_MAX, "…")), "value": value})
@@ -448,20 +482,28 @@ def _client(config: SlackSinkConfig) -> WebClient:
     return web_client(config, _VIEWS_TIMEOUT_S)
 
 
-async def open_modal(config: SlackSinkConfig, trigger_id: str, view: dict[str, Any]) -> str | None:
-    """Open ``view`` for the person who pressed the button; None when it opened, else
-    why not, in words for them (never a secret: Slack's error code or the exception's
-    kind)."""
+async def open_modal(
+    config: SlackSinkConfig, trigger_id: str, view: dict[str, Any], deadline: float
+) -> str | None:
+    """Open ``view`` for the person who pressed the button, answered by ``deadline``
+    (``anyio.current_time()``); None when it opened, else why not, in words for them
+    (never a secret: Slack's error code or the exception's kind)."""
+    left = deadline - anyio.current_time()
+    if left < _VIEWS_LEAST_S:
+        return (
+            "journey-receiver took too long to answer Slack (it allows 3 s): press What "
+            "fixed it? again"
+        )
     client = _client(config)
     call = functools.partial(client.views_open, trigger_id=trigger_id, view=view)
     try:
-        with anyio.fail_after(_VIEWS_DEADLINE_S):
+        with anyio.fail_after(left):
             await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
     except SlackApiError as exc:
         code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         return f"Slack refused views.open ({code or f'HTTP {exc.response.status_code}'})"
     except TimeoutError:
-        return "Slack did not answer views.open in time"
+        return "Slack did not answer views.open in time: press What fixed it? again"
     except (OSError, http.client.HTTPException, SlackRequestError) as exc:
         return f"views.open failed ({type(exc).__name__})"
     return None

@@ -79,7 +79,14 @@ def _stored_before(state: IncidentState) -> bool:
 
 
 def _running(state: IncidentState) -> bool:
-    """Whether the last figure still counts: the incident is open and its episode was
-    counted from (a reopen sets ``first_firing_at`` after the last episode's resolve)."""
+    """Whether the last figure still counts: the incident is open, its episode told (not
+    ``pending`` its first notification) and counted from (a reopen sets
+    ``first_firing_at`` after the last episode's resolve, or at it: a replica whose clock
+    is behind the resolver's reopens it at the same millisecond, see ingest.lua)."""
     counted_to = state.revenue_counted_to
-    return state.status == "open" and counted_to is not None and counted_to >= state.first_firing_at
+    return (
+        state.status == "open"
+        and state.pending is None
+        and counted_to is not None
+        and counted_to >= state.first_firing_at
+    )

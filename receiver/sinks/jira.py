@@ -5,7 +5,8 @@ last receipt, else by label, before any create), then edit, comment, transition.
 creates the issue; an update edits it and comments on the changes; resolving comments and
 takes ``done_transition``; reopening takes ``reopen_transition`` and comments, unless the
 issue was closed with a won't-fix resolution, which is left closed. Fields are edited only
-while the issue is open: many workflows make done issues read-only.
+while the issue is open: many workflows make done issues read-only. An issue deleted in
+Jira (``DELETED_BY``) is not filed again until the incident reopens.
 
 Server/Data Center speaks REST v2 with wiki markup, Cloud REST v3 with ADF (see
 :mod:`receiver.sinks.jira_markup`). The ``jira`` client is blocking and built once, with its
@@ -46,6 +47,13 @@ _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _FIELDS = ("status", "resolution", "labels")
 # A retried job looks for its comment among the issue's latest ones; it is one of them.
 _RECENT_COMMENTS = 50
+DELETED_BY = "deleted_by"
+"""Receipt key: who deleted the issue in Jira ("unknown" when the sink found it gone; ""
+or absent: nobody). Nothing more goes to Jira for the incident until a reopen files a new
+issue: a person who deleted it meant it gone, and filing it again at each change would
+loop with them."""
+_FOUND_GONE = "unknown"
+_FILES_ANEW = frozenset({"open", "reopen"})
 _HEADLINES = {
     "update": "Incident updated",
     "resolve": "Incident resolved",
@@ -99,6 +107,10 @@ class _Issue:
             labels=frozenset(fields.get("labels") or ()),
             resource=resource,
         )
+
+
+class _Gone(Exception):
+    """Jira answered 404 to a call on an issue the sink had just read: deleted meanwhile."""
 
 
 Identity = tuple[str, str]
@@ -207,13 +219,44 @@ class JiraSink:
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
     ) -> Receipt:
         known = previous.refs.get("key") if previous else None
+        deleted = bool(previous and previous.refs.get(DELETED_BY))
+        anew = delivery.kind in _FILES_ANEW
+        if deleted and not anew:
+            # Nothing sent, nothing learnt: who deleted it stays as recorded.
+            return Receipt(self.name, "deleted", {})
         issue = await self._find(incident, known)
         if issue is None:
+            if known and not anew:
+                # Filed, and neither its key nor its label finds it now: deleted.
+                logger.warning(
+                    "jira: issue %s of incident %s is gone (deleted, or out of this "
+                    "account's sight); nothing more is sent to Jira for it until it reopens",
+                    known,
+                    incident.id,
+                )
+                return Receipt(self.name, "deleted", {DELETED_BY: _FOUND_GONE})
             if delivery.kind == "resolve":
                 # Nothing was ever filed for it: a ticket born closed would only be noise.
                 return Receipt(self.name, "resolved", {})
             key = await self._create(incident, delivery)
-            return Receipt(self.name, "open", {"key": key})
+            return Receipt(self.name, "open", {"key": key} | ({DELETED_BY: ""} if deleted else {}))
+        try:
+            receipt = await self._follow(incident, delivery, issue)
+        except _Gone:
+            logger.warning(
+                "jira: issue %s of incident %s was deleted while it was written to; nothing "
+                "more is sent to Jira for it until it reopens",
+                issue.key,
+                incident.id,
+            )
+            return Receipt(self.name, "deleted", {"key": issue.key, DELETED_BY: _FOUND_GONE})
+        if deleted:
+            # Found again after all (a reopen): no longer gone.
+            return replace(receipt, refs={**receipt.refs, DELETED_BY: ""})
+        return receipt
+
+    async def _follow(self, incident: Incident, delivery: Delivery, issue: _Issue) -> Receipt:
+        """Edit, comment on and move ``issue`` as ``delivery`` says."""
         if delivery.kind == "reopen" and issue.done:
             if self._wont_fix(issue.resolution):
                 note = (
@@ -308,6 +351,7 @@ class JiraSink:
             incident,
             f"edit issue {issue.key}",
             issue.resource.update,
+            on_issue=True,
             fields=self._fields(incident),
             update=update,
         )
@@ -318,7 +362,11 @@ class JiraSink:
         marker = f"{LABEL} job {delivery.job_id}"
         if delivery.attempt > 1:
             bodies = await self._call(
-                incident, f"read comments of {issue.key}", self._recent_comments, issue.key
+                incident,
+                f"read comments of {issue.key}",
+                self._recent_comments,
+                issue.key,
+                on_issue=True,
             )
             if any(markup.carries(body, marker) for body in bodies):
                 return
@@ -326,7 +374,7 @@ class JiraSink:
         body = self._text(markup.comment(headline, incident, delivery.changes, marker, url))
         # add_comment is typed for wiki text, but sends any JSON body: v3 takes ADF there.
         add: Callable[..., object] = self._client.add_comment
-        await self._call(incident, f"comment on {issue.key}", add, issue.key, body)
+        await self._call(incident, f"comment on {issue.key}", add, issue.key, body, on_issue=True)
 
     def _recent_comments(self, key: str) -> list[Any]:
         comments = self._client.comments(key, max_results=_RECENT_COMMENTS, order_by="-created")
@@ -334,7 +382,11 @@ class JiraSink:
 
     async def _transition(self, incident: Incident, issue: _Issue, name: str) -> None:
         available: list[dict[str, Any]] = await self._call(
-            incident, f"list transitions of {issue.key}", self._client.transitions, issue.key
+            incident,
+            f"list transitions of {issue.key}",
+            self._client.transitions,
+            issue.key,
+            on_issue=True,
         )
         chosen = next(
             (t for t in available if str(t.get("name", "")).casefold() == name.casefold()), None
@@ -354,15 +406,25 @@ class JiraSink:
             self._client.transition_issue,
             issue.key,
             str(chosen["id"]),
+            on_issue=True,
         )
 
     async def _call(
-        self, incident: Incident, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+        self,
+        incident: Incident,
+        action: str,
+        fn: Callable[..., T],
+        *args: Any,
+        on_issue: bool = False,
+        **kwargs: Any,
     ) -> T:
-        """One blocking client call on a worker thread, its failure as a delivery error."""
+        """One blocking client call on a worker thread, its failure as a delivery error;
+        with ``on_issue`` (a call on an issue just read), a 404 as ``_Gone``."""
         try:
             return await off_loop(fn, *args, **kwargs)
         except JIRAError as exc:
+            if on_issue and exc.status_code == 404:
+                raise _Gone from exc
             raise self._refused(incident.id, action, exc) from exc
         except requests.exceptions.SSLError as exc:
             raise PermanentDeliveryError(

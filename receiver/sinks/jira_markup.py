@@ -13,6 +13,9 @@ and would otherwise undo the next escape or form a ``\\\\`` line break, is repla
 look-alike; whitespace is collapsed so untrusted text never starts a line, and a line that
 would still open with ``h1.``/``bq.`` is guarded. Bare ``scheme://`` text, which Jira turns
 into links by itself, gets a zero-width space after the colon.
+
+Control characters are shown as escapes in both renderings (``logtext.printable``): Jira
+on PostgreSQL answers a NUL with a 500, however often it is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from receiver.incident import Incident, kpi_line, listing, number
-from receiver.logtext import clip, cut, unturned
+from receiver.logtext import clip, cut, printable
 from receiver.store.records import KpiRecord
 
 _WIKI_SPECIAL = frozenset("![]^~+?%{}()*_-|@#")
@@ -86,8 +89,8 @@ Block = Paragraph | Heading | Bullets | Table
 
 def _collapse(text: str) -> str:
     """Whitespace runs as one space, edges kept: parts of a line are joined as they are;
-    bidirectional controls shown (``logtext.unturned``)."""
-    return unturned(_WHITESPACE.sub(" ", text))
+    control characters and bidirectional controls shown (``logtext.printable``)."""
+    return printable(_WHITESPACE.sub(" ", text))
 
 
 def escape_wiki(text: str) -> str:

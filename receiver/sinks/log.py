@@ -7,19 +7,18 @@ the runbooks, the owner and the link.
 
 Alert text is untrusted: in JSON, every character that does not print is escaped
 (``\\uXXXX``: the value is unchanged for whoever parses it); in text, every value is folded
-onto one line and its control characters replaced, so no label or annotation can forge a
-log line of its own or steer the terminal that shows it.
+onto one line and its control characters shown as escapes (``logtext.one_line``), so no
+label or annotation can forge a log line of its own or steer the terminal that shows it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from receiver.causes import CAUSE_CONFIDENCE
-from receiver.logtext import unturned
+from receiver.logtext import one_line
 from receiver.sinks import Delivery, Receipt
 from receiver.sinks._http import incident_url
 
@@ -28,16 +27,6 @@ if TYPE_CHECKING:
     from receiver.incident import Incident
 
 logger = logging.getLogger("journey_receiver.notifications")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _line(text: str) -> str:
-    """One line of plain text: no line breaks, and no control characters a terminal would
-    obey (cursor moves, colours, bells) or that would turn the line around, from alert
-    text."""
-    return unturned(_CONTROL.sub("?", " ".join(text.split())))
 
 
 def _json_line(chart: dict[str, Any]) -> str:
@@ -62,7 +51,7 @@ def _json_escape(char: str) -> str:
 def _owner(owner: dict[str, Any]) -> str:
     """``payments (slack #inc-checkout, jira PAY, pagerduty journey)``."""
     routes = ", ".join(f"{k.split('_')[0]} {v}" for k, v in owner["routing"].items() if v)
-    return _line(f"{owner['team']} ({routes})" if routes else owner["team"])
+    return one_line(f"{owner['team']} ({routes})" if routes else owner["team"])
 
 
 class LogSink:
@@ -116,16 +105,19 @@ class LogSink:
     def text(chart: dict[str, Any]) -> str:
         cause = chart["top_cause"]
         lines = [
-            f"[{chart['kind']}] {_line(chart['title'])}",
-            f"  summary:  {_line(chart['summary'])}",
-            f"  cause:    {_line(cause['text']) if cause else 'unknown'}",
-            *(f"  action:   {_line(a)}" for a in chart["actions"]),
-            *(f"  runbook:  {_line(r['title'])} {_line(r['url'])}" for r in chart["runbooks"]),
+            f"[{chart['kind']}] {one_line(chart['title'])}",
+            f"  summary:  {one_line(chart['summary'])}",
+            f"  cause:    {one_line(cause['text']) if cause else 'unknown'}",
+            *(f"  action:   {one_line(a)}" for a in chart["actions"]),
+            *(
+                f"  runbook:  {one_line(r['title'])} {one_line(r['url'])}"
+                for r in chart["runbooks"]
+            ),
             f"  owner:    {_owner(chart['owner'])}",
-            f"  link:     {_line(chart['link'])}",
+            f"  link:     {one_line(chart['link'])}",
         ]
         if chart["changes"]:
-            lines.insert(1, f"  changed:  {_line('; '.join(chart['changes']))}")
+            lines.insert(1, f"  changed:  {one_line('; '.join(chart['changes']))}")
         return "\n".join(lines)
 
     async def aclose(self) -> None:

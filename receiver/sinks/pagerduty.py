@@ -33,7 +33,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx2
 import pagerduty
@@ -46,7 +46,7 @@ from receiver.errors import (
     RetryableDeliveryError,
 )
 from receiver.incident import Incident, kpi_line
-from receiver.logtext import clip, redact
+from receiver.logtext import clip, printable, redact
 from receiver.sinks import Delivery, Receipt, Shared
 from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
 from receiver.store.cache import LocalCache
@@ -62,6 +62,7 @@ PERSON_RESOLVED = "resolved_by_person"
 """Receipt key: who resolved the PagerDuty incident by hand ("" or absent: nobody)."""
 _RETRIGGER = frozenset({"open", "reopen"})
 logger = logging.getLogger("journey_receiver.sinks.pagerduty")
+T = TypeVar("T")
 KEY_ID = "routing_key_id"
 """Receipt key: the fingerprint of the routing key the incident's alert was triggered with."""
 _KEYS_CACHED = "pagerduty-routing-key"
@@ -234,7 +235,7 @@ class PagerDutySink:
         """The trigger event's properties besides action and dedup key, within PagerDuty's
         size limit: custom details give way (see _SHRINK_ORDER) before the event fails."""
         url = incident_url(self.external_url, incident.id)
-        details = _details(incident, url)
+        details = _shown(_details(incident, url))
         payload: dict[str, Any] = {
             "summary": clip(incident.title, SUMMARY_MAX),
             "source": self.config.source,
@@ -250,7 +251,7 @@ class PagerDutySink:
             payload["component"] = clip(component, SUMMARY_MAX)
         event: dict[str, Any] = {
             "payload": payload,
-            "links": _links(incident, url),
+            "links": _shown(_links(incident, url)),
             "client": CLIENT,
         }
         if url:
@@ -318,6 +319,19 @@ def _details(incident: Incident, url: str | None) -> dict[str, Any]:
     if url:
         details["incident_url"] = url
     return details
+
+
+def _shown(value: T) -> T:
+    """``value`` (custom details: the incident's alerts, labels and annotations as they
+    came) with every string, keys too, fit to send (``logtext.printable``): a NUL or an
+    ESC shown as its escape, the lines of a description kept."""
+    if isinstance(value, str):
+        return cast(T, printable(value, lines=True))
+    if isinstance(value, list):
+        return cast(T, [_shown(item) for item in value])
+    if isinstance(value, dict):
+        return cast(T, {_shown(key): _shown(item) for key, item in value.items()})
+    return value
 
 
 def _component(incident: Incident) -> str | None:

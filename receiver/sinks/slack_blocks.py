@@ -6,7 +6,8 @@ and annotations, so it is untrusted. Slack's control characters ``&``, ``<`` and
 replaced by ``&amp;``, ``&lt;`` and ``&gt;`` in every mrkdwn text built from it, so no
 ``<!channel>``, ``<@U…>``, ``<#C…>`` or ``<url|label>`` can be forged; mrkdwn objects are
 ``verbatim`` so Slack does not link bare URLs or channel names either; line breaks are
-folded so that a value cannot start a line of its own (a fake heading or quote). Text is
+folded so that a value cannot start a line of its own (a fake heading or quote), and
+control characters are shown as escapes (``logtext.one_line``), in plain text too. Text is
 escaped first and clipped after, never inside an entity.
 
 With ``buttons`` the message carries the interactive buttons (``ACTIONS``; each button's
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from receiver.act import STATUS_WORDS
 from receiver.causes import CAUSE_CONFIDENCE
 from receiver.incident import Incident, kpi_line, latest_verdicts
-from receiver.logtext import unturned
+from receiver.logtext import one_line
 from receiver.models import NotificationKind
 from receiver.store.records import KpiRecord
 
@@ -89,9 +90,8 @@ class Message:
 
 def escape(text: str) -> str:
     """``text`` as literal mrkdwn: Slack's three control characters as entities, on one
-    line."""
-    folded = unturned(" ".join(text.split()))
-    return folded.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    line, what is not text shown as escapes (``logtext.one_line``)."""
+    return one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def units(text: str) -> int:
@@ -124,7 +124,7 @@ def render(incident: Incident, incident_url: str | None, *, buttons: bool = Fals
         incident.title if named else f"{incident.priority} {incident.title}"
     )
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(clip(unturned(" ".join(head.split())), HEADER_MAX))}
+        {"type": "header", "text": _plain(clip(one_line(head), HEADER_MAX))}
     ]
     if resolved:
         when = f" at {escape(incident.resolved_at)}" if incident.resolved_at else ""
@@ -291,7 +291,7 @@ def _run_buttons(incident: Incident) -> list[dict[str, Any]]:
     runnable = [action for action in incident.sink_actions if action.get("runnable")]
     for action in runnable[:_RUN_BUTTONS]:
         key = str(action["id"])
-        title = unturned(" ".join(str(action.get("title", "")).split()))
+        title = one_line(str(action.get("title", "")))
         buttons.append(
             {
                 "type": "button",
@@ -391,7 +391,7 @@ def _buttons(
         {
             "type": "button",
             "action_id": f"link-{i}",
-            "text": _plain(clip(" ".join(title.split()) or "Link", BUTTON_TEXT_MAX, "…")),
+            "text": _plain(clip(one_line(title) or "Link", BUTTON_TEXT_MAX, "…")),
             "url": url,
         }
         for i, (title, url) in enumerate(links)

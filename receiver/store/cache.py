@@ -4,6 +4,8 @@
 Each entry is a plain key ``<prefix>cache:<namespace>:<field>`` with its own expiry
 (``SET … PX``), under the store's hash tag like every other key, so it works on Redis
 Cluster. An entry is only ever a hint: a caller must cope with a stale or missing one.
+What several replicas each say of themselves (``say``, ``sayers``) is a sorted set under
+such a key instead: who said it, scored by when.
 """
 
 from __future__ import annotations
@@ -55,6 +57,24 @@ class SharedCache:
         await self._r.set(key, value, px=max(1, ttl_ms), nx=True)
         kept = await self._r.get(key)
         return value if kept is None else text(kept)
+
+    @unavailable
+    async def say(self, namespace: str, field: str, by: str, now_ms: int, ttl_ms: int) -> None:
+        """Note that ``by`` says ``field`` now, for ``ttl_ms`` (on the receiver's clock);
+        unlike ``set``, what the others say of it stays."""
+        key = self.key(namespace, field)
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {by: now_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms - ttl_ms)
+            # The set goes once nobody says it any more.
+            pipe.pexpire(key, max(1, ttl_ms))
+            await pipe.execute()
+
+    @unavailable
+    async def sayers(self, namespace: str, field: str, now_ms: int, ttl_ms: int) -> frozenset[str]:
+        """Who said ``field`` within the last ``ttl_ms`` (``say``)."""
+        said = await self._r.zrangebyscore(self.key(namespace, field), now_ms - ttl_ms, "+inf")
+        return frozenset(text(by) for by in said)
 
 
 class LocalCache:

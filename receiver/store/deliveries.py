@@ -52,9 +52,14 @@ class Job(BaseModel):
     changes: StrList = Field(default_factory=list)
     due: int
     # A run's order, fixed when it was asked for, so that every attempt sends the same
-    # request under the same key: who asked, and the values its templates are filled with.
+    # request under the same key: who asked (and every name they were known by, for the
+    # journey's owner.responders), the values its templates are filled with, and the
+    # action's definition it was decided under (``receiver/act/definition.py``; empty
+    # from a release before it).
     by: str = ""
+    asked_as: StrList = Field(default_factory=list)
     values: StrMap = Field(default_factory=dict)
+    definition: str = ""
     follows: str = ""
     """A redriven job saying what its dead letter said (the same kind): the first dead
     job's id, under which a sink finds what that one may have written (a Jira comment, a

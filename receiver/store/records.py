@@ -220,6 +220,9 @@ class ActionRunRecord(_Record):
     status: RunStatus
     result: str = ""
     title: str = ""
+    definition: str = ""
+    """The action as defined when it was decided (``receiver/act/definition.py``): the
+    same on the records of every replica that decided under the same journeys.yaml."""
     # At the run, for its outcome: firing alerts, and how far the worst KPI was off in its
     # bad direction (percent; None without a measured KPI).
     firing: int | None = None
@@ -249,6 +252,8 @@ class SilenceRecord(_Record):
     by: str
     ends_at: int
     comment: str = ""
+    fingerprint: str = ""
+    """The alert it silences (none in records from before they named it)."""
 
 
 class IncidentState(_Record):

@@ -113,6 +113,7 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "alertmanager_url": web_url(incident.links.get("alertmanager")),
             "cause_urls": [_change_url(stored.state, c) for c in stored.state.probable_causes],
             "silences": [{**s, "url": web_url(s.get("url"))} for s in incident.silences],
+            "similar_gone": await _similar_gone(receiver, incident),
             "may_write": visit.viewer is not None and visit.viewer.may("write"),
             "thanks": request.query_params.get("thanks") == "1",
             "fixed_other": FIXED_OTHER,
@@ -130,6 +131,14 @@ async def incident_page(request: Request, receiver: Receiver) -> Response:
             "number": number,
         },
     )
+
+
+async def _similar_gone(receiver: Receiver, incident: Incident) -> set[str]:
+    """The similar past incidents the store no longer keeps: taken at the opening, each is
+    older than this one and goes first, once its ``store.retention`` is over."""
+    ids = [str(s["id"]) for s in incident.similar]
+    found = await receiver.store.load_many(ids) if ids else []
+    return {i for i, stored in zip(ids, found, strict=True) if stored is None}
 
 
 def person_of(viewer: Viewer | None) -> Person:

@@ -9,6 +9,7 @@ import gc
 import json
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -535,3 +536,234 @@ async def test_executors_a_reload_replaced_are_closed_and_dropped(
         executors = [o for o in gc.get_objects() if isinstance(o, WebhookExecutor)]
         assert executors == []
         assert len(deploy.calls) == 7
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "what"),
+    [
+        ("url: {url}", "url: {url}/all-regions", "url"),
+        ("{service: ", "{force: yes, service: ", "body"),
+        ("timeout: 2s", "method: PUT\n            timeout: 2s", "method"),
+    ],
+)
+async def test_a_retry_is_not_sent_as_a_reload_redefined_its_run(
+    tmp_path: Path, deploy: FakeDeploy, before: str, after: str, what: str
+) -> None:
+    # Asked for under one run.webhook; its first attempt got a 503, and before the retry a
+    # reload points the action elsewhere (or sends another body, another method). The
+    # request nobody decided on is not sent: the retry is skipped, saying what changed.
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        path = tmp_path / "journeys.yaml"
+        text = path.read_text()
+        old, new = (s.replace("{url}", deploy.url) for s in (before, after))
+        assert old in text
+        path.write_text(text.replace(old, new))
+        rx.receiver.reload()
+        await rx.tick(2)
+        await rx.tick(60)
+        assert len(deploy.server.seen) == 1 and deploy.calls == [], deploy.calls
+        [run] = await runs(rx, inc)
+        assert (run["status"], run["by"]) == ("skipped", "auto")
+        assert run["result"] == (
+            f"its run.webhook in journeys.yaml changed since it was asked for ({what}): "
+            "a request nobody decided on is not sent"
+        )
+
+
+async def test_a_retry_goes_ahead_when_a_reload_changed_only_how_its_run_is_sent(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # A longer timeout (or a rotated secret or token) changes how the request is sent,
+    # not what it asks for: the retry goes ahead with what is configured now.
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        path = tmp_path / "journeys.yaml"
+        path.write_text(path.read_text().replace("timeout: 2s", "timeout: 3s"))
+        rx.receiver.reload()
+        await rx.tick(2)
+        assert [r["status"] for r in await runs(rx, inc)] == ["ran"]
+        assert len(deploy.effects) == 1
+
+
+async def test_a_retry_asked_by_someone_no_longer_a_responder_is_not_sent(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # Alice pressed Run; the first attempt got a 503, and before the retry she is taken
+    # out of owner.responders: who may run the journey's actions is checked again.
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "assist") as (rx, inc):
+        stored = await rx.receiver.store.load(inc)
+        assert stored is not None
+        journey = rx.receiver.settings.catalog.find(stored.state.journey)
+        priority = rx.receiver.settings.impact(stored.state).priority
+        shown = shown_by_id(journey, stored.state, priority)["rollback"]
+        answer = await rx.receiver.runs.press(stored.state, "rollback", ALICE, "p1", shown)
+        assert answer.status == "queued"
+        await rx.tick(0)  # its first attempt: a 503
+        path = tmp_path / "journeys.yaml"
+        path.write_text(path.read_text().replace('"alice@example.com"', '"bob@example.com"'))
+        rx.receiver.reload()
+        await rx.tick(2)
+        await rx.tick(60)
+        assert len(deploy.server.seen) == 1 and deploy.effects == []
+        [run] = await runs(rx, inc)
+        assert (run["status"], run["by"]) == ("skipped", "alice")
+        assert run["result"] == (
+            "by the time it was to run, alice is not one of the journey's owner.responders"
+        )
+
+
+async def test_a_retry_is_not_sent_once_max_runs_per_hour_is_set_to_zero(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # max_runs_per_hour: 0 lets no run start: a retry of one asked for before is held too.
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        cfg = tmp_path / "receiver.yaml"
+        cfg.write_text(cfg.read_text() + "automation: {max_runs_per_hour: 0}\n")
+        rx.receiver.reload()
+        await rx.tick(2)
+        await rx.tick(60)
+        assert len(deploy.server.seen) == 1 and deploy.effects == []
+        [run] = await runs(rx, inc)
+        assert run["status"] == "skipped"
+        assert "automation.max_runs_per_hour (0)" in run["result"]
+
+
+def replica_config(tmp: Path, redis_port: int, journeys_yaml: str) -> Path:
+    """One replica's receiver.yaml and journeys.yaml (``journeys_yaml``), in a directory
+    of its own, on the Redis every replica of ``tmp`` shares."""
+    store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {tmp.name}}}\n"
+    outbox = "outbox: {backoff_initial: 1s, backoff_max: 2s, max_attempts: 5}\n"
+    here = tmp / uuid.uuid4().hex[:8]
+    here.mkdir()
+    cfg = write_config(here, store + outbox, journeys=here / "journeys.yaml")
+    (here / "journeys.yaml").write_text(journeys_yaml)
+    cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def rolling(
+    tmp: Path, redis_port: int, new_yaml: str, old_yaml: str
+) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Two replicas on one Redis during a rolling change of journeys.yaml: ``new`` reads
+    ``new_yaml``, ``old`` still ``old_yaml``; the deploys posted, nothing else yet."""
+    new_cfg = replica_config(tmp, redis_port, new_yaml)
+    old_cfg = replica_config(tmp, redis_port, old_yaml)
+    clock = FakeClock(FIRST_ALERT - 60)
+    async with harness(new_cfg, clock) as new, harness(old_cfg, clock, new.sink) as old:
+        assert (await new.client.post("/api/v1/events", content=json.dumps(DEPLOYS))).is_success
+        clock.now = FIRST_ALERT
+        yield new, old
+
+
+async def storm(rx: Harness) -> str:
+    (inc,) = (await rx.post([make_alert(alertname=f"Errors{i}") for i in range(5)])).json()[
+        "incidents"
+    ]
+    return str(inc)
+
+
+@pytest.mark.parametrize(
+    "change", ["the journey moved to auto", "the action added", "the journey added"]
+)
+async def test_a_replica_still_on_the_old_journeys_yaml_leaves_a_new_run_to_one_on_the_new(
+    tmp_path: Path, deploy: FakeDeploy, redis_port: int, change: str
+) -> None:
+    # A rolling change moves the journey to auto (or adds the action, or the journey). A
+    # new replica asks
+    # for the run; its first attempt gets a 503, and the old replica happens to claim the
+    # retry. It does not skip it for good ("the journey was set to assist", "no longer in
+    # journeys.yaml"): it gives it back, and the new replica runs it.
+    new_yaml = journeys(tmp_path, deploy.url, "auto").read_text()
+    if change == "the journey moved to auto":
+        old_yaml = new_yaml.replace("automation: auto", "automation: assist")
+    elif change == "the journey added":
+        old_yaml = new_yaml.replace("id: checkout", "id: storefront")
+    else:
+        old_yaml = re.sub(r"    actions:\n(.|\n)*?timeout: 2s\n", "    actions: []\n", new_yaml)
+        assert "rollback" not in old_yaml
+    deploy.fail(503, times=1)
+    async with rolling(tmp_path, redis_port, new_yaml, old_yaml) as (new, old):
+        inc = await storm(new)
+        await new.tick(30)  # decided, asked for; its first attempt: a 503
+        assert len(deploy.server.seen) == 1
+        await old.tick(5)  # the old replica claims the retry
+        assert len(deploy.server.seen) == 1 and await runs(old, inc) == []
+        retrying = (await old.client.get("/api/v1/deliveries?state=retrying")).json()
+        [job] = retrying["deliveries"]
+        assert "left to a replica that defines it as it was asked for" in job["error"]
+        await new.tick(5)
+        assert len(deploy.effects) == 1
+        [run] = await runs(new, inc)
+        assert (run["status"], run["by"]) == ("ran", "auto")
+
+
+async def test_a_run_asked_under_the_old_journeys_yaml_is_sent_as_asked_or_not_at_all(
+    tmp_path: Path, deploy: FakeDeploy, redis_port: int
+) -> None:
+    # The rolling change points the action at another URL. The old replica asked for the
+    # run; its first attempt got a 503. The new replica, claiming the retry, leaves it to
+    # the old one, which sends what was decided; once no replica defines the action as
+    # it was asked for, a retry is skipped, saying so, rather than sent elsewhere.
+    old_yaml = journeys(tmp_path, deploy.url, "auto").read_text()
+    new_yaml = old_yaml.replace(f"url: {deploy.url}", f"url: {deploy.url}/v2")
+    new_cfg = replica_config(tmp_path, redis_port, new_yaml)
+    old_cfg = replica_config(tmp_path, redis_port, old_yaml)
+    clock = FakeClock(FIRST_ALERT - 60)
+    deploy.fail(503, times=1)
+    async with harness(new_cfg, clock) as new:
+        async with harness(old_cfg, clock, new.sink) as old:
+            for region in ("eu", "us"):
+                changes = json.dumps(deploys(region))
+                assert (await old.client.post("/api/v1/events", content=changes)).is_success
+            clock.now = FIRST_ALERT
+            inc = await storm(old)
+            await old.tick(30)
+            assert len(deploy.server.seen) == 1
+            await new.tick(5)  # the new replica claims the retry: given back
+            assert len(deploy.server.seen) == 1 and await runs(new, inc) == []
+            await old.tick(5)
+            assert [c.target for c in deploy.calls] == ["/rollback"]
+            [run] = await runs(old, inc)
+            assert run["status"] == "ran"
+            # The record names the definition it was decided and carried out under.
+            assert len(run["definition"]) == 62
+
+            deploy.fail(503, times=1)
+            (other,) = (await old.post([make_alert(region="us")])).json()["incidents"]
+            await old.tick(30)  # asked for; its first attempt: a 503
+        # The old replica is gone; two minutes on, what it said of its actions expired.
+        await new.tick(121)
+        await new.tick(5)
+        assert len(deploy.effects) == 1
+        [skipped] = await runs(new, other)
+    assert (skipped["status"], skipped["definition"]) == ("skipped", run["definition"])
+    assert skipped["result"] == (
+        "its run.webhook in journeys.yaml changed since it was asked for (url): "
+        "a request nobody decided on is not sent"
+    )
+
+
+async def test_a_retry_of_an_action_a_reload_removed_is_skipped_where_people_look(
+    tmp_path: Path, deploy: FakeDeploy
+) -> None:
+    # No replica defines the action any more: the retry is not sent, and why is on the
+    # incident's record, its timeline and its page.
+    deploy.fail(503, times=1)
+    async with stormed(tmp_path, deploy, "auto") as (rx, inc):
+        path = tmp_path / "journeys.yaml"
+        actions = re.compile(r"    actions:\n(.|\n)*?timeout: 2s\n")
+        path.write_text(actions.sub("    actions: []\n", path.read_text()))
+        rx.receiver.reload()
+        await rx.tick(2)
+        assert len(deploy.server.seen) == 1 and deploy.calls == []
+        [run] = await runs(rx, inc)
+        why = "the action is no longer in journeys.yaml with a run"
+        assert (run["status"], run["result"]) == ("skipped", why)
+        timeline = [e["text"] for e in (await rx.incident(inc))["timeline"]]
+        assert f"rollback: not run (by auto): {why}" in timeline
+        page = (await rx.client.get(f"/incidents/{inc}")).text
+        assert why in page

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.anyio
 
 SECRET = "jira-webhook-secret"
 PAYMENT = make_alert("payment-service")
+CART = make_alert("cart-api", alertname="CartErrors", severity="warning")
 
 
 @pytest.fixture
@@ -554,3 +555,55 @@ async def test_an_issue_closed_and_moved_after_the_incident_resolved_is_followed
     detail = await rx.incident(incident_id)
     assert detail["sinks"]["jira"]["key"] == new_key
     assert detail["response"] is None  # the close after the end is no one's resolve
+
+
+async def dead_letters(rx: Harness) -> list[dict[str, object]]:
+    r = await rx.client.get("/api/v1/deliveries?state=dead")
+    assert r.status_code == 200, r.text
+    found: list[dict[str, object]] = r.json()["deliveries"]
+    return found
+
+
+async def test_an_issue_a_person_deleted_is_not_filed_again_until_the_incident_fires_anew(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """Carol deletes the incident's issue (noise, a duplicate) while the alert fires: the
+    incident says so, and the receiver neither files it again at the next change nor
+    fails trying to comment on it; only a reopen (a new episode) files one."""
+    incident_id, key = await opened_issue(rx, world)
+    clock.advance(60)
+    body, headers = world.jira.delete(key, "Carol Lead", SECRET, at=clock.now)
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert detail["sinks"]["jira"]["state"] == "deleted"
+    assert [e["text"] for e in detail["timeline"] if e["kind"] == "jira"] == [
+        f"{key} deleted in Jira by Carol Lead: nothing more goes to Jira for this episode; "
+        "a reopen files a new issue"
+    ]
+    assert detail["response"] is None  # a deletion answers nothing
+
+    # A material change (a new service), then the end: nothing filed, nothing failed.
+    await rx.post([CART])
+    await rx.tick(120)
+    await rx.tick(1)
+    await rx.post([resolved(PAYMENT), resolved(CART)])
+    await rx.tick(900)
+    await rx.tick(900)
+    assert world.jira.issues() == []
+    assert await dead_letters(rx) == []
+    detail = await rx.incident(incident_id)
+    assert (detail["status"], detail["sinks"]["jira"]["state"]) == ("resolved", "deleted")
+
+    # It fires again: a new episode, and a new issue for it.
+    await rx.post([{**PAYMENT, "startsAt": "2026-04-18T08:30:00Z"}])
+    await rx.tick(30)
+    await rx.tick(1)
+    (issue,) = world.jira.with_label(f"journey-receiver-{incident_id}")
+    assert issue.key != key
+    detail = await rx.incident(incident_id)
+    assert (detail["sinks"]["jira"]["key"], detail["sinks"]["jira"]["state"]) == (
+        issue.key,
+        "open",
+    )
+    assert detail["sinks"]["jira"]["deleted_by"] == ""

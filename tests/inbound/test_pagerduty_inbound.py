@@ -565,3 +565,28 @@ async def test_a_resolve_and_its_reopen_read_at_once_land_as_they_happened(
     detail = await rx.incident(incident_id)
     assert detail["sinks"]["pagerduty"]["resolved_by_person"] == ""
     assert (detail["response"] or {}).get("resolved_at") is None and detail["mttr_s"] is None
+
+
+async def test_a_priority_set_in_pagerduty_is_recorded(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    """A responder raises the PagerDuty incident's priority (``incident.priority_updated``),
+    then takes it off: the incident's timeline says so; nothing goes back to PagerDuty."""
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    p1 = {"id": "PSO75BM", "type": "priority_reference", "summary": "P1"}
+    raised = pd.person("priority_updated", incident_id, "Carol", SECRET, at=clock.now, priority=p1)
+    assert (await webhook(rx, *raised))[1] == {"status": "recorded", "incident": incident_id}
+    clock.advance(60)
+    cleared = pd.person(
+        "priority_updated", incident_id, "Carol", SECRET, at=clock.now, priority=None
+    )
+    assert (await webhook(rx, *cleared))[1] == {"status": "recorded", "incident": incident_id}
+    timeline = (await rx.incident(incident_id))["timeline"]
+    assert [e["text"] for e in timeline if e["kind"] == "pagerduty"] == [
+        "priority set to P1 in PagerDuty by Carol",
+        "priority taken off in PagerDuty by Carol",
+    ]
+    await rx.tick(120)
+    assert pd.actions(incident_id) == ["trigger"]

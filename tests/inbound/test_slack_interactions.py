@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from receiver.act.levels import Person, refusal
-from receiver.inbound.slack import SILENCE_REFUSED, Interaction, may_silence, parse
+from receiver.inbound.slack import (
+    SILENCE_REFUSED,
+    Interaction,
+    fixed_modal,
+    may_silence,
+    parse,
+)
 from receiver.sinks.slack_blocks import (
     ACK,
     FIXED,
@@ -67,10 +75,13 @@ journeys:
 class FakeAlertmanager:
     """Alertmanager's ``POST /api/v2/silences``, and the alerts a silence's labels match
     (none but its own alert, so none); a reconcile asking for every alert is refused (503),
-    which changes nothing."""
+    which changes nothing. ``asked`` is set by a silence's arrival; while ``hold`` is set,
+    the silence is answered only once it is set itself."""
 
     def __init__(self) -> None:
         self.silences: list[dict[str, Any]] = []
+        self.asked = threading.Event()
+        self.hold: threading.Event | None = None
         self.app = Starlette(
             routes=[
                 Route("/api/v2/silences", self._silence, methods=["POST"]),
@@ -81,6 +92,9 @@ class FakeAlertmanager:
 
     async def _silence(self, request: Request) -> JSONResponse:
         self.silences.append(await request.json())
+        self.asked.set()
+        if self.hold is not None:
+            await anyio.to_thread.run_sync(self.hold.wait)
         return JSONResponse({"silenceID": f"silence-{len(self.silences)}"})
 
     async def _alerts(self, request: Request) -> JSONResponse:
@@ -236,17 +250,28 @@ class PressedMeanwhile:
 _prefixes = itertools.count()
 
 
-async def test_two_people_pressing_acknowledge_at_once_make_one_acknowledgement(
-    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
-) -> None:
+def _settings() -> StoreSettings:
+    return StoreSettings(key_prefix=f"slackrace{next(_prefixes)}")
+
+
+@asynccontextmanager
+async def on_store(
+    tmp_path: Path, clock: FakeClock, world: Fakes, store: Any
+) -> AsyncIterator[tuple[Harness, Slack]]:
+    """The receiver taking Slack's presses on ``store`` (a wrapper over a real one)."""
     journeys = tmp_path / "journeys.yaml"
     journeys.write_text(JOURNEYS)
     extra = f"inbound: {{slack: {{signing_secret: {SECRET}}}}}\n"
     config = write_config(tmp_path, world.config() + extra, journeys=journeys)
-    settings = StoreSettings(key_prefix=f"slackack{next(_prefixes)}")
-    racing = PressedMeanwhile(open_store(f"redis://127.0.0.1:{redis_port}/0", settings))
-    async with harness(config, clock, configured_sinks=True, store=racing) as rx:
-        slack = Slack(rx, world, clock)
+    async with harness(config, clock, configured_sinks=True, store=store) as rx:
+        yield rx, Slack(rx, world, clock)
+
+
+async def test_two_people_pressing_acknowledge_at_once_make_one_acknowledgement(
+    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
+) -> None:
+    racing = PressedMeanwhile(open_store(f"redis://127.0.0.1:{redis_port}/0", _settings()))
+    async with on_store(tmp_path, clock, world, racing) as (rx, slack):
         incident_id = await opened(rx)
         # Bob's press lands after Alice's was read and before it is written.
         racing.meanwhile = lambda: slack.click(ACK, incident_id, BOB)
@@ -268,6 +293,43 @@ async def test_two_people_pressing_acknowledge_at_once_make_one_acknowledgement(
             "acknowledged by @bob (U0BOB)",
             "already acknowledged by @bob (U0BOB)",
         ]
+
+
+class EverChanging:
+    """The real store, answering ``stale`` to every write while ``changing``: as if other
+    presses landed before each, so that a click is decided again and again."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+        self.changing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def annotate(self, *args: Any) -> Any:
+        return "stale" if self.changing else await self.inner.annotate(*args)
+
+
+async def test_a_press_that_cannot_land_for_others_landing_first_is_told_to_press_again(
+    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
+) -> None:
+    racing = EverChanging(open_store(f"redis://127.0.0.1:{redis_port}/0", _settings()))
+    async with on_store(tmp_path, clock, world, racing) as (rx, slack):
+        incident_id = await opened(rx)
+
+        racing.changing = True
+
+        r = await slack.click(ACK, incident_id, ALICE)
+
+        # Slack retries no click: a 503 would only show the person a bare error.
+        assert (r.status_code, r.content) == (200, b"")
+        (said,) = slack.responses()
+        assert said["text"] == (
+            "Nothing was recorded: the incident kept changing while your press was recorded "
+            "(other people's presses, or its alerts): press the button again."
+        )
+        racing.changing = False
+        assert (await rx.incident(incident_id))["response"] is None
 
 
 async def test_acknowledge_pressed_after_the_resolve_is_told_to_the_person(
@@ -300,24 +362,54 @@ async def test_acknowledge_pressed_after_the_resolve_is_told_to_the_person(
 async def test_a_press_that_changes_nothing_for_want_of_its_incident_says_why(
     rx: Harness, slack: Slack, world: Fakes
 ) -> None:
+    # Slack shows a person a click answered other than 200 as a bare error: the answer is
+    # a 200, and the reason is said to them alone.
     incident_id = await opened(rx)
-
-    # An incident this receiver does not keep (it expired after store.retention, say).
-    r = await slack.click(USEFUL, "checkout-0000000000000000-1", ALICE)
-    assert r.status_code == 404
-    (said,) = slack.responses()
-    assert said["response_type"] == "ephemeral"
-    assert said["text"] == (
-        "Nothing was recorded: journey-receiver has no incident checkout-0000000000000000-1 "
+    gone = "checkout-0000000000000000-1"
+    why = (
+        f"Nothing was recorded: journey-receiver has no incident {gone} "
         "(an incident is kept for store.retention after its last change)."
     )
+
+    # An incident this receiver does not keep (it expired after store.retention, say).
+    for action_id in (USEFUL, FIXED):
+        r = await slack.click(action_id, gone, ALICE)
+        assert (r.status_code, r.content) == (200, b"")
+        (said,) = slack.responses()
+        assert (said["response_type"], said["text"]) == ("ephemeral", why)
+    assert world.slack.views() == []
     # A message that is not the incident's own.
     r = await slack.click(USEFUL, incident_id, ALICE, message_ts="1776500000.999999")
-    assert r.status_code == 404
+    assert (r.status_code, r.content) == (200, b"")
     (said,) = slack.responses()
     assert said["text"].startswith(
         f"Nothing was recorded: this is not the Slack message of incident {incident_id} "
     )
+    assert (await rx.incident(incident_id))["feedback"] == []
+
+
+async def test_what_fixed_it_sent_for_an_incident_gone_meanwhile_says_so_in_the_form(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    # The form stays open for as long as the person likes; the incident may expire
+    # meanwhile. The form says why nothing was recorded (a 404 shows a bare error there).
+    incident_id = await opened(rx)
+    assert (await slack.click(FIXED, incident_id, ALICE)).status_code == 200
+    (view,) = world.slack.views()
+    gone = {**view, "private_metadata": "checkout-0000000000000000-1"}
+    written = {"jr_fixed_text": {"text": {"type": "plain_text_input", "value": "restarted"}}}
+
+    r = await slack.submit(gone, written)
+
+    assert r.status_code == 200
+    assert r.json() == {
+        "response_action": "errors",
+        "errors": {
+            "jr_fixed_text": "Nothing was recorded: journey-receiver has no incident "
+            "checkout-0000000000000000-1 (an incident is kept for store.retention after its "
+            "last change)."
+        },
+    }
     assert (await rx.incident(incident_id))["feedback"] == []
 
 
@@ -446,6 +538,42 @@ async def test_what_fixed_it_opens_a_modal_of_the_suggested_actions_and_records_
     assert mrkdwn and not [t for t in mrkdwn if "<" in t or ">" in t]
 
 
+def test_the_modal_shows_control_characters_in_alert_text_as_escapes() -> None:
+    # An action's title holds label values: a NUL or an ANSI colour reached Slack as it was.
+    controls = "eu\x00\x1b[31m\x9b2J"
+    view = fixed_modal(
+        make_incident(
+            title=f"checkout/{controls} P1", suggested_actions=[{"title": f"Restart in {controls}"}]
+        )
+    )
+    shown = "eu\\x00\\x1b[31m\\x9b2J"
+    (choice,) = [b for b in view["blocks"] if b.get("block_id") == "jr_fixed_choice"]
+    (option,) = choice["element"]["options"]
+    assert option["text"]["text"] == f"Restart in {shown}"
+    (section,) = [b for b in view["blocks"] if b["type"] == "section"]
+    assert section["text"]["text"] == f"checkout/{shown} P1"
+
+
+async def test_what_fixed_it_written_too_long_is_refused_in_the_form_naming_the_field(
+    rx: Harness, slack: Slack, world: Fakes
+) -> None:
+    # The field says max_length 500 (UTF-16 units, as Slack counts): what is sent longer
+    # is said in the form, whose text the person can still cut, not cut here unseen.
+    incident_id = await opened(rx)
+    assert (await slack.click(FIXED, incident_id, ALICE)).status_code == 200
+    (view,) = world.slack.views()
+    long = {"jr_fixed_text": {"text": {"type": "plain_text_input", "value": "🔥" * 251}}}
+
+    r = await slack.submit(view, long)
+
+    assert r.status_code == 200
+    assert r.json() == {
+        "response_action": "errors",
+        "errors": {"jr_fixed_text": "At most 500 characters, please (this is 502)."},
+    }
+    assert (await rx.incident(incident_id))["feedback"] == []
+
+
 async def test_a_modal_that_cannot_open_is_said_to_the_person_only(
     rx: Harness, slack: Slack, world: Fakes
 ) -> None:
@@ -459,6 +587,57 @@ async def test_a_modal_that_cannot_open_is_said_to_the_person_only(
     assert said["response_type"] == "ephemeral"
     assert said["replace_original"] is False
     assert said["text"] == "The form did not open: Slack refused views.open (invalid_trigger_id)"
+
+
+class SlowToRead:
+    """The real store, taking ``delay`` s to read an incident (a busy Redis, a failover)."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+        self.delay = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, *args: Any, **kwargs: Any) -> Any:
+        await anyio.sleep(self.delay)
+        return await self.inner.load(*args, **kwargs)
+
+
+async def test_views_open_has_what_is_left_of_slacks_3_s_from_the_clicks_arrival(
+    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
+) -> None:
+    # The trigger_id and Slack's wait for the answer both run from the click: time spent
+    # reading the store before views.open is time views.open no longer has.
+    slow = SlowToRead(open_store(f"redis://127.0.0.1:{redis_port}/0", _settings()))
+    async with on_store(tmp_path, clock, world, slow) as (rx, slack):
+        incident_id = await opened(rx)
+        slow.delay = 1.5
+        world.slack_server.inject(Fault(path="/api/views.open", delay=2.5))
+
+        started = anyio.current_time()
+        r = await slack.click(FIXED, incident_id, ALICE)
+        answered = anyio.current_time() - started
+
+        assert (r.status_code, r.content) == (200, b"")
+        # The answer, the person's message included, within Slack's 3 s.
+        assert answered < 2.8
+        (said,) = slack.responses()
+        assert said["text"] == (
+            "The form did not open: Slack did not answer views.open in time: press What "
+            "fixed it? again"
+        )
+
+        # A click whose reading alone took Slack's time: views.open is not even tried.
+        slow.delay = 2.4
+        r = await slack.click(FIXED, incident_id, ALICE)
+        assert (r.status_code, r.content) == (200, b"")
+        (said,) = slack.responses()
+        assert said["text"] == (
+            "The form did not open: journey-receiver took too long to answer Slack (it "
+            "allows 3 s): press What fixed it? again"
+        )
+        assert len(world.slack.calls("views.open")) == 1
 
 
 async def test_silence_2h_silences_in_alertmanager_after_the_answer_and_shows_who(
@@ -480,6 +659,80 @@ async def test_silence_2h_silences_in_alertmanager_after_the_answer_and_shows_wh
     assert slack.responses() == []
     await rx.tick()
     assert people(message(world)) == ["Silenced 2h by @alice (U0ALICE)"]
+
+
+async def test_silence_2h_pressed_again_makes_no_second_silence_and_says_whose_holds(
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    assert (await slack.click(SILENCE, incident_id, ALICE)).status_code == 200
+    (first,) = (await rx.incident(incident_id))["silences"]
+    assert first["fingerprint"]
+    clock.advance(60)
+
+    # Bob, from the message as it was, then Alice again (a double click): one silence
+    # each alert, and each is told whose holds until when.
+    for user, who in ((BOB, "@bob (U0BOB)"), (ALICE, "@alice (U0ALICE)")):
+        r = await slack.click(SILENCE, incident_id, user)
+        assert (r.status_code, r.content) == (200, b"")
+        (said,) = slack.responses()
+        assert said["response_type"] == "ephemeral"
+        assert said["text"] == (
+            "Already silenced: every firing alert of this incident is silenced until "
+            f"{first['ends_at']} by @alice (U0ALICE); no new silence was made (to change "
+            "it, edit the silence in Alertmanager)."
+        )
+        assert slack_timeline(await rx.incident(incident_id))[-1] == (
+            f"Silence 2h asked in Slack by {who} made no new silence: every firing alert "
+            f"is silenced until {first['ends_at']} by @alice (U0ALICE)"
+        )
+    assert len(alertmanager.fake.silences) == 1
+    assert len((await rx.incident(incident_id))["silences"]) == 1
+
+    # An alert that joined the incident since is silenced alone by the next press.
+    latency = make_alert("payment-service", alertname="PaymentLatency")
+    assert (await rx.post([latency])).status_code == 200
+    assert (await slack.click(SILENCE, incident_id, BOB)).status_code == 200
+    assert slack.responses() == []
+    made = alertmanager.fake.silences[-1]
+    assert len(alertmanager.fake.silences) == 2
+    assert {m["name"]: m["value"] for m in made["matchers"]} == latency["labels"]
+
+
+async def test_silence_2h_pressed_by_two_people_at_once_makes_one_silence(
+    rx: Harness, slack: Slack, world: Fakes, alertmanager: Alertmanager
+) -> None:
+    # Two presses at once (two people, or two replicas each receiving one): the first
+    # to claim the incident silences it, the other is told it is under way.
+    incident_id = await opened(rx)
+    fake = alertmanager.fake
+    fake.hold = threading.Event()
+
+    async def alice() -> None:
+        assert (await slack.click(SILENCE, incident_id, ALICE)).status_code == 200
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(alice)
+        # Bob presses while Alice's silence is on its way to Alertmanager.
+        assert await anyio.to_thread.run_sync(fake.asked.wait, 10.0)
+        try:
+            bob = await slack.click(SILENCE, incident_id, BOB)
+        finally:
+            fake.hold.set()
+    assert bob.status_code == 200
+    (said,) = slack.responses()
+
+    assert len(fake.silences) == 1
+    assert said["text"] == (
+        "Silence 2h is already being made for this incident (asked by @alice (U0ALICE) "
+        "just before you): no second silence was made; the message will show it."
+    )
+    detail = await rx.incident(incident_id)
+    assert len(detail["silences"]) == 1
+    assert slack_timeline(detail)[-1] == (
+        "Silence 2h asked in Slack by @bob (U0BOB) made no new silence: one asked by "
+        "@alice (U0ALICE) was under way"
+    )
 
 
 async def test_a_silence_made_through_the_api_is_on_the_message(
@@ -595,12 +848,13 @@ async def test_refusals_change_nothing(
     held = slack.signed(slack.click_payload(ACK, incident_id))
     clock.advance(600)
     assert (await slack.send(*held)).status_code == 401
-    # Signed right, for an incident this receiver never had.
+    # Signed right, for an incident this receiver never had: said to the person only.
     r = await slack.click(ACK, "checkout-0000000000000000-1")
-    assert r.status_code == 404
-    assert "no incident 'checkout-0000000000000000-1'" in r.json()["error"]
+    assert (r.status_code, r.content) == (200, b"")
+    (said,) = slack.responses()
+    assert "no incident checkout-0000000000000000-1" in said["text"]
     r = await slack.submit({"id": "V1", "callback_id": FIXED, "private_metadata": "nope"}, {})
-    assert r.status_code == 404
+    assert (r.status_code, r.json()["response_action"]) == (200, "errors")
     # A runbook link button: Slack wants a 200, and nothing happens.
     r = await slack.click("link-0", incident_id)
     assert (r.status_code, r.content) == (200, b"")
@@ -711,8 +965,9 @@ async def test_a_button_of_another_message_does_not_act_on_the_incident(
     # the id alone does not say the click was on this incident's message.
     incident_id = await opened(rx)
     r = await slack.click(ACK, incident_id, message_ts="1776500000.999999")
-    assert r.status_code == 404
-    assert "not on the Slack message of incident" in r.json()["error"]
+    assert (r.status_code, r.content) == (200, b"")
+    (said,) = slack.responses()
+    assert "not the Slack message of incident" in said["text"]
     assert (await rx.incident(incident_id))["response"] is None
     r = await slack.click(ACK, incident_id, message_ts=message(world).ts)
     assert r.status_code == 200

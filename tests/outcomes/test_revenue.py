@@ -16,7 +16,7 @@ from receiver.store.records import stored_state
 from tests.conftest import FakeClock
 from tests.support.harness import Harness, harness
 from tests.support.prometheus import prometheus_server
-from tests.test_stats import alert, ended, opened, priced
+from tests.test_stats import alert, ended, opened, priced, skewed_replicas, true_time
 
 pytestmark = pytest.mark.anyio
 
@@ -135,6 +135,38 @@ async def test_each_told_episode_counts_and_neither_a_blip_nor_the_time_between(
         business = await at_risk(rx)
     # The first episode's 7.5 min, and 2.5 min of this one: not 08:17Z to 08:27Z.
     assert business.revenue_at_risk_total == first + 300 * 2.5
+
+
+async def test_a_blip_just_after_the_resolve_on_a_replica_behind_adds_nothing(
+    tmp_path: Path, prometheus: str, redis_port: int
+) -> None:
+    # The replica ahead resolves the incident; two seconds later (true time) its alert
+    # comes and goes on the replica behind, whose clock still reads before that resolve:
+    # a blip nobody is told of, whose time is not at risk.
+    cfg = priced(tmp_path, prometheus)
+    async with skewed_replicas(tmp_path, redis_port, cfg, FIRST) as replicas:
+        behind, ahead = replicas
+        paged = [alert("payment-service", "PaymentErrors", "us", FIRST, fingerprint="f1")]
+        incident = await opened(behind, paged)
+        true_time(replicas, FIRST + 30)
+        await ahead.tick()  # told
+        true_time(replicas, FIRST + 150)
+        await behind.post(ended(paged, FIRST + 150))
+        for t in (270, 390, 450):  # resolved at FIRST+455 by the clock ahead
+            true_time(replicas, FIRST + t)
+            await ahead.tick()
+        assert (await behind.incident(incident))["status"] == "resolved"
+        first = (await at_risk(behind)).revenue_at_risk_total
+        true_time(replicas, FIRST + 452)
+        blip = [alert("payment-service", "PaymentErrors", "us", FIRST + 452, fingerprint="f1")]
+        await behind.post(blip)
+        true_time(replicas, FIRST + 462)
+        await behind.post(ended(blip, FIRST + 462))
+        true_time(replicas, FIRST + 490)
+        await ahead.tick()
+        detail = await behind.incident(incident)
+        assert (detail["status"], detail["blips"]) == ("resolved", 1)
+        assert (await at_risk(behind)).revenue_at_risk_total == first
 
 
 def test_an_incident_stored_before_the_count_keeps_its_revenue() -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from receiver.config import JiraSinkConfig, Owner
@@ -337,6 +338,62 @@ async def test_hostile_annotations_cannot_inject_jira_markup(
         assert [r.count("|") for r in rows if "|0.5|" in r] == [4]
 
 
+# What alert text may carry that is no text: NUL (PostgreSQL, under Jira, refuses it),
+# an ANSI colour (a terminal showing an export obeys it), BEL, DEL, a C1 CSI and a
+# non-character (XML exports refuse it).
+CONTROLS = "db\x00 \x1b[31mred\x1b[0m \x07 \x7f \x9b2J \ufffe"
+SHOWN = "db\\x00 \\x1b[31mred\\x1b[0m \\x07 \\x7f \\x9b2J \\ufffe"
+
+
+def no_controls(text: str) -> bool:
+    return not re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]", text)
+
+
+async def test_alert_text_with_control_characters_is_filed_with_them_shown(
+    jira: FakeJira, flavor: str, make_sink: Callable[..., JiraSink]
+) -> None:
+    # Jira on PostgreSQL answers a NUL with a 500, every time: the issue was never filed,
+    # and the incident's every later job failed the same way into the dead letters.
+    incident = make_incident(
+        title=f"checkout/eu P1 — 1 alert in {CONTROLS}",
+        summary=CONTROLS,
+        services=[CONTROLS],
+        probable_causes=[{"kind": "service", "text": CONTROLS, "score": 50, "evidence": []}],
+    )
+    sink = make_sink()
+    receipt = await sink.deliver(incident, job("open", "j1"), None)
+    await sink.deliver(incident, job("update", "j2", CONTROLS), receipt)
+
+    issue = the_issue(jira)
+    texts = [issue.description, *(c.body for c in issue.comments)]
+    shown = [adf_text(t) if flavor == "cloud" else readable(t) for t in texts]
+    assert len(issue.comments) == 1
+    assert no_controls(issue.summary), issue.summary
+    assert issue.summary.endswith(SHOWN)
+    for text in shown:
+        assert no_controls(text.replace("\n", "")), text
+        assert SHOWN.replace("\\", "\u29f5" if flavor == "server" else "\\") in text
+
+
+def test_the_fake_refuses_a_nul_as_jira_on_postgresql_does(jira: FakeJira, flavor: str) -> None:
+    fields = {
+        "project": {"key": "PAY"},
+        "issuetype": {"name": "Incident"},
+        "summary": "db\x00",
+    }
+    answer = httpx.post(
+        f"{jira.server.url}{api(flavor)}issue",
+        json={"fields": fields},
+        headers={"Authorization": f"Bearer {TOKEN}"} if flavor == "server" else {},
+        auth=(USER, TOKEN) if flavor == "cloud" else None,
+    )
+    assert (answer.status_code, answer.json()) == (
+        500,
+        {"errorMessages": ["Internal server error"], "errors": {}},
+    )
+    assert jira.issues() == []
+
+
 def test_text_that_opens_a_paragraph_cannot_make_it_a_heading() -> None:
     for opening in ("h1. Big", " bq. quoted", "h6.x"):
         rendered = wiki([Paragraph((Text(opening),))])
@@ -467,3 +524,42 @@ def test_labels_stay_valid_and_distinct_for_any_id() -> None:
     assert labels[0] == "journey-receiver-checkout-eu-1"
     assert all(len(x) <= 255 and not any(c.isspace() for c in x) for x in labels)
     assert len(set(labels)) == 3
+
+
+async def test_an_issue_deleted_in_jira_is_neither_filed_again_nor_failed_on(
+    jira: FakeJira, make_sink: Callable[..., JiraSink]
+) -> None:
+    """A person deleted the issue (no webhook told the receiver): the next update and the
+    resolve find it gone and stop there, with no dead letter and no second issue; a
+    reopen, a new episode, files a new one."""
+    sink = make_sink()
+    receipt = await sink.deliver(make_incident(), job("open", "j1"), None)
+    jira.delete(receipt.refs["key"], "Carol Lead", "unused")
+
+    receipt = await sink.deliver(make_incident(), job("update", "j2", "new service"), receipt)
+    assert receipt == Receipt("jira", "deleted", {"deleted_by": "unknown"})
+    assert jira.issues() == []
+    stored = Receipt("jira", "deleted", {"key": "PAY-1", "deleted_by": "unknown"})
+    requests = len(jira.server.requests())
+    resolved = make_incident(status="resolved")
+    assert (await sink.deliver(resolved, job("resolve", "j3"), stored)).state == "deleted"
+    assert len(jira.server.requests()) == requests, "nothing asked of Jira once it is known gone"
+
+    receipt = await sink.deliver(make_incident(), job("reopen", "j4", "firing again"), stored)
+    assert receipt == Receipt("jira", "open", {"key": "PAY-2", "deleted_by": ""})
+    assert [i.key for i in jira.issues()] == ["PAY-2"]
+
+
+async def test_an_issue_deleted_while_a_delivery_writes_to_it_ends_the_delivery(
+    jira: FakeJira, flavor: str, make_sink: Callable[..., JiraSink]
+) -> None:
+    """Deleted between the sink's read and its comment: Jira answers 404 to the comment,
+    which is no error to retry or bury, but the issue gone."""
+    sink = make_sink()
+    receipt = await sink.deliver(make_incident(), job("open", "j1"), None)
+    gone = {"errorMessages": ["Issue Does Not Exist"], "errors": {}}
+    jira.server.inject(Fault(api(flavor) + "issue/PAY-1/comment", status=404, body=gone))
+
+    receipt = await sink.deliver(make_incident(), job("update", "j2", "new service"), receipt)
+
+    assert receipt == Receipt("jira", "deleted", {"key": "PAY-1", "deleted_by": "unknown"})

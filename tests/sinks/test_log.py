@@ -82,9 +82,12 @@ async def test_alert_text_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixtu
 
 
 async def test_alert_text_cannot_steer_the_terminal(caplog: pytest.LogCaptureFixture) -> None:
-    text = await notify(caplog, "text", None, summary="db\x1b[1A\x1b[2K[resolve] all clear\x07")
+    # A lone surrogate, passed as it was, failed the log handler's encoding: the line lost.
+    hostile = "db\x1b[1A\x1b[2K[resolve] all clear\x07\ud800\ufffe"
+    text = await notify(caplog, "text", None, summary=hostile)
     (summary,) = [line for line in text.splitlines() if line.startswith("  summary:")]
-    assert summary == "  summary:  db?[1A?[2K[resolve] all clear?"
+    assert summary == "  summary:  db\\x1b[1A\\x1b[2K[resolve] all clear\\x07\\ud800\\ufffe"
+    text.encode()
 
 
 async def test_alert_text_cannot_steer_the_terminal_through_the_json_chart(

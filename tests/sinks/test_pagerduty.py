@@ -406,6 +406,37 @@ async def test_a_long_title_is_cut_to_pagerdutys_summary_limit_with_a_mark(
     assert summary == "x" * (SUMMARY_MAX - 1) + "…"
 
 
+async def test_control_characters_in_alert_text_are_shown_and_lines_kept(
+    pd: FakePagerDuty, sink: PagerDutySink
+) -> None:
+    # Custom details carried the alerts' labels and annotations as they came, for
+    # PagerDuty's pages, its apps and whatever reads its exports; the description's lines
+    # are kept, its CRLF as a line break.
+    controls = "db\x00 \x1b[31mred\x1b[0m \x07 \x7f \x9b2J \u2028 \ufffe"
+    shown = "db\\x00 \\x1b[31mred\\x1b[0m \\x07 \\x7f \\x9b2J \\u2028 \\ufffe"
+    incident = make_incident()
+    alert = {
+        **incident.alerts[0],
+        "labels": {"alertname": controls, f"k{controls}": "v"},
+        "annotations": {"description": f"line 1\r\n\tline 2 {controls}\nline 3"},
+    }
+    hostile = incident.model_copy(
+        update={"title": f"checkout/eu P1 — {controls}", "summary": controls, "alerts": [alert]}
+    )
+
+    await sink.deliver(hostile, delivery("open"), None)
+
+    (event,) = pd.events("checkout-eu-1")
+    payload = event["payload"]
+    folded = shown.replace(" \\u2028", "")  # a line separator is whitespace: folded
+    assert payload["summary"] == f"checkout/eu P1 — {folded}"
+    details = payload["custom_details"]
+    assert details["summary"] == shown
+    (sent,) = details["alerts"]
+    assert sent["labels"] == {"alertname": shown, f"k{shown}": "v"}
+    assert sent["annotations"] == {"description": f"line 1\n\tline 2 {shown}\nline 3"}
+
+
 async def test_a_huge_incident_gives_up_detail_to_fit_the_event_limit(
     pd: FakePagerDuty, sink: PagerDutySink
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import socket
 import threading
@@ -317,6 +318,49 @@ async def test_hostile_annotations_cannot_mention_or_link(slack: Workspace) -> N
     ]
     assert all(o.get("verbatim") for o in mrkdwn_objects if o["type"] == "mrkdwn")
     assert all(b["text"]["type"] == "plain_text" for b in message.blocks if b["type"] == "header")
+
+
+# What alert text may carry that is no text: NUL, an ANSI colour, BEL, DEL, a C1 CSI, a
+# line separator, a non-character.
+CONTROLS = "db\x00 \x1b[31mred\x1b[0m \x07 \x7f \x9b2J \u2028 \ufffe"
+SHOWN = "db\\x00 \\x1b[31mred\\x1b[0m \\x07 \\x7f \\x9b2J \\ufffe"
+
+
+def sent_strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from sent_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from sent_strings(item)
+
+
+async def test_control_characters_in_alert_text_are_shown_never_sent(slack: Workspace) -> None:
+    # They reached Slack as they were, in the message's text, its blocks and the replies,
+    # where a desktop client or a terminal reading an export obeys them.
+    incident = make_incident(
+        title=f"title {CONTROLS}",
+        summary=f"summary {CONTROLS}",
+        services=[f"svc {CONTROLS}"],
+        probable_causes=[{"kind": "service", "text": CONTROLS, "score": 1.0, "evidence": []}],
+        suggested_actions=[{"id": "rollback", "title": f"Roll back {CONTROLS}", "runnable": True}],
+        shown_values={"rollback": "Roll back"},
+        automation="assist",
+        runbooks=[{"title": f"runbook {CONTROLS}", "url": RUNBOOK_URL}],
+    )
+    sink = slack.sink(buttons=True)
+
+    receipt = await sink.deliver(incident, delivery(), None)
+    await sink.deliver(incident, delivery("update", changes=(f"new {CONTROLS}",)), receipt)
+
+    sent = [json.loads(s.body) for s in slack.server.requests("/api/chat.")]
+    assert len(sent) == 3  # the post, its edit and the thread reply
+    texts = [t for body in sent for t in sent_strings(body)]
+    assert [t for t in texts if re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\ufffe]", t)] == []
+    assert sum(SHOWN in t for t in texts) >= 12  # every field that carries the text
 
 
 def test_clipping_never_cuts_an_entity() -> None:

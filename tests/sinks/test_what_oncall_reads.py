@@ -5,6 +5,7 @@ button asking for what a person already did."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -149,3 +150,45 @@ async def test_a_storm_over_many_services_keeps_the_owner_in_slack(
     section = next(b for b in slack_blocks(world) if b["type"] == "section")
     text = section["text"]["text"]  # type: ignore[index]
     assert "Owner: payments." in text, text[-200:]
+
+
+def strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in (*strings(k), *strings(v))]
+    if isinstance(node, list):
+        return [s for item in node for s in strings(item)]
+    return []
+
+
+async def test_control_characters_in_alert_text_reach_no_vendor_and_the_ticket_is_filed(
+    rx: Harness, world: Fakes
+) -> None:
+    # A NUL in an annotation: Jira on PostgreSQL answered every attempt with a 500 and the
+    # issue went to the dead letters unfiled; an ANSI colour or a C1 CSI reached Slack,
+    # PagerDuty and Jira as they were, for a terminal showing an export to obey.
+    controls = "\x00\x1b[31m\x07\x7f\x9b2J"
+    alert = make_alert(
+        "payment-service",
+        alertname=f"PaymentErrors{controls}",
+        region=f"eu{controls}",
+        annotations={"summary": f"declines{controls}", "description": f"a{controls}\nb"},
+    )
+    (incident_id,) = (await rx.post([alert])).json()["incidents"]
+    await rx.tick(30)
+
+    (issue,) = world.jira.issues()
+    assert "eu\\x00\\x1b[31m\\x07\\x7f\\x9b2J" in issue.summary
+    assert world.pagerduty.actions(incident_id) == ["trigger"]
+    assert slack_blocks(world)
+    servers = (world.jira.server, world.pagerduty.server, world.slack_server)
+    sent = [json.loads(s.body) for server in servers for s in server.seen if s.body]
+    assert [
+        t for body in sent for t in strings(body) if re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", t)
+    ] == []
+    (details,) = [e["payload"]["custom_details"] for e in world.pagerduty.events(incident_id)]
+    # A description keeps its lines.
+    assert (
+        details["alerts"][0]["annotations"]["description"] == "a\\x00\\x1b[31m\\x07\\x7f\\x9b2J\nb"
+    )

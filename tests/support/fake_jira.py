@@ -7,6 +7,8 @@ bodies the way Jira does and answers with Jira's error shape
 Open (status category ``new``) → "Resolve Issue" → Resolved (``done``, resolution Done)
 → "Reopen Issue" → Open; "Close Issue" → Closed (``done``, read-only: the default workflow's
 ``jira.issue.editable=false``), which :meth:`FakeJira.close` also does as a person would.
+A person may delete an issue (:meth:`FakeJira.delete`): its key is then a 404, and its
+number is never given again.
 
 Endpoints: ``GET field``; ``GET myself``; ``GET project/{key}/statuses``; ``POST issue``;
 ``GET``/``PUT issue/{key}``; ``GET``/``POST issue/{key}/comment``;
@@ -41,6 +43,11 @@ Sources:
 - Error wording from the jira package (``resilientsession.parse_errors``, the autofix
   branch of ``Resource.update``: "The summary is invalid because it contains newline
   characters.") and Jira's label limits (255 characters, no spaces).
+- Jira on PostgreSQL (Atlassian KB "Database migration to PostgreSQL fails - Invalid byte
+  sequence for encoding UTF8: 0x00": "PostgreSQL does not allow null characters (U+0000)
+  in text columns"): an issue or comment whose text holds a NUL fails to be stored, and
+  the REST API answers 500 ``{"errorMessages": ["Internal server error"], "errors": {}}``,
+  every time it is sent again.
 """
 
 from __future__ import annotations
@@ -118,6 +125,23 @@ def _error(status: int, messages: list[str], errors: dict[str, str] | None = Non
     return JSONResponse({"errorMessages": messages, "errors": errors or {}}, status_code=status)
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether any string in ``value`` (a JSON body) holds U+0000, which PostgreSQL's text
+    columns refuse."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
+
+
+def _unstorable(body: Any) -> Response | None:
+    """Jira's answer when the database refuses what ``body`` would store (a NUL)."""
+    return _error(500, ["Internal server error"]) if _holds_nul(body) else None
+
+
 class FakeJira:
     """Jira's state as its REST API changes it; ``server`` is the HTTP side (url, requests
     seen, faults)."""
@@ -149,6 +173,9 @@ class FakeJira:
         self._issues: dict[str, FakeIssue] = {}
         self._told_moves: set[str] = set()
         self._ids = itertools.count(10001)
+        # Per project, the last issue number given: Jira never gives a number twice, not
+        # even one of an issue deleted since.
+        self._numbers: dict[str, int] = {}
         base = "/rest/api/{version:int}/"
         self.app = Starlette(
             routes=[
@@ -191,10 +218,22 @@ class FakeJira:
         key, returned), keeps its id, labels and status."""
         issue = self.issue(key)
         with self._lock:
-            number = sum(i.project == project for i in self._issues.values()) + 1
             issue.moved_from.append(issue.key)
-            issue.key, issue.project = f"{project}-{number}", project
+            issue.key, issue.project = self._next_key(project), project
             return issue.key
+
+    def delete(
+        self, key: str, who: str, secret: str, at: float = _EPOCH + 600
+    ) -> tuple[bytes, dict[str, str]]:
+        """A person (``who``) deletes issue ``key`` at ``at``, as in the UI: it is gone, and
+        the ``jira:issue_deleted`` webhook Jira sends for it comes back as (body, headers),
+        signed with ``secret``. Jira sends the issue as it was, and no changelog."""
+        issue = self.issue(key)
+        with self._lock:
+            del self._issues[next(k for k, i in self._issues.items() if i is issue)]
+            body = self._event("jira:issue_deleted", "issue_deleted", issue, at)
+        body["user"] = {"accountId": PERSON_ACCOUNT_ID, "displayName": who}
+        return self._signed(body, secret)
 
     def webhook(
         self,
@@ -229,27 +268,40 @@ class FakeJira:
                     {"field": "status", "fieldtype": "jira", "fromString": before,
                      "toString": issue.status}
                 )  # fmt: skip
-            self._deliveries += 1
-            delivery = f"delivery-{self._deliveries}"
-            body = {
-                "timestamp": round(at * 1000),
-                "webhookEvent": "jira:issue_updated",
-                "issue_event_type_name": "issue_generic",
-                "user": {"accountId": account_id, "displayName": who}
-                | ({"name": account, "key": account} if account else {}),
-                "issue": {
-                    "id": issue.id,
-                    "key": issue.key,
-                    "fields": {
-                        "labels": list(issue.labels),
-                        "status": {
-                            "name": issue.status,
-                            "statusCategory": {"key": CATEGORIES[issue.status]},
-                        },
+            body = self._event("jira:issue_updated", "issue_generic", issue, at)
+        body["user"] = {"accountId": account_id, "displayName": who} | (
+            {"name": account, "key": account} if account else {}
+        )
+        body["changelog"] = {"id": body["delivery"], "items": items}
+        return self._signed(body, secret)
+
+    def _event(self, event: str, type_name: str, issue: FakeIssue, at: float) -> dict[str, Any]:
+        """A webhook's body for ``issue`` as it is, under a new delivery id (``delivery``,
+        taken out again by ``_signed``); the lock is held."""
+        self._deliveries += 1
+        return {
+            "delivery": f"delivery-{self._deliveries}",
+            "timestamp": round(at * 1000),
+            "webhookEvent": event,
+            "issue_event_type_name": type_name,
+            "issue": {
+                "id": issue.id,
+                "key": issue.key,
+                "fields": {
+                    "labels": list(issue.labels),
+                    "status": {
+                        "name": issue.status,
+                        "statusCategory": {"key": CATEGORIES[issue.status]},
                     },
                 },
-                "changelog": {"id": delivery, "items": items},
-            }  # fmt: skip
+            },
+        }
+
+    @staticmethod
+    def _signed(body: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:
+        """``body`` as Jira sends it: signed with ``secret`` like an admin webhook with a
+        secret (``X-Hub-Signature: sha256=...``), its delivery id in a header."""
+        delivery = body.pop("delivery")
         raw = json.dumps(body).encode()
         return raw, {
             "content-type": "application/json",
@@ -305,12 +357,13 @@ class FakeJira:
         errors = self._field_problems(fields, version, creating=True)
         if errors:
             return _error(400, [], errors)
+        if (unstorable := _unstorable(body)) is not None:
+            return unstorable
         with self._lock:
             project = fields["project"]["key"]
-            number = sum(i.project == project for i in self._issues.values()) + 1
             issue = FakeIssue(
                 id=str(next(self._ids)),
-                key=f"{project}-{number}",
+                key=self._next_key(project),
                 project=project,
                 issuetype=fields["issuetype"]["name"],
                 summary=fields["summary"],
@@ -346,6 +399,8 @@ class FakeJira:
                 errors |= _label_problems([op.get("add") or op.get("remove") for op in operations])
         if errors:
             return _error(400, [], errors)
+        if (unstorable := _unstorable(body)) is not None:
+            return unstorable
         with self._lock:
             for name, value in fields.items():
                 if name == "priority":
@@ -383,6 +438,8 @@ class FakeJira:
         problem = _text_problem(body, version)
         if problem or not body:
             return _error(400, [], {"comment": problem or "Comment body can not be empty!"})
+        if (unstorable := _unstorable(body)) is not None:
+            return unstorable
         with self._lock:
             comment = FakeComment(str(next(self._ids)), body, next(self._ids))
             issue.comments.append(comment)
@@ -449,6 +506,11 @@ class FakeJira:
         )
 
     # Rules
+
+    def _next_key(self, project: str) -> str:
+        """The key of the next issue in ``project`` (created or moved there); under the lock."""
+        self._numbers[project] = self._numbers.get(project, 0) + 1
+        return f"{project}-{self._numbers[project]}"
 
     def _refuse(self, request: Request) -> Response | None:
         if request.path_params["version"] not in (2, 3):

@@ -75,9 +75,10 @@ local alive_key = P .. 'alive'
 
 local CHUNK = 1000  -- unpack() has a limit on how many values it can spread
 
-local function note(id, kind, text)
+local function note(id, kind, text, at)
   local tl_key = P .. 'tl:' .. id
-  local length = redis.call('RPUSH', tl_key, cjson.encode({at = now, kind = kind, text = text}))
+  local entry = {at = at or now, kind = kind, text = text}
+  local length = redis.call('RPUSH', tl_key, cjson.encode(entry))
   -- Keep the opening of the story and its latest part; count what falls out between.
   if length > timeline_cap then
     redis.call('LSET', tl_key, 10, '\0')  -- the first 10 entries stay
@@ -409,18 +410,24 @@ local function apply(first_group, last_group, first_alert, truncated)
                      resolved_at = st.resolved_at, last_change_at = st.last_change_at,
                      change_to_detection_s = st.change_to_detection_s}
         end
+        -- Not before the resolve it undoes, whatever the replicas' clocks say: on a replica
+        -- whose clock is behind the resolver's, the new episode would start before the last
+        -- one ended, and the figures read from their order would lose it (its minutes
+        -- degraded). Its alerts' changes are stamped from then on (stamp, below).
+        local reopened_at = math.max(now, tonumber(st.resolved_at))
         st.status = 'open'
         st.resolved_at = nil
-        st.first_firing_at = now
-        st.started_at = batch_start or now
+        st.first_firing_at = reopened_at
+        st.last_change_at = math.max(tonumber(st.last_change_at) or 0, reopened_at)
+        st.started_at = batch_start or reopened_at
         st.service_starts = {}
         st.pending_resolved = 0
         st.reopened_count = (st.reopened_count or 0) + 1
         st.pending = 'reopen'
         -- A new episode: who acknowledged or resolved the last one does not answer this one.
         st.response = nil
-        redis.call('ZADD', due_key, now + group_wait, id)
-        note(id, 'reopened', 'incident reopened: alerts firing again')
+        redis.call('ZADD', due_key, reopened_at + group_wait, id)
+        note(id, 'reopened', 'incident reopened: alerts firing again', reopened_at)
         res.reopened = true
       end
       res.id = id
