@@ -493,6 +493,9 @@ def build(
                 **s.model_dump(),
                 "at": rfc3339(s.at),
                 "ends_at": rfc3339(s.ends_at),
+                # Ended in Alertmanager before ``ends_at`` (expired or deleted there, or
+                # lost), as a reconcile found: None while it holds, or once it ended on time.
+                "expired_at": rfc3339(state.silences_ended.get(s.id)),
                 **({"url": silence_link(alertmanager_url, s.id)} if alertmanager_url else {}),
             }
             for s in state.silences

@@ -48,6 +48,7 @@ from receiver.tls import ssl_context
 
 T = TypeVar("T")
 AlertState = Literal["active", "suppressed", "unprocessed"]
+SilenceState = Literal["active", "pending", "expired"]
 _RETRY_STATUSES = frozenset({408, 429})
 _MESSAGE_MAX = 200
 
@@ -111,6 +112,17 @@ class AmAlert:
     silenced_by: tuple[str, ...]
     inhibited_by: tuple[str, ...]
     receivers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AmSilence:
+    """A silence as Alertmanager keeps it (``gettableSilence``); its text is untrusted."""
+
+    id: str
+    state: SilenceState
+    created_by: str
+    comment: str
+    ends_at: datetime
 
 
 class AlertmanagerClient:
@@ -207,6 +219,11 @@ class AlertmanagerClient:
             "comment": comment,
         }
         return await self._call("POST", "/silences", _read_silence_id, body=body)
+
+    async def silences(self) -> list[AmSilence]:
+        """``GET /silences``: every silence Alertmanager keeps, the expired ones included
+        (for its ``--data.retention``, 120h by default)."""
+        return await self._call("GET", "/silences", _read_silences)
 
     async def status(self) -> dict[str, Any]:
         """``GET /status``: ``cluster``, ``versionInfo``, ``config`` and ``uptime``."""
@@ -348,12 +365,34 @@ class _AlertGroup:
     alerts: tuple[AmAlert, ...]
 
 
+class _SilenceStatus(_Wire):
+    state: SilenceState
+
+
+class _Silence(_Wire):
+    id: str = Field(min_length=1)
+    status: _SilenceStatus
+    created_by: str = Field(alias="createdBy")
+    comment: str = ""
+    ends_at: datetime = Field(alias="endsAt")
+
+    def silence(self) -> AmSilence:
+        return AmSilence(
+            id=self.id,
+            state=self.status.state,
+            created_by=self.created_by,
+            comment=self.comment,
+            ends_at=_utc(self.ends_at),
+        )
+
+
 class _SilenceId(_Wire):
     silence_id: str = Field(alias="silenceID", min_length=1)
 
 
 _ALERTS = TypeAdapter(list[_Alert])
 _GROUPS = TypeAdapter(list[_Group])
+_SILENCES = TypeAdapter(list[_Silence])
 _OBJECT = TypeAdapter(dict[str, Any])
 
 
@@ -366,6 +405,10 @@ def _read_groups(data: Any) -> list[_AlertGroup]:
         _AlertGroup(group.labels, tuple(alert.alert() for alert in group.alerts))
         for group in _GROUPS.validate_python(data)
     ]
+
+
+def _read_silences(data: Any) -> list[AmSilence]:
+    return [silence.silence() for silence in _SILENCES.validate_python(data)]
 
 
 def _read_silence_id(data: Any) -> str:

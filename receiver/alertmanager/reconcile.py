@@ -7,8 +7,12 @@ one it no longer holds (silenced away and expired, deleted, Alertmanager's state
 resolved, one it holds silenced or inhibited is marked so, and a resolved one it holds
 again since (fired again with the startsAt of before, which a webhook alone cannot tell
 from a late copy of an old notification) fires again. Each is said on the incident's
-timeline. The same comparison (``compare``), scoped to a group's labels, decides what a
-back-fill changes.
+timeline, silences with who made them, until when and why (``GET /silences``, asked only
+when an incident needs it). A silence made here (``silences.py``) that Alertmanager ended
+before its end (a person expired or deleted it there, or Alertmanager lost it) is marked
+ended on the incident, whose page and Slack message would show it in force otherwise.
+The same comparison (``compare``), scoped to a group's labels, decides what a back-fill
+changes; a back-fill leaves silences to reconcile.
 
 An Alertmanager that started within ``alertmanager.restart_grace`` may not hold its
 alerts again yet: the round is skipped rather than resolving what it has not heard of
@@ -26,14 +30,23 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from receiver.alertmanager.client import AlertmanagerClient, AmAlert, Matcher
+from receiver.alertmanager.client import (
+    AlertmanagerClient,
+    AlertmanagerError,
+    AmAlert,
+    AmSilence,
+    Matcher,
+)
+from receiver.incident import rfc3339
+from receiver.logtext import clip
 from receiver.metrics import Metrics
 from receiver.models import Alert, Batch
 from receiver.pipeline import Pipeline
 from receiver.settings import ms
+from receiver.sinks.slack import edit_job
 from receiver.store import GroupStore, IngestOutcome
 from receiver.store.base import Annotation
-from receiver.store.records import StoredAlert, TimelineEntry
+from receiver.store.records import IncidentState, SilenceRecord, StoredAlert, TimelineEntry
 
 logger = logging.getLogger("journey_receiver.peer")
 
@@ -51,6 +64,31 @@ Alertmanager updated it this long after we resolved it. Prometheus sends a firin
 again every minute (``resend_delay``), so one that fires again passes it at the next round
 or the one after; a peer that has not yet heard of the resolution does not."""
 _NAMES_SHOWN = 3
+_TEXT_SHOWN = 100
+"""Characters of a silence's ``createdBy`` and ``comment`` (free text) on the timeline."""
+_EXPIRED = "expired in Alertmanager before their end"
+_LOST = "no longer kept by Alertmanager (deleted from its data, or lost in a restart without it)"
+
+
+class Silences:
+    """The silences Alertmanager keeps, asked at most once a round and only when an
+    incident needs them: to say who silenced its alerts and until when, or whether the
+    silences made here still hold."""
+
+    def __init__(self, client: AlertmanagerClient) -> None:
+        self._client = client
+        self._asked = False
+        self._by_id: dict[str, AmSilence] | None = None
+
+    async def by_id(self) -> Mapping[str, AmSilence] | None:
+        """Every silence by id, or None when no peer answered (said in the log once)."""
+        if not self._asked:
+            self._asked = True
+            try:
+                self._by_id = {s.id: s for s in await self._client.silences()}
+            except AlertmanagerError as exc:
+                logger.warning("alertmanager: reconcile: silences not compared: %s", exc)
+        return self._by_id
 
 
 async def reconcile(
@@ -70,11 +108,15 @@ async def reconcile(
     metrics.peer_reconciles.inc()
     names = {name for alert in alerts for name in alert.receivers}
     ours = frozenset([name for name in names if await store.cache.get(RECEIVERS, name)])
-    for state in await store.list_incidents("open", None, ALERTS_COMPARED):
-        await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
+    silences = Silences(client)
     window = ms(pipeline.settings.config.grouping.reopen_window)
-    for state in await store.resolved_since(since - window, RESOLVED_COMPARED):
-        await compare(pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours)
+    for state in [
+        *await store.list_incidents("open", None, ALERTS_COMPARED),
+        *await store.resolved_since(since - window, RESOLVED_COMPARED),
+    ]:
+        await compare(
+            pipeline, store, metrics, state.id, held, {}, "reconcile", since, ours, silences
+        )
 
 
 async def held_unless_restarted(
@@ -110,13 +152,15 @@ async def compare(
     why: str,
     asked_ms: int,
     ours: frozenset[str],
+    silences: Silences | None = None,
 ) -> None:
     """Resolve the incident's firing alerts within ``scope`` (labels they carry) that
     Alertmanager does not hold, mark the silenced or inhibited ones, and fire again the
     resolved ones it has held again since, active (not silenced or inhibited) and routed
     to a receiver of ``ours`` (those that send here). ``held`` was asked at ``asked_ms``:
     an alert that changed since (a webhook newer than the answer) is left for the next
-    round."""
+    round. With ``silences``, the silences made here that Alertmanager ended before
+    their end are marked so, and the timeline says who silenced an alert and until when."""
     stored = await store.load(incident_id)
     if stored is None:
         return
@@ -166,21 +210,37 @@ async def compare(
         if reason != known.get(alert.fp, ""):
             marks[alert.fp] = reason
     newly = [a for a in firing if marks.get(a.fp)]
+    kept = None
+    if silences is not None and (
+        any(held[a.fp].silenced_by for a in newly) or in_force(stored.state, asked_ms)
+    ):
+        kept = await silences.by_id()
     if newly:
         metrics.peer_alerts.labels("suppressed").inc(len(newly))
-        entries += _suppressed_lines(why, newly, marks)
+        entries += _suppressed_lines(why, newly, held, kept or {})
     # Firing, held and no longer quiet: a silence expired or deleted, an inhibition ended.
     active = [a for a in firing if a.fp in marks and not marks[a.fp] and a.fp in held]
     if active:
         entries.append(
             f"{why}: {alert_names(active)} no longer silenced or inhibited in Alertmanager"
         )
-    if marks or entries:
+    ended = _ended_early(stored.state, kept, asked_ms) if kept is not None else {}
+    jobs = []
+    if ended:
+        entries += _ended_lines(why, stored.state, ended)
+        # The Slack message shows the silences made here: not as in force any more.
+        change = f"{len(ended)} silence(s) made here ended early in Alertmanager"
+        jobs = edit_job(stored.state, pipeline.sinks, change, now)
+    merge: dict[str, Mapping[str, object]] = {"suppressed": marks} if marks else {}
+    if ended:
+        merge["silences_ended"] = {sid: at for sid, (at, _) in ended.items()}
+    if merge or entries:
         await store.annotate(
             incident_id,
             Annotation(
-                merge={"suppressed": marks} if marks else {},
+                merge=merge,
                 timeline=[TimelineEntry(at=now, kind="alertmanager", text=t) for t in entries],
+                jobs=jobs,
             ),
             now,
         )
@@ -197,24 +257,93 @@ def _started(status: Mapping[str, object]) -> float | None:
         return None
 
 
+def _ended_early(
+    state: IncidentState, kept: Mapping[str, AmSilence], asked_ms: int
+) -> dict[str, tuple[int, str]]:
+    """The silences made here, in force by their ``ends_at``, that Alertmanager ended
+    before it: silence id -> (when, how). One it no longer keeps at all (deleted from its
+    data, or lost in a restart without it) counts once it is older than the gossip
+    between HA peers takes (``CLOCKS_MS``): a peer may not have heard of it yet."""
+    ended: dict[str, tuple[int, str]] = {}
+    for record in in_force(state, asked_ms):
+        silence = kept.get(record.id)
+        if silence is None:
+            if record.at < asked_ms - CLOCKS_MS:
+                ended[record.id] = (asked_ms, _LOST)
+        # Alertmanager keeps the end asked to the millisecond, cut rather than rounded:
+        # one that ended on time may read a millisecond early.
+        elif silence.state == "expired" and ms(silence.ends_at.timestamp()) < record.ends_at - 1:
+            ended[record.id] = (ms(silence.ends_at.timestamp()), _EXPIRED)
+    return ended
+
+
+def in_force(state: IncidentState, at_ms: int) -> list[SilenceRecord]:
+    """The silences made here that hold at ``at_ms`` as far as the incident knows."""
+    return [
+        record
+        for record in state.silences
+        if record.ends_at > at_ms and record.id not in state.silences_ended
+    ]
+
+
+def _ended_lines(why: str, state: IncidentState, ended: Mapping[str, tuple[int, str]]) -> list[str]:
+    """A line per request (who, until when) and way its silences ended, naming them."""
+    requests: dict[tuple[str, int, str], list[SilenceRecord]] = {}
+    for record in state.silences:
+        if record.id in ended:
+            requests.setdefault((record.by, record.ends_at, ended[record.id][1]), []).append(record)
+    lines = []
+    for (by, ends_at, how), records in requests.items():
+        ids = [r.id for r in records]
+        more = f" +{len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else ""
+        lines.append(
+            f"{why}: {len(ids)} silence(s) made here by {by} until {rfc3339(ends_at)} "
+            f"{how} ({', '.join(ids[:_NAMES_SHOWN])}{more})"
+        )
+    return lines
+
+
 def _suppressed_lines(
-    why: str, alerts: Sequence[StoredAlert], marks: Mapping[str, str]
+    why: str,
+    alerts: Sequence[StoredAlert],
+    held: Mapping[str, AmAlert],
+    kept: Mapping[str, AmSilence],
 ) -> list[str]:
     """A line per way the alerts are held quiet (silenced, inhibited), naming every
-    silence or inhibiting alert of theirs, not the first alert's alone."""
+    silence or inhibiting alert of theirs, not the first alert's alone, and who made
+    those silences, until when and why."""
     kinds: dict[str, tuple[list[StoredAlert], dict[str, None]]] = {}
     for alert in alerts:
-        kind, _, by = marks[alert.fp].partition(" by ")
+        am = held[alert.fp]
+        kind = "silenced" if am.silenced_by else "inhibited" if am.inhibited_by else "suppressed"
         quiet, ids = kinds.setdefault(kind, ([], {}))
         quiet.append(alert)
-        ids.update(dict.fromkeys(i for i in by.split(", ") if i))
+        ids.update(dict.fromkeys(am.silenced_by or am.inhibited_by))
     lines = []
     for kind, (quiet, ids) in kinds.items():
         shown = list(ids)[:_NAMES_SHOWN]
         more = f" +{len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else ""
-        by = f" by {', '.join(shown)}{more}" if shown else ""
-        lines.append(f"{why}: {alert_names(quiet)} {kind}{by} in Alertmanager")
+        names = shown if kind == "silenced" else [_inhibiting(i, held.get(i)) for i in shown]
+        by = f" by {', '.join(names)}{more}" if shown else ""
+        made = dict.fromkeys(_made(kept[i]) for i in shown if kind == "silenced" and i in kept)
+        lines.append(
+            f"{why}: {alert_names(quiet)} {kind}{by} in Alertmanager"
+            + "".join(f", {m}" for m in made)
+        )
     return lines
+
+
+def _made(silence: AmSilence) -> str:
+    """``made by <who> until <end>: "<comment>"``: what Alertmanager keeps of a silence."""
+    until = rfc3339(ms(silence.ends_at.timestamp()))
+    comment = f': "{clip(silence.comment, _TEXT_SHOWN)}"' if silence.comment.strip() else ""
+    return f"made by {clip(silence.created_by, _TEXT_SHOWN)} until {until}{comment}"
+
+
+def _inhibiting(fingerprint: str, alert: AmAlert | None) -> str:
+    """The inhibiting alert's name beside its fingerprint, when Alertmanager holds it."""
+    name = alert.labels.get("alertname") if alert is not None else None
+    return f"{clip(name, _TEXT_SHOWN)} ({fingerprint})" if name else fingerprint
 
 
 def _suppression(alert: AmAlert) -> str:

@@ -40,13 +40,14 @@ from pydantic import (
 )
 
 from receiver.alertmanager.client import AlertmanagerClient, AlertmanagerError, Matcher
-from receiver.alertmanager.reconcile import alert_names
+from receiver.alertmanager.reconcile import alert_names, in_force
 from receiver.config.fields import parse_duration
 from receiver.errors import PayloadError
 from receiver.incident import rfc3339
 from receiver.sinks.slack import edit_job
+from receiver.sinks.slack_blocks import silence_length
 from receiver.store.base import Annotation
-from receiver.store.records import SilenceRecord, StoredAlert, TimelineEntry
+from receiver.store.records import IncidentState, SilenceRecord, StoredAlert, TimelineEntry
 from receiver.webhook import parse_body
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ async def _silence(
         raise PayloadError(409, "the incident has no firing alert to silence")
     now_ms = receiver.pipeline.now_ms()
     if not again:
-        held = _held(stored.state.silences, now_ms)
+        held = _held(stored.state, now_ms)
         if all(a.fp in held for a in firing):
             holding = [held[a.fp] for a in firing]
             until = min(s.ends_at for s in holding)
@@ -207,8 +208,7 @@ async def _silence(
     if failed is not None:
         left_out.append(f"{alert_names(failed[0])} not silenced: {failed[1]}")
     ids = [silence_id for _, silence_id in made]
-    hours = seconds / 3600
-    span = f"{hours:g}h" if hours >= 1 else f"{seconds / 60:g}m"
+    span = silence_length(seconds)
     if ids:
         ends_ms = round(ends.timestamp() * 1000)
         records = [
@@ -243,17 +243,13 @@ async def _silence(
     raise PayloadError(409, message)
 
 
-def _held(silences: list[SilenceRecord], now_ms: int) -> dict[str, SilenceRecord]:
+def _held(state: IncidentState, now_ms: int) -> dict[str, SilenceRecord]:
     """Per alert fingerprint, the silence made for it that holds longest, of those in
     force (made before silences named their alert: none)."""
     held: dict[str, SilenceRecord] = {}
-    for silence in silences:
+    for silence in in_force(state, now_ms):
         kept = held.get(silence.fingerprint)
-        if (
-            silence.fingerprint
-            and silence.ends_at > now_ms
-            and (kept is None or silence.ends_at > kept.ends_at)
-        ):
+        if silence.fingerprint and (kept is None or silence.ends_at > kept.ends_at):
             held[silence.fingerprint] = silence
     return held
 

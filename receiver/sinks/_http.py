@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import quote
@@ -40,6 +41,10 @@ def retry_after(value: str | None, now: float) -> float | None:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        # asctime and "-0000" dates come back without a zone: HTTP dates are GMT, never
+        # this machine's local time.
+        when = when.replace(tzinfo=UTC)
     return min(max(0.0, when.timestamp() - now), RETRY_AFTER_MAX_S)
 
 

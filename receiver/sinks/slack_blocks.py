@@ -347,12 +347,16 @@ def _people(incident: Incident) -> list[str]:
     if wrong:
         items.append("Wrong cause, says " + ", ".join(wrong))
     items += fixes[-_FIXES_SHOWN:]
-    # One record per silenced alert: one line per request.
-    requests = dict.fromkeys(
-        (str(s.get("by", "")), str(s.get("at", "")), str(s.get("ends_at", "")))
-        for s in incident.silences
-    )
-    items += [f"Silenced {_span(at, ends)} by {by}" for by, at, ends in requests][-_SILENCES_SHOWN:]
+    # One record per silenced alert: one line per request, said ended early once every
+    # silence of it was (expired in Alertmanager before its end).
+    requests: dict[tuple[str, str, str], bool] = {}
+    for s in incident.silences:
+        request = (str(s.get("by", "")), str(s.get("at", "")), str(s.get("ends_at", "")))
+        requests[request] = requests.get(request, True) and bool(s.get("expired_at"))
+    items += [
+        f"Silenced {_span(at, ends)} by {by}{' (ended early in Alertmanager)' if early else ''}"
+        for (by, at, ends), early in requests.items()
+    ][-_SILENCES_SHOWN:]
     if incident.actions_run:
         # What was done outweighs a later refusal or skip (a stranger pressing Run after
         # it ran): the channel must not read that a rollback which ran was refused.
@@ -373,8 +377,19 @@ def _span(start: str, end: str) -> str:
         seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     except ValueError:
         return "for a while"
-    hours = seconds / 3600
-    return f"{round(hours, 1):g}h" if hours >= 1 else f"{round(seconds / 60):g}m"
+    return silence_length(seconds)
+
+
+def silence_length(seconds: float) -> str:
+    """How long a silence lasts, as a duration is written: ``2h``, ``1h40m``, ``45s``,
+    ``7d``, in whole seconds. The timeline says it as the message does."""
+    rest = max(0, round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 def _buttons(

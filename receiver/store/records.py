@@ -353,6 +353,9 @@ class IncidentState(_Record):
     silences: Annotated[list[SilenceRecord], BeforeValidator(_empty_object_is_list)] = Field(
         default_factory=list
     )
+    # Silence id (of ``silences``) -> when Alertmanager ended it before its ``ends_at``
+    # (expired or deleted there, or lost), as a reconcile found.
+    silences_ended: IntMap = Field(default_factory=dict)
     # Kept at each (re)open's notification: its alertnames, and the past incidents most
     # like it (receiver/outcomes/similar.py).
     alertnames: StrList = Field(default_factory=list)

@@ -42,7 +42,7 @@ class Cell:
     @property
     def css(self) -> str:
         """``p1``…``p5``, ``none``: the class the style sheet colours; ``kpi-bad`` added
-        when a KPI of its open incidents is off in its bad direction (a striped edge)."""
+        when a KPI of its open incidents is off in its bad direction (a dashed edge)."""
         base = self.priority.lower() if self.priority in PRIORITIES else "none"
         return f"{base} kpi-bad" if self.kpi is not None and self.kpi.bad else base
 

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,12 +29,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
+from receiver.alertmanager.silences import silence_incident
+from receiver.incident import rfc3339
+from receiver.sinks import Sink
 from receiver.store import GroupStore, StoreSettings, open_store
 from tests.conftest import FakeClock
 from tests.support import alertmanager as am
 from tests.support import receiver_process as rp
 from tests.support.fake_server import FakeServer, serve
-from tests.support.harness import Harness, harness, write_config
+from tests.support.harness import Harness, ScriptedSink, harness, write_config
 from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(40)]
@@ -102,7 +105,12 @@ def hooks() -> Iterator[FakeServer]:
 
 @contextlib.contextmanager
 def alertmanager_to(
-    hooks: FakeServer, workdir: Path, *, max_alerts: int = 0, port: int | None = None
+    hooks: FakeServer,
+    workdir: Path,
+    *,
+    max_alerts: int = 0,
+    port: int | None = None,
+    inhibit_rules: Sequence[Mapping[str, Any]] = (),
 ) -> Iterator[am.Alertmanager]:
     """A real Alertmanager grouping by region, quickly, whose webhooks go to ``hooks`` at
     the path ``/<workdir's name>``; its state in ``workdir``."""
@@ -115,6 +123,7 @@ def alertmanager_to(
         group_wait="200ms",
         group_interval="500ms",
         max_alerts=max_alerts,
+        inhibit_rules=inhibit_rules,
     )
     with am.alertmanager(config, workdir, port) as process:
         yield process
@@ -142,7 +151,9 @@ def clock() -> FakeClock:
     return FakeClock(time.time())
 
 
-def peer_config(tmp: Path, *urls: str, interval: str = "1m", grace: str = "0s") -> Path:
+def peer_config(
+    tmp: Path, *urls: str, interval: str = "1m", grace: str = "0s", more: str = ""
+) -> Path:
     # These Alertmanagers started a moment ago: no restart grace, unless a test asks.
     section = {
         "urls": list(urls),
@@ -150,7 +161,7 @@ def peer_config(tmp: Path, *urls: str, interval: str = "1m", grace: str = "0s") 
         "reconcile_interval": interval,
         "restart_grace": grace,
     }
-    return write_config(tmp, f"alertmanager: {json.dumps(section)}\n")
+    return write_config(tmp, f"alertmanager: {json.dumps(section)}\n{more}")
 
 
 async def relay(rx: Harness, raw: bytes) -> list[str]:
@@ -499,9 +510,12 @@ async def test_silences_from_the_api_are_seen_by_alertmanager_and_reconciled(
             }
             names = ", ".join(a["labels"]["alertname"] for a in incident["alerts"])
             each = ", ".join(silence_of[a["labels"]["alertname"]] for a in incident["alerts"])
+            # Who made them, until when and why, as Alertmanager keeps them.
+            until = incident["silences"][0]["ends_at"]
             assert am_lines(incident) == [
                 said,
-                f"reconcile: 2 alert(s) ({names}) silenced by {each} in Alertmanager",
+                f"reconcile: 2 alert(s) ({names}) silenced by {each} in Alertmanager, made by "
+                f'journey-receiver API until {until}: "rolling back payment-service"',
             ]
             assert (await peer_counts(rx))["suppressed"] == 2
             # Said once: the next reconcile finds nothing new.
@@ -675,23 +689,22 @@ async def test_reload_points_the_receiver_at_other_alertmanagers(
             assert "no alertmanager configured" in response.json()["error"]
 
 
-def expire(alertmanager: am.Alertmanager, silence_id: str) -> None:
-    """A person expires (deletes) the silence in Alertmanager."""
-    httpx.delete(f"{alertmanager.url}/api/v2/silence/{silence_id}").raise_for_status()
-
-
 @contextlib.asynccontextmanager
 async def silenced_pair(
-    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock, slack: ScriptedSink | None = None
 ) -> AsyncIterator[tuple[Harness, am.Alertmanager, str, list[str], datetime]]:
     """Two checkout alerts silenced from the API, and reconciled (marked) since: the
-    receiver, Alertmanager, the incident id, the silence ids and when the alerts began."""
+    receiver, Alertmanager, the incident id, the silence ids and when the alerts began.
+    With ``slack``, the incident goes there (notified by the reconcile's tick)."""
     alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
     with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
         started = datetime.now(UTC)
         alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
         raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 2)
-        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+        more = "sinks: {slack: {token: xoxb-test}}\nrouting: {slack: [P1, P2, P3, P4, P5]}\n"
+        config = peer_config(tmp_path, alertmanager.url, more=more if slack else "")
+        sinks: dict[str, Sink] | None = {"slack": slack} if slack else None
+        async with harness(config, clock, sinks=sinks) as rx:
             [incident_id] = await relay(rx, raw)
             await rx.tick()
             response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
@@ -711,7 +724,7 @@ async def test_a_silence_expired_in_alertmanager_is_said_on_the_timeline(
     async with silenced_pair(tmp_path, hooks, clock) as silenced:
         rx, alertmanager, incident_id, ids, _ = silenced
         for silence_id in ids:
-            expire(alertmanager, silence_id)
+            alertmanager.expire(silence_id)
         await rx.tick(60)
         incident = await rx.incident(incident_id)
         await rx.tick(60)
@@ -721,9 +734,9 @@ async def test_a_silence_expired_in_alertmanager_is_said_on_the_timeline(
         "HighLatency": None,
     }
     names = ", ".join(a["labels"]["alertname"] for a in incident["alerts"])
-    assert am_lines(incident)[-1] == (
+    assert (
         f"reconcile: 2 alert(s) ({names}) no longer silenced or inhibited in Alertmanager"
-    )
+    ) in am_lines(incident)
     assert am_lines(again) == am_lines(incident)
 
 
@@ -736,7 +749,7 @@ async def test_a_resolved_alert_does_not_keep_its_silenced_mark(
     async with silenced_pair(tmp_path, hooks, clock) as silenced:
         rx, alertmanager, incident_id, ids, started = silenced
         for silence_id in ids:
-            expire(alertmanager, silence_id)
+            alertmanager.expire(silence_id)
         latency = by_name(await rx.incident(incident_id))["HighLatency"]["labels"]
         alertmanager.post_alerts([ended(latency, started)])
         resolved = webhook(
@@ -748,3 +761,173 @@ async def test_a_resolved_alert_does_not_keep_its_silenced_mark(
         incident = await rx.incident(incident_id)
     alert = by_name(incident)["HighLatency"]
     assert (alert["status"], alert["suppressed"]) == ("resolved", None)
+
+
+def when(at: str) -> datetime:
+    return datetime.fromisoformat(at)
+
+
+async def test_silences_made_here_and_expired_in_alertmanager_are_no_longer_shown_in_force(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """A person expires the receiver's silences in Alertmanager's UI an hour and a half
+    before their end: the incident's ``silences`` stop saying they hold until then (the
+    API, the page, the timeline and the Slack message), once, with when Alertmanager ended
+    them."""
+    slack = ScriptedSink("slack")
+    async with silenced_pair(tmp_path, hooks, clock, slack) as silenced:
+        rx, alertmanager, incident_id, ids, _ = silenced
+        for silence_id in ids:
+            alertmanager.expire(silence_id)
+        expired = {i: when(alertmanager.silence(i)["endsAt"]) for i in ids}
+        await rx.tick(60)
+        incident = await rx.incident(incident_id)
+        await rx.tick(60)
+        again = await rx.incident(incident_id)
+        page = (await rx.client.get(f"/incidents/{incident_id}")).text
+        # Slack's Silence 2h, which makes none while the incident's own hold, makes them anew.
+        made = await silence_incident(rx.receiver, incident_id, 7200, "Alice", "", again=False)
+        assert made is not None and len(made) == 2 and not set(made) & set(ids)
+    edits = [a.changes for a in slack.delivered if a.kind == "update"]
+    assert edits[0] == ("2 silence(s) made here ended early in Alertmanager",)
+    until = incident["silences"][0]["ends_at"]
+    for record in incident["silences"]:
+        assert when(record["expired_at"]) == expired[record["id"]]
+        assert when(record["expired_at"]) < when(record["ends_at"]) - timedelta(minutes=110)
+    assert (
+        f"reconcile: 2 silence(s) made here by journey-receiver API until {until} expired in "
+        f"Alertmanager before their end ({', '.join(ids)})"
+    ) in am_lines(incident)
+    assert am_lines(again) == am_lines(incident)
+    assert page.count(" ended early in Alertmanager at ") == 2
+
+
+@pytest.mark.timeout(60)
+async def test_silences_lost_in_a_restart_of_alertmanager_are_no_longer_shown_in_force(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """Alertmanager runs without a persistent data dir and restarts: its silences are gone,
+    and the alerts they muted notify again once Prometheus sends them. The silences made
+    here are said to be no longer kept there, not shown in force for two more hours."""
+    port = free_port()
+    alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
+    started = datetime.now(UTC)
+    async with harness(peer_config(tmp_path, f"http://127.0.0.1:{port}"), clock) as rx:
+        with alertmanager_to(hooks, tmp_path / "before", port=port) as before:
+            before.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+            raw = webhook(hooks, "/before", lambda m: len(m["alerts"]) == 2)
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+            response = await rx.client.post(f"/api/v1/incidents/{incident_id}/silence")
+            assert response.status_code == 201, response.text
+            ids = response.json()["silences"]
+            await rx.tick(60)
+            assert all(a["suppressed"] for a in by_name(await rx.incident(incident_id)).values())
+        # Back on the same address with an empty data dir; Prometheus sends the alerts again.
+        with alertmanager_to(hooks, tmp_path / "after", port=port) as after:
+            after.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+            eventually(lambda: held(after), lambda h: len(h) == 2, what="the alerts held again")
+            await rx.tick(60)
+            incident = await rx.incident(incident_id)
+    assert {n: a["suppressed"] for n, a in by_name(incident).items()} == {
+        "HighErrorRate": None,
+        "HighLatency": None,
+    }
+    # Lost when the round found them so.
+    assert [s["expired_at"] for s in incident["silences"]] == [rfc3339(round(clock.now * 1000))] * 2
+    until = incident["silences"][0]["ends_at"]
+    assert (
+        f"reconcile: 2 silence(s) made here by journey-receiver API until {until} no longer "
+        "kept by Alertmanager (deleted from its data, or lost in a restart without it) "
+        f"({', '.join(ids)})"
+    ) in am_lines(incident)
+
+
+async def test_a_silence_a_person_made_in_alertmanager_says_who_until_when_and_its_end(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """An SRE silences one of the incident's alerts in Alertmanager's UI: the incident
+    names the silence, who made it, until when and why, and says when it no longer holds;
+    it is not one of the incident's own ``silences``."""
+    alerts = [checkout("HighErrorRate", "p-1"), checkout("HighLatency", "p-2")]
+    with alertmanager_to(hooks, tmp_path / "am") as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(lb, starts_at=started) for lb in alerts])
+        raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 2)
+        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+            silence_id = alertmanager.add_silence(
+                alerts[0],
+                created_by="alice@example.com",
+                comment="payments-db failover, CHG-42",
+                ends_at=started + timedelta(hours=1),
+            )
+            await rx.tick(60)
+            silenced = await rx.incident(incident_id)
+            made = alertmanager.silence(silence_id)
+            alertmanager.expire(silence_id)
+            await rx.tick(60)
+            ended = await rx.incident(incident_id)
+    until = rfc3339(round(when(made["endsAt"]).timestamp() * 1000))
+    assert {n: a["suppressed"] for n, a in by_name(silenced).items()} == {
+        "HighErrorRate": f"silenced by {silence_id}",
+        "HighLatency": None,
+    }
+    assert am_lines(silenced) == [
+        f"reconcile: 1 alert(s) (HighErrorRate) silenced by {silence_id} in Alertmanager, "
+        f'made by alice@example.com until {until}: "payments-db failover, CHG-42"'
+    ]
+    assert silenced["silences"] == ended["silences"] == []
+    assert by_name(ended)["HighErrorRate"]["suppressed"] is None
+    assert am_lines(ended)[1:] == [
+        "reconcile: 1 alert(s) (HighErrorRate) no longer silenced or inhibited in Alertmanager"
+    ]
+
+
+async def test_an_inhibited_alert_is_marked_with_the_alert_inhibiting_it(
+    tmp_path: Path, hooks: FakeServer, clock: FakeClock
+) -> None:
+    """An inhibit rule mutes the critical alerts of a region while RegionDown fires there:
+    the incident's HighLatency, firing before, is marked inhibited, by RegionDown by name
+    (Alertmanager says only its fingerprint), and said active again when it ends."""
+    rule = {
+        "source_matchers": ['alertname="RegionDown"'],
+        "target_matchers": ['severity="critical"'],
+        "equal": ["region"],
+    }
+    latency = checkout("HighLatency", "p-2")
+    down = {"alertname": "RegionDown", "env": "prod", "region": "eu", "severity": "page"}
+    with alertmanager_to(hooks, tmp_path / "am", inhibit_rules=[rule]) as alertmanager:
+        started = datetime.now(UTC)
+        alertmanager.post_alerts([am.alert(latency, starts_at=started)])
+        raw = webhook(hooks, "/am", lambda m: len(m["alerts"]) == 1)
+        async with harness(peer_config(tmp_path, alertmanager.url), clock) as rx:
+            [incident_id] = await relay(rx, raw)
+            await rx.tick()
+            alertmanager.post_alerts([am.alert(down, starts_at=started)])
+
+            def inhibited() -> list[str]:
+                [status] = [
+                    a["status"]
+                    for a in alertmanager.alerts()
+                    if a["labels"]["alertname"] == "HighLatency"
+                ]
+                return list(status["inhibitedBy"])
+
+            [fingerprint] = eventually(inhibited, bool, what="HighLatency inhibited")
+            await rx.tick(60)
+            marked = await rx.incident(incident_id)
+            alertmanager.post_alerts([ended(down, started)])
+            eventually(inhibited, lambda by: not by, what="the inhibition ended")
+            await rx.tick(60)
+            after = await rx.incident(incident_id)
+    assert by_name(marked)["HighLatency"]["suppressed"] == f"inhibited by {fingerprint}"
+    assert am_lines(marked) == [
+        f"reconcile: 1 alert(s) (HighLatency) inhibited by RegionDown ({fingerprint}) in "
+        "Alertmanager"
+    ]
+    assert by_name(after)["HighLatency"]["suppressed"] is None
+    assert am_lines(after)[1:] == [
+        "reconcile: 1 alert(s) (HighLatency) no longer silenced or inhibited in Alertmanager"
+    ]

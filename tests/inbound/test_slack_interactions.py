@@ -749,6 +749,33 @@ async def test_a_silence_made_through_the_api_is_on_the_message(
     assert reply.text.endswith("silenced for 30m by carol")
 
 
+@pytest.mark.parametrize(
+    ("duration", "said"),
+    [("100m", "1h40m"), ("45s", "45s"), ("1h1m", "1h1m"), ("7d", "7d"), (5400, "1h30m")],
+)
+async def test_a_silence_of_any_length_is_said_alike_in_slack_and_on_the_timeline(
+    rx: Harness,
+    slack: Slack,
+    world: Fakes,
+    alertmanager: Alertmanager,
+    duration: str | int,
+    said: str,
+) -> None:
+    # As a duration is written, whole: not "1.66667h" on the timeline beside "1.7h" in the
+    # message, nor a 45 s silence as "0.75m" there and "1m" here.
+    incident_id = await opened(rx)
+    url = f"/api/v1/incidents/{incident_id}/silence"
+    r = await rx.client.post(url, json={"duration": duration, "by": "carol"})
+    assert r.status_code == 201, r.text
+    await rx.tick()
+    posted = message(world)
+    assert people(posted) == [f"Silenced {said} by carol"]
+    (reply,) = world.slack.replies(posted.ts)
+    assert reply.text.endswith(f"silenced for {said} by carol")
+    lines = [e["text"] for e in (await rx.incident(incident_id))["timeline"]]
+    assert f"1 alert(s) silenced in Alertmanager for {said} by carol" in lines
+
+
 GUEST = {"id": "U0GUEST", "username": "alice", "name": "alice", "team_id": "T0PARTNER"}
 """A Slack Connect guest: a person of another organisation in the shared channel."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from receiver.sinks._http import retry_after
@@ -31,3 +33,24 @@ def test_retry_after_reads_seconds_or_a_date_and_nothing_else(
     header: str | None, wait: float | None
 ) -> None:
     assert retry_after(header, NOW) == wait
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Sat Apr 18 08:13:40 2026",  # asctime, one of HTTP's obsolete forms (RFC 9110 §5.6.7)
+        "Sat, 18 Apr 2026 08:13:40 -0000",  # RFC 5322's "UTC, local zone unknown"
+    ],
+)
+def test_a_retry_after_date_without_a_zone_is_gmt_not_the_servers_local_time(
+    header: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HTTP dates are always GMT; read in the server's zone (India: 5.5 h ahead) it would be
+    # an hour's wait (the cap) instead of 20 s, and west of Greenwich a retry at once.
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert retry_after(header, NOW) == 20.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -191,6 +191,29 @@ async def test_message_shows_kpis_causes_facts_and_links(slack: Workspace) -> No
     assert "• config on cart (a guess: score 12.5, below 20; 9 min)" in texts
 
 
+async def test_a_silence_alertmanager_ended_early_is_not_shown_in_force(
+    slack: Workspace,
+) -> None:
+    """A request's silences (one per alert) that a person expired in Alertmanager before
+    their end, as a reconcile found, read as ended early; another request's hold."""
+
+    def silence(n: int, by: str, at: str, ends: str, expired: str | None) -> dict[str, Any]:
+        return {"id": f"s-{n}", "by": by, "at": at, "ends_at": ends, "expired_at": expired}
+
+    expired = "2026-04-18T08:40:00.000Z"
+    alice = ("alice", "2026-04-18T08:20:00.000Z", "2026-04-18T10:20:00.000Z")
+    bob = ("bob", "2026-04-18T08:50:00.000Z", "2026-04-18T09:20:00.000Z")
+    incident = make_incident(
+        silences=[silence(1, *alice, expired), silence(2, *alice, expired), silence(3, *bob, None)]
+    )
+    await slack.sink().deliver(incident, delivery(), None)
+
+    [message] = slack.fake.messages("#inc-checkout")
+    texts = mrkdwn_texts(message)
+    assert "Silenced 2h by alice (ended early in Alertmanager)" in texts
+    assert "Silenced 30m by bob" in texts
+
+
 async def test_owner_without_channel_uses_the_default(slack: Workspace) -> None:
     receipt = await slack.sink().deliver(make_incident(), delivery(owner=Owner(team="sre")), None)
 

@@ -583,6 +583,38 @@ async def test_a_late_firing_copy_does_not_reopen_a_resolved_incident(store: Red
     assert stored.state.resolved_at == T + WAIT
 
 
+async def test_a_late_firing_copy_of_an_earlier_episode_does_not_fire_again(
+    store: RedisStore,
+) -> None:
+    first, second = STARTS, STARTS + timedelta(minutes=5)
+    (o,) = await store.ingest([group(placed("a"), placed("b"))], 0, T)
+    assert o.incident_id
+    await store.ingest(
+        [group(placed("a", status="resolved", ends_at=first + timedelta(minutes=1)))], 0, T + 1_000
+    )
+    await store.ingest([group(placed("a", starts_at=second))], 0, T + 2_000)
+    ended = placed("a", status="resolved", starts_at=second, ends_at=second + timedelta(minutes=3))
+    await store.ingest([group(ended)], 0, T + 3_000)
+    # The first episode's firing notification again, late (an HA peer lagging behind, a
+    # retry): it began before the episode already seen resolved. Taken as firing, it
+    # would hold the incident open for good: its resolution was sent long ago.
+    (late,) = await store.ingest([group(placed("a", starts_at=first))], 0, T + 4_000)
+    assert (late.changed, late.duplicates) == (0, 1)
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    assert stored.state.firing_count == 1  # b
+    await store.ingest([group(placed("b", status="resolved"))], 0, T + 5_000)
+    await _resolve(store, o.incident_id, T + WAIT + 5_000)
+    # Nor does it reopen the incident once resolved.
+    (again,) = await store.ingest([group(placed("a", starts_at=first))], 0, T + WAIT + 6_000)
+    assert (again.reopened, again.duplicates) == (False, 1)
+    # A new episode (a later startsAt) still fires again.
+    (new,) = await store.ingest(
+        [group(placed("a", starts_at=second + timedelta(minutes=10)))], 0, T + WAIT + 7_000
+    )
+    assert (new.reopened, new.changed) == (True, 1)
+
+
 async def test_a_late_resolution_of_an_earlier_episode_does_not_resolve_this_one(
     store: RedisStore,
 ) -> None:
@@ -1558,3 +1590,22 @@ async def test_actions_run_keeps_what_ran_or_failed_when_capped(store: RedisStor
     kept = stored.state.actions_run
     assert [(r.at, r.status) for r in kept[:2]] == [(0, "ran"), (11, "refused")]
     assert [r.at for r in kept] == [0, *range(11, 60)]
+
+
+async def test_silences_alertmanager_ended_early_go_first_when_capped(store: RedisStore) -> None:
+    """Beyond 50, the silences still in force stay (their ids are how they are found and
+    expired): not those Alertmanager ended before their end, which hold no more."""
+    (o,) = await store.ingest([group(placed("a"))], 0, T)
+
+    def silence(n: int) -> dict[str, object]:
+        return {"id": f"s-{n}", "at": T, "by": "x", "ends_at": T + 7_200_000}
+
+    first = Annotation(append={"silences": [silence(n) for n in range(50)]})
+    assert await store.annotate(o.incident_id, first, T) == "ok"
+    ended = Annotation(merge={"silences_ended": {"s-0": T + 60_000, "s-1": T + 60_000}})
+    assert await store.annotate(o.incident_id, ended, T + 60_000) == "ok"
+    more = Annotation(append={"silences": [silence(50), silence(51)]})
+    assert await store.annotate(o.incident_id, more, T + 120_000) == "ok"
+    stored = await store.load(o.incident_id)
+    assert stored is not None
+    assert [s.id for s in stored.state.silences] == [f"s-{n}" for n in range(2, 52)]

@@ -43,11 +43,12 @@ def write_config(
     group_interval: str = "1s",
     repeat_interval: str = "1h",
     max_alerts: int = 0,
+    inhibit_rules: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """One route to one webhook receiver that sends resolved alerts too, in whole batches
     (or, with ``max_alerts``, at most that many alerts per webhook, the rest counted in
-    ``truncatedAlerts``)."""
-    config = {
+    ``truncatedAlerts``), and ``inhibit_rules`` as Alertmanager's config has them."""
+    config: dict[str, Any] = {
         "route": {
             "receiver": "journey-receiver",
             "group_by": list(group_by),
@@ -69,6 +70,8 @@ def write_config(
             }
         ],
     }
+    if inhibit_rules:
+        config["inhibit_rules"] = [dict(rule) for rule in inhibit_rules]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -110,6 +113,30 @@ class Alertmanager:
         response.raise_for_status()
         found: list[dict[str, Any]] = response.json()
         return found
+
+    def add_silence(
+        self, labels: Mapping[str, str], *, created_by: str, comment: str, ends_at: datetime
+    ) -> str:
+        """``POST /api/v2/silences`` as a person would in the UI or amtool: a silence on
+        exactly ``labels``, from now until ``ends_at``; its id."""
+        body = {
+            "matchers": [
+                {"name": k, "value": v, "isRegex": False, "isEqual": True}
+                for k, v in labels.items()
+            ],
+            "startsAt": rfc3339(datetime.now(UTC)),
+            "endsAt": rfc3339(ends_at),
+            "createdBy": created_by,
+            "comment": comment,
+        }
+        response = httpx.post(f"{self.url}/api/v2/silences", json=body, timeout=10.0)
+        assert response.status_code == 200, response.text
+        silence_id: str = response.json()["silenceID"]
+        return silence_id
+
+    def expire(self, silence_id: str) -> None:
+        """A person expires (deletes) the silence in Alertmanager."""
+        httpx.delete(f"{self.url}/api/v2/silence/{silence_id}", timeout=10.0).raise_for_status()
 
     def silence(self, silence_id: str) -> dict[str, Any]:
         """``GET /api/v2/silence/{id}``: the silence as Alertmanager keeps it."""

@@ -90,6 +90,21 @@ def test_a_wrong_token_shows_an_error_and_no_session(tab: Tab, site: Site) -> No
     expect(tab.page).to_have_url(re.compile(r"/signin\?next=/$"))
 
 
+def test_a_wrong_token_is_told_on_its_field(tab: Tab, site: Site) -> None:
+    sign_in(tab, site, token="not-a-token-we-know")
+    # A screen reader lands on the field again (autofocus): it must hear the field is wrong
+    # and why there, not only in a message announced once while the page loaded.
+    token = tab.page.get_by_label("Token")
+    expect(token).to_be_focused()
+    expect(token).to_have_attribute("aria-invalid", "true")
+    expect(token).to_have_accessible_description(
+        "That token is not one this receiver knows. Check it and try again."
+    )
+    tab.page.fill("#token", WRITE_TOKEN)
+    tab.page.click("button[type=submit]")
+    expect(tab.page.locator("h1")).to_have_text("Board")
+
+
 def test_an_expired_session_is_sent_back_to_sign_in(tab: Tab, site: Site) -> None:
     sign_in(tab, site)
     expect(tab.page.locator("h1")).to_have_text("Board")

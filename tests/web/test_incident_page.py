@@ -138,6 +138,18 @@ def test_the_incident_page_shows_the_chart(tab: Tab, site: Site) -> None:
     tab.shot("incident")
 
 
+def test_a_kpi_worse_than_its_baseline_says_so_in_words(tab: Tab, site: Site) -> None:
+    incident_id = open_incident(site)
+    [kpi] = incident_json(site, incident_id)["kpis"]
+    assert kpi["bad"] is True
+    sign_in(tab, site, f"/incidents/{incident_id}")
+    # Red is not all it says (WCAG 1.4.1): a KPI that is bad when it goes up reads "+5%"
+    # bad, one that is bad when it goes down reads "+5%" fine.
+    expect(tab.page.locator(".kpi-values li")).to_have_text(
+        "conversion: 0.41 ratio vs 0.93 ratio (-55.9%) — worse than the baseline"
+    )
+
+
 def test_a_change_cause_links_the_change(tab: Tab, site: Site) -> None:
     # What on-call opens first: the deploy's own page, when its event gave one.
     incident_id = open_incident(site, url="https://deploys.example/runs/8812")

@@ -179,3 +179,48 @@ def test_a_bidi_override_in_a_label_does_not_turn_the_pages_own_words_around(
     # "ecivres-tnemyap ni trela 1 — 2P" as the override draws it.
     p, two = heading.evaluate(_VISUAL_X, "P2")
     assert p < two, "the heading draws the receiver's 'P2' (and all after the label) reversed"
+
+
+HEBREW_SERVICE = "שירות-תשלום"  # "payment service": right-to-left letters, no control at all
+
+# The x of each character of ``element``'s text, in the order it is written.
+_CHARACTER_XS = """element => {
+    const xs = [];
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (let i = 0; i < node.textContent.length; i++) {
+            const range = document.createRange();
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            xs.push(range.getBoundingClientRect().x);
+        }
+    }
+    return xs;
+}"""
+
+
+def test_right_to_left_alert_text_is_isolated_from_the_pages_own_words(
+    tab: Tab, site: Site
+) -> None:
+    # A past incident whose title ends in a right-to-left label, and one like it now.
+    past = make_alert(HEBREW_SERVICE, alertname="PaymentErrors")
+    site.post_webhook(body([past]))
+    site.tick(31)  # opened and told
+    site.post_webhook(body([{**past, "status": "resolved", "endsAt": "2026-04-18T08:11:00Z"}]))
+    site.tick(3600)  # resolved, and past reopening
+    site.clock.advance(3600)
+    again = make_alert(HEBREW_SERVICE, alertname="PaymentErrors", starts_at="2026-04-18T10:20:00Z")
+    incident_id = site.post_webhook(body([again])).json()["incidents"][0]
+    site.tick(31)
+    [similar] = incident_json(site, incident_id)["similar"]
+    assert similar["title"].endswith(HEBREW_SERVICE)
+
+    sign_in(tab, site, f"/incidents/{incident_id}", token=READ_TOKEN)
+    line = tab.page.locator("#similar li")
+    expect(line).to_contain_text(f"{HEBREW_SERVICE} {similar['created_at']}, similarity")
+    title = line.locator("a").evaluate(_CHARACTER_XS)
+    when = line.locator(".hint").evaluate(_CHARACTER_XS)
+    # The receiver's date comes after the title, to its right: not pulled into the Hebrew
+    # run ("… in 2026-04-18 םולשת-תוריש") as the bidirectional algorithm draws numbers next
+    # to right-to-left text when nothing isolates it.
+    assert min(when) > max(title), "the date is drawn inside the right-to-left title"

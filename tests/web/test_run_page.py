@@ -306,7 +306,7 @@ def test_a_confirmation_runs_what_it_showed_or_nothing(site: Site, deploy: FakeD
     target = f"/incidents/{incident_id}/actions/rollback/run"
     with signed_in(site) as (client, csrf):
         asked = client.post(target, data={"csrf": csrf})
-        assert f"Run {TITLE} on incident" in asked.text
+        assert f"Run <bdi>{TITLE}</bdi> on incident" in asked.text
         confirm = dict(_HIDDEN.findall(asked.text))  # as the browser would send it
         late = [{"type": "deploy", "service": "payment-service", "version": "v42.1",
                  "at": "2026-04-18T08:08:30Z", "environment": "prod", "region": "eu"}]  # fmt: skip

@@ -96,12 +96,18 @@ for field, records in pairs(changes.append or {}) do
   -- (the oldest record when there is none); of actions_run, the oldest that did not run
   -- or fail.
   -- A silence still in force is kept beyond 50 (up to 200, the oldest going first): its id
-  -- is how it is found and expired from the incident; ended ones go first.
+  -- is how it is found and expired from the incident; ended ones go first, those
+  -- Alertmanager ended early (silences_ended) included.
   if field == 'silences' then
+    local early = type(st.silences_ended) == 'table' and st.silences_ended or {}
     local i = 1
     while #list > 50 and i <= #list do
       local ends = type(list[i]) == 'table' and tonumber(list[i].ends_at) or nil
-      if ends == nil or ends <= now then table.remove(list, i) else i = i + 1 end
+      if ends == nil or ends <= now or early[list[i].id] ~= nil then
+        table.remove(list, i)
+      else
+        i = i + 1
+      end
     end
     while #list > 200 do table.remove(list, 1) end
   end

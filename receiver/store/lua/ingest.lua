@@ -147,6 +147,25 @@ local function new_episode(starts, o_starts)
   return now_at ~= nil and then_at ~= nil and now_at > then_at + CLOCKS
 end
 
+-- Whether a firing alert is a late copy of the notification of an episode this incident
+-- holds as ended (an HA peer lagging behind, a retry), given what is stored of it (``old``):
+-- held resolved, and its startsAt is the one that resolution carried, or it began before
+-- the resolution ended (its endsAt, or when it reached us if that was earlier) by more than
+-- two Prometheus servers' clocks may be apart (CLOCKS). An alert that fires again is given
+-- a startsAt after its last resolution. A resolution with no startsAt or endsAt (the
+-- receiver's own, reconcile's) tells nothing of episodes; copies without a startsAt
+-- (reconcile's) always count.
+local function late_firing(starts, old)
+  if not old or starts == '' then return false end
+  local o_status, o_starts, o_ends, o_changed =
+    string.match(old, '^([^|]*)|([^|]*)|([^|]*)|[^|]*|([^|]*)|')
+  if o_status ~= 'resolved' then return false end
+  if o_starts == starts then return true end
+  local began, ended, stored = tonumber(starts), tonumber(o_ends), tonumber(o_changed)
+  return o_starts ~= '' and began ~= nil and ended ~= nil
+         and began + CLOCKS < math.min(ended, stored or ended)
+end
+
 local function count(map, key, by)
   local n = (map[key] or 0) + by
   if n > 0 then map[key] = n else map[key] = nil end
@@ -318,18 +337,12 @@ local function apply(first_group, last_group, first_alert, truncated)
 
     -- Firing for real: not a late copy of the firing notification of an alert this
     -- incident already holds as resolved (an HA peer lagging behind must not reopen it).
-    -- Without a startsAt (reconcile's copies) nothing tells a copy: it counts.
     local has_firing = false
     for i, n in ipairs(members) do
       local a = alerts[n]
-      if a[2] == 'firing' then
-        local old = stored[i]
-        local o_status, o_starts
-        if old then o_status, o_starts = string.match(old, '^([^|]*)|([^|]*)|') end
-        if not (o_status == 'resolved' and o_starts == a[3] and a[3] ~= '') then
-          has_firing = true
-          break
-        end
+      if a[2] == 'firing' and not late_firing(a[3], stored[i]) then
+        has_firing = true
+        break
       end
     end
 
@@ -347,12 +360,8 @@ local function apply(first_group, last_group, first_alert, truncated)
       local a = alerts[n]
       local starts = tonumber(a[3])
       if reopens_told and starts and starts > 0 and now - starts > LATE then starts = now end
-      local copy = false
-      if stored[i] and a[3] ~= '' then
-        local o_status, o_starts = string.match(stored[i], '^([^|]*)|([^|]*)|')
-        copy = o_status == 'resolved' and o_starts == a[3]
-      end
-      if a[2] == 'firing' and not copy and starts and starts > 0 and starts <= now
+      if a[2] == 'firing' and not late_firing(a[3], stored[i]) and starts and starts > 0
+         and starts <= now
          and (batch_start == nil or starts < batch_start) then
         batch_start = starts
       end
@@ -494,12 +503,11 @@ local function apply(first_group, last_group, first_alert, truncated)
         -- last_change_at, putting the resolve off at every repeat by Alertmanager.
         local dropped = not old and status == 'resolved' and owners[n] == digest
                         and (tonumber(st.alerts_dropped) or 0) > 0
-        if dropped or (old and ((o_status == 'resolved' and status == 'firing'
-                                 and o_starts == starts and starts ~= '')
-                                or (o_status == 'firing' and status == 'resolved'
-                                    and earlier_episode(ends, o_starts)))) then
-          -- A late copy of the firing notification of an alert already resolved, or of the
-          -- resolution of an episode before the one firing now (an HA peer lagging, a
+        if dropped or (status == 'firing' and late_firing(starts, old))
+           or (old and o_status == 'firing' and status == 'resolved'
+               and earlier_episode(ends, o_starts)) then
+          -- A late copy of the firing notification of an episode already resolved, or of
+          -- the resolution of an episode before the one firing now (an HA peer lagging, a
           -- retry), or of one let go: none says anything about the alert now.
           res.duplicates = res.duplicates + 1
         else
