@@ -534,6 +534,8 @@ def _response_json(state: IncidentState) -> dict[str, Any] | None:
     return {
         **r.model_dump(),
         "acknowledged_at": rfc3339(r.acknowledged_at),
+        "lapsed_at": rfc3339(r.lapsed_at),
+        "reacknowledged_at": rfc3339(r.reacknowledged_at),
         "resolved_at": rfc3339(r.resolved_at),
     }
 

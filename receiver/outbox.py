@@ -438,7 +438,8 @@ class Redriven:
 
 
 def _acknowledged(state: IncidentState) -> bool:
-    return state.response is not None and state.response.acknowledged_at is not None
+    """Whether an acknowledgement stands (not lapsed in PagerDuty, which pages again)."""
+    return state.response is not None and state.response.standing is not None
 
 
 def _receipt(sink: str, recorded: Mapping[str, str] | None) -> Receipt | None:

@@ -8,7 +8,6 @@ flush:  load → enrich → score → decide (lifecycle) → commit, with the de
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from receiver.scoring import Impact
 from receiver.settings import Settings, ms
 from receiver.sinks.pagerduty import resolved_by_person
 from receiver.store import Claim, GroupStore, IngestOutcome
+from receiver.store.cache import Said
 from receiver.store.deliveries import Job
 from receiver.store.records import IncidentState, StoredIncident
 
@@ -48,7 +48,11 @@ _FLUSH_CONCURRENCY = 8
 # reload dropped the sink (or the only one, on the memory store) is no other one having it.
 # A sorted set of who says it (``SharedCache.say``), so that no replica's saying hides
 # another's; under a name of its own, as releases before kept one token under "sinks".
+# That token is still written, for a replica of the release before during an upgrade (one
+# that adds a sink would otherwise have it drop the sink's end): any token not its own is
+# what it looks for.
 _SINKS_NAMESPACE = "sinks-here"
+_SINKS_BEFORE = "sinks"
 SINKS_SAID_EVERY_MS = 30_000
 SINKS_SAID_FOR_MS = 120_000
 _RESCORED_PAGE = 200  # open incidents read at a time when a reload changed the scoring
@@ -79,8 +83,9 @@ class Pipeline:
         self.runs: Runs | None = None
         """Asks for the runs an ``auto`` journey's decisions call for; set by the receiver."""
         self.look_again = False
-        self._sinks_said_ms: int | None = None
-        self._sinks_said_as = secrets.token_hex(8)
+        self._sinks_said = Said(
+            store.cache, _SINKS_NAMESPACE, SINKS_SAID_EVERY_MS, SINKS_SAID_FOR_MS
+        )
         # A reload changed the scoring (weights, severities, tiers, thresholds): every open
         # incident is scored again at the next round, those that would wait for a change too.
         self.rescore = False
@@ -354,16 +359,14 @@ class Pipeline:
 
     async def say_sinks(self) -> int:
         """Tell the other replicas which sinks this one has (``_elsewhere``), every
-        ``SINKS_SAID_EVERY_MS``; how many were said."""
-        now = self.now_ms()
-        if self._sinks_said_ms is not None and now - self._sinks_said_ms < SINKS_SAID_EVERY_MS:
-            return 0
-        for name in sorted(self.sinks):
-            await self.store.cache.say(
-                _SINKS_NAMESPACE, name, self._sinks_said_as, now, SINKS_SAID_FOR_MS
-            )
-        self._sinks_said_ms = now
-        return len(self.sinks)
+        ``SINKS_SAID_EVERY_MS`` and at once after a reload changed them; how many were said."""
+        said = await self._sinks_said.say(self.sinks, self.now_ms())
+        if said:
+            for name in sorted(self.sinks):
+                await self.store.cache.set(
+                    _SINKS_BEFORE, name, self._sinks_said.token, SINKS_SAID_FOR_MS
+                )
+        return said
 
     async def _elsewhere(self, state: IncidentState, kind: str | None) -> frozenset[str]:
         """The sinks that heard of the incident which this replica lacks but another one
@@ -372,12 +375,7 @@ class Pipeline:
         every replica is said by none: its end is not queued to fail."""
         lacking = set(state.sinks) - self.sinks if kind == "resolve" else set()
         now = self.now_ms()
-        found = set()
-        for name in lacking:
-            said_by = await self.store.cache.sayers(_SINKS_NAMESPACE, name, now, SINKS_SAID_FOR_MS)
-            if said_by - {self._sinks_said_as}:
-                found.add(name)
-        return frozenset(found)
+        return frozenset([name for name in lacking if await self._sinks_said.elsewhere(name, now)])
 
     def _targets(
         self,

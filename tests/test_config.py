@@ -930,3 +930,27 @@ def test_a_duration_without_a_unit_is_warned_of_in_receiver_yaml(tmp_path: Path)
         f"{path}:4: outbox.lease: 120 is read as 120 seconds: write 2m, or the unit meant, "
         "as Prometheus and Alertmanager ask",
     ]
+
+
+def test_the_unit_a_duration_warning_offers_is_one_check_accepts(tmp_path: Path) -> None:
+    # Durations take whole numbers of each unit: 1.5s is refused, 1500ms is the same time.
+    path = tmp_path / "receiver.yaml"
+    (tmp_path / "journeys.yaml").write_text("journeys: []\n")
+    path.write_text(
+        OPEN + "store: {replica_ack_timeout: 1.5}\noutbox: {backoff_initial: 1}\n"
+        "prometheus: {timeout: 0.0005, budget: 1.1}\n"
+    )
+    problems, warnings = review(path)
+    assert problems == []
+    assert [str(w) for w in warnings] == [
+        f"{path}:2: store.replica_ack_timeout: 1.5 is read as 1.5 seconds: write 1500ms, or "
+        "the unit meant, as Prometheus and Alertmanager ask",
+        f"{path}:3: outbox.backoff_initial: 1 is read as 1 second: write 1s, or the unit "
+        "meant (1m, 1h, 1d), as Prometheus and Alertmanager ask",
+        f"{path}:4: prometheus.timeout: 0.0005 is read as 0.0005 seconds: write the unit "
+        "meant, as Prometheus and Alertmanager ask",
+        f"{path}:4: prometheus.budget: 1.1 is read as 1.1 seconds: write 1100ms, or the unit "
+        "meant, as Prometheus and Alertmanager ask",
+    ]
+    path.write_text(OPEN + "store: {replica_ack_timeout: 1500ms}\noutbox: {backoff_initial: 1s}\n")
+    assert review(path) == ([], [])

@@ -373,6 +373,24 @@ def test_a_change_type_that_is_a_misspelt_known_type_is_warned_of(tmp_path: Path
     ]
 
 
+def test_a_change_type_that_is_a_word_of_its_own_is_not_warned_of(tmp_path: Path) -> None:
+    # Tools send words of their own that merely hold a documented one: more than a letter
+    # off, they are no typo, and the team lead who wrote them meant them.
+    words = ["redeploy", "undeploy", "deployment", "upscale", "rescale", "reconfig"]
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        + "".join(
+            f"      - {{title: T{i}, when: {{change_type: {w}}}}}\n" for i, w in enumerate(words)
+        )
+        + "      - {title: Swapped, when: {change_type: deplyo}}\n",
+    )
+    assert warnings(path) == [
+        f"{path}:14: journeys[0].actions[6].when.change_type: no change event is of type "
+        '"deplyo" unless a tool sends that word: the action waits for one (did you mean deploy?)'
+    ]
+
+
 def test_a_placeholder_written_the_way_of_another_template_language_is_warned_of(
     tmp_path: Path,
 ) -> None:
@@ -400,6 +418,43 @@ def test_a_placeholder_written_the_way_of_another_template_language_is_warned_of
         "braces: " + fix % "region",
         f"{path}:13: journeys[0].actions[0].run.webhook.url: {{{{service}}}} is sent as the "
         "text {service} (double braces are a literal brace): " + fix % "service",
+    ]
+
+
+def test_a_title_is_told_only_of_the_fields_a_title_can_have(tmp_path: Path) -> None:
+    # A title is filled with the change's fields and the group labels, never a run's
+    # {incident_id}: "a field is written {incident_id}" would lead to an error, and a word
+    # in spaced braces that names no field is just text.
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - title: 'Page { oncall } about $incident_id, { journey } and { service }'\n"
+        "        when: {change_type: deploy}\n",
+    )
+    assert warnings(path) == [
+        f"{path}:8: journeys[0].actions[0].title: {{ service }} is shown as written: "
+        "a field is written {service}"
+    ]
+
+
+def test_a_run_field_in_triple_braces_is_said_to_be_sent_in_braces(tmp_path: Path) -> None:
+    # Mustache's unescaped {{{service}}} is {{ then {service} then }}: the run sends the
+    # service's name in braces, never the text {service}.
+    path = checkout(
+        tmp_path,
+        "    actions:\n"
+        "      - id: rollback\n"
+        "        title: Roll back\n"
+        "        when: {change_type: deploy, single_service: true}\n"
+        "        run:\n"
+        "          webhook:\n"
+        "            url: 'https://deploy.example/api/rollback'\n"
+        "            body: {service: '{{{service}}}'}\n"
+        "            secret: s3cret\n",
+    )
+    assert warnings(path) == [
+        f"{path}:14: journeys[0].actions[0].run.webhook.body: {{{{{{service}}}}}} is sent as "
+        "its value in braces: a field is written {service}"
     ]
 
 

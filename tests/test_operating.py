@@ -257,6 +257,22 @@ async def test_the_resolve_a_replica_without_the_sink_decides_still_reaches_it(
         assert dead == []
 
 
+async def test_a_replica_of_the_release_before_still_finds_the_sinks_a_new_one_has(
+    tmp_path: Path, clock: FakeClock, redis_port: int
+) -> None:
+    # An upgrade that adds Slack rolls replicas of the release before (which read a single
+    # replica's token under "sinks:<name>", with GET) beside new ones: an old replica
+    # deciding the resolve of an incident a new one posted to Slack must find that a
+    # replica has Slack, or the message never says resolved.
+    new_cfg, _ = rolling_change(tmp_path, redis_port)
+    async with harness(
+        new_cfg, clock, sinks={"log": ScriptedSink("log"), "slack": ScriptedSink("slack")}
+    ) as new:
+        await new.tick(0)
+        # What the release before asks: a token under the old key, not its own.
+        assert await new.receiver.store.cache.get("sinks", "slack") is not None
+
+
 async def test_the_end_of_an_incident_a_sink_removed_everywhere_heard_of_is_not_queued(
     tmp_path: Path, clock: FakeClock, redis_port: int
 ) -> None:
@@ -318,20 +334,55 @@ async def test_a_sink_a_reload_removed_from_the_only_replica_is_told_no_more_end
             assert (await rx.client.get(url)).json()["deliveries"] == [], state
 
 
+def with_slack_on_one_redis(tmp_path: Path, world: Fakes, redis_port: int) -> list[Path]:
+    """The receiver.yaml of two replicas with ``world``'s sinks, Slack among them, on one
+    Redis."""
+    prefix = f"said{uuid.uuid4().hex[:8]}"
+    store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {prefix}}}\n"
+    configs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        cfg = write_config(tmp_path / name, world.config() + store)
+        cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
+        configs.append(cfg)
+    return configs
+
+
+async def test_a_sink_every_replica_reloaded_out_is_told_no_more_at_once(
+    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
+) -> None:
+    # Both replicas said they had Slack a moment ago; then both reload without it. What
+    # each said is taken back with the reload, not left two minutes: the resolve decided
+    # right after is not queued to Slack, to be given back and forth and die.
+    configs = with_slack_on_one_redis(tmp_path, world, redis_port)
+    async with (
+        harness(configs[0], clock, configured_sinks=True) as one,
+        harness(configs[1], clock, configured_sinks=True) as two,
+    ):
+        alert = make_alert()
+        (inc,) = (await one.post([alert])).json()["incidents"]
+        await one.tick(30)  # posted to Slack
+        await two.post([resolved(alert)])
+        await one.tick(290)
+        await two.tick(1)  # both said they have Slack
+        for rx, cfg in ((one, configs[0]), (two, configs[1])):
+            take_slack_out(cfg)
+            assert (await rx.client.post("/-/reload")).status_code == 200
+            await rx.tick(0)
+        await two.tick(15)  # resolve_after: decided
+        assert (await two.incident(inc))["status"] == "resolved"
+        for state in ("pending", "retrying", "dead"):
+            url = f"/api/v1/deliveries?state={state}"
+            assert (await two.client.get(url)).json()["deliveries"] == [], state
+
+
 async def test_a_replica_that_said_it_had_a_sink_last_hides_no_other_replica_having_it(
     tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
 ) -> None:
     # Two replicas with Slack on one Redis; the second to say so is then reloaded without
     # Slack and decides the resolve. What it said last is its own: the first replica still
     # has Slack, and the message must still be told the incident resolved.
-    prefix = f"said{uuid.uuid4().hex[:8]}"
-    store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {prefix}}}\n"
-    configs = []
-    for name in ("keeps", "drops"):
-        (tmp_path / name).mkdir()
-        cfg = write_config(tmp_path / name, world.config() + store)
-        cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
-        configs.append(cfg)
+    configs = with_slack_on_one_redis(tmp_path, world, redis_port)
     async with (
         harness(configs[0], clock, configured_sinks=True) as keeps,
         harness(configs[1], clock, configured_sinks=True) as drops,

@@ -257,12 +257,11 @@ async def test_a_redrive_racing_a_resolve_tells_the_incident_resolved(
     assert sink.kinds() == ["resolve", "resolve"]
 
 
-async def test_a_redriven_acknowledgement_does_not_acknowledge_a_later_episode(
-    rx: Harness, sink: ScriptedSink
-) -> None:
+async def acknowledged_unheard(rx: Harness, sink: ScriptedSink) -> str:
+    """An incident acknowledged by alice whose acknowledge job the sink refused (a dead
+    letter)."""
     incident_id = await open_incident(rx)
     await rx.tick()
-    # Acknowledged (the sink refuses to hear it: a dead letter), then over, then back.
     response = {"response": {"acknowledged_at": rx.clock.ms, "acknowledged_by": "alice"}}
     ack = Job(incident=incident_id, sink="log", kind="acknowledge", due=rx.clock.ms)
     sink.script = [PermanentDeliveryError("log", "x", "client", "HTTP 400: bad")]
@@ -270,6 +269,14 @@ async def test_a_redriven_acknowledgement_does_not_acknowledge_a_later_episode(
         incident_id, Annotation(fill=response, jobs=[ack]), rx.clock.ms
     )
     await rx.tick()
+    return incident_id
+
+
+async def test_a_redriven_acknowledgement_does_not_acknowledge_a_later_episode(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    # Acknowledged (the sink refuses to hear it: a dead letter), then over, then back.
+    incident_id = await acknowledged_unheard(rx, sink)
     await rx.post([resolved(ALERT)])
     await rx.tick(300)
     await rx.post([{**ALERT, "startsAt": "2026-04-18T09:10:00Z"}])
@@ -283,6 +290,20 @@ async def test_a_redriven_acknowledgement_does_not_acknowledge_a_later_episode(
     await rx.tick()
     # Nobody acknowledged this episode: an acknowledge would stop the sink's escalation.
     assert sink.kinds() == ["open", "resolve", "reopen", "update"]
+
+
+async def test_a_redriven_acknowledgement_does_not_acknowledge_one_that_lapsed(
+    rx: Harness, sink: ScriptedSink
+) -> None:
+    incident_id = await acknowledged_unheard(rx, sink)
+    # Then it timed out in PagerDuty, which pages again: nobody is on it.
+    lapsed = {"response": {"lapsed_at": rx.clock.ms + 1}}
+    await rx.receiver.store.annotate(incident_id, Annotation(merge=lapsed), rx.clock.ms)
+    r = await rx.client.post("/api/v1/deliveries/redrive", content=b"")
+    assert r.json()["redriven"] == 1
+    await rx.tick()
+    # An acknowledge would stop the escalation that is paging someone to take it up.
+    assert sink.kinds() == ["open", "update"]
 
 
 async def test_a_replica_that_dies_holding_a_job_gives_it_up_after_the_lease(

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from receiver.actions import action_key
 from receiver.config import Action, Journey
-from receiver.store.cache import SharedCache
+from receiver.store.cache import Said, SharedCache
 
 RESPONDERS = "owner.responders"
 RUN_PARTS = ("url", "method", "headers", "body")
@@ -60,39 +59,26 @@ def moved(then: str, now: str | None) -> list[str]:
 
 
 class Defined:
-    """Which definitions of their runnable actions the replicas have, said in the store
-    (``cache``) under a token of this replica's own: what it said itself before a reload
-    is no other replica having it."""
+    """Which definitions of their runnable actions the replicas have (``Said``)."""
 
     def __init__(self, cache: SharedCache) -> None:
-        self._cache = cache
-        self._as = secrets.token_hex(8)
-        self._said: set[str] = set()
-        self._said_ms: int | None = None
+        self._said = Said(cache, _NAMESPACE, SAID_EVERY_MS, SAID_FOR_MS)
 
     async def say(self, journeys: Iterable[Journey], now_ms: int) -> int:
         """Say the definitions of ``journeys``' actions, every ``SAID_EVERY_MS`` and at
         once when a reload changed them; how many were said."""
-        defined = {
+        defined = (
             _field(journey.id, action_key(action), definition(journey, action))
             for journey in journeys
             for action in journey.actions
             if action.run is not None
-        }
-        fresh = self._said_ms is not None and now_ms - self._said_ms < SAID_EVERY_MS
-        if defined == self._said and fresh:
-            return 0
-        for field in sorted(defined):
-            await self._cache.say(_NAMESPACE, field, self._as, now_ms, SAID_FOR_MS)
-        self._said, self._said_ms = defined, now_ms
-        return len(defined)
+        )
+        return await self._said.say(defined, now_ms)
 
     async def elsewhere(self, journey: str, key: str, defined: str, now_ms: int) -> bool:
         """Whether another replica says it defines action ``key`` of ``journey`` as
         ``defined``."""
-        field = _field(journey, key, defined)
-        sayers = await self._cache.sayers(_NAMESPACE, field, now_ms, SAID_FOR_MS)
-        return bool(sayers - {self._as})
+        return await self._said.elsewhere(_field(journey, key, defined), now_ms)
 
 
 def _field(journey: str, key: str, defined: str) -> str:

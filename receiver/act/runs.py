@@ -51,7 +51,7 @@ from receiver.actions import (
 )
 from receiver.config import Action, AutomationConfig, Journey
 from receiver.config.actions import WebhookRun
-from receiver.logtext import printable
+from receiver.logtext import clip, printable
 from receiver.retired import Retired
 from receiver.settings import ms
 from receiver.sinks._http import incident_url
@@ -74,6 +74,9 @@ _SETTLED = frozenset({"ran", "failed", "dry_run"})
 UNKNOWN_ACTION = "unknown"
 """The ``action`` label of a decision about an action journeys.yaml does not name."""
 DONE = frozenset({"ran", "failed"})
+_KEY_SHOWN_MAX = 64
+"""How much of an action id no journey names is shown and recorded: the click's or the
+page URL's (Slack sends an ``action_id`` of up to 255 characters), untrusted."""
 """Statuses after which the action runs no more on the incident, whoever asks."""
 
 
@@ -176,8 +179,9 @@ class Runs:
         journey = self.pipeline.settings.catalog.find(state.journey)
         action = next((a for a in journey.actions if action_key(a) == key), None)
         if action is None:
-            why = f"the journey {journey.id} has no action {key!r} (any more)"
-            return await self._refuse(state, key, key, person, why, press_id)
+            shown_key = clip(key, _KEY_SHOWN_MAX)
+            why = f"the journey {journey.id} has no action {shown_key!r} (any more)"
+            return await self._refuse(state, shown_key, shown_key, person, why, press_id)
         found = match(action, state, self.pipeline.settings.impact(state).priority)
         if isinstance(found, str):
             why = f"its conditions do not hold now: {found}"

@@ -55,7 +55,8 @@ def check_action_templates(config: ReceiverConfig, journeys: JourneysConfig, doc
                     f"{{service}}, {{version}}, {{previous_version}} and the journey's group "
                     f"labels ({labels})",
                 )
-            for reason in _other_syntax(action.title, known, title=True):
+            # Said only of what a title can name: {incident_id} would be refused there.
+            for reason in _other_syntax(action.title, shown, title=True):
                 doc.warn((*at, "title"), reason)
             if action.run is None:
                 continue
@@ -109,14 +110,20 @@ def _environment_variables(at: Loc, known: frozenset[str], doc: Document) -> Non
 
 
 def _other_syntax(text: str, known: frozenset[str], *, title: bool) -> Iterator[str]:
-    """What ``text`` writes as a field in another template language's way, in order."""
+    """What ``text`` writes as one of the fields ``known`` in another template language's
+    way, in order."""
     found: list[tuple[int, str]] = []
     for match in _DOUBLE.finditer(text):
         name = match.group(1)
         if name not in known:
             continue  # {{x}}: a literal brace, as the run templates write it
         written = match.group(0)
-        if not title:
+        before = text[: match.start()]
+        if not title and (len(before) - len(before.rstrip("{"))) % 2:
+            # Mustache's {{{service}}}: {{ is read first, then {service}, a field.
+            written = "{" + written + "}"
+            said = "is sent as its value in braces"
+        elif not title:
             said = f"is sent as the text {written[1:-1]} (double braces are a literal brace)"
         elif TITLE_FIELD.search(written):
             said = "is shown as its value in braces"
@@ -126,6 +133,8 @@ def _other_syntax(text: str, known: frozenset[str], *, title: bool) -> Iterator[
     if title:  # in a run's template a lone brace is refused already
         for match in _SPACED.finditer(text):
             name = match.group(1) or match.group(2)
+            if name not in known:
+                continue  # words in braces, no field of any language
             found.append(
                 (
                     match.start(),

@@ -15,7 +15,6 @@ Slack channel).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 
@@ -168,13 +167,33 @@ def _journey_values(journey: Journey, at: Loc, doc: Document) -> None:
         kind = action.when.change_type
         if kind is None or kind in DOCUMENTED_TYPES:
             continue
-        close = difflib.get_close_matches(kind, DOCUMENTED_TYPES, n=1, cutoff=0.75)
+        # A letter off only: a word holding a documented one (redeploy, deployment,
+        # upscale) is a tool's own, not a typo.
+        close = next((t for t in DOCUMENTED_TYPES if _a_letter_off(kind, t)), None)
         if close:
             doc.warn(
                 (*at, "actions", j, "when", "change_type"),
                 f"no change event is of type {show(kind)} unless a tool sends that word: "
-                f"the action waits for one (did you mean {close[0]}?)",
+                f"the action waits for one (did you mean {close}?)",
             )
+
+
+def _a_letter_off(written: str, meant: str) -> bool:
+    """Whether ``written`` is ``meant`` with one letter added, dropped or changed, or two
+    neighbours swapped."""
+    if abs(len(written) - len(meant)) > 1:
+        return False
+    start = next(
+        (i for i, (a, b) in enumerate(zip(written, meant, strict=False)) if a != b),
+        min(len(written), len(meant)),
+    )
+    w, m = written[start:], meant[start:]
+    return (
+        w[1:] == m[1:]  # changed (or both ended: the same word)
+        or w[1:] == m  # added
+        or w == m[1:]  # dropped
+        or (len(w) > 1 and w[0] == m[1] and w[1] == m[0] and w[2:] == m[2:])  # swapped
+    )
 
 
 def _quoted(matcher: Matcher, loc: Loc, doc: Document) -> bool:

@@ -80,13 +80,16 @@ def _bare(value: object, loc: Loc, doc: Document) -> None:
         fix = f"write {show(number // size)}{unit}, or the unit meant"
         if number < 60:
             fix += f" ({seconds}m, {seconds}h, {seconds}d)"
-    elif number < 1 and (number * 1000).is_integer():
-        fix = f"write {show(number * 1000)}ms, or the unit meant"
+    elif math.isclose(number * 1000, millis := round(number * 1000), rel_tol=0, abs_tol=1e-6):
+        # Each unit takes a whole number (1.5s is refused): 1.5 is 1500ms (1.1 * 1000 is
+        # 1100.0000000000002 in floating point).
+        fix = f"write {millis}ms, or the unit meant"
     else:
-        fix = f"write {seconds}s, or the unit meant"
+        fix = "write the unit meant"  # finer than a millisecond: no unit says it
+    said = "1 second" if number == 1 else f"{seconds} seconds"
     doc.warn(
         loc,
-        f"{show(value)} is read as {seconds} seconds: {fix}, as Prometheus and Alertmanager ask",
+        f"{show(value)} is read as {said}: {fix}, as Prometheus and Alertmanager ask",
     )
 
 

@@ -10,29 +10,41 @@ another issue does not speak for the incident. Jira retries a failed delivery la
 order: a move older than the last one applied (``resolves.superseded``) neither resolves
 nor takes a resolve back. ``jira:issue_deleted`` of the incident's issue is recorded, and
 the Jira sink files nothing more for the incident until it reopens (``DELETED_BY``).
+
+``comment_created``: a person's comment on the incident's issue goes on its timeline, on
+one line and clipped (its text is anyone's). Jira Cloud sends the comment's issue without
+its labels, so its key names the incident (``sinks.jira.ISSUE_CACHE``, kept by the Jira
+sink as it files and by the issue's own webhooks, a move's included). The Jira sink's own
+comments (its account, as for transitions) are not a person's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.inbound.resolves import (
     PERSON_AT,
     TAKEN_BACK,
+    acknowledgement,
     after_the_end,
     as_read,
     superseded,
     taken_back,
 )
+from receiver.logtext import clip
 from receiver.sinks.jira import DELETED_BY, LABEL
+from receiver.sinks.jira_markup import adf_text
 from receiver.store.base import Annotation
 from receiver.store.records import IncidentState, TimelineEntry
 from receiver.webhook import MAX_EXACT_INT, parse_body
 
 SOURCE = "jira"
 DELETED = "jira:issue_deleted"
+COMMENTED = "comment_created"
+_COMMENT_MAX = 500
 _PREFIX = LABEL + "-"
 
 
@@ -66,6 +78,34 @@ class User(_Wire):
     name: str = ""
     key: str = ""
 
+    def named(self, own: Collection[tuple[str, str]]) -> bool:
+        """Whether this is the account ``own`` names (``JiraSink.own_names``: (kind,
+        value)), like compared with like: a name with a name, an accountId with an
+        accountId; an e-mail only for a user named no other way (e-mails need not be unique
+        on Jira Server)."""
+        ids = (("name", self.name), ("key", self.key), ("accountId", self.account_id))
+        theirs = {(kind, value.casefold()) for kind, value in ids if value}
+        if not theirs and self.email_address:
+            theirs = {("email", self.email_address.casefold())}
+        return any((kind, value.casefold()) in theirs for kind, value in own if value)
+
+    @property
+    def who(self) -> str:
+        return self.display_name or self.name or self.account_id or "Jira"
+
+
+class Comment(_Wire):
+    id: str = ""
+    author: User | None = None
+    # Wiki text (REST v2, and the webhooks of Jira Server) or an ADF document (Cloud).
+    body: Any = None
+
+    @property
+    def text(self) -> str:
+        """What it says, on one line and clipped: anyone's words."""
+        body = self.body if isinstance(self.body, str) else adf_text(self.body)
+        return clip(body.strip(), _COMMENT_MAX)
+
 
 class ChangeItem(_Wire):
     field: str = ""
@@ -85,6 +125,7 @@ class Event(_Wire):
     issue: Issue | None = None
     user: User | None = None
     changelog: Changelog | None = None
+    comment: Comment | None = None
 
     @property
     def incident_ids(self) -> list[str]:
@@ -106,24 +147,23 @@ class Event(_Wire):
         return next((i.from_string for i in items if i.field.casefold() == "key"), None)
 
     def by(self, own: Collection[tuple[str, str]]) -> bool:
-        """Whether the account ``own`` names (``JiraSink.own_names``: (kind, value)) did it,
-        like compared with like: a name with a name, an accountId with an accountId; an
-        e-mail only for a user the webhook names no other way (e-mails need not be unique
-        on Jira Server)."""
-        user = self.user
-        if user is None:
-            return False
-        ids = (("name", user.name), ("key", user.key), ("accountId", user.account_id))
-        theirs = {(kind, value.casefold()) for kind, value in ids if value}
-        if not theirs and user.email_address:
-            theirs = {("email", user.email_address.casefold())}
-        return any((kind, value.casefold()) in theirs for kind, value in own if value)
+        """Whether the account ``own`` names (``JiraSink.own_names``: (kind, value)) did it
+        (``User.named``)."""
+        return self.user is not None and self.user.named(own)
 
     @property
     def who(self) -> str:
-        user = self.user
-        name = (user.display_name or user.name or user.account_id) if user else ""
-        return name or "Jira"
+        return self.user.who if self.user else "Jira"
+
+
+def its_issue(event: Event, state: IncidentState) -> bool:
+    """Whether ``event`` is about the incident's own issue: the key its Jira receipt holds,
+    or the new key this event says that issue moved to (another project)."""
+    known = state.sinks.get(SOURCE, {}).get("key")
+    issue = event.issue
+    if issue is None or known is None:
+        return False
+    return known == issue.key or event.moved_from == known
 
 
 def parse(body: bytes) -> Event:
@@ -138,23 +178,23 @@ def annotation(
     delivery_id: str | None,
     own: Collection[tuple[str, str]],
 ) -> Annotation | None:
-    """What a status change adds to the incident; None for anything else, for an issue
-    that is not the incident's own, and for the Jira sink's own transitions (made by the
-    account ``own`` names, or a resolve of an incident already resolved here): those are
-    the receiver speaking, not a person. An issue moved to another project is followed
-    whatever the rest of the update says."""
+    """What a status change, a deletion or a comment adds to the incident; None for
+    anything else, for an issue that is not the incident's own, and for the Jira sink's own
+    transitions and comments (made by the account ``own`` names, or a resolve of an
+    incident already resolved here): those are the receiver speaking, not a person. An
+    issue moved to another project is followed whatever the rest of the update says."""
     issue = event.issue
     status = event.new_status
     recorded = state.sinks.get(SOURCE, {})
-    if issue is None:
+    if issue is None or not its_issue(event, state):
         return None
     known = recorded.get("key")
     # Moved to another project: a new key for the same issue, which the receipt follows
     # (the sink's next delivery reads it under the new key too).
-    rekeyed = known is not None and known != issue.key and event.moved_from == known
-    if known != issue.key and not rekeyed:
-        return None
+    rekeyed = known != issue.key
     changelog = event.changelog.id if event.changelog else ""
+    if event.webhook_event == COMMENTED:
+        return _commented(event, issue.key, now_ms, delivery_id, own)
     if event.webhook_event == DELETED:
         # A person deleted it: filed again at the next change, it would be deleted again.
         text = (
@@ -165,6 +205,9 @@ def annotation(
             merge={f"sinks.{SOURCE}": {"state": "deleted", DELETED_BY: event.who}},
             timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
             once=f"{SOURCE}:{delivery_id or f'{issue.key}:deleted'}",
+            # Of the issue the receipt named as read: the sink may file a new one meanwhile
+            # (a reopen that found this one gone), which this must not mark deleted.
+            expect=(f"sinks.{SOURCE}", "key", issue.key),
         )
     # What the move alone adds, whatever becomes of the rest of the update (Jira's move
     # wizard changes the status in the same update, of an issue closed long ago, say).
@@ -215,13 +258,17 @@ def annotation(
     else:
         text = f"{issue.key} moved to {status} in Jira by {who}"
         if acknowledged:
-            fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
+            filled, taken_up = acknowledgement(state, at, who, SOURCE)
+            if filled:
+                fill["response"] = filled
+            if taken_up:
+                merge["response"] = taken_up
         elif category == "indeterminate":
             text += " after the incident resolved"
         if not late and taken_back(state, SOURCE, at):
             # Out of done after a person's resolve in Jira: that resolve is taken back
             # (MTTR), as a PagerDuty reopen takes back one made there.
-            merge["response"] = TAKEN_BACK
+            merge["response"] = {**merge.get("response", {}), **TAKEN_BACK}
             text += ": the resolve is taken back"
     if not late:
         merge[f"sinks.{SOURCE}"] = {PERSON_AT: str(at)}
@@ -235,4 +282,30 @@ def annotation(
         # Decided against the last move as read: another replica (or request) may have
         # applied a newer one since.
         expect=None if late else as_read(SOURCE, recorded),
+    )
+
+
+def _commented(
+    event: Event,
+    key: str,
+    now_ms: int,
+    delivery_id: str | None,
+    own: Collection[tuple[str, str]],
+) -> Annotation | None:
+    """A person's comment on the incident's issue: on the timeline. None for the Jira
+    sink's own (its account) and for one that says nothing."""
+    comment = event.comment
+    if comment is None:
+        return None
+    # The author, or for a sender that leaves it out, who the webhook says acted.
+    author = comment.author or event.user
+    text = comment.text
+    if (author is not None and author.named(own)) or not text:
+        return None
+    who = author.who if author else "Jira"
+    return Annotation(
+        timeline=[
+            TimelineEntry(at=now_ms, kind=SOURCE, text=f"comment on {key} in Jira by {who}: {text}")
+        ],
+        once=f"{SOURCE}:{delivery_id or f'{key}:comment:{comment.id}'}",
     )

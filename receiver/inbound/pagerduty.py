@@ -10,6 +10,8 @@ Only a person counts as a responder: an acknowledgement or resolve whose ``agent
 a user (our own resolve through the Events API, an auto-resolve) is PagerDuty echoing the
 receiver or a timer, and is recorded on the timeline only. So is a person's acknowledgement
 made after the incident resolved here: the incident was over (``resolves.after_the_end``).
+An acknowledgement that times out (``incident.unacknowledged``: PagerDuty pages again)
+no longer stands (``resolves.lapse``) until someone acknowledges again.
 
 An incident that resolved and fired again has a new PagerDuty incident under the same key.
 Which one an event is about, PagerDuty says in the incident's ``created_at``: one opened
@@ -36,8 +38,11 @@ from pydantic import (
 from receiver.inbound.resolves import (
     PERSON_AT,
     TAKEN_BACK,
+    acknowledgement,
     after_the_end,
     as_read,
+    lapse,
+    lapse_as_read,
     superseded,
     taken_back,
 )
@@ -259,6 +264,7 @@ def annotation(
             sink[PERSON_RESOLVED] = ""  # a new PagerDuty incident, which nobody resolved
     fill: dict[str, dict[str, Any]] = {}
     merge: dict[str, dict[str, Any]] = {}
+    expect: tuple[str, str, str | None] | None = None
     if kind == "incident.triggered":
         # Our own trigger, as PagerDuty opened it: the link, nothing to tell.
         if not sink:
@@ -271,7 +277,13 @@ def annotation(
         if after_the_end(state, at):
             text += " after the incident resolved"
         else:
-            fill["response"] = {"acknowledged_at": at, "acknowledged_by": who, "source": SOURCE}
+            filled, taken_up = acknowledgement(state, at, who, SOURCE)
+            if filled:
+                fill["response"] = filled
+            if taken_up:
+                merge["response"] = taken_up
+            # Decided on whether one had lapsed: a timeout landing meanwhile decides anew.
+            expect = lapse_as_read(state)
     elif kind == "incident.resolved" and event.merged_into is not None:
         # Merged into another PagerDuty incident: our alert lives on there, unresolved.
         # Nobody resolved the outage (no person-resolved flag, no response), and the
@@ -304,7 +316,14 @@ def annotation(
                 merge["response"] = TAKEN_BACK
         text = f"reopened in PagerDuty by {who}"
     elif kind == "incident.unacknowledged":
-        text = "acknowledgement in PagerDuty timed out"
+        # PagerDuty's acknowledgement timeout: it pages again, and nobody is on it now.
+        lapsed = lapse(state, at) if linked and not earlier and at >= state.started else None
+        if lapsed is None:
+            text = "acknowledgement in PagerDuty timed out"
+        else:
+            by, merge["response"] = lapsed
+            text = f"acknowledgement by {by} timed out in PagerDuty: it pages again"
+            expect = lapse_as_read(state)
     elif kind == "incident.reassigned":
         names = ", ".join(a.summary for a in event.data.assignees if a.summary) or "nobody"
         text = f"reassigned in PagerDuty by {who} to {names}"
@@ -343,5 +362,5 @@ def annotation(
         once=f"{SOURCE}:{event.id}",
         # Decided against the last move as read: another replica (or request) may have
         # applied a newer one since.
-        expect=as_read(SOURCE, recorded) if PERSON_AT in sink else None,
+        expect=as_read(SOURCE, recorded) if PERSON_AT in sink else expect,
     )

@@ -7,6 +7,10 @@ there: the rules both sources keep.
   ``sinks.<source>``) is a late delivery, and applying it would undo the newer one. Two
   delivered at once are each decided against the last one as read (``as_read``): the
   store refuses the second to land if the first changed it, and it is decided again.
+- The first acknowledgement is the incident's (MTTA); when the one standing times out in
+  PagerDuty (``lapse``) nobody is on it any more, until someone acknowledges it again
+  (``acknowledgement``). A timeout older than the acknowledgement standing (delivered late)
+  lapses nothing, and an acknowledgement older than the lapse takes nothing up again.
 - An acknowledgement or a reopen made after the incident resolved here (``after_the_end``)
   is follow-up work, not an answer to the incident: it is recorded on the timeline only, as
   Slack's Acknowledge pressed after the resolve is, so that MTTA, MTTR and ``/stats`` do not
@@ -74,3 +78,35 @@ def before_this_episode(recorded: Mapping[str, str], state: IncidentState) -> bo
     reopen opens anew there, so the resolve was of the last one."""
     last = recorded.get(PERSON_AT)
     return last is not None and last != "" and int(last) < state.first_firing_at
+
+
+def acknowledgement(
+    state: IncidentState, at_ms: int, who: str, source: str, *, after_lapse: bool = False
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The ``response`` keys an acknowledgement by ``who`` at ``at_ms`` (made before the
+    incident resolved here) sets, as an annotation's (``fill``, ``merge``): the first one
+    fills them; one made after the last lapsed takes the incident up again.
+    ``after_lapse``: it came after the lapse ``state`` holds, whatever the clocks say (a
+    press on the message that showed the lapse; PagerDuty's clock is not ours)."""
+    response = state.response
+    lapsed = response.lapsed_at if response else None
+    if lapsed is not None and (after_lapse or at_ms > lapsed):
+        return {}, {"lapsed_at": None, "reacknowledged_at": at_ms, "reacknowledged_by": who}
+    return {"acknowledged_at": at_ms, "acknowledged_by": who, "source": source}, {}
+
+
+def lapse(state: IncidentState, at_ms: int) -> tuple[str, dict[str, object]] | None:
+    """Who acknowledged, and the ``response`` keys (a ``merge``) the acknowledgement
+    standing timing out at ``at_ms`` sets; None when none stands then (none yet, lapsed
+    already, one made since and delivered first, or the incident had resolved)."""
+    standing = state.response.standing if state.response else None
+    if standing is None or at_ms <= standing[0] or after_the_end(state, at_ms):
+        return None
+    return standing[1], {"lapsed_at": at_ms}
+
+
+def lapse_as_read(state: IncidentState) -> tuple[str, str, str | None]:
+    """An annotation's ``expect`` for a lapse or an acknowledgement decided on whether the
+    acknowledgement stood: another replica may have lapsed it, or taken it up, since."""
+    lapsed = state.response.lapsed_at if state.response else None
+    return ("response", "lapsed_at", None if lapsed is None else str(lapsed))

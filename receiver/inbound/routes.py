@@ -32,6 +32,7 @@ from receiver.alertmanager.silences import AlreadySilenced, SilenceUnderWay, sil
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.inbound import jira, pagerduty, slack
 from receiver.inbound.signatures import SlackVerdict, verify_jira, verify_pagerduty, verify_slack
+from receiver.sinks.jira import ISSUE_CACHE
 from receiver.sinks.slack import edit_job
 from receiver.sinks.slack_blocks import (
     ACK,
@@ -223,15 +224,27 @@ async def jira_webhook(request: Request, receiver: Receiver, body: bytes) -> Res
     own = _jira_own(receiver)
     delivery = request.headers.get("x-atlassian-webhook-identifier")
     now = receiver.pipeline.now_ms()
+    cache = receiver.store.cache
+    retention_ms = round(receiver.settings.config.store.retention * 1000)
 
     def decide(state: IncidentState) -> Annotation | None:
         return jira.annotation(event, state, now, delivery, own)
 
+    incident_ids = event.incident_ids
+    if not incident_ids and event.issue is not None:
+        # No labels (Jira Cloud sends a comment's issue without them): the key the Jira
+        # sink filed, or an earlier webhook of the issue named, says whose it is.
+        cached = await cache.get(ISSUE_CACHE, event.issue.key)
+        incident_ids = [cached] if cached else []
     found: IncidentState | None = None
-    for incident_id in event.incident_ids:
+    for incident_id in incident_ids:
         state = await load_state(receiver, incident_id)
         if state is None:
             continue
+        if event.issue is not None and jira.its_issue(event, state):
+            # Even from an update not recorded: the issue's next comment names no label,
+            # and after a move to another project, a key the sink has not seen yet.
+            await cache.set(ISSUE_CACHE, event.issue.key, state.id, retention_ms)
         said = decide(state)
         if said is not None:
             return await record(receiver, state, said, decide)

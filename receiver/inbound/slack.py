@@ -43,6 +43,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from receiver.alertmanager.silences import AlreadySilenced, SilenceUnderWay
 from receiver.config import SlackSinkConfig
 from receiver.errors import PayloadError
+from receiver.inbound.resolves import acknowledgement, lapse_as_read
 from receiver.incident import Incident, rfc3339
 from receiver.logtext import printable
 from receiver.sinks.slack import edit_job, web_client
@@ -277,12 +278,15 @@ def pressed(
     opens, nothing is recorded yet) and for buttons that are not ours."""
     who = interaction.user.who
     fill: dict[str, dict[str, object]] = {}
+    merge: dict[str, dict[str, object]] = {}
     append: dict[str, list[dict[str, object]]] = {}
     jobs: list[Job] = []
     expect: tuple[str, str, str | None] | None = None
     kind = action.action_id
     if kind == ACK:
-        first = state.response.acknowledged_by if state.response else None
+        # Who is on it: nobody once the last acknowledgement lapsed in PagerDuty.
+        standing = state.response.standing if state.response else None
+        first = standing[1] if standing else None
         if state.status == "resolved":
             text, change = f"Acknowledge pressed in Slack by {who} after the incident resolved", ""
         elif first == who:
@@ -293,11 +297,14 @@ def pressed(
             text = f"Acknowledge pressed in Slack by {who}; {first} had acknowledged it"
             change = f"already acknowledged by {first}"
         else:
-            fill["response"] = {"acknowledged_at": now_ms, "acknowledged_by": who, "source": SOURCE}
+            filled, taken_up = acknowledgement(state, now_ms, who, SOURCE, after_lapse=True)
             text, change = f"acknowledged in Slack by {who}", f"acknowledged by {who}"
             # Someone else's press (or PagerDuty's) may land between this read and the
             # write: then theirs is the acknowledgement, and this one is decided again.
-            expect = ("response", "acknowledged_by", None)
+            if filled:
+                fill["response"], expect = filled, ("response", "acknowledged_by", None)
+            else:
+                merge["response"], expect = taken_up, lapse_as_read(state)
             if "pagerduty" in sinks and "pagerduty" in state.sinks:
                 jobs.append(
                     Job(incident=state.id, sink="pagerduty", kind="acknowledge", due=now_ms)
@@ -319,6 +326,7 @@ def pressed(
         jobs += edit_job(state, sinks, change, now_ms)
     return Annotation(
         append=append,
+        merge=merge,
         fill=fill,
         timeline=[TimelineEntry(at=now_ms, kind=SOURCE, text=text)],
         jobs=jobs,

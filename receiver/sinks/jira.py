@@ -17,6 +17,7 @@ own retries off (``max_retries=0``: it would sleep on 429/503) and no calls at c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -30,10 +31,15 @@ from jira import JIRA, JIRAError
 from jira.resources import Issue
 
 from receiver.config import JiraSinkConfig
-from receiver.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from receiver.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    StoreUnavailable,
+)
 from receiver.incident import Incident
 from receiver.logtext import clip, redact
-from receiver.sinks import Delivery, Receipt
+from receiver.sinks import Delivery, Receipt, Shared
 from receiver.sinks import jira_markup as markup
 from receiver.sinks._http import error_for_status, incident_url, off_loop, retry_after
 
@@ -52,6 +58,9 @@ DELETED_BY = "deleted_by"
 or absent: nobody). Nothing more goes to Jira for the incident until a reopen files a new
 issue: a person who deleted it meant it gone, and filing it again at each change would
 loop with them."""
+ISSUE_CACHE = "jira-issue"
+"""``store.cache``: an issue's key -> the id of the incident it was filed for, for the
+webhooks that name the issue by its key alone (a comment's, on Jira Cloud)."""
 _FOUND_GONE = "unknown"
 _FILES_ANEW = frozenset({"open", "reopen"})
 _HEADLINES = {
@@ -149,9 +158,14 @@ class JiraSink:
     name = "jira"
     coalesces_updates = False
 
-    def __init__(self, config: JiraSinkConfig, external_url: str | None) -> None:
+    def __init__(
+        self, config: JiraSinkConfig, external_url: str | None, shared: Shared | None = None
+    ) -> None:
         self.config = config
         self.external_url = external_url
+        shared = shared or Shared()
+        self._cache = shared.cache
+        self._keep_ms = shared.retention_ms
         self._cloud = config.flavor == "cloud"
         self._secrets = (config.token.get_secret_value(),)
         self._client = client(config)
@@ -210,6 +224,12 @@ class JiraSink:
         self, incident: Incident, delivery: Delivery, previous: Receipt | None
     ) -> Receipt:
         receipt = await self._deliver(incident, delivery, previous)
+        key = receipt.refs.get("key")
+        if key and self._cache is not None:
+            # Its key as filed, or as found after a move to another project: a comment's
+            # webhook names the issue by it alone. A hint only: the receipt is the record.
+            with contextlib.suppress(StoreUnavailable):
+                await self._cache.set(ISSUE_CACHE, key, incident.id, self._keep_ms)
         # Once Jira took a write: the webhooks later writes cause find the sink known, and
         # a Jira that is down or refusing is not asked one request more.
         await self.learn_own_names()

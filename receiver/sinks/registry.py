@@ -28,7 +28,7 @@ _BUILDERS: dict[str, Builder] = {
     "log": _alone(LogSink),
     "pagerduty": PagerDutySink,
     "slack": SlackSink,
-    "jira": _alone(JiraSink),
+    "jira": JiraSink,
 }
 
 

@@ -246,7 +246,9 @@ def _actions(incident: Incident) -> list[dict[str, Any]]:
     live = incident.status != "resolved"
     response = incident.response or {}
     # A person's resolve (in PagerDuty, in Jira) answered it: nobody is asked to take it up.
-    acknowledged = bool(response.get("acknowledged_at") or response.get("resolved_at"))
+    # An acknowledgement that timed out in PagerDuty (it pages again) answers nothing now.
+    standing = response.get("acknowledged_at") and not response.get("lapsed_at")
+    acknowledged = bool(standing or response.get("resolved_at"))
     wanted: list[tuple[str, str, str | None]] = []
     if live and not acknowledged:
         wanted.append((ACK, "Acknowledge", "primary"))
@@ -325,8 +327,12 @@ def _people(incident: Incident) -> list[str]:
     "Silenced 2h by Z"... The latest verdict of each person counts."""
     items: list[str] = []
     response = incident.response or {}
-    if response.get("acknowledged_by"):
-        items.append(f"Acknowledged by {response['acknowledged_by']}")
+    # Who took it up last: the first to acknowledge, or who did after theirs lapsed.
+    acknowledged_by = response.get("reacknowledged_by") or response.get("acknowledged_by")
+    if acknowledged_by and response.get("lapsed_at"):
+        items.append(f"Acknowledgement by {acknowledged_by} lapsed")
+    elif acknowledged_by:
+        items.append(f"Acknowledged by {acknowledged_by}")
     if response.get("resolved_by"):
         items.append(f"Resolved by {response['resolved_by']}")
     wrong: dict[str, None] = {}

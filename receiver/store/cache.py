@@ -4,14 +4,15 @@
 Each entry is a plain key ``<prefix>cache:<namespace>:<field>`` with its own expiry
 (``SET … PX``), under the store's hash tag like every other key, so it works on Redis
 Cluster. An entry is only ever a hint: a caller must cope with a stale or missing one.
-What several replicas each say of themselves (``say``, ``sayers``) is a sorted set under
-such a key instead: who said it, scored by when.
+What several replicas each say of themselves (``say``, ``sayers``; ``Said``) is a sorted
+set under such a key instead: who said it, scored by when.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from receiver.store.scripts import text, unavailable
@@ -71,10 +72,54 @@ class SharedCache:
             await pipe.execute()
 
     @unavailable
+    async def unsay(self, namespace: str, field: str, by: str) -> None:
+        """Take back what ``by`` said of ``field`` (``say``), before it would expire."""
+        await self._r.zrem(self.key(namespace, field), by)
+
+    @unavailable
     async def sayers(self, namespace: str, field: str, now_ms: int, ttl_ms: int) -> frozenset[str]:
         """Who said ``field`` within the last ``ttl_ms`` (``say``)."""
         said = await self._r.zrangebyscore(self.key(namespace, field), now_ms - ttl_ms, "+inf")
         return frozenset(text(by) for by in said)
+
+
+class Said:
+    """What this replica has (its sinks, its actions' definitions), said in ``cache``
+    under ``namespace`` for the other replicas: each field every ``every_ms`` and at once
+    when the set changed, kept ``for_ms``; what it no longer has taken back at once. It
+    says so under a token of its own, so that what it said itself (before a reload, or as
+    the only replica) is never another replica having it."""
+
+    def __init__(
+        self, cache: SharedCache, namespace: str, every_ms: int = 30_000, for_ms: int = 120_000
+    ) -> None:
+        self._cache = cache
+        self._namespace = namespace
+        self._every_ms = every_ms
+        self._for_ms = for_ms
+        self.token = secrets.token_hex(8)
+        self._said: frozenset[str] = frozenset()
+        self._said_ms: int | None = None
+
+    async def say(self, fields: Iterable[str], now_ms: int) -> int:
+        """Say ``fields`` (all this replica has) when due; how many were said (0: not due)."""
+        having = frozenset(fields)
+        fresh = self._said_ms is not None and now_ms - self._said_ms < self._every_ms
+        if having == self._said and fresh:
+            return 0
+        for field in sorted(having):
+            await self._cache.say(self._namespace, field, self.token, now_ms, self._for_ms)
+        # Left to expire, what every replica said before a change they all reloaded would
+        # have each one count the others as still having it, for two minutes.
+        for field in sorted(self._said - having):
+            await self._cache.unsay(self._namespace, field, self.token)
+        self._said, self._said_ms = having, now_ms
+        return len(having)
+
+    async def elsewhere(self, field: str, now_ms: int) -> bool:
+        """Whether another replica says it has ``field``."""
+        sayers = await self._cache.sayers(self._namespace, field, now_ms, self._for_ms)
+        return bool(sayers - {self.token})
 
 
 class LocalCache:

@@ -175,16 +175,33 @@ class SimilarRecord(_Record):
 class ResponseRecord(_Record):
     """What people did about the incident, as PagerDuty, Slack and Jira told us: the first
     acknowledgement and the resolve by a person (``source`` says where the first word
-    came from)."""
+    came from); whether an acknowledgement stands now (``lapsed_at``, and who took it up
+    after one lapsed)."""
 
     acknowledged_at: int | None = None
     acknowledged_by: str | None = None
+    lapsed_at: int | None = None
+    """When the acknowledgement standing timed out in PagerDuty (``incident.unacknowledged``:
+    it pages again); None while one stands. The first one still counts for MTTA."""
+    reacknowledged_at: int | None = None
+    reacknowledged_by: str | None = None
+    """The latest acknowledgement after one lapsed: who is on it now."""
     resolved_at: int | None = None
     resolved_by: str | None = None
     source: str | None = None
     resolved_via: str | None = None
     """Where the person's resolve was made (``pagerduty``, ``jira``): only a reopen there
     takes it back. None on a resolve recorded before this was kept."""
+
+    @property
+    def standing(self) -> tuple[int, str] | None:
+        """The acknowledgement that stands, (when, by whom); None when none does (none yet,
+        or the last one lapsed)."""
+        if self.acknowledged_at is None or self.lapsed_at is not None:
+            return None
+        if self.reacknowledged_at is not None:
+            return self.reacknowledged_at, self.reacknowledged_by or ""
+        return self.acknowledged_at, self.acknowledged_by or ""
 
 
 class ToldEpisode(_Record):
@@ -452,6 +469,8 @@ class IncidentState(_Record):
             self.enriched_at,
             self.last_notified.at if self.last_notified else None,
             response.acknowledged_at,
+            response.lapsed_at,
+            response.reacknowledged_at,
             response.resolved_at,
             *last,
         )

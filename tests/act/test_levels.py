@@ -767,3 +767,33 @@ async def test_a_retry_of_an_action_a_reload_removed_is_skipped_where_people_loo
         assert f"rollback: not run (by auto): {why}" in timeline
         page = (await rx.client.get(f"/incidents/{inc}")).text
         assert why in page
+
+
+async def test_a_change_every_replica_reloaded_is_decided_at_once_not_given_back_between_them(
+    tmp_path: Path, deploy: FakeDeploy, redis_port: int
+) -> None:
+    # Both replicas read the same journeys.yaml; a run is asked for and its first attempt
+    # gets a 503. A ConfigMap change then points the action at another URL, and both
+    # reload. What each said of the old definition before its reload is no replica
+    # defining the action so any more: the replica claiming the retry decides it at once
+    # (skipped, the URL changed) instead of the two giving it back to each other for the
+    # two minutes their old saying would otherwise last.
+    old_yaml = journeys(tmp_path, deploy.url, "auto").read_text()
+    new_yaml = old_yaml.replace(f"url: {deploy.url}", f"url: {deploy.url}/v2")
+    deploy.fail(503, times=1)
+    async with rolling(tmp_path, redis_port, old_yaml, old_yaml) as (a, b):
+        await b.tick(0)  # b says what it defines
+        inc = await storm(a)
+        await a.tick(30)  # asked for; its first attempt: a 503
+        assert len(deploy.server.seen) == 1
+        for rx in (a, b):
+            assert rx.receiver.config_path is not None
+            (rx.receiver.config_path.parent / "journeys.yaml").write_text(new_yaml)
+            rx.receiver.reload()
+        await b.tick(0)  # b says what it defines now; the retry is not due yet
+        assert await runs(b, inc) == []
+        await a.tick(5)  # a claims the retry
+        assert len(deploy.server.seen) == 1
+        [run] = await runs(a, inc)
+        assert run["status"] == "skipped"
+        assert "changed since it was asked for (url)" in run["result"]

@@ -350,3 +350,26 @@ async def test_refused_presses_never_push_the_record_of_a_run_off_the_incident(
     assert len(kept) == 50 and kept[0]["status"] == "ran"
     await rx.tick(900)  # the outcome window's end
     assert "outcome" in (await runs(rx, incident_id))[0]
+
+
+async def test_a_press_naming_no_action_is_refused_with_its_id_clipped(
+    rx: Harness, slack: Slack, world: Fakes, deploy: FakeDeploy
+) -> None:
+    incident_id = await opened(rx)
+    # Slack takes an action_id of up to 255 characters; the click's is the sender's word.
+    key = "rollback-" + "x" * 228 + "\n<!channel>"
+    assert len(RUN_PREFIX + key) <= 255
+
+    r = await slack.click(RUN_PREFIX + key, shown(world), ALICE)
+    assert r.status_code == 200
+    told = slack.responses()[-1]["text"]
+    assert "has no action 'rollback-xxx" in told
+    assert "x" * 100 not in told and "\n" not in told
+    await rx.tick(1)
+    assert deploy.calls == []
+    [run] = await runs(rx, incident_id)
+    assert (run["status"], run["by"]) == ("refused", "@alice (U0ALICE)")
+    for said in (run["action"], run["title"], run["result"]):
+        assert "x" * 100 not in said and "\n" not in said
+    entry = (await rx.incident(incident_id))["timeline"][-1]["text"]
+    assert "x" * 100 not in entry

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -405,10 +407,12 @@ def test_prometheus_rule_is_deploy_alerting_rules() -> None:
 # --- the rendered config passes the receiver's own check --------------------------------
 
 
-def run_check(files: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run_check(
+    files: dict[str, str], tmp_path: Path, env_names: Iterable[str] = SECRET_ENV
+) -> subprocess.CompletedProcess[str]:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    env = {**os.environ, **{var: f"test-{var.lower()}" for var in SECRET_ENV}}
+    env = {**os.environ, **{var: f"test-{var.lower()}" for var in env_names}}
     env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
     exe = Path(sys.executable).with_name("journey-receiver")
     return subprocess.run(
@@ -432,6 +436,28 @@ def test_the_rendered_config_passes_journey_receiver_check(
     manifests = render(values)
     files = {**configmap(manifests, "-receiver"), **configmap(manifests, "-journeys")}
     done = run_check(files, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def readme_values() -> list[dict[str, Any]]:
+    """The values examples of the chart's README (its yaml blocks), as a reader pastes them."""
+    blocks = re.finditer(
+        r"^( *)```yaml\n(.*?)^\1```$", (CHART / "README.md").read_text(), re.M | re.S
+    )
+    return [yaml.safe_load(textwrap.dedent(block[2])) for block in blocks]
+
+
+@pytest.mark.parametrize("values", readme_values(), ids=lambda values: "+".join(values))
+def test_the_values_examples_of_the_readme_pass_the_config_check_of_their_pods(
+    values: dict[str, Any], tmp_path: Path
+) -> None:
+    # The init container's check reads each ${VAR} from the environment the chart gives it
+    # (its Secret's keys and extraEnv), and nothing else: a ${VAR} an example names without
+    # giving it would keep the pods from starting.
+    manifests = render(values)
+    (check,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["initContainers"]
+    files = {**configmap(manifests, "-receiver"), **configmap(manifests, "-journeys")}
+    done = run_check(files, tmp_path, [env["name"] for env in check["env"]])
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -756,13 +782,32 @@ def test_an_ingress_to_the_pages_needs_read_tokens() -> None:
     # Without read tokens reads are open, and the pages would show every incident (alert
     # text, owners, revenue at risk) to whoever finds the host.
     with pytest.raises(
-        helm.HelmRenderError, match=r"ingress.paths .* route the pages.*read_bearer_tokens"
+        helm.HelmRenderError,
+        match=r"ingress.paths .* route the pages or the API.s reads.*read_bearer_tokens",
     ):
         render({"ingress": INGRESS})
     inbound_only = {**INGRESS, "paths": [{"path": "/inbound", "pathType": "Prefix"}]}
     assert of_kind(render({"ingress": inbound_only}), "Ingress")
     from_a_file = {"server": {"auth": {"read_bearer_tokens_file": "/etc/jr/read-tokens"}}}
     assert of_kind(render({"ingress": INGRESS, "config": from_a_file}), "Ingress")
+
+
+def test_an_ingress_routing_only_what_reads_nothing_needs_no_read_tokens() -> None:
+    # The README's CI outside the cluster posts events with a write token, and an uptime
+    # check asks /healthz: neither shows an incident, so open reads stay unrouted.
+    paths = [
+        {"path": "/inbound", "pathType": "Prefix"},
+        {"path": "/api/v1/events", "pathType": "Exact"},
+        {"path": "/healthz", "pathType": "Exact"},
+        {"path": "/readyz", "pathType": "Exact"},
+    ]
+    ingress = one(render({"ingress": {**INGRESS, "paths": paths}}), "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    assert [p["path"] for p in rule["http"]["paths"]] == [p["path"] for p in paths]
+    # A path that reaches a read is still refused, and said by itself.
+    api = [*paths, {"path": "/api/v1/incidents", "pathType": "Prefix"}]
+    with pytest.raises(helm.HelmRenderError, match=r"ingress.paths \[/api/v1/incidents\] "):
+        render({"ingress": {**INGRESS, "paths": api}})
 
 
 # --- rolling updates: no request in flight refused -----------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from receiver.errors import PayloadError
 from receiver.inbound import jira
+from receiver.store.base import Annotation
 from receiver.store.records import IncidentState
 from tests.conftest import FakeClock, make_alert, resolved
 from tests.support.fake_jira import BOT_ACCOUNT_ID
@@ -152,6 +153,33 @@ def test_a_move_out_of_done_from_before_the_resolve_takes_nothing_back() -> None
                 moved(category, status, started + 70_000), state, started + 90_000, "d3", ()
             )
             assert elsewhere is not None and "response" not in elsewhere.merge
+
+
+def test_taking_the_issue_up_after_an_acknowledgement_lapsed_acknowledges_it_again() -> None:
+    # Alice acknowledged in PagerDuty at +60 s; it timed out there at +31 min.
+    started = 1_776_500_000_000
+    state = IncidentState(
+        id="inc-1", key="k", digest="d", journey="checkout", group_labels={},
+        status="open", created_at=started, updated_at=started, first_firing_at=started,
+        sinks={"jira": {"key": "PAY-1"}},
+        response={"acknowledged_at": started + 60_000, "acknowledged_by": "Alice",
+                  "source": "pagerduty", "lapsed_at": started + 1_860_000},
+    )  # fmt: skip
+    now = started + 2_000_000
+    # Carol moved PAY-1 to In Progress before the lapse (delivered late): nothing now.
+    before = jira.annotation(
+        moved("indeterminate", "In Progress", started + 600_000), state, now, "d1", ()
+    )
+    assert before is not None and "response" not in before.merge
+    after = jira.annotation(
+        moved("indeterminate", "In Progress", started + 1_900_000), state, now, "d2", ()
+    )
+    assert after is not None
+    assert after.merge["response"] == {
+        "lapsed_at": None,
+        "reacknowledged_at": started + 1_900_000,
+        "reacknowledged_by": "Carol Lead",
+    }
 
 
 def test_a_move_older_than_the_last_applied_undoes_nothing() -> None:
@@ -607,3 +635,87 @@ async def test_an_issue_a_person_deleted_is_not_filed_again_until_the_incident_f
         "open",
     )
     assert detail["sinks"]["jira"]["deleted_by"] == ""
+
+
+async def test_a_persons_comment_on_the_issue_is_on_the_timeline(rx: Harness, world: Fakes) -> None:
+    """Jira Cloud sends ``comment_created`` with the issue's key and id, not its labels:
+    the key the Jira sink filed names the incident."""
+    incident_id, key = await opened_issue(rx, world)
+    said = "Rolled back payments.\n\n<!channel> {color:red}look{color} \x1b[31m" + "x" * 1000
+    body, headers = world.jira.comment(key, "Carol Lead", said, SECRET)
+    assert b"labels" not in body
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    again = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert again.json() == {"status": "already recorded", "incident": incident_id}
+    (entry,) = [
+        e["text"] for e in (await rx.incident(incident_id))["timeline"] if e["kind"] == "jira"
+    ]
+    assert entry.startswith(
+        f"comment on {key} in Jira by Carol Lead: Rolled back payments. <!channel> "
+        "{color:red}look{color} \\x1b[31mxxx"
+    )
+    assert entry.endswith("x…") and len(entry) < 600
+
+    # The sink's own comment (a material change: another service fails) is not a person's.
+    await rx.post([CART])
+    await rx.tick(120)
+    assert len(world.jira.issue(key).comments) == 2
+    body, headers = world.jira.commented(key, SECRET)
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+    texts = [e["text"] for e in (await rx.incident(incident_id))["timeline"] if e["kind"] == "jira"]
+    assert texts == [entry]
+
+
+async def test_a_comment_on_the_issue_moved_to_another_project_is_the_incidents(
+    rx: Harness, world: Fakes
+) -> None:
+    incident_id, key = await opened_issue(rx, world)
+    # Moved with no webhook for the move: the sink's next delivery finds it under its new key.
+    new_key = world.jira.move(key, "OPS")
+    await rx.post([CART])
+    await rx.tick(120)
+    assert (await rx.incident(incident_id))["sinks"]["jira"]["key"] == new_key
+    body, headers = world.jira.comment(new_key, "Carol Lead", "on it", SECRET)
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+
+    # Moved again, and the move's webhook comes first: the comment after it is found too.
+    newer_key = world.jira.move(new_key, "PAY")
+    body, headers = world.jira.webhook(newer_key, "Carol Lead", SECRET, before=None)
+    assert (await rx.client.post("/inbound/jira", content=body, headers=headers)).is_success
+    body, headers = world.jira.comment(newer_key, "Dan", "still on it", SECRET)
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    texts = [e["text"] for e in (await rx.incident(incident_id))["timeline"] if e["kind"] == "jira"]
+    assert texts[-1] == f"comment on {newer_key} in Jira by Dan: still on it"
+
+
+async def test_a_deletion_read_before_a_new_issue_was_filed_does_not_mark_the_new_one(
+    rx: Harness, world: Fakes, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Carol deletes the incident's issue just as the sink files a new one for it (a reopen
+    that found the old one gone): the new issue's receipt lands between the deletion's read
+    of the incident and its write. The deletion is of the old issue: it must not mark the
+    new one deleted, or nothing more would reach Jira for this episode."""
+    incident_id, key = await opened_issue(rx, world)
+    clock.advance(60)
+    body, headers = world.jira.delete(key, "Carol Lead", SECRET, at=clock.now)
+    store = rx.receiver.store
+    annotate = store.annotate
+    filed = Annotation(merge={"sinks.jira": {"key": "OPS-999", "state": "open"}})
+
+    async def sink_acks_first(incident: str, annotation: Annotation, now_ms: int) -> str:
+        if annotation.merge.get("sinks.jira", {}).get("state") == "deleted":
+            monkeypatch.setattr(store, "annotate", annotate)
+            assert await annotate(incident, filed, now_ms) == "ok"
+        return await annotate(incident, annotation, now_ms)
+
+    monkeypatch.setattr(store, "annotate", sink_acks_first)
+    r = await rx.client.post("/inbound/jira", content=body, headers=headers)
+    assert r.json() == {"status": "ignored", "incident": incident_id}
+    detail = await rx.incident(incident_id)
+    assert detail["sinks"]["jira"]["key"] == "OPS-999"
+    assert detail["sinks"]["jira"]["state"] == "open"
+    assert "deleted_by" not in detail["sinks"]["jira"]

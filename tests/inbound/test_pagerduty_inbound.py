@@ -144,6 +144,76 @@ async def test_a_reopen_in_pagerduty_takes_the_resolve_back_and_slack_hears_of_i
     assert replies[-1].endswith("reopened in PagerDuty by Alice")
 
 
+def people(blocks: list[dict[str, Any]]) -> list[str]:
+    """The texts of the Slack message's context line that says what people did."""
+    return [
+        e["text"]
+        for b in blocks
+        if b["type"] == "context"
+        for e in b["elements"]
+        if e["text"].startswith(("Acknowledge", "Resolved by"))
+    ]
+
+
+async def test_an_acknowledgement_that_times_out_in_pagerduty_no_longer_stands(
+    rx: Harness, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    pd = world.pagerduty
+    clock.advance(60)
+    ack = pd.person("acknowledged", incident_id, "Alice Oncall", SECRET, at=clock.now)
+    assert (await webhook(rx, *ack))[0] == 200
+    await rx.tick()
+    (message,) = world.slack.messages("#inc-checkout")
+    assert people(message.blocks) == ["Acknowledged by Alice Oncall"]
+
+    # Alice's acknowledgement times out (the service's acknowledgement timeout): PagerDuty
+    # triggers the incident again and pages. Nobody is on it any more.
+    clock.advance(1800)
+    lapsed = pd.acknowledgement_timed_out(incident_id, SECRET, at=clock.now)
+    assert await webhook(rx, *lapsed) == (200, {"status": "recorded", "incident": incident_id})
+    assert [i.status for i in pd.incidents(incident_id)] == ["triggered"]
+    detail = await rx.incident(incident_id)
+    response = detail["response"]
+    # The first acknowledgement still measures the time to acknowledge.
+    assert (response["acknowledged_by"], detail["mtta_s"]) == ("Alice Oncall", 60.0)
+    assert response["lapsed_at"] is not None and response["lapsed_at"].endswith("Z")
+    texts = [e["text"] for e in detail["timeline"] if e["kind"] == "pagerduty"]
+    assert texts[-1] == "acknowledgement by Alice Oncall timed out in PagerDuty: it pages again"
+    await rx.tick()
+    (message,) = world.slack.messages("#inc-checkout")
+    assert people(message.blocks) == ["Acknowledgement by Alice Oncall lapsed"]
+    replies = [r.text for r in world.slack.replies(message.ts)]
+    assert replies[-1].endswith(
+        "acknowledgement by Alice Oncall timed out in PagerDuty: it pages again"
+    )
+    page = (await rx.client.get(f"/incidents/{incident_id}")).text
+    assert f"<dt>Acknowledgement lapsed</dt><dd>{response['lapsed_at']}" in page
+
+    # Bob takes it up in PagerDuty: his acknowledgement stands now.
+    clock.advance(120)
+    again = pd.person("acknowledged", incident_id, "Bob", SECRET, at=clock.now)
+    assert (await webhook(rx, *again))[0] == 200
+    detail = await rx.incident(incident_id)
+    response = detail["response"]
+    assert response["lapsed_at"] is None
+    assert (response["acknowledged_by"], response["reacknowledged_by"]) == ("Alice Oncall", "Bob")
+    assert detail["mtta_s"] == 60.0
+    await rx.tick()
+    (message,) = world.slack.messages("#inc-checkout")
+    assert people(message.blocks) == ["Acknowledged by Bob"]
+    page = (await rx.client.get(f"/incidents/{incident_id}")).text
+    assert "Acknowledgement lapsed" not in page
+    again = response["reacknowledged_at"]
+    assert f"<dt>Acknowledged again</dt><dd>{again} by <bdi>Bob</bdi></dd>" in page
+    # The same timeout delivered again changes nothing.
+    assert (await webhook(rx, *lapsed))[1] == {
+        "status": "already recorded",
+        "incident": incident_id,
+    }
+    assert (await rx.incident(incident_id))["response"]["lapsed_at"] is None
+
+
 async def test_refusals_change_nothing(rx: Harness, world: Fakes) -> None:
     incident_id = await opened(rx)
     before = await rx.incident(incident_id)

@@ -53,6 +53,7 @@ from tests.support.slack_clicks import ALICE, BOB, CAROL, SECRET, Slack
 pytestmark = pytest.mark.anyio
 
 HOSTILE = "<!channel> *bold*"
+PD_SECRET = "pd-webhook-secret"
 PAYMENT = make_alert("payment-service", alertname="PaymentErrors")
 JOURNEYS = """\
 journeys:
@@ -126,7 +127,8 @@ async def rx(
     journeys = tmp_path / "journeys.yaml"
     journeys.write_text(JOURNEYS)
     extra = (
-        f"inbound: {{slack: {{signing_secret: {SECRET}}}}}\n"
+        f"inbound: {{slack: {{signing_secret: {SECRET}}}, "
+        f"pagerduty: {{signing_secrets: [{PD_SECRET}]}}}}\n"
         f"alertmanager: {{urls: ['{alertmanager.server.url}'], timeout: 2s}}\n"
     )
     config = write_config(tmp_path, world.config() + extra, journeys=journeys)
@@ -168,7 +170,7 @@ def people(posted: Message) -> list[str]:
         for b in posted.blocks
         if b["type"] == "context"
         for e in b["elements"]
-        if e["text"].startswith(("Acknowledged", "Marked", "Wrong", "Fixed", "Silenced"))
+        if e["text"].startswith(("Acknowledge", "Marked", "Wrong", "Fixed", "Silenced"))
     ]
     return lines
 
@@ -265,6 +267,40 @@ async def on_store(
     config = write_config(tmp_path, world.config() + extra, journeys=journeys)
     async with harness(config, clock, configured_sinks=True, store=store) as rx:
         yield rx, Slack(rx, world, clock)
+
+
+async def test_after_an_acknowledgement_lapsed_in_pagerduty_anyone_may_take_it_up_again(
+    rx: Harness, slack: Slack, world: Fakes, clock: FakeClock
+) -> None:
+    incident_id = await opened(rx)
+    clock.advance(60)
+    assert (await slack.click(ACK, incident_id, ALICE)).status_code == 200
+    await rx.tick()
+    assert ACK not in buttons(message(world))
+    # Alice's acknowledgement times out in PagerDuty, which pages again.
+    clock.advance(1800)
+    body, headers = world.pagerduty.acknowledgement_timed_out(incident_id, PD_SECRET, clock.now)
+    r = await rx.client.post("/inbound/pagerduty", content=body, headers=headers)
+    assert r.json() == {"status": "recorded", "incident": incident_id}
+    await rx.tick()
+    posted = message(world)
+    assert buttons(posted)[0] == ACK
+    assert people(posted) == ["Acknowledgement by @alice (U0ALICE) lapsed"]
+
+    clock.advance(60)
+    assert (await slack.click(ACK, incident_id, BOB)).status_code == 200
+    detail = await rx.incident(incident_id)
+    assert slack_timeline(detail)[-1] == "acknowledged in Slack by @bob (U0BOB)"
+    assert detail["response"]["reacknowledged_by"] == "@bob (U0BOB)"
+    assert detail["mtta_s"] == 60.0  # Alice's, the first
+    await rx.tick()
+    # PagerDuty hears of it, and stops paging.
+    pd = world.pagerduty
+    assert pd.actions(incident_id) == ["trigger", "acknowledge", "acknowledge"]
+    assert [i.status for i in pd.incidents(incident_id)] == ["acknowledged"]
+    posted = message(world)
+    assert ACK not in buttons(posted)
+    assert people(posted) == ["Acknowledged by @bob (U0BOB)"]
 
 
 async def test_two_people_pressing_acknowledge_at_once_make_one_acknowledgement(

@@ -99,6 +99,9 @@ class FakeComment:
     id: str
     body: Any
     created: int
+    author: dict[str, str] = field(default_factory=dict)
+    """Who wrote it, as Jira's webhooks name a user; the sink's own account for one made
+    through the API."""
 
 
 @dataclass
@@ -275,6 +278,53 @@ class FakeJira:
         body["changelog"] = {"id": body["delivery"], "items": items}
         return self._signed(body, secret)
 
+    def comment(
+        self,
+        key: str,
+        who: str,
+        body: Any,
+        secret: str,
+        account_id: str = PERSON_ACCOUNT_ID,
+        at: float = _EPOCH + 600,
+    ) -> tuple[bytes, dict[str, str]]:
+        """A person (``who``, Cloud's ``account_id``) comments ``body`` on issue ``key`` at
+        ``at``, as in the UI: the ``comment_created`` webhook Jira sends for it comes back
+        as (body, headers), signed with ``secret`` (``commented``)."""
+        issue = self.issue(key)
+        with self._lock:
+            made = FakeComment(
+                str(next(self._ids)),
+                body,
+                next(self._ids),
+                {"accountId": account_id, "displayName": who},
+            )
+            issue.comments.append(made)
+        return self.commented(key, secret, at=at)
+
+    def commented(
+        self, key: str, secret: str, which: int = -1, at: float = _EPOCH + 600
+    ) -> tuple[bytes, dict[str, str]]:
+        """The ``comment_created`` webhook of a comment on issue ``key`` (``which``: its
+        index, the latest by default; the sink's own included), signed with ``secret``.
+        As on Jira Cloud, its issue carries its id, key and a few fields, not its labels;
+        there is no top-level ``user``: the comment's ``author`` says who."""
+        issue = self.issue(key)
+        with self._lock:
+            made = issue.comments[which]
+            body = self._event("comment_created", "issue_commented", issue, at)
+        del body["issue_event_type_name"]
+        del body["issue"]["fields"]["labels"]
+        created = datetime.fromtimestamp(_EPOCH + made.created, UTC).isoformat()
+        body["comment"] = {
+            "id": made.id,
+            "author": made.author,
+            "body": made.body,
+            "updateAuthor": made.author,
+            "created": created,
+            "updated": created,
+        }
+        return self._signed(body, secret)
+
     def _event(self, event: str, type_name: str, issue: FakeIssue, at: float) -> dict[str, Any]:
         """A webhook's body for ``issue`` as it is, under a new delivery id (``delivery``,
         taken out again by ``_signed``); the lock is held."""
@@ -324,10 +374,14 @@ class FakeJira:
     async def _myself(self, request: Request) -> Response:
         if (refused := self._refuse(request)) is not None:
             return refused
+        return JSONResponse(self._me(request.path_params["version"]) | {"active": True})
+
+    def _me(self, version: int) -> dict[str, str]:
+        """The account the credentials are, as ``myself`` and the webhooks name it."""
         name = self._username or "journey-bot"
-        if request.path_params["version"] == 3:
-            return JSONResponse({"accountId": BOT_ACCOUNT_ID, "displayName": name, "active": True})
-        return JSONResponse({"name": name, "key": name, "displayName": name, "active": True})
+        if version == 3:
+            return {"accountId": BOT_ACCOUNT_ID, "displayName": name}
+        return {"name": name, "key": name, "displayName": name}
 
     async def _statuses(self, request: Request) -> Response:
         if (refused := self._refuse(request)) is not None:
@@ -441,7 +495,7 @@ class FakeJira:
         if (unstorable := _unstorable(body)) is not None:
             return unstorable
         with self._lock:
-            comment = FakeComment(str(next(self._ids)), body, next(self._ids))
+            comment = FakeComment(str(next(self._ids)), body, next(self._ids), self._me(version))
             issue.comments.append(comment)
         return JSONResponse(_comment_json(comment), status_code=201)
 

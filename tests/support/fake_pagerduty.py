@@ -126,14 +126,36 @@ class FakePagerDuty:
         the latest by default), in the web UI: its state changes, and the v3 webhook
         PagerDuty would send for it comes back as (body, headers), signed with ``secret``
         like PagerDuty signs it."""
+        agent = {"id": "PUSER01", "type": "user_reference", "summary": who}
+        return self._webhook(action, dedup_key, agent, secret, at, which, data)
+
+    def acknowledgement_timed_out(
+        self, dedup_key: str, secret: str, at: float = 1_776_500_400.0, which: int = -1
+    ) -> tuple[bytes, dict[str, str]]:
+        """The acknowledgement of a PagerDuty incident of ``dedup_key`` times out (the
+        service's acknowledgement timeout): it is triggered again, pages again, and the
+        ``incident.unacknowledged`` webhook comes back, from no person (``agent`` null)."""
+        return self._webhook("unacknowledged", dedup_key, None, secret, at, which, {})
+
+    def _webhook(
+        self,
+        action: str,
+        dedup_key: str,
+        agent: dict[str, str] | None,
+        secret: str,
+        at: float,
+        which: int,
+        data: dict[str, Any],
+    ) -> tuple[bytes, dict[str, str]]:
         with self._lock:
             incident = [i for i in self._incidents if i.dedup_key == dedup_key][which]
             if action in ("acknowledged", "resolved"):
                 incident.status = action
+            elif action == "unacknowledged":
+                incident.status = "triggered"
+            self._webhooks += 1
+            event_id = f"01WEBHOOK{self._webhooks:06d}"
         pd_id = f"P{incident.number:06d}"
-        self._webhooks += 1
-        event_id = f"01WEBHOOK{self._webhooks:06d}"
-        agent = {"id": "PUSER01", "type": "user_reference", "summary": who}
         if action == "annotated":
             body = {
                 "type": "incident_note",

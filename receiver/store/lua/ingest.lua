@@ -156,10 +156,11 @@ end
 -- receiver's own, reconcile's) tells nothing of episodes; copies without a startsAt
 -- (reconcile's) always count.
 local function late_firing(starts, old)
-  if not old or starts == '' then return false end
-  local o_status, o_starts, o_ends, o_changed =
-    string.match(old, '^([^|]*)|([^|]*)|([^|]*)|[^|]*|([^|]*)|')
-  if o_status ~= 'resolved' then return false end
+  -- Asked up to three times of every firing alert of a batch, most of them held firing
+  -- already (each repeat of a group): those are told by their first bytes, unmatched.
+  if not old or starts == '' or string.sub(old, 1, 9) ~= 'resolved|' then return false end
+  local o_starts, o_ends, o_changed =
+    string.match(old, '^resolved|([^|]*)|([^|]*)|[^|]*|([^|]*)|')
   if o_starts == starts then return true end
   local began, ended, stored = tonumber(starts), tonumber(o_ends), tonumber(o_changed)
   return o_starts ~= '' and began ~= nil and ended ~= nil

@@ -13,8 +13,11 @@
 local raw = redis.call('HGET', KEYS[5], 'state')
 if not raw then return 'gone' end
 local st = cjson.decode(raw)
-local acknowledged = type(st.response) == 'table' and st.response.acknowledged_at ~= nil
-                     and st.response.acknowledged_at ~= cjson.null
+-- Acknowledged and not lapsed since (timed out in PagerDuty, which pages again).
+local r = st.response
+local acknowledged = type(r) == 'table' and r.acknowledged_at ~= nil
+                     and r.acknowledged_at ~= cjson.null
+                     and (r.lapsed_at == nil or r.lapsed_at == cjson.null)
 if st.status ~= ARGV[6] or (acknowledged and '1' or '0') ~= ARGV[7] then return 'moved' end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return false end
 local id = tostring(redis.call('INCR', KEYS[2]))
