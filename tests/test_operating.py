@@ -33,7 +33,7 @@ from receiver.sinks import Delivery, Receipt
 from tests.conftest import FakeClock, body, make_alert, resolved
 from tests.support.fake_jira import serve_jira
 from tests.support.fake_server import FakeServer, serve
-from tests.support.harness import RecordingSink, ScriptedSink, harness, write_config
+from tests.support.harness import Harness, RecordingSink, ScriptedSink, harness, write_config
 from tests.support.processes import free_port, redis_server
 from tests.support.sink_world import Fakes
 from tests.support.vendor_signing import sign_jira, sign_slack
@@ -273,6 +273,15 @@ async def test_a_replica_of_the_release_before_still_finds_the_sinks_a_new_one_h
         assert await new.receiver.store.cache.get("sinks", "slack") is not None
 
 
+async def queued(rx: Harness) -> list[dict[str, Any]]:
+    """Every delivery job waiting, retrying or dead, as the API lists them."""
+    jobs: list[dict[str, Any]] = []
+    for state in ("pending", "retrying", "dead"):
+        r = await rx.client.get(f"/api/v1/deliveries?state={state}")
+        jobs += r.json()["deliveries"]
+    return jobs
+
+
 async def test_the_end_of_an_incident_a_sink_removed_everywhere_heard_of_is_not_queued(
     tmp_path: Path, clock: FakeClock, redis_port: int
 ) -> None:
@@ -294,9 +303,7 @@ async def test_the_end_of_an_incident_a_sink_removed_everywhere_heard_of_is_not_
         await after.post([resolved(alert)])
         await after.tick(301)
         assert (await after.incident(inc))["status"] == "resolved"
-        for state in ("pending", "retrying", "dead"):
-            url = f"/api/v1/deliveries?state={state}"
-            assert (await after.client.get(url)).json()["deliveries"] == [], state
+        assert await queued(after) == []
 
 
 def take_slack_out(cfg: Path) -> None:
@@ -329,14 +336,15 @@ async def test_a_sink_a_reload_removed_from_the_only_replica_is_told_no_more_end
         assert (await rx.incident(inc))["status"] == "resolved"
         for _ in range(8):
             await rx.tick(70)
-        for state in ("pending", "retrying", "dead"):
-            url = f"/api/v1/deliveries?state={state}"
-            assert (await rx.client.get(url)).json()["deliveries"] == [], state
+        assert await queued(rx) == []
 
 
-def with_slack_on_one_redis(tmp_path: Path, world: Fakes, redis_port: int) -> list[Path]:
-    """The receiver.yaml of two replicas with ``world``'s sinks, Slack among them, on one
-    Redis."""
+@contextlib.asynccontextmanager
+async def two_with_slack(
+    tmp_path: Path, clock: FakeClock, world: Fakes, redis_port: int
+) -> AsyncIterator[tuple[Harness, Harness, list[Path]]]:
+    """Two replicas with ``world``'s sinks, Slack among them, on one Redis, and their
+    receiver.yaml files."""
     prefix = f"said{uuid.uuid4().hex[:8]}"
     store = f"store: {{url: 'redis://127.0.0.1:{redis_port}/0', key_prefix: {prefix}}}\n"
     configs = []
@@ -345,7 +353,11 @@ def with_slack_on_one_redis(tmp_path: Path, world: Fakes, redis_port: int) -> li
         cfg = write_config(tmp_path / name, world.config() + store)
         cfg.write_text(cfg.read_text().replace("store: {url: 'memory://'}\n", ""))
         configs.append(cfg)
-    return configs
+    async with (
+        harness(configs[0], clock, configured_sinks=True) as one,
+        harness(configs[1], clock, configured_sinks=True) as two,
+    ):
+        yield one, two, configs
 
 
 async def test_a_sink_every_replica_reloaded_out_is_told_no_more_at_once(
@@ -354,11 +366,7 @@ async def test_a_sink_every_replica_reloaded_out_is_told_no_more_at_once(
     # Both replicas said they had Slack a moment ago; then both reload without it. What
     # each said is taken back with the reload, not left two minutes: the resolve decided
     # right after is not queued to Slack, to be given back and forth and die.
-    configs = with_slack_on_one_redis(tmp_path, world, redis_port)
-    async with (
-        harness(configs[0], clock, configured_sinks=True) as one,
-        harness(configs[1], clock, configured_sinks=True) as two,
-    ):
+    async with two_with_slack(tmp_path, clock, world, redis_port) as (one, two, configs):
         alert = make_alert()
         (inc,) = (await one.post([alert])).json()["incidents"]
         await one.tick(30)  # posted to Slack
@@ -371,9 +379,7 @@ async def test_a_sink_every_replica_reloaded_out_is_told_no_more_at_once(
             await rx.tick(0)
         await two.tick(15)  # resolve_after: decided
         assert (await two.incident(inc))["status"] == "resolved"
-        for state in ("pending", "retrying", "dead"):
-            url = f"/api/v1/deliveries?state={state}"
-            assert (await two.client.get(url)).json()["deliveries"] == [], state
+        assert await queued(two) == []
 
 
 async def test_a_replica_that_said_it_had_a_sink_last_hides_no_other_replica_having_it(
@@ -382,11 +388,7 @@ async def test_a_replica_that_said_it_had_a_sink_last_hides_no_other_replica_hav
     # Two replicas with Slack on one Redis; the second to say so is then reloaded without
     # Slack and decides the resolve. What it said last is its own: the first replica still
     # has Slack, and the message must still be told the incident resolved.
-    configs = with_slack_on_one_redis(tmp_path, world, redis_port)
-    async with (
-        harness(configs[0], clock, configured_sinks=True) as keeps,
-        harness(configs[1], clock, configured_sinks=True) as drops,
-    ):
+    async with two_with_slack(tmp_path, clock, world, redis_port) as (keeps, drops, configs):
         alert = make_alert()
         (inc,) = (await keeps.post([alert])).json()["incidents"]
         await keeps.tick(30)  # posted to Slack
